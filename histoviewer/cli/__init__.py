@@ -1,0 +1,42 @@
+"""``histoviewer``: one entry point with subcommands. Qt is imported only for the GUI."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from histoviewer import __version__
+from histoviewer.core.errors import HistoViewerError
+
+SUBCOMMANDS = ("view", "demo", "info", "phantom")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from histoviewer.cli import info, phantom, view
+
+    parser = argparse.ArgumentParser(
+        prog="histoviewer",
+        description="Whole-slide image viewer with an AI tumour overlay for sentinel lymph nodes.",
+    )
+    parser.add_argument("--version", action="version", version=f"histoviewer {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    view.register(sub)
+    info.register(sub)
+    phantom.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `histoviewer SLIDE` and a bare `histoviewer` open the viewer.
+    if not argv or (argv[0] not in SUBCOMMANDS and not argv[0].startswith("-")):
+        argv.insert(0, "view")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except HistoViewerError as exc:
+        print(f"histoviewer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("histoviewer: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,56 @@
+"""``histoviewer view [SLIDE...]`` and ``histoviewer demo``: the GUI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEMO_SIZE = (24_000, 16_000)  # 6 x 4 mm at 0.25 um/px: room for a 3 mm macrometastasis
+DEMO_LESIONS = "macro:3.0,micro:0.8,itc:0.15"
+DEMO_SEED = 7
+
+
+def register(sub) -> None:
+    p = sub.add_parser("view", help="open the viewer (the default command)")
+    p.add_argument("slides", nargs="*", help="slides to open in tabs")
+    p.add_argument("--cache-mb", type=int, default=512, help="tile cache size in MiB (default 512)")
+    p.set_defaults(func=run_view)
+    d = sub.add_parser("demo", help="open the viewer on the demo phantom slide (made on first use)")
+    d.add_argument("--cache-mb", type=int, default=512, help="tile cache size in MiB (default 512)")
+    d.add_argument("--dir", type=Path, default=None, help="where the demo slide is kept")
+    d.set_defaults(func=run_demo)
+
+
+def data_dir() -> Path:
+    """``$HISTOVIEWER_DATA_DIR``, else ``$XDG_DATA_HOME/histoviewer``, else ``~/.local/share/histoviewer``."""
+    if env := os.environ.get("HISTOVIEWER_DATA_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "histoviewer"
+
+
+def demo_slide(folder: Path | None = None) -> Path:
+    """The demo phantom, generated once (a synthetic lymph node with three metastases)."""
+    folder = folder or data_dir() / "demo"
+    path = folder / "demo-phantom.tiff"
+    if not path.exists():
+        from histoviewer.core.phantom import write_phantom
+
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"making the demo phantom slide {path} (once) ...", file=sys.stderr)
+        write_phantom(path, width=DEMO_SIZE[0], height=DEMO_SIZE[1], mpp=0.25, lesions=DEMO_LESIONS, seed=DEMO_SEED)
+    return path
+
+
+def run_view(args: argparse.Namespace) -> int:
+    from histoviewer.qt.main_window import run_gui
+
+    return run_gui(args.slides, cache_mb=args.cache_mb)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from histoviewer.qt.main_window import run_gui
+
+    return run_gui([str(demo_slide(args.dir))], cache_mb=args.cache_mb)

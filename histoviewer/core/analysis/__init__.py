@@ -1,0 +1,1 @@
+"""Lesion measurement, size classes and staging (no Qt)."""

@@ -1,0 +1,39 @@
+"""Metastasis size classes (AJCC 8th edition, as used by CAMELYON17).
+
+ITC: largest diameter <= 0.2 mm; micrometastasis: > 0.2 mm and <= 2.0 mm;
+macrometastasis: > 2.0 mm. The largest diameter is the maximum Feret diameter in mm.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+ITC_MAX_MM = 0.2
+MICRO_MAX_MM = 2.0
+
+
+class SizeClass(str, enum.Enum):
+    """Size class of one lesion; ``UNKNOWN`` when the slide has no physical scale."""
+
+    ITC = "itc"
+    MICRO = "micro"
+    MACRO = "macro"
+    UNKNOWN = "unknown"
+
+
+def classify_diameter_mm(diameter_mm: float | None) -> SizeClass:
+    """Size class of a lesion from its largest diameter in millimetres.
+
+    ``None`` or NaN (no microns-per-pixel on the slide) gives ``SizeClass.UNKNOWN``
+    rather than a guess.
+    """
+    if diameter_mm is None or math.isnan(diameter_mm):
+        return SizeClass.UNKNOWN
+    if diameter_mm < 0:
+        raise ValueError(f"a lesion diameter cannot be negative: {diameter_mm} mm")
+    if diameter_mm <= ITC_MAX_MM:
+        return SizeClass.ITC
+    if diameter_mm <= MICRO_MAX_MM:
+        return SizeClass.MICRO
+    return SizeClass.MACRO

@@ -1,0 +1,26 @@
+"""The small error hierarchy every front end catches.
+
+Messages name the file, say what went wrong and, where it helps, what to do.
+"""
+
+from __future__ import annotations
+
+
+class HistoViewerError(Exception):
+    """Base of every error HistoViewer raises on purpose."""
+
+
+class SlideOpenError(HistoViewerError):
+    """A slide file could not be opened (missing, unreadable, not a slide, unsupported)."""
+
+
+class SlideReadError(HistoViewerError):
+    """A slide opened, but reading pixels from it failed (for example broken tile data)."""
+
+
+class PhantomSpecError(HistoViewerError, ValueError):
+    """A phantom-slide request (size, lesion list) is invalid."""
+
+
+class AnnotationFormatError(HistoViewerError):
+    """An annotation file is malformed or unsafe."""

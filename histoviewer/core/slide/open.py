@@ -1,0 +1,50 @@
+"""``open_slide``: choose a backend and turn every failure into a clear ``SlideOpenError``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from histoviewer.core.errors import SlideOpenError
+from histoviewer.core.slide.image_backend import ImageReader
+from histoviewer.core.slide.openslide_backend import OpenSlideReader
+from histoviewer.core.slide.reader import SlideReader
+
+# Formats the flat-image fallback handles when OpenSlide declines a file.
+FLAT_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+
+
+def _check_file(path: Path) -> None:
+    """Fail early with a message that says what is wrong with the path itself."""
+    if not path.exists():
+        raise SlideOpenError(f"{path}: no such file")
+    if path.is_dir():
+        # MRXS and DICOM slides are chosen by their index file, not the folder.
+        raise SlideOpenError(f"{path}: is a directory, not a slide file (choose the slide file inside it)")
+    if not os.access(path, os.R_OK):
+        raise SlideOpenError(f"{path}: permission denied (the file is not readable by this user)")
+    if path.stat().st_size == 0:
+        raise SlideOpenError(f"{path}: the file is empty (0 bytes); it may still be copying or be truncated")
+
+
+def open_slide(path: str | os.PathLike[str]) -> SlideReader:
+    """Open a slide with OpenSlide, falling back to the flat-image reader.
+
+    Raises ``SlideOpenError`` naming the file and the cause for anything that cannot be
+    opened (missing, directory, unreadable, empty, unsupported, corrupt).
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        return OpenSlideReader(path)
+    except SlideOpenError as openslide_error:
+        if path.suffix.lower() not in FLAT_IMAGE_SUFFIXES:
+            raise
+        try:
+            return ImageReader(path)
+        except SlideOpenError as image_error:
+            # Both readers refused: the OpenSlide reason is usually the informative one
+            # (for example "Unsupported TIFF compression: 52479").
+            raise SlideOpenError(f"{openslide_error}; as a plain image: {image_error}") from image_error
+    except PermissionError as exc:
+        raise SlideOpenError(f"{path}: permission denied: {exc}") from exc

@@ -1,0 +1,113 @@
+"""OpenSlide backend: every format OpenSlide 4 reads (SVS, NDPI, MRXS, SCN, TIFF, DICOM, ...)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import numpy as np
+import openslide
+
+from histoviewer.core.errors import SlideOpenError, SlideReadError
+from histoviewer.core.slide.info import SlideInfo
+from histoviewer.core.slide.reader import SlideReader, composite_on_white
+
+log = logging.getLogger(__name__)
+
+
+def _float_property(props: dict[str, str], key: str) -> float | None:
+    """A positive float property, or None when absent, unparsable or zero."""
+    try:
+        value = float(props[key])
+    except (KeyError, ValueError):
+        return None
+    return value if value > 0 else None
+
+
+class OpenSlideReader(SlideReader):
+    """A slide read through OpenSlide.
+
+    OpenSlide puts a handle into a permanent error state after any failed read, so a
+    failure would blank the rest of the slide. We reopen the handle after a failure
+    (under a lock) so one broken tile costs only that tile.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        try:
+            self._slide = openslide.OpenSlide(str(path))
+        except openslide.OpenSlideUnsupportedFormatError as exc:
+            raise SlideOpenError(f"{path}: not a slide format OpenSlide can read ({exc})") from exc
+        except openslide.OpenSlideError as exc:
+            raise SlideOpenError(f"{path}: OpenSlide cannot open this file: {exc}") from exc
+        self._generation = 0
+        self.info = self._read_info()
+
+    def _read_info(self) -> SlideInfo:
+        props = dict(self._slide.properties)
+        return SlideInfo(
+            path=self._path,
+            backend="openslide",
+            vendor=props.get(openslide.PROPERTY_NAME_VENDOR),
+            level_dimensions=tuple(tuple(int(v) for v in d) for d in self._slide.level_dimensions),
+            level_downsamples=tuple(float(d) for d in self._slide.level_downsamples),
+            mpp_x=_float_property(props, openslide.PROPERTY_NAME_MPP_X),
+            mpp_y=_float_property(props, openslide.PROPERTY_NAME_MPP_Y),
+            objective_power=_float_property(props, openslide.PROPERTY_NAME_OBJECTIVE_POWER),
+            associated_images=tuple(self._slide.associated_images.keys()),
+            properties=props,
+        )
+
+    def _recover(self, failed_generation: int) -> None:
+        """Replace the handle that entered OpenSlide's sticky error state (once per failure)."""
+        with self._lock:
+            if self._generation != failed_generation:
+                return  # another thread already reopened it
+            try:
+                fresh = openslide.OpenSlide(str(self._path))
+            except openslide.OpenSlideError as exc:
+                log.warning("%s: could not reopen after a read error: %s", self._path, exc)
+                return
+            old, self._slide = self._slide, fresh
+            self._generation += 1
+        # The old handle may still be in use by a concurrent read; leave it to the GC
+        # rather than closing it under that reader.
+        del old
+
+    def read_region(self, l0_x: int, l0_y: int, level: int, lv_width: int, lv_height: int) -> np.ndarray:
+        if not 0 <= level < self.info.level_count:
+            raise ValueError(f"level {level} out of range 0..{self.info.level_count - 1}")
+        if lv_width <= 0 or lv_height <= 0:
+            return np.full((max(lv_height, 0), max(lv_width, 0), 3), 255, np.uint8)
+        slide, generation = self._slide, self._generation
+        try:
+            image = slide.read_region((int(l0_x), int(l0_y)), level, (int(lv_width), int(lv_height)))
+        except openslide.OpenSlideError as exc:
+            self._recover(generation)
+            raise SlideReadError(
+                f"{self._path}: cannot read level {level} at level-0 ({l0_x}, {l0_y}), "
+                f"{lv_width}x{lv_height} px: {exc}"
+            ) from exc
+        return composite_on_white(np.asarray(image))
+
+    def thumbnail(self, max_size: int) -> np.ndarray:
+        try:
+            image = self._slide.get_thumbnail((max_size, max_size))
+        except openslide.OpenSlideError as exc:
+            self._recover(self._generation)
+            raise SlideReadError(f"{self._path}: cannot read a thumbnail: {exc}") from exc
+        return composite_on_white(np.asarray(image.convert("RGBA")))
+
+    def associated_image(self, name: str) -> np.ndarray:
+        try:
+            image = self._slide.associated_images[name]
+        except KeyError:
+            raise KeyError(f"{self._path}: no associated image named {name!r}") from None
+        except openslide.OpenSlideError as exc:
+            raise SlideReadError(f"{self._path}: cannot read associated image {name!r}: {exc}") from exc
+        return composite_on_white(np.asarray(image.convert("RGBA")))
+
+    def close(self) -> None:
+        self._slide.close()

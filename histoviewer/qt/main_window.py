@@ -1,0 +1,269 @@
+"""The main window: tabs of slides, menus, status bar, drag and drop, recent files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget
+
+from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.recent import RecentFiles
+from histoviewer.core.tiles.cache import ByteBoundedCache
+from histoviewer.core.tiles.viewport import Viewport, magnification_scale
+from histoviewer.qt.properties_dialog import PropertiesDialog
+from histoviewer.qt.slide_tab import SlideTab
+
+DEFAULT_CACHE_MB = 512
+MAGNIFICATIONS = (1, 5, 10, 20, 40)
+SLIDE_FILTER = (
+    "Slides and images (*.svs *.tif *.tiff *.ndpi *.vms *.vmu *.scn *.mrxs *.svslide *.bif *.dcm "
+    "*.png *.jpg *.jpeg *.bmp);;All files (*)"
+)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, cache_mb: int = DEFAULT_CACHE_MB, recent: RecentFiles | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("HistoViewer")
+        self.resize(1400, 900)
+        self.cache = ByteBoundedCache(cache_mb * 1024 * 1024)
+        self.recent = recent or RecentFiles()
+        self.last_error: str | None = None
+        self.tabs = QTabWidget(self)
+        self.tabs.setTabsClosable(True)
+        self.tabs.setDocumentMode(True)
+        self.tabs.tabCloseRequested.connect(self.close_tab)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self.placeholder = QLabel("Open a slide: File \u203a Open (Ctrl+O), or drop a slide file here.", self)
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setStyleSheet("color: #666; font-size: 15px;")
+        self.setCentralWidget(self.placeholder)
+        self.setAcceptDrops(True)
+        self._build_status_bar()
+        self._build_menus()
+
+    # -- construction ----------------------------------------------------------------------
+    def _build_status_bar(self) -> None:
+        self.mag_label = QLabel("")
+        self.pos_label = QLabel("")
+        self.load_label = QLabel("")
+        self.load_label.setStyleSheet("color: #a01010;")
+        bar = self.statusBar()
+        # Permanent widgets: showMessage() would hide ordinary ones while a message shows.
+        bar.addPermanentWidget(self.load_label)
+        bar.addPermanentWidget(self.pos_label)
+        bar.addPermanentWidget(self.mag_label)
+
+    def _action(self, menu, text: str, slot, shortcut=None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self._action(file_menu, "&Open\u2026", self.open_dialog, QKeySequence.StandardKey.Open)
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self._action(file_menu, "&Close slide", lambda: self.close_tab(self.tabs.currentIndex()), QKeySequence.StandardKey.Close)
+        file_menu.addSeparator()
+        self.properties_action = self._action(file_menu, "Slide &properties\u2026", self.show_properties, "Ctrl+I")
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        view_menu = self.menuBar().addMenu("&View")
+        self._action(view_menu, "&Fit to window", lambda: self._with_view(lambda v: v.fit()), "F")
+        self._action(view_menu, "Zoom &in", lambda: self._with_view(lambda v: v.zoom_by(1.25)), QKeySequence.StandardKey.ZoomIn)
+        self._action(view_menu, "Zoom &out", lambda: self._with_view(lambda v: v.zoom_by(0.8)), QKeySequence.StandardKey.ZoomOut)
+        view_menu.addSeparator()
+        self.mag_actions = {}
+        for i, mag in enumerate(MAGNIFICATIONS, start=1):
+            self.mag_actions[mag] = self._action(view_menu, f"{mag}x", lambda _=False, m=mag: self.jump_to_magnification(m), f"Ctrl+{i}")
+        view_menu.addSeparator()
+        self.minimap_action = self._action(view_menu, "Show &overview", self._toggle_minimap, "O")
+        self.minimap_action.setCheckable(True)
+        self.minimap_action.setChecked(True)
+        self.scale_bar_action = self._action(view_menu, "Show &scale bar", self._toggle_scale_bar)
+        self.scale_bar_action.setCheckable(True)
+        self.scale_bar_action.setChecked(True)
+        self._update_actions()
+
+    # -- slides ----------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open slide", "", SLIDE_FILTER)
+        for path in paths:
+            self.open_slide(path)
+
+    def open_slide(self, path: str | os.PathLike[str]) -> SlideTab | None:
+        """Open a slide in a new tab; on failure say why and keep everything else as it was."""
+        try:
+            tab = SlideTab(path, self.cache)
+        except HistoViewerError as exc:
+            self.report_error("Cannot open slide", str(exc))
+            return None
+        if self.centralWidget() is self.placeholder:
+            self.placeholder.setParent(None)
+            self.setCentralWidget(self.tabs)
+        tab.view.viewportChanged.connect(self._on_viewport_changed)
+        tab.view.cursorMoved.connect(self._on_cursor_moved)
+        tab.view.tileFailed.connect(self._on_tile_failed)
+        tab.minimap.setVisible(self.minimap_action.isChecked())
+        tab.view.show_scale_bar = self.scale_bar_action.isChecked()
+        info = tab.session.info
+        index = self.tabs.addTab(tab, Path(path).name)
+        self.tabs.setTabToolTip(index, str(path))
+        self.tabs.setCurrentIndex(index)
+        self.recent.add(path)
+        self._on_viewport_changed(tab.view.viewport)
+        if tab.session.thumbnail_error:
+            self._on_tile_failed(tab.session.thumbnail_error)
+        elif info.mpp is None:
+            self.statusBar().showMessage(f"{Path(path).name}: no microns-per-pixel in the file; physical scale unknown", 8000)
+        self._update_actions()
+        return tab
+
+    def close_tab(self, index: int) -> None:
+        tab = self.tabs.widget(index)
+        if not isinstance(tab, SlideTab):
+            return
+        self.tabs.removeTab(index)
+        tab.close_slide()
+        tab.deleteLater()
+        self._update_actions()
+
+    def current_tab(self) -> SlideTab | None:
+        tab = self.tabs.currentWidget() if self.centralWidget() is self.tabs else None
+        return tab if isinstance(tab, SlideTab) else None
+
+    def _with_view(self, fn) -> None:
+        if (tab := self.current_tab()) is not None:
+            fn(tab.view)
+
+    def jump_to_magnification(self, magnification: float) -> None:
+        tab = self.current_tab()
+        if tab is None:
+            return
+        base = tab.session.info.base_magnification
+        if base is None:
+            self.report_error("Magnification unknown", "This slide states neither objective power nor microns per pixel.")
+            return
+        tab.view.set_scale(magnification_scale(magnification, base))
+
+    def show_properties(self) -> PropertiesDialog | None:
+        if (tab := self.current_tab()) is None:
+            return None
+        dialog = PropertiesDialog(tab.session.reader, self)
+        dialog.open()
+        return dialog
+
+    def report_error(self, title: str, message: str) -> None:
+        """Tell the user without blocking (tests and the event loop keep running)."""
+        self.last_error = message
+        self.statusBar().showMessage(message, 15000)
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    # -- status ----------------------------------------------------------------------------
+    def _update_actions(self) -> None:
+        tab = self.current_tab()
+        self.properties_action.setEnabled(tab is not None)
+        base = tab.session.info.base_magnification if tab else None
+        for action in self.mag_actions.values():
+            action.setEnabled(base is not None)
+        title = f"HistoViewer \u2013 {tab.session.info.path.name}" if tab else "HistoViewer"
+        self.setWindowTitle(title)
+        if tab is None:
+            self.mag_label.setText("")
+            self.pos_label.setText("")
+            self.load_label.setText("")
+
+    def _on_tab_changed(self, _index: int) -> None:
+        self._update_actions()
+        if (tab := self.current_tab()) is not None:
+            self._on_viewport_changed(tab.view.viewport)
+
+    def _on_viewport_changed(self, viewport: Viewport) -> None:
+        tab = self.current_tab()
+        if tab is None or self.sender() not in (None, tab.view):
+            return
+        base = tab.session.info.base_magnification
+        if base is not None:
+            self.mag_label.setText(f"{base * viewport.scale:.1f}x")
+        else:
+            self.mag_label.setText(f"zoom {viewport.scale:.3g} (magnification unknown)")
+
+    def _on_cursor_moved(self, l0_pos) -> None:
+        tab = self.current_tab()
+        if tab is None or l0_pos is None:
+            self.pos_label.setText("")
+            return
+        x, y = l0_pos
+        text = f"x {x:,.0f}  y {y:,.0f} px"
+        mpp = tab.session.info.mpp
+        text += f"   ({x * mpp / 1000:.3f}, {y * mpp / 1000:.3f}) mm" if mpp else "   (mm unknown: no \u00b5m/px)"
+        self.pos_label.setText(text)
+
+    def _on_tile_failed(self, message: str) -> None:
+        self.load_label.setText("Some tiles could not be read (outlined in red)")
+        self.load_label.setToolTip(message)
+        self.statusBar().showMessage(message, 10000)
+
+    def _toggle_minimap(self, checked: bool) -> None:
+        for i in range(self.tabs.count()):
+            self.tabs.widget(i).minimap.setVisible(checked)
+
+    def _toggle_scale_bar(self, checked: bool) -> None:
+        for i in range(self.tabs.count()):
+            self.tabs.widget(i).view.show_scale_bar = checked
+            self.tabs.widget(i).view.update()
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        items = self.recent.load()
+        if not items:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+        for path in items:
+            self.recent_menu.addAction(path, lambda p=path: self.open_slide(p))
+
+    # -- drag and drop ---------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        for url in event.mimeData().urls():
+            if url.isLocalFile():
+                self.open_slide(url.toLocalFile())
+        event.acceptProposedAction()
+
+    def close_all(self) -> None:
+        while self.tabs.count():
+            self.close_tab(0)
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.close_all()
+        super().closeEvent(event)
+
+
+def run_gui(paths: list[str], cache_mb: int = DEFAULT_CACHE_MB) -> int:
+    """Start the application window with ``paths`` open."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    app.setApplicationName("HistoViewer")
+    window = MainWindow(cache_mb=cache_mb)
+    # Stop every slide's loader threads before Qt tears the widgets down.
+    app.aboutToQuit.connect(window.close_all)
+    window.show()
+    for path in paths:
+        window.open_slide(path)
+    return app.exec()
+
+
+

@@ -1,0 +1,283 @@
+"""The slide view: paints a ``FramePlan``, turns mouse and keys into viewport changes."""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QObject, QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QKeyEvent, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtWidgets import QWidget
+
+from histoviewer.core.tiles.frame import FramePlan
+from histoviewer.core.tiles.geometry import TileKey
+from histoviewer.core.tiles.session import SlideSession
+from histoviewer.core.tiles.viewport import Viewport, fit_scale, fit_viewport
+from histoviewer.core.units import format_length_um, scale_bar_length_um
+
+WHEEL_STEP = 1.25  # zoom factor per wheel notch (120 eighths of a degree)
+KEY_PAN_FRACTION = 0.125  # arrow keys move the view by this fraction of its size
+BACKGROUND = QColor(238, 238, 238)
+SCALE_BAR_MAX_PX = 200.0
+SCALE_BAR_BOX_H = 50
+
+
+class _TileEvents(QObject):
+    """Carries loader callbacks (worker threads) to the GUI thread via queued signals."""
+
+    loaded = Signal(object)
+    failed = Signal(object, str)
+
+
+class SlideView(QWidget):
+    """Shows one ``SlideSession``. Viewport state lives in a core ``Viewport``."""
+
+    viewportChanged = Signal(object)  # Viewport
+    cursorMoved = Signal(object)  # (l0_x, l0_y) or None when the cursor leaves the slide
+    tileFailed = Signal(str)
+    frameComplete = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session: SlideSession | None = None
+        self.viewport = Viewport(0.0, 0.0, 1.0, 1, 1)
+        self.last_plan: FramePlan | None = None
+        self.show_scale_bar = True
+        self._drag_from: QPointF | None = None
+        self._pan_remainder = (0.0, 0.0)
+        self._fitted = False
+        self.events = _TileEvents(self)
+        self.events.loaded.connect(self._on_tile_loaded, Qt.ConnectionType.QueuedConnection)
+        self.events.failed.connect(self._on_tile_failed, Qt.ConnectionType.QueuedConnection)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMouseTracking(True)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.setMinimumSize(200, 150)
+
+    # -- session ---------------------------------------------------------------------------
+    def set_session(self, session: SlideSession) -> None:
+        self.session = session
+        self._fitted = False
+        self.fit()
+
+    # Callbacks handed to the SlideSession; they run on loader threads.
+    def tile_loaded_callback(self, key: TileKey) -> None:
+        try:
+            self.events.loaded.emit(key)
+        except RuntimeError:
+            pass  # the view was deleted while a worker finished its last tile
+
+    def tile_failed_callback(self, key: TileKey, message: str) -> None:
+        try:
+            self.events.failed.emit(key, message)
+        except RuntimeError:
+            pass  # as above
+
+    def _on_tile_loaded(self, key: TileKey) -> None:
+        if self.session is not None and key.slide_id == self.session.slide_id:
+            self.update()
+
+    def _on_tile_failed(self, key: TileKey, message: str) -> None:
+        self.tileFailed.emit(message)
+        self.update()
+
+    # -- viewport --------------------------------------------------------------------------
+    @property
+    def min_scale(self) -> float:
+        if self.session is None:
+            return 1e-6
+        w, h = self.session.info.dimensions
+        return fit_scale(w, h, max(self.width(), 1), max(self.height(), 1)) / 4
+
+    def set_viewport(self, viewport: Viewport) -> None:
+        if self.session is not None:
+            viewport = viewport.clamped(*self.session.info.dimensions)
+        if viewport != self.viewport:
+            self.viewport = viewport
+            self.viewportChanged.emit(viewport)
+            self.update()
+
+    def fit(self) -> None:
+        if self.session is None:
+            return
+        w, h = self.session.info.dimensions
+        self._fitted = True
+        self.set_viewport(fit_viewport(w, h, max(self.width(), 1), max(self.height(), 1)))
+
+    def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
+        if anchor is None:
+            anchor = QPointF(self.width() / 2, self.height() / 2)
+        self._fitted = False
+        self.set_viewport(self.viewport.zoomed(factor, anchor.x(), anchor.y(), self.min_scale))
+
+    def set_scale(self, scale: float) -> None:
+        self._fitted = False
+        self.set_viewport(self.viewport.with_scale(max(scale, self.min_scale)))
+
+    def center_on(self, l0_x: float, l0_y: float) -> None:
+        self.set_viewport(Viewport(l0_x, l0_y, self.viewport.scale, self.viewport.screen_w, self.viewport.screen_h))
+
+    def pan_by(self, screen_dx: float, screen_dy: float) -> None:
+        """Pan by whole screen pixels, scrolling what is already painted.
+
+        Only the strip that scrolls into view is repainted (plus the scale bar), so a
+        pan frame costs a fraction of a full repaint at any zoom. Sub-pixel remainders
+        are carried to the next call so slow drags do not drift.
+        """
+        self._fitted = False
+        rx, ry = self._pan_remainder
+        dx, dy = screen_dx + rx, screen_dy + ry
+        ix, iy = round(dx), round(dy)
+        self._pan_remainder = (dx - ix, dy - iy)
+        if ix == 0 and iy == 0:
+            return
+        old = self.viewport
+        new = old.panned(ix, iy)
+        if self.session is not None:
+            new = new.clamped(*self.session.info.dimensions)
+        shift_x, shift_y = (old.l0_cx - new.l0_cx) * old.scale, (old.l0_cy - new.l0_cy) * old.scale
+        scrollable = (
+            self.session is not None
+            and math.isclose(shift_x, round(shift_x), abs_tol=1e-6)
+            and math.isclose(shift_y, round(shift_y), abs_tol=1e-6)
+            and abs(shift_x) < self.width() and abs(shift_y) < self.height()
+        )
+        if not scrollable:
+            self.set_viewport(new)
+            return
+        if new == old:
+            return
+        self.viewport = new
+        self.viewportChanged.emit(new)
+        bar = self._scale_bar_rect()
+        self.scroll(round(shift_x), round(shift_y), self.rect())
+        # The scale bar is drawn on the view, so scrolling moved a stale copy: repaint both.
+        self.update(bar)
+        self.update(bar.translated(round(shift_x), round(shift_y)))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if self._fitted:
+            self.fit()
+        else:
+            self.set_viewport(self.viewport.resized(self.width(), self.height()))
+        super().resizeEvent(event)
+
+    # -- painting --------------------------------------------------------------------------
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+        painter = QPainter(self)
+        try:
+            painter.fillRect(event.rect(), BACKGROUND)
+            if self.session is None:
+                return
+            plan = self.session.plan(self.viewport)
+            self.last_plan = plan
+            self._draw_plan(painter, plan, QRectF(event.rect()))
+            if self.show_scale_bar:
+                self._draw_scale_bar(painter)
+        finally:
+            painter.end()
+        if plan.complete:
+            self.frameComplete.emit()
+
+    def _draw_plan(self, painter: QPainter, plan: FramePlan, exposed: QRectF) -> None:
+        session = self.session
+        smooth = not math.isclose(self.viewport.scale * session.info.level_downsamples[plan.level], 1.0)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+        for op in plan.ops:
+            dst = QRectF(*op.dst)
+            if not dst.intersects(exposed):
+                continue  # after a scroll only a strip is exposed
+            image = session.payload(op.key)
+            if image is not None:
+                painter.drawImage(dst, image, QRectF(*op.src))
+        if plan.failed:
+            painter.setPen(QPen(QColor(200, 30, 30), 2, Qt.PenStyle.DashLine))
+            painter.setBrush(QColor(200, 30, 30, 40))
+            for rect in plan.failed:
+                painter.drawRect(QRectF(*rect))
+                if rect[2] > 120 and rect[3] > 30:
+                    painter.drawText(QRectF(*rect), Qt.AlignmentFlag.AlignCenter, "tile unreadable")
+
+    def _scale_bar_text(self) -> tuple[str, float]:
+        """The scale bar's label and its length in screen pixels (0 when the scale is unknown)."""
+        mpp = self.session.info.mpp if self.session is not None else None
+        if mpp is None:
+            return "scale unknown (no \u00b5m/px in file)", 0.0
+        um_per_px = mpp / self.viewport.scale
+        length_um = scale_bar_length_um(um_per_px, min(SCALE_BAR_MAX_PX, self.width() / 3))
+        return format_length_um(length_um), length_um / um_per_px
+
+    def _scale_bar_rect(self) -> QRect:
+        """Screen area the scale bar may cover (generous, so scrolling can repaint it)."""
+        if not self.show_scale_bar:
+            return QRect()
+        return QRect(0, self.height() - SCALE_BAR_BOX_H - 12, SCALE_BAR_MAX_PX + 260, SCALE_BAR_BOX_H + 12)
+
+    def _draw_scale_bar(self, painter: QPainter) -> None:
+        margin, height = 16, 6
+        font = QFont(self.font())
+        font.setPointSizeF(9)
+        painter.setFont(font)
+        text, bar_px = self._scale_bar_text()
+        text_w = painter.fontMetrics().horizontalAdvance(text)
+        box = QRectF(margin - 6, self.height() - margin - height - 24, max(bar_px, text_w) + 12, height + 28)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(255, 255, 255, 200))
+        painter.drawRoundedRect(box, 4, 4)
+        painter.setPen(QColor(20, 20, 20))
+        painter.drawText(QPointF(margin, self.height() - margin - height - 6), text)
+        if bar_px:
+            painter.fillRect(QRectF(margin, self.height() - margin - height, bar_px, height), QColor(20, 20, 20))
+
+    # -- input -----------------------------------------------------------------------------
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
+        notches = event.angleDelta().y() / 120.0
+        if notches:
+            self.zoom_by(WHEEL_STEP**notches, event.position())
+        event.accept()
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._drag_from = event.position()
+            self.setCursor(Qt.CursorShape.ClosedHandCursor)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        pos = event.position()
+        if self._drag_from is not None:
+            delta = pos - self._drag_from
+            self._drag_from = pos
+            self.pan_by(delta.x(), delta.y())
+        self._emit_cursor(pos)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._drag_from = None
+            self.unsetCursor()
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        self.zoom_by(2.0, event.position())
+
+    def leaveEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.cursorMoved.emit(None)
+
+    def _emit_cursor(self, pos: QPointF) -> None:
+        if self.session is None:
+            return
+        l0_x, l0_y = self.viewport.screen_to_l0(pos.x(), pos.y())
+        w, h = self.session.info.dimensions
+        self.cursorMoved.emit((l0_x, l0_y) if 0 <= l0_x < w and 0 <= l0_y < h else None)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        key = event.key()
+        step_x, step_y = self.width() * KEY_PAN_FRACTION, self.height() * KEY_PAN_FRACTION
+        pans = {
+            Qt.Key.Key_Left: (step_x, 0), Qt.Key.Key_Right: (-step_x, 0),
+            Qt.Key.Key_Up: (0, step_y), Qt.Key.Key_Down: (0, -step_y),
+        }
+        if key in pans:
+            self.pan_by(*pans[key])
+        elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+            self.zoom_by(WHEEL_STEP)
+        elif key == Qt.Key.Key_Minus:
+            self.zoom_by(1 / WHEEL_STEP)
+        else:
+            super().keyPressEvent(event)

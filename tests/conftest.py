@@ -1,0 +1,39 @@
+"""Shared fixtures: real data from ../shared/data (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Qt must run without a screen in tests; set before any QApplication exists.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("HISTOVIEWER_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path_factory, monkeypatch):
+    """Keep recent files and demo data out of the developer's home folder."""
+    base = tmp_path_factory.mktemp("userdirs")
+    monkeypatch.setenv("HISTOVIEWER_CONFIG_DIR", str(base / "config"))
+    monkeypatch.setenv("HISTOVIEWER_DATA_DIR", str(base / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA} (it sits beside the repository in CI)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def slides_dir(shared_data) -> Path:
+    return shared_data / "slides"
+
+
+@pytest.fixture(scope="session")
+def cmu_small(slides_dir) -> Path:
+    return slides_dir / "CMU-1-Small-Region.svs"

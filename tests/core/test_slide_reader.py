@@ -1,0 +1,156 @@
+"""The slide layer on real files: metadata, pixels, and every kind of bad input."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import openslide
+import pytest
+
+from histoviewer.core.errors import SlideOpenError, SlideReadError
+from histoviewer.core.slide import open_slide
+from histoviewer.core.slide.reader import composite_on_white
+
+
+def test_real_svs_metadata(cmu_small):
+    with open_slide(cmu_small) as reader:
+        info = reader.info
+        assert info.backend == "openslide"
+        assert info.vendor == "aperio"
+        assert info.dimensions == (2220, 2967)
+        assert info.level_count == 1
+        assert info.mpp == pytest.approx(0.499)
+        assert info.objective_power == 20
+        assert set(info.associated_images) == {"label", "macro", "thumbnail"}
+        assert info.to_dict()["mpp_known"] is True
+
+
+def test_region_equals_openslide_composited_on_white(cmu_small):
+    raw = openslide.OpenSlide(str(cmu_small))
+    expected = np.asarray(raw.read_region((1000, 1500), 0, (300, 200)))
+    with open_slide(cmu_small) as reader:
+        got = reader.read_region(1000, 1500, 0, 300, 200)
+    assert got.shape == (200, 300, 3) and got.dtype == np.uint8
+    assert np.array_equal(got, composite_on_white(expected))
+    raw.close()
+
+
+def test_region_outside_the_slide_is_white(cmu_small):
+    with open_slide(cmu_small) as reader:
+        got = reader.read_region(-500, -500, 0, 100, 100)
+    assert (got == 255).all()
+
+
+def test_composite_on_white_blends_by_alpha():
+    rgba = np.array([[[0, 0, 0, 0], [100, 50, 0, 255], [0, 0, 0, 128]]], np.uint8)
+    out = composite_on_white(rgba)
+    assert out[0, 0].tolist() == [255, 255, 255]
+    assert out[0, 1].tolist() == [100, 50, 0]
+    assert out[0, 2].tolist() == [127, 127, 127]
+
+
+def test_slide_without_mpp_reports_unknown(slides_dir):
+    with open_slide(slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs") as reader:
+        info = reader.info
+        assert info.mpp is None and info.mpp_x is None
+        assert info.level_count == 2
+        assert info.base_magnification is None
+        assert info.to_dict()["mpp_known"] is False
+
+
+def test_multi_level_generic_tiff_geometry(slides_dir):
+    with open_slide(slides_dir / "openslide-fixtures" / "boxes.tiff") as reader:
+        info = reader.info
+        assert info.level_count == 4
+        assert info.level_dimensions[0] == (300, 250)
+        assert info.level_downsamples[1] == pytest.approx(2.0)
+        assert reader.best_level_for_downsample(1.0) == 0
+        assert reader.best_level_for_downsample(4.1) == 2
+        assert reader.best_level_for_downsample(100) == 3
+        assert reader.read_region(0, 0, 3, 37, 30).shape == (30, 37, 3)
+
+
+def test_dicom_opens(slides_dir):
+    with open_slide(slides_dir / "openslide-fixtures" / "boxes_0.dcm") as reader:
+        assert reader.info.vendor == "dicom"
+        assert reader.read_region(0, 0, 0, 8, 8).shape == (8, 8, 3)
+
+
+def test_flat_tiff_falls_back_to_image_reader(slides_dir):
+    with open_slide(slides_dir / "flat-rgb-kidney.tif") as reader:
+        info = reader.info
+        assert info.backend == "image"
+        assert info.dimensions == (1493, 901)
+        region = reader.read_region(1400, 800, 0, 200, 200)
+        assert region.shape == (200, 200, 3)
+        assert (region[150:, :, :] == 255).all()  # beyond the bottom edge: white
+        assert reader.thumbnail(256).shape[1] == 256
+
+
+def test_flat_png_round_trip(tmp_path):
+    from PIL import Image
+
+    rgb = np.random.default_rng(0).integers(0, 255, (300, 400, 3), np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "field.png")
+    with open_slide(tmp_path / "field.png") as reader:
+        assert reader.info.mpp is None
+        assert np.array_equal(reader.read_region(10, 20, 0, 50, 40), rgb[20:60, 10:60])
+
+
+def test_associated_images_are_listed_and_read_only_on_request(cmu_small):
+    with open_slide(cmu_small) as reader:
+        assert "label" in reader.info.associated_images
+        assert reader.associated_image("label").ndim == 3
+        with pytest.raises(KeyError, match="no associated image named 'nope'"):
+            reader.associated_image("nope")
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda d: d / "missing.svs", "no such file"),
+        (lambda d: d, "is a directory"),
+        (lambda d: (d / "empty.svs").touch() or d / "empty.svs", "empty (0 bytes)"),
+        (lambda d: (d / "notes.svs").write_text("hello") and d / "notes.svs", "not a slide format"),
+        (lambda d: (d / "fake.png").write_bytes(b"\x89PNG garbage") and d / "fake.png", "not a slide or image"),
+    ],
+    ids=["missing", "directory", "zero-bytes", "not-a-slide", "corrupt-png"],
+)
+def test_bad_input_names_file_and_cause(tmp_path, make, expected):
+    path = make(tmp_path)
+    with pytest.raises(SlideOpenError) as err:
+        open_slide(path)
+    assert str(path) in str(err.value)
+    assert expected in str(err.value)
+
+
+def test_no_permission(tmp_path, monkeypatch):
+    path = tmp_path / "locked.svs"
+    path.write_bytes(b"x" * 10)
+    path.chmod(0)
+    if os.geteuid() == 0:
+        # root reads anything: simulate the denied access check instead
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(path) else real_access(p, mode))
+    with pytest.raises(SlideOpenError, match="permission denied"):
+        open_slide(path)
+
+
+def test_unsupported_compression_is_a_clear_error(slides_dir):
+    path = slides_dir / "openslide-fixtures" / "unopenable.tiff"
+    with pytest.raises(SlideOpenError) as err:
+        open_slide(path)
+    assert str(path) in str(err.value)
+    assert "Unsupported TIFF compression" in str(err.value)
+
+
+def test_broken_tile_data_fails_the_read_and_the_handle_recovers(slides_dir, cmu_small):
+    path = slides_dir / "openslide-fixtures" / "unreadable.svs"
+    reader = open_slide(path)
+    for _ in range(2):  # each read fails on its own, with the file and the region named
+        with pytest.raises(SlideReadError, match="unreadable.svs: cannot read level 0"):
+            reader.read_region(0, 0, 0, 16, 16)
+    # Outside the broken data the reader keeps answering (white beyond the slide).
+    assert (reader.read_region(100, 100, 0, 8, 8) == 255).all()
+    reader.close()

@@ -1,0 +1,187 @@
+"""The viewer as a user drives it: open, pan, zoom, overview, tabs, bad files, close."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import openslide
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from histoviewer.core.slide.reader import composite_on_white
+from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.qt.images import qimage_to_rgb
+from tests.qt.conftest import open_settled, wait_complete
+
+
+def test_open_pan_zoom_close(window, qtbot, cmu_small):
+    tab = open_settled(window, qtbot, cmu_small)
+    assert tab is not None and window.tabs.count() == 1
+    view = tab.view
+    wait_complete(qtbot, view)
+    fit = view.viewport
+    assert fit.scale < 1  # the whole 2220x2967 slide fits in 1200x800
+    assert window.mag_label.text().endswith("x")
+
+    qtbot.mouseMove(view, QPoint(400, 300))
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(400, 300))
+    qtbot.mouseMove(view, QPoint(300, 250))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=QPoint(300, 250))
+    assert view.viewport.l0_cx == pytest.approx(fit.l0_cx + 100 / fit.scale)
+    assert view.viewport.l0_cy == pytest.approx(fit.l0_cy + 50 / fit.scale)
+
+    view.zoom_by(4.0, QPointF(200, 200))
+    assert view.viewport.scale == pytest.approx(fit.scale * 4)
+    qtbot.keyClick(view, Qt.Key.Key_Right)
+    qtbot.keyClick(view, Qt.Key.Key_Minus)
+    wait_complete(qtbot, view)
+    assert "mm" in window.pos_label.text() or window.pos_label.text() == ""
+
+    window.jump_to_magnification(20)
+    assert view.viewport.scale == pytest.approx(1.0)  # CMU-1 is a 20x scan
+    window.close_tab(0)
+    assert window.tabs.count() == 0 and window.current_tab() is None
+
+
+def test_wheel_zooms_around_the_cursor(window, qtbot, cmu_small):
+    view = open_settled(window, qtbot, cmu_small).view
+    anchor = QPointF(700, 250)
+    before = view.viewport.screen_to_l0(anchor.x(), anchor.y())
+    from PySide6.QtGui import QWheelEvent
+    event = QWheelEvent(anchor, view.mapToGlobal(anchor), QPoint(0, 0), QPoint(0, 240),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    scale = view.viewport.scale
+    view.wheelEvent(event)
+    assert view.viewport.scale == pytest.approx(scale * 1.25**2)
+    assert view.viewport.screen_to_l0(anchor.x(), anchor.y()) == pytest.approx(before)
+
+
+def test_view_at_1to1_paints_exactly_what_openslide_reads(window, qtbot, cmu_small):
+    view = open_settled(window, qtbot, cmu_small).view
+    w, h = view.width(), view.height()
+    l0_x0, l0_y0 = 600, 900
+    view.set_viewport(Viewport(l0_x0 + w / 2, l0_y0 + h / 2, 1.0, w, h))
+    view.show_scale_bar = False
+    window.tabs.currentWidget().minimap.hide()
+    wait_complete(qtbot, view)
+    painted = qimage_to_rgb(view.grab().toImage())
+    raw = openslide.OpenSlide(str(cmu_small))
+    expected = composite_on_white(np.asarray(raw.read_region((l0_x0, l0_y0), 0, (w, h))))
+    raw.close()
+    assert painted.shape == expected.shape
+    assert np.array_equal(painted, expected)
+
+
+def test_view_is_never_blank_while_tiles_load(window, qtbot, cmu_small, monkeypatch):
+    """Before any fine tile arrives, the thumbnail fills the slide area (no background grey)."""
+    from histoviewer.core.slide import openslide_backend
+
+    gate = threading.Event()
+    original = openslide_backend.OpenSlideReader.read_region
+
+    def slow(self, *args):
+        gate.wait(10)
+        return original(self, *args)
+
+    monkeypatch.setattr(openslide_backend.OpenSlideReader, "read_region", slow)
+    tab = open_settled(window, qtbot, cmu_small)
+    view = tab.view
+    tab.minimap.hide()
+    view.show_scale_bar = False
+    view.set_viewport(Viewport(1100.0, 1500.0, 1.0, view.width(), view.height()))
+    view.repaint()
+    assert not view.last_plan.complete and view.last_plan.missing
+    painted = qimage_to_rgb(view.grab().toImage())
+    background = np.all(painted == (238, 238, 238), axis=-1)
+    assert background.mean() < 0.001
+    gate.set()
+    wait_complete(qtbot, view)
+
+
+def test_overview_click_moves_the_view(window, qtbot, cmu_small):
+    tab = open_settled(window, qtbot, cmu_small)
+    tab.view.zoom_by(8.0)
+    minimap = tab.minimap
+    qtbot.mouseClick(minimap, Qt.MouseButton.LeftButton, pos=QPoint(minimap.width() // 4, minimap.height() * 3 // 4))
+    vp = tab.view.viewport
+    assert vp.l0_cx == pytest.approx(2220 * 0.25, rel=0.05)
+    assert vp.l0_cy == pytest.approx(2967 * 0.75, rel=0.05)
+    rect = minimap.viewport_rect()
+    assert rect.center().x() == pytest.approx(minimap.width() / 4, abs=3)
+
+
+def test_bad_files_are_reported_and_the_app_keeps_running(window, qtbot, slides_dir, tmp_path, cmu_small):
+    window.open_slide(cmu_small)
+    (tmp_path / "empty.svs").touch()
+    for bad in [slides_dir / "openslide-fixtures" / "unopenable.tiff", tmp_path / "missing.svs", tmp_path, tmp_path / "empty.svs"]:
+        assert window.open_slide(bad) is None
+        assert str(bad) in window.last_error
+    assert window.tabs.count() == 1
+    wait_complete(qtbot, window.current_tab().view)
+
+
+def test_broken_tiles_are_outlined_and_the_rest_keeps_working(window, qtbot, slides_dir, cmu_small):
+    tab = window.open_slide(slides_dir / "openslide-fixtures" / "unreadable.svs")
+    assert tab is not None
+    with qtbot.waitSignal(tab.view.tileFailed, timeout=5000) as failure:
+        tab.view.repaint()
+    assert "Bogus marker length" in failure.args[0] and "unreadable.svs" in failure.args[0]
+    tab.view.repaint()
+    assert tab.view.last_plan.failed
+    assert "could not be read" in window.load_label.text()
+    good = window.open_slide(cmu_small)
+    wait_complete(qtbot, good.view)
+
+
+def test_slide_without_mpp_says_scale_unknown(window, qtbot, slides_dir):
+    tab = open_settled(window, qtbot, slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs")
+    assert "unknown" in window.mag_label.text()
+    tab.view._emit_cursor(QPointF(600, 400))
+    assert "mm unknown" in window.pos_label.text()
+    assert not window.mag_actions[20].isEnabled()
+
+
+def test_tabs_close_without_leaking_threads(window, qtbot, cmu_small, slides_dir):
+    baseline = threading.active_count()
+    for _ in range(5):
+        for path in (cmu_small, slides_dir / "openslide-fixtures" / "boxes.tiff"):
+            wait_complete(qtbot, window.open_slide(path).view)
+        assert threading.active_count() > baseline
+        while window.tabs.count():
+            window.close_tab(0)
+    assert threading.active_count() == baseline
+    assert window.cache.size_bytes == 0  # closed slides leave nothing in the cache
+
+
+def test_drop_opens_slides_and_recent_files_remember_them(window, qtbot, cmu_small):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(cmu_small))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    assert window.tabs.count() == 1
+    assert window.recent.load()[0] == str(cmu_small.resolve())
+    window._fill_recent_menu()
+    assert window.recent_menu.actions()[0].text() == str(cmu_small.resolve())
+
+
+def test_properties_do_not_show_the_label_until_asked(window, qtbot, cmu_small, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    window.open_slide(cmu_small)
+    reads = []
+    reader = window.current_tab().session.reader
+    original = reader.associated_image
+    monkeypatch.setattr(reader, "associated_image", lambda name: reads.append(name) or original(name))
+    dialog = window.show_properties()
+    texts = [dialog.table.item(r, 1).text() for r in range(dialog.table.rowCount())]
+    assert any("0.4990" in t for t in texts)
+    assert reads == []  # opening the dialog reads no associated image
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
+    assert dialog.show_associated("label") is None and reads == []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    shown = dialog.show_associated("label")
+    assert shown is not None and reads == ["label"]
+    shown.close()
+    dialog.close()

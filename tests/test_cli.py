@@ -1,0 +1,44 @@
+"""The command line: ``histoviewer info`` and error handling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from histoviewer.cli import main
+
+
+def test_info_text(cmu_small, capsys):
+    assert main(["info", str(cmu_small)]) == 0
+    out = capsys.readouterr().out
+    assert "2220 x 2967 px" in out and "0.4990 x 0.4990 um/px" in out and "aperio" in out
+    assert "label, macro, thumbnail (not shown" in out
+
+
+def test_info_json(cmu_small, capsys):
+    assert main(["info", str(cmu_small), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["width"] == 2220 and data["mpp_x"] == 0.499 and data["objective_power"] == 20
+    assert "properties" not in data
+
+
+def test_info_without_mpp_says_unknown(slides_dir, capsys):
+    assert main(["info", str(slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs")]) == 0
+    out = capsys.readouterr().out
+    assert "microns per pixel: unknown" in out and "physical size" not in out
+    assert main(["info", str(slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mpp_x"] is None
+
+
+def test_info_bad_file_exits_2_with_a_message(slides_dir, capsys):
+    path = slides_dir / "openslide-fixtures" / "unopenable.tiff"
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("histoviewer: error:") and str(path) in err and "Unsupported TIFF compression" in err
+
+
+def test_python_dash_m_entry_point(cmu_small):
+    result = subprocess.run([sys.executable, "-m", "histoviewer", "info", str(cmu_small), "--json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and json.loads(result.stdout)["vendor"] == "aperio"
