@@ -148,11 +148,16 @@ class SlideView(QWidget):
             return
         self.viewport = new
         self.viewportChanged.emit(new)
+        sx, sy = round(shift_x), round(shift_y)
+        self.scroll(sx, sy, self.rect())
+        # Scrolling copies pixels, including those of the scale bar and of overlay children
+        # (the overview): repaint where their stale copies landed, and the bar itself.
         bar = self._scale_bar_rect()
-        self.scroll(round(shift_x), round(shift_y), self.rect())
-        # The scale bar is drawn on the view, so scrolling moved a stale copy: repaint both.
         self.update(bar)
-        self.update(bar.translated(round(shift_x), round(shift_y)))
+        self.update(bar.translated(sx, sy))
+        for child in self.findChildren(QWidget):
+            if child.isVisible() and child.parentWidget() is self:
+                self.update(child.geometry().translated(sx, sy))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         if self._fitted:
