@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-DEMO_SIZE = (24_000, 16_000)  # 6 x 4 mm at 0.25 um/px: room for a 3 mm macrometastasis
+DEMO_SIZE = (40_000, 28_000)  # 10 x 7 mm at 0.25 um/px: the node has room for a 3 mm macrometastasis
 DEMO_LESIONS = "macro:3.0,micro:0.8,itc:0.15"
 DEMO_SEED = 7
 
