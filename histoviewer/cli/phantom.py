@@ -1,0 +1,101 @@
+"""``histoviewer phantom OUT.tiff --width W --height H [...]``: write a synthetic lymph-node
+slide with known metastases, and its ground truth (GeoJSON, ASAP XML, lesions JSON)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.phantom import DEFAULT_LESIONS, write_phantom
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "phantom",
+        help="write a synthetic H&E lymph-node slide with lesions of known size",
+        description=(
+            "Write a pyramidal JPEG TIFF of a synthetic H&E lymph node with metastases of "
+            "exactly known size, plus OUT.geojson (QuPath), OUT.xml (ASAP/CAMELYON) and "
+            "OUT.lesions.json beside it. Same seed, same files."
+        ),
+    )
+    p.add_argument("out", metavar="OUT.tiff", help="slide file to write")
+    p.add_argument("--width", type=int, required=True, help="level-0 width in pixels")
+    p.add_argument("--height", type=int, required=True, help="level-0 height in pixels")
+    p.add_argument("--mpp", type=float, default=0.25,
+                   help="microns per pixel (default 0.25, a 40x scan)")
+    p.add_argument(
+        "--lesions", default=DEFAULT_LESIONS, metavar="SPEC",
+        help=(
+            "comma-separated kind:diameter_mm with kind itc (<= 0.2 mm), micro (<= 2 mm) or "
+            f"macro (> 2 mm), or bare diameters; '' for a negative node (default {DEFAULT_LESIONS})"
+        ),
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--tile-size", type=int, default=512, help="TIFF tile size (default 512)")
+    p.add_argument("--quality", type=int, default=85, help="JPEG quality 1-100 (default 85)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="rendering processes (default: one per CPU for large slides)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
+    p.set_defaults(func=run)
+
+
+def _progress_bar(enabled: bool):
+    """A tqdm bar on stderr when stderr is a terminal; returns (callback, close)."""
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="tile", desc="phantom", file=sys.stderr, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    return update, bar.close
+
+
+def run(args: argparse.Namespace) -> int:
+    progress, close = _progress_bar(sys.stderr.isatty())
+    try:
+        result = write_phantom(
+            args.out, width=args.width, height=args.height, mpp=args.mpp,
+            lesions=args.lesions, seed=args.seed, tile_size=args.tile_size,
+            jpeg_quality=args.quality, progress=progress, workers=args.workers,
+        )
+    except HistoViewerError as exc:
+        close()
+        print(f"histoviewer: error: {exc}", file=sys.stderr)
+        return 2
+    close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    mm_w = result.width * result.mpp / 1000
+    mm_h = result.height * result.mpp / 1000
+    lines = [
+        f"slide:       {result.slide_path} ({result.file_bytes / 2**20:.1f} MiB)",
+        f"size:        {result.width} x {result.height} px at {result.mpp:g} um/px "
+        f"({mm_w:.2f} x {mm_h:.2f} mm), {len(result.level_dimensions)} levels",
+        f"truth:       {result.geojson_path}",
+        f"             {result.xml_path}",
+        f"             {result.lesions_json_path}",
+    ]
+    if result.lesions:
+        lines.append(f"lesions:     {len(result.lesions)}")
+        for les in result.lesions:
+            cx, cy = les.l0_centroid
+            lines.append(
+                f"  {les.name:<10} {les.size_class.value:<6} {les.diameter_mm:.3f} mm "
+                f"(asked {les.requested_diameter_mm:g}), area {les.area_mm2:.4f} mm2, "
+                f"centre ({cx:.0f}, {cy:.0f}) px"
+            )
+    else:
+        lines.append("lesions:     none (negative node)")
+    lines.append(f"time:        {result.seconds:.1f} s")
+    print("\n".join(lines))
+    return 0
