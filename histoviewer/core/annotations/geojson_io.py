@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import AnnotationFormatError
 
 __all__ = [
@@ -63,23 +63,9 @@ class PolygonAnnotation:
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an
-    ``os.replace``, so readers never see a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    """Write ``data`` atomically (see ``histoviewer.core.atomic``) and return the path."""
+    atomic_write_bytes(path, data)
+    return Path(path)
 
 
 def geojson_dict(annotations: Sequence[PolygonAnnotation]) -> dict[str, Any]:
