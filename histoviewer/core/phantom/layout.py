@@ -187,11 +187,6 @@ class PhantomLayout:
     follicles: np.ndarray = field(repr=False)  # (F, 3): l0_x, l0_y, l0_radius
     lesions: tuple[LesionShape, ...] = ()
 
-    @property
-    def fat_reach_um(self) -> float:
-        """Largest distance (um) outside the node outline that can hold fat."""
-        return self.node.fat_max_um + 2.0 * 80.0
-
 
 def _make_node(width: int, height: int, mpp: float, seed: int, rng: np.random.Generator) -> NodeShape:
     k = math.sqrt(NODE_AREA_FRACTION / math.pi)

@@ -66,21 +66,16 @@ def _upsample(coarse: np.ndarray, step: int) -> np.ndarray:
     return y.reshape(n * step, n * step)
 
 
-def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
-    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
-    return t * t * (3.0 - 2.0 * t)
-
-
 def _two_nearest(
     gx: np.ndarray, gy: np.ndarray, sx: np.ndarray, sy: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Distances to and indices of the nearest and second-nearest seed at each grid point
     (the Voronoi structure of cell borders and fat membranes)."""
     shape = gx.shape
-    if len(sx) < 2:
+    if len(sx) < 2:  # no border anywhere: the second seed is infinitely far away
         far = np.full(shape, 1e9)
         idx = np.zeros(shape, np.int64)
-        d1 = np.hypot(gx - sx[0], gy - sy[0]) if len(sx) else far
+        d1 = np.hypot(gx - sx[0], gy - sy[0]) if len(sx) else np.zeros(shape)
         return d1, far, idx, idx
     tree = cKDTree(np.column_stack([sx, sy]))
     d, i = tree.query(np.column_stack([gx.ravel(), gy.ravel()]), k=2)
@@ -131,8 +126,13 @@ class TileRenderer:
 
     # -- helpers -------------------------------------------------------------------------
     def _tex(self, tex: np.ndarray, l0_x0: int, l0_y0: int) -> np.ndarray:
+        """The tile's window of a tiling texture: a view for tile-aligned positions."""
         ox, oy = l0_x0 % self.period, l0_y0 % self.period
-        return tex[oy : oy + self.ts, ox : ox + self.ts]
+        if ox + self.ts <= self.period and oy + self.ts <= self.period:
+            return tex[oy : oy + self.ts, ox : ox + self.ts]
+        idx_y = (oy + np.arange(self.ts)) % self.period
+        idx_x = (ox + np.arange(self.ts)) % self.period
+        return tex[np.ix_(idx_y, idx_x)]
 
     def _coarse(self, l0_x0: int, l0_y0: int, step: int) -> tuple[np.ndarray, np.ndarray]:
         """Level-0 centres of the pixels at every ``step``-th row and column (and one past
@@ -235,6 +235,7 @@ class TileRenderer:
         ne = np.zeros((ts, ts), np.float32)
         node_w = np.zeros((ts, ts), np.float32)
         near_lesions: list = []
+        mask_fn = None
         if float(sd_c.max()) > -1.0:  # some node tissue (its nuclei sit well inside)
             node_w, h, e, nh, ne, mask_fn, near_lesions = self._node(
                 sd_c, cx, cy, fine, mid, l0_x0, l0_y0
