@@ -108,7 +108,22 @@ def _preload(app, tab, viewports) -> None:
     pump_for(app, 0.2)  # deliver the loaded signals and their repaints before timing
 
 
-def _frames(app, tab, viewports, steps, mode: str) -> dict:
+@dataclasses.dataclass
+class _Drag:
+    """One drag's raw numbers (seconds), before rounds are pooled into a ``PanResult``."""
+
+    times: list[float]
+    incomplete: int
+    unpainted: int
+    extra: int
+    loaded: int = 0
+    settle: float = 0.0
+    plan_times: list[float] = dataclasses.field(default_factory=list)
+    scale: float = 1.0
+    level: int = 0
+
+
+def _frames(app, tab, viewports, steps, mode: str) -> _Drag:
     """Run the paced drag; per-frame times and counters."""
     view = tab.view
     window = view.window()
@@ -133,10 +148,10 @@ def _frames(app, tab, viewports, steps, mode: str) -> dict:
     drift = abs(view.viewport.l0_cx - viewports[-1].l0_cx) * view.viewport.scale
     if drift > 1.0:
         raise RuntimeError(f"the view ended {drift:.1f} screen px away from the scripted drag")
-    return {"times": times, "incomplete": incomplete, "unpainted": unpainted, "extra": extra}
+    return _Drag(times, incomplete, unpainted, extra)
 
 
-def _scenario(app, slide: BenchSlide, cache_state: str, mode: str, zoom: str, frames: int) -> dict:
+def _scenario(app, slide: BenchSlide, cache_state: str, mode: str, zoom: str, frames: int) -> _Drag:
     """One drag with a fresh tab; the raw per-frame numbers."""
     from histoviewer.core.tiles.cache import ByteBoundedCache
     from histoviewer.core.tiles.viewport import fit_scale
@@ -159,14 +174,13 @@ def _scenario(app, slide: BenchSlide, cache_state: str, mode: str, zoom: str, fr
             view.repaint()
         loaded0 = tab.session.loader.stats.loaded
         run = _frames(app, tab, viewports, steps, mode)
-        run["loaded"] = tab.session.loader.stats.loaded - loaded0
-        run["settle"] = 0.0
+        run.loaded = tab.session.loader.stats.loaded - loaded0
         if not view.last_plan.complete:
             t_stop = time.perf_counter()
             if not pump_until(app, lambda: view.last_plan.complete, SETTLE_TIMEOUT_S):
                 raise RuntimeError(f"{slide.label}: view not complete {SETTLE_TIMEOUT_S} s after the drag")
-            run["settle"] = time.perf_counter() - t_stop
-        run.update(plan_times=plan_times, scale=scale, level=view.last_plan.level)
+            run.settle = time.perf_counter() - t_stop
+        run.plan_times, run.scale, run.level = plan_times, scale, view.last_plan.level
         return run
     finally:
         close_tab(app, tab)
@@ -178,7 +192,7 @@ def bench_pan(app, slide: BenchSlide, frames: int, rounds: int = 2) -> list[PanR
     Counters (incomplete frames, extra paints, tiles read) are totals over the rounds; the
     settle time is the worst round.
     """
-    runs: dict[tuple[str, str, str], list[dict]] = {}
+    runs: dict[tuple[str, str, str], list[_Drag]] = {}
     for _ in range(rounds):
         for cache_state, mode in SCENARIOS:
             for zoom in ("1:1", "fit x4"):
@@ -186,14 +200,14 @@ def bench_pan(app, slide: BenchSlide, frames: int, rounds: int = 2) -> list[PanR
                     _scenario(app, slide, cache_state, mode, zoom, frames))
     results = []
     for (cache_state, mode, zoom), rs in runs.items():
-        times = [t for r in rs for t in r["times"]]
+        times = [t for r in rs for t in r.times]
         results.append(PanResult(
-            slide=slide.label, zoom=zoom, cache=cache_state, mode=mode, scale=rs[0]["scale"],
-            level=rs[0]["level"], frames=len(times), frame_ms=Summary.of_seconds(times),
-            plan_ms=Summary.of_seconds([t for r in rs for t in r["plan_times"]]),
-            incomplete_frames=sum(r["incomplete"] for r in rs), unpainted_frames=sum(r["unpainted"] for r in rs),
-            extra_paints=sum(r["extra"] for r in rs), tiles_loaded=sum(r["loaded"] for r in rs),
-            settle_ms=max(r["settle"] for r in rs) * 1e3,
+            slide=slide.label, zoom=zoom, cache=cache_state, mode=mode, scale=rs[0].scale,
+            level=rs[0].level, frames=len(times), frame_ms=Summary.of_seconds(times),
+            plan_ms=Summary.of_seconds([t for r in rs for t in r.plan_times]),
+            incomplete_frames=sum(r.incomplete for r in rs), unpainted_frames=sum(r.unpainted for r in rs),
+            extra_paints=sum(r.extra for r in rs), tiles_loaded=sum(r.loaded for r in rs),
+            settle_ms=max(r.settle for r in rs) * 1e3,
         ))
     return results
 
