@@ -63,12 +63,23 @@ class _TotalRss:
         return self.peak_mib
 
 
+def _default_lesions(width: int, height: int, mpp: float) -> str:
+    """The CAMELYON-like default where it fits, else the largest subset that does."""
+    short_mm = min(width, height) * mpp / 1000.0
+    if short_mm >= 10.0:
+        return DEFAULT_LESIONS
+    if short_mm >= 3.0:
+        return "micro:0.8,itc:0.15"
+    return "itc:0.1" if short_mm >= 0.7 else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--width", type=int, default=100_000)
     ap.add_argument("--height", type=int, default=200_000)
     ap.add_argument("--mpp", type=float, default=0.25)
-    ap.add_argument("--lesions", default=DEFAULT_LESIONS)
+    ap.add_argument("--lesions", default=None,
+                    help=f"lesion spec (default {DEFAULT_LESIONS!r}, smaller on small slides)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tile-size", type=int, default=512)
     ap.add_argument("--quality", type=int, default=85)
@@ -76,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="keep the slide here")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     args = ap.parse_args(argv)
+    if args.lesions is None:
+        args.lesions = _default_lesions(args.width, args.height, args.mpp)
 
     started = time.perf_counter()
     last = [0.0]
@@ -119,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(f"phantom {args.width} x {args.height} px at {args.mpp} um/px "
-              f"({mpx:.0f} Mpx, {report['levels']} levels, {len(result.lesions)} lesions)")
+              f"({mpx:.0f} Mpx, {report['levels']} levels, lesions {args.lesions!r})")
         print(f"  time:        {report['seconds']} s ({report['mpx_per_s']} Mpx/s)")
         print(f"  peak RSS:    main {report['peak_rss_main_mib']} MiB, largest worker "
               f"{report['peak_rss_largest_worker_mib']} MiB, total (sampled) "

@@ -80,7 +80,7 @@ def test_lesions_that_do_not_fit_are_refused(tmp_path):
         (dict(width=100, height=3000), "width must be between"),
         (dict(width=4096.0, height=3000), "width must be an integer"),
         (dict(width=4096, height=3072, tile_size=500), "multiple of 16"),
-        (dict(width=4096, height=3072, mpp=0.0), "mpp must be between"),
+        (dict(width=4096, height=3072, mpp=0.0), "mpp must be between 0.1 and 4.0"),
         (dict(width=4096, height=3072, jpeg_quality=0), "JPEG quality"),
         (dict(width=4096, height=3072, seed=-1), "seed"),
     ],
@@ -173,7 +173,7 @@ def test_tumour_nuclei_are_larger_than_lymphocytes(small):
     with openslide.OpenSlide(str(result.slide_path)) as s:
         rgb = np.asarray(s.read_region((int(x0), int(y0)), 0, (int(x1 - x0), int(y1 - y0))))[..., :3]
     inside = polygon2mask(rgb.shape[:2], np.column_stack([poly[:, 1] - y0 - 0.5, poly[:, 0] - x0 - 0.5]))
-    lab = label(ndi.binary_fill_holes(_haematoxylin(rgb) > 0.6))
+    lab = label(ndi.binary_fill_holes(_haematoxylin(rgb) > 0.45))
     areas: dict[bool, list[float]] = {True: [], False: []}
     for p in regionprops(lab):
         if p.area >= 20:
@@ -192,7 +192,7 @@ def test_tumour_fills_exactly_the_truth_polygon():
     tumour texture covers the rasterised polygon."""
     layout = build_layout(4096, 3072, 0.25, parse_lesion_specs("itc:0.12"), 5)
     les = layout.lesions[0]
-    plain = type(layout)(layout.width, layout.height, layout.mpp, layout.seed, layout.node,
+    plain = type(layout)(layout.width, layout.height, layout.mpp, layout.seed, layout.tissue,
                          layout.follicles, ())
     ts = 512
     bx0, by0, bx1, by1 = les.l0_bbox
@@ -212,7 +212,9 @@ def test_tumour_fills_exactly_the_truth_polygon():
     truth = polygon2mask((h, w), np.column_stack([verts[:, 1] - y0 - 0.5, verts[:, 0] - x0 - 0.5]))
     assert truth.sum() > 10000
     assert changed[truth].mean() > 0.98
-    near = ndi.binary_dilation(truth, iterations=int(12 / 0.25))  # 12 um
+    # Cells centred within 4.5 um of the outline step back; the widest sprite (a
+    # histiocyte with its cytoplasm) reaches ~11 um from its centre.
+    near = ndi.distance_transform_edt(~truth) <= 16 / 0.25  # 16 um, Euclidean
     assert not changed[~near].any()
     # The renderer's own inside test is the rasterised polygon (pixel centres).
     yy, xx = np.mgrid[0:h, 0:w]

@@ -9,24 +9,34 @@ nucleus straddling a tile border is drawn identically by both tiles. Tissue fiel
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from histoviewer.core.phantom.layout import SINUS_UM, PhantomLayout
+from histoviewer.core.phantom.layout import PhantomLayout
+from histoviewer.core.phantom.nodes import SINUS_UM
 from histoviewer.core.phantom.procedural import hash_unit, value_noise
 from histoviewer.core.phantom.sprites import SpriteBank, SpriteBanks
 
 __all__ = [
+    "FAT_SPACING_UM",
     "LYMPH_SPACING_UM",
     "TUMOUR_SPACING_UM",
-    "FAT_SPACING_UM",
+    "MaskFn",
     "Splat",
     "TissueFields",
+    "fat_seeds",
     "grid_points",
+    "lymphoid_splats",
+    "spindle_splats",
+    "tumour_splats",
 ]
 
-LYMPH_SPACING_UM = 5.9
+# Which level-0 points lie inside a lesion: (l0_x, l0_y) -> bool array of the same shape.
+MaskFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+LYMPH_SPACING_UM = 5.6
 TUMOUR_SPACING_UM = 13.0
 SPINDLE_SPACING_UM = 11.0
 FAT_SPACING_UM = 80.0
@@ -65,18 +75,21 @@ def grid_points(
     return gx, gy, px, py
 
 
-def _ring(px: np.ndarray, py: np.ndarray, radius: float, n: int = 6):
+def _ring(
+    px: np.ndarray, py: np.ndarray, radius: float, n: int = 6
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points on a circle of ``radius`` px around each point, flattened."""
     ang = np.arange(n) * (2 * math.pi / n)
     return (px[:, None] + radius * np.cos(ang)).ravel(), (py[:, None] + radius * np.sin(ang)).ravel()
 
 
-def _near_mask(mask_fn, px: np.ndarray, py: np.ndarray, radius: float) -> np.ndarray:
+def _near_mask(mask_fn: MaskFn, px: np.ndarray, py: np.ndarray, radius: float) -> np.ndarray:
     """Points inside a lesion or within about ``radius`` px of one."""
     rx, ry = _ring(px, py, radius)
     return mask_fn(px, py) | mask_fn(rx, ry).reshape(len(px), -1).any(axis=1)
 
 
-def _inside_mask(mask_fn, px: np.ndarray, py: np.ndarray, radius: float) -> np.ndarray:
+def _inside_mask(mask_fn: MaskFn, px: np.ndarray, py: np.ndarray, radius: float) -> np.ndarray:
     """Points inside a lesion by at least about ``radius`` px."""
     rx, ry = _ring(px, py, radius, 8)
     return mask_fn(px, py) & mask_fn(rx, ry).reshape(len(px), -1).all(axis=1)
@@ -92,7 +105,7 @@ class TissueFields:
 
     def __init__(self, layout: PhantomLayout) -> None:
         self.layout = layout
-        self.node = layout.node
+        self.tissue = layout.tissue
         self.mpp = layout.mpp
         self.seed = layout.seed
 
@@ -123,6 +136,7 @@ class TissueFields:
         deep = _smoothstep(500.0, 900.0, sd_um)
         if not np.any(deep > 0):
             return np.zeros(np.shape(l0_x))
+        deep = deep * self.tissue.medulla_weight(l0_x, l0_y)
         # Ridged noise: sinuses form a branching network of channels between the
         # medullary cords rather than round lakes.
         n = value_noise(l0_x, l0_y, 220.0 / self.mpp, self.seed, salt=302)
@@ -135,7 +149,7 @@ class TissueFields:
 
 
 def lymphoid_splats(
-    fields: TissueFields, banks: SpriteBanks, lesion_mask_fn, l0_x0: float, l0_y0: float,
+    fields: TissueFields, banks: SpriteBanks, lesion_mask_fn: MaskFn, l0_x0: float, l0_y0: float,
     l0_x1: float, l0_y1: float,
 ) -> list[Splat]:
     """Lymphocytes, centroblasts and histiocytes of node parenchyma in a region."""
@@ -143,15 +157,15 @@ def lymphoid_splats(
     mpp, seed = layout.mpp, layout.seed
     sp = LYMPH_SPACING_UM / mpp
     gx, gy, px, py = grid_points(seed, 10, sp, l0_x0, l0_y0, l0_x1, l0_y1, jitter=0.6)
-    sd = fields.node.signed_distance_um(px, py)
-    cap = fields.node.capsule_um(px, py)
+    sd = fields.tissue.signed_distance_um(px, py)
+    cap = fields.tissue.capsule_um(px, py)
     inside = sd > cap + 1.0
     if not inside.any():
         return []
     gx, gy, px, py, sd, cap = gx[inside], gy[inside], px[inside], py[inside], sd[inside], cap[inside]
     # Lymphocytes stop short of a lesion instead of being cut by its outline; a few
     # (tumour-infiltrating lymphocytes) stay inside and are drawn with the tumour.
-    near_tumour = _near_mask(lesion_mask_fn, px, py, 3.0 / mpp)
+    near_tumour = _near_mask(lesion_mask_fn, px, py, 4.5 / mpp)
     not_tumour = ~near_tumour
     gx, gy, px, py, sd, cap = (a[not_tumour] for a in (gx, gy, px, py, sd, cap))
     if len(px) == 0:
@@ -194,7 +208,7 @@ def lymphoid_splats(
 
 
 def tumour_splats(
-    fields: TissueFields, banks: SpriteBanks, lesion_mask_fn, l0_x0: float, l0_y0: float,
+    fields: TissueFields, banks: SpriteBanks, lesion_mask_fn: MaskFn, l0_x0: float, l0_y0: float,
     l0_x1: float, l0_y1: float,
 ) -> tuple[list[Splat], np.ndarray, np.ndarray]:
     """Tumour nuclei whose centres lie in a lesion; also returns all tumour-grid centres
@@ -227,17 +241,17 @@ def spindle_splats(
     mpp, seed = fields.mpp, fields.seed
     sp = SPINDLE_SPACING_UM / mpp
     gx, gy, px, py = grid_points(seed, 30, sp, l0_x0, l0_y0, l0_x1, l0_y1)
-    node = fields.node
-    sd = node.signed_distance_um(px, py)
-    cap = node.capsule_um(px, py)
+    tissue = fields.tissue
+    sd = tissue.signed_distance_um(px, py)
+    cap = tissue.capsule_um(px, py)
     sel = (sd > 1.5) & (sd < cap - 1.5) & (hash_unit(seed, gx, gy, 32) < 0.2)
     if not sel.any():
         return []
     gx, gy, px, py = gx[sel], gy[sel], px[sel], py[sel]
     # The outline's tangent is perpendicular to the gradient of the signed distance.
     eps = 2.0 / mpp
-    gxd = node.signed_distance_um(px + eps, py) - node.signed_distance_um(px - eps, py)
-    gyd = node.signed_distance_um(px, py + eps) - node.signed_distance_um(px, py - eps)
+    gxd = tissue.signed_distance_um(px + eps, py) - tissue.signed_distance_um(px - eps, py)
+    gyd = tissue.signed_distance_um(px, py + eps) - tissue.signed_distance_um(px, py - eps)
     tangent = np.arctan2(gyd, gxd) + 0.5 * math.pi
     tangent += 0.25 * (hash_unit(seed, gx, gy, 33) - 0.5)
     n_ang = banks.spindle_angles
@@ -257,9 +271,9 @@ def fat_seeds(
     sp = FAT_SPACING_UM / mpp
     m = 1.5 * sp  # the nearest two seeds of any point lie within this margin
     gx, gy, px, py = grid_points(seed, 40, sp, l0_x0 - m, l0_y0 - m, l0_x1 + m, l0_y1 + m)
-    node = fields.node
-    sd = node.signed_distance_um(px, py)
-    reach = node.fat_depth_um(px, py)
+    tissue = fields.tissue
+    sd = tissue.signed_distance_um(px, py)
+    reach = tissue.fat_depth_um(px, py)
     edge = 0.25 * FAT_SPACING_UM * value_noise(px, py, 300.0 / mpp, seed, salt=41)
     is_fat = (sd > -reach + edge) & (sd < FAT_SPACING_UM) & (reach > 0.2 * FAT_SPACING_UM)
     return px, py, is_fat

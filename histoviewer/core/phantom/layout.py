@@ -1,4 +1,4 @@
-"""Where things are on a phantom slide: the lymph node, its fat, follicles and lesions.
+"""Where things are on a phantom slide: the nodes (see ``nodes``), follicles and lesions.
 
 All positions are level-0 pixels (``l0_``), distances inside the tissue are micrometres
 (``_um``) so that a phantom at 0.5 um/px has the same anatomy as one at 0.25 um/px. The
@@ -15,100 +15,18 @@ import numpy as np
 
 from histoviewer.core.errors import PhantomSpecError
 from histoviewer.core.geometry import max_feret_diameter, polygon_area, polygon_centroid
-from histoviewer.core.phantom.procedural import value_noise
+from histoviewer.core.phantom.nodes import CAPSULE_MAX_UM, NodeSet, make_follicles, make_nodes
 from histoviewer.core.phantom.spec import LesionSpec
 
 __all__ = [
-    "CAPSULE_MAX_UM",
+    "LESION_CLEARANCE_UM",
     "LesionShape",
-    "NodeShape",
     "PhantomLayout",
     "build_layout",
 ]
 
-NODE_AREA_FRACTION = 0.27  # of the slide; the perinodal fat brings tissue to ~30 %
-CAPSULE_MEAN_UM = 38.0
-CAPSULE_VAR_UM = 14.0
-CAPSULE_MAX_UM = CAPSULE_MEAN_UM + CAPSULE_VAR_UM
-SINUS_UM = 22.0  # subcapsular sinus just inside the capsule
 LESION_CLEARANCE_UM = CAPSULE_MAX_UM + 12.0  # lesions sit in node parenchyma, not capsule
 LESION_GAP_UM = 40.0
-WOBBLE_UM = 35.0  # small-scale irregularity of the node outline
-WOBBLE_CELL_UM = 260.0
-
-
-@dataclass(frozen=True, eq=False)
-class NodeShape:
-    """An irregular oval: ellipse (semi-axes ``l0_a``, ``l0_b``, rotated by ``angle``) whose
-    radius is modulated by low harmonics of the polar angle and by value noise."""
-
-    l0_cx: float
-    l0_cy: float
-    l0_a: float
-    l0_b: float
-    angle: float
-    harmonics: tuple[tuple[float, float], ...]  # (amplitude, phase) for k = 2, 3, ...
-    fat_harmonics: tuple[tuple[float, float], ...]  # (amplitude, phase) for k = 1, 2, ...
-    fat_offset: float
-    fat_max_um: float
-    mpp: float
-    seed: int
-
-    def _frame(self, l0_x: np.ndarray, l0_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        dx = np.asarray(l0_x, dtype=np.float64) - self.l0_cx
-        dy = np.asarray(l0_y, dtype=np.float64) - self.l0_cy
-        return (dx * c + dy * s) / self.l0_a, (-dx * s + dy * c) / self.l0_b
-
-    def polar_angle(self, l0_x: np.ndarray, l0_y: np.ndarray) -> np.ndarray:
-        """Angle (radians) of a point around the node centre, in the ellipse's frame."""
-        ux, uy = self._frame(l0_x, l0_y)
-        return np.arctan2(uy, ux)
-
-    def signed_distance_um(self, l0_x: np.ndarray, l0_y: np.ndarray) -> np.ndarray:
-        """Approximate signed distance to the node outline in micrometres, positive inside.
-
-        First-order (value divided by gradient norm): exact on the outline, a smooth
-        monotone depth measure further in.
-        """
-        ux, uy = self._frame(l0_x, l0_y)
-        rho = np.maximum(np.hypot(ux, uy), 1e-9)
-        theta = np.arctan2(uy, ux)
-        f = np.ones_like(rho)
-        df = np.zeros_like(rho)
-        for k, (amp, phase) in enumerate(self.harmonics, start=2):
-            f += amp * np.cos(k * theta + phase)
-            df -= amp * k * np.sin(k * theta + phase)
-        g = f - rho
-        # Gradient of g with respect to level-0 (x, y), taken where the ray through the point
-        # meets the outline (rho = f): exact at the outline and, unlike the gradient at the
-        # point itself, finite at the centre. rho and theta live in the scaled, rotated frame
-        # u = diag(1/a, 1/b) R^T (p - c).
-        c, s = math.cos(self.angle), math.sin(self.angle)
-        cos_t, sin_t = np.cos(theta), np.sin(theta)
-        gu_x = df * (-sin_t / f) - cos_t
-        gu_y = df * (cos_t / f) - sin_t
-        gx_frame = gu_x / self.l0_a
-        gy_frame = gu_y / self.l0_b
-        gx = gx_frame * c - gy_frame * s
-        gy = gx_frame * s + gy_frame * c
-        grad = np.maximum(np.hypot(gx, gy), 1e-12)
-        sd_um = g / grad * self.mpp
-        wobble = value_noise(l0_x, l0_y, WOBBLE_CELL_UM / self.mpp, self.seed, salt=101)
-        return sd_um + WOBBLE_UM * wobble
-
-    def fat_depth_um(self, l0_x: np.ndarray, l0_y: np.ndarray) -> np.ndarray:
-        """How far the perinodal fat reaches out from the outline at this angle (um, >= 0)."""
-        theta = self.polar_angle(l0_x, l0_y)
-        h = np.full_like(theta, self.fat_offset)
-        for k, (amp, phase) in enumerate(self.fat_harmonics, start=1):
-            h += amp * np.cos(k * theta + phase)
-        return self.fat_max_um * np.clip(h, 0.0, 1.0)
-
-    def capsule_um(self, l0_x: np.ndarray, l0_y: np.ndarray) -> np.ndarray:
-        """Local capsule thickness in micrometres."""
-        n = value_noise(l0_x, l0_y, 400.0 / self.mpp, self.seed, salt=102)
-        return CAPSULE_MEAN_UM + CAPSULE_VAR_UM * n
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,71 +101,9 @@ class PhantomLayout:
     height: int
     mpp: float
     seed: int
-    node: NodeShape
+    tissue: NodeSet
     follicles: np.ndarray = field(repr=False)  # (F, 3): l0_x, l0_y, l0_radius
     lesions: tuple[LesionShape, ...] = ()
-
-
-def _make_node(width: int, height: int, mpp: float, seed: int, rng: np.random.Generator) -> NodeShape:
-    k = math.sqrt(NODE_AREA_FRACTION / math.pi)
-    aspect = rng.uniform(0.9, 1.1)
-    l0_a = 0.5 * width * 2 * k * aspect
-    l0_b = 0.5 * height * 2 * k / aspect
-    harmonics = tuple(
-        (float(rng.uniform(0.02, 0.07) / (kk - 1) ** 0.6), float(rng.uniform(0, 2 * math.pi)))
-        for kk in range(2, 7)
-    )
-    fat_harmonics = tuple(
-        (float(rng.uniform(0.25, 0.5) / kk), float(rng.uniform(0, 2 * math.pi)))
-        for kk in range(1, 4)
-    )
-    # Fat must stay on the slide: the outline reaches at most ~1.2 semi-axes from the centre.
-    room_um = max(0.0, min(0.5 * width - 1.2 * l0_a, 0.5 * height - 1.2 * l0_b)) * mpp
-    fat_depth = float(min(1500.0, 0.8 * room_um, 0.5 * min(l0_a, l0_b) * mpp))
-    return NodeShape(
-        l0_cx=0.5 * width * (1 + rng.uniform(-0.02, 0.02)),
-        l0_cy=0.5 * height * (1 + rng.uniform(-0.02, 0.02)),
-        l0_a=l0_a,
-        l0_b=l0_b,
-        angle=float(rng.uniform(-0.15, 0.15)),
-        harmonics=harmonics,
-        fat_harmonics=fat_harmonics,
-        fat_offset=float(rng.uniform(0.05, 0.25)),
-        fat_max_um=fat_depth,
-        mpp=mpp,
-        seed=seed,
-    )
-
-
-def _make_follicles(node: NodeShape, rng: np.random.Generator) -> np.ndarray:
-    """Lymphoid follicles: round, in the outer cortex, not overlapping each other."""
-    mpp = node.mpp
-    minor_um = min(node.l0_a, node.l0_b) * mpp
-    if minor_um < 600.0:
-        return np.zeros((0, 3))
-    r_max_um = min(320.0, 0.18 * minor_um)
-    r_min_um = 0.55 * r_max_um
-    n_cand = 60000
-    cx = rng.uniform(node.l0_cx - 1.3 * node.l0_a, node.l0_cx + 1.3 * node.l0_a, n_cand)
-    cy = rng.uniform(node.l0_cy - 1.3 * node.l0_b, node.l0_cy + 1.3 * node.l0_b, n_cand)
-    r_um = rng.uniform(r_min_um, r_max_um, n_cand)
-    sd = node.signed_distance_um(cx, cy)
-    top = CAPSULE_MAX_UM + SINUS_UM + 25.0
-    ok = (sd > top + r_um) & (sd < top + r_um + 0.7 * r_max_um)
-    cx, cy, r_um = cx[ok], cy[ok], r_um[ok]
-    perimeter_um = math.pi * (node.l0_a + node.l0_b) * mpp
-    target = int(min(600, perimeter_um / (3.2 * r_max_um)))
-    chosen: list[tuple[float, float, float]] = []
-    gap_px = 40.0 / mpp
-    acc = np.zeros((0, 3))
-    for x, y, r in zip(cx, cy, r_um / mpp):
-        if len(chosen) >= target:
-            break
-        if len(acc) and np.any(np.hypot(acc[:, 0] - x, acc[:, 1] - y) < acc[:, 2] + r + gap_px):
-            continue
-        chosen.append((float(x), float(y), float(r)))
-        acc = np.array(chosen)
-    return acc
 
 
 def _lesion_outline(spec: LesionSpec, mpp: float, rng: np.random.Generator) -> np.ndarray:
@@ -280,9 +136,10 @@ def _lesion_outline(spec: LesionSpec, mpp: float, rng: np.random.Generator) -> n
 
 
 def _place_lesions(
-    node: NodeShape, specs: tuple[LesionSpec, ...], width: int, height: int, rng: np.random.Generator
+    tissue: NodeSet, specs: tuple[LesionSpec, ...], width: int, height: int,
+    rng: np.random.Generator,
 ) -> tuple[LesionShape, ...]:
-    mpp = node.mpp
+    mpp = tissue.mpp
     counts: dict[str, int] = {}
     names: list[str] = []
     for spec in specs:
@@ -290,36 +147,53 @@ def _place_lesions(
         names.append(f"{spec.kind.value}-{counts[spec.kind.value]}")
     outlines = [_lesion_outline(s, mpp, rng) for s in specs]
     order = sorted(range(len(specs)), key=lambda i: -specs[i].diameter_mm)
-    # The node is at most ~min(a, b) deep: a lesion wider than twice the usable depth can
+    # A node is at most ~min(a, b) deep: a lesion wider than twice the usable depth can
     # never fit, so say so at once instead of after thousands of tries.
-    depth_um = float(node.signed_distance_um(node.l0_cx, node.l0_cy)) - LESION_CLEARANCE_UM
+    depth_um = max(
+        float(n.signed_distance_um(n.l0_cx, n.l0_cy)) for n in tissue.nodes
+    ) - LESION_CLEARANCE_UM
     too_big = [i for i in order if 0.5 * specs[i].diameter_mm * 1000.0 * 0.55 > depth_um]
     attempts = 0 if too_big else 25
     # Random placement can paint itself into a corner (a big lesion in the middle of a
     # small node); start over a few times before calling the request impossible.
     failed = too_big[0] if too_big else 0
     for _attempt in range(attempts):
-        placed, failed = _try_place(node, specs, names, outlines, order, rng)
+        placed, failed = _try_place(tissue, specs, names, outlines, order, rng)
         if placed is not None:
             return placed
     spec = specs[failed]
-    node_mm = (2 * node.l0_a * mpp / 1000.0, 2 * node.l0_b * mpp / 1000.0)
+    sizes = ", ".join(
+        f"{2 * n.l0_a * mpp / 1000.0:.2f} x {2 * n.l0_b * mpp / 1000.0:.2f} mm" for n in tissue.nodes
+    )
     others = len(specs) - 1
     raise PhantomSpecError(
         f"lesion {spec} ({spec.diameter_mm:g} mm across) does not fit in the node tissue of "
-        f"a {width} x {height} px slide at {mpp:g} um/px (the node is about "
-        f"{node_mm[0]:.2f} x {node_mm[1]:.2f} mm"
-        + (f" and must also hold {others} other lesion(s)" if others else "")
+        f"a {width} x {height} px slide at {mpp:g} um/px (node size: {sizes}"
+        + (f"; it must also hold {others} other lesion(s)" if others else "")
         + "): use a larger --width/--height or fewer/smaller lesions"
     )
 
 
+def _candidates(tissue: NodeSet, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Random points in the nodes' boxes, each node chosen in proportion to its area."""
+    areas = np.array([nd.l0_a * nd.l0_b for nd in tissue.nodes])
+    which = rng.choice(len(areas), size=n, p=areas / areas.sum())
+    out = np.empty((n, 2))
+    for i, nd in enumerate(tissue.nodes):
+        sel = which == i
+        k = int(sel.sum())
+        r = 1.2 * max(nd.l0_a, nd.l0_b)
+        out[sel, 0] = rng.uniform(nd.l0_cx - r, nd.l0_cx + r, k)
+        out[sel, 1] = rng.uniform(nd.l0_cy - r, nd.l0_cy + r, k)
+    return out
+
+
 def _try_place(
-    node: NodeShape, specs: tuple[LesionSpec, ...], names: list[str], outlines: list[np.ndarray],
-    order: list[int], rng: np.random.Generator,
+    tissue: NodeSet, specs: tuple[LesionSpec, ...], names: list[str],
+    outlines: list[np.ndarray], order: list[int], rng: np.random.Generator,
 ) -> tuple[tuple[LesionShape, ...] | None, int]:
     """One placement attempt: ``(lesions, -1)`` or ``(None, index of the one that failed)``."""
-    mpp = node.mpp
+    mpp = tissue.mpp
     placed: dict[int, LesionShape] = {}
     gap_px = LESION_GAP_UM / mpp
     for i in order:
@@ -329,42 +203,44 @@ def _try_place(
         r_i = float(np.hypot(pts[:, 0], pts[:, 1]).max())
         found = None
         for _batch in range(4):
-            cand = np.column_stack([
-                rng.uniform(node.l0_cx - 1.2 * node.l0_a, node.l0_cx + 1.2 * node.l0_a, 128),
-                rng.uniform(node.l0_cy - 1.2 * node.l0_b, node.l0_cy + 1.2 * node.l0_b, 128),
-            ])
+            cand = _candidates(tissue, rng, 128)
             ok = np.ones(len(cand), bool)
             for p in placed.values():
                 dist = np.hypot(cand[:, 0] - p.l0_star_x, cand[:, 1] - p.l0_star_y)
                 ok &= dist >= r_i + p.l0_r_out + gap_px
-            # Cheap first cut: the star centre itself must lie deep enough in the node.
-            ok[ok] = node.signed_distance_um(cand[ok, 0], cand[ok, 1]) >= LESION_CLEARANCE_UM
+            # Cheap first cut: the star centre itself must lie deep enough in a node.
+            ok[ok] = tissue.signed_distance_um(cand[ok, 0], cand[ok, 1]) >= LESION_CLEARANCE_UM
             idx = np.flatnonzero(ok)
             if len(idx) == 0:
                 continue
             xs = dense[None, :, 0] + cand[idx, 0:1]
             ys = dense[None, :, 1] + cand[idx, 1:2]
-            good = node.signed_distance_um(xs, ys).min(axis=1) >= LESION_CLEARANCE_UM
+            good = tissue.signed_distance_um(xs, ys).min(axis=1) >= LESION_CLEARANCE_UM
             if good.any():
-                found = (float(cand[idx[good.argmax()], 0]), float(cand[idx[good.argmax()], 1]))
+                j = idx[int(good.argmax())]
+                found = (float(cand[j, 0]), float(cand[j, 1]))
                 break
         if found is None:
             return None, i
-        cx, cy = found
-        verts = np.round(pts + (cx, cy), 2)
-        ang = np.arctan2(verts[:, 1] - cy, verts[:, 0] - cx)
-        sort = np.argsort(ang)
-        verts, ang = verts[sort], ang[sort]
-        rel = verts - (cx, cy)
-        edge = np.roll(rel, -1, axis=0) - rel
-        # Distance from the star centre to each edge segment: the smallest is the radius
-        # of a disc that lies inside the outline.
-        t = np.clip(-(rel * edge).sum(1) / np.maximum((edge * edge).sum(1), 1e-12), 0, 1)
-        r_in = float(np.hypot(*(rel + t[:, None] * edge).T).min())
-        r_out = float(np.hypot(rel[:, 0], rel[:, 1]).max())
-        placed[i] = LesionShape(names[i], specs[i], cx, cy, verts, ang,
-                                0.999 * r_in, 1.001 * r_out)
+        placed[i] = _shape(names[i], specs[i], pts, found)
     return tuple(placed[i] for i in range(len(specs))), -1
+
+
+def _shape(name: str, spec: LesionSpec, pts: np.ndarray, centre: tuple[float, float]) -> LesionShape:
+    cx, cy = centre
+    # Level-0 coordinates rounded to 0.01 px: what the truth files store is what is drawn.
+    verts = np.round(pts + (cx, cy), 2)
+    ang = np.arctan2(verts[:, 1] - cy, verts[:, 0] - cx)
+    sort = np.argsort(ang)
+    verts, ang = verts[sort], ang[sort]
+    rel = verts - (cx, cy)
+    edge = np.roll(rel, -1, axis=0) - rel
+    # Distance from the star centre to each edge segment: the smallest is the radius of a
+    # disc that lies inside the outline.
+    t = np.clip(-(rel * edge).sum(1) / np.maximum((edge * edge).sum(1), 1e-12), 0, 1)
+    r_in = float(np.hypot(*(rel + t[:, None] * edge).T).min())
+    r_out = float(np.hypot(rel[:, 0], rel[:, 1]).max())
+    return LesionShape(name, spec, cx, cy, verts, ang, 0.999 * r_in, 1.001 * r_out)
 
 
 def build_layout(
@@ -374,10 +250,8 @@ def build_layout(
 
     Raises ``PhantomSpecError`` when a lesion does not fit inside the node tissue.
     """
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5EED])
-    node = _make_node(width, height, mpp, seed, rng)
-    follicles = _make_follicles(node, np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xF011]))
-    lesions = _place_lesions(
-        node, specs, width, height, np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x1E5])
-    )
-    return PhantomLayout(width, height, mpp, seed, node, follicles, lesions)
+    seed_ = int(seed)  # SeedSequence takes any non-negative int: no bits dropped
+    tissue = make_nodes(width, height, mpp, seed, np.random.default_rng([seed_, 0x5EED]))
+    follicles = make_follicles(tissue, np.random.default_rng([seed_, 0xF011]))
+    lesions = _place_lesions(tissue, specs, width, height, np.random.default_rng([seed_, 0x1E5]))
+    return PhantomLayout(width, height, mpp, seed, tissue, follicles, lesions)

@@ -41,11 +41,19 @@ class EncodedRow:
     half: np.ndarray
 
 
-def downsample2(rgb: np.ndarray) -> np.ndarray:
-    """Average 2x2 blocks of an even-sized uint8 ``(H, W, 3)`` image (rounded)."""
-    a = rgb.astype(np.uint16)
-    s = a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
-    return ((s + 2) >> 2).astype(np.uint8)
+def downsample2(rgb: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Average 2x2 blocks of an even-sized uint8 ``(H, W, 3)`` image (rounded).
+
+    Works through ``chunk`` columns at a time so that a 100,000 px wide strip needs a few
+    MB of scratch, not a uint16 copy of itself.
+    """
+    h, w = rgb.shape[0] // 2, rgb.shape[1] // 2
+    out = np.empty((h, w) + rgb.shape[2:], np.uint8)
+    for c0 in range(0, 2 * w, chunk):
+        a = rgb[:, c0 : c0 + chunk].astype(np.uint16)
+        s = a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+        out[:, c0 // 2 : c0 // 2 + s.shape[1]] = (s + 2) >> 2
+    return out
 
 
 def pyramid_dimensions(width: int, height: int) -> tuple[tuple[int, int], ...]:

@@ -27,7 +27,8 @@ from histoviewer.core.phantom.cells import (
     spindle_splats,
     tumour_splats,
 )
-from histoviewer.core.phantom.layout import CAPSULE_MAX_UM, PhantomLayout
+from histoviewer.core.phantom.layout import PhantomLayout
+from histoviewer.core.phantom.nodes import CAPSULE_MAX_UM
 from histoviewer.core.phantom.procedural import periodic_texture, value_noise
 from histoviewer.core.phantom.sprites import SpriteBanks, make_sprite_banks
 
@@ -92,7 +93,7 @@ def _assets(mpp: float, seed: int, period: int) -> tuple[SpriteBanks, tuple[np.n
     """Sprite banks and tiling textures (a few seconds to make, ~150 MB): cached, so that
     writing several phantoms in one process pays once. Arrays are read-only."""
     banks = make_sprite_banks(mpp, seed)
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, 0x7E47])
+    rng = np.random.default_rng([seed, 0x7E47])
     textures = [
         periodic_texture(period, rng, sigma_px=0.45 / mpp),  # staining grain
         periodic_texture(period, rng, sigma_px=2.2 / mpp),  # cell-scale mottling
@@ -204,9 +205,9 @@ class TileRenderer:
     def is_glass(self, l0_x0: int, l0_y0: int) -> bool:
         """True when the tile holds no tissue at all (cheap: coarse samples only)."""
         x, y = self._coarse(l0_x0, l0_y0, 4 * COARSE_STEP)
-        node = self.layout.node
-        sd = node.signed_distance_um(x, y)
-        reach = node.fat_depth_um(x, y) + 2.5 * FAT_SPACING_UM + 4 * COARSE_STEP * self.mpp
+        tissue = self.layout.tissue
+        sd = tissue.signed_distance_um(x, y)
+        reach = tissue.fat_depth_um(x, y) + 2.5 * FAT_SPACING_UM + 4 * COARSE_STEP * self.mpp
         return not bool(np.any(sd > -reach))
 
     def glass_tile(self, l0_x0: int, l0_y0: int) -> np.ndarray:
@@ -223,12 +224,11 @@ class TileRenderer:
         if self.is_glass(l0_x0, l0_y0):
             return self.glass_tile(l0_x0, l0_y0)
         ts, mpp = self.ts, self.mpp
-        node = self.layout.node
-        fields = self.fields
+        tissue = self.layout.tissue
         fine = self._tex(self.tex_fine, l0_x0, l0_y0)
         mid = self._tex(self.tex_mid, l0_x0, l0_y0)
         cx, cy = self._coarse(l0_x0, l0_y0, COARSE_STEP)
-        sd_c = node.signed_distance_um(cx, cy)
+        sd_c = tissue.signed_distance_um(cx, cy)
         h = np.zeros((ts, ts), np.float32)
         e = np.zeros((ts, ts), np.float32)
         nh = np.zeros((ts, ts), np.float32)
@@ -257,8 +257,8 @@ class TileRenderer:
     def _node(self, sd_c, cx, cy, fine, mid, l0_x0: int, l0_y0: int):
         """Node parenchyma, capsule and their nuclei for a tile that touches the node."""
         ts, mpp = self.ts, self.mpp
-        node, fields = self.layout.node, self.fields
-        cap_c = node.capsule_um(cx, cy)
+        tissue, fields = self.layout.tissue, self.fields
+        cap_c = tissue.capsule_um(cx, cy)
         gc_c, _ = fields.follicles(cx, cy)
         sinus_c = np.maximum(fields.medullary_sinus(cx, cy, sd_c), fields.subcapsular_sinus(sd_c, cap_c))
         sd = self._up(sd_c)
@@ -271,8 +271,8 @@ class TileRenderer:
 
         # Parenchyma between the nuclei: faint lavender reticulin/cytoplasm with clefts.
         pale = 1.0 - 0.3 * sinus
-        stroma_e = (0.22 + 0.05 * mid + 0.05 * fine - 0.05 * gc) * pale
-        stroma_h = (0.19 + 0.03 * mid + 0.03 * gc) * pale
+        stroma_e = (0.2 + 0.025 * mid + 0.05 * fine - 0.05 * gc) * pale
+        stroma_h = (0.21 + 0.02 * mid + 0.03 * gc) * pale
         h = inner_w * stroma_h
         e = inner_w * stroma_e
         has_capsule = float(sd_c.min()) < CAPSULE_MAX_UM + 5
@@ -310,14 +310,19 @@ class TileRenderer:
         if not is_fat.any():
             return
         gx, gy = self._coarse(l0_x0, l0_y0, 4)
-        d1, d2, i1, i2 = _two_nearest(gx, gy, sx, sy)
+        # Domain warp (a few micrometres, smooth): membranes bend like real adipocyte
+        # walls instead of running as ruled straight lines between Voronoi vertices.
+        seed, warp_cell = self.layout.seed, 45.0 / self.mpp
+        amp = 4.0 / self.mpp
+        wx = gx + amp * value_noise(gx, gy, warp_cell, seed, salt=601)
+        wy = gy + amp * value_noise(gx, gy, warp_cell, seed, salt=602)
+        d1, d2, i1, i2 = _two_nearest(wx, wy, sx, sy)
         f1, f2 = is_fat[i1], is_fat[i2]
         membrane_um = 1.1
-        # Mottling shifts the membranes by a micrometre or so: wavy, not ruled lines.
-        mid = self._tex(self.tex_mid, l0_x0, l0_y0)
-        gap = self._up((d2 - d1) * self.mpp, 4) + 0.9 * mid
+        gap = self._up((d2 - d1) * self.mpp, 4)
+        line = np.clip(1.0 - gap / (2 * membrane_um), 0.0, 1.0)
         near_fat = self._up((f1 | f2).astype(np.float32), 4)
-        line = np.clip(1.0 - gap / (2 * membrane_um), 0.0, 1.0) * np.clip(2 * near_fat, 0, 1)
+        line = line * np.clip(2 * near_fat, 0, 1)
         outside = 1.0 - node_w
         e += outside * (0.7 * line + 0.015 * self._up(f1.astype(np.float32), 4))
         h += outside * 0.05 * line
@@ -340,9 +345,9 @@ class TileRenderer:
         border = np.clip(1.0 - gap / 1.6, 0.0, 1.0)
         # Abundant, slightly amphophilic cytoplasm: pinker and denser than lymphoid stroma.
         # Retraction clefts: irregular clear spaces between groups of tumour cells.
-        cleft = 1.0 - 0.5 * np.clip((mid - 1.9) / 0.5, 0.0, 1.0)
-        tum_e = (0.56 + 0.12 * mid + 0.07 * fine - 0.15 * border) * cleft
-        tum_h = (0.22 + 0.05 * mid + 0.02 * fine - 0.05 * border) * cleft
+        cleft = 1.0 - 0.75 * np.clip((mid - 1.4) / 0.6, 0.0, 1.0)
+        tum_e = (0.5 + 0.1 * mid + 0.07 * fine - 0.15 * border) * cleft
+        tum_h = (0.12 + 0.03 * mid + 0.02 * fine - 0.04 * border) * cleft
         h = np.where(mask, tum_h, h)
         e = np.where(mask, tum_e, e)
         nh = np.where(mask, th, nh)

@@ -124,7 +124,7 @@ def _lymphocyte(cv: _Canvas, rng: np.random.Generator, mpp: float) -> tuple[np.n
     cov = cv.cover(s, 0.4)
     tex = _noise(cv.x_um.shape, 0.35 / mpp, rng)
     clumps = np.clip(_noise(cv.x_um.shape, 0.5 / mpp, rng) - 0.2, 0, None)
-    dens = rng.uniform(0.95, 1.75)
+    dens = rng.uniform(0.8, 1.5)
     h = cov * dens * (0.7 + 0.15 * tex + 0.3 * clumps)
     h += cov * 0.15 * np.exp(-((s - 0.3) / 0.45) ** 2)  # condensed chromatin at the rim
     # Retraction halo: some fixed lymphocytes sit in a thin clear space.
@@ -171,15 +171,15 @@ def _tumour(cv: _Canvas, rng: np.random.Generator, mpp: float) -> tuple[np.ndarr
     cov = cv.cover(s, 0.4)
     tex = _noise(cv.x_um.shape, 0.3 / mpp, rng)
     clumps = np.clip(_noise(cv.x_um.shape, 0.45 / mpp, rng) - 0.45, 0, None)
-    if rng.random() < 0.2:  # hyperchromatic
-        base = rng.uniform(0.85, 1.2)
+    if rng.random() < 0.18:  # hyperchromatic
+        base = rng.uniform(0.8, 1.1)
         vesicular = 0.15
     else:  # pale, open (vesicular) chromatin
-        base = rng.uniform(0.42, 0.66)
+        base = rng.uniform(0.3, 0.5)
         vesicular = 0.35
     depth = np.clip(s / (0.25 * minor), 0, 1)  # 0 at the membrane, 1 at the centre
-    h = cov * base * (1.0 - vesicular * depth + 0.2 * tex) + cov * 0.4 * clumps
-    h += cov * rng.uniform(0.3, 0.5) * np.exp(-((s - 0.3) / 0.3) ** 2)  # nuclear membrane
+    h = cov * base * (1.0 - vesicular * depth + 0.25 * tex) + cov * 0.5 * clumps
+    h += cov * rng.uniform(0.35, 0.55) * np.exp(-((s - 0.25) / 0.25) ** 2)  # nuclear membrane
     counts = rng.choice([0, 1, 2, 3], p=[0.15, 0.55, 0.24, 0.06])
     nuc = _nucleoli(cv, rng, int(counts), (0.5, 1.1), 0.22 * minor)
     h += 0.6 * nuc
@@ -215,9 +215,14 @@ def _bank(
     return SpriteBank(h, e)
 
 
+def _count(n: int, mpp: float) -> int:
+    """Fewer variants when sprites are large (fine mpp), so a bank stays under ~50 MB."""
+    return max(24, int(n * min(1.0, (mpp / 0.25) ** 2)))
+
+
 def make_sprite_banks(mpp: float, seed: int) -> SpriteBanks:
     """All sprite banks for a slide at ``mpp`` um/px, deterministic in ``seed``."""
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5B17E])
+    rng = np.random.default_rng([int(seed), 0x5B17E])
     angles, per_angle = 16, 10
     spindle_h, spindle_e = [], []
     size = _size_px(20.0, mpp)
@@ -228,10 +233,10 @@ def make_sprite_banks(mpp: float, seed: int) -> SpriteBanks:
             spindle_h.append(hi)
             spindle_e.append(ei)
     return SpriteBanks(
-        lymphocyte=_bank(192, 9.5, mpp, rng, _lymphocyte),
-        centroblast=_bank(96, 13.0, mpp, rng, _centroblast),
-        histiocyte=_bank(96, 22.0, mpp, rng, _histiocyte),
-        tumour=_bank(256, 21.0, mpp, rng, _tumour),
+        lymphocyte=_bank(_count(192, mpp), 9.5, mpp, rng, _lymphocyte),
+        centroblast=_bank(_count(96, mpp), 13.0, mpp, rng, _centroblast),
+        histiocyte=_bank(_count(96, mpp), 22.0, mpp, rng, _histiocyte),
+        tumour=_bank(_count(256, mpp), 21.0, mpp, rng, _tumour),
         spindle=SpriteBank(
             np.asarray(spindle_h, np.float32), np.asarray(spindle_e, np.float32)
         ),

@@ -32,6 +32,9 @@ from histoviewer.core.phantom.spec import DEFAULT_LESIONS, LesionSpec, parse_les
 __all__ = ["PhantomLesion", "PhantomResult", "render_row", "write_phantom"]
 
 MIN_SIDE_PX = 256
+# Finer than 0.1 um/px the nucleus sprites grow past 200 px; coarser than 4 um/px a
+# lymphocyte is under 2 px and the phantom stops looking like tissue.
+MIN_MPP, MAX_MPP = 0.1, 4.0
 MAX_SIDE_PX = 1_000_000
 # Below this many level-0 tiles, starting worker processes costs more than it saves.
 PARALLEL_MIN_TILES = 400
@@ -105,7 +108,7 @@ def _rows_parallel(
         initargs=(layout, tile_size, quality),
     )
     pending: deque[Future[EncodedRow]] = deque()
-    window = 2 * workers  # rows in flight: bounds memory, keeps every worker busy
+    window = workers + 2  # rows in flight: bounds memory, still keeps every worker busy
     try:
         submitted = 0
         while submitted < n_rows and len(pending) < window:
@@ -190,8 +193,10 @@ def write_phantom(
         raise PhantomSpecError(f"tile size must be a multiple of 16, got {tile_size}")
     jpeg_quality = _check_int("JPEG quality", jpeg_quality, 1, 100)
     seed = _check_int("seed", seed, 0, 2**63 - 1)
-    if isinstance(mpp, bool) or not isinstance(mpp, (int, float)) or not 0.05 <= mpp <= 10.0:
-        raise PhantomSpecError(f"mpp must be between 0.05 and 10 um/px, got {mpp!r}")
+    if isinstance(mpp, bool) or not isinstance(mpp, (int, float)) or not MIN_MPP <= mpp <= MAX_MPP:
+        raise PhantomSpecError(
+            f"mpp must be between {MIN_MPP} and {MAX_MPP} um/px (100x to 2.5x), got {mpp!r}"
+        )
     mpp = float(mpp)
     specs = parse_lesion_specs(lesions)
     out = Path(out_path)
