@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_SLIDE = Path("/work/shared/data/slides/CMU-1-Small-Region.svs")
+# ../shared/data beside the repository, as in tests/conftest.py
+DEFAULT_SLIDE = Path(__file__).resolve().parents[2] / "shared" / "data" / "slides" / "CMU-1-Small-Region.svs"
 DEFAULT_PHANTOM = Path("/tmp/histoviewer-bench/phantom-40k.tiff")
 PHANTOM_SIDE = 40_000
 PHANTOM_MPP = 0.25
