@@ -24,3 +24,15 @@ class PhantomSpecError(HistoViewerError, ValueError):
 
 class AnnotationFormatError(HistoViewerError):
     """An annotation file is malformed or unsafe."""
+
+
+class ModelLoadError(HistoViewerError):
+    """A model file is missing, truncated, of the wrong kind or refused as unsafe."""
+
+
+class PatchDataError(HistoViewerError):
+    """A patch dataset (HDF5, Kaggle folder, class folders, slide + annotations) is unusable."""
+
+
+class ModelError(HistoViewerError):
+    """A model could not do what was asked (bad input shape, training diverged, ...)."""

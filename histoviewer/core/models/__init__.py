@@ -1,0 +1,1 @@
+"""Patch classifiers: one interface, a CNN (torch), a handcrafted model (scikit-image), model files."""

@@ -1,0 +1,144 @@
+"""The one interface every patch classifier implements.
+
+A classifier takes a batch of square RGB patches **already at its own scale**
+(``InputSpec.patch_px`` pixels at ``InputSpec.mpp_um`` micrometres per pixel) and returns
+the tumour probability of each. Resampling from a slide or a patch file to that scale is
+the caller's job (``histoviewer.core.patches``), so a model never guesses a scale.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from histoviewer.core.errors import ModelError
+
+__all__ = [
+    "DEMO_WARNING",
+    "PCAM_MPP_UM",
+    "PCAM_PATCH_PX",
+    "InputSpec",
+    "ModelInfo",
+    "PatchClassifier",
+    "check_patch_batch",
+]
+
+# PatchCamelyon: 96 x 96 px cut from CAMELYON16 level 2 (10x), about 0.972 um/px.
+PCAM_PATCH_PX = 96
+PCAM_MPP_UM = 0.972
+
+DEMO_WARNING = (
+    "demonstration model trained on synthetic phantom tissue - not for diagnosis; "
+    "train a real one with: histoviewer train cnn --data PCAM_DIR --out model.safetensors"
+)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects: square patches of ``patch_px`` pixels at ``mpp_um`` um/px.
+
+    ``normalisation`` describes, in words a person can check, how uint8 RGB is mapped to
+    the model's input (the model applies it itself). ``class_names[1]`` is the class whose
+    probability ``predict_proba`` returns.
+    """
+
+    patch_px: int = PCAM_PATCH_PX
+    mpp_um: float = PCAM_MPP_UM
+    normalisation: str = "rgb / 255"
+    class_names: tuple[str, ...] = ("normal", "tumour")
+
+    def __post_init__(self) -> None:
+        if not (8 <= int(self.patch_px) <= 4096):
+            raise ModelError(f"patch size {self.patch_px} px is outside 8..4096")
+        if not (0.05 <= float(self.mpp_um) <= 64):
+            raise ModelError(f"model scale {self.mpp_um} um/px is outside 0.05..64")
+        if len(self.class_names) != 2:
+            raise ModelError(f"a patch classifier has two classes, got {self.class_names!r}")
+
+    @property
+    def field_um(self) -> float:
+        """Side of one patch in micrometres."""
+        return self.patch_px * self.mpp_um
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything a model file says about its model (stored as JSON in its header).
+
+    ``content_hash`` is the SHA-256 of the model file's bytes (empty for an unsaved model);
+    ``demonstration`` is true for the default models trained on phantom tissue.
+    """
+
+    name: str
+    kind: str  # "cnn" or "handcrafted"
+    architecture: str
+    input: InputSpec = field(default_factory=InputSpec)
+    training_data: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    software_version: str = ""
+    created: str = ""
+    demonstration: bool = False
+    content_hash: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def display_name(self) -> str:
+        """The name as every front end shows it, with the demonstration warning when due."""
+        label = f"{self.name} ({self.kind}, {self.architecture})"
+        if self.demonstration:
+            return f"{label} - DEMONSTRATION MODEL, synthetic training data, not for diagnosis"
+        return label
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["input"]["class_names"] = list(self.input.class_names)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
+        inp = dict(data.get("input") or {})
+        if "class_names" in inp:
+            inp["class_names"] = tuple(inp["class_names"])
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "input"}
+        return cls(input=InputSpec(**inp), **known)
+
+
+def check_patch_batch(patches: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Return ``patches`` as a C-contiguous ``(N, P, P, 3)`` uint8 array or raise ModelError."""
+    arr = np.asarray(patches)
+    p = spec.patch_px
+    if arr.ndim == 3:
+        arr = arr[None]
+    if arr.ndim != 4 or arr.shape[1:] != (p, p, 3):
+        raise ModelError(
+            f"expected patches of shape (N, {p}, {p}, 3) at {spec.mpp_um} um/px, got {arr.shape}"
+        )
+    if arr.dtype != np.uint8:
+        raise ModelError(f"expected uint8 RGB patches, got {arr.dtype}")
+    return np.ascontiguousarray(arr)
+
+
+class PatchClassifier(ABC):
+    """A tumour/normal classifier of square RGB patches at a fixed scale."""
+
+    info: ModelInfo
+
+    @property
+    def input(self) -> InputSpec:
+        return self.info.input
+
+    @abstractmethod
+    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        """Tumour probability, float32 in [0, 1], for each of ``(N, P, P, 3)`` uint8 patches.
+
+        Thread-safety: one thread at a time per classifier (the inference worker owns it).
+        """
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The model's parameters as named arrays, for the model file (no code, no pickle)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release device memory; the default does nothing."""
