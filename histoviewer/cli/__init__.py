@@ -8,11 +8,13 @@ import sys
 from histoviewer import __version__
 from histoviewer.core.errors import HistoViewerError
 
-SUBCOMMANDS = ("view", "demo", "info", "phantom")
+SUBCOMMANDS = (
+    "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from histoviewer.cli import info, phantom, view
+    from histoviewer.cli import info, models, phantom, view
 
     parser = argparse.ArgumentParser(
         prog="histoviewer",
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.register(sub)
     info.register(sub)
     phantom.register(sub)
+    models.register(sub)
     return parser
 
 

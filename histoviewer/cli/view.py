@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+
+from histoviewer.core.paths import user_data_dir
 
 DEMO_SIZE = (40_000, 28_000)  # 10 x 7 mm at 0.25 um/px: the node has room for a 3 mm macrometastasis
 DEMO_LESIONS = "macro:3.0,micro:0.8,itc:0.15"
@@ -24,11 +25,8 @@ def register(sub) -> None:
 
 
 def data_dir() -> Path:
-    """``$HISTOVIEWER_DATA_DIR``, else ``$XDG_DATA_HOME/histoviewer``, else ``~/.local/share/histoviewer``."""
-    if env := os.environ.get("HISTOVIEWER_DATA_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
-    return Path(base) / "histoviewer"
+    """The user data folder (see ``histoviewer.core.paths.user_data_dir``)."""
+    return user_data_dir()
 
 
 def demo_slide(folder: Path | None = None) -> Path:

@@ -1,0 +1,120 @@
+"""The CNN patch classifier: a torch network behind the ``PatchClassifier`` interface.
+
+Inference is prepared once per device: on the CPU the batch norms are folded into the
+convolutions (``torch.fx`` fuse), tensors are channels-last and calls run under
+``inference_mode``; on CUDA it runs in float16 autocast. Patches travel to the device as
+uint8 (a quarter of the bytes) and are normalised there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx.experimental.optimization as fx_optimization
+from torch import nn
+
+from histoviewer.core.errors import ModelError, ModelLoadError
+from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, check_patch_batch
+from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS, build_network
+from histoviewer.core.models.device import choose_device
+
+__all__ = ["CNN_NORMALISATION", "CnnClassifier", "normalise_uint8_nhwc"]
+
+# (rgb / 255 - 0.5) / 0.25: centred, roughly unit spread for H&E.
+CNN_NORMALISATION = "(rgb / 255 - 0.5) / 0.25, per channel"
+_SCALE = 1.0 / 63.75
+_SHIFT = 2.0
+
+
+def normalise_uint8_nhwc(batch: torch.Tensor) -> torch.Tensor:
+    """``(N, H, W, 3)`` uint8 -> ``(N, 3, H, W)`` float32 channels-last, normalised.
+
+    The permute is a view, so the result is channels-last without a copy of its own.
+    """
+    return batch.permute(0, 3, 1, 2).float().mul_(_SCALE).sub_(_SHIFT)
+
+
+class CnnClassifier(PatchClassifier):
+    """A trained network plus its ``ModelInfo``; ``predict_proba`` batches internally."""
+
+    def __init__(self, network: nn.Module, info: ModelInfo, device: str = "auto"):
+        if info.kind != "cnn":
+            raise ModelLoadError(f"model kind {info.kind!r} is not a CNN")
+        self.info = info
+        self.network = network.eval()
+        self.device_choice = choose_device(device)
+        self.device = self.device_choice.device
+        self._inference_net = self._prepare(self.network)
+        self.batch_size = 1024 if self.device.type == "cuda" else 256
+
+    @classmethod
+    def new(cls, info: ModelInfo, device: str = "auto") -> CnnClassifier:
+        """An untrained network of ``info.architecture`` (used by training)."""
+        return cls(build_network(info.architecture, info.extra.get("arch_config")), info, device)
+
+    @classmethod
+    def from_tensors(
+        cls, info: ModelInfo, tensors: dict[str, np.ndarray], device: str = "auto"
+    ) -> CnnClassifier:
+        network = build_network(info.architecture, info.extra.get("arch_config"))
+        state = {k: torch.from_numpy(np.array(v, copy=True)) for k, v in tensors.items()}
+        try:
+            network.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).splitlines()[0]
+            raise ModelLoadError(
+                f"weights do not fit architecture {info.architecture!r}: {first}"
+            ) from exc
+        return cls(network, info, device)
+
+    @staticmethod
+    def default_arch_config(architecture: str) -> dict[str, Any]:
+        return dict(DEFAULT_CONFIGS[architecture])
+
+    def _prepare(self, network: nn.Module) -> nn.Module:
+        net = network.eval()
+        if self.device.type == "cpu":
+            # Folding batch norm and channels-last roughly triple CPU throughput (benchmarks).
+            net = fx_optimization.fuse(net)
+            return net.to(memory_format=torch.channels_last)
+        return net.to(self.device).to(memory_format=torch.channels_last)
+
+    def refresh(self) -> None:
+        """Rebuild the inference copy after ``network``'s weights changed (training)."""
+        self.network.eval()
+        self._inference_net = self._prepare(self.network)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {
+            k: v.detach().cpu().contiguous().numpy() for k, v in self.network.state_dict().items()
+        }
+
+    def logits(self, patches: np.ndarray) -> np.ndarray:
+        arr = check_patch_batch(patches, self.info.input)
+        out = np.empty(len(arr), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(arr), self.batch_size):
+                chunk = torch.from_numpy(arr[start : start + self.batch_size])
+                if self.device.type != "cpu":
+                    chunk = chunk.to(self.device, non_blocking=True)
+                x = normalise_uint8_nhwc(chunk)
+                if self.device.type == "cuda":
+                    with torch.autocast("cuda", dtype=torch.float16):
+                        y = self._inference_net(x)
+                else:
+                    y = self._inference_net(x)
+                out[start : start + len(chunk)] = y.float().cpu().numpy()
+        if not np.all(np.isfinite(out)):
+            raise ModelError(f"model {self.info.name!r} produced non-finite outputs")
+        return out
+
+    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        logits = self.logits(patches)
+        return (1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).astype(np.float32)
+
+    def close(self) -> None:
+        self._inference_net = self.network.cpu()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()

@@ -1,0 +1,126 @@
+"""CNN architectures for 96 px patches, built from a name and a small JSON config.
+
+Only these names can be built, so a model file chooses among known code; it never carries
+code of its own.
+
+- ``strided-cnn`` (default): four 3x3 stride-2 conv + batch-norm + ReLU stages, global
+  average pooling, dropout, one linear unit. About 0.1 M parameters; with batch norm folded
+  and channels-last it classifies several thousand 96 px patches per second on two CPU cores.
+- ``resnet``: a ResNet-18-shaped network (two basic residual blocks per stage) with a
+  stride-2 stem, for GPUs and real PatchCamelyon training; an order of magnitude slower on CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from histoviewer.core.errors import ModelLoadError
+
+__all__ = ["ARCHITECTURES", "DEFAULT_CONFIGS", "build_network"]
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class StridedCnn(nn.Module):
+    """Stride-2 conv stages then a pooled linear head; output is one tumour logit."""
+
+    def __init__(self, widths: Sequence[int] = (16, 32, 64, 128), dropout: float = 0.2):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for width in widths:
+            layers += _conv_bn_relu(c_in, int(width), 2)
+            c_in = int(width)
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(c_in, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.features(x)).flatten(1)
+        return self.head(self.dropout(x)).squeeze(1)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs with batch norm and an identity (or 1x1) shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """ResNet-18-shaped: stride-2 stem, four stages of ``blocks`` basic blocks."""
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        blocks: Sequence[int] = (2, 2, 2, 2),
+        dropout: float = 0.2,
+    ):
+        super().__init__()
+        self.stem = nn.Sequential(*_conv_bn_relu(3, int(widths[0]), 2))
+        stages: list[nn.Module] = []
+        c_in = int(widths[0])
+        for i, (width, n) in enumerate(zip(widths, blocks, strict=True)):
+            for j in range(int(n)):
+                stride = 2 if (i > 0 and j == 0) else 1
+                stages.append(BasicBlock(c_in, int(width), stride))
+                c_in = int(width)
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(c_in, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.stages(self.stem(x))).flatten(1)
+        return self.head(self.dropout(x)).squeeze(1)
+
+
+ARCHITECTURES = {"strided-cnn": StridedCnn, "resnet": ResNet}
+DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
+    "strided-cnn": {"widths": [16, 32, 64, 128], "dropout": 0.2},
+    "resnet": {"widths": [32, 64, 128, 256], "blocks": [2, 2, 2, 2], "dropout": 0.2},
+}
+
+
+def build_network(architecture: str, config: dict[str, Any] | None = None) -> nn.Module:
+    """Build a known architecture; unknown names or config keys raise ModelLoadError."""
+    cls = ARCHITECTURES.get(architecture)
+    if cls is None:
+        raise ModelLoadError(
+            f"unknown CNN architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}"
+        )
+    cfg = dict(DEFAULT_CONFIGS[architecture] if config is None else config)
+    allowed = set(DEFAULT_CONFIGS[architecture])
+    unknown = set(cfg) - allowed
+    if unknown:
+        raise ModelLoadError(f"unknown settings for {architecture}: {sorted(unknown)}")
+    try:
+        return cls(**cfg)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"bad settings for {architecture}: {exc}") from exc

@@ -1,0 +1,209 @@
+"""The handcrafted tumour classifier: interpretable features, standardised, logistic regression.
+
+Fitting uses scikit-learn (``LogisticRegression``, L2, balanced class weights); prediction is
+plain numpy, so a model file holds four float arrays and no code:
+
+* ``feature_mean`` ``(F,)`` and ``feature_scale`` ``(F,)``: ``z = (x - mean) / scale``;
+* ``coef`` ``(F,)`` and ``intercept`` ``(1,)``: ``p = sigmoid(z . coef + intercept)``.
+
+The features are ``histoviewer.core.models.features.FEATURE_NAMES`` (``F`` of them, in that
+order); a model records their names and ``FEATURE_VERSION`` in ``ModelInfo.extra`` and a model
+made for other features is refused on load instead of being silently mis-applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import numpy as np
+
+from histoviewer.core.errors import ModelError, ModelLoadError
+from histoviewer.core.models.classifier import InputSpec, ModelInfo, PatchClassifier, check_patch_batch
+from histoviewer.core.models.features import FEATURE_NAMES, FEATURE_VERSION, extract_features
+
+__all__ = ["ARCHITECTURE", "KIND", "HandcraftedClassifier", "fit_handcrafted"]
+
+KIND = "handcrafted"
+ARCHITECTURE = "hed-nuclei-glcm-lbp + logistic regression"
+_TENSOR_NAMES = ("feature_mean", "feature_scale", "coef", "intercept")
+
+
+def _normalisation_text() -> str:
+    return (
+        f"uint8 RGB -> {len(FEATURE_NAMES)} handcrafted features (feature_version {FEATURE_VERSION}) "
+        "-> (x - feature_mean) / feature_scale"
+    )
+
+
+class HandcraftedClassifier(PatchClassifier):
+    """Logistic regression on standardised handcrafted features of each patch.
+
+    Build one with ``fit_handcrafted`` or ``from_tensors``; the constructor validates the
+    arrays and raises ``ModelError`` when they do not fit ``FEATURE_NAMES``.
+    """
+
+    def __init__(
+        self,
+        info: ModelInfo,
+        feature_mean: np.ndarray,
+        feature_scale: np.ndarray,
+        coef: np.ndarray,
+        intercept: np.ndarray,
+    ) -> None:
+        n_feat = len(FEATURE_NAMES)
+        arrays = {
+            "feature_mean": (feature_mean, (n_feat,)),
+            "feature_scale": (feature_scale, (n_feat,)),
+            "coef": (coef, (n_feat,)),
+            "intercept": (intercept, (1,)),
+        }
+        checked: dict[str, np.ndarray] = {}
+        for key, (value, shape) in arrays.items():
+            arr = np.asarray(value)
+            if arr.dtype.kind != "f":
+                raise ModelError(f"handcrafted model parameter {key!r} must be floating point, got {arr.dtype}")
+            if arr.shape != shape:
+                raise ModelError(
+                    f"handcrafted model parameter {key!r} has shape {arr.shape}, expected {shape} "
+                    f"({n_feat} features, feature_version {FEATURE_VERSION})"
+                )
+            if not np.all(np.isfinite(arr)):
+                raise ModelError(f"handcrafted model parameter {key!r} contains NaN or infinity")
+            checked[key] = np.array(arr, dtype=np.float64)  # a private copy
+        if np.any(checked["feature_scale"] <= 0):
+            raise ModelError("handcrafted model parameter 'feature_scale' must be positive")
+        self.info = info
+        self._mean = checked["feature_mean"]
+        self._scale = checked["feature_scale"]
+        self._coef = checked["coef"]
+        self._intercept = float(checked["intercept"][0])
+
+    # -- prediction --------------------------------------------------------------------------
+    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        """Tumour probability, float32 ``(N,)``, of ``(N, P, P, 3)`` uint8 patches at the model's scale."""
+        arr = check_patch_batch(patches, self.input)
+        return self.predict_proba_features(extract_features(arr, self.input.mpp_um))
+
+    def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
+        """Tumour probability, float32 ``(N,)``, of ``(N, F)`` features from ``extract_features``."""
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES):
+            raise ModelError(f"expected features of shape (N, {len(FEATURE_NAMES)}), got {np.shape(features)}")
+        if not np.all(np.isfinite(x)):
+            raise ModelError("features contain NaN or infinity; compute them with extract_features")
+        z = (x - self._mean) / self._scale
+        # Row-wise sum rather than a BLAS product: a patch's score must not depend on its batch.
+        logit = (z * self._coef).sum(axis=1) + self._intercept
+        # tanh form of the logistic function: no overflow for large |logit|.
+        return (0.5 * (1.0 + np.tanh(0.5 * logit))).astype(np.float32)
+
+    # -- parameters --------------------------------------------------------------------------
+    def tensors(self) -> dict[str, np.ndarray]:
+        """``feature_mean``, ``feature_scale``, ``coef`` (all ``(F,)``) and ``intercept`` ``(1,)``, float64."""
+        return {
+            "feature_mean": self._mean.copy(),
+            "feature_scale": self._scale.copy(),
+            "coef": self._coef.copy(),
+            "intercept": np.array([self._intercept], dtype=np.float64),
+        }
+
+    @classmethod
+    def from_tensors(cls, info: ModelInfo, tensors: Mapping[str, np.ndarray]) -> HandcraftedClassifier:
+        """Rebuild a model from its file's header and arrays; ``ModelLoadError`` if they do not fit.
+
+        Refused: another model kind, features other than ``FEATURE_NAMES`` (names, order or
+        ``feature_version``), missing or unexpected arrays, wrong shapes, non-float or
+        non-finite values.
+        """
+        if info.kind != KIND:
+            raise ModelLoadError(f"model {info.name!r} is of kind {info.kind!r}, not {KIND!r}")
+        names = info.extra.get("feature_names")
+        if names is None:
+            raise ModelLoadError(f"handcrafted model {info.name!r} does not list its feature names")
+        names = tuple(names)
+        if names != FEATURE_NAMES:
+            missing = [n for n in FEATURE_NAMES if n not in names]
+            unknown = [n for n in names if n not in FEATURE_NAMES]
+            detail = f"missing {missing[:5]}, unknown {unknown[:5]}" if missing or unknown else "same names, other order"
+            raise ModelLoadError(
+                f"handcrafted model {info.name!r} was made for different features ({len(names)} vs "
+                f"{len(FEATURE_NAMES)}; {detail}); retrain it with this version of HistoViewer"
+            )
+        version = info.extra.get("feature_version")
+        if version != FEATURE_VERSION:
+            raise ModelLoadError(
+                f"handcrafted model {info.name!r} has feature_version {version!r}, this HistoViewer "
+                f"computes version {FEATURE_VERSION}; retrain the model"
+            )
+        got = set(tensors)
+        if got != set(_TENSOR_NAMES):
+            raise ModelLoadError(
+                f"handcrafted model {info.name!r} has arrays {sorted(got)}, expected {sorted(_TENSOR_NAMES)}"
+            )
+        try:
+            return cls(info, *(np.asarray(tensors[k]) for k in _TENSOR_NAMES))
+        except ModelError as exc:
+            raise ModelLoadError(f"handcrafted model {info.name!r}: {exc}") from exc
+
+
+def fit_handcrafted(
+    features_train: np.ndarray,
+    y_train: np.ndarray,
+    *,
+    spec: InputSpec,
+    seed: int = 0,
+    name: str = "handcrafted",
+    training_data: str = "",
+    C: float = 1.0,
+) -> HandcraftedClassifier:
+    """Fit standardisation and L2 logistic regression (balanced class weights) to features.
+
+    ``features_train`` is ``(N, F)`` from ``extract_features`` at ``spec.mpp_um``; ``y_train``
+    is ``(N,)`` with 1 = tumour, 0 = normal. ``C`` is the inverse L2 strength. The training
+    AUC goes in ``info.metrics["train_auc"]`` (optimistic: use held-out data to judge a model).
+    """
+    from sklearn.linear_model import LogisticRegression  # fitting only: prediction needs numpy
+    from sklearn.metrics import roc_auc_score
+
+    x = np.asarray(features_train, dtype=np.float64)
+    y = np.asarray(y_train)
+    if x.ndim != 2 or x.shape[1] != len(FEATURE_NAMES):
+        raise ModelError(f"expected training features of shape (N, {len(FEATURE_NAMES)}), got {x.shape}")
+    if y.shape != (len(x),):
+        raise ModelError(f"expected {len(x)} labels, got shape {y.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ModelError("training features contain NaN or infinity")
+    if not np.all((y == 0) | (y == 1)):
+        raise ModelError("labels must be 0 (normal) or 1 (tumour)")
+    y = y.astype(np.int64)
+    if len(np.unique(y)) != 2:
+        raise ModelError(f"training needs both classes, got only class {int(y[0]) if len(y) else None}")
+    if not (np.isfinite(C) and C > 0):
+        raise ModelError(f"C must be a positive number, got {C}")
+
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    # A feature constant over the training set carries nothing; scale 1 keeps it harmless.
+    scale = np.where(scale > 1e-12 * np.maximum(np.abs(mean), 1.0), scale, 1.0)
+    z = (x - mean) / scale
+    lr = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, random_state=seed)
+    lr.fit(z, y)
+    info = ModelInfo(
+        name=name,
+        kind=KIND,
+        architecture=ARCHITECTURE,
+        input=dataclasses.replace(spec, normalisation=_normalisation_text()),
+        training_data=training_data,
+        metrics={"train_auc": float(roc_auc_score(y, lr.decision_function(z))), "n_train": float(len(y))},
+        extra={
+            "feature_names": list(FEATURE_NAMES),
+            "feature_version": FEATURE_VERSION,
+            "classifier": "logistic_regression",
+            "C": float(C),
+            "seed": int(seed),
+        },
+    )
+    return HandcraftedClassifier(info, mean, scale, lr.coef_[0], lr.intercept_)

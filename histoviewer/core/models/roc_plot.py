@@ -1,0 +1,72 @@
+"""ROC curve image (PNG) with Pillow: axes, chance diagonal, curve, AUC and operating point."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from histoviewer.core.atomic import atomic_write_bytes
+from histoviewer.core.models.metrics import PatchMetrics, RocCurve
+
+__all__ = ["write_roc_png"]
+
+_SIZE = 640
+_MARGIN_L, _MARGIN_R, _MARGIN_T, _MARGIN_B = 70, 20, 60, 60
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: fixed bitmap font
+        return ImageFont.load_default()
+
+
+def write_roc_png(
+    path: str | Path, curve: RocCurve, metrics: PatchMetrics, title: str, subtitle: str = ""
+) -> Path:
+    """Draw the ROC curve of ``metrics`` and write it atomically as PNG; returns the path."""
+    img = Image.new("RGB", (_SIZE, _SIZE), "white")
+    d = ImageDraw.Draw(img)
+    x0, y0 = _MARGIN_L, _SIZE - _MARGIN_B
+    x1, y1 = _SIZE - _MARGIN_R, _MARGIN_T
+    w, h = x1 - x0, y0 - y1
+
+    def to_px(fpr: float, tpr: float) -> tuple[float, float]:
+        return x0 + fpr * w, y0 - tpr * h
+
+    small, normal = _font(13), _font(16)
+    for t in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        gx, _ = to_px(t, 0)
+        _, gy = to_px(0, t)
+        d.line([(gx, y1), (gx, y0)], fill=(230, 230, 230))
+        d.line([(x0, gy), (x1, gy)], fill=(230, 230, 230))
+        d.text((gx, y0 + 6), f"{t:.1f}", fill="black", font=small, anchor="mt")
+        d.text((x0 - 6, gy), f"{t:.1f}", fill="black", font=small, anchor="rm")
+    d.rectangle([x0, y1, x1, y0], outline="black")
+    d.line([to_px(0, 0), to_px(1, 1)], fill=(160, 160, 160), width=1)
+    pts = [to_px(float(f), float(t)) for f, t in zip(curve.fpr, curve.tpr, strict=True)]
+    d.line(pts, fill=(200, 30, 30), width=3)
+    if metrics.sensitivity is not None and metrics.specificity is not None:
+        ox, oy = to_px(1 - metrics.specificity, metrics.sensitivity)
+        d.ellipse([ox - 5, oy - 5, ox + 5, oy + 5], outline="black", width=2)
+        d.text((ox + 8, oy + 4), f"threshold {metrics.threshold:g}", fill="black", font=small)
+    d.text((x0 + w / 2, _SIZE - 20), "false positive rate (1 - specificity)", fill="black",
+           font=normal, anchor="mm")
+    label = Image.new("RGB", (h, 24), "white")
+    ImageDraw.Draw(label).text((h / 2, 12), "true positive rate (sensitivity)", fill="black",
+                               font=normal, anchor="mm")
+    img.paste(label.rotate(90, expand=True), (8, y1))
+    d.text((x0, 12), title, fill="black", font=normal)
+    if subtitle:
+        d.text((x0, 34), subtitle, fill=(90, 90, 90), font=small)
+    auc = "n/a" if metrics.auc is None else f"{metrics.auc:.3f}"
+    d.text((x1 - 10, y0 - 30), f"AUC {auc}", fill=(200, 30, 30), font=normal, anchor="rm")
+    d.text((x1 - 10, y0 - 12), f"{metrics.positives} tumour / {metrics.negatives} normal",
+           fill="black", font=small, anchor="rm")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    out = Path(path)
+    atomic_write_bytes(out, buf.getvalue())
+    return out

@@ -1,0 +1,450 @@
+"""Training both classifiers from a ``PatchSet``: the CNN with early stopping, the handcrafted
+model with its regularisation chosen on the validation split.
+
+Reproducible: every random choice (split, shuffling, augmentation, initial weights, dropout)
+derives from ``TrainConfig.seed``; the same data and seed give the same model on the same
+machine and torch build (CPU float reductions can differ between builds or thread counts).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from histoviewer import __version__
+from histoviewer.core.errors import ModelError, PatchDataError
+from histoviewer.core.models.augment import AugmentConfig, augment_batch
+from histoviewer.core.models.classifier import (
+    PCAM_MPP_UM,
+    PCAM_PATCH_PX,
+    InputSpec,
+    ModelInfo,
+    PatchClassifier,
+)
+from histoviewer.core.models.cnn import CNN_NORMALISATION, CnnClassifier
+from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS
+from histoviewer.core.models.metrics import PatchMetrics, binary_metrics
+from histoviewer.core.models.progress import ProgressFactory, null_progress
+
+__all__ = [
+    "EpochRecord",
+    "TrainConfig",
+    "TrainResult",
+    "load_patches",
+    "predict_patch_set",
+    "train_cnn",
+    "train_handcrafted",
+]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings. Patch sets are held in RAM when they fit in ``max_ram_mb``."""
+
+    architecture: str = "strided-cnn"
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-4
+    patience: int = 5
+    seed: int = 0
+    valid_fraction: float = 0.2
+    augment: bool = True
+    device: str = "auto"
+    max_ram_mb: int = 3072
+    name: str = ""
+    demonstration: bool = False
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    valid_loss: float
+    valid_auc: float | None
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    classifier: PatchClassifier
+    valid_metrics: PatchMetrics
+    n_train: int
+    n_valid: int
+    seconds: float
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+    seconds_per_epoch: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _require_labels(patch_set: Any) -> np.ndarray:
+    labels = patch_set.labels
+    if labels is None:
+        raise PatchDataError(f"{patch_set.description}: training needs labelled patches")
+    labels = np.asarray(labels).astype(np.int64)
+    if labels.min(initial=1) == labels.max(initial=0):
+        raise PatchDataError(
+            f"{patch_set.description}: training needs both classes, found only label {labels[0]}"
+        )
+    return labels
+
+
+def load_patches(
+    patch_set: Any,
+    indices: Sequence[int],
+    *,
+    batch_size: int = 512,
+    progress: ProgressFactory = null_progress,
+    what: str = "reading patches",
+) -> np.ndarray:
+    """Read ``indices`` of ``patch_set`` into one uint8 array (model scale), in order."""
+    idx = np.asarray(indices, dtype=np.int64)
+    p = patch_set.spec.patch_px if hasattr(patch_set, "spec") else None
+    chunks: list[np.ndarray] = []
+    bar = progress(what, len(idx))
+    try:
+        for start in range(0, len(idx), batch_size):
+            batch = patch_set.read(idx[start : start + batch_size].tolist())
+            if p is not None and batch.shape[1:] != (p, p, 3):
+                raise PatchDataError(f"reader returned patches of shape {batch.shape}")
+            chunks.append(batch)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return np.concatenate(chunks) if chunks else np.empty((0, 0, 0, 3), np.uint8)
+
+
+@dataclass(frozen=True)
+class _Split:
+    """Training and validation indices, each into its own patch set (often the same one)."""
+
+    train_set: Any
+    train_idx: np.ndarray
+    train_labels: np.ndarray
+    valid_set: Any
+    valid_idx: np.ndarray
+    valid_labels: np.ndarray
+
+
+def _split(patch_set: Any, valid_set: Any | None, cfg: TrainConfig, log: Log) -> _Split:
+    """Hold out ``cfg.valid_fraction`` of ``patch_set`` (whole slides when it has several),
+    or use ``valid_set`` entirely when one is given (PatchCamelyon's official split)."""
+    labels = _require_labels(patch_set)
+    if valid_set is None:
+        from histoviewer.core.patches.split import train_valid_split
+
+        train_idx, valid_idx = train_valid_split(patch_set, cfg.valid_fraction, cfg.seed)
+        valid_set, valid_labels = patch_set, labels
+    else:
+        valid_labels = _require_labels(valid_set)
+        train_idx, valid_idx = np.arange(len(patch_set)), np.arange(len(valid_set))
+    split = _Split(patch_set, np.asarray(train_idx, dtype=np.int64), labels, valid_set,
+                   np.asarray(valid_idx, dtype=np.int64), valid_labels)
+    for name, y in (("training", labels[split.train_idx]),
+                    ("validation", valid_labels[split.valid_idx])):
+        pos = int(y.sum())
+        if pos == 0 or pos == len(y):
+            raise PatchDataError(
+                f"{patch_set.description}: the {name} split has only one class "
+                f"({len(y)} patches); add data or change --valid-fraction"
+            )
+    log(
+        f"split: {len(split.train_idx)} training ({int(labels[split.train_idx].sum())} tumour), "
+        f"{len(split.valid_idx)} validation ({int(valid_labels[split.valid_idx].sum())} tumour), "
+        f"seed {cfg.seed}"
+    )
+    return split
+
+
+def _fits_in_ram(n: int, spec: InputSpec, cfg: TrainConfig) -> bool:
+    return n * spec.patch_px * spec.patch_px * 3 <= cfg.max_ram_mb * 1024 * 1024
+
+
+class _Batches:
+    """Shuffled mini-batches from RAM, or streamed from the patch set when it does not fit."""
+
+    def __init__(self, patch_set: Any, indices: np.ndarray, labels: np.ndarray,
+                 in_ram: np.ndarray | None):
+        self.patch_set, self.indices, self.labels, self.in_ram = patch_set, indices, labels, in_ram
+
+    def epoch(self, batch_size: int, rng: np.random.Generator):
+        order = rng.permutation(len(self.indices))
+        for start in range(0, len(order), batch_size):
+            pick = order[start : start + batch_size]
+            if self.in_ram is not None:
+                x = self.in_ram[pick]
+            else:  # sorted reads are much cheaper on HDF5; the batch is shuffled anyway
+                pick = np.sort(pick)
+                x = self.patch_set.read(self.indices[pick].tolist())
+            yield x, self.labels[self.indices[pick]]
+
+
+def predict_patch_set(
+    classifier: PatchClassifier,
+    patch_set: Any,
+    indices: Sequence[int] | None = None,
+    *,
+    batch_size: int = 512,
+    progress: ProgressFactory = null_progress,
+) -> np.ndarray:
+    """Tumour probability for ``indices`` (all by default) of ``patch_set``, streamed."""
+    idx = np.arange(len(patch_set)) if indices is None else np.asarray(indices, dtype=np.int64)
+    out = np.empty(len(idx), dtype=np.float32)
+    bar = progress("classifying", len(idx))
+    try:
+        for start in range(0, len(idx), batch_size):
+            batch = patch_set.read(idx[start : start + batch_size].tolist())
+            out[start : start + len(batch)] = classifier.predict_proba(batch)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return out
+
+
+def _cnn_info(patch_set: Any, cfg: TrainConfig, spec: InputSpec) -> ModelInfo:
+    return ModelInfo(
+        name=cfg.name or f"{cfg.architecture}-seed{cfg.seed}",
+        kind="cnn",
+        architecture=cfg.architecture,
+        input=replace(spec, normalisation=CNN_NORMALISATION),
+        training_data=patch_set.description,
+        software_version=__version__,
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        demonstration=cfg.demonstration,
+        extra={"arch_config": dict(DEFAULT_CONFIGS[cfg.architecture])},
+    )
+
+
+def _valid_pass(net: nn.Module, x_valid: np.ndarray, y_valid: np.ndarray, device: torch.device,
+                batch_size: int) -> tuple[float, np.ndarray]:
+    from histoviewer.core.models.cnn import normalise_uint8_nhwc
+
+    net.eval()
+    logits = []
+    with torch.inference_mode():
+        for start in range(0, len(x_valid), batch_size * 2):
+            xb = torch.from_numpy(x_valid[start : start + batch_size * 2]).to(device)
+            logits.append(net(normalise_uint8_nhwc(xb).contiguous(
+                memory_format=torch.channels_last)).float().cpu())
+    z = torch.cat(logits)
+    loss = nn.functional.binary_cross_entropy_with_logits(z, torch.from_numpy(y_valid).float())
+    return float(loss), torch.sigmoid(z).numpy()
+
+
+def train_cnn(
+    patch_set: Any,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    valid_set: Any | None = None,
+    spec: InputSpec | None = None,
+    progress: ProgressFactory = null_progress,
+    log: Log = lambda _msg: None,
+) -> TrainResult:
+    """Train a CNN on ``patch_set`` (already at ``spec``'s scale), early-stopping on
+    validation AUC; the best epoch's weights are kept."""
+    t_start = time.perf_counter()
+    spec = spec or getattr(patch_set, "spec", InputSpec(PCAM_PATCH_PX, PCAM_MPP_UM))
+    if cfg.epochs < 1:
+        raise ModelError(f"--epochs must be at least 1, got {cfg.epochs}")
+    sp = _split(patch_set, valid_set, cfg, log)
+    train_idx, valid_idx = sp.train_idx, sp.valid_idx
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    info = _cnn_info(patch_set, cfg, spec)
+    model = CnnClassifier.new(info, device=cfg.device)
+    device = model.device
+    log(f"device: {model.device_choice.reason}")
+    net = model.network.to(device).to(memory_format=torch.channels_last)
+
+    x_valid = load_patches(sp.valid_set, valid_idx, progress=progress, what="reading validation")
+    y_valid = sp.valid_labels[valid_idx]
+    in_ram = None
+    if _fits_in_ram(len(train_idx), spec, cfg):
+        in_ram = load_patches(patch_set, train_idx, progress=progress, what="reading training")
+    else:
+        log(f"{len(train_idx)} training patches exceed --max-ram-mb {cfg.max_ram_mb}: streaming")
+    batches = _Batches(patch_set, train_idx, sp.train_labels, in_ram)
+
+    n_pos = int(sp.train_labels[train_idx].sum())
+    pos_weight = torch.tensor((len(train_idx) - n_pos) / max(n_pos, 1), device=device)
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, -(-len(train_idx) // cfg.batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.learning_rate, total_steps=cfg.epochs * steps_per_epoch
+    )
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    history: list[EpochRecord] = []
+    best_auc, best_epoch, best_state, stale = -1.0, 0, None, 0
+    stopped_early = False
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        total, seen = 0.0, 0
+        bar = progress(f"epoch {epoch}/{cfg.epochs}", len(train_idx))
+        try:
+            for xb_np, yb_np in batches.epoch(cfg.batch_size, rng):
+                xb = torch.from_numpy(np.ascontiguousarray(xb_np)).to(device)
+                x = xb.permute(0, 3, 1, 2).float().div_(255.0)
+                if cfg.augment:
+                    x = augment_batch(x, gen, AugmentConfig())
+                x = ((x - 0.5) / 0.25).contiguous(memory_format=torch.channels_last)
+                y = torch.from_numpy(yb_np.astype(np.float32)).to(device)
+                opt.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    loss = loss_fn(net(x).float(), y)
+                if not torch.isfinite(loss):
+                    raise ModelError(f"training diverged at epoch {epoch} (loss {float(loss)})")
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                total += float(loss.detach()) * len(yb_np)
+                seen += len(yb_np)
+                bar.update(len(yb_np))
+        finally:
+            bar.close()
+        v_loss, v_prob = _valid_pass(net, x_valid, y_valid, device, cfg.batch_size)
+        v_auc = binary_metrics(y_valid, v_prob).auc
+        rec = EpochRecord(epoch, total / max(seen, 1), v_loss, v_auc, time.perf_counter() - t0)
+        history.append(rec)
+        auc_text = "n/a" if v_auc is None else f"{v_auc:.4f}"
+        log(f"epoch {epoch}: train loss {rec.train_loss:.4f}, valid loss {v_loss:.4f}, "
+            f"valid AUC {auc_text}, {rec.seconds:.1f} s")
+        score = -1.0 if v_auc is None else v_auc
+        if score > best_auc + 1e-4:
+            best_auc, best_epoch, stale = score, epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                stopped_early = True
+                log(f"early stop: no validation AUC gain for {cfg.patience} epochs")
+                break
+
+    if best_state is not None:  # None only if no epoch improved on -1, i.e. never
+        net.load_state_dict(best_state)
+    net.cpu()
+    _, v_prob = _valid_pass(net, x_valid, y_valid, torch.device("cpu"), cfg.batch_size)
+    metrics = binary_metrics(y_valid, v_prob)
+    seconds = time.perf_counter() - t_start
+    info = replace(
+        info,
+        metrics=_metric_summary(metrics),
+        extra={
+            **info.extra,
+            "training": {
+                **asdict(cfg),
+                "n_train": len(train_idx),
+                "n_valid": len(valid_idx),
+                "best_epoch": best_epoch,
+                "epochs_run": len(history),
+                "seconds": round(seconds, 1),
+            },
+        },
+    )
+    final = CnnClassifier(net, info, device=cfg.device)
+    return TrainResult(
+        classifier=final, valid_metrics=metrics, n_train=len(train_idx), n_valid=len(valid_idx),
+        seconds=seconds, history=history, best_epoch=best_epoch, stopped_early=stopped_early,
+        seconds_per_epoch=float(np.mean([h.seconds for h in history])),
+    )
+
+
+def _metric_summary(m: PatchMetrics) -> dict[str, float]:
+    out = {"valid_accuracy": m.accuracy, "valid_n": float(m.n)}
+    if m.auc is not None:
+        out["valid_auc"] = m.auc
+    if m.sensitivity is not None:
+        out["valid_sensitivity"] = m.sensitivity
+    if m.specificity is not None:
+        out["valid_specificity"] = m.specificity
+    return {k: round(float(v), 6) for k, v in out.items()}
+
+
+def _features(patch_set: Any, idx: np.ndarray, mpp_um: float, progress: ProgressFactory,
+              what: str) -> np.ndarray:
+    from histoviewer.core.models.features import extract_features
+
+    out = []
+    bar = progress(what, len(idx))
+    try:
+        for start in range(0, len(idx), 256):
+            batch = patch_set.read(idx[start : start + 256].tolist())
+            out.append(extract_features(batch, mpp_um))
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return np.concatenate(out)
+
+
+HANDCRAFTED_C_GRID = (0.01, 0.1, 1.0, 10.0)
+
+
+def train_handcrafted(
+    patch_set: Any,
+    cfg: TrainConfig = TrainConfig(),
+    *,
+    valid_set: Any | None = None,
+    spec: InputSpec | None = None,
+    progress: ProgressFactory = null_progress,
+    log: Log = lambda _msg: None,
+) -> TrainResult:
+    """Extract features once, pick the L2 strength C on the validation split, refit."""
+    from histoviewer.core.models.handcrafted import fit_handcrafted
+
+    t_start = time.perf_counter()
+    spec = spec or getattr(patch_set, "spec", InputSpec(PCAM_PATCH_PX, PCAM_MPP_UM))
+    sp = _split(patch_set, valid_set, cfg, log)
+    train_idx, valid_idx = sp.train_idx, sp.valid_idx
+    f_train = _features(patch_set, train_idx, spec.mpp_um, progress, "features (training)")
+    f_valid = _features(sp.valid_set, valid_idx, spec.mpp_um, progress, "features (validation)")
+    y_train, y_valid = sp.train_labels[train_idx], sp.valid_labels[valid_idx]
+    history: list[EpochRecord] = []
+    best = None
+    for i, c in enumerate(HANDCRAFTED_C_GRID, start=1):
+        t0 = time.perf_counter()
+        model = fit_handcrafted(f_train, y_train, spec=spec, seed=cfg.seed, C=c,
+                                name=cfg.name or f"handcrafted-seed{cfg.seed}",
+                                training_data=patch_set.description)
+        prob = model.predict_proba_features(f_valid)
+        m = binary_metrics(y_valid, prob)
+        log(f"C={c:g}: valid AUC {m.auc:.4f}, accuracy {m.accuracy:.4f}")
+        history.append(EpochRecord(i, float("nan"), float("nan"), m.auc, time.perf_counter() - t0))
+        if best is None or (m.auc or 0) > (best[2].auc or 0) + 1e-4:
+            best = (c, model, m)
+    if best is None:
+        raise ModelError("no handcrafted model could be fitted")
+    c, model, metrics = best
+    seconds = time.perf_counter() - t_start
+    model.info = replace(
+        model.info,
+        metrics=_metric_summary(metrics),
+        software_version=__version__,
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        demonstration=cfg.demonstration,
+        extra={**model.info.extra, "training": {
+            "seed": cfg.seed, "valid_fraction": cfg.valid_fraction, "C": c,
+            "C_grid": list(HANDCRAFTED_C_GRID), "n_train": len(train_idx),
+            "n_valid": len(valid_idx), "seconds": round(seconds, 1)}},
+    )
+    log(f"chose C={c:g} on the validation split")
+    return TrainResult(classifier=model, valid_metrics=metrics, n_train=len(train_idx),
+                       n_valid=len(valid_idx), seconds=seconds, history=history,
+                       best_epoch=HANDCRAFTED_C_GRID.index(c) + 1,
+                       seconds_per_epoch=seconds)

@@ -1,0 +1,91 @@
+"""``histoviewer train / eval-patches / predict-patches / models`` as a user runs them."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from histoviewer.cli import main
+
+from .core.model_helpers import toy_patches
+
+
+@pytest.fixture(scope="module")
+def toy_folders(tmp_path_factory):
+    """Class folders (normal/, tumor/) of 96 px PNGs, and a flat unlabelled folder."""
+    root = tmp_path_factory.mktemp("toy")
+    x, y = toy_patches(240, seed=11)
+    for sub in ("normal", "tumor"):
+        (root / "classes" / sub).mkdir(parents=True)
+    (root / "flat").mkdir()
+    for i, (img, lab) in enumerate(zip(x, y, strict=True)):
+        Image.fromarray(img).save(root / "classes" / ("tumor" if lab else "normal") / f"p{i:03d}.png")
+        if i < 30:
+            Image.fromarray(img).save(root / "flat" / f"id{i:03d}.png")
+    return root
+
+
+def test_train_eval_predict_handcrafted(toy_folders, tmp_path, capsys):
+    model = tmp_path / "hc.safetensors"
+    data = str(toy_folders / "classes")
+    assert main(["train", "handcrafted", "--data", data, "--patch-mpp", "0.972",
+                 "--out", str(model), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["kind"] == "handcrafted" and summary["validation"]["auc"] > 0.9
+    assert len(summary["content_hash"]) == 64 and model.exists()
+
+    roc = tmp_path / "roc.png"
+    assert main(["eval-patches", "--model", str(model), "--data", data, "--patch-mpp", "0.972",
+                 "--roc", str(roc)]) == 0
+    out = capsys.readouterr().out
+    assert "AUC" in out and "sensitivity" in out and "confusion matrix" in out
+    assert Image.open(roc).size == (640, 640)
+
+    sub = tmp_path / "submission.csv"
+    assert main(["predict-patches", "--model", str(model), "--data", str(toy_folders / "flat"),
+                 "--patch-mpp", "0.972", "--out", str(sub)]) == 0
+    rows = list(csv.reader(sub.open()))
+    assert rows[0] == ["id", "label"] and len(rows) == 31
+    assert {r[0] for r in rows[1:]} == {f"id{i:03d}" for i in range(30)}
+    assert all(0.0 <= float(r[1]) <= 1.0 for r in rows[1:])
+
+
+def test_train_cnn_short_run_and_eval_json(toy_folders, tmp_path, capsys):
+    model = tmp_path / "cnn.safetensors"
+    data = str(toy_folders / "classes")
+    assert main(["train", "cnn", "--data", data, "--patch-mpp", "0.972", "--out", str(model),
+                 "--epochs", "2", "--batch-size", "32", "--device", "cpu", "--name", "toy-cnn"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "toy-cnn" in out and "DEMONSTRATION" not in out
+    assert main(["eval-patches", "--model", str(model), "--data", data, "--patch-mpp", "0.972",
+                 "--roc", str(tmp_path / "r.png"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["metrics"]["n"] == 240 and "warning" not in res
+
+
+def test_missing_patch_scale_is_an_error_not_a_guess(toy_folders, tmp_path, capsys):
+    rc = main(["train", "handcrafted", "--data", str(toy_folders / "classes"),
+               "--out", str(tmp_path / "m.safetensors")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--patch-mpp" in err
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_unknown_model_is_a_clear_error(toy_folders, capsys):
+    rc = main(["eval-patches", "--model", "no-such-model", "--data", str(toy_folders / "classes"),
+               "--patch-mpp", "0.972"])
+    assert rc == 2 and "no-such-model" in capsys.readouterr().err
+
+
+def test_default_models_are_named_with_the_demonstration_warning(toy_folders, tmp_path, capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "models folder" in out and "DEMONSTRATION" in out and "not for diagnosis" in out
+    assert main(["eval-patches", "--model", "cnn", "--data", str(toy_folders / "classes"),
+                 "--patch-mpp", "0.972", "--roc", str(tmp_path / "r.png")]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING" in out and "histoviewer train cnn --data" in out
