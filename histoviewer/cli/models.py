@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -169,9 +170,13 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"\nwrote {args.out}  (sha256 {info.content_hash[:16]}...)")
     for line in _warn_lines(info):
         print(line)
-    print(f"training: {result.n_train} patches, validation: {result.n_valid} patches, "
-          f"{len(result.history)} epochs ({result.seconds_per_epoch:.1f} s each), "
-          f"best epoch {result.best_epoch}, {result.seconds:.0f} s total")
+    if info.kind == "cnn":
+        runs = (f"{len(result.history)} epochs ({result.seconds_per_epoch:.1f} s each), "
+                f"best epoch {result.best_epoch}")
+    else:
+        runs = f"regularisation C={info.extra['training']['C']:g} chosen on validation"
+    print(f"training: {result.n_train} patches, validation: {result.n_valid} patches, {runs}, "
+          f"{result.seconds:.0f} s total")
     print(_metrics_text(m))
     return 0
 
@@ -210,7 +215,7 @@ def run_eval(args: argparse.Namespace) -> int:
     curve = roc(labels, probs)
     roc_path = None
     if curve is not None:
-        subtitle = f"{description}"[:90]
+        subtitle = textwrap.shorten(description, 88, placeholder=" ...")
         title = f"{model.info.name}" + (" (demonstration model)" if model.info.demonstration else "")
         roc_path = str(write_roc_png(args.roc, curve, m, title, subtitle))
     out = {
@@ -226,7 +231,8 @@ def run_eval(args: argparse.Namespace) -> int:
         return 0
     for line in _warn_lines(model.info):
         print(line)
-    print(f"data: {description} ({m.n} patches: {m.positives} tumour, {m.negatives} normal)")
+    print(f"data: {description}")
+    print(f"patches: {m.n} ({m.positives} tumour, {m.negatives} normal)")
     print(_metrics_text(m))
     print(f"ROC curve: {roc_path}" if roc_path else "ROC curve: not drawn (one class only)")
     return 0

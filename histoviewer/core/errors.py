@@ -36,3 +36,7 @@ class PatchDataError(HistoViewerError):
 
 class ModelError(HistoViewerError):
     """A model could not do what was asked (bad input shape, training diverged, ...)."""
+
+
+class InferenceError(HistoViewerError):
+    """Whole-slide inference cannot run (no scale, bad grid, unusable output folder, ...)."""

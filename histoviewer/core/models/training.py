@@ -290,7 +290,7 @@ def train_cnn(
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     history: list[EpochRecord] = []
-    best_auc, best_epoch, best_state, stale = -1.0, 0, None, 0
+    best_auc, best_loss, best_epoch, best_state, stale = -1.0, float("inf"), 0, None, 0
     stopped_early = False
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -327,14 +327,16 @@ def train_cnn(
         log(f"epoch {epoch}: train loss {rec.train_loss:.4f}, valid loss {v_loss:.4f}, "
             f"valid AUC {auc_text}, {rec.seconds:.1f} s")
         score = -1.0 if v_auc is None else v_auc
-        if score > best_auc + 1e-4:
-            best_auc, best_epoch, stale = score, epoch, 0
+        # AUC first; when it saturates (easy data), a clearly lower validation loss still counts.
+        better = score > best_auc + 1e-4 or (score >= best_auc - 1e-4 and v_loss < 0.9 * best_loss)
+        if better:
+            best_auc, best_loss, best_epoch, stale = max(score, best_auc), v_loss, epoch, 0
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         else:
             stale += 1
             if stale >= cfg.patience:
                 stopped_early = True
-                log(f"early stop: no validation AUC gain for {cfg.patience} epochs")
+                log(f"early stop: no validation gain for {cfg.patience} epochs")
                 break
 
     if best_state is not None:  # None only if no epoch improved on -1, i.e. never

@@ -1,0 +1,149 @@
+"""``histoviewer analyze``: classify all tissue of slides and write grids, heatmaps, summaries.
+
+One slide at a time by default; ``--workers N`` runs slides in N local processes
+(``ProcessPoolExecutor``), ``--scheduler ADDRESS`` sends the same per-slide function to a
+Dask distributed cluster. Progress bars on a terminal; ``--json`` prints only a JSON list
+of the per-slide summaries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "run_analyze", "run_jobs"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("analyze", help="classify all tissue of slides (headless)",
+                       description="Classify all tissue of each slide; write DIR/<slide stem>/"
+                                   "{probability.tiff,probability.json,heatmap.png,summary.json}.")
+    p.add_argument("slides", nargs="+", type=Path, metavar="SLIDE")
+    p.add_argument("--model", default="cnn", help="cnn, handcrafted or a model file (default: cnn)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
+    p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
+    p.add_argument("--stride", type=int, default=None, metavar="PX",
+                   help="grid step in model pixels; must divide the patch size (default: the patch "
+                        "size, no overlap; half of it: overlapping, smoother maps, 4x the work)")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="slides in parallel processes")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on a Dask distributed cluster (tcp://host:8786); its workers must "
+                        "see the slides, the model file and DIR at the same paths")
+    p.add_argument("--read-threads", type=int, default=1, help="reader threads per slide")
+    p.add_argument("--json", action="store_true", help="print a JSON list of summaries, no progress bars")
+    p.set_defaults(func=run_analyze)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _result_or_error(future: Any, slide: str) -> dict[str, Any]:
+    """A worker's summary, or an error entry when the worker itself died (killed process,
+    lost Dask worker, unexpected exception): one slide's failure never loses the others."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - reported per slide, the run goes on
+        return {"slide": slide, "error": f"worker failed: {type(exc).__name__}: {exc}"}
+
+
+def run_jobs(slides: list[Path], out: Path, options: Any, *, workers: int = 1,
+             scheduler: str | None = None, quiet: bool = False,
+             on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Analyse ``slides`` locally, in processes, or on Dask; summaries in input order."""
+    from dataclasses import replace
+
+    from histoviewer.cli.progress import cli_progress
+    from histoviewer.core.inference.analyze import analyze_slide_job, slide_out_dir
+
+    on_done = on_done or (lambda _s: None)
+    jobs = [(str(s), str(out)) for s in slides]
+    if scheduler:
+        try:
+            from dask.distributed import Client
+        except ImportError as exc:
+            from histoviewer.core.errors import InferenceError
+
+            raise InferenceError("--scheduler needs Dask: pip install 'dask[distributed]'") from exc
+        results = []
+        with Client(scheduler) as client:
+            futures = [client.submit(analyze_slide_job, s, o, options, pure=False) for s, o in jobs]
+            for (s, _o), f in zip(jobs, futures):
+                results.append(_result_or_error(f, s))
+                on_done(results[-1])
+        return results
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        n = min(workers, len(jobs))
+        options = replace(options, torch_threads=options.torch_threads or max(1, _cpus() // n))
+        # spawn: safe with the threads torch and the reader start in this process
+        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(analyze_slide_job, s, o, options) for s, o in jobs]
+            results = []
+            for (s, _o), f in zip(jobs, futures):
+                results.append(_result_or_error(f, s))
+                on_done(results[-1])
+        return results
+    # in this process: one model for every slide, per-slide progress bars
+    from histoviewer.core.errors import HistoViewerError
+    from histoviewer.core.inference.analyze import analyze_slide
+    from histoviewer.core.models.registry import open_model
+
+    model = open_model(options.model, device=options.device)
+    results = []
+    try:
+        for s, o in jobs:
+            try:
+                summary = analyze_slide(s, slide_out_dir(o, s), model, stride_px=options.stride_px,
+                                        batch_size=options.batch_size, block=options.block,
+                                        read_threads=options.read_threads,
+                                        progress=cli_progress(quiet)).to_dict()
+            except HistoViewerError as exc:
+                summary = {"slide": s, "error": str(exc)}
+            results.append(summary)
+            on_done(summary)
+    finally:
+        model.close()
+    return results
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    if "error" in s:
+        print(f"{s['slide']}: FAILED: {s['error']}", file=sys.stderr)
+        return
+    t = s["timing"]
+    g = s["geometry"]
+    print(f"{s['slide']}: {s['classified_patches']}/{s['tissue_patches']} tissue patches classified"
+          f" ({s['failed_patches']} failed), grid {g['rows']}x{g['cols']} at {g['l0_stride']:.0f} level-0 px,"
+          f" {t['total_s']:.1f} s (read {t['read_decode_s']:.1f} s, model {t['model_s']:.1f} s)"
+          f" -> {s['out_dir']}")
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from histoviewer.core.inference.analyze import AnalyzeOptions
+    from histoviewer.core.models.classifier import DEMO_WARNING
+
+    options = AnalyzeOptions(model=args.model, device=args.device, stride_px=args.stride,
+                             read_threads=max(1, args.read_threads))
+    results = run_jobs(list(args.slides), args.out, options, workers=max(1, args.workers),
+                       scheduler=args.scheduler, quiet=args.json,
+                       on_done=None if args.json else _print_summary)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        demo = any(r.get("model", {}).get("demonstration") for r in results)
+        if demo:
+            print(f"WARNING: {DEMO_WARNING}")
+    return 1 if any("error" in r for r in results) else 0
+
+

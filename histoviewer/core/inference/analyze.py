@@ -1,0 +1,191 @@
+"""Headless whole-slide analysis: classify all tissue of a slide and write the results.
+
+``analyze_slide`` is the one pipeline (tissue grid -> batched region reads on a reader
+thread -> model batches) and writes, into ``out_dir``: ``probability.tiff`` +
+``probability.json`` (see ``outputs.py`` for the encoding), ``heatmap.png`` and
+``summary.json``. ``analyze_slide_job`` is the same for process pools and Dask workers:
+plain, picklable arguments in; a JSON-ready dict out; the model is loaded in the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.errors import InferenceError
+from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+from histoviewer.core.inference.outputs import write_heatmap_png, write_probability_map
+from histoviewer.core.inference.pipeline import classify_cells
+from histoviewer.core.inference.regions import RegionCutter
+from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
+from histoviewer.core.models.classifier import DEMO_WARNING, PatchClassifier
+from histoviewer.core.models.progress import ProgressFactory, null_progress
+from histoviewer.core.slide import open_slide
+
+__all__ = ["AnalyzeOptions", "SlideSummary", "analyze_slide", "analyze_slide_job", "slide_out_dir"]
+
+HEATMAP_MAX_PX = 2048
+
+
+@dataclass(frozen=True)
+class AnalyzeOptions:
+    """Everything but the slide: picklable, so it travels to process and Dask workers.
+
+    ``torch_threads``: intra-op threads for the model in this process (None: torch's
+    default); parallel slide workers should split the cores between them.
+    """
+
+    model: str = "cnn"
+    device: str = "auto"
+    stride_px: int | None = None
+    batch_size: int = 512
+    block: int = 16
+    read_threads: int = 1
+    tissue_threshold: float = TISSUE_THRESHOLD
+    torch_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class SlideSummary:
+    """What ``summary.json`` holds. Times in seconds; ``geometry`` in level-0 px / model px."""
+
+    slide: str
+    out_dir: str
+    model: dict[str, Any]
+    mpp: float
+    level_read: int
+    geometry: dict[str, Any]
+    tissue_patches: int
+    classified_patches: int
+    failed_patches: int
+    coverage: float
+    timing: dict[str, float]
+    files: dict[str, str] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def slide_out_dir(out_root: str | os.PathLike[str], slide_path: str | os.PathLike[str]) -> Path:
+    """``<out_root>/<slide stem>``."""
+    return Path(out_root) / Path(slide_path).stem
+
+
+def _model_dict(model: PatchClassifier) -> dict[str, Any]:
+    info = model.info
+    out = {"name": info.name, "display_name": info.display_name(), "kind": info.kind,
+           "architecture": info.architecture, "content_hash": info.content_hash,
+           "demonstration": info.demonstration, "mpp_um": info.input.mpp_um,
+           "patch_px": info.input.patch_px}
+    if info.demonstration:
+        out["warning"] = DEMO_WARNING
+    return out
+
+
+def analyze_slide(
+    slide_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    model: PatchClassifier,
+    *,
+    stride_px: int | None = None,
+    batch_size: int = 512,
+    block: int = 16,
+    read_threads: int = 1,
+    tissue_threshold: float = TISSUE_THRESHOLD,
+    progress: ProgressFactory = null_progress,
+) -> SlideSummary:
+    """Classify every tissue patch of a slide and write the results into ``out_dir``.
+
+    Raises ``SlideOpenError`` for an unreadable slide and ``InferenceError`` when the slide
+    has no scale or ``out_dir`` cannot be written. Failed regions are counted, not raised.
+    """
+    t_start = time.perf_counter()
+    slide_path, out = Path(slide_path), Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InferenceError(f"{out}: cannot create the output folder: {exc}") from exc
+    with open_slide(slide_path) as reader:
+        info = reader.info
+        if info.mpp is None:
+            raise InferenceError(
+                f"{slide_path}: the slide does not state its scale (microns per pixel), so patches "
+                "cannot be read at the model's scale"
+            )
+        spec = model.input
+        geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp_um, spec.patch_px, stride_px)
+        t0 = time.perf_counter()
+        tissue = grid_tissue(reader, geometry, tissue_threshold)
+        grid = PredictionGrid(geometry, tissue)
+        tissue_s = time.perf_counter() - t0
+        cutter = RegionCutter(reader, geometry)
+        cells = grid.pending()
+        failures: list[str] = []
+
+        def on_failure(failed: np.ndarray, message: str) -> None:
+            if len(failures) < 20:  # enough to diagnose, bounded for huge broken slides
+                failures.append(f"{len(failed)} patches: {message}")
+
+        bar = progress(slide_path.name, int(cells.size))
+        try:
+            times = classify_cells(grid, cutter, model, cells, batch_size=batch_size, block=block,
+                                   read_threads=read_threads, on_progress=bar.update,
+                                   on_failure=on_failure)
+        finally:
+            bar.close()
+        t0 = time.perf_counter()
+        encoded = grid.encoded_map()
+        meta = {"slide": str(slide_path), "model": _model_dict(model)}
+        tiff_path, json_path = write_probability_map(out, encoded, geometry, meta)
+        thumb = reader.thumbnail(HEATMAP_MAX_PX)
+        png_path = write_heatmap_png(out / "heatmap.png", thumb, encoded, geometry)
+        write_s = time.perf_counter() - t0
+    counts = grid.counts()
+    timing = {"tissue_s": tissue_s, "read_decode_s": times.read_s, "resize_cut_s": times.resize_s,
+              "model_s": times.model_s, "wait_for_reads_s": times.wait_s, "classify_wall_s": times.total_s,
+              "write_s": write_s, "total_s": time.perf_counter() - t_start}
+    summary = SlideSummary(
+        slide=str(slide_path), out_dir=str(out), model=_model_dict(model), mpp=float(info.mpp),
+        level_read=cutter.level, geometry=geometry.to_dict(),
+        tissue_patches=int(cells.size), classified_patches=counts["computed"],
+        failed_patches=counts["failed"], coverage=round(grid.coverage(), 6),
+        timing={k: round(v, 3) for k, v in timing.items()},
+        files={"probability_tiff": str(tiff_path), "probability_json": str(json_path),
+               "heatmap_png": str(png_path), "summary_json": str(out / "summary.json")},
+        failures=failures,
+    )
+    atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2))
+    return summary
+
+
+def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -> dict[str, Any]:
+    """``analyze_slide`` for a worker process or a Dask worker: loads the model itself and
+    returns the summary as a dict (``{"slide": ..., "error": ...}`` on a HistoViewerError)."""
+    from histoviewer.core.errors import HistoViewerError
+    from histoviewer.core.models.registry import open_model
+
+    if options.torch_threads:
+        import torch
+
+        torch.set_num_threads(int(options.torch_threads))
+    try:
+        model = open_model(options.model, device=options.device)
+        try:
+            summary = analyze_slide(
+                slide_path, slide_out_dir(out_root, slide_path), model, stride_px=options.stride_px,
+                batch_size=options.batch_size, block=options.block, read_threads=options.read_threads,
+                tissue_threshold=options.tissue_threshold,
+            )
+        finally:
+            model.close()
+    except HistoViewerError as exc:
+        return {"slide": str(slide_path), "error": str(exc)}
+    return summary.to_dict()

@@ -1,0 +1,88 @@
+"""What ``analyze`` writes per slide: the probability map (lossless float32 TIFF + JSON
+sidecar) and a heatmap PNG over a slide thumbnail.
+
+Probability map encoding (``probability.tiff``, float32, zlib): one pixel per map cell
+(see ``grid.py``: one stride square each, row-major from the level-0 origin); values in
+0..1 are tumour probabilities, NaN = not computed, -1 = background (no tissue, never
+classified), -2 = failed. The TIFF's ImageDescription and ``probability.json`` hold the
+geometry, so pixel ``(row, col)`` covers level-0 px ``origin + (col, row) * l0_stride``
+to ``+ l0_stride``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+from PIL import Image
+
+from histoviewer.core.atomic import atomic_write_bytes, atomic_write_text
+from histoviewer.core.inference.grid import ENCODED, CellState, GridGeometry
+
+__all__ = ["ENCODING", "colourise", "write_heatmap_png", "write_probability_map"]
+
+ENCODING = {
+    "probability": "0..1",
+    "not_computed": "NaN",
+    "background": ENCODED[CellState.BACKGROUND],
+    "failed": ENCODED[CellState.FAILED],
+}
+
+# viridis at 0, .25, .5, .75, 1 (perceptually uniform, readable in grey and by most
+# colour-blind readers); linear interpolation between them is close enough for a preview.
+_VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32)
+_GLASS_GREY = 0.35  # how much of the thumbnail's colour remains where there is no result
+
+
+def write_probability_map(folder: Path, encoded: np.ndarray, geometry: GridGeometry,
+                          extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write ``probability.tiff`` and ``probability.json``; returns both paths."""
+    meta = {"geometry": geometry.to_dict(), "encoding": ENCODING, "frame": (
+        "pixel (row, col) covers level-0 px x in [origin_x + col*l0_stride, +l0_stride), "
+        "y likewise with row")}
+    meta.update(extra or {})
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, encoded.astype(np.float32), compression="zlib",
+                     description=json.dumps(meta), metadata=None)
+    tiff_path, json_path = folder / "probability.tiff", folder / "probability.json"
+    atomic_write_bytes(tiff_path, buf.getvalue())
+    atomic_write_text(json_path, json.dumps(meta, indent=2))
+    return tiff_path, json_path
+
+
+def colourise(values: np.ndarray) -> np.ndarray:
+    """Probabilities (0..1) -> uint8 RGB through viridis."""
+    t = np.clip(np.nan_to_num(values, nan=0.0), 0, 1) * (len(_VIRIDIS) - 1)
+    i = np.minimum(t.astype(np.int64), len(_VIRIDIS) - 2)
+    f = (t - i)[..., None]
+    return (_VIRIDIS[i] * (1 - f) + _VIRIDIS[i + 1] * f + 0.5).astype(np.uint8)
+
+
+def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, geometry: GridGeometry,
+                      opacity: float = 0.65) -> Path:
+    """The map in viridis over a greyed slide thumbnail (grey where nothing was classified)."""
+    th, tw = thumbnail.shape[:2]
+    # map cell under each thumbnail pixel centre
+    l0_x = (np.arange(tw) + 0.5) * geometry.l0_width / tw
+    l0_y = (np.arange(th) + 0.5) * geometry.l0_height / th
+    cols = np.clip(((l0_x - geometry.l0_origin_x) // geometry.l0_stride).astype(np.int64), 0, geometry.cols - 1)
+    rows = np.clip(((l0_y - geometry.l0_origin_y) // geometry.l0_stride).astype(np.int64), 0, geometry.rows - 1)
+    vals = encoded[rows[:, None], cols[None, :]]
+    has = np.isfinite(vals) & (vals >= 0)
+    # grey the thumbnail (integer maths: this runs on millions of pixels)
+    base = thumbnail[..., :3].astype(np.uint16)
+    grey = base.sum(axis=-1, keepdims=True) // 3
+    keep = int(round(_GLASS_GREY * 256))
+    out = ((grey * (256 - keep) + base * keep) >> 8).astype(np.uint8)
+    lut = colourise(np.linspace(0, 1, 256)).astype(np.uint16)
+    a = int(round(opacity * 256))
+    idx = np.round(np.clip(vals[has], 0, 1) * 255).astype(np.intp)
+    out[has] = ((lut[idx] * a + out[has].astype(np.uint16) * (256 - a)) >> 8).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(out).save(buf, format="PNG", compress_level=3)
+    atomic_write_bytes(path, buf.getvalue())
+    return path

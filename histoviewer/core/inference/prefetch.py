@@ -1,0 +1,131 @@
+"""A reader thread that reads regions ahead of the model, so decoding overlaps compute.
+
+``RegionPrefetcher`` holds a list of ``RegionJob`` for one *generation* (one request).
+Its threads read at most ``max_ahead`` finished regions ahead of the consumer. ``submit``
+with a new generation replaces the list; regions read for an older generation are thrown
+away (a read in flight finishes, it is not interrupted). ``pause`` stops new reads, so
+the CPU goes to the viewer's tile decoding while the user pans.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.inference.regions import RegionJob
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RegionPrefetcher", "RegionResult"]
+
+ReadFn = Callable[[RegionJob], tuple[np.ndarray, float, float]]
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """Patches of a job (or why it failed), with the time spent reading and resizing."""
+
+    generation: int
+    job: RegionJob
+    patches: np.ndarray | None
+    error: str | None
+    read_s: float = 0.0
+    resize_s: float = 0.0
+
+
+class RegionPrefetcher:
+    """``threads`` reader threads feeding one consumer; see the module docstring."""
+
+    def __init__(self, read: ReadFn, *, max_ahead: int = 2, threads: int = 1, name: str = "region-reader") -> None:
+        self._read = read
+        self._max_ahead = max(1, max_ahead)
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._jobs: collections.deque[RegionJob] = collections.deque()
+        self._done: collections.deque[RegionResult] = collections.deque()
+        self._in_flight = 0
+        self._paused = False
+        self._stopping = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True) for i in range(max(1, threads))
+        ]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, generation: int, jobs: Sequence[RegionJob]) -> None:
+        """Replace the pending jobs with ``jobs`` for ``generation`` (older results dropped)."""
+        with self._cond:
+            self._generation = generation
+            self._jobs = collections.deque(jobs)
+            self._done.clear()
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        """Drop every pending job and finished result."""
+        with self._cond:
+            self._jobs.clear()
+            self._done.clear()
+            self._cond.notify_all()
+
+    def set_paused(self, paused: bool) -> None:
+        with self._cond:
+            self._paused = paused
+            self._cond.notify_all()
+
+    def next(self, generation: int, timeout: float | None = None) -> RegionResult | None:
+        """The next finished region of ``generation``; None when it has no more work (or
+        the generation was superseded, or on ``timeout``)."""
+        with self._cond:
+            def ready() -> bool:
+                return (self._stopping or bool(self._done) or self._generation != generation
+                        or (not self._jobs and self._in_flight == 0))
+            if not self._cond.wait_for(ready, timeout):
+                return None
+            if self._done and self._generation == generation:
+                result = self._done.popleft()
+                self._cond.notify_all()  # room for one more read ahead
+                return result
+            return None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping or (
+                    self._jobs and not self._paused and len(self._done) + self._in_flight < self._max_ahead))
+                if self._stopping:
+                    return
+                job, generation = self._jobs.popleft(), self._generation
+                self._in_flight += 1
+            try:
+                patches, read_s, resize_s = self._read(job)
+                result = RegionResult(generation, job, patches, None, read_s, resize_s)
+            except HistoViewerError as exc:
+                result = RegionResult(generation, job, None, str(exc))
+            except Exception as exc:  # noqa: BLE001 - one bad region must not stop the reader
+                log.exception("region read failed")
+                result = RegionResult(generation, job, None, f"{type(exc).__name__}: {exc}")
+            with self._cond:
+                self._in_flight -= 1
+                if generation == self._generation:
+                    self._done.append(result)
+                self._cond.notify_all()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop and join the threads (a read in flight finishes first). Safe to call twice."""
+        with self._cond:
+            self._stopping = True
+            self._jobs.clear()
+            self._done.clear()
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout)
+
+    @property
+    def alive_threads(self) -> int:
+        return sum(t.is_alive() for t in self._threads)

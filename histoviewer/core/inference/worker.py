@@ -1,0 +1,237 @@
+"""``InferenceWorker``: one long-lived thread that owns the model and fills a ``PredictionGrid``.
+
+Scheduling:
+
+- ``submit_view(l0_rect, l0_centre)`` asks for the tissue cells visible in a level-0
+  rectangle, nearest the centre first. Every call starts a new *generation*: work for
+  older views is dropped between batches (a batch in hand finishes; it is at most one
+  region of ``view_block`` x ``view_block`` cells).
+- ``set_background(True)``: once the view is done, classify the rest of the tissue,
+  nearest the last view centre first, in larger regions.
+- ``set_interactive(True)`` (``pause``/``resume`` are the same switch): while the user
+  pans, no new region is read and no new model batch starts, so the CPU goes to tile
+  decoding; the heatmap catches up as soon as the pan ends.
+
+Callbacks run on the worker thread (the Qt layer hops to the GUI thread):
+``on_cells(cells, values)`` with flat cell indices (int64) and probabilities (float32);
+``on_failure(cells, message)`` when a read or the model failed for those cells (they are
+marked FAILED and the worker goes on); ``on_idle()`` when nothing is left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import numpy as np
+
+from histoviewer.core.inference.disk_cache import HeatmapCache
+from histoviewer.core.inference.grid import PredictionGrid
+from histoviewer.core.inference.prefetch import RegionPrefetcher
+from histoviewer.core.inference.regions import RegionCutter, plan_regions
+from histoviewer.core.models.classifier import PatchClassifier
+from histoviewer.core.slide.reader import SlideReader
+
+log = logging.getLogger(__name__)
+
+__all__ = ["InferenceWorker"]
+
+CellsFn = Callable[[np.ndarray, np.ndarray], None]
+FailureFn = Callable[[np.ndarray, str], None]
+
+
+class InferenceWorker:
+    """Classifies cells of ``grid`` with ``model`` on one thread; see the module docstring.
+
+    ``cache``, when given, is written whenever the worker becomes idle after new results
+    and on ``close``. The worker never closes ``reader`` or ``model``: their owner does,
+    after ``close()`` returned.
+    """
+
+    def __init__(
+        self,
+        reader: SlideReader,
+        model: PatchClassifier,
+        grid: PredictionGrid,
+        *,
+        on_cells: CellsFn | None = None,
+        on_failure: FailureFn | None = None,
+        on_idle: Callable[[], None] | None = None,
+        background: bool = False,
+        cache: HeatmapCache | None = None,
+        view_block: int = 8,
+        background_block: int = 16,
+        cutter: RegionCutter | None = None,
+    ) -> None:
+        self.grid = grid
+        self.model = model
+        self._on_cells = on_cells
+        self._on_failure = on_failure
+        self._on_idle = on_idle
+        self._cache = cache
+        self._view_block = view_block
+        self._background_block = background_block
+        self._cutter = cutter or RegionCutter(reader, grid.geometry)
+        self._prefetcher = RegionPrefetcher(self._cutter.read_timed, max_ahead=2, name="inference-reader")
+        self._cond = threading.Condition()
+        self._generation = 0
+        self._view: tuple[tuple[float, float, float, float], tuple[float, float]] | None = None
+        self._background = background
+        self._interactive = False
+        self._stopping = False
+        self._idle = False
+        self._dirty = False  # results not yet in the disk cache
+        self.classified = 0  # patches classified by this worker (for tests and the status bar)
+        self._thread = threading.Thread(target=self._run, name="inference-worker", daemon=True)
+        self._thread.start()
+
+    # -- control (any thread) --------------------------------------------------------------
+    def submit_view(self, l0_rect: tuple[float, float, float, float],
+                    l0_centre: tuple[float, float] | None = None) -> int:
+        """Classify tissue in ``l0_rect`` = (x, y, w, h) level-0 px, nearest ``l0_centre``
+        (default: the rectangle's centre) first. Supersedes the previous view; returns its
+        generation."""
+        x, y, w, h = (float(v) for v in l0_rect)
+        centre = (x + w / 2, y + h / 2) if l0_centre is None else (float(l0_centre[0]), float(l0_centre[1]))
+        with self._cond:
+            self._generation += 1
+            self._view = ((x, y, w, h), centre)
+            self._idle = False
+            self._cond.notify_all()
+            generation = self._generation
+        self._prefetcher.cancel()  # wakes the worker if it waits on a superseded region
+        return generation
+
+    def set_background(self, enabled: bool) -> None:
+        """Whether to go on with the rest of the tissue when the view is done."""
+        with self._cond:
+            if enabled != self._background:
+                self._background = enabled
+                self._generation += 1
+                self._idle = False
+                self._cond.notify_all()
+        self._prefetcher.cancel()
+
+    def set_interactive(self, interactive: bool) -> None:
+        """True while the user pans or zooms: start no new reads or batches until False."""
+        with self._cond:
+            self._interactive = bool(interactive)
+            self._cond.notify_all()
+        self._prefetcher.set_paused(bool(interactive))
+
+    def pause(self) -> None:
+        self.set_interactive(True)
+
+    def resume(self) -> None:
+        self.set_interactive(False)
+
+    @property
+    def is_idle(self) -> bool:
+        with self._cond:
+            return self._idle
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Block until the worker has nothing left to do (tests, benchmarks, headless use)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._idle or self._stopping, timeout) and self._idle
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop (the batch in hand finishes), join the threads and write the cache. Idempotent."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._prefetcher.close(timeout)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("inference worker did not stop within %.0f s", timeout)
+        self._save_cache()
+
+    @property
+    def alive_threads(self) -> int:
+        return int(self._thread.is_alive()) + self._prefetcher.alive_threads
+
+    # -- worker thread ----------------------------------------------------------------------
+    def _next_task(self) -> tuple[int, np.ndarray, int] | None:
+        """(generation, cells in priority order, block) to do next; None when stopping."""
+        geometry = self.grid.geometry
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping or not self._interactive)
+                if self._stopping:
+                    return None
+                generation, view, background = self._generation, self._view, self._background
+            centre = view[1] if view else (geometry.l0_width / 2, geometry.l0_height / 2)
+            if view is not None:
+                visible = self.grid.pending(geometry.cells_in_rect(*view[0]))
+                if visible.size:
+                    return generation, geometry.order_by_distance(visible, *centre), self._view_block
+            if background:
+                rest = self.grid.pending()
+                if rest.size:
+                    return generation, geometry.order_by_distance(rest, *centre), self._background_block
+            self._save_cache()
+            with self._cond:
+                if generation != self._generation:
+                    continue  # a request arrived while we looked
+                self._idle = True
+                self._cond.notify_all()
+            if self._on_idle is not None:
+                self._call(self._on_idle)
+            with self._cond:
+                self._cond.wait_for(lambda: self._stopping or self._generation != generation)
+
+    def _superseded(self, generation: int) -> bool:
+        with self._cond:
+            return self._stopping or self._generation != generation
+
+    def _wait_interactive_over(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopping or not self._interactive)
+
+    def _run(self) -> None:
+        while (task := self._next_task()) is not None:
+            generation, cells, block = task
+            self._prefetcher.submit(generation, plan_regions(self.grid.geometry, cells, block))
+            while not self._superseded(generation):
+                result = self._prefetcher.next(generation)
+                if result is None:
+                    break
+                self._wait_interactive_over()
+                if self._superseded(generation):
+                    break
+                if result.patches is None:
+                    self._fail(result.job.cells, result.error or "read failed")
+                    continue
+                self._classify(result.job.cells, result.patches)
+
+    def _classify(self, cells: np.ndarray, patches: np.ndarray) -> None:
+        try:
+            probs = np.asarray(self.model.predict_proba(patches), np.float32)
+            if probs.shape != (len(cells),):
+                raise ValueError(f"returned {probs.shape} probabilities for {len(cells)} patches")
+        except Exception as exc:  # noqa: BLE001 - a model error costs these cells, not the worker
+            log.warning("model failed on %d patches: %s", len(cells), exc)
+            self._fail(cells, f"model {self.model.info.name!r} failed: {type(exc).__name__}: {exc}")
+            return
+        self.grid.set_values(cells, probs)
+        self.classified += len(cells)
+        self._dirty = True
+        if self._on_cells is not None:
+            self._call(self._on_cells, cells, probs)
+
+    def _fail(self, cells: np.ndarray, message: str) -> None:
+        self.grid.set_failed(cells)
+        if self._on_failure is not None:
+            self._call(self._on_failure, cells, message)
+
+    def _call(self, fn: Callable[..., None], *args: object) -> None:
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - a broken callback must not kill the worker
+            log.exception("inference callback %r failed", fn)
+
+    def _save_cache(self) -> None:
+        if self._cache is not None and self._dirty:
+            self._dirty = False
+            self._cache.save(self.grid)

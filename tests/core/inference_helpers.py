@@ -1,0 +1,90 @@
+"""Test doubles for the inference tests: a synthetic slide whose pixels encode a known
+rectangle, fake models (position-dependent, slow, failing)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from histoviewer.core.errors import SlideReadError
+from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
+
+GLASS = (255, 255, 255)
+TISSUE = (200, 60, 180)
+LESION = (200, 10, 180)
+MPP = 0.25
+# level-0 px: glass left of GLASS_X1, tissue right of it, lesion rectangle inside the tissue
+W, H = 4000, 3000
+GLASS_X1 = 1500
+LESION_RECT = (2100.0, 900.0, 1300.0, 1100.0)  # x, y, w, h
+
+
+def synthetic_rgb(w: int = W, h: int = H) -> np.ndarray:
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = TISSUE
+    img[:, :GLASS_X1] = GLASS
+    x, y, lw, lh = (int(v) for v in LESION_RECT)
+    img[y : y + lh, x : x + lw] = LESION
+    return img
+
+
+def write_synthetic_tiff(path: Path) -> Path:
+    """A flat RGB TIFF with its scale in the resolution tags (read by the image backend)."""
+    import tifffile
+
+    px_per_cm = 1e4 / MPP
+    tifffile.imwrite(path, synthetic_rgb(), photometric="rgb", resolution=(px_per_cm, px_per_cm),
+                     resolutionunit="CENTIMETER")
+    return path
+
+
+def lesion_fraction(l0_x: np.ndarray, l0_y: np.ndarray, l0_size: float) -> np.ndarray:
+    """Exact fraction of squares (top-left, side) inside ``LESION_RECT``."""
+    x, y, w, h = LESION_RECT
+    ox = np.clip(np.minimum(l0_x + l0_size, x + w) - np.maximum(l0_x, x), 0, None)
+    oy = np.clip(np.minimum(l0_y + l0_size, y + h) - np.maximum(l0_y, y), 0, None)
+    return ox * oy / l0_size**2
+
+
+class LesionFractionModel(PatchClassifier):
+    """Probability = fraction of the patch in lesion colour (read from its green channel)."""
+
+    def __init__(self, delay_s: float = 0.0, fail_on_calls: tuple[int, ...] = ()) -> None:
+        self.info = ModelInfo(name="fraction", kind="fake", architecture="green-channel",
+                              content_hash="f" * 64)
+        self.delay_s = delay_s
+        self.fail_on_calls = fail_on_calls
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.calls += 1
+            call = self.calls
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if call in self.fail_on_calls:
+            raise RuntimeError(f"injected model failure on call {call}")
+        g = patches[..., 1].astype(np.float32)
+        lo, hi = LESION[1], TISSUE[1]
+        return np.clip((hi - g) / (hi - lo), 0, 1).mean(axis=(1, 2)).astype(np.float32)
+
+
+class FailingReader:
+    """Wraps a reader; reads whose level-0 top-left x is at or beyond ``fail_x`` raise."""
+
+    def __init__(self, reader, fail_x: float) -> None:
+        self._reader = reader
+        self.info = reader.info
+        self.fail_x = fail_x
+
+    def read_region(self, l0_x, l0_y, level, lv_w, lv_h):
+        if l0_x >= self.fail_x:
+            raise SlideReadError(f"synthetic: broken tile at level-0 x {l0_x}")
+        return self._reader.read_region(l0_x, l0_y, level, lv_w, lv_h)
+
+    def thumbnail(self, max_size):
+        return self._reader.thumbnail(max_size)

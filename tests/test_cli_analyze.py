@@ -1,0 +1,139 @@
+"""``histoviewer analyze`` and the core ``analyze_slide``: outputs, alignment, lesion
+coverage on a phantom, parallel processes and a Dask cluster."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from histoviewer.cli import analyze as cli_analyze
+from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
+from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.models.classifier import ModelInfo
+from histoviewer.core.models.cnn import CnnClassifier
+from histoviewer.core.models.model_file import save_model
+from tests.core.inference_helpers import (
+    LesionFractionModel, lesion_fraction, write_synthetic_tiff,
+)
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return write_synthetic_tiff(tmp_path_factory.mktemp("synthetic") / "synthetic.tiff")
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    model = CnnClassifier.new(ModelInfo(name="fresh", kind="cnn", architecture="strided-cnn"), device="cpu")
+    path = tmp_path_factory.mktemp("model") / "fresh.safetensors"
+    save_model(path, model)
+    return path
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    from histoviewer.core.phantom import write_phantom
+
+    return write_phantom(tmp_path_factory.mktemp("phantom") / "node.tiff", width=8000, height=8000,
+                         mpp=0.25, lesions="micro:0.6", seed=3)
+
+
+def run_cli(argv: list[str], capsys) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="histoviewer")
+    cli_analyze.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    rc = args.func(args)
+    return rc, capsys.readouterr().out
+
+
+def read_map(folder):
+    with tifffile.TiffFile(folder / "probability.tiff") as tf:
+        meta = json.loads(tf.pages[0].description)
+        return tf.asarray(), GridGeometry.from_dict(meta["geometry"])
+
+
+def test_analyze_map_is_aligned_with_a_position_dependent_model(synthetic, tmp_path):
+    summary = analyze_slide(synthetic, tmp_path / "out", LesionFractionModel(), batch_size=64)
+    values, g = read_map(tmp_path / "out")
+    assert values.dtype == np.float32 and values.shape == g.shape
+    computed = values >= 0
+    assert computed.sum() == summary.classified_patches == summary.tissue_patches > 0
+    x, y = g.cell_l0_xy(np.arange(g.size))
+    expected = lesion_fraction(x, y, g.l0_patch).reshape(g.shape)
+    assert np.max(np.abs(values[computed] - expected[computed])) < 0.035
+    assert np.all(values[~computed] == -1.0)  # background, never NaN after a full run
+    assert summary.coverage == 1.0
+    data = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert data["model"]["content_hash"] == "f" * 64 and data["geometry"]["rows"] == g.rows
+    assert {"read_decode_s", "model_s", "total_s"} <= set(data["timing"])
+    heat = np.asarray(Image.open(tmp_path / "out" / "heatmap.png"))
+    assert heat.ndim == 3 and heat.shape[2] == 3
+
+
+def test_analyze_cli_on_a_phantom_covers_the_lesion(phantom, model_file, tmp_path, capsys):
+    rc, out = run_cli(["analyze", str(phantom.slide_path), "--model", str(model_file), "--out",
+                       str(tmp_path), "--device", "cpu", "--json"], capsys)
+    assert rc == 0
+    (summary,) = json.loads(out)
+    folder = tmp_path / phantom.slide_path.stem
+    values, g = read_map(folder)
+    assert summary["classified_patches"] == int(np.count_nonzero(values >= 0))
+    assert summary["failed_patches"] == 0 and summary["tissue_patches"] == summary["classified_patches"]
+    assert summary["model"]["demonstration"] is False and summary["mpp"] == 0.25
+    # every map cell whose centre lies inside the lesion polygon was classified (tissue)
+    from skimage.measure import points_in_poly
+
+    (lesion,) = phantom.lesions
+    x, y = g.cell_l0_xy(np.arange(g.size))
+    centres = np.column_stack([x + g.l0_stride / 2, y + g.l0_stride / 2])
+    inside = points_in_poly(centres, np.asarray(lesion.l0_polygon)).reshape(g.shape)
+    assert inside.sum() > 15
+    assert np.all(values[inside] >= 0), "cells over the lesion must be classified"
+    corners = [values[0, 0], values[0, -1], values[-1, 0], values[-1, -1]]
+    assert all(v == -1.0 for v in corners), "glass corners are background"
+
+
+def test_analyze_stride_gives_an_overlapping_grid(synthetic, model_file, tmp_path, capsys):
+    rc, out = run_cli(["analyze", str(synthetic), "--model", str(model_file), "--out", str(tmp_path),
+                       "--stride", "48", "--json", "--device", "cpu"], capsys)
+    assert rc == 0
+    (summary,) = json.loads(out)
+    assert summary["geometry"]["overlap"] == 2 and summary["geometry"]["stride_px"] == 48
+
+
+def test_analyze_reports_a_bad_slide_and_goes_on(synthetic, model_file, tmp_path, capsys):
+    bad = tmp_path / "broken.svs"
+    bad.write_bytes(b"not a slide")
+    rc, out = run_cli(["analyze", str(bad), str(synthetic), "--model", str(model_file), "--out",
+                       str(tmp_path / "o"), "--json", "--device", "cpu"], capsys)
+    results = json.loads(out)
+    assert rc == 1 and "error" in results[0] and "broken.svs" in results[0]["error"]
+    assert results[1]["classified_patches"] > 0
+
+
+@pytest.mark.slow  # spawns two processes that each import torch: ~13 s
+def test_parallel_processes(synthetic, model_file, tmp_path):
+    second = tmp_path / "second.tiff"
+    shutil.copy(synthetic, second)
+    results = cli_analyze.run_jobs([synthetic, second], tmp_path / "out",
+                                   AnalyzeOptions(model=str(model_file), device="cpu"), workers=2)
+    assert [r["slide"] for r in results] == [str(synthetic), str(second)]
+    assert all(r["classified_patches"] == results[0]["classified_patches"] > 0 for r in results)
+
+
+def test_dask_local_cluster(synthetic, model_file, tmp_path):
+    distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] is not installed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        results = cli_analyze.run_jobs([synthetic], tmp_path, AnalyzeOptions(model=str(model_file), device="cpu"),
+                                       scheduler=cluster.scheduler_address)
+    (summary,) = results
+    assert "error" not in summary, summary
+    assert summary["classified_patches"] > 0
+    assert (tmp_path / synthetic.stem / "summary.json").is_file()
