@@ -9,8 +9,8 @@
   ``read_region`` per patch at the finest level not finer than needed (as
   ``SlidePatchSet`` does), one resize, one ``predict_proba`` per patch; extrapolated to
   every tissue patch.
-- bound: only reading + decoding every region analyze reads (same plan, one thread, no
-  resize), plus only the model on as many patches (batches of 512). analyze / (read +
+- bound: only reading + decoding every region analyze reads (same plan, same pixel
+  source, one thread, no resize), plus only the model on as many patches (batches of 512). analyze / (read +
   model) near or below 1 means the pipeline adds nothing; below 1 means overlap wins.
 
 The phantom is written once (``write_phantom``, ~6 min for 100k x 200k) and reused.
@@ -33,6 +33,7 @@ from benchmarks._common import machine_info  # noqa: E402
 from histoviewer.core.inference.analyze import analyze_slide  # noqa: E402
 from histoviewer.core.inference.grid import GridGeometry  # noqa: E402
 from histoviewer.core.inference.regions import RegionCutter, plan_regions  # noqa: E402
+from histoviewer.core.inference.tiff_regions import TiffRegionSource  # noqa: E402
 from histoviewer.core.inference.tissue import grid_tissue  # noqa: E402
 from histoviewer.core.patches.resample import to_model_scale  # noqa: E402
 from histoviewer.core.slide import open_slide  # noqa: E402
@@ -79,9 +80,11 @@ def naive_loop(reader, geometry: GridGeometry, model, cells: np.ndarray) -> floa
     return (time.perf_counter() - t0) / len(cells)
 
 
-def bound(reader, geometry: GridGeometry, model, cells: np.ndarray) -> tuple[float, float]:
-    """(read + decode s of analyze's region plan, model-only s for len(cells) patches)."""
-    cutter = RegionCutter(reader, geometry)
+def bound(reader, geometry: GridGeometry, model, cells: np.ndarray, fast: bool) -> tuple[float, float]:
+    """(read + decode s of analyze's region plan through the same source, model-only s for
+    len(cells) patches)."""
+    source = TiffRegionSource.open(reader.info.path, reader) if fast else None
+    cutter = RegionCutter(reader, geometry, source=source)
     ds = cutter.level_ds
     t0 = time.perf_counter()
     for job in plan_regions(geometry, cells, 16):
@@ -89,8 +92,10 @@ def bound(reader, geometry: GridGeometry, model, cells: np.ndarray) -> tuple[flo
         l0_y0 = job.r0 * geometry.l0_stride
         lv_w = int(np.ceil((job.c1 - job.c0) * geometry.l0_stride / ds + geometry.l0_patch / ds)) + 2
         lv_h = int(np.ceil((job.r1 - job.r0) * geometry.l0_stride / ds + geometry.l0_patch / ds)) + 2
-        reader.read_region(int(l0_x0), int(l0_y0), cutter.level, lv_w, lv_h)
+        cutter.source.read_region(int(l0_x0), int(l0_y0), cutter.level, lv_w, lv_h)
     read_s = time.perf_counter() - t0
+    if source is not None:
+        source.close()
     p = model.input.patch_px
     batch = np.random.default_rng(0).integers(0, 256, (512, p, p, 3), dtype=np.uint8)
     t0 = time.perf_counter()
@@ -109,16 +114,23 @@ def main() -> int:
     ap.add_argument("--model", default="cnn")
     ap.add_argument("--naive-patches", type=int, default=300)
     ap.add_argument("--read-threads", type=int, default=1)
+    ap.add_argument("--openslide", action="store_true",
+                    help="also time analyze with every read through OpenSlide (no direct TIFF tile decoding)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     slide = ensure_slide(args.slide or Path(f"/tmp/histoviewer-bench/phantom-{args.width // 1000}k-"
                                             f"{args.height // 1000}k.tiff"), args.width, args.height)
     model, model_label = load_model(args.model)
     out = {"slide": str(slide), "model": model_label, "machine": machine_info()}
+    if args.openslide:
+        with tempfile.TemporaryDirectory() as tmp:
+            s_os = analyze_slide(slide, tmp, model, read_threads=args.read_threads, fast_tiff=False)
+        out["analyze_openslide"] = {"total_s": s_os.timing["total_s"], "timing": s_os.timing}
+        print(f"analyze through OpenSlide only: {s_os.timing['total_s']:.1f} s; timing {s_os.timing}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         summary = analyze_slide(slide, tmp, model, read_threads=args.read_threads)
     n = summary.tissue_patches
-    out["analyze"] = {"total_s": summary.timing["total_s"], "timing": summary.timing, "tissue_patches": n,
+    out["analyze"] = {"region_source": summary.region_source, "total_s": summary.timing["total_s"], "timing": summary.timing, "tissue_patches": n,
                       "grid": [summary.geometry["rows"], summary.geometry["cols"]],
                       "level_read": summary.level_read,
                       "tissue_fraction": n / (summary.geometry["rows"] * summary.geometry["cols"])}
@@ -131,7 +143,7 @@ def main() -> int:
         cells = np.flatnonzero(grid_tissue(reader, g).reshape(-1))
         sample = np.random.default_rng(0).choice(cells, min(args.naive_patches, len(cells)), replace=False)
         per_patch = naive_loop(reader, g, model, sample)
-        read_s, model_s = bound(reader, g, model, cells)
+        read_s, model_s = bound(reader, g, model, cells, summary.region_source == "tifffile")
     naive_total = per_patch * n
     total = summary.timing["total_s"]
     out["naive"] = {"patches_timed": len(sample), "s_per_patch": per_patch, "extrapolated_s": naive_total,

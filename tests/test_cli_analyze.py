@@ -137,3 +137,57 @@ def test_dask_local_cluster(synthetic, model_file, tmp_path):
     assert "error" not in summary, summary
     assert summary["classified_patches"] > 0
     assert (tmp_path / synthetic.stem / "summary.json").is_file()
+
+
+def _compare_with_reader(reader, source, rng, reads_per_level=4):
+    for level in range(reader.info.level_count):
+        lv_w, lv_h = reader.info.level_dimensions[level]
+        ds = int(round(reader.info.level_downsamples[level]))
+        for _ in range(reads_per_level):
+            w, h = int(rng.integers(1, min(lv_w, 600) + 1)), int(rng.integers(1, min(lv_h, 600) + 1))
+            x, y = int(rng.integers(-40, lv_w)), int(rng.integers(-40, lv_h))
+            a = reader.read_region(x * ds, y * ds, level, w, h)
+            b = source.read_region(x * ds, y * ds, level, w, h)
+            assert np.array_equal(a, b), (level, x, y, w, h)
+
+
+def test_direct_tiff_tiles_are_pixel_identical_to_openslide(phantom):
+    from histoviewer.core.inference.tiff_regions import TiffRegionSource
+    from histoviewer.core.slide import open_slide
+
+    with open_slide(phantom.slide_path) as reader:
+        source = TiffRegionSource.open(phantom.slide_path, reader)
+        assert source is not None
+        try:
+            _compare_with_reader(reader, source, np.random.default_rng(1))
+        finally:
+            source.close()
+
+
+def test_direct_tiff_tiles_on_a_real_svs(cmu_small):
+    from histoviewer.core.inference.tiff_regions import TiffRegionSource
+    from histoviewer.core.slide import open_slide
+
+    with open_slide(cmu_small) as reader:
+        source = TiffRegionSource.open(cmu_small, reader)
+        assert source is not None
+        try:
+            _compare_with_reader(reader, source, np.random.default_rng(2))
+        finally:
+            source.close()
+
+
+def test_direct_tiff_reads_decline_what_they_cannot_match(synthetic, slides_dir):
+    from histoviewer.core.inference.tiff_regions import TiffRegionSource
+    from histoviewer.core.slide import open_slide
+
+    with open_slide(synthetic) as reader:  # a flat, untiled TIFF
+        assert TiffRegionSource.open(synthetic, reader) is None
+    tcga = slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs"  # level 1 downsample 2.0005
+    with open_slide(tcga) as reader:
+        source = TiffRegionSource.open(tcga, reader)
+        assert source is not None and source.direct_levels() == [0]
+        try:
+            _compare_with_reader(reader, source, np.random.default_rng(3))  # level 1 via OpenSlide
+        finally:
+            source.close()

@@ -10,11 +10,12 @@ from histoviewer.core.errors import HistoViewerError
 
 SUBCOMMANDS = (
     "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models",
+    "analyze",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from histoviewer.cli import info, models, phantom, view
+    from histoviewer.cli import analyze, info, models, phantom, view
 
     parser = argparse.ArgumentParser(
         prog="histoviewer",
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.register(sub)
     phantom.register(sub)
     models.register(sub)
+    analyze.register(sub)
     return parser
 
 

@@ -24,6 +24,7 @@ from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
 from histoviewer.core.inference.outputs import write_heatmap_png, write_probability_map
 from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter
+from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
 from histoviewer.core.models.classifier import DEMO_WARNING, PatchClassifier
 from histoviewer.core.models.progress import ProgressFactory, null_progress
@@ -61,6 +62,7 @@ class SlideSummary:
     model: dict[str, Any]
     mpp: float
     level_read: int
+    region_source: str
     geometry: dict[str, Any]
     tissue_patches: int
     classified_patches: int
@@ -100,11 +102,13 @@ def analyze_slide(
     block: int = 16,
     read_threads: int = 1,
     tissue_threshold: float = TISSUE_THRESHOLD,
+    fast_tiff: bool = True,
     progress: ProgressFactory = null_progress,
 ) -> SlideSummary:
     """Classify every tissue patch of a slide and write the results into ``out_dir``.
 
-    Raises ``SlideOpenError`` for an unreadable slide and ``InferenceError`` when the slide
+    ``fast_tiff``: decode tiled TIFF/SVS tiles directly (``tiff_regions``), else every
+    read goes through the slide reader (OpenSlide). Raises ``SlideOpenError`` for an unreadable slide and ``InferenceError`` when the slide
     has no scale or ``out_dir`` cannot be written. Failed regions are counted, not raised.
     """
     t_start = time.perf_counter()
@@ -126,7 +130,8 @@ def analyze_slide(
         tissue = grid_tissue(reader, geometry, tissue_threshold)
         grid = PredictionGrid(geometry, tissue)
         tissue_s = time.perf_counter() - t0
-        cutter = RegionCutter(reader, geometry)
+        fast = TiffRegionSource.open(slide_path, reader) if fast_tiff else None
+        cutter = RegionCutter(reader, geometry, source=fast)
         cells = grid.pending()
         failures: list[str] = []
 
@@ -141,6 +146,8 @@ def analyze_slide(
                                    on_failure=on_failure)
         finally:
             bar.close()
+            if fast is not None:
+                fast.close()
         t0 = time.perf_counter()
         encoded = grid.encoded_map()
         meta = {"slide": str(slide_path), "model": _model_dict(model)}
@@ -154,7 +161,8 @@ def analyze_slide(
               "write_s": write_s, "total_s": time.perf_counter() - t_start}
     summary = SlideSummary(
         slide=str(slide_path), out_dir=str(out), model=_model_dict(model), mpp=float(info.mpp),
-        level_read=cutter.level, geometry=geometry.to_dict(),
+        level_read=cutter.level, region_source="tifffile" if fast is not None else info.backend,
+        geometry=geometry.to_dict(),
         tissue_patches=int(cells.size), classified_patches=counts["computed"],
         failed_patches=counts["failed"], coverage=round(grid.coverage(), 6),
         timing={k: round(v, 3) for k, v in timing.items()},

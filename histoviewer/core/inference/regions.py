@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
@@ -26,10 +27,16 @@ from PIL import Image
 from histoviewer.core.inference.grid import GridGeometry
 from histoviewer.core.slide.reader import SlideReader
 
-__all__ = ["LEVEL_TOLERANCE", "RegionCutter", "RegionJob", "plan_regions"]
+__all__ = ["LEVEL_TOLERANCE", "RegionCutter", "RegionJob", "RegionSource", "plan_regions"]
 
 LEVEL_TOLERANCE = 0.05
 _NO_RESIZE = 1e-4  # scale factors this close to 1 are exact (no resampling)
+
+
+class RegionSource(Protocol):
+    """Anything with ``SlideReader.read_region``'s contract (level-0 origin, level size)."""
+
+    def read_region(self, l0_x: int, l0_y: int, level: int, lv_width: int, lv_height: int) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -84,8 +91,12 @@ class RegionCutter:
     ``read_s``/``resize_s`` of the last call are returned by ``read_timed``.
     """
 
-    def __init__(self, reader: SlideReader, geometry: GridGeometry, level: int | None = None) -> None:
+    def __init__(self, reader: SlideReader, geometry: GridGeometry, level: int | None = None,
+                 source: RegionSource | None = None) -> None:
         self.reader = reader
+        # where pixels come from: the reader, or a faster source with the same read_region
+        # contract (``tiff_regions.TiffRegionSource``)
+        self.source: RegionSource = source if source is not None else reader
         self.geometry = geometry
         self.level = choose_level(reader, geometry) if level is None else level
         self.level_ds = float(reader.info.level_downsamples[self.level])
@@ -109,7 +120,7 @@ class RegionCutter:
         lv_h = math.ceil(l0_y1 / ds) - lv_y0 + 2
         read_l0_x, read_l0_y = int(round(lv_x0 * ds)), int(round(lv_y0 * ds))
         t0 = time.perf_counter()
-        region = self.reader.read_region(read_l0_x, read_l0_y, self.level, lv_w, lv_h)
+        region = self.source.read_region(read_l0_x, read_l0_y, self.level, lv_w, lv_h)
         t1 = time.perf_counter()
         if abs(self.scale - 1.0) > _NO_RESIZE:
             out_w, out_h = math.floor(lv_w * self.scale), math.floor(lv_h * self.scale)
