@@ -61,10 +61,10 @@ def register(sub) -> None:
                         "PCam folder, else --valid-fraction of --data, whole slides kept apart)")
     t.add_argument("--valid-fraction", type=float, default=0.2)
     t.add_argument("--arch", default="strided-cnn", choices=("strided-cnn", "resnet"))
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--epochs", type=int, default=30, help="CNN only (default 30)")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
-    t.add_argument("--patience", type=int, default=5, help="early stopping patience in epochs")
+    t.add_argument("--patience", type=int, default=5, help="CNN only: early stopping patience in epochs")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--max-ram-mb", type=int, default=3072,
@@ -186,12 +186,17 @@ def _metrics_text(m: Any) -> str:
         return "n/a" if v is None else f"{100 * v:.1f}%"
 
     auc = "n/a (one class only)" if m.auc is None else f"{m.auc:.4f}"
-    return (
+    text = (
         f"AUC {auc}   accuracy {pct(m.accuracy)}   sensitivity {pct(m.sensitivity)}   "
         f"specificity {pct(m.specificity)}   (threshold {m.threshold:g})\n"
         f"confusion matrix (rows true normal/tumour, cols predicted normal/tumour):\n"
         f"  normal  {m.tn:7d} {m.fp:7d}\n  tumour  {m.fn:7d} {m.tp:7d}"
     )
+    if m.positives and m.negatives and (m.tp + m.fp == 0 or m.tn + m.fn == 0):
+        side = "normal" if m.tp + m.fp == 0 else "tumour"
+        text += (f"\nnote: every patch was predicted {side} at threshold {m.threshold:g}; "
+                 "AUC only ranks the patches")
+    return text
 
 
 def run_eval(args: argparse.Namespace) -> int:

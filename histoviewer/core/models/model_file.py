@@ -93,17 +93,23 @@ def _read_header(path: Path) -> dict[str, Any]:
             if len(head) < 8:
                 raise ModelLoadError(f"{path}: truncated ({size} bytes), not a model file")
             (n_header,) = struct.unpack("<Q", head)
-            if head[:2] == b"PK" or head[:1] == b"\x80":
-                raise ModelLoadError(
-                    f"{path}: looks like a pickle/torch checkpoint; HistoViewer never loads "
-                    "pickles (they can run code). Convert it with `histoviewer train` output "
-                    "or save the weights as safetensors"
-                )
+            # The first 8 bytes are a little-endian length, so any byte can start a valid
+            # file: only once the length is implausible do we guess what the file is instead.
             if n_header == 0 or n_header > min(_MAX_HEADER_BYTES, size - 8):
+                if head[:2] == b"PK" or head[:1] == b"\x80":
+                    raise ModelLoadError(
+                        f"{path}: looks like a pickle or torch checkpoint; HistoViewer never "
+                        "loads pickles (they can run code). Retrain with `histoviewer train`, "
+                        "or re-save the weights as a HistoViewer safetensors model file"
+                    )
                 raise ModelLoadError(
                     f"{path}: not a HistoViewer model file (bad or truncated safetensors header)"
                 )
             raw = fh.read(n_header)
+            if raw[:1] != b"{":
+                raise ModelLoadError(
+                    f"{path}: not a HistoViewer model file (header is not JSON)"
+                )
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot read model file: {exc.strerror}") from exc
     try:
