@@ -161,7 +161,7 @@ def render(report: dict) -> str:
             f"1. Open to first complete paint, 1920x1080 (ms, median of {report['open'][0]['runs']}; "
             f"first run in process: {first.get('ms', math.nan):.0f} ms on {first.get('what', '?')})",
             ["slide", "view", "region", "tiles", "SlideTab()", "1st paint", "complete", "complete max",
-             "raw open+read", "raw read", "thumbnail()", "complete/raw"], rows))
+             "raw open+read", "raw read", "thumbnail (async)", "complete/raw"], rows))
     if report.get("pan"):
         floor = report["pan_floor"]["frame_ms"]
         rows = [[r["slide"], r["zoom"], r["cache"], r["mode"], f"L{r['level']} @ {r['scale']:.3f}", r["frames"],

@@ -5,6 +5,10 @@ repaint. That list *replaces* the pending queue, so tiles that have left the vie
 never read (stale-request dropping). A tile already being read is not read twice
 (in-flight de-duplication). Results go into the shared byte-bounded cache and the
 ``on_loaded`` callback fires on the worker thread; the Qt layer hops to the GUI thread.
+
+One-off tasks (``add_task``: the session's thumbnail) run on the same workers once the
+*urgent* head of the latest request (the visible tiles) has been taken, so they never
+delay the first complete frame but still come before the prefetch ring.
 """
 
 from __future__ import annotations
@@ -68,6 +72,9 @@ class TileLoader:
         self._on_loaded = on_loaded
         self._on_failed = on_failed
         self._pending: collections.deque[TileKey] = collections.deque()
+        self._urgent_left = 0  # how many keys at the head of _pending come before tasks
+        self._tasks: collections.deque[Callable[[], None]] = collections.deque()
+        self._tasks_running = 0
         self._in_flight: set[TileKey] = set()
         self.failures: dict[TileKey, str] = {}
         self.stats = LoaderStats()
@@ -84,43 +91,80 @@ class TileLoader:
     def key(self, level: int, t_x: int, t_y: int) -> TileKey:
         return TileKey(self.slide_id, level, t_x, t_y)
 
-    def request(self, keys: Iterable[TileKey]) -> int:
-        """Replace the pending queue with ``keys`` (highest priority first); returns the generation."""
-        wanted = [k for k in keys if k not in self.cache and k not in self.failures]
+    def request(self, keys: Iterable[TileKey], urgent: int | None = None) -> int:
+        """Replace the pending queue with ``keys`` (highest priority first); returns the generation.
+
+        The first ``urgent`` keys (default: all) are read before any queued task.
+        """
+        keys = list(keys)
+        n_urgent = len(keys) if urgent is None else urgent
+        wanted = [(i < n_urgent, k) for i, k in enumerate(keys) if k not in self.cache and k not in self.failures]
         with self._cond:
             self.generation += 1
-            wanted_set = set(wanted)
+            wanted_set = {k for _, k in wanted}
             self.stats.dropped += sum(1 for k in self._pending if k not in wanted_set)
-            self._pending = collections.deque(k for k in wanted if k not in self._in_flight)
+            queued = [(u, k) for u, k in wanted if k not in self._in_flight]
+            self._pending = collections.deque(k for _, k in queued)
+            self._urgent_left = sum(u for u, _ in queued)
             self.stats.requested += len(self._pending)
             self._cond.notify_all()
             return self.generation
+
+    def add_task(self, task: Callable[[], None]) -> None:
+        """Run ``task()`` once on a worker, after the urgent keys of the latest request."""
+        with self._cond:
+            self._tasks.append(task)
+            self._cond.notify_all()
 
     @property
     def pending_count(self) -> int:
         with self._cond:
             return len(self._pending) + len(self._in_flight)
 
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Block until nothing is pending or in flight (tests and benchmarks only)."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._pending and not self._in_flight, timeout)
+    def _idle(self) -> bool:
+        return not self._pending and not self._in_flight and not self._tasks and not self._tasks_running
 
-    def _next_key(self) -> TileKey | None:
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until no tile or task is pending or in flight (tests and benchmarks only)."""
+        with self._cond:
+            return self._cond.wait_for(self._idle, timeout)
+
+    def _next_job(self) -> TileKey | Callable[[], None] | None:
+        """The next tile key or task for a worker; None when stopping."""
         with self._cond:
             while True:
                 if self._stopping:
                     return None
+                if self._tasks and self._urgent_left <= 0:
+                    self._tasks_running += 1
+                    return self._tasks.popleft()
                 while self._pending:
                     key = self._pending.popleft()
+                    self._urgent_left -= 1
                     if key not in self._in_flight and key not in self.failures and key not in self.cache:
                         self._in_flight.add(key)
                         return key
+                if self._tasks:
+                    continue  # the queue ran dry: a task may go now
                 self._cond.notify_all()  # wake wait_idle callers
                 self._cond.wait()
 
+    def _run_task(self, task: Callable[[], None]) -> None:
+        try:
+            task()
+        except Exception:  # noqa: BLE001 - a worker must survive a failing task
+            log.exception("loader task %r failed", task)
+        finally:
+            with self._cond:
+                self._tasks_running -= 1
+                self._cond.notify_all()
+
     def _work(self) -> None:
-        while (key := self._next_key()) is not None:
+        while (job := self._next_job()) is not None:
+            if not isinstance(job, TileKey):
+                self._run_task(job)
+                continue
+            key = job
             try:
                 rect = self.tiling.tile_rect(key.level, key.t_x, key.t_y)
                 rgb = self.reader.read_region(rect.l0_x, rect.l0_y, key.level, rect.lv_width, rect.lv_height)
@@ -154,6 +198,7 @@ class TileLoader:
         with self._cond:
             self._stopping = True
             self._pending.clear()
+            self._tasks.clear()
             self._cond.notify_all()
         if wait:
             for thread in self._threads:
