@@ -244,6 +244,19 @@ def test_loader_marks_failed_tiles_and_keeps_going():
     loader.shutdown()
 
 
+def test_idle_workers_sleep():
+    """Two idle workers used to wake each other forever and burn two cores."""
+    loader, _ = _loader(FakeReader(), workers=2)
+    loader.request([TileKey(1, 0, x, 0) for x in range(4)])
+    assert loader.wait_idle(5)
+    time.sleep(0.05)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    time.sleep(0.5)
+    busy = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+    loader.shutdown()
+    assert busy < 0.1, f"idle loader used {busy:.0%} of a core"
+
+
 def test_loader_runs_tasks_after_the_urgent_keys_and_before_the_rest():
     reader = FakeReader()
     loader, _ = _loader(reader, workers=1)

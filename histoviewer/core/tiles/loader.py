@@ -79,7 +79,13 @@ class TileLoader:
         self.failures: dict[TileKey, str] = {}
         self.stats = LoaderStats()
         self.generation = 0
-        self._cond = threading.Condition()
+        # Two conditions on one lock: workers wait for work, wait_idle() for progress. With
+        # one shared condition, an idle worker's "I am idle" notification woke the other
+        # idle worker, which did the same: two idle workers woke each other forever and
+        # burnt both cores of a 2-core machine for as long as a slide was open.
+        self._lock = threading.Lock()
+        self._work_ready = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)
         self._stopping = False
         self._threads = [
             threading.Thread(target=self._work, name=f"tile-loader-{slide_id}-{i}", daemon=True)
@@ -99,7 +105,7 @@ class TileLoader:
         keys = list(keys)
         n_urgent = len(keys) if urgent is None else urgent
         wanted = [(i < n_urgent, k) for i, k in enumerate(keys) if k not in self.cache and k not in self.failures]
-        with self._cond:
+        with self._lock:
             self.generation += 1
             wanted_set = {k for _, k in wanted}
             self.stats.dropped += sum(1 for k in self._pending if k not in wanted_set)
@@ -107,18 +113,18 @@ class TileLoader:
             self._pending = collections.deque(k for _, k in queued)
             self._urgent_left = sum(u for u, _ in queued)
             self.stats.requested += len(self._pending)
-            self._cond.notify_all()
+            self._work_ready.notify_all()
             return self.generation
 
     def add_task(self, task: Callable[[], None]) -> None:
         """Run ``task()`` once on a worker, after the urgent keys of the latest request."""
-        with self._cond:
+        with self._lock:
             self._tasks.append(task)
-            self._cond.notify_all()
+            self._work_ready.notify_all()
 
     @property
     def pending_count(self) -> int:
-        with self._cond:
+        with self._lock:
             return len(self._pending) + len(self._in_flight)
 
     def _idle(self) -> bool:
@@ -126,12 +132,12 @@ class TileLoader:
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until no tile or task is pending or in flight (tests and benchmarks only)."""
-        with self._cond:
-            return self._cond.wait_for(self._idle, timeout)
+        with self._lock:
+            return self._changed.wait_for(self._idle, timeout)
 
     def _next_job(self) -> TileKey | Callable[[], None] | None:
         """The next tile key or task for a worker; None when stopping."""
-        with self._cond:
+        with self._lock:
             while True:
                 if self._stopping:
                     return None
@@ -146,8 +152,8 @@ class TileLoader:
                         return key
                 if self._tasks:
                     continue  # the queue ran dry: a task may go now
-                self._cond.notify_all()  # wake wait_idle callers
-                self._cond.wait()
+                self._changed.notify_all()  # wake wait_idle callers, not other workers
+                self._work_ready.wait()
 
     def _run_task(self, task: Callable[[], None]) -> None:
         try:
@@ -155,9 +161,9 @@ class TileLoader:
         except Exception:  # noqa: BLE001 - a worker must survive a failing task
             log.exception("loader task %r failed", task)
         finally:
-            with self._cond:
+            with self._lock:
                 self._tasks_running -= 1
-                self._cond.notify_all()
+                self._changed.notify_all()
 
     def _work(self) -> None:
         while (job := self._next_job()) is not None:
@@ -177,29 +183,30 @@ class TileLoader:
                 log.exception("tile %s failed", key)
                 self._fail(key, f"{type(exc).__name__}: {exc}")
                 continue
-            with self._cond:
+            with self._lock:
                 self._in_flight.discard(key)
                 self.stats.loaded += 1
-                self._cond.notify_all()
+                self._changed.notify_all()
             if self._on_loaded is not None:
                 self._on_loaded(key)
 
     def _fail(self, key: TileKey, message: str) -> None:
-        with self._cond:
+        with self._lock:
             self._in_flight.discard(key)
             self.failures[key] = message
             self.stats.failed += 1
-            self._cond.notify_all()
+            self._changed.notify_all()
         if self._on_failed is not None:
             self._on_failed(key, message)
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop the workers (they finish the tile in hand). Safe to call twice."""
-        with self._cond:
+        with self._lock:
             self._stopping = True
             self._pending.clear()
             self._tasks.clear()
-            self._cond.notify_all()
+            self._work_ready.notify_all()
+            self._changed.notify_all()
         if wait:
             for thread in self._threads:
                 thread.join(timeout=30)
