@@ -257,9 +257,17 @@ class SlideView(QWidget):
         self.last_paint_region = QRegion(region)
         plan = None
         try:
-            painter.fillRect(event.rect(), BACKGROUND)  # clipped to the region by Qt
             if self.session is None:
+                painter.fillRect(event.rect(), BACKGROUND)
                 return
+            # Background only beside the slide: within it every pixel gets a tile, the
+            # thumbnail or the placeholder (a 1 px ring stays, for fractional edges).
+            w, h = self.session.info.dimensions
+            x0, y0 = self.viewport.l0_to_screen(0, 0)
+            x1, y1 = self.viewport.l0_to_screen(w, h)
+            inside = QRectF(QPointF(x0, y0), QPointF(x1, y1)).toAlignedRect().adjusted(1, 1, -1, -1)
+            for rect in region.subtracted(QRegion(inside)):
+                painter.fillRect(rect, BACKGROUND)
             plan = self.session.plan(self.viewport)
             self.last_plan = plan
             self._draw_plan(painter, plan, region)

@@ -87,6 +87,7 @@ class SlideSession:
         self._planned_thumbnail: Thumbnail | None = None  # the one the last plan was made for
         self._thumbnail_done = threading.Event()
         self._thumbnail_queued = False
+        self._last_request: tuple[tuple[TileKey, ...], int] | None = None
         self.loader = TileLoader(
             self.reader, self.tiling, cache, self.slide_id,
             convert=convert, on_loaded=on_loaded, on_failed=on_failed, workers=workers,
@@ -142,7 +143,14 @@ class SlideSession:
         size = thumb.size if thumb is not None else _nominal_thumbnail_size(self.info.dimensions)
         plan = plan_frame(viewport, self.tiling, self.cache, self.slide_id, size, self.loader.failures)
         if request:
-            self.loader.request(plan.missing + plan.prefetch, urgent=len(plan.missing))
+            wanted = (plan.missing + plan.prefetch, len(plan.missing))
+            # Most pan frames stay on the same tiles: asking again would only rebuild the
+            # same queue (a cache lookup per key) on the GUI thread. A visible tile evicted
+            # meanwhile changes ``missing`` and so is asked for; an evicted prefetch tile
+            # waits until the view reaches other tiles (prefetch is best effort).
+            if wanted != self._last_request:
+                self._last_request = wanted
+                self.loader.request(wanted[0], urgent=wanted[1])
             self._queue_thumbnail()
         return plan
 
