@@ -176,7 +176,7 @@ def render(report: dict) -> str:
         unpainted = sum(r["unpainted_frames"] for r in report["pan"])
         parts.append(table(
             f"2. Frame time of a 60 frames/s drag, 40 px/frame, {report['args']['pan_rounds']} rounds pooled "
-            "(ms from input to backing store, wall clock; cpu = GUI-thread CPU time"
+            "(ms from input to backing store, wall clock; cpu = process CPU time"
             + (f"; WARNING: {unpainted} frames painted nothing inside the timed call" if unpainted else "") + ")",
             ["slide", "zoom", "cache", "mode", "level @ scale", "frames", "median", "p95", "max", "cpu median",
              "cpu p95", "plan median",
