@@ -10,7 +10,7 @@ import pytest
 
 from histoviewer.core.errors import SlideOpenError, SlideReadError
 from histoviewer.core.slide import open_slide
-from histoviewer.core.slide.reader import composite_on_white
+from histoviewer.core.slide.reader import composite_on_white, rgb_of_rgba
 
 
 def test_real_svs_metadata(cmu_small):
@@ -63,6 +63,18 @@ def test_composite_on_white_of_opaque_pixels_keeps_them(layout):
     rgba[5, 7, 3] = 254  # one pixel not quite opaque: the blend path
     assert composite_on_white(rgba)[5, 7].tolist() == [
         (int(v) * 254 + 255 + 127) // 255 for v in rgba[5, 7, :3]]
+
+
+def test_opaque_tiles_are_read_without_a_copy(cmu_small):
+    """An opaque region is the RGB view of OpenSlide's RGBA pixels (the loader's hot path)."""
+    with open_slide(cmu_small) as reader:
+        tile = reader.read_region(512, 512, 0, 512, 512)
+    assert tile.shape == (512, 512, 3) and tile.base is not None and tile.base.shape == (512, 512, 4)
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 3] = 255
+    assert rgb_of_rgba(rgba).base is rgba
+    rgba[0, 0, 3] = 0
+    assert rgb_of_rgba(rgba)[0, 0].tolist() == [255, 255, 255]
 
 
 def test_overview_reads_only_the_coarsest_level(cmu_small, slides_dir):

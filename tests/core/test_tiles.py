@@ -244,6 +244,14 @@ def test_loader_marks_failed_tiles_and_keeps_going():
     loader.shutdown()
 
 
+def test_cache_counts_the_memory_a_strided_tile_keeps():
+    from histoviewer.core.tiles.loader import keep_array
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    assert keep_array(rgba[..., :3])[1] == rgba.nbytes
+    assert keep_array(np.zeros((8, 8, 3), np.uint8))[1] == 8 * 8 * 3
+
+
 def test_idle_workers_sleep():
     """Two idle workers used to wake each other forever and burn two cores."""
     loader, _ = _loader(FakeReader(), workers=2)

@@ -354,3 +354,16 @@ def test_scrolled_panning_shows_the_same_screen_as_a_full_repaint(cmu_small, tmp
     max_diff = int(result.stdout.split()[3])
     # Smooth scaling of a repainted strip may round differently by one grey level.
     assert max_diff <= 1, result.stdout
+
+
+@pytest.mark.parametrize("layout", ["rgb view of rgba", "packed rgb", "strided rgb"])
+def test_tiles_convert_to_the_same_qimage_from_any_layout(qtbot, layout):
+    from histoviewer.qt.images import rgb_to_qimage
+
+    rng = np.random.default_rng(3)
+    rgba = rng.integers(0, 256, (37, 29, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    rgb = {"rgb view of rgba": rgba[..., :3], "packed rgb": np.ascontiguousarray(rgba[..., :3]),
+           "strided rgb": np.ascontiguousarray(rgba[..., :3])[:, ::-1]}[layout]
+    image, nbytes = rgb_to_qimage(rgb)
+    assert np.array_equal(qimage_to_rgb(image), rgb) and nbytes == image.sizeInBytes()

@@ -18,9 +18,11 @@ class SlideReader(abc.ABC):
     Coordinates: ``l0_x``/``l0_y`` are level-0 pixels (the top-left of the region);
     ``lv_width``/``lv_height`` are pixels of the requested level. Region reads return
     ``uint8`` RGB arrays of shape (lv_height, lv_width, 3) with transparent areas
-    (outside the scanned area) composited on white; they may be read-only (copy before
-    writing). Reads may come from several threads at once; ``close`` must be called only
-    after readers have stopped.
+    (outside the scanned area) composited on white. They may be read-only and need not
+    be C-contiguous (an opaque tile is returned as the RGB view of its RGBA pixels):
+    copy before writing, ``np.ascontiguousarray`` where contiguous memory is needed.
+    Reads may come from several threads at once; ``close`` must be called only after
+    readers have stopped.
     """
 
     info: SlideInfo
@@ -85,12 +87,22 @@ def _is_opaque(rgba: np.ndarray) -> bool:
     return int(rgba[..., 3].min()) == 255
 
 
-def composite_on_white(rgba: np.ndarray) -> np.ndarray:
-    """RGBA (straight alpha) uint8 to RGB uint8, transparent pixels becoming white.
+def rgb_of_rgba(rgba: np.ndarray) -> np.ndarray:
+    """RGB of RGBA pixels composited on white, as ``read_region`` returns it.
 
-    Opaque input (nearly every tile) is only repacked to RGB. PIL does that about 3x
-    faster than numpy's strided copy of ``rgba[..., :3]`` (0.45 vs 1.3 ms per 512 px
-    tile, a fifth of an OpenSlide read); the result is then read-only.
+    Opaque pixels (nearly every tile) come back as the view ``rgba[..., :3]``: no copy,
+    so a tile costs the loader no more than the raw read; the Qt converter turns the
+    RGBA memory behind it into its image format directly.
+    """
+    return rgba[..., :3] if _is_opaque(rgba) else composite_on_white(rgba)
+
+
+def composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """RGBA (straight alpha) uint8 to contiguous RGB uint8, transparent pixels becoming white.
+
+    Opaque input is only repacked to RGB. PIL does that about 3x faster than numpy's
+    strided copy of ``rgba[..., :3]`` (0.45 vs 1.3 ms per 512 px tile); the result is
+    then read-only.
     """
     if _is_opaque(rgba):
         if rgba.size == 0 or not rgba.flags.c_contiguous:

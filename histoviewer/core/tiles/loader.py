@@ -34,9 +34,16 @@ log = logging.getLogger(__name__)
 Converter = Callable[[np.ndarray], tuple[Any, int]]
 
 
+def held_nbytes(rgb: np.ndarray) -> int:
+    """Bytes an array keeps alive: a strided view (RGB of RGBA) holds all of its base."""
+    if rgb.flags.c_contiguous or not isinstance(rgb.base, np.ndarray):
+        return rgb.nbytes
+    return rgb.base.nbytes
+
+
 def keep_array(rgb: np.ndarray) -> tuple[np.ndarray, int]:
     """The default converter: store the RGB array itself."""
-    return rgb, rgb.nbytes
+    return rgb, held_nbytes(rgb)
 
 
 @dataclasses.dataclass
