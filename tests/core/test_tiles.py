@@ -279,6 +279,19 @@ def test_loader_runs_tasks_after_the_urgent_keys_and_before_the_rest():
     loader.shutdown()
 
 
+def test_loader_tasks_wait_until_the_urgent_tiles_are_read_not_just_taken():
+    """With two workers, the one that is free first must not start a (long) task while
+    the other still reads a visible tile: they would share the cores."""
+    reader = FakeReader(delay=0.03)
+    loader, _ = _loader(reader, workers=2)
+    reads_before_task = []
+    loader.request([TileKey(1, 0, x, 0) for x in range(6)], urgent=3)
+    loader.add_task(lambda: reads_before_task.append(len(reader.reads)))
+    assert loader.wait_idle(5)
+    assert reads_before_task and reads_before_task[0] >= 3
+    loader.shutdown()
+
+
 def _session(monkeypatch, reader, **kw):
     from histoviewer.core.tiles import session as session_module
 

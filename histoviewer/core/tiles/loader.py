@@ -7,8 +7,9 @@ never read (stale-request dropping). A tile already being read is not read twice
 ``on_loaded`` callback fires on the worker thread; the Qt layer hops to the GUI thread.
 
 One-off tasks (``add_task``: the session's thumbnail) run on the same workers once the
-*urgent* head of the latest request (the visible tiles) has been taken, so they never
-delay the first complete frame but still come before the prefetch ring.
+*urgent* head of the latest request (the visible tiles) has been read, so they never
+compete with the first complete frame for a core, but still come before most of the
+prefetch ring.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class TileLoader:
         self._on_failed = on_failed
         self._pending: collections.deque[TileKey] = collections.deque()
         self._urgent_left = 0  # how many keys at the head of _pending come before tasks
+        self._urgent_in_flight: set[TileKey] = set()  # ... and those being read
         self._tasks: collections.deque[Callable[[], None]] = collections.deque()
         self._tasks_running = 0
         self._in_flight: set[TileKey] = set()
@@ -119,6 +121,7 @@ class TileLoader:
             queued = [(u, k) for u, k in wanted if k not in self._in_flight]
             self._pending = collections.deque(k for _, k in queued)
             self._urgent_left = sum(u for u, _ in queued)
+            self._urgent_in_flight = {k for u, k in wanted if u and k in self._in_flight}
             self.stats.requested += len(self._pending)
             self._work_ready.notify_all()
             return self.generation
@@ -148,17 +151,22 @@ class TileLoader:
             while True:
                 if self._stopping:
                     return None
-                if self._tasks and self._urgent_left <= 0:
+                if self._tasks and self._urgent_left <= 0 and not self._urgent_in_flight:
                     self._tasks_running += 1
                     return self._tasks.popleft()
                 while self._pending:
                     key = self._pending.popleft()
+                    urgent = self._urgent_left > 0
                     self._urgent_left -= 1
                     if key not in self._in_flight and key not in self.failures and key not in self.cache:
                         self._in_flight.add(key)
+                        if urgent:
+                            self._urgent_in_flight.add(key)
                         return key
-                if self._tasks:
-                    continue  # the queue ran dry: a task may go now
+                if self._tasks and not self._urgent_in_flight:
+                    continue  # the queue ran dry: the task goes now
+                # Nothing to do, or a task waits for the urgent tiles in hand: the worker
+                # finishing the last of those picks it up without being woken.
                 self._changed.notify_all()  # wake wait_idle callers, not other workers
                 self._work_ready.wait()
 
@@ -192,6 +200,7 @@ class TileLoader:
                 continue
             with self._lock:
                 self._in_flight.discard(key)
+                self._urgent_in_flight.discard(key)
                 self.stats.loaded += 1
                 self._changed.notify_all()
             if self._on_loaded is not None:
@@ -200,6 +209,7 @@ class TileLoader:
     def _fail(self, key: TileKey, message: str) -> None:
         with self._lock:
             self._in_flight.discard(key)
+            self._urgent_in_flight.discard(key)
             self.failures[key] = message
             self.stats.failed += 1
             self._changed.notify_all()
