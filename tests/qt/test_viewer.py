@@ -201,6 +201,21 @@ def test_overview_click_moves_the_view(window, qtbot, cmu_small):
     assert rect.center().x() == pytest.approx(minimap.width() / 4, abs=3)
 
 
+def test_overview_outlines_the_view_over_the_thumbnail(window, qtbot, cmu_small):
+    tab = open_settled(window, qtbot, cmu_small)
+    tab.view.zoom_by(4.0)
+    wait_complete(qtbot, tab.view)
+    qtbot.waitUntil(lambda: tab.minimap._image is not None, timeout=10_000)
+    tab.minimap.repaint()
+    pixels = qimage_to_rgb(tab.minimap.grab().toImage())
+    rect = tab.minimap.viewport_rect().toRect()
+    assert (pixels[rect.top(), rect.left() + 5 : rect.right() - 5] == (0, 90, 200)).all()  # the outline
+    inside = pixels[rect.top() + 3 : rect.bottom() - 3, rect.left() + 3 : rect.right() - 3]
+    outside = pixels[2:rect.top() - 3, 2:-2]
+    assert inside.std() > 5  # the thumbnail, unshaded
+    assert outside.astype(int).mean() < inside.astype(int).mean()  # shaded outside the view
+
+
 def test_bad_files_are_reported_and_the_app_keeps_running(window, qtbot, slides_dir, tmp_path, cmu_small):
     window.open_slide(cmu_small)
     (tmp_path / "empty.svs").touch()
