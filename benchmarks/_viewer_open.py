@@ -1,6 +1,6 @@
 """Open to first complete paint, against one raw OpenSlide read of the same region.
 
-A run: construct a ``SlideTab`` (open, thumbnail, loader threads, view) with a fresh cache,
+A run: construct a ``SlideTab`` (open, loader threads, view) with a fresh cache,
 show it at 1920x1080, then process events until the view emits ``frameComplete`` for the
 wanted viewport. The baseline, measured in the same loop: a fresh ``openslide.OpenSlide``
 handle and one ``read_region`` of the visible part of the slide at the level the viewer
@@ -44,12 +44,12 @@ class OpenResult:
     region: Region
     runs: int
     first_run_ms: float  # the first run in the process (one-time Qt and font set-up included)
-    tab_ms: Summary  # SlideTab constructed: open + synchronous thumbnail + threads + widgets
+    tab_ms: Summary  # SlideTab constructed: open + threads + widgets (the thumbnail is read later)
     first_paint_ms: Summary  # a frame (thumbnail fallback) is on screen
     complete_ms: Summary  # every visible tile drawn at the right level
     raw_open_read_ms: Summary  # baseline: fresh OpenSlide handle + one read_region
     raw_read_ms: Summary  # the read_region part alone
-    thumbnail_ms: Summary  # SlideReader.thumbnail(1024) alone, read synchronously by SlideSession()
+    thumbnail_ms: Summary  # SlideReader.overview(1024) alone: read on a loader thread after the visible tiles
 
     @property
     def ratio(self) -> float:
@@ -132,13 +132,13 @@ def _raw_once(path: Path, region: Region) -> tuple[float, float]:
 
 
 def _thumbnail_once(path: Path) -> float:
-    """``SlideReader.thumbnail(THUMBNAIL_MAX_SIDE)``: the synchronous read in ``SlideSession()``."""
+    """``SlideReader.overview(THUMBNAIL_MAX_SIDE)``: the session's thumbnail, read on a loader thread."""
     from histoviewer.core.slide import open_slide
     from histoviewer.core.tiles.session import THUMBNAIL_MAX_SIDE
 
     with open_slide(path) as reader:
         t0 = time.perf_counter()
-        reader.thumbnail(THUMBNAIL_MAX_SIDE)
+        reader.overview(THUMBNAIL_MAX_SIDE)
         return time.perf_counter() - t0
 
 

@@ -10,11 +10,22 @@ def rgb_to_qimage(rgb: np.ndarray) -> tuple[QImage, int]:
     """An RGB uint8 array as a QImage that owns its pixels, and its size in bytes.
 
     Converted to ``Format_RGB32`` because the raster paint engine blits that format
-    without per-pixel conversion, which keeps warm-cache frames cheap.
+    without per-pixel conversion, which keeps warm-cache frames cheap. An RGB view of
+    RGBA memory (what ``read_region`` returns for opaque tiles) is converted from that
+    memory directly, skipping a strided copy to packed RGB (0.05 vs 1.3 ms a tile).
     """
-    rgb = np.ascontiguousarray(rgb)
     h, w = rgb.shape[:2]
-    image = QImage(rgb.data, w, h, rgb.strides[0], QImage.Format.Format_RGB888)
+    base = rgb.base
+    if (
+        isinstance(base, np.ndarray) and base.dtype == np.uint8 and base.shape == (h, w, 4)
+        and base.flags.c_contiguous and rgb.strides == base.strides
+        and rgb.__array_interface__["data"][0] == base.__array_interface__["data"][0]
+    ):
+        # Opaque by the reader's contract, so the fourth byte is 255: RGBX.
+        image = QImage(base.data, w, h, base.strides[0], QImage.Format.Format_RGBX8888)
+    else:
+        rgb = np.ascontiguousarray(rgb)
+        image = QImage(rgb.data, w, h, rgb.strides[0], QImage.Format.Format_RGB888)
     image = image.convertToFormat(QImage.Format.Format_RGB32)  # a deep copy: owns its memory
     return image, image.sizeInBytes()
 

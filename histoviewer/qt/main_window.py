@@ -120,9 +120,8 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(index)
         self.recent.add(path)
         self._on_viewport_changed(tab.view.viewport)
-        if tab.session.thumbnail_error:
-            self._on_tile_failed(tab.session.thumbnail_error)
-        elif info.mpp is None:
+        # A thumbnail that cannot be read is reported when its read fails (view.tileFailed).
+        if info.mpp is None:
             self.statusBar().showMessage(f"{Path(path).name}: no microns-per-pixel in the file; physical scale unknown", 8000)
         self._update_actions()
         return tab

@@ -25,13 +25,21 @@ class SlideTab(QWidget):
         self.session = SlideSession(
             path, cache, convert=rgb_to_qimage,
             on_loaded=self.view.tile_loaded_callback, on_failed=self.view.tile_failed_callback,
+            on_thumbnail=self.view.thumbnail_callback,
         )
         self.minimap = Minimap(self.view)
         w, h = self.session.info.dimensions
-        self.minimap.set_slide(self.session.thumbnail_payload, w, h)
+        # The thumbnail is read after the first frame's tiles; the overview shows a
+        # placeholder until then.
+        self.minimap.set_slide(None, w, h)
         self.minimap.centerRequested.connect(self.view.center_on)
         self.view.viewportChanged.connect(self.minimap.set_viewport)
+        self.view.thumbnailReady.connect(self._on_thumbnail)
         self.view.set_session(self.session)
+
+    def _on_thumbnail(self) -> None:
+        if (thumb := self.session.thumbnail) is not None:
+            self.minimap.set_thumbnail(thumb.payload)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.view.setGeometry(self.rect())

@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QObject, QPointF, QRect, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QKeyEvent, QMouseEvent, QPainter, QPen, QWheelEvent
+from PySide6.QtCore import QEvent, QObject, QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QColor, QFont, QFontMetricsF, QKeyEvent, QMouseEvent, QPainter, QPen, QRegion, QStaticText, QWheelEvent,
+)
 from PySide6.QtWidgets import QWidget
 
 from histoviewer.core.tiles.frame import FramePlan
 from histoviewer.core.tiles.geometry import TileKey
-from histoviewer.core.tiles.session import SlideSession
+from histoviewer.core.tiles.session import PLACEHOLDER_GREY, SlideSession
 from histoviewer.core.tiles.viewport import Viewport, fit_scale, fit_viewport
 from histoviewer.core.units import format_length_um, scale_bar_length_um
 
 WHEEL_STEP = 1.25  # zoom factor per wheel notch (120 eighths of a degree)
 KEY_PAN_FRACTION = 0.125  # arrow keys move the view by this fraction of its size
 BACKGROUND = QColor(238, 238, 238)
+PLACEHOLDER = QColor(PLACEHOLDER_GREY, PLACEHOLDER_GREY, PLACEHOLDER_GREY)  # slide area, no pixels yet
 SCALE_BAR_MAX_PX = 200.0
-SCALE_BAR_BOX_H = 50
+SCALE_BAR_MARGIN = 16  # screen px from the bottom-left corner to the bar
+SCALE_BAR_HEIGHT = 6
+# Scaled tiles are drawn with nearest-neighbour sampling while the view moves (a third
+# of the cost of smooth scaling) and repainted smoothly once input has paused this long.
+SMOOTH_AFTER_IDLE_MS = 150
 
 
 class _TileEvents(QObject):
@@ -26,6 +33,7 @@ class _TileEvents(QObject):
 
     loaded = Signal(object)
     failed = Signal(object, str)
+    thumbnail = Signal()
 
 
 class SlideView(QWidget):
@@ -35,6 +43,7 @@ class SlideView(QWidget):
     cursorMoved = Signal(object)  # (l0_x, l0_y) or None when the cursor leaves the slide
     tileFailed = Signal(str)
     frameComplete = Signal()
+    thumbnailReady = Signal()  # the session's thumbnail arrived (or its stand-in, on error)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -42,12 +51,27 @@ class SlideView(QWidget):
         self.viewport = Viewport(0.0, 0.0, 1.0, 1, 1)
         self.last_plan: FramePlan | None = None
         self.show_scale_bar = True
+        # False: always draw scaled tiles smoothly (the X11 scroll test compares like with like).
+        self.rough_while_moving = True
+        # What the last paint did, for tests and benchmarks.
+        self.last_paint_region = QRegion()
+        self.last_ops_drawn = 0
+        self.last_paint_smooth = True
         self._drag_from: QPointF | None = None
         self._pan_remainder = (0.0, 0.0)
         self._fitted = False
+        self._moving = False
+        self._drew_rough = False
+        self._idle_timer = QTimer(self)
+        self._idle_timer.setSingleShot(True)
+        self._idle_timer.setInterval(SMOOTH_AFTER_IDLE_MS)
+        self._idle_timer.timeout.connect(self._on_idle)
+        self._bar_font: QFont | None = None
+        self._bar_layout: tuple[tuple[str, float, int], QStaticText, QRectF, QPointF] | None = None
         self.events = _TileEvents(self)
         self.events.loaded.connect(self._on_tile_loaded, Qt.ConnectionType.QueuedConnection)
         self.events.failed.connect(self._on_tile_failed, Qt.ConnectionType.QueuedConnection)
+        self.events.thumbnail.connect(self._on_thumbnail, Qt.ConnectionType.QueuedConnection)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMouseTracking(True)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -72,9 +96,53 @@ class SlideView(QWidget):
         except RuntimeError:
             pass  # as above
 
+    def thumbnail_callback(self) -> None:
+        try:
+            self.events.thumbnail.emit()
+        except RuntimeError:
+            pass  # as above
+
     def _on_tile_loaded(self, key: TileKey) -> None:
-        if self.session is not None and key.slide_id == self.session.slide_id:
-            self.update()
+        if self.session is None or key.slide_id != self.session.slide_id:
+            return
+        rect = self._dirty_rect_for_tile(key)
+        if not rect.isEmpty():
+            self.update(rect)
+
+    def _dirty_rect_for_tile(self, key: TileKey) -> QRect:
+        """Where a newly loaded tile can change the picture: its own screen rectangle.
+
+        A tile finer than the level drawn changes nothing. A coarser one only stands in
+        for missing tiles of the drawn level, and a missing tile's fallback switches from
+        the thumbnail once every coarse tile under it is there, so its rectangle grows to
+        the drawn level's tile grid. Repainting just this, not the whole window, keeps a
+        burst of arriving tiles from costing a full frame each.
+        """
+        plan = self.last_plan
+        if plan is None:
+            return self.rect()
+        if key.level < plan.level or (key.level > plan.level and plan.complete):
+            return QRect()
+        tiling, info = self.session.tiling, self.session.info
+        tile = tiling.tile_rect(key.level, key.t_x, key.t_y)
+        ds = info.level_downsamples[key.level]
+        x0, y0 = tile.l0_x, tile.l0_y
+        x1, y1 = x0 + tile.lv_width * ds, y0 + tile.lv_height * ds
+        if key.level > plan.level:
+            span = tiling.tile_size * info.level_downsamples[plan.level]
+            x0, y0 = math.floor(x0 / span) * span, math.floor(y0 / span) * span
+            x1, y1 = math.ceil(x1 / span) * span, math.ceil(y1 / span) * span
+        sx0, sy0 = self.viewport.l0_to_screen(x0, y0)
+        sx1, sy1 = self.viewport.l0_to_screen(x1, y1)
+        return QRectF(QPointF(sx0, sy0), QPointF(sx1, sy1)).toAlignedRect().intersected(self.rect())
+
+    def _on_thumbnail(self) -> None:
+        if self.session is None:
+            return
+        if self.session.thumbnail_error:
+            self.tileFailed.emit(self.session.thumbnail_error)
+        self.thumbnailReady.emit()
+        self.update()  # every fallback op may change
 
     def _on_tile_failed(self, key: TileKey, message: str) -> None:
         self.tileFailed.emit(message)
@@ -87,6 +155,17 @@ class SlideView(QWidget):
             return 1e-6
         w, h = self.session.info.dimensions
         return fit_scale(w, h, max(self.width(), 1), max(self.height(), 1)) / 4
+
+    def _mark_moving(self) -> None:
+        """Input is moving the view: draw rough until it pauses (see SMOOTH_AFTER_IDLE_MS)."""
+        self._moving = True
+        self._idle_timer.start()
+
+    def _on_idle(self) -> None:
+        self._moving = False
+        if self._drew_rough:
+            self._drew_rough = False
+            self.update()  # once, smoothly
 
     def set_viewport(self, viewport: Viewport) -> None:
         if self.session is not None:
@@ -107,6 +186,7 @@ class SlideView(QWidget):
         if anchor is None:
             anchor = QPointF(self.width() / 2, self.height() / 2)
         self._fitted = False
+        self._mark_moving()
         self.set_viewport(self.viewport.zoomed(factor, anchor.x(), anchor.y(), self.min_scale))
 
     def set_scale(self, scale: float) -> None:
@@ -114,6 +194,7 @@ class SlideView(QWidget):
         self.set_viewport(self.viewport.with_scale(max(scale, self.min_scale)))
 
     def center_on(self, l0_x: float, l0_y: float) -> None:
+        self._mark_moving()  # the overview is dragged like the view
         self.set_viewport(Viewport(l0_x, l0_y, self.viewport.scale, self.viewport.screen_w, self.viewport.screen_h))
 
     def pan_by(self, screen_dx: float, screen_dy: float) -> None:
@@ -130,6 +211,7 @@ class SlideView(QWidget):
         self._pan_remainder = (dx - ix, dy - iy)
         if ix == 0 and iy == 0:
             return
+        self._mark_moving()
         old = self.viewport
         new = old.panned(ix, iy)
         if self.session is not None:
@@ -151,12 +233,14 @@ class SlideView(QWidget):
         sx, sy = round(shift_x), round(shift_y)
         self.scroll(sx, sy, self.rect())
         # Scrolling copies pixels, including those of the scale bar and of overlay children
-        # (the overview): repaint where their stale copies landed, and the bar itself.
+        # (the overview): repaint where their stale copies landed, and where they belong
+        # (an opaque child repaints itself there; the tiles beneath it are not drawn).
         bar = self._scale_bar_rect()
         self.update(bar)
         self.update(bar.translated(sx, sy))
         for child in self.findChildren(QWidget):
             if child.isVisible() and child.parentWidget() is self:
+                self.update(child.geometry())
                 self.update(child.geometry().translated(sx, sy))
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -169,31 +253,53 @@ class SlideView(QWidget):
     # -- painting --------------------------------------------------------------------------
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
         painter = QPainter(self)
+        region = event.region()
+        self.last_paint_region = QRegion(region)
+        plan = None
         try:
-            painter.fillRect(event.rect(), BACKGROUND)
             if self.session is None:
+                painter.fillRect(event.rect(), BACKGROUND)
                 return
+            # Background only beside the slide: within it every pixel gets a tile, the
+            # thumbnail or the placeholder (a 1 px ring stays, for fractional edges).
+            w, h = self.session.info.dimensions
+            x0, y0 = self.viewport.l0_to_screen(0, 0)
+            x1, y1 = self.viewport.l0_to_screen(w, h)
+            inside = QRectF(QPointF(x0, y0), QPointF(x1, y1)).toAlignedRect().adjusted(1, 1, -1, -1)
+            for rect in region.subtracted(QRegion(inside)):
+                painter.fillRect(rect, BACKGROUND)
             plan = self.session.plan(self.viewport)
             self.last_plan = plan
-            self._draw_plan(painter, plan, QRectF(event.rect()))
+            self._draw_plan(painter, plan, region)
             if self.show_scale_bar:
-                self._draw_scale_bar(painter)
+                self._draw_scale_bar(painter, region)
         finally:
             painter.end()
-        if plan.complete:
+        if plan is not None and plan.complete:
             self.frameComplete.emit()
 
-    def _draw_plan(self, painter: QPainter, plan: FramePlan, exposed: QRectF) -> None:
+    def _draw_plan(self, painter: QPainter, plan: FramePlan, region: QRegion) -> None:
         session = self.session
-        smooth = not math.isclose(self.viewport.scale * session.info.level_downsamples[plan.level], 1.0)
+        scaled = not math.isclose(self.viewport.scale * session.info.level_downsamples[plan.level], 1.0)
+        rough = scaled and self._moving and self.rough_while_moving
+        smooth = scaled and not rough
+        self._drew_rough |= rough
+        self.last_paint_smooth = smooth
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+        drawn = 0
         for op in plan.ops:
             dst = QRectF(*op.dst)
-            if not dst.intersects(exposed):
-                continue  # after a scroll only a strip is exposed
+            # The region, not its bounding rectangle: after a scroll the dirty parts (a
+            # strip, the scale bar, the overview's old place) span the whole window.
+            if not region.intersects(dst.toAlignedRect()):
+                continue
             image = session.payload(op.key)
             if image is not None:
                 painter.drawImage(dst, image, QRectF(*op.src))
+            else:  # the thumbnail op before the thumbnail arrived: "slide here"
+                painter.fillRect(dst, PLACEHOLDER)
+            drawn += 1
+        self.last_ops_drawn = drawn
         if plan.failed:
             painter.setPen(QPen(QColor(200, 30, 30), 2, Qt.PenStyle.DashLine))
             painter.setBrush(QColor(200, 30, 30, 40))
@@ -211,27 +317,54 @@ class SlideView(QWidget):
         length_um = scale_bar_length_um(um_per_px, min(SCALE_BAR_MAX_PX, self.width() / 3))
         return format_length_um(length_um), length_um / um_per_px
 
+    def _scale_bar_layout(self) -> tuple[QStaticText, QRectF, QPointF, float]:
+        """(label, box, label position, bar length px), cached until label, length or height change.
+
+        A pan frame repaints the bar twice (it is scrolled away with the tiles); building a
+        font and measuring text each time cost more than drawing it.
+        """
+        text, bar_px = self._scale_bar_text()
+        key = (text, bar_px, self.height())
+        if self._bar_layout is None or self._bar_layout[0] != key:
+            if self._bar_font is None:
+                self._bar_font = QFont(self.font())
+                self._bar_font.setPointSizeF(9)
+            metrics = QFontMetricsF(self._bar_font)
+            static = QStaticText(text)
+            static.setTextFormat(Qt.TextFormat.PlainText)
+            static.prepare(font=self._bar_font)
+            margin, height = SCALE_BAR_MARGIN, SCALE_BAR_HEIGHT
+            box = QRectF(margin - 6, self.height() - margin - height - 24,
+                         max(bar_px, metrics.horizontalAdvance(text)) + 12, height + 28)
+            text_top_left = QPointF(margin, self.height() - margin - height - 6 - metrics.ascent())
+            self._bar_layout = (key, static, box, text_top_left)
+        _, static, box, text_top_left = self._bar_layout
+        return static, box, text_top_left, bar_px
+
+    def changeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.FontChange:
+            self._bar_font, self._bar_layout = None, None
+        super().changeEvent(event)
+
     def _scale_bar_rect(self) -> QRect:
-        """Screen area the scale bar may cover (generous, so scrolling can repaint it)."""
+        """Screen area the scale bar covers (to repaint it when scrolling)."""
         if not self.show_scale_bar:
             return QRect()
-        return QRect(0, self.height() - SCALE_BAR_BOX_H - 12, SCALE_BAR_MAX_PX + 260, SCALE_BAR_BOX_H + 12)
+        return self._scale_bar_layout()[1].toAlignedRect().adjusted(-1, -1, 1, 1)
 
-    def _draw_scale_bar(self, painter: QPainter) -> None:
-        margin, height = 16, 6
-        font = QFont(self.font())
-        font.setPointSizeF(9)
-        painter.setFont(font)
-        text, bar_px = self._scale_bar_text()
-        text_w = painter.fontMetrics().horizontalAdvance(text)
-        box = QRectF(margin - 6, self.height() - margin - height - 24, max(bar_px, text_w) + 12, height + 28)
+    def _draw_scale_bar(self, painter: QPainter, region: QRegion) -> None:
+        static, box, text_top_left, bar_px = self._scale_bar_layout()
+        if not region.intersects(box.toAlignedRect()):
+            return
+        painter.setFont(self._bar_font)
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor(255, 255, 255, 200))
         painter.drawRoundedRect(box, 4, 4)
         painter.setPen(QColor(20, 20, 20))
-        painter.drawText(QPointF(margin, self.height() - margin - height - 6), text)
+        painter.drawStaticText(text_top_left, static)
         if bar_px:
-            painter.fillRect(QRectF(margin, self.height() - margin - height, bar_px, height), QColor(20, 20, 20))
+            painter.fillRect(QRectF(SCALE_BAR_MARGIN, self.height() - SCALE_BAR_MARGIN - SCALE_BAR_HEIGHT,
+                                    bar_px, SCALE_BAR_HEIGHT), QColor(20, 20, 20))
 
     # -- input -----------------------------------------------------------------------------
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override

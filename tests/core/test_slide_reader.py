@@ -10,7 +10,7 @@ import pytest
 
 from histoviewer.core.errors import SlideOpenError, SlideReadError
 from histoviewer.core.slide import open_slide
-from histoviewer.core.slide.reader import composite_on_white
+from histoviewer.core.slide.reader import composite_on_white, rgb_of_rgba
 
 
 def test_real_svs_metadata(cmu_small):
@@ -48,6 +48,46 @@ def test_composite_on_white_blends_by_alpha():
     assert out[0, 0].tolist() == [255, 255, 255]
     assert out[0, 1].tolist() == [100, 50, 0]
     assert out[0, 2].tolist() == [127, 127, 127]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_composite_on_white_of_opaque_pixels_keeps_them(layout):
+    """The fast path (opacity from a uint32 view, repack by PIL) gives the same pixels."""
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 256, (37, 53, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    src = rgba if layout == "contiguous" else rgba[:, ::2]
+    out = composite_on_white(src)
+    assert out.shape == src.shape[:2] + (3,) and out.flags.c_contiguous
+    assert np.array_equal(out, src[..., :3])
+    rgba[5, 7, 3] = 254  # one pixel not quite opaque: the blend path
+    assert composite_on_white(rgba)[5, 7].tolist() == [
+        (int(v) * 254 + 255 + 127) // 255 for v in rgba[5, 7, :3]]
+
+
+def test_opaque_tiles_are_read_without_a_copy(cmu_small):
+    """An opaque region is the RGB view of OpenSlide's RGBA pixels (the loader's hot path)."""
+    with open_slide(cmu_small) as reader:
+        tile = reader.read_region(512, 512, 0, 512, 512)
+    assert tile.shape == (512, 512, 3) and tile.base is not None and tile.base.shape == (512, 512, 4)
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[..., 3] = 255
+    assert rgb_of_rgba(rgba).base is rgba
+    rgba[0, 0, 3] = 0
+    assert rgb_of_rgba(rgba)[0, 0].tolist() == [255, 255, 255]
+
+
+def test_overview_reads_only_the_coarsest_level(cmu_small, slides_dir):
+    with open_slide(cmu_small) as reader:  # one level, 2220 x 2967: shrunk 3x
+        assert reader.overview(1024).shape == (989, 740, 3)
+    with open_slide(slides_dir / "openslide-fixtures" / "boxes.tiff") as reader:
+        reads = []
+        original = reader.read_region
+        reader.read_region = lambda *a: reads.append(a) or original(*a)
+        small = reader.overview(1024)
+        last = reader.info.level_count - 1
+        assert reads == [(0, 0, last, *reader.info.level_dimensions[last])]
+        assert max(small.shape[:2]) <= 1024
 
 
 def test_slide_without_mpp_reports_unknown(slides_dir):

@@ -242,3 +242,93 @@ def test_loader_marks_failed_tiles_and_keeps_going():
     loader.request(keys)  # a failed tile is not retried on every repaint
     assert loader.wait_idle(5) and len(reader.reads) == 3
     loader.shutdown()
+
+
+def test_cache_counts_the_memory_a_strided_tile_keeps():
+    from histoviewer.core.tiles.loader import keep_array
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    assert keep_array(rgba[..., :3])[1] == rgba.nbytes
+    assert keep_array(np.zeros((8, 8, 3), np.uint8))[1] == 8 * 8 * 3
+
+
+def test_idle_workers_sleep():
+    """Two idle workers used to wake each other forever and burn two cores."""
+    loader, _ = _loader(FakeReader(), workers=2)
+    loader.request([TileKey(1, 0, x, 0) for x in range(4)])
+    assert loader.wait_idle(5)
+    time.sleep(0.05)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    time.sleep(0.5)
+    busy = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+    loader.shutdown()
+    assert busy < 0.1, f"idle loader used {busy:.0%} of a core"
+
+
+def test_loader_runs_tasks_after_the_urgent_keys_and_before_the_rest():
+    reader = FakeReader()
+    loader, _ = _loader(reader, workers=1)
+    reads_before_task = []
+    loader.add_task(lambda: reads_before_task.append(len(reader.reads)))
+    assert loader.wait_idle(5) and reads_before_task == [0]  # nothing requested: runs at once
+    reader.delay = 0.02  # the task is queued while the first tile is in flight
+    loader.request([TileKey(1, 0, x, 0) for x in range(5)], urgent=2)
+    loader.add_task(lambda: reads_before_task.append(len(reader.reads)))
+    assert loader.wait_idle(5)
+    assert reads_before_task == [0, 2] and len(reader.reads) == 5
+    loader.shutdown()
+
+
+def test_loader_tasks_wait_until_the_urgent_tiles_are_read_not_just_taken():
+    """With two workers, the one that is free first must not start a (long) task while
+    the other still reads a visible tile: they would share the cores."""
+    reader = FakeReader(delay=0.03)
+    loader, _ = _loader(reader, workers=2)
+    reads_before_task = []
+    loader.request([TileKey(1, 0, x, 0) for x in range(6)], urgent=3)
+    loader.add_task(lambda: reads_before_task.append(len(reader.reads)))
+    assert loader.wait_idle(5)
+    assert reads_before_task and reads_before_task[0] >= 3
+    loader.shutdown()
+
+
+def _session(monkeypatch, reader, **kw):
+    from histoviewer.core.tiles import session as session_module
+
+    monkeypatch.setattr(session_module, "open_slide", lambda path: reader)
+    return session_module.SlideSession("fake.svs", ByteBoundedCache(10**9), **kw)
+
+
+def test_session_reads_the_thumbnail_after_the_visible_tiles_not_when_opened(monkeypatch):
+    reader = FakeReader()
+    arrived = []
+    session = _session(monkeypatch, reader, workers=1, on_thumbnail=lambda: arrived.append(session.thumbnail))
+    try:
+        time.sleep(0.05)
+        assert reader.reads == [] and session.thumbnail is None and arrived == []
+        vp = Viewport(1024.0, 1024.0, 1.0, 1024, 1024)
+        plan = session.plan(vp)
+        assert plan.ops and all(op.key is None for op in plan.ops)
+        assert session.payload(None) is None  # no thumbnail yet: the front end paints a placeholder
+        assert session.loader.wait_idle(5)
+        overview_read = (2, 0, 0)  # the coarsest level, whole
+        first = reader.reads.index(overview_read)
+        visible = {(0, k.t_x * 512, k.t_y * 512) for k in plan.missing}
+        assert set(reader.reads[:first]) == visible  # one worker: visible tiles, thumbnail, prefetch
+        assert len(reader.reads) > first + 1
+        assert arrived and arrived[0] is session.thumbnail and session.thumbnail_error is None
+        assert session.thumbnail.size == (625, 375)  # level 2 (1250 x 750) halved, not resampled
+        session.plan(vp)
+        assert session.payload(None) is session.thumbnail.payload
+    finally:
+        session.close()
+
+
+def test_session_stands_in_for_an_unreadable_thumbnail(monkeypatch):
+    session = _session(monkeypatch, FakeReader(broken={(0, 0)}))
+    try:
+        thumb = session.wait_thumbnail(5)
+        assert "broken tile" in session.thumbnail_error
+        assert thumb is not None and (thumb.rgb == 200).all()
+    finally:
+        session.close()

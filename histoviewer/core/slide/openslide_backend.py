@@ -11,7 +11,7 @@ import openslide
 
 from histoviewer.core.errors import SlideOpenError, SlideReadError
 from histoviewer.core.slide.info import SlideInfo
-from histoviewer.core.slide.reader import SlideReader, composite_on_white
+from histoviewer.core.slide.reader import SlideReader, composite_on_white, rgb_of_rgba
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class OpenSlideReader(SlideReader):
                 f"{self._path}: cannot read level {level} at level-0 ({l0_x}, {l0_y}), "
                 f"{lv_width}x{lv_height} px: {exc}"
             ) from exc
-        return composite_on_white(np.asarray(image))
+        return rgb_of_rgba(np.asarray(image))
 
     def thumbnail(self, max_size: int) -> np.ndarray:
         try:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import abc
 
+import math
+
 import numpy as np
+from PIL import Image
 
 from histoviewer.core.slide.info import SlideInfo
 
@@ -15,8 +18,11 @@ class SlideReader(abc.ABC):
     Coordinates: ``l0_x``/``l0_y`` are level-0 pixels (the top-left of the region);
     ``lv_width``/``lv_height`` are pixels of the requested level. Region reads return
     ``uint8`` RGB arrays of shape (lv_height, lv_width, 3) with transparent areas
-    (outside the scanned area) composited on white. Reads may come from several
-    threads at once; ``close`` must be called only after readers have stopped.
+    (outside the scanned area) composited on white. They may be read-only and need not
+    be C-contiguous (an opaque tile is returned as the RGB view of its RGBA pixels):
+    copy before writing, ``np.ascontiguousarray`` where contiguous memory is needed.
+    Reads may come from several threads at once; ``close`` must be called only after
+    readers have stopped.
     """
 
     info: SlideInfo
@@ -28,6 +34,22 @@ class SlideReader(abc.ABC):
     @abc.abstractmethod
     def thumbnail(self, max_size: int) -> np.ndarray:
         """The whole slide as RGB, fitting in ``max_size`` x ``max_size`` pixels."""
+
+    def overview(self, max_side: int) -> np.ndarray:
+        """The whole slide as RGB from its coarsest level, fitting in ``max_side`` px: cheap.
+
+        Unlike ``thumbnail`` this never reads a finer level and never resamples with a
+        filter: the coarsest level is shrunk by a whole factor with a box average. The
+        viewer uses it as its fallback picture and overview, where speed matters more
+        than hitting an exact size.
+        """
+        level = self.info.level_count - 1
+        lv_w, lv_h = self.info.level_dimensions[level]
+        rgb = self.read_region(0, 0, level, lv_w, lv_h)
+        factor = math.ceil(max(lv_w, lv_h) / max_side)
+        if factor <= 1:
+            return rgb
+        return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).reduce(factor))
 
     @abc.abstractmethod
     def associated_image(self, name: str) -> np.ndarray:
@@ -55,12 +77,40 @@ class SlideReader(abc.ABC):
         self.close()
 
 
+def _is_opaque(rgba: np.ndarray) -> bool:
+    """Every alpha is 255. As little-endian uint32 the alpha is the top byte, so the
+    minimum over a contiguous view answers it without a strided pass over the alphas."""
+    if rgba.size == 0:
+        return True
+    if rgba.flags.c_contiguous:
+        return int(rgba.view("<u4").min()) >= 0xFF000000
+    return int(rgba[..., 3].min()) == 255
+
+
+def rgb_of_rgba(rgba: np.ndarray) -> np.ndarray:
+    """RGB of RGBA pixels composited on white, as ``read_region`` returns it.
+
+    Opaque pixels (nearly every tile) come back as the view ``rgba[..., :3]``: no copy,
+    so a tile costs the loader no more than the raw read; the Qt converter turns the
+    RGBA memory behind it into its image format directly.
+    """
+    return rgba[..., :3] if _is_opaque(rgba) else composite_on_white(rgba)
+
+
 def composite_on_white(rgba: np.ndarray) -> np.ndarray:
-    """RGBA (straight alpha) uint8 to RGB uint8, transparent pixels becoming white."""
+    """RGBA (straight alpha) uint8 to contiguous RGB uint8, transparent pixels becoming white.
+
+    Opaque input is only repacked to RGB. PIL does that about 3x faster than numpy's
+    strided copy of ``rgba[..., :3]`` (0.45 vs 1.3 ms per 512 px tile); the result is
+    then read-only.
+    """
+    if _is_opaque(rgba):
+        if rgba.size == 0 or not rgba.flags.c_contiguous:
+            return np.ascontiguousarray(rgba[..., :3])
+        h, w = rgba.shape[:2]
+        return np.asarray(Image.frombuffer("RGBA", (w, h), rgba, "raw", "RGBA", 0, 1).convert("RGB"))
     alpha = rgba[..., 3]
     rgb = rgba[..., :3]
-    if alpha.size == 0 or alpha.min() == 255:
-        return np.ascontiguousarray(rgb)
     a = alpha.astype(np.uint16)[..., None]
     out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
     return out.astype(np.uint8)
