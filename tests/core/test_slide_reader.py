@@ -194,3 +194,14 @@ def test_broken_tile_data_fails_the_read_and_the_handle_recovers(slides_dir, cmu
     # Outside the broken data the reader keeps answering (white beyond the slide).
     assert (reader.read_region(100, 100, 0, 8, 8) == 255).all()
     reader.close()
+
+
+def test_composite_on_white_handles_batches_of_rgba():
+    from histoviewer.core.slide.reader import composite_on_white
+
+    batch = np.full((3, 5, 7, 4), 255, np.uint8)
+    batch[..., :3] = np.arange(3 * 5 * 7 * 3, dtype=np.uint64).reshape(3, 5, 7, 3) % 251
+    assert np.array_equal(composite_on_white(batch), batch[..., :3])
+    batch[1, 2, 3] = (10, 20, 30, 0)
+    out = composite_on_white(batch)
+    assert out.shape == (3, 5, 7, 3) and tuple(out[1, 2, 3]) == (255, 255, 255)

@@ -105,7 +105,8 @@ def composite_on_white(rgba: np.ndarray) -> np.ndarray:
     then read-only.
     """
     if _is_opaque(rgba):
-        if rgba.size == 0 or not rgba.flags.c_contiguous:
+        # The PIL fast path is for one (h, w, 4) image; batches (n, h, w, 4) take numpy's.
+        if rgba.size == 0 or rgba.ndim != 3 or not rgba.flags.c_contiguous:
             return np.ascontiguousarray(rgba[..., :3])
         h, w = rgba.shape[:2]
         return np.asarray(Image.frombuffer("RGBA", (w, h), rgba, "raw", "RGBA", 0, 1).convert("RGB"))
