@@ -16,14 +16,13 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from skimage.color import rgb_from_hed
 
 __all__ = ["AugmentConfig", "augment_batch"]
 
-# Ruifrok & Johnston stain vectors (rows: haematoxylin, eosin, DAB), the same as skimage's
-# rgb_from_hed; optical density OD = -log10(rgb) = stains @ RGB_FROM_HED.
-_RGB_FROM_HED = torch.tensor(
-    [[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]], dtype=torch.float32
-)
+# Ruifrok & Johnston stain vectors (rows: haematoxylin, eosin, DAB), unit length;
+# optical density OD = -log10(rgb) = stains @ RGB_FROM_HED.
+_RGB_FROM_HED = torch.tensor(rgb_from_hed, dtype=torch.float32)
 _RGB_FROM_HED = _RGB_FROM_HED / _RGB_FROM_HED.norm(dim=1, keepdim=True)
 _HED_FROM_RGB = torch.linalg.inv(_RGB_FROM_HED)
 _OD_FLOOR = 1e-6

@@ -8,7 +8,6 @@ uint8 (a quarter of the bytes) and are normalised there.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
@@ -17,15 +16,17 @@ from torch import nn
 
 from histoviewer.core.errors import ModelError, ModelLoadError
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, check_patch_batch
-from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS, build_network
+from histoviewer.core.models.cnn_arch import build_network
 from histoviewer.core.models.device import choose_device
 
 __all__ = ["CNN_NORMALISATION", "CnnClassifier", "normalise_uint8_nhwc"]
 
 # (rgb / 255 - 0.5) / 0.25: centred, roughly unit spread for H&E.
 CNN_NORMALISATION = "(rgb / 255 - 0.5) / 0.25, per channel"
-_SCALE = 1.0 / 63.75
-_SHIFT = 2.0
+_MEAN = 0.5
+_STD = 0.25
+_SCALE = 1.0 / (255 * _STD)
+_SHIFT = _MEAN / _STD
 
 
 def normalise_uint8_nhwc(batch: torch.Tensor) -> torch.Tensor:
@@ -34,6 +35,11 @@ def normalise_uint8_nhwc(batch: torch.Tensor) -> torch.Tensor:
     The permute is a view, so the result is channels-last without a copy of its own.
     """
     return batch.permute(0, 3, 1, 2).float().mul_(_SCALE).sub_(_SHIFT)
+
+
+def normalise_unit_rgb(x: torch.Tensor) -> torch.Tensor:
+    """``(N, 3, H, W)`` RGB in [0, 1] (after augmentation) -> the network's input."""
+    return (x - _MEAN) / _STD
 
 
 class CnnClassifier(PatchClassifier):
@@ -68,10 +74,6 @@ class CnnClassifier(PatchClassifier):
                 f"weights do not fit architecture {info.architecture!r}: {first}"
             ) from exc
         return cls(network, info, device)
-
-    @staticmethod
-    def default_arch_config(architecture: str) -> dict[str, Any]:
-        return dict(DEFAULT_CONFIGS[architecture])
 
     def _prepare(self, network: nn.Module) -> nn.Module:
         net = network.eval()

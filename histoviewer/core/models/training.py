@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -28,7 +28,7 @@ from histoviewer.core.models.classifier import (
     ModelInfo,
     PatchClassifier,
 )
-from histoviewer.core.models.cnn import CNN_NORMALISATION, CnnClassifier
+from histoviewer.core.models.cnn import CNN_NORMALISATION, CnnClassifier, normalise_unit_rgb
 from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS
 from histoviewer.core.models.metrics import PatchMetrics, binary_metrics
 from histoviewer.core.models.progress import ProgressFactory, null_progress
@@ -100,6 +100,21 @@ def _require_labels(patch_set: Any) -> np.ndarray:
     return labels
 
 
+def _read_batches(
+    patch_set: Any, indices: Sequence[int], batch_size: int, progress: ProgressFactory, what: str
+) -> Iterator[np.ndarray]:
+    """``patch_set.read`` over ``indices`` in order, batch by batch, with a progress bar."""
+    from histoviewer.core.patches.base import iter_batches
+
+    bar = progress(what, len(indices))
+    try:
+        for batch, _labels, _idx in iter_batches(patch_set, indices, batch_size):
+            yield batch
+            bar.update(len(batch))
+    finally:
+        bar.close()
+
+
 def load_patches(
     patch_set: Any,
     indices: Sequence[int],
@@ -109,20 +124,11 @@ def load_patches(
     what: str = "reading patches",
 ) -> np.ndarray:
     """Read ``indices`` of ``patch_set`` into one uint8 array (model scale), in order."""
-    idx = np.asarray(indices, dtype=np.int64)
-    p = patch_set.spec.patch_px if hasattr(patch_set, "spec") else None
-    chunks: list[np.ndarray] = []
-    bar = progress(what, len(idx))
-    try:
-        for start in range(0, len(idx), batch_size):
-            batch = patch_set.read(idx[start : start + batch_size].tolist())
-            if p is not None and batch.shape[1:] != (p, p, 3):
-                raise PatchDataError(f"reader returned patches of shape {batch.shape}")
-            chunks.append(batch)
-            bar.update(len(batch))
-    finally:
-        bar.close()
-    return np.concatenate(chunks) if chunks else np.empty((0, 0, 0, 3), np.uint8)
+    chunks = list(_read_batches(patch_set, indices, batch_size, progress, what))
+    if chunks:
+        return np.concatenate(chunks)
+    p = patch_set.spec.patch_px
+    return np.empty((0, p, p, 3), np.uint8)
 
 
 @dataclass(frozen=True)
@@ -200,16 +206,9 @@ def predict_patch_set(
 ) -> np.ndarray:
     """Tumour probability for ``indices`` (all by default) of ``patch_set``, streamed."""
     idx = np.arange(len(patch_set)) if indices is None else np.asarray(indices, dtype=np.int64)
-    out = np.empty(len(idx), dtype=np.float32)
-    bar = progress("classifying", len(idx))
-    try:
-        for start in range(0, len(idx), batch_size):
-            batch = patch_set.read(idx[start : start + batch_size].tolist())
-            out[start : start + len(batch)] = classifier.predict_proba(batch)
-            bar.update(len(batch))
-    finally:
-        bar.close()
-    return out
+    probs = [classifier.predict_proba(batch)
+             for batch in _read_batches(patch_set, idx, batch_size, progress, "classifying")]
+    return np.concatenate(probs) if probs else np.empty(0, np.float32)
 
 
 def _cnn_info(patch_set: Any, cfg: TrainConfig, spec: InputSpec) -> ModelInfo:
@@ -303,7 +302,7 @@ def train_cnn(
                 x = xb.permute(0, 3, 1, 2).float().div_(255.0)
                 if cfg.augment:
                     x = augment_batch(x, gen, AugmentConfig())
-                x = ((x - 0.5) / 0.25).contiguous(memory_format=torch.channels_last)
+                x = normalise_unit_rgb(x).contiguous(memory_format=torch.channels_last)
                 y = torch.from_numpy(yb_np.astype(np.float32)).to(device)
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
@@ -383,16 +382,8 @@ def _features(patch_set: Any, idx: np.ndarray, mpp_um: float, progress: Progress
               what: str) -> np.ndarray:
     from histoviewer.core.models.features import extract_features
 
-    out = []
-    bar = progress(what, len(idx))
-    try:
-        for start in range(0, len(idx), 256):
-            batch = patch_set.read(idx[start : start + 256].tolist())
-            out.append(extract_features(batch, mpp_um))
-            bar.update(len(batch))
-    finally:
-        bar.close()
-    return np.concatenate(out)
+    return np.concatenate([extract_features(batch, mpp_um)
+                           for batch in _read_batches(patch_set, idx, 256, progress, what)])
 
 
 HANDCRAFTED_C_GRID = (0.01, 0.1, 1.0, 10.0)
