@@ -13,15 +13,30 @@ DEMO_LESIONS = "macro:3.0,micro:0.8,itc:0.15"
 DEMO_SEED = 7
 
 
+def _gui_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cache-mb", type=int, default=512, help="tile cache size in MiB (default 512)")
+    p.add_argument("--model", default="cnn",
+                   help="AI overlay model: cnn, handcrafted (demonstration models), a model file, or a "
+                        "file name in the user models folder (default cnn)")
+    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or mps (default auto)")
+    p.add_argument("--no-ai", action="store_true", help="open without the AI overlay (turn it on in the AI menu)")
+
+
 def register(sub) -> None:
     p = sub.add_parser("view", help="open the viewer (the default command)")
     p.add_argument("slides", nargs="*", help="slides to open in tabs")
-    p.add_argument("--cache-mb", type=int, default=512, help="tile cache size in MiB (default 512)")
+    _gui_options(p)
     p.set_defaults(func=run_view)
     d = sub.add_parser("demo", help="open the viewer on the demo phantom slide (made on first use)")
-    d.add_argument("--cache-mb", type=int, default=512, help="tile cache size in MiB (default 512)")
+    _gui_options(d)
     d.add_argument("--dir", type=Path, default=None, help="where the demo slide is kept")
     d.set_defaults(func=run_demo)
+
+
+def _ai_settings(args: argparse.Namespace):
+    from histoviewer.qt.ai_panel import AiSettings
+
+    return AiSettings(enabled=not args.no_ai, model=args.model, device=args.device)
 
 
 def data_dir() -> Path:
@@ -45,10 +60,10 @@ def demo_slide(folder: Path | None = None) -> Path:
 def run_view(args: argparse.Namespace) -> int:
     from histoviewer.qt.main_window import run_gui
 
-    return run_gui(args.slides, cache_mb=args.cache_mb)
+    return run_gui(args.slides, cache_mb=args.cache_mb, ai=_ai_settings(args))
 
 
 def run_demo(args: argparse.Namespace) -> int:
     from histoviewer.qt.main_window import run_gui
 
-    return run_gui([str(demo_slide(args.dir))], cache_mb=args.cache_mb)
+    return run_gui([str(demo_slide(args.dir))], cache_mb=args.cache_mb, ai=_ai_settings(args))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget
 
@@ -13,10 +14,12 @@ from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.recent import RecentFiles
 from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.core.tiles.viewport import Viewport, magnification_scale
+from histoviewer.qt.ai_panel import AiPanel, AiSettings
 from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.slide_tab import SlideTab
 
 DEFAULT_CACHE_MB = 512
+AI_STATUS_INTERVAL_MS = 200  # the coverage line is recomputed at most this often
 MAGNIFICATIONS = (1, 5, 10, 20, 40)
 SLIDE_FILTER = (
     "Slides and images (*.svs *.tif *.tiff *.ndpi *.vms *.vmu *.scn *.mrxs *.svslide *.bif *.dcm "
@@ -25,7 +28,8 @@ SLIDE_FILTER = (
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, cache_mb: int = DEFAULT_CACHE_MB, recent: RecentFiles | None = None) -> None:
+    def __init__(self, cache_mb: int = DEFAULT_CACHE_MB, recent: RecentFiles | None = None,
+                 ai: AiSettings | None = None) -> None:
         super().__init__()
         self.setWindowTitle("HistoViewer")
         self.resize(1400, 900)
@@ -43,6 +47,13 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.placeholder)
         self.setAcceptDrops(True)
         self._build_status_bar()
+        self.ai_panel = AiPanel(ai or AiSettings(), self)
+        self.ai_panel.settingsChanged.connect(self._on_ai_settings)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.ai_panel)
+        self._ai_status_timer = QTimer(self)
+        self._ai_status_timer.setSingleShot(True)
+        self._ai_status_timer.setInterval(AI_STATUS_INTERVAL_MS)
+        self._ai_status_timer.timeout.connect(self.update_ai_status)
         self._build_menus()
 
     # -- construction ----------------------------------------------------------------------
@@ -51,9 +62,13 @@ class MainWindow(QMainWindow):
         self.pos_label = QLabel("")
         self.load_label = QLabel("")
         self.load_label.setStyleSheet("color: #a01010;")
+        self.ai_label = QLabel("")
+        self.hover_label = QLabel("")
         bar = self.statusBar()
         # Permanent widgets: showMessage() would hide ordinary ones while a message shows.
         bar.addPermanentWidget(self.load_label)
+        bar.addPermanentWidget(self.ai_label)
+        bar.addPermanentWidget(self.hover_label)
         bar.addPermanentWidget(self.pos_label)
         bar.addPermanentWidget(self.mag_label)
 
@@ -91,6 +106,23 @@ class MainWindow(QMainWindow):
         self.scale_bar_action = self._action(view_menu, "Show &scale bar", self._toggle_scale_bar)
         self.scale_bar_action.setCheckable(True)
         self.scale_bar_action.setChecked(True)
+
+        ai_menu = self.menuBar().addMenu("&AI")
+        settings = self.ai_panel.settings
+        self.ai_run_action = self._action(ai_menu, "&Classify tissue in view", self._toggle_ai_enabled)
+        self.ai_run_action.setCheckable(True)
+        self.ai_run_action.setChecked(settings.enabled)
+        self.heatmap_action = self._action(ai_menu, "Show &heatmap", self._toggle_heatmap, "H")
+        self.heatmap_action.setCheckable(True)
+        self.heatmap_action.setChecked(settings.show)
+        self.ai_background_action = self._action(ai_menu, "Go on with the &whole slide when idle",
+                                                 self._toggle_ai_background)
+        self.ai_background_action.setCheckable(True)
+        self.ai_background_action.setChecked(settings.background)
+        ai_menu.addSeparator()
+        panel_action = self.ai_panel.toggleViewAction()
+        panel_action.setText("AI &panel")
+        ai_menu.addAction(panel_action)
         self._update_actions()
 
     # -- slides ----------------------------------------------------------------------------
@@ -112,6 +144,9 @@ class MainWindow(QMainWindow):
         tab.view.viewportChanged.connect(self._on_viewport_changed)
         tab.view.cursorMoved.connect(self._on_cursor_moved)
         tab.view.tileFailed.connect(self._on_tile_failed)
+        tab.heatmapChanged.connect(self._schedule_ai_status)
+        tab.view.viewportChanged.connect(self._schedule_ai_status)
+        self._start_ai(tab)
         tab.minimap.setVisible(self.minimap_action.isChecked())
         tab.view.show_scale_bar = self.scale_bar_action.isChecked()
         info = tab.session.info
@@ -125,6 +160,94 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"{Path(path).name}: no microns-per-pixel in the file; physical scale unknown", 8000)
         self._update_actions()
         return tab
+
+    # -- AI overlay -----------------------------------------------------------------------------
+    def _start_ai(self, tab: SlideTab) -> None:
+        settings = self.ai_panel.settings
+        if settings.enabled:
+            tab.start_heatmap(settings.live_options(), settings.style(), settings.show)
+        else:
+            tab.stop_heatmap()
+
+    def _tabs(self) -> list[SlideTab]:
+        return [t for t in (self.tabs.widget(i) for i in range(self.tabs.count())) if isinstance(t, SlideTab)]
+
+    def _on_ai_settings(self, new: AiSettings, old: AiSettings) -> None:
+        for action, on in ((self.ai_run_action, new.enabled), (self.heatmap_action, new.show),
+                           (self.ai_background_action, new.background)):
+            action.setChecked(on)
+        for tab in self._tabs():
+            if new.restart_needed(old):
+                self._start_ai(tab)
+                continue
+            if (new.colormap, new.opacity, new.threshold, new.show) != (old.colormap, old.opacity, old.threshold, old.show):
+                tab.set_heatmap_style(new.style(), new.show)
+            if new.background != old.background and tab.heatmap is not None:
+                tab.heatmap.live.set_background(new.background)
+        self._schedule_ai_status()
+
+    def _toggle_ai_enabled(self, checked: bool) -> None:
+        self.ai_panel.set_settings(replace(self.ai_panel.settings, enabled=checked))
+
+    def _toggle_heatmap(self, checked: bool) -> None:
+        self.ai_panel.set_settings(replace(self.ai_panel.settings, show=checked))
+
+    def _toggle_ai_background(self, checked: bool) -> None:
+        self.ai_panel.set_settings(replace(self.ai_panel.settings, background=checked))
+
+    def _schedule_ai_status(self, *_args) -> None:
+        if not self._ai_status_timer.isActive():
+            self._ai_status_timer.start()
+
+    def update_ai_status(self) -> None:
+        """The status-bar line and the panel's progress: coverage of the view and the slide.
+
+        Coverage is always shown while anything is missing, so a half-finished map is never
+        mistaken for a negative slide.
+        """
+        tab = self.current_tab()
+        layer = tab.heatmap if tab is not None else None
+        if tab is None or layer is None:
+            text = "" if tab is None else "AI overlay off"
+            self.ai_label.setText(text)
+            self.ai_label.setStyleSheet("")
+            self.ai_panel.show_progress(text)
+            return
+        if tab.heatmap_error:
+            self.ai_label.setText("AI overlay unavailable")
+            self.ai_label.setToolTip(tab.heatmap_error)
+            self.ai_label.setStyleSheet("color: #a01010;")
+            self.ai_panel.show_progress(f"AI overlay unavailable: {tab.heatmap_error}")
+            return
+        live = layer.live
+        if live.model is not None:
+            self.ai_panel.show_model(live.model.info.display_name(), live.device_reason,
+                                     live.model.info.demonstration)
+        coverage = tab.heatmap_coverage()
+        if coverage is None:
+            text, detail = "AI: starting…", "Loading the model and finding the tissue…"
+            colour = "#555"
+        else:
+            in_view, whole = coverage
+            text = f"AI: view {in_view:.0%} · slide {whole:.0%} classified"
+            busy = not live.is_idle
+            if whole >= 1.0:
+                text = "AI: whole slide classified"
+            elif busy:
+                text += " (working)"
+            colour = "#1a6e1a" if whole >= 1.0 else ("#555" if in_view >= 1.0 else "#a05a00")
+            detail = text
+            if live.restored_from_cache:
+                detail += "\nEarlier results restored from the heatmap cache."
+            if whole < 1.0:
+                detail += "\nUntil the slide is 100% classified, a clean map is not a negative slide."
+        if tab.heatmap_failure:
+            detail += f"\nSome patches failed: {tab.heatmap_failure}"
+            text += " – some patches failed"
+        self.ai_label.setText(text)
+        self.ai_label.setToolTip(detail)
+        self.ai_label.setStyleSheet(f"color: {colour};")
+        self.ai_panel.show_progress(detail)
 
     def close_tab(self, index: int) -> None:
         tab = self.tabs.widget(index)
@@ -184,6 +307,10 @@ class MainWindow(QMainWindow):
 
     def _on_tab_changed(self, _index: int) -> None:
         self._update_actions()
+        current = self.current_tab()
+        for tab in self._tabs():
+            tab.set_active(tab is current)
+        self._schedule_ai_status()
         if (tab := self.current_tab()) is not None:
             self._on_viewport_changed(tab.view.viewport)
 
@@ -201,12 +328,15 @@ class MainWindow(QMainWindow):
         tab = self.current_tab()
         if tab is None or l0_pos is None:
             self.pos_label.setText("")
+            self.hover_label.setText("")
             return
         x, y = l0_pos
         text = f"x {x:,.0f}  y {y:,.0f} px"
         mpp = tab.session.info.mpp
         text += f"   ({x * mpp / 1000:.3f}, {y * mpp / 1000:.3f}) mm" if mpp else "   (mm unknown: no \u00b5m/px)"
         self.pos_label.setText(text)
+        layer = tab.heatmap
+        self.hover_label.setText(layer.describe_at(x, y) if layer is not None and layer.visible else "")
 
     def _on_tile_failed(self, message: str) -> None:
         self.load_label.setText("Some tiles could not be read (outlined in red)")
@@ -250,13 +380,13 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def run_gui(paths: list[str], cache_mb: int = DEFAULT_CACHE_MB) -> int:
+def run_gui(paths: list[str], cache_mb: int = DEFAULT_CACHE_MB, ai: AiSettings | None = None) -> int:
     """Start the application window with ``paths`` open."""
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
     app.setApplicationName("HistoViewer")
-    window = MainWindow(cache_mb=cache_mb)
+    window = MainWindow(cache_mb=cache_mb, ai=ai)
     # Stop every slide's loader threads before Qt tears the widgets down.
     app.aboutToQuit.connect(window.close_all)
     window.show()

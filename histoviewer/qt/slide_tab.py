@@ -1,25 +1,37 @@
-"""One tab: a slide view with the overview floating in its top-right corner."""
+"""One tab: a slide view with the overview floating in its top-right corner and, when the AI
+overlay runs, its heatmap layer and legend (bottom-right)."""
 
 from __future__ import annotations
 
 import os
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QWidget
 
+from histoviewer.core.inference.live import LiveOptions
+from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.core.tiles.session import SlideSession
+from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.qt.heatmap_layer import HeatmapLayer
+from histoviewer.qt.heatmap_legend import HeatmapLegend
 from histoviewer.qt.images import rgb_to_qimage
 from histoviewer.qt.minimap import Minimap
 from histoviewer.qt.slide_view import SlideView
 
 MINIMAP_MARGIN = 10
+LEGEND_MARGIN = 10
 
 
 class SlideTab(QWidget):
-    """Owns the ``SlideSession`` of one slide; ``close_slide()`` stops its threads."""
+    """Owns the ``SlideSession`` of one slide and its heatmap layer; ``close_slide()`` stops
+    every thread (the heatmap's first, since it reads through the session's reader)."""
+
+    heatmapChanged = Signal()  # started, stopped, ready, new results, idle: status may change
 
     def __init__(self, path: str | os.PathLike[str], cache: ByteBoundedCache, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.path = path
         self.view = SlideView(self)
         # Opening may raise SlideOpenError before any widget state depends on it.
         self.session = SlideSession(
@@ -35,6 +47,14 @@ class SlideTab(QWidget):
         self.minimap.centerRequested.connect(self.view.center_on)
         self.view.viewportChanged.connect(self.minimap.set_viewport)
         self.view.thumbnailReady.connect(self._on_thumbnail)
+        self.legend = HeatmapLegend(self.view)
+        self.legend.hide()
+        self.heatmap: HeatmapLayer | None = None
+        self.heatmap_error: str | None = None
+        self.heatmap_failure: str | None = None
+        self._active = True
+        self.view.viewportChanged.connect(self._on_viewport)
+        self.view.interactingChanged.connect(self._on_interacting)
         self.view.set_session(self.session)
 
     def _on_thumbnail(self) -> None:
@@ -43,12 +63,120 @@ class SlideTab(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.view.setGeometry(self.rect())
-        self._place_minimap()
+        self._place_overlays()
         super().resizeEvent(event)
 
-    def _place_minimap(self) -> None:
+    def _place_overlays(self) -> None:
         self.minimap.move(self.view.width() - self.minimap.width() - MINIMAP_MARGIN, MINIMAP_MARGIN)
+        self.legend.move(self.view.width() - self.legend.width() - LEGEND_MARGIN,
+                         self.view.height() - self.legend.height() - LEGEND_MARGIN)
+
+    # -- AI overlay -----------------------------------------------------------------------------
+    def start_heatmap(self, options: LiveOptions, style: HeatmapStyle, show: bool = True) -> None:
+        """(Re)start the overlay with another model, device or stride; cached results for
+        that combination appear at once."""
+        self.stop_heatmap()
+        self.heatmap_error = self.heatmap_failure = None
+        layer = HeatmapLayer(self.path, self.session.reader, options, style, self)
+        layer.visible = show
+        layer.ready.connect(self._on_heatmap_ready)
+        layer.updated.connect(self._on_heatmap_updated)
+        layer.failed.connect(self._on_heatmap_failed)
+        layer.error.connect(self._on_heatmap_error)
+        layer.idle.connect(self.heatmapChanged)
+        self.heatmap = layer
+        self.view.layers.append(layer)
+        self.legend.set_style(style)
+        self.legend.set_text("starting the AI overlay\u2026")
+        self.legend.setVisible(show)
+        self._apply_pause()
+        self._on_viewport(self.view.viewport)
+        self.heatmapChanged.emit()
+
+    def stop_heatmap(self) -> None:
+        layer, self.heatmap = self.heatmap, None
+        if layer is None:
+            return
+        self.view.layers.remove(layer)
+        layer.close()
+        layer.deleteLater()
+        self.legend.hide()
+        self.view.update()
+        self.heatmapChanged.emit()
+
+    def set_heatmap_style(self, style: HeatmapStyle, show: bool) -> None:
+        if self.heatmap is None:
+            return
+        self.heatmap.visible = show
+        self.heatmap.live.set_style(style)
+        self.legend.set_style(style)
+        self.legend.setVisible(show)
+        self.view.update()
+
+    def set_active(self, active: bool) -> None:
+        """Only the tab on screen classifies; hidden tabs keep their results and wait."""
+        self._active = active
+        self._apply_pause()
+
+    def _apply_pause(self) -> None:
+        if self.heatmap is not None:
+            self.heatmap.live.set_interactive(self.view.interacting or not self._active)
+
+    def _on_interacting(self, _moving: bool) -> None:
+        self._apply_pause()
+        if not _moving:
+            self._on_viewport(self.view.viewport)
+
+    def _on_viewport(self, viewport: Viewport) -> None:
+        # While the view moves the worker waits anyway; the final view is sent when it stops.
+        if self.heatmap is not None and not self.view.interacting:
+            self.heatmap.live.submit_view(viewport.l0_xywh)
+
+    def _current_layer(self) -> HeatmapLayer | None:
+        """The running layer, if it sent the signal being handled (a stopped layer's last
+        queued signals still arrive, and must change nothing)."""
+        layer = self.heatmap
+        return layer if layer is not None and self.sender() is layer else None
+
+    def _on_heatmap_ready(self) -> None:
+        if (layer := self._current_layer()) is None:
+            return
+        live = layer.live
+        info = live.model.info
+        warning = "DEMONSTRATION MODEL: synthetic training data, not for diagnosis" if info.demonstration else ""
+        self.legend.set_text(f"{info.name} ({info.kind})", warning)
+        self.heatmapChanged.emit()
+
+    def _on_heatmap_updated(self, l0_rect) -> None:
+        if (layer := self._current_layer()) is None:
+            return
+        if layer.visible:
+            rect = layer.screen_rect(self.view.viewport, l0_rect).intersected(self.view.rect())
+            if not rect.isEmpty():
+                self.view.update(rect)
+        self.heatmapChanged.emit()
+
+    def _on_heatmap_failed(self, message: str) -> None:
+        if self._current_layer() is None:
+            return
+        self.heatmap_failure = message
+        self.heatmapChanged.emit()
+
+    def _on_heatmap_error(self, message: str) -> None:
+        if self._current_layer() is None:
+            return
+        self.heatmap_error = message
+        self.legend.set_text("AI overlay unavailable", message)
+        self.heatmapChanged.emit()
+
+    def heatmap_coverage(self) -> tuple[float, float] | None:
+        """(fraction of tissue in view classified, fraction of the slide's tissue), or None."""
+        if self.heatmap is None or self.heatmap.live.grid is None:
+            return None
+        live = self.heatmap.live
+        return live.coverage(self.view.viewport.l0_xywh), live.coverage()
 
     def close_slide(self) -> None:
+        self.stop_heatmap()
         self.view.session = None
         self.session.close()

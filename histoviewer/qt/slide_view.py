@@ -44,6 +44,9 @@ class SlideView(QWidget):
     tileFailed = Signal(str)
     frameComplete = Signal()
     thumbnailReady = Signal()  # the session's thumbnail arrived (or its stand-in, on error)
+    # True when input starts moving the view, False once it pauses (SMOOTH_AFTER_IDLE_MS) or
+    # the mouse button is released: background work yields the CPU in between.
+    interactingChanged = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -57,6 +60,8 @@ class SlideView(QWidget):
         self.last_paint_region = QRegion()
         self.last_ops_drawn = 0
         self.last_paint_smooth = True
+        # Drawn over the tiles in order: objects with paint(painter, viewport, region).
+        self.layers: list = []
         self._drag_from: QPointF | None = None
         self._pan_remainder = (0.0, 0.0)
         self._fitted = False
@@ -156,13 +161,22 @@ class SlideView(QWidget):
         w, h = self.session.info.dimensions
         return fit_scale(w, h, max(self.width(), 1), max(self.height(), 1)) / 4
 
+    @property
+    def interacting(self) -> bool:
+        return self._moving
+
     def _mark_moving(self) -> None:
         """Input is moving the view: draw rough until it pauses (see SMOOTH_AFTER_IDLE_MS)."""
-        self._moving = True
+        if not self._moving:
+            self._moving = True
+            self.interactingChanged.emit(True)
         self._idle_timer.start()
 
     def _on_idle(self) -> None:
+        if not self._moving:
+            return
         self._moving = False
+        self.interactingChanged.emit(False)
         if self._drew_rough:
             self._drew_rough = False
             self.update()  # once, smoothly
@@ -271,6 +285,8 @@ class SlideView(QWidget):
             plan = self.session.plan(self.viewport)
             self.last_plan = plan
             self._draw_plan(painter, plan, region)
+            for layer in self.layers:
+                layer.paint(painter, self.viewport, region)
             if self.show_scale_bar:
                 self._draw_scale_bar(painter, region)
         finally:
@@ -390,6 +406,9 @@ class SlideView(QWidget):
         if event.button() == Qt.MouseButton.LeftButton:
             self._drag_from = None
             self.unsetCursor()
+            # The pan is over: smooth repaint and background work start now, not 150 ms later.
+            self._idle_timer.stop()
+            self._on_idle()
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         self.zoom_by(2.0, event.position())

@@ -6,12 +6,15 @@ import pytest
 
 pytest.importorskip("PySide6")
 
+from histoviewer.qt.ai_panel import AiSettings  # noqa: E402
 from histoviewer.qt.main_window import MainWindow  # noqa: E402
 
 
 @pytest.fixture
 def window(qtbot):
-    win = MainWindow(cache_mb=64)
+    """The viewer without the AI overlay (viewer tests; ``ai_window`` runs the overlay)."""
+    win = MainWindow(cache_mb=64, ai=AiSettings(enabled=False))
+    win.ai_panel.hide()  # the viewer tests' geometry is the view's alone
     qtbot.addWidget(win)
     win.resize(1200, 800)
     win.show()

@@ -66,6 +66,10 @@ def test_the_slide_view_survives_thousands_of_repaints(qtbot, cmu_small):
     qtbot.waitExposed(win)
     tab = open_settled(win, qtbot, cmu_small)
     view = tab.view
+    # With the AI overlay running: its raster is drawn on every frame too.
+    qtbot.waitUntil(lambda: tab.heatmap is not None and tab.heatmap.paintable, timeout=60_000)
+    qtbot.waitUntil(lambda: tab.heatmap.live.coverage() > 0.2, timeout=60_000)
+    view.zoom_by(3.0)
     for i in range(2000):
         view.pan_by(7 if (i // 100) % 2 == 0 else -7, 3 if (i // 50) % 2 == 0 else -3)
         view.repaint()

@@ -302,7 +302,8 @@ from histoviewer.qt.images import qimage_to_rgb
 from histoviewer.qt.main_window import MainWindow
 
 app = QApplication([])
-window = MainWindow(cache_mb=64)
+from histoviewer.qt.ai_panel import AiSettings
+window = MainWindow(cache_mb=64, ai=AiSettings(enabled=False))
 window.resize(1000, 700)
 window.show()
 tab = window.open_slide(sys.argv[1])

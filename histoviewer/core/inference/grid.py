@@ -229,16 +229,21 @@ class PredictionGrid:
     def counts(self) -> dict[str, int]:
         return {s.name.lower(): int(np.count_nonzero(self.state == s)) for s in CellState}
 
-    def map(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(values, state)`` of the output map (rows x cols, see the module docstring).
+    def map(self, window: tuple[int, int, int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(values, state)`` of the output map (rows x cols, see the module docstring), or
+        of its ``window`` = (row0, row1, col0, col1) (half-open), which is all a repaint of
+        a few new cells needs.
 
         A map cell is COMPUTED when at least one covering patch is (its value is their
         mean), else NOT_COMPUTED when a covering patch still is, else FAILED when one
         failed, else BACKGROUND.
         """
-        with self._lock:
-            values, state = self.values.copy(), self.state.copy()
         k = self.geometry.overlap
+        r0, r1, c0, c1 = window if window is not None else (0, self.geometry.rows, 0, self.geometry.cols)
+        # Map cell (i, j) depends on patches (i-k+1..i, j-k+1..j): read that much more.
+        sr0, sc0 = max(0, r0 - k + 1), max(0, c0 - k + 1)
+        with self._lock:
+            values, state = self.values[sr0:r1, sc0:c1].copy(), self.state[sr0:r1, sc0:c1].copy()
         if k == 1:
             return values, state
         computed = state == CellState.COMPUTED
@@ -260,7 +265,8 @@ class PredictionGrid:
         out_state[any_pending] = CellState.NOT_COMPUTED
         out_state[count > 0] = CellState.COMPUTED
         out_values = np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32)
-        return out_values, out_state
+        crop = np.s_[r0 - sr0:, c0 - sc0:]
+        return out_values[crop], out_state[crop]
 
     def encoded_map(self) -> np.ndarray:
         """The map as one float32 array: probability, or NaN / -1 / -2 (see ``ENCODED``)."""

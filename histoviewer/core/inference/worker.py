@@ -1,6 +1,7 @@
 """``InferenceWorker``: one long-lived thread that owns the model and fills a ``PredictionGrid``.
 
-Scheduling:
+Scheduling (regions already read when the model is free join one batch, up to
+``max_batch`` patches):
 
 - ``submit_view(l0_rect, l0_centre)`` asks for the tissue cells visible in a level-0
   rectangle, nearest the centre first. Every call starts a new *generation*: work for
@@ -62,6 +63,7 @@ class InferenceWorker:
         cache: HeatmapCache | None = None,
         view_block: int = 8,
         background_block: int = 16,
+        max_batch: int = 128,
         cutter: RegionCutter | None = None,
     ) -> None:
         self.grid = grid
@@ -72,8 +74,9 @@ class InferenceWorker:
         self._cache = cache
         self._view_block = view_block
         self._background_block = background_block
+        self._max_batch = max_batch
         self._cutter = cutter or RegionCutter(reader, grid.geometry)
-        self._prefetcher = RegionPrefetcher(self._cutter.read_timed, max_ahead=2, name="inference-reader")
+        self._prefetcher = RegionPrefetcher(self._cutter.read_timed, max_ahead=4, name="inference-reader")
         self._cond = threading.Condition()
         self._generation = 0
         self._view: tuple[tuple[float, float, float, float], tuple[float, float]] | None = None
@@ -200,10 +203,19 @@ class InferenceWorker:
                 self._wait_interactive_over()
                 if self._superseded(generation):
                     break
-                if result.patches is None:
-                    self._fail(result.job.cells, result.error or "read failed")
-                    continue
-                self._classify(result.job.cells, result.patches)
+                # Regions already read join this model call (up to max_batch patches): one
+                # large batch runs the model faster than several small ones.
+                ready = [result]
+                count = len(result.job.cells)
+                while count < self._max_batch and (more := self._prefetcher.next(generation, timeout=0)):
+                    ready.append(more)
+                    count += len(more.job.cells)
+                for failed in (r for r in ready if r.patches is None):
+                    self._fail(failed.job.cells, failed.error or "read failed")
+                good = [r for r in ready if r.patches is not None]
+                if good:
+                    self._classify(np.concatenate([r.job.cells for r in good]),
+                                   np.concatenate([r.patches for r in good]) if len(good) > 1 else good[0].patches)
 
     def _classify(self, cells: np.ndarray, patches: np.ndarray) -> None:
         try:

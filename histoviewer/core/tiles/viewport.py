@@ -31,6 +31,12 @@ class Viewport:
         half_h = self.screen_h / self.scale / 2.0
         return self.l0_cx - half_w, self.l0_cy - half_h, self.l0_cx + half_w, self.l0_cy + half_h
 
+    @property
+    def l0_xywh(self) -> tuple[float, float, float, float]:
+        """Visible level-0 rectangle as (x, y, width, height)."""
+        x0, y0, x1, y1 = self.l0_rect
+        return x0, y0, x1 - x0, y1 - y0
+
     def screen_to_l0(self, sx: float, sy: float) -> tuple[float, float]:
         x0, y0, _, _ = self.l0_rect
         return x0 + sx / self.scale, y0 + sy / self.scale

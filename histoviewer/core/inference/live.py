@@ -1,0 +1,254 @@
+"""The live AI overlay of one open slide, without Qt: model, tissue, disk cache, worker, raster.
+
+``LiveHeatmap`` does everything slow (importing torch, loading the model, finding tissue
+on a low-resolution level, reading the disk cache) on a start-up thread, so opening a
+slide never waits for it; requests made before it is ready (the view, panning, the
+background switch) are remembered and applied when it is. Then the ``InferenceWorker``
+(see ``worker.py``) fills the grid and this object keeps a ``HeatmapRaster`` coloured.
+
+Callbacks run on the start-up or worker thread; a GUI hops them to its own thread:
+``on_ready(live)``, ``on_update(window)`` (map window (row0, row1, col0, col1) recoloured),
+``on_failure(message)`` (some cells failed; the work goes on), ``on_idle()``,
+``on_error(message)`` (the overlay cannot run at all: no scale, model missing, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from histoviewer.core.errors import HistoViewerError, InferenceError
+from histoviewer.core.inference.disk_cache import HeatmapCache
+from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+from histoviewer.core.inference.overlay import HeatmapRaster, HeatmapStyle
+from histoviewer.core.inference.tissue import grid_tissue
+from histoviewer.core.slide.reader import SlideReader
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LiveHeatmap", "LiveOptions"]
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """What to run: ``model`` is a registry spec (``cnn``, ``handcrafted``, a file path or a
+    file name in the user's models folder); the grid steps by the model's patch size divided
+    by ``stride_divisor`` (1: no overlap; 2 or 4: overlapping, smoother maps); ``background``:
+    go on with all tissue once the view is done; ``cache_dir`` None = the user's heatmap cache, and ``use_cache`` False
+    neither reads nor writes it."""
+
+    model: str = "cnn"
+    device: str = "auto"
+    stride_divisor: int = 1
+    background: bool = True
+    use_cache: bool = True
+    cache_dir: Path | None = None
+
+
+class LiveHeatmap:
+    """See the module docstring. ``close()`` stops everything; the reader stays open (its
+    owner, the slide session, closes it afterwards)."""
+
+    def __init__(
+        self,
+        slide_path: str | os.PathLike[str],
+        reader: SlideReader,
+        options: LiveOptions,
+        style: HeatmapStyle,
+        *,
+        on_ready: Callable[[LiveHeatmap], None] | None = None,
+        on_update: Callable[[tuple[int, int, int, int]], None] | None = None,
+        on_failure: Callable[[str], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self.slide_path = Path(slide_path)
+        self.reader = reader
+        self.options = options
+        self._style = style
+        self._on_ready, self._on_update = on_ready, on_update
+        self._on_failure, self._on_idle, self._on_error = on_failure, on_idle, on_error
+        self._lock = threading.Lock()
+        self._closed = False
+        self._view: tuple[float, float, float, float] | None = None
+        self._interactive = False
+        self._background = options.background
+        self.model = None
+        self.device_reason = ""
+        self.grid: PredictionGrid | None = None
+        self.raster: HeatmapRaster | None = None
+        self.restored_from_cache = False
+        self.error: str | None = None
+        self.failures = 0
+        self.startup_s: dict[str, float] = {}
+        self._worker = None
+        self._fast = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._start, name="heatmap-startup", daemon=True)
+        self._thread.start()
+
+    # -- start-up thread ---------------------------------------------------------------------
+    def _start(self) -> None:
+        try:
+            self._start_unsafe()
+        except HistoViewerError as exc:
+            self._fail_start(str(exc))
+        except Exception as exc:  # noqa: BLE001 - any start-up failure is reported, not raised on a thread
+            log.exception("live heatmap start-up failed")
+            self._fail_start(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._ready.set()
+
+    def _fail_start(self, message: str) -> None:
+        self.error = message
+        if self._on_error is not None and not self._closed:
+            self._on_error(message)
+
+    def _start_unsafe(self) -> None:
+        # Imported here: torch is heavy and the viewer must open slides without it.
+        from histoviewer.core.inference.regions import RegionCutter
+        from histoviewer.core.inference.tiff_regions import TiffRegionSource
+        from histoviewer.core.inference.worker import InferenceWorker
+        from histoviewer.core.models.device import choose_device
+        from histoviewer.core.models.registry import open_model
+
+        info = self.reader.info
+        if info.mpp is None:
+            raise InferenceError(
+                f"{self.slide_path.name}: the slide does not state its scale (microns per pixel), so "
+                "the model cannot read patches at its own scale; no heatmap"
+            )
+        t0 = time.perf_counter()
+        self.device_reason = choose_device(self.options.device).reason
+        model = open_model(self.options.model, self.options.device)
+        t1 = time.perf_counter()
+        spec = model.input
+        geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp_um, spec.patch_px,
+                                          spec.patch_px // max(1, self.options.stride_divisor))
+        grid = PredictionGrid(geometry, grid_tissue(self.reader, geometry))
+        t2 = time.perf_counter()
+        cache = None
+        if self.options.use_cache:
+            cache = HeatmapCache.for_slide(self.slide_path, model.info.content_hash, geometry,
+                                           self.options.cache_dir)
+            self.restored_from_cache = cache.load(grid)
+        raster = HeatmapRaster(grid, self._style)
+        fast = TiffRegionSource.open(self.slide_path, self.reader)
+        t3 = time.perf_counter()
+        self.startup_s = {"model_s": t1 - t0, "tissue_s": t2 - t1, "cache_and_raster_s": t3 - t2}
+        with self._lock:
+            if self._closed:
+                if fast is not None:
+                    fast.close()
+                return
+            self.model, self.grid, self.raster, self._fast = model, grid, raster, fast
+            worker = InferenceWorker(
+                self.reader, model, grid, on_cells=self._cells_done, on_failure=self._cells_failed,
+                on_idle=self._idle, background=self._background, cache=cache,
+                cutter=RegionCutter(self.reader, geometry, source=fast),
+            )
+            worker.set_interactive(self._interactive)
+            if self._view is not None:
+                worker.submit_view(self._view)
+            self._worker = worker
+        if self._on_ready is not None:
+            self._on_ready(self)
+
+    # -- worker thread ------------------------------------------------------------------------
+    def _cells_done(self, cells: np.ndarray, _values: np.ndarray) -> None:
+        raster = self.raster
+        if raster is None or not len(cells):
+            return
+        window = raster.window_for_cells(cells)
+        raster.refresh(window)
+        if self._on_update is not None:
+            self._on_update(window)
+
+    def _cells_failed(self, cells: np.ndarray, message: str) -> None:
+        self.failures += len(cells)
+        self._cells_done(cells, np.zeros(0, np.float32))
+        if self._on_failure is not None:
+            self._on_failure(f"{len(cells)} patches could not be classified: {message}")
+
+    def _idle(self) -> None:
+        if self._on_idle is not None:
+            self._on_idle()
+
+    # -- control (any thread) -----------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._worker is not None
+
+    def wait_ready(self, timeout: float = 60.0) -> bool:
+        """Block until start-up finished (True) or failed / timed out (False)."""
+        return self._ready.wait(timeout) and self._worker is not None
+
+    def submit_view(self, l0_rect: tuple[float, float, float, float]) -> None:
+        """Classify the tissue in this level-0 (x, y, w, h) first (it supersedes the last)."""
+        with self._lock:
+            self._view = tuple(float(v) for v in l0_rect)
+            worker = self._worker
+        if worker is not None:
+            worker.submit_view(self._view)
+
+    def set_interactive(self, interactive: bool) -> None:
+        """True while the user pans or zooms (or the slide's tab is hidden): no new work starts."""
+        with self._lock:
+            self._interactive = bool(interactive)
+            worker = self._worker
+        if worker is not None:
+            worker.set_interactive(interactive)
+
+    def set_background(self, enabled: bool) -> None:
+        with self._lock:
+            self._background = bool(enabled)
+            worker = self._worker
+        if worker is not None:
+            worker.set_background(enabled)
+
+    def set_style(self, style: HeatmapStyle) -> None:
+        self._style = style
+        if self.raster is not None:
+            self.raster.set_style(style)
+
+    @property
+    def style(self) -> HeatmapStyle:
+        return self._style
+
+    @property
+    def is_idle(self) -> bool:
+        return self._worker is not None and self._worker.is_idle
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        return self.wait_ready(timeout) and self._worker.wait_idle(timeout)
+
+    def coverage(self, l0_rect: tuple[float, float, float, float] | None = None) -> float | None:
+        """Fraction of tissue classified in ``l0_rect`` (whole slide when None); None before
+        start-up finished."""
+        grid = self.grid
+        if grid is None:
+            return None
+        return grid.coverage() if l0_rect is None else grid.coverage_in_rect(*l0_rect)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the start-up and the worker (the batch in hand finishes), write the cache.
+        Idempotent; the reader is left open."""
+        with self._lock:
+            self._closed = True
+            worker, self._worker = self._worker, None
+        self._thread.join(timeout)
+        with self._lock:  # start-up may have finished while we waited
+            worker = worker or self._worker
+            self._worker = None
+        if worker is not None:
+            worker.close(timeout)
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None

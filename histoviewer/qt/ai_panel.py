@@ -1,0 +1,209 @@
+"""The AI overlay panel: model, device, grid stride, heatmap look, progress and coverage.
+
+Pure wiring: it edits an ``AiSettings`` value and says so (``settingsChanged``); the main
+window applies it to every open slide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget,
+)
+
+from histoviewer.core.inference.live import LiveOptions
+from histoviewer.core.inference.overlay import HeatmapStyle, colormap_lut, colormap_names
+from histoviewer.core.models.registry import available_models
+
+DEVICES = (("auto", "Automatic (GPU if there is one)"), ("cpu", "CPU"), ("cuda", "NVIDIA GPU (CUDA)"),
+           ("mps", "Apple GPU (MPS)"))
+STRIDES = ((1, "One patch (no overlap)"), (2, "Half a patch (smoother, 4x the work)"),
+           (4, "Quarter patch (smoothest, 16x the work)"))
+OTHER_MODEL = "__other__"
+
+
+@dataclass(frozen=True)
+class AiSettings:
+    """Everything the overlay needs: whether it runs, what runs, and how it looks.
+    ``stride_divisor``: the grid steps by patch / divisor (1 = no overlap)."""
+
+    enabled: bool = True
+    model: str = "cnn"
+    device: str = "auto"
+    stride_divisor: int = 1
+    background: bool = True
+    show: bool = True
+    colormap: str = "viridis"
+    opacity: float = 0.5
+    threshold: float = 0.5
+
+    def live_options(self) -> LiveOptions:
+        return LiveOptions(model=self.model, device=self.device, stride_divisor=self.stride_divisor,
+                           background=self.background)
+
+    def style(self) -> HeatmapStyle:
+        return HeatmapStyle(colormap_lut(self.colormap), opacity=self.opacity, threshold=self.threshold)
+
+    def restart_needed(self, other: AiSettings) -> bool:
+        """Whether going from ``other`` to these settings needs a new model or grid."""
+        return (self.enabled, self.model, self.device, self.stride_divisor) != (
+            other.enabled, other.model, other.device, other.stride_divisor)
+
+
+class AiPanel(QDockWidget):
+    settingsChanged = Signal(object, object)  # new AiSettings, old AiSettings
+
+    def __init__(self, settings: AiSettings, parent: QWidget | None = None) -> None:
+        super().__init__("AI overlay", parent)
+        self.setObjectName("ai-panel")
+        self.settings = settings
+        body = QWidget(self)
+        layout = QVBoxLayout(body)
+        form = QFormLayout()
+        layout.addLayout(form)
+
+        self.enabled_box = QCheckBox("Classify the tissue in view")
+        self.enabled_box.setChecked(settings.enabled)
+        self.enabled_box.toggled.connect(lambda on: self._change(enabled=on))
+        form.addRow(self.enabled_box)
+
+        self.model_combo = QComboBox()
+        self.model_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model_combo.setMinimumContentsLength(18)
+        self._fill_models()
+        self.model_combo.activated.connect(self._on_model_chosen)
+        form.addRow("Model", self.model_combo)
+
+        self.model_label = QLabel("")
+        self.model_label.setWordWrap(True)
+        self.model_label.setTextFormat(Qt.TextFormat.PlainText)
+        form.addRow(self.model_label)
+
+        self.device_combo = QComboBox()
+        for key, text in DEVICES:
+            self.device_combo.addItem(text, key)
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(settings.device)))
+        self.device_combo.activated.connect(lambda _i: self._change(device=self.device_combo.currentData()))
+        form.addRow("Device", self.device_combo)
+        self.device_label = QLabel("")
+        self.device_label.setWordWrap(True)
+        self.device_label.setStyleSheet("color: #555;")
+        form.addRow(self.device_label)
+
+        self.stride_combo = QComboBox()
+        for divisor, text in STRIDES:
+            self.stride_combo.addItem(text, divisor)
+        self.stride_combo.setCurrentIndex(max(0, self.stride_combo.findData(settings.stride_divisor)))
+        self.stride_combo.activated.connect(lambda _i: self._change(stride_divisor=self.stride_combo.currentData()))
+        form.addRow("Grid step", self.stride_combo)
+
+        self.background_box = QCheckBox("Go on with the whole slide when idle")
+        self.background_box.setChecked(settings.background)
+        self.background_box.toggled.connect(lambda on: self._change(background=on))
+        form.addRow(self.background_box)
+
+        self.show_box = QCheckBox("Show heatmap (H)")
+        self.show_box.setChecked(settings.show)
+        self.show_box.toggled.connect(lambda on: self._change(show=on))
+        form.addRow(self.show_box)
+
+        self.colormap_combo = QComboBox()
+        self.colormap_combo.addItems(colormap_names())
+        self.colormap_combo.setCurrentText(settings.colormap)
+        self.colormap_combo.activated.connect(lambda _i: self._change(colormap=self.colormap_combo.currentText()))
+        form.addRow("Colour map", self.colormap_combo)
+
+        self.opacity_slider, self.opacity_value = self._slider(settings.opacity, "opacity")
+        form.addRow("Opacity", self._pair(self.opacity_slider, self.opacity_value))
+        self.threshold_slider, self.threshold_value = self._slider(settings.threshold, "threshold")
+        form.addRow("Threshold", self._pair(self.threshold_slider, self.threshold_value))
+
+        self.progress_label = QLabel("")
+        self.progress_label.setWordWrap(True)
+        layout.addWidget(self.progress_label)
+        layout.addStretch(1)
+        self.setWidget(body)
+        self.setMinimumWidth(300)
+
+    # -- construction helpers ---------------------------------------------------------------------
+    def _slider(self, value: float, name: str) -> tuple[QSlider, QLabel]:
+        slider = QSlider(Qt.Orientation.Horizontal)
+        slider.setRange(0, 100)
+        slider.setValue(round(value * 100))
+        label = QLabel(f"{value:.2f}")
+        label.setMinimumWidth(34)
+        slider.valueChanged.connect(lambda v: (label.setText(f"{v / 100:.2f}"), self._change(**{name: v / 100})))
+        return slider, label
+
+    @staticmethod
+    def _pair(a: QWidget, b: QWidget) -> QWidget:
+        from PySide6.QtWidgets import QHBoxLayout
+
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(a, 1)
+        row.addWidget(b)
+        return box
+
+    def _fill_models(self) -> None:
+        self.model_combo.clear()
+        for model in available_models():
+            if model.info is None:
+                self.model_combo.addItem(f"{model.path.name} (unusable)", model.key)
+                index = self.model_combo.count() - 1
+                self.model_combo.model().item(index).setEnabled(False)
+                self.model_combo.setItemData(index, model.problem, Qt.ItemDataRole.ToolTipRole)
+                continue
+            label = model.info.name + (" (demonstration)" if model.info.demonstration else "")
+            self.model_combo.addItem(label, model.key)
+            self.model_combo.setItemData(self.model_combo.count() - 1, model.info.display_name(),
+                                         Qt.ItemDataRole.ToolTipRole)
+        index = self.model_combo.findData(self.settings.model)
+        if index < 0:  # a file chosen with "Other model file..."
+            self.model_combo.addItem(self.settings.model, self.settings.model)
+            index = self.model_combo.count() - 1
+        self.model_combo.addItem("Other model file\u2026", OTHER_MODEL)
+        self.model_combo.setCurrentIndex(index)
+
+    # -- changes ----------------------------------------------------------------------------------
+    def _on_model_chosen(self, _index: int) -> None:
+        key = self.model_combo.currentData()
+        if key == OTHER_MODEL:
+            path, _ = QFileDialog.getOpenFileName(self, "Open model file", "", "HistoViewer models (*.safetensors)")
+            if not path:
+                self.model_combo.setCurrentIndex(max(0, self.model_combo.findData(self.settings.model)))
+                return
+            key = path
+        self._change(model=key)
+        self._fill_models()
+
+    def _change(self, **changes) -> None:
+        old = self.settings
+        new = replace(old, **changes)
+        if new != old:
+            self.settings = new
+            self.settingsChanged.emit(new, old)
+
+    def set_settings(self, settings: AiSettings) -> None:
+        """Show ``settings`` (for example after the H key toggled the heatmap) and apply them."""
+        old = self.settings
+        for box, on in ((self.enabled_box, settings.enabled), (self.show_box, settings.show),
+                        (self.background_box, settings.background)):
+            box.blockSignals(True)
+            box.setChecked(on)
+            box.blockSignals(False)
+        self.settings = settings
+        if settings != old:
+            self.settingsChanged.emit(settings, old)
+
+    # -- status -----------------------------------------------------------------------------------
+    def show_model(self, display_name: str, device_reason: str, demonstration: bool) -> None:
+        self.model_label.setText(display_name)
+        self.model_label.setStyleSheet("color: #a05a00; font-weight: bold;" if demonstration else "")
+        self.device_label.setText(device_reason)
+
+    def show_progress(self, text: str) -> None:
+        self.progress_label.setText(text)

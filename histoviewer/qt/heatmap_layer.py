@@ -1,0 +1,149 @@
+"""Qt side of one slide's live AI overlay: GUI-thread hops and painting of the raster.
+
+All the work is in ``core.inference.live.LiveHeatmap``; this class turns its callbacks
+(start-up and worker threads) into queued signals, and paints its ``HeatmapRaster`` over
+the slide view: one ``drawImage`` of the visible cells, scaled without smoothing so each
+patch stays a crisp square aligned with the tissue it describes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from PySide6.QtCore import QObject, QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtGui import QImage, QPainter, QRegion
+
+from histoviewer.core.inference.grid import CellState
+from histoviewer.core.inference.live import LiveHeatmap, LiveOptions
+from histoviewer.core.inference.overlay import HeatmapStyle
+from histoviewer.core.slide.reader import SlideReader
+from histoviewer.core.tiles.viewport import Viewport
+
+
+class HeatmapLayer(QObject):
+    """Runs and paints the overlay of one slide. Signals arrive on the GUI thread."""
+
+    ready = Signal()
+    updated = Signal(object)  # level-0 (x, y, w, h) whose colours changed
+    failed = Signal(str)  # some patches failed; the work goes on
+    idle = Signal()
+    error = Signal(str)  # the overlay cannot run at all
+    # Every callback crosses to the GUI thread through this one queued signal (handler name,
+    # arguments); public signals are then emitted there, so receivers see a normal sender.
+    _hop = Signal(str, object)
+
+    def __init__(self, slide_path: str | os.PathLike[str], reader: SlideReader, options: LiveOptions,
+                 style: HeatmapStyle, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.visible = True
+        self._image: QImage | None = None
+        self._closed = False
+        self._hop.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        self.live = LiveHeatmap(
+            slide_path, reader, options, style,
+            on_ready=lambda _live: self._emit("_on_ready"),
+            on_update=lambda window: self._emit("_on_window", window),
+            on_failure=lambda message: self._emit("failed", message),
+            on_idle=lambda: self._emit("idle"),
+            on_error=lambda message: self._emit("error", message),
+        )
+
+    def _emit(self, name: str, *args) -> None:
+        """Any thread: have ``name`` (a handler or a public signal) run on the GUI thread."""
+        if self._closed:
+            return
+        try:
+            self._hop.emit(name, args)
+        except RuntimeError:
+            pass  # the layer was deleted while a worker delivered its last result
+
+    def _deliver(self, name: str, args: tuple) -> None:
+        if self._closed:
+            return
+        target = getattr(self, name)
+        if hasattr(target, "emit"):  # a public signal
+            target.emit(*args)
+        else:
+            target(*args)
+
+    def _on_ready(self) -> None:
+        raster = self.live.raster
+        if raster is None:
+            return
+        rows, cols = raster.rgba.shape[:2]
+        # Wraps the raster's memory (no copy): the worker recolours cells in place.
+        self._image = QImage(raster.rgba.data, cols, rows, cols * 4, QImage.Format.Format_RGBA8888_Premultiplied)
+        self.ready.emit()
+        self.updated.emit(self.l0_extent())
+
+    def _on_window(self, window: tuple[int, int, int, int]) -> None:
+        self.updated.emit(self.window_l0_rect(window))
+
+    # -- geometry -----------------------------------------------------------------------------
+    def l0_extent(self) -> tuple[float, float, float, float]:
+        info = self.live.reader.info
+        return 0.0, 0.0, float(info.dimensions[0]), float(info.dimensions[1])
+
+    def window_l0_rect(self, window: tuple[int, int, int, int]) -> tuple[float, float, float, float]:
+        """Level-0 (x, y, w, h) of map cells (row0, row1, col0, col1)."""
+        g = self.live.grid.geometry
+        r0, r1, c0, c1 = window
+        s = g.l0_stride
+        return g.l0_origin_x + c0 * s, g.l0_origin_y + r0 * s, (c1 - c0) * s, (r1 - r0) * s
+
+    # -- painting -----------------------------------------------------------------------------
+    @property
+    def paintable(self) -> bool:
+        return self.visible and self._image is not None
+
+    def paint(self, painter: QPainter, viewport: Viewport, region: QRegion) -> None:
+        """Draw the visible map cells into the dirty ``region`` of the view."""
+        if not self.paintable:
+            return
+        g = self.live.grid.geometry
+        s = g.l0_stride
+        l0_x, l0_y, l0_w, l0_h = viewport.l0_xywh
+        c0 = max(0, math.floor((l0_x - g.l0_origin_x) / s))
+        r0 = max(0, math.floor((l0_y - g.l0_origin_y) / s))
+        c1 = min(g.cols, math.ceil((l0_x + l0_w - g.l0_origin_x) / s))
+        r1 = min(g.rows, math.ceil((l0_y + l0_h - g.l0_origin_y) / s))
+        if c1 <= c0 or r1 <= r0:
+            return
+        sx0, sy0 = viewport.l0_to_screen(g.l0_origin_x + c0 * s, g.l0_origin_y + r0 * s)
+        sx1, sy1 = viewport.l0_to_screen(g.l0_origin_x + c1 * s, g.l0_origin_y + r1 * s)
+        painter.save()
+        painter.setClipRegion(region)
+        # Cells several screen px wide stay crisp squares; when a cell is smaller than a
+        # pixel (far zoomed out) smoothing averages them instead of dropping most.
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, (sx1 - sx0) / (c1 - c0) < 2.0)
+        painter.drawImage(QRectF(QPointF(sx0, sy0), QPointF(sx1, sy1)), self._image,
+                          QRectF(c0, r0, c1 - c0, r1 - r0))
+        painter.restore()
+
+    def screen_rect(self, viewport: Viewport, l0_rect: tuple[float, float, float, float]) -> QRect:
+        x, y, w, h = l0_rect
+        sx0, sy0 = viewport.l0_to_screen(x, y)
+        sx1, sy1 = viewport.l0_to_screen(x + w, y + h)
+        return QRectF(QPointF(sx0, sy0), QPointF(sx1, sy1)).toAlignedRect().adjusted(-1, -1, 1, 1)
+
+    # -- queries ------------------------------------------------------------------------------
+    def describe_at(self, l0_x: float, l0_y: float) -> str:
+        """What the status bar says about the patch under the cursor."""
+        raster = self.live.raster
+        if raster is None:
+            return ""
+        found = raster.probability_at(l0_x, l0_y)
+        if found is None:
+            return ""
+        state, value = found
+        return {
+            CellState.COMPUTED: f"P(tumour) {value:.2f}",
+            CellState.NOT_COMPUTED: "P(tumour) not yet classified",
+            CellState.BACKGROUND: "no tissue (not classified)",
+            CellState.FAILED: "P(tumour) failed",
+        }[state]
+
+    def close(self) -> None:
+        self._closed = True
+        self.live.close()

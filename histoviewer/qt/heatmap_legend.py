@@ -1,0 +1,89 @@
+"""The heatmap's legend: colour bar with the probability scale, threshold, model name.
+
+Floats in the view's bottom-right corner. Opaque (like the overview) so panning never
+repaints the tiles beneath it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtWidgets import QWidget
+
+from histoviewer.core.inference.overlay import FAILED_RGBA, PENDING_RGBA, HeatmapStyle
+
+LEGEND_SIZE = (280, 104)
+_BAR_X, _BAR_W, _BAR_H = 12, 256, 12
+
+
+class HeatmapLegend(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFixedSize(*LEGEND_SIZE)
+        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self._style: HeatmapStyle | None = None
+        self._bar: QImage | None = None
+        self._bar_pixels: np.ndarray | None = None
+        self.model_name = ""
+        self.status = ""
+
+    def set_style(self, style: HeatmapStyle) -> None:
+        self._style = style
+        # The bar shows every colour (the threshold is marked, not cut), on white.
+        rgb = np.ascontiguousarray(np.repeat(style.lut[None, :, :], _BAR_H, axis=0))
+        self._bar_pixels = rgb
+        self._bar = QImage(rgb.data, 256, _BAR_H, 256 * 3, QImage.Format.Format_RGB888)
+        self.update()
+
+    def set_text(self, model_name: str, status: str = "") -> None:
+        if (model_name, status) != (self.model_name, self.status):
+            self.model_name, self.status = model_name, status
+            self.update()
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(255, 255, 255))
+        p.setPen(QColor(150, 150, 150))
+        p.drawRect(self.rect().adjusted(0, 0, -1, -1))
+        font = QFont(self.font())
+        font.setPointSizeF(8.5)
+        p.setFont(font)
+        p.setPen(QColor(20, 20, 20))
+        p.drawText(QRectF(_BAR_X, 4, _BAR_W, 16), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                   "P(tumour)")
+        if self._style is None or self._bar is None:
+            p.end()
+            return
+        top = 22
+        p.drawImage(QRectF(_BAR_X, top, _BAR_W, _BAR_H), self._bar)
+        # Below the threshold nothing is painted on the slide: grey that part of the bar out.
+        t = self._style.threshold
+        if t > 0:
+            p.fillRect(QRectF(_BAR_X, top, _BAR_W * t, _BAR_H), QColor(255, 255, 255, 170))
+            p.setPen(QPen(QColor(200, 0, 0), 2))
+            x = _BAR_X + _BAR_W * t
+            p.drawLine(int(x), top - 3, int(x), top + _BAR_H + 3)
+        p.setPen(QColor(20, 20, 20))
+        for value in (0.0, 0.5, 1.0):
+            x = _BAR_X + _BAR_W * value
+            p.drawLine(int(x), top + _BAR_H, int(x), top + _BAR_H + 3)
+            p.drawText(QRectF(x - 20, top + _BAR_H + 3, 40, 14), Qt.AlignmentFlag.AlignCenter, f"{value:g}")
+        p.drawText(QRectF(_BAR_X + 60, 4, _BAR_W - 60, 16), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                   f"threshold {t:.2f}, opacity {self._style.opacity:.0%}")
+        y = top + _BAR_H + 20
+        for rgba, label, x in ((PENDING_RGBA, "not yet classified", _BAR_X), (FAILED_RGBA, "failed", _BAR_X + 140)):
+            r, g, b, a = rgba
+            # the veil as it looks over pale tissue
+            k = a / 255
+            p.fillRect(QRectF(x, y + 2, 12, 10), QColor(int(r * k + 235 * (1 - k)), int(g * k + 215 * (1 - k)),
+                                                       int(b * k + 225 * (1 - k))))
+            p.drawText(QRectF(x + 16, y, 120, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, label)
+        p.drawText(QRectF(_BAR_X, y + 16, _BAR_W, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                   p.fontMetrics().elidedText(self.model_name, Qt.TextElideMode.ElideRight, _BAR_W))
+        if self.status:
+            p.setPen(QColor(150, 90, 0))
+            p.drawText(QRectF(_BAR_X, y + 30, _BAR_W, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                       p.fontMetrics().elidedText(self.status, Qt.TextElideMode.ElideRight, _BAR_W))
+        p.end()

@@ -1,0 +1,131 @@
+"""The AI overlay as a user meets it: open a phantom, the heatmap appears over the lesion,
+the status bar says how much is classified, H hides it, hovering tells the probability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from skimage.measure import points_in_poly
+
+from histoviewer.core.inference.grid import CellState
+from histoviewer.qt.ai_panel import AiSettings
+from histoviewer.qt.images import qimage_to_rgb
+from histoviewer.qt.main_window import MainWindow
+from tests.qt.conftest import open_settled
+
+
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    from histoviewer.core.phantom import write_phantom
+
+    return write_phantom(tmp_path_factory.mktemp("phantom") / "node.tiff", width=8000, height=8000,
+                         mpp=0.25, lesions="micro:0.7", seed=5)
+
+
+@pytest.fixture
+def ai_window(qtbot):
+    win = MainWindow(cache_mb=64, ai=AiSettings(model="cnn", device="cpu", background=False))
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.close()
+
+
+def wait_heatmap(qtbot, tab, timeout=60_000):
+    qtbot.waitUntil(lambda: tab.heatmap is not None and tab.heatmap.paintable, timeout=timeout)
+    qtbot.waitUntil(lambda: tab.heatmap.live.is_idle and tab.heatmap_coverage()[0] == 1.0, timeout=timeout)
+
+
+def grab(view):
+    view.repaint()
+    return qimage_to_rgb(view.grab().toImage()).astype(np.int16)
+
+
+def test_heatmap_appears_over_the_lesion_and_only_there(ai_window, qtbot, phantom):
+    tab = open_settled(ai_window, qtbot, phantom.slide_path)
+    view = tab.view
+    tab.minimap.hide()
+    view.show_scale_bar = False
+    wait_heatmap(qtbot, tab)
+    live = tab.heatmap.live
+    assert "DEMONSTRATION" in live.model.info.display_name()
+    assert tab.legend.isVisible() and "DEMONSTRATION" in tab.legend.status
+    ai_window.update_ai_status()
+    assert ai_window.ai_label.text() == "AI: whole slide classified"  # at fit the view is the slide
+
+    (lesion,) = phantom.lesions
+    g = live.grid.geometry
+    values, state = live.grid.map()
+    x, y = g.cell_l0_xy(np.arange(g.size))
+    centres = np.column_stack([x + g.l0_stride / 2, y + g.l0_stride / 2])
+    inside = points_in_poly(centres, np.asarray(lesion.l0_polygon)).reshape(g.shape)
+    computed = state == CellState.COMPUTED
+    assert np.mean(values[inside & computed] >= 0.5) > 0.9  # the lesion is found
+
+    tab.legend.hide()
+    with_map = grab(view)
+    qtbot.keyClick(ai_window, Qt.Key.Key_H)  # the View's shortcut hides the heatmap
+    assert not ai_window.ai_panel.settings.show and not tab.heatmap.visible
+    without = grab(view)
+    changed = np.abs(with_map - without).sum(axis=-1) > 30
+    # every changed screen pixel lies within one patch of the lesion: the map is aligned
+    ys, xs = np.nonzero(changed)
+    l0 = np.array([view.viewport.screen_to_l0(sx + 0.5, sy + 0.5) for sx, sy in zip(xs[::7], ys[::7])])
+    poly = np.asarray(lesion.l0_polygon)
+    from scipy.spatial.distance import cdist
+
+    far = ~points_in_poly(l0, poly) & (cdist(l0, poly).min(axis=1) > g.l0_patch)
+    assert changed.sum() > 2000 and far.mean() < 0.01
+    # and over the lesion's centre the colour changed
+    sx, sy = view.viewport.l0_to_screen(*lesion.l0_centroid)
+    assert changed[int(sy) - 2 : int(sy) + 3, int(sx) - 2 : int(sx) + 3].all()
+
+    qtbot.keyClick(ai_window, Qt.Key.Key_H)
+    assert tab.heatmap.visible
+    qtbot.mouseMove(view, QPoint(int(sx), int(sy)))
+    assert ai_window.hover_label.text().startswith("P(tumour) 0.") or ai_window.hover_label.text() == "P(tumour) 1.00"
+    value = float(ai_window.hover_label.text().split()[-1])
+    assert value >= 0.5
+
+
+def test_reopening_shows_the_finished_map_at_once_and_panning_pauses_the_worker(ai_window, qtbot, phantom):
+    tab = open_settled(ai_window, qtbot, phantom.slide_path)
+    wait_heatmap(qtbot, tab)
+    ai_window.close_tab(0)
+    tab = open_settled(ai_window, qtbot, phantom.slide_path)
+    qtbot.waitUntil(lambda: tab.heatmap is not None and tab.heatmap.paintable, timeout=60_000)
+    live = tab.heatmap.live
+    assert live.restored_from_cache and live.coverage(tab.view.viewport.l0_xywh) == 1.0
+
+    view = tab.view
+    view.zoom_by(8.0)  # input: the view is moving, the worker holds
+    assert view.interacting and live._interactive
+    qtbot.waitUntil(lambda: not view.interacting, timeout=2000)
+    assert not live._interactive
+    ai_window.update_ai_status()
+    assert "classified" in ai_window.ai_label.text()
+
+
+def test_switching_model_restarts_and_slides_without_scale_say_so(ai_window, qtbot, phantom, slides_dir):
+    from dataclasses import replace
+
+    tab = open_settled(ai_window, qtbot, phantom.slide_path)
+    wait_heatmap(qtbot, tab)
+    first = tab.heatmap
+    ai_window.ai_panel.set_settings(replace(ai_window.ai_panel.settings, model="handcrafted"))
+    assert tab.heatmap is not first
+    wait_heatmap(qtbot, tab)
+    assert tab.heatmap.live.model.info.kind == "handcrafted"
+    ai_window.ai_panel.set_settings(replace(ai_window.ai_panel.settings, opacity=0.9, threshold=0.2))
+    assert tab.heatmap.live.style.opacity == pytest.approx(0.9) and tab.heatmap is not first
+
+    bad = open_settled(ai_window, qtbot, slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs")
+    qtbot.waitUntil(lambda: bad.heatmap_error is not None, timeout=30_000)
+    ai_window.update_ai_status()
+    assert ai_window.ai_label.text() == "AI overlay unavailable"
+    assert "scale" in ai_window.ai_label.toolTip()
+    ai_window.ai_panel.set_settings(replace(ai_window.ai_panel.settings, enabled=False))
+    assert bad.heatmap is None and tab.heatmap is None
