@@ -121,6 +121,21 @@ class HeatmapLayer(QObject):
                           QRectF(c0, r0, c1 - c0, r1 - r0))
         painter.restore()
 
+    def paint_overview(self, painter: QPainter, image_rect: QRectF, l0_size: tuple[int, int]) -> None:
+        """Draw the whole map, smoothed, into ``image_rect``, which shows the slide's
+        level-0 extent ``l0_size`` (the overview)."""
+        if not self.paintable:
+            return
+        g = self.live.grid.geometry
+        kx, ky = image_rect.width() / l0_size[0], image_rect.height() / l0_size[1]
+        target = QRectF(image_rect.x() + g.l0_origin_x * kx, image_rect.y() + g.l0_origin_y * ky,
+                        g.cols * g.l0_stride * kx, g.rows * g.l0_stride * ky)
+        painter.save()
+        painter.setClipRect(image_rect)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        painter.drawImage(target, self._image)
+        painter.restore()
+
     def screen_rect(self, viewport: Viewport, l0_rect: tuple[float, float, float, float]) -> QRect:
         x, y, w, h = l0_rect
         sx0, sy0 = viewport.l0_to_screen(x, y)

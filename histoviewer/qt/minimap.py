@@ -32,6 +32,9 @@ class Minimap(QWidget):
         self._viewport: Viewport | None = None
         self._drawn_rect: QRect | None = None  # the viewport rectangle as last painted
         self._base: QImage | None = None  # frame, picture and border: one blit per paint
+        # Drawn over the thumbnail in the composed picture: an object with
+        # paint_overview(painter, image_rect, l0_size) (the heatmap layer).
+        self.overlay = None
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
 
@@ -49,6 +52,11 @@ class Minimap(QWidget):
             self.width() - 4, self.height() - 4,
             Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation,
         )
+        self._base = None
+        self.update()
+
+    def invalidate_overlay(self) -> None:
+        """The overlay changed: compose the picture again at the next paint."""
         self._base = None
         self.update()
 
@@ -91,6 +99,8 @@ class Minimap(QWidget):
                     painter.drawImage(image_rect.topLeft(), self._image)
                 else:
                     painter.fillRect(image_rect, _PLACEHOLDER)
+                if self.overlay is not None:
+                    self.overlay.paint_overview(painter, QRectF(image_rect), self._l0_size)
                 painter.setPen(QPen(_BORDER, 1))
                 painter.setBrush(Qt.BrushStyle.NoBrush)
                 painter.drawRect(base.rect().adjusted(0, 0, -1, -1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QWidget
 
 from histoviewer.core.inference.live import LiveOptions
@@ -20,6 +20,7 @@ from histoviewer.qt.minimap import Minimap
 from histoviewer.qt.slide_view import SlideView
 
 MINIMAP_MARGIN = 10
+OVERVIEW_HEATMAP_MS = 500  # the overview's heatmap is recomposed at most this often
 LEGEND_MARGIN = 10
 
 
@@ -53,6 +54,10 @@ class SlideTab(QWidget):
         self.heatmap_error: str | None = None
         self.heatmap_failure: str | None = None
         self._active = True
+        self._overview_timer = QTimer(self)
+        self._overview_timer.setSingleShot(True)
+        self._overview_timer.setInterval(OVERVIEW_HEATMAP_MS)
+        self._overview_timer.timeout.connect(self.minimap.invalidate_overlay)
         self.view.viewportChanged.connect(self._on_viewport)
         self.view.interactingChanged.connect(self._on_interacting)
         self.view.set_session(self.session)
@@ -86,6 +91,7 @@ class SlideTab(QWidget):
         layer.idle.connect(self.heatmapChanged)
         self.heatmap = layer
         self.view.layers.append(layer)
+        self.minimap.overlay = layer
         self.legend.set_style(style)
         self.legend.set_text("starting the AI overlay\u2026")
         self.legend.setVisible(show)
@@ -98,6 +104,8 @@ class SlideTab(QWidget):
         if layer is None:
             return
         self.view.layers.remove(layer)
+        self.minimap.overlay = None
+        self.minimap.invalidate_overlay()
         layer.close()
         layer.deleteLater()
         self.legend.hide()
@@ -112,6 +120,7 @@ class SlideTab(QWidget):
         self.legend.set_style(style)
         self.legend.setVisible(show)
         self.view.update()
+        self.minimap.invalidate_overlay()
 
     def set_active(self, active: bool) -> None:
         """Only the tab on screen classifies; hidden tabs keep their results and wait."""
@@ -143,7 +152,7 @@ class SlideTab(QWidget):
             return
         live = layer.live
         info = live.model.info
-        warning = "DEMONSTRATION MODEL: synthetic training data, not for diagnosis" if info.demonstration else ""
+        warning = "DEMONSTRATION MODEL \u2013 not for diagnosis" if info.demonstration else ""
         self.legend.set_text(f"{info.name} ({info.kind})", warning)
         self.heatmapChanged.emit()
 
@@ -154,6 +163,8 @@ class SlideTab(QWidget):
             rect = layer.screen_rect(self.view.viewport, l0_rect).intersected(self.view.rect())
             if not rect.isEmpty():
                 self.view.update(rect)
+            if not self._overview_timer.isActive():
+                self._overview_timer.start()
         self.heatmapChanged.emit()
 
     def _on_heatmap_failed(self, message: str) -> None:
