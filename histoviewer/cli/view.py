@@ -15,10 +15,11 @@ DEMO_SEED = 7
 
 def _gui_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-mb", type=int, default=512, help="tile cache size in MiB (default 512)")
-    p.add_argument("--model", default="cnn",
+    p.add_argument("--model", default=None,
                    help="AI overlay model: cnn, handcrafted (demonstration models), a model file, or a "
-                        "file name in the user models folder (default cnn)")
-    p.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or mps (default auto)")
+                        "file name in the user models folder (default: the last one used, else cnn)")
+    p.add_argument("--device", default=None,
+                   help="auto (GPU if any), cpu, cuda or mps (default: the last one used, else auto)")
     p.add_argument("--no-ai", action="store_true", help="open without the AI overlay (turn it on in the AI menu)")
 
 
@@ -34,9 +35,16 @@ def register(sub) -> None:
 
 
 def _ai_settings(args: argparse.Namespace):
-    from histoviewer.qt.ai_panel import AiSettings
+    """The AI panel's saved settings, with what the command line says on top."""
+    from dataclasses import replace
 
-    return AiSettings(enabled=not args.no_ai, model=args.model, device=args.device)
+    from histoviewer.qt.ai_panel import load_ai_settings
+
+    settings = load_ai_settings()
+    changes = {k: v for k, v in (("model", args.model), ("device", args.device)) if v is not None}
+    if args.no_ai:
+        changes["enabled"] = False
+    return replace(settings, **changes)
 
 
 def data_dir() -> Path:

@@ -6,7 +6,10 @@ window applies it to every open slide.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -15,7 +18,9 @@ from PySide6.QtWidgets import (
 
 from histoviewer.core.inference.live import LiveOptions
 from histoviewer.core.inference.overlay import HeatmapStyle, colormap_lut, colormap_names
+from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.models.registry import available_models
+from histoviewer.core.recent import config_dir
 
 DEVICES = (("auto", "Automatic (GPU if there is one)"), ("cpu", "CPU"), ("cuda", "NVIDIA GPU (CUDA)"),
            ("mps", "Apple GPU (MPS)"))
@@ -50,6 +55,43 @@ class AiSettings:
         """Whether going from ``other`` to these settings needs a new model or grid."""
         return (self.enabled, self.model, self.device, self.stride_divisor) != (
             other.enabled, other.model, other.device, other.stride_divisor)
+
+
+def settings_path() -> Path:
+    return config_dir() / "ai-settings.json"
+
+
+def load_ai_settings(path: Path | None = None) -> AiSettings:
+    """The settings saved last time; defaults for anything missing, unreadable or invalid."""
+    path = path or settings_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return AiSettings()
+    if not isinstance(data, dict):
+        return AiSettings()
+    defaults = AiSettings()
+    known = {f.name: type(getattr(defaults, f.name)) for f in dataclasses.fields(AiSettings)}
+    values = {}
+    for name, kind in known.items():
+        value = data.get(name)
+        if isinstance(value, kind) or (kind is float and isinstance(value, int) and not isinstance(value, bool)):
+            values[name] = kind(value)
+    try:
+        settings = replace(defaults, **values)
+        settings.style()  # opacity/threshold in range, colour map known
+    except ValueError:
+        return defaults
+    if settings.stride_divisor not in {d for d, _ in STRIDES}:
+        settings = replace(settings, stride_divisor=1)
+    return settings
+
+
+def save_ai_settings(settings: AiSettings, path: Path | None = None) -> None:
+    try:
+        atomic_write_text(path or settings_path(), json.dumps(dataclasses.asdict(settings), indent=1))
+    except OSError:
+        pass  # a read-only configuration folder must not stop the viewer
 
 
 class AiPanel(QDockWidget):

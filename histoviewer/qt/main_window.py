@@ -14,7 +14,7 @@ from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.recent import RecentFiles
 from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.core.tiles.viewport import Viewport, magnification_scale
-from histoviewer.qt.ai_panel import AiPanel, AiSettings
+from histoviewer.qt.ai_panel import AiPanel, AiSettings, save_ai_settings
 from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.slide_tab import SlideTab
 
@@ -29,8 +29,11 @@ SLIDE_FILTER = (
 
 class MainWindow(QMainWindow):
     def __init__(self, cache_mb: int = DEFAULT_CACHE_MB, recent: RecentFiles | None = None,
-                 ai: AiSettings | None = None) -> None:
+                 ai: AiSettings | None = None, remember_ai: bool = False) -> None:
+        """``ai``: the overlay's settings (defaults when None); ``remember_ai``: save every
+        change for the next start (the application does, tests do not)."""
         super().__init__()
+        self.remember_ai = remember_ai
         self.setWindowTitle("HistoViewer")
         self.resize(1400, 900)
         self.cache = ByteBoundedCache(cache_mb * 1024 * 1024)
@@ -173,6 +176,8 @@ class MainWindow(QMainWindow):
         return [t for t in (self.tabs.widget(i) for i in range(self.tabs.count())) if isinstance(t, SlideTab)]
 
     def _on_ai_settings(self, new: AiSettings, old: AiSettings) -> None:
+        if self.remember_ai:
+            save_ai_settings(new)
         for action, on in ((self.ai_run_action, new.enabled), (self.heatmap_action, new.show),
                            (self.ai_background_action, new.background)):
             action.setChecked(on)
@@ -386,7 +391,7 @@ def run_gui(paths: list[str], cache_mb: int = DEFAULT_CACHE_MB, ai: AiSettings |
 
     app = QApplication.instance() or QApplication([])
     app.setApplicationName("HistoViewer")
-    window = MainWindow(cache_mb=cache_mb, ai=ai)
+    window = MainWindow(cache_mb=cache_mb, ai=ai, remember_ai=True)
     # Stop every slide's loader threads before Qt tears the widgets down.
     app.aboutToQuit.connect(window.close_all)
     window.show()

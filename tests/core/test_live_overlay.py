@@ -178,3 +178,4 @@ def test_closing_during_start_up_leaves_no_threads(synthetic, model_path, tmp_pa
         assert not live.ready
     names = {t.name for t in threading.enumerate()}
     assert not names & {"heatmap-startup", "inference-worker", "inference-reader"}
+

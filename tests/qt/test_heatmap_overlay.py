@@ -129,3 +129,20 @@ def test_switching_model_restarts_and_slides_without_scale_say_so(ai_window, qtb
     assert "scale" in ai_window.ai_label.toolTip()
     ai_window.ai_panel.set_settings(replace(ai_window.ai_panel.settings, enabled=False))
     assert bad.heatmap is None and tab.heatmap is None
+
+
+def test_ai_settings_round_trip_and_bad_files_give_defaults(tmp_path):
+    from histoviewer.qt.ai_panel import AiSettings, load_ai_settings, save_ai_settings
+
+    path = tmp_path / "ai.json"
+    assert load_ai_settings(path) == AiSettings()
+    chosen = AiSettings(model="handcrafted", device="cpu", stride_divisor=2, opacity=0.8, threshold=0.3,
+                        show=False, background=False)
+    save_ai_settings(chosen, path)
+    assert load_ai_settings(path) == chosen
+    path.write_text('{"opacity": 7, "threshold": "x", "model": 3, "stride_divisor": 5}')
+    assert load_ai_settings(path) == AiSettings()
+    path.write_text('{"opacity": 1, "threshold": 0.25}')
+    assert load_ai_settings(path) == AiSettings(opacity=1.0, threshold=0.25)
+    path.write_text("not json")
+    assert load_ai_settings(path) == AiSettings()
