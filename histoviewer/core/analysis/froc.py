@@ -2,14 +2,15 @@
 
 Per slide:
 
-1. The *evaluation mask*: the tumour polygons (minus their cut-outs) rasterised, grown by
-   ``dilation_um`` (default 75 um, "the size of about five tumour cells"), holes filled and
-   8-connected regions labelled; each region is one lesion. (The challenge's script compares
-   the distance transform against ``75 / (mpp * 2**level * 2)``, i.e. an effective 37.5 um;
-   ``dilation_um=37.5`` reproduces that.)
+1. The *evaluation mask*: the tumour polygons (minus their cut-outs) rasterised, dilated by
+   ``dilation_um`` = 75 um ("the size of about five tumour cells"), holes filled and
+   8-connected regions labelled; each region is one lesion. As in the challenge's script
+   (distance transform < ``75 / (mpp * 2**level * 2)``), the 75 um is what the *diameter*
+   grows by: every point within 37.5 um of tumour joins the region.
 2. Regions whose major axis (of the equivalent ellipse, skimage ``axis_major_length``) is
    below ``itc_um`` = 275 um are ITCs, which a detector is not required to find: a hit on
-   one is neither a true nor a false positive, and a miss costs nothing.
+   one is neither a true nor a false positive, and a miss costs nothing. 275 = 200 + 75:
+   a lesion up to the 0.2 mm ITC limit, grown by the dilation.
 3. A detection (a level-0 point with a probability) inside a required region is a hit on
    that lesion; a lesion's score is its highest-probability hit (it counts once). A
    detection outside every region is a false positive.
@@ -93,7 +94,7 @@ def evaluation_mask(truth: Truth, mpp: float, *, dilation_um: float = DILATION_U
     if not truth.tumour:
         return None
     pts = np.concatenate(truth.tumour)
-    margin_l0 = (dilation_um + 2 * raster_um) / mpp
+    margin_l0 = (dilation_um / 2 + 2 * raster_um) / mpp
     x0, y0 = pts.min(axis=0) - margin_l0
     x1, y1 = pts.max(axis=0) + margin_l0
     area_um2 = (x1 - x0) * (y1 - y0) * mpp * mpp
@@ -118,7 +119,7 @@ def evaluation_mask(truth: Truth, mpp: float, *, dilation_um: float = DILATION_U
     for poly in truth.excluded:
         fill(poly, False)
     distance_um = ndimage.distance_transform_edt(~tumour) * raster_um
-    grown = ndimage.binary_fill_holes(distance_um <= dilation_um)
+    grown = ndimage.binary_fill_holes(distance_um <= dilation_um / 2)
     labels, n = ndimage.label(grown, structure=np.ones((3, 3), bool))
     props = measure.regionprops(labels)
     major = tuple(float(p.axis_major_length) * raster_um for p in props)
