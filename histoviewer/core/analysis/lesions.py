@@ -63,6 +63,7 @@ DEFAULT_THRESHOLD = 0.5
 # PatchCamelyon labels a 96 px patch tumour when its central 32 x 32 px contain tumour.
 PCAM_WINDOW_FRACTION = 1.0 / 3.0
 DEFAULT_UPSAMPLE = 12  # fine px per map cell: ~8 um for the default model's ~93 um cells
+MAX_FINE_PX = 4_000_000  # per lesion
 
 
 @dataclass(frozen=True)
@@ -232,10 +233,12 @@ def find_lesions(encoded: np.ndarray, frame: MapFrame,
 def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[slice, slice],
                        frame: MapFrame, params: LesionParams):
     """(outline, diameter ends, l0 diameter, l0 area, l0 centroid) of component ``k``."""
-    u = params.upsample
     pad = 2  # cells: room for the interpolated edge and the zero border around it
     r0, c0 = max(sl[0].start - pad, 0), max(sl[1].start - pad, 0)
     r1, c1 = min(sl[0].stop + pad, prob.shape[0]), min(sl[1].stop + pad, prob.shape[1])
+    # a huge lesion (hundreds of cells across) is measured on a coarser fine raster: its
+    # relative error is small anyway, and memory stays bounded
+    u = max(1, min(params.upsample, int(math.sqrt(MAX_FINE_PX / ((r1 - r0) * (c1 - c0))))))
     crop = prob[r0:r1, c0:c1].copy()
     lab = labels[r0:r1, c0:c1]
     crop[(lab != 0) & (lab != k)] = 0.0  # a neighbouring lesion must not bleed into this one
