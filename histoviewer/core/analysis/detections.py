@@ -64,6 +64,8 @@ def _from_csv(path: Path, mpp: float | None) -> SlideDetections:
                 cells = [c.strip() for c in row]
                 if not any(cells):
                     continue
+                if len(cells) < 3:
+                    raise EvaluationError(f"{path}:{reader.line_num}: expected probability,x,y, got {row!r}")
                 try:
                     p, x, y = (float(c) for c in cells[:3])
                 except ValueError:
@@ -71,7 +73,7 @@ def _from_csv(path: Path, mpp: float | None) -> SlideDetections:
                         continue  # a header
                     raise EvaluationError(f"{path}:{reader.line_num}: expected probability,x,y numbers, "
                                           f"got {row!r}") from None
-                if len(cells) < 3 or not all(math.isfinite(v) for v in (p, x, y)) or not 0 <= p <= 1:
+                if not all(math.isfinite(v) for v in (p, x, y)) or not 0 <= p <= 1:
                     raise EvaluationError(f"{path}:{reader.line_num}: expected probability (0..1),x,y, got {row!r}")
                 dets.append(Detection(x, y, p))
     except OSError as exc:
