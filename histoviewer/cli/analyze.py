@@ -22,7 +22,9 @@ __all__ = ["register", "run_analyze", "run_jobs"]
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="classify all tissue of slides (headless)",
                        description="Classify all tissue of each slide; write DIR/<slide stem>/"
-                                   "{probability.tiff,probability.json,heatmap.png,summary.json}.")
+                                   "{probability.tiff,probability.json,heatmap.png,lesions.geojson,summary.json} "
+                                   "and, for the cases the slides form (patient_<p>_node_<n> names, "
+                                   "else folders), DIR/stages.csv (CAMELYON17 pN) and DIR/cases.json.")
     p.add_argument("slides", nargs="+", type=Path, metavar="SLIDE")
     p.add_argument("--model", default="cnn", help="cnn, handcrafted or a model file (default: cnn)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")

@@ -2,8 +2,9 @@
 
 ``analyze_slide`` is the one pipeline (tissue grid -> batched region reads on a reader
 thread -> model batches) and writes, into ``out_dir``: ``probability.tiff`` +
-``probability.json`` (see ``outputs.py`` for the encoding), ``heatmap.png`` and
-``summary.json``. ``analyze_slide_job`` is the same for process pools and Dask workers:
+``probability.json`` (see ``outputs.py`` for the encoding), ``heatmap.png``,
+``lesions.geojson`` (the lesions of the map, ``core/analysis/lesions.py``) and ``summary.json``
+(with the lesions and the node label). ``analyze_slide_job`` is the same for process pools and Dask workers:
 plain, picklable arguments in; a JSON-ready dict out; the model is loaded in the worker.
 """
 
