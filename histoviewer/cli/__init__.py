@@ -10,12 +10,12 @@ from histoviewer.core.errors import HistoViewerError
 
 SUBCOMMANDS = (
     "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models",
-    "analyze",
+    "analyze", "lesions", "stage", "evaluate",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from histoviewer.cli import analyze, info, models, phantom, view
+    from histoviewer.cli import analyze, evaluate, info, lesions, models, phantom, stage, view
 
     parser = argparse.ArgumentParser(
         prog="histoviewer",
@@ -28,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.register(sub)
     models.register(sub)
     analyze.register(sub)
+    lesions.register(sub)
+    stage.register(sub)
+    evaluate.register(sub)
     return parser
 
 

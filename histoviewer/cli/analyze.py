@@ -22,7 +22,9 @@ __all__ = ["register", "run_analyze", "run_jobs"]
 def register(sub) -> None:
     p = sub.add_parser("analyze", help="classify all tissue of slides (headless)",
                        description="Classify all tissue of each slide; write DIR/<slide stem>/"
-                                   "{probability.tiff,probability.json,heatmap.png,summary.json}.")
+                                   "{probability.tiff,probability.json,heatmap.png,lesions.geojson,summary.json} "
+                                   "and, for the cases the slides form (patient_<p>_node_<n> names, "
+                                   "else folders), DIR/stages.csv (CAMELYON17 pN) and DIR/cases.json.")
     p.add_argument("slides", nargs="+", type=Path, metavar="SLIDE")
     p.add_argument("--model", default="cnn", help="cnn, handcrafted or a model file (default: cnn)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
@@ -35,6 +37,9 @@ def register(sub) -> None:
                    help="run on a Dask distributed cluster (tcp://host:8786); its workers must "
                         "see the slides, the model file and DIR at the same paths")
     p.add_argument("--read-threads", type=int, default=1, help="reader threads per slide")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="lesion operating point on the probability map (default 0.5, see "
+                        "histoviewer lesions --help)")
     p.add_argument("--json", action="store_true", help="print a JSON list of summaries, no progress bars")
     p.set_defaults(func=run_analyze)
 
@@ -95,6 +100,7 @@ def run_jobs(slides: list[Path], out: Path, options: Any, *, workers: int = 1,
                 on_done(results[-1])
         return results
     # in this process: one model for every slide, per-slide progress bars
+    from histoviewer.core.analysis.lesions import LesionParams
     from histoviewer.core.errors import HistoViewerError
     from histoviewer.core.inference.analyze import analyze_slide
     from histoviewer.core.models.registry import open_model
@@ -107,7 +113,8 @@ def run_jobs(slides: list[Path], out: Path, options: Any, *, workers: int = 1,
                 summary = analyze_slide(s, slide_out_dir(o, s), model, stride_px=options.stride_px,
                                         batch_size=options.batch_size, block=options.block,
                                         read_threads=options.read_threads,
-                                        progress=cli_progress(quiet)).to_dict()
+                                        progress=cli_progress(quiet),
+                                        lesion_params=LesionParams(threshold=options.lesion_threshold)).to_dict()
             except HistoViewerError as exc:
                 summary = {"slide": s, "error": str(exc)}
             results.append(summary)
@@ -127,20 +134,41 @@ def _print_summary(s: dict[str, Any]) -> None:
           f" ({s['failed_patches']} failed), grid {g['rows']}x{g['cols']} at {g['l0_stride']:.0f} level-0 px,"
           f" {t['total_s']:.1f} s (read {t['read_decode_s']:.1f} s, model {t['model_s']:.1f} s)"
           f" -> {s['out_dir']}")
+    if s.get("node_label") is not None:
+        largest = (f", largest {s['largest_lesion']} {s['largest_diameter_mm']:.3f} mm"
+                   if s.get("largest_diameter_mm") is not None else "")
+        print(f"  node label: {s['node_label']}{' (provisional)' if s.get('provisional') else ''},"
+              f" {len(s.get('lesions', []))} lesion(s){largest}")
 
 
 def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.core.inference.analyze import AnalyzeOptions
     from histoviewer.core.models.classifier import DEMO_WARNING
 
+    from histoviewer.core.analysis.case import write_case_outputs
+    from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams
+    from histoviewer.core.errors import InferenceError
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    try:
+        LesionParams(threshold=threshold)
+    except ValueError as exc:
+        raise InferenceError(f"--threshold: {exc}") from None
     options = AnalyzeOptions(model=args.model, device=args.device, stride_px=args.stride,
-                             read_threads=max(1, args.read_threads))
+                             read_threads=max(1, args.read_threads), lesion_threshold=threshold)
     results = run_jobs(list(args.slides), args.out, options, workers=max(1, args.workers),
                        scheduler=args.scheduler, quiet=args.json,
                        on_done=None if args.json else _print_summary)
+    # the slides form one or more cases (CAMELYON17 patients, else folders): their pN stages
+    cases = write_case_outputs(args.out, results)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
+        for r in cases.results:
+            print(f"{r.patient}: {r.stage.value}{' (provisional)' if r.provisional else ''} - {r.reason}")
+        for patient, error in cases.errors.items():
+            print(f"{patient}: no stage: {error}", file=sys.stderr)
+        print(f"stages: {cases.stages_csv}")
         demo = any(r.get("model", {}).get("demonstration") for r in results)
         if demo:
             print(f"WARNING: {DEMO_WARNING}")

@@ -40,3 +40,11 @@ class ModelError(HistoViewerError):
 
 class InferenceError(HistoViewerError):
     """Whole-slide inference cannot run (no scale, bad grid, unusable output folder, ...)."""
+
+
+class StagingError(HistoViewerError, ValueError):
+    """Node labels cannot be turned into a pN stage (bad label file, outside the scheme)."""
+
+
+class EvaluationError(HistoViewerError, ValueError):
+    """Ground truth or detections for FROC / kappa are missing, malformed or inconsistent."""

@@ -2,8 +2,9 @@
 
 ``analyze_slide`` is the one pipeline (tissue grid -> batched region reads on a reader
 thread -> model batches) and writes, into ``out_dir``: ``probability.tiff`` +
-``probability.json`` (see ``outputs.py`` for the encoding), ``heatmap.png`` and
-``summary.json``. ``analyze_slide_job`` is the same for process pools and Dask workers:
+``probability.json`` (see ``outputs.py`` for the encoding), ``heatmap.png``,
+``lesions.geojson`` (the lesions of the map, ``core/analysis/lesions.py``) and ``summary.json``
+(with the lesions and the node label). ``analyze_slide_job`` is the same for process pools and Dask workers:
 plain, picklable arguments in; a JSON-ready dict out; the model is loaded in the worker.
 """
 
@@ -18,6 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from histoviewer.core.analysis.lesion_io import write_lesions_geojson
+from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams, MapFrame
+from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import InferenceError
 from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
@@ -51,6 +55,7 @@ class AnalyzeOptions:
     read_threads: int = 1
     tissue_threshold: float = TISSUE_THRESHOLD
     torch_threads: int | None = None
+    lesion_threshold: float = DEFAULT_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,15 @@ class SlideSummary:
     timing: dict[str, float]
     files: dict[str, str] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    # Lesions (core/analysis): the node label from the largest lesion, provisional while
+    # part of the tissue is unclassified; lesions without outlines (those are in
+    # lesions.geojson), largest first. See SlideLesions.to_dict for the keys.
+    node_label: str | None = None
+    provisional: bool = False
+    largest_lesion: str | None = None
+    largest_diameter_mm: float | None = None
+    lesion_params: dict[str, Any] = field(default_factory=dict)
+    lesions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +118,7 @@ def analyze_slide(
     tissue_threshold: float = TISSUE_THRESHOLD,
     fast_tiff: bool = True,
     progress: ProgressFactory = null_progress,
+    lesion_params: LesionParams = LesionParams(),
 ) -> SlideSummary:
     """Classify every tissue patch of a slide and write the results into ``out_dir``.
 
@@ -155,10 +170,15 @@ def analyze_slide(
         thumb = reader.thumbnail(HEATMAP_MAX_PX)
         png_path = write_heatmap_png(out / "heatmap.png", thumb, encoded, geometry)
         write_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    found = analyse_map(encoded, MapFrame.from_geometry(geometry), lesion_params)
+    geojson_path = write_lesions_geojson(out / "lesions.geojson", found.lesions)
+    lesions_s = time.perf_counter() - t0
+    found_dict = found.to_dict(with_outlines=False)
     counts = grid.counts()
     timing = {"tissue_s": tissue_s, "read_decode_s": times.read_s, "resize_cut_s": times.resize_s,
               "model_s": times.model_s, "wait_for_reads_s": times.wait_s, "classify_wall_s": times.total_s,
-              "write_s": write_s, "total_s": time.perf_counter() - t_start}
+              "write_s": write_s, "lesions_s": lesions_s, "total_s": time.perf_counter() - t_start}
     summary = SlideSummary(
         slide=str(slide_path), out_dir=str(out), model=_model_dict(model), mpp=float(info.mpp),
         level_read=cutter.level, region_source="tifffile" if fast is not None else info.backend,
@@ -167,8 +187,12 @@ def analyze_slide(
         failed_patches=counts["failed"], coverage=round(grid.coverage(), 6),
         timing={k: round(v, 3) for k, v in timing.items()},
         files={"probability_tiff": str(tiff_path), "probability_json": str(json_path),
-               "heatmap_png": str(png_path), "summary_json": str(out / "summary.json")},
+               "heatmap_png": str(png_path), "lesions_geojson": str(geojson_path),
+               "summary_json": str(out / "summary.json")},
         failures=failures,
+        node_label=found_dict["node_label"], provisional=found_dict["provisional"],
+        largest_lesion=found_dict["largest_lesion"], largest_diameter_mm=found_dict["largest_diameter_mm"],
+        lesion_params=found_dict["lesion_params"], lesions=found_dict["lesions"],
     )
     atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2))
     return summary
@@ -191,6 +215,7 @@ def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -
                 slide_path, slide_out_dir(out_root, slide_path), model, stride_px=options.stride_px,
                 batch_size=options.batch_size, block=options.block, read_threads=options.read_threads,
                 tissue_threshold=options.tissue_threshold,
+                lesion_params=LesionParams(threshold=options.lesion_threshold),
             )
         finally:
             model.close()

@@ -1,0 +1,86 @@
+"""``histoviewer evaluate froc|kappa``: the metrics the CAMELYON challenges report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+__all__ = ["register", "run_froc", "run_kappa"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="CAMELYON16 FROC / slide AUC, CAMELYON17 kappa",
+                       description="Evaluate detections or stages against ground truth.")
+    ev = p.add_subparsers(dest="metric", metavar="METRIC", required=True)
+    f = ev.add_parser(
+        "froc", help="CAMELYON16 lesion FROC and slide-level AUC",
+        description="Lesion-level FROC (mean sensitivity at 1/4, 1/2, 1, 2, 4, 8 false positives per "
+                    "slide) and slide-level AUC. Truth: per slide <stem>.xml (ASAP/CAMELYON), "
+                    "<stem>.geojson or <stem>.json in --truth; a slide without one is negative. "
+                    "Lesions are dilated by --dilation-um; those with a major axis under --itc-um "
+                    "after that are ITCs, not required (hits on them are neither TP nor FP). "
+                    "Detections: analyze's output folder (<stem>/summary.json: lesion centroids "
+                    "with their maximum probability) or <stem>.csv files of probability,x,y "
+                    "(level-0 px). Every evaluated slide must appear in --detections.")
+    f.add_argument("--truth", type=Path, required=True, metavar="DIR")
+    f.add_argument("--detections", type=Path, required=True, metavar="DIR")
+    f.add_argument("--mpp", type=float, default=None,
+                   help="um per level-0 px for CSV detections (analyze summaries carry their own)")
+    f.add_argument("--dilation-um", type=float, default=75.0,
+                   help="how much every lesion's diameter grows (default 75 um, as CAMELYON16: "
+                        "points within 37.5 um of tumour join it)")
+    f.add_argument("--itc-um", type=float, default=275.0, help="ITC major-axis limit (default 275)")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=run_froc)
+    k = ev.add_parser(
+        "kappa", help="CAMELYON17 quadratic-weighted kappa of pN stages",
+        description="Quadratic-weighted Cohen's kappa between the patient stages (patient_<p>.zip,<pN> "
+                    "rows) of a reference and a submission in the CAMELYON17 CSV format, on the "
+                    "scale pN0 < pN0(i+) < pN1mi < pN1 < pN2.")
+    k.add_argument("reference", type=Path, metavar="REFERENCE.csv")
+    k.add_argument("submission", type=Path, metavar="SUBMISSION.csv")
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=run_kappa)
+
+
+def run_froc(args: argparse.Namespace) -> int:
+    from histoviewer.core.analysis.detections import read_detections
+    from histoviewer.core.analysis.froc import evaluate_slide, froc
+    from histoviewer.core.analysis.truth import Truth, find_truth_file, read_truth
+    from histoviewer.core.errors import EvaluationError
+
+    if not args.truth.is_dir():
+        raise EvaluationError(f"{args.truth}: not a folder of ground-truth files")
+    slides = []
+    for d in read_detections(args.detections, args.mpp):
+        path = find_truth_file(args.truth, d.slide)
+        truth = read_truth(path) if path is not None else Truth(())
+        slides.append(evaluate_slide(d.slide, truth, d.detections, d.mpp, dilation_um=args.dilation_um,
+                                     itc_um=args.itc_um, slide_score=d.slide_score))
+    result = froc(slides)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    print(f"FROC {result.score:.4f} over {result.slides} slides, {result.lesions} lesions to detect "
+          f"(+{result.itc_lesions} ITC-sized, not required; {result.itc_detected} of them hit)")
+    print("  sensitivity at FPs/slide: " + ", ".join(f"{k:g}: {v:.3f}" for k, v in result.sensitivity_at.items()))
+    auc = "undefined (all slides of one class)" if result.slide_auc is None else f"{result.slide_auc:.4f}"
+    print(f"  slide-level AUC: {auc}")
+    return 0
+
+
+def run_kappa(args: argparse.Namespace) -> int:
+    from histoviewer.core.analysis.camelyon17 import read_patient_stages
+    from histoviewer.core.analysis.kappa import stage_kappa
+
+    result = stage_kappa(read_patient_stages(args.reference), read_patient_stages(args.submission))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    kappa = "undefined (one stage for every patient in both)" if result.kappa is None else f"{result.kappa:.4f}"
+    print(f"quadratic-weighted kappa {kappa} over {result.patients} patients, "
+          f"exact agreement {result.exact_agreement:.3f}")
+    for p, r, s in result.disagreements:
+        print(f"  {p}: reference {r}, submitted {s}")
+    return 0

@@ -1,0 +1,107 @@
+"""``histoviewer lesions PROBABILITY_MAP [--mpp UM_PER_CELL]``: the lesions of a probability
+map and the node label, by the same code ``analyze`` runs (so lesion logic can be checked
+without a model)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+__all__ = ["register", "run_lesions"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "lesions", help="lesions, sizes, classes and the node label of a probability map",
+        description="Threshold a probability map, find its lesions (connected regions), measure "
+                    "each (largest diameter = maximum Feret diameter, area, centroid, probabilities) "
+                    "and classify it (ITC <= 0.2 mm < micro <= 2.0 mm < macro); the node label is "
+                    "the class of the largest. The map is a single-channel image or array (.tiff, "
+                    ".npy, .png; floats 0..1 or 8/16-bit grey) whose cells are UM_PER_CELL wide, or "
+                    "analyze's probability.tiff, which carries its own geometry.")
+    p.add_argument("map", type=Path, metavar="PROBABILITY_MAP")
+    p.add_argument("--mpp", type=float, default=None, metavar="UM_PER_CELL",
+                   help="width of one map cell in micrometres (required unless the map carries "
+                        "analyze's geometry; without a scale, sizes and classes are unknown)")
+    p.add_argument("--threshold", type=float, default=None, metavar="T",
+                   help="operating point (default 0.5: the default model's maps are near 0 or 1, and "
+                        "0.5 puts the outline on the edge between a positive and a negative cell)")
+    p.add_argument("--window-um", type=float, default=None, metavar="UM",
+                   help="label window of the model that made a bare map, removed from every size "
+                        "(default 0 for a bare map; for analyze's maps one third of the patch, the "
+                        "PatchCamelyon centre)")
+    p.add_argument("--min-cells", type=int, default=1, metavar="N", help="drop smaller regions (default 1)")
+    p.add_argument("--geojson", type=Path, default=None, metavar="FILE",
+                   help="also write the lesions as QuPath GeoJSON (in map cells for a bare map)")
+    p.add_argument("--json", action="store_true", help="print JSON (with outlines) instead of a table")
+    p.set_defaults(func=run_lesions)
+
+
+def _frame(args: argparse.Namespace, geometry: dict | None):
+    from histoviewer.core.analysis.lesions import PCAM_WINDOW_FRACTION, MapFrame
+    from histoviewer.core.errors import InferenceError
+    from histoviewer.core.inference.grid import GridGeometry
+
+    if args.mpp is not None and not (args.mpp > 0 and math.isfinite(args.mpp)):
+        raise InferenceError(f"--mpp must be a positive number of micrometres, got {args.mpp}")
+    if args.window_um is not None and not (args.window_um >= 0 and math.isfinite(args.window_um)):
+        raise InferenceError(f"--window-um must be >= 0, got {args.window_um}")
+    if geometry is not None:
+        try:
+            geo = GridGeometry.from_dict(geometry)
+        except (KeyError, TypeError) as exc:
+            raise InferenceError(f"{args.map}: the map's geometry is incomplete: {exc}") from None
+        um_per_cell = geo.l0_stride * geo.slide_mpp
+        if args.mpp is not None and abs(args.mpp - um_per_cell) > 0.01 * um_per_cell:
+            raise InferenceError(f"{args.map}: --mpp {args.mpp} um per cell disagrees with the map's own "
+                                 f"geometry ({um_per_cell:.3f} um per cell); leave --mpp out")
+        if args.window_um is None:
+            return MapFrame.from_geometry(geo, PCAM_WINDOW_FRACTION)
+        return MapFrame.from_geometry(geo, args.window_um / geo.slide_mpp / geo.l0_patch)
+    try:
+        return MapFrame.for_cells(args.mpp, args.window_um or 0.0)
+    except ValueError as exc:
+        raise InferenceError(f"{args.map}: {exc}") from None
+
+
+def _print_table(args: argparse.Namespace, found) -> None:
+    label = found.label.value + (" (provisional: part of the tissue is unclassified)" if found.provisional else "")
+    scale = "" if found.frame.mpp is not None else " (no scale: sizes and classes unknown)"
+    print(f"{args.map}: {len(found.lesions)} lesion(s), node label {label}{scale}")
+    if not found.lesions:
+        return
+    print(f"  {'lesion':<10} {'class':<8} {'diam mm':>8} {'area mm2':>9} {'p max':>6} {'p mean':>6}  centroid (level-0 px)")
+    for les in found.lesions:
+        d = "-" if les.diameter_mm is None else f"{les.diameter_mm:.3f}"
+        a = "-" if les.area_mm2 is None else f"{les.area_mm2:.4f}"
+        print(f"  {les.name:<10} {les.size_class.value:<8} {d:>8} {a:>9} {les.max_probability:>6.3f} "
+              f"{les.mean_probability:>6.3f}  ({les.l0_centroid[0]:.1f}, {les.l0_centroid[1]:.1f})")
+
+
+def run_lesions(args: argparse.Namespace) -> int:
+    from histoviewer.core.analysis.lesion_io import write_lesions_geojson
+    from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams
+    from histoviewer.core.analysis.map_io import read_probability_map
+    from histoviewer.core.analysis.node_label import analyse_map
+    from histoviewer.core.errors import InferenceError
+
+    values, geometry = read_probability_map(args.map)
+    if geometry is None and args.mpp is None:
+        raise InferenceError(f"{args.map}: the map carries no geometry; give the width of one cell "
+                             "with --mpp UM_PER_CELL")
+    frame = _frame(args, geometry)
+    try:
+        params = LesionParams(threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
+                              min_cells=args.min_cells)
+    except ValueError as exc:
+        raise InferenceError(str(exc)) from None
+    found = analyse_map(values, frame, params)
+    if args.geojson is not None:
+        write_lesions_geojson(args.geojson, found.lesions)
+    if args.json:
+        print(json.dumps({"map": str(args.map), **found.to_dict()}, indent=2))
+    else:
+        _print_table(args, found)
+    return 0

@@ -1,0 +1,171 @@
+"""CAMELYON17 label files and cases (a patient's set of node slides).
+
+The format (one CSV, header ``patient,stage``)::
+
+    patient,stage
+    patient_004.zip,pN1
+    patient_004_node_0.tif,negative
+    patient_004_node_3.tif,macro
+
+Node rows carry a slide label (``negative``, ``itc``, ``micro``, ``macro``); patient rows
+(``<patient>.zip``) a pN stage. ``read_node_labels`` reads node rows and ignores patient
+rows; ``read_patient_stages`` reads patient rows (for kappa); ``submission_csv`` writes a
+patient row followed by its node rows, patients and nodes in natural order.
+
+A case is CAMELYON17-named slides (``patient_<p>_node_<n>.<ext>``) grouped by ``<p>``, or
+otherwise the slides of one folder, named after the folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from histoviewer.core.analysis.node_label import NodeLabel
+from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
+from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.errors import StagingError
+
+__all__ = [
+    "case_of",
+    "group_cases",
+    "read_node_labels",
+    "read_patient_stages",
+    "stage_cases",
+    "submission_csv",
+    "write_submission",
+]
+
+_NODE_RE = re.compile(r"^(patient_\d+)_node_(\d+)(?:\.[^/\\]+)?$", re.IGNORECASE)
+_PATIENT_RE = re.compile(r"^(patient_\d+)\.zip$", re.IGNORECASE)
+
+
+def case_of(slide: str | os.PathLike[str]) -> tuple[str, int | None]:
+    """(patient, node number) of a CAMELYON17 slide name; else (parent folder name, None)."""
+    path = Path(slide)
+    m = _NODE_RE.match(path.name)
+    if m:
+        return m.group(1).lower(), int(m.group(2))
+    return path.resolve().parent.name or "case", None
+
+
+def group_cases(slides: Iterable[str | os.PathLike[str]]) -> dict[str, list[str]]:
+    """Slides grouped by patient (``case_of``), in natural node order."""
+    cases: dict[str, list[tuple[int, str, str]]] = {}
+    for s in slides:
+        patient, node = case_of(s)
+        cases.setdefault(patient, []).append((node if node is not None else -1, Path(s).name, str(s)))
+    return {p: [s for _n, _name, s in sorted(v)] for p, v in sorted(cases.items(), key=lambda kv: _natural(kv[0]))}
+
+
+def _natural(text: str) -> tuple:
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
+
+
+def _rows(path: Path) -> Iterable[tuple[int, list[str]]]:
+    """(line number, cells) of the data rows, after checking the ``patient,stage`` header."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StagingError(f"{path}: cannot read the label file: {exc}") from exc
+    reader = csv.reader(io.StringIO(text))
+    header_seen = False
+    for row in reader:
+        line = reader.line_num
+        cells = [c.strip() for c in row]
+        if not any(cells):
+            continue
+        if not header_seen:
+            if [c.lower() for c in cells] != ["patient", "stage"]:
+                raise StagingError(f"{path}:{line}: expected the header 'patient,stage', got {','.join(cells)!r}")
+            header_seen = True
+            continue
+        if len(cells) != 2:
+            raise StagingError(f"{path}:{line}: expected 2 columns (name,label), got {len(cells)}: {row!r}")
+        yield line, cells
+    if not header_seen:
+        raise StagingError(f"{path}: empty label file (expected the header 'patient,stage')")
+
+
+def read_node_labels(path: str | os.PathLike[str]) -> dict[str, list[NodeResult]]:
+    """Node labels per patient from a CAMELYON17 CSV; patient rows are ignored.
+
+    Raises ``StagingError`` naming the file and line for a bad header, a name that is not
+    ``patient_<p>_node_<n>.<ext>`` or ``patient_<p>.zip``, an unknown label or a node given twice.
+    """
+    path = Path(path)
+    out: dict[str, list[tuple[int, NodeResult]]] = {}
+    seen: dict[str, int] = {}
+    for line, (name, value) in _rows(path):
+        if _PATIENT_RE.match(name):
+            continue
+        m = _NODE_RE.match(name)
+        if not m:
+            raise StagingError(f"{path}:{line}: {name!r} is neither a node (patient_<p>_node_<n>.tif) "
+                               "nor a patient (patient_<p>.zip)")
+        try:
+            label = NodeLabel.parse(value)
+            if label is NodeLabel.UNKNOWN:
+                raise ValueError("'unknown' is not a CAMELYON17 node label")
+        except ValueError as exc:
+            raise StagingError(f"{path}:{line}: {exc}") from None
+        key = name.lower()
+        if key in seen:
+            raise StagingError(f"{path}:{line}: node {name} already given on line {seen[key]}")
+        seen[key] = line
+        out.setdefault(m.group(1).lower(), []).append((int(m.group(2)), NodeResult(name, label)))
+    if not out:
+        raise StagingError(f"{path}: no node rows (patient_<p>_node_<n>.tif,<label>) found")
+    return {p: [n for _k, n in sorted(v, key=lambda t: t[0])] for p, v in sorted(out.items(), key=lambda kv: _natural(kv[0]))}
+
+
+def read_patient_stages(path: str | os.PathLike[str]) -> dict[str, PNStage]:
+    """pN stage per patient from the ``patient_<p>.zip,<stage>`` rows; node rows are ignored."""
+    path = Path(path)
+    out: dict[str, PNStage] = {}
+    lines: dict[str, int] = {}
+    for line, (name, value) in _rows(path):
+        m = _PATIENT_RE.match(name)
+        if not m:
+            if _NODE_RE.match(name):
+                continue
+            raise StagingError(f"{path}:{line}: {name!r} is neither a patient (patient_<p>.zip) "
+                               "nor a node (patient_<p>_node_<n>.tif)")
+        try:
+            stage = PNStage.parse(value)
+        except ValueError as exc:
+            raise StagingError(f"{path}:{line}: {exc}") from None
+        patient = m.group(1).lower()
+        if patient in out:
+            raise StagingError(f"{path}:{line}: patient {name} already given on line {lines[patient]}")
+        out[patient], lines[patient] = stage, line
+    if not out:
+        raise StagingError(f"{path}: no patient rows (patient_<p>.zip,<pN stage>) found")
+    return out
+
+
+def stage_cases(cases: dict[str, Sequence[NodeResult]]) -> list[StageResult]:
+    """``stage_patient`` for every patient, in the given order."""
+    return [stage_patient(p, nodes) for p, nodes in cases.items()]
+
+
+def submission_csv(results: Sequence[StageResult]) -> str:
+    """The CAMELYON17 submission text: header, then per patient its stage row and node rows."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["patient", "stage"])
+    for r in results:
+        writer.writerow([f"{r.patient}.zip", r.stage.value])
+        for n in r.nodes:
+            writer.writerow([n.node, n.label.value])
+    return buf.getvalue()
+
+
+def write_submission(path: str | os.PathLike[str], results: Sequence[StageResult]) -> Path:
+    """Write ``submission_csv`` atomically; returns the path."""
+    atomic_write_text(path, submission_csv(results))
+    return Path(path)

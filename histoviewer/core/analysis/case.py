@@ -1,0 +1,68 @@
+"""A case (one patient's nodes) from ``analyze`` results: node labels -> pN stage -> files.
+
+``analyze`` calls ``write_case_outputs`` after its slides: it groups them into cases
+(``camelyon17.case_of``: CAMELYON17 names by patient, other slides by folder), stages each
+case and writes ``stages.csv`` (the CAMELYON17 submission format) and ``cases.json`` (each
+stage with the nodes and lesions that decided it). A slide that failed to analyse, or has
+no scale, has an ``unknown`` label, which makes its case's stage ``unknown``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from histoviewer.core.analysis.camelyon17 import group_cases, submission_csv
+from histoviewer.core.analysis.node_label import NodeLabel
+from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
+from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.errors import StagingError
+
+__all__ = ["CaseOutputs", "node_result", "stage_summaries", "write_case_outputs"]
+
+
+def node_result(summary: Mapping[str, Any]) -> NodeResult:
+    """A node from one ``summary.json`` dict (an ``{"slide", "error"}`` entry is unknown)."""
+    name = Path(str(summary["slide"])).name
+    label = summary.get("node_label")
+    if "error" in summary or label is None:
+        return NodeResult(name, NodeLabel.UNKNOWN)
+    return NodeResult(name, NodeLabel.parse(str(label)), largest_lesion=summary.get("largest_lesion"),
+                      largest_diameter_mm=summary.get("largest_diameter_mm"),
+                      provisional=bool(summary.get("provisional", False)))
+
+
+def stage_summaries(summaries: Sequence[Mapping[str, Any]]) -> tuple[list[StageResult], dict[str, str]]:
+    """(stages, errors by patient) for the cases the summaries form."""
+    by_slide = {str(s["slide"]): s for s in summaries}
+    results, errors = [], {}
+    for patient, slides in group_cases(by_slide).items():
+        try:
+            results.append(stage_patient(patient, [node_result(by_slide[s]) for s in slides]))
+        except StagingError as exc:
+            errors[patient] = str(exc)
+    return results, errors
+
+
+@dataclass(frozen=True)
+class CaseOutputs:
+    stages_csv: Path
+    cases_json: Path
+    results: tuple[StageResult, ...]
+    errors: Mapping[str, str]
+
+
+def write_case_outputs(out_dir: str | os.PathLike[str], summaries: Sequence[Mapping[str, Any]]) -> CaseOutputs:
+    """Write ``stages.csv`` and ``cases.json`` into ``out_dir`` (atomically)."""
+    out = Path(out_dir)
+    results, errors = stage_summaries(summaries)
+    csv_path, json_path = out / "stages.csv", out / "cases.json"
+    atomic_write_text(csv_path, submission_csv(results))
+    doc = {"cases": [r.to_dict() for r in results],
+           "errors": [{"patient": p, "error": e} for p, e in errors.items()]}
+    atomic_write_text(json_path, json.dumps(doc, indent=2))
+    return CaseOutputs(csv_path, json_path, tuple(results), errors)

@@ -1,0 +1,297 @@
+"""Lesions from a probability map: threshold, clean-up, connected components, measurement.
+
+Frames and units. A map is a 2-D float array, one value per *map cell*; cell ``(row, col)``
+covers level-0 px ``x in [l0_origin_x + col * l0_cell, + l0_cell)`` and ``y`` likewise with
+``row`` (``MapFrame``). Values are probabilities 0..1; anything else (NaN = not computed,
+-1 = background, -2 = failed, see ``inference/outputs.py``) is "no evidence of tumour" here,
+and how much tissue was left unclassified is reported separately (``node_label.py``).
+
+How a lesion is measured, and why:
+
+1. Threshold the map at ``LesionParams.threshold`` (default 0.5) and label 8-connected
+   components of map cells: one component, one lesion.
+2. Each component is measured on a fine raster (``upsample`` fine px per map cell) of the map
+   interpolated bilinearly between cell centres, thresholded again. At 0.5 the outline of a
+   block of saturated cells falls on the cell edges (half-way between a positive and a
+   negative centre), and where the model's probabilities are graded it moves between them,
+   so diameters are not whole numbers of cells. Holes are filled (tumour does not have
+   holes at the map's resolution; a low cell inside a lesion is a missed patch).
+3. Window correction. A patch classifier trained on PatchCamelyon-style labels calls a patch
+   tumour when tumour touches the patch's central window (32 x 32 of 96 px: one third of
+   the patch side). The region the map marks is therefore the lesion grown by that window
+   (a Minkowski sum with a square of side ``l0_window``), which inflates every diameter by
+   about one window (~31 um for the default model). The fine mask is eroded by that square
+   to undo it; a lesion smaller than the erosion keeps its innermost pixels. With
+   ``l0_window = 0`` (a map that is already a tumour-fraction raster) nothing is eroded.
+4. Largest diameter = maximum Feret diameter of the eroded region's outline(s)
+   (``core/geometry.py``), area = its fine-pixel area, both converted with the slide's mpp.
+   Without an mpp, sizes are ``None`` and the class is ``SizeClass.UNKNOWN``.
+
+The remaining error is set by the map's resolution (the default model's cell is ~93 um):
+``docs/benchmarks.md`` ("Lesions, size classes and pN") gives the measured error against
+phantom lesions of known size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+from skimage import measure
+
+from histoviewer.core.analysis.size_class import SizeClass, classify_diameter_mm
+from histoviewer.core.geometry import convex_hull, max_feret_diameter
+
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "PCAM_WINDOW_FRACTION",
+    "Lesion",
+    "LesionParams",
+    "MapFrame",
+    "find_lesions",
+    "probabilities_of",
+]
+
+# Default operating point. The maps of the default model are nearly binary (almost every
+# value below 0.1 or above 0.9), so any threshold in 0.3..0.7 finds the same components;
+# 0.5 also puts the interpolated outline on the cell edge between a positive and a negative
+# cell, which is where the region that the cell labels describe ends (no size bias).
+DEFAULT_THRESHOLD = 0.5
+# PatchCamelyon labels a 96 px patch tumour when its central 32 x 32 px contain tumour.
+PCAM_WINDOW_FRACTION = 1.0 / 3.0
+DEFAULT_UPSAMPLE = 12  # fine px per map cell: ~8 um for the default model's ~93 um cells
+MAX_FINE_PX = 4_000_000  # per lesion
+
+
+@dataclass(frozen=True)
+class MapFrame:
+    """Where a probability map sits on the slide (see the module docstring).
+
+    ``mpp``: micrometres per level-0 px, ``None`` when the slide states no scale.
+    ``l0_window``: side (level-0 px) of the label window of the model that made the map, 0
+    for none.
+    """
+
+    l0_cell: float
+    mpp: float | None
+    l0_origin_x: float = 0.0
+    l0_origin_y: float = 0.0
+    l0_window: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.l0_cell > 0 and math.isfinite(self.l0_cell)):
+            raise ValueError(f"a map cell must be a positive size in level-0 px, got {self.l0_cell!r}")
+        if self.mpp is not None and not (self.mpp > 0 and math.isfinite(self.mpp)):
+            raise ValueError(f"microns per pixel must be positive and finite, got {self.mpp!r}")
+        if not (self.l0_window >= 0 and math.isfinite(self.l0_window)):
+            raise ValueError(f"the label window must be >= 0 level-0 px, got {self.l0_window!r}")
+
+    @classmethod
+    def from_geometry(cls, geometry: Any, window_fraction: float = PCAM_WINDOW_FRACTION) -> MapFrame:
+        """The frame of an ``inference.grid.GridGeometry`` map (one cell = one stride square);
+        the label window is ``window_fraction`` of the model's patch side."""
+        return cls(l0_cell=float(geometry.l0_stride), mpp=float(geometry.slide_mpp) or None,
+                   l0_origin_x=float(geometry.l0_origin_x), l0_origin_y=float(geometry.l0_origin_y),
+                   l0_window=float(geometry.l0_patch) * window_fraction)
+
+    @classmethod
+    def for_cells(cls, um_per_cell: float | None, window_um: float = 0.0) -> MapFrame:
+        """A bare map whose cells are ``um_per_cell`` wide: level-0 px *are* cells (so
+        outlines come out in cell units) and ``mpp = um_per_cell``."""
+        if um_per_cell is None:
+            if window_um:
+                raise ValueError("a label window in um needs the cell size in um")
+            return cls(l0_cell=1.0, mpp=None)
+        return cls(l0_cell=1.0, mpp=float(um_per_cell), l0_window=float(window_um) / float(um_per_cell))
+
+    @property
+    def um_per_cell(self) -> float | None:
+        return None if self.mpp is None else self.l0_cell * self.mpp
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"l0_cell": self.l0_cell, "mpp": self.mpp, "l0_origin_x": self.l0_origin_x,
+                "l0_origin_y": self.l0_origin_y, "l0_window": self.l0_window}
+
+
+@dataclass(frozen=True)
+class LesionParams:
+    """Operating point and clean-up. ``min_cells``: components of fewer map cells are
+    dropped as noise (1 keeps every single-cell detection: an ITC is one or two cells)."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    min_cells: int = 1
+    fill_holes: bool = True
+    upsample: int = DEFAULT_UPSAMPLE
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"the threshold must lie strictly between 0 and 1, got {self.threshold!r}")
+        if self.min_cells < 1:
+            raise ValueError(f"min_cells must be at least 1, got {self.min_cells!r}")
+        if not 1 <= self.upsample <= 64:
+            raise ValueError(f"upsample must be 1..64 fine px per cell, got {self.upsample!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "min_cells": self.min_cells,
+                "fill_holes": self.fill_holes, "upsample": self.upsample}
+
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One suspect lesion. Geometry in level-0 px; sizes ``None`` without an mpp.
+
+    ``l0_outline``: open ring of the (window-corrected) region's largest piece;
+    ``l0_diameter_ends``: the two points whose distance is the largest diameter (to draw it).
+    """
+
+    index: int  # 1 = largest
+    l0_outline: tuple[Point, ...]
+    l0_centroid: Point
+    l0_bbox: tuple[float, float, float, float]  # x, y, w, h of the outline
+    l0_diameter_ends: tuple[Point, Point]
+    l0_diameter: float
+    diameter_mm: float | None
+    area_mm2: float | None
+    max_probability: float
+    mean_probability: float
+    cells: int
+    size_class: SizeClass
+
+    @property
+    def name(self) -> str:
+        return f"lesion-{self.index}"
+
+    def to_dict(self, *, with_outline: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "size_class": self.size_class.value,
+            "diameter_mm": None if self.diameter_mm is None else round(self.diameter_mm, 6),
+            "area_mm2": None if self.area_mm2 is None else round(self.area_mm2, 6),
+            "max_probability": round(self.max_probability, 6),
+            "mean_probability": round(self.mean_probability, 6),
+            "cells": self.cells,
+            "centroid_l0": [round(v, 2) for v in self.l0_centroid],
+            "bbox_l0": [round(v, 2) for v in self.l0_bbox],
+            "diameter_l0": round(self.l0_diameter, 3),
+            "diameter_ends_l0": [[round(v, 2) for v in p] for p in self.l0_diameter_ends],
+        }
+        if with_outline:
+            out["outline_l0"] = [[round(x, 2), round(y, 2)] for x, y in self.l0_outline]
+        return out
+
+
+def probabilities_of(encoded: np.ndarray) -> np.ndarray:
+    """Encoded map -> float64 probabilities with every non-probability code as 0."""
+    values = np.asarray(encoded, np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"a probability map must be 2-D (rows x cols), got shape {values.shape}")
+    return np.where(np.isfinite(values) & (values >= 0), np.clip(values, 0.0, 1.0), 0.0)
+
+
+def find_lesions(encoded: np.ndarray, frame: MapFrame,
+                 params: LesionParams = LesionParams()) -> tuple[Lesion, ...]:
+    """Every lesion of the map, largest diameter first (see the module docstring)."""
+    prob = probabilities_of(encoded)
+    positive = prob >= params.threshold
+    labels, n = ndimage.label(positive, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return ()
+    found = []
+    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
+        cells = labels[sl] == k
+        n_cells = int(cells.sum())
+        if n_cells < params.min_cells:
+            continue
+        cell_values = prob[sl][cells]
+        measured = _measure_component(prob, labels, k, sl, frame, params)
+        found.append((measured, float(cell_values.max()), float(cell_values.mean()), n_cells))
+    found.sort(key=lambda f: (-f[0][2], -f[1]))  # largest diameter, then most probable, first
+    lesions = []
+    for i, ((outline, ends, l0_diam, l0_area, centroid), p_max, p_mean, n_cells) in enumerate(found, 1):
+        if frame.mpp is None:
+            diameter_mm = area_mm2 = None
+        else:
+            diameter_mm = l0_diam * frame.mpp / 1000.0
+            area_mm2 = l0_area * (frame.mpp / 1000.0) ** 2
+        xs, ys = zip(*outline)
+        lesions.append(Lesion(
+            index=i, l0_outline=outline, l0_centroid=centroid,
+            l0_bbox=(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)),
+            l0_diameter_ends=ends, l0_diameter=l0_diam, diameter_mm=diameter_mm, area_mm2=area_mm2,
+            max_probability=p_max, mean_probability=p_mean, cells=n_cells,
+            size_class=classify_diameter_mm(diameter_mm),
+        ))
+    return tuple(lesions)
+
+
+def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[slice, slice],
+                       frame: MapFrame, params: LesionParams):
+    """(outline, diameter ends, l0 diameter, l0 area, l0 centroid) of component ``k``."""
+    pad = 2  # cells: room for the interpolated edge and the zero border around it
+    r0, c0 = max(sl[0].start - pad, 0), max(sl[1].start - pad, 0)
+    r1, c1 = min(sl[0].stop + pad, prob.shape[0]), min(sl[1].stop + pad, prob.shape[1])
+    # a huge lesion (hundreds of cells across) is measured on a coarser fine raster: its
+    # relative error is small anyway, and memory stays bounded
+    u = max(1, min(params.upsample, int(math.sqrt(MAX_FINE_PX / ((r1 - r0) * (c1 - c0))))))
+    crop = prob[r0:r1, c0:c1].copy()
+    lab = labels[r0:r1, c0:c1]
+    crop[(lab != 0) & (lab != k)] = 0.0  # a neighbouring lesion must not bleed into this one
+    rows, cols = crop.shape
+    # fine pixel j has its centre at cell-centre coordinate (j + 0.5) / u - 0.5
+    fy = (np.arange(rows * u) + 0.5) / u - 0.5
+    fx = (np.arange(cols * u) + 0.5) / u - 0.5
+    yy, xx = np.meshgrid(fy, fx, indexing="ij")
+    fine = ndimage.map_coordinates(crop, [yy, xx], order=1, mode="nearest")
+    mask = fine >= params.threshold
+    if not mask.any():  # a lone cell just at the threshold: keep its own fine pixels
+        mask = np.kron(lab == k, np.ones((u, u), bool))
+    if params.fill_holes:
+        mask = ndimage.binary_fill_holes(mask)
+    fine_px_l0 = frame.l0_cell / u
+    half_window_fine = frame.l0_window / fine_px_l0 / 2.0
+    if half_window_fine >= 0.5:
+        padded = np.pad(mask, 1)
+        depth = ndimage.distance_transform_cdt(padded, metric="chessboard")[1:-1, 1:-1]
+        # chessboard depth d: a square of half-side d - 0.5 px around the pixel is inside
+        eroded = depth >= half_window_fine + 0.5
+        mask = eroded if eroded.any() else depth == depth.max()
+    contours = measure.find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
+    points = np.concatenate(contours)[:, ::-1] - 1.0  # (x, y) fine px
+    largest = max(contours, key=len)[:, ::-1] - 1.0
+
+    def to_l0(xy: np.ndarray) -> np.ndarray:
+        out = (xy + 0.5) * fine_px_l0
+        out[:, 0] += frame.l0_origin_x + c0 * frame.l0_cell
+        out[:, 1] += frame.l0_origin_y + r0 * frame.l0_cell
+        return out
+
+    l0_points = to_l0(points)
+    l0_diam = max_feret_diameter(l0_points)
+    ends = _diameter_ends(l0_points)
+    # drop the collinear run of vertices every fine-pixel edge leaves (within 0.5 fine px)
+    outline_xy = to_l0(measure.approximate_polygon(largest, tolerance=0.5))
+    if len(outline_xy) > 1 and np.array_equal(outline_xy[0], outline_xy[-1]):
+        outline_xy = outline_xy[:-1]
+    outline = tuple((round(float(x), 3), round(float(y), 3)) for x, y in outline_xy)
+    ys_f, xs_f = np.nonzero(mask)
+    centroid_fine = np.array([[xs_f.mean(), ys_f.mean()]])
+    cx, cy = to_l0(centroid_fine)[0]
+    l0_area = float(mask.sum()) * fine_px_l0 * fine_px_l0
+    return outline, ends, l0_diam, l0_area, (float(cx), float(cy))
+
+
+def _diameter_ends(points_xy: np.ndarray) -> tuple[Point, Point]:
+    """The farthest pair among the hull vertices (a hull has few vertices: brute force)."""
+    hull = convex_hull(points_xy)
+    if len(hull) == 1:
+        p = (float(hull[0][0]), float(hull[0][1]))
+        return p, p
+    d = hull[:, None, :] - hull[None, :, :]
+    i, j = np.unravel_index(np.argmax(np.einsum("ijk,ijk->ij", d, d)), (len(hull), len(hull)))
+    return (float(hull[i][0]), float(hull[i][1])), (float(hull[j][0]), float(hull[j][1]))

@@ -1,0 +1,154 @@
+"""pN staging rules (table-driven), the CAMELYON17 CSV and cases from analyze summaries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from histoviewer.core.analysis.camelyon17 import (
+    case_of, group_cases, read_node_labels, read_patient_stages, stage_cases, submission_csv,
+)
+from histoviewer.core.analysis.case import node_result, write_case_outputs
+from histoviewer.core.analysis.node_label import NodeLabel
+from histoviewer.core.analysis.staging import NodeResult, PNStage, stage_patient
+from histoviewer.core.errors import StagingError
+
+N, I, MI, MA, U = "negative", "itc", "micro", "macro", "unknown"
+
+
+def nodes(*labels: str) -> list[NodeResult]:
+    return [NodeResult(f"patient_001_node_{i}.tif", NodeLabel(lbl)) for i, lbl in enumerate(labels)]
+
+
+@pytest.mark.parametrize("labels, stage, deciding", [
+    ((N,), "pN0", [0]),
+    ((N, N, N, N, N), "pN0", [0, 1, 2, 3, 4]),
+    ((I,), "pN0(i+)", [0]),
+    ((N, I, N, I), "pN0(i+)", [1, 3]),
+    ((MI,), "pN1mi", [0]),
+    ((MI, I, N), "pN1mi", [0]),  # ITC nodes are not positive nodes
+    ((MI, MI, MI, MI, MI), "pN1mi", [0, 1, 2, 3, 4]),  # micro only: pN1mi whatever the count
+    ((MA,), "pN1", [0]),
+    ((MA, MI, MI), "pN1", [0, 1, 2]),  # 3 positive nodes: still pN1
+    ((MA, I, I, I, N), "pN1", [0]),  # ITC nodes do not count: 1 positive node
+    ((MA, MI, MI, MI), "pN2", [0, 1, 2, 3]),  # 4 positive nodes with a macro
+    ((MI, MA, MA, MA, MA), "pN2", [0, 1, 2, 3, 4]),
+    ((MA,) * 9, "pN2", list(range(9))),  # 9: the last pN2 count
+    ((MI,) * 12, "pN1mi", list(range(12))),  # no macro: the pN2/pN3 node counts never apply
+    ((MA, U), "unknown", [1]),  # an unmeasured node could change anything
+    ((N, U, N), "unknown", [1]),
+])
+def test_pn_rules(labels, stage, deciding):
+    result = stage_patient("patient_001", nodes(*labels))
+    assert result.stage is PNStage(stage)
+    assert [int(n.node.split("_node_")[1].split(".")[0]) for n in result.deciding] == deciding
+    assert result.reason
+
+
+def test_ten_positive_nodes_with_a_macro_is_outside_the_scheme():
+    with pytest.raises(StagingError, match="patient_001: metastases in 10 nodes.*pN3.*outside the CAMELYON17"):
+        stage_patient("patient_001", nodes(MA, *(MI,) * 9))
+    with pytest.raises(StagingError, match="no nodes"):
+        stage_patient("patient_001", [])
+
+
+def test_result_names_deciding_lesions():
+    ns = [NodeResult("patient_002_node_0.tif", NodeLabel.NEGATIVE),
+          NodeResult("patient_002_node_1.tif", NodeLabel.MACRO, "lesion-1", 3.1),
+          NodeResult("patient_002_node_2.tif", NodeLabel.MICRO, "lesion-2", 0.4, provisional=True)]
+    d = stage_patient("patient_002", ns).to_dict()
+    assert d["stage"] == "pN1" and d["provisional"] is True
+    assert d["deciding_nodes"] == ["patient_002_node_1.tif", "patient_002_node_2.tif"]
+    assert d["deciding_lesions"] == [{"node": "patient_002_node_1.tif", "lesion": "lesion-1", "diameter_mm": 3.1},
+                                     {"node": "patient_002_node_2.tif", "lesion": "lesion-2", "diameter_mm": 0.4}]
+
+
+def test_stage_order_and_parse():
+    assert [s.rank for s in (PNStage.PN0, PNStage.PN0_ITC, PNStage.PN1MI, PNStage.PN1, PNStage.PN2)] == [0, 1, 2, 3, 4]
+    assert PNStage.parse(" PN0(I+) ") is PNStage.PN0_ITC
+    with pytest.raises(ValueError, match="pN3"):
+        PNStage.parse("pN3")
+
+
+LABELS = """patient,stage
+patient_004.zip,pN2
+patient_004_node_3.tif,macro
+patient_004_node_0.tif,negative
+patient_010_node_1.tif, itc
+patient_004_node_10.tif,micro
+
+patient_002_node_0.tif,Negative
+"""
+
+
+def test_read_labels_and_write_submission(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("\ufeff" + LABELS)  # a BOM from a spreadsheet
+    cases = read_node_labels(path)
+    assert list(cases) == ["patient_002", "patient_004", "patient_010"]
+    assert [n.node for n in cases["patient_004"]] == [
+        "patient_004_node_0.tif", "patient_004_node_3.tif", "patient_004_node_10.tif"]
+    text = submission_csv(stage_cases(cases))
+    assert text == ("patient,stage\n"
+                    "patient_002.zip,pN0\npatient_002_node_0.tif,negative\n"
+                    "patient_004.zip,pN1\npatient_004_node_0.tif,negative\npatient_004_node_3.tif,macro\n"
+                    "patient_004_node_10.tif,micro\n"
+                    "patient_010.zip,pN0(i+)\npatient_010_node_1.tif,itc\n")
+    out = tmp_path / "sub.csv"
+    out.write_text(text)
+    assert read_patient_stages(out) == {"patient_002": PNStage.PN0, "patient_004": PNStage.PN1,
+                                        "patient_010": PNStage.PN0_ITC}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name,label\npatient_001_node_0.tif,macro\n", r"labels.csv:1: expected the header 'patient,stage'"),
+    ("patient,stage\npatient_001_node_0.tif,huge\n", r"labels.csv:2: unknown node label 'huge'"),
+    ("patient,stage\npatient_001_node_0.tif\n", r"labels.csv:2: expected 2 columns"),
+    ("patient,stage\n\nslide7.tif,macro\n", r"labels.csv:3: 'slide7.tif' is neither a node"),
+    ("patient,stage\npatient_001_node_0.tif,macro\npatient_001_node_0.tif,micro\n",
+     r"labels.csv:3: node patient_001_node_0.tif already given on line 2"),
+    ("patient,stage\npatient_001.zip,pN1\n", r"labels.csv: no node rows"),
+    ("", r"labels.csv: empty label file"),
+    ("patient,stage\npatient_001_node_0.tif,unknown\n", r"labels.csv:2: 'unknown' is not a CAMELYON17"),
+])
+def test_label_file_errors_name_file_and_line(tmp_path, text, message):
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    with pytest.raises(StagingError, match=message):
+        read_node_labels(path)
+
+
+def test_patient_stage_errors(tmp_path):
+    path = tmp_path / "ref.csv"
+    path.write_text("patient,stage\npatient_001.zip,pN4\n")
+    with pytest.raises(StagingError, match=r"ref.csv:2: unknown pN stage 'pN4'"):
+        read_patient_stages(path)
+
+
+def test_cases_from_names_and_folders(tmp_path):
+    assert case_of("/x/patient_017_node_4.tif") == ("patient_017", 4)
+    assert case_of(tmp_path / "mrs_x" / "left.svs") == ("mrs_x", None)
+    groups = group_cases(["/a/patient_002_node_1.tif", "/b/patient_002_node_0.tif", "/c/patient_1_node_0.tif"])
+    assert groups == {"patient_1": ["/c/patient_1_node_0.tif"],
+                      "patient_002": ["/b/patient_002_node_0.tif", "/a/patient_002_node_1.tif"]}
+
+
+def test_case_outputs_from_summaries(tmp_path):
+    summaries = [
+        {"slide": "/s/patient_003_node_0.tif", "node_label": "macro", "largest_lesion": "lesion-1",
+         "largest_diameter_mm": 2.5, "provisional": False},
+        {"slide": "/s/patient_003_node_1.tif", "node_label": "itc", "largest_lesion": "lesion-1",
+         "largest_diameter_mm": 0.1, "provisional": False},
+        {"slide": "/s/patient_005_node_0.tif", "error": "cannot open"},
+        {"slide": "/s/patient_005_node_1.tif", "node_label": "micro"},
+    ]
+    assert node_result(summaries[2]).label is NodeLabel.UNKNOWN
+    out = write_case_outputs(tmp_path, summaries)
+    assert out.stages_csv.read_text() == ("patient,stage\npatient_003.zip,pN1\npatient_003_node_0.tif,macro\n"
+                                          "patient_003_node_1.tif,itc\npatient_005.zip,unknown\n"
+                                          "patient_005_node_0.tif,unknown\npatient_005_node_1.tif,micro\n")
+    doc = json.loads(out.cases_json.read_text())
+    assert doc["cases"][0]["deciding_lesions"] == [
+        {"node": "patient_003_node_0.tif", "lesion": "lesion-1", "diameter_mm": 2.5}]
+    assert "not analysed" in doc["cases"][1]["reason"]
