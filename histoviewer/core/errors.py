@@ -40,3 +40,7 @@ class ModelError(HistoViewerError):
 
 class InferenceError(HistoViewerError):
     """Whole-slide inference cannot run (no scale, bad grid, unusable output folder, ...)."""
+
+
+class AnnotationStoreError(HistoViewerError):
+    """Annotations could not be saved (autosave beside the slide and in the user folder failed)."""

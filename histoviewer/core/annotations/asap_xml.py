@@ -22,22 +22,23 @@ Numbers are written in Python's shortest round-trip form, so every vertex read f
 file is written back with the same value.
 
 Reading is for untrusted files: ``defusedxml`` with DTDs forbidden (no entity expansion,
-no external entities), streamed with ``iterparse`` so that the annotation and vertex
+no external entities), streamed (SAX) so that the annotation and vertex
 limits stop a huge file early; errors name the file and the parser's line and column or
 the annotation at fault.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from xml.sax import SAXParseException
+from xml.sax.handler import ContentHandler
+from xml.sax.saxutils import quoteattr
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import iterparse
+from defusedxml import sax as defused_sax
 
 from histoviewer.core.annotations.classes import (
     DEFAULT_CLASSES,
@@ -47,7 +48,7 @@ from histoviewer.core.annotations.classes import (
     rgb_to_hex,
 )
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation, write_atomic
-from histoviewer.core.annotations.limits import MAX_TOTAL_VERTICES, MAX_VERTICES_PER_ANNOTATION
+from histoviewer.core.annotations import limits
 from histoviewer.core.annotations.model import AnnotationSet, ImportResult
 from histoviewer.core.annotations.safe_read import VertexBudget, read_limited
 from histoviewer.core.annotations.shapes import Annotation, ShapeKind
@@ -79,11 +80,13 @@ def _asap_type(ann: Annotation) -> tuple[str, tuple[tuple[float, float], ...]]:
     kept = ann.properties.get(ASAP_TYPE_KEY)
     if ann.kind.is_ring:
         pts = ann.l0_points + ann.l0_points[:1] if ann.properties.get(ASAP_CLOSED_KEY) else ann.l0_points
-        return ("Spline" if kept == "Spline" else "Polygon"), pts
+        return (kept if kept in ("Spline", "Rectangle") else "Polygon"), pts
     if ann.kind is ShapeKind.RECTANGLE:
         return "Rectangle", ann.outline()
     if ann.kind is ShapeKind.ELLIPSE:
         return "Polygon", ann.outline()
+    if kept in ("Polygon", "Spline"):  # a degenerate polygon of a file (1 or 2 vertices) goes back as it came
+        return kept, ann.l0_points
     if ann.kind is ShapeKind.LINE:
         return "Measurement", ann.l0_points
     if len(ann.l0_points) == 1 and kept != "PointSet":
@@ -106,11 +109,13 @@ def asap_losses(aset: AnnotationSet) -> list[str]:
 
 
 def asap_xml_bytes(aset: AnnotationSet) -> bytes:
-    """The ASAP XML document for ``aset`` (UTF-8, with XML declaration)."""
+    """The ASAP XML document for ``aset`` (UTF-8, with XML declaration, tab-indented as
+    ASAP writes it). Text is assembled directly: ElementTree's serialiser is pure Python
+    and took most of the time on CAMELYON-sized files."""
     classes = {c.name: c for c in aset.classes}
-    root = ET.Element("ASAP_Annotations")
-    anns = ET.SubElement(root, "Annotations")
+    out = ["<?xml version='1.0' encoding='utf-8'?>\n<ASAP_Annotations>\n"]
     used: dict[str, None] = {}
+    body = []
     for ann in aset.annotations:
         group = ann.class_name or NO_GROUP
         if ann.class_name is not None:
@@ -121,19 +126,24 @@ def asap_xml_bytes(aset: AnnotationSet) -> bytes:
         rings = [(ann.name, asap_type, pts)]
         rings += [(f"{ann.name} (hole {k + 1})", "Polygon", h) for k, h in enumerate(ann.l0_holes)]
         for name, typ, ring in rings:
-            el = ET.SubElement(anns, "Annotation", {"Name": name, "Type": typ, "PartOfGroup": group, "Color": str(color)})
-            coords = ET.SubElement(el, "Coordinates")
-            for order, (x, y) in enumerate(ring):
-                ET.SubElement(coords, "Coordinate", {"Order": str(order), "X": _fmt(x), "Y": _fmt(y)})
+            body.append(f"\t\t<Annotation Name={quoteattr(name)} Type={quoteattr(typ)} "
+                        f"PartOfGroup={quoteattr(group)} Color={quoteattr(str(color))}>\n\t\t\t<Coordinates>\n")
+            body.extend(f'\t\t\t\t<Coordinate Order="{order}" X="{_fmt(x)}" Y="{_fmt(y)}" />\n'
+                        for order, (x, y) in enumerate(ring))
+            body.append("\t\t\t</Coordinates>\n\t\t</Annotation>\n")
+    out.append("\t<Annotations>\n" + "".join(body) + "\t</Annotations>\n" if body else "\t<Annotations />\n")
     default_names = {c.name for c in DEFAULT_CLASSES}
     groups = [c for c in aset.classes if c.name in used or c.name not in default_names]
     groups += [default_class_for(n) for n in used if n not in classes]
-    grp_root = ET.SubElement(root, "AnnotationGroups")
-    for cls in groups:
-        grp = ET.SubElement(grp_root, "Group", {"Name": cls.name, "PartOfGroup": NO_GROUP, "Color": rgb_to_hex(cls.rgb)})
-        ET.SubElement(grp, "Attributes")
-    ET.indent(root, space="\t")
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    if groups:
+        out.append("\t<AnnotationGroups>\n")
+        out.extend(f'\t\t<Group Name={quoteattr(c.name)} PartOfGroup="{NO_GROUP}" Color="{rgb_to_hex(c.rgb)}">\n'
+                   "\t\t\t<Attributes />\n\t\t</Group>\n" for c in groups)
+        out.append("\t</AnnotationGroups>\n")
+    else:
+        out.append("\t<AnnotationGroups />\n")
+    out.append("</ASAP_Annotations>\n")
+    return "".join(out).encode("utf-8")
 
 
 def save_asap_xml(path: str | os.PathLike[str], aset: AnnotationSet) -> Path:
@@ -143,12 +153,13 @@ def save_asap_xml(path: str | os.PathLike[str], aset: AnnotationSet) -> Path:
 
 # --- reading -------------------------------------------------------------------------------
 
-def _annotation(i: int, el: Any, coords: list[tuple[int, float, float]], warnings: list[str]) -> Annotation | None:
+def _annotation(i: int, el: dict[str, str], coords: list[tuple[int, float, float]], warnings: list[str],
+                group_hex: str | None) -> Annotation | None:
     name = el.get("Name", "")
     typ = el.get("Type", "Polygon")
     group = el.get("PartOfGroup", NO_GROUP)
     props: dict[str, Any] = {}
-    if el.get("Color"):
+    if el.get("Color") and el.get("Color") != group_hex:  # the group's colour is the class colour
         props[ASAP_COLOR_KEY] = el.get("Color")
     orders = [o for o, _, _ in coords]
     if orders != sorted(orders):
@@ -156,9 +167,7 @@ def _annotation(i: int, el: Any, coords: list[tuple[int, float, float]], warning
     pts = tuple((x, y) for _, x, y in coords)
     class_name = None if group == NO_GROUP else group
     if typ in ("Polygon", "Spline"):
-        kind = ShapeKind.POLYGON
-        if typ == "Spline":
-            props[ASAP_TYPE_KEY] = "Spline"
+        return ring_annotation(pts, class_name, name, props, typ, f"annotation {i}", warnings)
     elif typ == "Rectangle":
         kind = ShapeKind.POLYGON
         if len(pts) == 4:
@@ -176,69 +185,124 @@ def _annotation(i: int, el: Any, coords: list[tuple[int, float, float]], warning
     else:
         warnings.append(f"annotation {i} ({name!r}): type {typ!r} not supported; skipped")
         return None
-    if kind.is_ring and len(pts) > 1 and pts[0] == pts[-1]:
-        props[ASAP_CLOSED_KEY] = True  # the file repeats the first vertex; write it back the same way
     return Annotation(kind, pts, class_name=class_name, name=name, properties=props)
+
+
+def ring_annotation(pts: tuple[tuple[float, float], ...], class_name: str | None, name: str, props: dict[str, Any],
+                    asap_type: str, where: str, warnings: list[str]) -> Annotation | None:
+    """A Polygon/Spline of a file as an annotation, keeping what ASAP XML needs to write it
+    back vertex for vertex: a repeated first vertex, and degenerate polygons (one or two
+    vertices, found in real CAMELYON16 files) as a point or line marked as an ASAP Polygon."""
+    props = dict(props)
+    if asap_type == "Spline":
+        props[ASAP_TYPE_KEY] = "Spline"
+    if len(pts) > 3 and pts[0] == pts[-1]:
+        props[ASAP_CLOSED_KEY] = True
+    distinct = len(set(pts))
+    if distinct >= 3:
+        return Annotation(ShapeKind.POLYGON, pts, class_name=class_name, name=name, properties=props)
+    if not pts:
+        warnings.append(f"{where} ({name!r}): {asap_type} without coordinates; skipped")
+        return None
+    props[ASAP_TYPE_KEY] = asap_type if asap_type == "Spline" else "Polygon"
+    kind = ShapeKind.LINE if len(pts) >= 2 else ShapeKind.POINTS
+    warnings.append(f"{where} ({name!r}): {asap_type} of {len(pts)} vertices has no area; read as a {kind.value}")
+    return Annotation(kind, pts, class_name=class_name, name=name, properties=props)
+
+
+class _AsapHandler(ContentHandler):
+    """SAX handler collecting annotations (as raw attributes and coordinates) and groups,
+    counting against the limits as it goes so that a huge file stops early."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+        self.budget = VertexBudget(source)
+        self.locator: Any = None
+        self.stack: list[str] = []
+        self.pending: list[tuple[dict[str, str], list[tuple[int, float, float]], int]] = []
+        self.groups: dict[str, AnnotationClass] = {}
+        self._attrib: dict[str, str] | None = None
+        self._coords: list[tuple[int, float, float]] = []
+        self._line = 0
+
+    def setDocumentLocator(self, locator: Any) -> None:  # noqa: N802 - SAX API
+        self.locator = locator
+
+    def where(self) -> str:
+        if self.locator is None:
+            return ""
+        return f"line {self.locator.getLineNumber()}, column {self.locator.getColumnNumber() + 1}: "
+
+    def fail(self, message: str) -> AnnotationFormatError:
+        return AnnotationFormatError(f"{self.source}: {self.where()}{message}")
+
+    def startElement(self, name: str, attrs: Any) -> None:  # noqa: N802 - SAX API
+        if not self.stack and name != "ASAP_Annotations":
+            raise self.fail(f"root element is {name!r}, not ASAP_Annotations")
+        self.stack.append(name)
+        if name == "Coordinate" and self._attrib is not None:
+            coords = self._coords
+            try:
+                order = int(attrs.get("Order", len(coords)))
+                x, y = float(attrs["X"]), float(attrs["Y"])
+            except KeyError as exc:
+                raise self.fail(f"annotation {len(self.pending)} coordinate {len(coords)}: "
+                                f"missing attribute {exc}") from None
+            except ValueError as exc:
+                raise self.fail(f"annotation {len(self.pending)} coordinate {len(coords)}: {exc}") from None
+            coords.append((order, x, y))
+            if (len(coords) > limits.MAX_VERTICES_PER_ANNOTATION
+                    or self.budget.vertices + len(coords) > limits.MAX_TOTAL_VERTICES):
+                self.budget.annotation(f"{self.where()}annotation {len(self.pending)}", len(coords))  # raises
+        elif name == "Annotation":
+            self._attrib, self._coords = dict(attrs.items()), []
+            self._line = self.locator.getLineNumber() if self.locator is not None else 0
+        elif name == "Group" and "AnnotationGroups" in self.stack:
+            gname = attrs.get("Name")
+            if gname and gname != NO_GROUP:
+                try:
+                    rgb = parse_color(attrs["Color"]) if attrs.get("Color") else None
+                except ValueError as exc:
+                    raise self.fail(f"group {gname!r}: {exc}") from None
+                self.groups.setdefault(gname, default_class_for(gname, rgb))
+
+    def endElement(self, name: str) -> None:  # noqa: N802 - SAX API
+        self.stack.pop()
+        if name == "Annotation" and self._attrib is not None:
+            self.budget.annotation(f"annotation {len(self.pending)} ({self._attrib.get('Name', '')!r})",
+                                   len(self._coords))
+            self.pending.append((self._attrib, self._coords, self._line))
+            self._attrib, self._coords = None, []
 
 
 def parse_asap_xml(data: bytes, source: str = "<ASAP XML>") -> ImportResult:
     """Annotations from ASAP XML bytes; ``AnnotationFormatError`` naming ``source`` and the
-    parser position (syntax, DTDs, entities) or the annotation (content) at fault."""
-    budget = VertexBudget(source)
-    annotations: list[Annotation] = []
-    groups: dict[str, AnnotationClass] = {}
-    warnings: list[str] = []
-    coords: list[tuple[int, float, float]] = []
-    n_ann = 0
-    depth_tags: list[str] = []
+    line and column (syntax, DTDs, entities, bad values) or the annotation at fault."""
+    handler = _AsapHandler(source)
     try:
-        for event, el in iterparse(io.BytesIO(data), events=("start", "end"), forbid_dtd=True):
-            if event == "start":
-                if not depth_tags and el.tag != "ASAP_Annotations":
-                    raise AnnotationFormatError(f"{source}: root element is {el.tag!r}, not ASAP_Annotations")
-                depth_tags.append(el.tag)
-                if el.tag == "Annotation":
-                    coords = []
-                continue
-            depth_tags.pop()
-            if el.tag == "Coordinate":
-                try:
-                    order = int(el.get("Order", len(coords)))
-                    x, y = float(el.attrib["X"]), float(el.attrib["Y"])
-                except KeyError as exc:
-                    raise AnnotationFormatError(
-                        f"{source}: annotation {n_ann} coordinate {len(coords)}: missing attribute {exc}") from None
-                except ValueError as exc:
-                    raise AnnotationFormatError(
-                        f"{source}: annotation {n_ann} coordinate {len(coords)}: {exc}") from None
-                coords.append((order, x, y))
-                if len(coords) > MAX_VERTICES_PER_ANNOTATION or budget.vertices + len(coords) > MAX_TOTAL_VERTICES:
-                    budget.annotation(f"annotation {n_ann}", len(coords))  # raises: stop early
-            elif el.tag == "Annotation":
-                budget.annotation(f"annotation {n_ann} ({el.get('Name', '')!r})", len(coords))
-                try:
-                    ann = _annotation(n_ann, el, coords, warnings)
-                except ValueError as exc:
-                    raise AnnotationFormatError(f"{source}: annotation {n_ann} ({el.get('Name', '')!r}): {exc}") from None
-                if ann is not None:
-                    annotations.append(ann)
-                n_ann += 1
-                el.clear()  # keep memory flat on large files
-            elif el.tag == "Group" and "AnnotationGroups" in depth_tags:
-                name = el.get("Name")
-                if name and name != NO_GROUP:
-                    try:
-                        rgb = parse_color(el.get("Color")) if el.get("Color") else None
-                    except ValueError as exc:
-                        raise AnnotationFormatError(f"{source}: group {name!r}: {exc}") from None
-                    groups.setdefault(name, default_class_for(name, rgb))
-    except ET.ParseError as exc:
-        line, col = exc.position
-        raise AnnotationFormatError(f"{source}: not well-formed XML at line {line}, column {col}: {exc}") from exc
+        defused_sax.parseString(data, handler, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except SAXParseException as exc:
+        raise AnnotationFormatError(f"{source}: not well-formed XML at line {exc.getLineNumber()}, "
+                                    f"column {exc.getColumnNumber() + 1}: {exc.getMessage()}") from exc
     except DefusedXmlException as exc:
         raise AnnotationFormatError(
-            f"{source}: refused as unsafe XML ({type(exc).__name__}: DTDs and entities are not allowed)") from exc
-    aset = AnnotationSet(tuple(annotations), tuple(groups.values())).with_used_classes()
+            f"{source}: {handler.where()}refused as unsafe XML ({type(exc).__name__}: DTDs and entities "
+            "are not allowed)") from exc
+    # Annotations are built once the groups (at the end of the file) are known, so that an
+    # annotation colour equal to its group's is not kept as an override.
+    group_hex = {name: rgb_to_hex(cls.rgb) for name, cls in handler.groups.items()}
+    annotations: list[Annotation] = []
+    warnings: list[str] = []
+    for i, (attrib, pts, line) in enumerate(handler.pending):
+        try:
+            ann = _annotation(i, attrib, pts, warnings, group_hex.get(attrib.get("PartOfGroup", NO_GROUP)))
+        except ValueError as exc:
+            raise AnnotationFormatError(
+                f"{source}: line {line}: annotation {i} ({attrib.get('Name', '')!r}): {exc}") from None
+        if ann is not None:
+            annotations.append(ann)
+    aset = AnnotationSet(tuple(annotations), tuple(handler.groups.values())).with_used_classes()
     return ImportResult(aset, source, "asap-xml", tuple(warnings))
 
 

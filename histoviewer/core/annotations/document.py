@@ -87,6 +87,15 @@ class AnnotationDocument:
         self._ordered: list[Annotation] | None = None
         self.revision = 0  # bumps on every change, undo and redo included
 
+    @classmethod
+    def from_set(cls, aset: AnnotationSet, mpp: float | None = None) -> AnnotationDocument:
+        """A document holding ``aset`` (a file opened or an autosave restored), with its
+        class table and no undo history."""
+        doc = cls(aset.with_used_classes().classes, mpp)
+        doc.add_many(aset.annotations, "Open")
+        doc.clear_history()
+        return doc
+
     # --- notification ----------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[DocumentChange], None]) -> Callable[[], None]:

@@ -13,12 +13,12 @@ import json
 import os
 from pathlib import Path
 
-from histoviewer.core.annotations.asap_xml import asap_losses, parse_asap_xml, save_asap_xml
+from histoviewer.core.annotations.asap_xml import asap_losses, parse_asap_xml, ring_annotation, save_asap_xml
 from histoviewer.core.annotations.classes import default_class_for
 from histoviewer.core.annotations.geojson_io import parse_geojson, save_geojson
 from histoviewer.core.annotations.model import AnnotationSet, ImportResult
 from histoviewer.core.annotations.safe_read import VertexBudget, read_limited
-from histoviewer.core.annotations.shapes import Annotation, ShapeKind
+from histoviewer.core.annotations.shapes import Annotation
 from histoviewer.core.errors import AnnotationFormatError
 
 __all__ = ["FORMATS", "format_for", "load_annotations", "parse_camelyon_json", "save_annotations"]
@@ -38,7 +38,8 @@ def format_for(path: str | os.PathLike[str]) -> str:
 def parse_camelyon_json(doc: dict, source: str) -> ImportResult:
     """The CAMELYON16 lesion JSON of ``shared/data/annotations`` as annotations."""
     budget = VertexBudget(source)
-    anns = []
+    anns: list[Annotation] = []
+    warnings: list[str] = []
     for key, group in (("positive", "_0"), ("negative", "_2")):
         items = doc.get(key) or []
         if not isinstance(items, list):
@@ -48,11 +49,14 @@ def parse_camelyon_json(doc: dict, source: str) -> ImportResult:
             try:
                 verts = item["vertices"]
                 budget.annotation(where, len(verts))
-                anns.append(Annotation(ShapeKind.POLYGON, verts, class_name=group, name=str(item.get("name", ""))))
+                pts = tuple((float(x), float(y)) for x, y in verts)
+                ann = ring_annotation(pts, group, str(item.get("name", "")), {}, "Polygon", where, warnings)
+                if ann is not None:
+                    anns.append(ann)
             except (KeyError, TypeError, ValueError) as exc:
                 raise AnnotationFormatError(f"{source}: {where}: {exc}") from None
     classes = (default_class_for("_0", (255, 0, 0)), default_class_for("_2", (0, 160, 0)))
-    return ImportResult(AnnotationSet(tuple(anns), classes), source, "camelyon16-json")
+    return ImportResult(AnnotationSet(tuple(anns), classes), source, "camelyon16-json", tuple(warnings))
 
 
 def load_annotations(path: str | os.PathLike[str]) -> ImportResult:

@@ -1,16 +1,13 @@
-"""Reading untrusted annotation files: size limit first, then counting as we parse."""
+"""Reading untrusted annotation files: size limit first, then counting as we parse.
+
+Limits are read from ``limits`` at each call (not copied at import), so one place sets them."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from histoviewer.core.annotations.limits import (
-    MAX_ANNOTATIONS,
-    MAX_FILE_BYTES,
-    MAX_TOTAL_VERTICES,
-    MAX_VERTICES_PER_ANNOTATION,
-)
+from histoviewer.core.annotations import limits
 from histoviewer.core.errors import AnnotationFormatError
 
 __all__ = ["VertexBudget", "read_limited"]
@@ -21,13 +18,13 @@ def read_limited(path: str | os.PathLike[str], what: str) -> bytes:
     path = Path(path)
     try:
         with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+            data = handle.read(limits.MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise AnnotationFormatError(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
-    if len(data) > MAX_FILE_BYTES:
+    if len(data) > limits.MAX_FILE_BYTES:
         raise AnnotationFormatError(
-            f"{path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB; refused as {what} "
-            "(limits.MAX_FILE_BYTES)")
+            f"{path}: larger than {limits.MAX_FILE_BYTES // (1024 * 1024)} MiB; refused as {what} "
+            "(limits.limits.MAX_FILE_BYTES)")
     return data
 
 
@@ -42,13 +39,13 @@ class VertexBudget:
     def annotation(self, where: str, n_vertices: int) -> None:
         self.annotations += 1
         self.vertices += n_vertices
-        if self.annotations > MAX_ANNOTATIONS:
+        if self.annotations > limits.MAX_ANNOTATIONS:
             raise AnnotationFormatError(
-                f"{self.source}: more than {MAX_ANNOTATIONS} annotations (at {where}); refused")
-        if n_vertices > MAX_VERTICES_PER_ANNOTATION:
+                f"{self.source}: more than {limits.MAX_ANNOTATIONS} annotations (at {where}); refused")
+        if n_vertices > limits.MAX_VERTICES_PER_ANNOTATION:
             raise AnnotationFormatError(
                 f"{self.source}: {where} has {n_vertices} vertices, more than "
-                f"{MAX_VERTICES_PER_ANNOTATION}; refused")
-        if self.vertices > MAX_TOTAL_VERTICES:
+                f"{limits.MAX_VERTICES_PER_ANNOTATION}; refused")
+        if self.vertices > limits.MAX_TOTAL_VERTICES:
             raise AnnotationFormatError(
-                f"{self.source}: more than {MAX_TOTAL_VERTICES} vertices in all (at {where}); refused")
+                f"{self.source}: more than {limits.MAX_TOTAL_VERTICES} vertices in all (at {where}); refused")
