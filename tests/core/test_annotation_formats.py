@@ -336,8 +336,8 @@ def _independent_diameter(pts: np.ndarray) -> tuple[float, float]:
     if len(pts) <= 2000:
         return max_feret_diameter_brute_force(pts), 1e-9
     theta = np.linspace(0, np.pi, 1440, endpoint=False)
-    proj = (pts - pts.mean(axis=0)) @ np.stack([np.cos(theta), np.sin(theta)])
-    extreme = np.unique(np.concatenate([proj.argmax(axis=0), proj.argmin(axis=0)]))
+    proj = np.stack([np.cos(theta), np.sin(theta)], axis=1) @ (pts - pts.mean(axis=0)).T  # (directions, N)
+    extreme = np.unique(np.concatenate([proj.argmax(axis=1), proj.argmin(axis=1)]))
     return max_feret_diameter_brute_force(pts[extreme]), 1e-6
 
 
@@ -375,7 +375,7 @@ def test_camelyon16_sample_converts_without_loss(shared_data, tmp_path):
     (Tumor_021) and the one with a two-vertex 'polygon' (Tumor_054); all 110 are checked
     by the slow test below."""
     files = _camelyon_files(shared_data)
-    pick = {f.stem for f in files[::25]} | {"Tumor_021", "Tumor_054", "Tumor_110"}
+    pick = {f.stem for f in files[::40]} | {"Tumor_021", "Tumor_054", "Tumor_110"}
     assert _check_camelyon([f for f in files if f.stem in pick], tmp_path) > 50
 
 
