@@ -287,3 +287,20 @@ def test_summaries_lesions_and_slide_label():
     assert summary["Tumor"].area_mm2 == pytest.approx(area * 0.25**2 / 1e6)
     doc.mpp = None
     assert slide_label(doc).label == "unknown"
+
+
+def test_drawing_tools_make_shapes():
+    from histoviewer.core.annotations.tools import TOOL_SHORTCUTS, Tool, freehand_from_stroke, shape_from_drag
+
+    assert TOOL_SHORTCUTS[Tool.RECTANGLE] == "R" and len(set(TOOL_SHORTCUTS.values())) == len(Tool)
+    r = shape_from_drag(Tool.RECTANGLE, (10, 10), (0, 30))
+    assert r.kind is K.RECTANGLE and r.box() == (0, 10, 10, 30)
+    assert shape_from_drag(Tool.ELLIPSE, (0, 0), (10, -4), square=True).box() == (0, -10, 10, 0)
+    assert shape_from_drag(Tool.RULER, (0, 0), (3, 4)).kind is K.LINE
+    assert shape_from_drag(Tool.RECTANGLE, (5, 5), (5, 5)) is None
+    theta = np.linspace(0, 2 * np.pi, 2000)
+    stroke = np.column_stack([500 + 100 * np.cos(theta), 500 + 100 * np.sin(theta)])
+    lasso = freehand_from_stroke(stroke, 2.0, class_name="Suspect")
+    assert lasso.kind is K.FREEHAND and 10 < len(lasso.l0_points) < 400
+    assert measure(lasso, 1.0).area_px2 == pytest.approx(math.pi * 100**2, rel=0.02)
+    assert freehand_from_stroke([(0, 0), (1, 1)], 1.0) is None

@@ -20,6 +20,7 @@ of rectangles and ellipses are analytic (``measure.py``), never taken from that 
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -179,6 +180,11 @@ class Annotation:
 
     def l0_bounds(self) -> tuple[float, float, float, float]:
         """Bounding box ``(x0, y0, x1, y1)`` in level-0 px (holes lie inside the ring)."""
+        return self._l0_bounds
+
+    @functools.cached_property
+    def _l0_bounds(self) -> tuple[float, float, float, float]:
+        # Cached on the instance (annotations are immutable): painting asks for it often.
         if self.kind in (ShapeKind.RECTANGLE, ShapeKind.ELLIPSE):
             return self.box()
         arr = np.asarray(self.l0_points)
