@@ -10,12 +10,14 @@ from histoviewer.core.errors import HistoViewerError
 
 SUBCOMMANDS = (
     "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models",
-    "analyze", "lesions", "stage", "evaluate",
+    "analyze", "lesions", "stage", "evaluate", "convert-annotations",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from histoviewer.cli import analyze, evaluate, info, lesions, models, phantom, stage, view
+    from histoviewer.cli import (
+        analyze, convert_annotations, evaluate, info, lesions, models, phantom, stage, view,
+    )
 
     parser = argparse.ArgumentParser(
         prog="histoviewer",
@@ -31,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     lesions.register(sub)
     stage.register(sub)
     evaluate.register(sub)
+    convert_annotations.register(sub)
     return parser
 
 

@@ -48,3 +48,7 @@ class StagingError(HistoViewerError, ValueError):
 
 class EvaluationError(HistoViewerError, ValueError):
     """Ground truth or detections for FROC / kappa are missing, malformed or inconsistent."""
+
+
+class AnnotationStoreError(HistoViewerError):
+    """Annotations could not be saved (autosave beside the slide and in the user folder failed)."""

@@ -114,7 +114,7 @@ def test_readers_reject_malformed_files(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(AnnotationFormatError, match="bad.geojson"):
         read_geojson(bad)
-    bad.write_text(json.dumps({"type": "Feature"}))
+    bad.write_text(json.dumps({"type": "Topology"}))
     with pytest.raises(AnnotationFormatError, match="FeatureCollection"):
         read_geojson(bad)
     xml = tmp_path / "bad.xml"

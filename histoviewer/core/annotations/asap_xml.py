@@ -1,4 +1,4 @@
-"""Polygon annotations as ASAP XML, the format of the CAMELYON16/17 ground truth.
+"""Annotations as ASAP XML, the format of the CAMELYON16/17 ground truth.
 
 ::
 
@@ -11,90 +11,325 @@
       <AnnotationGroups>
         <Group Name="_0" PartOfGroup="None" Color="#ff0000"><Attributes/></Group>
 
-Coordinates are level-0 pixels. CAMELYON16 puts tumour in groups ``_0`` and ``_1`` and
-non-tumour islands to exclude in ``_2``. The reader only parses what this writer produces
-(it uses ``xml.etree``, which is not safe for untrusted files).
+Coordinates are level-0 pixels; a group is a class (``PartOfGroup="None"``: unclassified).
+CAMELYON16 puts tumour in groups ``_0`` and ``_1`` and normal islands to exclude in ``_2``.
+
+ASAP types and our kinds: Polygon and Spline <-> polygon (Spline kept as a property),
+Rectangle <-> rectangle, Dot and PointSet <-> points, Measurement <-> line. ASAP has no
+ellipse, freehand or holes: ellipses and freehand shapes are written as polygons and holes
+as separate polygons of the same group (``asap_losses`` lists what a file would lose).
+Numbers are written in Python's shortest round-trip form, so every vertex read from a
+file is written back with the same value.
+
+Reading is for untrusted files: ``defusedxml`` with DTDs forbidden (no entity expansion,
+no external entities), streamed (SAX) so that the annotation and vertex
+limits stop a huge file early; errors name the file and the parser's line and column or
+the annotation at fault.
 """
 
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+from xml.sax import SAXParseException
+from xml.sax.handler import ContentHandler
+from xml.sax.saxutils import quoteattr
 
+from defusedxml import DefusedXmlException
+from defusedxml import sax as defused_sax
+
+from histoviewer.core.annotations.classes import (
+    DEFAULT_CLASSES,
+    AnnotationClass,
+    default_class_for,
+    parse_color,
+    rgb_to_hex,
+)
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation, write_atomic
+from histoviewer.core.annotations import limits
+from histoviewer.core.annotations.model import AnnotationSet, ImportResult
+from histoviewer.core.annotations.safe_read import VertexBudget, read_limited
+from histoviewer.core.annotations.shapes import Annotation, ShapeKind
 from histoviewer.core.errors import AnnotationFormatError
 
-__all__ = ["asap_xml_bytes", "read_asap_xml", "write_asap_xml"]
+__all__ = [
+    "asap_losses",
+    "asap_xml_bytes",
+    "load_asap_xml",
+    "parse_asap_xml",
+    "read_asap_xml",
+    "save_asap_xml",
+    "write_asap_xml",
+]
 
+ASAP_TYPE_KEY = "asap_type"  # property keeping a Spline / one-point PointSet / odd Rectangle
+ASAP_COLOR_KEY = "asap_color"  # property keeping an annotation's own Color
+ASAP_CLOSED_KEY = "asap_closed"  # the file repeated the first vertex at the end
 ANNOTATION_COLOR = "#F4FA58"  # the yellow CAMELYON16 annotations use
-GROUP_COLOR = "#ff0000"
+NO_GROUP = "None"
 
 
 def _fmt(v: float) -> str:
-    # Plain decimal, enough digits to round-trip level-0 pixel positions to 1e-4 px.
-    text = f"{v:.4f}".rstrip("0").rstrip(".")
-    return text if text not in ("-0", "") else "0"
+    # Shortest text that reads back as the same float ("71924", "67890.1234").
+    return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
 
 
-def asap_xml_bytes(annotations: Sequence[PolygonAnnotation]) -> bytes:
-    """The ASAP XML document for ``annotations`` (UTF-8, with XML declaration)."""
-    root = ET.Element("ASAP_Annotations")
-    anns = ET.SubElement(root, "Annotations")
-    groups: dict[str, None] = {}
-    for ann in annotations:
-        groups.setdefault(ann.group, None)
-        el = ET.SubElement(
-            anns, "Annotation",
-            {"Name": ann.name, "Type": "Polygon", "PartOfGroup": ann.group,
-             "Color": ANNOTATION_COLOR},
-        )
-        coords = ET.SubElement(el, "Coordinates")
-        for order, (x, y) in enumerate(ann.l0_points):
-            ET.SubElement(coords, "Coordinate", {"Order": str(order), "X": _fmt(x), "Y": _fmt(y)})
-    grp_root = ET.SubElement(root, "AnnotationGroups")
-    for name in groups or {"_0": None}:
-        grp = ET.SubElement(grp_root, "Group", {"Name": name, "PartOfGroup": "None",
-                                                "Color": GROUP_COLOR})
-        ET.SubElement(grp, "Attributes")
-    ET.indent(root, space="\t")
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+def _asap_type(ann: Annotation) -> tuple[str, tuple[tuple[float, float], ...]]:
+    kept = ann.properties.get(ASAP_TYPE_KEY)
+    if ann.kind.is_ring:
+        pts = ann.l0_points + ann.l0_points[:1] if ann.properties.get(ASAP_CLOSED_KEY) else ann.l0_points
+        return (kept if kept in ("Spline", "Rectangle") else "Polygon"), pts
+    if ann.kind is ShapeKind.RECTANGLE:
+        return "Rectangle", ann.outline()
+    if ann.kind is ShapeKind.ELLIPSE:
+        return "Polygon", ann.outline()
+    if kept in ("Polygon", "Spline"):  # a degenerate polygon of a file (1 or 2 vertices) goes back as it came
+        return kept, ann.l0_points
+    if ann.kind is ShapeKind.LINE:
+        return "Measurement", ann.l0_points
+    if len(ann.l0_points) == 1 and kept != "PointSet":
+        return "Dot", ann.l0_points
+    return "PointSet", ann.l0_points
+
+
+def asap_losses(aset: AnnotationSet) -> list[str]:
+    """What writing ``aset`` as ASAP XML would not keep (ASAP has no such thing)."""
+    counts: dict[str, int] = {}
+    for ann in aset.annotations:
+        if ann.kind in (ShapeKind.ELLIPSE, ShapeKind.FREEHAND):
+            counts[f"{ann.kind.value}s written as polygons"] = counts.get(f"{ann.kind.value}s written as polygons", 0) + 1
+        if ann.l0_holes:
+            counts["polygons with holes (holes written as separate polygons)"] = counts.get(
+                "polygons with holes (holes written as separate polygons)", 0) + 1
+        if ann.note:
+            counts["notes dropped"] = counts.get("notes dropped", 0) + 1
+    return [f"{n} {what}" for what, n in counts.items()]
+
+
+def asap_xml_bytes(aset: AnnotationSet) -> bytes:
+    """The ASAP XML document for ``aset`` (UTF-8, with XML declaration, tab-indented as
+    ASAP writes it). Text is assembled directly: ElementTree's serialiser is pure Python
+    and took most of the time on CAMELYON-sized files."""
+    classes = {c.name: c for c in aset.classes}
+    out = ["<?xml version='1.0' encoding='utf-8'?>\n<ASAP_Annotations>\n"]
+    used: dict[str, None] = {}
+    body = []
+    for ann in aset.annotations:
+        group = ann.class_name or NO_GROUP
+        if ann.class_name is not None:
+            used.setdefault(ann.class_name, None)
+        cls = classes.get(ann.class_name or "") or (default_class_for(ann.class_name) if ann.class_name else None)
+        color = ann.properties.get(ASAP_COLOR_KEY) or (rgb_to_hex(cls.rgb) if cls else ANNOTATION_COLOR)
+        asap_type, pts = _asap_type(ann)
+        rings = [(ann.name, asap_type, pts)]
+        rings += [(f"{ann.name} (hole {k + 1})", "Polygon", h) for k, h in enumerate(ann.l0_holes)]
+        for name, typ, ring in rings:
+            body.append(f"\t\t<Annotation Name={quoteattr(name)} Type={quoteattr(typ)} "
+                        f"PartOfGroup={quoteattr(group)} Color={quoteattr(str(color))}>\n\t\t\t<Coordinates>\n")
+            body.extend(f'\t\t\t\t<Coordinate Order="{order}" X="{_fmt(x)}" Y="{_fmt(y)}" />\n'
+                        for order, (x, y) in enumerate(ring))
+            body.append("\t\t\t</Coordinates>\n\t\t</Annotation>\n")
+    out.append("\t<Annotations>\n" + "".join(body) + "\t</Annotations>\n" if body else "\t<Annotations />\n")
+    default_names = {c.name for c in DEFAULT_CLASSES}
+    groups = [c for c in aset.classes if c.name in used or c.name not in default_names]
+    groups += [default_class_for(n) for n in used if n not in classes]
+    if groups:
+        out.append("\t<AnnotationGroups>\n")
+        out.extend(f'\t\t<Group Name={quoteattr(c.name)} PartOfGroup="{NO_GROUP}" Color="{rgb_to_hex(c.rgb)}">\n'
+                   "\t\t\t<Attributes />\n\t\t</Group>\n" for c in groups)
+        out.append("\t</AnnotationGroups>\n")
+    else:
+        out.append("\t<AnnotationGroups />\n")
+    out.append("</ASAP_Annotations>\n")
+    return "".join(out).encode("utf-8")
+
+
+def save_asap_xml(path: str | os.PathLike[str], aset: AnnotationSet) -> Path:
+    """Write ``aset`` as an ASAP/CAMELYON XML file (atomically)."""
+    return write_atomic(path, asap_xml_bytes(aset))
+
+
+# --- reading -------------------------------------------------------------------------------
+
+def _annotation(i: int, el: dict[str, str], coords: list[tuple[int, float, float]], warnings: list[str],
+                group_hex: str | None) -> Annotation | None:
+    name = el.get("Name", "")
+    typ = el.get("Type", "Polygon")
+    group = el.get("PartOfGroup", NO_GROUP)
+    props: dict[str, Any] = {}
+    if el.get("Color") and el.get("Color") != group_hex:  # the group's colour is the class colour
+        props[ASAP_COLOR_KEY] = el.get("Color")
+    orders = [o for o, _, _ in coords]
+    if orders != sorted(orders):
+        coords = sorted(coords, key=lambda c: c[0])  # stable: equal orders keep file order
+    pts = tuple((x, y) for _, x, y in coords)
+    class_name = None if group == NO_GROUP else group
+    if typ in ("Polygon", "Spline"):
+        return ring_annotation(pts, class_name, name, props, typ, f"annotation {i}", warnings)
+    elif typ == "Rectangle":
+        kind = ShapeKind.POLYGON
+        if len(pts) == 4:
+            candidate = Annotation(ShapeKind.RECTANGLE, (pts[0], pts[2]))
+            if candidate.outline() == pts:
+                kind, pts = ShapeKind.RECTANGLE, (pts[0], pts[2])
+        if kind is ShapeKind.POLYGON:
+            props[ASAP_TYPE_KEY] = "Rectangle"
+    elif typ in ("Dot", "PointSet"):
+        kind = ShapeKind.POINTS
+        if typ == "PointSet" and len(pts) == 1:
+            props[ASAP_TYPE_KEY] = "PointSet"
+    elif typ == "Measurement":
+        kind = ShapeKind.LINE
+    else:
+        warnings.append(f"annotation {i} ({name!r}): type {typ!r} not supported; skipped")
+        return None
+    return Annotation(kind, pts, class_name=class_name, name=name, properties=props)
+
+
+def ring_annotation(pts: tuple[tuple[float, float], ...], class_name: str | None, name: str, props: dict[str, Any],
+                    asap_type: str, where: str, warnings: list[str]) -> Annotation | None:
+    """A Polygon/Spline of a file as an annotation, keeping what ASAP XML needs to write it
+    back vertex for vertex: a repeated first vertex, and degenerate polygons (one or two
+    vertices, found in real CAMELYON16 files) as a point or line marked as an ASAP Polygon."""
+    props = dict(props)
+    if asap_type == "Spline":
+        props[ASAP_TYPE_KEY] = "Spline"
+    if len(pts) > 3 and pts[0] == pts[-1]:
+        props[ASAP_CLOSED_KEY] = True
+    distinct = len(set(pts))
+    if distinct >= 3:
+        return Annotation(ShapeKind.POLYGON, pts, class_name=class_name, name=name, properties=props)
+    if not pts:
+        warnings.append(f"{where} ({name!r}): {asap_type} without coordinates; skipped")
+        return None
+    props[ASAP_TYPE_KEY] = asap_type if asap_type == "Spline" else "Polygon"
+    kind = ShapeKind.LINE if len(pts) >= 2 else ShapeKind.POINTS
+    warnings.append(f"{where} ({name!r}): {asap_type} of {len(pts)} vertices has no area; read as a {kind.value}")
+    return Annotation(kind, pts, class_name=class_name, name=name, properties=props)
+
+
+class _AsapHandler(ContentHandler):
+    """SAX handler collecting annotations (as raw attributes and coordinates) and groups,
+    counting against the limits as it goes so that a huge file stops early."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+        self.budget = VertexBudget(source)
+        self.locator: Any = None
+        self.stack: list[str] = []
+        self.pending: list[tuple[dict[str, str], list[tuple[int, float, float]], int]] = []
+        self.groups: dict[str, AnnotationClass] = {}
+        self._attrib: dict[str, str] | None = None
+        self._coords: list[tuple[int, float, float]] = []
+        self._line = 0
+
+    def setDocumentLocator(self, locator: Any) -> None:  # noqa: N802 - SAX API
+        self.locator = locator
+
+    def where(self) -> str:
+        if self.locator is None:
+            return ""
+        return f"line {self.locator.getLineNumber()}, column {self.locator.getColumnNumber() + 1}: "
+
+    def fail(self, message: str) -> AnnotationFormatError:
+        return AnnotationFormatError(f"{self.source}: {self.where()}{message}")
+
+    def startElement(self, name: str, attrs: Any) -> None:  # noqa: N802 - SAX API
+        if not self.stack and name != "ASAP_Annotations":
+            raise self.fail(f"root element is {name!r}, not ASAP_Annotations")
+        self.stack.append(name)
+        if name == "Coordinate" and self._attrib is not None:
+            coords = self._coords
+            try:
+                order = int(attrs.get("Order", len(coords)))
+                x, y = float(attrs["X"]), float(attrs["Y"])
+            except KeyError as exc:
+                raise self.fail(f"annotation {len(self.pending)} coordinate {len(coords)}: "
+                                f"missing attribute {exc}") from None
+            except ValueError as exc:
+                raise self.fail(f"annotation {len(self.pending)} coordinate {len(coords)}: {exc}") from None
+            coords.append((order, x, y))
+            if (len(coords) > limits.MAX_VERTICES_PER_ANNOTATION
+                    or self.budget.vertices + len(coords) > limits.MAX_TOTAL_VERTICES):
+                self.budget.annotation(f"{self.where()}annotation {len(self.pending)}", len(coords))  # raises
+        elif name == "Annotation":
+            self._attrib, self._coords = dict(attrs.items()), []
+            self._line = self.locator.getLineNumber() if self.locator is not None else 0
+        elif name == "Group" and "AnnotationGroups" in self.stack:
+            gname = attrs.get("Name")
+            if gname and gname != NO_GROUP:
+                try:
+                    rgb = parse_color(attrs["Color"]) if attrs.get("Color") else None
+                except ValueError as exc:
+                    raise self.fail(f"group {gname!r}: {exc}") from None
+                self.groups.setdefault(gname, default_class_for(gname, rgb))
+
+    def endElement(self, name: str) -> None:  # noqa: N802 - SAX API
+        self.stack.pop()
+        if name == "Annotation" and self._attrib is not None:
+            self.budget.annotation(f"annotation {len(self.pending)} ({self._attrib.get('Name', '')!r})",
+                                   len(self._coords))
+            self.pending.append((self._attrib, self._coords, self._line))
+            self._attrib, self._coords = None, []
+
+
+def parse_asap_xml(data: bytes, source: str = "<ASAP XML>") -> ImportResult:
+    """Annotations from ASAP XML bytes; ``AnnotationFormatError`` naming ``source`` and the
+    line and column (syntax, DTDs, entities, bad values) or the annotation at fault."""
+    handler = _AsapHandler(source)
+    try:
+        defused_sax.parseString(data, handler, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except SAXParseException as exc:
+        raise AnnotationFormatError(f"{source}: not well-formed XML at line {exc.getLineNumber()}, "
+                                    f"column {exc.getColumnNumber() + 1}: {exc.getMessage()}") from exc
+    except DefusedXmlException as exc:
+        raise AnnotationFormatError(
+            f"{source}: {handler.where()}refused as unsafe XML ({type(exc).__name__}: DTDs and entities "
+            "are not allowed)") from exc
+    # Annotations are built once the groups (at the end of the file) are known, so that an
+    # annotation colour equal to its group's is not kept as an override.
+    group_hex = {name: rgb_to_hex(cls.rgb) for name, cls in handler.groups.items()}
+    annotations: list[Annotation] = []
+    warnings: list[str] = []
+    for i, (attrib, pts, line) in enumerate(handler.pending):
+        try:
+            ann = _annotation(i, attrib, pts, warnings, group_hex.get(attrib.get("PartOfGroup", NO_GROUP)))
+        except ValueError as exc:
+            raise AnnotationFormatError(
+                f"{source}: line {line}: annotation {i} ({attrib.get('Name', '')!r}): {exc}") from None
+        if ann is not None:
+            annotations.append(ann)
+    aset = AnnotationSet(tuple(annotations), tuple(handler.groups.values())).with_used_classes()
+    return ImportResult(aset, source, "asap-xml", tuple(warnings))
+
+
+def load_asap_xml(path: str | os.PathLike[str]) -> ImportResult:
+    """``parse_asap_xml`` of a file, within the size limit."""
+    return parse_asap_xml(read_limited(path, "ASAP XML"), str(path))
+
+
+# --- tumour polygons for pipelines (phantom truth, patch labels) ---------------------------
+
+GROUP_COLOR = (255, 0, 0)
 
 
 def write_asap_xml(path: str | os.PathLike[str], annotations: Sequence[PolygonAnnotation]) -> Path:
-    """Write ``annotations`` as an ASAP/CAMELYON XML file (atomically)."""
-    return write_atomic(path, asap_xml_bytes(annotations))
+    """Write polygons as CAMELYON XML: their ``group`` is the ASAP group (atomically)."""
+    anns = tuple(Annotation(ShapeKind.POLYGON, p.l0_points, class_name=p.group, name=p.name,
+                            properties={ASAP_COLOR_KEY: ANNOTATION_COLOR}) for p in annotations)
+    groups = tuple(AnnotationClass(g, GROUP_COLOR, default_class_for(g).is_tumour)
+                   for g in dict.fromkeys(p.group for p in annotations)) or (AnnotationClass("_0", GROUP_COLOR, True),)
+    return save_asap_xml(path, AnnotationSet(anns, groups))
 
 
 def read_asap_xml(path: str | os.PathLike[str]) -> list[PolygonAnnotation]:
-    """Polygons from an ASAP XML file written by ``write_asap_xml``, vertices in ``Order``.
-
-    Raises ``AnnotationFormatError`` naming the file when it is not ASAP XML.
-    """
-    path = Path(path)
-    try:
-        root = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise AnnotationFormatError(f"{path}: cannot read ASAP XML: {exc}") from exc
-    if root.tag != "ASAP_Annotations":
-        raise AnnotationFormatError(f"{path}: root element is {root.tag!r}, not ASAP_Annotations")
-    out: list[PolygonAnnotation] = []
-    for i, el in enumerate(root.iter("Annotation")):
-        if el.get("Type", "Polygon") not in ("Polygon", "Spline"):
-            continue
-        try:
-            pts = sorted(
-                (int(c.get("Order", j)), float(c.attrib["X"]), float(c.attrib["Y"]))
-                for j, c in enumerate(el.iter("Coordinate"))
-            )
-            out.append(
-                PolygonAnnotation(
-                    name=el.get("Name", f"_{i}"),
-                    l0_points=tuple((x, y) for _, x, y in pts),
-                    group=el.get("PartOfGroup", "_0"),
-                )
-            )
-        except (KeyError, ValueError) as exc:
-            raise AnnotationFormatError(f"{path}: annotation {i} is not a valid polygon: {exc}") from exc
+    """The area annotations of an ASAP XML file as polygons, vertices in ``Order``."""
+    out = []
+    for ann in load_asap_xml(path).annotation_set.annotations:
+        if ann.kind.is_area:
+            out.append(PolygonAnnotation(ann.name, ann.outline(), group=ann.class_name or NO_GROUP,
+                                         properties={}))
     return out

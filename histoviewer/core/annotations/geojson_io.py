@@ -1,13 +1,25 @@
-"""Polygon annotations as GeoJSON, in the form QuPath writes and reads.
+"""Annotations as GeoJSON, in the form QuPath reads and writes.
 
-A ``FeatureCollection`` whose features are ``Polygon`` geometries in level-0 pixel
-coordinates (x right, y down), each with QuPath's ``properties``::
+A ``FeatureCollection`` of features in level-0 pixel coordinates (x right, y down)::
 
-    {"objectType": "annotation", "name": "macro-1",
-     "classification": {"name": "Tumor", "color": [200, 0, 0]}, ...extra}
+    {"type": "Feature", "id": "<uuid>",
+     "geometry": {"type": "Polygon", "coordinates": [[[x, y], ...closed ring], ...holes]},
+     "properties": {"objectType": "annotation", "name": "macro-1",
+                    "classification": {"name": "Tumor", "color": [200, 0, 0]},
+                    "histoviewer": {"shape": "ellipse", "l0_points": [[x0, y0], [x1, y1]],
+                                    "note": "..."}, ...other properties kept as they were}}
 
-The reader here is deliberately simple (it is used to check our own output); hardened
-import of foreign files is a separate concern.
+QuPath writes Polygon, MultiPolygon, LineString, Point and MultiPoint; it marks no shape
+kind, so ours go in the ``histoviewer`` property (QuPath keeps unknown properties and
+ignores them). A rectangle or ellipse whose outline was edited elsewhere no longer matches
+its recorded corners and is read back as a polygon. A MultiPolygon becomes one polygon per
+part (with a warning). The document's class table, and autosave details, go in a
+``histoviewer`` member of the collection.
+
+Reading is for untrusted files: size and vertex limits (``limits``), every value checked,
+errors naming the file and the feature index. The older ``PolygonAnnotation`` functions
+(``read_geojson``/``write_geojson``) are kept for pipelines that only need tumour polygons
+(phantom ground truth, patch labels) and use the same reader.
 """
 
 from __future__ import annotations
@@ -15,32 +27,317 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from histoviewer.core.annotations.classes import AnnotationClass, default_class_for, merge_classes, parse_color
+from histoviewer.core.annotations.model import AnnotationSet, ImportResult
+from histoviewer.core.annotations.safe_read import VertexBudget, read_limited
+from histoviewer.core.annotations.shapes import Annotation, ShapeKind, new_uid
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import AnnotationFormatError
 
 __all__ = [
+    "FORMAT_KEY",
     "PolygonAnnotation",
+    "geojson_bytes",
     "geojson_dict",
+    "load_geojson",
+    "parse_geojson",
     "read_geojson",
+    "save_geojson",
     "write_atomic",
     "write_geojson",
 ]
 
+FORMAT_KEY = "histoviewer"  # our property / foreign member name
+FORMAT_VERSION = 1
 DEFAULT_CLASS = "Tumor"
 DEFAULT_COLOR = (200, 0, 0)
+_OWN_PROPS = frozenset({"objectType", "name", "classification", FORMAT_KEY})
 
+
+# --- writing -------------------------------------------------------------------------------
+
+def _num(v: float) -> float | int:
+    # Integral values as ints: smaller files, and the text of integer coordinates survives.
+    return int(v) if v.is_integer() and abs(v) < 2**53 else v
+
+
+def _ring_json(ring: Sequence[tuple[float, float]], close: bool) -> list[list[float | int]]:
+    out = [[_num(x), _num(y)] for x, y in ring]
+    if close:
+        out.append(list(out[0]))
+    return out
+
+
+def _geometry(ann: Annotation) -> dict[str, Any]:
+    if ann.kind.is_area:
+        rings = [ann.outline(), *ann.l0_holes]
+        return {"type": "Polygon", "coordinates": [_ring_json(r, True) for r in rings]}
+    if ann.kind is ShapeKind.LINE:
+        return {"type": "LineString", "coordinates": _ring_json(ann.l0_points, False)}
+    if len(ann.l0_points) == 1:
+        (x, y), = ann.l0_points
+        return {"type": "Point", "coordinates": [_num(x), _num(y)]}
+    return {"type": "MultiPoint", "coordinates": _ring_json(ann.l0_points, False)}
+
+
+def _feature(ann: Annotation, classes: Mapping[str, AnnotationClass]) -> dict[str, Any]:
+    props: dict[str, Any] = {"objectType": ann.properties.get("objectType", "annotation")}
+    if ann.name:
+        props["name"] = ann.name
+    if ann.class_name is not None:
+        cls = classes.get(ann.class_name) or default_class_for(ann.class_name)
+        props["classification"] = {"name": cls.name, "color": list(cls.rgb)}
+    own: dict[str, Any] = {}
+    if ann.kind not in (ShapeKind.POLYGON, ShapeKind.LINE, ShapeKind.POINTS):
+        own["shape"] = ann.kind.value
+    if ann.kind in (ShapeKind.RECTANGLE, ShapeKind.ELLIPSE):
+        own["l0_points"] = _ring_json(ann.l0_points, False)
+    if ann.note:
+        own["note"] = ann.note
+    if own:
+        props[FORMAT_KEY] = own
+    for key, value in ann.properties.items():
+        props.setdefault(key, value)
+    return {"type": "Feature", "id": ann.uid, "geometry": _geometry(ann), "properties": props}
+
+
+def geojson_dict(aset: AnnotationSet, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``FeatureCollection`` for ``aset``; ``meta`` joins the class table in our member."""
+    classes = {c.name: c for c in aset.classes}
+    return {
+        "type": "FeatureCollection",
+        FORMAT_KEY: {"format_version": FORMAT_VERSION, "classes": [c.to_dict() for c in aset.classes],
+                     **(meta or {})},
+        "features": [_feature(a, classes) for a in aset.annotations],
+    }
+
+
+def geojson_bytes(aset: AnnotationSet, meta: Mapping[str, Any] | None = None) -> bytes:
+    # Compact separators keep json on its C encoder (indent switches to pure Python: 10x slower).
+    text = json.dumps(geojson_dict(aset, meta), separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    return (text + "\n").encode("utf-8")
+
+
+def save_geojson(path: str | os.PathLike[str], aset: AnnotationSet, meta: Mapping[str, Any] | None = None) -> Path:
+    """Write ``aset`` as QuPath-readable GeoJSON, atomically."""
+    return write_atomic(path, geojson_bytes(aset, meta))
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` atomically (see ``histoviewer.core.atomic``) and return the path."""
+    atomic_write_bytes(path, data)
+    return Path(path)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+class _FeatureError(ValueError):
+    pass
+
+
+def _point(p: Any) -> tuple[float, float]:
+    if not isinstance(p, list) or len(p) < 2:
+        raise _FeatureError(f"a position must be [x, y], got {str(p)[:40]}")
+    x, y = p[0], p[1]
+    if isinstance(x, bool) or isinstance(y, bool) or not isinstance(x, (int, float)) or not isinstance(y, (int, float)):
+        raise _FeatureError(f"a position must hold numbers, got {str(p)[:40]}")
+    return float(x), float(y)
+
+
+def _positions(seq: Any, what: str) -> list[tuple[float, float]]:
+    if not isinstance(seq, list):
+        raise _FeatureError(f"{what} must be a list of positions")
+    return [_point(p) for p in seq]
+
+
+def _rings(coords: Any) -> list[list[tuple[float, float]]]:
+    if not isinstance(coords, list) or not coords:
+        raise _FeatureError("a Polygon needs at least one ring")
+    return [_positions(r, "a ring") for r in coords]
+
+
+def _close_enough(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> bool:
+    return len(a) == len(b) and all(math.isclose(p[0], q[0], abs_tol=1e-6) and math.isclose(p[1], q[1], abs_tol=1e-6)
+                                    for p, q in zip(a, b))
+
+
+@dataclass
+class _Reader:
+    source: str
+    budget: VertexBudget
+    warnings: list[str] = field(default_factory=list)
+    classes: dict[str, AnnotationClass] = field(default_factory=dict)
+    uids: set[str] = field(default_factory=set)
+
+    def feature(self, i: int, feat: Any) -> list[Annotation]:
+        if not isinstance(feat, dict) or feat.get("type") != "Feature":
+            raise _FeatureError("not a GeoJSON Feature")
+        props = feat.get("properties") or {}
+        if not isinstance(props, dict):
+            raise _FeatureError("properties must be an object")
+        geom = feat.get("geometry")
+        if geom is None:
+            self.warnings.append(f"feature {i}: no geometry; skipped")
+            return []
+        if not isinstance(geom, dict):
+            raise _FeatureError("geometry must be an object")
+        gtype, coords = geom.get("type"), geom.get("coordinates")
+        name = props.get("name", "")
+        if name is not None and not isinstance(name, str):
+            raise _FeatureError("name must be a string")
+        class_name = self._classification(props.get("classification"))
+        own = props.get(FORMAT_KEY) or {}
+        if not isinstance(own, dict):
+            raise _FeatureError(f"properties.{FORMAT_KEY} must be an object")
+        extra = {k: v for k, v in props.items() if k not in _OWN_PROPS}
+        if props.get("objectType", "annotation") != "annotation":
+            extra["objectType"] = props["objectType"]
+        base = dict(class_name=class_name, name=name or "", note=str(own.get("note", "")), properties=extra)
+
+        parts: list[tuple[ShapeKind, list, list]] = []  # (kind, points, holes)
+        if gtype == "Polygon":
+            rings = _rings(coords)
+            parts.append((ShapeKind.POLYGON, rings[0], rings[1:]))
+        elif gtype == "MultiPolygon":
+            if not isinstance(coords, list) or not coords:
+                raise _FeatureError("a MultiPolygon needs at least one polygon")
+            parts += [(ShapeKind.POLYGON, r[0], r[1:]) for r in map(_rings, coords)]
+            if len(parts) > 1:
+                self.warnings.append(f"feature {i} ({name!r}): MultiPolygon split into {len(parts)} polygons")
+        elif gtype == "LineString":
+            parts.append((ShapeKind.LINE, _positions(coords, "a LineString"), []))
+        elif gtype == "MultiLineString":
+            if not isinstance(coords, list) or not coords:
+                raise _FeatureError("a MultiLineString needs at least one line")
+            parts += [(ShapeKind.LINE, _positions(c, "a line"), []) for c in coords]
+            if len(parts) > 1:
+                self.warnings.append(f"feature {i} ({name!r}): MultiLineString split into {len(parts)} lines")
+        elif gtype == "Point":
+            parts.append((ShapeKind.POINTS, [_point(coords)], []))
+        elif gtype == "MultiPoint":
+            parts.append((ShapeKind.POINTS, _positions(coords, "a MultiPoint"), []))
+        else:
+            self.warnings.append(f"feature {i} ({name!r}): geometry {gtype!r} not supported; skipped")
+            return []
+        self.budget.annotation(f"feature {i}", sum(len(p) + sum(map(len, h)) for _, p, h in parts))
+
+        out = []
+        for kind, pts, holes in parts:
+            ann_kind, pts, holes = self._shape_kind(i, name, own, kind, pts, holes)
+            uid = self._uid(feat.get("id")) if not out else new_uid()
+            out.append(Annotation(ann_kind, tuple(pts), l0_holes=tuple(map(tuple, holes)), uid=uid, **base))
+        return out
+
+    def _shape_kind(self, i: int, name: str, own: dict, kind: ShapeKind, pts: list, holes: list):
+        shape = own.get("shape")
+        if shape is None or kind is not ShapeKind.POLYGON:
+            return kind, pts, holes
+        if shape == "freehand":
+            return ShapeKind.FREEHAND, pts, holes
+        if shape in ("rectangle", "ellipse") and not holes:
+            try:
+                defining = _positions(own.get("l0_points"), "l0_points")
+                candidate = Annotation(ShapeKind(shape), tuple(defining))
+            except (_FeatureError, ValueError):
+                candidate = None
+            ring = pts[:-1] if len(pts) > 1 and pts[0] == pts[-1] else pts
+            if candidate is not None and _close_enough(candidate.outline(), ring):
+                return ShapeKind(shape), defining, []
+            self.warnings.append(f"feature {i} ({name!r}): {shape} outline was changed elsewhere; read as a polygon")
+        return kind, pts, holes
+
+    def _classification(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise _FeatureError("classification must be an object {name, color}")
+        cname = value.get("name")
+        if cname is None and isinstance(value.get("names"), list):  # QuPath derived classes
+            cname = ": ".join(str(n) for n in value["names"])
+        if not isinstance(cname, str) or not cname:
+            raise _FeatureError("classification needs a name")
+        if cname not in self.classes:
+            raw = value.get("color", value.get("colorRGB"))
+            try:
+                rgb = None if raw is None else parse_color(raw)
+            except ValueError as exc:
+                raise _FeatureError(f"classification {cname!r}: {exc}") from None
+            self.classes[cname] = default_class_for(cname, rgb)
+        return cname
+
+    def _uid(self, fid: Any) -> str:
+        uid = fid if isinstance(fid, str) and fid and len(fid) <= 200 and fid not in self.uids else new_uid()
+        self.uids.add(uid)
+        return uid
+
+
+def _doc_classes(doc: dict, source: str) -> list[AnnotationClass]:
+    own = doc.get(FORMAT_KEY)
+    if not isinstance(own, dict) or "classes" not in own:
+        return []
+    try:
+        return [AnnotationClass.from_dict(c) for c in own["classes"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnnotationFormatError(f"{source}: the {FORMAT_KEY} class table is invalid: {exc}") from exc
+
+
+def parse_geojson(data: bytes, source: str = "<GeoJSON>") -> ImportResult:
+    """Annotations from GeoJSON bytes (a FeatureCollection, one Feature, or a list of
+    Features as older QuPath exports). ``AnnotationFormatError`` naming ``source`` and the
+    line (syntax) or feature index (content) at fault."""
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise AnnotationFormatError(f"{source}: not UTF-8 text (byte {exc.start}); not GeoJSON") from exc
+    except json.JSONDecodeError as exc:
+        raise AnnotationFormatError(f"{source}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    except RecursionError as exc:
+        raise AnnotationFormatError(f"{source}: JSON nested too deeply; refused") from exc
+    if isinstance(doc, list):
+        features, doc = doc, {}
+    elif isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        features = doc.get("features")
+        if not isinstance(features, list):
+            raise AnnotationFormatError(f"{source}: FeatureCollection has no list of features")
+    elif isinstance(doc, dict) and doc.get("type") == "Feature":
+        features, doc = [doc], {}
+    else:
+        raise AnnotationFormatError(f"{source}: expected a GeoJSON FeatureCollection, Feature or list of Features")
+    reader = _Reader(source, VertexBudget(source))
+    annotations: list[Annotation] = []
+    for i, feat in enumerate(features):
+        try:
+            annotations += reader.feature(i, feat)
+        except (_FeatureError, ValueError, TypeError) as exc:
+            label = feat.get("properties", {}).get("name") if isinstance(feat, dict) and isinstance(feat.get("properties"), dict) else None
+            where = f"feature {i}" + (f" ({label!r})" if isinstance(label, str) and label else "")
+            raise AnnotationFormatError(f"{source}: {where}: {exc}") from exc
+    classes = merge_classes(_doc_classes(doc, source) or AnnotationSet().classes, reader.classes.values())
+    meta = {k: v for k, v in (doc.get(FORMAT_KEY) or {}).items() if k != "classes"} if isinstance(doc.get(FORMAT_KEY), dict) else {}
+    aset = AnnotationSet(tuple(annotations), classes).with_used_classes()
+    return ImportResult(aset, source, "geojson", tuple(reader.warnings), meta)
+
+
+def load_geojson(path: str | os.PathLike[str]) -> ImportResult:
+    """``parse_geojson`` of a file, within the size limit."""
+    return parse_geojson(read_limited(path, "GeoJSON"), str(path))
+
+
+# --- tumour polygons for pipelines (phantom truth, patch labels) ---------------------------
 
 @dataclass(frozen=True)
 class PolygonAnnotation:
     """One named polygon in level-0 pixels, as an open ring (first vertex not repeated).
 
-    ``properties`` holds extra JSON-serialisable values (diameter, size class, ...) that
-    the GeoJSON writer stores beside QuPath's own keys.
+    ``group`` is the ASAP/CAMELYON group (``_0``/``_1`` tumour, ``_2`` exclusion), used only
+    by ``asap_xml.write_asap_xml``; ``properties`` holds extra JSON values (diameter, size
+    class, ...) stored beside QuPath's own keys.
     """
 
     name: str
@@ -61,76 +358,38 @@ class PolygonAnnotation:
         object.__setattr__(self, "l0_points", pts)
         object.__setattr__(self, "color", tuple(int(c) for c in self.color))
 
+    def to_annotation(self, class_name: str | None = None, uid: str | None = None) -> Annotation:
+        return Annotation(ShapeKind.POLYGON, self.l0_points, class_name=class_name or self.classification,
+                          name=self.name, uid=uid or new_uid(), properties=dict(self.properties))
 
-def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` atomically (see ``histoviewer.core.atomic``) and return the path."""
-    atomic_write_bytes(path, data)
-    return Path(path)
-
-
-def geojson_dict(annotations: Sequence[PolygonAnnotation]) -> dict[str, Any]:
-    """The GeoJSON ``FeatureCollection`` for ``annotations`` (closed rings, as QuPath)."""
-    features = []
-    for ann in annotations:
-        ring = [[x, y] for x, y in ann.l0_points]
-        ring.append(list(ring[0]))
-        props: dict[str, Any] = {
-            "objectType": "annotation",
-            "name": ann.name,
-            "classification": {"name": ann.classification, "color": list(ann.color)},
-        }
-        for key, value in ann.properties.items():
-            props.setdefault(key, value)
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": {"type": "Polygon", "coordinates": [ring]},
-                "properties": props,
-            }
-        )
-    return {"type": "FeatureCollection", "features": features}
+    @classmethod
+    def from_annotation(cls, ann: Annotation, color: tuple[int, int, int] = DEFAULT_COLOR) -> PolygonAnnotation:
+        group = ann.class_name or "None"
+        return cls(ann.name, ann.outline(), classification=ann.class_name or DEFAULT_CLASS, color=color,
+                   group=group, properties=dict(ann.properties))
 
 
-def write_geojson(
-    path: str | os.PathLike[str], annotations: Sequence[PolygonAnnotation]
-) -> Path:
-    """Write ``annotations`` as a QuPath-compatible GeoJSON file (atomically)."""
-    text = json.dumps(geojson_dict(annotations), indent=1, allow_nan=False)
-    return write_atomic(path, (text + "\n").encode("utf-8"))
+def write_geojson(path: str | os.PathLike[str], annotations: Sequence[PolygonAnnotation]) -> Path:
+    """Write tumour polygons as a QuPath-compatible GeoJSON file (atomically)."""
+    classes = {p.classification: AnnotationClass(p.classification, p.color,
+                                                  default_class_for(p.classification).is_tumour)
+               for p in reversed(annotations)}
+    # Ids derived from position and name: the same polygons give byte-identical files.
+    anns = tuple(p.to_annotation(uid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"histoviewer:{i}:{p.name}")))
+                 for i, p in enumerate(annotations))
+    aset = AnnotationSet(anns, tuple(classes.values())[::-1])
+    return save_geojson(path, aset)
 
 
 def read_geojson(path: str | os.PathLike[str]) -> list[PolygonAnnotation]:
-    """Polygons from a GeoJSON ``FeatureCollection`` (outer rings only; holes ignored).
-
-    Raises ``AnnotationFormatError`` naming the file for anything else.
-    """
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AnnotationFormatError(f"{path}: cannot read GeoJSON: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
-        raise AnnotationFormatError(f"{path}: expected a GeoJSON FeatureCollection")
-    out: list[PolygonAnnotation] = []
-    for i, feat in enumerate(doc.get("features") or []):
-        try:
-            geom = feat["geometry"]
-            if geom["type"] != "Polygon":
-                continue
-            ring = geom["coordinates"][0]
-            props = dict(feat.get("properties") or {})
-            cls = props.pop("classification", None) or {}
-            name = str(props.pop("name", f"annotation-{i + 1}"))
-            props.pop("objectType", None)
-            out.append(
-                PolygonAnnotation(
-                    name=name,
-                    l0_points=tuple((float(p[0]), float(p[1])) for p in ring),
-                    classification=str(cls.get("name", DEFAULT_CLASS)),
-                    color=tuple(cls.get("color", DEFAULT_COLOR))[:3],
-                    properties=props,
-                )
-            )
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise AnnotationFormatError(f"{path}: feature {i} is not a valid polygon: {exc}") from exc
+    """The area annotations of a GeoJSON file as polygons (rectangles and ellipses as their
+    outlines; holes dropped: the patch labeller has its own exclusion polygons)."""
+    aset = load_geojson(path).annotation_set
+    out = []
+    for ann in aset.annotations:
+        if ann.kind.is_area:
+            cls = aset.class_named(ann.class_name)
+            poly = PolygonAnnotation.from_annotation(ann, cls.rgb if cls else DEFAULT_COLOR)
+            out.append(PolygonAnnotation(poly.name, poly.l0_points, poly.classification, poly.color,
+                                         properties=poly.properties))
     return out
