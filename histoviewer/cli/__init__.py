@@ -10,12 +10,12 @@ from histoviewer.core.errors import HistoViewerError
 
 SUBCOMMANDS = (
     "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models",
-    "analyze",
+    "analyze", "export-heatmap",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from histoviewer.cli import analyze, info, models, phantom, view
+    from histoviewer.cli import analyze, export_heatmap, info, models, phantom, view
 
     parser = argparse.ArgumentParser(
         prog="histoviewer",
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     phantom.register(sub)
     models.register(sub)
     analyze.register(sub)
+    export_heatmap.register(sub)
     return parser
 
 

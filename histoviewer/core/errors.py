@@ -40,3 +40,11 @@ class ModelError(HistoViewerError):
 
 class InferenceError(HistoViewerError):
     """Whole-slide inference cannot run (no scale, bad grid, unusable output folder, ...)."""
+
+
+class ExportError(HistoViewerError):
+    """An export (heatmap image, overlay, raw probabilities) cannot be written."""
+
+
+class ExportCancelled(ExportError):
+    """The user cancelled an export; its partial output file has been removed."""
