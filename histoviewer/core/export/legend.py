@@ -145,5 +145,5 @@ def draw_scale_bar(draw: ImageDraw.ImageDraw, bar: ScaleBar, tile_offset: tuple[
     pad = max(4, bar.font_px // 2)
     draw.rectangle([x0 - tx, y0 - ty, x1 - tx, y1 - ty], fill=(255, 255, 255), outline=(0, 0, 0))
     by = y1 - ty - pad - 6
-    draw.rectangle([x0 + pad - tx, by, x0 + pad - tx + bar.length_px, by + 5], fill=(0, 0, 0))
+    draw.rectangle([x0 + pad - tx, by, x0 + pad - tx + round(bar.length_px), by + 5], fill=(0, 0, 0))
     draw.text((x0 + pad - tx, y0 - ty + pad), bar.label, fill=(0, 0, 0), font=_font(bar.font_px))

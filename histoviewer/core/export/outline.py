@@ -153,9 +153,12 @@ def draw_outlines(draw: ImageDraw.ImageDraw, outlines: Sequence[Outline], *,
     font = _font(style.font_px)
     margin = style.font_px * 40 + style.line_px  # a label can reach this far from its anchor
 
-    def to_px(pts: np.ndarray) -> list[tuple[float, float]]:
-        u = (pts[:, 0] - ox) / l0_per_px - tx
-        v = (pts[:, 1] - oy) / l0_per_px - ty
+    def to_px(pts: np.ndarray) -> list[tuple[int, int]]:
+        # Round in the whole image's frame, then shift by the (integer) tile offset: PIL
+        # rounds half to even, so rounding after the shift would move shapes by a pixel
+        # from one tile to the next.
+        u = np.floor((pts[:, 0] - ox) / l0_per_px + 0.5).astype(np.int64) - tx
+        v = np.floor((pts[:, 1] - oy) / l0_per_px + 0.5).astype(np.int64) - ty
         return list(zip(u.tolist(), v.tolist()))
 
     drawn = 0
@@ -169,7 +172,8 @@ def draw_outlines(draw: ImageDraw.ImageDraw, outlines: Sequence[Outline], *,
         drawn += 1
         ring = to_px(np.asarray(o.l0_points))
         draw.line(ring + ring[:1], fill=o.color, width=style.line_px, joint="curve")
-        anchor = (u0, v0 - 2)
+        anchor = to_px(np.array([[x0, y0]]))[0]
+        anchor = (anchor[0], anchor[1] - 2)
         if o.l0_diameter is not None:
             (a, b) = to_px(np.asarray(o.l0_diameter))
             draw.line([a, b], fill=(0, 0, 0), width=style.diameter_px + 2)
@@ -177,7 +181,8 @@ def draw_outlines(draw: ImageDraw.ImageDraw, outlines: Sequence[Outline], *,
             r = style.diameter_px + 2
             for p in (a, b):
                 draw.ellipse([p[0] - r, p[1] - r, p[0] + r, p[1] + r], fill=o.color, outline=(0, 0, 0))
-            anchor = ((a[0] + b[0]) / 2 + r, (a[1] + b[1]) / 2 - r)
+            mid = to_px(np.asarray(o.l0_diameter).mean(axis=0, keepdims=True))[0]
+            anchor = (mid[0] + r, mid[1] - r)
         if o.label:
             draw.text(anchor, o.label, fill=(0, 0, 0), font=font, anchor="ld",
                       stroke_width=style.halo_px, stroke_fill=(255, 255, 255))
