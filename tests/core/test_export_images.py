@@ -189,3 +189,22 @@ def test_bounded_memory_while_streaming_a_large_overlay(reader, tmp_path):
     assert (w, h) == (10000, 30000)
     strip = 512 * w * 3
     assert peak < 6 * strip and peak < 0.1 * w * h * 3, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_direct_tile_reads_match_the_reader(reader, tmp_path):
+    """A tiled JPEG pyramid (our own pyramid export of the synthetic slide, heatmap off) read
+    by direct tile decoding gives the same overlay as through OpenSlide."""
+    pytest.importorskip("openslide")
+    pyramid = export_overlay(tmp_path / "slide.tiff", reader, lesion_heatmap(), l0_per_px=1.0,
+                             opacity=0.0, legend=False, tile_px=256).path
+    with open_slide(pyramid) as tiled:
+        from histoviewer.core.inference.tiff_regions import TiffRegionSource
+
+        direct = TiffRegionSource.open(pyramid, tiled)
+        assert direct is not None  # the fast path is really taken
+        direct.close()
+        hm = lesion_heatmap()
+        kw = dict(region=(500, 300, 3000, 2400), l0_per_px=4.0, legend=False, scale_bar=False)
+        fast = export_overlay(tmp_path / "fast.png", tiled, hm, fast_tiff=True, **kw)
+        slow = export_overlay(tmp_path / "slow.png", tiled, hm, fast_tiff=False, **kw)
+    assert np.array_equal(np.asarray(Image.open(fast.path)), np.asarray(Image.open(slow.path)))

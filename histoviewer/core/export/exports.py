@@ -222,12 +222,15 @@ def export_overlay(
     max_side_px: int = DEFAULT_MAX_SIDE_PX,
     tile_px: int = 512,
     jpeg_quality: int = 90,
+    fast_tiff: bool = True,
     control: ExportControl = NO_CONTROL,
 ) -> ExportResult:
     """The slide (``reader``: an open ``SlideReader``) with ``heatmap`` blended over it.
 
     ``region``: level-0 (x, y, w, h), clipped to the slide; None for the whole slide.
     ``scale_bar``: default on for PNG, off for TIFF (viewers draw their own).
+    ``fast_tiff``: decode tiled TIFF/SVS tiles directly (as ``analyze`` does), else every
+    read goes through the reader.
     """
     t0 = time.perf_counter()
     info = reader.info
@@ -241,11 +244,18 @@ def export_overlay(
     is_png = _suffix(Path(out_path)) == ".png"
     bar = scale_bar_for(scale * mpp, size) if (is_png if scale_bar is None else scale_bar) else None
     spec = RenderSpec(reg, scale, size, True, colormap, opacity, threshold, tuple(outlines), outline_style, bar)
-    renderer = TileRenderer(spec, heatmap, reader)
-    prov = _provenance("overlay", str(info.path), heatmap, reg, scale, size, colormap, opacity, threshold,
-                       {"outlines": len(spec.outlines), "slide_level_read": renderer.level})
-    panel = _legend(size, heatmap, colormap, threshold, opacity, False) if legend else None
-    return _export_image("overlay", out_path, renderer, prov, panel, tile_px, jpeg_quality, control, t0)
+    from histoviewer.core.inference.tiff_regions import TiffRegionSource
+
+    fast = TiffRegionSource.open(info.path, reader) if fast_tiff else None
+    try:
+        renderer = TileRenderer(spec, heatmap, reader, fast)
+        prov = _provenance("overlay", str(info.path), heatmap, reg, scale, size, colormap, opacity, threshold,
+                           {"outlines": len(spec.outlines), "slide_level_read": renderer.level})
+        panel = _legend(size, heatmap, colormap, threshold, opacity, False) if legend else None
+        return _export_image("overlay", out_path, renderer, prov, panel, tile_px, jpeg_quality, control, t0)
+    finally:
+        if fast is not None:
+            fast.close()
 
 
 def export_heatmap_image(

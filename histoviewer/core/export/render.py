@@ -69,12 +69,15 @@ class TileRenderer:
     """Renders output rectangles of one export; ``reader`` may be None when
     ``spec.with_slide`` is False. Thread-compatible: one renderer per export thread."""
 
-    def __init__(self, spec: RenderSpec, heatmap: HeatmapData | None, reader=None) -> None:
+    def __init__(self, spec: RenderSpec, heatmap: HeatmapData | None, reader=None, source=None) -> None:
+        """``source``: where pixels come from when not ``reader`` (a ``TiffRegionSource``:
+        same ``read_region`` contract, several times faster on tiled TIFF/SVS)."""
         if spec.with_slide and reader is None:
             raise ExportError("an overlay needs the slide; pass its reader")
         self.spec = spec
         self.heatmap = heatmap
         self.reader = reader
+        self.source = source if source is not None else reader
         self.level = reader.best_level_for_downsample(spec.l0_per_px) if reader is not None else 0
 
     def _slide(self, u0: int, v0: int, w: int, h: int) -> np.ndarray:
@@ -92,7 +95,7 @@ class TileRenderer:
         if ix0 >= lw or iy0 >= lh:  # wholly outside the slide
             return np.full((h, w, 3), 255, np.uint8)
         # readers return white beyond the slide's edge, so the window may stick out of it
-        src = reader.read_region(round(ix0 * d), round(iy0 * d), self.level, ix1 - ix0, iy1 - iy0)
+        src = self.source.read_region(round(ix0 * d), round(iy0 * d), self.level, ix1 - ix0, iy1 - iy0)
         img = Image.fromarray(np.ascontiguousarray(src[..., :3]))
         scale = s.l0_per_px / d
         resample = Image.Resampling.BOX if scale >= 1.0 else Image.Resampling.BILINEAR
