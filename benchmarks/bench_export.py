@@ -2,12 +2,14 @@
 reading the same slide pixels alone.
 
     python benchmarks/bench_export.py [--slide PATH] [--um-per-px 4] [--out FILE.tiff|.png]
-                                      [--skip-read-baseline] [--json OUT.json]
+                                      [--reads direct|openslide] [--skip-read-baseline]
+                                      [--json OUT.json]
 
 - export: ``export_overlay`` of the whole slide at ``--um-per-px`` (streamed, pyramidal
   TIFF by default), with the phantom's ground-truth outlines and diameters drawn.
 - read baseline (same run): every slide window the export reads, read and decoded in
-  the same order, nothing else. export / read shows what rendering, blending, JPEG
+  the same order through the same source (``--reads``: direct tile decoding, the default,
+  or OpenSlide), nothing else. export / read shows what rendering, blending, JPEG
   encoding and the pyramid add to the unavoidable reads.
 - memory: process RSS sampled every 50 ms; the export's peak above the RSS before it
   starts, against the output's size as uncompressed RGB.
@@ -78,9 +80,9 @@ def synthetic_heatmap(info, annotations) -> HeatmapData:
     return HeatmapData(enc, g, model, "synthetic (ground truth)")
 
 
-def read_baseline(reader, spec: RenderSpec, tile_px: int) -> float:
+def read_baseline(reader, spec: RenderSpec, tile_px: int, source) -> float:
     """Read every window the renderer reads (same level, same margins), nothing else."""
-    renderer = TileRenderer(spec, None, reader)
+    renderer = TileRenderer(spec, None, reader, source)
     w, h = spec.size
     t0 = time.perf_counter()
     for v0 in range(0, h, tile_px):
@@ -94,6 +96,7 @@ def main() -> int:
     ap.add_argument("--slide", type=Path, default=DEFAULT_SLIDE)
     ap.add_argument("--um-per-px", type=float, default=4.0)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--reads", choices=("direct", "openslide"), default="direct")
     ap.add_argument("--skip-read-baseline", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -104,7 +107,8 @@ def main() -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-export-")) / "overlay.tiff"
     truth = args.slide.with_suffix(".geojson")
     anns = read_geojson(truth) if truth.exists() else []
-    results: dict = {"machine": machine_info(), "slide": str(args.slide), "um_per_px": args.um_per_px}
+    results: dict = {"machine": machine_info(), "slide": str(args.slide), "um_per_px": args.um_per_px,
+                     "reads": args.reads}
     with open_slide(args.slide) as reader:
         info = reader.info
         heatmap = synthetic_heatmap(info, anns)
@@ -117,7 +121,12 @@ def main() -> int:
               f"({results['output_rgb_mib']:.0f} MiB as RGB), {len(anns)} outlines", flush=True)
         if not args.skip_read_baseline:
             spec = RenderSpec((0, 0, *info.dimensions), l0_per_px, size)
-            results["read_baseline_s"] = read_baseline(reader, spec, 512)
+            from histoviewer.core.inference.tiff_regions import TiffRegionSource
+
+            source = TiffRegionSource.open(args.slide, reader) if args.reads == "direct" else None
+            results["read_baseline_s"] = read_baseline(reader, spec, 512, source)
+            if source is not None:
+                source.close()
             print(f"read baseline: {results['read_baseline_s']:.1f} s", flush=True)
         base = rss_mib()
         last = [0.0]
@@ -130,7 +139,7 @@ def main() -> int:
 
         with PeakRss() as peak:
             res = export_overlay(out, reader, heatmap, um_per_px=args.um_per_px, outlines=outlines,
-                                 control=ExportControl(progress=progress))
+                                 fast_tiff=args.reads == "direct", control=ExportControl(progress=progress))
     results.update(export_s=res.seconds, rss_before_mib=base, rss_peak_mib=peak.peak,
                    export_peak_above_before_mib=peak.peak - base, file_mib=out.stat().st_size / 2**20)
     results["peak_over_output"] = results["export_peak_above_before_mib"] / results["output_rgb_mib"]

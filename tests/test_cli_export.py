@@ -16,9 +16,10 @@ from tests.core.export_helpers import GEOMETRY, MODEL, lesion_heatmap, slide
 from tests.core.inference_helpers import LESION_RECT, H, W
 
 
-@pytest.fixture()
-def analysis(tmp_path):
+@pytest.fixture(scope="module")
+def analysis(tmp_path_factory):
     """A slide and an ``analyze``-style result for it (probability.tiff + .json)."""
+    tmp_path = tmp_path_factory.mktemp("analysis")
     path = slide(tmp_path)
     folder = tmp_path / "analysis"
     folder.mkdir()

@@ -21,9 +21,10 @@ from tests.core.export_helpers import GEOMETRY, LESION_CENTRE, lesion_heatmap, s
 from tests.core.inference_helpers import LESION, LESION_RECT, MPP, TISSUE, H, W
 
 
-@pytest.fixture()
-def reader(tmp_path):
-    with open_slide(slide(tmp_path)) as r:
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory):
+    """One synthetic slide per module: writing and decoding it is most of a test's time."""
+    with open_slide(slide(tmp_path_factory.mktemp("slide"))) as r:
         yield r
 
 

@@ -86,20 +86,25 @@ class TileRenderer:
         d = float(info.level_downsamples[self.level])
         lw, lh = info.level_dimensions[self.level]
         rx, ry = s.l0_region[0], s.l0_region[1]
-        # the tile's rectangle in level px (fractional), read with a 2 px margin so the
-        # resampling filter sees real neighbours at tile edges
+        # The tile's rectangle in level px (fractional). Shrinking (BOX: each output pixel
+        # averages exactly the source pixels under it) needs nothing outside it; enlarging
+        # (bilinear) needs one neighbour. No more: a margin would make every tile decode
+        # the neighbouring rows and columns of source tiles too (9 tiles instead of 1 at
+        # 1 um/px from a 512 px tiled level, measured 10x slower).
+        scale = s.l0_per_px / d
+        margin = 0 if scale >= 1.0 else 1
         fx0, fy0 = (rx + u0 * s.l0_per_px) / d, (ry + v0 * s.l0_per_px) / d
         fx1, fy1 = (rx + (u0 + w) * s.l0_per_px) / d, (ry + (v0 + h) * s.l0_per_px) / d
-        ix0, iy0 = max(0, math.floor(fx0) - 2), max(0, math.floor(fy0) - 2)
-        ix1, iy1 = math.ceil(fx1) + 2, math.ceil(fy1) + 2
+        ix0, iy0 = max(0, math.floor(fx0) - margin), max(0, math.floor(fy0) - margin)
+        ix1, iy1 = math.ceil(fx1 - 1e-9) + margin, math.ceil(fy1 - 1e-9) + margin
         if ix0 >= lw or iy0 >= lh:  # wholly outside the slide
             return np.full((h, w, 3), 255, np.uint8)
         # readers return white beyond the slide's edge, so the window may stick out of it
         src = self.source.read_region(round(ix0 * d), round(iy0 * d), self.level, ix1 - ix0, iy1 - iy0)
         img = Image.fromarray(np.ascontiguousarray(src[..., :3]))
-        scale = s.l0_per_px / d
         resample = Image.Resampling.BOX if scale >= 1.0 else Image.Resampling.BILINEAR
-        box = (fx0 - ix0, fy0 - iy0, fx1 - ix0, fy1 - iy0)
+        sh, sw = src.shape[:2]
+        box = (fx0 - ix0, fy0 - iy0, min(fx1 - ix0, sw), min(fy1 - iy0, sh))
         return np.asarray(img.resize((w, h), resample=resample, box=box))
 
     def _values(self, u0: int, v0: int, w: int, h: int) -> np.ndarray:
