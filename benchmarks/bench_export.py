@@ -81,7 +81,8 @@ def synthetic_heatmap(info, annotations) -> HeatmapData:
 
 
 def read_baseline(reader, spec: RenderSpec, tile_px: int, source) -> float:
-    """Read every window the renderer reads (same level, same margins), nothing else."""
+    """Read every slide window of the output once (same level and source, 512 px windows),
+    nothing else: the floor under any export."""
     renderer = TileRenderer(spec, None, reader, source)
     w, h = spec.size
     t0 = time.perf_counter()
