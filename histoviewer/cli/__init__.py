@@ -10,13 +10,13 @@ from histoviewer.core.errors import HistoViewerError
 
 SUBCOMMANDS = (
     "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models",
-    "analyze", "lesions", "stage", "evaluate", "convert-annotations",
+    "analyze", "lesions", "stage", "evaluate", "convert-annotations", "export-heatmap",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from histoviewer.cli import (
-        analyze, convert_annotations, evaluate, info, lesions, models, phantom, stage, view,
+        analyze, convert_annotations, evaluate, export_heatmap, info, lesions, models, phantom, stage, view,
     )
 
     parser = argparse.ArgumentParser(
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage.register(sub)
     evaluate.register(sub)
     convert_annotations.register(sub)
+    export_heatmap.register(sub)
     return parser
 
 

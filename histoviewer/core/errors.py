@@ -52,3 +52,11 @@ class EvaluationError(HistoViewerError, ValueError):
 
 class AnnotationStoreError(HistoViewerError):
     """Annotations could not be saved (autosave beside the slide and in the user folder failed)."""
+
+
+class ExportError(HistoViewerError):
+    """An export (heatmap image, overlay, raw probabilities) cannot be written."""
+
+
+class ExportCancelled(ExportError):
+    """The user cancelled an export; its partial output file has been removed."""

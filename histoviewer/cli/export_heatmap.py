@@ -1,0 +1,156 @@
+"""``histoviewer export-heatmap SLIDE --model M --out FILE``: heatmap images, slide overlays,
+pyramidal overlay TIFFs and raw probabilities, each with ``FILE.provenance.json``.
+
+What is written follows the flags and the extension: ``--raw`` -> float32 TIFF of the map;
+``--overlay`` -> the slide with the heatmap blended over it; otherwise the heatmap alone.
+``.png`` -> one image with a legend band; ``.tif``/``.tiff`` -> a tiled pyramidal TIFF that
+OpenSlide opens (legend as ``FILE.legend.png``). The map comes from ``--probability`` (an
+``analyze`` result), else the viewer's heatmap cache or an earlier export's analysis, else
+the model is run on the slide (once; later exports reuse it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["parse_region", "register", "run_export_heatmap"]
+
+
+def parse_region(text: str) -> tuple[float, float, float, float]:
+    """``x,y,w,h`` in level-0 pixels."""
+    try:
+        parts = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 4 or parts[2] <= 0 or parts[3] <= 0:
+        raise argparse.ArgumentTypeError(f"region {text!r} must be x,y,w,h in level-0 pixels, w and h > 0")
+    return parts  # type: ignore[return-value]
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1")
+    return value
+
+
+def register(sub) -> None:
+    from histoviewer.core.export.colormaps import COLORMAPS, DEFAULT_COLORMAP
+
+    p = sub.add_parser(
+        "export-heatmap", help="export heatmap images, overlays and raw probabilities",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("slide", type=Path, metavar="SLIDE")
+    p.add_argument("--model", default="cnn", help="cnn, handcrafted or a model file (default: cnn)")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help=".png, .tif or .tiff")
+    p.add_argument("--overlay", action="store_true", help="blend the heatmap over the slide")
+    p.add_argument("--raw", action="store_true", help="write the probabilities losslessly (float32 TIFF)")
+    p.add_argument("--region", type=parse_region, default=None, metavar="X,Y,W,H",
+                   help="level-0 pixel rectangle (default: the whole slide)")
+    p.add_argument("--um-per-px", type=float, default=None, metavar="F",
+                   help="output resolution in micrometres per pixel (default: fits 4096 px, "
+                        "2048 px for the heatmap alone)")
+    p.add_argument("--annotations", type=Path, default=None, metavar="FILE",
+                   help="draw outlines from a GeoJSON or ASAP XML file; tumour polygons get "
+                        "their largest diameter")
+    p.add_argument("--colormap", default=DEFAULT_COLORMAP, choices=sorted(COLORMAPS))
+    p.add_argument("--threshold", type=_fraction, default=None,
+                   help="colour only probabilities at or above this (default 0.5 for overlays, "
+                        "0 for the heatmap alone)")
+    p.add_argument("--opacity", type=_fraction, default=0.5, help="heatmap opacity over the slide")
+    p.add_argument("--no-legend", action="store_true", help="no legend band / legend file")
+    p.add_argument("--no-scale-bar", action="store_true", help="no scale bar in the image")
+    p.add_argument("--probability", type=Path, default=None, metavar="PATH",
+                   help="use this analyze result (probability.tiff or its folder) instead of "
+                        "running or looking up --model")
+    p.add_argument("--stride", type=int, default=None, metavar="PX", help="grid step in model pixels")
+    p.add_argument("--analysis-dir", type=Path, default=None, metavar="DIR",
+                   help="where analyses made for exports are kept (default: the user data folder)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (when the model must run)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON, no progress bar")
+    p.set_defaults(func=run_export_heatmap)
+
+
+def _read_annotations(path: Path):
+    from histoviewer.core.annotations.asap_xml import read_asap_xml
+    from histoviewer.core.annotations.geojson_io import read_geojson
+
+    return read_asap_xml(path) if path.suffix.lower() == ".xml" else read_geojson(path)
+
+
+class _Bar:
+    """ExportControl's progress(done, total) onto a terminal bar (cli_progress)."""
+
+    def __init__(self, quiet: bool) -> None:
+        from histoviewer.cli.progress import cli_progress
+
+        self.factory = cli_progress(quiet)
+        self.bar = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = self.factory("export tiles", total)
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_export_heatmap(args: argparse.Namespace) -> int:
+    from histoviewer.cli.progress import cli_progress
+    from histoviewer.core.errors import ExportError
+    from histoviewer.core.export import (ExportControl, export_heatmap_image, export_overlay,
+                                         export_raw_probabilities, heatmap_for_slide,
+                                         outlines_from_annotations, read_analysis)
+    from histoviewer.core.slide import open_slide
+
+    if args.raw and args.overlay:
+        raise ExportError("--raw writes the probabilities alone; drop --overlay or --raw")
+    if args.probability is not None:
+        heatmap = read_analysis(args.probability)
+    else:
+        heatmap = heatmap_for_slide(args.slide, args.model, stride_px=args.stride,
+                                    analysis_root=args.analysis_dir, device=args.device,
+                                    progress=cli_progress(args.json))
+    bar = _Bar(args.json)
+    control = ExportControl(progress=bar)
+    outlines = ()
+    if args.annotations is not None:
+        outlines = outlines_from_annotations(_read_annotations(args.annotations), heatmap.geometry.slide_mpp)
+    scale_bar = False if args.no_scale_bar else None
+    try:
+        if args.raw:
+            result = export_raw_probabilities(args.out, heatmap, slide_path=args.slide, region=args.region)
+        elif args.overlay:
+            with open_slide(args.slide) as reader:
+                result = export_overlay(
+                    args.out, reader, heatmap, region=args.region, um_per_px=args.um_per_px,
+                    colormap=args.colormap, opacity=args.opacity,
+                    threshold=0.5 if args.threshold is None else args.threshold, outlines=outlines,
+                    scale_bar=scale_bar, legend=not args.no_legend, control=control)
+        else:
+            result = export_heatmap_image(
+                args.out, heatmap, slide_path=args.slide, region=args.region, um_per_px=args.um_per_px,
+                colormap=args.colormap, threshold=args.threshold or 0.0, outlines=outlines,
+                scale_bar=scale_bar, legend=not args.no_legend, control=control)
+    finally:
+        bar.close()
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    prov = result.provenance
+    scale = f" at {prov.um_per_px:.3g} um/px" if prov.um_per_px and not args.raw else ""
+    print(f"{result.path}: {result.kind}, {result.size[0]} x {result.size[1]} px{scale}, "
+          f"{result.seconds:.1f} s (heatmap from {heatmap.origin})")
+    for side in result.sidecars:
+        print(f"  + {side}")
+    if heatmap.model.get("warning"):
+        print(f"WARNING: {heatmap.model['warning']}", file=sys.stderr)
+    return 0

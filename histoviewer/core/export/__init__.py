@@ -1,0 +1,30 @@
+"""Exports: heatmap images, slide overlays, pyramidal TIFFs and raw probabilities, each with
+its provenance. No Qt: the GUI calls these from a worker thread (see ``control.py``)."""
+
+from histoviewer.core.export.colormaps import COLORMAPS, apply_colormap, blend_heatmap, heatmap_rgba
+from histoviewer.core.export.control import ExportControl
+from histoviewer.core.export.exports import (ExportResult, export_heatmap_image, export_overlay,
+                                            export_raw_probabilities)
+from histoviewer.core.export.outline import Outline, outlines_from_annotations
+from histoviewer.core.export.provenance import Provenance
+from histoviewer.core.export.raw import read_raw_probabilities
+from histoviewer.core.export.source import HeatmapData, heatmap_for_slide, read_analysis
+
+__all__ = [
+    "COLORMAPS",
+    "ExportControl",
+    "ExportResult",
+    "HeatmapData",
+    "Outline",
+    "Provenance",
+    "apply_colormap",
+    "blend_heatmap",
+    "export_heatmap_image",
+    "export_overlay",
+    "export_raw_probabilities",
+    "heatmap_for_slide",
+    "heatmap_rgba",
+    "outlines_from_annotations",
+    "read_analysis",
+    "read_raw_probabilities",
+]

@@ -1,0 +1,110 @@
+"""Where an exported file came from: slide, region, resolution, model, settings, software.
+
+Every export embeds this record (TIFF ImageDescription, PNG text chunks) and writes it
+beside the file as ``<file>.provenance.json``. It never holds pixels of the slide's label or
+macro image, nor the slide's properties (which can carry patient identifiers); only the
+slide's file path, size and scale.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import histoviewer
+from histoviewer.core.atomic import atomic_write_text
+
+__all__ = ["Provenance", "model_record", "provenance_path", "write_provenance"]
+
+SOFTWARE = "HistoViewer"
+
+
+def model_record(info: Any) -> dict[str, Any]:
+    """The model fields every export names: from a ``ModelInfo`` or from the ``model`` dict
+    that ``analyze`` writes into ``probability.json``. The demonstration warning travels
+    with the name (``display_name``) and as its own ``warning`` entry."""
+    from histoviewer.core.models.classifier import DEMO_WARNING
+
+    if isinstance(info, Mapping):
+        name = str(info.get("name", "unknown"))
+        out = {"name": name, "display_name": str(info.get("display_name") or name),
+               "kind": info.get("kind"), "content_hash": str(info.get("content_hash") or ""),
+               "demonstration": bool(info.get("demonstration", False))}
+    else:
+        out = {"name": info.name, "display_name": info.display_name(), "kind": info.kind,
+               "content_hash": info.content_hash, "demonstration": bool(info.demonstration)}
+    if out["demonstration"]:
+        out["warning"] = DEMO_WARNING
+    return out
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The record of one export. Frames: ``l0_region`` is (x, y, width, height) in level-0
+    pixels of the slide; ``um_per_px`` / ``l0_per_px`` give the output's scale (``um_per_px``
+    is None when the slide has no scale); ``output_size`` is (width, height) in output px of
+    the image area (without legend bands)."""
+
+    kind: str  # "overlay", "heatmap", "raw-probabilities", "pyramid-overlay"
+    slide_path: str
+    slide_l0_size: tuple[int, int]
+    slide_mpp: float | None
+    l0_region: tuple[float, float, float, float]
+    model: Mapping[str, Any]
+    output_size: tuple[int, int] = (0, 0)
+    l0_per_px: float | None = None
+    um_per_px: float | None = None
+    threshold: float | None = None
+    colormap: str | None = None
+    opacity: float | None = None
+    grid: Mapping[str, Any] | None = None
+    coverage: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    software: str = SOFTWARE
+    software_version: str = histoviewer.__version__
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc)
+                         .isoformat(timespec="seconds"))
+
+    def with_output(self, **changes: Any) -> Provenance:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["model"] = dict(self.model)
+        out["grid"] = dict(self.grid) if self.grid is not None else None
+        out["extra"] = dict(self.extra)
+        out["label_image_included"] = False  # never: it can show patient identifiers
+        return out
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def text_chunks(self) -> dict[str, str]:
+        """PNG text chunks: standard keywords plus the full record as JSON."""
+        model = self.model
+        return {
+            "Software": f"{self.software} {self.software_version}",
+            "Creation Time": self.created,
+            "Source": self.slide_path,
+            "Description": f"{self.kind} of {Path(self.slide_path).name}; model "
+                           f"{model.get('display_name', model.get('name', '?'))}",
+            "Warning": str(model.get("warning", "")),
+            "histoviewer:provenance": self.to_json(),
+        }
+
+
+def provenance_path(out_path: str | os.PathLike[str]) -> Path:
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.name + ".provenance.json")
+
+
+def write_provenance(out_path: str | os.PathLike[str], record: Provenance) -> Path:
+    """Write ``<out_path>.provenance.json`` (atomically); returns its path."""
+    path = provenance_path(out_path)
+    atomic_write_text(path, record.to_json(indent=2) + "\n")
+    return path

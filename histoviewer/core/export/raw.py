@@ -1,0 +1,88 @@
+"""The probability map itself, losslessly: float32 TIFF with its geometry.
+
+Same encoding as ``analyze``'s ``probability.tiff`` (0..1 probability, NaN not computed,
+-1 background, -2 failed), cropped to the map cells that intersect the requested region.
+The ImageDescription (JSON) holds the full-slide grid geometry and the crop: pixel
+``(r, c)`` is map cell ``(row0 + r, col0 + c)`` and covers level-0 px
+``origin + (col0 + c, row0 + r) * l0_stride`` to ``+ l0_stride``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from histoviewer.core.errors import ExportError
+from histoviewer.core.export.files import atomic_target
+from histoviewer.core.export.source import HeatmapData
+from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.inference.outputs import ENCODING
+
+__all__ = ["RawProbabilities", "cell_window", "read_raw_probabilities", "write_raw_probabilities"]
+
+
+def cell_window(geometry: GridGeometry, l0_region: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """``(row0, col0, rows, cols)`` of the map cells that intersect a level-0 rectangle."""
+    s = geometry.l0_stride
+    x, y, w, h = l0_region
+    c0 = max(0, math.floor((x - geometry.l0_origin_x) / s))
+    r0 = max(0, math.floor((y - geometry.l0_origin_y) / s))
+    c1 = min(geometry.cols, math.ceil((x + w - geometry.l0_origin_x) / s))
+    r1 = min(geometry.rows, math.ceil((y + h - geometry.l0_origin_y) / s))
+    if c1 <= c0 or r1 <= r0:
+        raise ExportError(f"region {l0_region} holds no cell of the probability map")
+    return r0, c0, r1 - r0, c1 - c0
+
+
+@dataclass(frozen=True, eq=False)
+class RawProbabilities:
+    """A read-back raw export: the encoded values and where they sit on the slide."""
+
+    encoded: np.ndarray
+    geometry: GridGeometry
+    row0: int
+    col0: int
+    meta: dict
+
+    def l0_rect(self) -> tuple[float, float, float, float]:
+        g = self.geometry
+        rows, cols = self.encoded.shape
+        return (g.l0_origin_x + self.col0 * g.l0_stride, g.l0_origin_y + self.row0 * g.l0_stride,
+                cols * g.l0_stride, rows * g.l0_stride)
+
+
+def write_raw_probabilities(path: str | os.PathLike[str], heatmap: HeatmapData,
+                            l0_region: tuple[float, float, float, float], provenance: dict) -> dict:
+    """Write the cropped map to ``path`` (zlib float32 TIFF); returns the description dict."""
+    r0, c0, rows, cols = cell_window(heatmap.geometry, l0_region)
+    data = np.ascontiguousarray(heatmap.encoded[r0 : r0 + rows, c0 : c0 + cols], np.float32)
+    meta = {"geometry": heatmap.geometry.to_dict(), "encoding": ENCODING,
+            "crop": {"row0": r0, "col0": c0, "rows": rows, "cols": cols},
+            "frame": ("pixel (r, c) is map cell (row0 + r, col0 + c); it covers level-0 px x in "
+                      "[origin_x + (col0 + c) * l0_stride, + l0_stride), y likewise with rows"),
+            "provenance": provenance}
+    with atomic_target(path) as tmp:
+        tifffile.imwrite(tmp, data, compression="zlib", description=json.dumps(meta, allow_nan=False),
+                         metadata=None)
+    return meta
+
+
+def read_raw_probabilities(path: str | os.PathLike[str]) -> RawProbabilities:
+    """Read a raw export back (``ExportError`` for a file that is not one)."""
+    path = Path(path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            meta = json.loads(tif.pages[0].description)
+            data = tif.asarray()
+        geometry = GridGeometry.from_dict(meta["geometry"])
+        crop = meta["crop"]
+        return RawProbabilities(np.asarray(data, np.float32), geometry, int(crop["row0"]),
+                                int(crop["col0"]), meta)
+    except (OSError, ValueError, KeyError, TypeError, tifffile.TiffFileError) as exc:
+        raise ExportError(f"{path}: not a HistoViewer raw probability export: {exc}") from exc

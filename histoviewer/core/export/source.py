@@ -1,0 +1,184 @@
+"""The probability map an export draws, with the model that made it.
+
+``HeatmapData`` is the encoded map (float32 rows x cols: 0..1 probability, NaN not computed,
+-1 background, -2 failed; see ``inference/grid.py``) with its ``GridGeometry`` and the
+model record. Get one from a live ``PredictionGrid`` (the GUI), from the
+``probability.tiff`` + ``probability.json`` that ``histoviewer analyze`` writes, or with
+``heatmap_for_slide``, which reuses the viewer's heatmap cache or an earlier analysis and
+runs ``analyze_slide`` only when neither has a complete map.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from histoviewer.core.errors import ExportError
+from histoviewer.core.export.provenance import model_record
+from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+
+log = logging.getLogger(__name__)
+
+__all__ = ["HeatmapData", "heatmap_for_slide", "read_analysis"]
+
+
+@dataclass(frozen=True, eq=False)
+class HeatmapData:
+    """An encoded probability map, its geometry and the model record (``model_record``)."""
+
+    encoded: np.ndarray
+    geometry: GridGeometry
+    model: Mapping[str, Any]
+    origin: str = ""  # where it came from: "grid", "cache", "analysis:<folder>"
+
+    def __post_init__(self) -> None:
+        enc = np.asarray(self.encoded, np.float32)
+        if enc.shape != self.geometry.shape:
+            raise ExportError(f"probability map {enc.shape} does not match its grid {self.geometry.shape}")
+        object.__setattr__(self, "encoded", enc)
+        # one normalised model record: the demonstration warning is never lost on the way
+        object.__setattr__(self, "model", model_record(self.model))
+
+    @classmethod
+    def from_grid(cls, grid: PredictionGrid, model_info: Any, origin: str = "grid") -> HeatmapData:
+        """From a live grid (the GUI's): a consistent snapshot of its map."""
+        return cls(grid.encoded_map(), grid.geometry, model_record(model_info), origin)
+
+    def coverage(self) -> float:
+        """Fraction of tissue map cells (not background) that have a result (or failed)."""
+        e = self.encoded
+        tissue = np.count_nonzero(e != -1.0)
+        done = np.count_nonzero(np.isfinite(e) & (e != -1.0))
+        return 1.0 if tissue == 0 else done / tissue
+
+    def sample(self, l0_x: np.ndarray, l0_y: np.ndarray) -> np.ndarray:
+        """Map values at level-0 points: ``l0_x`` (W,) and ``l0_y`` (H,) -> (H, W) float32.
+
+        Nearest cell, no smoothing: an exported pixel shows exactly the value of the map
+        cell it falls in. Points outside the grid are NaN (nothing drawn).
+        """
+        g = self.geometry
+        cols = np.floor((np.asarray(l0_x, np.float64) - g.l0_origin_x) / g.l0_stride).astype(np.int64)
+        rows = np.floor((np.asarray(l0_y, np.float64) - g.l0_origin_y) / g.l0_stride).astype(np.int64)
+        cin = (cols >= 0) & (cols < g.cols)
+        rin = (rows >= 0) & (rows < g.rows)
+        out = self.encoded[np.clip(rows, 0, g.rows - 1)[:, None], np.clip(cols, 0, g.cols - 1)[None, :]]
+        if not (cin.all() and rin.all()):
+            out = np.where(rin[:, None] & cin[None, :], out, np.float32(np.nan))
+        return out.astype(np.float32, copy=False)
+
+
+def read_analysis(path: str | os.PathLike[str]) -> HeatmapData:
+    """A map written by ``histoviewer analyze``: ``path`` is its ``probability.tiff`` or the
+    folder holding it (with ``probability.json``)."""
+    path = Path(path)
+    tiff = path / "probability.tiff" if path.is_dir() else path
+    sidecar = tiff.with_suffix(".json")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        encoded = tifffile.imread(tiff)
+        geometry = GridGeometry.from_dict(meta["geometry"])
+        model = model_record(meta.get("model") or {})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ExportError(f"{tiff}: not a readable analysis result (probability.tiff + .json): {exc}") from exc
+    return HeatmapData(encoded, geometry, model, f"analysis:{tiff.parent}")
+
+
+def _complete(data: HeatmapData) -> bool:
+    return not np.isnan(data.encoded).any()
+
+
+def _analysis_dir(root: Path, slide_path: Path, model_hash: str, geometry: GridGeometry) -> Path:
+    from histoviewer.core.inference.disk_cache import HeatmapCache
+
+    key = HeatmapCache.for_slide(slide_path, model_hash, geometry).key
+    return root / f"{slide_path.stem}-{key[:16]}"
+
+
+def heatmap_for_slide(
+    slide_path: str | os.PathLike[str],
+    model_spec: str | os.PathLike[str],
+    *,
+    stride_px: int | None = None,
+    analysis_root: str | os.PathLike[str] | None = None,
+    cache_folder: Path | None = None,
+    device: str = "auto",
+    progress: Any = None,
+) -> HeatmapData:
+    """The complete map of ``model_spec`` on a slide, computed only when not already known.
+
+    Order: (1) the viewer's heatmap cache (``HeatmapCache``) when it holds a complete grid
+    of this slide, model and stride; (2) an earlier analysis in ``analysis_root`` made with
+    this model hash and geometry; (3) ``analyze_slide`` into that folder (the one pipeline,
+    no second one here). ``analysis_root`` defaults to ``<user data dir>/analyses``.
+    """
+    from histoviewer.core.inference.analyze import analyze_slide
+    from histoviewer.core.inference.disk_cache import HeatmapCache
+    from histoviewer.core.models.model_file import read_model_info
+    from histoviewer.core.models.progress import null_progress
+    from histoviewer.core.models.registry import open_model, resolve_model_path
+    from histoviewer.core.paths import user_data_dir
+    from histoviewer.core.slide import open_slide
+
+    slide_path = Path(slide_path)
+    model_path = resolve_model_path(model_spec)
+    info = read_model_info(model_path)
+    with open_slide(slide_path) as reader:
+        slide_info = reader.info
+    if slide_info.mpp is None:
+        raise ExportError(f"{slide_path}: the slide does not state its scale (um/px); a model "
+                          "cannot be run on it, so there is no heatmap to export")
+    geometry = GridGeometry.for_slide(slide_info.dimensions, slide_info.mpp, info.input.mpp_um,
+                                      info.input.patch_px, stride_px)
+    if info.content_hash:
+        grid = PredictionGrid(geometry)
+        if HeatmapCache.for_slide(slide_path, info.content_hash, geometry, cache_folder).load(grid):
+            data = HeatmapData.from_grid(grid, info, origin="cache")
+            if _complete(data):
+                return data
+            log.info("%s: the cached heatmap is incomplete; analysing the slide", slide_path)
+    root = Path(analysis_root) if analysis_root is not None else user_data_dir() / "analyses"
+    folder = _analysis_dir(root, slide_path, info.content_hash or model_path.name, geometry)
+    if (folder / "probability.tiff").is_file():
+        try:
+            data = read_analysis(folder)
+        except ExportError as exc:
+            log.warning("%s; analysing again", exc)
+        else:
+            same_model = data.model.get("content_hash") in ("", info.content_hash)
+            if same_model and data.geometry == geometry and _complete(data):
+                return data
+    model = open_model(model_path, device=device)
+    try:
+        analyze_slide(slide_path, folder, model, stride_px=stride_px, progress=progress or null_progress)
+    finally:
+        model.close()
+    return read_analysis(folder)
+
+
+def clip_region(l0_size: tuple[int, int], region: tuple[float, float, float, float] | None,
+                ) -> tuple[float, float, float, float]:
+    """``region`` (x, y, w, h in level-0 px) clipped to the slide; the whole slide for None.
+
+    Raises ``ExportError`` for a region that misses the slide or has no area.
+    """
+    w0, h0 = l0_size
+    if region is None:
+        return 0.0, 0.0, float(w0), float(h0)
+    x, y, w, h = (float(v) for v in region)
+    if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+        raise ExportError(f"region {region} must have a positive width and height")
+    x0, y0 = max(0.0, x), max(0.0, y)
+    x1, y1 = min(float(w0), x + w), min(float(h0), y + h)
+    if x1 <= x0 or y1 <= y0:
+        raise ExportError(f"region {region} lies outside the slide ({w0} x {h0} level-0 px)")
+    return x0, y0, x1 - x0, y1 - y0
