@@ -59,17 +59,18 @@ class HeatmapStyle:
 
 
 def colormap_names() -> list[str]:
-    """Colour maps the overlay offers, the default first."""
-    return ["viridis"]
+    """Colour maps the overlay offers (the exports' tables), the default first."""
+    from histoviewer.core.export.colormaps import COLORMAPS, DEFAULT_COLORMAP
+
+    return [DEFAULT_COLORMAP] + [name for name in COLORMAPS if name != DEFAULT_COLORMAP]
 
 
 def colormap_lut(name: str) -> np.ndarray:
-    """The (256, 3) uint8 table of a colour map named in ``colormap_names()``."""
-    if name not in colormap_names():
-        raise ValueError(f"unknown colour map {name!r}; choose one of {', '.join(colormap_names())}")
-    from histoviewer.core.inference.outputs import colourise
+    """The (256, 3) uint8 table of a colour map named in ``colormap_names()``; ValueError
+    for another name. The exports use the same tables, so a screen and its export match."""
+    from histoviewer.core.export.colormaps import colormap_lut as lut
 
-    return colourise(np.linspace(0.0, 1.0, 256, dtype=np.float32))
+    return lut(name)
 
 
 def _premultiplied(rgba: tuple[int, int, int, int]) -> np.ndarray:
@@ -105,8 +106,6 @@ class HeatmapRaster:
         lut = np.zeros((256, 4), np.uint16)
         lut[:, :3] = (s.lut.astype(np.uint16) * alpha + 127) // 255
         lut[:, 3] = alpha
-        # Below the threshold: transparent. Index i stands for p = i / 255.
-        lut[np.arange(256) / 255.0 < s.threshold] = 0
         self._lut = lut.astype(np.uint8)
         self._pending = _premultiplied(PENDING_RGBA) if s.show_pending else np.zeros(4, np.uint8)
         self._failed = _premultiplied(FAILED_RGBA)
@@ -122,8 +121,11 @@ class HeatmapRaster:
             return
         values, state = self.grid.map((r0, r1, c0, c1))
         with self._lock:
-            index = np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+            # the exports' rounding (core.export.colormaps), so both show the same colours
+            index = (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.intp)
             out = self._lut[index]
+            # Below the threshold: transparent, decided on the value itself (as the exports do).
+            out[values < self._style.threshold] = 0
             out[state == CellState.NOT_COMPUTED] = self._pending
             out[state == CellState.FAILED] = self._failed
             out[state == CellState.BACKGROUND] = 0
