@@ -179,3 +179,18 @@ def test_closing_during_start_up_leaves_no_threads(synthetic, model_path, tmp_pa
     names = {t.name for t in threading.enumerate()}
     assert not names & {"heatmap-startup", "inference-worker", "inference-reader"}
 
+
+
+@pytest.mark.parametrize("name", colormap_names())
+def test_screen_colours_equal_the_exports(name):
+    from histoviewer.core.export.colormaps import heatmap_rgba
+
+    g = grid()
+    rng = np.random.default_rng(1)
+    values = rng.random(g.geometry.size).astype(np.float32)
+    g.set_values(np.arange(g.geometry.size), values)
+    r = HeatmapRaster(g, HeatmapStyle(colormap_lut(name), opacity=1.0, threshold=0.3))
+    expected = heatmap_rgba(values.reshape(g.geometry.shape), name, opacity=1.0, threshold=0.3)
+    assert np.array_equal(r.rgba[..., 3], expected[..., 3])  # same cells drawn
+    drawn = expected[..., 3] > 0
+    assert np.array_equal(r.rgba[drawn], expected[drawn])  # in the same colours
