@@ -14,11 +14,13 @@ import os
 from PySide6.QtCore import QObject, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QImage, QPainter, QRegion
 
+from histoviewer.core.inference.cached_regions import CachedTileRegionSource
 from histoviewer.core.inference.grid import CellState
 from histoviewer.core.inference.live import LiveHeatmap, LiveOptions
 from histoviewer.core.inference.overlay import HeatmapStyle
-from histoviewer.core.slide.reader import SlideReader
+from histoviewer.core.tiles.session import SlideSession
 from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.qt.images import qimage_rgb_view
 
 
 class HeatmapLayer(QObject):
@@ -33,15 +35,20 @@ class HeatmapLayer(QObject):
     # arguments); public signals are then emitted there, so receivers see a normal sender.
     _hop = Signal(str, object)
 
-    def __init__(self, slide_path: str | os.PathLike[str], reader: SlideReader, options: LiveOptions,
+    def __init__(self, slide_path: str | os.PathLike[str], session: SlideSession, options: LiveOptions,
                  style: HeatmapStyle, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.visible = True
         self._image: QImage | None = None
         self._closed = False
         self._hop.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        def from_tile_cache(fallback):
+            # the tiles the view shows are decoded already: the model reads those first
+            return CachedTileRegionSource(session.cache, session.tiling, session.slide_id, qimage_rgb_view,
+                                          fallback)
+
         self.live = LiveHeatmap(
-            slide_path, reader, options, style,
+            slide_path, session.reader, options, style, region_source=from_tile_cache,
             on_ready=lambda _live: self._emit("_on_ready"),
             on_update=lambda window: self._emit("_on_window", window),
             on_failure=lambda message: self._emit("failed", message),

@@ -36,3 +36,16 @@ def qimage_to_rgb(image: QImage) -> np.ndarray:
     w, h, bpl = image.width(), image.height(), image.bytesPerLine()
     buf = np.frombuffer(image.constBits(), np.uint8, count=bpl * h).reshape(h, bpl)
     return buf[:, : w * 3].reshape(h, w, 3).copy()
+
+
+def qimage_rgb_view(image: QImage) -> np.ndarray:
+    """An (h, w, 3) uint8 RGB *view* of a ``Format_RGB32`` QImage (the tile payloads), no copy.
+
+    Valid while ``image`` lives and is not modified; callers copy what they need at once.
+    RGB32 is 0xffRRGGBB per pixel, i.e. B, G, R, 255 bytes in little-endian memory.
+    """
+    if image.format() != QImage.Format.Format_RGB32:
+        raise ValueError(f"expected a Format_RGB32 image, got {image.format()}")
+    w, h, bpl = image.width(), image.height(), image.bytesPerLine()
+    buf = np.frombuffer(image.constBits(), np.uint8, count=bpl * h).reshape(h, bpl)
+    return buf[:, : w * 4].reshape(h, w, 4)[..., 2::-1]

@@ -82,7 +82,7 @@ class SlideTab(QWidget):
         that combination appear at once."""
         self.stop_heatmap()
         self.heatmap_error = self.heatmap_failure = None
-        layer = HeatmapLayer(self.path, self.session.reader, options, style, self)
+        layer = HeatmapLayer(self.path, self.session, options, style, self)
         layer.visible = show
         layer.ready.connect(self._on_heatmap_ready)
         layer.updated.connect(self._on_heatmap_updated)

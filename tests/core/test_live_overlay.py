@@ -194,3 +194,27 @@ def test_screen_colours_equal_the_exports(name):
     assert np.array_equal(r.rgba[..., 3], expected[..., 3])  # same cells drawn
     drawn = expected[..., 3] > 0
     assert np.array_equal(r.rgba[drawn], expected[drawn])  # in the same colours
+
+
+def test_regions_from_the_tile_cache_equal_fresh_reads(synthetic):
+    """Reused viewer tiles (some cached, some not) give exactly the pixels of a direct read."""
+    from histoviewer.core.inference.cached_regions import CachedTileRegionSource
+    from histoviewer.core.tiles.cache import ByteBoundedCache
+    from histoviewer.core.tiles.geometry import LevelTiling, TileKey
+
+    with open_slide(synthetic) as reader:
+        tiling = LevelTiling(reader.info, 256)
+        cache = ByteBoundedCache(1 << 30)
+        for tx, ty in [(2, 1), (3, 1), (2, 2), (7, 5)]:  # some tiles, as a view leaves them
+            rect = tiling.tile_rect(0, tx, ty)
+            rgb = reader.read_region(rect.l0_x, rect.l0_y, 0, rect.lv_width, rect.lv_height)
+            cache.put(TileKey(1, 0, tx, ty), rgb, rgb.nbytes)
+        source = CachedTileRegionSource(cache, tiling, 1, lambda rgb: rgb, reader)
+        for x, y, w, h in [(600, 300, 500, 400), (3900, 2900, 300, 300), (-20, -10, 100, 80), (0, 0, 4000, 3000)]:
+            expected = reader.read_region(x, y, 0, w, h)
+            got = source.read_region(x, y, 0, w, h)
+            assert got.shape == expected.shape and np.array_equal(got[:, :, :3], expected[:, :, :3])
+        assert source.tiles_reused > 0 and source.tiles_read > 0
+        other = CachedTileRegionSource(cache, tiling, 2, lambda rgb: rgb, reader)  # another slide's id
+        other.read_region(600, 300, 0, 500, 400)
+        assert other.tiles_reused == 0

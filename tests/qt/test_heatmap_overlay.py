@@ -146,3 +146,12 @@ def test_ai_settings_round_trip_and_bad_files_give_defaults(tmp_path):
     assert load_ai_settings(path) == AiSettings(opacity=1.0, threshold=0.25)
     path.write_text("not json")
     assert load_ai_settings(path) == AiSettings()
+
+
+def test_rgb_view_of_a_tile_payload_equals_a_copy():
+    from histoviewer.qt.images import qimage_rgb_view, qimage_to_rgb, rgb_to_qimage
+
+    rgb = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    image, _ = rgb_to_qimage(rgb)
+    assert np.array_equal(qimage_rgb_view(image), rgb)
+    assert np.array_equal(qimage_rgb_view(image), qimage_to_rgb(image))

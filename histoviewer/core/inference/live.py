@@ -28,6 +28,7 @@ from histoviewer.core.errors import HistoViewerError, InferenceError
 from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
 from histoviewer.core.inference.overlay import HeatmapRaster, HeatmapStyle
+from histoviewer.core.inference.regions import RegionSource
 from histoviewer.core.inference.tissue import grid_tissue
 from histoviewer.core.slide.reader import SlideReader
 
@@ -52,6 +53,35 @@ class LiveOptions:
     cache_dir: Path | None = None
 
 
+def viewer_torch_threads() -> int:
+    """Torch threads for a model on the CPU inside the viewer: every core but two."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 2)
+
+
+def _share_cpu_with_the_viewer(model) -> int | None:
+    """Limit torch's CPU threads when the model runs on the CPU; returns the number set.
+
+    In the viewer the model shares the cores with tile decoding, the region reader and the
+    GUI. Torch's default (one OpenMP thread per core) then waits at barriers for threads
+    that lost their core: on 2 cores, 64 patches took 250-340 ms with 2 threads and 50-105
+    ms with 1 while tiles were being decoded (``benchmarks/bench_heatmap_gui.py``), so two
+    cores are left to the rest. Process-wide, which is right for a GUI process whose only
+    torch user is this worker; the headless ``analyze`` keeps torch's default.
+    """
+    device = getattr(model, "device", None)
+    if device is None or getattr(device, "type", "") != "cpu":
+        return None
+    import torch
+
+    threads = viewer_torch_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
 class LiveHeatmap:
     """See the module docstring. ``close()`` stops everything; the reader stays open (its
     owner, the slide session, closes it afterwards)."""
@@ -68,13 +98,18 @@ class LiveHeatmap:
         on_failure: Callable[[str], None] | None = None,
         on_idle: Callable[[], None] | None = None,
         on_error: Callable[[str], None] | None = None,
+        region_source: Callable[[RegionSource], RegionSource] | None = None,
     ) -> None:
+        """``region_source``: wraps the source regions are read from (direct TIFF decoding
+        or the reader), e.g. to reuse the viewer's decoded tiles (``cached_regions``)."""
         self.slide_path = Path(slide_path)
         self.reader = reader
         self.options = options
         self._style = style
         self._on_ready, self._on_update = on_ready, on_update
         self._on_failure, self._on_idle, self._on_error = on_failure, on_idle, on_error
+        self._wrap_source = region_source
+        self.region_source: RegionSource | None = None
         self._lock = threading.Lock()
         self._closed = False
         self._view: tuple[float, float, float, float] | None = None
@@ -88,6 +123,7 @@ class LiveHeatmap:
         self.error: str | None = None
         self.failures = 0
         self.startup_s: dict[str, float] = {}
+        self.torch_threads: int | None = None
         self._worker = None
         self._fast = None
         self._ready = threading.Event()
@@ -128,6 +164,7 @@ class LiveHeatmap:
         t0 = time.perf_counter()
         self.device_reason = choose_device(self.options.device).reason
         model = open_model(self.options.model, self.options.device)
+        self.torch_threads = _share_cpu_with_the_viewer(model)
         t1 = time.perf_counter()
         spec = model.input
         geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp_um, spec.patch_px,
@@ -141,6 +178,10 @@ class LiveHeatmap:
             self.restored_from_cache = cache.load(grid)
         raster = HeatmapRaster(grid, self._style)
         fast = TiffRegionSource.open(self.slide_path, self.reader)
+        source: RegionSource = fast if fast is not None else self.reader
+        if self._wrap_source is not None:
+            source = self._wrap_source(source)
+        self.region_source = source
         t3 = time.perf_counter()
         self.startup_s = {"model_s": t1 - t0, "tissue_s": t2 - t1, "cache_and_raster_s": t3 - t2}
         with self._lock:
@@ -152,7 +193,7 @@ class LiveHeatmap:
             worker = InferenceWorker(
                 self.reader, model, grid, on_cells=self._cells_done, on_failure=self._cells_failed,
                 on_idle=self._idle, background=self._background, cache=cache,
-                cutter=RegionCutter(self.reader, geometry, source=fast),
+                cutter=RegionCutter(self.reader, geometry, source=source),
             )
             worker.set_interactive(self._interactive)
             if self._view is not None:
