@@ -59,12 +59,17 @@ _APP: QGuiApplication | None = None
 
 def ensure_gui_application() -> QGuiApplication:
     """The running Q(Gui)Application, or a new one on the offscreen platform (headless:
-    the command line and tests). The platform is chosen before the application exists."""
+    the command line and tests). The platform is chosen before the application exists.
+    A QApplication, not a bare QGuiApplication: widgets made later in the same process
+    (a test session, a script that then opens the viewer) need one, and Qt allows only
+    one application object."""
     global _APP
     app = QGuiApplication.instance()
     if app is None:
+        from PySide6.QtWidgets import QApplication
+
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        app = _APP = QGuiApplication([])
+        app = _APP = QApplication([])
     return app  # type: ignore[return-value]
 
 
@@ -76,6 +81,8 @@ def _font(pt: float, bold: bool = False) -> QFont:
     f = QFont(FONT_FAMILY)
     f.setPointSizeF(pt)
     f.setBold(bold)
+    # no ligatures: "tiff" must stay four letters when a file name is searched or copied
+    f.setFeature(QFont.Tag("liga"), 0)
     return f
 
 
