@@ -212,8 +212,8 @@ def _provenance(report: Report, s: SlideReport | None, page: int, pages: int) ->
     parts = []
     if s is not None:
         m = s.model
-        parts += [f"Model {m.get('name', 'unknown')} ({m.get('kind') or 'unknown kind'}), hash "
-                  f"{_hash(str(m.get('content_hash') or ''))}",
+        kind = f" ({m['kind']})" if m.get("kind") else ""
+        parts += [f"Model {m.get('name', 'unknown')}{kind}, hash {_hash(str(m.get('content_hash') or ''))}",
                   f"threshold {s.threshold:.2f}",
                   f"slide scale {s.mpp:.4g} \u00b5m/px" if s.mpp else "slide scale unknown",
                   f"analysed {s.analysed or 'unknown'}"]
@@ -323,8 +323,11 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
         y += pg.text(right_x, y, right_w, "Case pN stage", 8.5, color=GREY)
         y += pg.text(right_x, y, right_w, case.stage + (" (provisional)" if case.provisional else ""), 13, True) + 1
         y += pg.text(right_x, y, right_w, case.reason, 8.5) + 3
-    if images.thumbnail_source == "slide":
+    if images.heatmap_drawn and images.thumbnail_source == "slide":
         y += _legend(pg, right_x, y, right_w, s.threshold) + 2
+    elif images.thumbnail_source == "heatmap.png":
+        y += pg.text(right_x, y, right_w, "Thumbnail: the analysis's heatmap.png (viridis, all "
+                     "probabilities coloured).", 8, color=GREY) + 2
     for note in images.notes:
         y += pg.text(right_x, y, right_w, f"Note: {note}", 8, color=GREY) + 1
     pg.y = max(top + th, y) + 4
@@ -341,8 +344,9 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
             _sw, sh = pg.image(snap.rgb, x, pg.y, w, w)
             les = snap.lesion
             scale = f", {snap.um_per_px:.2g} \u00b5m/px" if snap.um_per_px else ""
-            cap = (f"{les.name}: {_mm_text(les.diameter_mm)} mm, {les.size_class}; "
-                   f"max p {les.max_probability:.2f}{scale}")
+            size = ("size unknown (no scale)" if les.diameter_mm is None
+                    else f"{les.diameter_mm:.2f} mm, {les.size_class}")
+            cap = f"{les.name}: {size}; max p {les.max_probability:.2f}{scale}"
             pg.text(x, pg.y + sh + 0.8, w, cap, 8)
         pg.y += w + cap_h + 3
 

@@ -144,7 +144,7 @@ def test_pictures_show_the_lesion_where_it_is_and_never_the_label(case, monkeypa
     patched_associated_images(monkeypatch, calls)
     node0 = load_slide_report(case / "patient_007_node_0")
     images = render_slide_images(node0)
-    assert images.thumbnail_source == "slide" and not images.notes
+    assert images.thumbnail_source == "slide" and not images.notes and images.heatmap_drawn
     th = images.thumbnail
     assert max(th.shape[:2]) == 1200 and th.shape[1] / th.shape[0] == pytest.approx(4000 / 3000, abs=0.01)
     # the heatmap colours the thumbnail at the lesion (known rectangle), not on the glass
@@ -168,7 +168,7 @@ def test_moved_slide_falls_back_to_heatmap_png(case, tmp_path):
     node0 = load_slide_report(case / "patient_007_node_0")
     moved = SlideReport(**{**node0.__dict__, "slide_path": str(tmp_path / "gone.tiff")})
     images = render_slide_images(moved)
-    assert images.thumbnail_source == "heatmap.png" and images.snapshots == ()
+    assert images.thumbnail_source == "heatmap.png" and images.snapshots == () and images.heatmap_drawn
     assert any("not readable" in n for n in images.notes)
 
 

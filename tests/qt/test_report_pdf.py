@@ -89,3 +89,53 @@ def test_cancel_leaves_no_file(case, tmp_path, qapp):
         write_report_pdf(report, tmp_path / "r.pdf", control=ExportControl(progress, cancel))
     assert seen[:2] == [0, 1]
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_poppler
+def test_real_svs_with_a_label_image_never_embeds_it(cmu_small, tmp_path, qapp, monkeypatch):
+    """CMU-1-Small-Region.svs has label and macro images: the PDF holds only the pictures
+    the report draws (thumbnail, colour bar, snapshots), and none is read."""
+    import openslide
+
+    from histoviewer.core.export import HeatmapData
+    from histoviewer.core.inference.grid import GridGeometry
+    from histoviewer.core.report import build_report, slide_report_from_map
+    from histoviewer.core.slide import open_slide
+
+    calls: list = []
+    with openslide.OpenSlide(str(cmu_small)) as osr:
+        label_size = osr.associated_images["label"].size
+    patched_associated_images(monkeypatch, calls)
+    with open_slide(cmu_small) as reader:
+        info = reader.info
+        g = GridGeometry.for_slide(info.dimensions, info.mpp, 0.972, 96)
+        enc = np.zeros(g.shape, np.float32)
+        enc[g.rows // 2 - 2 : g.rows // 2 + 2, g.cols // 2 - 2 : g.cols // 2 + 2] = 0.95  # one lesion
+        heatmap = HeatmapData(enc, g, {"name": "demo", "content_hash": "c" * 64, "demonstration": True})
+        slide = slide_report_from_map(cmu_small, heatmap)
+        assert slide.node_label == "micro" and len(slide.lesions) == 1
+        pdf = write_report_pdf(build_report([slide]), tmp_path / "cmu.pdf",
+                               live={str(cmu_small): (reader, heatmap)})
+    rows = [r.split() for r in _run("pdfimages", "-list", str(pdf)).splitlines()[2:]]
+    sizes = sorted((int(r[3]), int(r[4])) for r in rows)
+    assert len(sizes) == 3  # thumbnail, colour bar, one snapshot
+    assert tuple(label_size) not in sizes
+    assert calls == []
+    text = _run("pdftotext", str(pdf), "-")
+    assert "CMU-1-Small-Region.svs" in text and "label image not included" in text
+
+
+@needs_poppler
+def test_slide_without_scale_says_unknown(slides_dir, tmp_path, qapp):
+    from histoviewer.core.report import LesionEntry, SlideReport, build_report
+
+    path = slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs"
+    les = LesionEntry("lesion-1", "unknown", None, None, 0.9, 0.8, 4, (2000.0, 1700.0), (1800.0, 1500.0, 400.0, 400.0))
+    slide = SlideReport(str(path), "case", None, "unknown", False, 1.0, None, (4443, 3567), (les,),
+                        {"name": "demo", "content_hash": "", "demonstration": True}, 0.5)
+    pdf = write_report_pdf(build_report([slide]), tmp_path / "nompp.pdf")
+    text = " ".join(_run("pdftotext", str(pdf), "-").split())
+    assert "Unknown (no scale" in text and "slide scale unknown" in text
+    assert "size unknown (the slide states no scale)" in text
+    assert "Case pN stage unknown" in text and "Tumour probability" not in text  # no map, no colour bar
+    assert len(_run("pdfimages", "-list", str(pdf)).splitlines()[2:]) == 2  # thumbnail and snapshot

@@ -64,6 +64,7 @@ class SlideImages:
     thumbnail_source: str  # "slide", "heatmap.png" or "none"
     snapshots: tuple[Snapshot, ...]
     notes: tuple[str, ...] = ()
+    heatmap_drawn: bool = False  # the thumbnail shows the map (its colour bar applies)
 
 
 def _short_label(les: LesionEntry) -> str:
@@ -189,7 +190,8 @@ def render_slide_images(
             for les in slide.lesions[:max_snapshots]:
                 control.check("report")
                 snaps.append(_snapshot(slide, les, reader, snapshot_px, control))
-        return SlideImages(thumb, source, tuple(snaps), tuple(notes))
+        drawn = source == "heatmap.png" or (source == "slide" and heatmap is not None)
+        return SlideImages(thumb, source, tuple(snaps), tuple(notes), drawn)
     finally:
         if own_reader is not None:
             own_reader.close()
