@@ -389,8 +389,8 @@ def _draw_case_page(pg: _Page, report: Report, case: CaseReport, page: int, page
                      "" if big is None else _mm_text(big.diameter_mm),
                      "yes" if s.slide_name in case.deciding_nodes else ""))
     # widths (mm before scaling to the page) fit the bold titles at 8.5 pt
-    cols = (("Node (slide)", 50), ("Label", 16), ("Provisional", 21), ("Classified", 19), ("Lesions", 14),
-            ("Largest", 16), ("Diameter mm", 22), ("Decides", 15))
+    cols = (("Node (slide)", 44), ("Label", 16), ("Provisional", 21), ("Classified", 19), ("Lesions", 15),
+            ("Largest", 16), ("Diameter mm", 25), ("Decides", 15))
     pg.table(cols, rows, pt=8.5, max_bottom=bottom)
 
 
