@@ -11,6 +11,7 @@ from histoviewer.core.errors import HistoViewerError
 SUBCOMMANDS = (
     "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models",
     "analyze", "lesions", "stage", "evaluate", "convert-annotations", "export-heatmap",
+    "report",
 )
 
 
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     from histoviewer.cli import (
         analyze, convert_annotations, evaluate, export_heatmap, info, lesions, models, phantom, stage, view,
     )
+    from histoviewer.cli import report
 
     parser = argparse.ArgumentParser(
         prog="histoviewer",
@@ -35,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(sub)
     convert_annotations.register(sub)
     export_heatmap.register(sub)
+    report.register(sub)
     return parser
 
 

@@ -41,6 +41,9 @@ def register(sub) -> None:
                    help="lesion operating point on the probability map (default 0.5, see "
                         "histoviewer lesions --help)")
     p.add_argument("--json", action="store_true", help="print a JSON list of summaries, no progress bars")
+    p.add_argument("--report", action="store_true",
+                   help="also write DIR/report.pdf, DIR/report.json and DIR/{lesions,slides,cases}.csv "
+                        "(see histoviewer report)")
     p.set_defaults(func=run_analyze)
 
 
@@ -161,6 +164,11 @@ def run_analyze(args: argparse.Namespace) -> int:
                        on_done=None if args.json else _print_summary)
     # the slides form one or more cases (CAMELYON17 patients, else folders): their pN stages
     cases = write_case_outputs(args.out, results)
+    report = None
+    if args.report and (done := [Path(r["out_dir"]) for r in results if "out_dir" in r]):
+        from histoviewer.cli.report import write_report
+
+        report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -169,6 +177,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         for patient, error in cases.errors.items():
             print(f"{patient}: no stage: {error}", file=sys.stderr)
         print(f"stages: {cases.stages_csv}")
+        if report is not None:
+            print(f"report: {report['pdf']} ({report['pages']} pages), {report['json']}")
         demo = any(r.get("model", {}).get("demonstration") for r in results)
         if demo:
             print(f"WARNING: {DEMO_WARNING}")

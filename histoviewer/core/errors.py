@@ -60,3 +60,7 @@ class ExportError(HistoViewerError):
 
 class ExportCancelled(ExportError):
     """The user cancelled an export; its partial output file has been removed."""
+
+
+class ReportError(HistoViewerError):
+    """A report (JSON, CSV, PDF) cannot be built from the given analyses or written."""

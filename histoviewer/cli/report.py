@@ -1,0 +1,83 @@
+"""``histoviewer report``: a PDF, JSON and CSV report of ``histoviewer analyze`` results.
+
+``histoviewer report ANALYSIS_DIR... --out REPORT.pdf [--json FILE] [--csv DIR]``: each
+ANALYSIS_DIR is a per-slide folder (with ``summary.json``) or an ``analyze --out`` folder.
+Qt is imported only for the PDF, on the offscreen platform, so it runs headless.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "run_report", "write_report"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="PDF / JSON / CSV report of analyses (per slide and per case)",
+                       description="Report the slides analysed by `histoviewer analyze`: a PDF with one "
+                                   "page per slide (and a case page when several slides form a case), "
+                                   "report.json and lesions.csv / slides.csv / cases.csv.")
+    p.add_argument("analyses", nargs="+", type=Path, metavar="ANALYSIS_DIR",
+                   help="an analyze --out folder, or one slide's folder in it")
+    p.add_argument("--out", type=Path, default=None, metavar="REPORT.pdf", help="the PDF to write")
+    p.add_argument("--json", dest="json_path", type=Path, default=None, metavar="FILE",
+                   help="also write the report as JSON")
+    p.add_argument("--csv", dest="csv_dir", type=Path, default=None, metavar="DIR",
+                   help="also write lesions.csv, slides.csv and cases.csv into DIR")
+    p.add_argument("--print-json", action="store_true", help="print what was written as JSON")
+    p.set_defaults(func=run_report)
+
+
+def write_report(analyses: list[Path], pdf: Path | None, json_path: Path | None,
+                 csv_dir: Path | None) -> dict[str, Any]:
+    """Build the report of ``analyses`` and write the files asked for; returns what was
+    written (paths, slide and case counts, stages)."""
+    from histoviewer.core.report import load_report, write_report_csv, write_report_json
+
+    report = load_report(analyses)
+    written: dict[str, Any] = {"slides": len(report.slides),
+                               "cases": [{"patient": c.patient, "stage": c.stage, "provisional": c.provisional}
+                                         for c in report.cases],
+                               "demonstration_model": report.demonstration}
+    if json_path is not None:
+        written["json"] = str(write_report_json(report, json_path))
+    if csv_dir is not None:
+        written["csv"] = [str(p) for p in write_report_csv(report, csv_dir)]
+    if pdf is not None:
+        # headless: the platform must be chosen before any Q(Gui)Application exists
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        from histoviewer.qt.report_pdf import page_plan, write_report_pdf
+
+        written["pdf"] = str(write_report_pdf(report, pdf))
+        written["pages"] = len(page_plan(report))
+    return written
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from histoviewer.core.errors import ReportError
+    from histoviewer.core.models.classifier import DEMO_WARNING
+
+    if args.out is None and args.json_path is None and args.csv_dir is None:
+        raise ReportError("nothing to write: give --out REPORT.pdf, --json FILE and/or --csv DIR")
+    if args.out is not None and args.out.suffix.lower() != ".pdf":
+        raise ReportError(f"{args.out}: the report is a PDF; name it .pdf")
+    written = write_report(list(args.analyses), args.out, args.json_path, args.csv_dir)
+    if args.print_json:
+        print(json.dumps(written, indent=2))
+        return 0
+    for case in written["cases"]:
+        print(f"{case['patient']}: {case['stage']}{' (provisional)' if case['provisional'] else ''}")
+    if "pdf" in written:
+        print(f"PDF: {written['pdf']} ({written['pages']} pages)")
+    if "json" in written:
+        print(f"JSON: {written['json']}")
+    for path in written.get("csv", []):
+        print(f"CSV: {path}")
+    if written["demonstration_model"]:
+        print(f"WARNING: {DEMO_WARNING}", file=sys.stderr)
+    return 0

@@ -1,0 +1,352 @@
+"""What a report says, as typed results: per slide (node) and per case (patient).
+
+Built from the folders ``histoviewer analyze`` writes (``summary.json`` + ``lesions.geojson``
+per slide) or, in the viewer, from a live probability map. Cases are staged again here
+from the slides' node labels with the same core rules (``staging.stage_patient``), so a
+report over folders from several ``analyze`` runs still gets one stage per patient.
+
+Units and frames: geometry in level-0 px (``_l0``), sizes in mm / mm^2. A slide without a
+scale has ``mpp`` None, lesion sizes None and size class / node label ``unknown``: sizes
+are never guessed (writers show them as ``unknown``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import histoviewer
+from histoviewer.core.analysis.camelyon17 import case_of
+from histoviewer.core.analysis.node_label import NodeLabel
+from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
+from histoviewer.core.errors import HistoViewerError, ReportError, StagingError
+from histoviewer.core.export.provenance import SOFTWARE, model_record
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CaseReport",
+    "LesionEntry",
+    "Report",
+    "SlideReport",
+    "build_report",
+    "find_analysis_dirs",
+    "load_report",
+    "load_slide_report",
+    "slide_report_from_map",
+]
+
+Point = tuple[float, float]
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _opt_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class LesionEntry:
+    """One lesion row. ``outline_l0`` (open ring) is for drawing only; it is not written to
+    the JSON or CSV (``lesions.geojson`` holds it)."""
+
+    name: str
+    size_class: str
+    diameter_mm: float | None
+    area_mm2: float | None
+    max_probability: float
+    mean_probability: float
+    cells: int
+    centroid_l0: Point
+    bbox_l0: tuple[float, float, float, float]  # x, y, w, h
+    diameter_ends_l0: tuple[Point, Point] | None = None
+    outline_l0: tuple[Point, ...] = field(default=(), compare=False, repr=False)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], outline_l0: Sequence[Point] = ()) -> LesionEntry:
+        """From a lesion of ``summary.json`` (``Lesion.to_dict``)."""
+        ends = d.get("diameter_ends_l0")
+        return cls(
+            name=str(d["name"]), size_class=str(d.get("size_class", "unknown")),
+            diameter_mm=_opt_float(d.get("diameter_mm")), area_mm2=_opt_float(d.get("area_mm2")),
+            max_probability=float(d["max_probability"]), mean_probability=float(d["mean_probability"]),
+            cells=int(d.get("cells", 0)),
+            centroid_l0=tuple(float(v) for v in d["centroid_l0"]),  # type: ignore[arg-type]
+            bbox_l0=tuple(float(v) for v in d["bbox_l0"]),  # type: ignore[arg-type]
+            diameter_ends_l0=None if not ends else (tuple(map(float, ends[0])), tuple(map(float, ends[1]))),
+            outline_l0=tuple((float(x), float(y)) for x, y in outline_l0),
+        )
+
+    @classmethod
+    def from_lesion(cls, lesion: Any) -> LesionEntry:
+        """From a core ``analysis.lesions.Lesion`` (the viewer's live lesions)."""
+        return cls.from_dict(lesion.to_dict(with_outline=False), lesion.l0_outline)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "size_class": self.size_class, "diameter_mm": self.diameter_mm,
+                "area_mm2": self.area_mm2, "max_probability": self.max_probability,
+                "mean_probability": self.mean_probability, "cells": self.cells,
+                "centroid_l0": list(self.centroid_l0), "bbox_l0": list(self.bbox_l0),
+                "diameter_ends_l0": None if self.diameter_ends_l0 is None
+                else [list(p) for p in self.diameter_ends_l0]}
+
+
+@dataclass(frozen=True)
+class SlideReport:
+    """One slide (lymph node). ``node_label`` is a ``NodeLabel`` value; ``provisional`` while
+    part of the tissue is unclassified (``coverage`` < 1). ``analysed``: when the analysis
+    was written (ISO, UTC), "" when not known. ``analysis_dir`` None for a live map."""
+
+    slide_path: str
+    patient: str
+    node: int | None
+    node_label: str
+    provisional: bool
+    coverage: float
+    mpp: float | None
+    l0_size: tuple[int, int]
+    lesions: tuple[LesionEntry, ...]
+    model: Mapping[str, Any]
+    threshold: float
+    analysed: str = ""
+    analysis_dir: str | None = None
+    error: str | None = None
+
+    @property
+    def slide_name(self) -> str:
+        return Path(self.slide_path).name
+
+    @property
+    def largest(self) -> LesionEntry | None:
+        return self.lesions[0] if self.lesions else None
+
+    @property
+    def scale_known(self) -> bool:
+        return self.mpp is not None
+
+    @property
+    def demonstration(self) -> bool:
+        return bool(self.model.get("demonstration"))
+
+    def node_result(self) -> NodeResult:
+        big = self.largest
+        label = NodeLabel.UNKNOWN if self.error else NodeLabel.parse(self.node_label)
+        return NodeResult(self.slide_name, label, largest_lesion=None if big is None else big.name,
+                          largest_diameter_mm=None if big is None else big.diameter_mm,
+                          provisional=self.provisional)
+
+    def to_dict(self) -> dict[str, Any]:
+        big = self.largest
+        return {"slide": self.slide_name, "slide_path": self.slide_path, "patient": self.patient,
+                "node": self.node, "node_label": self.node_label, "provisional": self.provisional,
+                "coverage": self.coverage, "mpp": self.mpp, "scale_known": self.scale_known,
+                "l0_size": list(self.l0_size), "lesion_count": len(self.lesions),
+                "largest_lesion": None if big is None else big.name,
+                "largest_diameter_mm": None if big is None else big.diameter_mm,
+                "threshold": self.threshold, "model": dict(self.model), "analysed": self.analysed,
+                "analysis_dir": self.analysis_dir, "error": self.error,
+                "lesions": [les.to_dict() for les in self.lesions]}
+
+
+@dataclass(frozen=True)
+class CaseReport:
+    """One patient: the pN stage from its slides' labels, what decided it and why.
+    ``stage`` is "unknown" with ``error`` set when the rules cannot stage it (pN3)."""
+
+    patient: str
+    slides: tuple[str, ...]  # slide file names, natural order
+    stage: str
+    provisional: bool
+    reason: str
+    deciding_nodes: tuple[str, ...] = ()
+    deciding_lesions: tuple[tuple[str, str, float | None], ...] = ()  # (node, lesion, diameter_mm)
+    error: str | None = None
+
+    @classmethod
+    def from_stage(cls, result: StageResult) -> CaseReport:
+        return cls(result.patient, tuple(n.node for n in result.nodes), result.stage.value,
+                   result.provisional, result.reason, tuple(n.node for n in result.deciding),
+                   tuple((n.node, n.largest_lesion, n.largest_diameter_mm)
+                         for n in result.deciding if n.largest_lesion is not None))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"patient": self.patient, "stage": self.stage, "provisional": self.provisional,
+                "reason": self.reason, "slides": list(self.slides),
+                "deciding_nodes": list(self.deciding_nodes),
+                "deciding_lesions": [{"node": n, "lesion": les, "diameter_mm": d}
+                                     for n, les, d in self.deciding_lesions],
+                "error": self.error}
+
+
+@dataclass(frozen=True)
+class Report:
+    """Slides (in case order) and their cases, with when and by what the report was made."""
+
+    slides: tuple[SlideReport, ...]
+    cases: tuple[CaseReport, ...]
+    sources: tuple[str, ...] = ()
+    software: str = SOFTWARE
+    software_version: str = histoviewer.__version__
+    created: str = field(default_factory=_now)
+
+    @property
+    def demonstration(self) -> bool:
+        """A default demonstration model made at least one of the maps."""
+        return any(s.demonstration for s in self.slides)
+
+    def case_for(self, slide: SlideReport) -> CaseReport | None:
+        return next((c for c in self.cases if c.patient == slide.patient), None)
+
+    def slides_of(self, case: CaseReport) -> list[SlideReport]:
+        return [s for s in self.slides if s.patient == case.patient]
+
+    def to_dict(self) -> dict[str, Any]:
+        from histoviewer.core.models.classifier import DEMO_WARNING
+
+        return {"software": self.software, "software_version": self.software_version,
+                "created": self.created, "sources": list(self.sources),
+                "demonstration_model": self.demonstration,
+                "warning": DEMO_WARNING if self.demonstration else None,
+                "label_image_included": False,
+                "cases": [c.to_dict() for c in self.cases], "slides": [s.to_dict() for s in self.slides]}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+
+# -- building ------------------------------------------------------------------------------
+
+def build_report(slides: Iterable[SlideReport], sources: Sequence[str] = ()) -> Report:
+    """Group ``slides`` into cases (CAMELYON17 names by patient, else by folder) and stage
+    each. The same slide twice (two analyses of one node) would count the node twice: an
+    error, naming both analyses."""
+    slides = list(slides)
+    seen: dict[tuple[str, str], SlideReport] = {}
+    for s in slides:
+        key = (s.patient, s.slide_name)
+        if key in seen:
+            raise ReportError(f"{s.slide_name} appears in two analyses ({seen[key].analysis_dir} and "
+                              f"{s.analysis_dir}); report one of them")
+        seen[key] = s
+    by_patient: dict[str, list[SlideReport]] = {}
+    for s in sorted(slides, key=lambda s: (_natural(s.patient), -1 if s.node is None else s.node,
+                                           _natural(s.slide_name))):
+        by_patient.setdefault(s.patient, []).append(s)
+    cases = []
+    for patient, members in by_patient.items():
+        try:
+            cases.append(CaseReport.from_stage(stage_patient(patient, [m.node_result() for m in members])))
+        except StagingError as exc:
+            cases.append(CaseReport(patient, tuple(m.slide_name for m in members), "unknown",
+                                    any(m.provisional for m in members), str(exc), error=str(exc)))
+    ordered = tuple(s for members in by_patient.values() for s in members)
+    return Report(ordered, tuple(cases), tuple(str(p) for p in sources))
+
+
+def _natural(text: str) -> tuple:
+    import re
+
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
+
+
+def find_analysis_dirs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Per-slide analysis folders: each path is one (holds ``summary.json``) or an
+    ``analyze --out`` folder whose subfolders are."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "summary.json").is_file():
+            found.append(p)
+        elif p.is_dir():
+            subs = sorted(d for d in p.iterdir() if (d / "summary.json").is_file())
+            if not subs:
+                raise ReportError(f"{p}: no analysis here (no summary.json in it or its subfolders); "
+                                  "run histoviewer analyze first")
+            found.extend(subs)
+        else:
+            raise ReportError(f"{p}: no such analysis folder")
+    return found
+
+
+def _outlines(folder: Path) -> dict[str, tuple[Point, ...]]:
+    path = folder / "lesions.geojson"
+    if not path.is_file():
+        return {}
+    from histoviewer.core.annotations.geojson_io import read_geojson
+
+    try:
+        return {p.name: p.l0_points for p in read_geojson(path)}
+    except (OSError, ValueError, HistoViewerError) as exc:
+        # the table comes from summary.json; only the drawings lose their outlines
+        log.warning("%s: lesion outlines unreadable (%s); boxes are drawn instead", path, exc)
+        return {}
+
+
+def load_slide_report(folder: str | os.PathLike[str]) -> SlideReport:
+    """One slide from an ``analyze`` folder (``summary.json``, outlines from
+    ``lesions.geojson`` when present)."""
+    folder = Path(folder)
+    path = folder / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        analysed = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"{path}: cannot read the analysis summary: {exc}") from exc
+    if not isinstance(summary, dict) or "slide" not in summary:
+        raise ReportError(f"{path}: not an analysis summary (no 'slide' entry)")
+    slide = str(summary["slide"])
+    patient, node = case_of(slide)
+    if "error" in summary:
+        return SlideReport(slide, patient, node, NodeLabel.UNKNOWN.value, False, 0.0, None, (0, 0), (),
+                           model_record(summary.get("model") or {}), 0.5, analysed, str(folder),
+                           str(summary["error"]))
+    outlines = _outlines(folder)
+    try:
+        geometry = summary.get("geometry") or {}
+        mpp = summary.get("mpp")
+        lesions = tuple(LesionEntry.from_dict(d, outlines.get(str(d["name"]), ()))
+                        for d in summary.get("lesions") or ())
+        label = summary.get("node_label") or NodeLabel.UNKNOWN.value
+        NodeLabel.parse(label)
+        return SlideReport(
+            slide_path=slide, patient=patient, node=node, node_label=label,
+            provisional=bool(summary.get("provisional", False)), coverage=float(summary.get("coverage", 0.0)),
+            mpp=None if mpp is None else float(mpp),
+            l0_size=(int(geometry.get("l0_width", 0)), int(geometry.get("l0_height", 0))),
+            lesions=lesions, model=model_record(summary.get("model") or {}),
+            threshold=float((summary.get("lesion_params") or {}).get("threshold", 0.5)),
+            analysed=analysed, analysis_dir=str(folder))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ReportError(f"{path}: malformed analysis summary: {exc}") from exc
+
+
+def load_report(paths: Iterable[str | os.PathLike[str]]) -> Report:
+    """The report of every slide analysis under ``paths`` (see ``find_analysis_dirs``)."""
+    paths = list(paths)
+    return build_report([load_slide_report(d) for d in find_analysis_dirs(paths)], [str(p) for p in paths])
+
+
+def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: Any, found: Any = None) -> SlideReport:
+    """One slide from a live map (``export.HeatmapData``); ``found``: its ``SlideLesions``,
+    computed here with the default lesion parameters when None."""
+    from histoviewer.core.analysis.lesions import MapFrame
+    from histoviewer.core.analysis.node_label import analyse_map
+
+    g = heatmap.geometry
+    if found is None:
+        found = analyse_map(heatmap.encoded, MapFrame.from_geometry(g))
+    patient, node = case_of(slide_path)
+    mpp = float(g.slide_mpp) if g.slide_mpp else None
+    return SlideReport(
+        slide_path=str(slide_path), patient=patient, node=node, node_label=found.label.value,
+        provisional=found.provisional, coverage=round(float(found.coverage), 6), mpp=mpp,
+        l0_size=(int(g.l0_width), int(g.l0_height)),
+        lesions=tuple(LesionEntry.from_lesion(les) for les in found.lesions), model=model_record(heatmap.model),
+        threshold=float(found.params.threshold), analysed=_now(), analysis_dir=None)

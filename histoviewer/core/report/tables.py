@@ -1,0 +1,139 @@
+"""A report as files: ``report.json`` and three CSV tables.
+
+- ``lesions.csv``: one row per lesion, with its patient and slide;
+- ``slides.csv``: one row per slide (node label, coverage, largest lesion, model);
+- ``cases.csv``: one row per patient (pN stage, what decided it, why).
+
+Cells: sizes in mm / mm^2, probabilities 0..1, positions in level-0 px. A size the slide's
+missing scale makes unmeasurable is written ``unknown`` (never a guess); a value that does
+not apply (no lesion on a slide) is empty. Text that a spreadsheet would run as a formula
+(a slide named ``=cmd(...)``) is prefixed with a quote. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.errors import ReportError
+from histoviewer.core.report.model import Report, SlideReport
+
+__all__ = [
+    "CASE_COLUMNS",
+    "LESION_COLUMNS",
+    "SLIDE_COLUMNS",
+    "cases_csv",
+    "lesions_csv",
+    "slides_csv",
+    "write_report_csv",
+    "write_report_json",
+]
+
+UNKNOWN = "unknown"
+
+LESION_COLUMNS = (
+    "patient", "slide", "node_label", "lesion", "size_class", "diameter_mm", "area_mm2",
+    "max_probability", "mean_probability", "map_cells", "centroid_x_l0", "centroid_y_l0",
+    "bbox_x_l0", "bbox_y_l0", "bbox_w_l0", "bbox_h_l0", "mpp", "model", "model_hash", "demonstration_model",
+)
+SLIDE_COLUMNS = (
+    "patient", "slide", "node_label", "provisional", "coverage", "lesions", "largest_lesion",
+    "largest_diameter_mm", "largest_size_class", "mpp", "width_l0", "height_l0", "threshold", "model",
+    "model_hash", "demonstration_model", "analysed", "error",
+)
+CASE_COLUMNS = (
+    "patient", "pn_stage", "provisional", "nodes", "deciding_nodes", "deciding_lesions", "reason",
+    "demonstration_model", "error",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _num(value: float | None, digits: int = 6, *, unknown: bool = False) -> str:
+    """A number; ``None`` is "unknown" when the value exists but cannot be known, else empty."""
+    if value is None:
+        return UNKNOWN if unknown else ""
+    return str(round(float(value), digits))
+
+
+def _table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        if len(row) != len(columns):  # a programming error, caught by the tests
+            raise ReportError(f"CSV row of {len(row)} cells for {len(columns)} columns")
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def _model(s: SlideReport) -> tuple[str, str, str]:
+    return (_text(s.model.get("name", UNKNOWN)), _text(s.model.get("content_hash") or UNKNOWN),
+            "yes" if s.demonstration else "no")
+
+
+def lesions_csv(report: Report) -> str:
+    rows = []
+    for s in report.slides:
+        for les in s.lesions:
+            x, y, w, h = les.bbox_l0
+            rows.append((_text(s.patient), _text(s.slide_name), s.node_label, les.name, les.size_class,
+                         _num(les.diameter_mm, unknown=True), _num(les.area_mm2, unknown=True),
+                         _num(les.max_probability, 4), _num(les.mean_probability, 4), str(les.cells),
+                         _num(les.centroid_l0[0], 1), _num(les.centroid_l0[1], 1), _num(x, 1), _num(y, 1),
+                         _num(w, 1), _num(h, 1), _num(s.mpp, unknown=True), *_model(s)))
+    return _table(LESION_COLUMNS, rows)
+
+
+def slides_csv(report: Report) -> str:
+    rows = []
+    for s in report.slides:
+        big = s.largest
+        rows.append((_text(s.patient), _text(s.slide_name), s.node_label, "yes" if s.provisional else "no",
+                     _num(s.coverage, 4), str(len(s.lesions)), "" if big is None else big.name,
+                     "" if big is None else _num(big.diameter_mm, unknown=True),
+                     "" if big is None else big.size_class, _num(s.mpp, unknown=True),
+                     str(s.l0_size[0]), str(s.l0_size[1]), _num(s.threshold, 4), *_model(s), s.analysed,
+                     _text(s.error)))
+    return _table(SLIDE_COLUMNS, rows)
+
+
+def cases_csv(report: Report) -> str:
+    rows = []
+    for c in report.cases:
+        demo = any(s.demonstration for s in report.slides_of(c))
+        lesions = "; ".join(f"{n}:{les}" + ("" if d is None else f" {d:.3f} mm") for n, les, d in c.deciding_lesions)
+        rows.append((_text(c.patient), c.stage, "yes" if c.provisional else "no", _text("; ".join(c.slides)),
+                     _text("; ".join(c.deciding_nodes)), _text(lesions), _text(c.reason),
+                     "yes" if demo else "no", _text(c.error)))
+    return _table(CASE_COLUMNS, rows)
+
+
+def write_report_json(report: Report, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    try:
+        atomic_write_text(path, report.to_json() + "\n")
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot write the report: {exc}") from exc
+    return path
+
+
+def write_report_csv(report: Report, folder: str | os.PathLike[str]) -> tuple[Path, Path, Path]:
+    """``lesions.csv``, ``slides.csv`` and ``cases.csv`` in ``folder``; returns their paths."""
+    folder = Path(folder)
+    out = (folder / "lesions.csv", folder / "slides.csv", folder / "cases.csv")
+    try:
+        for path, text in zip(out, (lesions_csv(report), slides_csv(report), cases_csv(report))):
+            atomic_write_text(path, text)
+    except OSError as exc:
+        raise ReportError(f"{folder}: cannot write the report tables: {exc}") from exc
+    return out

@@ -1,0 +1,431 @@
+"""File > Export...: the exports of issue 7 for the slide tab on screen.
+
+(a) the heatmap image with its legend, (b) the slide with the heatmap blended over it (the
+current view, the whole slide or a typed region, at a chosen um/px, optionally with the
+AI lesions' outlines and diameters and an annotation file's shapes), (c) the pyramidal
+TIFF of that overlay, (d) the raw probabilities, (e) the PDF + JSON + CSV report of this
+slide. The work runs in ``core.export`` / ``core.report`` on a worker thread; progress and
+the result come back through queued signals, Cancel sets the export's cancel event (the
+core removes its partial file).
+
+Entry point for the main window: ``open_export_dialog(parent, tab)``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog,
+                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
+                               QRadioButton, QVBoxLayout, QWidget)
+
+from histoviewer.core.errors import ExportCancelled, HistoViewerError
+from histoviewer.core.export.colormaps import COLORMAPS, DEFAULT_COLORMAP, colormap_lut
+from histoviewer.core.export.control import ExportControl
+
+__all__ = ["KINDS", "ExportDialog", "ExportRequest", "open_export_dialog", "parse_region"]
+
+# kind -> (menu text, default suffix)
+KINDS = {
+    "overlay": ("Slide with heatmap overlay (PNG)", ".png"),
+    "heatmap": ("Heatmap image with legend (PNG)", ".png"),
+    "pyramid": ("Pyramidal TIFF of the overlay (opens in OpenSlide viewers)", ".tif"),
+    "raw": ("Raw probabilities (float32 TIFF with geometry)", ".tiff"),
+    "report": ("Report of this slide (PDF, with JSON and CSV beside it)", ".pdf"),
+}
+
+
+def parse_region(text: str) -> tuple[float, float, float, float]:
+    """``"x, y, w, h"`` (level-0 px) -> a tuple; ``ValueError`` saying what is wrong."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
+    if len(parts) != 4:
+        raise ValueError("type the region as x, y, width, height in level-0 pixels")
+    x, y, w, h = (float(p) for p in parts)
+    if w <= 0 or h <= 0:
+        raise ValueError("the region's width and height must be positive")
+    return x, y, w, h
+
+
+class _Bridge(QObject):
+    """Signals emitted from the worker thread; Qt queues them to the dialog's thread."""
+
+    progress = Signal(int, int)
+    done = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+
+
+class ExportRequest:
+    """Everything one export needs, captured on the GUI thread when Export is pressed
+    (the worker never touches the tab's widgets)."""
+
+    def __init__(self, kind: str, out_path: Path, slide_path: str, reader: Any, heatmap: Any,
+                 region: tuple[float, float, float, float] | None, um_per_px: float | None,
+                 colormap: str, opacity: float, threshold: float, lesions: bool,
+                 annotations_file: Path | None) -> None:
+        self.kind, self.out_path, self.slide_path = kind, out_path, slide_path
+        self.reader, self.heatmap, self.region, self.um_per_px = reader, heatmap, region, um_per_px
+        self.colormap, self.opacity, self.threshold = colormap, opacity, threshold
+        self.lesions, self.annotations_file = lesions, annotations_file
+
+    def outlines(self) -> list:
+        from histoviewer.core.export import outlines_from_annotations
+
+        out: list = []
+        mpp = self.heatmap.geometry.slide_mpp or None
+        if self.annotations_file is not None:
+            from histoviewer.core.annotations.asap_xml import read_asap_xml
+            from histoviewer.core.annotations.geojson_io import read_geojson
+
+            path = self.annotations_file
+            polys = read_asap_xml(path) if path.suffix.lower() == ".xml" else read_geojson(path)
+            out += outlines_from_annotations(polys, mpp)
+        if self.lesions:
+            from histoviewer.core.report.images import lesion_outline
+            from histoviewer.core.report.model import slide_report_from_map
+
+            slide = slide_report_from_map(self.slide_path, self.heatmap)
+            for les in slide.lesions:
+                size = "size unknown" if les.diameter_mm is None else f"{les.diameter_mm:.2f} mm ({les.size_class})"
+                out.append(lesion_outline(les, f"{les.name} {size}"))
+        return out
+
+    def run(self, control: ExportControl) -> Any:
+        """The export itself (worker thread); returns an ``ExportResult`` or the report's paths."""
+        from histoviewer.core.export import export_heatmap_image, export_overlay, export_raw_probabilities
+
+        if self.kind == "raw":
+            return export_raw_probabilities(self.out_path, self.heatmap, slide_path=self.slide_path,
+                                            region=self.region)
+        if self.kind == "report":
+            return self._report(control)
+        outlines = self.outlines()
+        if self.kind == "heatmap":
+            return export_heatmap_image(self.out_path, self.heatmap, slide_path=self.slide_path,
+                                        region=self.region, um_per_px=self.um_per_px, colormap=self.colormap,
+                                        threshold=0.0, outlines=outlines, control=control)
+        return export_overlay(self.out_path, self.reader, self.heatmap, region=self.region,
+                              um_per_px=self.um_per_px, colormap=self.colormap, opacity=self.opacity,
+                              threshold=self.threshold, outlines=outlines, control=control)
+
+    def _report(self, control: ExportControl) -> list[Path]:
+        from histoviewer.core.report import build_report, write_report_csv, write_report_json
+        from histoviewer.core.report.model import slide_report_from_map
+        from histoviewer.qt.report_pdf import write_report_pdf
+
+        report = build_report([slide_report_from_map(self.slide_path, self.heatmap)])
+        pdf = write_report_pdf(report, self.out_path, live={self.slide_path: (self.reader, self.heatmap)},
+                               control=control)
+        control.check("report")
+        json_path = write_report_json(report, self.out_path.with_suffix(".json"))
+        tables = write_report_csv(report, self.out_path.with_name(self.out_path.stem + "-tables"))
+        return [pdf, json_path, *tables]
+
+
+def _colormap_name(lut: np.ndarray) -> str:
+    """The exports' name of the overlay's colour table (the overlay uses the same maps)."""
+    for name in COLORMAPS:
+        if np.array_equal(colormap_lut(name), lut):
+            return name
+    return DEFAULT_COLORMAP
+
+
+class ExportDialog(QDialog):
+    """Export dialog for one ``SlideTab``. Signals: ``exported(object)`` with the result
+    (``ExportResult`` or list of report paths), ``failed(str)``, ``cancelled()``."""
+
+    exported = Signal(object)
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, tab: Any, parent: QWidget | None = None,
+                 out_dir: Path | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export")
+        self.tab = tab
+        self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self._t0 = 0.0
+        self._bridge = _Bridge(self)
+        self._bridge.progress.connect(self._on_progress)
+        self._bridge.done.connect(self._on_done)
+        self._bridge.failed.connect(self._on_failed)
+        self._bridge.cancelled.connect(self._on_cancelled)
+        self._out_dir = Path(out_dir) if out_dir is not None else Path.home()
+        self._build()
+        self._on_kind()
+
+    # -- widgets ----------------------------------------------------------------------------------
+    def _build(self) -> None:
+        form = QFormLayout()
+        self.kind = QComboBox(self)
+        for key, (text, _suffix) in KINDS.items():
+            self.kind.addItem(text, key)
+        self.kind.currentIndexChanged.connect(self._on_kind)
+        form.addRow("Export", self.kind)
+
+        self.region_view = QRadioButton("Current view", self)
+        self.region_slide = QRadioButton("Whole slide", self)
+        self.region_typed = QRadioButton("Region (level-0 px):", self)
+        self.region_text = QLineEdit(self)
+        self.region_text.setPlaceholderText("x, y, width, height")
+        self.region_view.setChecked(True)
+        group = QButtonGroup(self)
+        for b in (self.region_view, self.region_slide, self.region_typed):
+            group.addButton(b)
+        regions = QHBoxLayout()
+        for w in (self.region_view, self.region_slide, self.region_typed, self.region_text):
+            regions.addWidget(w)
+        form.addRow("Region", regions)
+
+        self.um_per_px = QDoubleSpinBox(self)
+        self.um_per_px.setRange(0.0, 1000.0)
+        self.um_per_px.setDecimals(3)
+        self.um_per_px.setSingleStep(0.5)
+        self.um_per_px.setSpecialValueText("auto (longer side up to 4096 px)")
+        self.um_per_px.setSuffix(" \u00b5m/px")
+        self.um_per_px.setValue(self._view_um_per_px())
+        form.addRow("Resolution", self.um_per_px)
+
+        self.lesions = QCheckBox("AI lesion outlines with diameters", self)
+        self.lesions.setChecked(True)
+        form.addRow("Outlines", self.lesions)
+        self.annotations = QLineEdit(self)
+        self.annotations.setPlaceholderText("optional GeoJSON or ASAP XML file")
+        pick_ann = QPushButton("Choose\u2026", self)
+        pick_ann.clicked.connect(self._choose_annotations)
+        ann_row = QHBoxLayout()
+        ann_row.addWidget(self.annotations)
+        ann_row.addWidget(pick_ann)
+        form.addRow("Annotations", ann_row)
+
+        self.path = QLineEdit(self)
+        browse = QPushButton("Browse\u2026", self)
+        browse.clicked.connect(self._browse)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path)
+        path_row.addWidget(browse)
+        form.addRow("Save as", path_row)
+
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status = QLabel(self)
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.export_button = QPushButton("Export", self)
+        self.export_button.setDefault(True)
+        self.export_button.clicked.connect(self.start_export)
+        self.cancel_button = QPushButton("Cancel", self)
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel_export)
+        self.close_button = QPushButton("Close", self)
+        self.close_button.clicked.connect(self.reject)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        for b in (self.export_button, self.cancel_button, self.close_button):
+            buttons.addWidget(b)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+        layout.addLayout(buttons)
+        self.setMinimumWidth(640)
+        if self._heatmap_parts() is None:
+            self.export_button.setEnabled(False)
+            self.status.setText("Start the AI overlay (AI menu) first: every export draws its heatmap.")
+
+    def _heatmap_parts(self):
+        """(grid, model info) of the tab's live overlay, or None while it has none."""
+        layer = getattr(self.tab, "heatmap", None)
+        live = getattr(layer, "live", None)
+        if live is None or live.grid is None or live.model is None:
+            return None
+        return live.grid, live.model.info
+
+    def _mpp(self) -> float | None:
+        return self.tab.session.info.mpp
+
+    def _view_um_per_px(self) -> float:
+        """What the view shows now: its level-0 px per screen px times the slide's scale."""
+        mpp = self._mpp()
+        if not mpp:
+            return 0.0
+        return round(max(self.tab.view.viewport.l0_per_screen_px, 1.0) * mpp, 3)
+
+    def _on_kind(self) -> None:
+        key = self.kind.currentData()
+        suffix = KINDS[key][1]
+        text = self.path.text().strip()
+        stem = Path(str(self.tab.path)).stem
+        defaults = {f"{stem}-{k}" for k in KINDS}
+        if not text or Path(text).stem in defaults:  # our own default name: follow the kind
+            folder = Path(text).parent if text else self._out_dir
+            self.path.setText(str(folder / f"{stem}-{key}{suffix}"))
+        elif Path(text).suffix.lower() not in ((".png", ".tif", ".tiff") if key == "overlay" else (suffix,)):
+            self.path.setText(str(Path(text).with_suffix(suffix)))  # the user's name, the kind's type
+        slide_pixels = key in ("overlay", "pyramid", "heatmap")
+        self.um_per_px.setEnabled(slide_pixels)
+        self.lesions.setEnabled(slide_pixels)
+        self.annotations.setEnabled(slide_pixels)
+        regional = key != "report"
+        for w in (self.region_view, self.region_slide, self.region_typed, self.region_text):
+            w.setEnabled(regional)
+
+    def _choose_annotations(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Annotations", str(self._out_dir),
+                                              "Annotations (*.geojson *.json *.xml)")
+        if path:
+            self.annotations.setText(path)
+
+    def _browse(self) -> None:
+        key = self.kind.currentData()
+        suffix = KINDS[key][1]
+        filters = {".png": "PNG image (*.png);;TIFF (*.tif *.tiff)", ".tif": "TIFF (*.tif *.tiff)",
+                   ".tiff": "TIFF (*.tif *.tiff)", ".pdf": "PDF (*.pdf)"}[suffix]
+        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path.text(), filters)
+        if path:
+            self.path.setText(path)
+
+    # -- running ----------------------------------------------------------------------------------
+    def region(self) -> tuple[float, float, float, float] | None:
+        if self.region_view.isChecked():
+            return tuple(float(v) for v in self.tab.view.viewport.l0_xywh)  # type: ignore[return-value]
+        if self.region_slide.isChecked():
+            return None
+        return parse_region(self.region_text.text())
+
+    def request(self) -> ExportRequest:
+        """The export the widgets describe (GUI thread); ``ValueError`` for bad input."""
+        from histoviewer.core.export import HeatmapData
+
+        parts = self._heatmap_parts()
+        if parts is None:
+            raise ValueError("the AI overlay is not running on this slide")
+        grid, info = parts
+        heatmap = HeatmapData.from_grid(grid, info)  # a consistent snapshot of the live map
+        key = self.kind.currentData()
+        out = Path(self.path.text().strip()).expanduser()
+        if not self.path.text().strip():
+            raise ValueError("choose a file to save to")
+        if key == "pyramid" and out.suffix.lower() not in (".tif", ".tiff"):
+            raise ValueError("a pyramidal TIFF needs a .tif or .tiff file name")
+        style = self.tab.heatmap.live.style
+        ann = self.annotations.text().strip()
+        um = self.um_per_px.value() or None
+        return ExportRequest(key, out, str(self.tab.path), self.tab.session.reader, heatmap,
+                             None if key == "report" else self.region(), um,
+                             _colormap_name(style.lut), float(style.opacity), float(style.threshold),
+                             self.lesions.isChecked() and key != "raw",
+                             Path(ann).expanduser() if ann and key != "raw" else None)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start_export(self) -> bool:
+        """Start the export the widgets describe; False (and a message) on bad input."""
+        if self.running:
+            return False
+        try:
+            req = self.request()
+        except (ValueError, HistoViewerError) as exc:
+            self.status.setText(f"Cannot export: {exc}")
+            return False
+        self._cancel = threading.Event()
+        control = ExportControl(progress=self._bridge.progress.emit, cancel=self._cancel)
+        self._set_running(True)
+        self.status.setText(f"Exporting to {req.out_path}\u2026")
+        self._t0 = time.perf_counter()
+        self._thread = threading.Thread(target=self._work, args=(req, control), name="export", daemon=True)
+        self._thread.start()
+        return True
+
+    def _work(self, req: ExportRequest, control: ExportControl) -> None:
+        bridge = self._bridge
+        try:
+            result = req.run(control)
+        except ExportCancelled:
+            bridge.cancelled.emit()
+        except HistoViewerError as exc:
+            bridge.failed.emit(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a worker must report, never die silently
+            bridge.failed.emit(f"{type(exc).__name__}: {exc}")
+        else:
+            bridge.done.emit(result)
+
+    def cancel_export(self) -> None:
+        if self.running:
+            self._cancel.set()
+            self.status.setText("Cancelling\u2026")
+
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Block until the worker ends (tests, closing); True when it did."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    def _set_running(self, running: bool) -> None:
+        self.export_button.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+        self.close_button.setEnabled(not running)
+        self.kind.setEnabled(not running)
+        if running:
+            self.progress.setRange(0, 0)  # busy until the first count arrives
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    def _on_done(self, result: Any) -> None:
+        self._set_running(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        seconds = time.perf_counter() - self._t0
+        if isinstance(result, list):
+            lines = [f"Report written in {seconds:.1f} s:"] + [str(p) for p in result]
+        else:
+            w, h = result.size
+            lines = [f"Saved {result.path} ({w} x {h} px, {seconds:.1f} s)"] + [f"  + {p}" for p in result.sidecars]
+        self.status.setText("\n".join(lines))
+        self.exported.emit(result)
+
+    def _on_failed(self, message: str) -> None:
+        self._set_running(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status.setText(f"Export failed: {message}")
+        self.failed.emit(message)
+
+    def _on_cancelled(self) -> None:
+        self._set_running(False)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status.setText("Cancelled: no file was written.")
+        self.cancelled.emit()
+
+    def done(self, code: int) -> None:  # noqa: D401 - Qt override: closing cancels a running export
+        if self.running:
+            self._cancel.set()
+            self.wait()
+        super().done(code)
+
+
+def open_export_dialog(parent: QWidget | None, tab: Any, *, out_dir: Path | None = None,
+                       on_exported: Callable[[Any], None] | None = None) -> ExportDialog:
+    """Show the export dialog for ``tab`` (a ``SlideTab``), window-modal, and return it.
+    The dialog deletes itself when closed."""
+    dialog = ExportDialog(tab, parent, out_dir=out_dir)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    if on_exported is not None:
+        dialog.exported.connect(on_exported)
+    dialog.open()
+    return dialog

@@ -1,0 +1,170 @@
+"""File > Export...: the dialog exports the current view at the chosen um/px on a worker
+thread, Cancel stops it and leaves no file, the report kind writes PDF + JSON + CSV."""
+
+from __future__ import annotations
+
+import json
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from histoviewer.core.export.colormaps import colormap_lut
+from histoviewer.core.inference.overlay import HeatmapStyle
+from histoviewer.core.slide import open_slide
+from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.qt.export_dialog import ExportDialog, open_export_dialog, parse_region
+from tests.core.export_helpers import GEOMETRY, MODEL, lesion_heatmap, slide
+from tests.core.inference_helpers import LESION_RECT
+
+
+class SlowReader:
+    """The slide's reader, 50 ms a read: long enough to press Cancel during an export."""
+
+    def __init__(self, reader) -> None:
+        self._reader = reader
+
+    def read_region(self, *args):
+        time.sleep(0.05)
+        return self._reader.read_region(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._reader, name)
+
+
+def fake_tab(path, reader, heatmap=True):
+    """What the dialog reads from a ``SlideTab``: its live grid and model, style, reader,
+    slide info and viewport (here over the known lesion, 2 screen px per level-0 px... 0.5)."""
+    enc = lesion_heatmap().encoded
+    live = SimpleNamespace(grid=SimpleNamespace(encoded_map=lambda: enc.copy(), geometry=GEOMETRY),
+                           model=SimpleNamespace(info=MODEL),
+                           style=HeatmapStyle(colormap_lut("magma"), opacity=0.6, threshold=0.5))
+    cx, cy = LESION_RECT[0] + LESION_RECT[2] / 2, LESION_RECT[1] + LESION_RECT[3] / 2
+    view = SimpleNamespace(viewport=Viewport(cx, cy, 0.5, 800, 600))  # 1600 x 1200 level-0 px
+    return SimpleNamespace(path=path, heatmap=SimpleNamespace(live=live) if heatmap else None,
+                           session=SimpleNamespace(reader=reader, info=reader.info), view=view)
+
+
+@pytest.fixture
+def reader(tmp_path):
+    with open_slide(slide(tmp_path)) as r:
+        yield r
+
+
+def _dialog(qtbot, tab, tmp_path) -> ExportDialog:
+    d = ExportDialog(tab, out_dir=tmp_path / "exports")
+    qtbot.addWidget(d)
+    return d
+
+
+def test_overlay_of_the_current_view_at_the_chosen_resolution(qtbot, tmp_path, reader):
+    tab = fake_tab(reader.info.path, reader)
+    d = _dialog(qtbot, tab, tmp_path)
+    assert d.um_per_px.value() == pytest.approx(2 * 0.25)  # what the view shows: 2 l0 px a screen px
+    d.um_per_px.setValue(2.0)  # 8 level-0 px an output px
+    d.path.setText(str(tmp_path / "exports" / "view.png"))
+    with qtbot.waitSignal(d.exported, timeout=30_000) as sig:
+        assert d.start_export()
+    result = sig.args[0]
+    assert result.size == (200, 150) and result.path.is_file()
+    prov = json.loads((tmp_path / "exports" / "view.png.provenance.json").read_text())
+    assert prov["um_per_px"] == pytest.approx(2.0) and prov["colormap"] == "magma"
+    assert prov["l0_region"] == pytest.approx(list(tab.view.viewport.l0_xywh))
+    assert prov["extra"]["outlines"] == 1  # the AI lesion, with its diameter
+    with Image.open(result.path) as im:
+        assert im.size[0] >= 200 and im.size[1] > 150  # image + legend band below it
+        rgb = np.asarray(im.convert("RGB"))[:150, :200].astype(int)
+    # the lesion (known rectangle) sits in the middle of the view: coloured there, not at the corner
+    centre, corner = rgb[60:90, 85:115].reshape(-1, 3), rgb[:5, :5].reshape(-1, 3)
+    assert np.abs(centre - [200, 10, 180]).sum(axis=1).mean() > 60
+    assert np.abs(corner - [200, 60, 180]).sum(axis=1).mean() < 40
+    assert str(result.path) in d.status.text()
+    assert d.export_button.isEnabled() and not d.cancel_button.isEnabled()
+
+
+def test_cancel_stops_the_export_and_leaves_no_file(qtbot, tmp_path, reader):
+    tab = fake_tab(reader.info.path, SlowReader(reader))
+    d = _dialog(qtbot, tab, tmp_path)
+    d.region_slide.setChecked(True)
+    d.um_per_px.setValue(0.25)  # level 0: 4000 x 3000 px, dozens of slow reads
+    out = tmp_path / "exports" / "whole.png"
+    d.path.setText(str(out))
+    with qtbot.waitSignal(d._bridge.progress, timeout=30_000):
+        assert d.start_export()
+    assert d.cancel_button.isEnabled() and not d.export_button.isEnabled()
+    with qtbot.waitSignal(d.cancelled, timeout=30_000):
+        d.cancel_button.click()
+    assert d.wait(10)
+    assert not out.exists() and list(out.parent.iterdir()) == []  # no partial file either
+    assert "no file" in d.status.text()
+
+
+def test_report_of_this_slide(qtbot, tmp_path, reader):
+    tab = fake_tab(reader.info.path, reader)
+    d = _dialog(qtbot, tab, tmp_path)
+    d.kind.setCurrentIndex(d.kind.findData("report"))
+    assert d.path.text().endswith("-report.pdf") and not d.um_per_px.isEnabled()
+    with qtbot.waitSignal(d.exported, timeout=60_000) as sig:
+        assert d.start_export()
+    pdf, js, *tables = sig.args[0]
+    assert pdf.read_bytes()[:5] == b"%PDF-" and len(tables) == 3
+    doc = json.loads(js.read_text())
+    assert doc["slides"][0]["node_label"] != "unknown" and doc["demonstration_model"] is True
+    assert all(t.is_file() for t in tables)
+
+
+def test_without_an_overlay_nothing_can_be_exported(qtbot, tmp_path, reader):
+    d = _dialog(qtbot, fake_tab(reader.info.path, reader, heatmap=False), tmp_path)
+    assert not d.export_button.isEnabled() and "AI overlay" in d.status.text()
+
+
+def test_bad_region_is_reported_not_raised(qtbot, tmp_path, reader):
+    d = _dialog(qtbot, fake_tab(reader.info.path, reader), tmp_path)
+    d.region_typed.setChecked(True)
+    d.region_text.setText("10, 20, 0, 5")
+    assert not d.start_export() and "positive" in d.status.text()
+    assert parse_region("1, 2 3;4") == (1.0, 2.0, 3.0, 4.0)
+    with pytest.raises(ValueError, match="x, y, width, height"):
+        parse_region("1, 2, 3")
+
+
+def test_file_name_follows_the_kind(qtbot, tmp_path, reader):
+    d = _dialog(qtbot, fake_tab(reader.info.path, reader), tmp_path)
+    d.kind.setCurrentIndex(d.kind.findData("pyramid"))
+    assert d.path.text().endswith("synthetic-pyramid.tif")
+    d.path.setText(str(tmp_path / "mine.png"))
+    d.kind.setCurrentIndex(d.kind.findData("raw"))
+    assert d.path.text() == str(tmp_path / "mine.tiff")
+
+
+@pytest.mark.slow
+def test_export_from_the_viewer_with_the_live_overlay(qtbot, tmp_path):
+    """The real window: a phantom, the default model's live overlay, File > Export's dialog."""
+    from histoviewer.core.phantom import write_phantom
+    from histoviewer.qt.ai_panel import AiSettings
+    from histoviewer.qt.main_window import MainWindow
+    from tests.qt.conftest import open_settled
+
+    ph = write_phantom(tmp_path / "node.tiff", width=8000, height=8000, mpp=0.25, lesions="micro:0.6", seed=5)
+    win = MainWindow(cache_mb=64, ai=AiSettings(model="cnn", device="cpu", background=False))
+    qtbot.addWidget(win)
+    win.resize(1200, 800)
+    win.show()
+    try:
+        tab = open_settled(win, qtbot, ph.slide_path)
+        qtbot.waitUntil(lambda: tab.heatmap is not None and tab.heatmap.live.grid is not None, timeout=60_000)
+        qtbot.waitUntil(lambda: tab.heatmap.live.is_idle and tab.heatmap_coverage()[0] == 1.0, timeout=60_000)
+        d = open_export_dialog(win, tab, out_dir=tmp_path)
+        d.um_per_px.setValue(4.0)
+        with qtbot.waitSignal(d.exported, timeout=60_000) as sig:
+            assert d.start_export()
+        from histoviewer.core.export.source import clip_region
+
+        _x, _y, w, h = clip_region((8000, 8000), tab.view.viewport.l0_xywh)  # the view, on the slide
+        assert sig.args[0].size == (round(w / 16), round(h / 16))
+        assert sig.args[0].provenance.model["demonstration"] is True
+        d.close()
+    finally:
+        win.close()
