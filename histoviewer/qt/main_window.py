@@ -91,6 +91,8 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&Close slide", lambda: self.close_tab(self.tabs.currentIndex()), QKeySequence.StandardKey.Close)
         file_menu.addSeparator()
         self.properties_action = self._action(file_menu, "Slide &properties\u2026", self.show_properties, "Ctrl+I")
+        self.export_action = self._action(file_menu, "&Export heatmap, overlay or report\u2026", self.show_export,
+                                          "Ctrl+E")
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -288,6 +290,14 @@ class MainWindow(QMainWindow):
         dialog.open()
         return dialog
 
+    def show_export(self):
+        """The export dialog for the current slide (heatmap, overlay, pyramid, raw, report)."""
+        if (tab := self.current_tab()) is None:
+            return None
+        from histoviewer.qt.export_dialog import open_export_dialog
+
+        return open_export_dialog(self, tab)
+
     def report_error(self, title: str, message: str) -> None:
         """Tell the user without blocking (tests and the event loop keep running)."""
         self.last_error = message
@@ -300,6 +310,7 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         tab = self.current_tab()
         self.properties_action.setEnabled(tab is not None)
+        self.export_action.setEnabled(tab is not None)
         base = tab.session.info.base_magnification if tab else None
         for action in self.mag_actions.values():
             action.setEnabled(base is not None)

@@ -90,6 +90,10 @@ def test_heatmap_appears_over_the_lesion_and_only_there(ai_window, qtbot, phanto
     value = float(ai_window.hover_label.text().split()[-1])
     assert value >= 0.5
 
+    dialog = ai_window.show_export()  # File > Export...: the dialog for this slide's overlay
+    assert dialog is not None and dialog.isVisible()
+    dialog.close()
+
 
 def test_reopening_shows_the_finished_map_at_once_and_panning_pauses_the_worker(ai_window, qtbot, phantom):
     tab = open_settled(ai_window, qtbot, phantom.slide_path)
