@@ -15,6 +15,7 @@ from histoviewer.core.recent import RecentFiles
 from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.core.tiles.viewport import Viewport, magnification_scale
 from histoviewer.qt.ai_panel import AiPanel, AiSettings, save_ai_settings
+from histoviewer.qt.annotation_actions import AnnotationActions
 from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.slide_tab import SlideTab
 
@@ -58,6 +59,8 @@ class MainWindow(QMainWindow):
         self._ai_status_timer.setInterval(AI_STATUS_INTERVAL_MS)
         self._ai_status_timer.timeout.connect(self.update_ai_status)
         self._build_menus()
+        # -- annotations: menus, toolbar, panel (histoviewer/qt/annotation_actions.py) --
+        self.annotation_actions = AnnotationActions(self)
 
     # -- construction ----------------------------------------------------------------------
     def _build_status_bar(self) -> None:
@@ -163,6 +166,7 @@ class MainWindow(QMainWindow):
         # A thumbnail that cannot be read is reported when its read fails (view.tileFailed).
         if info.mpp is None:
             self.statusBar().showMessage(f"{Path(path).name}: no microns-per-pixel in the file; physical scale unknown", 8000)
+        self.annotation_actions.attach(tab)  # -- annotations: restored autosave, tool, class --
         self._update_actions()
         return tab
 

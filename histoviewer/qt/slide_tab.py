@@ -8,11 +8,16 @@ import os
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QWidget
 
+from histoviewer.core.annotations import AnnotationDocument, Autosaver, open_document
+from histoviewer.core.annotations.store import autosave_candidates
+from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.inference.live import LiveOptions
 from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.core.tiles.session import SlideSession
 from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.qt.annotation_layer import AnnotationLayer
+from histoviewer.qt.annotation_tools import AnnotationTools
 from histoviewer.qt.heatmap_layer import HeatmapLayer
 from histoviewer.qt.heatmap_legend import HeatmapLegend
 from histoviewer.qt.images import rgb_to_qimage
@@ -22,6 +27,7 @@ from histoviewer.qt.slide_view import SlideView
 MINIMAP_MARGIN = 10
 OVERVIEW_HEATMAP_MS = 500  # the overview's heatmap is recomposed at most this often
 LEGEND_MARGIN = 10
+AUTOSAVE_TICK_MS = 500  # Autosaver.tick() polls: it saves a few seconds after the last edit
 
 
 class SlideTab(QWidget):
@@ -29,6 +35,7 @@ class SlideTab(QWidget):
     every thread (the heatmap's first, since it reads through the session's reader)."""
 
     heatmapChanged = Signal()  # started, stopped, ready, new results, idle: status may change
+    autosaveFailed = Signal(str)  # the annotations could not be saved (edits stay pending)
 
     def __init__(self, path: str | os.PathLike[str], cache: ByteBoundedCache, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -61,6 +68,7 @@ class SlideTab(QWidget):
         self.view.viewportChanged.connect(self._on_viewport)
         self.view.interactingChanged.connect(self._on_interacting)
         self.view.set_session(self.session)
+        self._init_annotations()
 
     def _on_thumbnail(self) -> None:
         if (thumb := self.session.thumbnail) is not None:
@@ -188,6 +196,84 @@ class SlideTab(QWidget):
         return live.coverage(self.view.viewport.l0_xywh), live.coverage()
 
     def close_slide(self) -> None:
+        self._close_annotations()
         self.stop_heatmap()
         self.view.session = None
         self.session.close()
+
+    # -- annotations ----------------------------------------------------------------------------
+    def _init_annotations(self) -> None:
+        """The slide's annotations (restored from their autosave), their layer, tools and
+        autosaver. ``annotation_recovery`` says what was restored; ``annotation_error`` why
+        a damaged autosave was set aside (it is renamed, never overwritten)."""
+        mpp = self.session.info.mpp
+        self.annotation_recovery = None
+        self.annotation_error: str | None = None
+        self.annotation_label = None  # the last SlideLabel recomputed from the annotations
+        try:
+            self.annotations, self.annotation_recovery = open_document(self.path, mpp)
+        except HistoViewerError as exc:
+            self.annotations = AnnotationDocument(mpp=mpp)
+            self.annotation_error = f"{exc}{self._set_aside_damaged_autosave()}"
+        self.annotation_tools = AnnotationTools(self.view, self.annotations, self)
+        self.annotation_layer = AnnotationLayer(self.view, self.annotations, self.annotation_tools)
+        self.annotation_tools.layer = self.annotation_layer
+        self.view.layers.append(self.annotation_layer)
+        self.view.input_handler = self.annotation_tools
+        self.autosaver = Autosaver(self.annotations, self.path)
+        self.autosave_error: str | None = None
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setInterval(AUTOSAVE_TICK_MS)
+        self._autosave_timer.timeout.connect(self._autosave_tick)
+        self._autosave_timer.start()
+        # The heatmap layer is added after this one; annotations must stay on top of it.
+        self.heatmapChanged.connect(self._keep_annotations_on_top)
+
+    def _set_aside_damaged_autosave(self) -> str:
+        found = [p for p in autosave_candidates(self.path) if p.is_file()]
+        if not found:
+            return ""
+        damaged = max(found, key=lambda p: p.stat().st_mtime_ns)
+        aside = damaged.with_name(damaged.name + ".damaged")
+        try:
+            damaged.replace(aside)
+        except OSError as exc:
+            return f" (could not set it aside: {exc.strerror or exc})"
+        return f" It was renamed to {aside.name}; new edits are saved afresh."
+
+    def _keep_annotations_on_top(self) -> None:
+        layers = self.view.layers
+        if self.annotation_layer in layers and layers[-1] is not self.annotation_layer:
+            layers.remove(self.annotation_layer)
+            layers.append(self.annotation_layer)
+            self.view.update()
+
+    def _autosave_tick(self) -> None:
+        try:
+            self.autosaver.tick()
+        except HistoViewerError as exc:
+            if str(exc) != self.autosave_error:
+                self.autosave_error = str(exc)
+                self.autosaveFailed.emit(str(exc))
+            return
+        self.autosave_error = None
+
+    def flush_annotations(self) -> None:
+        """Save pending edits now (the slide closes, the application quits)."""
+        try:
+            self.autosaver.flush()
+        except HistoViewerError as exc:
+            self.autosave_error = str(exc)
+            self.autosaveFailed.emit(str(exc))
+
+    def _close_annotations(self) -> None:
+        self._autosave_timer.stop()
+        self.annotation_tools.cancel()
+        self.flush_annotations()
+        try:
+            self.autosaver.close()
+        except HistoViewerError:
+            pass  # already reported by flush_annotations; the edits cannot be saved
+        self.annotation_tools.close()
+        self.annotation_layer.close()
+        self.view.input_handler = None

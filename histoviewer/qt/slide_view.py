@@ -62,7 +62,14 @@ class SlideView(QWidget):
         self.last_paint_smooth = True
         # Drawn over the tiles in order: objects with paint(painter, viewport, region).
         self.layers: list = []
+        # Consulted before the view's own panning (the annotation tools): an object with
+        # mouse_press/mouse_move/mouse_release/mouse_double_click/key_press/key_release
+        # (QEvent) -> bool, True when it used the event, and mouse_hover(QMouseEvent).
+        # A press it takes sends the moves and the release to it too (a grab).
+        self.input_handler = None
+        self._handler_grab = False
         self._drag_from: QPointF | None = None
+        self._drag_button = Qt.MouseButton.LeftButton
         self._pan_remainder = (0.0, 0.0)
         self._fitted = False
         self._moving = False
@@ -390,27 +397,48 @@ class SlideView(QWidget):
         event.accept()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
-        if event.button() == Qt.MouseButton.LeftButton:
+        handler = self.input_handler
+        if handler is not None and handler.mouse_press(event):
+            self._handler_grab = True
+            return
+        # Left drags pan (unless a tool took the press); a middle drag always pans, so the
+        # view moves while a drawing tool is active.
+        if event.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.MiddleButton) and self._drag_from is None:
             self._drag_from = event.position()
+            self._drag_button = event.button()
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         pos = event.position()
-        if self._drag_from is not None:
+        if self._handler_grab:
+            self.input_handler.mouse_move(event)
+        elif self._drag_from is not None:
             delta = pos - self._drag_from
             self._drag_from = pos
             self.pan_by(delta.x(), delta.y())
+        elif self.input_handler is not None:
+            self.input_handler.mouse_hover(event)
         self._emit_cursor(pos)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
-        if event.button() == Qt.MouseButton.LeftButton:
+        if self._handler_grab:
+            self.input_handler.mouse_release(event)
+            if event.buttons() == Qt.MouseButton.NoButton:
+                self._handler_grab = False
+            return
+        if self._drag_from is not None and event.button() == self._drag_button:
             self._drag_from = None
             self.unsetCursor()
+            if self.input_handler is not None:
+                self.input_handler.mouse_hover(event)  # the tool's cursor again
             # The pan is over: smooth repaint and background work start now, not 150 ms later.
             self._idle_timer.stop()
             self._on_idle()
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        handler = self.input_handler
+        if handler is not None and handler.mouse_double_click(event):
+            return
         self.zoom_by(2.0, event.position())
 
     def leaveEvent(self, event) -> None:  # noqa: N802 - Qt override
@@ -424,6 +452,8 @@ class SlideView(QWidget):
         self.cursorMoved.emit((l0_x, l0_y) if 0 <= l0_x < w and 0 <= l0_y < h else None)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        if self.input_handler is not None and self.input_handler.key_press(event):
+            return
         key = event.key()
         step_x, step_y = self.width() * KEY_PAN_FRACTION, self.height() * KEY_PAN_FRACTION
         pans = {
@@ -438,3 +468,8 @@ class SlideView(QWidget):
             self.zoom_by(1 / WHEEL_STEP)
         else:
             super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
+        if self.input_handler is not None and self.input_handler.key_release(event):
+            return
+        super().keyReleaseEvent(event)
