@@ -172,7 +172,10 @@ class CaseAnalysis(QObject):
 
 
 class CaseDialog(QDialog):
-    """Non-modal: the slides stay open in their tabs while the case is analysed."""
+    """Non-modal: the slides stay open in their tabs while the case is analysed.
+    ``nodeActivated(path)``: a node's row was double-clicked (show its tab)."""
+
+    nodeActivated = Signal(str)
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], model_spec: str = "cnn", device: str = "auto",
                  parent: QWidget | None = None) -> None:
@@ -186,7 +189,7 @@ class CaseDialog(QDialog):
         cases = group_cases(self.paths)
         title = ", ".join(cases) if len(cases) <= 3 else f"{len(cases)} patients"
         self.setWindowTitle(f"Case {title} \u2013 {len(self.paths)} node(s)")
-        self.resize(820, 480)
+        self.resize(900, 480)
         layout = QVBoxLayout(self)
 
         self.table = QTableWidget(len(self.paths), len(COLUMNS))
@@ -194,8 +197,12 @@ class CaseDialog(QDialog):
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((1, 230), (3, 80), (4, 200)):  # room for the longest label and progress text
+            self.table.setColumnWidth(col, width)
         self.bars: list[QProgressBar] = []
         for row, path in enumerate(self.paths):
             self._set(row, 0, path.name)
@@ -206,6 +213,8 @@ class CaseDialog(QDialog):
             bar.setFormat("waiting")
             self.table.setCellWidget(row, 4, bar)
             self.bars.append(bar)
+        self.table.cellDoubleClicked.connect(lambda row, _col: self.nodeActivated.emit(str(self.paths[row])))
+        self.table.setToolTip("Double-click a node to show its slide")
         layout.addWidget(self.table, 1)
 
         self.stage_label = QLabel("pN stage: analyse all nodes to stage the patient.")
@@ -258,11 +267,15 @@ class CaseDialog(QDialog):
     def _show_output(self) -> None:
         self.out_label.setText(f"Output: {self.out_root}")
 
+    def set_output_dir(self, folder: str | os.PathLike[str]) -> None:
+        """Where the next analysis writes (one sub-folder per node, stages.csv, cases.json)."""
+        self.out_root = Path(folder)
+        self._show_output()
+
     def _choose_output(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder for the case's analysis", str(self.out_root.parent))
         if folder:
-            self.out_root = Path(folder)
-            self._show_output()
+            self.set_output_dir(folder)
 
     # -- running ------------------------------------------------------------------------------
     def analyse_all(self) -> None:
@@ -305,7 +318,8 @@ class CaseDialog(QDialog):
         bar = self.bars[row]
         bar.setRange(0, max(total, 1))
         bar.setValue(min(done, total))
-        bar.setFormat(f"%p% of {total} patches")
+        # after the last patch the maps, heatmap and lesions are written: say so
+        bar.setFormat("writing results\u2026" if done >= total else f"%p% of {total} patches")
 
     def _on_node(self, row: int, summary: dict) -> None:
         self.summaries[row] = summary

@@ -456,6 +456,13 @@ class MainWindow(QMainWindow):
         if (tab := self.current_tab()) is not None and tab.fly_to_lesion(index):
             self.summary_panel.select_lesion(index)
 
+    def _show_slide_tab(self, path: str) -> None:
+        for i in range(self.tabs.count()):
+            tab = self.tabs.widget(i)
+            if isinstance(tab, SlideTab) and Path(tab.path) == Path(path):
+                self.tabs.setCurrentIndex(i)
+                return
+
     def open_case_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a case: the folder of one patient's node slides")
         if folder:
@@ -472,6 +479,7 @@ class MainWindow(QMainWindow):
         if self.case_dialog is not None:
             self.case_dialog.close()
         self.case_dialog = CaseDialog(paths, self.ai_panel.settings.model, self.ai_panel.settings.device, self)
+        self.case_dialog.nodeActivated.connect(self._show_slide_tab)
         self.case_dialog.show()
         return self.case_dialog
 

@@ -45,7 +45,11 @@ def _fmt(value: float | None, digits: int) -> str:
 class LesionTableModel(QAbstractTableModel):
     """Rows are lesions (largest first); ``SORT_ROLE`` gives numbers so sorting is numeric."""
 
-    HEADERS = ("Lesion", "Diameter (mm)", "Area (mm\u00b2)", "Class", "Max P", "Mean P")
+    # short headers: the dock is narrow; the tooltips say it in full
+    HEADERS = ("Lesion", "\u2300 mm", "mm\u00b2", "Class", "P max", "P mean")
+    TOOLTIPS = ("Lesion name (lesion-1 is the largest)", "Largest diameter (maximum Feret diameter), mm",
+                "Area, mm\u00b2", "Size class: ITC \u2264 0.2 mm < micro \u2264 2.0 mm < macro",
+                "Highest P(tumour) in the lesion", "Mean P(tumour) over the lesion's map cells")
     SORT_ROLE = Qt.ItemDataRole.UserRole
     INDEX_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -67,6 +71,8 @@ class LesionTableModel(QAbstractTableModel):
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802 - Qt override
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return self.HEADERS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return self.TOOLTIPS[section]
         return None
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
@@ -123,9 +129,9 @@ class SummaryPanel(QDockWidget):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        # columns share the dock's width: no horizontal scroll bar hiding the probabilities
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.horizontalHeader().setMinimumSectionSize(40)
         self.table.setMinimumHeight(140)
         self.table.clicked.connect(self._on_row_picked)
         self.table.activated.connect(self._on_row_picked)  # Enter, double click
@@ -249,10 +255,11 @@ class SummaryPanel(QDockWidget):
         # 0.2 mm), the macro one to the left (its bar sits right of 2.0 mm)
         for border, text, anchor in ((ITC_MAX_MM, "ITC | micro", (0, 0)), (MICRO_MAX_MM, "micro | macro", (1, 0))):
             line = pg.InfiniteLine(border, angle=90, pen=pg.mkPen("#777", style=Qt.PenStyle.DashLine),
-                                   label=text, labelOpts={"position": 0.9, "color": "#444", "anchors": [anchor, anchor]})
+                                   label=text, labelOpts={"position": 0.97, "color": "#444", "anchors": [anchor, anchor]})
             plot.addItem(line)
         plot.setXRange(0.0, top, padding=0.02)
-        plot.setYRange(0.0, max(1, int(counts.max()) if counts.size else 1) * 1.15, padding=0)
+        # headroom above the bars for the border labels
+        plot.setYRange(0.0, max(1, int(counts.max()) if counts.size else 1) * 1.7, padding=0)
 
     # -- selection --------------------------------------------------------------------------------
     def _on_row_picked(self, proxy_index: QModelIndex) -> None:
