@@ -97,10 +97,13 @@ class LesionLayer:
     def paint(self, painter: QPainter, viewport: Viewport, region: QRegion) -> None:
         if not self.visible or not self.lesions:
             return
-        view_rect = QRectF(0, 0, viewport.screen_w, viewport.screen_h)
-        visible = [les for les in self.lesions
-                   if region.intersects(self.screen_rect(viewport, les))
-                   and self.screen_rect(viewport, les).intersects(view_rect.toAlignedRect())]
+        # only lesions whose drawing can meet the dirty region: a pan strip touches few
+        dirty = region.boundingRect()
+        visible = []
+        for les in self.lesions:
+            rect = self.screen_rect(viewport, les)
+            if rect.intersects(dirty) and region.intersects(rect):
+                visible.append(les)
         if not visible:
             return
         x0, y0, _, _ = viewport.l0_rect

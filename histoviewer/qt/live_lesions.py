@@ -4,9 +4,9 @@
 results arrive, re-runs the core ``analyse_map`` (the same code as ``histoviewer analyze``)
 on a snapshot of the grid. It is throttled (at most once per ``THROTTLE_MS`` while the
 worker is busy, at once when it goes idle) and runs on one background thread: on a
-whole-slide grid (268 x 536 cells) ``analyse_map`` takes ~10 ms without lesions but ~3 ms
-per lesion, so a noisy map with a hundred detections would stall the GUI for a third of a
-second (``benchmarks/bench_summary_panel.py``). Results are stamped with the generation
+whole-slide grid (268 x 536 cells) ``analyse_map`` takes ~3 ms without lesions but ~6 ms
+per lesion (23 ms with 3, 0.64 s with 100), so a noisy map would stall the GUI; on this
+thread the longest event-loop gap stays at 6-20 ms (``benchmarks/bench_summary_panel.py``). Results are stamped with the generation
 they were computed for; a result for a layer that has since been replaced is dropped.
 """
 
