@@ -12,7 +12,7 @@ label is left out.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QLineF, QPointF, QRect, QRectF, Qt
+from PySide6.QtCore import QEvent, QLineF, QObject, QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen, QPolygonF, QRegion, QTransform
 
 from histoviewer.core.analysis.lesions import Lesion
@@ -172,6 +172,36 @@ class LesionLayer:
         painter.setPen(QColor(255, 255, 255))
         painter.drawText(box, Qt.AlignmentFlag.AlignCenter, text)
         painter.setBrush(Qt.BrushStyle.NoBrush)
+
+
+CLICK_SLOP_PX = 4  # a press and release this close together are a click, not a drag
+
+
+class LesionClickFilter(QObject):
+    """Watches a slide view's mouse: a left click (not a drag) on a lesion says ``picked(index)``.
+    Never consumes the event, so panning and any other tool on the view work as before."""
+
+    picked = Signal(int)
+
+    def __init__(self, view, layer: LesionLayer, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.view, self.layer = view, layer
+        self._press: QPointF | None = None
+        view.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt override
+        kind = event.type()
+        if kind == QEvent.Type.MouseButtonPress and event.button() == Qt.MouseButton.LeftButton:
+            self._press = event.position()
+        elif kind == QEvent.Type.MouseButtonRelease and event.button() == Qt.MouseButton.LeftButton:
+            press, self._press = self._press, None
+            pos = event.position()
+            if (press is not None and self.layer.visible and self.layer.lesions
+                    and (pos - press).manhattanLength() <= CLICK_SLOP_PX):
+                lesion = self.layer.lesion_at(self.view.viewport, pos.x(), pos.y())
+                if lesion is not None:
+                    self.picked.emit(lesion.index)
+        return False
 
 
 def _pen(colour: QColor, width: float, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:

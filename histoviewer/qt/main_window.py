@@ -427,6 +427,8 @@ class MainWindow(QMainWindow):
     def _wire_lesions(self, tab: SlideTab) -> None:
         tab.lesion_layer.visible = self.lesions_action.isChecked()
         tab.lesions.changed.connect(lambda _snap, t=tab: self._show_summary() if t is self.current_tab() else None)
+        # a lesion clicked on the slide is selected in the table too
+        tab.lesion_clicks.picked.connect(self.summary_panel.select_lesion)
         # until the first lesions arrive the panel says what the overlay is doing
         tab.heatmapChanged.connect(
             lambda t=tab: self._show_summary() if t is self.current_tab() and t.lesions.snapshot is None else None)

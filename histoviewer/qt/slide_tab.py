@@ -16,7 +16,7 @@ from histoviewer.core.tiles.viewport import MAX_SCALE, Viewport
 from histoviewer.qt.heatmap_layer import HeatmapLayer
 from histoviewer.qt.heatmap_legend import HeatmapLegend
 from histoviewer.qt.images import rgb_to_qimage
-from histoviewer.qt.lesion_layer import LesionLayer
+from histoviewer.qt.lesion_layer import LesionClickFilter, LesionLayer
 from histoviewer.qt.live_lesions import LiveLesions
 from histoviewer.qt.minimap import Minimap
 from histoviewer.qt.slide_view import SlideView
@@ -205,6 +205,8 @@ class SlideTab(QWidget):
         self.view.layers.append(self.lesion_layer)
         self.lesions = LiveLesions(self, parent=self)
         self.lesions.changed.connect(self._on_lesions_changed)
+        self.lesion_clicks = LesionClickFilter(self.view, self.lesion_layer, self)  # .picked(index)
+        self.lesion_clicks.picked.connect(self.select_lesion)
 
     def _on_lesions_changed(self, snapshot) -> None:
         self.lesion_layer.set_lesions(snapshot.result.lesions if snapshot is not None else ())

@@ -270,9 +270,118 @@ def test_live_summary_provisional_then_final_fly_to_and_outline(ai_window, qtbot
     qtbot.keyClick(win, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
     assert view.viewport == vp
 
+    # clicking the lesion on the slide selects it (in the table too); a drag does not
+    tab.select_lesion(None)
+    panel.select_lesion(None)
+    sx, sy = (int(v) for v in view.viewport.l0_to_screen(*largest.l0_centroid))
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(sx, sy))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=QPoint(sx + 20, sy))
+    assert tab.lesion_layer.selected is None and panel.selected_lesion() is None
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=QPoint(sx, sy))
+    assert tab.lesion_layer.selected == largest.index and panel.selected_lesion() == largest.index
+
 
 def _screen_box(vp: Viewport, lesion) -> tuple[float, float, float, float]:
     x, y, w, h = lesion.l0_bbox
     sx0, sy0 = vp.l0_to_screen(x, y)
     sx1, sy1 = vp.l0_to_screen(x + w, y + h)
     return sx0, sy0, sx1 - sx0, sy1 - sy0
+
+
+# -- LiveLesions: throttled, off the GUI thread, stale results dropped (fake overlay) ---------
+class _FakeInfo:
+    demonstration = True
+
+    def display_name(self) -> str:
+        return "fake (DEMONSTRATION)"
+
+
+class _FakeLive:
+    def __init__(self) -> None:
+        from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+
+        geometry = GridGeometry.for_slide((9600, 9600), 0.25, 1.0, 100)  # 24 x 24 cells of 400 px
+        self.grid = PredictionGrid(geometry)
+        self.model = type("Model", (), {"info": _FakeInfo()})()
+        self.is_idle = False
+
+    def fill(self, rows: slice, cols: slice, value: float) -> None:
+        cells = np.ravel_multi_index(np.mgrid[rows, cols].reshape(2, -1), self.grid.geometry.shape)
+        self.grid.set_values(cells, np.full(len(cells), value, np.float32))
+
+
+class _FakeTab:
+    def __init__(self) -> None:
+        from PySide6.QtCore import QObject, Signal
+
+        class Emitter(QObject):
+            heatmapChanged = Signal()
+
+        self._emitter = Emitter()
+        self.heatmapChanged = self._emitter.heatmapChanged
+        self.heatmap = None
+
+
+def test_live_lesions_throttle_idle_and_stale_results(qtbot, monkeypatch):
+    import threading
+    import time as _time
+
+    from histoviewer.qt import live_lesions
+
+    calls, gate = [], threading.Event()
+    real = live_lesions.analyse_map
+
+    def counted(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        gate.wait(5)  # hold the analysis until the test lets it finish
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(live_lesions, "analyse_map", counted)
+    tab = _FakeTab()
+    tracker = live_lesions.LiveLesions(tab)
+    seen = []
+    tracker.changed.connect(seen.append)
+    layer = type("Layer", (), {"live": _FakeLive()})()
+    tab.heatmap = layer
+    layer.live.fill(slice(0, 24), slice(0, 24), 0.1)
+    layer.live.fill(slice(5, 9), slice(5, 9), 0.95)  # a 4-cell (0.4 mm) lesion
+    # a burst of results while the worker is busy: nothing runs before the throttle interval
+    t0 = _time.perf_counter()
+    for _ in range(50):
+        tab.heatmapChanged.emit()
+    qtbot.wait(300)
+    assert calls == [] and tracker.busy
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=3000)
+    assert _time.perf_counter() - t0 >= live_lesions.THROTTLE_MS / 1000 * 0.9
+    assert calls[0].startswith("lesions")  # the background thread, not the GUI thread
+    # more results while that analysis runs: one more analysis afterwards, not fifty
+    for _ in range(50):
+        tab.heatmapChanged.emit()
+    gate.set()
+    qtbot.waitUntil(lambda: len(seen) == 1, timeout=3000)
+    assert seen[0].result.label.value == "micro" and len(seen[0].result.lesions) == 1
+    qtbot.waitUntil(lambda: len(calls) == 2, timeout=3000)
+    qtbot.waitUntil(lambda: not tracker.busy, timeout=3000)
+    assert len(calls) == 2
+
+    # the worker goes idle: analysed at once, without waiting for the throttle
+    layer.live.is_idle = True
+    layer.live.fill(slice(15, 20), slice(15, 20), 0.99)
+    start = len(calls)
+    tab.heatmapChanged.emit()
+    qtbot.waitUntil(lambda: len(calls) == start + 1 and not tracker.busy, timeout=500)
+    assert len(tracker.snapshot.result.lesions) == 2
+
+    # a result computed for a layer that has since been replaced is dropped
+    gate.clear()
+    layer.live.fill(slice(0, 3), slice(20, 24), 0.99)
+    tab.heatmapChanged.emit()
+    qtbot.waitUntil(lambda: len(calls) == start + 2, timeout=1000)
+    tab.heatmap = None
+    tab.heatmapChanged.emit()  # overlay stopped: snapshot cleared at once
+    assert tracker.snapshot is None and seen[-1] is None
+    gate.set()
+    qtbot.waitUntil(lambda: not tracker.busy, timeout=3000)
+    qtbot.wait(50)
+    assert tracker.snapshot is None and seen[-1] is None
+    tracker.close()
