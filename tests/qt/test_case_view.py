@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from histoviewer.qt.case_dialog import CaseDialog, case_slides_in, default_output_dir
+from histoviewer.qt.case_dialog import case_slides_in, default_output_dir
 
 
 def _node(folder, name, lesions, seed):
