@@ -16,8 +16,10 @@ from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.core.tiles.viewport import Viewport, magnification_scale
 from histoviewer.qt.ai_panel import AiPanel, AiSettings, save_ai_settings
 from histoviewer.qt.annotation_actions import AnnotationActions
+from histoviewer.qt.case_dialog import CaseDialog, case_slides_in
 from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.slide_tab import SlideTab
+from histoviewer.qt.summary_panel import SummaryPanel
 
 DEFAULT_CACHE_MB = 512
 AI_STATUS_INTERVAL_MS = 200  # the coverage line is recomputed at most this often
@@ -58,6 +60,7 @@ class MainWindow(QMainWindow):
         self._ai_status_timer.setSingleShot(True)
         self._ai_status_timer.setInterval(AI_STATUS_INTERVAL_MS)
         self._ai_status_timer.timeout.connect(self.update_ai_status)
+        self._init_summary()
         self._build_menus()
         # -- annotations: menus, toolbar, panel (histoviewer/qt/annotation_actions.py) --
         self.annotation_actions = AnnotationActions(self)
@@ -131,6 +134,8 @@ class MainWindow(QMainWindow):
         panel_action = self.ai_panel.toggleViewAction()
         panel_action.setText("AI &panel")
         ai_menu.addAction(panel_action)
+        self._add_lesion_actions(ai_menu)
+        self._add_case_actions(file_menu)
         self._update_actions()
 
     # -- slides ----------------------------------------------------------------------------
@@ -154,6 +159,7 @@ class MainWindow(QMainWindow):
         tab.view.tileFailed.connect(self._on_tile_failed)
         tab.heatmapChanged.connect(self._schedule_ai_status)
         tab.view.viewportChanged.connect(self._schedule_ai_status)
+        self._wire_lesions(tab)
         self._start_ai(tab)
         tab.minimap.setVisible(self.minimap_action.isChecked())
         tab.view.show_scale_bar = self.scale_bar_action.isChecked()
@@ -187,6 +193,8 @@ class MainWindow(QMainWindow):
         for action, on in ((self.ai_run_action, new.enabled), (self.heatmap_action, new.show),
                            (self.ai_background_action, new.background)):
             action.setChecked(on)
+        if new.enabled != old.enabled:
+            self.summary_panel.setVisible(new.enabled)
         for tab in self._tabs():
             if new.restart_needed(old):
                 self._start_ai(tab)
@@ -333,6 +341,7 @@ class MainWindow(QMainWindow):
         self._schedule_ai_status()
         if (tab := self.current_tab()) is not None:
             self._on_viewport_changed(tab.view.viewport)
+        self._show_summary()
 
     def _on_viewport_changed(self, viewport: Viewport) -> None:
         tab = self.current_tab()
@@ -396,8 +405,100 @@ class MainWindow(QMainWindow):
             self.close_tab(0)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if self.case_dialog is not None:
+            self.case_dialog.shutdown()
         self.close_all()
         super().closeEvent(event)
+
+    # -- lesions, summary panel and cases ------------------------------------------------------
+    def _init_summary(self) -> None:
+        """The summary panel shares the AI panel's dock area (tabbed, in front); it is only
+        shown while the AI overlay runs: without a map there are no lesions to list."""
+        self.summary_panel = SummaryPanel(self)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.summary_panel)
+        self.tabifyDockWidget(self.ai_panel, self.summary_panel)
+        self.summary_panel.raise_()
+        self.summary_panel.setVisible(self.ai_panel.settings.enabled)
+        self.summary_panel.lesionActivated.connect(self.fly_to_lesion)
+        self.case_dialog = None
+
+    def _add_lesion_actions(self, ai_menu) -> None:
+        ai_menu.addSeparator()
+        self.lesions_action = self._action(ai_menu, "Show &lesions", self._toggle_lesions)
+        self.lesions_action.setCheckable(True)
+        self.lesions_action.setChecked(True)
+        self._action(ai_menu, "&Next lesion", lambda: self.summary_panel.step(+1), "Ctrl+L")
+        self._action(ai_menu, "Pre&vious lesion", lambda: self.summary_panel.step(-1), "Ctrl+Shift+L")
+        summary_action = self.summary_panel.toggleViewAction()
+        summary_action.setText("Lesions and node &label panel")
+        ai_menu.addAction(summary_action)
+
+    def _add_case_actions(self, file_menu) -> None:
+        case_action = QAction("Open &case (a patient's nodes)\u2026", self)
+        case_action.triggered.connect(self.open_case_dialog)
+        # after "Open Recent", with the other ways of opening slides
+        file_menu.insertAction(self.recent_menu.menuAction(), case_action)
+
+    def _wire_lesions(self, tab: SlideTab) -> None:
+        tab.lesion_layer.visible = self.lesions_action.isChecked()
+        tab.lesions.changed.connect(lambda _snap, t=tab: self._show_summary() if t is self.current_tab() else None)
+        # a lesion clicked on the slide is selected in the table too
+        tab.lesion_clicks.picked.connect(self.summary_panel.select_lesion)
+        # until the first lesions arrive the panel says what the overlay is doing
+        tab.heatmapChanged.connect(
+            lambda t=tab: self._show_summary() if t is self.current_tab() and t.lesions.snapshot is None else None)
+
+    def _toggle_lesions(self, checked: bool) -> None:
+        for tab in self._tabs():
+            tab.set_lesions_visible(checked)
+
+    def _show_summary(self) -> None:
+        """Show the current tab's lesions in the summary panel (or why there are none)."""
+        tab = self.current_tab()
+        if tab is None:
+            self.summary_panel.show_snapshot(None, "No slide open.")
+            return
+        snapshot = tab.lesions.snapshot
+        if tab.heatmap is None:
+            self.summary_panel.show_snapshot(None, "AI overlay off: no lesions. Turn it on in the AI menu.")
+        elif tab.heatmap_error:
+            self.summary_panel.show_snapshot(None, f"AI overlay unavailable: {tab.heatmap_error}")
+        elif snapshot is None:
+            self.summary_panel.show_snapshot(None, tab.lesions.error or "Classifying\u2026 lesions appear as the map fills in.")
+        else:
+            self.summary_panel.show_snapshot(snapshot, tab.lesions.error or "")
+            self.summary_panel.select_lesion(tab.lesion_layer.selected)
+
+    def fly_to_lesion(self, index: int) -> None:
+        if (tab := self.current_tab()) is not None and tab.fly_to_lesion(index):
+            self.summary_panel.select_lesion(index)
+
+    def _show_slide_tab(self, path: str) -> None:
+        for i in range(self.tabs.count()):
+            tab = self.tabs.widget(i)
+            if isinstance(tab, SlideTab) and Path(tab.path) == Path(path):
+                self.tabs.setCurrentIndex(i)
+                return
+
+    def open_case_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a case: the folder of one patient's node slides")
+        if folder:
+            self.open_case(case_slides_in(folder))
+
+    def open_case(self, paths) -> "CaseDialog | None":
+        """Open a patient's node slides in tabs and the case view over them."""
+        paths = [str(p) for p in paths]
+        if not paths:
+            self.report_error("No slides", "The folder holds no slide files.")
+            return None
+        for path in paths:
+            self.open_slide(path)
+        if self.case_dialog is not None:
+            self.case_dialog.close()
+        self.case_dialog = CaseDialog(paths, self.ai_panel.settings.model, self.ai_panel.settings.device, self)
+        self.case_dialog.nodeActivated.connect(self._show_slide_tab)
+        self.case_dialog.show()
+        return self.case_dialog
 
 
 def run_gui(paths: list[str], cache_mb: int = DEFAULT_CACHE_MB, ai: AiSettings | None = None) -> int:

@@ -15,12 +15,14 @@ from histoviewer.core.inference.live import LiveOptions
 from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.core.tiles.session import SlideSession
-from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.core.tiles.viewport import MAX_SCALE, Viewport
 from histoviewer.qt.annotation_layer import AnnotationLayer
 from histoviewer.qt.annotation_tools import AnnotationTools
 from histoviewer.qt.heatmap_layer import HeatmapLayer
 from histoviewer.qt.heatmap_legend import HeatmapLegend
 from histoviewer.qt.images import rgb_to_qimage
+from histoviewer.qt.lesion_layer import LesionClickFilter, LesionLayer
+from histoviewer.qt.live_lesions import LiveLesions
 from histoviewer.qt.minimap import Minimap
 from histoviewer.qt.slide_view import SlideView
 
@@ -28,6 +30,8 @@ MINIMAP_MARGIN = 10
 OVERVIEW_HEATMAP_MS = 500  # the overview's heatmap is recomposed at most this often
 LEGEND_MARGIN = 10
 AUTOSAVE_TICK_MS = 500  # Autosaver.tick() polls: it saves a few seconds after the last edit
+FLY_MARGIN = 1.6  # fly-to: the lesion's box fills 1 / FLY_MARGIN of the view
+FLY_MIN_SIDE_UM = 400.0  # fly-to never zooms closer than this much tissue: an ITC needs context
 
 
 class SlideTab(QWidget):
@@ -69,6 +73,7 @@ class SlideTab(QWidget):
         self.view.interactingChanged.connect(self._on_interacting)
         self.view.set_session(self.session)
         self._init_annotations()
+        self._init_lesions()
 
     def _on_thumbnail(self) -> None:
         if (thumb := self.session.thumbnail) is not None:
@@ -98,7 +103,7 @@ class SlideTab(QWidget):
         layer.error.connect(self._on_heatmap_error)
         layer.idle.connect(self.heatmapChanged)
         self.heatmap = layer
-        self.view.layers.append(layer)
+        self.view.layers.insert(0, layer)  # under every other layer (lesions, annotations)
         self.minimap.overlay = layer
         self.legend.set_style(style)
         self.legend.set_text("starting the AI overlay\u2026")
@@ -197,6 +202,7 @@ class SlideTab(QWidget):
 
     def close_slide(self) -> None:
         self._close_annotations()
+        self.lesions.close()
         self.stop_heatmap()
         self.view.session = None
         self.session.close()
@@ -277,3 +283,47 @@ class SlideTab(QWidget):
         self.annotation_tools.close()
         self.annotation_layer.close()
         self.view.input_handler = None
+
+    # -- lesions (summary panel, lesion layer, fly-to) ------------------------------------------
+    def _init_lesions(self) -> None:
+        """Lesions follow the heatmap through ``heatmapChanged``: nothing above needs to know."""
+        self.lesion_layer = LesionLayer()
+        self.view.layers.append(self.lesion_layer)
+        self.lesions = LiveLesions(self, parent=self)
+        self.lesions.changed.connect(self._on_lesions_changed)
+        self.lesion_clicks = LesionClickFilter(self.view, self.lesion_layer, self)  # .picked(index)
+        self.lesion_clicks.picked.connect(self.select_lesion)
+
+    def _on_lesions_changed(self, snapshot) -> None:
+        self.lesion_layer.set_lesions(snapshot.result.lesions if snapshot is not None else ())
+        if self.lesion_layer.visible:
+            self.view.update()
+
+    def set_lesions_visible(self, visible: bool) -> None:
+        self.lesion_layer.visible = visible
+        self.view.update()
+
+    def select_lesion(self, index: int | None) -> None:
+        """Outline ``index`` (a lesion index, 1 = largest) as the selected lesion."""
+        layer = self.lesion_layer
+        for old_or_new in (layer.lesion(layer.selected), layer.lesion(index)):
+            if old_or_new is not None:
+                self.view.update(layer.screen_rect(self.view.viewport, old_or_new))
+        layer.selected = index if layer.lesion(index) is not None else None
+
+    def fly_to_lesion(self, index: int) -> bool:
+        """Centre the view on lesion ``index``, zoomed to fit its box with a margin (never closer
+        than ``FLY_MIN_SIDE_UM`` of tissue), and select it. False if there is no such lesion."""
+        lesion = self.lesion_layer.lesion(index)
+        if lesion is None:
+            return False
+        x, y, w, h = lesion.l0_bbox
+        mpp = self.session.info.mpp
+        l0_min_side = FLY_MIN_SIDE_UM / mpp if mpp else 0.0
+        side_w, side_h = max(w, l0_min_side, 1.0) * FLY_MARGIN, max(h, l0_min_side, 1.0) * FLY_MARGIN
+        view = self.view
+        view.set_scale(min(view.width() / side_w, view.height() / side_h, MAX_SCALE))  # no longer "fitted"
+        self.lesion_layer.selected = index
+        view.set_viewport(Viewport(x + w / 2, y + h / 2, view.viewport.scale, view.width(), view.height()))
+        view.update()
+        return True

@@ -1,0 +1,391 @@
+"""The case view: one patient's node slides analysed together, each node's label and the pN stage.
+
+"Analyse all" runs, on one background thread, exactly what ``histoviewer analyze`` runs on
+the same slides: ``analyze_slide`` per node (its ``summary.json``, ``lesions.geojson``,
+probability map and heatmap under ``<output>/<slide stem>/``), then ``write_case_outputs``
+(``stages.csv`` in the CAMELYON17 format and ``cases.json`` with what decided each stage).
+The model is loaded once for all nodes. Cancel is cooperative: the analysis stops after the
+model batch in hand (progress callbacks check a flag), the slide's threads are closed, and
+no case files are written for a cancelled run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView, QDialog, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton,
+    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+)
+
+from histoviewer.core.analysis.camelyon17 import group_cases
+from histoviewer.core.analysis.case import CaseOutputs, node_result, write_case_outputs
+from histoviewer.core.analysis.node_label import NodeLabel
+from histoviewer.core.analysis.staging import StageResult
+from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.paths import user_data_dir
+from histoviewer.qt.summary_panel import LABEL_TEXT
+
+log = logging.getLogger(__name__)
+
+# Whole-slide formats only: a case folder also holds heatmap PNGs, GeoJSON and XML.
+SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm")
+STAGE_COLOURS = {"pN0": "#1a6e1a", "pN0(i+)": "#00789a", "pN1mi": "#b86e00", "pN1": "#b0105a", "pN2": "#8a0040",
+                 "unknown": "#555555"}
+COLUMNS = ("Node", "Label", "Largest lesion", "Coverage", "Progress")
+
+
+def case_slides_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """The slide files of a case folder, in natural node order (``patient_<p>_node_<n>``)."""
+    folder = Path(folder)
+    slides = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES]
+    return [Path(s) for group in group_cases(slides).values() for s in group]
+
+
+def default_output_dir(paths: Sequence[str | os.PathLike[str]]) -> Path:
+    """``<user data>/analyses/<patient>`` (or the folder's name for a non-CAMELYON case)."""
+    names = list(group_cases(paths))
+    return user_data_dir() / "analyses" / (names[0] if len(names) == 1 else Path(paths[0]).resolve().parent.name)
+
+
+class _Cancelled(Exception):
+    """Raised from a progress callback to unwind ``analyze_slide`` (its ``finally`` blocks
+    close the slide and the region reader)."""
+
+
+class CaseAnalysis(QObject):
+    """Analyses ``paths`` with ``model_spec`` on a Python thread; signals arrive on the GUI
+    thread. ``nodeFinished(row, summary dict)`` ({"slide", "error"} on failure);
+    ``finished(CaseOutputs | None, error text)``: None when cancelled or failed."""
+
+    nodeStarted = Signal(int)
+    nodeProgress = Signal(int, int, int)  # row, patches done, patches in all
+    nodeFinished = Signal(int, object)
+    finished = Signal(object, str)
+    _hop = Signal(str, object)
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], out_root: str | os.PathLike[str], model_spec: str,
+                 device: str = "auto", parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.paths = [Path(p) for p in paths]
+        self.out_root = Path(out_root)
+        self.model_spec, self.device = model_spec, device
+        self.summaries: list[dict] = []
+        self._cancel = threading.Event()
+        self._hop.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="case-analysis", daemon=True)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    def _emit(self, name: str, *args) -> None:
+        try:
+            self._hop.emit(name, args)
+        except RuntimeError:
+            pass  # the dialog was deleted while the thread finished its last node
+
+    def _deliver(self, name: str, args: tuple) -> None:
+        getattr(self, name).emit(*args)
+
+    # -- analysis thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        from histoviewer.core.inference.analyze import analyze_slide, slide_out_dir
+        from histoviewer.core.models.registry import open_model
+
+        try:
+            model = open_model(self.model_spec, device=self.device)
+        except HistoViewerError as exc:
+            self._emit("finished", None, f"cannot load the model: {exc}")
+            return
+        except Exception as exc:  # noqa: BLE001 - reported in the dialog, not lost on a thread
+            log.exception("case analysis: model load failed")
+            self._emit("finished", None, f"cannot load the model: {type(exc).__name__}: {exc}")
+            return
+        try:
+            for row, path in enumerate(self.paths):
+                if self._cancel.is_set():
+                    break
+                self._emit("nodeStarted", row)
+                try:
+                    summary = analyze_slide(path, slide_out_dir(self.out_root, path), model,
+                                            progress=self._progress_for(row)).to_dict()
+                except _Cancelled:
+                    break
+                except HistoViewerError as exc:
+                    summary = {"slide": str(path), "error": str(exc)}
+                except Exception as exc:  # noqa: BLE001 - one broken node must not lose the others
+                    log.exception("case analysis of %s failed", path)
+                    summary = {"slide": str(path), "error": f"{type(exc).__name__}: {exc}"}
+                self.summaries.append(summary)
+                self._emit("nodeFinished", row, summary)
+            if self._cancel.is_set():
+                self._emit("finished", None, "cancelled")
+                return
+            try:
+                outputs = write_case_outputs(self.out_root, self.summaries)
+            except (OSError, HistoViewerError) as exc:
+                self._emit("finished", None, f"{self.out_root}: cannot write the case files: {exc}")
+                return
+            self._emit("finished", outputs, "")
+        finally:
+            model.close()
+
+    def _progress_for(self, row: int):
+        analysis = self
+
+        class _Bar:
+            def __init__(self, total: int) -> None:
+                self.total, self.done = total, 0
+
+            def update(self, n: int = 1) -> None:
+                if analysis._cancel.is_set():
+                    raise _Cancelled()
+                self.done += n
+                analysis._emit("nodeProgress", row, self.done, self.total)
+
+            def set_postfix_str(self, text: str) -> None:
+                pass
+
+            def close(self) -> None:
+                pass
+
+        return lambda _description, total: _Bar(total)
+
+
+class CaseDialog(QDialog):
+    """Non-modal: the slides stay open in their tabs while the case is analysed.
+    ``nodeActivated(path)``: a node's row was double-clicked (show its tab)."""
+
+    nodeActivated = Signal(str)
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], model_spec: str = "cnn", device: str = "auto",
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.paths = [Path(p) for p in paths]
+        self.model_spec, self.device = model_spec, device
+        self.out_root = default_output_dir(self.paths)
+        self.analysis: CaseAnalysis | None = None
+        self.outputs: CaseOutputs | None = None
+        self.summaries: dict[int, dict] = {}
+        cases = group_cases(self.paths)
+        title = ", ".join(cases) if len(cases) <= 3 else f"{len(cases)} patients"
+        self.setWindowTitle(f"Case {title} \u2013 {len(self.paths)} node(s)")
+        self.resize(900, 480)
+        layout = QVBoxLayout(self)
+
+        self.table = QTableWidget(len(self.paths), len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        for col, width in ((1, 230), (3, 80), (4, 200)):  # room for the longest label and progress text
+            self.table.setColumnWidth(col, width)
+        self.bars: list[QProgressBar] = []
+        for row, path in enumerate(self.paths):
+            self._set(row, 0, path.name)
+            self._set(row, 1, "not analysed")
+            bar = QProgressBar()
+            bar.setRange(0, 1)
+            bar.setValue(0)
+            bar.setFormat("waiting")
+            self.table.setCellWidget(row, 4, bar)
+            self.bars.append(bar)
+        self.table.cellDoubleClicked.connect(lambda row, _col: self.nodeActivated.emit(str(self.paths[row])))
+        self.table.setToolTip("Double-click a node to show its slide")
+        layout.addWidget(self.table, 1)
+
+        self.stage_label = QLabel("pN stage: analyse all nodes to stage the patient.")
+        self.stage_label.setStyleSheet("font-size: 18px; font-weight: bold; color: #555;")
+        self.stage_label.setWordWrap(True)
+        layout.addWidget(self.stage_label)
+        self.reason_label = QLabel("")
+        self.reason_label.setWordWrap(True)
+        self.reason_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.reason_label)
+
+        out_row = QHBoxLayout()
+        self.out_label = QLabel("")
+        self.out_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.out_button = QPushButton("Change\u2026")
+        self.out_button.clicked.connect(self._choose_output)
+        out_row.addWidget(self.out_label, 1)
+        out_row.addWidget(self.out_button)
+        layout.addLayout(out_row)
+        self._show_output()
+
+        buttons = QHBoxLayout()
+        self.status_label = QLabel(f"Model: {model_spec} on {device}. Same analysis as `histoviewer analyze`.")
+        self.status_label.setStyleSheet("color: #555;")
+        self.analyse_button = QPushButton("Analyse all")
+        self.analyse_button.setDefault(True)
+        self.analyse_button.clicked.connect(self.analyse_all)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        close_button = QPushButton("Close")
+        close_button.clicked.connect(self.close)
+        buttons.addWidget(self.status_label, 1)
+        buttons.addWidget(self.analyse_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(close_button)
+        layout.addLayout(buttons)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _set(self, row: int, col: int, text: str, colour: str | None = None, bold: bool = False) -> None:
+        item = QTableWidgetItem(text)
+        if colour is not None:
+            item.setForeground(QColor(colour))
+        if bold:
+            font = item.font()
+            font.setBold(True)
+            item.setFont(font)
+        self.table.setItem(row, col, item)
+
+    def _show_output(self) -> None:
+        self.out_label.setText(f"Output: {self.out_root}")
+
+    def set_output_dir(self, folder: str | os.PathLike[str]) -> None:
+        """Where the next analysis writes (one sub-folder per node, stages.csv, cases.json)."""
+        self.out_root = Path(folder)
+        self._show_output()
+
+    def _choose_output(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder for the case's analysis", str(self.out_root.parent))
+        if folder:
+            self.set_output_dir(folder)
+
+    # -- running ------------------------------------------------------------------------------
+    def analyse_all(self) -> None:
+        if self.analysis is not None and self.analysis.running:
+            return
+        self.summaries.clear()
+        self.outputs = None
+        for row, bar in enumerate(self.bars):
+            bar.setRange(0, 1)
+            bar.setValue(0)
+            bar.setFormat("waiting")
+            for col in (1, 2, 3):
+                self._set(row, col, "")
+        self.stage_label.setText("pN stage: analysing\u2026")
+        self.stage_label.setStyleSheet("font-size: 18px; font-weight: bold; color: #555;")
+        self.reason_label.setText("")
+        self.analysis = CaseAnalysis(self.paths, self.out_root, self.model_spec, self.device, self)
+        self.analysis.nodeStarted.connect(self._on_started)
+        self.analysis.nodeProgress.connect(self._on_progress)
+        self.analysis.nodeFinished.connect(self._on_node)
+        self.analysis.finished.connect(self._on_finished)
+        self.analyse_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.out_button.setEnabled(False)
+        self.status_label.setText("Loading the model\u2026")
+        self.analysis.start()
+
+    def cancel(self) -> None:
+        if self.analysis is not None and self.analysis.running:
+            self.analysis.cancel()
+            self.status_label.setText("Cancelling after the batch in hand\u2026")
+            self.cancel_button.setEnabled(False)
+
+    def _on_started(self, row: int) -> None:
+        self.bars[row].setFormat("reading tissue\u2026")
+        self.bars[row].setRange(0, 0)  # busy until the patch count is known
+        self.status_label.setText(f"Analysing {self.paths[row].name} ({row + 1} of {len(self.paths)})\u2026")
+
+    def _on_progress(self, row: int, done: int, total: int) -> None:
+        bar = self.bars[row]
+        bar.setRange(0, max(total, 1))
+        bar.setValue(min(done, total))
+        # after the last patch the maps, heatmap and lesions are written: say so
+        bar.setFormat("writing results\u2026" if done >= total else f"%p% of {total} patches")
+
+    def _on_node(self, row: int, summary: dict) -> None:
+        self.summaries[row] = summary
+        bar = self.bars[row]
+        bar.setRange(0, 1)
+        bar.setValue(1)
+        if "error" in summary:
+            bar.setFormat("failed")
+            self._set(row, 1, "unknown", LABEL_TEXT[NodeLabel.UNKNOWN][1])
+            self._set(row, 2, summary["error"], "#a01010")
+            self.table.item(row, 2).setToolTip(summary["error"])
+            return
+        bar.setFormat("done")
+        node = node_result(summary)
+        text, colour = LABEL_TEXT[node.label]
+        if node.provisional:
+            text += " (provisional)"
+        self._set(row, 1, text, colour, bold=True)
+        if node.largest_lesion is None:
+            self._set(row, 2, "none")
+        else:
+            lesions = summary.get("lesions", [])
+            size_class = lesions[0]["size_class"] if lesions else ""
+            diameter = "unknown" if node.largest_diameter_mm is None else f"{node.largest_diameter_mm:.2f} mm"
+            self._set(row, 2, f"{node.largest_lesion}: {diameter} {size_class} ({len(lesions)} lesion(s))")
+        self._set(row, 3, f"{summary.get('coverage', 0.0):.0%}")
+
+    def _on_finished(self, outputs: CaseOutputs | None, error: str) -> None:
+        self.analyse_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.out_button.setEnabled(True)
+        for row, bar in enumerate(self.bars):
+            if row not in self.summaries:
+                bar.setRange(0, 1)
+                bar.setValue(0)
+                bar.setFormat("cancelled" if error == "cancelled" else "not analysed")
+        if outputs is None:
+            self.status_label.setText("Cancelled: no case files written." if error == "cancelled" else error)
+            self.stage_label.setText("pN stage: not staged")
+            return
+        self.outputs = outputs
+        self.status_label.setText(f"Done. Wrote {outputs.stages_csv.name} and {outputs.cases_json.name}.")
+        self._show_stages(outputs.results, outputs.errors)
+
+    def _show_stages(self, results: Sequence[StageResult], errors) -> None:
+        lines, reasons = [], []
+        for r in results:
+            stage = r.stage.value + (" (provisional)" if r.provisional else "")
+            lines.append(f"{r.patient}: {stage}" if len(results) > 1 else f"pN stage: {stage}")
+            deciding = [f"{n.node} \u2192 {n.largest_lesion} ({n.largest_diameter_mm:.2f} mm)"
+                        for n in r.deciding if n.largest_lesion is not None and n.largest_diameter_mm is not None]
+            reasons.append(f"{r.patient}: {r.reason}" + (f".\nDeciding lesions: {'; '.join(deciding)}" if deciding else ""))
+        for patient, message in errors.items():
+            lines.append(f"{patient}: not staged")
+            reasons.append(message)
+        colour = STAGE_COLOURS.get(results[0].stage.value, "#555") if len(results) == 1 else "#333"
+        self.stage_label.setText("\n".join(lines))
+        self.stage_label.setStyleSheet(f"font-size: 18px; font-weight: bold; color: {colour};")
+        self.reason_label.setText("\n".join(reasons))
+
+    def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self, timeout: float = 60.0) -> None:
+        """Cancel a running analysis and wait for its thread (the batch in hand finishes)."""
+        if self.analysis is not None and self.analysis.running:
+            self.analysis.cancel()
+            self.analysis.wait(timeout)

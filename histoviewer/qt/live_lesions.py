@@ -1,0 +1,167 @@
+"""Lesions of one open slide, recomputed from its live AI map while the map fills in.
+
+``LiveLesions`` follows a ``SlideTab``'s heatmap (whatever layer it runs now) and, when new
+results arrive, re-runs the core ``analyse_map`` (the same code as ``histoviewer analyze``)
+on a snapshot of the grid. It is throttled (at most once per ``THROTTLE_MS`` while the
+worker is busy, at once when it goes idle) and runs on one background thread: on a
+whole-slide grid (268 x 536 cells) ``analyse_map`` takes ~3 ms without lesions but ~6 ms
+per lesion (23 ms with 3, 0.64 s with 100), so a noisy map would stall the GUI; on this
+thread the longest event-loop gap stays at 6-20 ms (``benchmarks/bench_summary_panel.py``). Results are stamped with the generation
+they were computed for; a result for a layer that has since been replaced is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+
+from histoviewer.core.analysis.lesions import LesionParams, MapFrame
+from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
+
+log = logging.getLogger(__name__)
+
+THROTTLE_MS = 1000
+HISTOGRAM_BINS = 20
+
+
+@dataclass(frozen=True)
+class LesionSnapshot:
+    """What the summary panel shows for one slide at one moment.
+
+    ``probability_counts``: histogram of the classified tissue cells' P(tumour) over
+    ``HISTOGRAM_BINS`` equal bins of 0..1. ``model_name``/``demonstration``: the model
+    that made the map. ``compute_s``: wall time of the analysis (map snapshot included).
+    """
+
+    result: SlideLesions
+    probability_counts: tuple[int, ...]
+    model_name: str
+    demonstration: bool
+    compute_s: float
+    generation: int
+
+
+def snapshot_of(live, params: LesionParams, generation: int) -> LesionSnapshot | None:
+    """Any thread: analyse the current map of a ``LiveHeatmap`` (None before it started)."""
+    grid, model = live.grid, live.model
+    if grid is None or model is None:
+        return None
+    t0 = time.perf_counter()
+    encoded = grid.encoded_map()  # a copy, taken under the grid's lock
+    result = analyse_map(encoded, MapFrame.from_geometry(grid.geometry), params)
+    values = encoded[np.isfinite(encoded) & (encoded >= 0)]
+    counts, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(0.0, 1.0))
+    info = model.info
+    return LesionSnapshot(result, tuple(int(c) for c in counts), info.display_name(), bool(info.demonstration),
+                          time.perf_counter() - t0, generation)
+
+
+class LiveLesions(QObject):
+    """Keeps ``snapshot`` up to date for ``tab`` (a SlideTab); ``changed`` says when it moved
+    (None: the overlay stopped). ``close()`` before the slide closes."""
+
+    changed = Signal(object)  # LesionSnapshot | None
+    _hop = Signal(object)  # worker -> GUI thread: (future, layer, generation)
+
+    def __init__(self, tab, params: LesionParams = LesionParams(), parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.tab = tab
+        self.params = params
+        self.snapshot: LesionSnapshot | None = None
+        self.error: str | None = None  # the last analysis failed (shown instead of a label)
+        self._layer = None  # the HeatmapLayer the snapshot belongs to
+        self._generation = 0  # bumped on every change of the map
+        self._done_generation = -1
+        self._running: Future | None = None
+        self._closed = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lesions")
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(THROTTLE_MS)
+        self._timer.timeout.connect(self._start)
+        self._hop.connect(self._finished, Qt.ConnectionType.QueuedConnection)
+        tab.heatmapChanged.connect(self._on_heatmap_changed)
+
+    def _on_heatmap_changed(self) -> None:
+        if self._closed:
+            return
+        layer = self.tab.heatmap
+        if layer is not self._layer:
+            self._layer = layer
+            self._generation += 1
+            if self.snapshot is not None:
+                self.snapshot = None
+                self.changed.emit(None)
+        if layer is None or layer.live.grid is None:
+            return
+        self._generation += 1
+        if layer.live.is_idle:
+            self._timer.stop()
+            self._start()  # the map will not change for a while: show its final state now
+        elif not self._timer.isActive():
+            self._schedule(THROTTLE_MS)
+
+    def _schedule(self, delay_ms: int) -> None:
+        self._timer.setInterval(delay_ms)
+        self._timer.start()
+
+    def refresh(self) -> None:
+        """Analyse now (for example after the operating point changed)."""
+        self._generation += 1
+        self._start()
+
+    def _start(self) -> None:
+        layer = self._layer
+        if self._closed or layer is None or layer.live.grid is None:
+            return
+        if self._running is not None:
+            return  # _finished starts the next one if the map moved meanwhile
+        if self._done_generation == self._generation:
+            return
+        generation = self._generation
+        future = self._executor.submit(snapshot_of, layer.live, self.params, generation)
+        self._running = future
+        future.add_done_callback(lambda f, lay=layer, g=generation: self._deliver(f, lay, g))
+
+    def _deliver(self, future: Future, layer, generation: int) -> None:
+        if self._closed:
+            return
+        try:
+            self._hop.emit((future, layer, generation))
+        except RuntimeError:
+            pass  # deleted while the last analysis finished
+
+    def _finished(self, item) -> None:
+        future, layer, generation = item
+        self._running = None
+        if self._closed:
+            return
+        if layer is self._layer and not future.cancelled():
+            exc = future.exception()
+            if exc is not None:
+                # not retried until the map changes again: a bug must not spin
+                log.error("lesion analysis failed", exc_info=exc)
+                self._done_generation = generation
+                self.error = f"lesion analysis failed: {type(exc).__name__}: {exc}"
+                self.changed.emit(self.snapshot)
+            elif (snap := future.result()) is not None:
+                self._done_generation = generation
+                self.snapshot, self.error = snap, None
+                self.changed.emit(snap)
+        if self._layer is not None and self._done_generation != self._generation and not self._timer.isActive():
+            # new results came in while this one ran: pick them up, still throttled
+            self._schedule(0 if self._layer.live.is_idle else THROTTLE_MS)
+
+    @property
+    def busy(self) -> bool:
+        return self._running is not None or self._timer.isActive()
+
+    def close(self) -> None:
+        self._closed = True
+        self._timer.stop()
+        self._executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,106 @@
+"""The case view: a patient's node slides opened together, analysed in the background with the
+same code as ``histoviewer analyze``, each node's label and the pN stage with what decided it.
+
+Phantom nodes with known lesions are the ground truth. The default run analyses one
+micrometastasis node (pN1mi); the three-node case (negative, micro, ITC -> pN1mi) is slow.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from histoviewer.qt.case_dialog import case_slides_in, default_output_dir
+
+
+def _node(folder, name, lesions, seed):
+    from histoviewer.core.phantom import write_phantom
+
+    # 2 x 2 mm at 0.5 um/px: room for a 0.8 mm micrometastasis, ~400 patches to classify
+    return write_phantom(folder / name, width=4000, height=4000, mpp=0.5, lesions=lesions, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def micro_case(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("patient_010")
+    _node(folder, "patient_010_node_2.tif", "micro:0.7", 11)
+    (folder / "patient_010_node_2.geojson").write_text("{}")  # not a slide: must be left out
+    return folder
+
+
+def _run_case(qtbot, window, folder, tmp_path, timeout_ms):
+    paths = case_slides_in(folder)
+    dialog = window.open_case(paths)
+    assert dialog is not None and window.tabs.count() == len(paths)
+    dialog.set_output_dir(tmp_path / "analysis")
+    dialog.analyse_all()
+    qtbot.waitUntil(lambda: not dialog.analysis.running and dialog.analyse_button.isEnabled(), timeout=timeout_ms)
+    assert dialog.outputs is not None, dialog.status_label.text()
+    return dialog
+
+
+def test_case_slides_and_default_output(micro_case, tmp_path):
+    slides = case_slides_in(micro_case)
+    assert [p.name for p in slides] == ["patient_010_node_2.tif"]
+    assert default_output_dir(slides).parts[-2:] == ("analyses", "patient_010")
+
+
+def test_one_node_case_gives_micro_and_pn1mi(window, qtbot, micro_case, tmp_path):
+    dialog = _run_case(qtbot, window, micro_case, tmp_path, 120_000)
+    assert dialog.table.item(0, 0).text() == "patient_010_node_2.tif"
+    assert dialog.table.item(0, 1).text() == "MICROMETASTASIS"
+    assert dialog.table.item(0, 2).text().startswith("lesion-1: 0.")
+    assert dialog.table.item(0, 3).text() == "100%"
+    assert dialog.bars[0].format() == "done"
+    assert dialog.stage_label.text() == "pN stage: pN1mi"
+    assert "micrometastases only, in patient_010_node_2.tif" in dialog.reason_label.text()
+    assert "patient_010_node_2.tif \u2192 lesion-1" in dialog.reason_label.text()
+    # the same files `histoviewer analyze` writes
+    out = tmp_path / "analysis"
+    rows = list(csv.reader((out / "stages.csv").open()))
+    assert rows == [["patient", "stage"], ["patient_010.zip", "pN1mi"], ["patient_010_node_2.tif", "micro"]]
+    summary = json.loads((out / "patient_010_node_2" / "summary.json").read_text())
+    assert summary["node_label"] == "micro" and (out / "patient_010_node_2" / "lesions.geojson").is_file()
+    assert dialog.out_label.text() == f"Output: {out}"
+    dialog.close()
+
+
+def test_cancel_writes_no_case_files(window, qtbot, micro_case, tmp_path):
+    dialog = window.open_case(case_slides_in(micro_case))
+    dialog.set_output_dir(tmp_path / "analysis")
+    dialog.analyse_all()
+    dialog.cancel()
+    qtbot.waitUntil(lambda: not dialog.analysis.running, timeout=60_000)
+    qtbot.waitUntil(lambda: dialog.analyse_button.isEnabled(), timeout=5_000)
+    assert dialog.status_label.text() == "Cancelled: no case files written."
+    assert dialog.outputs is None and not (tmp_path / "analysis" / "stages.csv").exists()
+    assert dialog.bars[0].format() in ("cancelled", "done")  # cancelled, or it finished first
+    dialog.close()
+
+
+def test_a_folder_without_slides_says_so(window, tmp_path):
+    assert window.open_case(case_slides_in(tmp_path)) is None
+    assert "no slide" in window.last_error
+
+
+@pytest.mark.slow
+def test_three_node_case_negative_micro_itc_gives_pn1mi(window, qtbot, tmp_path_factory, tmp_path):
+    folder = tmp_path_factory.mktemp("patient_011")
+    _node(folder, "patient_011_node_0.tif", "", 21)
+    _node(folder, "patient_011_node_1.tif", "micro:0.8", 22)
+    _node(folder, "patient_011_node_4.tif", "itc:0.15", 23)
+    dialog = _run_case(qtbot, window, folder, tmp_path, 300_000)
+    labels = [dialog.table.item(r, 1).text() for r in range(3)]
+    assert labels == ["NEGATIVE", "MICROMETASTASIS", "ITC (isolated tumour cells)"]
+    assert dialog.stage_label.text() == "pN stage: pN1mi"
+    assert "in patient_011_node_1.tif" in dialog.reason_label.text()
+    rows = list(csv.reader((tmp_path / "analysis" / "stages.csv").open()))
+    assert rows[1] == ["patient_011.zip", "pN1mi"]
+    assert [r[1] for r in rows[2:]] == ["negative", "micro", "itc"]
+    # double-clicking a node's row shows its slide
+    window.tabs.setCurrentIndex(0)
+    dialog.table.cellDoubleClicked.emit(2, 1)
+    assert window.current_tab().path.endswith("patient_011_node_4.tif")
+    dialog.close()

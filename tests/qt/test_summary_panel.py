@@ -1,0 +1,387 @@
+"""The summary panel, the lesion layer and fly-to, as a pathologist meets them.
+
+A phantom node with one micrometastasis of known size (the ground truth) is classified by
+the default CNN; the panel must call it MICROMETASTASIS with a lesion row of about the
+phantom lesion's diameter, say "provisional" while only part of the tissue is classified,
+fly the view to the lesion when its row is clicked, and outline it on the slide. The
+panel and layer logic that needs no model is checked on hand-made maps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QRect, Qt
+from PySide6.QtGui import QImage, QPainter, QRegion
+
+from histoviewer.core.analysis.lesions import LesionParams, MapFrame
+from histoviewer.core.analysis.node_label import analyse_map
+from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.qt.ai_panel import AiSettings
+from histoviewer.qt.images import qimage_to_rgb
+from histoviewer.qt.lesion_layer import MARKER_RADIUS_PX, LesionLayer, lesion_label
+from histoviewer.qt.live_lesions import HISTOGRAM_BINS, LesionSnapshot
+from histoviewer.qt.main_window import MainWindow
+from histoviewer.qt.summary_panel import SummaryPanel
+from tests.qt.conftest import open_settled
+
+# docs/benchmarks.md ("Lesions, size classes and pN"): max abs diameter error 0.061 mm on
+# phantoms with the default CNN, whose map cell is 0.093 mm; allow one cell.
+DIAMETER_TOLERANCE_MM = 0.093
+
+
+# -- panel and layer on hand-made maps (no model) ----------------------------------------------
+def _snapshot(encoded: np.ndarray, um_per_cell: float | None = 10.0) -> LesionSnapshot:
+    result = analyse_map(encoded, MapFrame.for_cells(um_per_cell), LesionParams())
+    values = encoded[np.isfinite(encoded) & (encoded >= 0)]
+    counts = np.histogram(values, bins=HISTOGRAM_BINS, range=(0, 1))[0]
+    return LesionSnapshot(result, tuple(int(c) for c in counts), "test-model (demonstration)", True, 0.0, 1)
+
+
+def _three_lesions(unclassified: bool = False) -> np.ndarray:
+    """Cells 10 um wide: lesions of ~0.30 mm (micro), ~0.10 mm (ITC), ~2.5 mm (macro)."""
+    m = np.zeros((300, 300), np.float32)
+    m[10:40, 10:40] = 0.9  # 30 cells = 0.30 mm side
+    m[100:110, 100:110] = 0.8  # 0.10 mm
+    m[50:290, 120:280] = 0.99  # 2.4 x 1.6 mm: diagonal ~2.9 mm
+    m[:, 0:5] = -1.0  # background
+    if unclassified:
+        m[200:300, 0:100] = np.nan  # not yet classified tissue
+    return m
+
+
+def test_panel_label_table_sorting_and_provisional_text(qtbot):
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    snap = _snapshot(_three_lesions(unclassified=True))
+    panel.show_snapshot(snap)
+    assert panel.label_title.text() == "MACROMETASTASIS"
+    coverage = snap.result.coverage
+    assert 0 < coverage < 1
+    assert panel.coverage_label.text().startswith(f"provisional: {coverage:.0%} of the tissue classified")
+    assert "lesion-1" in panel.largest_label.text() and "macro" in panel.largest_label.text()
+    assert "test-model" in panel.model_label.text()
+    # rows sorted by diameter, largest first; then by max probability, ascending
+    proxy = panel.proxy
+    assert proxy.rowCount() == 3
+    diameters = [float(proxy.index(r, 1).data()) for r in range(3)]
+    assert diameters == sorted(diameters, reverse=True)
+    assert [proxy.index(r, 3).data() for r in range(3)] == ["macro", "micro", "ITC"]
+    panel.table.sortByColumn(4, Qt.SortOrder.AscendingOrder)
+    assert [proxy.index(r, 4).data() for r in range(3)] == ["0.80", "0.90", "0.99"]
+
+    panel.show_snapshot(_snapshot(_three_lesions(unclassified=False)))
+    assert panel.coverage_label.text() == "final: all tissue classified"
+
+    negative = np.zeros((50, 50), np.float32)
+    panel.show_snapshot(_snapshot(negative))
+    assert panel.label_title.text() == "NEGATIVE" and panel.proxy.rowCount() == 0
+    assert not panel.next_button.isEnabled()
+    panel.show_snapshot(_snapshot(_three_lesions(), um_per_cell=None))
+    assert panel.label_title.text().startswith("UNKNOWN") and panel.proxy.index(0, 1).data() == "unknown"
+
+
+def test_next_and_previous_walk_the_table_in_its_order_and_wrap(qtbot):
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    panel.show_snapshot(_snapshot(_three_lesions()))
+    seen = []
+    panel.lesionActivated.connect(seen.append)
+    for _ in range(4):
+        panel.step(+1)
+    panel.step(-1)
+    panel.step(-1)
+    assert seen == [1, 2, 3, 1, 3, 2]
+    assert panel.selected_lesion() == 2
+    # a recomputed snapshot keeps the selection on the same lesion
+    panel.show_snapshot(_snapshot(_three_lesions()))
+    assert panel.selected_lesion() == 2
+
+
+def _paint(layer: LesionLayer, viewport: Viewport) -> np.ndarray:
+    image = QImage(viewport.screen_w, viewport.screen_h, QImage.Format.Format_RGB888)
+    image.fill(0x808080)
+    painter = QPainter(image)
+    layer.paint(painter, viewport, QRegion(QRect(0, 0, viewport.screen_w, viewport.screen_h)))
+    painter.end()
+    return qimage_to_rgb(image).astype(np.int16)
+
+
+def test_lesion_layer_outlines_labels_rings_and_hit_testing(qtbot):
+    snap = _snapshot(_three_lesions())
+    layer = LesionLayer()
+    layer.set_lesions(snap.result.lesions)
+    macro, micro, itc = snap.result.lesions
+    assert lesion_label(macro).endswith("mm, macro") and lesion_label(itc).endswith("mm, ITC")
+    # 2 screen px per cell: every lesion is big enough for an outline
+    vp = Viewport(150.0, 150.0, 2.0, 600, 600)
+    image = _paint(layer, vp)
+    drawn = np.abs(image - 128).sum(axis=-1) > 40
+    for les in (macro, micro, itc):
+        x, y = les.l0_outline[0]
+        sx, sy = vp.l0_to_screen(x, y)
+        assert drawn[int(sy) - 2:int(sy) + 3, int(sx) - 2:int(sx) + 3].any(), les.name
+    # the inside of the big lesion stays clear (outline, not fill) away from line and label
+    sx, sy = vp.l0_to_screen(macro.l0_bbox[0] + 20, macro.l0_bbox[1] + macro.l0_bbox[3] - 20)
+    assert not drawn[int(sy) - 3:int(sy) + 4, int(sx) - 3:int(sx) + 4].any()
+    assert layer.lesion_at(vp, *vp.l0_to_screen(*itc.l0_centroid)) is itc
+    assert layer.lesion_at(vp, *vp.l0_to_screen(*macro.l0_centroid)) is macro
+    assert layer.lesion_at(vp, 5, 590) is None
+
+    # far out: the ITC is under a pixel, so it is drawn as a ring of fixed size around it
+    far = Viewport(150.0, 150.0, 0.05, 400, 400)
+    layer.set_lesions((itc,))  # alone: at this zoom the others' rings would overlap it
+    image = _paint(layer, far)
+    drawn = np.abs(image - 128).sum(axis=-1) > 40
+    cx, cy = (int(v) for v in far.l0_to_screen(*itc.l0_centroid))
+    r = int(MARKER_RADIUS_PX)
+    assert drawn[cy, cx - r - 2:cx - r + 3].any() and not drawn[cy, cx]  # a ring, hollow
+
+    # hidden: nothing; only the dirty region is touched
+    layer.set_lesions(snap.result.lesions)
+    layer.visible = False
+    assert (np.abs(_paint(layer, vp) - 128).sum(axis=-1) == 0).all()
+    layer.visible = True
+    image = QImage(600, 600, QImage.Format.Format_RGB888)
+    image.fill(0x808080)
+    painter = QPainter(image)
+    layer.paint(painter, vp, QRegion(QRect(0, 0, 10, 10)))
+    painter.end()
+    changed = np.abs(qimage_to_rgb(image).astype(np.int16) - 128).sum(axis=-1) > 0
+    assert not changed[10:, :].any() and not changed[:, 10:].any()
+
+
+# -- the live viewer with the default CNN --------------------------------------------------------
+@pytest.fixture(scope="module")
+def phantom(tmp_path_factory):
+    from histoviewer.core.phantom import write_phantom
+
+    # 1.5 x 1.5 mm, small enough to write in a few seconds, with room around the lesion
+    return write_phantom(tmp_path_factory.mktemp("phantom") / "node.tiff", width=6000, height=6000,
+                         mpp=0.25, lesions="micro:0.7", seed=5)
+
+
+@pytest.fixture
+def ai_window(qtbot):
+    # starts with the overlay off, so a test can choose the view before anything is classified
+    win = MainWindow(cache_mb=64, ai=AiSettings(enabled=False, model="cnn", device="cpu", background=False))
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.close()
+
+
+def _start_ai(win):
+    win.ai_panel.set_settings(replace(win.ai_panel.settings, enabled=True))
+
+
+def _wait_lesions(qtbot, tab, final: bool, timeout=90_000):
+    def ready():
+        snap = tab.lesions.snapshot
+        return (snap is not None and tab.heatmap.live.is_idle and not tab.lesions.busy
+                and snap.result.provisional != final)
+    qtbot.waitUntil(ready, timeout=timeout)
+    return tab.lesions.snapshot
+
+
+def _grab(view) -> np.ndarray:
+    view.repaint()
+    return qimage_to_rgb(view.grab().toImage()).astype(np.int16)
+
+
+def test_live_summary_provisional_then_final_fly_to_and_outline(ai_window, qtbot, phantom):
+    win = ai_window
+    assert not win.summary_panel.isVisible()  # no overlay, no lesions panel
+    tab = open_settled(win, qtbot, phantom.slide_path)
+    (truth,) = phantom.lesions
+    view = tab.view
+    fit_scale = view.viewport.scale
+    # look at a lesion-free corner only: the map covers part of the tissue
+    view.set_scale(fit_scale * 6)  # no longer "fitted": the panel appearing must not re-fit it
+    w, h = phantom.width, phantom.height
+    far_x = w * 0.1 if truth.l0_centroid[0] > w / 2 else w * 0.9  # the corner away from the lesion
+    far_y = h * 0.1 if truth.l0_centroid[1] > h / 2 else h * 0.9
+    view.set_viewport(replace(view.viewport, l0_cx=far_x, l0_cy=far_y))
+    _start_ai(win)
+    assert win.summary_panel.isVisible()
+    x0, y0, x1, y1 = view.viewport.l0_rect
+    poly = np.asarray(truth.l0_polygon)
+    patch = 400  # level-0 px of one model patch (96 px at 0.97 um/px)
+    assert x1 < poly[:, 0].min() - patch or x0 > poly[:, 0].max() + patch \
+        or y1 < poly[:, 1].min() - patch or y0 > poly[:, 1].max() + patch
+    snap = _wait_lesions(qtbot, tab, final=False)
+    panel = win.summary_panel
+    assert snap.result.coverage < 1
+    assert panel.label_title.text() == "NEGATIVE"
+    assert panel.coverage_label.text().startswith(f"provisional: {snap.result.coverage:.0%} of the tissue")
+
+    view.fit()  # the whole slide in view: all tissue is classified
+    fit_scale = view.viewport.scale  # with the panel docked
+    snap = _wait_lesions(qtbot, tab, final=True)
+    assert panel.label_title.text() == "MICROMETASTASIS"
+    assert panel.coverage_label.text() == "final: all tissue classified"
+    assert "DEMONSTRATION" in panel.model_label.text()
+    largest = snap.result.largest
+    assert abs(largest.diameter_mm - truth.diameter_mm) <= DIAMETER_TOLERANCE_MM
+    assert panel.proxy.index(0, 0).data() == largest.name
+    assert panel.proxy.index(0, 1).data() == f"{largest.diameter_mm:.2f}"
+    assert panel.proxy.index(0, 3).data() == "micro"
+
+    # the outline is on the slide: compare with the lesion layer hidden (heatmap off, so only
+    # the layer differs)
+    tab.minimap.hide()
+    tab.legend.hide()
+    view.show_scale_bar = False
+    win.ai_panel.set_settings(replace(win.ai_panel.settings, show=False))
+    with_lesions = _grab(view)
+    win.lesions_action.trigger()
+    assert not tab.lesion_layer.visible
+    without = _grab(view)
+    changed = np.abs(with_lesions - without).sum(axis=-1) > 60
+    for x, y in largest.l0_outline[:: max(1, len(largest.l0_outline) // 12)]:
+        sx, sy = (int(v) for v in view.viewport.l0_to_screen(x, y))
+        assert changed[sy - 2:sy + 3, sx - 2:sx + 3].any(), (x, y)
+    ys, xs = np.nonzero(changed)
+    box = QRect(*(int(v) for v in _screen_box(view.viewport, largest))).adjusted(-160, -60, 160, 60)
+    assert all(box.contains(QPoint(int(x), int(y))) for x, y in zip(xs[::5], ys[::5]))
+    win.lesions_action.trigger()
+
+    # click the row: the view flies there, zoomed in, and the lesion is selected
+    table = panel.table
+    rect = table.visualRect(panel.proxy.index(0, 0))
+    qtbot.mouseClick(table.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    vp = view.viewport
+    x0, y0, x1, y1 = vp.l0_rect
+    cx, cy = largest.l0_centroid
+    assert x0 < cx < x1 and y0 < cy < y1
+    bx, by, bw, bh = largest.l0_bbox
+    assert x0 <= bx and bx + bw <= x1 and y0 <= by and by + bh <= y1  # the whole lesion in view
+    # zoomed in on it: the lesion fills most of the view (the slide alone would be smaller)
+    assert vp.scale > 1.2 * fit_scale
+    assert max(bw * vp.scale / vp.screen_w, bh * vp.scale / vp.screen_h) > 0.55
+    assert tab.lesion_layer.selected == largest.index and panel.selected_lesion() == largest.index
+    # Ctrl+L from the window goes to the next lesion (the only one: it stays)
+    view.fit()
+    qtbot.keyClick(win, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)
+    assert view.viewport == vp
+
+    # clicking the lesion on the slide selects it (in the table too); a drag does not
+    tab.select_lesion(None)
+    panel.select_lesion(None)
+    sx, sy = (int(v) for v in view.viewport.l0_to_screen(*largest.l0_centroid))
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(sx, sy))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=QPoint(sx + 20, sy))
+    assert tab.lesion_layer.selected is None and panel.selected_lesion() is None
+    qtbot.mouseClick(view, Qt.MouseButton.LeftButton, pos=QPoint(sx, sy))
+    assert tab.lesion_layer.selected == largest.index and panel.selected_lesion() == largest.index
+
+
+def _screen_box(vp: Viewport, lesion) -> tuple[float, float, float, float]:
+    x, y, w, h = lesion.l0_bbox
+    sx0, sy0 = vp.l0_to_screen(x, y)
+    sx1, sy1 = vp.l0_to_screen(x + w, y + h)
+    return sx0, sy0, sx1 - sx0, sy1 - sy0
+
+
+# -- LiveLesions: throttled, off the GUI thread, stale results dropped (fake overlay) ---------
+class _FakeInfo:
+    demonstration = True
+
+    def display_name(self) -> str:
+        return "fake (DEMONSTRATION)"
+
+
+class _FakeLive:
+    def __init__(self) -> None:
+        from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+
+        geometry = GridGeometry.for_slide((9600, 9600), 0.25, 1.0, 100)  # 24 x 24 cells of 400 px
+        self.grid = PredictionGrid(geometry)
+        self.model = type("Model", (), {"info": _FakeInfo()})()
+        self.is_idle = False
+
+    def fill(self, rows: slice, cols: slice, value: float) -> None:
+        cells = np.ravel_multi_index(np.mgrid[rows, cols].reshape(2, -1), self.grid.geometry.shape)
+        self.grid.set_values(cells, np.full(len(cells), value, np.float32))
+
+
+class _FakeTab:
+    def __init__(self) -> None:
+        from PySide6.QtCore import QObject, Signal
+
+        class Emitter(QObject):
+            heatmapChanged = Signal()
+
+        self._emitter = Emitter()
+        self.heatmapChanged = self._emitter.heatmapChanged
+        self.heatmap = None
+
+
+def test_live_lesions_throttle_idle_and_stale_results(qtbot, monkeypatch):
+    import threading
+    import time as _time
+
+    from histoviewer.qt import live_lesions
+
+    calls, gate = [], threading.Event()
+    real = live_lesions.analyse_map
+
+    def counted(*args, **kwargs):
+        calls.append(threading.current_thread().name)
+        gate.wait(5)  # hold the analysis until the test lets it finish
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(live_lesions, "analyse_map", counted)
+    tab = _FakeTab()
+    tracker = live_lesions.LiveLesions(tab)
+    seen = []
+    tracker.changed.connect(seen.append)
+    layer = type("Layer", (), {"live": _FakeLive()})()
+    tab.heatmap = layer
+    layer.live.fill(slice(0, 24), slice(0, 24), 0.1)
+    layer.live.fill(slice(5, 9), slice(5, 9), 0.95)  # a 4-cell (0.4 mm) lesion
+    # a burst of results while the worker is busy: nothing runs before the throttle interval
+    t0 = _time.perf_counter()
+    for _ in range(50):
+        tab.heatmapChanged.emit()
+    qtbot.wait(300)
+    assert calls == [] and tracker.busy
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=3000)
+    assert _time.perf_counter() - t0 >= live_lesions.THROTTLE_MS / 1000 * 0.9
+    assert calls[0].startswith("lesions")  # the background thread, not the GUI thread
+    # more results while that analysis runs: one more analysis afterwards, not fifty
+    for _ in range(50):
+        tab.heatmapChanged.emit()
+    gate.set()
+    qtbot.waitUntil(lambda: len(seen) == 1, timeout=3000)
+    assert seen[0].result.label.value == "micro" and len(seen[0].result.lesions) == 1
+    qtbot.waitUntil(lambda: len(calls) == 2, timeout=3000)
+    qtbot.waitUntil(lambda: not tracker.busy, timeout=3000)
+    assert len(calls) == 2
+
+    # the worker goes idle: analysed at once, without waiting for the throttle
+    layer.live.is_idle = True
+    layer.live.fill(slice(15, 20), slice(15, 20), 0.99)
+    start = len(calls)
+    tab.heatmapChanged.emit()
+    qtbot.waitUntil(lambda: len(calls) == start + 1 and not tracker.busy, timeout=500)
+    assert len(tracker.snapshot.result.lesions) == 2
+
+    # a result computed for a layer that has since been replaced is dropped
+    gate.clear()
+    layer.live.fill(slice(0, 3), slice(20, 24), 0.99)
+    tab.heatmapChanged.emit()
+    qtbot.waitUntil(lambda: len(calls) == start + 2, timeout=1000)
+    tab.heatmap = None
+    tab.heatmapChanged.emit()  # overlay stopped: snapshot cleared at once
+    assert tracker.snapshot is None and seen[-1] is None
+    gate.set()
+    qtbot.waitUntil(lambda: not tracker.busy, timeout=3000)
+    qtbot.wait(50)
+    assert tracker.snapshot is None and seen[-1] is None
+    tracker.close()
