@@ -6,8 +6,9 @@ on a snapshot of the grid. It is throttled (at most once per ``THROTTLE_MS`` whi
 worker is busy, at once when it goes idle) and runs on one background thread: on a
 whole-slide grid (268 x 536 cells) ``analyse_map`` takes ~3 ms without lesions but ~6 ms
 per lesion (23 ms with 3, 0.64 s with 100), so a noisy map would stall the GUI; on this
-thread the longest event-loop gap stays at 6-20 ms (``benchmarks/bench_summary_panel.py``). Results are stamped with the generation
-they were computed for; a result for a layer that has since been replaced is dropped.
+thread the longest event-loop gap stays at 6-20 ms (``benchmarks/bench_summary_panel.py``).
+No analysis starts while the view moves. Results are stamped with the generation they were
+computed for; a result for a layer that has since been replaced is dropped.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
 
 log = logging.getLogger(__name__)
 
-THROTTLE_MS = 1000
+# A provisional label may lag the map by a few seconds; each analysis shares the interpreter
+# with the GUI thread, so while the whole slide is classified in the background fewer runs
+# mean fewer hitches (and none at all while the view moves: see ``_start``).
+THROTTLE_MS = 3000
 HISTOGRAM_BINS = 20
 
 
@@ -85,7 +89,9 @@ class LiveLesions(QObject):
         self._timer.setInterval(THROTTLE_MS)
         self._timer.timeout.connect(self._start)
         self._hop.connect(self._finished, Qt.ConnectionType.QueuedConnection)
+        self._deferred = False  # an analysis waits for the view to stop moving
         tab.heatmapChanged.connect(self._on_heatmap_changed)
+        tab.view.interactingChanged.connect(self._on_interacting)
 
     def _on_heatmap_changed(self) -> None:
         if self._closed:
@@ -115,9 +121,19 @@ class LiveLesions(QObject):
         self._generation += 1
         self._start()
 
+    def _on_interacting(self, moving: bool) -> None:
+        if not moving and self._deferred:
+            self._deferred = False
+            self._start()
+
     def _start(self) -> None:
         layer = self._layer
         if self._closed or layer is None or layer.live.grid is None:
+            return
+        if self.tab.view.interacting:
+            # The analysis shares the interpreter with the GUI thread: run it once the
+            # view stops, not during a pan (it cost pan frames up to 53 ms).
+            self._deferred = True
             return
         if self._running is not None:
             return  # _finished starts the next one if the map moved meanwhile

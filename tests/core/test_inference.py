@@ -221,10 +221,13 @@ def test_worker_classifies_the_view_centre_first_and_stops_cleanly(reader):
 def test_new_view_supersedes_the_old_one(reader):
     rec = Recorder()
     g = geometry(stride=48)  # more cells, so the first view takes a while
-    worker, grid = make_worker(reader, LesionFractionModel(delay_s=0.05), rec, g, view_block=4)
+    # small batches, so that the first view is far from done when the second arrives
+    worker, grid = make_worker(reader, LesionFractionModel(delay_s=0.05), rec, g, view_block=4, max_batch=16)
     try:
         worker.submit_view((0.0, 0.0, float(W), float(H)))
-        time.sleep(0.15)
+        deadline = time.monotonic() + 20
+        while not rec.cells and time.monotonic() < deadline:  # the first batch is in
+            time.sleep(0.005)
         second = (3000.0, 2000.0, 600.0, 600.0)
         worker.submit_view(second)
         assert worker.wait_idle(20)

@@ -24,6 +24,27 @@ def window(qtbot):
     win.close()
 
 
+@pytest.fixture(scope="session")
+def micro_phantom(tmp_path_factory):
+    """A 1.5 x 1.5 mm phantom node (0.25 um/px) with one 0.7 mm micrometastasis."""
+    from histoviewer.core.phantom import write_phantom
+
+    return write_phantom(tmp_path_factory.mktemp("phantom") / "node.tiff", width=6000, height=6000,
+                         mpp=0.25, lesions="micro:0.7", seed=5)
+
+
+def make_ai_window(qtbot, **settings):
+    """A shown main window running the AI overlay with the default CNN on the CPU (``settings``
+    override ``AiSettings``); the caller closes it."""
+    values = {"model": "cnn", "device": "cpu", "background": False, **settings}
+    win = MainWindow(cache_mb=64, ai=AiSettings(**values))
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    return win
+
+
 def wait_complete(qtbot, view, timeout=10_000):
     """Repaint until the view has drawn every visible tile at its level."""
     def done():
@@ -37,4 +58,33 @@ def open_settled(window, qtbot, path):
     tab = window.open_slide(path)
     assert tab is not None, window.last_error
     qtbot.waitUntil(lambda: tab.view.width() > 400 and tab.view.viewport.screen_w == tab.view.width(), timeout=5000)
+    return tab
+
+
+# -- annotation tests: a small phantom linked into each test's folder (its autosave goes there)
+ANNOTATION_PHANTOM_MPP = 0.5
+
+
+@pytest.fixture(scope="session")
+def phantom_path(tmp_path_factory):
+    """A small lesion-free phantom (0.5 um/px) for the annotation tests."""
+    from histoviewer.core.phantom import write_phantom
+
+    path = tmp_path_factory.mktemp("annot-phantom") / "node.tiff"
+    write_phantom(path, width=3000, height=3000, mpp=ANNOTATION_PHANTOM_MPP, lesions="", seed=3)
+    return path
+
+
+@pytest.fixture
+def slide(phantom_path, tmp_path):
+    """The phantom, linked into this test's folder: its autosave is written beside it."""
+    link = tmp_path / "node.tiff"
+    link.symlink_to(phantom_path)
+    return link
+
+
+@pytest.fixture
+def tab(window, qtbot, slide):
+    tab = open_settled(window, qtbot, slide)
+    tab.view.setFocus()
     return tab

@@ -13,7 +13,7 @@ from PySide6.QtCore import QPoint, Qt
 from histoviewer.core.annotations import Annotation, ShapeKind, load_annotations
 from histoviewer.core.annotations.store import autosave_candidates
 from tests.qt.conftest import open_settled
-from tests.qt.test_annotation_tools import MPP, l0, phantom_path, slide, tab  # noqa: F401 - fixtures
+from tests.qt.test_annotation_tools import MPP
 
 
 def circle(cx: float, cy: float, diameter_l0: float, n: int = 64) -> tuple[tuple[float, float], ...]:
@@ -37,7 +37,7 @@ def test_class_change_reclassifies_at_once(window, qtbot, tab):
     row = panel.model.row_of(uid)
     assert panel.model.data(panel.model.index(row, 2)).endswith("(micro)")
     # Dragging a vertex out re-classifies live, before the release commits it.
-    view, tools = tab.view, tab.annotation_tools
+    view = tab.view
     from histoviewer.core.tiles.viewport import Viewport
     view.set_viewport(Viewport(1500, 1500, 0.3, view.width(), view.height()))
     sx, sy = view.viewport.l0_to_screen(*doc.get(uid).l0_points[0])

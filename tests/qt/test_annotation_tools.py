@@ -13,33 +13,8 @@ from PySide6.QtCore import QPoint, Qt
 
 from histoviewer.core.annotations import Annotation, ShapeKind
 from histoviewer.core.annotations.tools import Tool
-from tests.qt.conftest import open_settled
 
-MPP = 0.5
-
-
-@pytest.fixture(scope="session")
-def phantom_path(tmp_path_factory):
-    from histoviewer.core.phantom import write_phantom
-
-    path = tmp_path_factory.mktemp("annot-phantom") / "node.tiff"
-    write_phantom(path, width=3000, height=3000, mpp=MPP, lesions="", seed=3)
-    return path
-
-
-@pytest.fixture
-def slide(phantom_path, tmp_path):
-    """The phantom, linked into this test's folder: its autosave is written beside it."""
-    link = tmp_path / "node.tiff"
-    link.symlink_to(phantom_path)
-    return link
-
-
-@pytest.fixture
-def tab(window, qtbot, slide):
-    tab = open_settled(window, qtbot, slide)
-    tab.view.setFocus()
-    return tab
+from tests.qt.conftest import ANNOTATION_PHANTOM_MPP as MPP
 
 
 def l0(view, p: QPoint) -> tuple[float, float]:

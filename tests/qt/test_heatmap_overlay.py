@@ -9,27 +9,18 @@ from PySide6.QtCore import QPoint, Qt
 from skimage.measure import points_in_poly
 
 from histoviewer.core.inference.grid import CellState
-from histoviewer.qt.ai_panel import AiSettings
 from histoviewer.qt.images import qimage_to_rgb
-from histoviewer.qt.main_window import MainWindow
-from tests.qt.conftest import open_settled
+from tests.qt.conftest import make_ai_window, open_settled
 
 
-@pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    from histoviewer.core.phantom import write_phantom
-
-    return write_phantom(tmp_path_factory.mktemp("phantom") / "node.tiff", width=8000, height=8000,
-                         mpp=0.25, lesions="micro:0.7", seed=5)
+@pytest.fixture
+def phantom(micro_phantom):
+    return micro_phantom
 
 
 @pytest.fixture
 def ai_window(qtbot):
-    win = MainWindow(cache_mb=64, ai=AiSettings(model="cnn", device="cpu", background=False))
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
+    win = make_ai_window(qtbot)
     yield win
     win.close()
 

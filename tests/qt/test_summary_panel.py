@@ -19,13 +19,11 @@ from PySide6.QtGui import QImage, QPainter, QRegion
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.tiles.viewport import Viewport
-from histoviewer.qt.ai_panel import AiSettings
 from histoviewer.qt.images import qimage_to_rgb
 from histoviewer.qt.lesion_layer import MARKER_RADIUS_PX, LesionLayer, lesion_label
 from histoviewer.qt.live_lesions import HISTOGRAM_BINS, LesionSnapshot
-from histoviewer.qt.main_window import MainWindow
 from histoviewer.qt.summary_panel import SummaryPanel
-from tests.qt.conftest import open_settled
+from tests.qt.conftest import make_ai_window, open_settled
 
 # docs/benchmarks.md ("Lesions, size classes and pN"): max abs diameter error 0.061 mm on
 # phantoms with the default CNN, whose map cell is 0.093 mm; allow one cell.
@@ -155,23 +153,15 @@ def test_lesion_layer_outlines_labels_rings_and_hit_testing(qtbot):
 
 
 # -- the live viewer with the default CNN --------------------------------------------------------
-@pytest.fixture(scope="module")
-def phantom(tmp_path_factory):
-    from histoviewer.core.phantom import write_phantom
-
-    # 1.5 x 1.5 mm, small enough to write in a few seconds, with room around the lesion
-    return write_phantom(tmp_path_factory.mktemp("phantom") / "node.tiff", width=6000, height=6000,
-                         mpp=0.25, lesions="micro:0.7", seed=5)
+@pytest.fixture
+def phantom(micro_phantom):
+    return micro_phantom
 
 
 @pytest.fixture
 def ai_window(qtbot):
     # starts with the overlay off, so a test can choose the view before anything is classified
-    win = MainWindow(cache_mb=64, ai=AiSettings(enabled=False, model="cnn", device="cpu", background=False))
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
+    win = make_ai_window(qtbot, enabled=False)
     yield win
     win.close()
 
@@ -316,10 +306,13 @@ class _FakeTab:
 
         class Emitter(QObject):
             heatmapChanged = Signal()
+            interactingChanged = Signal(bool)
 
         self._emitter = Emitter()
         self.heatmapChanged = self._emitter.heatmapChanged
         self.heatmap = None
+        self.view = type("View", (), {"interacting": False,
+                                      "interactingChanged": self._emitter.interactingChanged})()
 
 
 def test_live_lesions_throttle_idle_and_stale_results(qtbot, monkeypatch):
@@ -351,7 +344,7 @@ def test_live_lesions_throttle_idle_and_stale_results(qtbot, monkeypatch):
         tab.heatmapChanged.emit()
     qtbot.wait(300)
     assert calls == [] and tracker.busy
-    qtbot.waitUntil(lambda: len(calls) == 1, timeout=3000)
+    qtbot.waitUntil(lambda: len(calls) == 1, timeout=2 * live_lesions.THROTTLE_MS)
     assert _time.perf_counter() - t0 >= live_lesions.THROTTLE_MS / 1000 * 0.9
     assert calls[0].startswith("lesions")  # the background thread, not the GUI thread
     # more results while that analysis runs: one more analysis afterwards, not fifty
@@ -364,11 +357,17 @@ def test_live_lesions_throttle_idle_and_stale_results(qtbot, monkeypatch):
     qtbot.waitUntil(lambda: not tracker.busy, timeout=3000)
     assert len(calls) == 2
 
-    # the worker goes idle: analysed at once, without waiting for the throttle
+    # the worker goes idle: analysed at once, without waiting for the throttle, but never
+    # while the view moves (the analysis would cost pan frames): then when it stops
     layer.live.is_idle = True
     layer.live.fill(slice(15, 20), slice(15, 20), 0.99)
     start = len(calls)
+    tab.view.interacting = True
     tab.heatmapChanged.emit()
+    qtbot.wait(200)
+    assert len(calls) == start
+    tab.view.interacting = False
+    tab.view.interactingChanged.emit(False)
     qtbot.waitUntil(lambda: len(calls) == start + 1 and not tracker.busy, timeout=500)
     assert len(tracker.snapshot.result.lesions) == 2
 
