@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +68,19 @@ class ExportRequest:
     def __init__(self, kind: str, out_path: Path, slide_path: str, reader: Any, heatmap: Any,
                  region: tuple[float, float, float, float] | None, um_per_px: float | None,
                  colormap: str, opacity: float, threshold: float, lesions: bool,
-                 annotations_file: Path | None) -> None:
+                 annotations_file: Path | None, drawn_outlines: Sequence = ()) -> None:
+        """``drawn_outlines``: ``Outline``s of the slide's open annotations, taken on the
+        GUI thread when Export is pressed (the document keeps changing)."""
         self.kind, self.out_path, self.slide_path = kind, out_path, slide_path
         self.reader, self.heatmap, self.region, self.um_per_px = reader, heatmap, region, um_per_px
         self.colormap, self.opacity, self.threshold = colormap, opacity, threshold
         self.lesions, self.annotations_file = lesions, annotations_file
+        self.drawn_outlines = list(drawn_outlines)
 
     def outlines(self) -> list:
         from histoviewer.core.export import outlines_from_annotations
 
-        out: list = []
+        out: list = list(self.drawn_outlines)
         mpp = self.heatmap.geometry.slide_mpp or None
         if self.annotations_file is not None:
             from histoviewer.core.annotations.asap_xml import read_asap_xml
@@ -196,6 +199,12 @@ class ExportDialog(QDialog):
         self.lesions = QCheckBox("AI lesion outlines with diameters", self)
         self.lesions.setChecked(True)
         form.addRow("Outlines", self.lesions)
+        doc = getattr(self.tab, "annotations", None)
+        self._drawn_count = len(doc.annotations()) if doc is not None else 0
+        self.drawn = QCheckBox(f"this slide's annotations ({self._drawn_count})", self)
+        self.drawn.setChecked(self._drawn_count > 0)
+        self.drawn.setEnabled(self._drawn_count > 0)
+        form.addRow("", self.drawn)
         self.annotations = QLineEdit(self)
         self.annotations.setPlaceholderText("optional GeoJSON or ASAP XML file")
         pick_ann = QPushButton("Choose\u2026", self)
@@ -276,6 +285,7 @@ class ExportDialog(QDialog):
         self.um_per_px.setEnabled(slide_pixels)
         self.lesions.setEnabled(slide_pixels)
         self.annotations.setEnabled(slide_pixels)
+        self.drawn.setEnabled(slide_pixels and self._drawn_count > 0)
         regional = key != "report"
         for w in (self.region_view, self.region_slide, self.region_typed, self.region_text):
             w.setEnabled(regional)
@@ -325,7 +335,16 @@ class ExportDialog(QDialog):
                              None if key == "report" else self.region(), um,
                              _colormap_name(style.lut), float(style.opacity), float(style.threshold),
                              self.lesions.isChecked() and key != "raw",
-                             Path(ann).expanduser() if ann and key != "raw" else None)
+                             Path(ann).expanduser() if ann and key != "raw" else None,
+                             self._drawn_outlines() if key not in ("raw", "report") else ())
+
+    def _drawn_outlines(self) -> list:
+        doc = getattr(self.tab, "annotations", None)
+        if doc is None or not self.drawn.isChecked():
+            return []
+        from histoviewer.core.export.outline import outlines_from_document
+
+        return outlines_from_document(doc)
 
     @property
     def running(self) -> bool:

@@ -130,3 +130,32 @@ def test_control_accepts_event_or_callable():
     seen = []
     ExportControl(progress=lambda d, t: seen.append((d, t))).report(1, 2)
     assert seen == [(1, 2)]
+
+
+def test_outlines_from_an_open_annotation_document():
+    """The viewer's annotations as export outlines: class colours, tumour diameters and size
+    classes as the panel measures them (an ellipse exactly), rulers labelled, points left out."""
+    from histoviewer.core.annotations import Annotation, ShapeKind
+    from histoviewer.core.annotations.document import AnnotationDocument
+    from histoviewer.core.export.outline import outlines_from_document
+
+    doc = AnnotationDocument(mpp=0.25)
+    tumour = doc.add(Annotation(ShapeKind.ELLIPSE, ((1000.0, 1000.0), (5000.0, 3000.0)), "Tumor", "big"))
+    doc.add(Annotation(ShapeKind.RECTANGLE, ((0.0, 0.0), (400.0, 200.0)), "Normal", "island"))
+    doc.add(Annotation(ShapeKind.LINE, ((0.0, 0.0), (300.0, 400.0)), None, "ruler"))
+    doc.add(Annotation(ShapeKind.POINTS, ((10.0, 10.0), (20.0, 20.0)), "Other", "cells"))
+    outlines = outlines_from_document(doc)
+    assert len(outlines) == 3  # the points are not outlines
+    big = outlines[0]
+    assert big.color == tuple(doc.class_named("Tumor").rgb)
+    assert big.label == "big 1.00 mm (micro)"  # a 4000 px = 1.0 mm major axis
+    (ax, ay), (bx, by) = big.l0_diameter
+    assert ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5 == pytest.approx(4000, rel=0.01)
+    assert doc.measure(tumour).max_diameter_mm == pytest.approx(1.0)
+    island, ruler = outlines[1], outlines[2]
+    assert island.l0_diameter is None and island.label == ""
+    assert ruler.label == "ruler" and len(ruler.l0_points) == 2
+    unknown = AnnotationDocument(mpp=None)
+    unknown.add(Annotation(ShapeKind.POLYGON, ((0.0, 0.0), (800.0, 0.0), (0.0, 600.0)), "Tumor", "t"))
+    (only,) = outlines_from_document(unknown)
+    assert only.label == "t 1000 px"

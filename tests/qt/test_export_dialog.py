@@ -168,3 +168,27 @@ def test_export_from_the_viewer_with_the_live_overlay(qtbot, tmp_path):
         d.close()
     finally:
         win.close()
+
+
+def test_the_slides_own_annotations_are_drawn_when_asked(qtbot, tmp_path, reader):
+    from histoviewer.core.annotations import Annotation, ShapeKind
+    from histoviewer.core.annotations.document import AnnotationDocument
+
+    tab = fake_tab(reader.info.path, reader)
+    tab.annotations = AnnotationDocument(mpp=reader.info.mpp)
+    x, y, w, h = LESION_RECT
+    tab.annotations.add(Annotation(ShapeKind.RECTANGLE, ((x, y), (x + w, y + h)), "Tumor", "drawn"))
+    d = _dialog(qtbot, tab, tmp_path)
+    assert d.drawn.isChecked() and "(1)" in d.drawn.text()
+    d.um_per_px.setValue(2.0)
+    d.path.setText(str(tmp_path / "exports" / "with-annotations.png"))
+    with qtbot.waitSignal(d.exported, timeout=30_000):
+        assert d.start_export()
+    prov = json.loads((tmp_path / "exports" / "with-annotations.png.provenance.json").read_text())
+    assert prov["extra"]["outlines"] == 2  # the AI lesion and the drawn rectangle
+    d.drawn.setChecked(False)
+    d.path.setText(str(tmp_path / "exports" / "without.png"))
+    with qtbot.waitSignal(d.exported, timeout=30_000):
+        assert d.start_export()
+    prov = json.loads((tmp_path / "exports" / "without.png.provenance.json").read_text())
+    assert prov["extra"]["outlines"] == 1

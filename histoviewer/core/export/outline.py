@@ -31,6 +31,7 @@ __all__ = [
     "draw_outlines",
     "max_feret_segment",
     "outlines_from_annotations",
+    "outlines_from_document",
 ]
 
 # Annotation classes whose polygons are lesions: they get a diameter line and label.
@@ -38,6 +39,7 @@ LESION_CLASSES = frozenset({"tumor", "tumour", "metastasis", "lesion", "carcinom
 # CAMELYON16 ASAP files put non-tumour islands to exclude in group _2.
 EXCLUSION_GROUPS = frozenset({"_2"})
 EXCLUSION_COLOR = (40, 120, 255)
+UNCLASSIFIED_COLOR = (255, 200, 0)  # shapes without a class (QuPath draws them yellow too)
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,36 @@ def outlines_from_annotations(annotations: Iterable, mpp: float | None,
         else:
             label = f"{ann.name} {l0_d:.0f} px"
         out.append(Outline(ann.l0_points, color, label, (a, b)))
+    return out
+
+
+def outlines_from_document(doc) -> list[Outline]:
+    """Outlines for the annotations of an open ``AnnotationDocument`` (what the viewer shows).
+
+    Areas and rulers in their class colours (points are left out); tumour-class areas with
+    their largest diameter and size class, measured as the annotation panel measures them
+    (``doc.measure``: exact for ellipses and rectangles), with a pixel length when the
+    slide's scale is unknown.
+    """
+    from histoviewer.core.annotations.shapes import ShapeKind
+
+    out: list[Outline] = []
+    for ann in doc.annotations():
+        if ann.kind is ShapeKind.POINTS:
+            continue
+        cls = doc.class_named(ann.class_name)
+        color = tuple(cls.rgb) if cls is not None else UNCLASSIFIED_COLOR
+        ring = ann.outline()
+        if not (ann.kind.is_area and doc.is_tumour(ann)):
+            out.append(Outline(ring, color, ann.name if ann.kind is ShapeKind.LINE else ""))
+            continue
+        a, b = max_feret_segment(np.asarray(ring))
+        m = doc.measure(ann.uid)
+        if m.max_diameter_mm is None:
+            label = f"{ann.name} {math.dist(a, b):.0f} px"
+        else:
+            label = f"{ann.name} {m.max_diameter_mm:.2f} mm" + (f" ({m.size_class.value})" if m.size_class else "")
+        out.append(Outline(ring, color, label, (a, b)))
     return out
 
 
