@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -25,10 +25,10 @@ from PySide6.QtWidgets import (
 )
 
 from histoviewer.core.analysis.camelyon17 import group_cases
-from histoviewer.core.analysis.case import CaseOutputs, node_result, write_case_outputs
+from histoviewer.core.analysis.case import CaseOutputs, node_result, node_result_from_annotations, write_case_outputs
 from histoviewer.core.analysis.node_label import NodeLabel
-from histoviewer.core.analysis.staging import StageResult
-from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.analysis.staging import StageResult, stage_patient
+from histoviewer.core.errors import HistoViewerError, StagingError
 from histoviewer.core.paths import user_data_dir
 from histoviewer.qt.summary_panel import LABEL_TEXT
 
@@ -186,6 +186,9 @@ class CaseDialog(QDialog):
         self.analysis: CaseAnalysis | None = None
         self.outputs: CaseOutputs | None = None
         self.summaries: dict[int, dict] = {}
+        # path -> the node's label from the pathologist's tumour annotations, or None when
+        # the slide has none (the window sets it: it knows the open documents)
+        self.annotation_labels: Callable[[Path], object | None] | None = None
         cases = group_cases(self.paths)
         title = ", ".join(cases) if len(cases) <= 3 else f"{len(cases)} patients"
         self.setWindowTitle(f"Case {title} \u2013 {len(self.paths)} node(s)")
@@ -247,7 +250,13 @@ class CaseDialog(QDialog):
         self.cancel_button.clicked.connect(self.cancel)
         close_button = QPushButton("Close")
         close_button.clicked.connect(self.close)
+        self.restage_button = QPushButton("Restage from annotations")
+        self.restage_button.setToolTip(
+            "Recompute every node's label and the pN stage with the tumour annotations as they are now "
+            "(nodes without tumour annotations keep the AI's label)")
+        self.restage_button.clicked.connect(self.restage_from_annotations)
         buttons.addWidget(self.status_label, 1)
+        buttons.addWidget(self.restage_button)
         buttons.addWidget(self.analyse_button)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(close_button)
@@ -379,6 +388,48 @@ class CaseDialog(QDialog):
         self.stage_label.setText("\n".join(lines))
         self.stage_label.setStyleSheet(f"font-size: 18px; font-weight: bold; color: {colour};")
         self.reason_label.setText("\n".join(reasons))
+
+    def restage_from_annotations(self) -> list[StageResult]:
+        """Each node's label from its tumour annotations when it has any (the pathologist's
+        corrections), else from its analysis; then the pN stage again. Nothing is written:
+        the analysis files stay what the AI found."""
+        nodes, sources = {}, {}
+        for row, path in enumerate(self.paths):
+            label = self.annotation_labels(path) if self.annotation_labels is not None else None
+            if label is not None:
+                node = node_result_from_annotations(
+                    path.name, label.label, [(les.name, les.max_diameter_mm) for les in label.lesions])
+                sources[row] = "annotations"
+            elif row in self.summaries and "error" not in self.summaries[row]:
+                node = node_result(self.summaries[row])
+                sources[row] = "AI"
+            else:
+                node = None
+            nodes[path] = node
+            if node is not None:
+                text, colour = LABEL_TEXT[node.label]
+                self._set(row, 1, f"{text} ({sources[row]})", colour, bold=True)
+                if sources[row] == "annotations":
+                    size = "" if node.largest_diameter_mm is None else f": {node.largest_diameter_mm:.2f} mm"
+                    self._set(row, 2, f"{node.largest_lesion}{size}" if node.largest_lesion else "none")
+        results, errors = [], {}
+        for patient, slides in group_cases(self.paths).items():
+            missing = [Path(s).name for s in slides if nodes[Path(s)] is None]
+            if missing:
+                errors[patient] = f"not staged: {', '.join(missing)} neither analysed nor annotated"
+                continue
+            try:
+                results.append(stage_patient(patient, [nodes[Path(s)] for s in slides]))
+            except StagingError as exc:
+                errors[patient] = str(exc)
+        if results:
+            self._show_stages(results, errors)
+        else:
+            self.stage_label.setText("pN stage: not staged")
+            self.reason_label.setText("\n".join(errors.values()))
+        used = sum(1 for s in sources.values() if s == "annotations")
+        self.status_label.setText(f"Restaged from the annotations of {used} node(s); the others keep the AI's label.")
+        return results
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.shutdown()

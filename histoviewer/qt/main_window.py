@@ -480,6 +480,17 @@ class MainWindow(QMainWindow):
                 self.tabs.setCurrentIndex(i)
                 return
 
+    def _annotation_label_of(self, path: Path):
+        """The slide label from the open slide's tumour annotations, or None when it has none
+        (or is not open)."""
+        from histoviewer.core.annotations.labels import slide_label
+
+        for tab in self._tabs():
+            if Path(tab.path) == Path(path) and getattr(tab, "annotations", None) is not None:
+                label = slide_label(tab.annotations)
+                return label if label.lesions else None
+        return None
+
     def open_case_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open a case: the folder of one patient's node slides")
         if folder:
@@ -497,6 +508,7 @@ class MainWindow(QMainWindow):
             self.case_dialog.close()
         self.case_dialog = CaseDialog(paths, self.ai_panel.settings.model, self.ai_panel.settings.device, self)
         self.case_dialog.nodeActivated.connect(self._show_slide_tab)
+        self.case_dialog.annotation_labels = self._annotation_label_of
         self.case_dialog.show()
         return self.case_dialog
 

@@ -104,3 +104,23 @@ def test_three_node_case_negative_micro_itc_gives_pn1mi(window, qtbot, tmp_path_
     dialog.table.cellDoubleClicked.emit(2, 1)
     assert window.current_tab().path.endswith("patient_011_node_4.tif")
     dialog.close()
+
+
+def test_restaging_from_the_pathologists_annotations(window, qtbot, micro_case, tmp_path):
+    """Labels follow the edited annotations when asked: a 2.5 mm tumour annotation makes the
+    node a macrometastasis and the patient pN1, without re-running the AI; deleting it
+    leaves a node that is neither analysed nor annotated, which cannot be staged."""
+    from histoviewer.core.annotations import Annotation, ShapeKind
+
+    dialog = window.open_case(case_slides_in(micro_case))
+    dialog.set_output_dir(tmp_path / "analysis")
+    tab = window.current_tab()
+    uid = tab.annotations.add(Annotation(ShapeKind.ELLIPSE, ((500.0, 500.0), (5500.0, 1500.0)), "Tumor", "T1"))
+    (result,) = dialog.restage_from_annotations()
+    assert result.stage.value == "pN1" and result.deciding[0].largest_lesion == "T1"
+    assert dialog.table.item(0, 1).text() == "MACROMETASTASIS (annotations)"
+    assert dialog.stage_label.text() == "pN stage: pN1"
+    tab.annotations.remove([uid])
+    assert dialog.restage_from_annotations() == []
+    assert "neither analysed nor annotated" in dialog.reason_label.text()
+    assert not (tmp_path / "analysis").exists()  # restaging writes nothing

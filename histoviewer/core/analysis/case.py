@@ -22,7 +22,7 @@ from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_pat
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import StagingError
 
-__all__ = ["CaseOutputs", "node_result", "stage_summaries", "write_case_outputs"]
+__all__ = ["CaseOutputs", "node_result", "node_result_from_annotations", "stage_summaries", "write_case_outputs"]
 
 
 def node_result(summary: Mapping[str, Any]) -> NodeResult:
@@ -34,6 +34,15 @@ def node_result(summary: Mapping[str, Any]) -> NodeResult:
     return NodeResult(name, NodeLabel.parse(str(label)), largest_lesion=summary.get("largest_lesion"),
                       largest_diameter_mm=summary.get("largest_diameter_mm"),
                       provisional=bool(summary.get("provisional", False)))
+
+
+def node_result_from_annotations(node: str, label: str, lesions: Sequence[tuple[str, float | None]]) -> NodeResult:
+    """A node from the pathologist's annotations: ``label`` as ``annotations.slide_label``
+    gives it (negative / itc / micro / macro / unknown) and its tumour annotations as
+    (name, largest diameter mm or None)."""
+    largest = max(lesions, key=lambda les: -1.0 if les[1] is None else les[1], default=None)
+    return NodeResult(node, NodeLabel.parse(label), largest_lesion=None if largest is None else largest[0],
+                      largest_diameter_mm=None if largest is None else largest[1])
 
 
 def stage_summaries(summaries: Sequence[Mapping[str, Any]]) -> tuple[list[StageResult], dict[str, str]]:
