@@ -64,6 +64,9 @@ class MainWindow(QMainWindow):
         self._build_menus()
         # -- annotations: menus, toolbar, panel (histoviewer/qt/annotation_actions.py) --
         self.annotation_actions = AnnotationActions(self)
+        if self.ai_panel.settings.enabled:
+            # the three docks share one place: open on the AI's findings, not the last one added
+            self.summary_panel.raise_()
 
     # -- construction ----------------------------------------------------------------------
     def _build_status_bar(self) -> None:
