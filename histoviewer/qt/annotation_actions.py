@@ -326,7 +326,12 @@ class AnnotationActions(QObject):
             self.window.report_error("No AI results", "Turn the AI overlay on (AI \u203a Classify tissue in view) "
                                      "and let it classify the slide before converting its lesions.")
             return []
-        found = analyse_map(grid.encoded_map(), MapFrame.from_geometry(grid.geometry), LesionParams())
+        lesions = getattr(tab, "lesions", None)
+        snapshot = lesions.snapshot if lesions is not None and not lesions.busy else None
+        if snapshot is not None and snapshot.result is not None and tab.heatmap.live.is_idle:
+            found = snapshot.result  # the summary panel's analysis of this very map
+        else:  # not analysed yet (or the map moved on): analyse now
+            found = analyse_map(grid.encoded_map(), MapFrame.from_geometry(grid.geometry), LesionParams())
         coverage = f"{found.coverage:.0%} of the tissue classified"
         if not found.lesions:
             self.window.statusBar().showMessage(f"The AI found no lesions ({coverage})", MESSAGE_MS)

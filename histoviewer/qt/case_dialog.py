@@ -146,6 +146,9 @@ class CaseAnalysis(QObject):
                 self._emit("finished", None, f"{self.out_root}: cannot write the case files: {exc}")
                 return
             self._emit("finished", outputs, "")
+        except Exception as exc:  # noqa: BLE001 - the dialog must hear the end, whatever happened
+            log.exception("case analysis failed")
+            self._emit("finished", None, f"case analysis failed: {type(exc).__name__}: {exc}")
         finally:
             model.close()
 
@@ -252,8 +255,9 @@ class CaseDialog(QDialog):
         close_button.clicked.connect(self.close)
         self.restage_button = QPushButton("Restage from annotations")
         self.restage_button.setToolTip(
-            "Recompute every node's label and the pN stage with the tumour annotations as they are now "
-            "(nodes without tumour annotations keep the AI's label)")
+            "Recompute every node's label and the pN stage from the annotations as they are now: an "
+            "annotated node is labelled by its tumour annotations (none: negative); a node without any "
+            "annotation keeps the AI's label")
         self.restage_button.clicked.connect(self.restage_from_annotations)
         buttons.addWidget(self.status_label, 1)
         buttons.addWidget(self.restage_button)
@@ -390,9 +394,10 @@ class CaseDialog(QDialog):
         self.reason_label.setText("\n".join(reasons))
 
     def restage_from_annotations(self) -> list[StageResult]:
-        """Each node's label from its tumour annotations when it has any (the pathologist's
-        corrections), else from its analysis; then the pN stage again. Nothing is written:
-        the analysis files stay what the AI found."""
+        """Each annotated node's label from its tumour annotations (the pathologist's
+        corrections; no tumour annotation: negative), each other node's from its analysis;
+        then the pN stage again. Nothing is written: the analysis files stay what the AI
+        found."""
         nodes, sources = {}, {}
         for row, path in enumerate(self.paths):
             label = self.annotation_labels(path) if self.annotation_labels is not None else None
@@ -428,7 +433,8 @@ class CaseDialog(QDialog):
             self.stage_label.setText("pN stage: not staged")
             self.reason_label.setText("\n".join(errors.values()))
         used = sum(1 for s in sources.values() if s == "annotations")
-        self.status_label.setText(f"Restaged from the annotations of {used} node(s); the others keep the AI's label.")
+        self.status_label.setText(f"Restaged from the annotations of {used} node(s); nodes without annotations "
+                                  "keep the AI's label.")
         return results
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override

@@ -90,6 +90,8 @@ class LiveLesions(QObject):
         self._timer.timeout.connect(self._start)
         self._hop.connect(self._finished, Qt.ConnectionType.QueuedConnection)
         self._deferred = False  # an analysis waits for the view to stop moving
+        self._seen_version: int | None = None  # results_version of the map last scheduled
+        self._seen_layer = None
         tab.heatmapChanged.connect(self._on_heatmap_changed)
         tab.view.interactingChanged.connect(self._on_interacting)
 
@@ -105,6 +107,10 @@ class LiveLesions(QObject):
                 self.changed.emit(None)
         if layer is None or layer.live.grid is None:
             return
+        version = getattr(layer.live, "results_version", None)
+        if version is not None and version == self._seen_version and layer is self._seen_layer:
+            return  # nothing new in the map (an idle signal after a view with no work left)
+        self._seen_version, self._seen_layer = version, layer
         self._generation += 1
         if layer.live.is_idle:
             self._timer.stop()

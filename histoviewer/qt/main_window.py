@@ -484,14 +484,16 @@ class MainWindow(QMainWindow):
                 return
 
     def _annotation_label_of(self, path: Path):
-        """The slide label from the open slide's tumour annotations, or None when it has none
-        (or is not open)."""
+        """The slide label from the open slide's annotations, or None when the slide has no
+        annotations at all (or is not open). A slide annotated without any tumour-class area
+        (the pathologist removed the AI's false positives and marked, say, a Normal region)
+        is negative."""
         from histoviewer.core.annotations.labels import slide_label
 
         for tab in self._tabs():
-            if Path(tab.path) == Path(path) and getattr(tab, "annotations", None) is not None:
-                label = slide_label(tab.annotations)
-                return label if label.lesions else None
+            doc = getattr(tab, "annotations", None)
+            if Path(tab.path) == Path(path) and doc is not None:
+                return slide_label(doc) if doc.annotations() else None
         return None
 
     def open_case_dialog(self) -> None:
@@ -505,8 +507,10 @@ class MainWindow(QMainWindow):
         if not paths:
             self.report_error("No slides", "The folder holds no slide files.")
             return None
+        already = {Path(tab.path) for tab in self._tabs()}
         for path in paths:
-            self.open_slide(path)
+            if Path(path) not in already:  # a node open before stays in its tab, not twice
+                self.open_slide(path)
         if self.case_dialog is not None:
             self.case_dialog.close()
         self.case_dialog = CaseDialog(paths, self.ai_panel.settings.model, self.ai_panel.settings.device, self)

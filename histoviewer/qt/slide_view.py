@@ -396,7 +396,20 @@ class SlideView(QWidget):
             self.zoom_by(WHEEL_STEP**notches, event.position())
         event.accept()
 
+    def _drop_stale_grabs(self, buttons) -> None:
+        """Forget a drag or a tool grab whose release never came (a popup, such as a tool's
+        context menu, took it): else the next moves would go to a stale handler or pan with
+        no button held."""
+        if buttons == Qt.MouseButton.NoButton or self._drag_from is not None and not buttons & self._drag_button:
+            if self._drag_from is not None:
+                self._drag_from = None
+                self.unsetCursor()
+        if buttons == Qt.MouseButton.NoButton:
+            self._handler_grab = False
+
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
+        # Only this button down: any earlier press sequence is over, whatever happened to it.
+        self._drop_stale_grabs(event.buttons() & ~event.button())
         handler = self.input_handler
         if handler is not None and handler.mouse_press(event):
             self._handler_grab = True
@@ -410,6 +423,7 @@ class SlideView(QWidget):
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         pos = event.position()
+        self._drop_stale_grabs(event.buttons())
         if self._handler_grab:
             self.input_handler.mouse_move(event)
         elif self._drag_from is not None:

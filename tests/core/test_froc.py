@@ -180,3 +180,15 @@ def test_kappa_symmetric_and_in_range():
     b = stages(*rng.choice(order, 30))
     k_ab, k_ba = stage_kappa(a, b).kappa, stage_kappa(b, a).kappa
     assert k_ab == pytest.approx(k_ba) and -1 <= k_ab <= 1 and not math.isnan(k_ab)
+
+
+def test_detections_folder_ignores_the_tables_analyze_writes(tmp_path):
+    """``analyze --report`` leaves lesions/slides/cases/stages CSVs beside the slide folders:
+    they are not CAMELYON16 detection files."""
+    from histoviewer.core.analysis.detections import ANALYZE_TABLES, read_detections
+
+    (tmp_path / "tumor_1.csv").write_text("probability,x,y\n0.9,500,500\n")
+    for name in ANALYZE_TABLES:
+        (tmp_path / name).write_text("patient,slide,label\npatient_001,node.tif,micro\n")
+    (only,) = read_detections(tmp_path)
+    assert only.slide == "tumor_1" and len(only.detections) == 1

@@ -3,6 +3,8 @@ scheduling, cache and errors (no Qt)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -128,6 +130,11 @@ def test_live_heatmap_classifies_the_view_then_the_rest_and_restores_from_cache(
         assert live.wait_idle(60)
         assert live.coverage(LESION_RECT) == 1.0
         assert 0 < live.coverage() < 1.0  # background off: only the view
+        version = live.results_version
+        assert version > 1  # the restored (empty) map, then each batch
+        live.submit_view(LESION_RECT)  # nothing left to do there: no new results
+        time.sleep(0.05)
+        assert live.wait_idle(60) and live.results_version == version
         assert ev.windows and not ev.errors
         # every classified cell is coloured in the raster, the glass is transparent
         g = live.grid.geometry

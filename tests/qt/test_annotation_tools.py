@@ -223,3 +223,28 @@ def test_paints_annotations_in_the_dirty_region_only(window, qtbot, tab):
     image = view.grab().toImage()
     red = image.pixelColor(300, 340)  # the first rectangle's left edge, in Tumor red
     assert red.red() > 150 and red.green() < 80
+
+
+def test_panning_works_after_a_context_menu_took_the_release(window, qtbot, tab):
+    """A right-click menu (a popup) receives the mouse release, not the view: the next drag
+    must still pan, and nothing may pan once the button is up."""
+    from PySide6.QtWidgets import QApplication
+
+    view, doc, tools = tab.view, tab.annotations, tab.annotation_tools
+    doc.add(Annotation(ShapeKind.RECTANGLE, (l0(view, QPoint(300, 300)), l0(view, QPoint(400, 380))),
+                       class_name="Other"))
+    qtbot.mousePress(view, Qt.MouseButton.RightButton, pos=QPoint(350, 340))
+    menu = tools.context_menu
+    assert menu is not None
+    qtbot.mouseRelease(menu, Qt.MouseButton.RightButton, pos=QPoint(1, 1))
+    menu.close()
+    QApplication.processEvents()
+    start = view.viewport.l0_cx
+    qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(700, 600))
+    qtbot.mouseMove(view, QPoint(650, 600))
+    qtbot.mouseMove(view, QPoint(600, 600))
+    qtbot.mouseRelease(view, Qt.MouseButton.LeftButton, pos=QPoint(600, 600))
+    after_drag = view.viewport.l0_cx
+    assert after_drag != start, "a left drag on empty space must pan"
+    qtbot.mouseMove(view, QPoint(500, 500))  # no button held
+    assert view.viewport.l0_cx == after_drag

@@ -120,7 +120,11 @@ def test_restaging_from_the_pathologists_annotations(window, qtbot, micro_case, 
     assert result.stage.value == "pN1" and result.deciding[0].largest_lesion == "T1"
     assert dialog.table.item(0, 1).text() == "MACROMETASTASIS (annotations)"
     assert dialog.stage_label.text() == "pN stage: pN1"
-    tab.annotations.remove([uid])
+    tab.annotations.remove([uid])  # the pathologist: not tumour after all, this region is normal
+    normal = tab.annotations.add(Annotation(ShapeKind.RECTANGLE, ((100.0, 100.0), (900.0, 900.0)), "Normal", "N"))
+    (result,) = dialog.restage_from_annotations()
+    assert result.stage.value == "pN0" and dialog.table.item(0, 1).text() == "NEGATIVE (annotations)"
+    tab.annotations.remove([normal])  # no annotations at all: the AI's label (not analysed here)
     assert dialog.restage_from_annotations() == []
     assert "neither analysed nor annotated" in dialog.reason_label.text()
     assert not (tmp_path / "analysis").exists()  # restaging writes nothing

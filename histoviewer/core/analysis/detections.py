@@ -81,13 +81,17 @@ def _from_csv(path: Path, mpp: float | None) -> SlideDetections:
     return SlideDetections(path.stem, tuple(dets), mpp, None)
 
 
+# Tables ``analyze`` (and ``analyze --report``) writes beside the slide folders: not detections.
+ANALYZE_TABLES = frozenset({"stages.csv", "lesions.csv", "slides.csv", "cases.csv"})
+
+
 def read_detections(folder: str | Path, mpp: float | None = None) -> list[SlideDetections]:
     """Every slide's detections in ``folder`` (analyze sub-folders and ``*.csv``), by name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise EvaluationError(f"{folder}: not a folder of detections")
     out = [_from_summary(p) for p in sorted(folder.iterdir()) if (p / "summary.json").is_file()]
-    out += [_from_csv(p, mpp) for p in sorted(folder.glob("*.csv")) if p.name != "stages.csv"]
+    out += [_from_csv(p, mpp) for p in sorted(folder.glob("*.csv")) if p.name not in ANALYZE_TABLES]
     if not out:
         raise EvaluationError(f"{folder}: no detections (<slide>/summary.json from analyze, or "
                               "<slide>.csv with probability,x,y rows)")

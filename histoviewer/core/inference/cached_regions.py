@@ -49,6 +49,11 @@ class CachedTileRegionSource:
     def read_region(self, l0_x: int, l0_y: int, level: int, lv_width: int, lv_height: int) -> np.ndarray:
         info = self.tiling.info
         ds = float(info.level_downsamples[level])
+        if abs(ds - round(ds)) > 1e-6:
+            # fractional downsample: where a tile starts in level-0 px is rounded, and the
+            # reader may round a region otherwise: read it whole rather than risk a 1 px seam
+            self.tiles_read += 1
+            return self.fallback.read_region(l0_x, l0_y, level, lv_width, lv_height)
         lv_x, lv_y = math.floor(l0_x / ds), math.floor(l0_y / ds)
         img_w, img_h = info.level_dimensions[level]
         x0, y0 = max(lv_x, 0), max(lv_y, 0)

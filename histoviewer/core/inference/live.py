@@ -122,6 +122,9 @@ class LiveHeatmap:
         self.restored_from_cache = False
         self.error: str | None = None
         self.failures = 0
+        # +1 whenever cells change (results, failures, a cache restore): lets followers such as
+        # the lesion panel skip work when a signal brings nothing new (a view with no work left)
+        self.results_version = 0
         self.startup_s: dict[str, float] = {}
         self.torch_threads: int | None = None
         self._worker = None
@@ -177,6 +180,7 @@ class LiveHeatmap:
                                            self.options.cache_dir)
             self.restored_from_cache = cache.load(grid)
         raster = HeatmapRaster(grid, self._style)
+        self.results_version += 1  # the restored (or empty) map
         fast = TiffRegionSource.open(self.slide_path, self.reader)
         source: RegionSource = fast if fast is not None else self.reader
         if self._wrap_source is not None:
@@ -209,6 +213,7 @@ class LiveHeatmap:
             return
         window = raster.window_for_cells(cells)
         raster.refresh(window)
+        self.results_version += 1
         if self._on_update is not None:
             self._on_update(window)
 

@@ -101,7 +101,10 @@ class TiffRegionSource:
         count = int(page.databytecounts[index])
         if count == 0:
             return None  # sparse tile: nothing scanned there
-        data = os.pread(self._fd, count, int(page.dataoffsets[index]))
+        fd = self._fd
+        if fd < 0:
+            raise SlideReadError(f"{self.path}: the slide was closed while it was being read")
+        data = os.pread(fd, count, int(page.dataoffsets[index]))
         tile = page.decode(data, index, jpegtables=page.jpegtables)[0]
         return tile.reshape(page.tilelength, page.tilewidth, 3)
 
