@@ -174,6 +174,18 @@ class CaseAnalysis(QObject):
         return lambda _description, total: _Bar(total)
 
 
+def _model_warning(model_spec: str) -> str:
+    """The demonstration warning for the model that will stage the case ("" for a real model)."""
+    from histoviewer.core.models.registry import resolve_model_path
+    from histoviewer.core.models.model_file import read_model_info
+
+    try:
+        info = read_model_info(resolve_model_path(model_spec))
+    except HistoViewerError as exc:
+        return f"Model {model_spec!r}: {exc}"
+    return f"{info.display_name()}: these labels and this stage are a demonstration." if info.demonstration else ""
+
+
 class CaseDialog(QDialog):
     """Non-modal: the slides stay open in their tabs while the case is analysed.
     ``nodeActivated(path)``: a node's row was double-clicked (show its tab)."""
@@ -227,6 +239,11 @@ class CaseDialog(QDialog):
         self.stage_label.setStyleSheet("font-size: 18px; font-weight: bold; color: #555;")
         self.stage_label.setWordWrap(True)
         layout.addWidget(self.stage_label)
+        self.model_warning = QLabel(_model_warning(model_spec))
+        self.model_warning.setWordWrap(True)
+        self.model_warning.setStyleSheet("color: #a05a00; font-weight: bold;")
+        self.model_warning.setVisible(bool(self.model_warning.text()))
+        layout.addWidget(self.model_warning)
         self.reason_label = QLabel("")
         self.reason_label.setWordWrap(True)
         self.reason_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

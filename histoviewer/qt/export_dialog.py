@@ -13,6 +13,7 @@ Entry point for the main window: ``open_export_dialog(parent, tab)``.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +60,17 @@ class _Bridge(QObject):
     done = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
+
+
+def _default_out_dir(slide_path: Path) -> Path:
+    """Beside the slide when its folder is writable (where a pathologist looks for it), else
+    ``<data dir>/exports``."""
+    folder = slide_path.parent
+    if folder.is_dir() and os.access(folder, os.W_OK):
+        return folder
+    from histoviewer.core.paths import user_data_dir
+
+    return user_data_dir() / "exports"
 
 
 class ExportRequest:
@@ -160,7 +172,9 @@ class ExportDialog(QDialog):
         self._bridge.done.connect(self._on_done)
         self._bridge.failed.connect(self._on_failed)
         self._bridge.cancelled.connect(self._on_cancelled)
-        self._out_dir = Path(out_dir) if out_dir is not None else Path.home()
+        self._out_dir = Path(out_dir) if out_dir is not None else _default_out_dir(Path(str(tab.path)))
+        # asked before an existing file is replaced; tests put a stand-in here
+        self.confirm_overwrite = self._ask_overwrite
         self._build()
         self._on_kind()
 
@@ -359,6 +373,9 @@ class ExportDialog(QDialog):
         except (ValueError, HistoViewerError) as exc:
             self.status.setText(f"Cannot export: {exc}")
             return False
+        if req.out_path.exists() and not self.confirm_overwrite(req.out_path):
+            self.status.setText(f"Not exported: {req.out_path.name} exists (choose another name).")
+            return False
         self._cancel = threading.Event()
         control = ExportControl(progress=self._bridge.progress.emit, cancel=self._cancel)
         self._set_running(True)
@@ -367,6 +384,14 @@ class ExportDialog(QDialog):
         self._thread = threading.Thread(target=self._work, args=(req, control), name="export", daemon=True)
         self._thread.start()
         return True
+
+    def _ask_overwrite(self, path: Path) -> bool:
+        from PySide6.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(self, "Replace file?", f"{path} exists. Replace it?",
+                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                      QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
 
     def _work(self, req: ExportRequest, control: ExportControl) -> None:
         bridge = self._bridge

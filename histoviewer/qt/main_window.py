@@ -148,7 +148,15 @@ class MainWindow(QMainWindow):
             self.open_slide(path)
 
     def open_slide(self, path: str | os.PathLike[str]) -> SlideTab | None:
-        """Open a slide in a new tab; on failure say why and keep everything else as it was."""
+        """Open a slide in a new tab; on failure say why and keep everything else as it was.
+
+        A slide already open is shown, not opened again: two tabs would each autosave their
+        own annotations over the other's.
+        """
+        for open_tab in self._tabs():
+            if _same_file(open_tab.path, path):
+                self.tabs.setCurrentIndex(self.tabs.indexOf(open_tab))
+                return open_tab
         try:
             tab = SlideTab(path, self.cache)
         except HistoViewerError as exc:
@@ -507,10 +515,8 @@ class MainWindow(QMainWindow):
         if not paths:
             self.report_error("No slides", "The folder holds no slide files.")
             return None
-        already = {Path(tab.path) for tab in self._tabs()}
         for path in paths:
-            if Path(path) not in already:  # a node open before stays in its tab, not twice
-                self.open_slide(path)
+            self.open_slide(path)  # a node open before stays in its tab (see open_slide)
         if self.case_dialog is not None:
             self.case_dialog.close()
         self.case_dialog = CaseDialog(paths, self.ai_panel.settings.model, self.ai_panel.settings.device, self)
@@ -518,6 +524,13 @@ class MainWindow(QMainWindow):
         self.case_dialog.annotation_labels = self._annotation_label_of
         self.case_dialog.show()
         return self.case_dialog
+
+
+def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
 
 
 def run_gui(paths: list[str], cache_mb: int = DEFAULT_CACHE_MB, ai: AiSettings | None = None) -> int:

@@ -320,7 +320,11 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
     elif not s.error:
         y += pg.text(right_x, y, right_w, f"No lesion at the threshold {s.threshold:.2f}.", 9) + 2.5
     if case is not None:
-        y += pg.text(right_x, y, right_w, "Case pN stage", 8.5, color=GREY)
+        n = len(case.slides)
+        # The stage is only as complete as the nodes in this report (one slide exported from
+        # the viewer is one node of the patient's): say how many it rests on.
+        y += pg.text(right_x, y, right_w, f"Case pN stage, from the {n} node{'s' if n != 1 else ''} in this report",
+                     8.5, color=GREY)
         y += pg.text(right_x, y, right_w, case.stage + (" (provisional)" if case.provisional else ""), 13, True) + 1
         y += pg.text(right_x, y, right_w, case.reason, 8.5) + 3
     if images.heatmap_drawn and images.thumbnail_source == "slide":

@@ -152,3 +152,16 @@ def test_case_outputs_from_summaries(tmp_path):
     assert doc["cases"][0]["deciding_lesions"] == [
         {"node": "patient_003_node_0.tif", "lesion": "lesion-1", "diameter_mm": 2.5}]
     assert "not analysed" in doc["cases"][1]["reason"]
+
+
+def test_analyze_stage_files_of_slides_without_camelyon_names_read_back(tmp_path):
+    """``analyze`` names a folder's case after the folder and lists its nodes after that row:
+    ``stage`` and ``evaluate kappa`` read its own output."""
+    path = tmp_path / "stages.csv"
+    path.write_text("patient,stage\ntest.zip,pN1\nphantom-201.tiff,macro\nphantom-202.tiff,micro\n"
+                    "phantom-203.tiff,negative\n")
+    labels = read_node_labels(path)
+    assert list(labels) == ["test"]
+    assert [(n.node, n.label.value) for n in labels["test"]] == [
+        ("phantom-201.tiff", "macro"), ("phantom-202.tiff", "micro"), ("phantom-203.tiff", "negative")]
+    assert read_patient_stages(path) == {"test": PNStage.PN1}

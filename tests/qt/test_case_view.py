@@ -128,3 +128,8 @@ def test_restaging_from_the_pathologists_annotations(window, qtbot, micro_case, 
     assert dialog.restage_from_annotations() == []
     assert "neither analysed nor annotated" in dialog.reason_label.text()
     assert not (tmp_path / "analysis").exists()  # restaging writes nothing
+
+
+def test_the_case_view_says_when_a_demonstration_model_stages(window, micro_case):
+    dialog = window.open_case(case_slides_in(micro_case))
+    assert "DEMONSTRATION" in dialog.model_warning.text() and not dialog.model_warning.isHidden()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -192,3 +193,27 @@ def test_the_slides_own_annotations_are_drawn_when_asked(qtbot, tmp_path, reader
         assert d.start_export()
     prov = json.loads((tmp_path / "exports" / "without.png.provenance.json").read_text())
     assert prov["extra"]["outlines"] == 1
+
+
+def test_an_existing_file_is_replaced_only_when_the_user_agrees(qtbot, tmp_path, reader):
+    tab = fake_tab(reader.info.path, reader)
+    d = _dialog(qtbot, tab, tmp_path)
+    target = tmp_path / "exports" / "keep.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"the user's file")
+    d.path.setText(str(target))
+    asked = []
+    d.confirm_overwrite = lambda path: asked.append(path) or False
+    assert not d.start_export()
+    assert asked == [target] and target.read_bytes() == b"the user's file"
+    assert "exists" in d.status.text()
+    d.confirm_overwrite = lambda path: True
+    with qtbot.waitSignal(d.exported, timeout=30_000):
+        assert d.start_export()
+    assert target.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_exports_go_beside_the_slide_by_default(qtbot, tmp_path, reader):
+    d = ExportDialog(fake_tab(reader.info.path, reader))
+    qtbot.addWidget(d)
+    assert Path(d.path.text()).parent == Path(reader.info.path).parent

@@ -137,5 +137,5 @@ def test_slide_without_scale_says_unknown(slides_dir, tmp_path, qapp):
     text = " ".join(_run("pdftotext", str(pdf), "-").split())
     assert "Unknown (no scale" in text and "slide scale unknown" in text
     assert "size unknown (the slide states no scale)" in text
-    assert "Case pN stage unknown" in text and "Tumour probability" not in text  # no map, no colour bar
+    assert "Case pN stage, from the 1 node in this report unknown" in text and "Tumour probability" not in text  # no map, no colour bar
     assert len(_run("pdfimages", "-list", str(pdf)).splitlines()[2:]) == 2  # thumbnail and snapshot

@@ -383,3 +383,11 @@ def test_tiles_convert_to_the_same_qimage_from_any_layout(qtbot, layout):
            "strided rgb": np.ascontiguousarray(rgba[..., :3])[:, ::-1]}[layout]
     image, nbytes = rgb_to_qimage(rgb)
     assert np.array_equal(qimage_to_rgb(image), rgb) and nbytes == image.sizeInBytes()
+
+
+def test_a_slide_already_open_is_shown_not_opened_twice(window, qtbot, cmu_small, tmp_path):
+    first = open_settled(window, qtbot, cmu_small)
+    link = tmp_path / "same.svs"
+    link.symlink_to(cmu_small)
+    assert window.open_slide(link) is first and window.tabs.count() == 1
+    assert window.open_slide(cmu_small) is first

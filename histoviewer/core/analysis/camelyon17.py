@@ -42,6 +42,9 @@ __all__ = [
 
 _NODE_RE = re.compile(r"^(patient_\d+)_node_(\d+)(?:\.[^/\\]+)?$", re.IGNORECASE)
 _PATIENT_RE = re.compile(r"^(patient_\d+)\.zip$", re.IGNORECASE)
+# Any patient row: ``analyze`` names the case of slides without CAMELYON17 names after their
+# folder (``<folder>.zip``), and lists that case's nodes right after it.
+_ANY_PATIENT_RE = re.compile(r"^(.+)\.zip$", re.IGNORECASE)
 
 
 def case_of(slide: str | os.PathLike[str]) -> tuple[str, int | None]:
@@ -100,13 +103,19 @@ def read_node_labels(path: str | os.PathLike[str]) -> dict[str, list[NodeResult]
     path = Path(path)
     out: dict[str, list[tuple[int, NodeResult]]] = {}
     seen: dict[str, int] = {}
+    current: str | None = None  # the patient of the last patient row: its nodes follow it
     for line, (name, value) in _rows(path):
-        if _PATIENT_RE.match(name):
+        if pm := _ANY_PATIENT_RE.match(name):
+            current = pm.group(1).lower()
             continue
         m = _NODE_RE.match(name)
-        if not m:
+        if m:
+            patient, order = m.group(1).lower(), int(m.group(2))
+        elif current is not None:  # a node without a CAMELYON17 name, under its case's row
+            patient, order = current, line
+        else:
             raise StagingError(f"{path}:{line}: {name!r} is neither a node (patient_<p>_node_<n>.tif) "
-                               "nor a patient (patient_<p>.zip)")
+                               "nor a patient (patient_<p>.zip), and no <patient>.zip row comes before it")
         try:
             label = NodeLabel.parse(value)
             if label is NodeLabel.UNKNOWN:
@@ -117,7 +126,7 @@ def read_node_labels(path: str | os.PathLike[str]) -> dict[str, list[NodeResult]
         if key in seen:
             raise StagingError(f"{path}:{line}: node {name} already given on line {seen[key]}")
         seen[key] = line
-        out.setdefault(m.group(1).lower(), []).append((int(m.group(2)), NodeResult(name, label)))
+        out.setdefault(patient, []).append((order, NodeResult(name, label)))
     if not out:
         raise StagingError(f"{path}: no node rows (patient_<p>_node_<n>.tif,<label>) found")
     return {p: [n for _k, n in sorted(v, key=lambda t: t[0])] for p, v in sorted(out.items(), key=lambda kv: _natural(kv[0]))}
@@ -129,12 +138,9 @@ def read_patient_stages(path: str | os.PathLike[str]) -> dict[str, PNStage]:
     out: dict[str, PNStage] = {}
     lines: dict[str, int] = {}
     for line, (name, value) in _rows(path):
-        m = _PATIENT_RE.match(name)
+        m = _ANY_PATIENT_RE.match(name)
         if not m:
-            if _NODE_RE.match(name):
-                continue
-            raise StagingError(f"{path}:{line}: {name!r} is neither a patient (patient_<p>.zip) "
-                               "nor a node (patient_<p>_node_<n>.tif)")
+            continue  # a node row
         try:
             stage = PNStage.parse(value)
         except ValueError as exc:
