@@ -24,7 +24,7 @@ def test_geojson_to_xml_and_back(tmp_path, capsys):
     src, aset = _sample(tmp_path)
     assert main(["convert-annotations", str(src), str(tmp_path / "out.xml")]) == 0
     out = capsys.readouterr().out
-    assert "(geojson) ->" in out and "2 annotations" in out and "warning: 1 ellipses written as polygons" in out
+    assert "(geojson) ->" in out and "2 annotations" in out and "warning: 1 ellipse shapes written as polygons" in out
     assert main(["convert-annotations", str(tmp_path / "out.xml"), str(tmp_path / "back.geojson"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["input_format"] == "asap-xml" and summary["annotations"] == 2 and summary["warnings"] == []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import shiboken6
 from PySide6.QtCore import QPointF, QRect, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPen, QPolygonF, QRegion, QTransform
+from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPen, QPolygonF, QRegion, QTransform
 
 from histoviewer.core.annotations import Annotation, AnnotationDocument, DocumentChange, ShapeKind, measure
 from histoviewer.core.annotations.spatial import DisplayShape, display_shape

@@ -374,7 +374,8 @@ class CaseDialog(QDialog):
             lesions = summary.get("lesions", [])
             size_class = lesions[0]["size_class"] if lesions else ""
             diameter = "unknown" if node.largest_diameter_mm is None else f"{node.largest_diameter_mm:.2f} mm"
-            self._set(row, 2, f"{node.largest_lesion}: {diameter} {size_class} ({len(lesions)} lesion(s))")
+            count = f"{len(lesions)} lesion{'s' if len(lesions) != 1 else ''}"
+            self._set(row, 2, f"{node.largest_lesion}: {diameter} {size_class}; {count}")
         self._set(row, 3, f"{summary.get('coverage', 0.0):.0%}")
 
     def _on_finished(self, outputs: CaseOutputs | None, error: str) -> None:

@@ -16,18 +16,12 @@ from PySide6.QtCore import QEvent, QLineF, QObject, QPointF, QRect, QRectF, Qt, 
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen, QPolygonF, QRegion, QTransform
 
 from histoviewer.core.analysis.lesions import Lesion
-from histoviewer.core.analysis.size_class import SizeClass
+from histoviewer.core.analysis.size_class import SIZE_CLASS_NAMES, SIZE_CLASS_RGB
 from histoviewer.core.tiles.viewport import Viewport
 
-# Distinct from each other and from the viridis/magma/jet heatmaps' blends; each on a dark halo.
-CLASS_COLOURS = {
-    SizeClass.ITC: QColor(0, 220, 255),  # cyan
-    SizeClass.MICRO: QColor(255, 160, 0),  # orange
-    SizeClass.MACRO: QColor(255, 40, 150),  # magenta-red
-    SizeClass.UNKNOWN: QColor(240, 240, 240),
-}
-CLASS_NAMES = {SizeClass.ITC: "ITC", SizeClass.MICRO: "micro", SizeClass.MACRO: "macro",
-               SizeClass.UNKNOWN: "size unknown"}
+# The core's lesion palette (exports and reports use it too); here each on a dark halo.
+CLASS_COLOURS = {cls: QColor(*rgb) for cls, rgb in SIZE_CLASS_RGB.items()}
+CLASS_NAMES = SIZE_CLASS_NAMES
 HALO = QColor(0, 0, 0, 170)
 LINE_PX = 2.0
 SELECTED_LINE_PX = 3.5

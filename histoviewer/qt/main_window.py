@@ -201,6 +201,8 @@ class MainWindow(QMainWindow):
     def _on_ai_settings(self, new: AiSettings, old: AiSettings) -> None:
         if self.remember_ai:
             save_ai_settings(new)
+        if not new.show or not new.enabled:
+            self.hover_label.setText("")  # it described the heatmap that is gone
         for action, on in ((self.ai_run_action, new.enabled), (self.heatmap_action, new.show),
                            (self.ai_background_action, new.background)):
             action.setChecked(on)

@@ -228,7 +228,7 @@ def test_asap_xml_round_trip_keeps_every_vertex_text_group_and_name():
 def test_model_to_asap_and_back_keeps_areas_lines_points(tmp_path):
     aset = every_kind()
     losses = save_annotations(tmp_path / "a.xml", aset)
-    assert sorted(losses) == ["1 ellipses written as polygons", "1 freehands written as polygons",
+    assert sorted(losses) == ["1 ellipse shapes written as polygons", "1 freehand shapes written as polygons",
                               "1 notes dropped", "1 polygons with holes (holes written as separate polygons)"]
     back = load_annotations(tmp_path / "a.xml").annotation_set.annotations
     assert [a.name for a in back] == ["rect", "ell", "blob", "holed", "holed (hole 1)", "lasso", "ruler",

@@ -71,7 +71,7 @@ def test_recovery_restores_everything_and_says_so(tmp_path):
     save_document(doc, slide)
     restored, recovery = open_document(slide, 0.25)
     assert recovery is not None
-    assert recovery.message.startswith("Restored 1 annotation from autosave at 20")
+    assert recovery.message.startswith("Restored 1 annotation from the autosave of 20")
     assert str(recovery.path) in recovery.message
     assert restored.to_set() == doc.to_set() and restored.get(uid).note == "n"
     assert restored.class_named("Suspect").rgb == (1, 2, 3) and restored.class_named("Suspect").is_tumour

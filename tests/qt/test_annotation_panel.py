@@ -189,7 +189,7 @@ def test_autosave_and_recovery_after_a_simulated_kill(window, qtbot, tab, slide)
     again = open_settled(window, qtbot, slide)
     assert [a.name for a in again.annotations] == ["kept"]
     assert again.annotations.get(uid).l0_points == doc.get(uid).l0_points
-    assert "Restored 1 annotation from autosave" in window.statusBar().currentMessage()
+    assert "Restored 1 annotation from the autosave of" in window.statusBar().currentMessage()
     assert not again.annotations.can_undo
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import openslide
 import pytest
-from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QRect, QRectF, Qt, QUrl
+from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, QRectF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QRegion
 from PySide6.QtWidgets import QApplication
 

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from histoviewer.core.analysis.lesions import Lesion
+from histoviewer.core.analysis.size_class import SIZE_CLASS_RGB
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation, write_geojson
 
 __all__ = ["LESION_COLORS", "lesion_annotations", "write_lesions_geojson"]
 
-# by size class: macro red, micro orange, ITC yellow, unknown grey
-LESION_COLORS = {"macro": (200, 0, 0), "micro": (240, 140, 0), "itc": (230, 210, 0), "unknown": (128, 128, 128)}
+# by size class value ("itc", "micro", ...): the palette the viewer draws lesions in
+LESION_COLORS = {cls.value: rgb for cls, rgb in SIZE_CLASS_RGB.items()}
 
 
 def lesion_annotations(lesions: Sequence[Lesion]) -> list[PolygonAnnotation]:

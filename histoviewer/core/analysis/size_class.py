@@ -22,6 +22,20 @@ class SizeClass(str, enum.Enum):
     UNKNOWN = "unknown"
 
 
+# One palette for lesions wherever they are drawn (viewer, exports, reports, GeoJSON):
+# distinct from each other and from the heatmap colour maps' blends.
+SIZE_CLASS_RGB: dict[SizeClass, tuple[int, int, int]] = {
+    SizeClass.ITC: (0, 220, 255),  # cyan
+    SizeClass.MICRO: (255, 160, 0),  # orange
+    SizeClass.MACRO: (255, 40, 150),  # magenta-red
+    SizeClass.UNKNOWN: (150, 150, 150),
+}
+# How the classes are written for people (the enum values are the machine-readable form).
+SIZE_CLASS_NAMES: dict[SizeClass, str] = {
+    SizeClass.ITC: "ITC", SizeClass.MICRO: "micro", SizeClass.MACRO: "macro", SizeClass.UNKNOWN: "size unknown",
+}
+
+
 def classify_diameter_mm(diameter_mm: float | None) -> SizeClass:
     """Size class of a lesion from its largest diameter in millimetres.
 

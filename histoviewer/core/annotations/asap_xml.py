@@ -99,7 +99,8 @@ def asap_losses(aset: AnnotationSet) -> list[str]:
     counts: dict[str, int] = {}
     for ann in aset.annotations:
         if ann.kind in (ShapeKind.ELLIPSE, ShapeKind.FREEHAND):
-            counts[f"{ann.kind.value}s written as polygons"] = counts.get(f"{ann.kind.value}s written as polygons", 0) + 1
+            counts[f"{ann.kind.value} shapes written as polygons"] = \
+                counts.get(f"{ann.kind.value} shapes written as polygons", 0) + 1
         if ann.l0_holes:
             counts["polygons with holes (holes written as separate polygons)"] = counts.get(
                 "polygons with holes (holes written as separate polygons)", 0) + 1

@@ -95,8 +95,10 @@ class Recovery:
 
     @property
     def message(self) -> str:
+        """What the viewer says on reopening (the time in the user's own time zone)."""
         n = len(self.annotation_set.annotations)
-        return f"Restored {n} annotation{'s' if n != 1 else ''} from autosave at {self.saved_at} ({self.path})"
+        return (f"Restored {n} annotation{'s' if n != 1 else ''} from the autosave of {_local_time(self.saved_at)} "
+                f"({self.path})")
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "saved_at": self.saved_at,
@@ -188,3 +190,11 @@ class Autosaver:
             return self.flush()
         finally:
             self._unsubscribe()
+
+
+def _local_time(iso: str) -> str:
+    """An ISO timestamp (as saved, UTC) as local "YYYY-MM-DD HH:MM:SS"; unchanged if unreadable."""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError):
+        return iso

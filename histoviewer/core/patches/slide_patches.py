@@ -15,7 +15,6 @@ resized to the model's scale (so a 40x slide read for a 10x model reads level 1 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -328,7 +328,7 @@ class TileRenderer:
         h += outside * 0.05 * line
 
     def _add_tumour(self, h, e, nh, ne, mid, fine, mask_fn, l0_x0: int, l0_y0: int):
-        ts, mpp, pad = self.ts, self.mpp, self.pad
+        ts, mpp = self.ts, self.mpp
         yy, xx = np.mgrid[0:ts, 0:ts]
         mask = mask_fn(xx + (l0_x0 + 0.5), yy + (l0_y0 + 0.5))
         if not mask.any():

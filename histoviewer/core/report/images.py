@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from histoviewer.core.analysis.lesion_io import LESION_COLORS
+from histoviewer.core.analysis.size_class import SIZE_CLASS_NAMES, SizeClass
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.export.colormaps import DEFAULT_COLORMAP
 from histoviewer.core.export.control import NO_CONTROL, ExportControl
@@ -74,7 +75,7 @@ def _short_label(les: LesionEntry) -> str:
 def _size_text(les: LesionEntry) -> str:
     if les.diameter_mm is None:
         return f"{les.name}: size unknown (no scale)"
-    return f"{les.diameter_mm:.2f} mm ({les.size_class})"
+    return f"{les.diameter_mm:.2f} mm ({SIZE_CLASS_NAMES[SizeClass(les.size_class)]})"
 
 
 def lesion_outline(les: LesionEntry, label: str) -> Outline:
