@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
@@ -14,12 +13,12 @@ from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.recent import RecentFiles
 from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.core.tiles.viewport import Viewport, magnification_scale
-from histoviewer.qt.ai_panel import AiPanel, AiSettings, save_ai_settings
+from histoviewer.qt.ai_panel import AiPanel, AiSettings
+from histoviewer.qt.ai_wiring import AiOverlayWiring
 from histoviewer.qt.annotation_actions import AnnotationActions
-from histoviewer.qt.case_dialog import CaseDialog, case_slides_in
 from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.slide_tab import SlideTab
-from histoviewer.qt.summary_panel import SummaryPanel
+from histoviewer.qt.lesion_wiring import LesionWiring
 
 DEFAULT_CACHE_MB = 512
 AI_STATUS_INTERVAL_MS = 200  # the coverage line is recomputed at most this often
@@ -30,7 +29,10 @@ SLIDE_FILTER = (
 )
 
 
-class MainWindow(QMainWindow):
+class MainWindow(AiOverlayWiring, LesionWiring, QMainWindow):
+    """Tabs of slides, menus, status bar; the AI overlay and the lesion/case wiring live in
+    their mixins (``ai_wiring.py``, ``lesion_wiring.py``), annotations in ``annotation_actions``."""
+
     def __init__(self, cache_mb: int = DEFAULT_CACHE_MB, recent: RecentFiles | None = None,
                  ai: AiSettings | None = None, remember_ai: bool = False) -> None:
         """``ai``: the overlay's settings (defaults when None); ``remember_ai``: save every
@@ -187,99 +189,8 @@ class MainWindow(QMainWindow):
         self._update_actions()
         return tab
 
-    # -- AI overlay -----------------------------------------------------------------------------
-    def _start_ai(self, tab: SlideTab) -> None:
-        settings = self.ai_panel.settings
-        if settings.enabled:
-            tab.start_heatmap(settings.live_options(), settings.style(), settings.show)
-        else:
-            tab.stop_heatmap()
-
     def _tabs(self) -> list[SlideTab]:
         return [t for t in (self.tabs.widget(i) for i in range(self.tabs.count())) if isinstance(t, SlideTab)]
-
-    def _on_ai_settings(self, new: AiSettings, old: AiSettings) -> None:
-        if self.remember_ai:
-            save_ai_settings(new)
-        if not new.show or not new.enabled:
-            self.hover_label.setText("")  # it described the heatmap that is gone
-        for action, on in ((self.ai_run_action, new.enabled), (self.heatmap_action, new.show),
-                           (self.ai_background_action, new.background)):
-            action.setChecked(on)
-        if new.enabled != old.enabled:
-            self.summary_panel.setVisible(new.enabled)
-        for tab in self._tabs():
-            if new.restart_needed(old):
-                self._start_ai(tab)
-                continue
-            if (new.colormap, new.opacity, new.threshold, new.show) != (old.colormap, old.opacity, old.threshold, old.show):
-                tab.set_heatmap_style(new.style(), new.show)
-            if new.background != old.background and tab.heatmap is not None:
-                tab.heatmap.live.set_background(new.background)
-        self._schedule_ai_status()
-
-    def _toggle_ai_enabled(self, checked: bool) -> None:
-        self.ai_panel.set_settings(replace(self.ai_panel.settings, enabled=checked))
-
-    def _toggle_heatmap(self, checked: bool) -> None:
-        self.ai_panel.set_settings(replace(self.ai_panel.settings, show=checked))
-
-    def _toggle_ai_background(self, checked: bool) -> None:
-        self.ai_panel.set_settings(replace(self.ai_panel.settings, background=checked))
-
-    def _schedule_ai_status(self, *_args) -> None:
-        if not self._ai_status_timer.isActive():
-            self._ai_status_timer.start()
-
-    def update_ai_status(self) -> None:
-        """The status-bar line and the panel's progress: coverage of the view and the slide.
-
-        Coverage is always shown while anything is missing, so a half-finished map is never
-        mistaken for a negative slide.
-        """
-        tab = self.current_tab()
-        layer = tab.heatmap if tab is not None else None
-        if tab is None or layer is None:
-            text = "" if tab is None else "AI overlay off"
-            self.ai_label.setText(text)
-            self.ai_label.setStyleSheet("")
-            self.ai_panel.show_progress(text)
-            return
-        if tab.heatmap_error:
-            self.ai_label.setText("AI overlay unavailable")
-            self.ai_label.setToolTip(tab.heatmap_error)
-            self.ai_label.setStyleSheet("color: #a01010;")
-            self.ai_panel.show_progress(f"AI overlay unavailable: {tab.heatmap_error}")
-            return
-        live = layer.live
-        if live.model is not None:
-            self.ai_panel.show_model(live.model.info.display_name(), live.device_reason,
-                                     live.model.info.demonstration)
-        coverage = tab.heatmap_coverage()
-        if coverage is None:
-            text, detail = "AI: starting…", "Loading the model and finding the tissue…"
-            colour = "#555"
-        else:
-            in_view, whole = coverage
-            text = f"AI: view {in_view:.0%} · slide {whole:.0%} classified"
-            busy = not live.is_idle
-            if whole >= 1.0:
-                text = "AI: whole slide classified"
-            elif busy:
-                text += " (working)"
-            colour = "#1a6e1a" if whole >= 1.0 else ("#555" if in_view >= 1.0 else "#a05a00")
-            detail = text
-            if live.restored_from_cache:
-                detail += "\nEarlier results restored from the heatmap cache."
-            if whole < 1.0:
-                detail += "\nUntil the slide is 100% classified, a clean map is not a negative slide."
-        if tab.heatmap_failure:
-            detail += f"\nSome patches failed: {tab.heatmap_failure}"
-            text += " – some patches failed"
-        self.ai_label.setText(text)
-        self.ai_label.setToolTip(detail)
-        self.ai_label.setStyleSheet(f"color: {colour};")
-        self.ai_panel.show_progress(detail)
 
     def close_tab(self, index: int) -> None:
         tab = self.tabs.widget(index)
@@ -422,110 +333,6 @@ class MainWindow(QMainWindow):
             self.case_dialog.shutdown()
         self.close_all()
         super().closeEvent(event)
-
-    # -- lesions, summary panel and cases ------------------------------------------------------
-    def _init_summary(self) -> None:
-        """The summary panel shares the AI panel's dock area (tabbed, in front); it is only
-        shown while the AI overlay runs: without a map there are no lesions to list."""
-        self.summary_panel = SummaryPanel(self)
-        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.summary_panel)
-        self.tabifyDockWidget(self.ai_panel, self.summary_panel)
-        self.summary_panel.raise_()
-        self.summary_panel.setVisible(self.ai_panel.settings.enabled)
-        self.summary_panel.lesionActivated.connect(self.fly_to_lesion)
-        self.case_dialog = None
-
-    def _add_lesion_actions(self, ai_menu) -> None:
-        ai_menu.addSeparator()
-        self.lesions_action = self._action(ai_menu, "Show &lesions", self._toggle_lesions)
-        self.lesions_action.setCheckable(True)
-        self.lesions_action.setChecked(True)
-        self._action(ai_menu, "&Next lesion", lambda: self.summary_panel.step(+1), "Ctrl+L")
-        self._action(ai_menu, "Pre&vious lesion", lambda: self.summary_panel.step(-1), "Ctrl+Shift+L")
-        summary_action = self.summary_panel.toggleViewAction()
-        summary_action.setText("Lesions and node &label panel")
-        ai_menu.addAction(summary_action)
-
-    def _add_case_actions(self, file_menu) -> None:
-        case_action = QAction("Open &case (a patient's nodes)\u2026", self)
-        case_action.triggered.connect(self.open_case_dialog)
-        # after "Open Recent", with the other ways of opening slides
-        file_menu.insertAction(self.recent_menu.menuAction(), case_action)
-
-    def _wire_lesions(self, tab: SlideTab) -> None:
-        tab.lesion_layer.visible = self.lesions_action.isChecked()
-        tab.lesions.changed.connect(lambda _snap, t=tab: self._show_summary() if t is self.current_tab() else None)
-        # a lesion clicked on the slide is selected in the table too
-        tab.lesion_clicks.picked.connect(self.summary_panel.select_lesion)
-        # until the first lesions arrive the panel says what the overlay is doing
-        tab.heatmapChanged.connect(
-            lambda t=tab: self._show_summary() if t is self.current_tab() and t.lesions.snapshot is None else None)
-
-    def _toggle_lesions(self, checked: bool) -> None:
-        for tab in self._tabs():
-            tab.set_lesions_visible(checked)
-
-    def _show_summary(self) -> None:
-        """Show the current tab's lesions in the summary panel (or why there are none)."""
-        tab = self.current_tab()
-        if tab is None:
-            self.summary_panel.show_snapshot(None, "No slide open.")
-            return
-        snapshot = tab.lesions.snapshot
-        if tab.heatmap is None:
-            self.summary_panel.show_snapshot(None, "AI overlay off: no lesions. Turn it on in the AI menu.")
-        elif tab.heatmap_error:
-            self.summary_panel.show_snapshot(None, f"AI overlay unavailable: {tab.heatmap_error}")
-        elif snapshot is None:
-            self.summary_panel.show_snapshot(None, tab.lesions.error or "Classifying\u2026 lesions appear as the map fills in.")
-        else:
-            self.summary_panel.show_snapshot(snapshot, tab.lesions.error or "")
-            self.summary_panel.select_lesion(tab.lesion_layer.selected)
-
-    def fly_to_lesion(self, index: int) -> None:
-        if (tab := self.current_tab()) is not None and tab.fly_to_lesion(index):
-            self.summary_panel.select_lesion(index)
-
-    def _show_slide_tab(self, path: str) -> None:
-        for i in range(self.tabs.count()):
-            tab = self.tabs.widget(i)
-            if isinstance(tab, SlideTab) and Path(tab.path) == Path(path):
-                self.tabs.setCurrentIndex(i)
-                return
-
-    def _annotation_label_of(self, path: Path):
-        """The slide label from the open slide's annotations, or None when the slide has no
-        annotations at all (or is not open). A slide annotated without any tumour-class area
-        (the pathologist removed the AI's false positives and marked, say, a Normal region)
-        is negative."""
-        from histoviewer.core.annotations.labels import slide_label
-
-        for tab in self._tabs():
-            doc = getattr(tab, "annotations", None)
-            if Path(tab.path) == Path(path) and doc is not None:
-                return slide_label(doc) if doc.annotations() else None
-        return None
-
-    def open_case_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a case: the folder of one patient's node slides")
-        if folder:
-            self.open_case(case_slides_in(folder))
-
-    def open_case(self, paths) -> "CaseDialog | None":
-        """Open a patient's node slides in tabs and the case view over them."""
-        paths = [str(p) for p in paths]
-        if not paths:
-            self.report_error("No slides", "The folder holds no slide files.")
-            return None
-        for path in paths:
-            self.open_slide(path)  # a node open before stays in its tab (see open_slide)
-        if self.case_dialog is not None:
-            self.case_dialog.close()
-        self.case_dialog = CaseDialog(paths, self.ai_panel.settings.model, self.ai_panel.settings.device, self)
-        self.case_dialog.nodeActivated.connect(self._show_slide_tab)
-        self.case_dialog.annotation_labels = self._annotation_label_of
-        self.case_dialog.show()
-        return self.case_dialog
 
 
 def _same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
