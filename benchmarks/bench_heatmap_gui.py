@@ -41,7 +41,8 @@ STEP_PX = 40
 
 def _start(app, tab, background: bool, device: str):
     from histoviewer.core.inference.live import LiveOptions
-    from histoviewer.core.inference.overlay import HeatmapStyle, colormap_lut
+    from histoviewer.core.colormaps import colormap_lut
+    from histoviewer.core.inference.overlay import HeatmapStyle
 
     tab.start_heatmap(LiveOptions(model="cnn", device=device, background=background, use_cache=False),
                       HeatmapStyle(colormap_lut("viridis")))

@@ -38,7 +38,7 @@ def _fraction(text: str) -> float:
 
 
 def register(sub) -> None:
-    from histoviewer.core.export.colormaps import COLORMAPS, DEFAULT_COLORMAP
+    from histoviewer.core.colormaps import COLORMAPS, DEFAULT_COLORMAP
 
     p = sub.add_parser(
         "export-heatmap", help="export heatmap images, overlays and raw probabilities",

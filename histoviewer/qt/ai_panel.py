@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (
 )
 
 from histoviewer.core.inference.live import LiveOptions
-from histoviewer.core.inference.overlay import HeatmapStyle, colormap_lut, colormap_names
+from histoviewer.core.colormaps import COLORMAPS, colormap_lut
+from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.models.registry import available_models
 from histoviewer.core.recent import config_dir
@@ -152,7 +153,7 @@ class AiPanel(QDockWidget):
         form.addRow(self.show_box)
 
         self.colormap_combo = QComboBox()
-        self.colormap_combo.addItems(colormap_names())
+        self.colormap_combo.addItems(list(COLORMAPS))  # the default, viridis, first
         self.colormap_combo.setCurrentText(settings.colormap)
         self.colormap_combo.activated.connect(lambda _i: self._change(colormap=self.colormap_combo.currentText()))
         form.addRow("Colour map", self.colormap_combo)

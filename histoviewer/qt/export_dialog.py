@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDou
                                QRadioButton, QVBoxLayout, QWidget)
 
 from histoviewer.core.errors import ExportCancelled, HistoViewerError
-from histoviewer.core.export.colormaps import COLORMAPS, DEFAULT_COLORMAP, colormap_lut
+from histoviewer.core.colormaps import COLORMAPS, DEFAULT_COLORMAP, colormap_lut
 from histoviewer.core.export.control import ExportControl
 
 __all__ = ["KINDS", "ExportDialog", "ExportRequest", "open_export_dialog", "parse_region"]

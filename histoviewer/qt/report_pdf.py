@@ -25,7 +25,7 @@ from PySide6.QtGui import (QColor, QFont, QFontMetricsF, QGuiApplication, QPageL
 
 from histoviewer.core.analysis.lesion_io import LESION_COLORS
 from histoviewer.core.errors import ReportError
-from histoviewer.core.export.colormaps import DEFAULT_COLORMAP, colormap_lut
+from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
 from histoviewer.core.export.control import NO_CONTROL, ExportControl
 from histoviewer.core.export.files import atomic_target
 from histoviewer.core.models.classifier import DEMO_WARNING

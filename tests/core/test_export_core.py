@@ -12,7 +12,7 @@ from PIL import Image
 
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation
 from histoviewer.core.errors import ExportCancelled
-from histoviewer.core.export.colormaps import (COLORMAPS, apply_colormap, blend_heatmap, heatmap_mask,
+from histoviewer.core.colormaps import (COLORMAPS, apply_colormap, blend_heatmap, heatmap_mask,
                                                heatmap_rgba)
 from histoviewer.core.export.control import ExportControl
 from histoviewer.core.export.outline import max_feret_segment, outlines_from_annotations

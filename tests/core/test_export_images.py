@@ -13,7 +13,7 @@ from PIL import Image
 from histoviewer.core.errors import ExportCancelled, ExportError
 from histoviewer.core.export import (ExportControl, export_heatmap_image, export_overlay,
                                      export_raw_probabilities, read_raw_probabilities)
-from histoviewer.core.export.colormaps import blend_heatmap
+from histoviewer.core.colormaps import blend_heatmap
 from histoviewer.core.export.legend import FAILED_RGB, NOT_COMPUTED_RGB
 from histoviewer.core.export.outline import Outline
 from histoviewer.core.slide import open_slide

@@ -8,10 +8,11 @@ import time
 import numpy as np
 import pytest
 
+from histoviewer.core.colormaps import COLORMAPS, DEFAULT_COLORMAP, colormap_lut
 from histoviewer.core.inference.grid import CellState, GridGeometry, PredictionGrid
 from histoviewer.core.inference.live import LiveHeatmap, LiveOptions
 from histoviewer.core.inference.overlay import (
-    FAILED_RGBA, PENDING_RGBA, HeatmapRaster, HeatmapStyle, colormap_lut, colormap_names,
+    FAILED_RGBA, PENDING_RGBA, HeatmapRaster, HeatmapStyle,
 )
 from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.cnn import CnnClassifier
@@ -21,7 +22,7 @@ from tests.core.inference_helpers import GLASS_X1, LESION_RECT, write_synthetic_
 
 
 def style(**kw) -> HeatmapStyle:
-    return HeatmapStyle(colormap_lut(colormap_names()[0]), **kw)
+    return HeatmapStyle(colormap_lut(DEFAULT_COLORMAP), **kw)
 
 
 def grid(stride: int = 96, shape_px=(3000, 2000)) -> PredictionGrid:
@@ -188,9 +189,9 @@ def test_closing_during_start_up_leaves_no_threads(synthetic, model_path, tmp_pa
 
 
 
-@pytest.mark.parametrize("name", colormap_names())
+@pytest.mark.parametrize("name", list(COLORMAPS))
 def test_screen_colours_equal_the_exports(name):
-    from histoviewer.core.export.colormaps import heatmap_rgba
+    from histoviewer.core.colormaps import heatmap_rgba
 
     g = grid()
     rng = np.random.default_rng(1)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from histoviewer.core.export.colormaps import colormap_lut
+from histoviewer.core.colormaps import colormap_lut
 from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.slide import open_slide
 from histoviewer.core.tiles.viewport import Viewport

@@ -1,7 +1,7 @@
 """Exports: heatmap images, slide overlays, pyramidal TIFFs and raw probabilities, each with
 its provenance. No Qt: the GUI calls these from a worker thread (see ``control.py``)."""
 
-from histoviewer.core.export.colormaps import COLORMAPS, apply_colormap, blend_heatmap, heatmap_rgba
+from histoviewer.core.colormaps import COLORMAPS, apply_colormap, blend_heatmap, heatmap_rgba
 from histoviewer.core.export.control import ExportControl
 from histoviewer.core.export.exports import (ExportResult, export_heatmap_image, export_overlay,
                                             export_raw_probabilities)

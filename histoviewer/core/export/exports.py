@@ -33,7 +33,7 @@ from PIL import Image
 
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import ExportError
-from histoviewer.core.export.colormaps import DEFAULT_COLORMAP
+from histoviewer.core.colormaps import DEFAULT_COLORMAP
 from histoviewer.core.export.control import NO_CONTROL, ExportControl
 from histoviewer.core.export.files import atomic_target
 from histoviewer.core.export.legend import legend_panel, scale_bar_for

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from histoviewer.core.export.colormaps import colormap_lut
+from histoviewer.core.colormaps import colormap_lut
 
 __all__ = ["ScaleBar", "draw_scale_bar", "legend_panel", "scale_bar_for"]
 

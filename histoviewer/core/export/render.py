@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from histoviewer.core.errors import ExportError
-from histoviewer.core.export.colormaps import DEFAULT_COLORMAP, blend_heatmap, colormap_lut
+from histoviewer.core.colormaps import DEFAULT_COLORMAP, blend_heatmap, colormap_lut
 from histoviewer.core.export.control import ExportControl
 from histoviewer.core.export.legend import (BACKGROUND_RGB, FAILED_RGB, NOT_COMPUTED_RGB, ScaleBar,
                                             draw_scale_bar)

@@ -21,9 +21,10 @@ import tifffile
 from PIL import Image
 
 from histoviewer.core.atomic import atomic_write_bytes, atomic_write_text
+from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut, lut_indices
 from histoviewer.core.inference.grid import ENCODED, CellState, GridGeometry
 
-__all__ = ["ENCODING", "colourise", "write_heatmap_png", "write_probability_map"]
+__all__ = ["ENCODING", "write_heatmap_png", "write_probability_map"]
 
 ENCODING = {
     "probability": "0..1",
@@ -32,9 +33,6 @@ ENCODING = {
     "failed": ENCODED[CellState.FAILED],
 }
 
-# viridis at 0, .25, .5, .75, 1 (perceptually uniform, readable in grey and by most
-# colour-blind readers); linear interpolation between them is close enough for a preview.
-_VIRIDIS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], np.float32)
 _GLASS_GREY = 0.35  # how much of the thumbnail's colour remains where there is no result
 
 
@@ -54,14 +52,6 @@ def write_probability_map(folder: Path, encoded: np.ndarray, geometry: GridGeome
     return tiff_path, json_path
 
 
-def colourise(values: np.ndarray) -> np.ndarray:
-    """Probabilities (0..1) -> uint8 RGB through viridis."""
-    t = np.clip(np.nan_to_num(values, nan=0.0), 0, 1) * (len(_VIRIDIS) - 1)
-    i = np.minimum(t.astype(np.int64), len(_VIRIDIS) - 2)
-    f = (t - i)[..., None]
-    return (_VIRIDIS[i] * (1 - f) + _VIRIDIS[i + 1] * f + 0.5).astype(np.uint8)
-
-
 def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, geometry: GridGeometry,
                       opacity: float = 0.65) -> Path:
     """The map in viridis over a greyed slide thumbnail (grey where nothing was classified)."""
@@ -78,9 +68,10 @@ def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, ge
     grey = base.sum(axis=-1, keepdims=True) // 3
     keep = int(round(_GLASS_GREY * 256))
     out = ((grey * (256 - keep) + base * keep) >> 8).astype(np.uint8)
-    lut = colourise(np.linspace(0, 1, 256)).astype(np.uint16)
+    # the viewer's and the exports' viridis table and rounding, so every picture agrees
+    lut = colormap_lut(DEFAULT_COLORMAP).astype(np.uint16)
     a = int(round(opacity * 256))
-    idx = np.round(np.clip(vals[has], 0, 1) * 255).astype(np.intp)
+    idx = lut_indices(vals[has])
     out[has] = ((lut[idx] * a + out[has].astype(np.uint16) * (256 - a)) >> 8).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(out).save(buf, format="PNG", compress_level=3)

@@ -24,9 +24,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from histoviewer.core.colormaps import lut_indices
 from histoviewer.core.inference.grid import CellState, PredictionGrid
 
-__all__ = ["FAILED_RGBA", "PENDING_RGBA", "HeatmapRaster", "HeatmapStyle", "colormap_lut", "colormap_names"]
+__all__ = ["FAILED_RGBA", "PENDING_RGBA", "HeatmapRaster", "HeatmapStyle"]
 
 # Straight (not premultiplied) RGBA of the non-probability states.
 PENDING_RGBA = (128, 128, 128, 56)
@@ -56,21 +57,6 @@ class HeatmapStyle:
 
     def with_(self, **changes) -> HeatmapStyle:
         return replace(self, **changes)
-
-
-def colormap_names() -> list[str]:
-    """Colour maps the overlay offers (the exports' tables), the default first."""
-    from histoviewer.core.export.colormaps import COLORMAPS, DEFAULT_COLORMAP
-
-    return [DEFAULT_COLORMAP] + [name for name in COLORMAPS if name != DEFAULT_COLORMAP]
-
-
-def colormap_lut(name: str) -> np.ndarray:
-    """The (256, 3) uint8 table of a colour map named in ``colormap_names()``; ValueError
-    for another name. The exports use the same tables, so a screen and its export match."""
-    from histoviewer.core.export.colormaps import colormap_lut as lut
-
-    return lut(name)
 
 
 def _premultiplied(rgba: tuple[int, int, int, int]) -> np.ndarray:
@@ -121,8 +107,7 @@ class HeatmapRaster:
             return
         values, state = self.grid.map((r0, r1, c0, c1))
         with self._lock:
-            # the exports' rounding (core.export.colormaps), so both show the same colours
-            index = (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.intp)
+            index = lut_indices(values)  # the exports' rounding: both show the same colours
             out = self._lut[index]
             # Below the threshold: transparent, decided on the value itself (as the exports do).
             out[values < self._style.threshold] = 0

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 from histoviewer.core.analysis.lesion_io import LESION_COLORS
 from histoviewer.core.analysis.size_class import SIZE_CLASS_NAMES, SizeClass
 from histoviewer.core.errors import HistoViewerError
-from histoviewer.core.export.colormaps import DEFAULT_COLORMAP
+from histoviewer.core.colormaps import DEFAULT_COLORMAP
 from histoviewer.core.export.control import NO_CONTROL, ExportControl
 from histoviewer.core.export.legend import scale_bar_for
 from histoviewer.core.export.outline import Outline, OutlineStyle, draw_outlines

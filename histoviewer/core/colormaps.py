@@ -27,6 +27,7 @@ __all__ = [
     "colormap_lut",
     "heatmap_mask",
     "heatmap_rgba",
+    "lut_indices",
 ]
 
 DEFAULT_COLORMAP = "viridis"
@@ -143,7 +144,7 @@ def colormap_lut(name: str) -> np.ndarray:
         raise ValueError(f"unknown colour map {name!r}; choose one of {', '.join(COLORMAPS)}") from None
 
 
-def _indices(values01: np.ndarray) -> np.ndarray:
+def lut_indices(values01: np.ndarray) -> np.ndarray:
     """Table index (0..255) of probabilities; NaN and out-of-range values are clipped."""
     v = np.nan_to_num(np.asarray(values01, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
     return (np.clip(v, 0.0, 1.0) * 255.0 + 0.5).astype(np.intp)
@@ -151,7 +152,7 @@ def _indices(values01: np.ndarray) -> np.ndarray:
 
 def apply_colormap(values01: np.ndarray, name: str = DEFAULT_COLORMAP) -> np.ndarray:
     """Probabilities (any shape, 0..1) -> uint8 RGB of shape values01.shape + (3,)."""
-    return colormap_lut(name)[_indices(values01)]
+    return colormap_lut(name)[lut_indices(values01)]
 
 
 def heatmap_mask(prob: np.ndarray, threshold: float = 0.0) -> np.ndarray:
@@ -190,7 +191,7 @@ def blend_heatmap(rgb_base: np.ndarray, prob: np.ndarray, cmap: str = DEFAULT_CO
     if not mask.any():
         return out
     a = int(round(float(np.clip(opacity, 0.0, 1.0)) * 256))
-    colour = colormap_lut(cmap)[_indices(np.asarray(prob)[mask])].astype(np.uint16)
+    colour = colormap_lut(cmap)[lut_indices(np.asarray(prob)[mask])].astype(np.uint16)
     under = out[mask].astype(np.uint16)
     out[mask] = ((colour * a + under * (256 - a) + 128) >> 8).astype(np.uint8)
     return out
