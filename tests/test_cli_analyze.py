@@ -15,11 +15,8 @@ from PIL import Image
 from histoviewer.cli import analyze as cli_analyze
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.grid import GridGeometry
-from histoviewer.core.models.classifier import ModelInfo
-from histoviewer.core.models.cnn import CnnClassifier
-from histoviewer.core.models.model_file import save_model
 from tests.core.inference_helpers import (
-    LesionFractionModel, lesion_fraction, write_synthetic_tiff,
+    LesionFractionModel, lesion_fraction, write_fresh_cnn, write_synthetic_tiff,
 )
 
 
@@ -30,10 +27,7 @@ def synthetic(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
-    model = CnnClassifier.new(ModelInfo(name="fresh", kind="cnn", architecture="strided-cnn"), device="cpu")
-    path = tmp_path_factory.mktemp("model") / "fresh.safetensors"
-    save_model(path, model)
-    return path
+    return write_fresh_cnn(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,18 @@ def write_synthetic_tiff(path: Path) -> Path:
     return path
 
 
+def write_fresh_cnn(folder: Path) -> Path:
+    """An untrained (random-weight) default-architecture CNN saved as ``fresh.safetensors``:
+    a real model file for tests of the pipeline, not of accuracy."""
+    from histoviewer.core.models.cnn import CnnClassifier
+    from histoviewer.core.models.model_file import save_model
+
+    model = CnnClassifier.new(ModelInfo(name="fresh", kind="cnn", architecture="strided-cnn"), device="cpu")
+    path = folder / "fresh.safetensors"
+    save_model(path, model)
+    return path
+
+
 def lesion_fraction(l0_x: np.ndarray, l0_y: np.ndarray, l0_size: float) -> np.ndarray:
     """Exact fraction of squares (top-left, side) inside ``LESION_RECT``."""
     x, y, w, h = LESION_RECT

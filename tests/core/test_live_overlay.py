@@ -14,11 +14,8 @@ from histoviewer.core.inference.live import LiveHeatmap, LiveOptions
 from histoviewer.core.inference.overlay import (
     FAILED_RGBA, PENDING_RGBA, HeatmapRaster, HeatmapStyle,
 )
-from histoviewer.core.models.classifier import ModelInfo
-from histoviewer.core.models.cnn import CnnClassifier
-from histoviewer.core.models.model_file import save_model
 from histoviewer.core.slide.open import open_slide
-from tests.core.inference_helpers import GLASS_X1, LESION_RECT, write_synthetic_tiff
+from tests.core.inference_helpers import GLASS_X1, LESION_RECT, write_fresh_cnn, write_synthetic_tiff
 
 
 def style(**kw) -> HeatmapStyle:
@@ -100,10 +97,7 @@ def synthetic(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    model = CnnClassifier.new(ModelInfo(name="fresh", kind="cnn", architecture="strided-cnn"), device="cpu")
-    path = tmp_path_factory.mktemp("model") / "fresh.safetensors"
-    save_model(path, model)
-    return path
+    return write_fresh_cnn(tmp_path_factory.mktemp("model"))
 
 
 class Events:
