@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from _common import REPO, Summary, close_tab, fmt, machine_info, open_tab, pump_for, qt_app, table  # noqa: F401
+from _viewer_pan import _preload as preload  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -115,17 +116,6 @@ def run_frames(app, tab, viewports, steps, mode: str):
     return Summary.of_seconds(frame), Summary.of_seconds(layer), tab.annotation_layer.last_shapes_drawn
 
 
-def preload(app, tab, viewports) -> None:
-    session = tab.session
-    keys: dict = {}
-    for vp in viewports:
-        plan = session.plan(vp, request=False)
-        keys.update(dict.fromkeys(plan.missing + plan.prefetch))
-    session.loader.request(list(keys))
-    session.loader.wait_idle(timeout=600)
-    pump_for(app, 0.2)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--slide", type=Path, default=None)
@@ -154,7 +144,7 @@ def main() -> int:
     zooms = {"1:1": 1.0, "4 px/px": 0.25, "fit": fit_scale(*dims, 1920, 1080)}
     scripts = {z: drag_viewports(dims, s, args.frames) for z, s in zooms.items()}
     for viewports, _ in scripts.values():
-        preload(app, tab, viewports)
+        preload(app, tab, viewports)  # the pan benchmark's: every tile the drag shows, loaded
     rows, results = [], []
     doc = tab.annotations
     all_anns = make_annotations(max(args.counts), *dims, seed=7)

@@ -421,13 +421,7 @@ class AnnotationPanel(QDockWidget):
 
     def measurement_text(self, ann: Annotation) -> str:
         m = measure(ann, self.doc.mpp, is_tumour=self.doc.is_tumour(ann))
-        lines = []
-        if m.length_px is not None:
-            lines.append("length " + (format_length_um(m.length_um) if m.length_um is not None
-                                      else f"{m.length_px:.1f} px (scale unknown)"))
-        if m.area_px2 is not None:
-            lines.append(f"area {m.area_mm2:.4g} mm\u00b2" if m.area_mm2 is not None
-                         else f"area {m.area_px2:.4g} px\u00b2 (scale unknown)")
+        lines = [t for t in (m.length_text(), m.area_text()) if t is not None]
         if m.perimeter_um is not None:
             lines.append("perimeter " + format_length_um(m.perimeter_um))
         if m.max_diameter_px is not None and ann.kind.is_area:

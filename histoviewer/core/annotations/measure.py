@@ -63,17 +63,25 @@ class Measurement:
         d["size_class"] = None if self.size_class is None else self.size_class.value
         return d
 
+    def length_text(self) -> str | None:
+        """'length 815 µm' (or in px when the scale is unknown); None for shapes without one."""
+        if self.length_px is None:
+            return None
+        return "length " + (format_length_um(self.length_um) if self.length_um is not None
+                            else f"{self.length_px:.1f} px (scale unknown)")
+
+    def area_text(self) -> str | None:
+        """'area 0.153 mm²' (or in px² when the scale is unknown); None for shapes without one."""
+        if self.area_px2 is None:
+            return None
+        return (f"area {self.area_mm2:.4g} mm\u00b2" if self.area_mm2 is not None
+                else f"area {self.area_px2:.4g} px\u00b2 (scale unknown)")
+
     def summary(self) -> str:
         """One line for a status bar or list panel, e.g. 'area 0.153 mm², Ø 520 µm (micro)'."""
-        parts: list[str] = []
         if self.kind == ShapeKind.POINTS.value:
             return f"{self.n_points} point{'s' if self.n_points != 1 else ''}"
-        if self.length_px is not None:
-            parts.append("length " + (format_length_um(self.length_um) if self.length_um is not None
-                                       else f"{self.length_px:.1f} px (scale unknown)"))
-        if self.area_px2 is not None:
-            parts.append(f"area {self.area_mm2:.4g} mm\u00b2" if self.area_mm2 is not None
-                         else f"area {self.area_px2:.4g} px\u00b2 (scale unknown)")
+        parts = [t for t in (self.length_text(), self.area_text()) if t is not None]
         if self.max_diameter_px is not None and self.kind != ShapeKind.LINE.value:
             diam = (format_length_um(self.max_diameter_mm * 1000) if self.max_diameter_mm is not None
                     else f"{self.max_diameter_px:.1f} px")
