@@ -154,24 +154,17 @@ class SlideTab(QWidget):
         if self.heatmap is not None and not self.view.interacting:
             self.heatmap.live.submit_view(viewport.l0_xywh)
 
-    def _current_layer(self) -> HeatmapLayer | None:
-        """The running layer, if it sent the signal being handled (a stopped layer's last
-        queued signals still arrive, and must change nothing)."""
-        layer = self.heatmap
-        return layer if layer is not None and self.sender() is layer else None
-
+    # The layer's signals come only from the running layer: a layer emits nothing once
+    # ``close()`` (in ``stop_heatmap``) returned, even for results already queued.
     def _on_heatmap_ready(self) -> None:
-        if (layer := self._current_layer()) is None:
-            return
-        live = layer.live
+        live = self.heatmap.live
         info = live.model.info
         warning = "DEMONSTRATION MODEL \u2013 not for diagnosis" if info.demonstration else ""
         self.legend.set_text(f"{info.name} ({info.kind})", warning)
         self.heatmapChanged.emit()
 
     def _on_heatmap_updated(self, l0_rect) -> None:
-        if (layer := self._current_layer()) is None:
-            return
+        layer = self.heatmap
         if layer.visible:
             rect = layer.screen_rect(self.view.viewport, l0_rect).intersected(self.view.rect())
             if not rect.isEmpty():
@@ -181,14 +174,10 @@ class SlideTab(QWidget):
         self.heatmapChanged.emit()
 
     def _on_heatmap_failed(self, message: str) -> None:
-        if self._current_layer() is None:
-            return
         self.heatmap_failure = message
         self.heatmapChanged.emit()
 
     def _on_heatmap_error(self, message: str) -> None:
-        if self._current_layer() is None:
-            return
         self.heatmap_error = message
         self.legend.set_text("AI overlay unavailable", message)
         self.heatmapChanged.emit()
