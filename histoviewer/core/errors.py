@@ -58,7 +58,11 @@ class ExportError(HistoViewerError):
     """An export (heatmap image, overlay, raw probabilities) cannot be written."""
 
 
-class ExportCancelled(ExportError):
+class Cancelled(HistoViewerError):
+    """The user asked a long job (analysis, training, export) to stop; it stopped cleanly."""
+
+
+class ExportCancelled(ExportError, Cancelled):
     """The user cancelled an export; its partial output file has been removed."""
 
 
