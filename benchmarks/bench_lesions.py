@@ -93,13 +93,13 @@ def main() -> int:
     from histoviewer.core.analysis.froc import evaluate_slide, froc
     from histoviewer.core.analysis.kappa import stage_kappa
     from histoviewer.core.analysis.lesions import LesionParams, MapFrame, find_lesions
-    from histoviewer.core.analysis.node_label import NodeLabel, node_label
-    from histoviewer.core.analysis.size_class import classify_diameter_mm
+    from histoviewer.core.analysis.node_label import node_label
     from histoviewer.core.analysis.staging import NodeResult, stage_patient
     from histoviewer.core.analysis.truth import read_truth
     from histoviewer.core.inference.analyze import analyze_slide, slide_out_dir
     from histoviewer.core.inference.grid import GridGeometry
     from histoviewer.core.models.registry import open_model
+    from histoviewer.core.staging_terms import NodeLabel, classify_diameter_mm
 
     t0 = time.perf_counter()
     slides = make_slides(args.work)

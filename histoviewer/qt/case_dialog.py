@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
 
 from histoviewer.core.analysis.camelyon17 import group_cases
 from histoviewer.core.analysis.case import CaseOutputs, node_result, node_result_from_annotations, write_case_outputs
-from histoviewer.core.analysis.node_label import NodeLabel
 from histoviewer.core.analysis.staging import StageResult, stage_patient
 from histoviewer.core.errors import HistoViewerError, StagingError
 from histoviewer.core.paths import user_data_dir
+from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.qt.summary_panel import LABEL_TEXT
 
 log = logging.getLogger(__name__)
@@ -176,8 +176,8 @@ class CaseAnalysis(QObject):
 
 def _model_warning(model_spec: str) -> str:
     """The demonstration warning for the model that will stage the case ("" for a real model)."""
-    from histoviewer.core.models.registry import resolve_model_path
     from histoviewer.core.models.model_file import read_model_info
+    from histoviewer.core.models.registry import resolve_model_path
 
     try:
         info = read_model_info(resolve_model_path(model_spec))

@@ -16,7 +16,7 @@ from PySide6.QtCore import QEvent, QLineF, QObject, QPointF, QRect, QRectF, Qt, 
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen, QPolygonF, QRegion, QTransform
 
 from histoviewer.core.analysis.lesions import Lesion
-from histoviewer.core.analysis.size_class import SIZE_CLASS_NAMES, SIZE_CLASS_RGB
+from histoviewer.core.staging_terms import SIZE_CLASS_NAMES, SIZE_CLASS_RGB
 from histoviewer.core.tiles.viewport import Viewport
 
 # The core's lesion palette (exports and reports use it too); here each on a dark halo.

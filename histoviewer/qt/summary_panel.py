@@ -18,8 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from histoviewer.core.analysis.lesions import Lesion
-from histoviewer.core.analysis.node_label import NodeLabel
-from histoviewer.core.analysis.size_class import ITC_MAX_MM, MICRO_MAX_MM, SizeClass
+from histoviewer.core.staging_terms import ITC_MAX_MM, MICRO_MAX_MM, NodeLabel, SizeClass
 from histoviewer.qt.lesion_layer import CLASS_COLOURS, CLASS_NAMES
 from histoviewer.qt.live_lesions import HISTOGRAM_BINS, LesionSnapshot
 

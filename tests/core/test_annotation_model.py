@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from histoviewer.core.analysis.size_class import SizeClass
 from histoviewer.core.annotations import (
     Annotation,
     AnnotationClass,
@@ -23,6 +22,7 @@ from histoviewer.core.annotations.measure import ellipse_perimeter
 from histoviewer.core.annotations.shapes import ellipse_outline
 from histoviewer.core.annotations.spatial import GridIndex, display_shape
 from histoviewer.core.geometry import max_feret_diameter_brute_force, polygon_area
+from histoviewer.core.staging_terms import SizeClass
 
 K = ShapeKind
 

@@ -11,9 +11,9 @@ import pytest
 from skimage.draw import polygon as draw_polygon
 
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame, find_lesions
-from histoviewer.core.analysis.node_label import NodeLabel, analyse_map, classified_fraction, node_label
-from histoviewer.core.analysis.size_class import SizeClass, classify_diameter_mm
+from histoviewer.core.analysis.node_label import analyse_map, classified_fraction, node_label
 from histoviewer.core.geometry import max_feret_diameter
+from histoviewer.core.staging_terms import NodeLabel, SizeClass, classify_diameter_mm
 
 SS = 8  # sub-samples per cell side for coverage maps
 

@@ -16,7 +16,6 @@ from skimage.draw import polygon2mask
 from skimage.measure import label, regionprops
 
 from histoviewer.cli import phantom as phantom_cli
-from histoviewer.core.analysis.size_class import SizeClass
 from histoviewer.core.annotations.asap_xml import read_asap_xml
 from histoviewer.core.annotations.geojson_io import read_geojson
 from histoviewer.core.errors import PhantomSpecError
@@ -24,6 +23,7 @@ from histoviewer.core.geometry import max_feret_diameter
 from histoviewer.core.phantom import LesionSpec, parse_lesion_specs, write_phantom
 from histoviewer.core.phantom.layout import build_layout
 from histoviewer.core.phantom.render import STAIN_E, STAIN_H, TileRenderer
+from histoviewer.core.staging_terms import SizeClass
 
 SMALL = dict(width=4096, height=3072, mpp=0.25, lesions="micro:0.25,itc:0.08", seed=3)
 

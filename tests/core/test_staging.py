@@ -10,9 +10,9 @@ from histoviewer.core.analysis.camelyon17 import (
     case_of, group_cases, read_node_labels, read_patient_stages, stage_cases, submission_csv,
 )
 from histoviewer.core.analysis.case import node_result, write_case_outputs
-from histoviewer.core.analysis.node_label import NodeLabel
 from histoviewer.core.analysis.staging import NodeResult, PNStage, stage_patient
 from histoviewer.core.errors import StagingError
+from histoviewer.core.staging_terms import NodeLabel
 
 N, I, MI, MA, U = "negative", "itc", "micro", "macro", "unknown"
 

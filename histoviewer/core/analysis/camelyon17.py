@@ -25,10 +25,10 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from histoviewer.core.analysis.node_label import NodeLabel
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import StagingError
+from histoviewer.core.staging_terms import NodeLabel
 
 __all__ = [
     "case_of",

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from histoviewer.core.analysis.camelyon17 import group_cases, submission_csv
-from histoviewer.core.analysis.node_label import NodeLabel
 from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import StagingError
+from histoviewer.core.staging_terms import NodeLabel
 
 __all__ = ["CaseOutputs", "node_result", "node_result_from_annotations", "stage_summaries", "write_case_outputs"]
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from histoviewer.core.analysis.lesions import Lesion
-from histoviewer.core.analysis.size_class import SIZE_CLASS_RGB
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation, write_geojson
+from histoviewer.core.staging_terms import SIZE_CLASS_RGB
 
 __all__ = ["LESION_COLORS", "lesion_annotations", "write_lesions_geojson"]
 

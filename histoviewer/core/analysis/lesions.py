@@ -42,8 +42,8 @@ import numpy as np
 from scipy import ndimage
 from skimage import measure
 
-from histoviewer.core.analysis.size_class import SizeClass, classify_diameter_mm
 from histoviewer.core.geometry import convex_hull, max_feret_diameter
+from histoviewer.core.staging_terms import SizeClass, classify_diameter_mm
 
 __all__ = [
     "DEFAULT_THRESHOLD",

@@ -1,14 +1,14 @@
 """The slide (lymph node) label from its lesions, and everything a summary shows about it.
 
-A node's label is the size class of its largest lesion (CAMELYON17): ``negative`` with no
-lesion, else ``itc``, ``micro`` or ``macro``; ``unknown`` when the slide has no scale, so a
-size cannot be turned into a class (never a guess). A label computed while part of the
-tissue is still unclassified is *provisional*: a lesion may hide in the rest.
+A node's label (``staging_terms.NodeLabel``) is the size class of its largest lesion
+(CAMELYON17): ``negative`` with no lesion, else ``itc``, ``micro`` or ``macro``; ``unknown``
+when the slide has no scale, so a size cannot be turned into a class (never a guess). A label
+computed while part of the tissue is still unclassified is *provisional*: a lesion may hide
+in the rest.
 """
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,35 +16,9 @@ from typing import Any
 import numpy as np
 
 from histoviewer.core.analysis.lesions import Lesion, LesionParams, MapFrame, find_lesions
-from histoviewer.core.analysis.size_class import SizeClass
+from histoviewer.core.staging_terms import NodeLabel, SizeClass
 
-__all__ = ["NodeLabel", "SlideLesions", "analyse_map", "classified_fraction", "node_label"]
-
-
-class NodeLabel(str, enum.Enum):
-    """CAMELYON17 slide label (the strings are the challenge's)."""
-
-    NEGATIVE = "negative"
-    ITC = "itc"
-    MICRO = "micro"
-    MACRO = "macro"
-    UNKNOWN = "unknown"
-
-    @classmethod
-    def parse(cls, text: str) -> NodeLabel:
-        """Case-insensitive; ``ValueError`` listing the allowed labels otherwise."""
-        key = text.strip().lower()
-        for label in cls:
-            if label.value == key:
-                return label
-        allowed = ", ".join(lbl.value for lbl in cls if lbl is not cls.UNKNOWN)
-        raise ValueError(f"unknown node label {text.strip()!r} (expected one of {allowed})")
-
-    @property
-    def is_metastasis(self) -> bool:
-        """Micro or macro: a positive node for pN (ITC-only nodes are not)."""
-        return self in (NodeLabel.MICRO, NodeLabel.MACRO)
-
+__all__ = ["SlideLesions", "analyse_map", "classified_fraction", "node_label"]
 
 _FROM_CLASS = {SizeClass.ITC: NodeLabel.ITC, SizeClass.MICRO: NodeLabel.MICRO,
                SizeClass.MACRO: NodeLabel.MACRO, SizeClass.UNKNOWN: NodeLabel.UNKNOWN}

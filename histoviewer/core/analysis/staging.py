@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from histoviewer.core.analysis.node_label import NodeLabel
 from histoviewer.core.errors import StagingError
+from histoviewer.core.staging_terms import NodeLabel
 
 __all__ = ["MAX_PN2_NODES", "NodeResult", "PNStage", "StageResult", "stage_patient"]
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from histoviewer.core.analysis.size_class import SizeClass
 from histoviewer.core.annotations.document import AnnotationDocument
 from histoviewer.core.annotations.shapes import Annotation, ShapeKind
+from histoviewer.core.staging_terms import SizeClass
 
 __all__ = ["LesionSize", "SlideLabel", "add_lesion_annotations", "lesion_annotations", "slide_label"]
 

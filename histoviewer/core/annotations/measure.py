@@ -4,7 +4,7 @@ Level-0 pixel values are always given; micrometre/millimetre values are None whe
 has no scale (``mpp`` None), never a guess. Rectangles and ellipses are measured
 analytically; polygons by the shoelace formula (holes subtracted) and the maximum Feret
 diameter of their outer ring. Only annotations of a tumour class get a size class
-(ITC / micro / macro from the largest diameter, ``analysis.size_class``).
+(ITC / micro / macro from the largest diameter, ``staging_terms``).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from histoviewer.core.analysis.size_class import SizeClass, classify_diameter_mm
 from histoviewer.core.annotations.shapes import Annotation, ShapeKind
 from histoviewer.core.geometry import max_feret_diameter, polygon_area
+from histoviewer.core.staging_terms import SizeClass, classify_diameter_mm
 from histoviewer.core.units import format_length_um
 
 __all__ = ["Measurement", "area_px2", "ellipse_perimeter", "measure"]

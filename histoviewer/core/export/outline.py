@@ -21,8 +21,8 @@ from functools import lru_cache
 import numpy as np
 from PIL import ImageDraw, ImageFont
 
-from histoviewer.core.analysis.size_class import SizeClass, classify_diameter_mm
 from histoviewer.core.geometry import as_points, convex_hull
+from histoviewer.core.staging_terms import SizeClass, classify_diameter_mm
 
 __all__ = [
     "LESION_CLASSES",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from histoviewer.core.annotations.asap_xml import write_asap_xml
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation, write_atomic, write_geojson
-from histoviewer.core.analysis.size_class import SizeClass
 from histoviewer.core.phantom.result import PhantomLesion
+from histoviewer.core.staging_terms import SizeClass
 
 __all__ = ["GroundTruthPaths", "ground_truth_paths", "write_ground_truth"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from histoviewer.core.analysis.size_class import SizeClass
+from histoviewer.core.staging_terms import SizeClass
 
 __all__ = ["PhantomLesion", "PhantomResult"]
 

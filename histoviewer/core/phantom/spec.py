@@ -12,13 +12,13 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from histoviewer.core.analysis.size_class import (
+from histoviewer.core.errors import PhantomSpecError
+from histoviewer.core.staging_terms import (
     ITC_MAX_MM,
     MICRO_MAX_MM,
     SizeClass,
     classify_diameter_mm,
 )
-from histoviewer.core.errors import PhantomSpecError
 
 __all__ = ["DEFAULT_LESIONS", "MAX_LESIONS", "LesionSpec", "parse_lesion_specs"]
 

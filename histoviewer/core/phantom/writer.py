@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from histoviewer.core.analysis.size_class import classify_diameter_mm
 from histoviewer.core.errors import HistoViewerError, PhantomSpecError
 from histoviewer.core.geometry import max_feret_diameter, polygon_area, polygon_centroid
 from histoviewer.core.phantom.ground_truth import write_ground_truth
@@ -28,6 +27,7 @@ from histoviewer.core.phantom.pyramid import EncodedRow, downsample2, write_pyra
 from histoviewer.core.phantom.render import TileRenderer, encode_jpeg
 from histoviewer.core.phantom.result import PhantomLesion, PhantomResult
 from histoviewer.core.phantom.spec import DEFAULT_LESIONS, LesionSpec, parse_lesion_specs
+from histoviewer.core.staging_terms import classify_diameter_mm
 
 __all__ = ["PhantomLesion", "PhantomResult", "render_row", "write_phantom"]
 

@@ -23,15 +23,15 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from histoviewer.core.analysis.lesion_io import LESION_COLORS
-from histoviewer.core.analysis.size_class import SIZE_CLASS_NAMES, SizeClass
-from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.colormaps import DEFAULT_COLORMAP
+from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.export.control import NO_CONTROL, ExportControl
 from histoviewer.core.export.legend import scale_bar_for
 from histoviewer.core.export.outline import Outline, OutlineStyle, draw_outlines
 from histoviewer.core.export.render import RenderSpec, TileRenderer, iter_strips, output_size
 from histoviewer.core.export.source import HeatmapData, clip_region
 from histoviewer.core.report.model import LesionEntry, SlideReport
+from histoviewer.core.staging_terms import SIZE_CLASS_NAMES, SizeClass
 
 log = logging.getLogger(__name__)
 

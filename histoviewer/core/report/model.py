@@ -23,10 +23,10 @@ from typing import Any
 
 import histoviewer
 from histoviewer.core.analysis.camelyon17 import case_of
-from histoviewer.core.analysis.node_label import NodeLabel
 from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
 from histoviewer.core.errors import HistoViewerError, ReportError, StagingError
 from histoviewer.core.export.provenance import SOFTWARE, model_record
+from histoviewer.core.staging_terms import NodeLabel
 
 log = logging.getLogger(__name__)
 
