@@ -29,7 +29,7 @@ import _common  # noqa: F401 - puts the repository on sys.path first
 import numpy as np
 from _common import REPO, machine_info, table
 
-from histoviewer.core.models.classifier import PCAM_MPP_UM, PCAM_PATCH_PX, InputSpec
+from histoviewer.core.input_spec import PCAM_MPP_UM, PCAM_PATCH_PX, InputSpec
 from histoviewer.core.models.features import FEATURE_NAMES, extract_features
 from histoviewer.core.models.handcrafted import HandcraftedClassifier, fit_handcrafted
 

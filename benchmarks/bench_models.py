@@ -25,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from histoviewer.core.models.classifier import InputSpec, ModelInfo  # noqa: E402
+from histoviewer.core.input_spec import InputSpec  # noqa: E402
+from histoviewer.core.models.classifier import ModelInfo  # noqa: E402
 from histoviewer.core.models.cnn import CnnClassifier  # noqa: E402
-from histoviewer.core.models.training import TrainConfig, train_cnn  # noqa: E402
+from histoviewer.core.training import TrainConfig, train_cnn  # noqa: E402
 
 
 def _rate(fn, n_per_call: int, min_seconds: float) -> float:

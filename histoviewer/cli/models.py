@@ -123,9 +123,9 @@ def _open_data(args: argparse.Namespace, path: Path, spec: Any, split: str | Non
 
 def run_train(args: argparse.Namespace) -> int:
     from histoviewer.cli.progress import cli_progress
-    from histoviewer.core.models.classifier import InputSpec
+    from histoviewer.core.input_spec import InputSpec
     from histoviewer.core.models.model_file import save_model
-    from histoviewer.core.models.training import TrainConfig, train_cnn, train_handcrafted
+    from histoviewer.core.training import TrainConfig, train_cnn, train_handcrafted
 
     spec = InputSpec()
     cfg = TrainConfig(
@@ -204,7 +204,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from histoviewer.core.models.metrics import binary_metrics, roc
     from histoviewer.core.models.registry import open_model
     from histoviewer.core.models.roc_plot import write_roc_png
-    from histoviewer.core.models.training import predict_patch_set
+    from histoviewer.core.training import predict_patch_set
 
     model = open_model(args.model, device=args.device)
     with _open_data(args, args.data, model.input, args.split) as data:
@@ -247,7 +247,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from histoviewer.cli.progress import cli_progress
     from histoviewer.core.atomic import atomic_write_text
     from histoviewer.core.models.registry import open_model
-    from histoviewer.core.models.training import predict_patch_set
+    from histoviewer.core.training import predict_patch_set
 
     model = open_model(args.model, device=args.device)
     with _open_data(args, args.data, model.input, args.split) as data:

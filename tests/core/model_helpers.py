@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from histoviewer.core.models.classifier import InputSpec
+from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.patches.base import IndexIds, PatchSet
 
 

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from histoviewer.core.errors import ModelError, ModelLoadError
+from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.models.augment import AugmentConfig, augment_batch
-from histoviewer.core.models.classifier import InputSpec, ModelInfo
+from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.cnn import CnnClassifier
 from histoviewer.core.models.cnn_arch import build_network
 from histoviewer.core.models.device import choose_device
 from histoviewer.core.models.metrics import binary_metrics
-from histoviewer.core.models.training import TrainConfig, train_cnn
+from histoviewer.core.training import TrainConfig, train_cnn
 
 from .model_helpers import ArrayPatchSet, toy_patches
 

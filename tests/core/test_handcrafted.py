@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from histoviewer.core.errors import ModelError, ModelLoadError
+from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.models import features as feat
-from histoviewer.core.models.classifier import InputSpec, ModelInfo
+from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.features import FEATURE_NAMES, extract_features
 from histoviewer.core.models.handcrafted import HandcraftedClassifier, fit_handcrafted
 

@@ -14,7 +14,7 @@ from skimage.measure import points_in_poly
 from histoviewer.core.annotations.asap_xml import write_asap_xml
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation, read_geojson
 from histoviewer.core.errors import PatchDataError
-from histoviewer.core.models.classifier import InputSpec
+from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.patches import (
     LAYOUTS,
     PatchSet,

@@ -1,9 +1,9 @@
 """The one interface every patch classifier implements.
 
 A classifier takes a batch of square RGB patches **already at its own scale**
-(``InputSpec.patch_px`` pixels at ``InputSpec.mpp_um`` micrometres per pixel) and returns
-the tumour probability of each. Resampling from a slide or a patch file to that scale is
-the caller's job (``histoviewer.core.patches``), so a model never guesses a scale.
+(``InputSpec.patch_px`` pixels at ``InputSpec.mpp_um`` micrometres per pixel; see
+``histoviewer.core.input_spec``) and returns the tumour probability of each. Resampling
+from a slide or a patch file to that scale is the caller's job (``histoviewer.core.patches``), so a model never guesses a scale.
 """
 
 from __future__ import annotations
@@ -15,53 +15,19 @@ from typing import Any
 import numpy as np
 
 from histoviewer.core.errors import ModelError
+from histoviewer.core.input_spec import InputSpec
 
 __all__ = [
     "DEMO_WARNING",
-    "PCAM_MPP_UM",
-    "PCAM_PATCH_PX",
-    "InputSpec",
     "ModelInfo",
     "PatchClassifier",
     "check_patch_batch",
 ]
 
-# PatchCamelyon: 96 x 96 px cut from CAMELYON16 level 2 (10x), about 0.972 um/px.
-PCAM_PATCH_PX = 96
-PCAM_MPP_UM = 0.972
-
 DEMO_WARNING = (
     "demonstration model trained on synthetic phantom tissue - not for diagnosis; "
     "train a real one with: histoviewer train cnn --data PCAM_DIR --out model.safetensors"
 )
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What a model expects: square patches of ``patch_px`` pixels at ``mpp_um`` um/px.
-
-    ``normalisation`` describes, in words a person can check, how uint8 RGB is mapped to
-    the model's input (the model applies it itself). ``class_names[1]`` is the class whose
-    probability ``predict_proba`` returns.
-    """
-
-    patch_px: int = PCAM_PATCH_PX
-    mpp_um: float = PCAM_MPP_UM
-    normalisation: str = "rgb / 255"
-    class_names: tuple[str, ...] = ("normal", "tumour")
-
-    def __post_init__(self) -> None:
-        if not (8 <= int(self.patch_px) <= 4096):
-            raise ModelError(f"patch size {self.patch_px} px is outside 8..4096")
-        if not (0.05 <= float(self.mpp_um) <= 64):
-            raise ModelError(f"model scale {self.mpp_um} um/px is outside 0.05..64")
-        if len(self.class_names) != 2:
-            raise ModelError(f"a patch classifier has two classes, got {self.class_names!r}")
-
-    @property
-    def field_um(self) -> float:
-        """Side of one patch in micrometres."""
-        return self.patch_px * self.mpp_um
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from histoviewer.core.errors import ModelError, ModelLoadError
-from histoviewer.core.models.classifier import InputSpec, ModelInfo, PatchClassifier, check_patch_batch
+from histoviewer.core.input_spec import InputSpec
+from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, check_patch_batch
 from histoviewer.core.models.features import FEATURE_NAMES, FEATURE_VERSION, extract_features
 
 __all__ = ["ARCHITECTURE", "KIND", "HandcraftedClassifier", "fit_handcrafted"]
@@ -165,7 +166,8 @@ def fit_handcrafted(
     is ``(N,)`` with 1 = tumour, 0 = normal. ``C`` is the inverse L2 strength. The training
     AUC goes in ``info.metrics["train_auc"]`` (optimistic: use held-out data to judge a model).
     """
-    from sklearn.linear_model import LogisticRegression  # fitting only: prediction needs numpy
+    # Lazy: scikit-learn takes ~0.5 s to import and only fitting needs it; prediction is numpy.
+    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
     x = np.asarray(features_train, dtype=np.float64)

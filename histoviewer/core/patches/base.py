@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from histoviewer.core.errors import PatchDataError
-from histoviewer.core.models.classifier import InputSpec
+from histoviewer.core.input_spec import InputSpec
 
 __all__ = ["LAYOUT_NAMES", "IndexIds", "PatchSet", "iter_batches"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from histoviewer.core.errors import PatchDataError
-from histoviewer.core.models.classifier import InputSpec
+from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.patches.images import ImageFilesPatchSet, list_images, require_patch_mpp, slide_groups
 
 __all__ = ["CLASS_FOLDER_LABELS", "class_subfolders", "open_class_folders"]

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from histoviewer.core.errors import PatchDataError
-from histoviewer.core.models.classifier import InputSpec
+from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.patches.base import PatchSet
 from histoviewer.core.patches.resample import to_model_scale
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from histoviewer.core.errors import PatchDataError
-from histoviewer.core.models.classifier import PCAM_MPP_UM, InputSpec
+from histoviewer.core.input_spec import PCAM_MPP_UM, InputSpec
 from histoviewer.core.patches.images import ImageFilesPatchSet
 
 __all__ = ["KAGGLE_LABELS_CSV", "KAGGLE_SPLITS", "open_kaggle", "read_kaggle_labels"]

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from histoviewer.core.errors import PatchDataError
-from histoviewer.core.models.classifier import InputSpec
+from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.patches.base import LAYOUT_NAMES, PatchSet
 from histoviewer.core.patches.class_folders import CLASS_FOLDER_LABELS, class_subfolders, open_class_folders
 from histoviewer.core.patches.images import IMAGE_SUFFIXES, list_images, open_image_folder

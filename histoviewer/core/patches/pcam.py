@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from histoviewer.core.errors import PatchDataError
-from histoviewer.core.models.classifier import PCAM_MPP_UM, InputSpec
+from histoviewer.core.input_spec import PCAM_MPP_UM, InputSpec
 from histoviewer.core.patches.base import IndexIds, PatchSet
 from histoviewer.core.patches.resample import to_model_scale
 
@@ -84,8 +85,6 @@ class PCamPatchSet(PatchSet):
         source_mpp_um: float = PCAM_MPP_UM,
         name: str = "",
     ) -> None:
-        import h5py  # local: h5py is only needed for this layout
-
         super().__init__(spec)
         self.source_mpp_um = float(source_mpp_um)
         try:

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from histoviewer.core.errors import PatchDataError
-from histoviewer.core.models.classifier import InputSpec
+from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.slide.reader import composite_on_white
 
 __all__ = ["SAME_SCALE_TOLERANCE", "crop_or_pad", "scaled_size", "to_model_scale"]

@@ -25,7 +25,7 @@ from skimage.draw import line as draw_line
 from histoviewer.core.annotations.asap_xml import read_asap_xml
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation, read_geojson
 from histoviewer.core.errors import AnnotationFormatError, PatchDataError
-from histoviewer.core.models.classifier import InputSpec
+from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.patches.base import PatchSet
 from histoviewer.core.patches.resample import to_model_scale
 from histoviewer.core.patches.tissue import slide_tissue_map

@@ -4,6 +4,10 @@ model with its regularisation chosen on the validation split.
 Reproducible: every random choice (split, shuffling, augmentation, initial weights, dropout)
 derives from ``TrainConfig.seed``; the same data and seed give the same model on the same
 machine and torch build (CPU float reductions can differ between builds or thread counts).
+
+Training sits above both the classifiers (``models``) and the patch sets it reads
+(``patches``), so neither of those imports the other (see the layers contract in
+``pyproject.toml``). It imports torch: load it only where training is asked for.
 """
 
 from __future__ import annotations
@@ -20,18 +24,17 @@ from torch import nn
 
 from histoviewer import __version__
 from histoviewer.core.errors import ModelError, PatchDataError
+from histoviewer.core.input_spec import PCAM_MPP_UM, PCAM_PATCH_PX, InputSpec
 from histoviewer.core.models.augment import AugmentConfig, augment_batch
-from histoviewer.core.models.classifier import (
-    PCAM_MPP_UM,
-    PCAM_PATCH_PX,
-    InputSpec,
-    ModelInfo,
-    PatchClassifier,
-)
-from histoviewer.core.models.cnn import CNN_NORMALISATION, CnnClassifier, normalise_unit_rgb
+from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
+from histoviewer.core.models.cnn import CNN_NORMALISATION, CnnClassifier, normalise_uint8_nhwc, normalise_unit_rgb
 from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS
+from histoviewer.core.models.features import extract_features
+from histoviewer.core.models.handcrafted import fit_handcrafted
 from histoviewer.core.models.metrics import PatchMetrics, binary_metrics
 from histoviewer.core.models.progress import ProgressFactory, null_progress
+from histoviewer.core.patches.base import iter_batches
+from histoviewer.core.patches.split import train_valid_split
 
 __all__ = [
     "EpochRecord",
@@ -104,8 +107,6 @@ def _read_batches(
     patch_set: Any, indices: Sequence[int], batch_size: int, progress: ProgressFactory, what: str
 ) -> Iterator[np.ndarray]:
     """``patch_set.read`` over ``indices`` in order, batch by batch, with a progress bar."""
-    from histoviewer.core.patches.base import iter_batches
-
     bar = progress(what, len(indices))
     try:
         for batch, _labels, _idx in iter_batches(patch_set, indices, batch_size):
@@ -148,8 +149,6 @@ def _split(patch_set: Any, valid_set: Any | None, cfg: TrainConfig, log: Log) ->
     or use ``valid_set`` entirely when one is given (PatchCamelyon's official split)."""
     labels = _require_labels(patch_set)
     if valid_set is None:
-        from histoviewer.core.patches.split import train_valid_split
-
         train_idx, valid_idx = train_valid_split(patch_set, cfg.valid_fraction, cfg.seed)
         valid_set, valid_labels = patch_set, labels
     else:
@@ -227,8 +226,6 @@ def _cnn_info(patch_set: Any, cfg: TrainConfig, spec: InputSpec) -> ModelInfo:
 
 def _valid_pass(net: nn.Module, x_valid: np.ndarray, y_valid: np.ndarray, device: torch.device,
                 batch_size: int) -> tuple[float, np.ndarray]:
-    from histoviewer.core.models.cnn import normalise_uint8_nhwc
-
     net.eval()
     logits = []
     with torch.inference_mode():
@@ -380,8 +377,6 @@ def _metric_summary(m: PatchMetrics) -> dict[str, float]:
 
 def _features(patch_set: Any, idx: np.ndarray, mpp_um: float, progress: ProgressFactory,
               what: str) -> np.ndarray:
-    from histoviewer.core.models.features import extract_features
-
     return np.concatenate([extract_features(batch, mpp_um)
                            for batch in _read_batches(patch_set, idx, 256, progress, what)])
 
@@ -399,8 +394,6 @@ def train_handcrafted(
     log: Log = lambda _msg: None,
 ) -> TrainResult:
     """Extract features once, pick the L2 strength C on the validation split, refit."""
-    from histoviewer.core.models.handcrafted import fit_handcrafted
-
     t_start = time.perf_counter()
     spec = spec or getattr(patch_set, "spec", InputSpec(PCAM_PATCH_PX, PCAM_MPP_UM))
     sp = _split(patch_set, valid_set, cfg, log)
