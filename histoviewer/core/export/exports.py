@@ -19,6 +19,7 @@ Threads: call from a worker thread; pass ``ExportControl(progress, cancel)``. On
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import tifffile
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import ExportError
@@ -43,6 +45,8 @@ from histoviewer.core.export.provenance import Provenance, write_provenance
 from histoviewer.core.export.raw import write_raw_probabilities
 from histoviewer.core.export.render import RenderSpec, TileRenderer, iter_strips, output_size
 from histoviewer.core.export.source import HeatmapData, clip_region
+from histoviewer.core.inference.tiff_regions import TiffRegionSource
+from histoviewer.core.slide.pyramid_writer import EncodedRow, encode_jpeg, write_pyramidal_tiff
 
 __all__ = [
     "DEFAULT_MAX_SIDE_PX",
@@ -140,11 +144,8 @@ def _write_png(tmp: Path, renderer: TileRenderer, prov: Provenance, legend: np.n
 
 def _write_pyramid(tmp: Path, renderer: TileRenderer, prov: Provenance, tile_px: int, jpeg_quality: int,
                    control: ExportControl) -> tuple[tuple[int, int], ...]:
-    # The phantom's streaming pyramid writer: one strip per level in memory, lower levels
+    # The streaming pyramid writer (slide/pyramid_writer.py): one strip per level in memory, lower levels
     # built from the half-size strips and copied in as already-encoded tiles.
-    from histoviewer.core.phantom.pyramid import EncodedRow, write_pyramidal_tiff
-    from histoviewer.core.phantom.render import encode_jpeg
-
     width, height = renderer.spec.size
     ts = tile_px
 
@@ -199,10 +200,6 @@ def _legend(size: tuple[int, int], heatmap: HeatmapData, colormap: str, threshol
 
 
 def _png_bytes(rgb: np.ndarray, prov: Provenance) -> bytes:
-    import io
-
-    from PIL.PngImagePlugin import PngInfo
-
     info = PngInfo()
     for key, value in prov.text_chunks().items():
         if value:
@@ -252,8 +249,6 @@ def export_overlay(
     is_png = _suffix(Path(out_path)) == ".png"
     bar = scale_bar_for(scale * mpp, size) if (is_png if scale_bar is None else scale_bar) else None
     spec = RenderSpec(reg, scale, size, True, colormap, opacity, threshold, tuple(outlines), outline_style, bar)
-    from histoviewer.core.inference.tiff_regions import TiffRegionSource
-
     fast = TiffRegionSource.open(info.path, reader) if fast_tiff else None
     try:
         renderer = TileRenderer(spec, heatmap, reader, fast)

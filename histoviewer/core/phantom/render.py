@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 
-import imagecodecs
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -32,7 +31,7 @@ from histoviewer.core.phantom.nodes import CAPSULE_MAX_UM
 from histoviewer.core.phantom.procedural import periodic_texture, value_noise
 from histoviewer.core.phantom.sprites import SpriteBanks, make_sprite_banks
 
-__all__ = ["STAIN_E", "STAIN_H", "TileRenderer", "encode_jpeg"]
+__all__ = ["STAIN_E", "STAIN_H", "TileRenderer"]
 
 # Stain optical-density vectors (R, G, B), unit length: the H&E reference matrix of
 # Macenko et al. (2009) as used by common stain-normalisation code (HERef). It matches the
@@ -45,13 +44,6 @@ STAIN_E = np.array([0.2159, 0.8012, 0.5581])
 GLASS_OD = np.array([0.035, 0.05, 0.04])
 COARSE_STEP = 8  # level-0 px between samples of the smooth fields
 TEXTURE_UM = 512.0  # physical period of the tiling textures
-
-
-def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
-    """JPEG for a TIFF tile: YCbCr with 2x2 chroma subsampling, as tifffile declares it."""
-    return imagecodecs.jpeg_encode(
-        rgb, level=quality, colorspace="RGB", outcolorspace="YCBCR", subsampling=(2, 2)
-    )
 
 
 def _upsample(coarse: np.ndarray, step: int) -> np.ndarray:

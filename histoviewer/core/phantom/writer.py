@@ -23,10 +23,10 @@ from histoviewer.core.errors import HistoViewerError, PhantomSpecError
 from histoviewer.core.geometry import max_feret_diameter, polygon_area, polygon_centroid
 from histoviewer.core.phantom.ground_truth import write_ground_truth
 from histoviewer.core.phantom.layout import PhantomLayout, build_layout
-from histoviewer.core.phantom.pyramid import EncodedRow, downsample2, write_pyramidal_tiff
-from histoviewer.core.phantom.render import TileRenderer, encode_jpeg
+from histoviewer.core.phantom.render import TileRenderer
 from histoviewer.core.phantom.result import PhantomLesion, PhantomResult
 from histoviewer.core.phantom.spec import DEFAULT_LESIONS, LesionSpec, parse_lesion_specs
+from histoviewer.core.slide.pyramid_writer import EncodedRow, downsample2, encode_jpeg, write_pyramidal_tiff
 from histoviewer.core.staging_terms import classify_diameter_mm
 
 __all__ = ["PhantomLesion", "PhantomResult", "render_row", "write_phantom"]
@@ -228,7 +228,7 @@ def write_phantom(
             partial, rows, width=width, height=height, tile_size=tile_size,
             jpeg_quality=jpeg_quality, mpp=mpp, pad_rgb=glass,
             description_extra=f"|Title = HistoViewer phantom|Seed = {seed}",
-            on_row=on_row,
+            software="HistoViewer phantom", on_row=on_row,
         )
         os.replace(partial, out)
     except OSError as exc:

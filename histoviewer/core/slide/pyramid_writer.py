@@ -1,5 +1,8 @@
 """Stream a tiled, JPEG-compressed, pyramidal TIFF that OpenSlide opens.
 
+The one slide writer: the phantom generator and the overlay/heatmap exports both write
+their pyramids with it (it imports nothing of ours, so neither has to import the other).
+
 Level 0 arrives as rows of already-encoded tiles plus each row downsampled 2x. Lower
 levels are built on the fly from those half-size rows: each level keeps one strip of
 ``tile_size`` rows (memory grows with the slide's width, never its area), encodes full
@@ -22,14 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import imagecodecs
 import numpy as np
 import tifffile
 
-from histoviewer.core.phantom.render import encode_jpeg
-
-__all__ = ["EncodedRow", "downsample2", "pyramid_dimensions", "write_pyramidal_tiff"]
+__all__ = ["EncodedRow", "downsample2", "encode_jpeg", "pyramid_dimensions", "write_pyramidal_tiff"]
 
 SMALLEST_LEVEL_PX = 1024
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
+    """JPEG for a TIFF tile: YCbCr with 2x2 chroma subsampling, as tifffile declares it."""
+    return imagecodecs.jpeg_encode(
+        rgb, level=quality, colorspace="RGB", outcolorspace="YCBCR", subsampling=(2, 2)
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,12 +170,14 @@ def write_pyramidal_tiff(
     mpp: float,
     pad_rgb: tuple[int, int, int],
     description_extra: str = "",
+    software: str = "HistoViewer",
     on_row: Callable[[int], None] | None = None,
 ) -> tuple[tuple[int, int], ...]:
     """Write level 0 from ``rows`` (top to bottom) and all lower levels to ``path``.
 
     ``rows`` must yield exactly ``ceil(height / tile_size)`` rows of
     ``ceil(width / tile_size)`` tiles each. ``on_row(i)`` is called after row ``i``.
+    ``software`` goes in level 0's Software tag.
     Returns the dimensions of every level. Spill files live in a temporary folder beside
     ``path`` and are removed however the write ends.
     """
@@ -220,7 +231,7 @@ def write_pyramidal_tiff(
                             dims[0], (w, h), tile_size, jpeg_quality, mpp, description_extra
                         ),
                         subfiletype=0 if k == 0 else 1,
-                        software="HistoViewer phantom" if k == 0 else False,
+                        software=software if k == 0 else False,
                         **common,
                     )
                     if k == 0 and seen[0] != n_rows:
