@@ -78,7 +78,7 @@ def test_uses_the_viewers_complete_cached_heatmap(tmp_path, capsys, monkeypatch)
     from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
     from histoviewer.core.models.model_file import read_model_info
     from histoviewer.core.models.registry import resolve_model_path
-    import histoviewer.core.inference.analyze as analyze_mod
+    import histoviewer.core.export.source as source_mod  # where heatmap_for_slide finds analyze_slide
 
     path = slide(tmp_path)
     info = read_model_info(resolve_model_path("handcrafted"))
@@ -87,7 +87,7 @@ def test_uses_the_viewers_complete_cached_heatmap(tmp_path, capsys, monkeypatch)
     values = np.linspace(0, 1, g.size, dtype=np.float32)
     grid.set_values(np.arange(g.size), values)
     assert HeatmapCache.for_slide(path, info.content_hash, g).save(grid) is not None
-    monkeypatch.setattr(analyze_mod, "analyze_slide", lambda *a, **k: pytest.fail("analysed"))
+    monkeypatch.setattr(source_mod, "analyze_slide", lambda *a, **k: pytest.fail("analysed"))
     rc, stdout, _ = _run(capsys, path, "--model", "handcrafted", "--raw", "--out", tmp_path / "r.tiff", "--json")
     assert rc == 0 and json.loads(stdout)["provenance"]["extra"]["heatmap_source"] == "cache"
     np.testing.assert_array_equal(read_raw_probabilities(tmp_path / "r.tiff").encoded, values.reshape(g.shape))
@@ -104,12 +104,12 @@ def test_runs_the_model_once_then_reuses_its_analysis(tmp_path, capsys, monkeypa
     assert first["provenance"]["extra"]["heatmap_source"].startswith("analysis:")
     assert first["provenance"]["model"]["name"].startswith("demo-handcrafted")
 
-    import histoviewer.core.inference.analyze as analyze_mod
+    import histoviewer.core.export.source as source_mod  # where heatmap_for_slide finds analyze_slide
 
     def no_second_run(*_a, **_k):
         raise AssertionError("the slide was analysed again")
 
-    monkeypatch.setattr(analyze_mod, "analyze_slide", no_second_run)
+    monkeypatch.setattr(source_mod, "analyze_slide", no_second_run)
     rc, stdout, _ = _run(capsys, path, "--model", "handcrafted", "--analysis-dir", store,
                          "--out", tmp_path / "b.png", "--json")
     assert rc == 0

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from histoviewer.core.analysis.froc import Detection
 from histoviewer.core.errors import EvaluationError
@@ -47,8 +48,6 @@ def _from_summary(folder: Path) -> SlideDetections:
     score = None
     tiff = folder / "probability.tiff"
     if tiff.is_file():
-        import tifffile
-
         values = tifffile.imread(tiff)
         finite = values[np.isfinite(values) & (values >= 0)]
         score = float(finite.max()) if finite.size else 0.0

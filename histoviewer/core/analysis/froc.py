@@ -224,6 +224,7 @@ def froc(slides: Sequence[SlideEvaluation], fp_rates: Sequence[float] = FP_RATES
     labels = [ev.has_tumour for ev in slides]
     auc = None
     if any(labels) and not all(labels):
+        # Lazy: scikit-learn takes ~0.5 s to import, as long as the whole CLI's start-up.
         from sklearn.metrics import roc_auc_score
 
         auc = float(roc_auc_score(labels, [ev.slide_score for ev in slides]))

@@ -60,6 +60,7 @@ def stage_kappa(reference: Mapping[str, PNStage], submitted: Mapping[str, PNStag
     np.add.at(confusion, (ref, sub), 1)
     kappa: float | None = None
     if not (len(set(ref)) == 1 and len(set(sub)) == 1 and ref[0] == sub[0]):
+        # Lazy: scikit-learn takes ~0.5 s to import, as long as the whole CLI's start-up.
         from sklearn.metrics import cohen_kappa_score
 
         kappa = float(cohen_kappa_score(ref, sub, labels=list(range(k)), weights="quadratic"))

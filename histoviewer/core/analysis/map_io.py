@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
+from PIL import Image
 
 from histoviewer.core.errors import InferenceError
 
@@ -50,14 +52,10 @@ def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict
         if suffix == ".npy":
             data = np.load(path, allow_pickle=False)
         elif suffix in (".tif", ".tiff"):
-            import tifffile
-
             with tifffile.TiffFile(path) as tf:
                 data = tf.asarray()
                 description = tf.pages[0].description or None
         else:
-            from PIL import Image
-
             with Image.open(path) as im:
                 if im.mode not in ("L", "I;16", "I", "F"):
                     raise InferenceError(f"{path}: a probability map must be a single-channel image, "

@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import ImageDraw, ImageFont
 
+from histoviewer.core.annotations.shapes import ShapeKind
 from histoviewer.core.geometry import as_points, convex_hull
 from histoviewer.core.staging_terms import SizeClass, classify_diameter_mm
 
@@ -141,8 +142,6 @@ def outlines_from_document(doc) -> list[Outline]:
     (``doc.measure``: exact for ellipses and rectangles), with a pixel length when the
     slide's scale is unknown.
     """
-    from histoviewer.core.annotations.shapes import ShapeKind
-
     out: list[Outline] = []
     for ann in doc.annotations():
         if ann.kind is ShapeKind.POINTS:

@@ -18,6 +18,7 @@ from typing import Any
 
 import histoviewer
 from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.models.classifier import DEMO_WARNING
 
 __all__ = ["Provenance", "model_record", "provenance_path", "write_provenance"]
 
@@ -28,8 +29,6 @@ def model_record(info: Any) -> dict[str, Any]:
     """The model fields every export names: from a ``ModelInfo`` or from the ``model`` dict
     that ``analyze`` writes into ``probability.json``. The demonstration warning travels
     with the name (``display_name``) and as its own ``warning`` entry."""
-    from histoviewer.core.models.classifier import DEMO_WARNING
-
     if isinstance(info, Mapping):
         name = str(info.get("name", "unknown"))
         out = {"name": name, "display_name": str(info.get("display_name") or name),

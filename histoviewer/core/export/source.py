@@ -24,7 +24,14 @@ import tifffile
 
 from histoviewer.core.errors import ExportError
 from histoviewer.core.export.provenance import model_record
+from histoviewer.core.inference.analyze import analyze_slide
+from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+from histoviewer.core.models.model_file import read_model_info
+from histoviewer.core.models.progress import null_progress
+from histoviewer.core.models.registry import open_model, resolve_model_path
+from histoviewer.core.paths import user_data_dir
+from histoviewer.core.slide import open_slide
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +105,6 @@ def _complete(data: HeatmapData) -> bool:
 
 
 def _analysis_dir(root: Path, slide_path: Path, model_hash: str, geometry: GridGeometry) -> Path:
-    from histoviewer.core.inference.disk_cache import HeatmapCache
-
     key = HeatmapCache.for_slide(slide_path, model_hash, geometry).key
     return root / f"{slide_path.stem}-{key[:16]}"
 
@@ -121,14 +126,6 @@ def heatmap_for_slide(
     this model hash and geometry; (3) ``analyze_slide`` into that folder (the one pipeline,
     no second one here). ``analysis_root`` defaults to ``<user data dir>/analyses``.
     """
-    from histoviewer.core.inference.analyze import analyze_slide
-    from histoviewer.core.inference.disk_cache import HeatmapCache
-    from histoviewer.core.models.model_file import read_model_info
-    from histoviewer.core.models.progress import null_progress
-    from histoviewer.core.models.registry import open_model, resolve_model_path
-    from histoviewer.core.paths import user_data_dir
-    from histoviewer.core.slide import open_slide
-
     slide_path = Path(slide_path)
     model_path = resolve_model_path(model_spec)
     info = read_model_info(model_path)

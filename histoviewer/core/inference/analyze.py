@@ -23,7 +23,7 @@ from histoviewer.core.analysis.lesion_io import write_lesions_geojson
 from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.atomic import atomic_write_text
-from histoviewer.core.errors import InferenceError
+from histoviewer.core.errors import HistoViewerError, InferenceError
 from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
 from histoviewer.core.inference.outputs import write_heatmap_png, write_probability_map
 from histoviewer.core.inference.pipeline import classify_cells
@@ -32,6 +32,7 @@ from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
 from histoviewer.core.models.classifier import DEMO_WARNING, PatchClassifier
 from histoviewer.core.models.progress import ProgressFactory, null_progress
+from histoviewer.core.models.registry import open_model
 from histoviewer.core.slide import open_slide
 
 __all__ = ["AnalyzeOptions", "SlideSummary", "analyze_slide", "analyze_slide_job", "slide_out_dir"]
@@ -201,11 +202,8 @@ def analyze_slide(
 def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -> dict[str, Any]:
     """``analyze_slide`` for a worker process or a Dask worker: loads the model itself and
     returns the summary as a dict (``{"slide": ..., "error": ...}`` on a HistoViewerError)."""
-    from histoviewer.core.errors import HistoViewerError
-    from histoviewer.core.models.registry import open_model
-
     if options.torch_threads:
-        import torch
+        import torch  # lazy: seconds of start-up, and only a worker that sets threads needs it
 
         torch.set_num_threads(int(options.torch_threads))
     try:

@@ -28,8 +28,11 @@ from histoviewer.core.errors import HistoViewerError, InferenceError
 from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
 from histoviewer.core.inference.overlay import HeatmapRaster, HeatmapStyle
-from histoviewer.core.inference.regions import RegionSource
+from histoviewer.core.inference.regions import RegionCutter, RegionSource
+from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import grid_tissue
+from histoviewer.core.inference.worker import InferenceWorker
+from histoviewer.core.models.registry import open_model
 from histoviewer.core.slide.reader import SlideReader
 
 log = logging.getLogger(__name__)
@@ -75,7 +78,7 @@ def _share_cpu_with_the_viewer(model) -> int | None:
     device = getattr(model, "device", None)
     if device is None or getattr(device, "type", "") != "cpu":
         return None
-    import torch
+    import torch  # lazy: seconds of start-up; only a CPU model on the viewer's thread pool needs it
 
     threads = viewer_torch_threads()
     torch.set_num_threads(threads)
@@ -151,12 +154,9 @@ class LiveHeatmap:
             self._on_error(message)
 
     def _start_unsafe(self) -> None:
-        # Imported here: torch is heavy and the viewer must open slides without it.
-        from histoviewer.core.inference.regions import RegionCutter
-        from histoviewer.core.inference.tiff_regions import TiffRegionSource
-        from histoviewer.core.inference.worker import InferenceWorker
+        # Imported here: models.device imports torch (seconds), and the viewer must open
+        # slides without it.
         from histoviewer.core.models.device import choose_device
-        from histoviewer.core.models.registry import open_model
 
         info = self.reader.info
         if info.mpp is None:

@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import tifffile
 
 from histoviewer.core.errors import SlideReadError
 from histoviewer.core.slide.reader import SlideReader
@@ -57,8 +58,6 @@ class TiffRegionSource:
         if path.suffix.lower() not in _TIFF_SUFFIXES:
             return None
         try:
-            import tifffile
-
             tiff = tifffile.TiffFile(path)
         except Exception as exc:  # noqa: BLE001 - any doubt: fall back to the slide reader
             log.debug("%s: no direct tile reads: %s", path, exc)

@@ -23,11 +23,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load, save
 
 from histoviewer import __version__
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import HistoViewerError, ModelLoadError
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
+from histoviewer.core.models.handcrafted import HandcraftedClassifier
 
 __all__ = [
     "FORMAT_NAME",
@@ -60,8 +63,6 @@ def tensors_hash(tensors: dict[str, np.ndarray]) -> str:
 
 def save_model(path: str | Path, classifier: PatchClassifier) -> ModelInfo:
     """Write ``classifier`` atomically; return its info with ``content_hash`` filled in."""
-    from safetensors.numpy import save
-
     tensors = {k: np.ascontiguousarray(v) for k, v in classifier.tensors().items()}
     info = replace(
         classifier.info,
@@ -157,9 +158,6 @@ def read_model_info(path: str | Path) -> ModelInfo:
 
 def load_model(path: str | Path, device: str = "auto") -> PatchClassifier:
     """Load a model file, verify its hash, and build the matching classifier."""
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
-
     p = Path(path)
     info = _info_from_header(p, _read_header(p))
     try:
@@ -173,9 +171,8 @@ def load_model(path: str | Path, device: str = "auto") -> PatchClassifier:
         )
     info = replace(info, content_hash=actual)
     if info.kind == "cnn":
+        # Lazy: models.cnn imports torch (seconds of start-up) and a handcrafted model never needs it.
         from histoviewer.core.models.cnn import CnnClassifier
 
         return CnnClassifier.from_tensors(info, tensors, device=device)
-    from histoviewer.core.models.handcrafted import HandcraftedClassifier
-
     return HandcraftedClassifier.from_tensors(info, tensors)

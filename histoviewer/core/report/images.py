@@ -29,8 +29,9 @@ from histoviewer.core.export.control import NO_CONTROL, ExportControl
 from histoviewer.core.export.legend import scale_bar_for
 from histoviewer.core.export.outline import Outline, OutlineStyle, draw_outlines
 from histoviewer.core.export.render import RenderSpec, TileRenderer, iter_strips, output_size
-from histoviewer.core.export.source import HeatmapData, clip_region
+from histoviewer.core.export.source import HeatmapData, clip_region, read_analysis
 from histoviewer.core.report.model import LesionEntry, SlideReport
+from histoviewer.core.slide import open_slide
 from histoviewer.core.staging_terms import SIZE_CLASS_NAMES, SizeClass
 
 log = logging.getLogger(__name__)
@@ -161,9 +162,6 @@ def render_slide_images(
     ``slide.slide_path`` here and closes it after. ``heatmap``: the map (the viewer's live
     one); None reads the analysis folder's ``probability.tiff``.
     """
-    from histoviewer.core.export.source import read_analysis
-    from histoviewer.core.slide import open_slide
-
     notes: list[str] = []
     if heatmap is None and slide.analysis_dir:
         try:

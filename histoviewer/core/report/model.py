@@ -16,6 +16,7 @@ import datetime as _dt
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,13 @@ from typing import Any
 
 import histoviewer
 from histoviewer.core.analysis.camelyon17 import case_of
+from histoviewer.core.analysis.lesions import MapFrame
+from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
+from histoviewer.core.annotations.geojson_io import read_geojson
 from histoviewer.core.errors import HistoViewerError, ReportError, StagingError
 from histoviewer.core.export.provenance import SOFTWARE, model_record
+from histoviewer.core.models.classifier import DEMO_WARNING
 from histoviewer.core.staging_terms import NodeLabel
 
 log = logging.getLogger(__name__)
@@ -209,8 +214,6 @@ class Report:
         return [s for s in self.slides if s.patient == case.patient]
 
     def to_dict(self) -> dict[str, Any]:
-        from histoviewer.core.models.classifier import DEMO_WARNING
-
         return {"software": self.software, "software_version": self.software_version,
                 "created": self.created, "sources": list(self.sources),
                 "demonstration_model": self.demonstration,
@@ -252,8 +255,6 @@ def build_report(slides: Iterable[SlideReport], sources: Sequence[str] = ()) -> 
 
 
 def _natural(text: str) -> tuple:
-    import re
-
     return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
 
 
@@ -279,8 +280,6 @@ def _outlines(folder: Path) -> dict[str, tuple[Point, ...]]:
     path = folder / "lesions.geojson"
     if not path.is_file():
         return {}
-    from histoviewer.core.annotations.geojson_io import read_geojson
-
     try:
         return {p.name: p.l0_points for p in read_geojson(path)}
     except (OSError, ValueError, HistoViewerError) as exc:
@@ -336,9 +335,6 @@ def load_report(paths: Iterable[str | os.PathLike[str]]) -> Report:
 def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: Any, found: Any = None) -> SlideReport:
     """One slide from a live map (``export.HeatmapData``); ``found``: its ``SlideLesions``,
     computed here with the default lesion parameters when None."""
-    from histoviewer.core.analysis.lesions import MapFrame
-    from histoviewer.core.analysis.node_label import analyse_map
-
     g = heatmap.geometry
     if found is None:
         found = analyse_map(heatmap.encoded, MapFrame.from_geometry(g))
