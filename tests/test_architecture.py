@@ -5,6 +5,7 @@ but the few that keep start-up fast."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,22 @@ def test_core_imports_at_module_level_except_for_start_up_cost():
                 elif not _says_why(lines, node):
                     offenders.append(f"{where}:{node.lineno} imports {name} lazily without a comment saying why")
     assert not offenders, "\n".join(offenders)
+
+
+def test_starting_the_cli_or_the_viewer_loads_no_lazy_package():
+    # What the lazy imports above buy: `histoviewer info` (the CLI builds every subcommand's
+    # parser) and the viewer's window start without torch or scikit-learn.
+    code = (
+        "import sys\n"
+        "import histoviewer.cli\n"
+        "histoviewer.cli.build_parser()\n"
+        "import histoviewer.qt.main_window\n"
+        f"loaded = sorted({{m.split('.')[0] for m in sys.modules}} & {set(LAZY_PACKAGES)!r})\n"
+        "print(loaded); sys.exit(1 if loaded else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_lazy_import_rule_sees_what_it_must():
