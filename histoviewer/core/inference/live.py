@@ -154,7 +154,7 @@ class LiveHeatmap:
         # Imported here: torch is heavy and the viewer must open slides without it.
         from histoviewer.core.inference.regions import RegionCutter
         from histoviewer.core.inference.tiff_regions import TiffRegionSource
-        from histoviewer.core.inference.worker import InferenceWorker
+        from histoviewer.core.inference.worker import InferenceWorker, WorkerCallbacks
         from histoviewer.core.models.device import choose_device
         from histoviewer.core.models.registry import open_model
 
@@ -195,8 +195,9 @@ class LiveHeatmap:
                 return
             self.model, self.grid, self.raster, self._fast = model, grid, raster, fast
             worker = InferenceWorker(
-                self.reader, model, grid, on_cells=self._cells_done, on_failure=self._cells_failed,
-                on_idle=self._idle, background=self._background, cache=cache,
+                self.reader, model, grid,
+                callbacks=WorkerCallbacks(self._cells_done, self._cells_failed, self._idle),
+                background=self._background, cache=cache,
                 cutter=RegionCutter(self.reader, geometry, source=source),
             )
             worker.set_interactive(self._interactive)
