@@ -42,3 +42,23 @@ def test_python_dash_m_entry_point(cmu_small):
     result = subprocess.run([sys.executable, "-m", "histoviewer", "info", str(cmu_small), "--json"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and json.loads(result.stdout)["vendor"] == "aperio"
+
+
+def test_core_errors_speak_of_the_problem_and_the_cli_adds_its_flag(tmp_path, capsys):
+    """The phantom's layout error says what to change; only the CLI names --width/--height."""
+    rc = main(["phantom", str(tmp_path / "p.tiff"), "--width", "4096", "--height", "3072",
+               "--lesions", "macro:3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "make the slide larger or the lesions fewer or smaller" in err
+    assert err.rstrip().endswith("(use --width/--height)")
+    assert not (tmp_path / "p.tiff").exists()
+
+
+def test_flag_hints_for_settings():
+    from histoviewer.cli import error_text
+    from histoviewer.core.errors import HistoViewerError, ModelError, PatchDataError
+
+    assert error_text(ModelError("no CUDA GPU; choose the CPU device", setting="device")) == \
+        "histoviewer: error: no CUDA GPU; choose the CPU device (use --device cpu)"
+    assert error_text(PatchDataError("x", setting="max_patches_per_slide")).endswith("(use --max-patches-per-slide)")
+    assert error_text(HistoViewerError("plain")) == "histoviewer: error: plain"

@@ -112,7 +112,8 @@ def _on_dask(slides: list[Path], out_root: Path, options: AnalyzeOptions, schedu
     try:
         from dask.distributed import Client  # optional dependency, only for cluster runs
     except ImportError as exc:
-        raise InferenceError("running on a Dask cluster needs Dask: pip install 'dask[distributed]'") from exc
+        raise InferenceError("running on a Dask cluster needs Dask: pip install 'dask[distributed]'",
+                             setting="scheduler") from exc
     with Client(scheduler) as client:
         futures = [client.submit(analyze_slide_job, str(s), str(out_root), options, pure=False) for s in slides]
         return _collect(futures, slides, control, on_started, on_done, lambda: client.cancel(futures))

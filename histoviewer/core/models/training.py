@@ -161,7 +161,8 @@ def _split(patch_set: Any, valid_set: Any | None, cfg: TrainConfig, log: Log) ->
         if pos == 0 or pos == len(y):
             raise PatchDataError(
                 f"{patch_set.description}: the {name} split has only one class "
-                f"({len(y)} patches); add data or change --valid-fraction"
+                f"({len(y)} patches); add data or change the validation fraction",
+                setting="valid_fraction",
             )
     log(
         f"split: {len(split.train_idx)} training ({int(labels[split.train_idx].sum())} tumour), "
@@ -253,7 +254,7 @@ def train_cnn(
     t_start = time.perf_counter()
     spec = spec or getattr(patch_set, "spec", InputSpec(PCAM_PATCH_PX, PCAM_MPP_UM))
     if cfg.epochs < 1:
-        raise ModelError(f"--epochs must be at least 1, got {cfg.epochs}")
+        raise ModelError(f"training needs at least 1 epoch, got {cfg.epochs}", setting="epochs")
     sp = _split(patch_set, valid_set, cfg, log)
     train_idx, valid_idx = sp.train_idx, sp.valid_idx
     torch.manual_seed(cfg.seed)
@@ -272,7 +273,7 @@ def train_cnn(
     if _fits_in_ram(len(train_idx), spec, cfg):
         in_ram = load_patches(patch_set, train_idx, control=control, what="reading training")
     else:
-        log(f"{len(train_idx)} training patches exceed --max-ram-mb {cfg.max_ram_mb}: streaming")
+        log(f"{len(train_idx)} training patches exceed the {cfg.max_ram_mb} MB allowed in memory: streaming")
     batches = _Batches(patch_set, train_idx, sp.train_labels, in_ram)
 
     n_pos = int(sp.train_labels[train_idx].sum())
