@@ -62,3 +62,20 @@ def test_flag_hints_for_settings():
         "histoviewer: error: no CUDA GPU; choose the CPU device (use --device cpu)"
     assert error_text(PatchDataError("x", setting="max_patches_per_slide")).endswith("(use --max-patches-per-slide)")
     assert error_text(HistoViewerError("plain")) == "histoviewer: error: plain"
+
+
+def test_cli_control_is_silent_off_a_terminal_and_draws_one_bar_per_stage(capsys):
+    from histoviewer.cli.progress import TqdmStages, cli_control
+    from histoviewer.core.progress import NO_CONTROL
+
+    assert cli_control(quiet=True) is NO_CONTROL
+    assert cli_control(quiet=False) is NO_CONTROL  # pytest's stderr is not a terminal
+    stages = TqdmStages("tile")
+    stages("Classifying a.tiff", 0, 4, "")
+    stages("Classifying a.tiff", 3, 4, "")
+    assert stages.open_stages == ["Classifying a.tiff"]
+    stages("Classifying b.tiff", 0, 2, "")  # a new stage closes the unfinished one
+    assert stages.open_stages == ["Classifying b.tiff"]
+    stages("Classifying b.tiff", 2, 2, "")  # complete: closed
+    assert stages.open_stages == []
+    assert "Classifying a.tiff" in capsys.readouterr().err

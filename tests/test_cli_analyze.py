@@ -186,3 +186,16 @@ def test_direct_tiff_reads_decline_what_they_cannot_match(synthetic, slides_dir)
             _compare_with_reader(reader, source, np.random.default_rng(3))  # level 1 via OpenSlide
         finally:
             source.close()
+
+
+def test_a_bad_stride_is_named_by_its_setting_and_the_cli_flag(synthetic, tmp_path, capsys):
+    from histoviewer.core.errors import InferenceError
+
+    with pytest.raises(InferenceError, match="grid step must be at least one model pixel") as raised:
+        AnalyzeOptions(stride_px=0)
+    assert raised.value.setting == "stride_px"
+    from histoviewer.cli import main
+
+    rc = main(["analyze", str(synthetic), "--out", str(tmp_path), "--stride", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "(use --stride)" in err and list(tmp_path.iterdir()) == []

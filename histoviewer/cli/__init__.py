@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 SETTING_FLAGS = {
     "device": "--device cpu",
     "size": "--width/--height",
+    "stride_px": "--stride",
 }
 
 

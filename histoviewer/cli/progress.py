@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from tqdm import tqdm
+
 from histoviewer.core.progress import NO_CONTROL, JobControl
 
 __all__ = ["TqdmStages", "cli_control", "close_bars"]
@@ -22,8 +24,6 @@ class TqdmStages:
     def __call__(self, stage: str, done: int, total: int, detail: str) -> None:
         if stage not in self._bars:
             self.close()
-            from tqdm import tqdm  # only on a terminal: tqdm is not needed for --json runs
-
             bar = tqdm(total=total, desc=stage, unit=self.unit, leave=False, dynamic_ncols=True)
             self._bars[stage] = (bar, 0)
         bar, before = self._bars[stage]
@@ -35,6 +35,10 @@ class TqdmStages:
         if total and done >= total:
             bar.close()
             del self._bars[stage]
+
+    @property
+    def open_stages(self) -> list[str]:
+        return list(self._bars)
 
     def close(self) -> None:
         for bar, _done in self._bars.values():

@@ -67,12 +67,12 @@ class AnalyzeOptions:
 
     def __post_init__(self) -> None:
         if self.stride_px is not None and self.stride_px < 1:
-            raise InferenceError(f"the grid step must be at least one model pixel, got {self.stride_px}")
-        for name in ("batch_size", "block", "read_threads"):
-            if getattr(self, name) < 1:
-                raise InferenceError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
-        if self.torch_threads is not None and self.torch_threads < 1:
-            raise InferenceError(f"torch threads must be at least 1, got {self.torch_threads}")
+            raise InferenceError(f"the grid step must be at least one model pixel, got {self.stride_px}",
+                                 setting="stride_px")
+        for name in ("batch_size", "block", "read_threads", "torch_threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InferenceError(f"{name.replace('_', ' ')} must be at least 1, got {value}", setting=name)
         self.lesion_params()  # ValueError for a threshold outside (0, 1)
 
     def lesion_params(self) -> LesionParams:
