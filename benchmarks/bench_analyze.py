@@ -124,7 +124,8 @@ def main() -> int:
     out = {"slide": str(slide), "model": model_label, "machine": machine_info()}
     if args.openslide:
         with tempfile.TemporaryDirectory() as tmp:
-            s_os = analyze_slide(slide, tmp, model, AnalyzeOptions(read_threads=args.read_threads, fast_tiff=False))
+            options = AnalyzeOptions(read_threads=args.read_threads, fast_tiff=False)
+            s_os = analyze_slide(slide, tmp, model, options)
         out["analyze_openslide"] = {"total_s": s_os.timing["total_s"], "timing": s_os.timing}
         print(f"analyze through OpenSlide only: {s_os.timing['total_s']:.1f} s; timing {s_os.timing}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -60,7 +60,8 @@ def test_flag_hints_for_settings():
 
     assert error_text(ModelError("no CUDA GPU; choose the CPU device", setting="device")) == \
         "histoviewer: error: no CUDA GPU; choose the CPU device (use --device cpu)"
-    assert error_text(PatchDataError("x", setting="max_patches_per_slide")).endswith("(use --max-patches-per-slide)")
+    hint = error_text(PatchDataError("x", setting="max_patches_per_slide"))
+    assert hint.endswith("(use --max-patches-per-slide)")
     assert error_text(HistoViewerError("plain")) == "histoviewer: error: plain"
 
 

@@ -47,6 +47,8 @@ SETTING_FLAGS = {
     "device": "--device cpu",
     "size": "--width/--height",
     "stride_px": "--stride",
+    "output_mpp": "--um-per-px",
+    "l0_region": "--region",
 }
 
 

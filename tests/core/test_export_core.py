@@ -173,9 +173,10 @@ def test_parse_region_accepts_commas_semicolons_and_spaces(text):
     assert parse_region(text) == (10.0, 20.0, 300.0, 400.0)
 
 
-@pytest.mark.parametrize(("text", "problem"), [("1,2,3", "x, y, width, height"), ("1,2,3,4,5", "x, y, width, height"),
-                                               ("a,2,3,4", "numbers"), ("1,2,0,4", "positive"),
-                                               ("1,2,3,-4", "positive"), ("1,2,nan,4", "finite"), ("", "x, y")])
+@pytest.mark.parametrize(("text", "problem"), [
+    ("1,2,3", "x, y, width, height"), ("1,2,3,4,5", "x, y, width, height"), ("", "x, y, width, height"),
+    ("a,2,3,4", "numbers"), ("1,2,0,4", "positive"), ("1,2,3,-4", "positive"), ("1,2,nan,4", "finite"),
+])
 def test_parse_region_names_what_is_wrong(text, problem):
     with pytest.raises(ValueError, match=problem):
         parse_region(text)

@@ -97,7 +97,8 @@ def test_progress_reaches_total_and_cancel_removes_the_file(reader, tmp_path):
 
 def test_pyramid_tiff_opens_in_openslide_aligned_with_the_slide(reader, tmp_path):
     openslide = pytest.importorskip("openslide")
-    res = export_overlay(tmp_path / "ov.tiff", reader, lesion_heatmap(), OverlayRequest(output_mpp=0.5, tile_px=256))
+    res = export_overlay(tmp_path / "ov.tiff", reader, lesion_heatmap(),
+                         OverlayRequest(output_mpp=0.5, tile_px=256))
     assert res.kind == "overlay-pyramid" and res.size == (W // 2, H // 2)
     with openslide.OpenSlide(str(res.path)) as osr:
         assert osr.level_dimensions[0] == res.size
@@ -134,7 +135,8 @@ def test_raw_probabilities_read_back_equal_the_grid(tmp_path):
 
 def test_heatmap_alone_shows_states_and_carries_provenance(tmp_path):
     hm = lesion_heatmap()
-    res = export_heatmap_image(tmp_path / "hm.png", hm, HeatmapImageRequest(slide_path="/slides/s.tiff", scale_bar=False))
+    res = export_heatmap_image(tmp_path / "hm.png", hm,
+                               HeatmapImageRequest(slide_path="/slides/s.tiff", scale_bar=False))
     stride = GEOMETRY.l0_stride
     l0_per_px = res.provenance.l0_per_px
     k = stride / l0_per_px

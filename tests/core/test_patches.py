@@ -268,11 +268,13 @@ def test_detect_each_layout(pcam_dir, kaggle_dir, class_dir, tmp_path_factory):
 
 def test_detect_errors(class_dir, pcam_dir, tmp_path_factory):
     empty = tmp_path_factory.mktemp("empty")
-    with pytest.raises(PatchDataError, match=r"no patch data recognised; looked for pcam.*Choose the layout") as raised:
+    with pytest.raises(PatchDataError, match=r"no patch data recognised; looked for pcam.*Choose the layout") \
+            as raised:
         open_patch_set(empty, SPEC)
     assert raised.value.setting == "layout"
     _save(class_dir / "loose.png", 32, 0)
-    with pytest.raises(PatchDataError, match="ambiguous layout.*class-folders and images.*choose the layout") as raised:
+    with pytest.raises(PatchDataError, match="ambiguous layout.*class-folders and images.*choose the layout") \
+            as raised:
         open_patch_set(class_dir, SPEC, patch_mpp=0.5)
     assert raised.value.setting == "layout"
     with pytest.raises(PatchDataError, match="the label setting does not apply to the pcam layout") as raised:

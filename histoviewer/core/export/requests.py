@@ -73,22 +73,25 @@ class ImageRequest:
         if self.l0_region is not None:
             region = tuple(float(v) for v in self.l0_region)
             if len(region) != 4 or not all(math.isfinite(v) for v in region):
-                raise ExportError(f"region {self.l0_region!r} must be four finite numbers x, y, width, height")
+                raise ExportError(f"region {self.l0_region!r} must be four finite numbers x, y, width, height",
+                                  setting="l0_region")
             if region[2] <= 0 or region[3] <= 0:
-                raise ExportError(f"region {self.l0_region!r}: width and height must be positive")
+                raise ExportError(f"region {self.l0_region!r}: width and height must be positive",
+                                  setting="l0_region")
             object.__setattr__(self, "l0_region", region)
         if self.output_mpp is not None and self.l0_per_output_px is not None:
             raise ExportError("give the output scale in micrometres per pixel or in level-0 pixels per "
                               "output pixel, not both")
         if self.output_mpp is not None and not (self.output_mpp > 0 and math.isfinite(self.output_mpp)):
-            raise ExportError(f"resolution {self.output_mpp} um/px must be positive")
+            raise ExportError(f"resolution {self.output_mpp} um/px must be positive", setting="output_mpp")
         if self.l0_per_output_px is not None and not (self.l0_per_output_px > 0
                                                       and math.isfinite(self.l0_per_output_px)):
             raise ExportError(f"scale {self.l0_per_output_px} level-0 px per output px must be positive")
         if self.colormap not in COLORMAPS:
-            raise ExportError(f"unknown colour map {self.colormap!r}; choose one of {', '.join(sorted(COLORMAPS))}")
+            raise ExportError(f"unknown colour map {self.colormap!r}; choose one of "
+                              f"{', '.join(sorted(COLORMAPS))}", setting="colormap")
         if not 0.0 <= self.threshold <= 1.0:
-            raise ExportError(f"threshold {self.threshold} must be between 0 and 1")
+            raise ExportError(f"threshold {self.threshold} must be between 0 and 1", setting="threshold")
         if self.max_side_px < 1 or self.tile_px < 1:
             raise ExportError("the output side and tile size must be at least one pixel")
         if not 1 <= self.jpeg_quality <= 100:
@@ -107,7 +110,7 @@ class OverlayRequest(ImageRequest):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= self.opacity <= 1.0:
-            raise ExportError(f"opacity {self.opacity} must be between 0 and 1")
+            raise ExportError(f"opacity {self.opacity} must be between 0 and 1", setting="opacity")
 
 
 @dataclass(frozen=True)
