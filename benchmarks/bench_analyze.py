@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine_info  # noqa: E402
-from histoviewer.core.inference.analyze import analyze_slide  # noqa: E402
+from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide  # noqa: E402
 from histoviewer.core.inference.grid import GridGeometry  # noqa: E402
 from histoviewer.core.inference.regions import RegionCutter, plan_regions  # noqa: E402
 from histoviewer.core.inference.tiff_regions import TiffRegionSource  # noqa: E402
@@ -124,11 +124,12 @@ def main() -> int:
     out = {"slide": str(slide), "model": model_label, "machine": machine_info()}
     if args.openslide:
         with tempfile.TemporaryDirectory() as tmp:
-            s_os = analyze_slide(slide, tmp, model, read_threads=args.read_threads, fast_tiff=False)
+            options = AnalyzeOptions(read_threads=args.read_threads, fast_tiff=False)
+            s_os = analyze_slide(slide, tmp, model, options)
         out["analyze_openslide"] = {"total_s": s_os.timing["total_s"], "timing": s_os.timing}
         print(f"analyze through OpenSlide only: {s_os.timing['total_s']:.1f} s; timing {s_os.timing}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        summary = analyze_slide(slide, tmp, model, read_threads=args.read_threads)
+        summary = analyze_slide(slide, tmp, model, AnalyzeOptions(read_threads=args.read_threads))
     n = summary.tissue_patches
     out["analyze"] = {"region_source": summary.region_source, "total_s": summary.timing["total_s"], "timing": summary.timing, "tissue_patches": n,
                       "grid": [summary.geometry["rows"], summary.geometry["cols"]],

@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine_info, rss_mib  # noqa: E402
 from histoviewer.core.annotations.geojson_io import read_geojson  # noqa: E402
-from histoviewer.core.export import (ExportControl, HeatmapData, export_overlay,  # noqa: E402
+from histoviewer.core.progress import JobControl  # noqa: E402
+from histoviewer.core.export import (HeatmapData, OverlayRequest, export_overlay,  # noqa: E402
                                      outlines_from_annotations)
 from histoviewer.core.export.render import RenderSpec, TileRenderer, output_size  # noqa: E402
 from histoviewer.core.inference.grid import GridGeometry  # noqa: E402
@@ -132,15 +133,16 @@ def main() -> int:
         base = rss_mib()
         last = [0.0]
 
-        def progress(done: int, total: int) -> None:
+        def progress(_stage: str, done: int, total: int, _detail: str) -> None:
             now = time.perf_counter()
             if now - last[0] > 15 or done == total:
                 last[0] = now
                 print(f"  {done}/{total} tiles, RSS {rss_mib():.0f} MiB", flush=True)
 
         with PeakRss() as peak:
-            res = export_overlay(out, reader, heatmap, um_per_px=args.um_per_px, outlines=outlines,
-                                 fast_tiff=args.reads == "direct", control=ExportControl(progress=progress))
+            request = OverlayRequest(output_mpp=args.um_per_px, outlines=outlines,
+                                     fast_tiff=args.reads == "direct")
+            res = export_overlay(out, reader, heatmap, request, control=JobControl(progress=progress))
     results.update(export_s=res.seconds, rss_before_mib=base, rss_peak_mib=peak.peak,
                    export_peak_above_before_mib=peak.peak - base, file_mib=out.stat().st_size / 2**20)
     results["peak_over_output"] = results["export_peak_above_before_mib"] / results["output_rgb_mib"]

@@ -42,3 +42,41 @@ def test_python_dash_m_entry_point(cmu_small):
     result = subprocess.run([sys.executable, "-m", "histoviewer", "info", str(cmu_small), "--json"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and json.loads(result.stdout)["vendor"] == "aperio"
+
+
+def test_core_errors_speak_of_the_problem_and_the_cli_adds_its_flag(tmp_path, capsys):
+    """The phantom's layout error says what to change; only the CLI names --width/--height."""
+    rc = main(["phantom", str(tmp_path / "p.tiff"), "--width", "4096", "--height", "3072",
+               "--lesions", "macro:3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "make the slide larger or the lesions fewer or smaller" in err
+    assert err.rstrip().endswith("(use --width/--height)")
+    assert not (tmp_path / "p.tiff").exists()
+
+
+def test_flag_hints_for_settings():
+    from histoviewer.cli import error_text
+    from histoviewer.core.errors import HistoViewerError, ModelError, PatchDataError
+
+    assert error_text(ModelError("no CUDA GPU; choose the CPU device", setting="device")) == \
+        "histoviewer: error: no CUDA GPU; choose the CPU device (use --device cpu)"
+    hint = error_text(PatchDataError("x", setting="max_patches_per_slide"))
+    assert hint.endswith("(use --max-patches-per-slide)")
+    assert error_text(HistoViewerError("plain")) == "histoviewer: error: plain"
+
+
+def test_cli_control_is_silent_off_a_terminal_and_draws_one_bar_per_stage(capsys):
+    from histoviewer.cli.progress import TqdmStages, cli_control
+    from histoviewer.core.progress import NO_CONTROL
+
+    assert cli_control(quiet=True) is NO_CONTROL
+    assert cli_control(quiet=False) is NO_CONTROL  # pytest's stderr is not a terminal
+    stages = TqdmStages("tile")
+    stages("Classifying a.tiff", 0, 4, "")
+    stages("Classifying a.tiff", 3, 4, "")
+    assert stages.open_stages == ["Classifying a.tiff"]
+    stages("Classifying b.tiff", 0, 2, "")  # a new stage closes the unfinished one
+    assert stages.open_stages == ["Classifying b.tiff"]
+    stages("Classifying b.tiff", 2, 2, "")  # complete: closed
+    assert stages.open_stages == []
+    assert "Classifying a.tiff" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from PIL import Image
 from histoviewer.cli import analyze as cli_analyze
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.jobs import analyze_slides
 from tests.core.inference_helpers import (
     LesionFractionModel, lesion_fraction, write_fresh_cnn, write_synthetic_tiff,
 )
@@ -53,7 +54,7 @@ def read_map(folder):
 
 
 def test_analyze_map_is_aligned_with_a_position_dependent_model(synthetic, tmp_path):
-    summary = analyze_slide(synthetic, tmp_path / "out", LesionFractionModel(), batch_size=64)
+    summary = analyze_slide(synthetic, tmp_path / "out", LesionFractionModel(), AnalyzeOptions(batch_size=64))
     values, g = read_map(tmp_path / "out")
     assert values.dtype == np.float32 and values.shape == g.shape
     computed = values >= 0
@@ -115,8 +116,8 @@ def test_analyze_reports_a_bad_slide_and_goes_on(synthetic, model_file, tmp_path
 def test_parallel_processes(synthetic, model_file, tmp_path):
     second = tmp_path / "second.tiff"
     shutil.copy(synthetic, second)
-    results = cli_analyze.run_jobs([synthetic, second], tmp_path / "out",
-                                   AnalyzeOptions(model=str(model_file), device="cpu"), workers=2)
+    results = analyze_slides([synthetic, second], tmp_path / "out",
+                             AnalyzeOptions(model=str(model_file), device="cpu"), workers=2)
     assert [r["slide"] for r in results] == [str(synthetic), str(second)]
     assert all(r["classified_patches"] == results[0]["classified_patches"] > 0 for r in results)
 
@@ -125,8 +126,8 @@ def test_dask_local_cluster(synthetic, model_file, tmp_path):
     distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] is not installed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
-        results = cli_analyze.run_jobs([synthetic], tmp_path, AnalyzeOptions(model=str(model_file), device="cpu"),
-                                       scheduler=cluster.scheduler_address)
+        results = analyze_slides([synthetic], tmp_path, AnalyzeOptions(model=str(model_file), device="cpu"),
+                                 scheduler=cluster.scheduler_address)
     (summary,) = results
     assert "error" not in summary, summary
     assert summary["classified_patches"] > 0
@@ -185,3 +186,16 @@ def test_direct_tiff_reads_decline_what_they_cannot_match(synthetic, slides_dir)
             _compare_with_reader(reader, source, np.random.default_rng(3))  # level 1 via OpenSlide
         finally:
             source.close()
+
+
+def test_a_bad_stride_is_named_by_its_setting_and_the_cli_flag(synthetic, tmp_path, capsys):
+    from histoviewer.core.errors import InferenceError
+
+    with pytest.raises(InferenceError, match="grid step must be at least one model pixel") as raised:
+        AnalyzeOptions(stride_px=0)
+    assert raised.value.setting == "stride_px"
+    from histoviewer.cli import main
+
+    rc = main(["analyze", str(synthetic), "--out", str(tmp_path), "--stride", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "(use --stride)" in err and list(tmp_path.iterdir()) == []

@@ -71,6 +71,12 @@ def test_conflicting_or_bad_options_exit_2(analysis, tmp_path, capsys):
     assert rc == 2 and "analysis result" in err
     with pytest.raises(SystemExit):
         _run(capsys, path, "--out", tmp_path / "x.png", "--region", "1,2,3")
+    assert "x, y, width, height" in capsys.readouterr().err
+    # the region takes the dialog's separators too; a bad resolution is named, with its flag
+    rc, _, err = _run(capsys, path, "--probability", folder, "--out", tmp_path / "x.png", "--region",
+                      "0 0 1000;1000", "--um-per-px", "-2")
+    assert rc == 2 and "resolution -2.0 um/px must be positive (use --um-per-px)" in err
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_uses_the_viewers_complete_cached_heatmap(tmp_path, capsys, monkeypatch):

@@ -41,6 +41,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Core errors name the setting that would fix them (``HistoViewerError.setting``), not a
+# flag: the CLI adds its own. Settings not listed here are the flag of the same name.
+SETTING_FLAGS = {
+    "device": "--device cpu",
+    "size": "--width/--height",
+    "stride_px": "--stride",
+    "output_mpp": "--um-per-px",
+    "l0_region": "--region",
+}
+
+
+def flag_hint(exc: HistoViewerError) -> str:
+    """``--patch-mpp``, ``--device cpu``...: the flag that sets what ``exc`` says is wrong, or ""."""
+    setting = getattr(exc, "setting", None)
+    if not setting:
+        return ""
+    return SETTING_FLAGS.get(setting, "--" + setting.replace("_", "-"))
+
+
+def error_text(exc: HistoViewerError) -> str:
+    """The error line the CLI prints: the core's message and, when it names a setting, the flag."""
+    hint = flag_hint(exc)
+    return f"histoviewer: error: {exc}" + (f" (use {hint})" if hint else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `histoviewer SLIDE` and a bare `histoviewer` open the viewer.
@@ -50,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except HistoViewerError as exc:
-        print(f"histoviewer: error: {exc}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("histoviewer: interrupted", file=sys.stderr)

@@ -1,7 +1,7 @@
 """``histoviewer analyze``: classify all tissue of slides and write grids, heatmaps, summaries.
 
-One slide at a time by default; ``--workers N`` runs slides in N local processes
-(``ProcessPoolExecutor``), ``--scheduler ADDRESS`` sends the same per-slide function to a
+The work is ``core.jobs.analyze_case`` (the case view runs the same): one slide at a time
+by default; ``--workers N`` runs slides in N local processes, ``--scheduler ADDRESS`` on a
 Dask distributed cluster. Progress bars on a terminal; ``--json`` prints only a JSON list
 of the per-slide summaries.
 """
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register", "run_analyze", "run_jobs"]
+__all__ = ["register", "run_analyze"]
 
 
 def register(sub) -> None:
@@ -47,86 +45,6 @@ def register(sub) -> None:
     p.set_defaults(func=run_analyze)
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-def _result_or_error(future: Any, slide: str) -> dict[str, Any]:
-    """A worker's summary, or an error entry when the worker itself died (killed process,
-    lost Dask worker, unexpected exception): one slide's failure never loses the others."""
-    try:
-        return future.result()
-    except Exception as exc:  # noqa: BLE001 - reported per slide, the run goes on
-        return {"slide": slide, "error": f"worker failed: {type(exc).__name__}: {exc}"}
-
-
-def run_jobs(slides: list[Path], out: Path, options: Any, *, workers: int = 1,
-             scheduler: str | None = None, quiet: bool = False,
-             on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Analyse ``slides`` locally, in processes, or on Dask; summaries in input order."""
-    from dataclasses import replace
-
-    from histoviewer.cli.progress import cli_progress
-    from histoviewer.core.inference.analyze import analyze_slide_job, slide_out_dir
-
-    on_done = on_done or (lambda _s: None)
-    jobs = [(str(s), str(out)) for s in slides]
-    if scheduler:
-        try:
-            from dask.distributed import Client
-        except ImportError as exc:
-            from histoviewer.core.errors import InferenceError
-
-            raise InferenceError("--scheduler needs Dask: pip install 'dask[distributed]'") from exc
-        results = []
-        with Client(scheduler) as client:
-            futures = [client.submit(analyze_slide_job, s, o, options, pure=False) for s, o in jobs]
-            for (s, _o), f in zip(jobs, futures):
-                results.append(_result_or_error(f, s))
-                on_done(results[-1])
-        return results
-    if workers > 1 and len(jobs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        n = min(workers, len(jobs))
-        options = replace(options, torch_threads=options.torch_threads or max(1, _cpus() // n))
-        # spawn: safe with the threads torch and the reader start in this process
-        with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(analyze_slide_job, s, o, options) for s, o in jobs]
-            results = []
-            for (s, _o), f in zip(jobs, futures):
-                results.append(_result_or_error(f, s))
-                on_done(results[-1])
-        return results
-    # in this process: one model for every slide, per-slide progress bars
-    from histoviewer.core.analysis.lesions import LesionParams
-    from histoviewer.core.errors import HistoViewerError
-    from histoviewer.core.inference.analyze import analyze_slide
-    from histoviewer.core.models.registry import open_model
-
-    model = open_model(options.model, device=options.device)
-    results = []
-    try:
-        for s, o in jobs:
-            try:
-                summary = analyze_slide(s, slide_out_dir(o, s), model, stride_px=options.stride_px,
-                                        batch_size=options.batch_size, block=options.block,
-                                        read_threads=options.read_threads,
-                                        progress=cli_progress(quiet),
-                                        lesion_params=LesionParams(threshold=options.lesion_threshold)).to_dict()
-            except HistoViewerError as exc:
-                summary = {"slide": s, "error": str(exc)}
-            results.append(summary)
-            on_done(summary)
-    finally:
-        model.close()
-    return results
-
-
 def _print_summary(s: dict[str, Any]) -> None:
     if "error" in s:
         print(f"{s['slide']}: FAILED: {s['error']}", file=sys.stderr)
@@ -148,9 +66,10 @@ def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.core.inference.analyze import AnalyzeOptions
     from histoviewer.core.models.classifier import DEMO_WARNING
 
-    from histoviewer.core.analysis.case import write_case_outputs
+    from histoviewer.cli.progress import cli_control, close_bars
     from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams
     from histoviewer.core.errors import InferenceError
+    from histoviewer.core.jobs import analyze_case
 
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     try:
@@ -159,11 +78,15 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise InferenceError(f"--threshold: {exc}") from None
     options = AnalyzeOptions(model=args.model, device=args.device, stride_px=args.stride,
                              read_threads=max(1, args.read_threads), lesion_threshold=threshold)
-    results = run_jobs(list(args.slides), args.out, options, workers=max(1, args.workers),
-                       scheduler=args.scheduler, quiet=args.json,
-                       on_done=None if args.json else _print_summary)
     # the slides form one or more cases (CAMELYON17 patients, else folders): their pN stages
-    cases = write_case_outputs(args.out, results)
+    control = cli_control(args.json)
+    try:
+        run = analyze_case(list(args.slides), args.out, options, workers=max(1, args.workers),
+                           scheduler=args.scheduler, control=control,
+                           on_done=None if args.json else lambda _i, summary: _print_summary(summary))
+    finally:
+        close_bars(control)
+    results, cases = list(run.summaries), run.outputs
     report = None
     if args.report and (done := [Path(r["out_dir"]) for r in results if "out_dir" in r]):
         from histoviewer.cli.report import write_report

@@ -16,18 +16,17 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["parse_region", "register", "run_export_heatmap"]
+__all__ = ["register", "run_export_heatmap"]
 
 
-def parse_region(text: str) -> tuple[float, float, float, float]:
-    """``x,y,w,h`` in level-0 pixels."""
+def _region(text: str) -> tuple[float, float, float, float]:
+    """``--region``: ``core.export.requests.parse_region`` (commas, semicolons or spaces)."""
+    from histoviewer.core.export.requests import parse_region
+
     try:
-        parts = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 4 or parts[2] <= 0 or parts[3] <= 0:
-        raise argparse.ArgumentTypeError(f"region {text!r} must be x,y,w,h in level-0 pixels, w and h > 0")
-    return parts  # type: ignore[return-value]
+        return parse_region(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _fraction(text: str) -> float:
@@ -49,8 +48,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help=".png, .tif or .tiff")
     p.add_argument("--overlay", action="store_true", help="blend the heatmap over the slide")
     p.add_argument("--raw", action="store_true", help="write the probabilities losslessly (float32 TIFF)")
-    p.add_argument("--region", type=parse_region, default=None, metavar="X,Y,W,H",
-                   help="level-0 pixel rectangle (default: the whole slide)")
+    p.add_argument("--region", type=_region, default=None, metavar="X,Y,W,H",
+                   help="level-0 pixel rectangle x,y,width,height (commas, semicolons or spaces; "
+                        "default: the whole slide)")
     p.add_argument("--um-per-px", type=float, default=None, metavar="F",
                    help="output resolution in micrometres per pixel (default: fits 4096 px, "
                         "2048 px for the heatmap alone)")
@@ -75,41 +75,11 @@ def register(sub) -> None:
     p.set_defaults(func=run_export_heatmap)
 
 
-def _read_annotations(path: Path):
-    from histoviewer.core.annotations.asap_xml import read_asap_xml
-    from histoviewer.core.annotations.geojson_io import read_geojson
-
-    return read_asap_xml(path) if path.suffix.lower() == ".xml" else read_geojson(path)
-
-
-class _Bar:
-    """ExportControl's progress(done, total) onto a terminal bar (cli_progress)."""
-
-    def __init__(self, quiet: bool) -> None:
-        from histoviewer.cli.progress import cli_progress
-
-        self.factory = cli_progress(quiet)
-        self.bar = None
-        self.done = 0
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.bar is None:
-            self.bar = self.factory("export tiles", total)
-        self.bar.update(done - self.done)
-        self.done = done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def run_export_heatmap(args: argparse.Namespace) -> int:
-    from histoviewer.cli.progress import cli_progress
+    from histoviewer.cli.progress import cli_control, close_bars
     from histoviewer.core.errors import ExportError
-    from histoviewer.core.export import (ExportControl, export_heatmap_image, export_overlay,
-                                         export_raw_probabilities, heatmap_for_slide,
-                                         outlines_from_annotations, read_analysis)
-    from histoviewer.core.slide import open_slide
+    from histoviewer.core.export import heatmap_for_slide, read_analysis
+    from histoviewer.core.jobs import ExportRequest, run_export
 
     if args.raw and args.overlay:
         raise ExportError("--raw writes the probabilities alone; drop --overlay or --raw")
@@ -118,30 +88,18 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
     else:
         heatmap = heatmap_for_slide(args.slide, args.model, stride_px=args.stride,
                                     analysis_root=args.analysis_dir, device=args.device,
-                                    progress=cli_progress(args.json))
-    bar = _Bar(args.json)
-    control = ExportControl(progress=bar)
-    outlines = ()
-    if args.annotations is not None:
-        outlines = outlines_from_annotations(_read_annotations(args.annotations), heatmap.geometry.slide_mpp)
-    scale_bar = False if args.no_scale_bar else None
+                                    control=cli_control(args.json))
+    request = ExportRequest(
+        kind="raw" if args.raw else "overlay" if args.overlay else "heatmap", out_path=args.out,
+        slide_path=str(args.slide), heatmap=heatmap, l0_region=args.region, output_mpp=args.um_per_px,
+        colormap=args.colormap, opacity=args.opacity, threshold=args.threshold,
+        annotations_file=args.annotations, scale_bar=False if args.no_scale_bar else None,
+        legend=not args.no_legend)
+    control = cli_control(args.json, unit="tile")
     try:
-        if args.raw:
-            result = export_raw_probabilities(args.out, heatmap, slide_path=args.slide, region=args.region)
-        elif args.overlay:
-            with open_slide(args.slide) as reader:
-                result = export_overlay(
-                    args.out, reader, heatmap, region=args.region, um_per_px=args.um_per_px,
-                    colormap=args.colormap, opacity=args.opacity,
-                    threshold=0.5 if args.threshold is None else args.threshold, outlines=outlines,
-                    scale_bar=scale_bar, legend=not args.no_legend, control=control)
-        else:
-            result = export_heatmap_image(
-                args.out, heatmap, slide_path=args.slide, region=args.region, um_per_px=args.um_per_px,
-                colormap=args.colormap, threshold=args.threshold or 0.0, outlines=outlines,
-                scale_bar=scale_bar, legend=not args.no_legend, control=control)
+        result = run_export(request, control)
     finally:
-        bar.close()
+        close_bars(control)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

@@ -122,7 +122,7 @@ def _open_data(args: argparse.Namespace, path: Path, spec: Any, split: str | Non
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from histoviewer.cli.progress import cli_progress
+    from histoviewer.cli.progress import cli_control
     from histoviewer.core.input_spec import InputSpec
     from histoviewer.core.models.model_file import save_model
     from histoviewer.core.training import TrainConfig, train_cnn, train_handcrafted
@@ -134,7 +134,7 @@ def run_train(args: argparse.Namespace) -> int:
         valid_fraction=args.valid_fraction, augment=not args.no_augment, device=args.device,
         max_ram_mb=args.max_ram_mb, name=args.name, demonstration=args.demonstration,
     )
-    progress = cli_progress(args.json)
+    control = cli_control(args.json)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else print
     with _open_data(args, args.data, spec, args.split) as data:
         valid = None
@@ -149,7 +149,7 @@ def run_train(args: argparse.Namespace) -> int:
         log(f"data: {data.description} ({len(data)} patches)")
         try:
             trainer = train_cnn if args.kind == "cnn" else train_handcrafted
-            result = trainer(data, cfg, valid_set=valid, spec=spec, progress=progress, log=log)
+            result = trainer(data, cfg, valid_set=valid, spec=spec, control=control, log=log)
         finally:
             if valid is not None:
                 valid.close()
@@ -200,7 +200,7 @@ def _metrics_text(m: Any) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from histoviewer.cli.progress import cli_progress
+    from histoviewer.cli.progress import cli_control
     from histoviewer.core.models.metrics import binary_metrics, roc
     from histoviewer.core.models.registry import open_model
     from histoviewer.core.models.roc_plot import write_roc_png
@@ -213,7 +213,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 f"{args.data}: the patches are unlabelled; eval-patches needs labels "
                 "(pass --label 0/1 for a folder of one class)"
             )
-        probs = predict_patch_set(model, data, progress=cli_progress(args.json))
+        probs = predict_patch_set(model, data, control=cli_control(args.json))
         labels = data.labels
         description = data.description
     m = binary_metrics(labels, probs, args.threshold)
@@ -244,14 +244,14 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from histoviewer.cli.progress import cli_progress
+    from histoviewer.cli.progress import cli_control
     from histoviewer.core.atomic import atomic_write_text
     from histoviewer.core.models.registry import open_model
     from histoviewer.core.training import predict_patch_set
 
     model = open_model(args.model, device=args.device)
     with _open_data(args, args.data, model.input, args.split) as data:
-        probs = predict_patch_set(model, data, progress=cli_progress(args.json))
+        probs = predict_patch_set(model, data, control=cli_control(args.json))
         ids = list(data.ids)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

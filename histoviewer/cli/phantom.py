@@ -8,6 +8,7 @@ import json
 import sys
 from typing import Any
 
+from histoviewer.cli import error_text
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.phantom import DEFAULT_LESIONS, write_phantom
 
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except HistoViewerError as exc:
         close()
-        print(f"histoviewer: error: {exc}", file=sys.stderr)
+        print(error_text(exc), file=sys.stderr)
         return 2
     close()
     if args.json:

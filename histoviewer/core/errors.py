@@ -1,13 +1,21 @@
 """The small error hierarchy every front end catches.
 
-Messages name the file, say what went wrong and, where it helps, what to do.
+Messages name the file, say what went wrong and, where it helps, what to do, in terms of
+the problem and the setting, never of one front end's controls: ``setting`` names the
+setting that would fix it (``"device"``, ``"patch_mpp"``...), and each front end points at
+its own control for it (the CLI adds the flag, ``cli.errors``).
 """
 
 from __future__ import annotations
 
 
 class HistoViewerError(Exception):
-    """Base of every error HistoViewer raises on purpose."""
+    """Base of every error HistoViewer raises on purpose. ``setting``: the setting (snake
+    case, as the options and dataclass fields spell it) that would fix the problem, or None."""
+
+    def __init__(self, *args: object, setting: str | None = None) -> None:
+        super().__init__(*args)
+        self.setting = setting
 
 
 class SlideOpenError(HistoViewerError):

@@ -40,10 +40,11 @@ class JobControl:
             return self.cancel.is_set()
         return bool(self.cancel())
 
-    def check(self, what: str = "job") -> None:
-        """Raise ``Cancelled`` when the caller asked to stop."""
+    def check(self, what: str = "job", error: type[Cancelled] = Cancelled) -> None:
+        """Raise ``error`` (a ``Cancelled``; exports raise ``ExportCancelled``) when the caller
+        asked to stop."""
         if self.cancelled():
-            raise Cancelled(f"{what} cancelled")
+            raise error(f"{what} cancelled")
 
     def report(self, stage: str, done: int, total: int, detail: str = "") -> None:
         if self.progress is not None:

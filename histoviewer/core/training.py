@@ -32,9 +32,9 @@ from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS
 from histoviewer.core.models.features import extract_features
 from histoviewer.core.models.handcrafted import fit_handcrafted
 from histoviewer.core.models.metrics import PatchMetrics, binary_metrics
-from histoviewer.core.models.progress import ProgressFactory, null_progress
 from histoviewer.core.patches.base import iter_batches
 from histoviewer.core.patches.split import train_valid_split
+from histoviewer.core.progress import NO_CONTROL, JobControl
 
 __all__ = [
     "EpochRecord",
@@ -104,16 +104,14 @@ def _require_labels(patch_set: Any) -> np.ndarray:
 
 
 def _read_batches(
-    patch_set: Any, indices: Sequence[int], batch_size: int, progress: ProgressFactory, what: str
+    patch_set: Any, indices: Sequence[int], batch_size: int, control: JobControl, what: str
 ) -> Iterator[np.ndarray]:
-    """``patch_set.read`` over ``indices`` in order, batch by batch, with a progress bar."""
-    bar = progress(what, len(indices))
-    try:
+    """``patch_set.read`` over ``indices`` in order, batch by batch, reported as one stage."""
+    with control.stage(what, len(indices)) as stage:
         for batch, _labels, _idx in iter_batches(patch_set, indices, batch_size):
+            control.check(what)
             yield batch
-            bar.update(len(batch))
-    finally:
-        bar.close()
+            stage.update(len(batch))
 
 
 def load_patches(
@@ -121,11 +119,11 @@ def load_patches(
     indices: Sequence[int],
     *,
     batch_size: int = 512,
-    progress: ProgressFactory = null_progress,
+    control: JobControl = NO_CONTROL,
     what: str = "reading patches",
 ) -> np.ndarray:
     """Read ``indices`` of ``patch_set`` into one uint8 array (model scale), in order."""
-    chunks = list(_read_batches(patch_set, indices, batch_size, progress, what))
+    chunks = list(_read_batches(patch_set, indices, batch_size, control, what))
     if chunks:
         return np.concatenate(chunks)
     p = patch_set.spec.patch_px
@@ -162,7 +160,8 @@ def _split(patch_set: Any, valid_set: Any | None, cfg: TrainConfig, log: Log) ->
         if pos == 0 or pos == len(y):
             raise PatchDataError(
                 f"{patch_set.description}: the {name} split has only one class "
-                f"({len(y)} patches); add data or change --valid-fraction"
+                f"({len(y)} patches); add data or change the validation fraction",
+                setting="valid_fraction",
             )
     log(
         f"split: {len(split.train_idx)} training ({int(labels[split.train_idx].sum())} tumour), "
@@ -201,12 +200,12 @@ def predict_patch_set(
     indices: Sequence[int] | None = None,
     *,
     batch_size: int = 512,
-    progress: ProgressFactory = null_progress,
+    control: JobControl = NO_CONTROL,
 ) -> np.ndarray:
     """Tumour probability for ``indices`` (all by default) of ``patch_set``, streamed."""
     idx = np.arange(len(patch_set)) if indices is None else np.asarray(indices, dtype=np.int64)
     probs = [classifier.predict_proba(batch)
-             for batch in _read_batches(patch_set, idx, batch_size, progress, "classifying")]
+             for batch in _read_batches(patch_set, idx, batch_size, control, "classifying")]
     return np.concatenate(probs) if probs else np.empty(0, np.float32)
 
 
@@ -244,7 +243,7 @@ def train_cnn(
     *,
     valid_set: Any | None = None,
     spec: InputSpec | None = None,
-    progress: ProgressFactory = null_progress,
+    control: JobControl = NO_CONTROL,
     log: Log = lambda _msg: None,
 ) -> TrainResult:
     """Train a CNN on ``patch_set`` (already at ``spec``'s scale), early-stopping on
@@ -252,7 +251,7 @@ def train_cnn(
     t_start = time.perf_counter()
     spec = spec or getattr(patch_set, "spec", InputSpec(PCAM_PATCH_PX, PCAM_MPP_UM))
     if cfg.epochs < 1:
-        raise ModelError(f"--epochs must be at least 1, got {cfg.epochs}")
+        raise ModelError(f"training needs at least 1 epoch, got {cfg.epochs}", setting="epochs")
     sp = _split(patch_set, valid_set, cfg, log)
     train_idx, valid_idx = sp.train_idx, sp.valid_idx
     torch.manual_seed(cfg.seed)
@@ -265,13 +264,13 @@ def train_cnn(
     log(f"device: {model.device_choice.reason}")
     net = model.network.to(device).to(memory_format=torch.channels_last)
 
-    x_valid = load_patches(sp.valid_set, valid_idx, progress=progress, what="reading validation")
+    x_valid = load_patches(sp.valid_set, valid_idx, control=control, what="reading validation")
     y_valid = sp.valid_labels[valid_idx]
     in_ram = None
     if _fits_in_ram(len(train_idx), spec, cfg):
-        in_ram = load_patches(patch_set, train_idx, progress=progress, what="reading training")
+        in_ram = load_patches(patch_set, train_idx, control=control, what="reading training")
     else:
-        log(f"{len(train_idx)} training patches exceed --max-ram-mb {cfg.max_ram_mb}: streaming")
+        log(f"{len(train_idx)} training patches exceed the {cfg.max_ram_mb} MB allowed in memory: streaming")
     batches = _Batches(patch_set, train_idx, sp.train_labels, in_ram)
 
     n_pos = int(sp.train_labels[train_idx].sum())
@@ -292,9 +291,9 @@ def train_cnn(
         t0 = time.perf_counter()
         net.train()
         total, seen = 0.0, 0
-        bar = progress(f"epoch {epoch}/{cfg.epochs}", len(train_idx))
-        try:
+        with control.stage(f"epoch {epoch}/{cfg.epochs}", len(train_idx)) as bar:
             for xb_np, yb_np in batches.epoch(cfg.batch_size, rng):
+                control.check("training")
                 xb = torch.from_numpy(np.ascontiguousarray(xb_np)).to(device)
                 x = xb.permute(0, 3, 1, 2).float().div_(255.0)
                 if cfg.augment:
@@ -313,8 +312,6 @@ def train_cnn(
                 total += float(loss.detach()) * len(yb_np)
                 seen += len(yb_np)
                 bar.update(len(yb_np))
-        finally:
-            bar.close()
         v_loss, v_prob = _valid_pass(net, x_valid, y_valid, device, cfg.batch_size)
         v_auc = binary_metrics(y_valid, v_prob).auc
         rec = EpochRecord(epoch, total / max(seen, 1), v_loss, v_auc, time.perf_counter() - t0)
@@ -375,10 +372,10 @@ def _metric_summary(m: PatchMetrics) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in out.items()}
 
 
-def _features(patch_set: Any, idx: np.ndarray, mpp_um: float, progress: ProgressFactory,
+def _features(patch_set: Any, idx: np.ndarray, mpp_um: float, control: JobControl,
               what: str) -> np.ndarray:
     return np.concatenate([extract_features(batch, mpp_um)
-                           for batch in _read_batches(patch_set, idx, 256, progress, what)])
+                           for batch in _read_batches(patch_set, idx, 256, control, what)])
 
 
 HANDCRAFTED_C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -390,7 +387,7 @@ def train_handcrafted(
     *,
     valid_set: Any | None = None,
     spec: InputSpec | None = None,
-    progress: ProgressFactory = null_progress,
+    control: JobControl = NO_CONTROL,
     log: Log = lambda _msg: None,
 ) -> TrainResult:
     """Extract features once, pick the L2 strength C on the validation split, refit."""
@@ -398,8 +395,8 @@ def train_handcrafted(
     spec = spec or getattr(patch_set, "spec", InputSpec(PCAM_PATCH_PX, PCAM_MPP_UM))
     sp = _split(patch_set, valid_set, cfg, log)
     train_idx, valid_idx = sp.train_idx, sp.valid_idx
-    f_train = _features(patch_set, train_idx, spec.mpp_um, progress, "features (training)")
-    f_valid = _features(sp.valid_set, valid_idx, spec.mpp_um, progress, "features (validation)")
+    f_train = _features(patch_set, train_idx, spec.mpp_um, control, "features (training)")
+    f_valid = _features(sp.valid_set, valid_idx, spec.mpp_um, control, "features (validation)")
     y_train, y_valid = sp.train_labels[train_idx], sp.valid_labels[valid_idx]
     history: list[EpochRecord] = []
     best = None

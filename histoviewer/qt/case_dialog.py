@@ -1,12 +1,12 @@
 """The case view: one patient's node slides analysed together, each node's label and the pN stage.
 
 "Analyse all" runs, on one background thread, exactly what ``histoviewer analyze`` runs on
-the same slides: ``analyze_slide`` per node (its ``summary.json``, ``lesions.geojson``,
-probability map and heatmap under ``<output>/<slide stem>/``), then ``write_case_outputs``
-(``stages.csv`` in the CAMELYON17 format and ``cases.json`` with what decided each stage).
-The model is loaded once for all nodes. Cancel is cooperative: the analysis stops after the
-model batch in hand (progress callbacks check a flag), the slide's threads are closed, and
-no case files are written for a cancelled run.
+the same slides: ``core.jobs.analyze_case`` (per node its ``summary.json``,
+``lesions.geojson``, probability map and heatmap under ``<output>/<slide stem>/``, then
+``stages.csv`` in the CAMELYON17 format and ``cases.json`` with what decided each stage).
+The model is loaded once for all nodes. Cancel is cooperative: Cancel sets the job's cancel
+event, the analysis stops after the region in hand, the slide's threads are closed, and no
+case files are written for a cancelled run.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from PySide6.QtWidgets import (
 )
 
 from histoviewer.core.analysis.camelyon17 import group_cases
-from histoviewer.core.analysis.case import CaseOutputs, node_result, node_result_from_annotations, write_case_outputs
+from histoviewer.core.analysis.case import CaseOutputs, node_result, node_result_from_annotations
 from histoviewer.core.analysis.staging import StageResult, stage_patient
-from histoviewer.core.errors import HistoViewerError, StagingError
+from histoviewer.core.errors import Cancelled, HistoViewerError, ModelLoadError, StagingError
+from histoviewer.core.inference.analyze import AnalyzeOptions
+from histoviewer.core.jobs import analyze_case
 from histoviewer.core.paths import user_data_dir
+from histoviewer.core.progress import JobControl
 from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.qt.summary_panel import LABEL_TEXT
 
@@ -54,11 +57,6 @@ def default_output_dir(paths: Sequence[str | os.PathLike[str]]) -> Path:
     return user_data_dir() / "analyses" / (names[0] if len(names) == 1 else Path(paths[0]).resolve().parent.name)
 
 
-class _Cancelled(Exception):
-    """Raised from a progress callback to unwind ``analyze_slide`` (its ``finally`` blocks
-    close the slide and the region reader)."""
-
-
 class CaseAnalysis(QObject):
     """Analyses ``paths`` with ``model_spec`` on a Python thread; signals arrive on the GUI
     thread. ``nodeFinished(row, summary dict)`` ({"slide", "error"} on failure);
@@ -78,6 +76,7 @@ class CaseAnalysis(QObject):
         self.model_spec, self.device = model_spec, device
         self.summaries: list[dict] = []
         self._cancel = threading.Event()
+        self._row = 0  # the node being analysed (analysis thread)
         self._hop.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
         self._thread: threading.Thread | None = None
 
@@ -108,70 +107,34 @@ class CaseAnalysis(QObject):
 
     # -- analysis thread ----------------------------------------------------------------------
     def _run(self) -> None:
-        from histoviewer.core.inference.analyze import analyze_slide, slide_out_dir
-        from histoviewer.core.models.registry import open_model
-
+        control = JobControl(progress=self._progress, cancel=self._cancel)
+        options = AnalyzeOptions(model=self.model_spec, device=self.device)
         try:
-            model = open_model(self.model_spec, device=self.device)
-        except HistoViewerError as exc:
+            run = analyze_case(self.paths, self.out_root, options, control=control,
+                               on_started=self._started, on_done=self._done)
+        except Cancelled:
+            self._emit("finished", None, "cancelled")
+        except ModelLoadError as exc:
             self._emit("finished", None, f"cannot load the model: {exc}")
-            return
-        except Exception as exc:  # noqa: BLE001 - reported in the dialog, not lost on a thread
-            log.exception("case analysis: model load failed")
-            self._emit("finished", None, f"cannot load the model: {type(exc).__name__}: {exc}")
-            return
-        try:
-            for row, path in enumerate(self.paths):
-                if self._cancel.is_set():
-                    break
-                self._emit("nodeStarted", row)
-                try:
-                    summary = analyze_slide(path, slide_out_dir(self.out_root, path), model,
-                                            progress=self._progress_for(row)).to_dict()
-                except _Cancelled:
-                    break
-                except HistoViewerError as exc:
-                    summary = {"slide": str(path), "error": str(exc)}
-                except Exception as exc:  # noqa: BLE001 - one broken node must not lose the others
-                    log.exception("case analysis of %s failed", path)
-                    summary = {"slide": str(path), "error": f"{type(exc).__name__}: {exc}"}
-                self.summaries.append(summary)
-                self._emit("nodeFinished", row, summary)
-            if self._cancel.is_set():
-                self._emit("finished", None, "cancelled")
-                return
-            try:
-                outputs = write_case_outputs(self.out_root, self.summaries)
-            except (OSError, HistoViewerError) as exc:
-                self._emit("finished", None, f"{self.out_root}: cannot write the case files: {exc}")
-                return
-            self._emit("finished", outputs, "")
+        except HistoViewerError as exc:
+            self._emit("finished", None, str(exc))
         except Exception as exc:  # noqa: BLE001 - the dialog must hear the end, whatever happened
             log.exception("case analysis failed")
             self._emit("finished", None, f"case analysis failed: {type(exc).__name__}: {exc}")
-        finally:
-            model.close()
+        else:
+            self._emit("finished", run.outputs, "")
 
-    def _progress_for(self, row: int):
-        analysis = self
+    def _started(self, row: int, _path: Path) -> None:
+        self._row = row
+        self._emit("nodeStarted", row)
 
-        class _Bar:
-            def __init__(self, total: int) -> None:
-                self.total, self.done = total, 0
+    def _done(self, row: int, summary: dict) -> None:
+        self.summaries.append(summary)
+        self._emit("nodeFinished", row, summary)
 
-            def update(self, n: int = 1) -> None:
-                if analysis._cancel.is_set():
-                    raise _Cancelled()
-                self.done += n
-                analysis._emit("nodeProgress", row, self.done, self.total)
-
-            def set_postfix_str(self, text: str) -> None:
-                pass
-
-            def close(self) -> None:
-                pass
-
-        return lambda _description, total: _Bar(total)
+    def _progress(self, _stage: str, done: int, total: int, _detail: str) -> None:
+        # one stage per node, in patches: the row is the node started last
+        self._emit("nodeProgress", self._row, done, total)
 
 
 def _model_warning(model_spec: str) -> str:

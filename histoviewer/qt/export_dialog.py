@@ -4,9 +4,9 @@
 current view, the whole slide or a typed region, at a chosen um/px, optionally with the
 AI lesions' outlines and diameters and an annotation file's shapes), (c) the pyramidal
 TIFF of that overlay, (d) the raw probabilities, (e) the PDF + JSON + CSV report of this
-slide. The work runs in ``core.export`` / ``core.report`` on a worker thread; progress and
-the result come back through queued signals, Cancel sets the export's cancel event (the
-core removes its partial file).
+slide. The work is ``core.jobs.run_export`` (as ``histoviewer export-heatmap`` runs it) on a
+worker thread; progress and the result come back through queued signals, Cancel sets the
+export's cancel event (the core removes its partial file).
 
 Entry point for the main window: ``open_export_dialog(parent, tab)``.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,12 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDou
 
 from histoviewer.core.errors import ExportCancelled, HistoViewerError
 from histoviewer.core.colormaps import COLORMAPS, DEFAULT_COLORMAP, colormap_lut
-from histoviewer.core.export.control import ExportControl
+from histoviewer.core.export.requests import parse_region
+from histoviewer.core.jobs import ExportRequest, run_export
+from histoviewer.core.progress import JobControl
+from histoviewer.qt.report_pdf import write_report_pdf
 
-__all__ = ["KINDS", "ExportDialog", "ExportRequest", "open_export_dialog", "parse_region"]
+__all__ = ["KINDS", "ExportDialog", "open_export_dialog"]
 
 # kind -> (menu text, default suffix)
 KINDS = {
@@ -42,21 +45,10 @@ KINDS = {
 }
 
 
-def parse_region(text: str) -> tuple[float, float, float, float]:
-    """``"x, y, w, h"`` (level-0 px) -> a tuple; ``ValueError`` saying what is wrong."""
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
-    if len(parts) != 4:
-        raise ValueError("type the region as x, y, width, height in level-0 pixels")
-    x, y, w, h = (float(p) for p in parts)
-    if w <= 0 or h <= 0:
-        raise ValueError("the region's width and height must be positive")
-    return x, y, w, h
-
-
 class _Bridge(QObject):
     """Signals emitted from the worker thread; Qt queues them to the dialog's thread."""
 
-    progress = Signal(int, int)
+    progress = Signal(int, int)  # work units done, in all (of the stage in hand)
     done = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
@@ -71,76 +63,6 @@ def _default_out_dir(slide_path: Path) -> Path:
     from histoviewer.core.paths import user_data_dir
 
     return user_data_dir() / "exports"
-
-
-class ExportRequest:
-    """Everything one export needs, captured on the GUI thread when Export is pressed
-    (the worker never touches the tab's widgets)."""
-
-    def __init__(self, kind: str, out_path: Path, slide_path: str, reader: Any, heatmap: Any,
-                 region: tuple[float, float, float, float] | None, um_per_px: float | None,
-                 colormap: str, opacity: float, threshold: float, lesions: bool,
-                 annotations_file: Path | None, drawn_outlines: Sequence = ()) -> None:
-        """``drawn_outlines``: ``Outline``s of the slide's open annotations, taken on the
-        GUI thread when Export is pressed (the document keeps changing)."""
-        self.kind, self.out_path, self.slide_path = kind, out_path, slide_path
-        self.reader, self.heatmap, self.region, self.um_per_px = reader, heatmap, region, um_per_px
-        self.colormap, self.opacity, self.threshold = colormap, opacity, threshold
-        self.lesions, self.annotations_file = lesions, annotations_file
-        self.drawn_outlines = list(drawn_outlines)
-
-    def outlines(self) -> list:
-        from histoviewer.core.export import outlines_from_annotations
-
-        out: list = list(self.drawn_outlines)
-        mpp = self.heatmap.geometry.slide_mpp or None
-        if self.annotations_file is not None:
-            from histoviewer.core.annotations.asap_xml import read_asap_xml
-            from histoviewer.core.annotations.geojson_io import read_geojson
-
-            path = self.annotations_file
-            polys = read_asap_xml(path) if path.suffix.lower() == ".xml" else read_geojson(path)
-            out += outlines_from_annotations(polys, mpp)
-        if self.lesions:
-            from histoviewer.core.report.images import lesion_outline
-            from histoviewer.core.report.model import slide_report_from_map
-
-            slide = slide_report_from_map(self.slide_path, self.heatmap)
-            for les in slide.lesions:
-                size = "size unknown" if les.diameter_mm is None else f"{les.diameter_mm:.2f} mm ({les.size_class})"
-                out.append(lesion_outline(les, f"{les.name} {size}"))
-        return out
-
-    def run(self, control: ExportControl) -> Any:
-        """The export itself (worker thread); returns an ``ExportResult`` or the report's paths."""
-        from histoviewer.core.export import export_heatmap_image, export_overlay, export_raw_probabilities
-
-        if self.kind == "raw":
-            return export_raw_probabilities(self.out_path, self.heatmap, slide_path=self.slide_path,
-                                            region=self.region)
-        if self.kind == "report":
-            return self._report(control)
-        outlines = self.outlines()
-        if self.kind == "heatmap":
-            return export_heatmap_image(self.out_path, self.heatmap, slide_path=self.slide_path,
-                                        region=self.region, um_per_px=self.um_per_px, colormap=self.colormap,
-                                        threshold=0.0, outlines=outlines, control=control)
-        return export_overlay(self.out_path, self.reader, self.heatmap, region=self.region,
-                              um_per_px=self.um_per_px, colormap=self.colormap, opacity=self.opacity,
-                              threshold=self.threshold, outlines=outlines, control=control)
-
-    def _report(self, control: ExportControl) -> list[Path]:
-        from histoviewer.core.report import build_report, write_report_csv, write_report_json
-        from histoviewer.core.report.model import slide_report_from_map
-        from histoviewer.qt.report_pdf import write_report_pdf
-
-        report = build_report([slide_report_from_map(self.slide_path, self.heatmap)])
-        pdf = write_report_pdf(report, self.out_path, live={self.slide_path: (self.reader, self.heatmap)},
-                               control=control)
-        control.check("report")
-        json_path = write_report_json(report, self.out_path.with_suffix(".json"))
-        tables = write_report_csv(report, self.out_path.with_name(self.out_path.stem + "-tables"))
-        return [pdf, json_path, *tables]
 
 
 def _colormap_name(lut: np.ndarray) -> str:
@@ -340,17 +262,19 @@ class ExportDialog(QDialog):
         out = Path(self.path.text().strip()).expanduser()
         if not self.path.text().strip():
             raise ValueError("choose a file to save to")
-        if key == "pyramid" and out.suffix.lower() not in (".tif", ".tiff"):
-            raise ValueError("a pyramidal TIFF needs a .tif or .tiff file name")
         style = self.tab.heatmap.live.style
         ann = self.annotations.text().strip()
-        um = self.um_per_px.value() or None
-        return ExportRequest(key, out, str(self.tab.path), self.tab.session.reader, heatmap,
-                             None if key == "report" else self.region(), um,
-                             _colormap_name(style.lut), float(style.opacity), float(style.threshold),
-                             self.lesions.isChecked() and key != "raw",
-                             Path(ann).expanduser() if ann and key != "raw" else None,
-                             self._drawn_outlines() if key not in ("raw", "report") else ())
+        return ExportRequest(
+            kind=key, out_path=out, slide_path=str(self.tab.path), heatmap=heatmap,
+            l0_region=None if key == "report" else self.region(),
+            output_mpp=self.um_per_px.value() or None, colormap=_colormap_name(style.lut),
+            opacity=float(style.opacity),
+            # the heatmap alone colours every probability (the legend explains the states)
+            threshold=None if key == "heatmap" else float(style.threshold),
+            lesion_outlines=self.lesions.isChecked() and key != "raw",
+            annotations_file=Path(ann).expanduser() if ann and key != "raw" else None,
+            drawn_outlines=self._drawn_outlines() if key not in ("raw", "report") else (),
+            reader=self.tab.session.reader)
 
     def _drawn_outlines(self) -> list:
         doc = getattr(self.tab, "annotations", None)
@@ -377,7 +301,7 @@ class ExportDialog(QDialog):
             self.status.setText(f"Not exported: {req.out_path.name} exists (choose another name).")
             return False
         self._cancel = threading.Event()
-        control = ExportControl(progress=self._bridge.progress.emit, cancel=self._cancel)
+        control = JobControl(progress=self._relay_progress, cancel=self._cancel)
         self._set_running(True)
         self.status.setText(f"Exporting to {req.out_path}\u2026")
         self._t0 = time.perf_counter()
@@ -393,10 +317,13 @@ class ExportDialog(QDialog):
                                       QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
 
-    def _work(self, req: ExportRequest, control: ExportControl) -> None:
+    def _relay_progress(self, _stage: str, done: int, total: int, _detail: str) -> None:
+        self._bridge.progress.emit(done, total)  # worker thread: the signal is queued
+
+    def _work(self, req: ExportRequest, control: JobControl) -> None:
         bridge = self._bridge
         try:
-            result = req.run(control)
+            result = run_export(req, control, write_report_pdf=write_report_pdf)
         except ExportCancelled:
             bridge.cancelled.emit()
         except HistoViewerError as exc:
@@ -424,6 +351,11 @@ class ExportDialog(QDialog):
         self.kind.setEnabled(not running)
         if running:
             self.progress.setRange(0, 0)  # busy until the first count arrives
+        elif self._thread is not None:
+            # the worker's last act was the signal that brought us here: joining it is
+            # immediate, and ``running`` is False before ``exported`` is emitted (a caller
+            # may start the next export from that signal)
+            self._thread.join()
 
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))

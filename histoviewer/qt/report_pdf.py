@@ -24,11 +24,11 @@ from PySide6.QtGui import (QColor, QFont, QFontMetricsF, QGuiApplication, QPageL
                            QPdfWriter, QPen)
 
 from histoviewer.core.analysis.lesion_io import LESION_COLORS
-from histoviewer.core.errors import ReportError
+from histoviewer.core.errors import ExportCancelled, ReportError
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
-from histoviewer.core.export.control import NO_CONTROL, ExportControl
 from histoviewer.core.export.files import atomic_target
 from histoviewer.core.models.classifier import DEMO_WARNING
+from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.report.images import SlideImages, fit_size, render_slide_images
 from histoviewer.core.report.model import CaseReport, Report, SlideReport
 from histoviewer.qt.images import rgb_to_qimage
@@ -404,7 +404,7 @@ def write_report_pdf(
     *,
     images: Callable[[SlideReport], SlideImages] | None = None,
     live: Mapping[str, tuple[Any, Any]] | None = None,
-    control: ExportControl = NO_CONTROL,
+    control: JobControl = NO_CONTROL,
 ) -> Path:
     """Write the report as a PDF, atomically (no file remains on error or cancel).
 
@@ -437,9 +437,9 @@ def write_report_pdf(
         if not painter.begin(writer):
             raise ReportError(f"{out_path}: cannot write a PDF here")
         try:
-            control.report(0, len(plan))
+            control.report("Writing the report", 0, len(plan))
             for i, (kind, item) in enumerate(plan):
-                control.check("report")
+                control.check("report", ExportCancelled)
                 if i:
                     writer.newPage()
                 pg = _Page(painter)
@@ -447,7 +447,7 @@ def write_report_pdf(
                     _draw_case_page(pg, report, item, i + 1, len(plan))
                 else:
                     _draw_slide_page(pg, report, item, images(item), i + 1, len(plan))
-                control.report(i + 1, len(plan))
+                control.report("Writing the report", i + 1, len(plan))
         except BaseException:
             painter.end()
             raise

@@ -11,13 +11,14 @@ import pytest
 from PIL import Image
 
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation
-from histoviewer.core.errors import ExportCancelled
+from histoviewer.core.errors import Cancelled, ExportCancelled
 from histoviewer.core.colormaps import (COLORMAPS, apply_colormap, blend_heatmap, heatmap_mask,
                                                heatmap_rgba)
-from histoviewer.core.export.control import ExportControl
 from histoviewer.core.export.outline import max_feret_segment, outlines_from_annotations
 from histoviewer.core.export.png_stream import PngStripWriter
+from histoviewer.core.export.requests import parse_region
 from histoviewer.core.geometry import max_feret_diameter
+from histoviewer.core.progress import JobControl
 
 
 def test_tables_are_256_rgb_and_match_published_endpoints():
@@ -121,15 +122,20 @@ def test_png_strip_writer_refuses_missing_rows():
 
 def test_control_accepts_event_or_callable():
     ev = threading.Event()
-    ExportControl(cancel=ev).check()
+    JobControl(cancel=ev).check()
     ev.set()
+    with pytest.raises(Cancelled) as raised:
+        JobControl(cancel=ev).check("analysis")
+    assert type(raised.value) is Cancelled and "analysis cancelled" in str(raised.value)
     with pytest.raises(ExportCancelled):
-        ExportControl(cancel=ev).check()
-    with pytest.raises(ExportCancelled):
-        ExportControl(cancel=lambda: True).check()
+        JobControl(cancel=lambda: True).check("export", ExportCancelled)
     seen = []
-    ExportControl(progress=lambda d, t: seen.append((d, t))).report(1, 2)
-    assert seen == [(1, 2)]
+    control = JobControl(progress=lambda *args: seen.append(args))
+    control.report("Rendering", 1, 2)
+    with control.stage("Writing", 3) as stage:
+        stage.set_postfix_str("tile 2")
+        stage.update(2)
+    assert seen == [("Rendering", 1, 2, ""), ("Writing", 0, 3, ""), ("Writing", 2, 3, "tile 2")]
 
 
 def test_outlines_from_an_open_annotation_document():
@@ -159,3 +165,18 @@ def test_outlines_from_an_open_annotation_document():
     unknown.add(Annotation(ShapeKind.POLYGON, ((0.0, 0.0), (800.0, 0.0), (0.0, 600.0)), "Tumor", "t"))
     (only,) = outlines_from_document(unknown)
     assert only.label == "t 1000 px"
+
+
+@pytest.mark.parametrize("text", ["10,20,300,400", "10, 20, 300, 400", "10 20 300 400", "10;20;300;400",
+                                  "  10, 20 300;400 ", "10\t20\t300\t400", "1e1,2e1,3e2,4e2"])
+def test_parse_region_accepts_commas_semicolons_and_spaces(text):
+    assert parse_region(text) == (10.0, 20.0, 300.0, 400.0)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("1,2,3", "x, y, width, height"), ("1,2,3,4,5", "x, y, width, height"), ("", "x, y, width, height"),
+    ("a,2,3,4", "numbers"), ("1,2,0,4", "positive"), ("1,2,3,-4", "positive"), ("1,2,nan,4", "finite"),
+])
+def test_parse_region_names_what_is_wrong(text, problem):
+    with pytest.raises(ValueError, match=problem):
+        parse_region(text)

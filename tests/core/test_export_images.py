@@ -11,11 +11,12 @@ import pytest
 from PIL import Image
 
 from histoviewer.core.errors import ExportCancelled, ExportError
-from histoviewer.core.export import (ExportControl, export_heatmap_image, export_overlay,
+from histoviewer.core.export import (HeatmapImageRequest, OverlayRequest, export_heatmap_image, export_overlay,
                                      export_raw_probabilities, read_raw_probabilities)
 from histoviewer.core.colormaps import blend_heatmap
 from histoviewer.core.export.legend import FAILED_RGB, NOT_COMPUTED_RGB
 from histoviewer.core.export.outline import Outline
+from histoviewer.core.progress import JobControl
 from histoviewer.core.slide import open_slide
 from tests.core.export_helpers import GEOMETRY, LESION_CENTRE, lesion_heatmap, slide
 from tests.core.inference_helpers import LESION, LESION_RECT, MPP, TISSUE, H, W
@@ -40,8 +41,8 @@ def _expected(rgb, prob):
 
 def test_overlay_png_has_requested_size_scale_and_lands_on_the_lesion(reader, tmp_path):
     region = (2000, 800, 1600, 1400)
-    res = export_overlay(tmp_path / "ov.png", reader, lesion_heatmap(), region=region, um_per_px=1.0,
-                         scale_bar=False)
+    res = export_overlay(tmp_path / "ov.png", reader, lesion_heatmap(),
+                         OverlayRequest(l0_region=region, output_mpp=1.0, scale_bar=False))
     l0_per_px = 1.0 / MPP
     assert res.size == (400, 350)
     assert res.provenance.um_per_px == pytest.approx(1.0) and res.provenance.l0_per_px == l0_per_px
@@ -62,9 +63,9 @@ def test_overlay_png_has_requested_size_scale_and_lands_on_the_lesion(reader, tm
 def test_tiles_join_without_seams(reader, tmp_path):
     outline = Outline(((2100, 900), (3400, 900), (3400, 2000), (2100, 2000)), (255, 0, 0), "lesion",
                       ((2100, 900), (3400, 2000)))
-    kw = dict(region=(1000, 500, 3000, 2500), um_per_px=2.0, outlines=[outline])
-    a = export_overlay(tmp_path / "a.png", reader, lesion_heatmap(), tile_px=512, **kw)
-    b = export_overlay(tmp_path / "b.png", reader, lesion_heatmap(), tile_px=48, **kw)
+    kw = dict(l0_region=(1000, 500, 3000, 2500), output_mpp=2.0, outlines=[outline])
+    a = export_overlay(tmp_path / "a.png", reader, lesion_heatmap(), OverlayRequest(tile_px=512, **kw))
+    b = export_overlay(tmp_path / "b.png", reader, lesion_heatmap(), OverlayRequest(tile_px=48, **kw))
     ia, ib = np.asarray(Image.open(a.path)), np.asarray(Image.open(b.path))
     assert ia.shape == ib.shape and np.array_equal(ia, ib)
     # the outline is drawn: red pixels along the lesion's top edge
@@ -74,20 +75,21 @@ def test_tiles_join_without_seams(reader, tmp_path):
 
 def test_progress_reaches_total_and_cancel_removes_the_file(reader, tmp_path):
     seen = []
-    export_overlay(tmp_path / "p.png", reader, lesion_heatmap(), um_per_px=1.0, tile_px=128,
-                   control=ExportControl(progress=lambda d, t: seen.append((d, t))))
+    request = OverlayRequest(output_mpp=1.0, tile_px=128)
+    export_overlay(tmp_path / "p.png", reader, lesion_heatmap(), request,
+                   control=JobControl(progress=lambda _s, d, t, _x: seen.append((d, t))))
     assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1] > 1
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     for name in ("c.png", "c.tiff"):
         stop = threading.Event()
 
-        def progress(done, total, stop=stop):
+        def progress(_stage, done, total, _detail, stop=stop):
             if done >= 3:
                 stop.set()
 
         with pytest.raises(ExportCancelled):
-            export_overlay(tmp_path / name, reader, lesion_heatmap(), um_per_px=1.0, tile_px=128,
-                           control=ExportControl(progress=progress, cancel=stop))
+            export_overlay(tmp_path / name, reader, lesion_heatmap(), request,
+                           control=JobControl(progress=progress, cancel=stop))
         assert not (tmp_path / name).exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
@@ -95,7 +97,8 @@ def test_progress_reaches_total_and_cancel_removes_the_file(reader, tmp_path):
 
 def test_pyramid_tiff_opens_in_openslide_aligned_with_the_slide(reader, tmp_path):
     openslide = pytest.importorskip("openslide")
-    res = export_overlay(tmp_path / "ov.tiff", reader, lesion_heatmap(), um_per_px=0.5, tile_px=256)
+    res = export_overlay(tmp_path / "ov.tiff", reader, lesion_heatmap(),
+                         OverlayRequest(output_mpp=0.5, tile_px=256))
     assert res.kind == "overlay-pyramid" and res.size == (W // 2, H // 2)
     with openslide.OpenSlide(str(res.path)) as osr:
         assert osr.level_dimensions[0] == res.size
@@ -132,7 +135,8 @@ def test_raw_probabilities_read_back_equal_the_grid(tmp_path):
 
 def test_heatmap_alone_shows_states_and_carries_provenance(tmp_path):
     hm = lesion_heatmap()
-    res = export_heatmap_image(tmp_path / "hm.png", hm, slide_path="/slides/s.tiff", scale_bar=False)
+    res = export_heatmap_image(tmp_path / "hm.png", hm,
+                               HeatmapImageRequest(slide_path="/slides/s.tiff", scale_bar=False))
     stride = GEOMETRY.l0_stride
     l0_per_px = res.provenance.l0_per_px
     k = stride / l0_per_px
@@ -158,18 +162,26 @@ def test_the_slide_label_is_never_read(reader, tmp_path, monkeypatch):
         raise AssertionError(f"associated image {name!r} read during an export")
 
     monkeypatch.setattr(reader, "associated_image", forbidden)
-    export_overlay(tmp_path / "o.png", reader, lesion_heatmap(), um_per_px=4.0)
-    export_overlay(tmp_path / "o.tiff", reader, lesion_heatmap(), um_per_px=4.0)
+    export_overlay(tmp_path / "o.png", reader, lesion_heatmap(), OverlayRequest(output_mpp=4.0))
+    export_overlay(tmp_path / "o.tiff", reader, lesion_heatmap(), OverlayRequest(output_mpp=4.0))
 
 
 def test_bad_requests_name_the_problem(reader, tmp_path):
     hm = lesion_heatmap()
     with pytest.raises(ExportError, match="outside the slide"):
-        export_overlay(tmp_path / "x.png", reader, hm, region=(W + 10, 0, 100, 100))
+        export_overlay(tmp_path / "x.png", reader, hm, OverlayRequest(l0_region=(W + 10, 0, 100, 100)))
     with pytest.raises(ExportError, match=".png, .tif"):
         export_overlay(tmp_path / "x.jpg", reader, hm)
     with pytest.raises(ExportError, match="limit"):
-        export_overlay(tmp_path / "x.png", reader, hm, um_per_px=1e-6)
+        export_overlay(tmp_path / "x.png", reader, hm, OverlayRequest(output_mpp=1e-6))
+    with pytest.raises(ExportError, match="must be positive"):
+        OverlayRequest(output_mpp=-1.0)
+    with pytest.raises(ExportError, match="not both"):
+        OverlayRequest(output_mpp=1.0, l0_per_output_px=2.0)
+    with pytest.raises(ExportError, match="width and height"):
+        OverlayRequest(l0_region=(0, 0, 0, 10))
+    with pytest.raises(ExportError, match="opacity"):
+        OverlayRequest(opacity=1.5)
 
 
 def _peak_bytes(fn) -> int:
@@ -189,12 +201,12 @@ def test_bounded_memory_while_streaming_a_large_overlay(reader, tmp_path):
     where blending allocates most): the export's own allocations do not grow with the
     image's height and stay far below its size."""
     hm = lesion_heatmap()
-    kw = dict(l0_per_px=0.1, legend=False)
+    kw = dict(l0_per_output_px=0.1, legend=False)
     short = _peak_bytes(lambda: export_overlay(tmp_path / "s.tiff", reader, hm,
-                                               region=(2000, 900, 1000, 600), **kw))
+                                               OverlayRequest(l0_region=(2000, 900, 1000, 600), **kw)))
     res = []
     tall = _peak_bytes(lambda: res.append(export_overlay(tmp_path / "t.tiff", reader, hm,
-                                                         region=(2000, 0, 1000, H), **kw)))
+                                                         OverlayRequest(l0_region=(2000, 0, 1000, H), **kw))))
     w, h = res[0].size
     assert (w, h) == (10000, 30000)
     assert tall < 1.25 * short, f"peak {tall / 1e6:.0f} MB for 30000 rows, {short / 1e6:.0f} MB for 6000"
@@ -205,8 +217,8 @@ def test_direct_tile_reads_match_the_reader(reader, tmp_path):
     """A tiled JPEG pyramid (our own pyramid export of the synthetic slide, heatmap off) read
     by direct tile decoding gives the same overlay as through OpenSlide."""
     pytest.importorskip("openslide")
-    pyramid = export_overlay(tmp_path / "slide.tiff", reader, lesion_heatmap(), l0_per_px=1.0,
-                             opacity=0.0, legend=False, tile_px=256).path
+    pyramid = export_overlay(tmp_path / "slide.tiff", reader, lesion_heatmap(),
+                             OverlayRequest(l0_per_output_px=1.0, opacity=0.0, legend=False, tile_px=256)).path
     with open_slide(pyramid) as tiled:
         from histoviewer.core.inference.tiff_regions import TiffRegionSource
 
@@ -214,7 +226,7 @@ def test_direct_tile_reads_match_the_reader(reader, tmp_path):
         assert direct is not None  # the fast path is really taken
         direct.close()
         hm = lesion_heatmap()
-        kw = dict(region=(500, 300, 3000, 2400), l0_per_px=4.0, legend=False, scale_bar=False)
-        fast = export_overlay(tmp_path / "fast.png", tiled, hm, fast_tiff=True, **kw)
-        slow = export_overlay(tmp_path / "slow.png", tiled, hm, fast_tiff=False, **kw)
+        kw = dict(l0_region=(500, 300, 3000, 2400), l0_per_output_px=4.0, legend=False, scale_bar=False)
+        fast = export_overlay(tmp_path / "fast.png", tiled, hm, OverlayRequest(fast_tiff=True, **kw))
+        slow = export_overlay(tmp_path / "slow.png", tiled, hm, OverlayRequest(fast_tiff=False, **kw))
     assert np.array_equal(np.asarray(Image.open(fast.path)), np.asarray(Image.open(slow.path)))

@@ -16,7 +16,7 @@ from histoviewer.core.inference.grid import CellState, GridGeometry, PredictionG
 from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter, choose_level, plan_regions
 from histoviewer.core.inference.tissue import grid_tissue
-from histoviewer.core.inference.worker import InferenceWorker
+from histoviewer.core.inference.worker import InferenceWorker, WorkerCallbacks, WorkerSchedule
 from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import (
     GLASS_X1, H, LESION_RECT, MPP, W, FailingReader, LesionFractionModel, lesion_fraction,
@@ -192,10 +192,11 @@ class Recorder:
         self.failures.append((cells.copy(), message))
 
 
-def make_worker(reader, model, rec, g=None, **kw):
+def make_worker(reader, model, rec, g=None, schedule=WorkerSchedule(), **kw):
     g = g or geometry()
     grid = all_cells_grid(g)
-    return InferenceWorker(reader, model, grid, on_cells=rec.on_cells, on_failure=rec.on_failure, **kw), grid
+    callbacks = WorkerCallbacks(on_cells=rec.on_cells, on_failure=rec.on_failure)
+    return InferenceWorker(reader, model, grid, callbacks=callbacks, schedule=schedule, **kw), grid
 
 
 def test_worker_classifies_the_view_centre_first_and_stops_cleanly(reader):
@@ -222,7 +223,8 @@ def test_new_view_supersedes_the_old_one(reader):
     rec = Recorder()
     g = geometry(stride=48)  # more cells, so the first view takes a while
     # small batches, so that the first view is far from done when the second arrives
-    worker, grid = make_worker(reader, LesionFractionModel(delay_s=0.05), rec, g, view_block=4, max_batch=16)
+    worker, grid = make_worker(reader, LesionFractionModel(delay_s=0.05), rec, g,
+                                 schedule=WorkerSchedule(view_block_cells=4, max_batch_patches=16))
     try:
         worker.submit_view((0.0, 0.0, float(W), float(H)))
         deadline = time.monotonic() + 20
@@ -265,7 +267,8 @@ def test_interactive_mode_holds_work_until_the_pan_ends(reader):
 
 def test_worker_survives_a_failing_model_batch(reader):
     rec = Recorder()
-    worker, grid = make_worker(reader, LesionFractionModel(fail_on_calls=(1,)), rec, view_block=4)
+    worker, grid = make_worker(reader, LesionFractionModel(fail_on_calls=(1,)), rec,
+                                 schedule=WorkerSchedule(view_block_cells=4))
     try:
         view = (1500.0, 0.0, 2500.0, 3000.0)
         worker.submit_view(view)
@@ -284,8 +287,9 @@ def test_worker_survives_a_failing_read(reader):
     g = geometry()
     bad = FailingReader(reader, fail_x=3000)
     grid = all_cells_grid(g)
-    worker = InferenceWorker(bad, LesionFractionModel(), grid, on_cells=rec.on_cells,
-                             on_failure=rec.on_failure, view_block=2)
+    worker = InferenceWorker(bad, LesionFractionModel(), grid,
+                             callbacks=WorkerCallbacks(on_cells=rec.on_cells, on_failure=rec.on_failure),
+                             schedule=WorkerSchedule(view_block_cells=2))
     try:
         worker.submit_view((0.0, 0.0, float(W), float(H)))
         assert worker.wait_idle(20)

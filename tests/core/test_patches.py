@@ -229,8 +229,9 @@ def test_class_folders_mixed_sizes(class_dir):
 
 
 def test_class_folders_need_patch_mpp_and_known_names(class_dir):
-    with pytest.raises(PatchDataError, match="pass --patch-mpp"):
+    with pytest.raises(PatchDataError, match="give the patches' scale") as raised:
         open_patch_set(class_dir, SPEC)
+    assert raised.value.setting == "patch_mpp"
     (class_dir / "maybe").mkdir()
     with pytest.raises(PatchDataError, match="maybe are not a known class name"):
         open_patch_set(class_dir, SPEC, layout="class-folders", patch_mpp=0.5)
@@ -243,10 +244,12 @@ def test_flat_folder_with_one_label(tmp_path):
         assert ps.layout == "images" and ps.labels.tolist() == [0, 0, 0]
     with open_patch_set(tmp_path, SPEC, patch_mpp=0.972) as ps:
         assert ps.labels is None
-    with pytest.raises(PatchDataError, match="--label must be 0"):
+    with pytest.raises(PatchDataError, match="label must be 0") as raised:
         open_patch_set(tmp_path, SPEC, patch_mpp=0.972, label=2)
-    with pytest.raises(PatchDataError, match="--patch-mpp"):
+    assert raised.value.setting == "label"
+    with pytest.raises(PatchDataError, match="do not say their scale") as raised:
         open_patch_set(tmp_path, SPEC, label=1)
+    assert raised.value.setting == "patch_mpp"
 
 
 # -- layout detection ---------------------------------------------------------------------
@@ -265,13 +268,18 @@ def test_detect_each_layout(pcam_dir, kaggle_dir, class_dir, tmp_path_factory):
 
 def test_detect_errors(class_dir, pcam_dir, tmp_path_factory):
     empty = tmp_path_factory.mktemp("empty")
-    with pytest.raises(PatchDataError, match=r"no patch data recognised; looked for pcam.*--layout"):
+    with pytest.raises(PatchDataError, match=r"no patch data recognised; looked for pcam.*Choose the layout") \
+            as raised:
         open_patch_set(empty, SPEC)
+    assert raised.value.setting == "layout"
     _save(class_dir / "loose.png", 32, 0)
-    with pytest.raises(PatchDataError, match="ambiguous layout.*class-folders and images.*--layout"):
+    with pytest.raises(PatchDataError, match="ambiguous layout.*class-folders and images.*choose the layout") \
+            as raised:
         open_patch_set(class_dir, SPEC, patch_mpp=0.5)
-    with pytest.raises(PatchDataError, match="--label does not apply to the pcam layout"):
+    assert raised.value.setting == "layout"
+    with pytest.raises(PatchDataError, match="the label setting does not apply to the pcam layout") as raised:
         open_patch_set(pcam_dir, SPEC, label=1)
+    assert raised.value.setting == "label"
     with pytest.raises(PatchDataError, match="unknown layout"):
         open_patch_set(pcam_dir, SPEC, layout="zarr")
     with pytest.raises(PatchDataError, match="no such file"):
@@ -438,5 +446,6 @@ def test_real_pcam_negatives_flat_folder(shared_data):
 
 
 def test_real_slide_without_mpp_is_refused(slides_dir):
-    with pytest.raises(PatchDataError, match="does not state its microns per pixel.*--patch-mpp"):
+    with pytest.raises(PatchDataError, match="does not state its microns per pixel.*patch scale") as raised:
         open_patch_set(slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs", SPEC)
+    assert raised.value.setting == "patch_mpp"

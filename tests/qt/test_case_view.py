@@ -133,3 +133,34 @@ def test_restaging_from_the_pathologists_annotations(window, qtbot, micro_case, 
 def test_the_case_view_says_when_a_demonstration_model_stages(window, micro_case):
     dialog = window.open_case(case_slides_in(micro_case))
     assert "DEMONSTRATION" in dialog.model_warning.text() and not dialog.model_warning.isHidden()
+
+
+def test_the_case_view_and_the_cli_write_the_same_analysis(qtbot, monkeypatch, tmp_path):
+    """One orchestration path: ``histoviewer analyze`` and the case view's "Analyse all" run
+    ``core.jobs.analyze_case`` and leave the same files (times and output paths aside)."""
+    from histoviewer.cli import main
+    from histoviewer.core.jobs import analysis as jobs_analysis
+    from histoviewer.qt.case_dialog import CaseAnalysis
+    from tests.core.inference_helpers import LesionFractionModel, write_synthetic_tiff
+
+    monkeypatch.setattr(jobs_analysis, "open_model", lambda _spec, device="auto": LesionFractionModel())
+    slide = write_synthetic_tiff(tmp_path / "patient_031_node_0.tiff")
+    assert main(["analyze", str(slide), "--model", "fraction", "--out", str(tmp_path / "cli"), "--json"]) == 0
+    analysis = CaseAnalysis([slide], tmp_path / "gui", "fraction")
+    with qtbot.waitSignal(analysis.finished, timeout=60_000) as finished:
+        analysis.start()
+    assert analysis.wait(30) and finished.args[1] == "" and finished.args[0] is not None
+
+    def files(root):
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+    cli, gui = tmp_path / "cli", tmp_path / "gui"
+    assert files(cli) == files(gui) and "patient_031_node_0/lesions.geojson" in files(cli)
+    for name in files(cli):
+        if name.endswith("summary.json"):
+            a, b = (json.loads((root / name).read_text()) for root in (cli, gui))
+            for varying in ("timing", "out_dir", "files"):
+                a.pop(varying), b.pop(varying)
+            assert a == b and a["classified_patches"] > 0
+        else:
+            assert (cli / name).read_bytes() == (gui / name).read_bytes(), name

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from histoviewer.core.errors import ExportCancelled
-from histoviewer.core.export.control import ExportControl
+from histoviewer.core.progress import JobControl
 from histoviewer.core.report import load_report
 from histoviewer.qt.report_pdf import page_plan, write_report_pdf
 from tests.core.report_helpers import patched_associated_images, shared_case
@@ -80,13 +80,15 @@ def test_cancel_leaves_no_file(case, tmp_path, qapp):
     cancel = threading.Event()
     seen = []
 
-    def progress(done, total):
+    def progress(stage, done, total, _detail):
+        if stage != "Writing the report":
+            return  # the pictures' tiles
         seen.append(done)
         if done >= 1:
             cancel.set()  # after the first page
 
     with pytest.raises(ExportCancelled):
-        write_report_pdf(report, tmp_path / "r.pdf", control=ExportControl(progress, cancel))
+        write_report_pdf(report, tmp_path / "r.pdf", control=JobControl(progress, cancel))
     assert seen[:2] == [0, 1]
     assert list(tmp_path.iterdir()) == []
 

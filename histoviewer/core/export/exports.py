@@ -1,9 +1,10 @@
 """The exports the GUI and ``histoviewer export-heatmap`` call.
 
 - ``export_overlay``: the slide with the heatmap blended over it (optional outlines with
-  diameters), for a region or the whole slide, at a chosen um/px, with a scale bar.
+  diameters), for a region or the whole slide, at a chosen um/px, with a scale bar
+  (what to draw: an ``OverlayRequest``).
 - ``export_heatmap_image``: the heatmap alone (state colours where there is no
-  probability), for a region or the whole slide.
+  probability), for a region or the whole slide (a ``HeatmapImageRequest``).
 - ``export_raw_probabilities``: the map itself as float32 TIFF (see ``raw.py``).
 
 Output by extension: ``.png`` is one image with the legend as a band below it;
@@ -13,8 +14,8 @@ the legend as ``<file>.legend.png``. Both stream in strips of ``tile_px`` rows: 
 few strips whatever the output size. Every export writes ``<file>.provenance.json`` and
 embeds the same record. The slide's label and macro images are never read.
 
-Threads: call from a worker thread; pass ``ExportControl(progress, cancel)``. On cancel,
-``ExportCancelled`` is raised and no output file remains.
+Threads: call from a worker thread; pass a ``JobControl(progress, cancel)`` (progress in
+output tiles). On cancel, ``ExportCancelled`` is raised and no output file remains.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import io
 import math
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,29 +35,29 @@ from PIL.PngImagePlugin import PngInfo
 
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import ExportError
-from histoviewer.core.colormaps import DEFAULT_COLORMAP
-from histoviewer.core.export.control import NO_CONTROL, ExportControl
 from histoviewer.core.export.files import atomic_target
 from histoviewer.core.export.legend import legend_panel, scale_bar_for
-from histoviewer.core.export.outline import Outline, OutlineStyle
 from histoviewer.core.export.png_stream import PngStripWriter
 from histoviewer.core.export.provenance import Provenance, write_provenance
 from histoviewer.core.export.raw import write_raw_probabilities
 from histoviewer.core.export.render import RenderSpec, TileRenderer, iter_strips, output_size
+from histoviewer.core.export.requests import DEFAULT_MAX_SIDE_PX, HeatmapImageRequest, OverlayRequest
 from histoviewer.core.export.source import HeatmapData, clip_region
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
+from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide.pyramid_writer import EncodedRow, encode_jpeg, write_pyramidal_tiff
 
 __all__ = [
     "DEFAULT_MAX_SIDE_PX",
     "ExportResult",
+    "HeatmapImageRequest",
+    "OverlayRequest",
     "export_heatmap_image",
     "export_overlay",
     "export_raw_probabilities",
     "legend_path",
 ]
 
-DEFAULT_MAX_SIDE_PX = 4096
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 
 
@@ -90,19 +90,16 @@ def _suffix(path: Path) -> str:
     return suffix
 
 
-def _l0_per_px(mpp: float, region: tuple[float, float, float, float], um_per_px: float | None,
-               l0_per_px: float | None, max_side_px: int) -> float:
-    """The output scale: ``um_per_px`` (converted with the slide's mpp) or ``l0_per_px``;
-    by default the finest that keeps the longer side within ``max_side_px`` but never finer
-    than level 0."""
-    if um_per_px is not None and l0_per_px is not None:
-        raise ExportError("give the output scale as um_per_px or as l0_per_px, not both")
-    if um_per_px is not None:
-        if not (um_per_px > 0 and math.isfinite(um_per_px)):
-            raise ExportError(f"resolution {um_per_px} um/px must be positive")
-        return um_per_px / mpp
-    if l0_per_px is not None:
-        return float(l0_per_px)
+def _l0_per_px(mpp: float, region: tuple[float, float, float, float], output_mpp: float | None,
+               l0_per_output_px: float | None, max_side_px: int) -> float:
+    """The output scale in level-0 px per output px: ``output_mpp`` (converted with the
+    slide's mpp) or ``l0_per_output_px`` (the request checked they are positive and not
+    both); by default the finest that keeps the longer side within ``max_side_px`` but
+    never finer than level 0."""
+    if output_mpp is not None:
+        return output_mpp / mpp
+    if l0_per_output_px is not None:
+        return float(l0_per_output_px)
     return max(1.0, max(region[2], region[3]) / max_side_px)
 
 
@@ -125,7 +122,7 @@ def _chunk(tile_px: int) -> int:
 
 
 def _write_png(tmp: Path, renderer: TileRenderer, prov: Provenance, legend: np.ndarray | None,
-               tile_px: int, control: ExportControl) -> None:
+               tile_px: int, control: JobControl) -> None:
     width, height = renderer.spec.size
     png_w = max(width, legend.shape[1]) if legend is not None else width
     png_h = height + (legend.shape[0] if legend is not None else 0)
@@ -143,7 +140,7 @@ def _write_png(tmp: Path, renderer: TileRenderer, prov: Provenance, legend: np.n
 
 
 def _write_pyramid(tmp: Path, renderer: TileRenderer, prov: Provenance, tile_px: int, jpeg_quality: int,
-                   control: ExportControl) -> tuple[tuple[int, int], ...]:
+                   control: JobControl) -> tuple[tuple[int, int], ...]:
     # The streaming pyramid writer (slide/pyramid_writer.py): one strip per level in memory, lower levels
     # built from the half-size strips and copied in as already-encoded tiles.
     width, height = renderer.spec.size
@@ -171,7 +168,7 @@ def _write_pyramid(tmp: Path, renderer: TileRenderer, prov: Provenance, tile_px:
 
 
 def _export_image(kind: str, out_path, renderer: TileRenderer, prov: Provenance, legend: np.ndarray | None,
-                  tile_px: int, jpeg_quality: int, control: ExportControl, t0: float) -> ExportResult:
+                  tile_px: int, jpeg_quality: int, control: JobControl, t0: float) -> ExportResult:
     out_path = Path(out_path)
     suffix = _suffix(out_path)
     sidecars: list[Path] = []
@@ -213,49 +210,33 @@ def export_overlay(
     out_path: str | os.PathLike[str],
     reader,
     heatmap: HeatmapData,
+    request: OverlayRequest = OverlayRequest(),
     *,
-    region: tuple[float, float, float, float] | None = None,
-    um_per_px: float | None = None,
-    l0_per_px: float | None = None,
-    colormap: str = DEFAULT_COLORMAP,
-    opacity: float = 0.5,
-    threshold: float = 0.5,
-    outlines: Sequence[Outline] = (),
-    outline_style: OutlineStyle = OutlineStyle(),
-    scale_bar: bool | None = None,
-    legend: bool = True,
-    max_side_px: int = DEFAULT_MAX_SIDE_PX,
-    tile_px: int = 512,
-    jpeg_quality: int = 90,
-    fast_tiff: bool = True,
-    control: ExportControl = NO_CONTROL,
+    control: JobControl = NO_CONTROL,
 ) -> ExportResult:
-    """The slide (``reader``: an open ``SlideReader``) with ``heatmap`` blended over it.
-
-    ``region``: level-0 (x, y, w, h), clipped to the slide; None for the whole slide.
-    ``scale_bar``: default on for PNG, off for TIFF (viewers draw their own).
-    ``fast_tiff``: decode tiled TIFF/SVS tiles directly (as ``analyze`` does), else every
-    read goes through the reader.
-    """
+    """The slide (``reader``: an open ``SlideReader``) with ``heatmap`` blended over it, as
+    ``request`` says (region clipped to the slide; None: the whole slide)."""
     t0 = time.perf_counter()
+    r = request
     info = reader.info
     if tuple(info.dimensions) != (heatmap.geometry.l0_width, heatmap.geometry.l0_height):
         raise ExportError(f"{info.path}: the heatmap was computed for a slide of "
                           f"{heatmap.geometry.l0_width} x {heatmap.geometry.l0_height} px, not this one")
-    reg = clip_region(info.dimensions, region)
+    reg = clip_region(info.dimensions, r.l0_region)
     mpp = heatmap.geometry.slide_mpp
-    scale = _l0_per_px(mpp, reg, um_per_px, l0_per_px, max_side_px)
+    scale = _l0_per_px(mpp, reg, r.output_mpp, r.l0_per_output_px, r.max_side_px)
     size = output_size(reg, scale)
     is_png = _suffix(Path(out_path)) == ".png"
-    bar = scale_bar_for(scale * mpp, size) if (is_png if scale_bar is None else scale_bar) else None
-    spec = RenderSpec(reg, scale, size, True, colormap, opacity, threshold, tuple(outlines), outline_style, bar)
-    fast = TiffRegionSource.open(info.path, reader) if fast_tiff else None
+    bar = scale_bar_for(scale * mpp, size) if (is_png if r.scale_bar is None else r.scale_bar) else None
+    spec = RenderSpec(reg, scale, size, True, r.colormap, r.opacity, r.threshold, tuple(r.outlines),
+                      r.outline_style, bar)
+    fast = TiffRegionSource.open(info.path, reader) if r.fast_tiff else None
     try:
         renderer = TileRenderer(spec, heatmap, reader, fast)
-        prov = _provenance("overlay", str(info.path), heatmap, reg, scale, size, colormap, opacity, threshold,
-                           {"outlines": len(spec.outlines), "slide_level_read": renderer.level})
-        panel = _legend(size, heatmap, colormap, threshold, opacity, False) if legend else None
-        return _export_image("overlay", out_path, renderer, prov, panel, tile_px, jpeg_quality, control, t0)
+        prov = _provenance("overlay", str(info.path), heatmap, reg, scale, size, r.colormap, r.opacity,
+                           r.threshold, {"outlines": len(spec.outlines), "slide_level_read": renderer.level})
+        panel = _legend(size, heatmap, r.colormap, r.threshold, r.opacity, False) if r.legend else None
+        return _export_image("overlay", out_path, renderer, prov, panel, r.tile_px, r.jpeg_quality, control, t0)
     finally:
         if fast is not None:
             fast.close()
@@ -264,41 +245,31 @@ def export_overlay(
 def export_heatmap_image(
     out_path: str | os.PathLike[str],
     heatmap: HeatmapData,
+    request: HeatmapImageRequest = HeatmapImageRequest(),
     *,
-    slide_path: str | os.PathLike[str] = "",
-    region: tuple[float, float, float, float] | None = None,
-    um_per_px: float | None = None,
-    l0_per_px: float | None = None,
-    colormap: str = DEFAULT_COLORMAP,
-    threshold: float = 0.0,
-    outlines: Sequence[Outline] = (),
-    outline_style: OutlineStyle = OutlineStyle(),
-    scale_bar: bool | None = None,
-    legend: bool = True,
-    max_side_px: int = 2048,
-    tile_px: int = 512,
-    jpeg_quality: int = 95,
-    control: ExportControl = NO_CONTROL,
+    control: JobControl = NO_CONTROL,
 ) -> ExportResult:
-    """The heatmap alone: probabilities at or above ``threshold`` in ``colormap``, other
-    cells in the state colours the legend explains. Default scale: a whole number of
-    output pixels per map cell, the longer side up to ``max_side_px``."""
+    """The heatmap alone, as ``request`` says. Default scale: a whole number of output
+    pixels per map cell, the longer side up to ``request.max_side_px``."""
     t0 = time.perf_counter()
+    r = request
     g = heatmap.geometry
-    reg = clip_region((g.l0_width, g.l0_height), region)
-    if um_per_px is None and l0_per_px is None:
+    reg = clip_region((g.l0_width, g.l0_height), r.l0_region)
+    l0_per_output_px = r.l0_per_output_px
+    if r.output_mpp is None and l0_per_output_px is None:
         cells = max(reg[2], reg[3]) / g.l0_stride
-        l0_per_px = g.l0_stride / max(1, math.floor(max_side_px / max(cells, 1.0)))
-    scale = _l0_per_px(g.slide_mpp, reg, um_per_px, l0_per_px, max_side_px)
+        l0_per_output_px = g.l0_stride / max(1, math.floor(r.max_side_px / max(cells, 1.0)))
+    scale = _l0_per_px(g.slide_mpp, reg, r.output_mpp, l0_per_output_px, r.max_side_px)
     size = output_size(reg, scale)
     is_png = _suffix(Path(out_path)) == ".png"
-    bar = scale_bar_for(scale * g.slide_mpp, size) if (is_png if scale_bar is None else scale_bar) else None
-    spec = RenderSpec(reg, scale, size, False, colormap, 1.0, threshold, tuple(outlines), outline_style, bar)
-    prov = _provenance("heatmap", str(slide_path), heatmap, reg, scale, size, colormap, 1.0, threshold,
+    bar = scale_bar_for(scale * g.slide_mpp, size) if (is_png if r.scale_bar is None else r.scale_bar) else None
+    spec = RenderSpec(reg, scale, size, False, r.colormap, 1.0, r.threshold, tuple(r.outlines),
+                      r.outline_style, bar)
+    prov = _provenance("heatmap", str(r.slide_path), heatmap, reg, scale, size, r.colormap, 1.0, r.threshold,
                        {"outlines": len(spec.outlines)})
-    panel = _legend(size, heatmap, colormap, threshold, None, True) if legend else None
-    return _export_image("heatmap", out_path, TileRenderer(spec, heatmap), prov, panel, tile_px,
-                         jpeg_quality, control, t0)
+    panel = _legend(size, heatmap, r.colormap, r.threshold, None, True) if r.legend else None
+    return _export_image("heatmap", out_path, TileRenderer(spec, heatmap), prov, panel, r.tile_px,
+                         r.jpeg_quality, control, t0)
 
 
 def export_raw_probabilities(

@@ -2,8 +2,9 @@
 
 An ``Outline`` is the smallest thing every source of shapes can be turned into: a
 level-0 polygon, a colour, an optional label and an optional diameter segment (the two
-level-0 points of the maximum Feret diameter). Annotation files (``PolygonAnnotation``)
-convert with ``outlines_from_annotations``; the lesion list and the full annotation model
+level-0 points of the maximum Feret diameter). Annotation polygons (``PolygonAnnotation``)
+convert with ``outlines_from_annotations``, a whole file with ``outlines_from_annotation_file``;
+the lesion list and the full annotation model
 convert the same way, so the exporters never learn about either.
 
 Drawing works tile by tile: ``draw_outlines`` gets the tile's offset in output pixels and
@@ -14,6 +15,7 @@ canvas, so shapes and labels continue seamlessly across tile edges.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +23,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import ImageDraw, ImageFont
 
+from histoviewer.core.annotations.asap_xml import NO_GROUP
+from histoviewer.core.annotations.files import load_annotations
+from histoviewer.core.annotations.geojson_io import DEFAULT_COLOR, PolygonAnnotation
 from histoviewer.core.annotations.shapes import ShapeKind
 from histoviewer.core.geometry import as_points, convex_hull
 from histoviewer.core.staging_terms import SizeClass, classify_diameter_mm
@@ -31,6 +36,7 @@ __all__ = [
     "OutlineStyle",
     "draw_outlines",
     "max_feret_segment",
+    "outlines_from_annotation_file",
     "outlines_from_annotations",
     "outlines_from_document",
 ]
@@ -218,3 +224,23 @@ def draw_outlines(draw: ImageDraw.ImageDraw, outlines: Sequence[Outline], *,
             draw.text(anchor, o.label, fill=(0, 0, 0), font=font, anchor="ld",
                       stroke_width=style.halo_px, stroke_fill=(255, 255, 255))
     return drawn
+
+
+def outlines_from_annotation_file(path: str | os.PathLike[str], mpp: float | None) -> list[Outline]:
+    """Outlines for the area annotations of a GeoJSON, CAMELYON16 JSON or ASAP XML file, read
+    safely by ``annotations.files.load_annotations`` (format by extension). As the polygon
+    readers of each format did: GeoJSON areas in their class colours, classified by their
+    class; ASAP XML (and CAMELYON16 JSON) areas as tumour polygons in their group (``_2``:
+    an exclusion)."""
+    result = load_annotations(path)
+    aset = result.annotation_set
+    polygons: list[PolygonAnnotation] = []
+    for ann in aset.annotations:
+        if not ann.kind.is_area:
+            continue
+        if result.format in ("asap-xml", "camelyon16-json"):  # groups, not classes
+            polygons.append(PolygonAnnotation(ann.name, ann.outline(), group=ann.class_name or NO_GROUP))
+        else:
+            cls = aset.class_named(ann.class_name)
+            polygons.append(PolygonAnnotation.from_annotation(ann, cls.rgb if cls else DEFAULT_COLOR))
+    return outlines_from_annotations(polygons, mpp)

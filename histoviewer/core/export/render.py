@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from histoviewer.core.errors import ExportError
+from histoviewer.core.errors import ExportCancelled, ExportError
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, blend_heatmap, colormap_lut
-from histoviewer.core.export.control import ExportControl
 from histoviewer.core.export.legend import (BACKGROUND_RGB, FAILED_RGB, NOT_COMPUTED_RGB, ScaleBar,
                                             draw_scale_bar)
 from histoviewer.core.export.outline import Outline, OutlineStyle, draw_outlines
 from histoviewer.core.export.source import HeatmapData
+from histoviewer.core.progress import JobControl
 
 __all__ = ["BELOW_THRESHOLD_RGB", "RenderSpec", "TileRenderer", "iter_strips", "output_size"]
 
@@ -143,10 +143,12 @@ class TileRenderer:
         return rgb
 
 
-def iter_strips(renderer: TileRenderer, strip_h: int, tile_w: int, control: ExportControl,
-                pad_to: tuple[int, int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
+def iter_strips(renderer: TileRenderer, strip_h: int, tile_w: int, control: JobControl,
+                pad_to: tuple[int, int] | None = None,
+                stage: str = "Rendering") -> Iterator[tuple[int, np.ndarray]]:
     """``(v0, strip)`` for strips of ``strip_h`` output rows, top to bottom, each rendered in
-    tiles ``tile_w`` wide; cancellation is checked and progress reported per tile.
+    tiles ``tile_w`` wide; cancellation is checked (``ExportCancelled``) and progress reported
+    per tile, as ``stage``.
 
     ``pad_to`` (width multiple, height multiple): strips are padded with white to multiples
     (a tiled TIFF's full tiles).
@@ -154,7 +156,7 @@ def iter_strips(renderer: TileRenderer, strip_h: int, tile_w: int, control: Expo
     width, height = renderer.spec.size
     n_cols, n_rows = math.ceil(width / tile_w), math.ceil(height / strip_h)
     total, done = n_cols * n_rows, 0
-    control.report(0, total)
+    control.report(stage, 0, total)
     for r in range(n_rows):
         v0 = r * strip_h
         h = min(strip_h, height - v0)
@@ -164,10 +166,10 @@ def iter_strips(renderer: TileRenderer, strip_h: int, tile_w: int, control: Expo
             sh = math.ceil(h / pad_to[1]) * pad_to[1]
         strip = np.full((sh, sw, 3), 255, np.uint8)
         for c in range(n_cols):
-            control.check()
+            control.check("export", ExportCancelled)
             u0 = c * tile_w
             w = min(tile_w, width - u0)
             strip[:h, u0 : u0 + w] = renderer.render(u0, v0, w, h)
             done += 1
-            control.report(done, total)
+            control.report(stage, done, total)
         yield v0, strip

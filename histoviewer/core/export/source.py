@@ -24,13 +24,13 @@ import tifffile
 
 from histoviewer.core.errors import ExportError
 from histoviewer.core.export.provenance import model_record
-from histoviewer.core.inference.analyze import analyze_slide
+from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
 from histoviewer.core.models.model_file import read_model_info
-from histoviewer.core.models.progress import null_progress
 from histoviewer.core.models.registry import open_model, resolve_model_path
 from histoviewer.core.paths import user_data_dir
+from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide import open_slide
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ def heatmap_for_slide(
     analysis_root: str | os.PathLike[str] | None = None,
     cache_folder: Path | None = None,
     device: str = "auto",
-    progress: Any = None,
+    control: JobControl = NO_CONTROL,
 ) -> HeatmapData:
     """The complete map of ``model_spec`` on a slide, computed only when not already known.
 
@@ -156,7 +156,7 @@ def heatmap_for_slide(
                 return data
     model = open_model(model_path, device=device)
     try:
-        analyze_slide(slide_path, folder, model, stride_px=stride_px, progress=progress or null_progress)
+        analyze_slide(slide_path, folder, model, AnalyzeOptions(stride_px=stride_px), control=control)
     finally:
         model.close()
     return read_analysis(folder)

@@ -31,8 +31,8 @@ from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
 from histoviewer.core.models.classifier import DEMO_WARNING, PatchClassifier
-from histoviewer.core.models.progress import ProgressFactory, null_progress
 from histoviewer.core.models.registry import open_model
+from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide import open_slide
 
 __all__ = ["AnalyzeOptions", "SlideSummary", "analyze_slide", "analyze_slide_job", "slide_out_dir"]
@@ -44,8 +44,15 @@ HEATMAP_MAX_PX = 2048
 class AnalyzeOptions:
     """Everything but the slide: picklable, so it travels to process and Dask workers.
 
-    ``torch_threads``: intra-op threads for the model in this process (None: torch's
-    default); parallel slide workers should split the cores between them.
+    ``model``/``device``: what a job loads (``analyze_slide`` is given the loaded model).
+    ``stride_px``: grid step in model pixels (None: the patch size, no overlap);
+    ``batch_size``: patches per model call; ``block``: cells per region read (a side);
+    ``read_threads``: region readers per slide; ``tissue_threshold``: the tissue fraction
+    that makes a cell tissue; ``torch_threads``: intra-op threads for the model in this
+    process (None: torch's default), parallel slide workers should split the cores between
+    them; ``lesion_threshold``: the lesion operating point on the probability map;
+    ``fast_tiff``: decode tiled TIFF/SVS tiles directly (``tiff_regions``), else every read
+    goes through the slide reader (OpenSlide).
     """
 
     model: str = "cnn"
@@ -57,6 +64,20 @@ class AnalyzeOptions:
     tissue_threshold: float = TISSUE_THRESHOLD
     torch_threads: int | None = None
     lesion_threshold: float = DEFAULT_THRESHOLD
+    fast_tiff: bool = True
+
+    def __post_init__(self) -> None:
+        if self.stride_px is not None and self.stride_px < 1:
+            raise InferenceError(f"the grid step must be at least one model pixel, got {self.stride_px}",
+                                 setting="stride_px")
+        for name in ("batch_size", "block", "read_threads", "torch_threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise InferenceError(f"{name.replace('_', ' ')} must be at least 1, got {value}", setting=name)
+        self.lesion_params()  # ValueError for a threshold outside (0, 1)
+
+    def lesion_params(self) -> LesionParams:
+        return LesionParams(threshold=self.lesion_threshold)
 
 
 @dataclass(frozen=True)
@@ -111,21 +132,18 @@ def analyze_slide(
     slide_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     model: PatchClassifier,
+    options: AnalyzeOptions = AnalyzeOptions(),
     *,
-    stride_px: int | None = None,
-    batch_size: int = 512,
-    block: int = 16,
-    read_threads: int = 1,
-    tissue_threshold: float = TISSUE_THRESHOLD,
-    fast_tiff: bool = True,
-    progress: ProgressFactory = null_progress,
-    lesion_params: LesionParams = LesionParams(),
+    control: JobControl = NO_CONTROL,
 ) -> SlideSummary:
-    """Classify every tissue patch of a slide and write the results into ``out_dir``.
+    """Classify every tissue patch of a slide with ``model`` and write the results into
+    ``out_dir`` (``options``: grid, batching, lesion operating point; its model and device
+    are not used here).
 
-    ``fast_tiff``: decode tiled TIFF/SVS tiles directly (``tiff_regions``), else every
-    read goes through the slide reader (OpenSlide). Raises ``SlideOpenError`` for an unreadable slide and ``InferenceError`` when the slide
+    Raises ``SlideOpenError`` for an unreadable slide and ``InferenceError`` when the slide
     has no scale or ``out_dir`` cannot be written. Failed regions are counted, not raised.
+    Progress: one stage, in patches; ``Cancelled`` (``control.cancel``) stops between
+    regions, before any file is written.
     """
     t_start = time.perf_counter()
     slide_path, out = Path(slide_path), Path(out_dir)
@@ -141,12 +159,13 @@ def analyze_slide(
                 "cannot be read at the model's scale"
             )
         spec = model.input
-        geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp_um, spec.patch_px, stride_px)
+        geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp_um, spec.patch_px,
+                                          options.stride_px)
         t0 = time.perf_counter()
-        tissue = grid_tissue(reader, geometry, tissue_threshold)
+        tissue = grid_tissue(reader, geometry, options.tissue_threshold)
         grid = PredictionGrid(geometry, tissue)
         tissue_s = time.perf_counter() - t0
-        fast = TiffRegionSource.open(slide_path, reader) if fast_tiff else None
+        fast = TiffRegionSource.open(slide_path, reader) if options.fast_tiff else None
         cutter = RegionCutter(reader, geometry, source=fast)
         cells = grid.pending()
         failures: list[str] = []
@@ -155,13 +174,12 @@ def analyze_slide(
             if len(failures) < 20:  # enough to diagnose, bounded for huge broken slides
                 failures.append(f"{len(failed)} patches: {message}")
 
-        bar = progress(slide_path.name, int(cells.size))
+        stage = control.stage(f"Classifying {slide_path.name}", int(cells.size))
         try:
-            times = classify_cells(grid, cutter, model, cells, batch_size=batch_size, block=block,
-                                   read_threads=read_threads, on_progress=bar.update,
-                                   on_failure=on_failure)
+            times = classify_cells(grid, cutter, model, cells, batch_size=options.batch_size,
+                                   block=options.block, read_threads=options.read_threads,
+                                   on_progress=stage.update, on_failure=on_failure, control=control)
         finally:
-            bar.close()
             if fast is not None:
                 fast.close()
         t0 = time.perf_counter()
@@ -172,7 +190,7 @@ def analyze_slide(
         png_path = write_heatmap_png(out / "heatmap.png", thumb, encoded, geometry)
         write_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    found = analyse_map(encoded, MapFrame.from_geometry(geometry), lesion_params)
+    found = analyse_map(encoded, MapFrame.from_geometry(geometry), options.lesion_params())
     geojson_path = write_lesions_geojson(out / "lesions.geojson", found.lesions)
     lesions_s = time.perf_counter() - t0
     found_dict = found.to_dict(with_outlines=False)
@@ -209,12 +227,7 @@ def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -
     try:
         model = open_model(options.model, device=options.device)
         try:
-            summary = analyze_slide(
-                slide_path, slide_out_dir(out_root, slide_path), model, stride_px=options.stride_px,
-                batch_size=options.batch_size, block=options.block, read_threads=options.read_threads,
-                tissue_threshold=options.tissue_threshold,
-                lesion_params=LesionParams(threshold=options.lesion_threshold),
-            )
+            summary = analyze_slide(slide_path, slide_out_dir(out_root, slide_path), model, options)
         finally:
             model.close()
     except HistoViewerError as exc:

@@ -31,7 +31,7 @@ from histoviewer.core.inference.overlay import HeatmapRaster, HeatmapStyle
 from histoviewer.core.inference.regions import RegionCutter, RegionSource
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import grid_tissue
-from histoviewer.core.inference.worker import InferenceWorker
+from histoviewer.core.inference.worker import InferenceWorker, WorkerCallbacks
 from histoviewer.core.models.registry import open_model
 from histoviewer.core.slide.reader import SlideReader
 
@@ -195,8 +195,9 @@ class LiveHeatmap:
                 return
             self.model, self.grid, self.raster, self._fast = model, grid, raster, fast
             worker = InferenceWorker(
-                self.reader, model, grid, on_cells=self._cells_done, on_failure=self._cells_failed,
-                on_idle=self._idle, background=self._background, cache=cache,
+                self.reader, model, grid,
+                callbacks=WorkerCallbacks(self._cells_done, self._cells_failed, self._idle),
+                background=self._background, cache=cache,
                 cutter=RegionCutter(self.reader, geometry, source=source),
             )
             worker.set_interactive(self._interactive)

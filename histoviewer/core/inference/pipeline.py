@@ -18,6 +18,7 @@ from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.inference.prefetch import RegionPrefetcher
 from histoviewer.core.inference.regions import RegionCutter, plan_regions
 from histoviewer.core.models.classifier import PatchClassifier
+from histoviewer.core.progress import NO_CONTROL, JobControl
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,11 @@ def classify_cells(
     read_threads: int = 1,
     on_progress: Callable[[int], None] | None = None,
     on_failure: FailureFn | None = None,
+    control: JobControl = NO_CONTROL,
 ) -> PipelineTimes:
-    """Classify ``cells`` (flat indices) of ``grid``; returns where the time went."""
+    """Classify ``cells`` (flat indices) of ``grid``; returns where the time went.
+    ``control.check`` runs between regions: ``Cancelled`` leaves the grid part-filled and
+    the reader threads closed."""
     times = PipelineTimes()
     t_start = time.perf_counter()
     jobs = plan_regions(grid.geometry, cells, block)
@@ -101,6 +105,7 @@ def classify_cells(
     try:
         prefetcher.submit(1, jobs)
         while True:
+            control.check("analysis")
             t0 = time.perf_counter()
             result = prefetcher.next(1)
             times.wait_s += time.perf_counter() - t0

@@ -1,12 +1,12 @@
 """``InferenceWorker``: one long-lived thread that owns the model and fills a ``PredictionGrid``.
 
 Scheduling (regions already read when the model is free join one batch, up to
-``max_batch`` patches):
+``WorkerSchedule.max_batch_patches`` patches):
 
 - ``submit_view(l0_rect, l0_centre)`` asks for the tissue cells visible in a level-0
   rectangle, nearest the centre first. Every call starts a new *generation*: work for
   older views is dropped between batches (a batch in hand finishes; it is at most one
-  region of ``view_block`` x ``view_block`` cells).
+  region of ``view_block_cells`` x ``view_block_cells`` cells).
 - ``set_background(True)``: once the view is done, classify the rest of the tissue,
   nearest the last view centre first, in larger regions.
 - ``set_interactive(True)`` (``pause``/``resume`` are the same switch): while the user
@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,18 +37,45 @@ from histoviewer.core.slide.reader import SlideReader
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InferenceWorker"]
+__all__ = ["InferenceWorker", "WorkerCallbacks", "WorkerSchedule"]
 
 CellsFn = Callable[[np.ndarray, np.ndarray], None]
 FailureFn = Callable[[np.ndarray, str], None]
+
+
+@dataclass(frozen=True)
+class WorkerCallbacks:
+    """What the worker calls, on its own thread (see the module docstring); None: nothing."""
+
+    on_cells: CellsFn | None = None
+    on_failure: FailureFn | None = None
+    on_idle: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class WorkerSchedule:
+    """How the work is cut: regions of ``view_block_cells`` x ``view_block_cells`` grid
+    cells for the view (small: a new view supersedes the old one quickly), of
+    ``background_block_cells`` for the rest of the tissue, and at most
+    ``max_batch_patches`` patches per model call."""
+
+    view_block_cells: int = 8
+    background_block_cells: int = 16
+    max_batch_patches: int = 128
+
+    def __post_init__(self) -> None:
+        for name in ("view_block_cells", "background_block_cells", "max_batch_patches"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 class InferenceWorker:
     """Classifies cells of ``grid`` with ``model`` on one thread; see the module docstring.
 
     ``cache``, when given, is written whenever the worker becomes idle after new results
-    and on ``close``. The worker never closes ``reader`` or ``model``: their owner does,
-    after ``close()`` returned.
+    and on ``close``. ``cutter``: the region reader (default: one on ``reader``).
+    ``background``: start with the rest of the tissue switched on. The worker never closes
+    ``reader`` or ``model``: their owner does, after ``close()`` returned.
     """
 
     def __init__(
@@ -56,25 +84,21 @@ class InferenceWorker:
         model: PatchClassifier,
         grid: PredictionGrid,
         *,
-        on_cells: CellsFn | None = None,
-        on_failure: FailureFn | None = None,
-        on_idle: Callable[[], None] | None = None,
+        callbacks: WorkerCallbacks = WorkerCallbacks(),
+        schedule: WorkerSchedule = WorkerSchedule(),
         background: bool = False,
         cache: HeatmapCache | None = None,
-        view_block: int = 8,
-        background_block: int = 16,
-        max_batch: int = 128,
         cutter: RegionCutter | None = None,
     ) -> None:
         self.grid = grid
         self.model = model
-        self._on_cells = on_cells
-        self._on_failure = on_failure
-        self._on_idle = on_idle
+        self._on_cells = callbacks.on_cells
+        self._on_failure = callbacks.on_failure
+        self._on_idle = callbacks.on_idle
         self._cache = cache
-        self._view_block = view_block
-        self._background_block = background_block
-        self._max_batch = max_batch
+        self._view_block = schedule.view_block_cells
+        self._background_block = schedule.background_block_cells
+        self._max_batch = schedule.max_batch_patches
         self._cutter = cutter or RegionCutter(reader, grid.geometry)
         self._prefetcher = RegionPrefetcher(self._cutter.read_timed, max_ahead=4, name="inference-reader")
         self._cond = threading.Condition()

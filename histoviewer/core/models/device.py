@@ -50,7 +50,8 @@ def choose_device(request: str = "auto") -> DeviceChoice:
         if not torch.cuda.is_available():
             raise ModelError(
                 "device 'cuda' requested but this torch build sees no CUDA GPU "
-                f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch"
+                f"(torch {torch.__version__}); choose the CPU device or install a CUDA build of torch",
+                setting="device",
             )
         dev = torch.device(req)
         if dev.index is not None and dev.index >= torch.cuda.device_count():

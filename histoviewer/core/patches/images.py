@@ -59,15 +59,17 @@ def load_image(path: Path) -> np.ndarray:
 
 
 def require_patch_mpp(patch_mpp: float | None, where: Path) -> float:
-    """The image scale in um/px, or a ``PatchDataError`` asking for ``--patch-mpp``."""
+    """The image scale in um/px, or a ``PatchDataError`` asking for the patch scale."""
     if patch_mpp is None:
         raise PatchDataError(
-            f"{where}: image files do not say their scale; pass --patch-mpp with the micrometres "
-            "per pixel of these patches (e.g. 0.243 for 40x, 0.486 for 20x, 0.972 for 10x / PatchCamelyon)"
+            f"{where}: image files do not say their scale; give the patches' scale in micrometres "
+            "per pixel (e.g. 0.243 for 40x, 0.486 for 20x, 0.972 for 10x / PatchCamelyon)",
+            setting="patch_mpp",
         )
     mpp = float(patch_mpp)
     if not (0.05 <= mpp <= 64):
-        raise PatchDataError(f"{where}: --patch-mpp {patch_mpp} um/px is outside 0.05..64")
+        raise PatchDataError(f"{where}: the patch scale {patch_mpp} um/px is outside 0.05..64",
+                             setting="patch_mpp")
     return mpp
 
 
@@ -132,7 +134,8 @@ def open_image_folder(
         raise PatchDataError(f"{path}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
     mpp = require_patch_mpp(patch_mpp, path)
     if label is not None and label not in (0, 1):
-        raise PatchDataError(f"{path}: --label must be 0 (normal) or 1 (tumour), got {label!r}")
+        raise PatchDataError(f"{path}: the folder's label must be 0 (normal) or 1 (tumour), got {label!r}",
+                             setting="label")
     labels = None if label is None else np.full(len(files), label, np.int8)
     stems = [f.stem for f in files]
     kind = "unlabelled" if label is None else f"all labelled {label}"

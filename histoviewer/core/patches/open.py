@@ -59,7 +59,8 @@ def detect_layout(path: Path) -> str:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             return "images"
         raise PatchDataError(
-            f"{path}: not a recognised patch file; looked for {_LOOKED_FOR}. Pass --layout to choose."
+            f"{path}: not a recognised patch file; looked for {_LOOKED_FOR}. Choose the layout.",
+            setting="layout",
         )
     found = []
     if any(path.glob("*.h5")) or any(path.glob("camelyonpatch_*.h5.gz")):
@@ -75,12 +76,14 @@ def detect_layout(path: Path) -> str:
         found.append("images")
     if not found:
         raise PatchDataError(
-            f"{path}: no patch data recognised; looked for {_LOOKED_FOR}. Pass --layout to choose."
+            f"{path}: no patch data recognised; looked for {_LOOKED_FOR}. Choose the layout.",
+            setting="layout",
         )
     if len(found) > 1:
         raise PatchDataError(
             f"{path}: ambiguous layout, it looks like {' and '.join(found)}; "
-            f"pass --layout {found[0]} (or another) to choose"
+            f"choose the layout ({found[0]} or another)",
+            setting="layout",
         )
     return found[0]
 
@@ -88,7 +91,8 @@ def detect_layout(path: Path) -> str:
 def _refuse(layout: str, **given: object) -> None:
     for option, value in given.items():
         if value is not None:
-            raise PatchDataError(f"--{option.replace('_', '-')} does not apply to the {layout} layout")
+            raise PatchDataError(f"the {option.replace('_', ' ')} setting does not apply to the {layout} layout",
+                                 setting=option)
 
 
 def open_patch_set(

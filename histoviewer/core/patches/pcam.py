@@ -168,7 +168,8 @@ def open_pcam(
     if not path.is_file():
         raise PatchDataError(f"{path}: no such file or directory")
     if split is not None:
-        raise PatchDataError(f"{path}: --split applies to a PatchCamelyon directory, not a single file")
+        raise PatchDataError(f"{path}: a split (train/valid/test) applies to a PatchCamelyon directory, "
+                             "not a single file", setting="split")
     y = path.with_name(re.sub(r"_x\.h5$", "_y.h5", path.name)) if path.name.endswith("_x.h5") else None
     m = re.search(r"_split_(\w+?)_x\.h5$", path.name)
     return PCamPatchSet(

@@ -210,7 +210,9 @@ def _open_slide_entry(path: Path, spec: InputSpec, patch_mpp: float | None) -> _
         reader.close()
         raise PatchDataError(
             f"{path}: the slide does not state its microns per pixel, so the scale is unknown and "
-            f"patches at {spec.mpp_um} um/px cannot be cut; pass --patch-mpp with its level-0 um/px if you know it"
+            f"patches at {spec.mpp_um} um/px cannot be cut; give its level-0 um/px as the patch scale "
+            "if you know it",
+            setting="patch_mpp",
         )
     l0_size = spec.patch_px * spec.mpp_um / mpp
     level = reader.best_level_for_downsample(l0_size / spec.patch_px)
@@ -271,8 +273,9 @@ def open_slide_patches(
     if path.is_dir():
         if annotations is not None:
             raise PatchDataError(
-                f"{path}: --annotations names one file; for a folder of slides "
-                "put stem.geojson or stem.xml beside each slide"
+                f"{path}: an annotation file belongs to one slide; for a folder of slides "
+                "put stem.geojson or stem.xml beside each slide",
+                setting="annotations",
             )
         paths = list_slides(path)
         if not paths:
@@ -297,11 +300,13 @@ def open_slide_patches(
     labelled = not missing
     if negative_ratio is not None and (not labelled or negative_ratio < 0):
         raise PatchDataError(
-            f"{path}: --negative-ratio needs annotated slides and a ratio >= 0, got {negative_ratio}"
+            f"{path}: a negative-patch ratio needs annotated slides and a ratio >= 0, got {negative_ratio}",
+            setting="negative_ratio",
         )
     if max_patches_per_slide is not None and max_patches_per_slide < 1:
         raise PatchDataError(
-            f"{path}: --max-patches-per-slide must be at least 1, got {max_patches_per_slide}"
+            f"{path}: the patches per slide must be at least 1, got {max_patches_per_slide}",
+            setting="max_patches_per_slide",
         )
     rng = np.random.default_rng(seed)
     slides: list[_Slide] = []

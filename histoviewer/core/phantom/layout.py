@@ -170,7 +170,8 @@ def _place_lesions(
         f"lesion {spec} ({spec.diameter_mm:g} mm across) does not fit in the node tissue of "
         f"a {width} x {height} px slide at {mpp:g} um/px (node size: {sizes}"
         + (f"; it must also hold {others} other lesion(s)" if others else "")
-        + "): use a larger --width/--height or fewer/smaller lesions"
+        + "): make the slide larger or the lesions fewer or smaller",
+        setting="size",
     )
 
 

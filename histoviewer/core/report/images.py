@@ -24,12 +24,12 @@ from PIL import Image, ImageDraw
 
 from histoviewer.core.analysis.lesion_io import LESION_COLORS
 from histoviewer.core.colormaps import DEFAULT_COLORMAP
-from histoviewer.core.errors import HistoViewerError
-from histoviewer.core.export.control import NO_CONTROL, ExportControl
+from histoviewer.core.errors import ExportCancelled, HistoViewerError
 from histoviewer.core.export.legend import scale_bar_for
 from histoviewer.core.export.outline import Outline, OutlineStyle, draw_outlines
 from histoviewer.core.export.render import RenderSpec, TileRenderer, iter_strips, output_size
 from histoviewer.core.export.source import HeatmapData, clip_region, read_analysis
+from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.report.model import LesionEntry, SlideReport
 from histoviewer.core.slide import open_slide
 from histoviewer.core.staging_terms import SIZE_CLASS_NAMES, SizeClass
@@ -102,13 +102,13 @@ def snapshot_region(les: LesionEntry, mpp: float | None, l0_size: tuple[int, int
     return clip_region(l0_size, (cx - side / 2, cy - side / 2, side, side))
 
 
-def _render(spec: RenderSpec, heatmap: HeatmapData | None, reader: Any, control: ExportControl) -> np.ndarray:
+def _render(spec: RenderSpec, heatmap: HeatmapData | None, reader: Any, control: JobControl) -> np.ndarray:
     renderer = TileRenderer(spec, heatmap, reader)
     return np.concatenate([strip for _v0, strip in iter_strips(renderer, 512, 2048, control)])
 
 
 def _thumbnail_from_slide(slide: SlideReport, reader: Any, heatmap: HeatmapData | None, max_px: int,
-                          control: ExportControl) -> np.ndarray:
+                          control: JobControl) -> np.ndarray:
     region = clip_region(tuple(reader.info.dimensions), None)
     l0_per_px = max(region[2], region[3]) / max_px
     size = output_size(region, l0_per_px)
@@ -133,7 +133,7 @@ def _thumbnail_from_png(slide: SlideReport, png: Path, max_px: int) -> np.ndarra
     return np.asarray(img)
 
 
-def _snapshot(slide: SlideReport, les: LesionEntry, reader: Any, px: int, control: ExportControl) -> Snapshot:
+def _snapshot(slide: SlideReport, les: LesionEntry, reader: Any, px: int, control: JobControl) -> Snapshot:
     region = snapshot_region(les, slide.mpp, tuple(reader.info.dimensions))
     # never finer than level 0: enlarging adds no detail
     l0_per_px = max(1.0, max(region[2], region[3]) / px)
@@ -154,7 +154,7 @@ def render_slide_images(
     thumb_max_px: int = THUMB_MAX_PX,
     snapshot_px: int = SNAPSHOT_PX,
     max_snapshots: int = MAX_SNAPSHOTS,
-    control: ExportControl = NO_CONTROL,
+    control: JobControl = NO_CONTROL,
 ) -> SlideImages:
     """The thumbnail and snapshots of one slide's page.
 
@@ -187,7 +187,7 @@ def render_slide_images(
         snaps: list[Snapshot] = []
         if reader is not None:
             for les in slide.lesions[:max_snapshots]:
-                control.check("report")
+                control.check("report", ExportCancelled)
                 snaps.append(_snapshot(slide, les, reader, snapshot_px, control))
         drawn = source == "heatmap.png" or (source == "slide" and heatmap is not None)
         return SlideImages(thumb, source, tuple(snaps), tuple(notes), drawn)

@@ -1,0 +1,198 @@
+"""Analyse slides and the cases they form: the loop ``histoviewer analyze`` and the case view
+both run.
+
+Three ways to run the slides, one result shape (summaries in input order, each the dict of
+``summary.json`` or ``{"slide", "error"}`` for a slide that failed; one slide's failure never
+loses the others):
+
+- in this process (default): the model is loaded once for every slide; progress is one
+  stage per slide, in patches; cancel stops between regions;
+- ``workers > 1``: local processes (``ProcessPoolExecutor``, spawn), each loading the model;
+- ``scheduler``: the same per-slide function on a Dask distributed cluster.
+
+A cancelled run (``control.cancel``) raises ``Cancelled``: the slide in hand leaves no
+output folder, and no case files are written. Slides finished before stay complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from histoviewer.core.analysis.case import CaseOutputs, write_case_outputs
+from histoviewer.core.errors import Cancelled, HistoViewerError, InferenceError
+from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide, analyze_slide_job, slide_out_dir
+from histoviewer.core.models.registry import open_model
+from histoviewer.core.progress import NO_CONTROL, JobControl
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CaseRun", "SlideDone", "SlideStarted", "analyze_case", "analyze_slides"]
+
+Summary = dict[str, Any]
+SlideStarted = Callable[[int, Path], None]  # (index in the input, slide path)
+SlideDone = Callable[[int, Summary], None]  # (index in the input, summary or failure)
+
+
+@dataclass(frozen=True)
+class CaseRun:
+    """What ``analyze_case`` did: the per-slide summaries (input order) and the case files."""
+
+    summaries: tuple[Summary, ...]
+    outputs: CaseOutputs
+
+
+def _failure(slide: str | os.PathLike[str], message: str) -> Summary:
+    return {"slide": str(slide), "error": message}
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _result_or_failure(future: Any, slide: str) -> Summary:
+    """A worker's summary, or a failure when the worker itself died (killed process, lost
+    Dask worker, unexpected exception)."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - reported per slide, the run goes on
+        return _failure(slide, f"worker failed: {type(exc).__name__}: {exc}")
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """A cancelled slide's output folder, when nothing was written into it yet."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # absent, or it holds files of an earlier, complete run
+
+
+def _collect(futures: Sequence[Future | Any], slides: Sequence[Path], control: JobControl,
+             on_started: SlideStarted, on_done: SlideDone, cancel_rest: Callable[[], None]) -> list[Summary]:
+    results: list[Summary] = []
+    for i, (slide, future) in enumerate(zip(slides, futures)):
+        on_started(i, slide)
+        while True:  # wait in short steps so a cancel is heard while a worker runs
+            if control.cancelled():
+                cancel_rest()
+                control.check("analysis")
+            try:
+                future.result(timeout=0.2)
+            except Exception:  # noqa: BLE001 - done (with an error): handled below
+                if not future.done():
+                    continue
+            break
+        results.append(_result_or_failure(future, str(slide)))
+        on_done(i, results[-1])
+    return results
+
+
+def _in_processes(slides: list[Path], out_root: Path, options: AnalyzeOptions, workers: int,
+                  control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[Summary]:
+    n = min(workers, len(slides))
+    options = replace(options, torch_threads=options.torch_threads or max(1, _cpus() // n))
+    # spawn: safe with the threads torch and the reader start in this process
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(analyze_slide_job, str(s), str(out_root), options) for s in slides]
+        return _collect(futures, slides, control, on_started, on_done,
+                        lambda: pool.shutdown(wait=False, cancel_futures=True))
+
+
+def _on_dask(slides: list[Path], out_root: Path, options: AnalyzeOptions, scheduler: str,
+             control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[Summary]:
+    try:
+        from dask.distributed import Client  # optional dependency, only for cluster runs
+    except ImportError as exc:
+        raise InferenceError("running on a Dask cluster needs Dask: pip install 'dask[distributed]'",
+                             setting="scheduler") from exc
+    with Client(scheduler) as client:
+        futures = [client.submit(analyze_slide_job, str(s), str(out_root), options, pure=False) for s in slides]
+        return _collect(futures, slides, control, on_started, on_done, lambda: client.cancel(futures))
+
+
+def _in_this_process(slides: list[Path], out_root: Path, options: AnalyzeOptions, control: JobControl,
+                     on_started: SlideStarted, on_done: SlideDone) -> list[Summary]:
+    model = open_model(options.model, device=options.device)  # once for every slide
+    results: list[Summary] = []
+    try:
+        for i, slide in enumerate(slides):
+            control.check("analysis")
+            on_started(i, slide)
+            out = slide_out_dir(out_root, slide)
+            try:
+                summary = analyze_slide(slide, out, model, options, control=control).to_dict()
+            except Cancelled:
+                _remove_if_empty(out)
+                raise
+            except HistoViewerError as exc:
+                summary = _failure(slide, str(exc))
+            except Exception as exc:  # noqa: BLE001 - one broken slide must not lose the others
+                log.exception("analysis of %s failed", slide)
+                summary = _failure(slide, f"{type(exc).__name__}: {exc}")
+            results.append(summary)
+            on_done(i, summary)
+    finally:
+        model.close()
+    return results
+
+
+def analyze_slides(
+    slides: Sequence[str | os.PathLike[str]],
+    out_root: str | os.PathLike[str],
+    options: AnalyzeOptions = AnalyzeOptions(),
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    control: JobControl = NO_CONTROL,
+    on_started: SlideStarted | None = None,
+    on_done: SlideDone | None = None,
+) -> list[Summary]:
+    """Analyse ``slides`` into ``out_root/<slide stem>/``; summaries in input order.
+
+    ``on_started(i, path)`` / ``on_done(i, summary)`` are called on the calling thread as
+    each slide starts and ends (for parallel runs: as its result is collected, in order).
+    Raises ``ModelLoadError`` when the model cannot be loaded (in-process runs),
+    ``InferenceError`` when Dask is asked for but missing, ``Cancelled`` when cancelled.
+    """
+    paths = [Path(s) for s in slides]
+    out = Path(out_root)
+    started = on_started or (lambda _i, _p: None)
+    done = on_done or (lambda _i, _s: None)
+    if scheduler:
+        return _on_dask(paths, out, options, scheduler, control, started, done)
+    if workers > 1 and len(paths) > 1:
+        return _in_processes(paths, out, options, workers, control, started, done)
+    return _in_this_process(paths, out, options, control, started, done)
+
+
+def analyze_case(
+    slides: Sequence[str | os.PathLike[str]],
+    out_root: str | os.PathLike[str],
+    options: AnalyzeOptions = AnalyzeOptions(),
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    control: JobControl = NO_CONTROL,
+    on_started: SlideStarted | None = None,
+    on_done: SlideDone | None = None,
+) -> CaseRun:
+    """``analyze_slides``, then the cases the slides form (CAMELYON17 patients, else
+    folders): their pN stages in ``out_root/stages.csv`` and ``out_root/cases.json``.
+    Raises ``InferenceError`` when the case files cannot be written."""
+    summaries = analyze_slides(slides, out_root, options, workers=workers, scheduler=scheduler,
+                               control=control, on_started=on_started, on_done=on_done)
+    control.check("analysis")
+    try:
+        outputs = write_case_outputs(out_root, summaries)
+    except OSError as exc:
+        raise InferenceError(f"{out_root}: cannot write the case files: {exc}") from exc
+    return CaseRun(tuple(summaries), outputs)

@@ -1,0 +1,141 @@
+"""One export of a slide's heatmap, as the export dialog and ``histoviewer export-heatmap``
+ask for it: an ``ExportRequest`` in, ``run_export`` on a worker thread (or the CLI's), an
+``ExportResult`` (or the report's paths) out.
+
+Kinds: ``heatmap`` (the map alone), ``overlay`` (the slide with the map blended over it;
+``.png`` or, by extension, a pyramidal ``.tif``), ``pyramid`` (an overlay that must be a
+TIFF), ``raw`` (float32 probabilities), ``report`` (PDF + JSON + CSV of the slide; the PDF
+writer is Qt's, so the front end passes it in). Outlines drawn over image exports: the
+request's ready-made ones (the viewer's open annotations), an annotation file's (read by
+``load_annotations``) and, when asked, the AI lesions with their diameters.
+
+Cancel (``control.cancel``) raises ``ExportCancelled``; no partial output file remains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from histoviewer.core.colormaps import DEFAULT_COLORMAP
+from histoviewer.core.errors import ExportCancelled, ExportError
+from histoviewer.core.export import (ExportResult, HeatmapData, HeatmapImageRequest, OverlayRequest,
+                                     export_heatmap_image, export_overlay, export_raw_probabilities)
+from histoviewer.core.export.outline import Outline, outlines_from_annotation_file
+from histoviewer.core.progress import NO_CONTROL, JobControl
+from histoviewer.core.report import build_report, write_report_csv, write_report_json
+from histoviewer.core.report.images import lesion_outline
+from histoviewer.core.report.model import Report, slide_report_from_map
+from histoviewer.core.slide import open_slide
+
+__all__ = ["EXPORT_KINDS", "ExportRequest", "ReportPdfWriter", "run_export"]
+
+EXPORT_KINDS = ("overlay", "heatmap", "pyramid", "raw", "report")
+OVERLAY_THRESHOLD = 0.5  # an overlay's default: colour what the lesion operating point calls tumour
+
+# (report, out_path, live={slide_path: (reader, heatmap)}, control) -> the PDF written
+ReportPdfWriter = Callable[..., Path]
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """Everything one export needs, captured when it is asked for (a worker never touches
+    the viewer's widgets).
+
+    ``l0_region``: level-0 (x, y, width, height), None for the whole slide;
+    ``output_mpp``: micrometres per output pixel, None for the kind's default size;
+    ``threshold``: colour probabilities at or above it, None for the kind's default (0.5 on
+    overlays, 0 on the heatmap alone); ``reader``: an open slide reader for overlays and the
+    report's pictures (None: the slide file is opened for the export); ``lesion_outlines``: draw the
+    AI lesions with their diameters; ``annotations_file``: a GeoJSON / ASAP XML file whose
+    shapes are drawn; ``drawn_outlines``: outlines taken from the viewer's annotations.
+    """
+
+    kind: str
+    out_path: Path
+    slide_path: str
+    heatmap: HeatmapData
+    l0_region: tuple[float, float, float, float] | None = None
+    output_mpp: float | None = None
+    colormap: str = DEFAULT_COLORMAP
+    opacity: float = 0.5
+    threshold: float | None = None
+    lesion_outlines: bool = False
+    annotations_file: Path | None = None
+    drawn_outlines: Sequence[Outline] = ()
+    scale_bar: bool | None = None
+    legend: bool = True
+    reader: Any = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_path", Path(self.out_path))
+        object.__setattr__(self, "drawn_outlines", tuple(self.drawn_outlines))
+        if self.kind not in EXPORT_KINDS:
+            raise ExportError(f"unknown export {self.kind!r}; choose one of {', '.join(EXPORT_KINDS)}")
+        if self.kind == "pyramid" and self.out_path.suffix.lower() not in (".tif", ".tiff"):
+            raise ExportError("a pyramidal TIFF needs a .tif or .tiff file name")
+
+    def outlines(self) -> list[Outline]:
+        """What is drawn over an image export (see the class docstring)."""
+        out: list[Outline] = list(self.drawn_outlines)
+        if self.annotations_file is not None:
+            out += outlines_from_annotation_file(self.annotations_file, self.heatmap.geometry.slide_mpp or None)
+        if self.lesion_outlines:
+            slide = slide_report_from_map(self.slide_path, self.heatmap)
+            for les in slide.lesions:
+                size = ("size unknown" if les.diameter_mm is None
+                        else f"{les.diameter_mm:.2f} mm ({les.size_class})")
+                out.append(lesion_outline(les, f"{les.name} {size}"))
+        return out
+
+    def overlay_request(self) -> OverlayRequest:
+        threshold = OVERLAY_THRESHOLD if self.threshold is None else self.threshold
+        return OverlayRequest(l0_region=self.l0_region, output_mpp=self.output_mpp, colormap=self.colormap,
+                              threshold=threshold, outlines=self.outlines(), scale_bar=self.scale_bar,
+                              legend=self.legend, opacity=self.opacity)
+
+    def heatmap_request(self) -> HeatmapImageRequest:
+        return HeatmapImageRequest(l0_region=self.l0_region, output_mpp=self.output_mpp, colormap=self.colormap,
+                                   threshold=self.threshold or 0.0, outlines=self.outlines(),
+                                   scale_bar=self.scale_bar, legend=self.legend, slide_path=str(self.slide_path))
+
+
+def _with_reader(request: ExportRequest, work: Callable[[Any], Any]) -> Any:
+    if request.reader is not None:
+        return work(request.reader)
+    with open_slide(request.slide_path) as reader:
+        return work(reader)
+
+
+def _report(request: ExportRequest, reader: Any, write_pdf: ReportPdfWriter, control: JobControl) -> list[Path]:
+    report: Report = build_report([slide_report_from_map(request.slide_path, request.heatmap)])
+    out = request.out_path
+    live: Mapping[str, tuple[Any, HeatmapData]] = {request.slide_path: (reader, request.heatmap)}
+    pdf = write_pdf(report, out, live=live, control=control)
+    control.check("report", ExportCancelled)
+    json_path = write_report_json(report, out.with_suffix(".json"))
+    tables = write_report_csv(report, out.with_name(out.stem + "-tables"))
+    return [pdf, json_path, *tables]
+
+
+def run_export(request: ExportRequest, control: JobControl = NO_CONTROL, *,
+               write_report_pdf: ReportPdfWriter | None = None) -> ExportResult | list[Path]:
+    """Do the export ``request`` describes (any thread but the GUI's); returns an
+    ``ExportResult``, or for a report the paths written (PDF, JSON, CSV tables).
+    ``write_report_pdf``: the PDF writer (``qt.report_pdf.write_report_pdf``), needed for
+    reports only. Raises ``ExportError`` (bad request, unwritable file) and
+    ``ExportCancelled``."""
+    r = request
+    if r.kind == "raw":
+        return export_raw_probabilities(r.out_path, r.heatmap, slide_path=r.slide_path, region=r.l0_region)
+    if r.kind == "heatmap":
+        return export_heatmap_image(r.out_path, r.heatmap, r.heatmap_request(), control=control)
+    if r.kind == "report":
+        if write_report_pdf is None:
+            raise ExportError(f"{r.out_path}: no PDF writer to write the report with")
+        return _report(r, r.reader, write_report_pdf, control)  # no reader: the report opens the slide
+    overlay = r.overlay_request()
+    return _with_reader(r, lambda reader: export_overlay(r.out_path, reader, r.heatmap, overlay, control=control))
+
