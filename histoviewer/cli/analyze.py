@@ -14,7 +14,10 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the subcommand modules load at start-up: the core only when run
+    from histoviewer.core.analysis.summary import SlideOutcome
 
 __all__ = ["register", "run_analyze", "run_jobs"]
 
@@ -54,18 +57,20 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _result_or_error(future: Any, slide: str) -> dict[str, Any]:
+def _result_or_error(future: Any, slide: str) -> SlideOutcome:
     """A worker's summary, or an error entry when the worker itself died (killed process,
     lost Dask worker, unexpected exception): one slide's failure never loses the others."""
+    from histoviewer.core.analysis.summary import SlideFailure
+
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - reported per slide, the run goes on
-        return {"slide": slide, "error": f"worker failed: {type(exc).__name__}: {exc}"}
+        return SlideFailure(slide, f"worker failed: {type(exc).__name__}: {exc}")
 
 
 def run_jobs(slides: list[Path], out: Path, options: Any, *, workers: int = 1,
              scheduler: str | None = None, quiet: bool = False,
-             on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+             on_done: Callable[[SlideOutcome], None] | None = None) -> list[SlideOutcome]:
     """Analyse ``slides`` locally, in processes, or on Dask; summaries in input order."""
     from dataclasses import replace
 
@@ -104,6 +109,7 @@ def run_jobs(slides: list[Path], out: Path, options: Any, *, workers: int = 1,
         return results
     # in this process: one model for every slide, per-slide progress bars
     from histoviewer.core.analysis.lesions import LesionParams
+    from histoviewer.core.analysis.summary import SlideFailure
     from histoviewer.core.errors import HistoViewerError
     from histoviewer.core.inference.analyze import analyze_slide
     from histoviewer.core.models.registry import open_model
@@ -117,9 +123,9 @@ def run_jobs(slides: list[Path], out: Path, options: Any, *, workers: int = 1,
                                         batch_size=options.batch_size, block=options.block,
                                         read_threads=options.read_threads,
                                         progress=cli_progress(quiet),
-                                        lesion_params=LesionParams(threshold=options.lesion_threshold)).to_dict()
+                                        lesion_params=LesionParams(threshold=options.lesion_threshold))
             except HistoViewerError as exc:
-                summary = {"slide": s, "error": str(exc)}
+                summary = SlideFailure(s, str(exc))
             results.append(summary)
             on_done(summary)
     finally:
@@ -127,21 +133,21 @@ def run_jobs(slides: list[Path], out: Path, options: Any, *, workers: int = 1,
     return results
 
 
-def _print_summary(s: dict[str, Any]) -> None:
-    if "error" in s:
-        print(f"{s['slide']}: FAILED: {s['error']}", file=sys.stderr)
+def _print_summary(s: SlideOutcome) -> None:
+    from histoviewer.core.analysis.summary import SlideFailure
+
+    if isinstance(s, SlideFailure):
+        print(f"{s.slide}: FAILED: {s.error}", file=sys.stderr)
         return
-    t = s["timing"]
-    g = s["geometry"]
-    print(f"{s['slide']}: {s['classified_patches']}/{s['tissue_patches']} tissue patches classified"
-          f" ({s['failed_patches']} failed), grid {g['rows']}x{g['cols']} at {g['l0_stride']:.0f} level-0 px,"
-          f" {t['total_s']:.1f} s (read {t['read_decode_s']:.1f} s, model {t['model_s']:.1f} s)"
-          f" -> {s['out_dir']}")
-    if s.get("node_label") is not None:
-        largest = (f", largest {s['largest_lesion']} {s['largest_diameter_mm']:.3f} mm"
-                   if s.get("largest_diameter_mm") is not None else "")
-        print(f"  node label: {s['node_label']}{' (provisional)' if s.get('provisional') else ''},"
-              f" {len(s.get('lesions', []))} lesion(s){largest}")
+    t, g = s.timing, s.geometry
+    print(f"{s.slide}: {s.classified_patches}/{s.tissue_patches} tissue patches classified"
+          f" ({s.failed_patches} failed), grid {g.rows}x{g.cols} at {g.l0_stride:.0f} level-0 px,"
+          f" {t.total_s:.1f} s (read {t.read_decode_s:.1f} s, model {t.model_s:.1f} s)"
+          f" -> {s.out_dir}")
+    largest = (f", largest {s.largest_lesion} {s.largest_diameter_mm:.3f} mm"
+               if s.largest_diameter_mm is not None else "")
+    print(f"  node label: {s.node_label.value}{' (provisional)' if s.provisional else ''},"
+          f" {len(s.lesions)} lesion(s){largest}")
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -149,6 +155,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.core.models.classifier import DEMO_WARNING
 
     from histoviewer.core.analysis.case import write_case_outputs
+    from histoviewer.core.analysis.summary import SlideFailure, SlideSummary
     from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams
     from histoviewer.core.errors import InferenceError
 
@@ -165,12 +172,12 @@ def run_analyze(args: argparse.Namespace) -> int:
     # the slides form one or more cases (CAMELYON17 patients, else folders): their pN stages
     cases = write_case_outputs(args.out, results)
     report = None
-    if args.report and (done := [Path(r["out_dir"]) for r in results if "out_dir" in r]):
+    if args.report and (done := [Path(r.out_dir) for r in results if isinstance(r, SlideSummary)]):
         from histoviewer.cli.report import write_report
 
         report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         for r in cases.results:
             print(f"{r.patient}: {r.stage.value}{' (provisional)' if r.provisional else ''} - {r.reason}")
@@ -179,9 +186,9 @@ def run_analyze(args: argparse.Namespace) -> int:
         print(f"stages: {cases.stages_csv}")
         if report is not None:
             print(f"report: {report['pdf']} ({report['pages']} pages), {report['json']}")
-        demo = any(r.get("model", {}).get("demonstration") for r in results)
+        demo = any(isinstance(r, SlideSummary) and r.model.demonstration for r in results)
         if demo:
             print(f"WARNING: {DEMO_WARNING}")
-    return 1 if any("error" in r for r in results) else 0
+    return 1 if any(isinstance(r, SlideFailure) for r in results) else 0
 
 

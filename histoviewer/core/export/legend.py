@@ -5,14 +5,13 @@ No Qt: exports run in the CLI and in worker threads. Sizes are output pixels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from histoviewer.core.colormaps import colormap_lut
+from histoviewer.core.models.record import ModelRecord
 
 __all__ = ["ScaleBar", "draw_scale_bar", "legend_panel", "scale_bar_for"]
 
@@ -41,7 +40,7 @@ def _wrap(text: str, font, width_px: float) -> list[str]:
     return lines
 
 
-def legend_panel(width_px: int, model: Mapping[str, Any], cmap: str, threshold: float,
+def legend_panel(width_px: int, model: ModelRecord, cmap: str, threshold: float,
                  opacity: float | None = None, state_key: bool = False,
                  title: str = "Tumour probability", font_px: int = 14) -> np.ndarray:
     """A white uint8 RGB panel ``width_px`` wide: title and model name (with the
@@ -52,8 +51,8 @@ def legend_panel(width_px: int, model: Mapping[str, Any], cmap: str, threshold: 
     font, small = _font(font_px), _font(max(9, font_px - 3))
     margin = font_px
     text_w = width_px - 2 * margin
-    lines = _wrap(f"{title}, model: {model.get('display_name') or model.get('name', '?')}", font, text_w)
-    warn = _wrap(f"WARNING: {model['warning']}", font, text_w) if model.get("warning") else []
+    lines = _wrap(f"{title}, model: {model.display_name}", font, text_w)
+    warn = _wrap(f"WARNING: {model.warning}", font, text_w) if model.warning else []
     line_h = int(font_px * 1.35)
     bar_h = max(12, font_px)
     key_h = line_h if state_key else 0

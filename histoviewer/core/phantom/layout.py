@@ -17,6 +17,7 @@ from histoviewer.core.errors import PhantomSpecError
 from histoviewer.core.geometry import max_feret_diameter, polygon_area, polygon_centroid
 from histoviewer.core.phantom.nodes import CAPSULE_MAX_UM, NodeSet, make_follicles, make_nodes
 from histoviewer.core.phantom.spec import LesionSpec
+from histoviewer.core.units import l0_px_to_mm
 
 __all__ = [
     "LESION_CLEARANCE_UM",
@@ -163,7 +164,7 @@ def _place_lesions(
             return placed
     spec = specs[failed]
     sizes = ", ".join(
-        f"{2 * n.l0_a * mpp / 1000.0:.2f} x {2 * n.l0_b * mpp / 1000.0:.2f} mm" for n in tissue.nodes
+        f"{l0_px_to_mm(2 * n.l0_a, mpp):.2f} x {l0_px_to_mm(2 * n.l0_b, mpp):.2f} mm" for n in tissue.nodes
     )
     others = len(specs) - 1
     raise PhantomSpecError(
