@@ -13,6 +13,7 @@ import tifffile
 from PIL import Image
 
 from histoviewer.cli import analyze as cli_analyze
+from histoviewer.core.analysis.summary import SlideSummary, read_summary
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.grid import GridGeometry
 from tests.core.inference_helpers import (
@@ -52,6 +53,12 @@ def read_map(folder):
         return tf.asarray(), GridGeometry.from_dict(meta["geometry"])
 
 
+SUMMARY_KEYS = ["slide", "out_dir", "model", "mpp", "level_read", "region_source", "geometry", "tissue_patches",
+                "classified_patches", "failed_patches", "coverage", "timing", "files", "failures", "node_label",
+                "provisional", "largest_lesion", "largest_diameter_mm", "lesion_params", "lesions"]
+MODEL_KEYS = ["name", "display_name", "kind", "architecture", "content_hash", "demonstration", "mpp_um", "patch_px"]
+
+
 def test_analyze_map_is_aligned_with_a_position_dependent_model(synthetic, tmp_path):
     summary = analyze_slide(synthetic, tmp_path / "out", LesionFractionModel(), batch_size=64)
     values, g = read_map(tmp_path / "out")
@@ -66,6 +73,11 @@ def test_analyze_map_is_aligned_with_a_position_dependent_model(synthetic, tmp_p
     data = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert data["model"]["content_hash"] == "f" * 64 and data["geometry"]["rows"] == g.rows
     assert {"read_decode_s", "model_s", "total_s"} <= set(data["timing"])
+    # summary.json is a file format: same keys in the same order, and it reads back to the
+    # very summary analyze_slide returned (and writes back to the same JSON)
+    assert list(data) == SUMMARY_KEYS and list(data["model"]) == MODEL_KEYS
+    assert read_summary(tmp_path / "out") == summary
+    assert SlideSummary.from_dict(data).to_dict() == data == summary.to_dict()
     heat = np.asarray(Image.open(tmp_path / "out" / "heatmap.png"))
     assert heat.ndim == 3 and heat.shape[2] == 3
 
@@ -117,8 +129,9 @@ def test_parallel_processes(synthetic, model_file, tmp_path):
     shutil.copy(synthetic, second)
     results = cli_analyze.run_jobs([synthetic, second], tmp_path / "out",
                                    AnalyzeOptions(model=str(model_file), device="cpu"), workers=2)
-    assert [r["slide"] for r in results] == [str(synthetic), str(second)]
-    assert all(r["classified_patches"] == results[0]["classified_patches"] > 0 for r in results)
+    assert [r.slide for r in results] == [str(synthetic), str(second)]
+    assert all(isinstance(r, SlideSummary) for r in results), results
+    assert all(r.classified_patches == results[0].classified_patches > 0 for r in results)
 
 
 def test_dask_local_cluster(synthetic, model_file, tmp_path):
@@ -128,8 +141,8 @@ def test_dask_local_cluster(synthetic, model_file, tmp_path):
         results = cli_analyze.run_jobs([synthetic], tmp_path, AnalyzeOptions(model=str(model_file), device="cpu"),
                                        scheduler=cluster.scheduler_address)
     (summary,) = results
-    assert "error" not in summary, summary
-    assert summary["classified_patches"] > 0
+    assert isinstance(summary, SlideSummary), summary
+    assert summary.classified_patches > 0
     assert (tmp_path / synthetic.stem / "summary.json").is_file()
 
 

@@ -212,8 +212,8 @@ def _provenance(report: Report, s: SlideReport | None, page: int, pages: int) ->
     parts = []
     if s is not None:
         m = s.model
-        kind = f" ({m['kind']})" if m.get("kind") else ""
-        parts += [f"Model {m.get('name', 'unknown')}{kind}, hash {_hash(str(m.get('content_hash') or ''))}",
+        kind = f" ({m.kind})" if m.kind else ""
+        parts += [f"Model {m.name}{kind}, hash {_hash(m.content_hash)}",
                   f"threshold {s.threshold:.2f}",
                   f"slide scale {s.mpp:.4g} \u00b5m/px" if s.mpp is not None else "slide scale unknown",
                   f"analysed {s.analysed or 'unknown'}"]
