@@ -4,6 +4,7 @@ coverage on a phantom, parallel processes and a Dask cluster."""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 
@@ -13,11 +14,13 @@ import tifffile
 from PIL import Image
 
 from histoviewer.cli import analyze as cli_analyze
-from histoviewer.core.analysis.summary import SlideSummary, read_summary
+from histoviewer.core.analysis.summary import SlideFailure, SlideSummary, read_summary
+from histoviewer.core.errors import InferenceError
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import (
-    LesionFractionModel, lesion_fraction, write_fresh_cnn, write_synthetic_tiff,
+    LesionFractionModel, lesion_fraction, synthetic_rgb, write_fresh_cnn, write_synthetic_tiff,
 )
 
 
@@ -198,3 +201,31 @@ def test_direct_tiff_reads_decline_what_they_cannot_match(synthetic, slides_dir)
             _compare_with_reader(reader, source, np.random.default_rng(3))  # level 1 via OpenSlide
         finally:
             source.close()
+
+
+def test_a_slide_without_scale_stays_unknown_end_to_end(synthetic, model_file, tmp_path, capsys):
+    """No mpp: no number is ever made up. The analysis fails for that node (a model needs the
+    scale), its node label is ``unknown``, and so is its case's stage, in every file."""
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    scaled = shutil.copy(synthetic, slides / "patient_020_node_0.tiff")
+    unscaled = slides / "patient_020_node_1.tiff"
+    tifffile.imwrite(unscaled, synthetic_rgb(), photometric="rgb")  # no resolution unit: no scale
+    with open_slide(unscaled) as reader:
+        assert reader.info.mpp is None
+    with pytest.raises(InferenceError, match="scale"):
+        GridGeometry.for_slide((100, 100), None, 1.0, 50)
+    results = cli_analyze.run_jobs([scaled, unscaled], tmp_path / "out",
+                                   AnalyzeOptions(model=str(model_file), device="cpu"), quiet=True)
+    ok, failed = results
+    assert isinstance(ok, SlideSummary) and ok.mpp == 0.25
+    assert isinstance(failed, SlideFailure) and "scale" in failed.error and failed.node == unscaled.name
+    rc, out = run_cli(["analyze", str(scaled), str(unscaled), "--model", str(model_file), "--out",
+                       str(tmp_path / "cli"), "--json", "--device", "cpu"], capsys)
+    assert rc == 1 and json.loads(out)[1] == failed.to_dict()
+    stages = list(csv.reader((tmp_path / "cli" / "stages.csv").read_text().splitlines()))
+    assert ["patient_020.zip", "unknown"] in stages and ["patient_020_node_1.tiff", "unknown"] in stages
+    (case,) = json.loads((tmp_path / "cli" / "cases.json").read_text())["cases"]
+    assert case["stage"] == "unknown" and "not guessed" in case["reason"]
+    node1 = next(n for n in case["nodes"] if n["node"] == unscaled.name)
+    assert node1["label"] == "unknown" and node1["largest_diameter_mm"] is None
