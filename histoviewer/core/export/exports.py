@@ -109,7 +109,7 @@ def _provenance(kind: str, slide_path: str, heatmap: HeatmapData, region, l0_per
         kind=kind, slide_path=slide_path, slide_l0_size=(g.l0_width, g.l0_height), slide_mpp=g.slide_mpp,
         l0_region=tuple(float(v) for v in region), model=heatmap.model, output_size=tuple(size),
         l0_per_px=l0_per_px, output_mpp=None if l0_per_px is None else l0_per_px * g.slide_mpp,
-        threshold=threshold, colormap=colormap, opacity=opacity, grid=g.to_dict(),
+        threshold=threshold, colormap=colormap, opacity=opacity, grid=g,
         coverage=round(heatmap.coverage(), 6), extra=dict(extra or {}, heatmap_source=heatmap.origin),
     )
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import histoviewer
 from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.models.record import ModelRecord
 
 __all__ = ["Provenance", "provenance_path", "write_provenance"]
@@ -45,7 +46,7 @@ class Provenance:
     threshold: float | None = None
     colormap: str | None = None
     opacity: float | None = None
-    grid: Mapping[str, Any] | None = None
+    grid: GridGeometry | None = None
     coverage: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     software: str = SOFTWARE
@@ -63,6 +64,8 @@ class Provenance:
             value = getattr(self, f.name)
             if f.name == "model":
                 value = self.model.to_identity_dict()
+            elif f.name == "grid":
+                value = None if self.grid is None else self.grid.to_dict()
             elif f.name == "output_mpp":
                 out["um_per_px"] = value
                 continue
