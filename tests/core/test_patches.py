@@ -405,7 +405,7 @@ def test_tissue_mask_on_the_phantom_thumbnail(phantom):
 
     with open_slide(phantom.slide_path) as reader:
         thumb = reader.thumbnail(256)
-    mask = tissue_mask(thumb, mask_mpp_um=0.25 * 6000 / 256)
+    mask = tissue_mask(thumb, mask_mpp=0.25 * 6000 / 256)
     assert 0.1 < mask.mean() < 0.8
     assert mask[128, 128] and not mask[2, 2]  # node in the middle, glass in the corner
     assert not tissue_mask(np.full((64, 64, 3), 245, np.uint8)).any()

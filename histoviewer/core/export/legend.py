@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from histoviewer.core.colormaps import colormap_lut
 from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.units import UM_PER_MM, um_to_mm
 
 __all__ = ["ScaleBar", "draw_scale_bar", "legend_panel", "scale_bar_for"]
 
@@ -120,16 +121,17 @@ def _nice_length_um(target_um: float) -> float:
     return exp
 
 
-def scale_bar_for(um_per_px: float, image_size: tuple[int, int], font_px: int = 14) -> ScaleBar | None:
-    """A scale bar about a fifth of the image width (40..400 px), in its bottom-left corner;
-    None when the image is too small to hold one."""
+def scale_bar_for(output_mpp: float, image_size: tuple[int, int], font_px: int = 14) -> ScaleBar | None:
+    """A scale bar about a fifth of the image width (40..400 px), in its bottom-left corner,
+    for an image of ``output_mpp`` micrometres per pixel; None when the image is too small
+    to hold one."""
     w, h = image_size
     target_px = min(400.0, max(40.0, w / 5))
     if w < 80 or h < 3 * font_px:
         return None
-    length_um = _nice_length_um(target_px * um_per_px)
-    length_px = length_um / um_per_px
-    label = f"{length_um / 1000:g} mm" if length_um >= 1000 else f"{length_um:g} um"  # the bundled font has no micro sign
+    length_um = _nice_length_um(target_px * output_mpp)
+    length_px = length_um / output_mpp
+    label = f"{um_to_mm(length_um):g} mm" if length_um >= UM_PER_MM else f"{length_um:g} um"  # the bundled font has no micro sign
     pad = max(4, font_px // 2)
     box_w = int(max(length_px, _font(font_px).getlength(label)) + 2 * pad)
     box_h = int(font_px * 1.4 + 6 + 2 * pad)
