@@ -120,7 +120,7 @@ def pcam_dir(tmp_path_factory) -> Path:
 
 def test_pcam_streams_requested_rows_in_any_order(pcam_dir):
     with open_patch_set(pcam_dir, SPEC) as ps:  # default split: train
-        assert (ps.layout, len(ps), ps.source_mpp_um) == ("pcam", 200, 0.972)
+        assert (ps.layout, len(ps), ps.source_mpp) == ("pcam", 200, 0.972)
         assert ps.labels.dtype == np.int8 and ps.labels[:4].tolist() == [0, 1, 0, 1]
         spy = _SpyDataset(ps._x)
         ps._x = spy
@@ -282,7 +282,7 @@ def test_detect_errors(class_dir, pcam_dir, tmp_path_factory):
 
 
 class _Table(PatchSet):
-    layout, description, source_mpp_um = "images", "table", 0.972
+    layout, description, source_mpp = "images", "table", 0.972
 
     def __init__(self, labels, groups):
         super().__init__(SPEC)
@@ -347,7 +347,7 @@ def _centre_inside(ps, polygon: np.ndarray, grow_l0: float) -> np.ndarray:
 def test_slide_patches_labels_follow_the_lesion(phantom):
     polygon = np.asarray(phantom.lesions[0].l0_polygon)
     with open_patch_set(phantom.slide_path, SPEC) as ps:  # sidecar node.geojson found
-        assert ps.layout == "slides" and ps.source_mpp_um == 0.25 and not ps.groups.any()
+        assert ps.layout == "slides" and ps.source_mpp == 0.25 and not ps.groups.any()
         pos = ps.labels == 1
         assert 5 <= pos.sum() < len(ps) // 2
         # overlap of the central 32 x 32 px, to within one raster pixel (124 / 8 l0 px)
