@@ -40,6 +40,7 @@ from histoviewer.core.export import (HeatmapData, OverlayRequest, export_overlay
                                      outlines_from_annotations)
 from histoviewer.core.export.render import RenderSpec, TileRenderer, output_size  # noqa: E402
 from histoviewer.core.inference.grid import GridGeometry  # noqa: E402
+from histoviewer.core.models.record import ModelRecord  # noqa: E402
 from histoviewer.core.slide import open_slide  # noqa: E402
 
 DEFAULT_SLIDE = Path("/tmp/histoviewer-bench/phantom-100k-200k.tiff")
@@ -77,7 +78,7 @@ def synthetic_heatmap(info, annotations) -> HeatmapData:
         rr, cc = polygon((pts[:, 1] - g.l0_origin_y) / g.l0_stride + 0.5,
                          (pts[:, 0] - g.l0_origin_x) / g.l0_stride + 0.5, g.shape)
         enc[rr, cc] = 0.9
-    model = {"name": "synthetic-ground-truth", "content_hash": "0" * 64, "demonstration": False}
+    model = ModelRecord(name="synthetic-ground-truth", display_name="synthetic-ground-truth", content_hash="0" * 64)
     return HeatmapData(enc, g, model, "synthetic (ground truth)")
 
 

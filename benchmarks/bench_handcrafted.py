@@ -52,7 +52,7 @@ def load_patches(n: int) -> tuple[np.ndarray, str]:
     return ndimage.uniform_filter(noise, size=(1, 5, 5, 1)), "smoothed random noise (no real patches found)"
 
 
-def naive_features(patch: np.ndarray, mpp_um: float) -> np.ndarray:
+def naive_features(patch: np.ndarray, mpp: float) -> np.ndarray:
     """One patch, the straightforward scikit-image way (the baseline; not used by the model)."""
     from skimage.color import rgb2gray, rgb2hed, rgb2hsv
     from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
@@ -64,14 +64,14 @@ def naive_features(patch: np.ndarray, mpp_um: float) -> np.ndarray:
     h, e = hed[..., 0], hed[..., 1]
     stain = [f(c) for c in (h, e) for f in (np.mean, np.std)]
     stain += [float(v) for c in (h, e) for v in np.percentile(c, (10, 50, 90))]
-    smooth = gaussian(h, sigma=0.7 / mpp_um)
+    smooth = gaussian(h, sigma=0.7 / mpp)
     thr = max(threshold_otsu(smooth), 0.04) if np.ptp(smooth) > 0 else 0.04
-    mask = remove_small_objects(smooth > thr, max_size=max(1, int(8.0 / mpp_um**2)))
+    mask = remove_small_objects(smooth > thr, max_size=max(1, int(8.0 / mpp**2)))
     regions = regionprops(label(mask, connectivity=1), intensity_image=h)
-    areas = np.array([r.area for r in regions], float) * mpp_um**2
+    areas = np.array([r.area for r in regions], float) * mpp**2
     ecc = [r.eccentricity for r in regions]
     inten = [r.intensity_mean for r in regions]
-    field_mm2 = (patch.shape[0] * mpp_um / 1000) ** 2
+    field_mm2 = (patch.shape[0] * mpp / 1000) ** 2
     nuclei = [
         thr,
         len(regions) / field_mm2,
@@ -101,8 +101,8 @@ def naive_features(patch: np.ndarray, mpp_um: float) -> np.ndarray:
     return np.array(stain + nuclei + glcm + list(lbp_hist) + colour, np.float64)
 
 
-def naive_predict(patches: np.ndarray, model: HandcraftedClassifier, mpp_um: float) -> np.ndarray:
-    feats = np.stack([naive_features(p, mpp_um) for p in patches])
+def naive_predict(patches: np.ndarray, model: HandcraftedClassifier, mpp: float) -> np.ndarray:
+    feats = np.stack([naive_features(p, mpp) for p in patches])
     t = model.tensors()
     z = (feats - t["feature_mean"]) / t["feature_scale"]
     return 1.0 / (1.0 + np.exp(-(z @ t["coef"] + t["intercept"][0])))

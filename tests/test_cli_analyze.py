@@ -4,6 +4,7 @@ coverage on a phantom, parallel processes and a Dask cluster."""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 
@@ -13,11 +14,14 @@ import tifffile
 from PIL import Image
 
 from histoviewer.cli import analyze as cli_analyze
+from histoviewer.core.analysis.summary import SlideFailure, SlideSummary, read_summary
+from histoviewer.core.errors import InferenceError
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.grid import GridGeometry
 from histoviewer.core.jobs import analyze_slides
+from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import (
-    LesionFractionModel, lesion_fraction, write_fresh_cnn, write_synthetic_tiff,
+    LesionFractionModel, lesion_fraction, synthetic_rgb, write_fresh_cnn, write_synthetic_tiff,
 )
 
 
@@ -53,6 +57,12 @@ def read_map(folder):
         return tf.asarray(), GridGeometry.from_dict(meta["geometry"])
 
 
+SUMMARY_KEYS = ["slide", "out_dir", "model", "mpp", "level_read", "region_source", "geometry", "tissue_patches",
+                "classified_patches", "failed_patches", "coverage", "timing", "files", "failures", "node_label",
+                "provisional", "largest_lesion", "largest_diameter_mm", "lesion_params", "lesions"]
+MODEL_KEYS = ["name", "display_name", "kind", "architecture", "content_hash", "demonstration", "mpp_um", "patch_px"]
+
+
 def test_analyze_map_is_aligned_with_a_position_dependent_model(synthetic, tmp_path):
     summary = analyze_slide(synthetic, tmp_path / "out", LesionFractionModel(), AnalyzeOptions(batch_size=64))
     values, g = read_map(tmp_path / "out")
@@ -67,6 +77,11 @@ def test_analyze_map_is_aligned_with_a_position_dependent_model(synthetic, tmp_p
     data = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert data["model"]["content_hash"] == "f" * 64 and data["geometry"]["rows"] == g.rows
     assert {"read_decode_s", "model_s", "total_s"} <= set(data["timing"])
+    # summary.json is a file format: same keys in the same order, and it reads back to the
+    # very summary analyze_slide returned (and writes back to the same JSON)
+    assert list(data) == SUMMARY_KEYS and list(data["model"]) == MODEL_KEYS
+    assert read_summary(tmp_path / "out") == summary
+    assert SlideSummary.from_dict(data).to_dict() == data == summary.to_dict()
     heat = np.asarray(Image.open(tmp_path / "out" / "heatmap.png"))
     assert heat.ndim == 3 and heat.shape[2] == 3
 
@@ -118,8 +133,9 @@ def test_parallel_processes(synthetic, model_file, tmp_path):
     shutil.copy(synthetic, second)
     results = analyze_slides([synthetic, second], tmp_path / "out",
                              AnalyzeOptions(model=str(model_file), device="cpu"), workers=2)
-    assert [r["slide"] for r in results] == [str(synthetic), str(second)]
-    assert all(r["classified_patches"] == results[0]["classified_patches"] > 0 for r in results)
+    assert [r.slide for r in results] == [str(synthetic), str(second)]
+    assert all(isinstance(r, SlideSummary) for r in results), results
+    assert all(r.classified_patches == results[0].classified_patches > 0 for r in results)
 
 
 def test_dask_local_cluster(synthetic, model_file, tmp_path):
@@ -129,8 +145,8 @@ def test_dask_local_cluster(synthetic, model_file, tmp_path):
         results = analyze_slides([synthetic], tmp_path, AnalyzeOptions(model=str(model_file), device="cpu"),
                                  scheduler=cluster.scheduler_address)
     (summary,) = results
-    assert "error" not in summary, summary
-    assert summary["classified_patches"] > 0
+    assert isinstance(summary, SlideSummary), summary
+    assert summary.classified_patches > 0
     assert (tmp_path / synthetic.stem / "summary.json").is_file()
 
 
@@ -199,3 +215,31 @@ def test_a_bad_stride_is_named_by_its_setting_and_the_cli_flag(synthetic, tmp_pa
     rc = main(["analyze", str(synthetic), "--out", str(tmp_path), "--stride", "0"])
     err = capsys.readouterr().err
     assert rc == 2 and "(use --stride)" in err and list(tmp_path.iterdir()) == []
+
+
+def test_a_slide_without_scale_stays_unknown_end_to_end(synthetic, model_file, tmp_path, capsys):
+    """No mpp: no number is ever made up. The analysis fails for that node (a model needs the
+    scale), its node label is ``unknown``, and so is its case's stage, in every file."""
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    scaled = shutil.copy(synthetic, slides / "patient_020_node_0.tiff")
+    unscaled = slides / "patient_020_node_1.tiff"
+    tifffile.imwrite(unscaled, synthetic_rgb(), photometric="rgb")  # no resolution unit: no scale
+    with open_slide(unscaled) as reader:
+        assert reader.info.mpp is None
+    with pytest.raises(InferenceError, match="scale"):
+        GridGeometry.for_slide((100, 100), None, 1.0, 50)
+    results = analyze_slides([scaled, unscaled], tmp_path / "out",
+                             AnalyzeOptions(model=str(model_file), device="cpu"))
+    ok, failed = results
+    assert isinstance(ok, SlideSummary) and ok.mpp == 0.25
+    assert isinstance(failed, SlideFailure) and "scale" in failed.error and failed.node == unscaled.name
+    rc, out = run_cli(["analyze", str(scaled), str(unscaled), "--model", str(model_file), "--out",
+                       str(tmp_path / "cli"), "--json", "--device", "cpu"], capsys)
+    assert rc == 1 and json.loads(out)[1] == failed.to_dict()
+    stages = list(csv.reader((tmp_path / "cli" / "stages.csv").read_text().splitlines()))
+    assert ["patient_020.zip", "unknown"] in stages and ["patient_020_node_1.tiff", "unknown"] in stages
+    (case,) = json.loads((tmp_path / "cli" / "cases.json").read_text())["cases"]
+    assert case["stage"] == "unknown" and "not guessed" in case["reason"]
+    node1 = next(n for n in case["nodes"] if n["node"] == unscaled.name)
+    assert node1["label"] == "unknown" and node1["largest_diameter_mm"] is None

@@ -23,7 +23,7 @@ def analysis(tmp_path_factory):
     path = slide(tmp_path)
     folder = tmp_path / "analysis"
     folder.mkdir()
-    write_probability_map(folder, lesion_heatmap().encoded, GEOMETRY, {"slide": str(path), "model": MODEL})
+    write_probability_map(folder, lesion_heatmap().encoded, GEOMETRY, slide=str(path), model=MODEL)
     return path, folder
 
 

@@ -12,7 +12,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the subcommand modules load at start-up: the core only when run
+    from histoviewer.core.analysis.summary import SlideOutcome
 
 __all__ = ["register", "run_analyze"]
 
@@ -45,21 +48,21 @@ def register(sub) -> None:
     p.set_defaults(func=run_analyze)
 
 
-def _print_summary(s: dict[str, Any]) -> None:
-    if "error" in s:
-        print(f"{s['slide']}: FAILED: {s['error']}", file=sys.stderr)
+def _print_summary(s: SlideOutcome) -> None:
+    from histoviewer.core.analysis.summary import SlideFailure
+
+    if isinstance(s, SlideFailure):
+        print(f"{s.slide}: FAILED: {s.error}", file=sys.stderr)
         return
-    t = s["timing"]
-    g = s["geometry"]
-    print(f"{s['slide']}: {s['classified_patches']}/{s['tissue_patches']} tissue patches classified"
-          f" ({s['failed_patches']} failed), grid {g['rows']}x{g['cols']} at {g['l0_stride']:.0f} level-0 px,"
-          f" {t['total_s']:.1f} s (read {t['read_decode_s']:.1f} s, model {t['model_s']:.1f} s)"
-          f" -> {s['out_dir']}")
-    if s.get("node_label") is not None:
-        largest = (f", largest {s['largest_lesion']} {s['largest_diameter_mm']:.3f} mm"
-                   if s.get("largest_diameter_mm") is not None else "")
-        print(f"  node label: {s['node_label']}{' (provisional)' if s.get('provisional') else ''},"
-              f" {len(s.get('lesions', []))} lesion(s){largest}")
+    t, g = s.timing, s.geometry
+    print(f"{s.slide}: {s.classified_patches}/{s.tissue_patches} tissue patches classified"
+          f" ({s.failed_patches} failed), grid {g.rows}x{g.cols} at {g.l0_stride:.0f} level-0 px,"
+          f" {t.total_s:.1f} s (read {t.read_decode_s:.1f} s, model {t.model_s:.1f} s)"
+          f" -> {s.out_dir}")
+    largest = (f", largest {s.largest_lesion} {s.largest_diameter_mm:.3f} mm"
+               if s.largest_diameter_mm is not None else "")
+    print(f"  node label: {s.node_label.value}{' (provisional)' if s.provisional else ''},"
+          f" {len(s.lesions)} lesion(s){largest}")
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -67,6 +70,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.core.models.classifier import DEMO_WARNING
 
     from histoviewer.cli.progress import cli_control, close_bars
+    from histoviewer.core.analysis.summary import SlideFailure, SlideSummary
     from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams
     from histoviewer.core.errors import InferenceError
     from histoviewer.core.jobs import analyze_case
@@ -88,12 +92,12 @@ def run_analyze(args: argparse.Namespace) -> int:
         close_bars(control)
     results, cases = list(run.summaries), run.outputs
     report = None
-    if args.report and (done := [Path(r["out_dir"]) for r in results if "out_dir" in r]):
+    if args.report and (done := [Path(r.out_dir) for r in results if isinstance(r, SlideSummary)]):
         from histoviewer.cli.report import write_report
 
         report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         for r in cases.results:
             print(f"{r.patient}: {r.stage.value}{' (provisional)' if r.provisional else ''} - {r.reason}")
@@ -102,9 +106,9 @@ def run_analyze(args: argparse.Namespace) -> int:
         print(f"stages: {cases.stages_csv}")
         if report is not None:
             print(f"report: {report['pdf']} ({report['pages']} pages), {report['json']}")
-        demo = any(r.get("model", {}).get("demonstration") for r in results)
+        demo = any(isinstance(r, SlideSummary) and r.model.demonstration for r in results)
         if demo:
             print(f"WARNING: {DEMO_WARNING}")
-    return 1 if any("error" in r for r in results) else 0
+    return 1 if any(isinstance(r, SlideFailure) for r in results) else 0
 
 

@@ -104,11 +104,11 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
     prov = result.provenance
-    scale = f" at {prov.um_per_px:.3g} um/px" if prov.um_per_px and not args.raw else ""
+    scale = f" at {prov.output_mpp:.3g} um/px" if prov.output_mpp and not args.raw else ""
     print(f"{result.path}: {result.kind}, {result.size[0]} x {result.size[1]} px{scale}, "
           f"{result.seconds:.1f} s (heatmap from {heatmap.origin})")
     for side in result.sidecars:
         print(f"  + {side}")
-    if heatmap.model.get("warning"):
-        print(f"WARNING: {heatmap.model['warning']}", file=sys.stderr)
+    if heatmap.model.warning:
+        print(f"WARNING: {heatmap.model.warning}", file=sys.stderr)
     return 0

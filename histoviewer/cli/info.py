@@ -6,6 +6,7 @@ import argparse
 import json
 
 from histoviewer.core.slide import open_slide
+from histoviewer.core.units import l0_px_to_mm
 
 
 def register(sub) -> None:
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         lines += [f"  level {i}: {lw} x {lh} px, downsample {ds:.4g}" for i, ((lw, lh), ds) in enumerate(zip(info.level_dimensions, info.level_downsamples))]
         lines.append(f"associated images: {', '.join(info.associated_images) or 'none'} (not shown; may carry patient identifiers)")
         if info.mpp is not None:
-            lines.append(f"physical size:     {w * info.mpp_x / 1000:.2f} x {h * info.mpp_y / 1000:.2f} mm")
+            lines.append(f"physical size:     {l0_px_to_mm(w, info.mpp_x):.2f} x {l0_px_to_mm(h, info.mpp_y):.2f} mm")
         if args.properties:
             lines += ["properties:"] + [f"  {k} = {v}" for k, v in sorted(info.properties.items())]
         print("\n".join(lines))

@@ -8,6 +8,10 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the subcommand modules load at start-up: the core only when run
+    from histoviewer.core.grid_geometry import GridGeometry
 
 __all__ = ["register", "run_lesions"]
 
@@ -39,27 +43,23 @@ def register(sub) -> None:
     p.set_defaults(func=run_lesions)
 
 
-def _frame(args: argparse.Namespace, geometry: dict | None):
+def _frame(args: argparse.Namespace, geo: GridGeometry | None):
     from histoviewer.core.analysis.lesions import PCAM_WINDOW_FRACTION, MapFrame
     from histoviewer.core.errors import InferenceError
-    from histoviewer.core.inference.grid import GridGeometry
+    from histoviewer.core.units import l0_px_to_um, um_to_l0_px
 
     if args.mpp is not None and not (args.mpp > 0 and math.isfinite(args.mpp)):
         raise InferenceError(f"--mpp must be a positive number of micrometres, got {args.mpp}")
     if args.window_um is not None and not (args.window_um >= 0 and math.isfinite(args.window_um)):
         raise InferenceError(f"--window-um must be >= 0, got {args.window_um}")
-    if geometry is not None:
-        try:
-            geo = GridGeometry.from_dict(geometry)
-        except (KeyError, TypeError) as exc:
-            raise InferenceError(f"{args.map}: the map's geometry is incomplete: {exc}") from None
-        um_per_cell = geo.l0_stride * geo.slide_mpp
+    if geo is not None:
+        um_per_cell = l0_px_to_um(geo.l0_stride, geo.slide_mpp)
         if args.mpp is not None and abs(args.mpp - um_per_cell) > 0.01 * um_per_cell:
             raise InferenceError(f"{args.map}: --mpp {args.mpp} um per cell disagrees with the map's own "
                                  f"geometry ({um_per_cell:.3f} um per cell); leave --mpp out")
         if args.window_um is None:
             return MapFrame.from_geometry(geo, PCAM_WINDOW_FRACTION)
-        return MapFrame.from_geometry(geo, args.window_um / geo.slide_mpp / geo.l0_patch)
+        return MapFrame.from_geometry(geo, um_to_l0_px(args.window_um, geo.slide_mpp) / geo.l0_patch)
     try:
         return MapFrame.for_cells(args.mpp, args.window_um or 0.0)
     except ValueError as exc:

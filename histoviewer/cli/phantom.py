@@ -11,6 +11,7 @@ from typing import Any
 from histoviewer.cli import error_text
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.phantom import DEFAULT_LESIONS, write_phantom
+from histoviewer.core.units import l0_px_to_mm
 
 
 def register(sub: Any) -> None:
@@ -76,8 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0
-    mm_w = result.width * result.mpp / 1000
-    mm_h = result.height * result.mpp / 1000
+    mm_w = l0_px_to_mm(result.width, result.mpp)
+    mm_h = l0_px_to_mm(result.height, result.mpp)
     lines = [
         f"slide:       {result.slide_path} ({result.file_bytes / 2**20:.1f} MiB)",
         f"size:        {result.width} x {result.height} px at {result.mpp:g} um/px "

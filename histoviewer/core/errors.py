@@ -58,6 +58,10 @@ class EvaluationError(HistoViewerError, ValueError):
     """Ground truth or detections for FROC / kappa are missing, malformed or inconsistent."""
 
 
+class SummaryFormatError(HistoViewerError, ValueError):
+    """An analysis summary (``summary.json``) is unreadable or malformed; the message names it."""
+
+
 class AnnotationStoreError(HistoViewerError):
     """Annotations could not be saved (autosave beside the slide and in the user folder failed)."""
 

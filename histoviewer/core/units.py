@@ -1,13 +1,35 @@
-"""Physical units in one place: level-0 pixels to micrometres and millimetres, scale bars."""
+"""Physical units in one place: level-0 pixels to micrometres and millimetres, scale bars.
+
+One vocabulary: ``mpp`` is micrometres per level-0 pixel of a slide (or per pixel of the
+image named in the parameter, e.g. a model's input). An unknown scale is ``None``, never 0
+or NaN; every conversion here returns ``None`` for it, so "unknown" travels to the end
+(a size class ``unknown``, a table cell ``unknown``) instead of turning into a number.
+"""
 
 from __future__ import annotations
 
 import math
 
+__all__ = [
+    "UM_PER_MM",
+    "format_length_um",
+    "l0_area_to_mm2",
+    "l0_area_to_um2",
+    "l0_px_to_mm",
+    "l0_px_to_um",
+    "mm_to_um",
+    "scale_bar_length_um",
+    "um_to_l0_px",
+    "um_to_mm",
+]
+
+UM_PER_MM = 1000.0
+
+
 def format_length_um(length_um: float) -> str:
     """'250 \u00b5m', '1.5 mm': micrometres below 1 mm, millimetres from there."""
-    if length_um >= 1000:
-        return f"{length_um / 1000:.3g} mm"
+    if length_um >= UM_PER_MM:
+        return f"{length_um / UM_PER_MM:.3g} mm"
     return f"{length_um:.3g} \u00b5m"
 
 
@@ -20,6 +42,34 @@ def scale_bar_length_um(um_per_screen_px: float, max_screen_px: float) -> float:
     return next(step * decade for step in (5, 2, 1) if step * decade <= limit_um)
 
 
+def um_to_mm(length_um: float) -> float:
+    return length_um / UM_PER_MM
+
+
+def mm_to_um(length_mm: float) -> float:
+    return length_mm * UM_PER_MM
+
+
+def l0_px_to_um(l0_px: float, mpp: float | None) -> float | None:
+    """A level-0 pixel distance in micrometres, or None when the scale is unknown."""
+    return None if mpp is None else l0_px * mpp
+
+
 def l0_px_to_mm(l0_px: float, mpp: float | None) -> float | None:
     """A level-0 pixel distance in millimetres, or None when the scale is unknown."""
-    return None if mpp is None else l0_px * mpp / 1000.0
+    return None if mpp is None else l0_px * mpp / UM_PER_MM
+
+
+def l0_area_to_um2(l0_px2: float, mpp: float | None) -> float | None:
+    """A level-0 pixel area (px^2) in square micrometres, or None when the scale is unknown."""
+    return None if mpp is None else l0_px2 * mpp * mpp
+
+
+def l0_area_to_mm2(l0_px2: float, mpp: float | None) -> float | None:
+    """A level-0 pixel area (px^2) in square millimetres, or None when the scale is unknown."""
+    return None if mpp is None else l0_px2 * (mpp / UM_PER_MM) ** 2
+
+
+def um_to_l0_px(length_um: float, mpp: float | None) -> float | None:
+    """A length in micrometres as level-0 pixels, or None when the scale is unknown."""
+    return None if mpp is None else length_um / mpp

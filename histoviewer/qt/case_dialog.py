@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from histoviewer.core.analysis.camelyon17 import group_cases
 from histoviewer.core.analysis.case import CaseOutputs, node_result, node_result_from_annotations
 from histoviewer.core.analysis.staging import StageResult, stage_patient
+from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.errors import Cancelled, HistoViewerError, ModelLoadError, StagingError
 from histoviewer.core.inference.analyze import AnalyzeOptions
 from histoviewer.core.jobs import analyze_case
@@ -59,7 +60,7 @@ def default_output_dir(paths: Sequence[str | os.PathLike[str]]) -> Path:
 
 class CaseAnalysis(QObject):
     """Analyses ``paths`` with ``model_spec`` on a Python thread; signals arrive on the GUI
-    thread. ``nodeFinished(row, summary dict)`` ({"slide", "error"} on failure);
+    thread. ``nodeFinished(row, SlideSummary | SlideFailure)``;
     ``finished(CaseOutputs | None, error text)``: None when cancelled or failed."""
 
     nodeStarted = Signal(int)
@@ -74,7 +75,7 @@ class CaseAnalysis(QObject):
         self.paths = [Path(p) for p in paths]
         self.out_root = Path(out_root)
         self.model_spec, self.device = model_spec, device
-        self.summaries: list[dict] = []
+        self.summaries: list[SlideOutcome] = []
         self._cancel = threading.Event()
         self._row = 0  # the node being analysed (analysis thread)
         self._hop.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
@@ -128,7 +129,7 @@ class CaseAnalysis(QObject):
         self._row = row
         self._emit("nodeStarted", row)
 
-    def _done(self, row: int, summary: dict) -> None:
+    def _done(self, row: int, summary: SlideOutcome) -> None:
         self.summaries.append(summary)
         self._emit("nodeFinished", row, summary)
 
@@ -163,7 +164,7 @@ class CaseDialog(QDialog):
         self.out_root = default_output_dir(self.paths)
         self.analysis: CaseAnalysis | None = None
         self.outputs: CaseOutputs | None = None
-        self.summaries: dict[int, dict] = {}
+        self.summaries: dict[int, SlideOutcome] = {}
         # path -> the node's label from the pathologist's tumour annotations, or None when
         # the slide has none (the window sets it: it knows the open documents)
         self.annotation_labels: Callable[[Path], object | None] | None = None
@@ -314,16 +315,16 @@ class CaseDialog(QDialog):
         # after the last patch the maps, heatmap and lesions are written: say so
         bar.setFormat("writing results\u2026" if done >= total else f"%p% of {total} patches")
 
-    def _on_node(self, row: int, summary: dict) -> None:
+    def _on_node(self, row: int, summary: SlideOutcome) -> None:
         self.summaries[row] = summary
         bar = self.bars[row]
         bar.setRange(0, 1)
         bar.setValue(1)
-        if "error" in summary:
+        if isinstance(summary, SlideFailure):
             bar.setFormat("failed")
             self._set(row, 1, "unknown", LABEL_TEXT[NodeLabel.UNKNOWN][1])
-            self._set(row, 2, summary["error"], "#a01010")
-            self.table.item(row, 2).setToolTip(summary["error"])
+            self._set(row, 2, summary.error, "#a01010")
+            self.table.item(row, 2).setToolTip(summary.error)
             return
         bar.setFormat("done")
         node = node_result(summary)
@@ -334,12 +335,12 @@ class CaseDialog(QDialog):
         if node.largest_lesion is None:
             self._set(row, 2, "none")
         else:
-            lesions = summary.get("lesions", [])
-            size_class = lesions[0]["size_class"] if lesions else ""
+            lesions = summary.lesions
+            size_class = lesions[0].size_class.value if lesions else ""
             diameter = "unknown" if node.largest_diameter_mm is None else f"{node.largest_diameter_mm:.2f} mm"
             count = f"{len(lesions)} lesion{'s' if len(lesions) != 1 else ''}"
             self._set(row, 2, f"{node.largest_lesion}: {diameter} {size_class}; {count}")
-        self._set(row, 3, f"{summary.get('coverage', 0.0):.0%}")
+        self._set(row, 3, f"{summary.coverage:.0%}")
 
     def _on_finished(self, outputs: CaseOutputs | None, error: str) -> None:
         self.analyse_button.setEnabled(True)
@@ -386,7 +387,7 @@ class CaseDialog(QDialog):
                 node = node_result_from_annotations(
                     path.name, label.label, [(les.name, les.max_diameter_mm) for les in label.lesions])
                 sources[row] = "annotations"
-            elif row in self.summaries and "error" not in self.summaries[row]:
+            elif row in self.summaries and not isinstance(self.summaries[row], SlideFailure):
                 node = node_result(self.summaries[row])
                 sources[row] = "AI"
             else:

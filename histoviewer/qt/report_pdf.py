@@ -212,10 +212,10 @@ def _provenance(report: Report, s: SlideReport | None, page: int, pages: int) ->
     parts = []
     if s is not None:
         m = s.model
-        kind = f" ({m['kind']})" if m.get("kind") else ""
-        parts += [f"Model {m.get('name', 'unknown')}{kind}, hash {_hash(str(m.get('content_hash') or ''))}",
+        kind = f" ({m.kind})" if m.kind else ""
+        parts += [f"Model {m.name}{kind}, hash {_hash(m.content_hash)}",
                   f"threshold {s.threshold:.2f}",
-                  f"slide scale {s.mpp:.4g} \u00b5m/px" if s.mpp else "slide scale unknown",
+                  f"slide scale {s.mpp:.4g} \u00b5m/px" if s.mpp is not None else "slide scale unknown",
                   f"analysed {s.analysed or 'unknown'}"]
     parts += [f"report {report.created} by {report.software} {report.software_version}",
               "label image not included", f"page {page} of {pages}"]
@@ -293,7 +293,7 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
     case = report.case_for(s)
     node = "" if s.node is None else f" \u00b7 node {s.node}"
     _header(pg, s.slide_name, f"Patient / case {s.patient}{node} \u00b7 HistoViewer slide report",
-            s.demonstration, str(s.model.get("warning") or DEMO_WARNING))
+            s.demonstration, s.model.warning or DEMO_WARNING)
     bottom = _footer(pg, report, s, SIZE_RULES, page, pages)
 
     # row A: thumbnail left, results and legend right
@@ -347,7 +347,7 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
             x = i * (w + gap)
             _sw, sh = pg.image(snap.rgb, x, pg.y, w, w)
             les = snap.lesion
-            scale = f", {snap.um_per_px:.2g} \u00b5m/px" if snap.um_per_px else ""
+            scale = f", {snap.output_mpp:.2g} \u00b5m/px" if snap.output_mpp is not None else ""
             size = ("size unknown (no scale)" if les.diameter_mm is None
                     else f"{les.diameter_mm:.2f} mm, {les.size_class}")
             cap = f"{les.name}: {size}; max p {les.max_probability:.2f}{scale}"
@@ -369,7 +369,7 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
 def _draw_case_page(pg: _Page, report: Report, case: CaseReport, page: int, pages: int) -> None:
     members = report.slides_of(case)
     demo = any(s.demonstration for s in members)
-    warning = next((str(s.model.get("warning")) for s in members if s.model.get("warning")), DEMO_WARNING)
+    warning = next((s.model.warning for s in members if s.model.warning), DEMO_WARNING)
     _header(pg, f"Case {case.patient}", f"{len(members)} lymph node slides \u00b7 HistoViewer case report",
             demo, warning)
     bottom = _footer(pg, report, members[0] if len(members) == 1 else None, PN_RULES + " " + SIZE_RULES,

@@ -336,9 +336,9 @@ class SlideView(QWidget):
         mpp = self.session.info.mpp if self.session is not None else None
         if mpp is None:
             return "scale unknown (no \u00b5m/px in file)", 0.0
-        um_per_px = mpp / self.viewport.scale
-        length_um = scale_bar_length_um(um_per_px, min(SCALE_BAR_MAX_PX, self.width() / 3))
-        return format_length_um(length_um), length_um / um_per_px
+        screen_mpp = mpp / self.viewport.scale  # um per screen px
+        length_um = scale_bar_length_um(screen_mpp, min(SCALE_BAR_MAX_PX, self.width() / 3))
+        return format_length_um(length_um), length_um / screen_mpp
 
     def _scale_bar_layout(self) -> tuple[QStaticText, QRectF, QPointF, float]:
         """(label, box, label position, bar length px), cached until label, length or height change.

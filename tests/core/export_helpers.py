@@ -8,10 +8,15 @@ import numpy as np
 
 from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.models.classifier import ModelInfo
+from histoviewer.core.models.record import ModelRecord
 from tests.core.inference_helpers import GLASS_X1, H, LESION_RECT, MPP, W, lesion_fraction, write_synthetic_tiff
 
-MODEL = {"name": "fraction", "display_name": "fraction (fake, green-channel)", "kind": "fake",
-         "content_hash": "f" * 64, "demonstration": True}
+# what a live model says about itself (the GUI hands a ModelInfo to the export)
+MODEL_INFO = ModelInfo(name="fraction", kind="fake", architecture="green-channel", content_hash="f" * 64,
+                       demonstration=True)
+MODEL = ModelRecord(name="fraction", display_name="fraction (fake, green-channel)", kind="fake",
+                    content_hash="f" * 64, demonstration=True)
 # map cells of 200 level-0 px: 1.0 um/px model pixels, 50 px patches
 GEOMETRY = GridGeometry.for_slide((W, H), MPP, 1.0, 50)
 

@@ -55,7 +55,7 @@ def make_case(root: Path) -> Path:
     out = root / "out"
     summaries = []
     for path, model in ((node0, DemoFractionModel()), (node1, BlindModel())):
-        summaries.append(analyze_slide(path, slide_out_dir(out, path), model).to_dict())
+        summaries.append(analyze_slide(path, slide_out_dir(out, path), model))
     write_case_outputs(out, summaries)
     return out
 

@@ -45,7 +45,7 @@ def test_overlay_png_has_requested_size_scale_and_lands_on_the_lesion(reader, tm
                          OverlayRequest(l0_region=region, output_mpp=1.0, scale_bar=False))
     l0_per_px = 1.0 / MPP
     assert res.size == (400, 350)
-    assert res.provenance.um_per_px == pytest.approx(1.0) and res.provenance.l0_per_px == l0_per_px
+    assert res.provenance.output_mpp == pytest.approx(1.0) and res.provenance.l0_per_px == l0_per_px
     img = _image(res.path, res.size)
     u = int((LESION_CENTRE[0] - region[0]) / l0_per_px)
     v = int((LESION_CENTRE[1] - region[1]) / l0_per_px)

@@ -12,6 +12,7 @@ import threading
 import numpy as np
 import pytest
 
+from histoviewer.core.analysis.summary import SlideFailure, SlideSummary
 from histoviewer.core.errors import Cancelled, ExportCancelled, ModelLoadError
 from histoviewer.core.inference.analyze import AnalyzeOptions
 from histoviewer.core.jobs import ExportRequest, analyze_case, analyze_slides, run_export
@@ -67,11 +68,11 @@ def test_a_case_runs_end_to_end_with_one_model_load(monkeypatch, case_slides, tm
     control = JobControl(progress=lambda stage, done, total, _d: seen.append((stage, done, total)))
     run = analyze_case(case_slides, tmp_path, AnalyzeOptions(model="m", device="cpu"), control=control,
                        on_started=lambda i, p: events.append(("start", i, p.name)),
-                       on_done=lambda i, s: events.append(("done", i, "error" in s)))
+                       on_done=lambda i, s: events.append(("done", i, isinstance(s, SlideFailure))))
     assert loads == [("m", "cpu")] and model.closed == 1
     assert events == [("start", 0, "patient_021_node_0.tiff"), ("done", 0, False),
                       ("start", 1, "patient_021_node_1.tiff"), ("done", 1, False)]
-    assert [s["slide"] for s in run.summaries] == [str(p) for p in case_slides]
+    assert [s.slide for s in run.summaries] == [str(p) for p in case_slides]
     for path in case_slides:
         folder = tmp_path / path.stem
         assert {"probability.tiff", "probability.json", "heatmap.png", "lesions.geojson",
@@ -83,7 +84,7 @@ def test_a_case_runs_end_to_end_with_one_model_load(monkeypatch, case_slides, tm
     stages = {stage for stage, _d, _t in seen}
     assert stages == {"Classifying patient_021_node_0.tiff", "Classifying patient_021_node_1.tiff"}
     last = [(d, t) for stage, d, t in seen if stage.endswith("node_0.tiff")][-1]
-    assert last == (run.summaries[0]["tissue_patches"],) * 2
+    assert last == (run.summaries[0].tissue_patches,) * 2
 
 
 def test_a_broken_slide_is_reported_and_the_others_go_on(monkeypatch, case_slides, tmp_path):
@@ -92,8 +93,8 @@ def test_a_broken_slide_is_reported_and_the_others_go_on(monkeypatch, case_slide
     bad.parent.mkdir()
     bad.write_bytes(b"not a slide")
     summaries = analyze_slides([bad, case_slides[0]], tmp_path / "out")
-    assert "error" in summaries[0] and "patient_021_node_2.svs" in summaries[0]["error"]
-    assert summaries[1]["classified_patches"] > 0
+    assert isinstance(summaries[0], SlideFailure) and "patient_021_node_2.svs" in summaries[0].error
+    assert isinstance(summaries[1], SlideSummary) and summaries[1].classified_patches > 0
 
 
 def test_a_model_that_cannot_load_stops_the_run(monkeypatch, case_slides, tmp_path):

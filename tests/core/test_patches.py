@@ -120,7 +120,7 @@ def pcam_dir(tmp_path_factory) -> Path:
 
 def test_pcam_streams_requested_rows_in_any_order(pcam_dir):
     with open_patch_set(pcam_dir, SPEC) as ps:  # default split: train
-        assert (ps.layout, len(ps), ps.source_mpp_um) == ("pcam", 200, 0.972)
+        assert (ps.layout, len(ps), ps.source_mpp) == ("pcam", 200, 0.972)
         assert ps.labels.dtype == np.int8 and ps.labels[:4].tolist() == [0, 1, 0, 1]
         spy = _SpyDataset(ps._x)
         ps._x = spy
@@ -290,7 +290,7 @@ def test_detect_errors(class_dir, pcam_dir, tmp_path_factory):
 
 
 class _Table(PatchSet):
-    layout, description, source_mpp_um = "images", "table", 0.972
+    layout, description, source_mpp = "images", "table", 0.972
 
     def __init__(self, labels, groups):
         super().__init__(SPEC)
@@ -355,7 +355,7 @@ def _centre_inside(ps, polygon: np.ndarray, grow_l0: float) -> np.ndarray:
 def test_slide_patches_labels_follow_the_lesion(phantom):
     polygon = np.asarray(phantom.lesions[0].l0_polygon)
     with open_patch_set(phantom.slide_path, SPEC) as ps:  # sidecar node.geojson found
-        assert ps.layout == "slides" and ps.source_mpp_um == 0.25 and not ps.groups.any()
+        assert ps.layout == "slides" and ps.source_mpp == 0.25 and not ps.groups.any()
         pos = ps.labels == 1
         assert 5 <= pos.sum() < len(ps) // 2
         # overlap of the central 32 x 32 px, to within one raster pixel (124 / 8 l0 px)
@@ -413,7 +413,7 @@ def test_tissue_mask_on_the_phantom_thumbnail(phantom):
 
     with open_slide(phantom.slide_path) as reader:
         thumb = reader.thumbnail(256)
-    mask = tissue_mask(thumb, mask_mpp_um=0.25 * 6000 / 256)
+    mask = tissue_mask(thumb, mask_mpp=0.25 * 6000 / 256)
     assert 0.1 < mask.mean() < 0.8
     assert mask[128, 128] and not mask[2, 2]  # node in the middle, glass in the corner
     assert not tissue_mask(np.full((64, 64, 3), 245, np.uint8)).any()

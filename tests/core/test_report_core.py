@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from histoviewer.core.errors import ReportError
+from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.report import (LesionEntry, SlideReport, build_report, cases_csv, lesions_csv,
                                      load_report, load_slide_report, render_slide_images, slides_csv,
                                      write_report_csv, write_report_json)
@@ -37,7 +38,7 @@ def test_report_matches_what_analyze_wrote(case):
         assert s.node_label == summary["node_label"] and s.coverage == summary["coverage"]
         assert s.mpp == summary["mpp"] == 0.25 and s.patient == "patient_007"
         assert [les.to_dict()["diameter_mm"] for les in s.lesions] == [d["diameter_mm"] for d in summary["lesions"]]
-        assert s.model["content_hash"] == summary["model"]["content_hash"]
+        assert s.model.content_hash == summary["model"]["content_hash"]
     node0, node1 = report.slides
     assert node0.node_label == "micro" and node1.node_label == "negative"
     # outlines come from lesions.geojson (drawing only) and surround the known lesion's centre
@@ -76,7 +77,7 @@ def test_json_and_csv_files(case, tmp_path):
 def _slide(name: str, mpp, label: str, lesions=(), **kw) -> SlideReport:
     return SlideReport(slide_path=f"/data/{name}", patient="p1", node=None, node_label=label,
                        provisional=kw.get("provisional", False), coverage=kw.get("coverage", 1.0), mpp=mpp,
-                       l0_size=(1000, 1000), lesions=tuple(lesions), model={"name": "m", "content_hash": ""},
+                       l0_size=(1000, 1000), lesions=tuple(lesions), model=ModelRecord(name="m", display_name="m"),
                        threshold=0.5, analysis_dir=kw.get("analysis_dir"))
 
 
@@ -160,7 +161,7 @@ def test_pictures_show_the_lesion_where_it_is_and_never_the_label(case, monkeypa
     bx, by, bw, bh = node0.lesions[0].bbox_l0
     assert sx <= bx and sy <= by and sx + sw >= bx + bw and sy + sh >= by + bh
     assert snap.rgb.shape[:2] == (round(sh / snap.l0_per_px), round(sw / snap.l0_per_px))
-    assert snap.um_per_px == pytest.approx(snap.l0_per_px * 0.25)
+    assert snap.output_mpp == pytest.approx(snap.l0_per_px * 0.25)
     assert calls == []
 
 

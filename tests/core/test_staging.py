@@ -11,8 +11,10 @@ from histoviewer.core.analysis.camelyon17 import (
 )
 from histoviewer.core.analysis.case import node_result, write_case_outputs
 from histoviewer.core.analysis.staging import NodeResult, PNStage, stage_patient
+from histoviewer.core.analysis.summary import SlideFailure
 from histoviewer.core.errors import StagingError
 from histoviewer.core.staging_terms import NodeLabel
+from tests.core.summary_helpers import summary
 
 N, I, MI, MA, U = "negative", "itc", "micro", "macro", "unknown"
 
@@ -136,12 +138,10 @@ def test_cases_from_names_and_folders(tmp_path):
 
 def test_case_outputs_from_summaries(tmp_path):
     summaries = [
-        {"slide": "/s/patient_003_node_0.tif", "node_label": "macro", "largest_lesion": "lesion-1",
-         "largest_diameter_mm": 2.5, "provisional": False},
-        {"slide": "/s/patient_003_node_1.tif", "node_label": "itc", "largest_lesion": "lesion-1",
-         "largest_diameter_mm": 0.1, "provisional": False},
-        {"slide": "/s/patient_005_node_0.tif", "error": "cannot open"},
-        {"slide": "/s/patient_005_node_1.tif", "node_label": "micro"},
+        summary("/s/patient_003_node_0.tif", "macro", (2.5,)),
+        summary("/s/patient_003_node_1.tif", "itc", (0.1,)),
+        SlideFailure("/s/patient_005_node_0.tif", "cannot open"),
+        summary("/s/patient_005_node_1.tif", "micro", (1.0,)),
     ]
     assert node_result(summaries[2]).label is NodeLabel.UNKNOWN
     out = write_case_outputs(tmp_path, summaries)

@@ -17,7 +17,7 @@ from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.slide import open_slide
 from histoviewer.core.tiles.viewport import Viewport
 from histoviewer.qt.export_dialog import ExportDialog, open_export_dialog
-from tests.core.export_helpers import GEOMETRY, MODEL, lesion_heatmap, slide
+from tests.core.export_helpers import GEOMETRY, MODEL_INFO, lesion_heatmap, slide
 from tests.core.inference_helpers import LESION_RECT
 
 
@@ -40,7 +40,7 @@ def fake_tab(path, reader, heatmap=True):
     slide info and viewport (here over the known lesion, 2 screen px per level-0 px... 0.5)."""
     enc = lesion_heatmap().encoded
     live = SimpleNamespace(grid=SimpleNamespace(encoded_map=lambda: enc.copy(), geometry=GEOMETRY),
-                           model=SimpleNamespace(info=MODEL),
+                           model=SimpleNamespace(info=MODEL_INFO),
                            style=HeatmapStyle(colormap_lut("magma"), opacity=0.6, threshold=0.5))
     cx, cy = LESION_RECT[0] + LESION_RECT[2] / 2, LESION_RECT[1] + LESION_RECT[3] / 2
     view = SimpleNamespace(viewport=Viewport(cx, cy, 0.5, 800, 600))  # 1600 x 1200 level-0 px

@@ -62,12 +62,13 @@ def test_pdf_pages_text_and_pictures(case, tmp_path, qapp, monkeypatch):
 
 
 def test_no_demonstration_box_for_a_real_model(case, tmp_path, qapp):
+    from histoviewer.core.models.record import ModelRecord
     from histoviewer.core.report.model import SlideReport, build_report
 
     report = load_report([case / "patient_007_node_1"])
     (s,) = report.slides
-    real = SlideReport(**{**s.__dict__, "model": {"name": "trained", "content_hash": "a" * 64,
-                                                  "demonstration": False}})
+    real = SlideReport(**{**s.__dict__, "model": ModelRecord(name="trained", display_name="trained",
+                                                             content_hash="a" * 64)})
     pdf = write_report_pdf(build_report([real]), tmp_path / "real.pdf")
     if POPPLER:
         text = _run("pdftotext", str(pdf), "-")
@@ -101,6 +102,7 @@ def test_real_svs_with_a_label_image_never_embeds_it(cmu_small, tmp_path, qapp, 
 
     from histoviewer.core.export import HeatmapData
     from histoviewer.core.inference.grid import GridGeometry
+    from histoviewer.core.models.record import ModelRecord
     from histoviewer.core.report import build_report, slide_report_from_map
     from histoviewer.core.slide import open_slide
 
@@ -113,7 +115,8 @@ def test_real_svs_with_a_label_image_never_embeds_it(cmu_small, tmp_path, qapp, 
         g = GridGeometry.for_slide(info.dimensions, info.mpp, 0.972, 96)
         enc = np.zeros(g.shape, np.float32)
         enc[g.rows // 2 - 2 : g.rows // 2 + 2, g.cols // 2 - 2 : g.cols // 2 + 2] = 0.95  # one lesion
-        heatmap = HeatmapData(enc, g, {"name": "demo", "content_hash": "c" * 64, "demonstration": True})
+        heatmap = HeatmapData(enc, g, ModelRecord(name="demo", display_name="demo", content_hash="c" * 64,
+                                                  demonstration=True))
         slide = slide_report_from_map(cmu_small, heatmap)
         assert slide.node_label == "micro" and len(slide.lesions) == 1
         pdf = write_report_pdf(build_report([slide]), tmp_path / "cmu.pdf",
@@ -129,12 +132,13 @@ def test_real_svs_with_a_label_image_never_embeds_it(cmu_small, tmp_path, qapp, 
 
 @needs_poppler
 def test_slide_without_scale_says_unknown(slides_dir, tmp_path, qapp):
+    from histoviewer.core.models.record import ModelRecord
     from histoviewer.core.report import LesionEntry, SlideReport, build_report
 
     path = slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs"
     les = LesionEntry("lesion-1", "unknown", None, None, 0.9, 0.8, 4, (2000.0, 1700.0), (1800.0, 1500.0, 400.0, 400.0))
     slide = SlideReport(str(path), "case", None, "unknown", False, 1.0, None, (4443, 3567), (les,),
-                        {"name": "demo", "content_hash": "", "demonstration": True}, 0.5)
+                        ModelRecord(name="demo", display_name="demo", demonstration=True), 0.5)
     pdf = write_report_pdf(build_report([slide]), tmp_path / "nompp.pdf")
     text = " ".join(_run("pdftotext", str(pdf), "-").split())
     assert "Unknown (no scale" in text and "slide scale unknown" in text

@@ -3,8 +3,9 @@
 ``analyze`` calls ``write_case_outputs`` after its slides: it groups them into cases
 (``camelyon17.case_of``: CAMELYON17 names by patient, other slides by folder), stages each
 case and writes ``stages.csv`` (the CAMELYON17 submission format) and ``cases.json`` (each
-stage with the nodes and lesions that decided it). A slide that failed to analyse, or has
-no scale, has an ``unknown`` label, which makes its case's stage ``unknown``.
+stage with the nodes and lesions that decided it). A slide that failed to analyse
+(``SlideFailure``; a slide without a scale fails), or whose summary has an ``unknown``
+label, makes its case's stage ``unknown``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from histoviewer.core.analysis.camelyon17 import group_cases, submission_csv
 from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
+from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import StagingError
 from histoviewer.core.staging_terms import NodeLabel
@@ -25,15 +26,12 @@ from histoviewer.core.staging_terms import NodeLabel
 __all__ = ["CaseOutputs", "node_result", "node_result_from_annotations", "stage_summaries", "write_case_outputs"]
 
 
-def node_result(summary: Mapping[str, Any]) -> NodeResult:
-    """A node from one ``summary.json`` dict (an ``{"slide", "error"}`` entry is unknown)."""
-    name = Path(str(summary["slide"])).name
-    label = summary.get("node_label")
-    if "error" in summary or label is None:
-        return NodeResult(name, NodeLabel.UNKNOWN)
-    return NodeResult(name, NodeLabel.parse(str(label)), largest_lesion=summary.get("largest_lesion"),
-                      largest_diameter_mm=summary.get("largest_diameter_mm"),
-                      provisional=bool(summary.get("provisional", False)))
+def node_result(outcome: SlideOutcome) -> NodeResult:
+    """A node from one slide's analysis (a failed one is ``unknown``)."""
+    if isinstance(outcome, SlideFailure):
+        return NodeResult(outcome.node, NodeLabel.UNKNOWN)
+    return NodeResult(outcome.node, outcome.node_label, largest_lesion=outcome.largest_lesion,
+                      largest_diameter_mm=outcome.largest_diameter_mm, provisional=outcome.provisional)
 
 
 def node_result_from_annotations(node: str, label: str, lesions: Sequence[tuple[str, float | None]]) -> NodeResult:
@@ -45,9 +43,9 @@ def node_result_from_annotations(node: str, label: str, lesions: Sequence[tuple[
                       largest_diameter_mm=None if largest is None else largest[1])
 
 
-def stage_summaries(summaries: Sequence[Mapping[str, Any]]) -> tuple[list[StageResult], dict[str, str]]:
-    """(stages, errors by patient) for the cases the summaries form."""
-    by_slide = {str(s["slide"]): s for s in summaries}
+def stage_summaries(summaries: Sequence[SlideOutcome]) -> tuple[list[StageResult], dict[str, str]]:
+    """(stages, errors by patient) for the cases the slides' outcomes form."""
+    by_slide = {s.slide: s for s in summaries}
     results, errors = [], {}
     for patient, slides in group_cases(by_slide).items():
         try:
@@ -65,7 +63,7 @@ class CaseOutputs:
     errors: Mapping[str, str]
 
 
-def write_case_outputs(out_dir: str | os.PathLike[str], summaries: Sequence[Mapping[str, Any]]) -> CaseOutputs:
+def write_case_outputs(out_dir: str | os.PathLike[str], summaries: Sequence[SlideOutcome]) -> CaseOutputs:
     """Write ``stages.csv`` and ``cases.json`` into ``out_dir`` (atomically)."""
     out = Path(out_dir)
     results, errors = stage_summaries(summaries)

@@ -21,7 +21,8 @@ import numpy as np
 import tifffile
 
 from histoviewer.core.analysis.froc import Detection
-from histoviewer.core.errors import EvaluationError
+from histoviewer.core.analysis.summary import SlideFailure, read_summary
+from histoviewer.core.errors import EvaluationError, SummaryFormatError
 
 __all__ = ["SlideDetections", "read_detections"]
 
@@ -38,20 +39,24 @@ def _from_summary(folder: Path) -> SlideDetections:
     path = folder / "summary.json"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        dets = tuple(Detection(float(les["centroid_l0"][0]), float(les["centroid_l0"][1]),
-                               float(les["max_probability"])) for les in doc.get("lesions", []))
-        mpp = doc.get("mpp")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EvaluationError(f"{path}: not a usable analyze summary: {exc}") from exc
-    if "node_label" not in doc:
+    if isinstance(doc, dict) and "slide" in doc and "error" not in doc and "node_label" not in doc:
         raise EvaluationError(f"{path}: has no lesions (written by an older analyze?); run analyze again")
+    try:
+        summary = read_summary(path)
+    except SummaryFormatError as exc:
+        raise EvaluationError(f"not a usable analyze summary: {exc}") from exc
+    if isinstance(summary, SlideFailure):
+        raise EvaluationError(f"{path}: the slide was not analysed ({summary.error}); no detections")
+    dets = tuple(Detection(les.l0_centroid[0], les.l0_centroid[1], les.max_probability) for les in summary.lesions)
     score = None
     tiff = folder / "probability.tiff"
     if tiff.is_file():
         values = tifffile.imread(tiff)
         finite = values[np.isfinite(values) & (values >= 0)]
         score = float(finite.max()) if finite.size else 0.0
-    return SlideDetections(folder.name, dets, None if mpp is None else float(mpp), score)
+    return SlideDetections(folder.name, dets, summary.mpp, score)
 
 
 def _from_csv(path: Path, mpp: float | None) -> SlideDetections:

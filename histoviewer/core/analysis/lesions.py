@@ -35,6 +35,7 @@ phantom lesions of known size.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,9 @@ from scipy import ndimage
 from skimage import measure
 
 from histoviewer.core.geometry import convex_hull, max_feret_diameter
+from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.staging_terms import SizeClass, classify_diameter_mm
+from histoviewer.core.units import l0_area_to_mm2, l0_px_to_mm
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -90,10 +93,10 @@ class MapFrame:
             raise ValueError(f"the label window must be >= 0 level-0 px, got {self.l0_window!r}")
 
     @classmethod
-    def from_geometry(cls, geometry: Any, window_fraction: float = PCAM_WINDOW_FRACTION) -> MapFrame:
-        """The frame of an ``inference.grid.GridGeometry`` map (one cell = one stride square);
-        the label window is ``window_fraction`` of the model's patch side."""
-        return cls(l0_cell=float(geometry.l0_stride), mpp=float(geometry.slide_mpp) or None,
+    def from_geometry(cls, geometry: GridGeometry, window_fraction: float = PCAM_WINDOW_FRACTION) -> MapFrame:
+        """The frame of a ``GridGeometry`` map (one cell = one stride square); the label
+        window is ``window_fraction`` of the model's patch side. A grid always has a scale."""
+        return cls(l0_cell=float(geometry.l0_stride), mpp=float(geometry.slide_mpp),
                    l0_origin_x=float(geometry.l0_origin_x), l0_origin_y=float(geometry.l0_origin_y),
                    l0_window=float(geometry.l0_patch) * window_fraction)
 
@@ -137,6 +140,15 @@ class LesionParams:
     def to_dict(self) -> dict[str, Any]:
         return {"threshold": self.threshold, "min_cells": self.min_cells,
                 "fill_holes": self.fill_holes, "upsample": self.upsample}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LesionParams:
+        """From ``to_dict``'s keys (as ``summary.json`` holds them); missing ones default."""
+        default = cls()
+        return cls(threshold=float(data.get("threshold", default.threshold)),
+                   min_cells=int(data.get("min_cells", default.min_cells)),
+                   fill_holes=bool(data.get("fill_holes", default.fill_holes)),
+                   upsample=int(data.get("upsample", default.upsample)))
 
 
 Point = tuple[float, float]
@@ -185,6 +197,44 @@ class Lesion:
             out["outline_l0"] = [[round(x, 2), round(y, 2)] for x, y in self.l0_outline]
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], l0_outline: Sequence[Point] | None = None) -> Lesion:
+        """From ``to_dict``'s keys (a lesion of ``summary.json``). The outline comes from
+        ``outline_l0`` when present, else from ``l0_outline`` (``lesions.geojson`` holds the
+        outlines of an analysis), else it is empty. Raises KeyError / ValueError / TypeError
+        on a malformed entry (the reader names the file)."""
+        name = str(data["name"])
+        prefix, _, number = name.rpartition("-")
+        if prefix != "lesion" or not number.isdigit():
+            raise ValueError(f"a lesion name is lesion-<number>, got {name!r}")
+        outline = data.get("outline_l0", l0_outline or ())
+        ends = data["diameter_ends_l0"]
+        diameter_mm, area_mm2 = data.get("diameter_mm"), data.get("area_mm2")
+        return cls(
+            index=int(number),
+            l0_outline=tuple((float(x), float(y)) for x, y in outline),
+            l0_centroid=_point(data["centroid_l0"]),
+            l0_bbox=_bbox(data["bbox_l0"]),
+            l0_diameter_ends=(_point(ends[0]), _point(ends[1])),
+            l0_diameter=float(data["diameter_l0"]),
+            diameter_mm=None if diameter_mm is None else float(diameter_mm),
+            area_mm2=None if area_mm2 is None else float(area_mm2),
+            max_probability=float(data["max_probability"]),
+            mean_probability=float(data["mean_probability"]),
+            cells=int(data["cells"]),
+            size_class=SizeClass(str(data["size_class"])),
+        )
+
+
+def _point(xy: Sequence[Any]) -> Point:
+    x, y = xy
+    return float(x), float(y)
+
+
+def _bbox(xywh: Sequence[Any]) -> tuple[float, float, float, float]:
+    x, y, w, h = xywh
+    return float(x), float(y), float(w), float(h)
+
 
 def probabilities_of(encoded: np.ndarray) -> np.ndarray:
     """Encoded map -> float64 probabilities with every non-probability code as 0."""
@@ -214,11 +264,7 @@ def find_lesions(encoded: np.ndarray, frame: MapFrame,
     found.sort(key=lambda f: (-f[0][2], -f[1]))  # largest diameter, then most probable, first
     lesions = []
     for i, ((outline, ends, l0_diam, l0_area, centroid), p_max, p_mean, n_cells) in enumerate(found, 1):
-        if frame.mpp is None:
-            diameter_mm = area_mm2 = None
-        else:
-            diameter_mm = l0_diam * frame.mpp / 1000.0
-            area_mm2 = l0_area * (frame.mpp / 1000.0) ** 2
+        diameter_mm, area_mm2 = l0_px_to_mm(l0_diam, frame.mpp), l0_area_to_mm2(l0_area, frame.mpp)
         xs, ys = zip(*outline)
         lesions.append(Lesion(
             index=i, l0_outline=outline, l0_centroid=centroid,

@@ -12,18 +12,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import tifffile
 from PIL import Image
 
 from histoviewer.core.errors import InferenceError
+from histoviewer.core.grid_geometry import GridGeometry
 
 __all__ = ["read_probability_map"]
 
 
-def _geometry_of(path: Path, description: str | None) -> dict[str, Any] | None:
+def _geometry_of(path: Path, description: str | None) -> GridGeometry | None:
     for text in (description, None):
         if text is None:
             sidecar = path.with_suffix(".json")
@@ -38,12 +38,15 @@ def _geometry_of(path: Path, description: str | None) -> dict[str, Any] | None:
         except (json.JSONDecodeError, TypeError):
             continue
         if isinstance(meta, dict) and isinstance(meta.get("geometry"), dict):
-            return meta["geometry"]
+            try:
+                return GridGeometry.from_dict(meta["geometry"])
+            except (KeyError, TypeError) as exc:
+                raise InferenceError(f"{path}: the map's geometry is incomplete: {exc}") from None
     return None
 
 
-def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any] | None]:
-    """(float64 map rows x cols, the ``GridGeometry`` dict or None). ``InferenceError``
+def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, GridGeometry | None]:
+    """(float64 map rows x cols, its ``GridGeometry`` or None for a bare map). ``InferenceError``
     naming the file for anything unreadable or not single-channel."""
     path = Path(path)
     suffix = path.suffix.lower()

@@ -25,6 +25,7 @@ from histoviewer.core.annotations.measure import Measurement, area_px2, measure
 from histoviewer.core.annotations.model import AnnotationSet
 from histoviewer.core.annotations.shapes import Annotation, ShapeKind, new_uid
 from histoviewer.core.annotations.spatial import DisplayShape, GridIndex, LodCache
+from histoviewer.core.units import l0_area_to_mm2
 
 __all__ = ["AnnotationDocument", "ClassSummary", "DocumentChange"]
 
@@ -189,7 +190,7 @@ class AnnotationDocument:
         out = []
         for n in names:
             px2 = area.get(n, 0.0)
-            mm2 = None if self.mpp is None else px2 * self.mpp * self.mpp / 1e6
+            mm2 = l0_area_to_mm2(px2, self.mpp)
             out.append(ClassSummary(n, count.get(n, 0), px2, mm2))
         return out
 

@@ -18,7 +18,7 @@ import numpy as np
 from histoviewer.core.annotations.shapes import Annotation, ShapeKind
 from histoviewer.core.geometry import max_feret_diameter, polygon_area
 from histoviewer.core.staging_terms import SizeClass, classify_diameter_mm
-from histoviewer.core.units import format_length_um
+from histoviewer.core.units import format_length_um, l0_area_to_mm2, l0_px_to_mm, l0_px_to_um, mm_to_um
 
 __all__ = ["Measurement", "area_px2", "ellipse_perimeter", "measure"]
 
@@ -83,7 +83,7 @@ class Measurement:
             return f"{self.n_points} point{'s' if self.n_points != 1 else ''}"
         parts = [t for t in (self.length_text(), self.area_text()) if t is not None]
         if self.max_diameter_px is not None and self.kind != ShapeKind.LINE.value:
-            diam = (format_length_um(self.max_diameter_mm * 1000) if self.max_diameter_mm is not None
+            diam = (format_length_um(mm_to_um(self.max_diameter_mm)) if self.max_diameter_mm is not None
                     else f"{self.max_diameter_px:.1f} px")
             parts.append(f"\u00d8 {diam}")
         if self.size_class is not None:
@@ -123,10 +123,9 @@ def measure(ann: Annotation, mpp: float | None, *, is_tumour: bool = False) -> M
         pts = np.asarray(ann.l0_points)
         length = _path_length(pts, closed=False)
         diameter = max_feret_diameter(pts)
-    um = None if mpp is None else mpp
     size_class = None
     if is_tumour and kind.is_area:
-        size_class = classify_diameter_mm(None if um is None else diameter * um / 1000)
+        size_class = classify_diameter_mm(l0_px_to_mm(diameter, mpp))
     return Measurement(
         kind=kind.value,
         n_points=len(ann.l0_points),
@@ -134,10 +133,10 @@ def measure(ann: Annotation, mpp: float | None, *, is_tumour: bool = False) -> M
         perimeter_px=perimeter,
         area_px2=area,
         max_diameter_px=diameter,
-        length_um=None if um is None or length is None else length * um,
-        perimeter_um=None if um is None or perimeter is None else perimeter * um,
-        area_mm2=None if um is None or area is None else area * um * um / 1e6,
-        max_diameter_mm=None if um is None or diameter is None else diameter * um / 1000,
+        length_um=None if length is None else l0_px_to_um(length, mpp),
+        perimeter_um=None if perimeter is None else l0_px_to_um(perimeter, mpp),
+        area_mm2=None if area is None else l0_area_to_mm2(area, mpp),
+        max_diameter_mm=None if diameter is None else l0_px_to_mm(diameter, mpp),
         size_class=size_class,
         mpp=mpp,
     )

@@ -108,9 +108,9 @@ def _provenance(kind: str, slide_path: str, heatmap: HeatmapData, region, l0_per
     g = heatmap.geometry
     return Provenance(
         kind=kind, slide_path=slide_path, slide_l0_size=(g.l0_width, g.l0_height), slide_mpp=g.slide_mpp,
-        l0_region=tuple(float(v) for v in region), model=dict(heatmap.model), output_size=tuple(size),
-        l0_per_px=l0_per_px, um_per_px=None if l0_per_px is None else l0_per_px * g.slide_mpp,
-        threshold=threshold, colormap=colormap, opacity=opacity, grid=g.to_dict(),
+        l0_region=tuple(float(v) for v in region), model=heatmap.model, output_size=tuple(size),
+        l0_per_px=l0_per_px, output_mpp=None if l0_per_px is None else l0_per_px * g.slide_mpp,
+        threshold=threshold, colormap=colormap, opacity=opacity, grid=g,
         coverage=round(heatmap.coverage(), 6), extra=dict(extra or {}, heatmap_source=heatmap.origin),
     )
 
@@ -157,7 +157,7 @@ def _write_pyramid(tmp: Path, renderer: TileRenderer, prov: Provenance, tile_px:
     # Aperio-style fields: '|' separates them, so it must not appear inside the JSON.
     record = prov.to_json().replace("|", "\\u007c")
     dims = write_pyramidal_tiff(tmp, rows(), width=width, height=height, tile_size=ts,
-                                jpeg_quality=jpeg_quality, mpp=prov.um_per_px, pad_rgb=(255, 255, 255),
+                                jpeg_quality=jpeg_quality, mpp=prov.output_mpp, pad_rgb=(255, 255, 255),
                                 description_extra=f"|HistoViewer = {record}")
     with tifffile.TiffFile(tmp, mode="r+b") as tif:  # the writer names the phantom as software
         for page in tif.pages:

@@ -5,14 +5,14 @@ No Qt: exports run in the CLI and in worker threads. Sizes are output pixels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from histoviewer.core.colormaps import colormap_lut
+from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.units import UM_PER_MM, um_to_mm
 
 __all__ = ["ScaleBar", "draw_scale_bar", "legend_panel", "scale_bar_for"]
 
@@ -41,7 +41,7 @@ def _wrap(text: str, font, width_px: float) -> list[str]:
     return lines
 
 
-def legend_panel(width_px: int, model: Mapping[str, Any], cmap: str, threshold: float,
+def legend_panel(width_px: int, model: ModelRecord, cmap: str, threshold: float,
                  opacity: float | None = None, state_key: bool = False,
                  title: str = "Tumour probability", font_px: int = 14) -> np.ndarray:
     """A white uint8 RGB panel ``width_px`` wide: title and model name (with the
@@ -52,8 +52,8 @@ def legend_panel(width_px: int, model: Mapping[str, Any], cmap: str, threshold: 
     font, small = _font(font_px), _font(max(9, font_px - 3))
     margin = font_px
     text_w = width_px - 2 * margin
-    lines = _wrap(f"{title}, model: {model.get('display_name') or model.get('name', '?')}", font, text_w)
-    warn = _wrap(f"WARNING: {model['warning']}", font, text_w) if model.get("warning") else []
+    lines = _wrap(f"{title}, model: {model.display_name}", font, text_w)
+    warn = _wrap(f"WARNING: {model.warning}", font, text_w) if model.warning else []
     line_h = int(font_px * 1.35)
     bar_h = max(12, font_px)
     key_h = line_h if state_key else 0
@@ -121,16 +121,17 @@ def _nice_length_um(target_um: float) -> float:
     return exp
 
 
-def scale_bar_for(um_per_px: float, image_size: tuple[int, int], font_px: int = 14) -> ScaleBar | None:
-    """A scale bar about a fifth of the image width (40..400 px), in its bottom-left corner;
-    None when the image is too small to hold one."""
+def scale_bar_for(output_mpp: float, image_size: tuple[int, int], font_px: int = 14) -> ScaleBar | None:
+    """A scale bar about a fifth of the image width (40..400 px), in its bottom-left corner,
+    for an image of ``output_mpp`` micrometres per pixel; None when the image is too small
+    to hold one."""
     w, h = image_size
     target_px = min(400.0, max(40.0, w / 5))
     if w < 80 or h < 3 * font_px:
         return None
-    length_um = _nice_length_um(target_px * um_per_px)
-    length_px = length_um / um_per_px
-    label = f"{length_um / 1000:g} mm" if length_um >= 1000 else f"{length_um:g} um"  # the bundled font has no micro sign
+    length_um = _nice_length_um(target_px * output_mpp)
+    length_px = length_um / output_mpp
+    label = f"{um_to_mm(length_um):g} mm" if length_um >= UM_PER_MM else f"{length_um:g} um"  # the bundled font has no micro sign
     pad = max(4, font_px // 2)
     box_w = int(max(length_px, _font(font_px).getlength(label)) + 2 * pad)
     box_h = int(font_px * 1.4 + 6 + 2 * pad)

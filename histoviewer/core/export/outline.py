@@ -29,6 +29,7 @@ from histoviewer.core.annotations.geojson_io import DEFAULT_COLOR, PolygonAnnota
 from histoviewer.core.annotations.shapes import ShapeKind
 from histoviewer.core.geometry import as_points, convex_hull
 from histoviewer.core.staging_terms import SizeClass, classify_diameter_mm
+from histoviewer.core.units import l0_px_to_mm
 
 __all__ = [
     "LESION_CLASSES",
@@ -131,7 +132,7 @@ def outlines_from_annotations(annotations: Iterable, mpp: float | None,
         a, b = max_feret_segment(np.asarray(ann.l0_points))
         l0_d = math.dist(a, b)
         if mpp:
-            d_mm = l0_d * mpp / 1000.0
+            d_mm = l0_px_to_mm(l0_d, mpp)
             size = classify_diameter_mm(d_mm)
             label = f"{ann.name} {d_mm:.2f} mm" + (f" ({size.value})" if size is not SizeClass.UNKNOWN else "")
         else:

@@ -12,56 +12,41 @@ import datetime as _dt
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import histoviewer
 from histoviewer.core.atomic import atomic_write_text
-from histoviewer.core.models.classifier import DEMO_WARNING
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.models.record import ModelRecord
 
-__all__ = ["Provenance", "model_record", "provenance_path", "write_provenance"]
+__all__ = ["Provenance", "provenance_path", "write_provenance"]
 
 SOFTWARE = "HistoViewer"
-
-
-def model_record(info: Any) -> dict[str, Any]:
-    """The model fields every export names: from a ``ModelInfo`` or from the ``model`` dict
-    that ``analyze`` writes into ``probability.json``. The demonstration warning travels
-    with the name (``display_name``) and as its own ``warning`` entry."""
-    if isinstance(info, Mapping):
-        name = str(info.get("name", "unknown"))
-        out = {"name": name, "display_name": str(info.get("display_name") or name),
-               "kind": info.get("kind"), "content_hash": str(info.get("content_hash") or ""),
-               "demonstration": bool(info.get("demonstration", False))}
-    else:
-        out = {"name": info.name, "display_name": info.display_name(), "kind": info.kind,
-               "content_hash": info.content_hash, "demonstration": bool(info.demonstration)}
-    if out["demonstration"]:
-        out["warning"] = DEMO_WARNING
-    return out
 
 
 @dataclass(frozen=True)
 class Provenance:
     """The record of one export. Frames: ``l0_region`` is (x, y, width, height) in level-0
-    pixels of the slide; ``um_per_px`` / ``l0_per_px`` give the output's scale (``um_per_px``
-    is None when the slide has no scale); ``output_size`` is (width, height) in output px of
-    the image area (without legend bands)."""
+    pixels of the slide; ``output_mpp`` (um per output px, written as ``um_per_px``) and
+    ``l0_per_px`` give the output's scale (``output_mpp`` is None when the slide has no
+    scale); ``output_size`` is (width, height) in output px of the image area (without
+    legend bands). ``model`` is written in its identity shape (``ModelRecord``)."""
 
     kind: str  # "overlay", "heatmap", "raw-probabilities", "pyramid-overlay"
     slide_path: str
     slide_l0_size: tuple[int, int]
     slide_mpp: float | None
     l0_region: tuple[float, float, float, float]
-    model: Mapping[str, Any]
+    model: ModelRecord
     output_size: tuple[int, int] = (0, 0)
     l0_per_px: float | None = None
-    um_per_px: float | None = None
+    output_mpp: float | None = None
     threshold: float | None = None
     colormap: str | None = None
     opacity: float | None = None
-    grid: Mapping[str, Any] | None = None
+    grid: GridGeometry | None = None
     coverage: float | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
     software: str = SOFTWARE
@@ -73,10 +58,22 @@ class Provenance:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["model"] = dict(self.model)
-        out["grid"] = dict(self.grid) if self.grid is not None else None
-        out["extra"] = dict(self.extra)
+        """The JSON record; its keys (``um_per_px`` for ``output_mpp``) are the file format."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "model":
+                value = self.model.to_identity_dict()
+            elif f.name == "grid":
+                value = None if self.grid is None else self.grid.to_dict()
+            elif f.name == "output_mpp":
+                out["um_per_px"] = value
+                continue
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
         out["label_image_included"] = False  # never: it can show patient identifiers
         return out
 
@@ -90,9 +87,8 @@ class Provenance:
             "Software": f"{self.software} {self.software_version}",
             "Creation Time": self.created,
             "Source": self.slide_path,
-            "Description": f"{self.kind} of {Path(self.slide_path).name}; model "
-                           f"{model.get('display_name', model.get('name', '?'))}",
-            "Warning": str(model.get("warning", "")),
+            "Description": f"{self.kind} of {Path(self.slide_path).name}; model {model.display_name}",
+            "Warning": model.warning or "",
             "histoviewer:provenance": self.to_json(),
         }
 

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,11 @@ import numpy as np
 import tifffile
 
 from histoviewer.core.errors import ExportError
-from histoviewer.core.export.provenance import model_record
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
 from histoviewer.core.models.model_file import read_model_info
+from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model, resolve_model_path
 from histoviewer.core.paths import user_data_dir
 from histoviewer.core.progress import NO_CONTROL, JobControl
@@ -40,11 +39,11 @@ __all__ = ["HeatmapData", "heatmap_for_slide", "read_analysis"]
 
 @dataclass(frozen=True, eq=False)
 class HeatmapData:
-    """An encoded probability map, its geometry and the model record (``model_record``)."""
+    """An encoded probability map, its geometry and the record of the model that made it."""
 
     encoded: np.ndarray
     geometry: GridGeometry
-    model: Mapping[str, Any]
+    model: ModelRecord
     origin: str = ""  # where it came from: "grid", "cache", "analysis:<folder>"
 
     def __post_init__(self) -> None:
@@ -52,13 +51,11 @@ class HeatmapData:
         if enc.shape != self.geometry.shape:
             raise ExportError(f"probability map {enc.shape} does not match its grid {self.geometry.shape}")
         object.__setattr__(self, "encoded", enc)
-        # one normalised model record: the demonstration warning is never lost on the way
-        object.__setattr__(self, "model", model_record(self.model))
 
     @classmethod
     def from_grid(cls, grid: PredictionGrid, model_info: Any, origin: str = "grid") -> HeatmapData:
         """From a live grid (the GUI's): a consistent snapshot of its map."""
-        return cls(grid.encoded_map(), grid.geometry, model_record(model_info), origin)
+        return cls(grid.encoded_map(), grid.geometry, ModelRecord.from_info(model_info), origin)
 
     def coverage(self) -> float:
         """Fraction of tissue map cells (not background) that have a result (or failed)."""
@@ -94,7 +91,7 @@ def read_analysis(path: str | os.PathLike[str]) -> HeatmapData:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
         encoded = tifffile.imread(tiff)
         geometry = GridGeometry.from_dict(meta["geometry"])
-        model = model_record(meta.get("model") or {})
+        model = ModelRecord.from_dict(meta.get("model") or {})
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ExportError(f"{tiff}: not a readable analysis result (probability.tiff + .json): {exc}") from exc
     return HeatmapData(encoded, geometry, model, f"analysis:{tiff.parent}")
@@ -151,7 +148,7 @@ def heatmap_for_slide(
         except ExportError as exc:
             log.warning("%s; analysing again", exc)
         else:
-            same_model = data.model.get("content_hash") in ("", info.content_hash)
+            same_model = data.model.content_hash in ("", info.content_hash)
             if same_model and data.geometry == geometry and _complete(data):
                 return data
     model = open_model(model_path, device=device)

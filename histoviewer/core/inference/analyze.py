@@ -4,8 +4,10 @@
 thread -> model batches) and writes, into ``out_dir``: ``probability.tiff`` +
 ``probability.json`` (see ``outputs.py`` for the encoding), ``heatmap.png``,
 ``lesions.geojson`` (the lesions of the map, ``core/analysis/lesions.py``) and ``summary.json``
-(with the lesions and the node label). ``analyze_slide_job`` is the same for process pools and Dask workers:
-plain, picklable arguments in; a JSON-ready dict out; the model is loaded in the worker.
+(``analysis/summary.py``: the lesions, the node label, the model, timings). ``analyze_slide_job``
+is the same for process pools and Dask workers: plain, picklable arguments in; a
+``SlideSummary`` or a ``SlideFailure`` (picklable frozen dataclasses) out; the model is
+loaded in the worker.
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from histoviewer.core.analysis.lesion_io import write_lesions_geojson
 from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
+from histoviewer.core.analysis.summary import SlideFailure, SlideFiles, SlideSummary, SlideTiming
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import HistoViewerError, InferenceError
 from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
@@ -30,12 +32,13 @@ from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
-from histoviewer.core.models.classifier import DEMO_WARNING, PatchClassifier
+from histoviewer.core.models.classifier import PatchClassifier
+from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide import open_slide
 
-__all__ = ["AnalyzeOptions", "SlideSummary", "analyze_slide", "analyze_slide_job", "slide_out_dir"]
+__all__ = ["AnalyzeOptions", "analyze_slide", "analyze_slide_job", "slide_out_dir"]
 
 HEATMAP_MAX_PX = 2048
 
@@ -80,52 +83,9 @@ class AnalyzeOptions:
         return LesionParams(threshold=self.lesion_threshold)
 
 
-@dataclass(frozen=True)
-class SlideSummary:
-    """What ``summary.json`` holds. Times in seconds; ``geometry`` in level-0 px / model px."""
-
-    slide: str
-    out_dir: str
-    model: dict[str, Any]
-    mpp: float
-    level_read: int
-    region_source: str
-    geometry: dict[str, Any]
-    tissue_patches: int
-    classified_patches: int
-    failed_patches: int
-    coverage: float
-    timing: dict[str, float]
-    files: dict[str, str] = field(default_factory=dict)
-    failures: list[str] = field(default_factory=list)
-    # Lesions (core/analysis): the node label from the largest lesion, provisional while
-    # part of the tissue is unclassified; lesions without outlines (those are in
-    # lesions.geojson), largest first. See SlideLesions.to_dict for the keys.
-    node_label: str | None = None
-    provisional: bool = False
-    largest_lesion: str | None = None
-    largest_diameter_mm: float | None = None
-    lesion_params: dict[str, Any] = field(default_factory=dict)
-    lesions: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def slide_out_dir(out_root: str | os.PathLike[str], slide_path: str | os.PathLike[str]) -> Path:
     """``<out_root>/<slide stem>``."""
     return Path(out_root) / Path(slide_path).stem
-
-
-def _model_dict(model: PatchClassifier) -> dict[str, Any]:
-    info = model.info
-    out = {"name": info.name, "display_name": info.display_name(), "kind": info.kind,
-           "architecture": info.architecture, "content_hash": info.content_hash,
-           "demonstration": info.demonstration, "mpp_um": info.input.mpp_um,
-           "patch_px": info.input.patch_px}
-    if info.demonstration:
-        out["warning"] = DEMO_WARNING
-    return out
 
 
 def analyze_slide(
@@ -161,6 +121,7 @@ def analyze_slide(
         spec = model.input
         geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp_um, spec.patch_px,
                                           options.stride_px)
+        record = ModelRecord.from_info(model.info)
         t0 = time.perf_counter()
         tissue = grid_tissue(reader, geometry, options.tissue_threshold)
         grid = PredictionGrid(geometry, tissue)
@@ -184,8 +145,7 @@ def analyze_slide(
                 fast.close()
         t0 = time.perf_counter()
         encoded = grid.encoded_map()
-        meta = {"slide": str(slide_path), "model": _model_dict(model)}
-        tiff_path, json_path = write_probability_map(out, encoded, geometry, meta)
+        tiff_path, json_path = write_probability_map(out, encoded, geometry, slide=str(slide_path), model=record)
         thumb = reader.thumbnail(HEATMAP_MAX_PX)
         png_path = write_heatmap_png(out / "heatmap.png", thumb, encoded, geometry)
         write_s = time.perf_counter() - t0
@@ -193,33 +153,28 @@ def analyze_slide(
     found = analyse_map(encoded, MapFrame.from_geometry(geometry), options.lesion_params())
     geojson_path = write_lesions_geojson(out / "lesions.geojson", found.lesions)
     lesions_s = time.perf_counter() - t0
-    found_dict = found.to_dict(with_outlines=False)
     counts = grid.counts()
-    timing = {"tissue_s": tissue_s, "read_decode_s": times.read_s, "resize_cut_s": times.resize_s,
-              "model_s": times.model_s, "wait_for_reads_s": times.wait_s, "classify_wall_s": times.total_s,
-              "write_s": write_s, "lesions_s": lesions_s, "total_s": time.perf_counter() - t_start}
+    timing = SlideTiming(tissue_s=tissue_s, read_decode_s=times.read_s, resize_cut_s=times.resize_s,
+                         model_s=times.model_s, wait_for_reads_s=times.wait_s, classify_wall_s=times.total_s,
+                         write_s=write_s, lesions_s=lesions_s, total_s=time.perf_counter() - t_start)
     summary = SlideSummary(
-        slide=str(slide_path), out_dir=str(out), model=_model_dict(model), mpp=float(info.mpp),
+        slide=str(slide_path), out_dir=str(out), model=record, mpp=float(info.mpp),
         level_read=cutter.level, region_source="tifffile" if fast is not None else info.backend,
-        geometry=geometry.to_dict(),
-        tissue_patches=int(cells.size), classified_patches=counts["computed"],
-        failed_patches=counts["failed"], coverage=round(grid.coverage(), 6),
-        timing={k: round(v, 3) for k, v in timing.items()},
-        files={"probability_tiff": str(tiff_path), "probability_json": str(json_path),
-               "heatmap_png": str(png_path), "lesions_geojson": str(geojson_path),
-               "summary_json": str(out / "summary.json")},
-        failures=failures,
-        node_label=found_dict["node_label"], provisional=found_dict["provisional"],
-        largest_lesion=found_dict["largest_lesion"], largest_diameter_mm=found_dict["largest_diameter_mm"],
-        lesion_params=found_dict["lesion_params"], lesions=found_dict["lesions"],
+        geometry=geometry, tissue_patches=int(cells.size), classified_patches=counts["computed"],
+        failed_patches=counts["failed"], coverage=round(grid.coverage(), 6), timing=timing.rounded(),
+        files=SlideFiles(probability_tiff=str(tiff_path), probability_json=str(json_path),
+                         heatmap_png=str(png_path), lesions_geojson=str(geojson_path),
+                         summary_json=str(out / "summary.json")),
+        failures=tuple(failures), node_label=found.label, provisional=found.provisional,
+        lesion_params=found.params, lesions=SlideSummary.written_lesions(found),
     )
     atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2))
     return summary
 
 
-def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -> dict[str, Any]:
+def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -> SlideSummary | SlideFailure:
     """``analyze_slide`` for a worker process or a Dask worker: loads the model itself and
-    returns the summary as a dict (``{"slide": ..., "error": ...}`` on a HistoViewerError)."""
+    returns the summary (a ``SlideFailure`` on a HistoViewerError); both pickle as they are."""
     if options.torch_threads:
         import torch  # lazy: seconds of start-up, and only a worker that sets threads needs it
 
@@ -231,5 +186,5 @@ def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -
         finally:
             model.close()
     except HistoViewerError as exc:
-        return {"slide": str(slide_path), "error": str(exc)}
-    return summary.to_dict()
+        return SlideFailure(str(slide_path), str(exc))
+    return summary

@@ -23,6 +23,7 @@ from PIL import Image
 from histoviewer.core.atomic import atomic_write_bytes, atomic_write_text
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut, lut_indices
 from histoviewer.core.inference.grid import ENCODED, CellState, GridGeometry
+from histoviewer.core.models.record import ModelRecord
 
 __all__ = ["ENCODING", "write_heatmap_png", "write_probability_map"]
 
@@ -36,13 +37,17 @@ ENCODING = {
 _GLASS_GREY = 0.35  # how much of the thumbnail's colour remains where there is no result
 
 
-def write_probability_map(folder: Path, encoded: np.ndarray, geometry: GridGeometry,
-                          extra: dict[str, Any] | None = None) -> tuple[Path, Path]:
-    """Write ``probability.tiff`` and ``probability.json``; returns both paths."""
-    meta = {"geometry": geometry.to_dict(), "encoding": ENCODING, "frame": (
+def write_probability_map(folder: Path, encoded: np.ndarray, geometry: GridGeometry, *,
+                          slide: str | None = None, model: ModelRecord | None = None) -> tuple[Path, Path]:
+    """Write ``probability.tiff`` and ``probability.json``; returns both paths. ``slide``
+    and ``model`` (what made the map) are recorded when given (``analyze`` gives both)."""
+    meta: dict[str, Any] = {"geometry": geometry.to_dict(), "encoding": ENCODING, "frame": (
         "pixel (row, col) covers level-0 px x in [origin_x + col*l0_stride, +l0_stride), "
         "y likewise with row")}
-    meta.update(extra or {})
+    if slide is not None:
+        meta["slide"] = slide
+    if model is not None:
+        meta["model"] = model.to_dict()
     buf = io.BytesIO()
     tifffile.imwrite(buf, encoded.astype(np.float32), compression="zlib",
                      description=json.dumps(meta), metadata=None)

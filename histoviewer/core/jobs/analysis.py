@@ -1,8 +1,8 @@
 """Analyse slides and the cases they form: the loop ``histoviewer analyze`` and the case view
 both run.
 
-Three ways to run the slides, one result shape (summaries in input order, each the dict of
-``summary.json`` or ``{"slide", "error"}`` for a slide that failed; one slide's failure never
+Three ways to run the slides, one result shape (outcomes in input order, each a typed
+``SlideSummary`` or a ``SlideFailure`` for a slide that failed; one slide's failure never
 loses the others):
 
 - in this process (default): the model is loaded once for every slide; progress is one
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from histoviewer.core.analysis.case import CaseOutputs, write_case_outputs
+from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.errors import Cancelled, HistoViewerError, InferenceError
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide, analyze_slide_job, slide_out_dir
 from histoviewer.core.models.registry import open_model
@@ -35,21 +36,20 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CaseRun", "SlideDone", "SlideStarted", "analyze_case", "analyze_slides"]
 
-Summary = dict[str, Any]
 SlideStarted = Callable[[int, Path], None]  # (index in the input, slide path)
-SlideDone = Callable[[int, Summary], None]  # (index in the input, summary or failure)
+SlideDone = Callable[[int, SlideOutcome], None]  # (index in the input, summary or failure)
 
 
 @dataclass(frozen=True)
 class CaseRun:
     """What ``analyze_case`` did: the per-slide summaries (input order) and the case files."""
 
-    summaries: tuple[Summary, ...]
+    summaries: tuple[SlideOutcome, ...]
     outputs: CaseOutputs
 
 
-def _failure(slide: str | os.PathLike[str], message: str) -> Summary:
-    return {"slide": str(slide), "error": message}
+def _failure(slide: str | os.PathLike[str], message: str) -> SlideFailure:
+    return SlideFailure(str(slide), message)
 
 
 def _cpus() -> int:
@@ -59,7 +59,7 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
-def _result_or_failure(future: Any, slide: str) -> Summary:
+def _result_or_failure(future: Any, slide: str) -> SlideOutcome:
     """A worker's summary, or a failure when the worker itself died (killed process, lost
     Dask worker, unexpected exception)."""
     try:
@@ -77,8 +77,8 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 def _collect(futures: Sequence[Future | Any], slides: Sequence[Path], control: JobControl,
-             on_started: SlideStarted, on_done: SlideDone, cancel_rest: Callable[[], None]) -> list[Summary]:
-    results: list[Summary] = []
+             on_started: SlideStarted, on_done: SlideDone, cancel_rest: Callable[[], None]) -> list[SlideOutcome]:
+    results: list[SlideOutcome] = []
     for i, (slide, future) in enumerate(zip(slides, futures)):
         on_started(i, slide)
         while True:  # wait in short steps so a cancel is heard while a worker runs
@@ -97,7 +97,7 @@ def _collect(futures: Sequence[Future | Any], slides: Sequence[Path], control: J
 
 
 def _in_processes(slides: list[Path], out_root: Path, options: AnalyzeOptions, workers: int,
-                  control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[Summary]:
+                  control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
     n = min(workers, len(slides))
     options = replace(options, torch_threads=options.torch_threads or max(1, _cpus() // n))
     # spawn: safe with the threads torch and the reader start in this process
@@ -108,7 +108,7 @@ def _in_processes(slides: list[Path], out_root: Path, options: AnalyzeOptions, w
 
 
 def _on_dask(slides: list[Path], out_root: Path, options: AnalyzeOptions, scheduler: str,
-             control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[Summary]:
+             control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
     try:
         from dask.distributed import Client  # optional dependency, only for cluster runs
     except ImportError as exc:
@@ -120,16 +120,16 @@ def _on_dask(slides: list[Path], out_root: Path, options: AnalyzeOptions, schedu
 
 
 def _in_this_process(slides: list[Path], out_root: Path, options: AnalyzeOptions, control: JobControl,
-                     on_started: SlideStarted, on_done: SlideDone) -> list[Summary]:
+                     on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
     model = open_model(options.model, device=options.device)  # once for every slide
-    results: list[Summary] = []
+    results: list[SlideOutcome] = []
     try:
         for i, slide in enumerate(slides):
             control.check("analysis")
             on_started(i, slide)
             out = slide_out_dir(out_root, slide)
             try:
-                summary = analyze_slide(slide, out, model, options, control=control).to_dict()
+                summary: SlideOutcome = analyze_slide(slide, out, model, options, control=control)
             except Cancelled:
                 _remove_if_empty(out)
                 raise
@@ -155,7 +155,7 @@ def analyze_slides(
     control: JobControl = NO_CONTROL,
     on_started: SlideStarted | None = None,
     on_done: SlideDone | None = None,
-) -> list[Summary]:
+) -> list[SlideOutcome]:
     """Analyse ``slides`` into ``out_root/<slide stem>/``; summaries in input order.
 
     ``on_started(i, path)`` / ``on_done(i, summary)`` are called on the calling thread as

@@ -1,6 +1,6 @@
 """Handcrafted features of H&E patches that a pathologist would recognise.
 
-``extract_features(patches, mpp_um)`` maps ``(N, P, P, 3)`` uint8 RGB patches at ``mpp_um``
+``extract_features(patches, mpp)`` maps ``(N, P, P, 3)`` uint8 RGB patches at ``mpp``
 micrometres per pixel to ``(N, F)`` float32 features, in the order of ``FEATURE_NAMES``:
 
 * **stain** - haematoxylin (H) and eosin (E) optical density after Ruifrok-Johnston colour
@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+from histoviewer.core.units import um_to_mm
 
 __all__ = ["FEATURE_NAMES", "FEATURE_VERSION", "extract_features"]
 
@@ -106,8 +108,8 @@ _COLOUR_NAMES = (
 FEATURE_NAMES: tuple[str, ...] = _STAIN_NAMES + _NUCLEI_NAMES + _GLCM_NAMES + _LBP_NAMES + _COLOUR_NAMES
 
 
-def extract_features(patches: np.ndarray, mpp_um: float) -> np.ndarray:
-    """``(N, F)`` float32 features of ``(N, P, P, 3)`` uint8 RGB patches at ``mpp_um`` um/px.
+def extract_features(patches: np.ndarray, mpp: float) -> np.ndarray:
+    """``(N, F)`` float32 features of ``(N, P, P, 3)`` uint8 RGB patches at ``mpp`` um/px.
 
     A single ``(P, P, 3)`` patch is accepted as a batch of one. Columns follow
     ``FEATURE_NAMES``. Raises ``ValueError`` for a wrong shape, dtype or scale.
@@ -119,24 +121,24 @@ def extract_features(patches: np.ndarray, mpp_um: float) -> np.ndarray:
         raise ValueError(f"expected (N, P, P, 3) RGB patches with P >= 3, got shape {arr.shape}")
     if arr.dtype != np.uint8:
         raise ValueError(f"expected uint8 RGB patches, got {arr.dtype}")
-    if not (np.isfinite(mpp_um) and mpp_um > 0):
-        raise ValueError(f"pixel size must be a positive number of um/px, got {mpp_um}")
+    if not (np.isfinite(mpp) and mpp > 0):
+        raise ValueError(f"pixel size must be a positive number of um/px, got {mpp}")
     out = np.empty((arr.shape[0], len(FEATURE_NAMES)), np.float32)
     for start in range(0, arr.shape[0], _CHUNK):
         chunk = np.ascontiguousarray(arr[start : start + _CHUNK])
-        out[start : start + len(chunk)] = _chunk_features(chunk, float(mpp_um))
+        out[start : start + len(chunk)] = _chunk_features(chunk, float(mpp))
     # Guard the promise "finite for any input" in one place rather than in every formula.
     np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return out
 
 
-def _chunk_features(rgb: np.ndarray, mpp_um: float) -> np.ndarray:
+def _chunk_features(rgb: np.ndarray, mpp: float) -> np.ndarray:
     h, e = _stain_channels(rgb)
     grey = _grey_uint8(rgb)
     parts = [
         _stain_stats(h),
         _stain_stats(e),
-        _nuclei_features(h, mpp_um),
+        _nuclei_features(h, mpp),
         _glcm_features(grey),
         _lbp_histogram(grey),
         _colour_features(rgb),
@@ -200,10 +202,10 @@ def _group_percentile(values: np.ndarray, groups: np.ndarray, n: int, q: float) 
     return out
 
 
-def _nuclei_features(h: np.ndarray, mpp_um: float) -> np.ndarray:
+def _nuclei_features(h: np.ndarray, mpp: float) -> np.ndarray:
     n, p, _ = h.shape
-    px_um2 = mpp_um * mpp_um
-    sigma_px = SMOOTH_UM / mpp_um
+    px_um2 = mpp * mpp
+    sigma_px = SMOOTH_UM / mpp
     smooth = ndimage.gaussian_filter(h, sigma=(0, sigma_px, sigma_px), mode="reflect")
     # Per-patch Otsu adapts to stain strength; the floor keeps stroma- or glass-only patches
     # from having their faintest pixels called nuclei.
@@ -249,7 +251,7 @@ def _nuclei_features(h: np.ndarray, mpp_um: float) -> np.ndarray:
     mean_area = area_sum / safe
     mean_sq = np.bincount(grp, weights=area_um2 * area_um2, minlength=n) / safe
     std_area = np.sqrt(np.maximum(mean_sq - mean_area * mean_area, 0))
-    patch_mm2 = (p * mpp_um / 1000.0) ** 2
+    patch_mm2 = um_to_mm(p * mpp) ** 2
     nuclear_px = np.bincount(grp, weights=a, minlength=n)
     h_in_nuclei = np.bincount(grp, weights=sums[5][keep], minlength=n)
     return np.column_stack(

@@ -3,7 +3,7 @@
 Every reader (PatchCamelyon HDF5, Kaggle folder, class folders, flat image folder,
 slides + annotations) is a ``PatchSet``. ``read`` always returns square uint8 RGB
 ``(n, P, P, 3)`` with ``P = spec.patch_px`` at ``spec.mpp_um`` um/px, whatever the
-source scale; ``source_mpp_um`` records the scale the data came at.
+source scale; ``source_mpp`` records the scale the data came at.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class PatchSet(ABC):
 
     - ``layout``: one of ``LAYOUT_NAMES``.
     - ``description``: human-readable origin (stored as a model's "training data").
-    - ``source_mpp_um``: um/px of the stored patches (for slides: level 0 of the first slide).
+    - ``source_mpp``: um/px of the stored patches (for slides: level 0 of the first slide).
     - ``labels``: int8 0/1 per patch (1 = tumour), or ``None`` when unlabelled.
     - ``ids``: one string per patch (Kaggle id, file stem, ``slide:x_y`` in level-0 px, ...).
     - ``groups``: int32 per patch (e.g. slide index) so validation can keep groups apart;
@@ -60,7 +60,7 @@ class PatchSet(ABC):
 
     layout: str
     description: str
-    source_mpp_um: float
+    source_mpp: float
     labels: np.ndarray | None
     ids: Sequence[str]
     groups: np.ndarray

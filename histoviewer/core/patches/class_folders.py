@@ -83,7 +83,7 @@ def open_class_folders(path: Path, spec: InputSpec, *, patch_mpp: float | None) 
     return ImageFilesPatchSet(
         files,
         spec,
-        source_mpp_um=mpp,
+        source_mpp=mpp,
         layout="class-folders",
         description=f"class folders {path.name} ({', '.join(counts)} at {mpp} um/px)",
         labels=np.array(labels, np.int8),

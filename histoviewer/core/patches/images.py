@@ -1,7 +1,7 @@
 """Patches stored as one image file each (PNG, JPEG, TIFF), any size, read on demand.
 
 ``ImageFilesPatchSet`` is shared by the Kaggle, class-folder and flat-folder layouts.
-Image files rarely state their scale, so the caller supplies ``source_mpp_um`` (um/px);
+Image files rarely state their scale, so the caller supplies ``source_mpp`` (um/px);
 images of different sizes are resampled separately and all come back at the model's
 scale and size.
 """
@@ -84,14 +84,14 @@ def slide_groups(stems: Sequence[str]) -> np.ndarray:
 
 
 class ImageFilesPatchSet(PatchSet):
-    """Patches from a list of image files, all at ``source_mpp_um`` um/px."""
+    """Patches from a list of image files, all at ``source_mpp`` um/px."""
 
     def __init__(
         self,
         files: Sequence[Path],
         spec: InputSpec,
         *,
-        source_mpp_um: float,
+        source_mpp: float,
         layout: str,
         description: str,
         labels: np.ndarray | None = None,
@@ -102,7 +102,7 @@ class ImageFilesPatchSet(PatchSet):
         self.files = list(files)
         self.layout = layout
         self.description = description
-        self.source_mpp_um = float(source_mpp_um)
+        self.source_mpp = float(source_mpp)
         self.labels = None if labels is None else np.asarray(labels, np.int8)
         self.ids = list(ids) if ids is not None else [f.stem for f in self.files]
         self.groups = np.zeros(len(self.files), np.int32) if groups is None else np.asarray(groups, np.int32)
@@ -118,7 +118,7 @@ class ImageFilesPatchSet(PatchSet):
         for k, img in enumerate(images):
             by_shape.setdefault(img.shape, []).append(k)
         for ks in by_shape.values():  # one batched resample per distinct size
-            out[ks] = to_model_scale(np.stack([images[k] for k in ks]), self.source_mpp_um, self.spec)
+            out[ks] = to_model_scale(np.stack([images[k] for k in ks]), self.source_mpp, self.spec)
         return out
 
 
@@ -142,7 +142,7 @@ def open_image_folder(
     return ImageFilesPatchSet(
         files,
         spec,
-        source_mpp_um=mpp,
+        source_mpp=mpp,
         layout="images",
         description=f"image folder {path.name} ({len(files)} patches at {mpp} um/px, {kind})",
         labels=labels,

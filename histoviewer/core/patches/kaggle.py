@@ -110,7 +110,7 @@ def open_kaggle(
     return ImageFilesPatchSet(
         [files[i] for i in ids],
         spec,
-        source_mpp_um=mpp,
+        source_mpp=mpp,
         layout="kaggle",
         description=f"Kaggle histopathologic-cancer-detection {split} ({len(ids)} patches at {mpp} um/px, {kind})",
         labels=labels,

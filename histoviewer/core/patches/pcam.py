@@ -82,11 +82,11 @@ class PCamPatchSet(PatchSet):
         y_path: Path | None,
         spec: InputSpec,
         *,
-        source_mpp_um: float = PCAM_MPP_UM,
+        source_mpp: float = PCAM_MPP_UM,
         name: str = "",
     ) -> None:
         super().__init__(spec)
-        self.source_mpp_um = float(source_mpp_um)
+        self.source_mpp = float(source_mpp)
         try:
             self._file = h5py.File(x_path, "r")
         except OSError as exc:
@@ -115,7 +115,7 @@ class PCamPatchSet(PatchSet):
         labelled = "labelled" if self.labels is not None else "unlabelled"
         self.description = (
             f"PatchCamelyon {x_path.name} ({self._n} patches {shape[1]}x{shape[2]} px "
-            f"at {self.source_mpp_um} um/px, {labelled})"
+            f"at {self.source_mpp} um/px, {labelled})"
         )
         self.x_path, self.y_path = x_path, y_path
 
@@ -141,7 +141,7 @@ class PCamPatchSet(PatchSet):
         return self._n
 
     def _read(self, indices: np.ndarray) -> np.ndarray:
-        return to_model_scale(read_rows(self._x, indices), self.source_mpp_um, self.spec)
+        return to_model_scale(read_rows(self._x, indices), self.source_mpp, self.spec)
 
     def close(self) -> None:
         if self._file:
@@ -160,7 +160,7 @@ def open_pcam(
     mpp = PCAM_MPP_UM if patch_mpp is None else float(patch_mpp)
     if path.is_dir():
         x, y, chosen = find_pcam_files(path, split)
-        return PCamPatchSet(x, y, spec, source_mpp_um=mpp, name=chosen)
+        return PCamPatchSet(x, y, spec, source_mpp=mpp, name=chosen)
     if path.name.endswith(".h5.gz"):
         raise PatchDataError(
             f"{path}: gzip-compressed HDF5; decompress it first (`gunzip {path}`) and pass the .h5 file"
@@ -176,6 +176,6 @@ def open_pcam(
         path,
         y if y is not None and y.is_file() else None,
         spec,
-        source_mpp_um=mpp,
+        source_mpp=mpp,
         name=m.group(1) if m else path.stem,
     )

@@ -1,7 +1,7 @@
 """Bring patches from their source scale to a model's scale (``InputSpec``).
 
-Units: ``source_mpp_um`` and ``spec.mpp_um`` are micrometres per pixel; sizes are pixels.
-A batch of one source scale is resized by ``source_mpp_um / spec.mpp_um`` and then
+Units: ``source_mpp`` and ``spec.mpp_um`` are micrometres per pixel; sizes are pixels.
+A batch of one source scale is resized by ``source_mpp / spec.mpp_um`` and then
 centre-cropped or reflect-padded to ``spec.patch_px``. Cropping and padding are centred
 because a patch label refers to the patch *centre* (PatchCamelyon: the central 32 x 32
 px at 96 px): the centre must stay the centre whatever the source size.
@@ -27,9 +27,9 @@ __all__ = ["SAME_SCALE_TOLERANCE", "crop_or_pad", "scaled_size", "to_model_scale
 SAME_SCALE_TOLERANCE = 0.01
 
 
-def scaled_size(px: int, source_mpp_um: float, target_mpp_um: float) -> int:
-    """Pixels that ``px`` source pixels span at ``target_mpp_um`` (at least 1)."""
-    factor = source_mpp_um / target_mpp_um
+def scaled_size(px: int, source_mpp: float, target_mpp: float) -> int:
+    """Pixels that ``px`` source pixels span at ``target_mpp`` (at least 1)."""
+    factor = source_mpp / target_mpp
     if abs(factor - 1.0) <= SAME_SCALE_TOLERANCE:
         return int(px)
     return max(1, int(round(px * factor)))
@@ -72,8 +72,8 @@ def crop_or_pad(batch: np.ndarray, patch_px: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def to_model_scale(patches: np.ndarray, source_mpp_um: float, spec: InputSpec) -> np.ndarray:
-    """``(n, h, w, 3|4)`` uint8 patches at ``source_mpp_um`` -> ``(n, P, P, 3)`` at the model's scale.
+def to_model_scale(patches: np.ndarray, source_mpp: float, spec: InputSpec) -> np.ndarray:
+    """``(n, h, w, 3|4)`` uint8 patches at ``source_mpp`` -> ``(n, P, P, 3)`` at the model's scale.
 
     RGBA is composited on white first. A single ``(h, w, C)`` image is treated as a batch
     of one. Raises ``PatchDataError`` for arrays that are not 8-bit RGB(A) images or a
@@ -86,15 +86,15 @@ def to_model_scale(patches: np.ndarray, source_mpp_um: float, spec: InputSpec) -
         raise PatchDataError(
             f"expected uint8 RGB or RGBA patches of shape (n, h, w, 3|4), got {arr.dtype} {arr.shape}"
         )
-    if not (isinstance(source_mpp_um, (int, float)) and np.isfinite(source_mpp_um) and source_mpp_um > 0):
-        raise PatchDataError(f"the patches' scale must be a positive number of um/px, got {source_mpp_um!r}")
+    if not (isinstance(source_mpp, (int, float)) and np.isfinite(source_mpp) and source_mpp > 0):
+        raise PatchDataError(f"the patches' scale must be a positive number of um/px, got {source_mpp!r}")
     if arr.shape[-1] == 4:
         arr = composite_on_white(arr)
     n, h, w = arr.shape[:3]
     if n == 0:
         return np.zeros((0, spec.patch_px, spec.patch_px, 3), np.uint8)
-    out_h = scaled_size(h, source_mpp_um, spec.mpp_um)
-    out_w = scaled_size(w, source_mpp_um, spec.mpp_um)
+    out_h = scaled_size(h, source_mpp, spec.mpp_um)
+    out_w = scaled_size(w, source_mpp, spec.mpp_um)
     if (out_h, out_w) != (h, w):
         arr = np.stack([_resize_one(np.ascontiguousarray(img), out_h, out_w) for img in arr])
     return crop_or_pad(arr, spec.patch_px)

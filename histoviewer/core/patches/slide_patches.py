@@ -144,7 +144,7 @@ class _TumourRaster:
 class _Slide:
     path: Path
     reader: SlideReader
-    mpp_um: float  # level-0 um/px
+    mpp: float  # level-0 um/px
     level: int
     lv_size: int  # side of a patch read at ``level``, in that level's px
     l0_size: float  # side of a patch in level-0 px
@@ -173,8 +173,8 @@ class SlidePatchSet(PatchSet):
         self.groups = slide_index.astype(np.int32)
         self.l0_xy = l0_xy.astype(np.int64)
         self.labels = labels
-        self.source_mpp_um = slides[0].mpp_um
-        self.slide_mpps = tuple(s.mpp_um for s in slides)
+        self.source_mpp = slides[0].mpp
+        self.slide_mpps = tuple(s.mpp for s in slides)
         self.description = description
         self.ids = [
             f"{slides[g].path.stem}:{x}_{y}" for g, (x, y) in zip(self.groups.tolist(), self.l0_xy.tolist())

@@ -29,13 +29,13 @@ MAX_DARK = 30  # max(R, G, B) below this is ink or a scanner border, not tissue
 def tissue_mask(
     rgb: np.ndarray,
     *,
-    mask_mpp_um: float | None = None,
+    mask_mpp: float | None = None,
     min_object_um2: float = 2500.0,
     min_hole_um2: float = 2500.0,
 ) -> np.ndarray:
     """Boolean tissue mask of a low-resolution uint8 RGB image (True = tissue).
 
-    ``mask_mpp_um`` (um per mask pixel) sizes the clean-up; when unknown, specks and holes
+    ``mask_mpp`` (um per mask pixel) sizes the clean-up; when unknown, specks and holes
     under 0.01 % of the image are removed instead.
     """
     img = np.asarray(rgb)[..., :3].astype(np.float32)
@@ -49,9 +49,9 @@ def tissue_mask(
         thr = MIN_SATURATION
     mask = (sat >= thr) & (vmax >= MAX_DARK)
     mask = ndi.binary_closing(mask, structure=np.ones((3, 3), bool), iterations=2, border_value=0)
-    if mask_mpp_um:
-        min_obj = max(1, int(min_object_um2 / mask_mpp_um**2))
-        min_hole = max(1, int(min_hole_um2 / mask_mpp_um**2))
+    if mask_mpp is not None:
+        min_obj = max(1, int(min_object_um2 / mask_mpp**2))
+        min_hole = max(1, int(min_hole_um2 / mask_mpp**2))
     else:
         min_obj = min_hole = max(1, mask.size // 10_000)
     mask = remove_small_objects(mask, max_size=min_obj)  # removes objects of <= max_size px
@@ -94,5 +94,5 @@ def slide_tissue_map(reader: SlideReader, *, l0_px_per_mask_px: float, max_side:
     thumb = reader.thumbnail(side)
     sx, sy = l0_w / thumb.shape[1], l0_h / thumb.shape[0]
     mpp = reader.info.mpp
-    mask = tissue_mask(thumb, mask_mpp_um=None if mpp is None else mpp * (sx + sy) / 2)
+    mask = tissue_mask(thumb, mask_mpp=None if mpp is None else mpp * (sx + sy) / 2)
     return TissueMap(mask=mask, l0_per_px_x=sx, l0_per_px_y=sy)

@@ -17,6 +17,7 @@ from histoviewer.core.errors import PhantomSpecError
 from histoviewer.core.geometry import max_feret_diameter, polygon_area, polygon_centroid
 from histoviewer.core.phantom.nodes import CAPSULE_MAX_UM, NodeSet, make_follicles, make_nodes
 from histoviewer.core.phantom.spec import LesionSpec
+from histoviewer.core.units import l0_px_to_mm, mm_to_um
 
 __all__ = [
     "LESION_CLEARANCE_UM",
@@ -109,7 +110,7 @@ class PhantomLayout:
 def _lesion_outline(spec: LesionSpec, mpp: float, rng: np.random.Generator) -> np.ndarray:
     """A compact, irregular, star-shaped outline around (0, 0), scaled so that its maximum
     Feret diameter is the requested one. Returns ``(n, 2)`` level-0 px offsets."""
-    d_um = spec.diameter_mm * 1000.0
+    d_um = mm_to_um(spec.diameter_mm)
     # A vertex every ~6 um: smooth at 40x, where straight segments would look drawn.
     n = int(np.clip(round(math.pi * d_um / 6.0), 32, 2400))
     theta = np.linspace(0.0, 2 * math.pi, n, endpoint=False) + rng.uniform(0, 2 * math.pi)
@@ -152,7 +153,7 @@ def _place_lesions(
     depth_um = max(
         float(n.signed_distance_um(n.l0_cx, n.l0_cy)) for n in tissue.nodes
     ) - LESION_CLEARANCE_UM
-    too_big = [i for i in order if 0.5 * specs[i].diameter_mm * 1000.0 * 0.55 > depth_um]
+    too_big = [i for i in order if 0.5 * mm_to_um(specs[i].diameter_mm) * 0.55 > depth_um]
     attempts = 0 if too_big else 25
     # Random placement can paint itself into a corner (a big lesion in the middle of a
     # small node); start over a few times before calling the request impossible.
@@ -163,7 +164,7 @@ def _place_lesions(
             return placed
     spec = specs[failed]
     sizes = ", ".join(
-        f"{2 * n.l0_a * mpp / 1000.0:.2f} x {2 * n.l0_b * mpp / 1000.0:.2f} mm" for n in tissue.nodes
+        f"{l0_px_to_mm(2 * n.l0_a, mpp):.2f} x {l0_px_to_mm(2 * n.l0_b, mpp):.2f} mm" for n in tissue.nodes
     )
     others = len(specs) - 1
     raise PhantomSpecError(

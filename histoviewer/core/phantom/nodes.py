@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from histoviewer.core.phantom.procedural import value_noise
+from histoviewer.core.units import l0_px_to_mm
 
 __all__ = [
     "CAPSULE_MAX_UM",
@@ -177,7 +178,7 @@ def _node_count(width_mm: float, height_mm: float) -> int:
 def make_nodes(width: int, height: int, mpp: float, seed: int, rng: np.random.Generator) -> NodeSet:
     """One node per cell along the slide's long side, each ~27 % of its cell, major axis
     roughly along the cell's long side, with room for perinodal fat around it."""
-    n = _node_count(width * mpp / 1000.0, height * mpp / 1000.0)
+    n = _node_count(l0_px_to_mm(width, mpp), l0_px_to_mm(height, mpp))
     horizontal = width >= height
     cell_w = width / n if horizontal else width
     cell_h = height if horizontal else height / n

@@ -28,6 +28,7 @@ from histoviewer.core.phantom.result import PhantomLesion, PhantomResult
 from histoviewer.core.phantom.spec import DEFAULT_LESIONS, LesionSpec, parse_lesion_specs
 from histoviewer.core.slide.pyramid_writer import EncodedRow, downsample2, encode_jpeg, write_pyramidal_tiff
 from histoviewer.core.staging_terms import classify_diameter_mm
+from histoviewer.core.units import l0_area_to_mm2, l0_px_to_mm
 
 __all__ = ["PhantomLesion", "PhantomResult", "render_row", "write_phantom"]
 
@@ -147,7 +148,7 @@ def _measure(layout: PhantomLayout) -> tuple[PhantomLesion, ...]:
     out = []
     for les in layout.lesions:
         poly = les.l0_vertices
-        d_mm = max_feret_diameter(poly) * mpp / 1000.0
+        d_mm = l0_px_to_mm(max_feret_diameter(poly), mpp)
         out.append(
             PhantomLesion(
                 name=les.name,
@@ -155,7 +156,7 @@ def _measure(layout: PhantomLayout) -> tuple[PhantomLesion, ...]:
                 diameter_mm=d_mm,
                 l0_polygon=tuple((float(x), float(y)) for x, y in poly),
                 l0_centroid=polygon_centroid(poly),
-                area_mm2=polygon_area(poly) * (mpp / 1000.0) ** 2,
+                area_mm2=l0_area_to_mm2(polygon_area(poly), mpp),
                 requested_diameter_mm=les.spec.diameter_mm,
             )
         )

@@ -33,6 +33,7 @@ from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.report.model import LesionEntry, SlideReport
 from histoviewer.core.slide import open_slide
 from histoviewer.core.staging_terms import SIZE_CLASS_NAMES, SizeClass
+from histoviewer.core.units import l0_px_to_um, um_to_l0_px
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,14 @@ OVERLAY_OPACITY = 0.5
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One lesion's picture: ``rgb`` (h, w, 3) of ``l0_region`` (x, y, w, h) at ``l0_per_px``."""
+    """One lesion's picture: ``rgb`` (h, w, 3) of ``l0_region`` (x, y, w, h) at ``l0_per_px``;
+    ``output_mpp``: micrometres per picture px, None when the slide has no scale."""
 
     lesion: LesionEntry
     rgb: np.ndarray
     l0_region: tuple[float, float, float, float]
     l0_per_px: float
-    um_per_px: float | None
+    output_mpp: float | None
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,8 @@ def snapshot_region(les: LesionEntry, mpp: float | None, l0_size: tuple[int, int
     at least ``SNAPSHOT_MIN_UM`` across, clipped to the slide."""
     x, y, w, h = les.bbox_l0
     side = max(w, h) * SNAPSHOT_CONTEXT
-    if mpp:
-        side = max(side, SNAPSHOT_MIN_UM / mpp)
+    if mpp is not None:
+        side = max(side, um_to_l0_px(SNAPSHOT_MIN_UM, mpp))
     side = max(side, 64.0)
     cx, cy = x + w / 2, y + h / 2
     return clip_region(l0_size, (cx - side / 2, cy - side / 2, side, side))
@@ -114,7 +116,8 @@ def _thumbnail_from_slide(slide: SlideReport, reader: Any, heatmap: HeatmapData 
     size = output_size(region, l0_per_px)
     outlines = tuple(lesion_outline(les, _short_label(les)) for les in slide.lesions)
     # text and lines sized for print: ~3 mm letters on a picture printed ~100 mm wide
-    bar = scale_bar_for(l0_per_px * slide.mpp, size, font_px=32) if slide.mpp else None
+    output_mpp = l0_px_to_um(l0_per_px, slide.mpp)
+    bar = None if output_mpp is None else scale_bar_for(output_mpp, size, font_px=32)
     spec = RenderSpec(region, l0_per_px, size, True, DEFAULT_COLORMAP, OVERLAY_OPACITY, slide.threshold,
                       outlines, OutlineStyle(line_px=4, diameter_px=3, font_px=36, halo_px=3), bar)
     return _render(spec, heatmap, reader, control)
@@ -138,12 +141,12 @@ def _snapshot(slide: SlideReport, les: LesionEntry, reader: Any, px: int, contro
     # never finer than level 0: enlarging adds no detail
     l0_per_px = max(1.0, max(region[2], region[3]) / px)
     size = output_size(region, l0_per_px)
-    um = l0_per_px * slide.mpp if slide.mpp else None
-    bar = scale_bar_for(um, size, font_px=26) if um else None
+    output_mpp = l0_px_to_um(l0_per_px, slide.mpp)
+    bar = None if output_mpp is None else scale_bar_for(output_mpp, size, font_px=26)
     spec = RenderSpec(region, l0_per_px, size, True, DEFAULT_COLORMAP, 0.0, 0.0,
                       (lesion_outline(les, _size_text(les)),),
                       OutlineStyle(line_px=4, diameter_px=3, font_px=30, halo_px=3), bar)
-    return Snapshot(les, _render(spec, None, reader, control), region, l0_per_px, um)
+    return Snapshot(les, _render(spec, None, reader, control), region, l0_per_px, output_mpp)
 
 
 def render_slide_images(

@@ -24,13 +24,16 @@ from typing import Any
 
 import histoviewer
 from histoviewer.core.analysis.camelyon17 import case_of
-from histoviewer.core.analysis.lesions import MapFrame
-from histoviewer.core.analysis.node_label import analyse_map
+from histoviewer.core.analysis.lesions import Lesion, MapFrame
+from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
 from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
+from histoviewer.core.analysis.summary import SlideFailure, read_summary
 from histoviewer.core.annotations.geojson_io import read_geojson
-from histoviewer.core.errors import HistoViewerError, ReportError, StagingError
-from histoviewer.core.export.provenance import SOFTWARE, model_record
+from histoviewer.core.errors import HistoViewerError, ReportError, StagingError, SummaryFormatError
+from histoviewer.core.export.provenance import SOFTWARE
+from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.models.classifier import DEMO_WARNING
+from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.staging_terms import NodeLabel
 
 log = logging.getLogger(__name__)
@@ -48,6 +51,8 @@ __all__ = [
 ]
 
 Point = tuple[float, float]
+# the model of a slide whose analysis failed (its summary names none)
+UNKNOWN_MODEL = ModelRecord(name="unknown", display_name="unknown")
 
 
 def _now() -> str:
@@ -91,9 +96,11 @@ class LesionEntry:
         )
 
     @classmethod
-    def from_lesion(cls, lesion: Any) -> LesionEntry:
-        """From a core ``analysis.lesions.Lesion`` (the viewer's live lesions)."""
-        return cls.from_dict(lesion.to_dict(with_outline=False), lesion.l0_outline)
+    def from_lesion(cls, lesion: Lesion, l0_outline: Sequence[Point] | None = None) -> LesionEntry:
+        """From a core ``analysis.lesions.Lesion`` (an analysis' or the viewer's live lesions);
+        ``l0_outline`` replaces the lesion's own (a summary's lesions have none)."""
+        return cls.from_dict(lesion.to_dict(with_outline=False),
+                             lesion.l0_outline if l0_outline is None else l0_outline)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "size_class": self.size_class, "diameter_mm": self.diameter_mm,
@@ -119,7 +126,7 @@ class SlideReport:
     mpp: float | None
     l0_size: tuple[int, int]
     lesions: tuple[LesionEntry, ...]
-    model: Mapping[str, Any]
+    model: ModelRecord
     threshold: float
     analysed: str = ""
     analysis_dir: str | None = None
@@ -139,7 +146,7 @@ class SlideReport:
 
     @property
     def demonstration(self) -> bool:
-        return bool(self.model.get("demonstration"))
+        return self.model.demonstration
 
     def node_result(self) -> NodeResult:
         big = self.largest
@@ -156,7 +163,7 @@ class SlideReport:
                 "l0_size": list(self.l0_size), "lesion_count": len(self.lesions),
                 "largest_lesion": None if big is None else big.name,
                 "largest_diameter_mm": None if big is None else big.diameter_mm,
-                "threshold": self.threshold, "model": dict(self.model), "analysed": self.analysed,
+                "threshold": self.threshold, "model": self.model.to_identity_dict(), "analysed": self.analysed,
                 "analysis_dir": self.analysis_dir, "error": self.error,
                 "lesions": [les.to_dict() for les in self.lesions]}
 
@@ -294,36 +301,25 @@ def load_slide_report(folder: str | os.PathLike[str]) -> SlideReport:
     folder = Path(folder)
     path = folder / "summary.json"
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = read_summary(path)
         analysed = _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise ReportError(f"{path}: cannot read the analysis summary: {exc}") from exc
-    if not isinstance(summary, dict) or "slide" not in summary:
-        raise ReportError(f"{path}: not an analysis summary (no 'slide' entry)")
-    slide = str(summary["slide"])
-    patient, node = case_of(slide)
-    if "error" in summary:
-        return SlideReport(slide, patient, node, NodeLabel.UNKNOWN.value, False, 0.0, None, (0, 0), (),
-                           model_record(summary.get("model") or {}), 0.5, analysed, str(folder),
-                           str(summary["error"]))
+    except SummaryFormatError as exc:
+        raise ReportError(str(exc)) from exc
+    patient, node = case_of(summary.slide)
+    if isinstance(summary, SlideFailure):
+        return SlideReport(summary.slide, patient, node, NodeLabel.UNKNOWN.value, False, 0.0, None, (0, 0), (),
+                           UNKNOWN_MODEL, 0.5, analysed, str(folder), summary.error)
     outlines = _outlines(folder)
-    try:
-        geometry = summary.get("geometry") or {}
-        mpp = summary.get("mpp")
-        lesions = tuple(LesionEntry.from_dict(d, outlines.get(str(d["name"]), ()))
-                        for d in summary.get("lesions") or ())
-        label = summary.get("node_label") or NodeLabel.UNKNOWN.value
-        NodeLabel.parse(label)
-        return SlideReport(
-            slide_path=slide, patient=patient, node=node, node_label=label,
-            provisional=bool(summary.get("provisional", False)), coverage=float(summary.get("coverage", 0.0)),
-            mpp=None if mpp is None else float(mpp),
-            l0_size=(int(geometry.get("l0_width", 0)), int(geometry.get("l0_height", 0))),
-            lesions=lesions, model=model_record(summary.get("model") or {}),
-            threshold=float((summary.get("lesion_params") or {}).get("threshold", 0.5)),
-            analysed=analysed, analysis_dir=str(folder))
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ReportError(f"{path}: malformed analysis summary: {exc}") from exc
+    g = summary.geometry
+    return SlideReport(
+        slide_path=summary.slide, patient=patient, node=node, node_label=summary.node_label.value,
+        provisional=summary.provisional, coverage=summary.coverage, mpp=summary.mpp,
+        l0_size=(g.l0_width, g.l0_height),
+        lesions=tuple(LesionEntry.from_lesion(les, outlines.get(les.name, ())) for les in summary.lesions),
+        model=summary.model, threshold=summary.lesion_params.threshold, analysed=analysed,
+        analysis_dir=str(folder))
 
 
 def load_report(paths: Iterable[str | os.PathLike[str]]) -> Report:
@@ -332,17 +328,17 @@ def load_report(paths: Iterable[str | os.PathLike[str]]) -> Report:
     return build_report([load_slide_report(d) for d in find_analysis_dirs(paths)], [str(p) for p in paths])
 
 
-def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: Any, found: Any = None) -> SlideReport:
-    """One slide from a live map (``export.HeatmapData``); ``found``: its ``SlideLesions``,
-    computed here with the default lesion parameters when None."""
+def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapData,
+                          found: SlideLesions | None = None) -> SlideReport:
+    """One slide from a live map; ``found``: its lesions, computed here with the default
+    lesion parameters when None."""
     g = heatmap.geometry
     if found is None:
         found = analyse_map(heatmap.encoded, MapFrame.from_geometry(g))
     patient, node = case_of(slide_path)
-    mpp = float(g.slide_mpp) if g.slide_mpp else None
     return SlideReport(
         slide_path=str(slide_path), patient=patient, node=node, node_label=found.label.value,
-        provisional=found.provisional, coverage=round(float(found.coverage), 6), mpp=mpp,
+        provisional=found.provisional, coverage=round(float(found.coverage), 6), mpp=float(g.slide_mpp),
         l0_size=(int(g.l0_width), int(g.l0_height)),
-        lesions=tuple(LesionEntry.from_lesion(les) for les in found.lesions), model=model_record(heatmap.model),
+        lesions=tuple(LesionEntry.from_lesion(les) for les in found.lesions), model=heatmap.model,
         threshold=float(found.params.threshold), analysed=_now(), analysis_dir=None)

@@ -77,7 +77,7 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 
 
 def _model(s: SlideReport) -> tuple[str, str, str]:
-    return (_text(s.model.get("name", UNKNOWN)), _text(s.model.get("content_hash") or UNKNOWN),
+    return (_text(s.model.name), _text(s.model.content_hash or UNKNOWN),
             "yes" if s.demonstration else "no")
 
 

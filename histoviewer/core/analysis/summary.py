@@ -1,0 +1,207 @@
+"""What the analysis of one slide found (``SlideSummary``) or why it failed (``SlideFailure``).
+
+``inference.analyze.analyze_slide`` makes a ``SlideSummary`` and writes it as
+``summary.json``; a slide that could not be analysed is a ``SlideFailure``. Both are plain
+frozen dataclasses, so they travel to and from worker processes and Dask workers as they
+are (pickled); ``to_dict`` / ``from_dict`` are for JSON only (``summary.json``,
+``analyze --json``), and ``read_summary`` reads a ``summary.json`` back, naming the file
+when it is malformed.
+
+A summary holds exactly what ``summary.json`` holds: values as written (rounded), lesions
+without outlines (``lesions.geojson`` has them), so a summary made in this process and one
+read back from disk are equal.
+
+Units and frames: times in seconds; geometry in level-0 px / model px (``GridGeometry``);
+``mpp`` micrometres per level-0 px (an analysed slide always has one: without a scale the
+analysis fails, and the node is ``unknown`` in its case).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from histoviewer.core.analysis.lesions import Lesion, LesionParams
+from histoviewer.core.analysis.node_label import SlideLesions
+from histoviewer.core.staging_terms import NodeLabel
+from histoviewer.core.errors import SummaryFormatError
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.models.record import ModelRecord
+
+__all__ = ["SlideFailure", "SlideFiles", "SlideOutcome", "SlideSummary", "SlideTiming", "outcome_from_dict",
+           "read_summary"]
+
+
+@dataclass(frozen=True)
+class SlideTiming:
+    """Wall-clock seconds of each step of one slide's analysis (rounded to ms)."""
+
+    tissue_s: float = 0.0
+    read_decode_s: float = 0.0
+    resize_cut_s: float = 0.0
+    model_s: float = 0.0
+    wait_for_reads_s: float = 0.0
+    classify_wall_s: float = 0.0
+    write_s: float = 0.0
+    lesions_s: float = 0.0
+    total_s: float = 0.0
+
+    def rounded(self) -> SlideTiming:
+        return SlideTiming(**{f.name: round(getattr(self, f.name), 3) for f in fields(self)})
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlideTiming:
+        return cls(**{f.name: float(data[f.name]) for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class SlideFiles:
+    """The files one analysis wrote into its folder."""
+
+    probability_tiff: str
+    probability_json: str
+    heatmap_png: str
+    lesions_geojson: str
+    summary_json: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlideFiles:
+        return cls(**{f.name: str(data[f.name]) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class SlideSummary:
+    """One analysed slide (see the module docstring). ``node_label`` is the size class of
+    the largest lesion, ``provisional`` while part of the tissue was left unclassified;
+    ``lesions`` largest first; ``failures``: a few messages about regions that failed."""
+
+    slide: str
+    out_dir: str
+    model: ModelRecord
+    mpp: float | None
+    level_read: int
+    region_source: str
+    geometry: GridGeometry
+    tissue_patches: int
+    classified_patches: int
+    failed_patches: int
+    coverage: float
+    timing: SlideTiming
+    files: SlideFiles
+    failures: tuple[str, ...] = ()
+    node_label: NodeLabel = NodeLabel.UNKNOWN
+    provisional: bool = False
+    lesion_params: LesionParams = field(default_factory=LesionParams)
+    lesions: tuple[Lesion, ...] = ()
+
+    @property
+    def node(self) -> str:
+        """The slide's file name: the node's name in its case."""
+        return Path(self.slide).name
+
+    @property
+    def largest(self) -> Lesion | None:
+        return self.lesions[0] if self.lesions else None
+
+    @property
+    def largest_lesion(self) -> str | None:
+        return None if self.largest is None else self.largest.name
+
+    @property
+    def largest_diameter_mm(self) -> float | None:
+        return None if self.largest is None else self.largest.diameter_mm
+
+    @staticmethod
+    def written_lesions(found: SlideLesions) -> tuple[Lesion, ...]:
+        """``found``'s lesions as ``summary.json`` holds them (rounded, no outlines)."""
+        return tuple(Lesion.from_dict(les.to_dict(with_outline=False)) for les in found.lesions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``summary.json`` (its keys and their order are the file format)."""
+        return {
+            "slide": self.slide, "out_dir": self.out_dir, "model": self.model.to_dict(), "mpp": self.mpp,
+            "level_read": self.level_read, "region_source": self.region_source,
+            "geometry": self.geometry.to_dict(), "tissue_patches": self.tissue_patches,
+            "classified_patches": self.classified_patches, "failed_patches": self.failed_patches,
+            "coverage": self.coverage, "timing": self.timing.to_dict(), "files": self.files.to_dict(),
+            "failures": list(self.failures), "node_label": self.node_label.value, "provisional": self.provisional,
+            "largest_lesion": self.largest_lesion, "largest_diameter_mm": self.largest_diameter_mm,
+            "lesion_params": self.lesion_params.to_dict(),
+            "lesions": [les.to_dict(with_outline=False) for les in self.lesions],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlideSummary:
+        """From ``to_dict``'s form. Raises KeyError / TypeError / ValueError on a malformed
+        summary (``read_summary`` names the file). A summary from before lesions were
+        found (no ``node_label``) reads as ``unknown`` with no lesions."""
+        mpp = data["mpp"]
+        label = data.get("node_label")
+        return cls(
+            slide=str(data["slide"]), out_dir=str(data["out_dir"]), model=ModelRecord.from_dict(data["model"]),
+            mpp=None if mpp is None else float(mpp), level_read=int(data["level_read"]),
+            region_source=str(data["region_source"]), geometry=GridGeometry.from_dict(data["geometry"]),
+            tissue_patches=int(data["tissue_patches"]), classified_patches=int(data["classified_patches"]),
+            failed_patches=int(data["failed_patches"]), coverage=float(data["coverage"]),
+            timing=SlideTiming.from_dict(data["timing"]), files=SlideFiles.from_dict(data["files"]),
+            failures=tuple(str(f) for f in data.get("failures") or ()),
+            node_label=NodeLabel.UNKNOWN if label is None else NodeLabel.parse(str(label)),
+            provisional=bool(data.get("provisional", False)),
+            lesion_params=LesionParams.from_dict(data.get("lesion_params") or {}),
+            lesions=tuple(Lesion.from_dict(d) for d in data.get("lesions") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class SlideFailure:
+    """A slide that could not be analysed: its node label is ``unknown`` in its case."""
+
+    slide: str
+    error: str
+
+    @property
+    def node(self) -> str:
+        """The slide's file name: the node's name in its case."""
+        return Path(self.slide).name
+
+    def to_dict(self) -> dict[str, str]:
+        return {"slide": self.slide, "error": self.error}
+
+
+SlideOutcome = SlideSummary | SlideFailure
+
+
+def outcome_from_dict(data: Mapping[str, Any]) -> SlideOutcome:
+    """A summary, or a failure when the entry is ``{"slide", "error"}``."""
+    if "error" in data:
+        return SlideFailure(str(data["slide"]), str(data["error"]))
+    return SlideSummary.from_dict(data)
+
+
+def read_summary(path: str | os.PathLike[str]) -> SlideOutcome:
+    """A ``summary.json`` (or the analysis folder holding it) read back; ``SummaryFormatError``
+    naming the file when it is unreadable or malformed."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "summary.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SummaryFormatError(f"{path}: cannot read the analysis summary: {exc}") from exc
+    if not isinstance(data, dict) or "slide" not in data:
+        raise SummaryFormatError(f"{path}: not an analysis summary (no 'slide' entry)")
+    try:
+        return outcome_from_dict(data)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise SummaryFormatError(f"{path}: malformed analysis summary: {detail}") from exc

@@ -1,0 +1,90 @@
+"""The record of the model that made a result: what every output says about its model.
+
+One frozen ``ModelRecord`` travels with a probability map from the analysis to the summary,
+the exports, the report and the PDF. It is made from a loaded model's ``ModelInfo``
+(``from_info``) or read back from the JSON an earlier analysis wrote (``from_dict``), and
+written as JSON in two shapes that the files have always had:
+
+- ``to_dict``: the analysis files (``summary.json``, ``probability.json``): name, display
+  name, kind, architecture, content hash, demonstration flag, input scale and patch size;
+- ``to_identity_dict``: exports (provenance) and ``report.json``: which model it was
+  (name, display name, kind, content hash, demonstration flag).
+
+Both add ``warning`` (the demonstration warning) for a demonstration model, so the warning
+is never lost on the way to a picture or a report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from histoviewer.core.models.classifier import DEMO_WARNING, ModelInfo
+
+__all__ = ["ModelRecord"]
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """Which model made a result. ``mpp`` (um per model input px) and ``patch_px`` are the
+    model's input scale and patch side, None when the record was read from a file that does
+    not state them (an export's provenance); ``content_hash`` is "" for an unsaved model."""
+
+    name: str
+    display_name: str
+    kind: str | None = None
+    architecture: str | None = None
+    content_hash: str = ""
+    demonstration: bool = False
+    mpp: float | None = None
+    patch_px: int | None = None
+
+    @property
+    def warning(self) -> str | None:
+        """The demonstration warning, None for a real model."""
+        return DEMO_WARNING if self.demonstration else None
+
+    @classmethod
+    def from_info(cls, info: ModelInfo) -> ModelRecord:
+        """From a loaded model's (or a model file's) ``ModelInfo``."""
+        return cls(name=info.name, display_name=info.display_name(), kind=info.kind,
+                   architecture=info.architecture, content_hash=info.content_hash,
+                   demonstration=bool(info.demonstration), mpp=float(info.input.mpp_um),
+                   patch_px=int(info.input.patch_px))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelRecord:
+        """From either JSON shape (see the module docstring); missing entries are unknown,
+        a missing name is "unknown". The warning is not read: it follows the flag."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a model record must be a JSON object, got {type(data).__name__}")
+        name = str(data.get("name", "unknown"))
+        kind, architecture = data.get("kind"), data.get("architecture")
+        mpp, patch_px = data.get("mpp_um"), data.get("patch_px")
+        return cls(name=name, display_name=str(data.get("display_name") or name),
+                   kind=None if kind is None else str(kind),
+                   architecture=None if architecture is None else str(architecture),
+                   content_hash=str(data.get("content_hash") or ""),
+                   demonstration=bool(data.get("demonstration", False)),
+                   mpp=None if mpp is None else float(mpp),
+                   patch_px=None if patch_px is None else int(patch_px))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The analysis files' shape (``summary.json``, ``probability.json``); the input
+        scale keeps its file key ``mpp_um``."""
+        out: dict[str, Any] = {"name": self.name, "display_name": self.display_name, "kind": self.kind,
+                               "architecture": self.architecture, "content_hash": self.content_hash,
+                               "demonstration": self.demonstration, "mpp_um": self.mpp,
+                               "patch_px": self.patch_px}
+        if self.demonstration:
+            out["warning"] = DEMO_WARNING
+        return out
+
+    def to_identity_dict(self) -> dict[str, Any]:
+        """The exports' and reports' shape: which model, without its input spec."""
+        out: dict[str, Any] = {"name": self.name, "display_name": self.display_name, "kind": self.kind,
+                               "content_hash": self.content_hash, "demonstration": self.demonstration}
+        if self.demonstration:
+            out["warning"] = DEMO_WARNING
+        return out
