@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal, SignalInstance
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView, QDialog, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton,
@@ -31,6 +31,7 @@ from histoviewer.core.analysis.staging import StageResult, stage_patient
 from histoviewer.core.errors import HistoViewerError, StagingError
 from histoviewer.core.paths import user_data_dir
 from histoviewer.qt.summary_panel import LABEL_TEXT
+from histoviewer.qt.threads import gui_thread
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,6 @@ class CaseAnalysis(QObject):
     nodeProgress = Signal(int, int, int)  # row, patches done, patches in all
     nodeFinished = Signal(int, object)
     finished = Signal(object, str)
-    _hop = Signal(str, object)
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], out_root: str | os.PathLike[str], model_spec: str,
                  device: str = "auto", parent: QObject | None = None) -> None:
@@ -78,7 +78,6 @@ class CaseAnalysis(QObject):
         self.model_spec, self.device = model_spec, device
         self.summaries: list[dict] = []
         self._cancel = threading.Event()
-        self._hop.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -97,14 +96,10 @@ class CaseAnalysis(QObject):
             self._thread.join(timeout)
         return not self.running
 
-    def _emit(self, name: str, *args) -> None:
-        try:
-            self._hop.emit(name, args)
-        except RuntimeError:
-            pass  # the dialog was deleted while the thread finished its last node
-
-    def _deliver(self, name: str, args: tuple) -> None:
-        getattr(self, name).emit(*args)
+    @gui_thread
+    def _emit(self, signal: SignalInstance, *args) -> None:
+        """Any thread: emit ``signal`` (one of this object's) on the GUI thread."""
+        signal.emit(*args)
 
     # -- analysis thread ----------------------------------------------------------------------
     def _run(self) -> None:
@@ -114,17 +109,17 @@ class CaseAnalysis(QObject):
         try:
             model = open_model(self.model_spec, device=self.device)
         except HistoViewerError as exc:
-            self._emit("finished", None, f"cannot load the model: {exc}")
+            self._emit(self.finished, None, f"cannot load the model: {exc}")
             return
         except Exception as exc:  # noqa: BLE001 - reported in the dialog, not lost on a thread
             log.exception("case analysis: model load failed")
-            self._emit("finished", None, f"cannot load the model: {type(exc).__name__}: {exc}")
+            self._emit(self.finished, None, f"cannot load the model: {type(exc).__name__}: {exc}")
             return
         try:
             for row, path in enumerate(self.paths):
                 if self._cancel.is_set():
                     break
-                self._emit("nodeStarted", row)
+                self._emit(self.nodeStarted, row)
                 try:
                     summary = analyze_slide(path, slide_out_dir(self.out_root, path), model,
                                             progress=self._progress_for(row)).to_dict()
@@ -136,19 +131,19 @@ class CaseAnalysis(QObject):
                     log.exception("case analysis of %s failed", path)
                     summary = {"slide": str(path), "error": f"{type(exc).__name__}: {exc}"}
                 self.summaries.append(summary)
-                self._emit("nodeFinished", row, summary)
+                self._emit(self.nodeFinished, row, summary)
             if self._cancel.is_set():
-                self._emit("finished", None, "cancelled")
+                self._emit(self.finished, None, "cancelled")
                 return
             try:
                 outputs = write_case_outputs(self.out_root, self.summaries)
             except (OSError, HistoViewerError) as exc:
-                self._emit("finished", None, f"{self.out_root}: cannot write the case files: {exc}")
+                self._emit(self.finished, None, f"{self.out_root}: cannot write the case files: {exc}")
                 return
-            self._emit("finished", outputs, "")
+            self._emit(self.finished, outputs, "")
         except Exception as exc:  # noqa: BLE001 - the dialog must hear the end, whatever happened
             log.exception("case analysis failed")
-            self._emit("finished", None, f"case analysis failed: {type(exc).__name__}: {exc}")
+            self._emit(self.finished, None, f"case analysis failed: {type(exc).__name__}: {exc}")
         finally:
             model.close()
 
@@ -163,7 +158,7 @@ class CaseAnalysis(QObject):
                 if analysis._cancel.is_set():
                     raise _Cancelled()
                 self.done += n
-                analysis._emit("nodeProgress", row, self.done, self.total)
+                analysis._emit(analysis.nodeProgress, row, self.done, self.total)
 
             def set_postfix_str(self, text: str) -> None:
                 pass

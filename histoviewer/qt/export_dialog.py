@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
                                QRadioButton, QVBoxLayout, QWidget)
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDou
 from histoviewer.core.errors import ExportCancelled, HistoViewerError
 from histoviewer.core.colormaps import COLORMAPS, DEFAULT_COLORMAP, colormap_lut
 from histoviewer.core.export.control import ExportControl
+from histoviewer.qt.threads import gui_thread
 
 __all__ = ["KINDS", "ExportDialog", "ExportRequest", "open_export_dialog", "parse_region"]
 
@@ -51,15 +52,6 @@ def parse_region(text: str) -> tuple[float, float, float, float]:
     if w <= 0 or h <= 0:
         raise ValueError("the region's width and height must be positive")
     return x, y, w, h
-
-
-class _Bridge(QObject):
-    """Signals emitted from the worker thread; Qt queues them to the dialog's thread."""
-
-    progress = Signal(int, int)
-    done = Signal(object)
-    failed = Signal(str)
-    cancelled = Signal()
 
 
 def _default_out_dir(slide_path: Path) -> Path:
@@ -158,6 +150,7 @@ class ExportDialog(QDialog):
     exported = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
+    progressed = Signal(int, int)  # done, total: the worker's progress, on the GUI thread
 
     def __init__(self, tab: Any, parent: QWidget | None = None,
                  out_dir: Path | None = None) -> None:
@@ -167,11 +160,6 @@ class ExportDialog(QDialog):
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
         self._t0 = 0.0
-        self._bridge = _Bridge(self)
-        self._bridge.progress.connect(self._on_progress)
-        self._bridge.done.connect(self._on_done)
-        self._bridge.failed.connect(self._on_failed)
-        self._bridge.cancelled.connect(self._on_cancelled)
         self._out_dir = Path(out_dir) if out_dir is not None else _default_out_dir(Path(str(tab.path)))
         # asked before an existing file is replaced; tests put a stand-in here
         self.confirm_overwrite = self._ask_overwrite
@@ -377,7 +365,7 @@ class ExportDialog(QDialog):
             self.status.setText(f"Not exported: {req.out_path.name} exists (choose another name).")
             return False
         self._cancel = threading.Event()
-        control = ExportControl(progress=self._bridge.progress.emit, cancel=self._cancel)
+        control = ExportControl(progress=self._on_progress, cancel=self._cancel)
         self._set_running(True)
         self.status.setText(f"Exporting to {req.out_path}\u2026")
         self._t0 = time.perf_counter()
@@ -394,17 +382,16 @@ class ExportDialog(QDialog):
         return answer == QMessageBox.StandardButton.Yes
 
     def _work(self, req: ExportRequest, control: ExportControl) -> None:
-        bridge = self._bridge
         try:
             result = req.run(control)
         except ExportCancelled:
-            bridge.cancelled.emit()
+            self._on_cancelled()
         except HistoViewerError as exc:
-            bridge.failed.emit(str(exc))
+            self._on_failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - a worker must report, never die silently
-            bridge.failed.emit(f"{type(exc).__name__}: {exc}")
+            self._on_failed(f"{type(exc).__name__}: {exc}")
         else:
-            bridge.done.emit(result)
+            self._on_done(result)
 
     def cancel_export(self) -> None:
         if self.running:
@@ -425,10 +412,14 @@ class ExportDialog(QDialog):
         if running:
             self.progress.setRange(0, 0)  # busy until the first count arrives
 
+    # The worker's results: called on its thread, run on the GUI thread (qt/threads.py).
+    @gui_thread
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
+        self.progressed.emit(done, total)
 
+    @gui_thread
     def _on_done(self, result: Any) -> None:
         self._set_running(False)
         self.progress.setRange(0, 1)
@@ -442,6 +433,7 @@ class ExportDialog(QDialog):
         self.status.setText("\n".join(lines))
         self.exported.emit(result)
 
+    @gui_thread
     def _on_failed(self, message: str) -> None:
         self._set_running(False)
         self.progress.setRange(0, 1)
@@ -449,6 +441,7 @@ class ExportDialog(QDialog):
         self.status.setText(f"Export failed: {message}")
         self.failed.emit(message)
 
+    @gui_thread
     def _on_cancelled(self) -> None:
         self._set_running(False)
         self.progress.setRange(0, 1)

@@ -129,10 +129,10 @@ def test_tile_arrival_repaints_only_that_tile(window, qtbot, cmu_small, monkeypa
     monkeypatch.setattr(view, "update", lambda *args: updates.append(args))
     session = view.session
     x0, y0, _, _ = view.viewport.l0_rect  # about (400, 900): tile (1, 2) is on screen
-    view._on_tile_loaded(session.loader.key(0, 1, 2))
+    view.on_tile_loaded(session.loader.key(0, 1, 2))
     assert updates == [(QRectF(512 - x0, 1024 - y0, 512, 512).toAlignedRect(),)]
     updates.clear()
-    view._on_tile_loaded(session.loader.key(0, 4, 0))  # off screen: nothing to repaint
+    view.on_tile_loaded(session.loader.key(0, 4, 0))  # off screen: nothing to repaint
     assert updates == []
 
 
