@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QM
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.recent import RecentFiles
 from histoviewer.core.tiles.cache import ByteBoundedCache
-from histoviewer.core.tiles.viewport import Viewport, magnification_scale
 from histoviewer.qt.ai_controller import AiController
 from histoviewer.qt.ai_panel import AiSettings
 from histoviewer.qt.annotation_actions import AnnotationActions
@@ -21,9 +20,9 @@ from histoviewer.qt.export_dialog import ExportDialog, open_export_dialog
 from histoviewer.qt.lesion_controller import LesionController
 from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.slide_tab import SlideTab
+from histoviewer.qt.view_controller import ViewController
 
 DEFAULT_CACHE_MB = 512
-MAGNIFICATIONS = (1, 5, 10, 20, 40)
 SLIDE_FILTER = (
     "Slides and images (*.svs *.tif *.tiff *.ndpi *.vms *.vmu *.scn *.mrxs *.svslide *.bif *.dcm "
     "*.png *.jpg *.jpeg *.bmp);;All files (*)"
@@ -31,10 +30,13 @@ SLIDE_FILTER = (
 
 
 class MainWindow(QMainWindow):
-    """Tabs of slides, menus, status bar. The AI overlay (``ai``), the lesions (``lesions``),
-    the case view (``cases``) and the annotations (``annotation_actions``) are controllers
-    that own their widgets and actions; the window places them, tells them of each new slide
-    (``attach``) and serves them as their ``window_host`` protocol."""
+    """Tabs of slides, the File menu, the status bar, drag and drop.
+
+    The View menu (``view_controls``), the AI overlay (``ai``), the lesions (``lesions``), the
+    case view (``cases``) and the annotations (``annotation_actions``) are controllers that
+    own their widgets, actions and menus. The window places them (menu bar, docks, status
+    bar), tells them of each new slide (``attach``) and of the slide in front
+    (``currentTabChanged``), and is their host (``window_host.py``): they need nothing else."""
 
     currentTabChanged = Signal(object)  # SlideTab | None, after the window's own updates
 
@@ -64,6 +66,7 @@ class MainWindow(QMainWindow):
         self.ai.enabledChanged.connect(self.lesions.set_overlay_enabled)
         self.cases = CaseController(self, lambda: self.ai.settings, parent=self)
         self.annotation_actions = AnnotationActions(self, parent=self)
+        self.view_controls = ViewController(self, parent=self)
         self._place_docks(settings.enabled)
         self._build_status_bar()
         self._build_menus()
@@ -85,15 +88,11 @@ class MainWindow(QMainWindow):
             self.lesions.panel.raise_()
 
     def _build_status_bar(self) -> None:
-        self.mag_label = QLabel("")
-        self.pos_label = QLabel("")
-        self.load_label = QLabel("")
-        self.load_label.setStyleSheet("color: #a01010;")
-        bar = self.statusBar()
+        view = self.view_controls
         # Permanent widgets: showMessage() would hide ordinary ones while a message shows.
-        for label in (self.load_label, self.ai.status_label, self.ai.hover_label, self.pos_label, self.mag_label,
+        for label in (view.load_label, self.ai.status_label, self.ai.hover_label, view.pos_label, view.mag_label,
                       self.annotation_actions.label_status):
-            bar.addPermanentWidget(label)
+            self.statusBar().addPermanentWidget(label)
 
     def _action(self, menu: QMenu, text: str, slot, shortcut=None) -> QAction:
         action = QAction(text, self)
@@ -121,22 +120,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
         bar.addMenu(self.annotation_actions.edit_menu)
-        self.view_menu = view_menu = bar.addMenu("&View")
-        self._action(view_menu, "&Fit to window", lambda: self._with_view(lambda v: v.fit()), "F")
-        self._action(view_menu, "Zoom &in", lambda: self._with_view(lambda v: v.zoom_by(1.25)), QKeySequence.StandardKey.ZoomIn)
-        self._action(view_menu, "Zoom &out", lambda: self._with_view(lambda v: v.zoom_by(0.8)), QKeySequence.StandardKey.ZoomOut)
-        view_menu.addSeparator()
-        self.mag_actions = {}
-        for i, mag in enumerate(MAGNIFICATIONS, start=1):
-            self.mag_actions[mag] = self._action(view_menu, f"{mag}x", lambda _=False, m=mag: self.jump_to_magnification(m), f"Ctrl+{i}")
-        view_menu.addSeparator()
-        self.minimap_action = self._action(view_menu, "Show &overview", self._toggle_minimap, "O")
-        self.minimap_action.setCheckable(True)
-        self.minimap_action.setChecked(True)
-        self.scale_bar_action = self._action(view_menu, "Show &scale bar", self._toggle_scale_bar)
-        self.scale_bar_action.setCheckable(True)
-        self.scale_bar_action.setChecked(True)
-
+        bar.addMenu(self.view_controls.menu)
         ai_menu = self.ai.menu
         ai_menu.addSeparator()
         ai_menu.addActions(list(self.lesions.menu_actions))
@@ -168,19 +152,14 @@ class MainWindow(QMainWindow):
         if self.centralWidget() is self.placeholder:
             self.placeholder.setParent(None)
             self.setCentralWidget(self.tabs)
-        tab.view.viewportChanged.connect(self._on_viewport_changed)
-        tab.view.cursorMoved.connect(self._on_cursor_moved)
-        tab.view.tileFailed.connect(self._on_tile_failed)
+        self.view_controls.attach(tab)
         self.lesions.attach(tab)
         self.ai.attach(tab)  # starts the overlay when it is on
-        tab.minimap.setVisible(self.minimap_action.isChecked())
-        tab.view.show_scale_bar = self.scale_bar_action.isChecked()
         info = tab.session.info
         index = self.tabs.addTab(tab, Path(path).name)
         self.tabs.setTabToolTip(index, str(path))
         self.tabs.setCurrentIndex(index)
         self.recent.add(path)
-        self._on_viewport_changed(tab.view.viewport)
         # A thumbnail that cannot be read is reported when its read fails (view.tileFailed).
         if info.mpp is None:
             self.show_message(f"{Path(path).name}: no microns-per-pixel in the file; physical scale unknown", 8000)
@@ -209,20 +188,6 @@ class MainWindow(QMainWindow):
             if Path(tab.path) == Path(path):
                 self.tabs.setCurrentWidget(tab)
                 return
-
-    def _with_view(self, fn) -> None:
-        if (tab := self.current_tab()) is not None:
-            fn(tab.view)
-
-    def jump_to_magnification(self, magnification: float) -> None:
-        tab = self.current_tab()
-        if tab is None:
-            return
-        base = tab.session.info.base_magnification
-        if base is None:
-            self.report_error("Magnification unknown", "This slide states neither objective power nor microns per pixel.")
-            return
-        tab.view.set_scale(magnification_scale(magnification, base))
 
     def show_properties(self) -> PropertiesDialog | None:
         if (tab := self.current_tab()) is None:
@@ -256,59 +221,14 @@ class MainWindow(QMainWindow):
         tab = self.current_tab()
         self.properties_action.setEnabled(tab is not None)
         self.export_action.setEnabled(tab is not None)
-        base = tab.session.info.base_magnification if tab else None
-        for action in self.mag_actions.values():
-            action.setEnabled(base is not None)
-        title = f"HistoViewer \u2013 {tab.session.info.path.name}" if tab else "HistoViewer"
-        self.setWindowTitle(title)
-        if tab is None:
-            self.mag_label.setText("")
-            self.pos_label.setText("")
-            self.load_label.setText("")
+        self.setWindowTitle(f"HistoViewer \u2013 {tab.session.info.path.name}" if tab else "HistoViewer")
 
     def _on_tab_changed(self, _index: int) -> None:
         self._update_actions()
         current = self.current_tab()
         for tab in self.slide_tabs():
             tab.set_active(tab is current)
-        if current is not None:
-            self._on_viewport_changed(current.view.viewport)
         self.currentTabChanged.emit(current)
-
-    def _on_viewport_changed(self, viewport: Viewport) -> None:
-        tab = self.current_tab()
-        if tab is None or self.sender() not in (None, tab.view):
-            return
-        base = tab.session.info.base_magnification
-        if base is not None:
-            self.mag_label.setText(f"{base * viewport.scale:.1f}x")
-        else:
-            self.mag_label.setText(f"zoom {viewport.scale:.3g} (magnification unknown)")
-
-    def _on_cursor_moved(self, l0_pos) -> None:
-        tab = self.current_tab()
-        if tab is None or l0_pos is None:
-            self.pos_label.setText("")
-            return
-        x, y = l0_pos
-        text = f"x {x:,.0f}  y {y:,.0f} px"
-        mpp = tab.session.info.mpp
-        text += f"   ({x * mpp / 1000:.3f}, {y * mpp / 1000:.3f}) mm" if mpp else "   (mm unknown: no \u00b5m/px)"
-        self.pos_label.setText(text)
-
-    def _on_tile_failed(self, message: str) -> None:
-        self.load_label.setText("Some tiles could not be read (outlined in red)")
-        self.load_label.setToolTip(message)
-        self.show_message(message, 10000)
-
-    def _toggle_minimap(self, checked: bool) -> None:
-        for tab in self.slide_tabs():
-            tab.minimap.setVisible(checked)
-
-    def _toggle_scale_bar(self, checked: bool) -> None:
-        for tab in self.slide_tabs():
-            tab.view.show_scale_bar = checked
-            tab.view.update()
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()

@@ -2,30 +2,66 @@
 
 Decorate a QObject method that worker threads call (tile loaders, the AI overlay's workers,
 the lesion analysis, the case analysis, exports): the call returns at once, and the method
-runs later on the GUI thread, with the same arguments.
+runs later on the GUI thread with the same arguments, in the order the calls were made.
+Called on the GUI thread itself (the main thread, where the QApplication lives), it runs
+at once. A call whose receiver was deleted
+meanwhile (a tab closed while a tile or a result was in flight) is dropped; receivers that
+stop before they are deleted (``close()``) also check their own ``_closed`` flag first
+thing, which drops results of work that outlived the stop.
 
-It is superqt's ``ensure_main_thread`` plus one guard. superqt hands each call to a
-short-lived QObject of its own and keeps a strong reference to the receiver, so unlike a
-queued signal (whose pending events die with their receiver) it would call into a receiver
-whose C++ object was deleted meanwhile (a tab closed while a tile or a result was in
-flight). Every hop needs that guard, so it lives here once: a call whose receiver is gone
-is dropped. Receivers that stop before they are deleted (``close()``) also check their own
-``_closed`` flag first thing, which drops results of work that outlived the stop.
-
-Called on the GUI thread itself, the method runs at once (superqt's rule).
+Why not superqt's ``ensure_main_thread`` (the same decorator): for every call it creates a
+QObject on the calling thread and hands it to the GUI thread, and the worker drops its last
+reference to it after the GUI thread may already be running it, so the C++ object can be
+deleted on the worker while in use on the GUI thread. The viewer hops hundreds of times a
+second (one per decoded tile), and the tile tests crashed the interpreter (bus error in a
+loader thread) within a few runs. It also keeps no watch on the receiver's lifetime. Here
+one long-lived dispatcher on the GUI thread carries every call through a queued signal, the
+mechanism the viewer always used, and the liveness check runs on the GUI thread.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
 import shiboken6
-from PySide6.QtCore import QObject
-from superqt.utils import ensure_main_thread
+from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
 
 Method = TypeVar("Method", bound=Callable[..., None])
+
+
+class _Dispatcher(QObject):
+    """Lives on the GUI thread; runs the calls queued to it there."""
+
+    queued = Signal(object)  # a call: (method, receiver, args)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued.connect(self._run, Qt.ConnectionType.QueuedConnection)
+
+    @staticmethod
+    def _run(call: tuple[Callable[..., None], QObject, tuple[Any, ...]]) -> None:
+        method, receiver, args = call
+        if shiboken6.isValid(receiver):
+            method(receiver, *args)
+
+
+_dispatcher: _Dispatcher | None = None
+_dispatcher_lock = threading.Lock()
+
+
+def _the_dispatcher() -> _Dispatcher:
+    global _dispatcher
+    with _dispatcher_lock:
+        if _dispatcher is None:
+            dispatcher = _Dispatcher()
+            app = QCoreApplication.instance()
+            if app is not None and dispatcher.thread() != app.thread():
+                dispatcher.moveToThread(app.thread())  # first used from a worker
+            _dispatcher = dispatcher
+        return _dispatcher
 
 
 def gui_thread(method: Method) -> Method:
@@ -33,8 +69,11 @@ def gui_thread(method: Method) -> Method:
     returns nothing, and does nothing once the object was deleted."""
 
     @wraps(method)
-    def if_alive(receiver: QObject, *args: Any) -> None:
-        if shiboken6.isValid(receiver):
-            method(receiver, *args)
+    def hop(receiver: QObject, *args: Any) -> None:
+        if threading.current_thread() is threading.main_thread():
+            if shiboken6.isValid(receiver):
+                method(receiver, *args)
+        else:
+            _the_dispatcher().queued.emit((method, receiver, args))
 
-    return ensure_main_thread(if_alive)  # type: ignore[return-value]
+    return hop  # type: ignore[return-value]

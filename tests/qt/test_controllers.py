@@ -195,7 +195,7 @@ def test_ai_actions_toggle_the_heatmap_and_closing_a_tab_drops_results_in_flight
     assert live.closed
     qtbot.waitUntil(lambda: not shiboken6.isValid(layer))  # the tab and its layer are deleted
     assert failures == ["2 patches could not be classified"] and errors == [] and tile_failures == []
-    assert window.load_label.text() == "" and window.current_tab() is None
+    assert window.view_controls.load_label.text() == "" and window.current_tab() is None
     # and results arriving after the objects are gone are dropped without touching them
     _on_worker(lambda: (live.on_update((0, 1, 0, 1)), tab.view.on_tile_loaded(key)))
     qtbot.wait(50)
