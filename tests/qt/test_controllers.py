@@ -202,3 +202,20 @@ def test_ai_actions_toggle_the_heatmap_and_closing_a_tab_drops_results_in_flight
     window.ai.update_status()
     assert window.ai.status_label.text() == ""
 
+
+
+def test_view_labels_and_magnifications_follow_the_tab_in_front(window, qtbot, cmu_small, slides_dir):
+    first = open_settled(window, qtbot, cmu_small)
+    second = open_settled(window, qtbot, slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs")
+    view = window.view_controls
+    # the other slide, zoomed in: a label of its own
+    second.view.zoom_by(4.0)
+    second_text = view.mag_label.text()
+    window.tabs.setCurrentWidget(first)
+    base = first.session.info.base_magnification
+    assert view.mag_label.text() == f"{base * first.view.viewport.scale:.1f}x" != second_text
+    assert all(action.isEnabled() for action in view.mag_actions.values())
+    window.tabs.setCurrentWidget(second)
+    assert view.mag_label.text() == second_text
+    window.close_all()
+    assert view.mag_label.text() == "" and not any(a.isEnabled() for a in view.mag_actions.values())
