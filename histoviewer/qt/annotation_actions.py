@@ -1,8 +1,9 @@
 """The main window's annotation wiring: menus, toolbar, panel, import/export, AI lesions.
 
 Kept out of ``main_window.py`` (which creates this object, places its menus, toolbar and
-panel, and calls ``attach`` for each new tab). Everything acts on the current tab's ``AnnotationDocument`` and
-``AnnotationTools``; the active tool and the class of new shapes are window-wide.
+panel, and calls ``attach`` for each new tab). Everything acts on the current tab's
+``AnnotationDocument`` and ``AnnotationTools``; the active tool and the class of new shapes
+are window-wide.
 
 Shortcuts: M move, R rectangle, E ellipse (QuPath's O is the overview here), P polygon,
 B freehand, "." points, L ruler; Ctrl+Z undo, Ctrl+Shift+Z / Ctrl+Y redo, Delete or
