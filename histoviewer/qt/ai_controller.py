@@ -107,7 +107,8 @@ class AiController(QObject):
             if new.restart_needed(old):
                 self._start(tab)
                 continue
-            if (new.colormap, new.opacity, new.threshold, new.show) != (old.colormap, old.opacity, old.threshold, old.show):
+            looks = (new.colormap, new.opacity, new.threshold, new.show)
+            if looks != (old.colormap, old.opacity, old.threshold, old.show):
                 tab.set_heatmap_style(new.style(), new.show)
             if new.background != old.background and tab.heatmap is not None:
                 tab.heatmap.live.set_background(new.background)

@@ -116,7 +116,10 @@ class ViewController(QObject):
         x, y = l0_pos
         text = f"x {x:,.0f}  y {y:,.0f} px"
         mpp = tab.session.info.mpp
-        text += f"   ({l0_px_to_mm(x, mpp):.3f}, {l0_px_to_mm(y, mpp):.3f}) mm" if mpp else "   (mm unknown: no \u00b5m/px)"
+        if mpp:
+            text += f"   ({l0_px_to_mm(x, mpp):.3f}, {l0_px_to_mm(y, mpp):.3f}) mm"
+        else:
+            text += "   (mm unknown: no \u00b5m/px)"
         self.pos_label.setText(text)
 
     def _on_tile_failed(self, message: str) -> None:
