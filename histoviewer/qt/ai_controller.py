@@ -128,6 +128,11 @@ class AiController(QObject):
     def _schedule_status(self) -> None:
         self.update_status()
 
+    def close(self) -> None:
+        """The window closes: drop a pending status update and stop its timer."""
+        self._schedule_status.cancel()
+        self._schedule_status.flush(restart_timer=False)
+
     def update_status(self) -> None:
         """The status-bar line and the panel's progress: coverage of the view and the slide.
 

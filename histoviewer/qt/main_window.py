@@ -256,6 +256,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
         self.cases.shutdown()
         self.close_all()
+        self.ai.close()
         super().closeEvent(event)
 
 

@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMainWindow, QWidget
 
 from histoviewer.qt import heatmap_layer
-from histoviewer.qt.ai_controller import AiController
+from histoviewer.qt.ai_controller import STATUS_INTERVAL_MS, AiController
 from histoviewer.qt.ai_panel import AiSettings
 from histoviewer.qt.case_controller import CaseController
 from histoviewer.qt.lesion_controller import LesionController
@@ -92,6 +92,12 @@ def test_ai_actions_change_the_settings_through_their_attributes(qtbot):
     assert ai.heatmap_action.isChecked() and not ai.run_action.isChecked() and enabled == [True, False]
     ai.update_status()
     assert ai.status_label.text() == "" and ai.panel.progress_label.text() == ""  # no slide open
+    # closing drops a pending (throttled) status update
+    ai.status_label.setText("stale")
+    ai.run_action.trigger()
+    ai.close()
+    qtbot.wait(2 * STATUS_INTERVAL_MS)
+    assert ai.status_label.text() == "stale"
 
 
 def test_lesion_and_case_controllers_act_on_the_hosts_slides(qtbot):
