@@ -1,8 +1,9 @@
 """The main window's annotation wiring: menus, toolbar, panel, import/export, AI lesions.
 
-Kept out of ``main_window.py`` (which only creates this object and calls ``attach`` for
-each new tab). Everything acts on the current tab's ``AnnotationDocument`` and
-``AnnotationTools``; the active tool and the class of new shapes are window-wide.
+Kept out of ``main_window.py`` (which creates this object, places its menus, toolbar and
+panel, and calls ``attach`` for each new tab). Everything acts on the current tab's
+``AnnotationDocument`` and ``AnnotationTools``; the active tool and the class of new shapes
+are window-wide.
 
 Shortcuts: M move, R rectangle, E ellipse (QuPath's O is the overview here), P polygon,
 B freehand, "." points, L ruler; Ctrl+Z undo, Ctrl+Shift+Z / Ctrl+Y redo, Delete or
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QToolBar
+from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QMenu, QToolBar, QWidget
 
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
@@ -24,6 +25,7 @@ from histoviewer.core.annotations.tools import Tool
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.qt.annotation_panel import AnnotationPanel, swatch
 from histoviewer.qt.annotation_tools import TOOL_LABELS, VIEWER_SHORTCUTS, fly_to
+from histoviewer.qt.window_host import TabHost
 
 IMPORT_FILTER = "Annotations (*.geojson *.json *.xml);;QuPath GeoJSON (*.geojson *.json);;ASAP XML (*.xml);;All files (*)"
 EXPORT_FILTERS = {"QuPath GeoJSON (*.geojson)": ".geojson", "ASAP XML, CAMELYON (*.xml)": ".xml"}
@@ -31,57 +33,46 @@ MESSAGE_MS = 10000
 
 
 class AnnotationActions(QObject):
-    """Builds the annotation UI into ``window`` (a ``MainWindow``) and keeps it current."""
+    """The annotation UI of the main window, kept current with the slide in front.
 
-    def __init__(self, window) -> None:
-        super().__init__(window)
-        self.window = window
+    Owns its widgets and actions; the window places them: ``file_actions`` (File menu),
+    ``edit_menu``, ``annotation_menu``, ``toolbar``, ``panel`` (a dock) and ``label_status``
+    (status bar). It sees the window only through ``TabHost`` (``window_host.py``)."""
+
+    def __init__(self, host: TabHost, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.host = host
+        self._dialog_parent = parent
         self.tool = Tool.SELECT
         self.class_name: str | None = "Tumor"
         self._bound = None  # the tab whose document the menus and panel show
         self._unsubscribe = None
-        self.panel = AnnotationPanel(window)
-        window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.panel)
-        window.tabifyDockWidget(window.ai_panel, self.panel)
+        self.panel = AnnotationPanel(parent)
         self.panel.flyRequested.connect(self.fly_to)
         self.panel.convertLesionsRequested.connect(self.convert_ai_lesions)
         self.panel.labelRequested.connect(self.recompute_label)
-        self.label_status = QLabel("")
-        window.statusBar().addPermanentWidget(self.label_status)
+        self.label_status = QLabel("", parent)
         self._build_file_actions()
-        self._build_edit_menu()
-        self._build_annotation_menu()
-        self._build_toolbar()
-        window.tabs.currentChanged.connect(self._on_tab_changed)
+        self._build_edit_menu(parent)
+        self._build_annotation_menu(parent)
+        self._build_toolbar(parent)
+        host.currentTabChanged.connect(self._bind)
         self._bind(None)
 
     # -- construction -------------------------------------------------------------------------
-    def _menu_titled(self, title: str):
-        for action in self.window.menuBar().actions():
-            if action.text() == title:
-                return action
-        return None
-
     def _build_file_actions(self) -> None:
-        file_action = self._menu_titled("&File")
-        menu = file_action.menu()
-        quit_action = next((a for a in menu.actions() if a.text() == "&Quit"), None)
-        actions = menu.actions()
-        # Before the separator that precedes Quit, so Quit stays last.
-        before = actions[actions.index(quit_action) - 1] if quit_action in actions[1:] else quit_action
-        self.import_action = QAction("&Import annotations\u2026", self.window)
+        self.import_action = QAction("&Import annotations\u2026", self)
         self.import_action.triggered.connect(self.import_dialog)
-        self.export_action = QAction("&Export annotations\u2026", self.window)
+        self.export_action = QAction("&Export annotations\u2026", self)
         self.export_action.triggered.connect(self.export_dialog)
-        menu.insertSeparator(before)
-        menu.insertAction(before, self.import_action)
-        menu.insertAction(before, self.export_action)
 
-    def _build_edit_menu(self) -> None:
-        view = self._menu_titled("&View")
-        self.edit_menu = self.window.menuBar().addMenu("&Edit")
-        if view is not None:  # File, Edit, View: the usual order
-            self.window.menuBar().insertMenu(view, self.edit_menu)
+    @property
+    def file_actions(self) -> tuple[QAction, ...]:
+        """In the File menu, in this order."""
+        return self.import_action, self.export_action
+
+    def _build_edit_menu(self, parent: QWidget | None) -> None:
+        self.edit_menu = QMenu("&Edit", parent)
         self.undo_action = self._add(self.edit_menu, "&Undo", self.undo, [QKeySequence.StandardKey.Undo])
         self.redo_action = self._add(self.edit_menu, "&Redo", self.redo,
                                      [QKeySequence.StandardKey.Redo, QKeySequence("Ctrl+Y")])
@@ -90,7 +81,7 @@ class AnnotationActions(QObject):
                                        [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_Backspace)])
 
     def _add(self, menu, text: str, slot, shortcuts=()) -> QAction:
-        action = QAction(text, self.window)
+        action = QAction(text, self)
         keys = []
         for s in shortcuts:
             keys.extend(QKeySequence.keyBindings(s) if isinstance(s, QKeySequence.StandardKey) else [s])
@@ -100,14 +91,14 @@ class AnnotationActions(QObject):
         menu.addAction(action)
         return action
 
-    def _build_annotation_menu(self) -> None:
-        menu = self.window.menuBar().addMenu("A&nnotations")
+    def _build_annotation_menu(self, parent: QWidget | None) -> None:
+        menu = QMenu("A&nnotations", parent)
         self.annotation_menu = menu
-        self.tool_group = QActionGroup(self.window)
+        self.tool_group = QActionGroup(self)
         self.tool_group.setExclusive(True)
         self.tool_actions: dict[Tool, QAction] = {}
         for tool in Tool:
-            action = QAction(TOOL_LABELS[tool], self.window)
+            action = QAction(TOOL_LABELS[tool], self)
             action.setCheckable(True)
             action.setShortcut(QKeySequence(VIEWER_SHORTCUTS[tool]))
             action.setToolTip(f"{TOOL_LABELS[tool].replace('&', '')} ({VIEWER_SHORTCUTS[tool]})")
@@ -127,8 +118,8 @@ class AnnotationActions(QObject):
         panel_action.setText("Annotation &panel")
         menu.addAction(panel_action)
 
-    def _build_toolbar(self) -> None:
-        bar = QToolBar("Annotation tools", self.window)
+    def _build_toolbar(self, parent: QWidget | None) -> None:
+        bar = QToolBar("Annotation tools", parent)
         bar.setObjectName("annotation_toolbar")
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         for tool in Tool:
@@ -140,7 +131,6 @@ class AnnotationActions(QObject):
         self.class_combo.activated.connect(self._on_class_combo)
         bar.addWidget(self.class_combo)
         self.toolbar = bar
-        self.window.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
 
     # -- tabs -----------------------------------------------------------------------------------
     def attach(self, tab) -> None:
@@ -150,19 +140,16 @@ class AnnotationActions(QObject):
         tools.set_tool(self.tool)
         tools.set_class(self.class_name)
         tools.toolChanged.connect(lambda tool, t=tab: self._on_tool_changed(t, tool))
-        tools.message.connect(lambda text: self.window.statusBar().showMessage(text, MESSAGE_MS))
-        tab.autosaveFailed.connect(lambda text: self.window.report_error("Annotations not saved", text))
+        tools.message.connect(lambda text: self.host.show_message(text, MESSAGE_MS))
+        tab.autosaveFailed.connect(lambda text: self.host.report_error("Annotations not saved", text))
         if tab.annotation_error:
-            self.window.report_error("Autosaved annotations unreadable", tab.annotation_error)
+            self.host.report_error("Autosaved annotations unreadable", tab.annotation_error)
         elif tab.annotation_recovery is not None:
             message = tab.annotation_recovery.message
-            current = self.window.statusBar().currentMessage()
-            self.window.statusBar().showMessage(f"{current} \u00b7 {message}" if current else message, 20000)
-        if self.window.current_tab() is tab:
+            current = self.host.current_message()
+            self.host.show_message(f"{current} \u00b7 {message}" if current else message, 20000)
+        if self.host.current_tab() is tab:
             self._bind(tab)
-
-    def _on_tab_changed(self, _index: int) -> None:
-        self._bind(self.window.current_tab())
 
     def _bind(self, tab) -> None:
         if self._unsubscribe is not None:
@@ -267,7 +254,7 @@ class AnnotationActions(QObject):
     def import_dialog(self) -> None:
         if self._bound is None:
             return
-        path, _ = QFileDialog.getOpenFileName(self.window, "Import annotations", self._start_dir(), IMPORT_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self._dialog_parent, "Import annotations", self._start_dir(), IMPORT_FILTER)
         if path:
             self.import_file(path)
 
@@ -280,20 +267,20 @@ class AnnotationActions(QObject):
         try:
             result = load_annotations(path)
         except (HistoViewerError, OSError) as exc:
-            self.window.report_error("Cannot import annotations", str(exc))
+            self.host.report_error("Cannot import annotations", str(exc))
             return False
         uids = tab.annotations.import_set(result.annotation_set, description=f"Import {Path(path).name}")
         text = f"Imported {len(uids)} annotation{'s' if len(uids) != 1 else ''} from {Path(path).name}"
         if result.warnings:
             text += f" ({len(result.warnings)} warning{'s' if len(result.warnings) != 1 else ''}: {result.warnings[0]})"
-        self.window.statusBar().showMessage(text, MESSAGE_MS)
+        self.host.show_message(text, MESSAGE_MS)
         return True
 
     def export_dialog(self) -> None:
         if self._bound is None:
             return
         start = str(Path(self._start_dir()) / (Path(self._bound.path).stem + ".geojson"))
-        path, chosen = QFileDialog.getSaveFileName(self.window, "Export annotations", start,
+        path, chosen = QFileDialog.getSaveFileName(self._dialog_parent, "Export annotations", start,
                                                    ";;".join(EXPORT_FILTERS))
         if path:
             if Path(path).suffix.lower() not in (".geojson", ".json", ".xml"):
@@ -307,12 +294,12 @@ class AnnotationActions(QObject):
         try:
             losses = save_annotations(path, tab.annotations.to_set())
         except (HistoViewerError, OSError) as exc:
-            self.window.report_error("Cannot export annotations", str(exc))
+            self.host.report_error("Cannot export annotations", str(exc))
             return False
         text = f"Exported {len(tab.annotations)} annotations to {Path(path).name}"
         if losses:
             text += f" \u2013 {'; '.join(losses[:2])}"
-        self.window.statusBar().showMessage(text, MESSAGE_MS)
+        self.host.show_message(text, MESSAGE_MS)
         return True
 
     # -- AI and labels -----------------------------------------------------------------------------
@@ -323,7 +310,7 @@ class AnnotationActions(QObject):
             return []
         grid = tab.heatmap.live.grid if tab.heatmap is not None else None
         if grid is None:
-            self.window.report_error("No AI results", "Turn the AI overlay on (AI \u203a Classify tissue in view) "
+            self.host.report_error("No AI results", "Turn the AI overlay on (AI \u203a Classify tissue in view) "
                                      "and let it classify the slide before converting its lesions.")
             return []
         lesions = getattr(tab, "lesions", None)
@@ -334,14 +321,14 @@ class AnnotationActions(QObject):
             found = analyse_map(grid.encoded_map(), MapFrame.from_geometry(grid.geometry), LesionParams())
         coverage = f"{found.coverage:.0%} of the tissue classified"
         if not found.lesions:
-            self.window.statusBar().showMessage(f"The AI found no lesions ({coverage})", MESSAGE_MS)
+            self.host.show_message(f"The AI found no lesions ({coverage})", MESSAGE_MS)
             return []
         uids = add_lesion_annotations(tab.annotations, [les.l0_outline for les in found.lesions],
                                       names=[les.name for les in found.lesions])
         text = f"{len(uids)} AI lesion{'s' if len(uids) != 1 else ''} added as Tumor annotations ({coverage})"
         if found.provisional:
             text += "; the slide is not fully classified, more lesions may follow"
-        self.window.statusBar().showMessage(text, MESSAGE_MS)
+        self.host.show_message(text, MESSAGE_MS)
         return uids
 
     def recompute_label(self):
@@ -351,7 +338,7 @@ class AnnotationActions(QObject):
             return None
         tab.annotation_label = slide_label(tab.annotations)
         self._show_label(tab)
-        self.window.statusBar().showMessage(f"Slide label from annotations: {tab.annotation_label.label}", MESSAGE_MS)
+        self.host.show_message(f"Slide label from annotations: {tab.annotation_label.label}", MESSAGE_MS)
         return tab.annotation_label
 
     def _show_label(self, tab) -> None:

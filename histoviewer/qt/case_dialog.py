@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal, SignalInstance
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView, QDialog, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton,
@@ -35,6 +35,7 @@ from histoviewer.core.paths import user_data_dir
 from histoviewer.core.progress import JobControl
 from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.qt.summary_panel import LABEL_TEXT
+from histoviewer.qt.threads import gui_thread
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,6 @@ class CaseAnalysis(QObject):
     nodeProgress = Signal(int, int, int)  # row, patches done, patches in all
     nodeFinished = Signal(int, object)
     finished = Signal(object, str)
-    _hop = Signal(str, object)
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], out_root: str | os.PathLike[str], model_spec: str,
                  device: str = "auto", parent: QObject | None = None) -> None:
@@ -78,7 +78,6 @@ class CaseAnalysis(QObject):
         self.summaries: list[SlideOutcome] = []
         self._cancel = threading.Event()
         self._row = 0  # the node being analysed (analysis thread)
-        self._hop.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -97,14 +96,10 @@ class CaseAnalysis(QObject):
             self._thread.join(timeout)
         return not self.running
 
-    def _emit(self, name: str, *args) -> None:
-        try:
-            self._hop.emit(name, args)
-        except RuntimeError:
-            pass  # the dialog was deleted while the thread finished its last node
-
-    def _deliver(self, name: str, args: tuple) -> None:
-        getattr(self, name).emit(*args)
+    @gui_thread
+    def _emit(self, signal: SignalInstance, *args) -> None:
+        """Any thread: emit ``signal`` (one of this object's) on the GUI thread."""
+        signal.emit(*args)
 
     # -- analysis thread ----------------------------------------------------------------------
     def _run(self) -> None:
@@ -114,28 +109,28 @@ class CaseAnalysis(QObject):
             run = analyze_case(self.paths, self.out_root, options, control=control,
                                on_started=self._started, on_done=self._done)
         except Cancelled:
-            self._emit("finished", None, "cancelled")
+            self._emit(self.finished, None, "cancelled")
         except ModelLoadError as exc:
-            self._emit("finished", None, f"cannot load the model: {exc}")
+            self._emit(self.finished, None, f"cannot load the model: {exc}")
         except HistoViewerError as exc:
-            self._emit("finished", None, str(exc))
+            self._emit(self.finished, None, str(exc))
         except Exception as exc:  # noqa: BLE001 - the dialog must hear the end, whatever happened
             log.exception("case analysis failed")
-            self._emit("finished", None, f"case analysis failed: {type(exc).__name__}: {exc}")
+            self._emit(self.finished, None, f"case analysis failed: {type(exc).__name__}: {exc}")
         else:
-            self._emit("finished", run.outputs, "")
+            self._emit(self.finished, run.outputs, "")
 
     def _started(self, row: int, _path: Path) -> None:
         self._row = row
-        self._emit("nodeStarted", row)
+        self._emit(self.nodeStarted, row)
 
     def _done(self, row: int, summary: SlideOutcome) -> None:
         self.summaries.append(summary)
-        self._emit("nodeFinished", row, summary)
+        self._emit(self.nodeFinished, row, summary)
 
     def _progress(self, _stage: str, done: int, total: int, _detail: str) -> None:
         # one stage per node, in patches: the row is the node started last
-        self._emit("nodeProgress", self._row, done, total)
+        self._emit(self.nodeProgress, self._row, done, total)
 
 
 def _model_warning(model_spec: str) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog,
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
                                QRadioButton, QVBoxLayout, QWidget)
@@ -32,6 +32,7 @@ from histoviewer.core.export.requests import parse_region
 from histoviewer.core.jobs import ExportRequest, run_export
 from histoviewer.core.progress import JobControl
 from histoviewer.qt.report_pdf import write_report_pdf
+from histoviewer.qt.threads import gui_thread
 
 __all__ = ["KINDS", "ExportDialog", "open_export_dialog"]
 
@@ -45,13 +46,6 @@ KINDS = {
 }
 
 
-class _Bridge(QObject):
-    """Signals emitted from the worker thread; Qt queues them to the dialog's thread."""
-
-    progress = Signal(int, int)  # work units done, in all (of the stage in hand)
-    done = Signal(object)
-    failed = Signal(str)
-    cancelled = Signal()
 
 
 def _default_out_dir(slide_path: Path) -> Path:
@@ -80,6 +74,7 @@ class ExportDialog(QDialog):
     exported = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
+    progressed = Signal(int, int)  # done, total: the worker's progress, on the GUI thread
 
     def __init__(self, tab: Any, parent: QWidget | None = None,
                  out_dir: Path | None = None) -> None:
@@ -89,11 +84,6 @@ class ExportDialog(QDialog):
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
         self._t0 = 0.0
-        self._bridge = _Bridge(self)
-        self._bridge.progress.connect(self._on_progress)
-        self._bridge.done.connect(self._on_done)
-        self._bridge.failed.connect(self._on_failed)
-        self._bridge.cancelled.connect(self._on_cancelled)
         self._out_dir = Path(out_dir) if out_dir is not None else _default_out_dir(Path(str(tab.path)))
         # asked before an existing file is replaced; tests put a stand-in here
         self.confirm_overwrite = self._ask_overwrite
@@ -318,20 +308,19 @@ class ExportDialog(QDialog):
         return answer == QMessageBox.StandardButton.Yes
 
     def _relay_progress(self, _stage: str, done: int, total: int, _detail: str) -> None:
-        self._bridge.progress.emit(done, total)  # worker thread: the signal is queued
+        self._on_progress(done, total)  # worker thread: gui_thread hops it
 
     def _work(self, req: ExportRequest, control: JobControl) -> None:
-        bridge = self._bridge
         try:
             result = run_export(req, control, write_report_pdf=write_report_pdf)
         except ExportCancelled:
-            bridge.cancelled.emit()
+            self._on_cancelled()
         except HistoViewerError as exc:
-            bridge.failed.emit(str(exc))
+            self._on_failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - a worker must report, never die silently
-            bridge.failed.emit(f"{type(exc).__name__}: {exc}")
+            self._on_failed(f"{type(exc).__name__}: {exc}")
         else:
-            bridge.done.emit(result)
+            self._on_done(result)
 
     def cancel_export(self) -> None:
         if self.running:
@@ -357,10 +346,14 @@ class ExportDialog(QDialog):
             # may start the next export from that signal)
             self._thread.join()
 
+    # The worker's results: called on its thread, run on the GUI thread (qt/threads.py).
+    @gui_thread
     def _on_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
+        self.progressed.emit(done, total)
 
+    @gui_thread
     def _on_done(self, result: Any) -> None:
         self._set_running(False)
         self.progress.setRange(0, 1)
@@ -374,6 +367,7 @@ class ExportDialog(QDialog):
         self.status.setText("\n".join(lines))
         self.exported.emit(result)
 
+    @gui_thread
     def _on_failed(self, message: str) -> None:
         self._set_running(False)
         self.progress.setRange(0, 1)
@@ -381,6 +375,7 @@ class ExportDialog(QDialog):
         self.status.setText(f"Export failed: {message}")
         self.failed.emit(message)
 
+    @gui_thread
     def _on_cancelled(self) -> None:
         self._set_running(False)
         self.progress.setRange(0, 1)

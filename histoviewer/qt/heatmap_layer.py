@@ -1,9 +1,9 @@
 """Qt side of one slide's live AI overlay: GUI-thread hops and painting of the raster.
 
-All the work is in ``core.inference.live.LiveHeatmap``; this class turns its callbacks
-(start-up and worker threads) into queued signals, and paints its ``HeatmapRaster`` over
-the slide view: one ``drawImage`` of the visible cells, scaled without smoothing so each
-patch stays a crisp square aligned with the tissue it describes.
+All the work is in ``core.inference.live.LiveHeatmap``; this class hands its callbacks
+(start-up and worker threads) to the GUI thread (``qt/threads.py``) as signals, and paints
+its ``HeatmapRaster`` over the slide view: one ``drawImage`` of the visible cells, scaled
+without smoothing so each patch stays a crisp square aligned with the tissue it describes.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 
-from PySide6.QtCore import QObject, QPointF, QRect, QRectF, Qt, Signal
+from PySide6.QtCore import QObject, QPointF, QRect, QRectF, Signal
 from PySide6.QtGui import QImage, QPainter, QRegion
 
 from histoviewer.core.inference.cached_regions import CachedTileRegionSource
@@ -21,6 +21,7 @@ from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.tiles.session import SlideSession
 from histoviewer.core.tiles.viewport import Viewport
 from histoviewer.qt.images import qimage_rgb_view
+from histoviewer.qt.threads import gui_thread
 
 
 class HeatmapLayer(QObject):
@@ -31,9 +32,6 @@ class HeatmapLayer(QObject):
     failed = Signal(str)  # some patches failed; the work goes on
     idle = Signal()
     error = Signal(str)  # the overlay cannot run at all
-    # Every callback crosses to the GUI thread through this one queued signal (handler name,
-    # arguments); public signals are then emitted there, so receivers see a normal sender.
-    _hop = Signal(str, object)
 
     def __init__(self, slide_path: str | os.PathLike[str], session: SlideSession, options: LiveOptions,
                  style: HeatmapStyle, parent: QObject | None = None) -> None:
@@ -41,7 +39,7 @@ class HeatmapLayer(QObject):
         self.visible = True
         self._image: QImage | None = None
         self._closed = False
-        self._hop.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+
         def from_tile_cache(fallback):
             # the tiles the view shows are decoded already: the model reads those first
             return CachedTileRegionSource(session.cache, session.tiling, session.slide_id, qimage_rgb_view,
@@ -49,34 +47,16 @@ class HeatmapLayer(QObject):
 
         self.live = LiveHeatmap(
             slide_path, session.reader, options, style, region_source=from_tile_cache,
-            on_ready=lambda _live: self._emit("_on_ready"),
-            on_update=lambda window: self._emit("_on_window", window),
-            on_failure=lambda message: self._emit("failed", message),
-            on_idle=lambda: self._emit("idle"),
-            on_error=lambda message: self._emit("error", message),
+            on_ready=lambda _live: self._on_ready(), on_update=self._on_window, on_failure=self._on_failure,
+            on_idle=self._on_idle, on_error=self._on_error,
         )
 
-    def _emit(self, name: str, *args) -> None:
-        """Any thread: have ``name`` (a handler or a public signal) run on the GUI thread."""
-        if self._closed:
-            return
-        try:
-            self._hop.emit(name, args)
-        except RuntimeError:
-            pass  # the layer was deleted while a worker delivered its last result
-
-    def _deliver(self, name: str, args: tuple) -> None:
-        if self._closed:
-            return
-        target = getattr(self, name)
-        if hasattr(target, "emit"):  # a public signal
-            target.emit(*args)
-        else:
-            target(*args)
-
+    # The overlay's callbacks: called on its start-up and worker threads, run on the GUI thread
+    # (``gui_thread``); nothing is emitted once ``close()`` ran, even for results in flight.
+    @gui_thread
     def _on_ready(self) -> None:
         raster = self.live.raster
-        if raster is None:
+        if self._closed or raster is None:
             return
         rows, cols = raster.rgba.shape[:2]
         # Wraps the raster's memory (no copy): the worker recolours cells in place.
@@ -84,8 +64,25 @@ class HeatmapLayer(QObject):
         self.ready.emit()
         self.updated.emit(self.l0_extent())
 
+    @gui_thread
     def _on_window(self, window: tuple[int, int, int, int]) -> None:
-        self.updated.emit(self.window_l0_rect(window))
+        if not self._closed:
+            self.updated.emit(self.window_l0_rect(window))
+
+    @gui_thread
+    def _on_failure(self, message: str) -> None:
+        if not self._closed:
+            self.failed.emit(message)
+
+    @gui_thread
+    def _on_idle(self) -> None:
+        if not self._closed:
+            self.idle.emit()
+
+    @gui_thread
+    def _on_error(self, message: str) -> None:
+        if not self._closed:
+            self.error.emit(message)
 
     # -- geometry -----------------------------------------------------------------------------
     def l0_extent(self) -> tuple[float, float, float, float]:

@@ -19,10 +19,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
+from histoviewer.qt.threads import gui_thread
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ class LiveLesions(QObject):
     (None: the overlay stopped). ``close()`` before the slide closes."""
 
     changed = Signal(object)  # LesionSnapshot | None
-    _hop = Signal(object)  # worker -> GUI thread: (future, layer, generation)
 
     def __init__(self, tab, params: LesionParams = LesionParams(), parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -88,7 +88,6 @@ class LiveLesions(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(THROTTLE_MS)
         self._timer.timeout.connect(self._start)
-        self._hop.connect(self._finished, Qt.ConnectionType.QueuedConnection)
         self._deferred = False  # an analysis waits for the view to stop moving
         self._seen_version: int | None = None  # results_version of the map last scheduled
         self._seen_layer = None
@@ -148,18 +147,11 @@ class LiveLesions(QObject):
         generation = self._generation
         future = self._executor.submit(snapshot_of, layer.live, self.params, generation)
         self._running = future
-        future.add_done_callback(lambda f, lay=layer, g=generation: self._deliver(f, lay, g))
+        future.add_done_callback(lambda f, lay=layer, g=generation: self._finished(f, lay, g))
 
-    def _deliver(self, future: Future, layer, generation: int) -> None:
-        if self._closed:
-            return
-        try:
-            self._hop.emit((future, layer, generation))
-        except RuntimeError:
-            pass  # deleted while the last analysis finished
-
-    def _finished(self, item) -> None:
-        future, layer, generation = item
+    @gui_thread
+    def _finished(self, future: Future, layer, generation: int) -> None:
+        """The analysis thread is done (or the future was cancelled): on the GUI thread."""
         self._running = None
         if self._closed:
             return

@@ -48,8 +48,8 @@ class SlideTab(QWidget):
         # Opening may raise SlideOpenError before any widget state depends on it.
         self.session = SlideSession(
             path, cache, convert=rgb_to_qimage,
-            on_loaded=self.view.tile_loaded_callback, on_failed=self.view.tile_failed_callback,
-            on_thumbnail=self.view.thumbnail_callback,
+            on_loaded=self.view.on_tile_loaded, on_failed=self.view.on_tile_failed,
+            on_thumbnail=self.view.on_thumbnail,
         )
         self.minimap = Minimap(self.view)
         w, h = self.session.info.dimensions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QEvent, QObject, QPointF, QRect, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QColor, QFont, QFontMetricsF, QKeyEvent, QMouseEvent, QPainter, QPen, QRegion, QStaticText, QWheelEvent,
 )
@@ -15,6 +15,7 @@ from histoviewer.core.tiles.geometry import TileKey
 from histoviewer.core.tiles.session import PLACEHOLDER_GREY, SlideSession
 from histoviewer.core.tiles.viewport import Viewport, fit_scale, fit_viewport
 from histoviewer.core.units import format_length_um, scale_bar_length_um
+from histoviewer.qt.threads import gui_thread
 
 WHEEL_STEP = 1.25  # zoom factor per wheel notch (120 eighths of a degree)
 KEY_PAN_FRACTION = 0.125  # arrow keys move the view by this fraction of its size
@@ -26,14 +27,6 @@ SCALE_BAR_HEIGHT = 6
 # Scaled tiles are drawn with nearest-neighbour sampling while the view moves (a third
 # of the cost of smooth scaling) and repainted smoothly once input has paused this long.
 SMOOTH_AFTER_IDLE_MS = 150
-
-
-class _TileEvents(QObject):
-    """Carries loader callbacks (worker threads) to the GUI thread via queued signals."""
-
-    loaded = Signal(object)
-    failed = Signal(object, str)
-    thumbnail = Signal()
 
 
 class SlideView(QWidget):
@@ -80,10 +73,6 @@ class SlideView(QWidget):
         self._idle_timer.timeout.connect(self._on_idle)
         self._bar_font: QFont | None = None
         self._bar_layout: tuple[tuple[str, float, int], QStaticText, QRectF, QPointF] | None = None
-        self.events = _TileEvents(self)
-        self.events.loaded.connect(self._on_tile_loaded, Qt.ConnectionType.QueuedConnection)
-        self.events.failed.connect(self._on_tile_failed, Qt.ConnectionType.QueuedConnection)
-        self.events.thumbnail.connect(self._on_thumbnail, Qt.ConnectionType.QueuedConnection)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMouseTracking(True)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -95,26 +84,10 @@ class SlideView(QWidget):
         self._fitted = False
         self.fit()
 
-    # Callbacks handed to the SlideSession; they run on loader threads.
-    def tile_loaded_callback(self, key: TileKey) -> None:
-        try:
-            self.events.loaded.emit(key)
-        except RuntimeError:
-            pass  # the view was deleted while a worker finished its last tile
-
-    def tile_failed_callback(self, key: TileKey, message: str) -> None:
-        try:
-            self.events.failed.emit(key, message)
-        except RuntimeError:
-            pass  # as above
-
-    def thumbnail_callback(self) -> None:
-        try:
-            self.events.thumbnail.emit()
-        except RuntimeError:
-            pass  # as above
-
-    def _on_tile_loaded(self, key: TileKey) -> None:
+    # The SlideSession's callbacks: called on loader threads, run on the GUI thread (dropped
+    # once the view is deleted, ignored once its slide closed: ``session`` is None then).
+    @gui_thread
+    def on_tile_loaded(self, key: TileKey) -> None:
         if self.session is None or key.slide_id != self.session.slide_id:
             return
         rect = self._dirty_rect_for_tile(key)
@@ -148,7 +121,8 @@ class SlideView(QWidget):
         sx1, sy1 = self.viewport.l0_to_screen(x1, y1)
         return QRectF(QPointF(sx0, sy0), QPointF(sx1, sy1)).toAlignedRect().intersected(self.rect())
 
-    def _on_thumbnail(self) -> None:
+    @gui_thread
+    def on_thumbnail(self) -> None:
         if self.session is None:
             return
         if self.session.thumbnail_error:
@@ -156,7 +130,10 @@ class SlideView(QWidget):
         self.thumbnailReady.emit()
         self.update()  # every fallback op may change
 
-    def _on_tile_failed(self, key: TileKey, message: str) -> None:
+    @gui_thread
+    def on_tile_failed(self, key: TileKey, message: str) -> None:
+        if self.session is None:
+            return
         self.tileFailed.emit(message)
         self.update()
 

@@ -14,7 +14,7 @@ from histoviewer.qt.main_window import MainWindow  # noqa: E402
 def window(qtbot):
     """The viewer without the AI overlay (viewer tests; ``ai_window`` runs the overlay)."""
     win = MainWindow(cache_mb=64, ai=AiSettings(enabled=False))
-    win.ai_panel.hide()  # the viewer tests' geometry is the view's alone
+    win.ai.panel.hide()  # the viewer tests' geometry is the view's alone
     win.annotation_actions.panel.hide()  # (its dock shares the AI panel's place)
     qtbot.addWidget(win)
     win.resize(1200, 800)

@@ -32,7 +32,7 @@ def micro_case(tmp_path_factory):
 
 def _run_case(qtbot, window, folder, tmp_path, timeout_ms):
     paths = case_slides_in(folder)
-    dialog = window.open_case(paths)
+    dialog = window.cases.open_case(paths)
     assert dialog is not None and window.tabs.count() == len(paths)
     dialog.set_output_dir(tmp_path / "analysis")
     dialog.analyse_all()
@@ -68,7 +68,7 @@ def test_one_node_case_gives_micro_and_pn1mi(window, qtbot, micro_case, tmp_path
 
 
 def test_cancel_writes_no_case_files(window, qtbot, micro_case, tmp_path):
-    dialog = window.open_case(case_slides_in(micro_case))
+    dialog = window.cases.open_case(case_slides_in(micro_case))
     dialog.set_output_dir(tmp_path / "analysis")
     dialog.analyse_all()
     dialog.cancel()
@@ -81,7 +81,7 @@ def test_cancel_writes_no_case_files(window, qtbot, micro_case, tmp_path):
 
 
 def test_a_folder_without_slides_says_so(window, tmp_path):
-    assert window.open_case(case_slides_in(tmp_path)) is None
+    assert window.cases.open_case(case_slides_in(tmp_path)) is None
     assert "no slide" in window.last_error
 
 
@@ -112,7 +112,7 @@ def test_restaging_from_the_pathologists_annotations(window, qtbot, micro_case, 
     leaves a node that is neither analysed nor annotated, which cannot be staged."""
     from histoviewer.core.annotations import Annotation, ShapeKind
 
-    dialog = window.open_case(case_slides_in(micro_case))
+    dialog = window.cases.open_case(case_slides_in(micro_case))
     dialog.set_output_dir(tmp_path / "analysis")
     tab = window.current_tab()
     uid = tab.annotations.add(Annotation(ShapeKind.ELLIPSE, ((500.0, 500.0), (5500.0, 1500.0)), "Tumor", "T1"))
@@ -131,7 +131,7 @@ def test_restaging_from_the_pathologists_annotations(window, qtbot, micro_case, 
 
 
 def test_the_case_view_says_when_a_demonstration_model_stages(window, micro_case):
-    dialog = window.open_case(case_slides_in(micro_case))
+    dialog = window.cases.open_case(case_slides_in(micro_case))
     assert "DEMONSTRATION" in dialog.model_warning.text() and not dialog.model_warning.isHidden()
 
 

@@ -92,7 +92,7 @@ def test_cancel_stops_the_export_and_leaves_no_file(qtbot, tmp_path, reader):
     d.um_per_px.setValue(0.25)  # level 0: 4000 x 3000 px, dozens of slow reads
     out = tmp_path / "exports" / "whole.png"
     d.path.setText(str(out))
-    with qtbot.waitSignal(d._bridge.progress, timeout=30_000):
+    with qtbot.waitSignal(d.progressed, timeout=30_000):
         assert d.start_export()
     assert d.cancel_button.isEnabled() and not d.export_button.isEnabled()
     with qtbot.waitSignal(d.cancelled, timeout=30_000):

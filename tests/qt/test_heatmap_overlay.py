@@ -44,8 +44,8 @@ def test_heatmap_appears_over_the_lesion_and_only_there(ai_window, qtbot, phanto
     live = tab.heatmap.live
     assert "DEMONSTRATION" in live.model.info.display_name()
     assert tab.legend.isVisible() and "DEMONSTRATION" in tab.legend.status
-    ai_window.update_ai_status()
-    assert ai_window.ai_label.text() == "AI: whole slide classified"  # at fit the view is the slide
+    ai_window.ai.update_status()
+    assert ai_window.ai.status_label.text() == "AI: whole slide classified"  # at fit the view is the slide
 
     (lesion,) = phantom.lesions
     g = live.grid.geometry
@@ -59,7 +59,7 @@ def test_heatmap_appears_over_the_lesion_and_only_there(ai_window, qtbot, phanto
     tab.legend.hide()
     with_map = grab(view)
     qtbot.keyClick(ai_window, Qt.Key.Key_H)  # the View's shortcut hides the heatmap
-    assert not ai_window.ai_panel.settings.show and not tab.heatmap.visible
+    assert not ai_window.ai.panel.settings.show and not tab.heatmap.visible
     without = grab(view)
     changed = np.abs(with_map - without).sum(axis=-1) > 30
     # every changed screen pixel lies within one patch of the lesion: the map is aligned
@@ -77,8 +77,8 @@ def test_heatmap_appears_over_the_lesion_and_only_there(ai_window, qtbot, phanto
     qtbot.keyClick(ai_window, Qt.Key.Key_H)
     assert tab.heatmap.visible
     qtbot.mouseMove(view, QPoint(int(sx), int(sy)))
-    assert ai_window.hover_label.text().startswith("P(tumour) 0.") or ai_window.hover_label.text() == "P(tumour) 1.00"
-    value = float(ai_window.hover_label.text().split()[-1])
+    assert ai_window.ai.hover_label.text().startswith("P(tumour) 0.") or ai_window.ai.hover_label.text() == "P(tumour) 1.00"
+    value = float(ai_window.ai.hover_label.text().split()[-1])
     assert value >= 0.5
 
     dialog = ai_window.show_export()  # File > Export...: the dialog for this slide's overlay
@@ -100,8 +100,8 @@ def test_reopening_shows_the_finished_map_at_once_and_panning_pauses_the_worker(
     assert view.interacting and live._interactive
     qtbot.waitUntil(lambda: not view.interacting, timeout=2000)
     assert not live._interactive
-    ai_window.update_ai_status()
-    assert "classified" in ai_window.ai_label.text()
+    ai_window.ai.update_status()
+    assert "classified" in ai_window.ai.status_label.text()
 
 
 def test_switching_model_restarts_and_slides_without_scale_say_so(ai_window, qtbot, phantom, slides_dir):
@@ -110,19 +110,19 @@ def test_switching_model_restarts_and_slides_without_scale_say_so(ai_window, qtb
     tab = open_settled(ai_window, qtbot, phantom.slide_path)
     wait_heatmap(qtbot, tab)
     first = tab.heatmap
-    ai_window.ai_panel.set_settings(replace(ai_window.ai_panel.settings, model="handcrafted"))
+    ai_window.ai.panel.set_settings(replace(ai_window.ai.panel.settings, model="handcrafted"))
     assert tab.heatmap is not first
     wait_heatmap(qtbot, tab)
     assert tab.heatmap.live.model.info.kind == "handcrafted"
-    ai_window.ai_panel.set_settings(replace(ai_window.ai_panel.settings, opacity=0.9, threshold=0.2))
+    ai_window.ai.panel.set_settings(replace(ai_window.ai.panel.settings, opacity=0.9, threshold=0.2))
     assert tab.heatmap.live.style.opacity == pytest.approx(0.9) and tab.heatmap is not first
 
     bad = open_settled(ai_window, qtbot, slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs")
     qtbot.waitUntil(lambda: bad.heatmap_error is not None, timeout=30_000)
-    ai_window.update_ai_status()
-    assert ai_window.ai_label.text() == "AI overlay unavailable"
-    assert "scale" in ai_window.ai_label.toolTip()
-    ai_window.ai_panel.set_settings(replace(ai_window.ai_panel.settings, enabled=False))
+    ai_window.ai.update_status()
+    assert ai_window.ai.status_label.text() == "AI overlay unavailable"
+    assert "scale" in ai_window.ai.status_label.toolTip()
+    ai_window.ai.panel.set_settings(replace(ai_window.ai.panel.settings, enabled=False))
     assert bad.heatmap is None and tab.heatmap is None
 
 

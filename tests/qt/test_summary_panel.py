@@ -167,7 +167,7 @@ def ai_window(qtbot):
 
 
 def _start_ai(win):
-    win.ai_panel.set_settings(replace(win.ai_panel.settings, enabled=True))
+    win.ai.panel.set_settings(replace(win.ai.panel.settings, enabled=True))
 
 
 def _wait_lesions(qtbot, tab, final: bool, timeout=90_000):
@@ -186,7 +186,7 @@ def _grab(view) -> np.ndarray:
 
 def test_live_summary_provisional_then_final_fly_to_and_outline(ai_window, qtbot, phantom):
     win = ai_window
-    assert not win.summary_panel.isVisible()  # no overlay, no lesions panel
+    assert not win.lesions.panel.isVisible()  # no overlay, no lesions panel
     tab = open_settled(win, qtbot, phantom.slide_path)
     (truth,) = phantom.lesions
     view = tab.view
@@ -198,14 +198,14 @@ def test_live_summary_provisional_then_final_fly_to_and_outline(ai_window, qtbot
     far_y = h * 0.1 if truth.l0_centroid[1] > h / 2 else h * 0.9
     view.set_viewport(replace(view.viewport, l0_cx=far_x, l0_cy=far_y))
     _start_ai(win)
-    assert win.summary_panel.isVisible()
+    assert win.lesions.panel.isVisible()
     x0, y0, x1, y1 = view.viewport.l0_rect
     poly = np.asarray(truth.l0_polygon)
     patch = 400  # level-0 px of one model patch (96 px at 0.97 um/px)
     assert x1 < poly[:, 0].min() - patch or x0 > poly[:, 0].max() + patch \
         or y1 < poly[:, 1].min() - patch or y0 > poly[:, 1].max() + patch
     snap = _wait_lesions(qtbot, tab, final=False)
-    panel = win.summary_panel
+    panel = win.lesions.panel
     assert snap.result.coverage < 1
     assert panel.label_title.text() == "NEGATIVE"
     assert panel.coverage_label.text().startswith(f"provisional: {snap.result.coverage:.0%} of the tissue")
@@ -227,9 +227,9 @@ def test_live_summary_provisional_then_final_fly_to_and_outline(ai_window, qtbot
     tab.minimap.hide()
     tab.legend.hide()
     view.show_scale_bar = False
-    win.ai_panel.set_settings(replace(win.ai_panel.settings, show=False))
+    win.ai.panel.set_settings(replace(win.ai.panel.settings, show=False))
     with_lesions = _grab(view)
-    win.lesions_action.trigger()
+    win.lesions.lesions_action.trigger()
     assert not tab.lesion_layer.visible
     without = _grab(view)
     changed = np.abs(with_lesions - without).sum(axis=-1) > 60
@@ -239,7 +239,7 @@ def test_live_summary_provisional_then_final_fly_to_and_outline(ai_window, qtbot
     ys, xs = np.nonzero(changed)
     box = QRect(*(int(v) for v in _screen_box(view.viewport, largest))).adjusted(-160, -60, 160, 60)
     assert all(box.contains(QPoint(int(x), int(y))) for x, y in zip(xs[::5], ys[::5]))
-    win.lesions_action.trigger()
+    win.lesions.lesions_action.trigger()
 
     # click the row: the view flies there, zoomed in, and the lesion is selected
     table = panel.table

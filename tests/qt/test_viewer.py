@@ -29,7 +29,7 @@ def test_open_pan_zoom_close(window, qtbot, cmu_small):
     wait_complete(qtbot, view)
     fit = view.viewport
     assert fit.scale < 1  # the whole 2220x2967 slide fits in 1200x800
-    assert window.mag_label.text().endswith("x")
+    assert window.view_controls.mag_label.text().endswith("x")
 
     qtbot.mouseMove(view, QPoint(400, 300))
     qtbot.mousePress(view, Qt.MouseButton.LeftButton, pos=QPoint(400, 300))
@@ -43,9 +43,9 @@ def test_open_pan_zoom_close(window, qtbot, cmu_small):
     qtbot.keyClick(view, Qt.Key.Key_Right)
     qtbot.keyClick(view, Qt.Key.Key_Minus)
     wait_complete(qtbot, view)
-    assert "mm" in window.pos_label.text() or window.pos_label.text() == ""
+    assert "mm" in window.view_controls.pos_label.text() or window.view_controls.pos_label.text() == ""
 
-    window.jump_to_magnification(20)
+    window.view_controls.jump_to_magnification(20)
     assert view.viewport.scale == pytest.approx(1.0)  # CMU-1 is a 20x scan
     window.close_tab(0)
     assert window.tabs.count() == 0 and window.current_tab() is None
@@ -129,10 +129,10 @@ def test_tile_arrival_repaints_only_that_tile(window, qtbot, cmu_small, monkeypa
     monkeypatch.setattr(view, "update", lambda *args: updates.append(args))
     session = view.session
     x0, y0, _, _ = view.viewport.l0_rect  # about (400, 900): tile (1, 2) is on screen
-    view._on_tile_loaded(session.loader.key(0, 1, 2))
+    view.on_tile_loaded(session.loader.key(0, 1, 2))
     assert updates == [(QRectF(512 - x0, 1024 - y0, 512, 512).toAlignedRect(),)]
     updates.clear()
-    view._on_tile_loaded(session.loader.key(0, 4, 0))  # off screen: nothing to repaint
+    view.on_tile_loaded(session.loader.key(0, 4, 0))  # off screen: nothing to repaint
     assert updates == []
 
 
@@ -234,17 +234,17 @@ def test_broken_tiles_are_outlined_and_the_rest_keeps_working(window, qtbot, sli
     assert "Bogus marker length" in failure.args[0] and "unreadable.svs" in failure.args[0]
     tab.view.repaint()
     assert tab.view.last_plan.failed
-    assert "could not be read" in window.load_label.text()
+    assert "could not be read" in window.view_controls.load_label.text()
     good = window.open_slide(cmu_small)
     wait_complete(qtbot, good.view)
 
 
 def test_slide_without_mpp_says_scale_unknown(window, qtbot, slides_dir):
     tab = open_settled(window, qtbot, slides_dir / "tcga-cr-7395-01a-01-ts1-no-mpp.svs")
-    assert "unknown" in window.mag_label.text()
+    assert "unknown" in window.view_controls.mag_label.text()
     tab.view._emit_cursor(QPointF(600, 400))
-    assert "mm unknown" in window.pos_label.text()
-    assert not window.mag_actions[20].isEnabled()
+    assert "mm unknown" in window.view_controls.pos_label.text()
+    assert not window.view_controls.mag_actions[20].isEnabled()
 
 
 def test_tabs_close_without_leaking_threads(window, qtbot, cmu_small, slides_dir):
