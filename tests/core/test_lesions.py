@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from skimage.draw import polygon as draw_polygon
 
+from histoviewer.core.analysis.lesion_io import lesion_annotations
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame, find_lesions
 from histoviewer.core.analysis.node_label import analyse_map, classified_fraction, node_label
 from histoviewer.core.geometry import max_feret_diameter
@@ -151,6 +152,20 @@ def test_window_larger_than_the_lesion_keeps_its_core():
     m[4, 4] = 1.0
     (les,) = find_lesions(m, MapFrame(l0_cell=90.0, mpp=1.0, l0_window=200.0))
     assert les.size_class is SizeClass.ITC and 0 <= les.diameter_mm < 0.09
+
+
+@pytest.mark.parametrize("values, l0_window", [((0.985, 0.667), 120.28), ((0.647, 0.981), 68.83),
+                                               ((0.506, 0.591), 145.74), ((0.659, 0.998), 63.58)])
+def test_a_small_lesion_eroded_to_a_sliver_still_has_a_polygon_outline(values, l0_window):
+    """The label window can erode a two-cell lesion to a sliver one fine pixel wide; its
+    outline must stay a polygon (three or more distinct vertices), never a line that
+    lesions.geojson cannot hold (this crashed ``analyze`` on maps of an untrained model)."""
+    m = np.zeros((7, 7))
+    m[3, 1:3] = values
+    (les,) = find_lesions(m, MapFrame(l0_cell=100.0, mpp=1.0, l0_window=l0_window))
+    assert len(set(les.l0_outline)) >= 3
+    (annotation,) = lesion_annotations([les])
+    assert len(annotation.l0_points) >= 3
 
 
 def test_frame_offsets_outlines_to_level0():

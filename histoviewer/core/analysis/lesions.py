@@ -321,7 +321,12 @@ def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[s
     l0_diam = max_feret_diameter(l0_points)
     ends = _diameter_ends(l0_points)
     # drop the collinear run of vertices every fine-pixel edge leaves (within 0.5 fine px)
-    outline_xy = to_l0(measure.approximate_polygon(largest, tolerance=0.5))
+    simplified = measure.approximate_polygon(largest, tolerance=0.5)
+    if len(np.unique(simplified, axis=0)) < 3:
+        # a region one fine pixel wide (a lone cell eroded by the label window): simplifying
+        # its diamond-shaped contour would leave a line, which is no outline
+        simplified = largest
+    outline_xy = to_l0(simplified)
     if len(outline_xy) > 1 and np.array_equal(outline_xy[0], outline_xy[-1]):
         outline_xy = outline_xy[:-1]
     outline = tuple((round(float(x), 3), round(float(y), 3)) for x, y in outline_xy)
