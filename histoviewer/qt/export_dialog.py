@@ -165,6 +165,7 @@ class ExportDialog(QDialog):
         self.setWindowTitle("Export")
         self.tab = tab
         self._thread: threading.Thread | None = None
+        self._busy = False  # an export started and its result has not come back to this thread
         self._cancel = threading.Event()
         self._t0 = 0.0
         self._bridge = _Bridge(self)
@@ -362,7 +363,9 @@ class ExportDialog(QDialog):
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Started and its result not yet delivered here (not the thread's liveness: the worker
+        is still returning for a moment after its result arrived, and Export must work then)."""
+        return self._busy
 
     def start_export(self) -> bool:
         """Start the export the widgets describe; False (and a message) on bad input."""
@@ -381,7 +384,8 @@ class ExportDialog(QDialog):
         self._set_running(True)
         self.status.setText(f"Exporting to {req.out_path}\u2026")
         self._t0 = time.perf_counter()
-        self._thread = threading.Thread(target=self._work, args=(req, control), name="export", daemon=True)
+        self._thread = threading.Thread(target=self._work, args=(req, control), name="histoviewer-export",
+                                        daemon=True)
         self._thread.start()
         return True
 
@@ -415,9 +419,10 @@ class ExportDialog(QDialog):
         """Block until the worker ends (tests, closing); True when it did."""
         if self._thread is not None:
             self._thread.join(timeout)
-        return not self.running
+        return self._thread is None or not self._thread.is_alive()
 
     def _set_running(self, running: bool) -> None:
+        self._busy = running
         self.export_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.close_button.setEnabled(not running)
@@ -459,7 +464,7 @@ class ExportDialog(QDialog):
     def done(self, code: int) -> None:  # noqa: D401 - Qt override: closing cancels a running export
         if self.running:
             self._cancel.set()
-            self.wait()
+        self.wait()  # also the moment a finished worker needs to return
         super().done(code)
 
 
