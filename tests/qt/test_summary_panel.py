@@ -23,7 +23,7 @@ from histoviewer.qt.images import qimage_to_rgb
 from histoviewer.qt.lesion_layer import MARKER_RADIUS_PX, LesionLayer, lesion_label
 from histoviewer.qt.live_lesions import HISTOGRAM_BINS, LesionSnapshot
 from histoviewer.qt.summary_panel import SummaryPanel
-from tests.qt.conftest import make_ai_window, open_settled
+from tests.qt.conftest import open_settled
 
 # docs/benchmarks.md ("Lesions, size classes and pN"): max abs diameter error 0.061 mm on
 # phantoms with the default CNN, whose map cell is 0.093 mm; allow one cell.
@@ -159,11 +159,9 @@ def phantom(micro_phantom):
 
 
 @pytest.fixture
-def ai_window(qtbot):
+def ai_window(ai_window_factory):
     # starts with the overlay off, so a test can choose the view before anything is classified
-    win = make_ai_window(qtbot, enabled=False)
-    yield win
-    win.close()
+    return ai_window_factory(enabled=False)
 
 
 def _start_ai(win):
