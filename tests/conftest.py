@@ -14,6 +14,8 @@ from tests.leaks import describe_threads, histoviewer_threads, join_threads
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 REPO = Path(__file__).resolve().parents[1]
+# Tiny slides checked in with the tests (tests/data/make_fixtures.py writes them): no skip.
+TEST_DATA = Path(__file__).resolve().parent / "data"
 SHARED_DATA = Path(os.environ.get("HISTOVIEWER_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
@@ -35,6 +37,18 @@ def _no_histoviewer_thread_outlives_its_test():
     if left:
         pytest.fail(f"the test left HistoViewer threads running: {describe_threads(left)} "
                     "(close what started them, in a fixture or a finally)", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_slides() -> Path:
+    """The checked-in tiny slides (see tests/data/make_fixtures.py for what each one is)."""
+    return TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_svs(tiny_slides) -> Path:
+    """A 64 x 48 px Aperio SVS (2 levels, 0.5 um/px, 20x, label and thumbnail)."""
+    return tiny_slides / "tiny.svs"
 
 
 @pytest.fixture(scope="session")
