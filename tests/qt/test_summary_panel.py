@@ -9,6 +9,8 @@ panel and layer logic that needs no model is checked on hand-made maps.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -19,6 +21,7 @@ from PySide6.QtGui import QImage, QPainter, QRegion
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.qt import live_lesions
 from histoviewer.qt.images import qimage_to_rgb
 from histoviewer.qt.lesion_layer import MARKER_RADIUS_PX, LesionLayer, lesion_label
 from histoviewer.qt.live_lesions import HISTOGRAM_BINS, LesionSnapshot
@@ -324,18 +327,13 @@ class _GatedAnalysis:
     it until the test opens ``gate`` (the real analysis runs then)."""
 
     def __init__(self, real) -> None:
-        import threading
-
         self._real = real
         self.threads: list[str] = []
         self.times: list[float] = []
         self.gate = threading.Event()
 
     def __call__(self, *args, **kwargs):
-        import threading
-        import time as _time
-
-        self.times.append(_time.perf_counter())
+        self.times.append(time.perf_counter())
         self.threads.append(threading.current_thread().name)
         assert self.gate.wait(GENEROUS_MS / 1000), "the test never opened the gate"
         return self._real(*args, **kwargs)
@@ -343,8 +341,6 @@ class _GatedAnalysis:
 
 @pytest.fixture
 def gated(monkeypatch):
-    from histoviewer.qt import live_lesions
-
     analysis = _GatedAnalysis(live_lesions.analyse_map)
     monkeypatch.setattr(live_lesions, "analyse_map", analysis)
     yield analysis
@@ -355,8 +351,6 @@ def gated(monkeypatch):
 def tracked(qtbot):
     """``make(throttle_ms)`` -> (fake tab, LiveLesions on it, snapshots it emitted, fake layer);
     every tracker made is closed (its thread joined) at teardown."""
-    from histoviewer.qt import live_lesions
-
     trackers = []
 
     def make(throttle_ms: int):
@@ -377,12 +371,10 @@ def tracked(qtbot):
 
 
 def test_live_lesions_throttle_a_burst_to_one_analysis_off_the_gui_thread(qtbot, gated, tracked):
-    import time as _time
-
     throttle_ms = 300
     tab, tracker, seen, _layer = tracked(throttle_ms)
     # a burst of results while the worker is busy: nothing runs before the throttle interval
-    t0 = _time.perf_counter()
+    t0 = time.perf_counter()
     for _ in range(50):
         tab.heatmapChanged.emit()
     assert gated.times == [] and tracker.busy  # scheduled, not run
@@ -391,11 +383,11 @@ def test_live_lesions_throttle_a_burst_to_one_analysis_off_the_gui_thread(qtbot,
     assert gated.threads[0].startswith("histoviewer-lesions")  # the background thread, not the GUI's
     # more results while that analysis runs: one more analysis afterwards (never two at once),
     # not fifty, and it too waits for the throttle interval
-    t1 = _time.perf_counter()
+    t1 = time.perf_counter()
     for _ in range(50):
         tab.heatmapChanged.emit()
     delivered = []
-    tracker.changed.connect(lambda _snap: delivered.append(_time.perf_counter()))
+    tracker.changed.connect(lambda _snap: delivered.append(time.perf_counter()))
     with qtbot.waitSignal(tracker.changed, timeout=GENEROUS_MS):
         gated.gate.set()
     assert seen[0].result.label.value == "micro" and len(seen[0].result.lesions) == 1
