@@ -12,12 +12,12 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QCoreApplication, QEvent, QTimer  # noqa: E402
+from PySide6.QtCore import QCoreApplication, QEvent, QThreadPool, QTimer  # noqa: E402
 
 import histoviewer  # noqa: E402
 from histoviewer.qt.ai_panel import AiSettings  # noqa: E402
 from histoviewer.qt.main_window import MainWindow  # noqa: E402
-from tests.leaks import describe_threads, histoviewer_threads, join_threads  # noqa: E402
+from tests.leaks import THREAD_GRACE_S, describe_threads, histoviewer_threads, join_threads  # noqa: E402
 
 _PRODUCT_DIR = str(Path(histoviewer.__file__).resolve().parent)
 # A single-shot timer due within this long may still fire (a repaint or throttle timer
@@ -84,6 +84,18 @@ def _no_histoviewer_qtimer_outlives_its_test(monkeypatch):
         lines = [f"{where} (every {t.interval()} ms)" if not t.isSingleShot() else f"{where} (single shot)"
                  for t, where in running]
         pytest.fail("the test left QTimers running: " + "; ".join(lines), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_qthreadpool_work_outlives_its_test():
+    """Fail a test that leaves work running on Qt's global thread pool (where superqt's
+    ``thread_worker`` runs, on threads Python does not name): waited for with the same
+    grace as our named threads."""
+    yield
+    pool = QThreadPool.globalInstance()
+    if pool.activeThreadCount() and not pool.waitForDone(int(THREAD_GRACE_S * 1000)):
+        pytest.fail(f"the test left {pool.activeThreadCount()} task(s) running on the global QThreadPool",
+                    pytrace=False)
 
 
 @pytest.fixture
