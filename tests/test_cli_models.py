@@ -54,10 +54,11 @@ def test_train_eval_predict_handcrafted(toy_folders, tmp_path, capsys):
 
 
 def test_train_cnn_short_run_and_eval_json(toy_folders, tmp_path, capsys):
+    # the command's plumbing, not learning (tests/core/test_cnn.py checks that): one epoch
     model = tmp_path / "cnn.safetensors"
     data = str(toy_folders / "classes")
     assert main(["train", "cnn", "--data", data, "--patch-mpp", "0.972", "--out", str(model),
-                 "--epochs", "2", "--batch-size", "32", "--device", "cpu", "--name", "toy-cnn"]) == 0
+                 "--epochs", "1", "--batch-size", "32", "--device", "cpu", "--name", "toy-cnn"]) == 0
     out = capsys.readouterr().out
     assert "wrote" in out and "toy-cnn" in out and "DEMONSTRATION" not in out
     assert main(["eval-patches", "--model", str(model), "--data", data, "--patch-mpp", "0.972",

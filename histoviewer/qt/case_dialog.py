@@ -81,7 +81,7 @@ class CaseAnalysis(QObject):
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="case-analysis", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="histoviewer-case-analysis", daemon=True)
         self._thread.start()
 
     def cancel(self) -> None:

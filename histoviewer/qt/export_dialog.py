@@ -82,6 +82,7 @@ class ExportDialog(QDialog):
         self.setWindowTitle("Export")
         self.tab = tab
         self._thread: threading.Thread | None = None
+        self._busy = False  # an export started and its result has not come back to this thread
         self._cancel = threading.Event()
         self._t0 = 0.0
         self._out_dir = Path(out_dir) if out_dir is not None else _default_out_dir(Path(str(tab.path)))
@@ -276,7 +277,9 @@ class ExportDialog(QDialog):
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Started and its result not yet delivered here (not the thread's liveness: the worker
+        is still returning for a moment after its result arrived, and Export must work then)."""
+        return self._busy
 
     def start_export(self) -> bool:
         """Start the export the widgets describe; False (and a message) on bad input."""
@@ -295,7 +298,8 @@ class ExportDialog(QDialog):
         self._set_running(True)
         self.status.setText(f"Exporting to {req.out_path}\u2026")
         self._t0 = time.perf_counter()
-        self._thread = threading.Thread(target=self._work, args=(req, control), name="export", daemon=True)
+        self._thread = threading.Thread(target=self._work, args=(req, control), name="histoviewer-export",
+                                        daemon=True)
         self._thread.start()
         return True
 
@@ -331,20 +335,16 @@ class ExportDialog(QDialog):
         """Block until the worker ends (tests, closing); True when it did."""
         if self._thread is not None:
             self._thread.join(timeout)
-        return not self.running
+        return self._thread is None or not self._thread.is_alive()
 
     def _set_running(self, running: bool) -> None:
+        self._busy = running
         self.export_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.close_button.setEnabled(not running)
         self.kind.setEnabled(not running)
         if running:
             self.progress.setRange(0, 0)  # busy until the first count arrives
-        elif self._thread is not None:
-            # the worker's last act was the signal that brought us here: joining it is
-            # immediate, and ``running`` is False before ``exported`` is emitted (a caller
-            # may start the next export from that signal)
-            self._thread.join()
 
     # The worker's results: called on its thread, run on the GUI thread (qt/threads.py).
     @gui_thread
@@ -386,7 +386,7 @@ class ExportDialog(QDialog):
     def done(self, code: int) -> None:  # noqa: D401 - Qt override: closing cancels a running export
         if self.running:
             self._cancel.set()
-            self.wait()
+        self.wait()  # also the moment a finished worker needs to return
         super().done(code)
 
 

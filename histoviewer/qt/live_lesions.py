@@ -72,9 +72,11 @@ class LiveLesions(QObject):
 
     changed = Signal(object)  # LesionSnapshot | None
 
-    def __init__(self, tab, params: LesionParams = LesionParams(), parent: QObject | None = None) -> None:
+    def __init__(self, tab, params: LesionParams = LesionParams(), parent: QObject | None = None,
+                 throttle_ms: int = THROTTLE_MS) -> None:
         super().__init__(parent)
         self.tab = tab
+        self.throttle_ms = throttle_ms  # tests shorten it instead of waiting THROTTLE_MS out
         self.params = params
         self.snapshot: LesionSnapshot | None = None
         self.error: str | None = None  # the last analysis failed (shown instead of a label)
@@ -83,10 +85,10 @@ class LiveLesions(QObject):
         self._done_generation = -1
         self._running: Future | None = None
         self._closed = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lesions")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="histoviewer-lesions")
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
-        self._timer.setInterval(THROTTLE_MS)
+        self._timer.setInterval(throttle_ms)
         self._timer.timeout.connect(self._start)
         self._deferred = False  # an analysis waits for the view to stop moving
         self._seen_version: int | None = None  # results_version of the map last scheduled
@@ -115,7 +117,7 @@ class LiveLesions(QObject):
             self._timer.stop()
             self._start()  # the map will not change for a while: show its final state now
         elif not self._timer.isActive():
-            self._schedule(THROTTLE_MS)
+            self._schedule(self.throttle_ms)
 
     def _schedule(self, delay_ms: int) -> None:
         self._timer.setInterval(delay_ms)
@@ -169,7 +171,7 @@ class LiveLesions(QObject):
                 self.changed.emit(snap)
         if self._layer is not None and self._done_generation != self._generation and not self._timer.isActive():
             # new results came in while this one ran: pick them up, still throttled
-            self._schedule(0 if self._layer.live.is_idle else THROTTLE_MS)
+            self._schedule(0 if self._layer.live.is_idle else self.throttle_ms)
 
     @property
     def busy(self) -> bool:

@@ -4,7 +4,6 @@ rectangle, fake models (position-dependent, slow, failing)."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -68,12 +67,14 @@ def lesion_fraction(l0_x: np.ndarray, l0_y: np.ndarray, l0_size: float) -> np.nd
 
 
 class LesionFractionModel(PatchClassifier):
-    """Probability = fraction of the patch in lesion colour (read from its green channel)."""
+    """Probability = fraction of the patch in lesion colour (read from its green channel).
+    ``gate`` (a ``tests.gates.Gate``): every batch passes it first, so a test can act while
+    the model is busy."""
 
-    def __init__(self, delay_s: float = 0.0, fail_on_calls: tuple[int, ...] = ()) -> None:
+    def __init__(self, gate=None, fail_on_calls: tuple[int, ...] = ()) -> None:
         self.info = ModelInfo(name="fraction", kind="fake", architecture="green-channel",
                               content_hash="f" * 64)
-        self.delay_s = delay_s
+        self.gate = gate
         self.fail_on_calls = fail_on_calls
         self.calls = 0
         self.lock = threading.Lock()
@@ -82,8 +83,8 @@ class LesionFractionModel(PatchClassifier):
         with self.lock:
             self.calls += 1
             call = self.calls
-        if self.delay_s:
-            time.sleep(self.delay_s)
+        if self.gate is not None:
+            self.gate.passes()
         if call in self.fail_on_calls:
             raise RuntimeError(f"injected model failure on call {call}")
         g = patches[..., 1].astype(np.float32)

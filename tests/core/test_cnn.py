@@ -62,25 +62,31 @@ def test_unknown_architecture_is_refused():
 
 
 def test_training_learns_a_separable_toy_problem():
-    x, y = toy_patches(320, seed=0)
-    xv, yv = toy_patches(120, seed=1)
+    # Small on purpose (about 5 s on two cores): 96 patches, 3 epochs learn this toy problem
+    # to a held-out AUC of 1.0 for seeds 0-2; chance is 0.5.
+    x, y = toy_patches(96, seed=0)
+    xv, yv = toy_patches(48, seed=1)
     train, valid = ArrayPatchSet(x, y, SPEC), ArrayPatchSet(xv, yv, SPEC)
-    cfg = TrainConfig(epochs=6, batch_size=32, learning_rate=5e-3, patience=6, seed=0,
+    cfg = TrainConfig(epochs=3, batch_size=32, learning_rate=5e-3, patience=3, seed=0,
                       device="cpu", name="toy")
     result = train_cnn(train, cfg, valid_set=valid, spec=SPEC)
+    losses = [h.train_loss for h in result.history]
+    assert len(losses) == 3 and losses[-1] < 0.7 * losses[0], losses  # it learns, not just runs
     assert result.valid_metrics.auc is not None and result.valid_metrics.auc > 0.95
-    xt, yt = toy_patches(120, seed=2)
+    xt, yt = toy_patches(64, seed=2)
     held_out = binary_metrics(yt, result.classifier.predict_proba(xt))
     assert held_out.auc > 0.95
     assert result.classifier.info.metrics["valid_auc"] == pytest.approx(result.valid_metrics.auc,
                                                                         abs=1e-6)
-    assert 1 <= result.best_epoch <= len(result.history) <= 6
+    assert 1 <= result.best_epoch <= len(result.history) <= 3
 
 
 def test_training_is_reproducible_with_a_seed():
-    x, y = toy_patches(96, seed=3)
-    xv, yv = toy_patches(48, seed=4)
-    cfg = TrainConfig(epochs=2, batch_size=32, seed=5, device="cpu")
+    # two batches of one epoch: the seed decides the initial weights, the shuffle and the
+    # augmentation, and all three show in the weights
+    x, y = toy_patches(64, seed=3)
+    xv, yv = toy_patches(16, seed=4)
+    cfg = TrainConfig(epochs=1, batch_size=32, seed=5, device="cpu")
     runs = [train_cnn(ArrayPatchSet(x, y, SPEC), cfg, valid_set=ArrayPatchSet(xv, yv, SPEC))
             for _ in range(2)]
     a, b = (r.classifier.tensors() for r in runs)

@@ -22,6 +22,7 @@ from tests.core.inference_helpers import (
     GLASS_X1, H, LESION_RECT, MPP, W, FailingReader, LesionFractionModel, lesion_fraction,
     write_synthetic_tiff,
 )
+from tests.gates import GATE_LIMIT_S, Gate
 
 PCAM_MPP, P = 0.972, 96
 
@@ -211,7 +212,7 @@ def test_worker_classifies_the_view_centre_first_and_stops_cleanly(reader):
         assert grid.coverage() < 1.0  # background is off: nothing else classified
         first = rec.cells[0][0]
         assert first == grid.geometry.order_by_distance(visible, 2750.0, 1450.0)[0]
-        assert rec.threads == {"inference-worker"}
+        assert rec.threads == {"histoviewer-inference-worker"}
         worker.set_background(True)
         assert worker.wait_idle(20) and grid.coverage() == 1.0
     finally:
@@ -222,45 +223,56 @@ def test_worker_classifies_the_view_centre_first_and_stops_cleanly(reader):
 def test_new_view_supersedes_the_old_one(reader):
     rec = Recorder()
     g = geometry(stride=48)  # more cells, so the first view takes a while
+    gate = Gate()
     # small batches, so that the first view is far from done when the second arrives
-    worker, grid = make_worker(reader, LesionFractionModel(delay_s=0.05), rec, g,
-                                 schedule=WorkerSchedule(view_block_cells=4, max_batch_patches=16))
+    worker, grid = make_worker(reader, LesionFractionModel(gate=gate), rec, g,
+                               schedule=WorkerSchedule(view_block_cells=4, max_batch_patches=16))
     try:
         worker.submit_view((0.0, 0.0, float(W), float(H)))
-        deadline = time.monotonic() + 20
-        while not rec.cells and time.monotonic() < deadline:  # the first batch is in
-            time.sleep(0.005)
+        assert gate.wait_arrivals(1)  # the first batch is being classified
         second = (3000.0, 2000.0, 600.0, 600.0)
         worker.submit_view(second)
-        assert worker.wait_idle(20)
+        gate.open()
+        assert worker.wait_idle(GATE_LIMIT_S)
         assert grid.coverage(g.cells_in_rect(*second)) == 1.0
         computed = int(np.count_nonzero(grid.state == CellState.COMPUTED))
         assert computed < g.size / 2, "the first view's remaining cells should have been dropped"
     finally:
+        gate.open()
         worker.close()
     assert worker.alive_threads == 0
 
 
+def _histoviewer_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("histoviewer-")]
+
+
 def test_close_while_busy_joins_every_thread(reader):
-    before = threading.active_count()
-    worker, _ = make_worker(reader, LesionFractionModel(delay_s=0.2), Recorder(), background=True)
-    worker.submit_view((0.0, 0.0, float(W), float(H)))
-    time.sleep(0.1)
-    t0 = time.perf_counter()
-    worker.close()
-    assert time.perf_counter() - t0 < 5
-    assert worker.alive_threads == 0 and threading.active_count() == before
+    assert _histoviewer_threads() == []
+    gate = Gate(hold_s=0.2)  # each batch takes 0.2 s unless let through
+    worker, _ = make_worker(reader, LesionFractionModel(gate=gate), Recorder(), background=True)
+    try:
+        worker.submit_view((0.0, 0.0, float(W), float(H)))
+        assert gate.wait_arrivals(1)  # busy: a batch is in the model
+        t0 = time.perf_counter()
+        worker.close()  # the batch in hand finishes, nothing after it starts
+        assert time.perf_counter() - t0 < 5
+        assert worker.alive_threads == 0 and _histoviewer_threads() == []
+    finally:
+        gate.open()
+        worker.close()
 
 
 def test_interactive_mode_holds_work_until_the_pan_ends(reader):
-    worker, grid = make_worker(reader, LesionFractionModel(), Recorder())
+    gate = Gate(held=False)  # only counts the batches
+    worker, grid = make_worker(reader, LesionFractionModel(gate=gate), Recorder())
     try:
         worker.set_interactive(True)
         worker.submit_view((2000.0, 800.0, 1000.0, 1000.0))
-        time.sleep(0.3)
+        assert not gate.wait_arrivals(1, timeout=0.3)  # (time for a wrong implementation to start one)
         assert worker.classified == 0
         worker.set_interactive(False)
-        assert worker.wait_idle(20) and worker.classified > 0
+        assert worker.wait_idle(GATE_LIMIT_S) and worker.classified > 0
     finally:
         worker.close()
 

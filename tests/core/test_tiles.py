@@ -17,12 +17,15 @@ from histoviewer.core.tiles.frame import plan_frame
 from histoviewer.core.tiles.geometry import LevelTiling, TileKey
 from histoviewer.core.tiles.loader import TileLoader
 from histoviewer.core.tiles.viewport import Viewport, fit_viewport
+from tests.gates import GATE_LIMIT_S, Gate
 
 
 class FakeReader(SlideReader):
-    """A 3-level synthetic slide whose pixels encode their level; optional delay and failures."""
+    """A 3-level synthetic slide whose pixels encode their level; optional failures. Every
+    read passes ``gate`` (open unless given: a held gate lets a test act while reads are in
+    progress); ``reads`` lists the reads that went through it, in the order they finished."""
 
-    def __init__(self, size=(5000, 3000), delay=0.0, broken: set[tuple[int, int]] = frozenset()):
+    def __init__(self, size=(5000, 3000), broken: set[tuple[int, int]] = frozenset(), gate: Gate | None = None):
         w, h = size
         self.info = SlideInfo(
             path=Path("fake.svs"), backend="fake", vendor=None,
@@ -30,14 +33,13 @@ class FakeReader(SlideReader):
             level_downsamples=(1.0, 2.0, 4.0), mpp_x=0.25, mpp_y=0.25, objective_power=40.0,
             associated_images=(),
         )
-        self.delay = delay
+        self.gate = gate or Gate(held=False)
         self.broken = broken
         self.reads: list[tuple[int, int, int]] = []
         self.lock = threading.Lock()
 
     def read_region(self, l0_x, l0_y, level, lv_width, lv_height):
-        if self.delay:
-            time.sleep(self.delay)
+        self.gate.passes()
         with self.lock:
             self.reads.append((level, l0_x, l0_y))
         if (l0_x, l0_y) in self.broken:
@@ -184,64 +186,78 @@ def test_failed_tiles_are_reported_not_requested():
 
 
 # -- loader -----------------------------------------------------------------------------------
-def _loader(reader, cache=None, **kw):
-    cache = cache or ByteBoundedCache(10**9)
-    return TileLoader(reader, LevelTiling(reader.info, 512), cache, slide_id=1, **kw), cache
+@pytest.fixture
+def make_loader():
+    """``make_loader(reader, cache=None, **kw)`` -> (TileLoader, cache); at teardown every
+    reader's gate opens and every loader shuts down with its threads joined, pass or fail."""
+    made = []
+
+    def make(reader, cache=None, **kw):
+        cache = cache or ByteBoundedCache(10**9)
+        loader = TileLoader(reader, LevelTiling(reader.info, 512), cache, slide_id=1, **kw)
+        made.append((reader, loader))
+        return loader, cache
+
+    yield make
+    for reader, loader in made:
+        reader.gate.open()
+        loader.shutdown()
+    assert all(loader.alive_threads == 0 for _, loader in made)
 
 
-def test_loader_loads_requested_tiles_into_the_cache():
+def test_loader_loads_requested_tiles_into_the_cache(make_loader):
     loaded = []
-    loader, cache = _loader(FakeReader(), on_loaded=loaded.append)
+    loader, cache = make_loader(FakeReader(), on_loaded=loaded.append)
     keys = [TileKey(1, 0, x, 0) for x in range(4)]
     loader.request(keys)
-    assert loader.wait_idle(5)
+    assert loader.wait_idle(GATE_LIMIT_S)
     assert all(k in cache for k in keys) and sorted(loaded) == keys
     assert cache.get(keys[0]).shape == (512, 512, 3)
     loader.shutdown()
     assert loader.alive_threads == 0
 
 
-def test_loader_drops_stale_requests():
-    reader = FakeReader(delay=0.05)
-    loader, cache = _loader(reader, workers=1)
+def test_loader_drops_stale_requests(make_loader):
+    reader = FakeReader(gate=Gate())
+    loader, cache = make_loader(reader, workers=1)
     old = [TileKey(1, 0, x, y) for x in range(10) for y in range(6)]
     loader.request(old)
-    time.sleep(0.02)  # the single worker takes the first tile of the old request
+    assert reader.gate.wait_arrivals(1)  # the single worker reads the first tile of the old request
     new = [TileKey(1, 2, 0, 0)]
     loader.request(new)
-    assert loader.wait_idle(5)
+    reader.gate.open()
+    assert loader.wait_idle(GATE_LIMIT_S)
     assert new[0] in cache
-    assert len(reader.reads) <= 3  # at most the tile in hand, not the 60 stale ones
-    assert loader.stats.dropped >= 55
-    loader.shutdown()
+    assert len(reader.reads) == 2 and reader.reads[-1][0] == 2  # the tile in hand, then the new one
+    assert loader.stats.dropped == len(old) - 1  # not the 59 stale ones
 
 
-def test_loader_does_not_read_a_tile_twice_while_in_flight():
-    reader = FakeReader(delay=0.1)
-    loader, _ = _loader(reader, workers=2)
+def test_loader_does_not_read_a_tile_twice_while_in_flight(make_loader):
+    reader = FakeReader(gate=Gate())
+    loader, _ = make_loader(reader, workers=2)
     key = TileKey(1, 0, 3, 3)
-    for _ in range(5):
+    loader.request([key])
+    assert reader.gate.wait_arrivals(1)  # in flight on one worker; the other is free
+    for _ in range(4):
         loader.request([key])
-        time.sleep(0.005)
-    assert loader.wait_idle(5)
-    assert len(reader.reads) == 1
+    reader.gate.open()  # a second read of it, had one started, would go through too
+    assert loader.wait_idle(GATE_LIMIT_S)
+    assert len(reader.reads) == 1 and reader.gate.arrived == 1
     loader.request([key])  # already cached: nothing to do
-    assert loader.wait_idle(5) and len(reader.reads) == 1
-    loader.shutdown()
+    assert loader.wait_idle(GATE_LIMIT_S) and len(reader.reads) == 1
 
 
-def test_loader_marks_failed_tiles_and_keeps_going():
+def test_loader_marks_failed_tiles_and_keeps_going(make_loader):
     reader = FakeReader(broken={(512, 0)})
     failed = []
-    loader, cache = _loader(reader, on_failed=lambda k, m: failed.append((k, m)))
+    loader, cache = make_loader(reader, on_failed=lambda k, m: failed.append((k, m)))
     keys = [TileKey(1, 0, x, 0) for x in range(3)]
     loader.request(keys)
-    assert loader.wait_idle(5)
+    assert loader.wait_idle(GATE_LIMIT_S)
     assert [k for k, _ in failed] == [keys[1]] and "broken tile" in failed[0][1]
     assert keys[0] in cache and keys[2] in cache
     loader.request(keys)  # a failed tile is not retried on every repaint
-    assert loader.wait_idle(5) and len(reader.reads) == 3
-    loader.shutdown()
+    assert loader.wait_idle(GATE_LIMIT_S) and len(reader.reads) == 3
 
 
 def test_cache_counts_the_memory_a_strided_tile_keeps():
@@ -252,44 +268,52 @@ def test_cache_counts_the_memory_a_strided_tile_keeps():
     assert keep_array(np.zeros((8, 8, 3), np.uint8))[1] == 8 * 8 * 3
 
 
-def test_idle_workers_sleep():
+def test_idle_workers_sleep(make_loader):
     """Two idle workers used to wake each other forever and burn two cores."""
-    loader, _ = _loader(FakeReader(), workers=2)
+    loader, _ = make_loader(FakeReader(), workers=2)
     loader.request([TileKey(1, 0, x, 0) for x in range(4)])
-    assert loader.wait_idle(5)
+    assert loader.wait_idle(GATE_LIMIT_S)
+    # a measurement, not a synchronisation: the process's CPU time over half a second of idling
     time.sleep(0.05)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     time.sleep(0.5)
     busy = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
-    loader.shutdown()
     assert busy < 0.1, f"idle loader used {busy:.0%} of a core"
 
 
-def test_loader_runs_tasks_after_the_urgent_keys_and_before_the_rest():
-    reader = FakeReader()
-    loader, _ = _loader(reader, workers=1)
+def test_loader_runs_tasks_after_the_urgent_keys_and_before_the_rest(make_loader):
+    reader = FakeReader(gate=Gate())
+    loader, _ = make_loader(reader, workers=1)
     reads_before_task = []
     loader.add_task(lambda: reads_before_task.append(len(reader.reads)))
-    assert loader.wait_idle(5) and reads_before_task == [0]  # nothing requested: runs at once
-    reader.delay = 0.02  # the task is queued while the first tile is in flight
+    assert loader.wait_idle(GATE_LIMIT_S) and reads_before_task == [0]  # nothing requested: runs at once
     loader.request([TileKey(1, 0, x, 0) for x in range(5)], urgent=2)
+    assert reader.gate.wait_arrivals(1)  # the task is queued while the first tile is in flight
     loader.add_task(lambda: reads_before_task.append(len(reader.reads)))
-    assert loader.wait_idle(5)
+    reader.gate.open()
+    assert loader.wait_idle(GATE_LIMIT_S)
     assert reads_before_task == [0, 2] and len(reader.reads) == 5
-    loader.shutdown()
 
 
-def test_loader_tasks_wait_until_the_urgent_tiles_are_read_not_just_taken():
+def test_loader_tasks_wait_until_the_urgent_tiles_are_read_not_just_taken(make_loader):
     """With two workers, the one that is free first must not start a (long) task while
     the other still reads a visible tile: they would share the cores."""
-    reader = FakeReader(delay=0.03)
-    loader, _ = _loader(reader, workers=2)
+    reader = FakeReader(gate=Gate())
+    loader, _ = make_loader(reader, workers=2)
     reads_before_task = []
     loader.request([TileKey(1, 0, x, 0) for x in range(6)], urgent=3)
     loader.add_task(lambda: reads_before_task.append(len(reader.reads)))
-    assert loader.wait_idle(5)
+    assert reader.gate.wait_arrivals(2)  # urgent tiles 1 and 2 in flight
+    reader.gate.allow(1)
+    assert reader.gate.wait_arrivals(3)  # the worker that finished took urgent tile 3
+    reader.gate.allow(1)
+    # one worker is free, no urgent tile is left to take but one is still being read: the
+    # free worker reads a prefetch tile rather than start the task
+    assert reader.gate.wait_arrivals(4)
+    assert reads_before_task == [] and len(reader.reads) == 2
+    reader.gate.open()
+    assert loader.wait_idle(GATE_LIMIT_S)
     assert reads_before_task and reads_before_task[0] >= 3
-    loader.shutdown()
 
 
 def _session(monkeypatch, reader, **kw):
@@ -300,17 +324,17 @@ def _session(monkeypatch, reader, **kw):
 
 
 def test_session_reads_the_thumbnail_after_the_visible_tiles_not_when_opened(monkeypatch):
-    reader = FakeReader()
+    reader = FakeReader(gate=Gate())  # held: nothing read at opening can finish before plan()
     arrived = []
     session = _session(monkeypatch, reader, workers=1, on_thumbnail=lambda: arrived.append(session.thumbnail))
     try:
-        time.sleep(0.05)
         assert reader.reads == [] and session.thumbnail is None and arrived == []
         vp = Viewport(1024.0, 1024.0, 1.0, 1024, 1024)
         plan = session.plan(vp)
         assert plan.ops and all(op.key is None for op in plan.ops)
         assert session.payload(None) is None  # no thumbnail yet: the front end paints a placeholder
-        assert session.loader.wait_idle(5)
+        reader.gate.open()
+        assert session.loader.wait_idle(GATE_LIMIT_S)
         overview_read = (2, 0, 0)  # the coarsest level, whole
         first = reader.reads.index(overview_read)
         visible = {(0, k.t_x * 512, k.t_y * 512) for k in plan.missing}
@@ -321,6 +345,7 @@ def test_session_reads_the_thumbnail_after_the_visible_tiles_not_when_opened(mon
         session.plan(vp)
         assert session.payload(None) is session.thumbnail.payload
     finally:
+        reader.gate.open()
         session.close()
 
 

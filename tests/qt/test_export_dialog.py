@@ -4,7 +4,6 @@ thread, Cancel stops it and leaves no file, the report kind writes PDF + JSON + 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,16 +18,19 @@ from histoviewer.core.tiles.viewport import Viewport
 from histoviewer.qt.export_dialog import ExportDialog, open_export_dialog
 from tests.core.export_helpers import GEOMETRY, MODEL_INFO, lesion_heatmap, slide
 from tests.core.inference_helpers import LESION_RECT
+from tests.gates import Gate
 
 
-class SlowReader:
-    """The slide's reader, 50 ms a read: long enough to press Cancel during an export."""
+class GatedReader:
+    """The slide's reader, each read held at ``gate`` until the test lets it through: Cancel
+    is pressed while a read of the export is known to be in progress."""
 
-    def __init__(self, reader) -> None:
+    def __init__(self, reader, gate: Gate) -> None:
         self._reader = reader
+        self.gate = gate
 
     def read_region(self, *args):
-        time.sleep(0.05)
+        self.gate.passes()
         return self._reader.read_region(*args)
 
     def __getattr__(self, name):
@@ -86,17 +88,22 @@ def test_overlay_of_the_current_view_at_the_chosen_resolution(qtbot, tmp_path, r
 
 
 def test_cancel_stops_the_export_and_leaves_no_file(qtbot, tmp_path, reader):
-    tab = fake_tab(reader.info.path, SlowReader(reader))
+    gate = Gate()
+    tab = fake_tab(reader.info.path, GatedReader(reader, gate))
     d = _dialog(qtbot, tab, tmp_path)
     d.region_slide.setChecked(True)
-    d.um_per_px.setValue(0.25)  # level 0: 4000 x 3000 px, dozens of slow reads
+    d.um_per_px.setValue(0.25)  # level 0: 4000 x 3000 px, dozens of reads
     out = tmp_path / "exports" / "whole.png"
     d.path.setText(str(out))
-    with qtbot.waitSignal(d.progressed, timeout=30_000):
+    try:
         assert d.start_export()
-    assert d.cancel_button.isEnabled() and not d.export_button.isEnabled()
-    with qtbot.waitSignal(d.cancelled, timeout=30_000):
-        d.cancel_button.click()
+        assert gate.wait_arrivals(1)  # the export is reading the slide
+        assert d.cancel_button.isEnabled() and not d.export_button.isEnabled()
+        with qtbot.waitSignal(d.cancelled, timeout=30_000):
+            d.cancel_button.click()
+            gate.open()
+    finally:
+        gate.open()
     assert d.wait(10)
     assert not out.exists() and list(out.parent.iterdir()) == []  # no partial file either
     assert "no file" in d.status.text()

@@ -10,7 +10,7 @@ from skimage.measure import points_in_poly
 
 from histoviewer.core.inference.grid import CellState
 from histoviewer.qt.images import qimage_to_rgb
-from tests.qt.conftest import make_ai_window, open_settled
+from tests.qt.conftest import open_settled
 
 
 @pytest.fixture
@@ -19,10 +19,8 @@ def phantom(micro_phantom):
 
 
 @pytest.fixture
-def ai_window(qtbot):
-    win = make_ai_window(qtbot)
-    yield win
-    win.close()
+def ai_window(ai_window_factory):
+    return ai_window_factory()
 
 
 def wait_heatmap(qtbot, tab, timeout=60_000):

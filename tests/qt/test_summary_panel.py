@@ -9,6 +9,8 @@ panel and layer logic that needs no model is checked on hand-made maps.
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -19,11 +21,12 @@ from PySide6.QtGui import QImage, QPainter, QRegion
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.qt import live_lesions
 from histoviewer.qt.images import qimage_to_rgb
 from histoviewer.qt.lesion_layer import MARKER_RADIUS_PX, LesionLayer, lesion_label
 from histoviewer.qt.live_lesions import HISTOGRAM_BINS, LesionSnapshot
 from histoviewer.qt.summary_panel import SummaryPanel
-from tests.qt.conftest import make_ai_window, open_settled
+from tests.qt.conftest import open_settled
 
 # docs/benchmarks.md ("Lesions, size classes and pN"): max abs diameter error 0.061 mm on
 # phantoms with the default CNN, whose map cell is 0.093 mm; allow one cell.
@@ -159,11 +162,9 @@ def phantom(micro_phantom):
 
 
 @pytest.fixture
-def ai_window(qtbot):
+def ai_window(ai_window_factory):
     # starts with the overlay off, so a test can choose the view before anything is classified
-    win = make_ai_window(qtbot, enabled=False)
-    yield win
-    win.close()
+    return ai_window_factory(enabled=False)
 
 
 def _start_ai(win):
@@ -315,72 +316,120 @@ class _FakeTab:
                                       "interactingChanged": self._emitter.interactingChanged})()
 
 
-def test_live_lesions_throttle_idle_and_stale_results(qtbot, monkeypatch):
-    import threading
-    import time as _time
+# Timeouts below are generous ceilings for work that takes milliseconds; what is asserted is
+# the order of events (and, for the throttle, a lower bound on elapsed time), never that
+# something finished within a deadline close to its own delay.
+GENEROUS_MS = 30_000
 
-    from histoviewer.qt import live_lesions
 
-    calls, gate = [], threading.Event()
-    real = live_lesions.analyse_map
+class _GatedAnalysis:
+    """Stands in for ``live_lesions.analyse_map``: records each call (thread, time) and holds
+    it until the test opens ``gate`` (the real analysis runs then)."""
 
-    def counted(*args, **kwargs):
-        calls.append(threading.current_thread().name)
-        gate.wait(5)  # hold the analysis until the test lets it finish
-        return real(*args, **kwargs)
+    def __init__(self, real) -> None:
+        self._real = real
+        self.threads: list[str] = []
+        self.times: list[float] = []
+        self.gate = threading.Event()
 
-    monkeypatch.setattr(live_lesions, "analyse_map", counted)
-    tab = _FakeTab()
-    tracker = live_lesions.LiveLesions(tab)
-    seen = []
-    tracker.changed.connect(seen.append)
-    layer = type("Layer", (), {"live": _FakeLive()})()
-    tab.heatmap = layer
-    layer.live.fill(slice(0, 24), slice(0, 24), 0.1)
-    layer.live.fill(slice(5, 9), slice(5, 9), 0.95)  # a 4-cell (0.4 mm) lesion
+    def __call__(self, *args, **kwargs):
+        self.times.append(time.perf_counter())
+        self.threads.append(threading.current_thread().name)
+        assert self.gate.wait(GENEROUS_MS / 1000), "the test never opened the gate"
+        return self._real(*args, **kwargs)
+
+
+@pytest.fixture
+def gated(monkeypatch):
+    analysis = _GatedAnalysis(live_lesions.analyse_map)
+    monkeypatch.setattr(live_lesions, "analyse_map", analysis)
+    yield analysis
+    analysis.gate.set()  # a failing test never leaves the analysis thread waiting
+
+
+@pytest.fixture
+def tracked(qtbot):
+    """``make(throttle_ms)`` -> (fake tab, LiveLesions on it, snapshots it emitted, fake layer);
+    every tracker made is closed (its thread joined) at teardown."""
+    trackers = []
+
+    def make(throttle_ms: int):
+        tab = _FakeTab()
+        tracker = live_lesions.LiveLesions(tab, throttle_ms=throttle_ms)
+        trackers.append(tracker)
+        seen = []
+        tracker.changed.connect(seen.append)
+        layer = type("Layer", (), {"live": _FakeLive()})()
+        tab.heatmap = layer
+        layer.live.fill(slice(0, 24), slice(0, 24), 0.1)
+        layer.live.fill(slice(5, 9), slice(5, 9), 0.95)  # a 4-cell (0.4 mm) lesion
+        return tab, tracker, seen, layer
+
+    yield make
+    for tracker in trackers:
+        tracker.close()
+
+
+def test_live_lesions_throttle_a_burst_to_one_analysis_off_the_gui_thread(qtbot, gated, tracked):
+    throttle_ms = 300
+    tab, tracker, seen, _layer = tracked(throttle_ms)
     # a burst of results while the worker is busy: nothing runs before the throttle interval
-    t0 = _time.perf_counter()
+    t0 = time.perf_counter()
     for _ in range(50):
         tab.heatmapChanged.emit()
-    qtbot.wait(300)
-    assert calls == [] and tracker.busy
-    qtbot.waitUntil(lambda: len(calls) == 1, timeout=2 * live_lesions.THROTTLE_MS)
-    assert _time.perf_counter() - t0 >= live_lesions.THROTTLE_MS / 1000 * 0.9
-    assert calls[0].startswith("lesions")  # the background thread, not the GUI thread
-    # more results while that analysis runs: one more analysis afterwards, not fifty
+    assert gated.times == [] and tracker.busy  # scheduled, not run
+    qtbot.waitUntil(lambda: len(gated.times) == 1, timeout=GENEROUS_MS)
+    assert gated.times[0] - t0 >= throttle_ms / 1000 * 0.9  # (Qt's coarse timers may be 5% early)
+    assert gated.threads[0].startswith("histoviewer-lesions")  # the background thread, not the GUI's
+    # more results while that analysis runs: one more analysis afterwards (never two at once),
+    # not fifty, and it too waits for the throttle interval
+    t1 = time.perf_counter()
     for _ in range(50):
         tab.heatmapChanged.emit()
-    gate.set()
-    qtbot.waitUntil(lambda: len(seen) == 1, timeout=3000)
+    delivered = []
+    tracker.changed.connect(lambda _snap: delivered.append(time.perf_counter()))
+    with qtbot.waitSignal(tracker.changed, timeout=GENEROUS_MS):
+        gated.gate.set()
     assert seen[0].result.label.value == "micro" and len(seen[0].result.lesions) == 1
-    qtbot.waitUntil(lambda: len(calls) == 2, timeout=3000)
-    qtbot.waitUntil(lambda: not tracker.busy, timeout=3000)
-    assert len(calls) == 2
+    qtbot.waitUntil(lambda: len(gated.times) == 2, timeout=GENEROUS_MS)
+    assert gated.times[1] >= delivered[0] and gated.times[1] - t1 >= throttle_ms / 1000 * 0.9
+    qtbot.waitUntil(lambda: not tracker.busy, timeout=GENEROUS_MS)  # nothing running or scheduled
+    assert len(gated.times) == 2 and len(seen) == 2
 
-    # the worker goes idle: analysed at once, without waiting for the throttle, but never
-    # while the view moves (the analysis would cost pan frames): then when it stops
+
+def test_live_lesions_idle_maps_at_once_never_while_moving_and_stale_results_dropped(qtbot, gated, tracked):
+    # A throttle far longer than any timeout here: an analysis that waited for it would never
+    # come, so each one seen below ran "at once".
+    tab, tracker, seen, layer = tracked(throttle_ms=3_600_000)
+    gated.gate.set()
+    # the worker goes idle: analysed at once, without waiting for the throttle
     layer.live.is_idle = True
+    with qtbot.waitSignal(tracker.changed, timeout=GENEROUS_MS):
+        tab.heatmapChanged.emit()
+    assert len(seen[-1].result.lesions) == 1
+    qtbot.waitUntil(lambda: not tracker.busy, timeout=GENEROUS_MS)
+    # ... but never while the view moves (the analysis would cost pan frames): then when it stops
     layer.live.fill(slice(15, 20), slice(15, 20), 0.99)
-    start = len(calls)
+    start = len(gated.times)
     tab.view.interacting = True
     tab.heatmapChanged.emit()
-    qtbot.wait(200)
-    assert len(calls) == start
+    qtbot.wait(200)  # time for a wrong implementation to start one
+    assert len(gated.times) == start and not tracker.busy
     tab.view.interacting = False
-    tab.view.interactingChanged.emit(False)
-    qtbot.waitUntil(lambda: len(calls) == start + 1 and not tracker.busy, timeout=500)
-    assert len(tracker.snapshot.result.lesions) == 2
+    with qtbot.waitSignal(tracker.changed, timeout=GENEROUS_MS):
+        tab.view.interactingChanged.emit(False)
+    assert len(gated.times) == start + 1 and len(tracker.snapshot.result.lesions) == 2
+    qtbot.waitUntil(lambda: not tracker.busy, timeout=GENEROUS_MS)
 
     # a result computed for a layer that has since been replaced is dropped
-    gate.clear()
+    gated.gate.clear()
     layer.live.fill(slice(0, 3), slice(20, 24), 0.99)
     tab.heatmapChanged.emit()
-    qtbot.waitUntil(lambda: len(calls) == start + 2, timeout=1000)
+    qtbot.waitUntil(lambda: len(gated.times) == start + 2, timeout=GENEROUS_MS)  # held at the gate
     tab.heatmap = None
     tab.heatmapChanged.emit()  # overlay stopped: snapshot cleared at once
     assert tracker.snapshot is None and seen[-1] is None
-    gate.set()
-    qtbot.waitUntil(lambda: not tracker.busy, timeout=3000)
-    qtbot.wait(50)
-    assert tracker.snapshot is None and seen[-1] is None
-    tracker.close()
+    n_seen = len(seen)
+    gated.gate.set()
+    qtbot.waitUntil(lambda: not tracker.busy, timeout=GENEROUS_MS)  # its result came back (and went)
+    assert tracker.snapshot is None and len(seen) == n_seen

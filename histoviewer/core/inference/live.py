@@ -133,7 +133,7 @@ class LiveHeatmap:
         self._worker = None
         self._fast = None
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._start, name="heatmap-startup", daemon=True)
+        self._thread = threading.Thread(target=self._start, name="histoviewer-heatmap-startup", daemon=True)
         self._thread.start()
 
     # -- start-up thread ---------------------------------------------------------------------

@@ -66,7 +66,7 @@ def classify_cells(
     t_start = time.perf_counter()
     jobs = plan_regions(grid.geometry, cells, block)
     prefetcher = RegionPrefetcher(cutter.read_timed, max_ahead=2 + read_threads, threads=read_threads,
-                                  name="analyze-reader")
+                                  name="histoviewer-analyze-reader")
     pend_cells: list[np.ndarray] = []
     pend_patches: list[np.ndarray] = []
     n_pending = 0

@@ -42,7 +42,8 @@ class RegionResult:
 class RegionPrefetcher:
     """``threads`` reader threads feeding one consumer; see the module docstring."""
 
-    def __init__(self, read: ReadFn, *, max_ahead: int = 2, threads: int = 1, name: str = "region-reader") -> None:
+    def __init__(self, read: ReadFn, *, max_ahead: int = 2, threads: int = 1,
+                 name: str = "histoviewer-region-reader") -> None:
         self._read = read
         self._max_ahead = max(1, max_ahead)
         self._cond = threading.Condition()

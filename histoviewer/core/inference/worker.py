@@ -100,7 +100,7 @@ class InferenceWorker:
         self._background_block = schedule.background_block_cells
         self._max_batch = schedule.max_batch_patches
         self._cutter = cutter or RegionCutter(reader, grid.geometry)
-        self._prefetcher = RegionPrefetcher(self._cutter.read_timed, max_ahead=4, name="inference-reader")
+        self._prefetcher = RegionPrefetcher(self._cutter.read_timed, max_ahead=4, name="histoviewer-inference-reader")
         self._cond = threading.Condition()
         self._generation = 0
         self._view: tuple[tuple[float, float, float, float], tuple[float, float]] | None = None
@@ -110,7 +110,7 @@ class InferenceWorker:
         self._idle = False
         self._dirty = False  # results not yet in the disk cache
         self.classified = 0  # patches classified by this worker (for tests and the status bar)
-        self._thread = threading.Thread(target=self._run, name="inference-worker", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="histoviewer-inference-worker", daemon=True)
         self._thread.start()
 
     # -- control (any thread) --------------------------------------------------------------

@@ -97,7 +97,7 @@ class TileLoader:
         self._changed = threading.Condition(self._lock)
         self._stopping = False
         self._threads = [
-            threading.Thread(target=self._work, name=f"tile-loader-{slide_id}-{i}", daemon=True)
+            threading.Thread(target=self._work, name=f"histoviewer-tile-loader-{slide_id}-{i}", daemon=True)
             for i in range(max(1, workers))
         ]
         for thread in self._threads:
