@@ -75,7 +75,7 @@ def naive_loop(reader, geometry: GridGeometry, model, cells: np.ndarray) -> floa
     for cell in cells:
         x, y, _, _ = geometry.cell_rect(int(cell))
         region = reader.read_region(int(x), int(y), level, lv_size, lv_size)
-        patch = to_model_scale(region, spec.patch_px * spec.mpp_um / lv_size, spec)
+        patch = to_model_scale(region, spec.patch_px * spec.mpp / lv_size, spec)
         model.predict_proba(patch)
     return (time.perf_counter() - t0) / len(cells)
 
@@ -140,7 +140,7 @@ def main() -> int:
           flush=True)
     with open_slide(slide) as reader:
         spec = model.input
-        g = GridGeometry.for_slide(reader.info.dimensions, reader.info.mpp, spec.mpp_um, spec.patch_px)
+        g = GridGeometry.for_slide(reader.info.dimensions, reader.info.mpp, spec.mpp, spec.patch_px)
         cells = np.flatnonzero(grid_tissue(reader, g).reshape(-1))
         sample = np.random.default_rng(0).choice(cells, min(args.naive_patches, len(cells)), replace=False)
         per_patch = naive_loop(reader, g, model, sample)

@@ -126,20 +126,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    spec = InputSpec(patch_px=PCAM_PATCH_PX, mpp_um=PCAM_MPP_UM)
+    spec = InputSpec(patch_px=PCAM_PATCH_PX, mpp=PCAM_MPP_UM)
     patches, source = load_patches(max(sizes))
     # Any fitted model will do for timing (prediction cost does not depend on the weights).
     train = patches[:128]
-    model = fit_handcrafted(extract_features(train, spec.mpp_um), np.arange(len(train)) % 2, spec=spec)
-    assert naive_features(patches[0], spec.mpp_um).shape == (len(FEATURE_NAMES),)
+    model = fit_handcrafted(extract_features(train, spec.mpp), np.arange(len(train)) % 2, spec=spec)
+    assert naive_features(patches[0], spec.mpp).shape == (len(FEATURE_NAMES),)
     model.predict_proba(patches[:8])  # warm caches and lazy imports of both paths
-    naive_predict(patches[:2], model, spec.mpp_um)
+    naive_predict(patches[:2], model, spec.mpp)
 
     rows, report = [], {"machine": machine_info(), "input": source, "features": len(FEATURE_NAMES), "results": []}
     for n in sizes:
         batch = np.ascontiguousarray(patches[:n])
         fast = time_calls(lambda: model.predict_proba(batch), args.seconds)
-        naive = time_calls(lambda: naive_predict(batch, model, spec.mpp_um), args.seconds, max_calls=50)
+        naive = time_calls(lambda: naive_predict(batch, model, spec.mpp), args.seconds, max_calls=50)
         fast_ps, naive_ps = n / statistics.median(fast), n / statistics.median(naive)
         rows.append([n, fast_ps, naive_ps, fast_ps / naive_ps, len(fast), len(naive)])
         report["results"].append({"batch": n, "fast_patches_per_s": fast_ps, "naive_patches_per_s": naive_ps,

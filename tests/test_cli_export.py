@@ -88,7 +88,7 @@ def test_uses_the_viewers_complete_cached_heatmap(tmp_path, capsys, monkeypatch)
 
     path = slide(tmp_path)
     info = read_model_info(resolve_model_path("handcrafted"))
-    g = GridGeometry.for_slide((W, H), 0.25, info.input.mpp_um, info.input.patch_px)
+    g = GridGeometry.for_slide((W, H), 0.25, info.input.mpp, info.input.patch_px)
     grid = PredictionGrid(g)
     values = np.linspace(0, 1, g.size, dtype=np.float32)
     grid.set_values(np.arange(g.size), values)

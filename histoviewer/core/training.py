@@ -372,9 +372,9 @@ def _metric_summary(m: PatchMetrics) -> dict[str, float]:
     return {k: round(float(v), 6) for k, v in out.items()}
 
 
-def _features(patch_set: Any, idx: np.ndarray, mpp_um: float, control: JobControl,
+def _features(patch_set: Any, idx: np.ndarray, mpp: float, control: JobControl,
               what: str) -> np.ndarray:
-    return np.concatenate([extract_features(batch, mpp_um)
+    return np.concatenate([extract_features(batch, mpp)
                            for batch in _read_batches(patch_set, idx, 256, control, what)])
 
 
@@ -395,8 +395,8 @@ def train_handcrafted(
     spec = spec or getattr(patch_set, "spec", InputSpec(PCAM_PATCH_PX, PCAM_MPP_UM))
     sp = _split(patch_set, valid_set, cfg, log)
     train_idx, valid_idx = sp.train_idx, sp.valid_idx
-    f_train = _features(patch_set, train_idx, spec.mpp_um, control, "features (training)")
-    f_valid = _features(sp.valid_set, valid_idx, spec.mpp_um, control, "features (validation)")
+    f_train = _features(patch_set, train_idx, spec.mpp, control, "features (training)")
+    f_valid = _features(sp.valid_set, valid_idx, spec.mpp, control, "features (validation)")
     y_train, y_valid = sp.train_labels[train_idx], sp.valid_labels[valid_idx]
     history: list[EpochRecord] = []
     best = None

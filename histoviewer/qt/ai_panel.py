@@ -13,7 +13,8 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QLabel, QSlider, QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout,
+    QWidget,
 )
 
 from histoviewer.core.inference.live import LiveOptions
@@ -182,8 +183,6 @@ class AiPanel(QDockWidget):
 
     @staticmethod
     def _pair(a: QWidget, b: QWidget) -> QWidget:
-        from PySide6.QtWidgets import QHBoxLayout
-
         box = QWidget()
         row = QHBoxLayout(box)
         row.setContentsMargins(0, 0, 0, 0)

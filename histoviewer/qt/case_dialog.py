@@ -31,6 +31,8 @@ from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.errors import Cancelled, HistoViewerError, ModelLoadError, StagingError
 from histoviewer.core.inference.analyze import AnalyzeOptions
 from histoviewer.core.jobs import analyze_case
+from histoviewer.core.models.model_file import read_model_info
+from histoviewer.core.models.registry import resolve_model_path
 from histoviewer.core.paths import user_data_dir
 from histoviewer.core.progress import JobControl
 from histoviewer.core.staging_terms import NodeLabel
@@ -135,9 +137,6 @@ class CaseAnalysis(QObject):
 
 def _model_warning(model_spec: str) -> str:
     """The demonstration warning for the model that will stage the case ("" for a real model)."""
-    from histoviewer.core.models.model_file import read_model_info
-    from histoviewer.core.models.registry import resolve_model_path
-
     try:
         info = read_model_info(resolve_model_path(model_spec))
     except HistoViewerError as exc:

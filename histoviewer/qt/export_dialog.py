@@ -23,13 +23,16 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QFileDialog,
-                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
+                               QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton,
                                QRadioButton, QVBoxLayout, QWidget)
 
-from histoviewer.core.errors import ExportCancelled, HistoViewerError
 from histoviewer.core.colormaps import COLORMAPS, DEFAULT_COLORMAP, colormap_lut
+from histoviewer.core.errors import ExportCancelled, HistoViewerError
+from histoviewer.core.export import HeatmapData
+from histoviewer.core.export.outline import outlines_from_document
 from histoviewer.core.export.requests import parse_region
 from histoviewer.core.jobs import ExportRequest, run_export
+from histoviewer.core.paths import user_data_dir
 from histoviewer.core.progress import JobControl
 from histoviewer.qt.report_pdf import write_report_pdf
 from histoviewer.qt.threads import gui_thread
@@ -54,8 +57,6 @@ def _default_out_dir(slide_path: Path) -> Path:
     folder = slide_path.parent
     if folder.is_dir() and os.access(folder, os.W_OK):
         return folder
-    from histoviewer.core.paths import user_data_dir
-
     return user_data_dir() / "exports"
 
 
@@ -242,8 +243,6 @@ class ExportDialog(QDialog):
 
     def request(self) -> ExportRequest:
         """The export the widgets describe (GUI thread); ``ValueError`` for bad input."""
-        from histoviewer.core.export import HeatmapData
-
         parts = self._heatmap_parts()
         if parts is None:
             raise ValueError("the AI overlay is not running on this slide")
@@ -271,8 +270,6 @@ class ExportDialog(QDialog):
         doc = getattr(self.tab, "annotations", None)
         if doc is None or not self.drawn.isChecked():
             return []
-        from histoviewer.core.export.outline import outlines_from_document
-
         return outlines_from_document(doc)
 
     @property
@@ -304,8 +301,6 @@ class ExportDialog(QDialog):
         return True
 
     def _ask_overwrite(self, path: Path) -> bool:
-        from PySide6.QtWidgets import QMessageBox
-
         answer = QMessageBox.question(self, "Replace file?", f"{path} exists. Replace it?",
                                       QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                       QMessageBox.StandardButton.No)

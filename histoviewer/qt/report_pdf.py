@@ -22,6 +22,7 @@ import numpy as np
 from PySide6.QtCore import QMarginsF, QPointF, QRectF, Qt
 from PySide6.QtGui import (QColor, QFont, QFontMetricsF, QGuiApplication, QPageLayout, QPageSize, QPainter,
                            QPdfWriter, QPen)
+from PySide6.QtWidgets import QApplication
 
 from histoviewer.core.analysis.lesion_io import LESION_COLORS
 from histoviewer.core.errors import ExportCancelled, ReportError
@@ -66,8 +67,6 @@ def ensure_gui_application() -> QGuiApplication:
     global _APP
     app = QGuiApplication.instance()
     if app is None:
-        from PySide6.QtWidgets import QApplication
-
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
         app = _APP = QApplication([])
     return app  # type: ignore[return-value]

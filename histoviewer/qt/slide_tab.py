@@ -16,6 +16,7 @@ from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.core.tiles.session import SlideSession
 from histoviewer.core.tiles.viewport import MAX_SCALE, Viewport
+from histoviewer.core.units import um_to_l0_px
 from histoviewer.qt.annotation_layer import AnnotationLayer
 from histoviewer.qt.annotation_tools import AnnotationTools
 from histoviewer.qt.heatmap_layer import HeatmapLayer
@@ -308,7 +309,7 @@ class SlideTab(QWidget):
             return False
         x, y, w, h = lesion.l0_bbox
         mpp = self.session.info.mpp
-        l0_min_side = FLY_MIN_SIDE_UM / mpp if mpp else 0.0
+        l0_min_side = um_to_l0_px(FLY_MIN_SIDE_UM, mpp) or 0.0  # unknown scale: no minimum
         side_w, side_h = max(w, l0_min_side, 1.0) * FLY_MARGIN, max(h, l0_min_side, 1.0) * FLY_MARGIN
         view = self.view
         view.set_scale(min(view.width() / side_w, view.height() / side_h, MAX_SCALE))  # no longer "fitted"

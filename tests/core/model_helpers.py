@@ -21,7 +21,7 @@ class ArrayPatchSet(PatchSet):
         self.ids = IndexIds("toy_", len(patches))
         self.groups = np.zeros(len(patches), np.int32) if groups is None else groups
         self.description = description
-        self.source_mpp = spec.mpp_um
+        self.source_mpp = spec.mpp
 
     def __len__(self) -> int:
         return len(self._patches)

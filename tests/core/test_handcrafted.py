@@ -179,7 +179,7 @@ def test_texture_matches_skimage():
 
 
 # -- classifier ----------------------------------------------------------------------------------
-SPEC = InputSpec(patch_px=P, mpp_um=MPP)
+SPEC = InputSpec(patch_px=P, mpp=MPP)
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,7 @@ def test_toy_problem_is_learned(toy_data, toy_model):
     info = toy_model.info
     assert info.kind == "handcrafted" and "logistic regression" in info.architecture
     assert tuple(info.extra["feature_names"]) == FEATURE_NAMES and isinstance(info.extra["feature_version"], int)
-    assert info.input.patch_px == P and info.input.mpp_um == MPP
+    assert info.input.patch_px == P and info.input.mpp == MPP
 
 
 def test_tensors_round_trip_gives_identical_predictions(toy_data, toy_model):

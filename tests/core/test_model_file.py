@@ -38,7 +38,7 @@ def test_cnn_round_trip_gives_identical_predictions(tmp_path):
     assert info.training_data == "toy" and info.metrics == {"valid_auc": 0.9}
     assert info.demonstration and "DEMONSTRATION" in info.display_name()
     assert info.software_version and info.created
-    assert info.input.patch_px == 96 and info.input.mpp_um == pytest.approx(0.972)
+    assert info.input.patch_px == 96 and info.input.mpp == pytest.approx(0.972)
 
 
 def test_save_is_atomic_and_keeps_no_temp_files(tmp_path):

@@ -80,7 +80,7 @@ def test_resample_rgba_on_white_and_bad_input():
 def test_resample_speed():
     batch = np.random.default_rng(1).integers(0, 256, (2000, 256, 256, 3), dtype=np.uint8)
     start = time.perf_counter()
-    out = to_model_scale(batch, 0.243, InputSpec(patch_px=64, mpp_um=0.972))
+    out = to_model_scale(batch, 0.243, InputSpec(patch_px=64, mpp=0.972))
     seconds = time.perf_counter() - start
     assert out.shape == (2000, 64, 64, 3)
     assert seconds < 5.0, f"2000 patches 256->64 px took {seconds:.2f} s"

@@ -20,7 +20,7 @@ from histoviewer.core.models.classifier import DEMO_WARNING, ModelInfo
 from histoviewer.core.models.record import ModelRecord
 from tests.core.summary_helpers import summary
 
-DEMO_INFO = ModelInfo(name="demo", kind="cnn", architecture="strided-cnn", input=InputSpec(patch_px=96, mpp_um=0.972),
+DEMO_INFO = ModelInfo(name="demo", kind="cnn", architecture="strided-cnn", input=InputSpec(patch_px=96, mpp=0.972),
                       content_hash="a" * 64, demonstration=True)
 
 

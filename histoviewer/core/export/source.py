@@ -131,7 +131,7 @@ def heatmap_for_slide(
     if slide_info.mpp is None:
         raise ExportError(f"{slide_path}: the slide does not state its scale (um/px); a model "
                           "cannot be run on it, so there is no heatmap to export")
-    geometry = GridGeometry.for_slide(slide_info.dimensions, slide_info.mpp, info.input.mpp_um,
+    geometry = GridGeometry.for_slide(slide_info.dimensions, slide_info.mpp, info.input.mpp,
                                       info.input.patch_px, stride_px)
     if info.content_hash:
         grid = PredictionGrid(geometry)

@@ -119,7 +119,7 @@ def analyze_slide(
                 "cannot be read at the model's scale"
             )
         spec = model.input
-        geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp_um, spec.patch_px,
+        geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp, spec.patch_px,
                                           options.stride_px)
         record = ModelRecord.from_info(model.info)
         t0 = time.perf_counter()

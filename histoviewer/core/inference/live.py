@@ -170,7 +170,7 @@ class LiveHeatmap:
         self.torch_threads = _share_cpu_with_the_viewer(model)
         t1 = time.perf_counter()
         spec = model.input
-        geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp_um, spec.patch_px,
+        geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp, spec.patch_px,
                                           spec.patch_px // max(1, self.options.stride_divisor))
         grid = PredictionGrid(geometry, grid_tissue(self.reader, geometry))
         t2 = time.perf_counter()

@@ -1,7 +1,7 @@
 """The one interface every patch classifier implements.
 
 A classifier takes a batch of square RGB patches **already at its own scale**
-(``InputSpec.patch_px`` pixels at ``InputSpec.mpp_um`` micrometres per pixel; see
+(``InputSpec.patch_px`` pixels at ``InputSpec.mpp`` micrometres per pixel; see
 ``histoviewer.core.input_spec``) and returns the tumour probability of each. Resampling
 from a slide or a patch file to that scale is the caller's job (``histoviewer.core.patches``), so a model never guesses a scale.
 """
@@ -59,16 +59,13 @@ class ModelInfo:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["input"]["class_names"] = list(self.input.class_names)
+        out["input"] = self.input.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
-        inp = dict(data.get("input") or {})
-        if "class_names" in inp:
-            inp["class_names"] = tuple(inp["class_names"])
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "input"}
-        return cls(input=InputSpec(**inp), **known)
+        return cls(input=InputSpec.from_dict(data.get("input") or {}), **known)
 
 
 def check_patch_batch(patches: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -79,7 +76,7 @@ def check_patch_batch(patches: np.ndarray, spec: InputSpec) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[1:] != (p, p, 3):
         raise ModelError(
-            f"expected patches of shape (N, {p}, {p}, 3) at {spec.mpp_um} um/px, got {arr.shape}"
+            f"expected patches of shape (N, {p}, {p}, 3) at {spec.mpp} um/px, got {arr.shape}"
         )
     if arr.dtype != np.uint8:
         raise ModelError(f"expected uint8 RGB patches, got {arr.dtype}")

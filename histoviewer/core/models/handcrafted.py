@@ -84,7 +84,7 @@ class HandcraftedClassifier(PatchClassifier):
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
         """Tumour probability, float32 ``(N,)``, of ``(N, P, P, 3)`` uint8 patches at the model's scale."""
         arr = check_patch_batch(patches, self.input)
-        return self.predict_proba_features(extract_features(arr, self.input.mpp_um))
+        return self.predict_proba_features(extract_features(arr, self.input.mpp))
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
         """Tumour probability, float32 ``(N,)``, of ``(N, F)`` features from ``extract_features``."""
@@ -162,7 +162,7 @@ def fit_handcrafted(
 ) -> HandcraftedClassifier:
     """Fit standardisation and L2 logistic regression (balanced class weights) to features.
 
-    ``features_train`` is ``(N, F)`` from ``extract_features`` at ``spec.mpp_um``; ``y_train``
+    ``features_train`` is ``(N, F)`` from ``extract_features`` at ``spec.mpp``; ``y_train``
     is ``(N,)`` with 1 = tumour, 0 = normal. ``C`` is the inverse L2 strength. The training
     AUC goes in ``info.metrics["train_auc"]`` (optimistic: use held-out data to judge a model).
     """

@@ -50,7 +50,7 @@ class ModelRecord:
         """From a loaded model's (or a model file's) ``ModelInfo``."""
         return cls(name=info.name, display_name=info.display_name(), kind=info.kind,
                    architecture=info.architecture, content_hash=info.content_hash,
-                   demonstration=bool(info.demonstration), mpp=float(info.input.mpp_um),
+                   demonstration=bool(info.demonstration), mpp=float(info.input.mpp),
                    patch_px=int(info.input.patch_px))
 
     @classmethod

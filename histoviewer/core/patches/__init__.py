@@ -2,7 +2,7 @@
 
 No Qt here. ``open_patch_set(path, spec)`` detects the layout (PatchCamelyon HDF5, Kaggle
 folder, class folders, flat image folder, slides + annotations) and returns a ``PatchSet``
-whose ``read`` gives ``(n, P, P, 3)`` uint8 RGB at ``spec.mpp_um`` um/px.
+whose ``read`` gives ``(n, P, P, 3)`` uint8 RGB at ``spec.mpp`` um/px.
 """
 
 from histoviewer.core.patches.base import PatchSet, iter_batches

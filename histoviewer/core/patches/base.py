@@ -2,7 +2,7 @@
 
 Every reader (PatchCamelyon HDF5, Kaggle folder, class folders, flat image folder,
 slides + annotations) is a ``PatchSet``. ``read`` always returns square uint8 RGB
-``(n, P, P, 3)`` with ``P = spec.patch_px`` at ``spec.mpp_um`` um/px, whatever the
+``(n, P, P, 3)`` with ``P = spec.patch_px`` at ``spec.mpp`` um/px, whatever the
 source scale; ``source_mpp`` records the scale the data came at.
 """
 
@@ -76,7 +76,7 @@ class PatchSet(ABC):
         """Patches ``indices`` (valid, int64, any order, maybe repeated) at the model's scale."""
 
     def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """``(n, P, P, 3)`` uint8 RGB at ``spec.mpp_um``, in the order of ``indices``."""
+        """``(n, P, P, 3)`` uint8 RGB at ``spec.mpp``, in the order of ``indices``."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         n = len(self)
         if idx.size and (idx.min() < 0 or idx.max() >= n):

@@ -1,7 +1,7 @@
 """Bring patches from their source scale to a model's scale (``InputSpec``).
 
-Units: ``source_mpp`` and ``spec.mpp_um`` are micrometres per pixel; sizes are pixels.
-A batch of one source scale is resized by ``source_mpp / spec.mpp_um`` and then
+Units: ``source_mpp`` and ``spec.mpp`` are micrometres per pixel; sizes are pixels.
+A batch of one source scale is resized by ``source_mpp / spec.mpp`` and then
 centre-cropped or reflect-padded to ``spec.patch_px``. Cropping and padding are centred
 because a patch label refers to the patch *centre* (PatchCamelyon: the central 32 x 32
 px at 96 px): the centre must stay the centre whatever the source size.
@@ -93,8 +93,8 @@ def to_model_scale(patches: np.ndarray, source_mpp: float, spec: InputSpec) -> n
     n, h, w = arr.shape[:3]
     if n == 0:
         return np.zeros((0, spec.patch_px, spec.patch_px, 3), np.uint8)
-    out_h = scaled_size(h, source_mpp, spec.mpp_um)
-    out_w = scaled_size(w, source_mpp, spec.mpp_um)
+    out_h = scaled_size(h, source_mpp, spec.mpp)
+    out_w = scaled_size(w, source_mpp, spec.mpp)
     if (out_h, out_w) != (h, w):
         arr = np.stack([_resize_one(np.ascontiguousarray(img), out_h, out_w) for img in arr])
     return crop_or_pad(arr, spec.patch_px)

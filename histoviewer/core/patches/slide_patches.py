@@ -1,7 +1,7 @@
 """Patches cut from slides on a grid over the tissue, labelled from polygon annotations.
 
 Frames: ``l0_`` values are level-0 pixels of a slide (x right, y down). A patch of
-``P = spec.patch_px`` px at ``spec.mpp_um`` covers ``l0_size = P * spec.mpp_um / slide_mpp``
+``P = spec.patch_px`` px at ``spec.mpp`` covers ``l0_size = P * spec.mpp / slide_mpp``
 level-0 px; the grid stride equals the patch size and starts at (0, 0).
 
 Label rule (PatchCamelyon): 1 when the central ``P/3`` x ``P/3`` px (32 x 32 at 96 px)
@@ -195,7 +195,7 @@ class SlidePatchSet(PatchSet):
                 for x, y in self.l0_xy[indices[ks]]
             ]
             # the read spans exactly P model px, whatever rounding did to lv_size
-            out[ks] = to_model_scale(np.stack(regions), p * self.spec.mpp_um / s.lv_size, self.spec)
+            out[ks] = to_model_scale(np.stack(regions), p * self.spec.mpp / s.lv_size, self.spec)
         return out
 
     def close(self) -> None:
@@ -210,11 +210,11 @@ def _open_slide_entry(path: Path, spec: InputSpec, patch_mpp: float | None) -> _
         reader.close()
         raise PatchDataError(
             f"{path}: the slide does not state its microns per pixel, so the scale is unknown and "
-            f"patches at {spec.mpp_um} um/px cannot be cut; give its level-0 um/px as the patch scale "
+            f"patches at {spec.mpp} um/px cannot be cut; give its level-0 um/px as the patch scale "
             "if you know it",
             setting="patch_mpp",
         )
-    l0_size = spec.patch_px * spec.mpp_um / mpp
+    l0_size = spec.patch_px * spec.mpp / mpp
     level = reader.best_level_for_downsample(l0_size / spec.patch_px)
     lv_size = max(1, int(round(l0_size / reader.info.level_downsamples[level])))
     return _Slide(path, reader, mpp, level, lv_size, l0_size)
@@ -343,6 +343,6 @@ def open_slide_patches(
     counts = f"{int((lab == 1).sum())} tumour / {int((lab == 0).sum())} normal" if labelled else "unlabelled"
     description = (
         f"{len(xy)} patches from {len(paths)} slide(s) ({names}), {counts}, "
-        f"{spec.patch_px} px at {spec.mpp_um} um/px"
+        f"{spec.patch_px} px at {spec.mpp} um/px"
     )
     return SlidePatchSet(slides, spec, gid, xy, lab if labelled else None, description)
