@@ -41,7 +41,7 @@ def write_report(analyses: list[Path], pdf: Path | None, json_path: Path | None,
 
     report = load_report(analyses)
     written: dict[str, Any] = {"slides": len(report.slides),
-                               "cases": [{"patient": c.patient, "stage": c.stage, "provisional": c.provisional}
+                               "cases": [{"patient": c.patient, "stage": c.stage.value, "provisional": c.provisional}
                                          for c in report.cases],
                                "demonstration_model": report.demonstration}
     if json_path is not None:

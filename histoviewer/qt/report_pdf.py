@@ -32,6 +32,7 @@ from histoviewer.core.models.classifier import DEMO_WARNING
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.report.images import SlideImages, fit_size, render_slide_images
 from histoviewer.core.report.model import CaseReport, Report, SlideReport
+from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.qt.images import rgb_to_qimage
 
 __all__ = ["ensure_gui_application", "page_plan", "write_report_pdf"]
@@ -257,11 +258,11 @@ def _stage_line(case: CaseReport | None) -> str:
     if case is None:
         return ""
     prov = " (provisional)" if case.provisional else ""
-    return f"Case {case.patient}: {case.stage}{prov} \u2013 {case.reason}"
+    return f"Case {case.patient}: {case.stage.value}{prov} \u2013 {case.reason}"
 
 
-def _label_swatch(pg: _Page, label: str, x: float, y: float) -> None:
-    rgb = (255, 255, 255) if label == "negative" else LESION_COLORS.get(label)
+def _label_swatch(pg: _Page, label: NodeLabel, x: float, y: float) -> None:
+    rgb = (255, 255, 255) if label is NodeLabel.NEGATIVE else LESION_COLORS.get(label.value)
     if rgb is None:
         return
     pg.p.setPen(QPen(QColor(0, 0, 0), _mm(0.2)))
@@ -307,13 +308,13 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
     y = top
     y += pg.text(right_x, y, right_w, "Node label", 8.5, color=GREY)
     _label_swatch(pg, s.node_label, right_x, y)
-    y += pg.text(right_x + 6, y, right_w - 6, LABEL_TEXT.get(s.node_label, s.node_label), 13, True) + 1
+    y += pg.text(right_x + 6, y, right_w - 6, LABEL_TEXT.get(s.node_label, s.node_label.value), 13, True) + 1
     cov_color = WARN_EDGE if (s.provisional or s.error) else QColor(0, 0, 0)
     y += pg.text(right_x, y, right_w, _coverage_text(s), 9, s.provisional, cov_color) + 2.5
     big = s.largest
     if big is not None:
         more = f"; {len(s.lesions)} lesions in all" if len(s.lesions) > 1 else ""
-        size = (f"{big.diameter_mm:.2f} mm ({big.size_class})" if big.diameter_mm is not None
+        size = (f"{big.diameter_mm:.2f} mm ({big.size_class.value})" if big.diameter_mm is not None
                 else "size unknown (the slide states no scale)")
         y += pg.text(right_x, y, right_w, f"Largest lesion: {big.name}, {size}{more}.", 9) + 2.5
     elif not s.error:
@@ -324,7 +325,7 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
         # the viewer is one node of the patient's): say how many it rests on.
         y += pg.text(right_x, y, right_w, f"Case pN stage, from the {n} node{'s' if n != 1 else ''} in this report",
                      8.5, color=GREY)
-        y += pg.text(right_x, y, right_w, case.stage + (" (provisional)" if case.provisional else ""), 13, True) + 1
+        y += pg.text(right_x, y, right_w, case.stage.value + (" (provisional)" if case.provisional else ""), 13, True) + 1
         y += pg.text(right_x, y, right_w, case.reason, 8.5) + 3
     if images.heatmap_drawn and images.thumbnail_source == "slide":
         y += _legend(pg, right_x, y, right_w, s.threshold) + 2
@@ -348,7 +349,7 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
             les = snap.lesion
             scale = f", {snap.output_mpp:.2g} \u00b5m/px" if snap.output_mpp is not None else ""
             size = ("size unknown (no scale)" if les.diameter_mm is None
-                    else f"{les.diameter_mm:.2f} mm, {les.size_class}")
+                    else f"{les.diameter_mm:.2f} mm, {les.size_class.value}")
             cap = f"{les.name}: {size}; max p {les.max_probability:.2f}{scale}"
             pg.text(x, pg.y + sh + 0.8, w, cap, 8)
         pg.y += w + cap_h + 3
@@ -357,7 +358,7 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
     if s.lesions:
         cols = (("Lesion", 18), ("Class", 14), ("Diameter mm", 20), ("Area mm\u00b2", 18), ("Max p", 12),
                 ("Mean p", 12), ("Centre x, y (level-0 px)", 36))
-        rows = [(les.name, les.size_class, _mm_text(les.diameter_mm, 3), _mm_text(les.area_mm2, 4),
+        rows = [(les.name, les.size_class.value, _mm_text(les.diameter_mm, 3), _mm_text(les.area_mm2, 4),
                  f"{les.max_probability:.2f}", f"{les.mean_probability:.2f}",
                  f"{les.centroid_l0[0]:.0f}, {les.centroid_l0[1]:.0f}") for les in s.lesions]
         drawn = pg.table(cols, rows, max_bottom=bottom - 6)
@@ -374,7 +375,7 @@ def _draw_case_page(pg: _Page, report: Report, case: CaseReport, page: int, page
     bottom = _footer(pg, report, members[0] if len(members) == 1 else None, PN_RULES + " " + SIZE_RULES,
                      page, pages)
     pg.line("pN stage", 9, color=GREY, gap=0)
-    pg.line(case.stage + (" (provisional)" if case.provisional else ""), 24, True, gap=1)
+    pg.line(case.stage.value + (" (provisional)" if case.provisional else ""), 24, True, gap=1)
     if case.provisional:
         pg.line("PROVISIONAL: part of the tissue of at least one node is still unclassified; the stage "
                 "may still go up.", 9.5, True, WARN_EDGE, gap=1.5)
@@ -387,7 +388,7 @@ def _draw_case_page(pg: _Page, report: Report, case: CaseReport, page: int, page
     rows = []
     for s in members:
         big = s.largest
-        rows.append((s.slide_name, s.node_label, "yes" if s.provisional else "no", _pct(s.coverage),
+        rows.append((s.slide_name, s.node_label.value, "yes" if s.provisional else "no", _pct(s.coverage),
                      str(len(s.lesions)), "" if big is None else big.name,
                      "" if big is None else _mm_text(big.diameter_mm),
                      "yes" if s.slide_name in case.deciding_nodes else ""))

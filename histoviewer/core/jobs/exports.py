@@ -86,7 +86,7 @@ class ExportRequest:
             slide = slide_report_from_map(self.slide_path, self.heatmap)
             for les in slide.lesions:
                 size = ("size unknown" if les.diameter_mm is None
-                        else f"{les.diameter_mm:.2f} mm ({les.size_class})")
+                        else f"{les.diameter_mm:.2f} mm ({les.size_class.value})")
                 out.append(lesion_outline(les, f"{les.name} {size}"))
         return out
 

@@ -32,7 +32,7 @@ from histoviewer.core.export.source import HeatmapData, clip_region, read_analys
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.report.model import LesionEntry, SlideReport
 from histoviewer.core.slide import open_slide
-from histoviewer.core.staging_terms import SIZE_CLASS_NAMES, SizeClass
+from histoviewer.core.staging_terms import SIZE_CLASS_NAMES
 from histoviewer.core.units import l0_px_to_um, um_to_l0_px
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _short_label(les: LesionEntry) -> str:
 def _size_text(les: LesionEntry) -> str:
     if les.diameter_mm is None:
         return f"{les.name}: size unknown (no scale)"
-    return f"{les.diameter_mm:.2f} mm ({SIZE_CLASS_NAMES[SizeClass(les.size_class)]})"
+    return f"{les.diameter_mm:.2f} mm ({SIZE_CLASS_NAMES[les.size_class]})"
 
 
 def lesion_outline(les: LesionEntry, label: str) -> Outline:
@@ -88,7 +88,7 @@ def lesion_outline(les: LesionEntry, label: str) -> Outline:
     if len(pts) < 2:
         x, y, w, h = les.bbox_l0
         pts = ((x, y), (x + w, y), (x + w, y + h), (x, y + h))
-    color = LESION_COLORS.get(les.size_class, LESION_COLORS["unknown"])
+    color = LESION_COLORS.get(les.size_class.value, LESION_COLORS["unknown"])
     return Outline(tuple(pts), color, label, les.diameter_ends_l0)
 
 

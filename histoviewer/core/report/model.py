@@ -26,7 +26,7 @@ import histoviewer
 from histoviewer.core.analysis.camelyon17 import case_of
 from histoviewer.core.analysis.lesions import Lesion, MapFrame
 from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
-from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
+from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideFailure, read_summary
 from histoviewer.core.annotations.geojson_io import read_geojson
 from histoviewer.core.errors import HistoViewerError, ReportError, StagingError, SummaryFormatError
@@ -34,7 +34,7 @@ from histoviewer.core.export.provenance import SOFTWARE
 from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.models.classifier import DEMO_WARNING
 from histoviewer.core.models.record import ModelRecord
-from histoviewer.core.staging_terms import NodeLabel
+from histoviewer.core.staging_terms import NodeLabel, SizeClass
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +63,17 @@ def _opt_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
 @dataclass(frozen=True)
 class LesionEntry:
     """One lesion row. ``outline_l0`` (open ring) is for drawing only; it is not written to
     the JSON or CSV (``lesions.geojson`` holds it)."""
 
     name: str
-    size_class: str
+    size_class: SizeClass
     diameter_mm: float | None
     area_mm2: float | None
     max_probability: float
@@ -80,12 +84,15 @@ class LesionEntry:
     diameter_ends_l0: tuple[Point, Point] | None = None
     outline_l0: tuple[Point, ...] = field(default=(), compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size_class", SizeClass(self.size_class))  # "micro" -> SizeClass.MICRO
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], outline_l0: Sequence[Point] = ()) -> LesionEntry:
         """From a lesion of ``summary.json`` (``Lesion.to_dict``)."""
         ends = d.get("diameter_ends_l0")
         return cls(
-            name=str(d["name"]), size_class=str(d.get("size_class", "unknown")),
+            name=str(d["name"]), size_class=SizeClass(str(d.get("size_class", "unknown"))),
             diameter_mm=_opt_float(d.get("diameter_mm")), area_mm2=_opt_float(d.get("area_mm2")),
             max_probability=float(d["max_probability"]), mean_probability=float(d["mean_probability"]),
             cells=int(d.get("cells", 0)),
@@ -99,28 +106,37 @@ class LesionEntry:
     def from_lesion(cls, lesion: Lesion, l0_outline: Sequence[Point] | None = None) -> LesionEntry:
         """From a core ``analysis.lesions.Lesion`` (an analysis' or the viewer's live lesions);
         ``l0_outline`` replaces the lesion's own (a summary's lesions have none)."""
-        return cls.from_dict(lesion.to_dict(with_outline=False),
-                             lesion.l0_outline if l0_outline is None else l0_outline)
+        return cls(
+            name=lesion.name, size_class=lesion.size_class, diameter_mm=lesion.diameter_mm,
+            area_mm2=lesion.area_mm2, max_probability=float(lesion.max_probability),
+            mean_probability=float(lesion.mean_probability), cells=int(lesion.cells),
+            centroid_l0=lesion.l0_centroid, bbox_l0=lesion.l0_bbox, diameter_ends_l0=lesion.l0_diameter_ends,
+            outline_l0=tuple(lesion.l0_outline if l0_outline is None else l0_outline),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "size_class": self.size_class, "diameter_mm": self.diameter_mm,
-                "area_mm2": self.area_mm2, "max_probability": self.max_probability,
-                "mean_probability": self.mean_probability, "cells": self.cells,
-                "centroid_l0": list(self.centroid_l0), "bbox_l0": list(self.bbox_l0),
+        # rounded as summary.json rounds them (Lesion.to_dict): a live map's lesions and an
+        # analysis' read back give the same report.json
+        return {"name": self.name, "size_class": self.size_class.value,
+                "diameter_mm": _rounded(self.diameter_mm, 6), "area_mm2": _rounded(self.area_mm2, 6),
+                "max_probability": round(self.max_probability, 6),
+                "mean_probability": round(self.mean_probability, 6), "cells": self.cells,
+                "centroid_l0": [round(v, 2) for v in self.centroid_l0],
+                "bbox_l0": [round(v, 2) for v in self.bbox_l0],
                 "diameter_ends_l0": None if self.diameter_ends_l0 is None
-                else [list(p) for p in self.diameter_ends_l0]}
+                else [[round(v, 2) for v in p] for p in self.diameter_ends_l0]}
 
 
 @dataclass(frozen=True)
 class SlideReport:
-    """One slide (lymph node). ``node_label`` is a ``NodeLabel`` value; ``provisional`` while
+    """One slide (lymph node). ``node_label``: the AI's label of the node; ``provisional`` while
     part of the tissue is unclassified (``coverage`` < 1). ``analysed``: when the analysis
     was written (ISO, UTC), "" when not known. ``analysis_dir`` None for a live map."""
 
     slide_path: str
     patient: str
     node: int | None
-    node_label: str
+    node_label: NodeLabel
     provisional: bool
     coverage: float
     mpp: float | None
@@ -131,6 +147,9 @@ class SlideReport:
     analysed: str = ""
     analysis_dir: str | None = None
     error: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "node_label", NodeLabel(self.node_label))  # "micro" -> NodeLabel.MICRO
 
     @property
     def slide_name(self) -> str:
@@ -150,7 +169,7 @@ class SlideReport:
 
     def node_result(self) -> NodeResult:
         big = self.largest
-        label = NodeLabel.UNKNOWN if self.error else NodeLabel.parse(self.node_label)
+        label = NodeLabel.UNKNOWN if self.error else self.node_label
         return NodeResult(self.slide_name, label, largest_lesion=None if big is None else big.name,
                           largest_diameter_mm=None if big is None else big.diameter_mm,
                           provisional=self.provisional)
@@ -158,7 +177,7 @@ class SlideReport:
     def to_dict(self) -> dict[str, Any]:
         big = self.largest
         return {"slide": self.slide_name, "slide_path": self.slide_path, "patient": self.patient,
-                "node": self.node, "node_label": self.node_label, "provisional": self.provisional,
+                "node": self.node, "node_label": self.node_label.value, "provisional": self.provisional,
                 "coverage": self.coverage, "mpp": self.mpp, "scale_known": self.scale_known,
                 "l0_size": list(self.l0_size), "lesion_count": len(self.lesions),
                 "largest_lesion": None if big is None else big.name,
@@ -171,29 +190,32 @@ class SlideReport:
 @dataclass(frozen=True)
 class CaseReport:
     """One patient: the pN stage from its slides' labels, what decided it and why.
-    ``stage`` is "unknown" with ``error`` set when the rules cannot stage it (pN3)."""
+    ``stage`` is ``PNStage.UNKNOWN`` with ``error`` set when the rules cannot stage it (pN3)."""
 
     patient: str
     slides: tuple[str, ...]  # slide file names, natural order
-    stage: str
+    stage: PNStage
     provisional: bool
     reason: str
     deciding_nodes: tuple[str, ...] = ()
     deciding_lesions: tuple[tuple[str, str, float | None], ...] = ()  # (node, lesion, diameter_mm)
     error: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stage", PNStage(self.stage))  # "pN1" -> PNStage.PN1
+
     @classmethod
     def from_stage(cls, result: StageResult) -> CaseReport:
-        return cls(result.patient, tuple(n.node for n in result.nodes), result.stage.value,
+        return cls(result.patient, tuple(n.node for n in result.nodes), result.stage,
                    result.provisional, result.reason, tuple(n.node for n in result.deciding),
                    tuple((n.node, n.largest_lesion, n.largest_diameter_mm)
                          for n in result.deciding if n.largest_lesion is not None))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"patient": self.patient, "stage": self.stage, "provisional": self.provisional,
+        return {"patient": self.patient, "stage": self.stage.value, "provisional": self.provisional,
                 "reason": self.reason, "slides": list(self.slides),
                 "deciding_nodes": list(self.deciding_nodes),
-                "deciding_lesions": [{"node": n, "lesion": les, "diameter_mm": d}
+                "deciding_lesions": [{"node": n, "lesion": les, "diameter_mm": _rounded(d, 6)}
                                      for n, les, d in self.deciding_lesions],
                 "error": self.error}
 
@@ -255,7 +277,7 @@ def build_report(slides: Iterable[SlideReport], sources: Sequence[str] = ()) -> 
         try:
             cases.append(CaseReport.from_stage(stage_patient(patient, [m.node_result() for m in members])))
         except StagingError as exc:
-            cases.append(CaseReport(patient, tuple(m.slide_name for m in members), "unknown",
+            cases.append(CaseReport(patient, tuple(m.slide_name for m in members), PNStage.UNKNOWN,
                                     any(m.provisional for m in members), str(exc), error=str(exc)))
     ordered = tuple(s for members in by_patient.values() for s in members)
     return Report(ordered, tuple(cases), tuple(str(p) for p in sources))
@@ -309,12 +331,12 @@ def load_slide_report(folder: str | os.PathLike[str]) -> SlideReport:
         raise ReportError(str(exc)) from exc
     patient, node = case_of(summary.slide)
     if isinstance(summary, SlideFailure):
-        return SlideReport(summary.slide, patient, node, NodeLabel.UNKNOWN.value, False, 0.0, None, (0, 0), (),
+        return SlideReport(summary.slide, patient, node, NodeLabel.UNKNOWN, False, 0.0, None, (0, 0), (),
                            UNKNOWN_MODEL, 0.5, analysed, str(folder), summary.error)
     outlines = _outlines(folder)
     g = summary.geometry
     return SlideReport(
-        slide_path=summary.slide, patient=patient, node=node, node_label=summary.node_label.value,
+        slide_path=summary.slide, patient=patient, node=node, node_label=summary.node_label,
         provisional=summary.provisional, coverage=summary.coverage, mpp=summary.mpp,
         l0_size=(g.l0_width, g.l0_height),
         lesions=tuple(LesionEntry.from_lesion(les, outlines.get(les.name, ())) for les in summary.lesions),
@@ -337,7 +359,7 @@ def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapDa
         found = analyse_map(heatmap.encoded, MapFrame.from_geometry(g))
     patient, node = case_of(slide_path)
     return SlideReport(
-        slide_path=str(slide_path), patient=patient, node=node, node_label=found.label.value,
+        slide_path=str(slide_path), patient=patient, node=node, node_label=found.label,
         provisional=found.provisional, coverage=round(float(found.coverage), 6), mpp=float(g.slide_mpp),
         l0_size=(int(g.l0_width), int(g.l0_height)),
         lesions=tuple(LesionEntry.from_lesion(les) for les in found.lesions), model=heatmap.model,

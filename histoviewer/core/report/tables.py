@@ -86,7 +86,7 @@ def lesions_csv(report: Report) -> str:
     for s in report.slides:
         for les in s.lesions:
             x, y, w, h = les.bbox_l0
-            rows.append((_text(s.patient), _text(s.slide_name), s.node_label, les.name, les.size_class,
+            rows.append((_text(s.patient), _text(s.slide_name), s.node_label.value, les.name, les.size_class.value,
                          _num(les.diameter_mm, unknown=True), _num(les.area_mm2, unknown=True),
                          _num(les.max_probability, 4), _num(les.mean_probability, 4), str(les.cells),
                          _num(les.centroid_l0[0], 1), _num(les.centroid_l0[1], 1), _num(x, 1), _num(y, 1),
@@ -98,10 +98,10 @@ def slides_csv(report: Report) -> str:
     rows = []
     for s in report.slides:
         big = s.largest
-        rows.append((_text(s.patient), _text(s.slide_name), s.node_label, "yes" if s.provisional else "no",
+        rows.append((_text(s.patient), _text(s.slide_name), s.node_label.value, "yes" if s.provisional else "no",
                      _num(s.coverage, 4), str(len(s.lesions)), "" if big is None else big.name,
                      "" if big is None else _num(big.diameter_mm, unknown=True),
-                     "" if big is None else big.size_class, _num(s.mpp, unknown=True),
+                     "" if big is None else big.size_class.value, _num(s.mpp, unknown=True),
                      str(s.l0_size[0]), str(s.l0_size[1]), _num(s.threshold, 4), *_model(s), s.analysed,
                      _text(s.error)))
     return _table(SLIDE_COLUMNS, rows)
@@ -112,7 +112,7 @@ def cases_csv(report: Report) -> str:
     for c in report.cases:
         demo = any(s.demonstration for s in report.slides_of(c))
         lesions = "; ".join(f"{n}:{les}" + ("" if d is None else f" {d:.3f} mm") for n, les, d in c.deciding_lesions)
-        rows.append((_text(c.patient), c.stage, "yes" if c.provisional else "no", _text("; ".join(c.slides)),
+        rows.append((_text(c.patient), c.stage.value, "yes" if c.provisional else "no", _text("; ".join(c.slides)),
                      _text("; ".join(c.deciding_nodes)), _text(lesions), _text(c.reason),
                      "yes" if demo else "no", _text(c.error)))
     return _table(CASE_COLUMNS, rows)
