@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QMenu, QWidget
 from superqt.utils import qthrottled
 
+from histoviewer.qt.actions import make_action
 from histoviewer.qt.ai_panel import AiPanel, AiSettings, save_ai_settings
 from histoviewer.qt.slide_tab import SlideTab
 from histoviewer.qt.window_host import TabHost
@@ -61,14 +62,7 @@ class AiController(QObject):
         self.menu.addAction(self.panel_action)
 
     def _checkable(self, text: str, checked: bool, slot, shortcut: str | None = None) -> QAction:
-        action = QAction(text, self.menu)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        action.setCheckable(True)
-        action.setChecked(checked)
-        action.triggered.connect(slot)
-        self.menu.addAction(action)
-        return action
+        return make_action(self.menu, text, slot, shortcut=shortcut, checked=checked, menu=self.menu)
 
     # -- slides ---------------------------------------------------------------------------------
     def attach(self, tab: SlideTab) -> None:

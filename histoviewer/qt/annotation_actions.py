@@ -23,6 +23,7 @@ from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.annotations import add_lesion_annotations, load_annotations, save_annotations, slide_label
 from histoviewer.core.annotations.tools import Tool
 from histoviewer.core.errors import HistoViewerError
+from histoviewer.qt.actions import make_action
 from histoviewer.qt.annotation_panel import AnnotationPanel, swatch
 from histoviewer.qt.annotation_tools import TOOL_LABELS, VIEWER_SHORTCUTS, fly_to
 from histoviewer.qt.window_host import TabHost
@@ -81,15 +82,7 @@ class AnnotationActions(QObject):
                                        [QKeySequence(Qt.Key.Key_Delete), QKeySequence(Qt.Key.Key_Backspace)])
 
     def _add(self, menu, text: str, slot, shortcuts=()) -> QAction:
-        action = QAction(text, self)
-        keys = []
-        for s in shortcuts:
-            keys.extend(QKeySequence.keyBindings(s) if isinstance(s, QKeySequence.StandardKey) else [s])
-        if keys:
-            action.setShortcuts(keys)
-        action.triggered.connect(slot)
-        menu.addAction(action)
-        return action
+        return make_action(self, text, slot, shortcut=list(shortcuts), menu=menu)
 
     def _build_annotation_menu(self, parent: QWidget | None) -> None:
         menu = QMenu("A&nnotations", parent)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QLabel, QMenu, QWidget
 
 from histoviewer.core.tiles.viewport import Viewport, magnification_scale
 from histoviewer.core.units import l0_px_to_mm
+from histoviewer.qt.actions import make_action
 from histoviewer.qt.slide_tab import SlideTab
 from histoviewer.qt.slide_view import SlideView
 from histoviewer.qt.window_host import TabHost
@@ -46,15 +47,7 @@ class ViewController(QObject):
         self._on_tab_changed(host.current_tab())
 
     def _add(self, text: str, slot, shortcut=None, checked: bool | None = None) -> QAction:
-        action = QAction(text, self.menu)
-        if shortcut is not None:
-            action.setShortcut(QKeySequence(shortcut))
-        if checked is not None:
-            action.setCheckable(True)
-            action.setChecked(checked)
-        action.triggered.connect(slot)
-        self.menu.addAction(action)
-        return action
+        return make_action(self.menu, text, slot, shortcut=shortcut, checked=checked, menu=self.menu)
 
     def attach(self, tab: SlideTab) -> None:
         """A slide was opened: it follows the overview and scale-bar actions, its view the labels."""

@@ -13,9 +13,11 @@ from dataclasses import replace
 
 import shiboken6
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QMainWindow, QWidget
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QMainWindow, QMenu, QWidget
 
 from histoviewer.qt import heatmap_layer
+from histoviewer.qt.actions import make_action
 from histoviewer.qt.ai_controller import STATUS_INTERVAL_MS, AiController
 from histoviewer.qt.ai_panel import AiSettings
 from histoviewer.qt.case_controller import CaseController
@@ -65,6 +67,24 @@ def _on_worker(fn) -> None:
     thread.start()
     thread.join(5)
     assert not thread.is_alive()
+
+
+def test_make_action_sets_keys_check_state_and_menu(qtbot):
+    menu = QMenu()
+    calls = []
+    redo = make_action(menu, "&Redo", lambda: calls.append("redo"), menu=menu,
+                       shortcut=[QKeySequence.StandardKey.Redo, "Ctrl+Y"])
+    keys = [k.toString() for k in redo.shortcuts()]
+    # every platform binding of the standard key, and Ctrl+Y (also one of them) only once
+    assert keys[0] == QKeySequence(QKeySequence.StandardKey.Redo).toString() and keys.count("Ctrl+Y") == 1
+    assert redo in menu.actions() and not redo.isCheckable()
+    toggle = make_action(menu, "Show &heatmap", lambda on: calls.append(on), shortcut="H", checked=False)
+    assert toggle.isCheckable() and not toggle.isChecked() and toggle not in menu.actions()
+    assert [k.toString() for k in toggle.shortcuts()] == ["H"]
+    redo.trigger()
+    toggle.trigger()
+    assert calls == ["redo", True]
+    menu.deleteLater()
 
 
 def test_the_main_window_is_no_mixin():
