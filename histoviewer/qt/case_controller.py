@@ -66,6 +66,6 @@ class CaseController(QObject):
         return None
 
     def shutdown(self) -> None:
-        """The window closes: stop a running case analysis (its batch in hand finishes)."""
+        """The window closes: stop a running case analysis (the region in hand finishes)."""
         if self.dialog is not None:
             self.dialog.shutdown()

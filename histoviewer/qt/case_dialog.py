@@ -77,7 +77,6 @@ class CaseAnalysis(QObject):
         self.paths = [Path(p) for p in paths]
         self.out_root = Path(out_root)
         self.model_spec, self.device = model_spec, device
-        self.summaries: list[SlideOutcome] = []
         self._cancel = threading.Event()
         self._row = 0  # the node being analysed (analysis thread)
         self._thread: threading.Thread | None = None
@@ -127,7 +126,6 @@ class CaseAnalysis(QObject):
         self._emit(self.nodeStarted, row)
 
     def _done(self, row: int, summary: SlideOutcome) -> None:
-        self.summaries.append(summary)
         self._emit(self.nodeFinished, row, summary)
 
     def _progress(self, _stage: str, done: int, total: int, _detail: str) -> None:
@@ -294,7 +292,7 @@ class CaseDialog(QDialog):
     def cancel(self) -> None:
         if self.analysis is not None and self.analysis.running:
             self.analysis.cancel()
-            self.status_label.setText("Cancelling after the batch in hand\u2026")
+            self.status_label.setText("Cancelling after the region in hand\u2026")
             self.cancel_button.setEnabled(False)
 
     def _on_started(self, row: int) -> None:
@@ -418,7 +416,7 @@ class CaseDialog(QDialog):
         super().closeEvent(event)
 
     def shutdown(self, timeout: float = 60.0) -> None:
-        """Cancel a running analysis and wait for its thread (the batch in hand finishes)."""
+        """Cancel a running analysis and wait for its thread (the region in hand finishes)."""
         if self.analysis is not None and self.analysis.running:
             self.analysis.cancel()
             self.analysis.wait(timeout)

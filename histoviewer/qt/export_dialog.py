@@ -49,8 +49,6 @@ KINDS = {
 }
 
 
-
-
 def _default_out_dir(slide_path: Path) -> Path:
     """Beside the slide when its folder is writable (where a pathologist looks for it), else
     ``<data dir>/exports``."""
@@ -121,7 +119,8 @@ class ExportDialog(QDialog):
         self.um_per_px.setSingleStep(0.5)
         self.um_per_px.setSpecialValueText("auto (longer side up to 4096 px)")
         self.um_per_px.setSuffix(" \u00b5m/px")
-        self.um_per_px.setValue(self._view_um_per_px())
+        view_um_per_px = self._view_um_per_px()
+        self.um_per_px.setValue(0.0 if view_um_per_px is None else view_um_per_px)  # 0: the "auto" entry
         form.addRow("Resolution", self.um_per_px)
 
         self.lesions = QCheckBox("AI lesion outlines with diameters", self)
@@ -191,11 +190,12 @@ class ExportDialog(QDialog):
     def _mpp(self) -> float | None:
         return self.tab.session.info.mpp
 
-    def _view_um_per_px(self) -> float:
-        """What the view shows now: its level-0 px per screen px times the slide's scale."""
+    def _view_um_per_px(self) -> float | None:
+        """What the view shows now: its level-0 px per screen px times the slide's scale
+        (None when the scale is unknown)."""
         mpp = self._mpp()
-        if not mpp:
-            return 0.0
+        if mpp is None:
+            return None
         return round(max(self.tab.view.viewport.l0_per_screen_px, 1.0) * mpp, 3)
 
     def _on_kind(self) -> None:

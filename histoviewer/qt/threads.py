@@ -2,12 +2,14 @@
 
 Decorate a QObject method that worker threads call (tile loaders, the AI overlay's workers,
 the lesion analysis, the case analysis, exports): the call returns at once, and the method
-runs later on the GUI thread with the same arguments, in the order the calls were made.
-Called on the GUI thread itself (the main thread, where the QApplication lives), it runs
-at once. A call whose receiver was deleted
-meanwhile (a tab closed while a tile or a result was in flight) is dropped; receivers that
-stop before they are deleted (``close()``) also check their own ``_closed`` flag first
-thing, which drops results of work that outlived the stop.
+runs later on the GUI thread with the same arguments. Calls from worker threads run in the
+order they were queued; a call made on the GUI thread itself runs at once (so it may come
+before calls still queued). A call whose receiver was deleted meanwhile (a tab closed while
+a tile or a result was in flight) is dropped; receivers that stop before they are deleted
+(``close()``) also check their own ``_closed`` flag first thing, which drops results of work
+that outlived the stop. With no QApplication (not yet made, or shut down while a daemon
+worker still ran) there is no GUI thread to run on: the call is dropped and logged, never
+raised into the worker.
 
 Why not superqt's ``ensure_main_thread`` (the same decorator): for every call it creates a
 QObject on the calling thread and hands it to the GUI thread, and the worker drops its last
@@ -21,13 +23,14 @@ mechanism the viewer always used, and the liveness check runs on the GUI thread.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
 import shiboken6
-from PySide6.QtCore import QCoreApplication, QObject, Qt, Signal
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal
 
 Method = TypeVar("Method", bound=Callable[..., None])
 
@@ -50,18 +53,30 @@ class _Dispatcher(QObject):
 
 _dispatcher: _Dispatcher | None = None
 _dispatcher_lock = threading.Lock()
+log = logging.getLogger(__name__)
 
 
-def _the_dispatcher() -> _Dispatcher:
+def _the_dispatcher() -> _Dispatcher | None:
+    """The dispatcher on the running application's thread, made on first use (and made anew
+    for a new application: the old one died with its application); None with no application."""
     global _dispatcher
+    app = QCoreApplication.instance()
+    if app is None:
+        return None
     with _dispatcher_lock:
-        if _dispatcher is None:
+        if _dispatcher is None or not shiboken6.isValid(_dispatcher) or _dispatcher.thread() != app.thread():
             dispatcher = _Dispatcher()
-            app = QCoreApplication.instance()
-            if app is not None and dispatcher.thread() != app.thread():
+            if dispatcher.thread() != app.thread():
                 dispatcher.moveToThread(app.thread())  # first used from a worker
             _dispatcher = dispatcher
         return _dispatcher
+
+
+def _on_gui_thread() -> bool:
+    app = QCoreApplication.instance()
+    if app is None:
+        return threading.current_thread() is threading.main_thread()
+    return QThread.currentThread() == app.thread()
 
 
 def gui_thread(method: Method) -> Method:
@@ -70,10 +85,17 @@ def gui_thread(method: Method) -> Method:
 
     @wraps(method)
     def hop(receiver: QObject, *args: Any) -> None:
-        if threading.current_thread() is threading.main_thread():
+        if _on_gui_thread():
             if shiboken6.isValid(receiver):
                 method(receiver, *args)
-        else:
-            _the_dispatcher().queued.emit((method, receiver, args))
+            return
+        dispatcher = _the_dispatcher()
+        if dispatcher is None:
+            log.warning("%s dropped: no Qt application to run it on", method.__qualname__)
+            return
+        try:
+            dispatcher.queued.emit((method, receiver, args))
+        except RuntimeError:  # the application is being torn down under this worker
+            log.warning("%s dropped: the Qt application is shutting down", method.__qualname__)
 
     return hop  # type: ignore[return-value]

@@ -109,7 +109,7 @@ class ViewController(QObject):
         x, y = l0_pos
         text = f"x {x:,.0f}  y {y:,.0f} px"
         mpp = tab.session.info.mpp
-        if mpp:
+        if mpp is not None:
             text += f"   ({l0_px_to_mm(x, mpp):.3f}, {l0_px_to_mm(y, mpp):.3f}) mm"
         else:
             text += "   (mm unknown: no \u00b5m/px)"

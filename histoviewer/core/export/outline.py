@@ -131,7 +131,7 @@ def outlines_from_annotations(annotations: Iterable, mpp: float | None,
             continue
         a, b = max_feret_segment(np.asarray(ann.l0_points))
         l0_d = math.dist(a, b)
-        if mpp:
+        if mpp is not None:
             d_mm = l0_px_to_mm(l0_d, mpp)
             size = classify_diameter_mm(d_mm)
             label = f"{ann.name} {d_mm:.2f} mm" + (f" ({size.value})" if size is not SizeClass.UNKNOWN else "")
