@@ -53,8 +53,11 @@ class LesionController(QObject):
             lambda t=tab: self.show_summary() if t is self.host.current_tab() and t.lesions.snapshot is None else None)
 
     def set_overlay_enabled(self, enabled: bool) -> None:
-        """The panel is shown while the AI overlay runs (``AiController.enabledChanged``)."""
+        """The panel is shown while the AI overlay runs (``AiController.enabledChanged``), and
+        in front when the overlay is turned on: the AI's findings are what the user asked for."""
         self.panel.setVisible(enabled)
+        if enabled:
+            self.panel.raise_()
 
     def _toggle_lesions(self, checked: bool) -> None:
         for tab in self.host.slide_tabs():

@@ -87,6 +87,18 @@ def test_make_action_sets_keys_check_state_and_menu(qtbot):
     menu.deleteLater()
 
 
+def test_turning_the_ai_on_brings_its_lesion_panel_to_the_front(qtbot):
+    win = MainWindow(cache_mb=16, ai=AiSettings(enabled=False))
+    qtbot.addWidget(win)
+    win.show()
+    win.annotation_actions.panel.raise_()  # the user was looking at the annotations
+    qtbot.waitUntil(lambda: not win.annotation_actions.panel.visibleRegion().isEmpty())
+    win.ai.run_action.trigger()
+    qtbot.waitUntil(lambda: not win.lesions.panel.visibleRegion().isEmpty())
+    assert win.annotation_actions.panel.visibleRegion().isEmpty()
+    win.close()
+
+
 def test_the_main_window_is_no_mixin():
     assert MainWindow.__bases__ == (QMainWindow,)
 
