@@ -154,8 +154,8 @@ class LiveHeatmap:
             self._on_error(message)
 
     def _start_unsafe(self) -> None:
-        # Imported here: models.device imports torch (seconds), and the viewer must open
-        # slides without it.
+        # Imported lazily: models.device imports torch (seconds of start-up), and the viewer
+        # must open slides without it.
         from histoviewer.core.models.device import choose_device
 
         info = self.reader.info

@@ -24,9 +24,11 @@ __all__ = [
     "check_patch_batch",
 ]
 
+# Shown in GUI-made PDFs, legends and provenance too, so it names no command: the CLI appends
+# its train command where it prints this (cli/hints.py).
 DEMO_WARNING = (
     "demonstration model trained on synthetic phantom tissue - not for diagnosis; "
-    "train a real one with: histoviewer train cnn --data PCAM_DIR --out model.safetensors"
+    "choose or train a model on real data (e.g. PCam patches) to analyse real slides"
 )
 
 
