@@ -13,7 +13,8 @@ from histoviewer.core import units
 from histoviewer.core.analysis.lesions import Lesion, LesionParams, MapFrame, find_lesions
 from histoviewer.core.analysis.summary import (SlideFailure, SlideSummary, SlideTiming, outcome_from_dict,
                                                read_summary)
-from histoviewer.core.errors import SummaryFormatError
+from histoviewer.core.analysis.detections import read_detections
+from histoviewer.core.errors import EvaluationError, SummaryFormatError, SummaryWithoutLesionsError
 from histoviewer.core.export.provenance import Provenance
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.models.classifier import DEMO_WARNING, ModelInfo
@@ -98,6 +99,26 @@ def test_a_summary_from_before_lesions_reads_as_unknown():
         del doc[key]
     old = SlideSummary.from_dict(doc)
     assert old.node_label.value == "unknown" and old.lesions == () and old.lesion_params == LesionParams()
+
+
+def test_a_summary_from_before_lesions_is_refused_where_lesions_are_needed(tmp_path):
+    doc = summary("/s/x.tif", "negative").to_dict()
+    del doc["node_label"]
+    folder = tmp_path / "x"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(doc))
+    assert read_summary(folder).node_label.value == "unknown"  # the report's reading: unknown
+    with pytest.raises(SummaryWithoutLesionsError, match=r"summary\.json: has no lesions .*analyse the slide again"):
+        read_summary(folder, lesions_required=True)
+    # FROC detections need the lesions: "none found" would be a wrong answer
+    with pytest.raises(EvaluationError, match=r"summary\.json: has no lesions"):
+        read_detections(tmp_path)
+    failure = {"slide": "/s/y.tif", "error": "no scale"}
+    (folder / "summary.json").write_text(json.dumps(failure))
+    assert read_summary(folder, lesions_required=True) == SlideFailure("/s/y.tif", "no scale")
+    doc["node_label"] = "negative"
+    (folder / "summary.json").write_text(json.dumps(doc))
+    assert read_detections(tmp_path)[0].detections == ()
 
 
 def test_read_summary_names_the_file_when_malformed(tmp_path):

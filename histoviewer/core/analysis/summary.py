@@ -28,7 +28,7 @@ from typing import Any
 from histoviewer.core.analysis.lesions import Lesion, LesionParams
 from histoviewer.core.analysis.node_label import SlideLesions
 from histoviewer.core.staging_terms import NodeLabel
-from histoviewer.core.errors import SummaryFormatError
+from histoviewer.core.errors import SummaryFormatError, SummaryWithoutLesionsError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.models.record import ModelRecord
 
@@ -188,9 +188,11 @@ def outcome_from_dict(data: Mapping[str, Any]) -> SlideOutcome:
     return SlideSummary.from_dict(data)
 
 
-def read_summary(path: str | os.PathLike[str]) -> SlideOutcome:
+def read_summary(path: str | os.PathLike[str], *, lesions_required: bool = False) -> SlideOutcome:
     """A ``summary.json`` (or the analysis folder holding it) read back; ``SummaryFormatError``
-    naming the file when it is unreadable or malformed."""
+    naming the file when it is unreadable or malformed. A summary from before lesions were
+    found reads as ``unknown`` with no lesions, or, with ``lesions_required`` (a reader of its
+    lesions, for whom "none" would be a wrong answer), raises ``SummaryWithoutLesionsError``."""
     path = Path(path)
     if path.is_dir():
         path = path / "summary.json"
@@ -200,6 +202,9 @@ def read_summary(path: str | os.PathLike[str]) -> SlideOutcome:
         raise SummaryFormatError(f"{path}: cannot read the analysis summary: {exc}") from exc
     if not isinstance(data, dict) or "slide" not in data:
         raise SummaryFormatError(f"{path}: not an analysis summary (no 'slide' entry)")
+    if lesions_required and "error" not in data and "node_label" not in data:
+        raise SummaryWithoutLesionsError(
+            f"{path}: has no lesions (written before the analysis found lesions); analyse the slide again")
     try:
         return outcome_from_dict(data)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
