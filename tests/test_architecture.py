@@ -254,3 +254,20 @@ def test_the_cli_speak_scan_sees_what_it_must():
         "    return a, b, c, d\n"
     )
     assert [line for line, _ in _cli_speak(source, "x.py")] == [5, 6]
+
+
+def test_grid_geometry_has_one_import_path():
+    # GridGeometry lives in the leaf core.grid_geometry; a re-export elsewhere would make two
+    # names for one class and hide the leaf from the layer contracts.
+    import histoviewer.core.inference as inference
+    import histoviewer.core.inference.grid as grid
+
+    assert "GridGeometry" not in inference.__all__ and "GridGeometry" not in grid.__all__
+    offenders = []
+    for path in sorted([*(ROOT / "histoviewer").rglob("*.py"), *(ROOT / "tests").rglob("*.py"),
+                        *(ROOT / "benchmarks").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if (isinstance(node, ast.ImportFrom) and node.module != "histoviewer.core.grid_geometry"
+                    and any(a.name == "GridGeometry" for a in node.names)):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports GridGeometry from {node.module}")
+    assert not offenders, "\n".join(offenders)

@@ -12,7 +12,8 @@ import pytest
 
 from histoviewer.core.errors import InferenceError
 from histoviewer.core.inference.disk_cache import HeatmapCache, slide_fingerprint
-from histoviewer.core.inference.grid import CellState, GridGeometry, PredictionGrid
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter, choose_level, plan_regions
 from histoviewer.core.inference.tissue import grid_tissue
@@ -83,6 +84,13 @@ def test_bad_geometry_is_a_clear_error():
         GridGeometry.for_slide((W, H), None, PCAM_MPP, P)
     with pytest.raises(InferenceError, match="divide"):
         GridGeometry.for_slide((W, H), MPP, PCAM_MPP, P, 40)
+    # slide_mpp is a float after construction: direct construction and JSON refuse None/NaN too
+    with pytest.raises(InferenceError, match=r"scale .*unknown or invalid \(None\)"):
+        GridGeometry(W, H, None, PCAM_MPP, P, P)  # type: ignore[arg-type]  # what mypy refuses, at run time
+    with pytest.raises(InferenceError, match=r"unknown or invalid \(nan\)"):
+        GridGeometry.from_dict({**geometry().to_dict(), "slide_mpp": float("nan")})
+    g = GridGeometry.for_slide((W, H), 1, PCAM_MPP, P)
+    assert type(g.slide_mpp) is float and g.slide_mpp == 1.0
 
 
 def test_states_are_distinct_and_coverage_counts_tissue_only():

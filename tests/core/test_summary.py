@@ -121,6 +121,19 @@ def test_a_summary_from_before_lesions_is_refused_where_lesions_are_needed(tmp_p
     assert read_detections(tmp_path)[0].detections == ()
 
 
+def test_a_summary_without_a_scale_is_malformed(tmp_path):
+    # An analysed slide always has a scale (its grid needs one): mpp is a float, never None.
+    doc = summary("/s/x.tif", "negative").to_dict()
+    assert isinstance(SlideSummary.from_dict(doc).mpp, float)
+    (tmp_path / "summary.json").write_text(json.dumps({**doc, "mpp": None}))
+    with pytest.raises(SummaryFormatError, match=r"summary\.json: malformed analysis summary: .*scale"):
+        read_summary(tmp_path)
+    geometry = {**doc["geometry"], "slide_mpp": None}
+    (tmp_path / "summary.json").write_text(json.dumps({**doc, "geometry": geometry}))
+    with pytest.raises(SummaryFormatError, match=r"summary\.json: malformed analysis summary: .*scale"):
+        read_summary(tmp_path)
+
+
 def test_read_summary_names_the_file_when_malformed(tmp_path):
     path = tmp_path / "summary.json"
     path.write_text("{not json")

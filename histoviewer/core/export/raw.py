@@ -21,7 +21,7 @@ import tifffile
 from histoviewer.core.errors import ExportError
 from histoviewer.core.export.files import atomic_target
 from histoviewer.core.export.source import HeatmapData
-from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.outputs import ENCODING
 
 __all__ = ["RawProbabilities", "cell_window", "read_raw_probabilities", "write_raw_probabilities"]

@@ -24,7 +24,8 @@ import tifffile
 from histoviewer.core.errors import ExportError
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.disk_cache import HeatmapCache
-from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.models.model_file import read_model_info
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model, resolve_model_path

@@ -26,7 +26,8 @@ from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.analysis.summary import SlideFailure, SlideFiles, SlideSummary, SlideTiming
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import HistoViewerError, InferenceError
-from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.inference.outputs import write_heatmap_png, write_probability_map
 from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter

@@ -22,7 +22,8 @@ from PIL import Image
 
 from histoviewer.core.atomic import atomic_write_bytes, atomic_write_text
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut, lut_indices
-from histoviewer.core.inference.grid import ENCODED, CellState, GridGeometry
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import ENCODED, CellState
 from histoviewer.core.models.record import ModelRecord
 
 __all__ = ["ENCODING", "write_heatmap_png", "write_probability_map"]
