@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from histoviewer.core.errors import InferenceError
+from histoviewer.core.errors import Cancelled, InferenceError
 from histoviewer.core.inference.disk_cache import HeatmapCache, slide_fingerprint
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import CellState, PredictionGrid
@@ -18,6 +18,7 @@ from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter, choose_level, plan_regions
 from histoviewer.core.inference.tissue import grid_tissue
 from histoviewer.core.inference.worker import InferenceWorker, WorkerCallbacks, WorkerSchedule
+from histoviewer.core.progress import JobControl
 from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import (
     GLASS_X1, H, LESION_RECT, MPP, W, FailingReader, LesionFractionModel, lesion_fraction,
@@ -125,6 +126,25 @@ def test_region_reads_match_single_patch_reads(reader):
         (single,) = plan_regions(g, np.array([cell]), block=16)
         diff = np.abs(cutter(single).astype(int) - patches[i].astype(int))
         assert np.mean(diff) < 2.0  # same pixels up to resampling at the region edge
+
+
+def test_classify_cells_reports_one_stage_through_job_control(reader):
+    # The one progress protocol: a named stage counted in patches, failed ones included.
+    g = geometry()
+    grid = all_cells_grid(g)
+    seen: list[tuple[str, int, int]] = []
+    control = JobControl(progress=lambda stage, done, total, _d: seen.append((stage, done, total)))
+    times = classify_cells(grid, RegionCutter(reader, g), LesionFractionModel(fail_on_calls=(1,)),
+                           grid.pending(), batch_size=64, block=8, control=control, stage="Classifying x.tif")
+    assert times.failed > 0 and times.patches + times.failed == g.size
+    assert {s for s, _, _ in seen} == {"Classifying x.tif"} and seen[0] == ("Classifying x.tif", 0, g.size)
+    assert seen[-1] == ("Classifying x.tif", g.size, g.size)
+    assert [d for _, d, _ in seen] == sorted(d for _, d, _ in seen)
+    fresh = all_cells_grid(g)
+    with pytest.raises(Cancelled, match="analysis cancelled"):
+        classify_cells(fresh, RegionCutter(reader, g), LesionFractionModel(), fresh.pending(),
+                       control=JobControl(cancel=lambda: True))
+    assert fresh.coverage() == 0.0
 
 
 @pytest.mark.parametrize("stride", [P, P // 2])

@@ -136,11 +136,11 @@ def analyze_slide(
             if len(failures) < 20:  # enough to diagnose, bounded for huge broken slides
                 failures.append(f"{len(failed)} patches: {message}")
 
-        stage = control.stage(f"Classifying {slide_path.name}", int(cells.size))
         try:
             times = classify_cells(grid, cutter, model, cells, batch_size=options.batch_size,
                                    block=options.block, read_threads=options.read_threads,
-                                   on_progress=stage.update, on_failure=on_failure, control=control)
+                                   on_failure=on_failure, control=control,
+                                   stage=f"Classifying {slide_path.name}")
         finally:
             if fast is not None:
                 fast.close()
