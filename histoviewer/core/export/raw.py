@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from histoviewer.core.errors import ExportError
+from histoviewer.core.errors import ExportError, InferenceError
 from histoviewer.core.export.files import atomic_target
 from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.grid_geometry import GridGeometry
@@ -84,5 +84,5 @@ def read_raw_probabilities(path: str | os.PathLike[str]) -> RawProbabilities:
         crop = meta["crop"]
         return RawProbabilities(np.asarray(data, np.float32), geometry, int(crop["row0"]),
                                 int(crop["col0"]), meta)
-    except (OSError, ValueError, KeyError, TypeError, tifffile.TiffFileError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, tifffile.TiffFileError, InferenceError) as exc:
         raise ExportError(f"{path}: not a HistoViewer raw probability export: {exc}") from exc

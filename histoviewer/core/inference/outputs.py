@@ -6,7 +6,8 @@ Probability map encoding (``probability.tiff``, float32, zlib): one pixel per ma
 0..1 are tumour probabilities, NaN = not computed, -1 = background (no tissue, never
 classified), -2 = failed. The TIFF's ImageDescription and ``probability.json`` hold the
 geometry, so pixel ``(row, col)`` covers level-0 px ``origin + (col, row) * l0_stride``
-to ``+ l0_stride``.
+to ``+ l0_stride``. Read the metadata back with ``analysis.map_io`` (``read_map_meta``), the
+one reader (below this layer, so the analysis can use it too).
 """
 
 from __future__ import annotations
