@@ -288,7 +288,7 @@ def run_models(args: argparse.Namespace) -> int:
         if a.info is None:
             print(f"  {a.key}: unusable: {a.problem}")
             continue
-        auc = a.info.metrics.get("valid_auc")
+        auc = a.info.valid_auc
         auc_text = f", validation AUC {auc:.3f}" if auc is not None else ""
         print(f"  {a.key}: {a.info.display_name()}{auc_text}")
         print(f"      {a.path}  sha256 {a.info.content_hash[:16]}...")

@@ -15,7 +15,7 @@ from histoviewer.core.analysis.summary import (SlideFailure, SlideSummary, Slide
                                                read_summary)
 from histoviewer.core.analysis.detections import read_detections
 from histoviewer.core.errors import EvaluationError, SummaryFormatError, SummaryWithoutLesionsError
-from histoviewer.core.export.provenance import Provenance
+from histoviewer.core.export.provenance import CellCrop, Provenance
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.models.classifier import DEMO_WARNING, ModelInfo
 from histoviewer.core.models.record import ModelRecord
@@ -58,6 +58,29 @@ def test_provenance_writes_the_model_and_the_output_scale_under_their_file_keys(
     assert doc["model"] == ModelRecord.from_info(DEMO_INFO).to_identity_dict()
     assert doc["slide_l0_size"] == [100, 80] and doc["label_image_included"] is False
     assert prov.text_chunks()["Warning"] == DEMO_WARNING
+    assert doc["extra"] == {} and list(doc).index("extra") == list(doc).index("coverage") + 1
+
+
+def test_provenance_details_are_typed_fields_written_under_extra():
+    # The file keeps them under "extra", in this order, only when set; code reads the fields.
+    base = Provenance("overlay-pyramid", "/s/a.svs", (100, 80), 0.25, (0.0, 0.0, 100.0, 80.0),
+                      ModelRecord.from_info(DEMO_INFO), coverage=1.0, outlines=2, slide_level_read=1,
+                      heatmap_source="cache", pyramid_levels=((100, 80), (50, 40)))
+    doc = json.loads(base.to_json())
+    assert list(doc["extra"].items()) == [("outlines", 2), ("slide_level_read", 1), ("heatmap_source", "cache"),
+                                          ("pyramid_levels", [[100, 80], [50, 40]])]
+    keys = list(doc)
+    assert keys[keys.index("coverage") + 1] == "extra" and keys[keys.index("extra") + 1] == "software"
+    raw = Provenance("raw-probabilities", "/s/a.svs", (100, 80), 0.25, (0.0, 0.0, 100.0, 80.0),
+                     ModelRecord.from_info(DEMO_INFO), heatmap_source="analysis:/x", crop=CellCrop(1, 2, 3, 4))
+    assert json.loads(raw.to_json())["extra"] == {"heatmap_source": "analysis:/x",
+                                                  "crop": {"row0": 1, "col0": 2, "rows": 3, "cols": 4}}
+    assert raw.crop is not None and (raw.crop.rows, raw.crop.cols) == (3, 4)
+
+
+def test_model_info_valid_auc_reads_the_metrics_entry():
+    assert ModelInfo("m", "cnn", "tiny", metrics={"valid_auc": 0.875, "valid_n": 10.0}).valid_auc == 0.875
+    assert ModelInfo("m", "handcrafted", "lr", metrics={"train_auc": 0.9}).valid_auc is None
 
 
 def test_lesions_read_back_from_their_json():
