@@ -49,6 +49,7 @@ def ensure_phantom(path: Path, side: int = PHANTOM_SIDE, allow_standin: bool = F
         return BenchSlide(label, path, "phantom")
     try:
         from histoviewer.core.phantom import write_phantom
+        from histoviewer.core.progress import JobControl
     except ImportError as exc:
         if not allow_standin:
             raise SystemExit(
@@ -63,14 +64,15 @@ def ensure_phantom(path: Path, side: int = PHANTOM_SIDE, allow_standin: bool = F
     print(f"writing phantom {side}x{side} to {path} (once; reused afterwards) ...", flush=True)
     shown = [0]
 
-    def progress(done: int, total: int) -> None:
+    def progress(_stage: str, done: int, total: int, _detail: str) -> None:
         if done * 10 // total > shown[0]:
             shown[0] = done * 10 // total
             print(f"  {10 * shown[0]}%", flush=True)
 
     # write_phantom writes to a partial file and renames it, so a killed run leaves no
     # half-written slide behind to be benchmarked next time.
-    result = write_phantom(path, width=side, height=side, mpp=PHANTOM_MPP, progress=progress)
+    result = write_phantom(path, width=side, height=side, mpp=PHANTOM_MPP,
+                           control=JobControl(progress=progress))
     print(f"  done in {result.seconds:.0f} s", flush=True)
     return BenchSlide(label, path, "phantom")
 

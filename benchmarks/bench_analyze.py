@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import machine_info  # noqa: E402
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide  # noqa: E402
-from histoviewer.core.inference.grid import GridGeometry  # noqa: E402
+from histoviewer.core.grid_geometry import GridGeometry  # noqa: E402
 from histoviewer.core.inference.regions import RegionCutter, plan_regions  # noqa: E402
 from histoviewer.core.inference.tiff_regions import TiffRegionSource  # noqa: E402
 from histoviewer.core.inference.tissue import grid_tissue  # noqa: E402

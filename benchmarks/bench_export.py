@@ -39,7 +39,7 @@ from histoviewer.core.progress import JobControl  # noqa: E402
 from histoviewer.core.export import (HeatmapData, OverlayRequest, export_overlay,  # noqa: E402
                                      outlines_from_annotations)
 from histoviewer.core.export.render import RenderSpec, TileRenderer, output_size  # noqa: E402
-from histoviewer.core.inference.grid import GridGeometry  # noqa: E402
+from histoviewer.core.grid_geometry import GridGeometry  # noqa: E402
 from histoviewer.core.models.record import ModelRecord  # noqa: E402
 from histoviewer.core.slide import open_slide  # noqa: E402
 

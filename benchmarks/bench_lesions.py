@@ -97,7 +97,7 @@ def main() -> int:
     from histoviewer.core.analysis.staging import NodeResult, stage_patient
     from histoviewer.core.analysis.truth import read_truth
     from histoviewer.core.inference.analyze import analyze_slide, slide_out_dir
-    from histoviewer.core.inference.grid import GridGeometry
+    from histoviewer.core.grid_geometry import GridGeometry
     from histoviewer.core.models.registry import open_model
     from histoviewer.core.staging_terms import NodeLabel, classify_diameter_mm
 

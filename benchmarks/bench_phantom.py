@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from histoviewer.core.phantom import DEFAULT_LESIONS, write_phantom
+from histoviewer.core.progress import JobControl
 
 
 class _TotalRss:
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     last = [0.0]
 
-    def progress(done: int, total: int) -> None:
+    def progress(_stage: str, done: int, total: int, _detail: str) -> None:
         now = time.perf_counter() - started
         if now - last[0] >= 30 or done == total:
             last[0] = now
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         result = write_phantom(
             out, width=args.width, height=args.height, mpp=args.mpp, lesions=args.lesions,
             seed=args.seed, tile_size=args.tile_size, jpeg_quality=args.quality,
-            progress=progress, workers=args.workers,
+            control=JobControl(progress=progress), workers=args.workers,
         )
         peak_total = sampler.stop()
         size = out.stat().st_size

@@ -17,7 +17,7 @@ from histoviewer.cli import analyze as cli_analyze
 from histoviewer.core.analysis.summary import SlideFailure, SlideSummary, read_summary
 from histoviewer.core.errors import InferenceError
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
-from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.jobs import analyze_slides
 from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import (

@@ -81,7 +81,8 @@ def test_conflicting_or_bad_options_exit_2(analysis, tmp_path, capsys):
 
 def test_uses_the_viewers_complete_cached_heatmap(tmp_path, capsys, monkeypatch):
     from histoviewer.core.inference.disk_cache import HeatmapCache
-    from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+    from histoviewer.core.grid_geometry import GridGeometry
+    from histoviewer.core.inference.grid import PredictionGrid
     from histoviewer.core.models.model_file import read_model_info
     from histoviewer.core.models.registry import resolve_model_path
     import histoviewer.core.export.source as source_mod  # where heatmap_for_slide finds analyze_slide

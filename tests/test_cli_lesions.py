@@ -12,7 +12,7 @@ from PIL import Image
 from histoviewer.cli import main
 from histoviewer.core.annotations.asap_xml import write_asap_xml
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation, read_geojson
-from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.outputs import write_probability_map
 
 

@@ -67,7 +67,7 @@ def _print_summary(s: SlideOutcome) -> None:
 
 def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.core.inference.analyze import AnalyzeOptions
-    from histoviewer.core.models.classifier import DEMO_WARNING
+    from histoviewer.cli.hints import demo_warning
 
     from histoviewer.cli.progress import cli_control, close_bars
     from histoviewer.core.analysis.summary import SlideFailure, SlideSummary
@@ -108,7 +108,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             print(f"report: {report['pdf']} ({report['pages']} pages), {report['json']}")
         demo = any(isinstance(r, SlideSummary) and r.model.demonstration for r in results)
         if demo:
-            print(f"WARNING: {DEMO_WARNING}")
+            print(f"WARNING: {demo_warning()}")
     return 1 if any(isinstance(r, SlideFailure) for r in results) else 0
 
 

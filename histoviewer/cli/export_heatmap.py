@@ -76,6 +76,7 @@ def register(sub) -> None:
 
 
 def run_export_heatmap(args: argparse.Namespace) -> int:
+    from histoviewer.cli.hints import demo_warning
     from histoviewer.cli.progress import cli_control, close_bars
     from histoviewer.core.errors import ExportError
     from histoviewer.core.export import heatmap_for_slide, read_analysis
@@ -110,5 +111,5 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
     for side in result.sidecars:
         print(f"  + {side}")
     if heatmap.model.warning:
-        print(f"WARNING: {heatmap.model.warning}", file=sys.stderr)
+        print(f"WARNING: {demo_warning(heatmap.model.warning)}", file=sys.stderr)
     return 0

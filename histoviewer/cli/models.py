@@ -94,11 +94,11 @@ def register(sub) -> None:
 
 
 def _warn_lines(info: Any) -> list[str]:
-    from histoviewer.core.models.classifier import DEMO_WARNING
+    from histoviewer.cli.hints import demo_warning
 
     lines = [f"model: {info.display_name()}"]
     if info.demonstration:
-        lines.append(f"WARNING: {DEMO_WARNING}")
+        lines.append(f"WARNING: {demo_warning()}")
     return lines
 
 
@@ -228,9 +228,9 @@ def run_eval(args: argparse.Namespace) -> int:
         "roc_png": roc_path, "mean_probability": float(probs.mean()),
     }
     if model.info.demonstration:
-        from histoviewer.core.models.classifier import DEMO_WARNING
+        from histoviewer.cli.hints import demo_warning
 
-        out["warning"] = DEMO_WARNING
+        out["warning"] = demo_warning()
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -270,7 +270,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from histoviewer.core.models.classifier import DEMO_WARNING
+    from histoviewer.cli.hints import demo_warning
     from histoviewer.core.models.registry import available_models
     from histoviewer.core.paths import user_models_dir
 
@@ -280,7 +280,7 @@ def run_models(args: argparse.Namespace) -> int:
             "models_folder": str(user_models_dir()),
             "models": [{"key": a.key, "path": str(a.path), "problem": a.problem or None,
                         "info": a.info.to_dict() if a.info else None} for a in found],
-            "demonstration_warning": DEMO_WARNING,
+            "demonstration_warning": demo_warning(),
         }, indent=2))
         return 0
     print(f"models folder (drop .safetensors model files here): {user_models_dir()}")
@@ -288,10 +288,10 @@ def run_models(args: argparse.Namespace) -> int:
         if a.info is None:
             print(f"  {a.key}: unusable: {a.problem}")
             continue
-        auc = a.info.metrics.get("valid_auc")
+        auc = a.info.valid_auc
         auc_text = f", validation AUC {auc:.3f}" if auc is not None else ""
         print(f"  {a.key}: {a.info.display_name()}{auc_text}")
         print(f"      {a.path}  sha256 {a.info.content_hash[:16]}...")
     if any(a.info and a.info.demonstration for a in found):
-        print(f"\nWARNING: default models are {DEMO_WARNING}")
+        print(f"\nWARNING: default models are {demo_warning()}")
     return 0

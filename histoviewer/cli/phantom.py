@@ -45,35 +45,22 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _progress_bar(enabled: bool):
-    """A tqdm bar on stderr when stderr is a terminal; returns (callback, close)."""
-    if not enabled:
-        return None, lambda: None
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, unit="tile", desc="phantom", file=sys.stderr, dynamic_ncols=True)
-
-    def update(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.update(done - bar.n)
-
-    return update, bar.close
-
-
 def run(args: argparse.Namespace) -> int:
-    progress, close = _progress_bar(sys.stderr.isatty())
+    from histoviewer.cli.progress import cli_control, close_bars
+
+    # A bar on a terminal's stderr, as before (stdout keeps the --json output clean).
+    control = cli_control(unit="tile")
     try:
         result = write_phantom(
             args.out, width=args.width, height=args.height, mpp=args.mpp,
             lesions=args.lesions, seed=args.seed, tile_size=args.tile_size,
-            jpeg_quality=args.quality, progress=progress, workers=args.workers,
+            jpeg_quality=args.quality, control=control, workers=args.workers,
         )
     except HistoViewerError as exc:
-        close()
         print(error_text(exc), file=sys.stderr)
         return 2
-    close()
+    finally:
+        close_bars(control)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return 0

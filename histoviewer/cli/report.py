@@ -60,7 +60,7 @@ def write_report(analyses: list[Path], pdf: Path | None, json_path: Path | None,
 
 def run_report(args: argparse.Namespace) -> int:
     from histoviewer.core.errors import ReportError
-    from histoviewer.core.models.classifier import DEMO_WARNING
+    from histoviewer.cli.hints import demo_warning
 
     if args.out is None and args.json_path is None and args.csv_dir is None:
         raise ReportError("nothing to write: give --out REPORT.pdf, --json FILE and/or --csv DIR")
@@ -79,5 +79,5 @@ def run_report(args: argparse.Namespace) -> int:
     for path in written.get("csv", []):
         print(f"CSV: {path}")
     if written["demonstration_model"]:
-        print(f"WARNING: {DEMO_WARNING}", file=sys.stderr)
+        print(f"WARNING: {demo_warning()}", file=sys.stderr)
     return 0

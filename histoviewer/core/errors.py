@@ -62,6 +62,11 @@ class SummaryFormatError(HistoViewerError, ValueError):
     """An analysis summary (``summary.json``) is unreadable or malformed; the message names it."""
 
 
+class SummaryWithoutLesionsError(SummaryFormatError):
+    """A ``summary.json`` written before the analysis found lesions (it has no ``node_label``),
+    read where its lesions are needed; the message names the file."""
+
+
 class AnnotationStoreError(HistoViewerError):
     """Annotations could not be saved (autosave beside the slide and in the user folder failed)."""
 

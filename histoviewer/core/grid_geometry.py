@@ -32,7 +32,18 @@ import numpy as np
 
 from histoviewer.core.errors import InferenceError
 
-__all__ = ["GridGeometry"]
+__all__ = ["GridGeometry", "known_slide_mpp"]
+
+
+def known_slide_mpp(slide_mpp: float | None) -> float:
+    """``slide_mpp`` (um per level-0 px) as a float, or ``InferenceError`` when the slide's
+    scale is unknown (None) or not a positive finite number: a grid cannot exist without it."""
+    if slide_mpp is None or not (slide_mpp > 0 and math.isfinite(slide_mpp)):
+        raise InferenceError(
+            f"the slide's scale (um/px) is unknown or invalid ({slide_mpp!r}); a model "
+            "needs it to read patches at its own scale"
+        )
+    return float(slide_mpp)
 
 
 @dataclass(frozen=True)
@@ -49,11 +60,8 @@ class GridGeometry:
     l0_origin_y: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.slide_mpp is None or not (self.slide_mpp > 0 and math.isfinite(self.slide_mpp)):
-            raise InferenceError(
-                f"the slide's scale (um/px) is unknown or invalid ({self.slide_mpp!r}); a model "
-                "needs it to read patches at its own scale"
-            )
+        # Typed float, but checked: a None or NaN from JSON or a caller must not make a grid.
+        known_slide_mpp(self.slide_mpp)
         if not 1 <= self.stride_px <= self.patch_px or self.patch_px % self.stride_px:
             raise InferenceError(
                 f"stride {self.stride_px} px must divide the patch size {self.patch_px} px "
@@ -67,7 +75,7 @@ class GridGeometry:
     ) -> GridGeometry:
         """A grid from (0, 0) covering a slide of ``l0_size`` = (width, height) level-0 px;
         ``slide_mpp`` None (the slide states no scale) raises ``InferenceError``."""
-        return cls(int(l0_size[0]), int(l0_size[1]), slide_mpp, float(model_mpp),  # type: ignore[arg-type]
+        return cls(int(l0_size[0]), int(l0_size[1]), known_slide_mpp(slide_mpp), float(model_mpp),
                    int(patch_px), int(stride_px or patch_px))
 
     @property

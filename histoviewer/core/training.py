@@ -26,7 +26,7 @@ from histoviewer import __version__
 from histoviewer.core.errors import ModelError, PatchDataError
 from histoviewer.core.input_spec import PCAM_MPP_UM, PCAM_PATCH_PX, InputSpec
 from histoviewer.core.models.augment import AugmentConfig, augment_batch
-from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
+from histoviewer.core.models.classifier import VALID_AUC, ModelInfo, PatchClassifier
 from histoviewer.core.models.cnn import CNN_NORMALISATION, CnnClassifier, normalise_uint8_nhwc, normalise_unit_rgb
 from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS
 from histoviewer.core.models.features import extract_features
@@ -364,7 +364,7 @@ def train_cnn(
 def _metric_summary(m: PatchMetrics) -> dict[str, float]:
     out = {"valid_accuracy": m.accuracy, "valid_n": float(m.n)}
     if m.auc is not None:
-        out["valid_auc"] = m.auc
+        out[VALID_AUC] = m.auc
     if m.sensitivity is not None:
         out["valid_sensitivity"] = m.sensitivity
     if m.specificity is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from histoviewer.core.export.source import HeatmapData
-from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.record import ModelRecord
 from tests.core.inference_helpers import GLASS_X1, H, LESION_RECT, MPP, W, lesion_fraction, write_synthetic_tiff

@@ -10,13 +10,15 @@ import time
 import numpy as np
 import pytest
 
-from histoviewer.core.errors import InferenceError
+from histoviewer.core.errors import Cancelled, InferenceError
 from histoviewer.core.inference.disk_cache import HeatmapCache, slide_fingerprint
-from histoviewer.core.inference.grid import CellState, GridGeometry, PredictionGrid
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter, choose_level, plan_regions
 from histoviewer.core.inference.tissue import grid_tissue
 from histoviewer.core.inference.worker import InferenceWorker, WorkerCallbacks, WorkerSchedule
+from histoviewer.core.progress import JobControl
 from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import (
     GLASS_X1, H, LESION_RECT, MPP, W, FailingReader, LesionFractionModel, lesion_fraction,
@@ -83,6 +85,13 @@ def test_bad_geometry_is_a_clear_error():
         GridGeometry.for_slide((W, H), None, PCAM_MPP, P)
     with pytest.raises(InferenceError, match="divide"):
         GridGeometry.for_slide((W, H), MPP, PCAM_MPP, P, 40)
+    # slide_mpp is a float after construction: direct construction and JSON refuse None/NaN too
+    with pytest.raises(InferenceError, match=r"scale .*unknown or invalid \(None\)"):
+        GridGeometry(W, H, None, PCAM_MPP, P, P)  # type: ignore[arg-type]  # what mypy refuses, at run time
+    with pytest.raises(InferenceError, match=r"unknown or invalid \(nan\)"):
+        GridGeometry.from_dict({**geometry().to_dict(), "slide_mpp": float("nan")})
+    g = GridGeometry.for_slide((W, H), 1, PCAM_MPP, P)
+    assert type(g.slide_mpp) is float and g.slide_mpp == 1.0
 
 
 def test_states_are_distinct_and_coverage_counts_tissue_only():
@@ -117,6 +126,25 @@ def test_region_reads_match_single_patch_reads(reader):
         (single,) = plan_regions(g, np.array([cell]), block=16)
         diff = np.abs(cutter(single).astype(int) - patches[i].astype(int))
         assert np.mean(diff) < 2.0  # same pixels up to resampling at the region edge
+
+
+def test_classify_cells_reports_one_stage_through_job_control(reader):
+    # The one progress protocol: a named stage counted in patches, failed ones included.
+    g = geometry()
+    grid = all_cells_grid(g)
+    seen: list[tuple[str, int, int]] = []
+    control = JobControl(progress=lambda stage, done, total, _d: seen.append((stage, done, total)))
+    times = classify_cells(grid, RegionCutter(reader, g), LesionFractionModel(fail_on_calls=(1,)),
+                           grid.pending(), batch_size=64, block=8, control=control, stage="Classifying x.tif")
+    assert times.failed > 0 and times.patches + times.failed == g.size
+    assert {s for s, _, _ in seen} == {"Classifying x.tif"} and seen[0] == ("Classifying x.tif", 0, g.size)
+    assert seen[-1] == ("Classifying x.tif", g.size, g.size)
+    assert [d for _, d, _ in seen] == sorted(d for _, d, _ in seen)
+    fresh = all_cells_grid(g)
+    with pytest.raises(Cancelled, match="analysis cancelled"):
+        classify_cells(fresh, RegionCutter(reader, g), LesionFractionModel(), fresh.pending(),
+                       control=JobControl(cancel=lambda: True))
+    assert fresh.coverage() == 0.0
 
 
 @pytest.mark.parametrize("stride", [P, P // 2])

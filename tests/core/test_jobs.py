@@ -143,7 +143,7 @@ def test_an_export_request_runs_and_a_cancelled_one_leaves_no_file(case_slides, 
                                 heatmap=lesion_heatmap(), output_mpp=4.0, lesion_outlines=True, reader=reader)
         result = run_export(request)
         assert result.path.is_file() and result.provenance.threshold == 0.5
-        assert result.provenance.extra["outlines"] >= 1  # the AI lesion with its diameter
+        assert result.provenance.outlines >= 1  # the AI lesion with its diameter
         cancel = threading.Event()
 
         def progress(_stage, done, total, _detail):
@@ -185,5 +185,5 @@ def test_heatmap_export_reads_an_annotation_file_through_load_annotations(tmp_pa
     (outline,) = request.outlines()
     assert outline.label.startswith("T1 ") and outline.l0_diameter is not None
     result = run_export(request)
-    assert result.provenance.threshold == 0.0 and result.provenance.extra["outlines"] == 1
+    assert result.provenance.threshold == 0.0 and result.provenance.outlines == 1
     assert np.asarray(result.size).min() > 0

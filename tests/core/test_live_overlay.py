@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from histoviewer.core.colormaps import COLORMAPS, DEFAULT_COLORMAP, colormap_lut
-from histoviewer.core.inference.grid import CellState, GridGeometry, PredictionGrid
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.inference.live import LiveHeatmap, LiveOptions
 from histoviewer.core.inference.overlay import (
     FAILED_RGBA, PENDING_RGBA, HeatmapRaster, HeatmapStyle,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from histoviewer.core.patches import (
     to_model_scale,
     train_valid_split,
 )
+from histoviewer.core.patches.slide_patches import read_tumour_polygons
 from histoviewer.core.phantom import write_phantom
 
 SPEC = InputSpec()  # 96 px at 0.972 um/px
@@ -392,6 +394,46 @@ def test_slide_patches_sampling_xml_and_exclusions(phantom, tmp_path):
         assert 0 < holed.labels.sum() < full.labels.sum()
         inner = np.all(np.abs(full.l0_xy + 124 * 1.5 - (cx, cy)) < 300 - 62, axis=1)
         assert inner.any() and not holed.labels[inner].any()
+
+
+def test_slide_patches_read_camelyon16_json_like_asap_xml(phantom, tmp_path):
+    # The CAMELYON16 lesion form ({"positive": [...], "negative": [...]}) is read through
+    # annotations.files.load_annotations, as the viewer reads it: "negative" polygons are
+    # exclusions, as group _2 is in ASAP XML.
+    cx, cy = phantom.lesions[0].l0_centroid
+    square = [[cx - 300, cy - 300], [cx + 300, cy - 300], [cx + 300, cy + 300], [cx - 300, cy + 300]]
+    lesion = [list(map(float, xy)) for xy in phantom.lesions[0].l0_polygon]
+    doc = {"positive": [{"name": "Annotation 0", "vertices": lesion}],
+           "negative": [{"name": "Annotation 1", "vertices": square}]}
+    (tmp_path / "c16.json").write_text(json.dumps(doc), encoding="utf-8")
+    pos, neg = read_tumour_polygons(tmp_path / "c16.json")
+    assert len(pos) == 1 and len(neg) == 1
+    np.testing.assert_allclose(neg[0], square)
+    hole = PolygonAnnotation("hole", tuple(map(tuple, square)), group="_2")
+    xml = write_asap_xml(tmp_path / "a.xml", [PolygonAnnotation("Annotation 0", tuple(map(tuple, lesion))), hole])
+    with (
+        open_patch_set(phantom.slide_path, SPEC, annotations=tmp_path / "c16.json") as from_json,
+        open_patch_set(phantom.slide_path, SPEC, annotations=xml) as from_xml,
+    ):
+        np.testing.assert_array_equal(from_json.l0_xy, from_xml.l0_xy)
+        np.testing.assert_array_equal(from_json.labels, from_xml.labels)
+        assert 0 < from_json.labels.sum()
+
+
+def test_real_camelyon16_lesion_files_give_tumour_and_exclusion_polygons(shared_data):
+    path = shared_data / "annotations" / "camelyon16-train" / "Tumor_001.json"
+    if not path.is_file():
+        pytest.skip(f"CAMELYON16 annotations not found at {path}")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    pos, neg = read_tumour_polygons(path)
+    assert len(pos) == len(doc["positive"]) > 0 and len(neg) == len(doc.get("negative") or [])
+    np.testing.assert_allclose(pos[0][:3], doc["positive"][0]["vertices"][:3])
+
+
+def test_unknown_annotation_suffix_is_a_patch_data_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
+    with pytest.raises(PatchDataError, match=r"notes\.txt: unknown annotation format .*patch labels"):
+        read_tumour_polygons(tmp_path / "notes.txt")
 
 
 def test_folder_of_slides_groups_by_slide(phantom, tmp_path):

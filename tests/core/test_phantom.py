@@ -18,11 +18,12 @@ from skimage.measure import label, regionprops
 from histoviewer.cli import phantom as phantom_cli
 from histoviewer.core.annotations.asap_xml import read_asap_xml
 from histoviewer.core.annotations.geojson_io import read_geojson
-from histoviewer.core.errors import PhantomSpecError
+from histoviewer.core.errors import Cancelled, PhantomSpecError
 from histoviewer.core.geometry import max_feret_diameter
 from histoviewer.core.phantom import LesionSpec, parse_lesion_specs, write_phantom
 from histoviewer.core.phantom.layout import build_layout
 from histoviewer.core.phantom.render import STAIN_E, STAIN_H, TileRenderer
+from histoviewer.core.progress import JobControl
 from histoviewer.core.staging_terms import SizeClass
 
 SMALL = dict(width=4096, height=3072, mpp=0.25, lesions="micro:0.25,itc:0.08", seed=3)
@@ -102,8 +103,28 @@ def test_missing_output_folder(tmp_path):
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("phantom") / "small.tiff"
     calls: list[tuple[int, int]] = []
-    result = write_phantom(out, progress=lambda d, t: calls.append((d, t)), **SMALL)
+    stages: set[str] = set()
+
+    def progress(stage: str, done: int, total: int, _detail: str) -> None:
+        stages.add(stage)
+        calls.append((done, total))
+
+    result = write_phantom(out, control=JobControl(progress=progress), **SMALL)
+    assert stages == {"Writing phantom tiles"}  # one stage, counted in level-0 tiles
     return result, calls
+
+
+def test_a_cancelled_phantom_leaves_no_file(tmp_path):
+    rows_done: list[int] = []
+
+    def progress(_stage: str, done: int, _total: int, _detail: str) -> None:
+        rows_done.append(done)
+
+    # cancel once the first row of tiles is written: cooperative, checked between rows
+    control = JobControl(progress=progress, cancel=lambda: len(rows_done) > 1)
+    with pytest.raises(Cancelled, match="phantom cancelled"):
+        write_phantom(tmp_path / "c.tiff", control=control, workers=1, **SMALL)
+    assert rows_done == [0, 8] and list(tmp_path.iterdir()) == []
 
 
 def test_openslide_reads_geometry_mpp_and_power(small):

@@ -13,8 +13,9 @@ from histoviewer.core import units
 from histoviewer.core.analysis.lesions import Lesion, LesionParams, MapFrame, find_lesions
 from histoviewer.core.analysis.summary import (SlideFailure, SlideSummary, SlideTiming, outcome_from_dict,
                                                read_summary)
-from histoviewer.core.errors import SummaryFormatError
-from histoviewer.core.export.provenance import Provenance
+from histoviewer.core.analysis.detections import read_detections
+from histoviewer.core.errors import EvaluationError, SummaryFormatError, SummaryWithoutLesionsError
+from histoviewer.core.export.provenance import CellCrop, Provenance
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.models.classifier import DEMO_WARNING, ModelInfo
 from histoviewer.core.models.record import ModelRecord
@@ -57,6 +58,29 @@ def test_provenance_writes_the_model_and_the_output_scale_under_their_file_keys(
     assert doc["model"] == ModelRecord.from_info(DEMO_INFO).to_identity_dict()
     assert doc["slide_l0_size"] == [100, 80] and doc["label_image_included"] is False
     assert prov.text_chunks()["Warning"] == DEMO_WARNING
+    assert doc["extra"] == {} and list(doc).index("extra") == list(doc).index("coverage") + 1
+
+
+def test_provenance_details_are_typed_fields_written_under_extra():
+    # The file keeps them under "extra", in this order, only when set; code reads the fields.
+    base = Provenance("overlay-pyramid", "/s/a.svs", (100, 80), 0.25, (0.0, 0.0, 100.0, 80.0),
+                      ModelRecord.from_info(DEMO_INFO), coverage=1.0, outlines=2, slide_level_read=1,
+                      heatmap_source="cache", pyramid_levels=((100, 80), (50, 40)))
+    doc = json.loads(base.to_json())
+    assert list(doc["extra"].items()) == [("outlines", 2), ("slide_level_read", 1), ("heatmap_source", "cache"),
+                                          ("pyramid_levels", [[100, 80], [50, 40]])]
+    keys = list(doc)
+    assert keys[keys.index("coverage") + 1] == "extra" and keys[keys.index("extra") + 1] == "software"
+    raw = Provenance("raw-probabilities", "/s/a.svs", (100, 80), 0.25, (0.0, 0.0, 100.0, 80.0),
+                     ModelRecord.from_info(DEMO_INFO), heatmap_source="analysis:/x", crop=CellCrop(1, 2, 3, 4))
+    assert json.loads(raw.to_json())["extra"] == {"heatmap_source": "analysis:/x",
+                                                  "crop": {"row0": 1, "col0": 2, "rows": 3, "cols": 4}}
+    assert raw.crop is not None and (raw.crop.rows, raw.crop.cols) == (3, 4)
+
+
+def test_model_info_valid_auc_reads_the_metrics_entry():
+    assert ModelInfo("m", "cnn", "tiny", metrics={"valid_auc": 0.875, "valid_n": 10.0}).valid_auc == 0.875
+    assert ModelInfo("m", "handcrafted", "lr", metrics={"train_auc": 0.9}).valid_auc is None
 
 
 def test_lesions_read_back_from_their_json():
@@ -98,6 +122,39 @@ def test_a_summary_from_before_lesions_reads_as_unknown():
         del doc[key]
     old = SlideSummary.from_dict(doc)
     assert old.node_label.value == "unknown" and old.lesions == () and old.lesion_params == LesionParams()
+
+
+def test_a_summary_from_before_lesions_is_refused_where_lesions_are_needed(tmp_path):
+    doc = summary("/s/x.tif", "negative").to_dict()
+    del doc["node_label"]
+    folder = tmp_path / "x"
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps(doc))
+    assert read_summary(folder).node_label.value == "unknown"  # the report's reading: unknown
+    with pytest.raises(SummaryWithoutLesionsError, match=r"summary\.json: has no lesions .*analyse the slide again"):
+        read_summary(folder, lesions_required=True)
+    # FROC detections need the lesions: "none found" would be a wrong answer
+    with pytest.raises(EvaluationError, match=r"summary\.json: has no lesions"):
+        read_detections(tmp_path)
+    failure = {"slide": "/s/y.tif", "error": "no scale"}
+    (folder / "summary.json").write_text(json.dumps(failure))
+    assert read_summary(folder, lesions_required=True) == SlideFailure("/s/y.tif", "no scale")
+    doc["node_label"] = "negative"
+    (folder / "summary.json").write_text(json.dumps(doc))
+    assert read_detections(tmp_path)[0].detections == ()
+
+
+def test_a_summary_without_a_scale_is_malformed(tmp_path):
+    # An analysed slide always has a scale (its grid needs one): mpp is a float, never None.
+    doc = summary("/s/x.tif", "negative").to_dict()
+    assert isinstance(SlideSummary.from_dict(doc).mpp, float)
+    (tmp_path / "summary.json").write_text(json.dumps({**doc, "mpp": None}))
+    with pytest.raises(SummaryFormatError, match=r"summary\.json: malformed analysis summary: .*scale"):
+        read_summary(tmp_path)
+    geometry = {**doc["geometry"], "slide_mpp": None}
+    (tmp_path / "summary.json").write_text(json.dumps({**doc, "geometry": geometry}))
+    with pytest.raises(SummaryFormatError, match=r"summary\.json: malformed analysis summary: .*scale"):
+        read_summary(tmp_path)
 
 
 def test_read_summary_names_the_file_when_malformed(tmp_path):

@@ -102,7 +102,8 @@ def test_name_note_and_class_editor(window, qtbot, tab):
 
 
 def test_recompute_label_and_convert_ai_lesions(window, qtbot, tab):
-    from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+    from histoviewer.core.grid_geometry import GridGeometry
+    from histoviewer.core.inference.grid import PredictionGrid
 
     actions, doc = window.annotation_actions, tab.annotations
     assert actions.recompute_label().label == "negative"

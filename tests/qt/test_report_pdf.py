@@ -101,7 +101,7 @@ def test_real_svs_with_a_label_image_never_embeds_it(cmu_small, tmp_path, qapp, 
     import openslide
 
     from histoviewer.core.export import HeatmapData
-    from histoviewer.core.inference.grid import GridGeometry
+    from histoviewer.core.grid_geometry import GridGeometry
     from histoviewer.core.models.record import ModelRecord
     from histoviewer.core.report import build_report, slide_report_from_map
     from histoviewer.core.slide import open_slide

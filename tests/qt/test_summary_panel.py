@@ -289,7 +289,8 @@ class _FakeInfo:
 
 class _FakeLive:
     def __init__(self) -> None:
-        from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+        from histoviewer.core.grid_geometry import GridGeometry
+        from histoviewer.core.inference.grid import PredictionGrid
 
         geometry = GridGeometry.for_slide((9600, 9600), 0.25, 1.0, 100)  # 24 x 24 cells of 400 px
         self.grid = PredictionGrid(geometry)

@@ -12,7 +12,6 @@ Two forms, per slide ``<stem>``:
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import tifffile
 
 from histoviewer.core.analysis.froc import Detection
 from histoviewer.core.analysis.summary import SlideFailure, read_summary
-from histoviewer.core.errors import EvaluationError, SummaryFormatError
+from histoviewer.core.errors import EvaluationError, SummaryFormatError, SummaryWithoutLesionsError
 
 __all__ = ["SlideDetections", "read_detections"]
 
@@ -38,13 +37,9 @@ class SlideDetections:
 def _from_summary(folder: Path) -> SlideDetections:
     path = folder / "summary.json"
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EvaluationError(f"{path}: not a usable analyze summary: {exc}") from exc
-    if isinstance(doc, dict) and "slide" in doc and "error" not in doc and "node_label" not in doc:
-        raise EvaluationError(f"{path}: has no lesions (written by an older analyze?); run analyze again")
-    try:
-        summary = read_summary(path)
+        summary = read_summary(path, lesions_required=True)
+    except SummaryWithoutLesionsError as exc:
+        raise EvaluationError(str(exc)) from exc
     except SummaryFormatError as exc:
         raise EvaluationError(f"not a usable analyze summary: {exc}") from exc
     if isinstance(summary, SlideFailure):

@@ -1,16 +1,22 @@
-"""Read a probability map for ``histoviewer lesions``: any single-channel image or array.
+"""Read probability maps: the one reader of ``probability.json`` (``MapMeta``), and any
+single-channel image or array as a map (``read_probability_map``, for the lesion finder).
 
-- ``probability.tiff`` from ``analyze``: float32 with the grid geometry in its description
-  (or in a ``probability.json`` beside it): the map's frame on the slide is known.
+- ``probability.tiff`` from the analysis (written by ``inference.outputs.write_probability_map``):
+  float32 with its metadata (grid geometry, model, slide) in its description and in a
+  ``probability.json`` beside it: the map's frame on the slide is known.
 - Other TIFFs, ``.npy`` arrays, PNG / JPEG images: a bare grid of values. Floats are taken as
   probabilities; 8-bit integers are divided by 255 and 16-bit ones by 65535 (an image
   editor's grey levels).
+
+The reader lives here, below the writer's layer (inference), so that the analysis and the
+exports read the metadata one way; every error names the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,30 +25,73 @@ from PIL import Image
 
 from histoviewer.core.errors import InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.models.record import ModelRecord
 
-__all__ = ["read_probability_map"]
+__all__ = ["MapMeta", "parse_map_meta", "read_map_meta", "read_probability_map"]
+
+
+@dataclass(frozen=True)
+class MapMeta:
+    """What ``probability.json`` (and the map TIFF's description) says about its map: the
+    grid geometry (the map's frame on the slide), the model that made it and the slide."""
+
+    geometry: GridGeometry
+    model: ModelRecord  # "unknown" when the file does not record it
+    slide: str | None = None
+
+
+def parse_map_meta(text: str | None, source: str | os.PathLike[str]) -> MapMeta | None:
+    """The metadata in ``text`` (JSON), or None when it holds none (not JSON, or no
+    ``geometry`` object: a bare map). ``InferenceError`` naming ``source`` when the geometry
+    or model it holds is incomplete or invalid (an unknown slide scale, say)."""
+    if text is None:
+        return None
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, TypeError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("geometry"), dict):
+        return None
+    try:
+        geometry = GridGeometry.from_dict(doc["geometry"])
+    except KeyError as exc:
+        raise InferenceError(f"{source}: the map's geometry is incomplete: missing {exc}") from None
+    except (TypeError, ValueError, InferenceError) as exc:
+        raise InferenceError(f"{source}: the map's geometry is invalid: {exc}") from None
+    try:
+        model = ModelRecord.from_dict(doc.get("model") or {})
+    except (TypeError, ValueError) as exc:
+        raise InferenceError(f"{source}: the map's model record is invalid: {exc}") from None
+    slide = doc.get("slide")
+    return MapMeta(geometry, model, None if slide is None else str(slide))
+
+
+def read_map_meta(path: str | os.PathLike[str]) -> MapMeta:
+    """``probability.json`` read; ``InferenceError`` naming it when it is unreadable or
+    holds no map metadata."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InferenceError(f"{path}: cannot read the map's metadata: {exc}") from exc
+    meta = parse_map_meta(text, path)
+    if meta is None:
+        raise InferenceError(f"{path}: not a probability map's metadata (no 'geometry' object)")
+    return meta
 
 
 def _geometry_of(path: Path, description: str | None) -> GridGeometry | None:
-    for text in (description, None):
-        if text is None:
-            sidecar = path.with_suffix(".json")
-            if not sidecar.is_file():
-                continue
-            try:
-                text = sidecar.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
+    """The map's geometry from the TIFF description, else from ``probability.json`` beside
+    it (when readable), else None (a bare map)."""
+    meta = parse_map_meta(description, path)
+    if meta is None:
+        sidecar = path.with_suffix(".json")
         try:
-            meta = json.loads(text)
-        except (json.JSONDecodeError, TypeError):
-            continue
-        if isinstance(meta, dict) and isinstance(meta.get("geometry"), dict):
-            try:
-                return GridGeometry.from_dict(meta["geometry"])
-            except (KeyError, TypeError) as exc:
-                raise InferenceError(f"{path}: the map's geometry is incomplete: {exc}") from None
-    return None
+            text = sidecar.read_text(encoding="utf-8") if sidecar.is_file() else None
+        except (OSError, UnicodeDecodeError):
+            text = None
+        meta = parse_map_meta(text, sidecar)
+    return None if meta is None else meta.geometry
 
 
 def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, GridGeometry | None]:

@@ -28,8 +28,8 @@ from typing import Any
 from histoviewer.core.analysis.lesions import Lesion, LesionParams
 from histoviewer.core.analysis.node_label import SlideLesions
 from histoviewer.core.staging_terms import NodeLabel
-from histoviewer.core.errors import SummaryFormatError
-from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.errors import InferenceError, SummaryFormatError, SummaryWithoutLesionsError
+from histoviewer.core.grid_geometry import GridGeometry, known_slide_mpp
 from histoviewer.core.models.record import ModelRecord
 
 __all__ = ["SlideFailure", "SlideFiles", "SlideOutcome", "SlideSummary", "SlideTiming", "outcome_from_dict",
@@ -88,7 +88,7 @@ class SlideSummary:
     slide: str
     out_dir: str
     model: ModelRecord
-    mpp: float | None
+    mpp: float  # um per level-0 px: an analysed slide always has one (its geometry needs it)
     level_read: int
     region_source: str
     geometry: GridGeometry
@@ -145,11 +145,10 @@ class SlideSummary:
         """From ``to_dict``'s form. Raises KeyError / TypeError / ValueError on a malformed
         summary (``read_summary`` names the file). A summary from before lesions were
         found (no ``node_label``) reads as ``unknown`` with no lesions."""
-        mpp = data["mpp"]
         label = data.get("node_label")
         return cls(
             slide=str(data["slide"]), out_dir=str(data["out_dir"]), model=ModelRecord.from_dict(data["model"]),
-            mpp=None if mpp is None else float(mpp), level_read=int(data["level_read"]),
+            mpp=known_slide_mpp(data["mpp"]), level_read=int(data["level_read"]),
             region_source=str(data["region_source"]), geometry=GridGeometry.from_dict(data["geometry"]),
             tissue_patches=int(data["tissue_patches"]), classified_patches=int(data["classified_patches"]),
             failed_patches=int(data["failed_patches"]), coverage=float(data["coverage"]),
@@ -188,9 +187,11 @@ def outcome_from_dict(data: Mapping[str, Any]) -> SlideOutcome:
     return SlideSummary.from_dict(data)
 
 
-def read_summary(path: str | os.PathLike[str]) -> SlideOutcome:
+def read_summary(path: str | os.PathLike[str], *, lesions_required: bool = False) -> SlideOutcome:
     """A ``summary.json`` (or the analysis folder holding it) read back; ``SummaryFormatError``
-    naming the file when it is unreadable or malformed."""
+    naming the file when it is unreadable or malformed. A summary from before lesions were
+    found reads as ``unknown`` with no lesions, or, with ``lesions_required`` (a reader of its
+    lesions, for whom "none" would be a wrong answer), raises ``SummaryWithoutLesionsError``."""
     path = Path(path)
     if path.is_dir():
         path = path / "summary.json"
@@ -200,8 +201,11 @@ def read_summary(path: str | os.PathLike[str]) -> SlideOutcome:
         raise SummaryFormatError(f"{path}: cannot read the analysis summary: {exc}") from exc
     if not isinstance(data, dict) or "slide" not in data:
         raise SummaryFormatError(f"{path}: not an analysis summary (no 'slide' entry)")
+    if lesions_required and "error" not in data and "node_label" not in data:
+        raise SummaryWithoutLesionsError(
+            f"{path}: has no lesions (written before the analysis found lesions); analyse the slide again")
     try:
         return outcome_from_dict(data)
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, InferenceError) as exc:
         detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
         raise SummaryFormatError(f"{path}: malformed analysis summary: {detail}") from exc

@@ -104,14 +104,16 @@ def _l0_per_px(mpp: float, region: tuple[float, float, float, float], output_mpp
 
 
 def _provenance(kind: str, slide_path: str, heatmap: HeatmapData, region, l0_per_px: float | None,
-                size, colormap=None, opacity=None, threshold=None, extra=None) -> Provenance:
+                size, colormap=None, opacity=None, threshold=None, outlines: int | None = None,
+                slide_level_read: int | None = None) -> Provenance:
     g = heatmap.geometry
     return Provenance(
         kind=kind, slide_path=slide_path, slide_l0_size=(g.l0_width, g.l0_height), slide_mpp=g.slide_mpp,
         l0_region=tuple(float(v) for v in region), model=heatmap.model, output_size=tuple(size),
         l0_per_px=l0_per_px, output_mpp=None if l0_per_px is None else l0_per_px * g.slide_mpp,
         threshold=threshold, colormap=colormap, opacity=opacity, grid=g,
-        coverage=round(heatmap.coverage(), 6), extra=dict(extra or {}, heatmap_source=heatmap.origin),
+        coverage=round(heatmap.coverage(), 6), outlines=outlines, slide_level_read=slide_level_read,
+        heatmap_source=heatmap.origin,
     )
 
 
@@ -179,7 +181,7 @@ def _export_image(kind: str, out_path, renderer: TileRenderer, prov: Provenance,
         prov = prov.with_output(kind=f"{kind}-pyramid")
         with atomic_target(out_path) as tmp:
             dims = _write_pyramid(tmp, renderer, prov, tile_px, jpeg_quality, control)
-        prov = prov.with_output(extra=dict(prov.extra, pyramid_levels=[list(d) for d in dims]))
+        prov = prov.with_output(pyramid_levels=tuple((int(w), int(h)) for w, h in dims))
         if legend is not None:
             buf = _png_bytes(legend, prov)
             atomic_write_bytes(legend_path(out_path), buf)
@@ -234,7 +236,7 @@ def export_overlay(
     try:
         renderer = TileRenderer(spec, heatmap, reader, fast)
         prov = _provenance("overlay", str(info.path), heatmap, reg, scale, size, r.colormap, r.opacity,
-                           r.threshold, {"outlines": len(spec.outlines), "slide_level_read": renderer.level})
+                           r.threshold, outlines=len(spec.outlines), slide_level_read=renderer.level)
         panel = _legend(size, heatmap, r.colormap, r.threshold, r.opacity, False) if r.legend else None
         return _export_image("overlay", out_path, renderer, prov, panel, r.tile_px, r.jpeg_quality, control, t0)
     finally:
@@ -266,7 +268,7 @@ def export_heatmap_image(
     spec = RenderSpec(reg, scale, size, False, r.colormap, 1.0, r.threshold, tuple(r.outlines),
                       r.outline_style, bar)
     prov = _provenance("heatmap", str(r.slide_path), heatmap, reg, scale, size, r.colormap, 1.0, r.threshold,
-                       {"outlines": len(spec.outlines)})
+                       outlines=len(spec.outlines))
     panel = _legend(size, heatmap, r.colormap, r.threshold, None, True) if r.legend else None
     return _export_image("heatmap", out_path, TileRenderer(spec, heatmap), prov, panel, r.tile_px,
                          r.jpeg_quality, control, t0)
@@ -287,10 +289,9 @@ def export_raw_probabilities(
     g = heatmap.geometry
     reg = clip_region((g.l0_width, g.l0_height), region)
     prov = _provenance("raw-probabilities", str(slide_path), heatmap, reg, g.l0_stride, (0, 0))
-    meta = write_raw_probabilities(out_path, heatmap, reg, prov.to_dict())
-    crop = meta["crop"]
-    prov = prov.with_output(output_size=(crop["cols"], crop["rows"]), extra=dict(prov.extra, crop=crop))
+    crop = write_raw_probabilities(out_path, heatmap, reg, prov.to_dict())
+    prov = prov.with_output(output_size=(crop.cols, crop.rows), crop=crop)
     side = write_provenance(out_path, prov)
-    return ExportResult(out_path, prov.kind, (crop["cols"], crop["rows"]), prov, (side,),
+    return ExportResult(out_path, prov.kind, (crop.cols, crop.rows), prov, (side,),
                         time.perf_counter() - t0)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,29 @@ from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.models.record import ModelRecord
 
-__all__ = ["Provenance", "provenance_path", "write_provenance"]
+__all__ = ["CellCrop", "Provenance", "provenance_path", "write_provenance"]
 
 SOFTWARE = "HistoViewer"
+
+
+@dataclass(frozen=True)
+class CellCrop:
+    """A window of probability-map cells: rows ``row0 .. row0 + rows`` and columns
+    ``col0 .. col0 + cols`` of the full-slide map (a raw export's crop)."""
+
+    row0: int
+    col0: int
+    rows: int
+    cols: int
+
+    def to_dict(self) -> dict[str, int]:
+        """The JSON shape (file format: raw export descriptions and provenance)."""
+        return {"row0": self.row0, "col0": self.col0, "rows": self.rows, "cols": self.cols}
+
+
+# Typed fields that the file format keeps under its "extra" object, in this order; each is
+# written only when set (None: not part of this kind of export).
+_EXTRA_FIELDS = ("outlines", "slide_level_read", "heatmap_source", "pyramid_levels", "crop")
 
 
 @dataclass(frozen=True)
@@ -32,7 +51,12 @@ class Provenance:
     pixels of the slide; ``output_mpp`` (um per output px, written as ``um_per_px``) and
     ``l0_per_px`` give the output's scale (``output_mpp`` is None when the slide has no
     scale); ``output_size`` is (width, height) in output px of the image area (without
-    legend bands). ``model`` is written in its identity shape (``ModelRecord``)."""
+    legend bands). ``model`` is written in its identity shape (``ModelRecord``).
+
+    Under the JSON's ``extra``: ``outlines`` (how many were drawn), ``slide_level_read``
+    (the slide level an overlay was read from), ``heatmap_source`` (where the map came from:
+    ``HeatmapData.origin``), ``pyramid_levels`` ((width, height) px of each level of a
+    pyramidal TIFF) and ``crop`` (a raw export's map cells)."""
 
     kind: str  # "overlay", "heatmap", "raw-probabilities", "pyramid-overlay"
     slide_path: str
@@ -48,7 +72,11 @@ class Provenance:
     opacity: float | None = None
     grid: GridGeometry | None = None
     coverage: float | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    outlines: int | None = None
+    slide_level_read: int | None = None
+    heatmap_source: str | None = None
+    pyramid_levels: tuple[tuple[int, int], ...] | None = None
+    crop: CellCrop | None = None
     software: str = SOFTWARE
     software_version: str = histoviewer.__version__
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc)
@@ -62,6 +90,10 @@ class Provenance:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name in _EXTRA_FIELDS:
+                if "extra" not in out:  # where the file has always had it: after coverage
+                    out["extra"] = self._extra_dict()
+                continue
             if f.name == "model":
                 value = self.model.to_identity_dict()
             elif f.name == "grid":
@@ -71,11 +103,22 @@ class Provenance:
                 continue
             elif isinstance(value, tuple):
                 value = list(value)
-            elif isinstance(value, Mapping):
-                value = dict(value)
             out[f.name] = value
         out["label_image_included"] = False  # never: it can show patient identifiers
         return out
+
+    def _extra_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        for name in _EXTRA_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, CellCrop):
+                value = value.to_dict()
+            elif name == "pyramid_levels":
+                value = [list(level) for level in value]
+            extra[name] = value
+        return extra
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from histoviewer.core.errors import ExportError
+from histoviewer.core.errors import ExportError, InferenceError
 from histoviewer.core.export.files import atomic_target
+from histoviewer.core.export.provenance import CellCrop
 from histoviewer.core.export.source import HeatmapData
-from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.outputs import ENCODING
 
 __all__ = ["RawProbabilities", "cell_window", "read_raw_probabilities", "write_raw_probabilities"]
@@ -58,19 +59,21 @@ class RawProbabilities:
 
 
 def write_raw_probabilities(path: str | os.PathLike[str], heatmap: HeatmapData,
-                            l0_region: tuple[float, float, float, float], provenance: dict) -> dict:
-    """Write the cropped map to ``path`` (zlib float32 TIFF); returns the description dict."""
+                            l0_region: tuple[float, float, float, float], provenance: dict) -> CellCrop:
+    """Write the cropped map to ``path`` (zlib float32 TIFF, its description as JSON);
+    returns the crop: which map cells it holds."""
     r0, c0, rows, cols = cell_window(heatmap.geometry, l0_region)
+    crop = CellCrop(r0, c0, rows, cols)
     data = np.ascontiguousarray(heatmap.encoded[r0 : r0 + rows, c0 : c0 + cols], np.float32)
     meta = {"geometry": heatmap.geometry.to_dict(), "encoding": ENCODING,
-            "crop": {"row0": r0, "col0": c0, "rows": rows, "cols": cols},
+            "crop": crop.to_dict(),
             "frame": ("pixel (r, c) is map cell (row0 + r, col0 + c); it covers level-0 px x in "
                       "[origin_x + (col0 + c) * l0_stride, + l0_stride), y likewise with rows"),
             "provenance": provenance}
     with atomic_target(path) as tmp:
         tifffile.imwrite(tmp, data, compression="zlib", description=json.dumps(meta, allow_nan=False),
                          metadata=None)
-    return meta
+    return crop
 
 
 def read_raw_probabilities(path: str | os.PathLike[str]) -> RawProbabilities:
@@ -84,5 +87,5 @@ def read_raw_probabilities(path: str | os.PathLike[str]) -> RawProbabilities:
         crop = meta["crop"]
         return RawProbabilities(np.asarray(data, np.float32), geometry, int(crop["row0"]),
                                 int(crop["col0"]), meta)
-    except (OSError, ValueError, KeyError, TypeError, tifffile.TiffFileError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, tifffile.TiffFileError, InferenceError) as exc:
         raise ExportError(f"{path}: not a HistoViewer raw probability export: {exc}") from exc

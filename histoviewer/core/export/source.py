@@ -10,7 +10,6 @@ runs ``analyze_slide`` only when neither has a complete map.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -21,10 +20,12 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from histoviewer.core.errors import ExportError
+from histoviewer.core.analysis.map_io import read_map_meta
+from histoviewer.core.errors import ExportError, InferenceError
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.disk_cache import HeatmapCache
-from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.models.model_file import read_model_info
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model, resolve_model_path
@@ -86,15 +87,18 @@ def read_analysis(path: str | os.PathLike[str]) -> HeatmapData:
     folder holding it (with ``probability.json``)."""
     path = Path(path)
     tiff = path / "probability.tiff" if path.is_dir() else path
-    sidecar = tiff.with_suffix(".json")
     try:
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        meta = read_map_meta(tiff.with_suffix(".json"))  # errors name the .json
+    except InferenceError as exc:
+        raise ExportError(f"not a readable analysis result (probability.tiff + .json): {exc}") from exc
+    try:
         encoded = tifffile.imread(tiff)
-        geometry = GridGeometry.from_dict(meta["geometry"])
-        model = ModelRecord.from_dict(meta.get("model") or {})
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         raise ExportError(f"{tiff}: not a readable analysis result (probability.tiff + .json): {exc}") from exc
-    return HeatmapData(encoded, geometry, model, f"analysis:{tiff.parent}")
+    try:
+        return HeatmapData(encoded, meta.geometry, meta.model, f"analysis:{tiff.parent}")
+    except ExportError as exc:
+        raise ExportError(f"{tiff}: {exc}") from exc
 
 
 def _complete(data: HeatmapData) -> bool:

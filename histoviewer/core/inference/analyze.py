@@ -26,7 +26,8 @@ from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.analysis.summary import SlideFailure, SlideFiles, SlideSummary, SlideTiming
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import HistoViewerError, InferenceError
-from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.inference.outputs import write_heatmap_png, write_probability_map
 from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter
@@ -135,11 +136,11 @@ def analyze_slide(
             if len(failures) < 20:  # enough to diagnose, bounded for huge broken slides
                 failures.append(f"{len(failed)} patches: {message}")
 
-        stage = control.stage(f"Classifying {slide_path.name}", int(cells.size))
         try:
             times = classify_cells(grid, cutter, model, cells, batch_size=options.batch_size,
                                    block=options.block, read_threads=options.read_threads,
-                                   on_progress=stage.update, on_failure=on_failure, control=control)
+                                   on_failure=on_failure, control=control,
+                                   stage=f"Classifying {slide_path.name}")
         finally:
             if fast is not None:
                 fast.close()

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from histoviewer.core.atomic import atomic_write_bytes
-from histoviewer.core.inference.grid import CellState, GridGeometry, PredictionGrid
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.paths import user_data_dir
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 The grid itself (where the patches sit, frames and units, overlap) is ``GridGeometry`` in
 ``core/grid_geometry.py``, a leaf module so the analysis and the summaries can name it
-without importing inference; it is re-exported here, where most callers look for it.
+without importing inference; import it from there (it is not re-exported here).
 ``PredictionGrid`` holds the value and state of every cell.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from histoviewer.core.errors import InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
 
-__all__ = ["CellState", "GridGeometry", "PredictionGrid"]
+__all__ = ["CellState", "PredictionGrid"]
 
 
 class CellState(IntEnum):

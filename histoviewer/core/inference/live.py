@@ -26,7 +26,8 @@ import numpy as np
 
 from histoviewer.core.errors import HistoViewerError, InferenceError
 from histoviewer.core.inference.disk_cache import HeatmapCache
-from histoviewer.core.inference.grid import GridGeometry, PredictionGrid
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.inference.overlay import HeatmapRaster, HeatmapStyle
 from histoviewer.core.inference.regions import RegionCutter, RegionSource
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
@@ -154,8 +155,8 @@ class LiveHeatmap:
             self._on_error(message)
 
     def _start_unsafe(self) -> None:
-        # Imported here: models.device imports torch (seconds), and the viewer must open
-        # slides without it.
+        # Imported lazily: models.device imports torch (seconds of start-up), and the viewer
+        # must open slides without it.
         from histoviewer.core.models.device import choose_device
 
         info = self.reader.info

@@ -6,7 +6,8 @@ Probability map encoding (``probability.tiff``, float32, zlib): one pixel per ma
 0..1 are tumour probabilities, NaN = not computed, -1 = background (no tissue, never
 classified), -2 = failed. The TIFF's ImageDescription and ``probability.json`` hold the
 geometry, so pixel ``(row, col)`` covers level-0 px ``origin + (col, row) * l0_stride``
-to ``+ l0_stride``.
+to ``+ l0_stride``. Read the metadata back with ``analysis.map_io`` (``read_map_meta``), the
+one reader (below this layer, so the analysis can use it too).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from PIL import Image
 
 from histoviewer.core.atomic import atomic_write_bytes, atomic_write_text
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut, lut_indices
-from histoviewer.core.inference.grid import ENCODED, CellState, GridGeometry
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import ENCODED, CellState
 from histoviewer.core.models.record import ModelRecord
 
 __all__ = ["ENCODING", "write_heatmap_png", "write_probability_map"]

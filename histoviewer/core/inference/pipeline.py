@@ -55,13 +55,15 @@ def classify_cells(
     batch_size: int = 512,
     block: int = 16,
     read_threads: int = 1,
-    on_progress: Callable[[int], None] | None = None,
     on_failure: FailureFn | None = None,
     control: JobControl = NO_CONTROL,
+    stage: str = "Classifying patches",
 ) -> PipelineTimes:
     """Classify ``cells`` (flat indices) of ``grid``; returns where the time went.
-    ``control.check`` runs between regions: ``Cancelled`` leaves the grid part-filled and
-    the reader threads closed."""
+    Progress: one ``control`` stage named ``stage``, counted in patches (classified or
+    failed). ``control.check`` runs between regions: ``Cancelled`` leaves the grid
+    part-filled and the reader threads closed."""
+    counter = control.stage(stage, int(np.asarray(cells).size))
     times = PipelineTimes()
     t_start = time.perf_counter()
     jobs = plan_regions(grid.geometry, cells, block)
@@ -76,8 +78,7 @@ def classify_cells(
         times.failed += len(failed)
         if on_failure is not None:
             on_failure(failed, message)
-        if on_progress is not None:
-            on_progress(len(failed))
+        counter.update(len(failed))
 
     def flush() -> None:
         nonlocal n_pending
@@ -99,8 +100,7 @@ def classify_cells(
             times.model_s += time.perf_counter() - t0
         grid.set_values(batch_cells, probs)
         times.patches += len(batch_cells)
-        if on_progress is not None:
-            on_progress(len(batch_cells))
+        counter.update(len(batch_cells))
 
     try:
         prefetcher.submit(1, jobs)

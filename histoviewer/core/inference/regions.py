@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image
 
-from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.slide.reader import SlideReader
 
 __all__ = ["LEVEL_TOLERANCE", "RegionCutter", "RegionJob", "RegionSource", "plan_regions"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from histoviewer.core.inference.grid import GridGeometry
+from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.patches.tissue import TissueMap, slide_tissue_map
 from histoviewer.core.slide.reader import SlideReader
 

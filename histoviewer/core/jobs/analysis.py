@@ -110,7 +110,7 @@ def _in_processes(slides: list[Path], out_root: Path, options: AnalyzeOptions, w
 def _on_dask(slides: list[Path], out_root: Path, options: AnalyzeOptions, scheduler: str,
              control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
     try:
-        from dask.distributed import Client  # optional dependency, only for cluster runs
+        from dask.distributed import Client  # lazy: optional dependency, only for cluster runs
     except ImportError as exc:
         raise InferenceError("running on a Dask cluster needs Dask: pip install 'dask[distributed]'",
                              setting="scheduler") from exc

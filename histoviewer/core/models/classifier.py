@@ -19,15 +19,21 @@ from histoviewer.core.input_spec import InputSpec
 
 __all__ = [
     "DEMO_WARNING",
+    "VALID_AUC",
     "ModelInfo",
     "PatchClassifier",
     "check_patch_batch",
 ]
 
+# Shown in GUI-made PDFs, legends and provenance too, so it names no command: the CLI appends
+# its train command where it prints this (cli/hints.py).
 DEMO_WARNING = (
     "demonstration model trained on synthetic phantom tissue - not for diagnosis; "
-    "train a real one with: histoviewer train cnn --data PCAM_DIR --out model.safetensors"
+    "choose or train a model on real data (e.g. PCam patches) to analyse real slides"
 )
+
+# The ``ModelInfo.metrics`` key (file format) of the validation AUC that training records.
+VALID_AUC = "valid_auc"
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,13 @@ class ModelInfo:
         if self.demonstration:
             return f"{label} - DEMONSTRATION MODEL, synthetic training data, not for diagnosis"
         return label
+
+    @property
+    def valid_auc(self) -> float | None:
+        """The AUC on the validation patches held out in training (``metrics["valid_auc"]``),
+        or None when the file records none (a handcrafted model records ``train_auc`` only)."""
+        value = self.metrics.get(VALID_AUC)
+        return None if value is None else float(value)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -100,8 +100,8 @@ def _read_header(path: Path) -> dict[str, Any]:
                 if head[:2] == b"PK" or head[:1] == b"\x80":
                     raise ModelLoadError(
                         f"{path}: looks like a pickle or torch checkpoint; HistoViewer never "
-                        "loads pickles (they can run code). Retrain with `histoviewer train`, "
-                        "or re-save the weights as a HistoViewer safetensors model file"
+                        "loads pickles (they can run code). Train the model again, or re-save "
+                        "the weights as a HistoViewer safetensors model file"
                     )
                 raise ModelLoadError(
                     f"{path}: not a HistoViewer model file (bad or truncated safetensors header)"

@@ -22,8 +22,8 @@ import numpy as np
 from skimage.draw import polygon as fill_polygon
 from skimage.draw import line as draw_line
 
-from histoviewer.core.annotations.asap_xml import read_asap_xml
-from histoviewer.core.annotations.geojson_io import PolygonAnnotation, read_geojson
+from histoviewer.core.annotations.files import load_annotations
+from histoviewer.core.annotations.shapes import Annotation
 from histoviewer.core.errors import AnnotationFormatError, PatchDataError
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.patches.base import PatchSet
@@ -68,26 +68,21 @@ def list_slides(directory: Path) -> list[Path]:
     )
 
 
-def _is_exclusion(ann: PolygonAnnotation) -> bool:
-    return ann.group.lower() in _EXCLUSION_NAMES or ann.classification.lower() in _EXCLUSION_NAMES
+def _is_exclusion(ann: Annotation) -> bool:
+    # GeoJSON classes and ASAP/CAMELYON16 groups both arrive as the class name.
+    return (ann.class_name or "").lower() in _EXCLUSION_NAMES
 
 
 def read_tumour_polygons(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``(tumour, exclusion)`` polygons of an annotation file as ``(k, 2)`` level-0 (x, y) arrays."""
-    path = Path(path)
+    """``(tumour, exclusion)`` polygons of an annotation file (GeoJSON, CAMELYON16 JSON or ASAP
+    XML, read by ``annotations.files.load_annotations``) as ``(k, 2)`` level-0 (x, y) arrays;
+    rectangles and ellipses as their outlines, holes dropped (exclusions are polygons here)."""
     try:
-        if path.suffix.lower() == ".xml":
-            anns = read_asap_xml(path)
-        elif path.suffix.lower() in (".geojson", ".json"):
-            anns = read_geojson(path)
-        else:
-            raise PatchDataError(
-                f"{path}: unknown annotation format; use GeoJSON (.geojson) or ASAP XML (.xml)"
-            )
+        anns = [a for a in load_annotations(Path(path)).annotation_set.annotations if a.kind.is_area]
     except AnnotationFormatError as exc:
         raise PatchDataError(f"{exc} (annotations for patch labels)") from exc
-    pos = [np.asarray(a.l0_points, float) for a in anns if not _is_exclusion(a)]
-    neg = [np.asarray(a.l0_points, float) for a in anns if _is_exclusion(a)]
+    pos = [np.asarray(a.outline(), float) for a in anns if not _is_exclusion(a)]
+    neg = [np.asarray(a.outline(), float) for a in anns if _is_exclusion(a)]
     return pos, neg
 
 

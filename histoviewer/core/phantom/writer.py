@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from histoviewer.core.phantom.layout import PhantomLayout, build_layout
 from histoviewer.core.phantom.render import TileRenderer
 from histoviewer.core.phantom.result import PhantomLesion, PhantomResult
 from histoviewer.core.phantom.spec import DEFAULT_LESIONS, LesionSpec, parse_lesion_specs
+from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide.pyramid_writer import EncodedRow, downsample2, encode_jpeg, write_pyramidal_tiff
 from histoviewer.core.staging_terms import classify_diameter_mm
 from histoviewer.core.units import l0_area_to_mm2, l0_px_to_mm
@@ -39,9 +40,6 @@ MIN_MPP, MAX_MPP = 0.1, 4.0
 MAX_SIDE_PX = 1_000_000
 # Below this many level-0 tiles, starting worker processes costs more than it saves.
 PARALLEL_MIN_TILES = 400
-
-ProgressFn = Callable[[int, int], None]
-
 
 class _RowRenderer:
     """Renders and encodes whole rows of level-0 tiles; caches the glass-only tiles."""
@@ -173,14 +171,15 @@ def write_phantom(
     seed: int = 0,
     tile_size: int = 512,
     jpeg_quality: int = 85,
-    progress: ProgressFn | None = None,
+    control: JobControl = NO_CONTROL,
     workers: int | None = None,
 ) -> PhantomResult:
     """Write a phantom lymph-node slide and its ground truth; return what was written.
 
     ``width`` x ``height`` level-0 pixels at ``mpp`` micrometres per pixel; ``lesions`` as
     ``"macro:3.0,micro:0.8,itc:0.15"`` (diameters in mm) or ``LesionSpec`` values, empty for
-    a negative node. ``progress(done, total)`` counts level-0 tiles. ``workers`` (default:
+    a negative node. ``control`` gets one stage, "Writing phantom tiles", counted in level-0 tiles, and
+    is checked for cancellation after each row of tiles (``Cancelled``; no file is left). ``workers`` (default:
     one per CPU for large slides, none for small ones) render tile rows in parallel.
     Same arguments give byte-identical files. Raises ``PhantomSpecError`` for a bad
     request (including lesions that do not fit) and ``HistoViewerError`` when the files
@@ -218,9 +217,11 @@ def write_phantom(
     else:
         rows = _rows_parallel(layout, tile_size, jpeg_quality, n_rows, n_workers)
 
-    def on_row(i: int) -> None:
-        if progress is not None:
-            progress((i + 1) * n_cols, total)
+    stage = control.stage("Writing phantom tiles", total)
+
+    def on_row(_i: int) -> None:
+        stage.update(n_cols)
+        control.check("phantom")
 
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     glass = TileRenderer.glass_rgb()

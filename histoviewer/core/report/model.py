@@ -298,7 +298,7 @@ def find_analysis_dirs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             subs = sorted(d for d in p.iterdir() if (d / "summary.json").is_file())
             if not subs:
                 raise ReportError(f"{p}: no analysis here (no summary.json in it or its subfolders); "
-                                  "run histoviewer analyze first")
+                                  "analyse the slides first")
             found.extend(subs)
         else:
             raise ReportError(f"{p}: no such analysis folder")
