@@ -48,8 +48,8 @@ class CaseRun:
     outputs: CaseOutputs
 
 
-def _failure(slide: str | os.PathLike[str], message: str) -> SlideFailure:
-    return SlideFailure(str(slide), message)
+def _failure(slide: str | os.PathLike[str], message: str, setting: str | None = None) -> SlideFailure:
+    return SlideFailure(str(slide), message, setting)
 
 
 def _cpus() -> int:
@@ -69,7 +69,7 @@ def _result_or_failure(future: Any, slide: str) -> SlideOutcome:
 
 
 def _remove_if_empty(folder: Path) -> None:
-    """A cancelled slide's output folder, when nothing was written into it yet."""
+    """A cancelled or failed slide's output folder, when nothing was written into it yet."""
     try:
         folder.rmdir()
     except OSError:
@@ -112,8 +112,8 @@ def _on_dask(slides: list[Path], out_root: Path, options: AnalyzeOptions, schedu
     try:
         from dask.distributed import Client  # optional dependency, only for cluster runs
     except ImportError as exc:
-        raise InferenceError("running on a Dask cluster needs Dask: pip install 'dask[distributed]'",
-                             setting="scheduler") from exc
+        # no setting: the fix is installing Dask, not another --scheduler value
+        raise InferenceError("running on a Dask cluster needs Dask: pip install 'dask[distributed]'") from exc
     with Client(scheduler) as client:
         futures = [client.submit(analyze_slide_job, str(s), str(out_root), options, pure=False) for s in slides]
         return _collect(futures, slides, control, on_started, on_done, lambda: client.cancel(futures))
@@ -134,9 +134,11 @@ def _in_this_process(slides: list[Path], out_root: Path, options: AnalyzeOptions
                 _remove_if_empty(out)
                 raise
             except HistoViewerError as exc:
-                summary = _failure(slide, str(exc))
+                _remove_if_empty(out)
+                summary = _failure(slide, str(exc), exc.setting)
             except Exception as exc:  # noqa: BLE001 - one broken slide must not lose the others
                 log.exception("analysis of %s failed", slide)
+                _remove_if_empty(out)
                 summary = _failure(slide, f"{type(exc).__name__}: {exc}")
             results.append(summary)
             on_done(i, summary)
