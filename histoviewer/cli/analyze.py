@@ -107,7 +107,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             print(f"{patient}: no stage: {error}", file=sys.stderr)
         print(f"stages: {cases.stages_csv}")
         if report is not None:
-            print(f"report: {report['pdf']} ({report['pages']} pages), {report['json']}")
+            print(f"report: {report.pdf} ({report.pages} pages), {report.json}")
         demo = any(isinstance(r, SlideSummary) and r.model.demonstration for r in results)
         if demo:
             print(f"WARNING: {DEMO_WARNING}")
