@@ -123,3 +123,24 @@ def test_a_model_that_cannot_load_stops_a_parallel_run_before_any_process(monkey
     with pytest.raises(ModelLoadError):
         analyze_slides(["a.tiff", "b.tiff"], tmp_path / "out", AnalyzeOptions(model="no-such-model"), workers=2)
     assert not (tmp_path / "out").exists()
+
+
+def _crash_on_start(started):
+    os._exit(4)
+
+
+def workers_that_cannot_start(workers, started):
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_crash_on_start, initargs=(started,))
+
+
+def test_workers_that_cannot_start_fail_the_slides_after_one_retry(tmp_path):
+    pools = []
+
+    def counting(workers, started):
+        pools.append(workers)
+        return workers_that_cannot_start(workers, started)
+
+    results, events = _run(["a.tiff", "b.tiff", "c.tiff"], tmp_path / "out", new_pool=counting)
+    assert [r.error for r in results] == [processes.NO_START_MESSAGE] * 3
+    assert pools == [2, 2] and not (tmp_path / "out").exists()

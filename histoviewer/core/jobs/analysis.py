@@ -174,7 +174,8 @@ def analyze_slides(
 
     ``on_started(i, path)`` / ``on_done(i, summary)`` are called on the calling thread as
     each slide starts and ends (for parallel runs: as its result is collected, in order).
-    Raises ``ModelLoadError`` when the model cannot be loaded (in-process runs),
+    Raises ``ModelLoadError`` when the model cannot be loaded (in-process runs) or its file
+    not read (``workers > 1``: checked once before any process starts),
     ``InferenceError`` when Dask is asked for but missing, ``Cancelled`` when cancelled.
     """
     paths = [Path(s) for s in slides]

@@ -11,7 +11,9 @@ each worker reports the slides it starts on a queue; when a pool breaks,
   becomes a ``SlideFailure`` (its output folder, when this run created it, is removed).
 
 Every break in an N-worker pool moves at least one slide to the one-at-a-time queue and
-every break in a one-worker pool fails exactly one slide, so the run always ends.
+every break in a one-worker pool fails exactly one slide; a pool that breaks before any
+slide started (workers that cannot start) is retried once, then the slides left fail.
+So the run always ends.
 
 Cancel (``control.cancel``) terminates the worker processes and joins them (no slide goes
 on writing after ``Cancelled`` is raised, and the interpreter exits at once), then removes
@@ -35,9 +37,11 @@ from histoviewer.core.errors import Cancelled
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide_job, slide_out_dir
 from histoviewer.core.progress import JobControl
 
-__all__ = ["CRASH_MESSAGE", "SlideJob", "run_in_processes"]
+__all__ = ["CRASH_MESSAGE", "NO_START_MESSAGE", "SlideJob", "run_in_processes"]
 
 CRASH_MESSAGE = "the worker process analysing this slide died (crash or out of memory)"
+NO_START_MESSAGE = "the worker processes died before analysing this slide (they could not start)"
+MAX_IDLE_BREAKS = 2  # pools in a row that may break before any slide starts
 POLL_S = 0.2  # how often a cancel is looked for while workers run
 
 # (slide path, out_root, options) -> summary or failure: analyze_slide_job, or a test's fake
@@ -90,6 +94,8 @@ class _ProcessRun:
         self.pool_size = 0
         self.futures: dict[int, Future] = {}
         self.started = multiprocessing.get_context("spawn").SimpleQueue()
+        self.started_in_pool: set[int] = set()
+        self.idle_breaks = 0  # pools that broke with no slide running: bounded retries  # read from ``started`` at every poll (a full pipe blocks workers)
         # folders this run may remove (on cancel, after a crash): those absent before it
         self.preexisting = {i for i, s in enumerate(self.slides) if slide_out_dir(out_root, s).exists()}
 
@@ -100,20 +106,27 @@ class _ProcessRun:
             batch, self.main_queue = self.main_queue, []
             size = min(self.workers, len(batch))
         self.pool, self.pool_size = self.new_pool(size, self.started), size
-        self.futures = {i: self.pool.submit(_run_slide, self.job, i, str(self.slides[i]), str(self.out_root),
-                                            self.options) for i in batch}
+        self._read_started()  # left by an earlier pool: slides that finished there
+        self.started_in_pool = set()
+        self.futures = {}
+        for i in batch:
+            try:
+                self.futures[i] = self.pool.submit(_run_slide, self.job, i, str(self.slides[i]),
+                                                   str(self.out_root), self.options)
+            except BrokenProcessPool as exc:  # broke while submitting: recovered as any break
+                self.futures[i] = Future()
+                self.futures[i].set_exception(exc)
 
-    def _started_indices(self) -> set[int]:
-        found = set()
+    def _read_started(self) -> None:
         while not self.started.empty():
-            found.add(self.started.get())
-        return found
+            self.started_in_pool.add(self.started.get())
 
     def _remove_created(self, index: int) -> None:
         if index not in self.preexisting:
             shutil.rmtree(slide_out_dir(self.out_root, self.slides[index]), ignore_errors=True)
 
     def _harvest(self) -> None:
+        self._read_started()
         broken = False
         for i, future in list(self.futures.items()):
             if not future.done():
@@ -135,11 +148,19 @@ class _ProcessRun:
         assert self.pool is not None
         _stop(self.pool, kill=True)
         self.pool = None
-        started = self._started_indices()
+        self._read_started()  # the workers are gone: every slide they started is in the pipe
+        started = self.started_in_pool
         unfinished = sorted(self.futures)
         self.futures = {}
         running = [i for i in unfinished if i in started]
         self.main_queue += [i for i in unfinished if i not in started]
+        if not running:  # died before any slide started (cannot start, killed from outside)
+            self.idle_breaks += 1
+            if self.idle_breaks >= MAX_IDLE_BREAKS:
+                for i in self.main_queue + self.alone_queue:
+                    self.results[i] = SlideFailure(str(self.slides[i]), NO_START_MESSAGE)
+                self.main_queue, self.alone_queue = [], []
+            return
         if self.pool_size == 1 or len(running) == 1:
             for i in running:  # alone in its pool: this slide crashed it
                 self._remove_created(i)
