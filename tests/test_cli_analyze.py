@@ -16,8 +16,8 @@ from PIL import Image
 from histoviewer.cli import analyze as cli_analyze
 from histoviewer.core.analysis.summary import SlideFailure, SlideSummary, read_summary
 from histoviewer.core.errors import InferenceError
-from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide, analyze_slide_job
 from histoviewer.core.jobs import analyze_slides
 from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import (
@@ -234,6 +234,10 @@ def test_a_slide_without_scale_stays_unknown_end_to_end(synthetic, model_file, t
     ok, failed = results
     assert isinstance(ok, SlideSummary) and ok.mpp == 0.25
     assert isinstance(failed, SlideFailure) and "scale" in failed.error and failed.node == unscaled.name
+    assert not (tmp_path / "out" / unscaled.stem).exists()  # no empty folder left by the failure
+    assert analyze_slide_job(str(unscaled), str(tmp_path / "job"), AnalyzeOptions(model=str(model_file),
+                                                                                  device="cpu")) == failed
+    assert not (tmp_path / "job" / unscaled.stem).exists()
     rc, out = run_cli(["analyze", str(scaled), str(unscaled), "--model", str(model_file), "--out",
                        str(tmp_path / "cli"), "--json", "--device", "cpu"], capsys)
     assert rc == 1 and json.loads(out)[1] == failed.to_dict()
@@ -243,3 +247,33 @@ def test_a_slide_without_scale_stays_unknown_end_to_end(synthetic, model_file, t
     assert case["stage"] == "unknown" and "not guessed" in case["reason"]
     node1 = next(n for n in case["nodes"] if n["node"] == unscaled.name)
     assert node1["label"] == "unknown" and node1["largest_diameter_mm"] is None
+
+
+def test_a_worker_failure_keeps_its_setting_and_the_cli_adds_the_flag(monkeypatch, tmp_path, capsys):
+    """``--workers 2 --device cuda`` without CUDA: each slide's failure (built in the worker)
+    carries the error's setting, so the CLI prints the same hint as a one-process run."""
+    from histoviewer.core.errors import ModelError
+    from histoviewer.core.inference import analyze as analyze_module
+
+    def no_cuda(spec, device="auto"):
+        raise ModelError("device 'cuda' requested but this torch build sees no CUDA GPU", setting="device")
+
+    monkeypatch.setattr(analyze_module, "open_model", no_cuda)
+    failure = analyze_slide_job("x/a.tiff", str(tmp_path), AnalyzeOptions(device="cuda"))
+    assert failure == SlideFailure("x/a.tiff", "device 'cuda' requested but this torch build sees no CUDA GPU",
+                                   "device")
+    cli_analyze._print_summary(failure)
+    assert capsys.readouterr().err.strip() == f"x/a.tiff: FAILED: {failure.error} (use --device cpu)"
+    cli_analyze._print_summary(SlideFailure("x/b.tiff", "broken"))
+    assert capsys.readouterr().err.strip() == "x/b.tiff: FAILED: broken"
+
+
+def test_a_failures_setting_is_written_only_when_set():
+    from histoviewer.core.analysis.summary import outcome_from_dict
+
+    plain = SlideFailure("a.tiff", "broken")
+    assert plain.to_dict() == {"slide": "a.tiff", "error": "broken"}
+    assert outcome_from_dict(plain.to_dict()) == plain
+    hinted = SlideFailure("a.tiff", "no CUDA", setting="device")
+    assert hinted.to_dict() == {"slide": "a.tiff", "error": "no CUDA", "setting": "device"}
+    assert outcome_from_dict(hinted.to_dict()) == hinted

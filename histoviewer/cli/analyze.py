@@ -49,10 +49,12 @@ def register(sub) -> None:
 
 
 def _print_summary(s: SlideOutcome) -> None:
+    from histoviewer.cli import flag_hint
     from histoviewer.core.analysis.summary import SlideFailure
 
     if isinstance(s, SlideFailure):
-        print(f"{s.slide}: FAILED: {s.error}", file=sys.stderr)
+        hint = flag_hint(s)  # the failure's setting, as error_text adds it to an error
+        print(f"{s.slide}: FAILED: {s.error}" + (f" (use {hint})" if hint else ""), file=sys.stderr)
         return
     t, g = s.timing, s.geometry
     print(f"{s.slide}: {s.classified_patches}/{s.tissue_patches} tissue patches classified"
@@ -105,7 +107,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             print(f"{patient}: no stage: {error}", file=sys.stderr)
         print(f"stages: {cases.stages_csv}")
         if report is not None:
-            print(f"report: {report['pdf']} ({report['pages']} pages), {report['json']}")
+            print(f"report: {report.pdf} ({report.pages} pages), {report.json}")
         demo = any(isinstance(r, SlideSummary) and r.model.demonstration for r in results)
         if demo:
             print(f"WARNING: {demo_warning()}")

@@ -12,7 +12,10 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the subcommand modules load at start-up: the core only when run
+    from histoviewer.core.jobs import ReportFiles
 
 __all__ = ["register", "run_report", "write_report"]
 
@@ -34,28 +37,19 @@ def register(sub) -> None:
 
 
 def write_report(analyses: list[Path], pdf: Path | None, json_path: Path | None,
-                 csv_dir: Path | None) -> dict[str, Any]:
-    """Build the report of ``analyses`` and write the files asked for; returns what was
-    written (paths, slide and case counts, stages)."""
-    from histoviewer.core.report import load_report, write_report_csv, write_report_json
+                 csv_dir: Path | None) -> ReportFiles:
+    """``core.jobs.write_report`` with Qt's PDF writer (on the offscreen platform, so it
+    runs headless; Qt is imported only when a PDF is asked for)."""
+    from histoviewer.core.jobs import write_report as report_job
 
-    report = load_report(analyses)
-    written: dict[str, Any] = {"slides": len(report.slides),
-                               "cases": [{"patient": c.patient, "stage": c.stage.value, "provisional": c.provisional}
-                                         for c in report.cases],
-                               "demonstration_model": report.demonstration}
-    if json_path is not None:
-        written["json"] = str(write_report_json(report, json_path))
-    if csv_dir is not None:
-        written["csv"] = [str(p) for p in write_report_csv(report, csv_dir)]
-    if pdf is not None:
-        # headless: the platform must be chosen before any Q(Gui)Application exists
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-        from histoviewer.qt.report_pdf import page_plan, write_report_pdf
+    if pdf is None:
+        return report_job(analyses, None, json_path, csv_dir)
+    # headless: the platform must be chosen before any Q(Gui)Application exists
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from histoviewer.qt.report_pdf import page_plan, write_report_pdf
 
-        written["pdf"] = str(write_report_pdf(report, pdf))
-        written["pages"] = len(page_plan(report))
-    return written
+    return report_job(analyses, pdf, json_path, csv_dir, write_report_pdf=write_report_pdf,
+                      count_pages=lambda report: len(page_plan(report)))
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -68,16 +62,16 @@ def run_report(args: argparse.Namespace) -> int:
         raise ReportError(f"{args.out}: the report is a PDF; name it .pdf")
     written = write_report(list(args.analyses), args.out, args.json_path, args.csv_dir)
     if args.print_json:
-        print(json.dumps(written, indent=2))
+        print(json.dumps(written.to_dict(), indent=2))
         return 0
-    for case in written["cases"]:
-        print(f"{case['patient']}: {case['stage']}{' (provisional)' if case['provisional'] else ''}")
-    if "pdf" in written:
-        print(f"PDF: {written['pdf']} ({written['pages']} pages)")
-    if "json" in written:
-        print(f"JSON: {written['json']}")
-    for path in written.get("csv", []):
+    for case in written.cases:
+        print(f"{case.patient}: {case.stage.value}{' (provisional)' if case.provisional else ''}")
+    if written.pdf is not None:
+        print(f"PDF: {written.pdf} ({written.pages} pages)")
+    if written.json is not None:
+        print(f"JSON: {written.json}")
+    for path in written.tables:
         print(f"CSV: {path}")
-    if written["demonstration_model"]:
+    if written.demonstration_model:
         print(f"WARNING: {demo_warning()}", file=sys.stderr)
     return 0

@@ -31,7 +31,7 @@ from histoviewer.core.errors import ExportCancelled, HistoViewerError
 from histoviewer.core.export import HeatmapData
 from histoviewer.core.export.outline import outlines_from_document
 from histoviewer.core.export.requests import parse_region
-from histoviewer.core.jobs import ExportRequest, run_export
+from histoviewer.core.jobs import ExportRequest, ReportFiles, run_export
 from histoviewer.core.paths import user_data_dir
 from histoviewer.core.progress import JobControl
 from histoviewer.qt.report_pdf import write_report_pdf
@@ -68,7 +68,7 @@ def _colormap_name(lut: np.ndarray) -> str:
 
 class ExportDialog(QDialog):
     """Export dialog for one ``SlideTab``. Signals: ``exported(object)`` with the result
-    (``ExportResult`` or list of report paths), ``failed(str)``, ``cancelled()``."""
+    (``ExportResult`` or the report's ``ReportFiles``), ``failed(str)``, ``cancelled()``."""
 
     exported = Signal(object)
     failed = Signal(str)
@@ -354,8 +354,8 @@ class ExportDialog(QDialog):
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         seconds = time.perf_counter() - self._t0
-        if isinstance(result, list):
-            lines = [f"Report written in {seconds:.1f} s:"] + [str(p) for p in result]
+        if isinstance(result, ReportFiles):
+            lines = [f"Report written in {seconds:.1f} s:"] + [str(p) for p in result.paths()]
         else:
             w, h = result.size
             lines = [f"Saved {result.path} ({w} x {h} px, {seconds:.1f} s)"] + [f"  + {p}" for p in result.sidecars]

@@ -187,3 +187,71 @@ def test_heatmap_export_reads_an_annotation_file_through_load_annotations(tmp_pa
     result = run_export(request)
     assert result.provenance.threshold == 0.0 and result.provenance.outlines == 1
     assert np.asarray(result.size).min() > 0
+
+
+def _fake_pdf_writer(on_written=lambda: None):
+    """Writes a stand-in PDF as the Qt writer would (whole file at once), then ``on_written``."""
+    calls = []
+
+    def write(report, out_path, *, live=None, control=JobControl()):
+        control.check("report", ExportCancelled)
+        out_path.write_bytes(b"%PDF-fake")
+        calls.append((len(report.slides), dict(live or {})))
+        on_written()
+        return out_path
+
+    return write, calls
+
+
+def test_a_cancel_after_the_report_pdf_is_written_still_writes_every_file(tmp_path):
+    """Cancel arrives once the PDF is complete: too late to stop, so nothing is deleted and
+    nothing half written remains; the report is returned whole (never "cancelled" with a PDF
+    left on disk)."""
+    cancel = threading.Event()
+    write, calls = _fake_pdf_writer(on_written=cancel.set)
+    request = ExportRequest(kind="report", out_path=tmp_path / "r.pdf", slide_path="s", heatmap=lesion_heatmap(),
+                            reader="the viewer's reader")
+    files = run_export(request, JobControl(cancel=cancel), write_report_pdf=write)
+    assert cancel.is_set() and calls == [(1, {"s": ("the viewer's reader", request.heatmap)})]
+    assert files.pdf == tmp_path / "r.pdf" and files.json == tmp_path / "r.json"
+    assert [p.name for p in files.tables] == ["lesions.csv", "slides.csv", "cases.csv"]
+    assert files.paths() == [files.pdf, files.json, *files.tables] and all(p.is_file() for p in files.paths())
+
+
+def test_a_cancelled_report_writes_no_file(tmp_path):
+    cancel = threading.Event()
+    cancel.set()
+    write, _calls = _fake_pdf_writer()
+    request = ExportRequest(kind="report", out_path=tmp_path / "r.pdf", slide_path="s", heatmap=lesion_heatmap())
+    with pytest.raises(ExportCancelled):
+        run_export(request, JobControl(cancel=cancel), write_report_pdf=write)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_report_job_writes_what_is_asked_and_says_what(tmp_path_factory, tmp_path):
+    from histoviewer.core.jobs import ReportFiles, write_report
+    from tests.core.report_helpers import shared_case
+
+    case = shared_case(tmp_path_factory)
+    write, calls = _fake_pdf_writer()
+    files = write_report([case], tmp_path / "r.pdf", tmp_path / "r.json", tmp_path / "t",
+                         write_report_pdf=write, count_pages=lambda report: 7)
+    assert isinstance(files, ReportFiles) and calls == [(2, {})]
+    assert (files.slides, files.pages, files.demonstration_model) == (2, 7, True)
+    assert [(c.patient, c.stage.value) for c in files.cases] == [("patient_007", "pN1mi")]
+    assert list(files.to_dict()) == ["slides", "cases", "demonstration_model", "json", "csv", "pdf", "pages"]
+    assert files.to_dict()["cases"] == [{"patient": "patient_007", "stage": "pN1mi", "provisional": False}]
+    json_only = write_report([case], None, tmp_path / "j.json", None)
+    assert json_only.paths() == [tmp_path / "j.json"] and list(json_only.to_dict())[-1] == "json"
+
+
+def test_missing_dask_names_no_setting(monkeypatch, case_slides, tmp_path):
+    """The fix is installing Dask, not another --scheduler value: no flag hint."""
+    import sys
+
+    from histoviewer.core.errors import InferenceError
+
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # import fails as if absent
+    with pytest.raises(InferenceError, match="needs Dask") as raised:
+        analyze_slides(case_slides, tmp_path, scheduler="tcp://nowhere:8786")
+    assert raised.value.setting is None

@@ -116,7 +116,7 @@ def test_report_of_this_slide(qtbot, tmp_path, reader):
     assert d.path.text().endswith("-report.pdf") and not d.um_per_px.isEnabled()
     with qtbot.waitSignal(d.exported, timeout=60_000) as sig:
         assert d.start_export()
-    pdf, js, *tables = sig.args[0]
+    pdf, js, *tables = sig.args[0].paths()
     assert pdf.read_bytes()[:5] == b"%PDF-" and len(tables) == 3
     doc = json.loads(js.read_text())
     assert doc["slides"][0]["node_label"] != "unknown" and doc["demonstration_model"] is True

@@ -167,6 +167,7 @@ class SlideFailure:
 
     slide: str
     error: str
+    setting: str | None = None  # the option that caused it (HistoViewerError.setting), e.g. "device"
 
     @property
     def node(self) -> str:
@@ -174,7 +175,10 @@ class SlideFailure:
         return Path(self.slide).name
 
     def to_dict(self) -> dict[str, str]:
-        return {"slide": self.slide, "error": self.error}
+        data = {"slide": self.slide, "error": self.error}
+        if self.setting:  # written only when set: files without it read the same both ways
+            data["setting"] = self.setting
+        return data
 
 
 SlideOutcome = SlideSummary | SlideFailure
@@ -183,7 +187,8 @@ SlideOutcome = SlideSummary | SlideFailure
 def outcome_from_dict(data: Mapping[str, Any]) -> SlideOutcome:
     """A summary, or a failure when the entry is ``{"slide", "error"}``."""
     if "error" in data:
-        return SlideFailure(str(data["slide"]), str(data["error"]))
+        setting = data.get("setting")
+        return SlideFailure(str(data["slide"]), str(data["error"]), None if setting is None else str(setting))
     return SlideSummary.from_dict(data)
 
 

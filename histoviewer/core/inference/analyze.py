@@ -175,17 +175,24 @@ def analyze_slide(
 
 def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -> SlideSummary | SlideFailure:
     """``analyze_slide`` for a worker process or a Dask worker: loads the model itself and
-    returns the summary (a ``SlideFailure`` on a HistoViewerError); both pickle as they are."""
+    returns the summary (a ``SlideFailure`` on a HistoViewerError, with its ``setting``); both
+    pickle as they are. A slide that fails leaves no empty output folder behind."""
     if options.torch_threads:
         import torch  # lazy: seconds of start-up, and only a worker that sets threads needs it
 
         torch.set_num_threads(int(options.torch_threads))
+    out = slide_out_dir(out_root, slide_path)
     try:
         model = open_model(options.model, device=options.device)
         try:
-            summary = analyze_slide(slide_path, slide_out_dir(out_root, slide_path), model, options)
+            return analyze_slide(slide_path, out, model, options)
         finally:
             model.close()
-    except HistoViewerError as exc:
-        return SlideFailure(str(slide_path), str(exc))
-    return summary
+    except BaseException as exc:
+        try:  # created by analyze_slide before it failed; one holding files is left alone
+            out.rmdir()
+        except OSError:
+            pass
+        if isinstance(exc, HistoViewerError):
+            return SlideFailure(str(slide_path), str(exc), exc.setting)
+        raise

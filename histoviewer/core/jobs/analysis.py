@@ -7,21 +7,28 @@ loses the others):
 
 - in this process (default): the model is loaded once for every slide; progress is one
   stage per slide, in patches; cancel stops between regions;
-- ``workers > 1``: local processes (``ProcessPoolExecutor``, spawn), each loading the model;
+- ``workers > 1``: local processes (spawned), each loading the model (``jobs.processes``:
+  a worker that dies fails its own slide only; the others are rerun in a fresh pool);
 - ``scheduler``: the same per-slide function on a Dask distributed cluster.
 
 A cancelled run (``control.cancel``) raises ``Cancelled``: the slide in hand leaves no
 output folder, and no case files are written. Slides finished before stay complete.
+In this process and in local processes that holds fully: worker processes are terminated
+and joined before ``Cancelled`` is raised, and the folders this run created for slides
+that did not finish are removed (a folder an earlier run left is never deleted).
+On a Dask cluster it holds only in part: ``client.cancel`` drops the slides still queued,
+but cannot interrupt a task already running on a worker; such a slide's task goes on and
+may write its complete folder after ``Cancelled`` was raised (only its folder, if still
+empty, is removed at cancel). The case files are never written after a cancel.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +36,9 @@ from histoviewer.core.analysis.case import CaseOutputs, write_case_outputs
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.errors import Cancelled, HistoViewerError, InferenceError
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide, analyze_slide_job, slide_out_dir
-from histoviewer.core.models.registry import open_model
+from histoviewer.core.jobs.processes import run_in_processes
+from histoviewer.core.models.model_file import read_model_info
+from histoviewer.core.models.registry import open_model, resolve_model_path
 from histoviewer.core.progress import NO_CONTROL, JobControl
 
 log = logging.getLogger(__name__)
@@ -48,8 +57,8 @@ class CaseRun:
     outputs: CaseOutputs
 
 
-def _failure(slide: str | os.PathLike[str], message: str) -> SlideFailure:
-    return SlideFailure(str(slide), message)
+def _failure(slide: str | os.PathLike[str], message: str, setting: str | None = None) -> SlideFailure:
+    return SlideFailure(str(slide), message, setting)
 
 
 def _cpus() -> int:
@@ -69,7 +78,7 @@ def _result_or_failure(future: Any, slide: str) -> SlideOutcome:
 
 
 def _remove_if_empty(folder: Path) -> None:
-    """A cancelled slide's output folder, when nothing was written into it yet."""
+    """A cancelled or failed slide's output folder, when nothing was written into it yet."""
     try:
         folder.rmdir()
     except OSError:
@@ -98,13 +107,9 @@ def _collect(futures: Sequence[Future | Any], slides: Sequence[Path], control: J
 
 def _in_processes(slides: list[Path], out_root: Path, options: AnalyzeOptions, workers: int,
                   control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
-    n = min(workers, len(slides))
-    options = replace(options, torch_threads=options.torch_threads or max(1, _cpus() // n))
-    # spawn: safe with the threads torch and the reader start in this process
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(analyze_slide_job, str(s), str(out_root), options) for s in slides]
-        return _collect(futures, slides, control, on_started, on_done,
-                        lambda: pool.shutdown(wait=False, cancel_futures=True))
+    # checked once here (the model file's header, cheap) rather than once per slide in workers
+    read_model_info(resolve_model_path(options.model))
+    return run_in_processes(slides, out_root, options, workers, control, on_started, on_done, cpus=_cpus())
 
 
 def _on_dask(slides: list[Path], out_root: Path, options: AnalyzeOptions, scheduler: str,
@@ -112,11 +117,18 @@ def _on_dask(slides: list[Path], out_root: Path, options: AnalyzeOptions, schedu
     try:
         from dask.distributed import Client  # lazy: optional dependency, only for cluster runs
     except ImportError as exc:
-        raise InferenceError("running on a Dask cluster needs Dask: pip install 'dask[distributed]'",
-                             setting="scheduler") from exc
+        # no setting: the fix is installing Dask, not another --scheduler value
+        raise InferenceError("running on a Dask cluster needs Dask: pip install 'dask[distributed]'") from exc
     with Client(scheduler) as client:
         futures = [client.submit(analyze_slide_job, str(s), str(out_root), options, pure=False) for s in slides]
-        return _collect(futures, slides, control, on_started, on_done, lambda: client.cancel(futures))
+
+        def cancel_rest() -> None:
+            client.cancel(futures)  # queued tasks are dropped; a running one cannot be stopped
+            for slide, future in zip(slides, futures):
+                if not future.done():
+                    _remove_if_empty(slide_out_dir(out_root, slide))
+
+        return _collect(futures, slides, control, on_started, on_done, cancel_rest)
 
 
 def _in_this_process(slides: list[Path], out_root: Path, options: AnalyzeOptions, control: JobControl,
@@ -134,9 +146,11 @@ def _in_this_process(slides: list[Path], out_root: Path, options: AnalyzeOptions
                 _remove_if_empty(out)
                 raise
             except HistoViewerError as exc:
-                summary = _failure(slide, str(exc))
+                _remove_if_empty(out)
+                summary = _failure(slide, str(exc), exc.setting)
             except Exception as exc:  # noqa: BLE001 - one broken slide must not lose the others
                 log.exception("analysis of %s failed", slide)
+                _remove_if_empty(out)
                 summary = _failure(slide, f"{type(exc).__name__}: {exc}")
             results.append(summary)
             on_done(i, summary)
@@ -160,7 +174,8 @@ def analyze_slides(
 
     ``on_started(i, path)`` / ``on_done(i, summary)`` are called on the calling thread as
     each slide starts and ends (for parallel runs: as its result is collected, in order).
-    Raises ``ModelLoadError`` when the model cannot be loaded (in-process runs),
+    Raises ``ModelLoadError`` when the model cannot be loaded (in-process runs) or its file
+    not read (``workers > 1``: checked once before any process starts),
     ``InferenceError`` when Dask is asked for but missing, ``Cancelled`` when cancelled.
     """
     paths = [Path(s) for s in slides]

@@ -1,6 +1,6 @@
 """One export of a slide's heatmap, as the export dialog and ``histoviewer export-heatmap``
 ask for it: an ``ExportRequest`` in, ``run_export`` on a worker thread (or the CLI's), an
-``ExportResult`` (or the report's paths) out.
+``ExportResult`` (or the report's ``ReportFiles``) out.
 
 Kinds: ``heatmap`` (the map alone), ``overlay`` (the slide with the map blended over it;
 ``.png`` or, by extension, a pyramidal ``.tif``), ``pyramid`` (an overlay that must be a
@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from histoviewer.core.colormaps import DEFAULT_COLORMAP
-from histoviewer.core.errors import ExportCancelled, ExportError
+from histoviewer.core.errors import ExportError
 from histoviewer.core.export import (ExportResult, HeatmapData, HeatmapImageRequest, OverlayRequest,
                                      export_heatmap_image, export_overlay, export_raw_probabilities)
 from histoviewer.core.export.outline import Outline, outlines_from_annotation_file
 from histoviewer.core.progress import NO_CONTROL, JobControl
-from histoviewer.core.report import build_report, write_report_csv, write_report_json
+from histoviewer.core.jobs.reports import ReportFiles, ReportPdfWriter, write_report_files
+from histoviewer.core.report import build_report
 from histoviewer.core.report.images import lesion_outline
 from histoviewer.core.report.model import Report, slide_report_from_map
 from histoviewer.core.slide import open_slide
@@ -34,9 +35,6 @@ __all__ = ["EXPORT_KINDS", "ExportRequest", "ReportPdfWriter", "run_export"]
 
 EXPORT_KINDS = ("overlay", "heatmap", "pyramid", "raw", "report")
 OVERLAY_THRESHOLD = 0.5  # an overlay's default: colour what the lesion operating point calls tumour
-
-# (report, out_path, live={slide_path: (reader, heatmap)}, control) -> the PDF written
-ReportPdfWriter = Callable[..., Path]
 
 
 @dataclass(frozen=True)
@@ -109,21 +107,20 @@ def _with_reader(request: ExportRequest, work: Callable[[Any], Any]) -> Any:
         return work(reader)
 
 
-def _report(request: ExportRequest, reader: Any, write_pdf: ReportPdfWriter, control: JobControl) -> list[Path]:
+def _report(request: ExportRequest, reader: Any, write_pdf: ReportPdfWriter, control: JobControl) -> ReportFiles:
+    """The slide's report: the PDF (cancellable, atomic) first, then the JSON and tables with
+    no cancel check after the PDF, so a cancel never leaves a file (``jobs.reports``)."""
     report: Report = build_report([slide_report_from_map(request.slide_path, request.heatmap)])
     out = request.out_path
     live: Mapping[str, tuple[Any, HeatmapData]] = {request.slide_path: (reader, request.heatmap)}
-    pdf = write_pdf(report, out, live=live, control=control)
-    control.check("report", ExportCancelled)
-    json_path = write_report_json(report, out.with_suffix(".json"))
-    tables = write_report_csv(report, out.with_name(out.stem + "-tables"))
-    return [pdf, json_path, *tables]
+    return write_report_files(report, out, out.with_suffix(".json"), out.with_name(out.stem + "-tables"),
+                              write_report_pdf=write_pdf, live=live, control=control)
 
 
 def run_export(request: ExportRequest, control: JobControl = NO_CONTROL, *,
-               write_report_pdf: ReportPdfWriter | None = None) -> ExportResult | list[Path]:
+               write_report_pdf: ReportPdfWriter | None = None) -> ExportResult | ReportFiles:
     """Do the export ``request`` describes (any thread but the GUI's); returns an
-    ``ExportResult``, or for a report the paths written (PDF, JSON, CSV tables).
+    ``ExportResult``, or for a report the ``ReportFiles`` written (PDF, JSON, CSV tables).
     ``write_report_pdf``: the PDF writer (``qt.report_pdf.write_report_pdf``), needed for
     reports only. Raises ``ExportError`` (bad request, unwritable file) and
     ``ExportCancelled``."""
