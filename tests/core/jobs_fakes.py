@@ -21,7 +21,10 @@ def fake_slide_job(slide: str, out_root: str, options) -> SlideFailure:
     write ``complete``; any other slide writes ``complete`` at once."""
     out = Path(out_root) / Path(slide).stem
     out.mkdir(parents=True, exist_ok=True)
-    (out / "started").write_text(str(os.getpid()))
+    # atomically: a test that polls for ``started`` reads the pid as soon as the file exists
+    tmp = out / f".started.{os.getpid()}"
+    tmp.write_text(str(os.getpid()))
+    tmp.replace(out / "started")
     name = Path(slide).stem
     if "crash" in name:
         os._exit(3)
