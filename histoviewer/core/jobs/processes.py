@@ -93,9 +93,10 @@ class _ProcessRun:
         self.pool: Executor | None = None
         self.pool_size = 0
         self.futures: dict[int, Future] = {}
+        # the workers' "slide i starts" reports, read at every poll (a full pipe blocks workers)
         self.started = multiprocessing.get_context("spawn").SimpleQueue()
         self.started_in_pool: set[int] = set()
-        self.idle_breaks = 0  # pools that broke with no slide running: bounded retries  # read from ``started`` at every poll (a full pipe blocks workers)
+        self.idle_breaks = 0  # pools that broke with no slide running: bounded retries
         # folders this run may remove (on cancel, after a crash): those absent before it
         self.preexisting = {i for i, s in enumerate(self.slides) if slide_out_dir(out_root, s).exists()}
 
@@ -145,9 +146,9 @@ class _ProcessRun:
             self.pool = None
 
     def _recover(self) -> None:
-        assert self.pool is not None
-        _stop(self.pool, kill=True)
-        self.pool = None
+        if self.pool is not None:
+            _stop(self.pool, kill=True)
+            self.pool = None
         self._read_started()  # the workers are gone: every slide they started is in the pipe
         started = self.started_in_pool
         unfinished = sorted(self.futures)
