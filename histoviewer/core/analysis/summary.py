@@ -27,10 +27,10 @@ from typing import Any
 
 from histoviewer.core.analysis.lesions import Lesion, LesionParams
 from histoviewer.core.analysis.node_label import SlideLesions
-from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.core.errors import InferenceError, SummaryFormatError, SummaryWithoutLesionsError
 from histoviewer.core.grid_geometry import GridGeometry, known_slide_mpp
 from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.staging_terms import NodeLabel
 
 __all__ = ["SlideFailure", "SlideFiles", "SlideOutcome", "SlideSummary", "SlideTiming", "outcome_from_dict",
            "read_summary"]
