@@ -39,7 +39,7 @@ from histoviewer.core.models.registry import open_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide import open_slide
 
-__all__ = ["AnalyzeOptions", "analyze_slide", "analyze_slide_job", "slide_out_dir"]
+__all__ = ["AnalyzeOptions", "analyze_slide", "analyze_slide_job", "remove_if_empty", "slide_out_dir"]
 
 HEATMAP_MAX_PX = 2048
 
@@ -104,7 +104,8 @@ def analyze_slide(
     Raises ``SlideOpenError`` for an unreadable slide and ``InferenceError`` when the slide
     has no scale or ``out_dir`` cannot be written. Failed regions are counted, not raised.
     Progress: one stage, in patches; ``Cancelled`` (``control.cancel``) stops between
-    regions, before any file is written.
+    regions, before any file is written. A failed or cancelled analysis leaves no empty
+    ``out_dir`` behind.
     """
     t_start = time.perf_counter()
     slide_path, out = Path(slide_path), Path(out_dir)
@@ -112,6 +113,24 @@ def analyze_slide(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InferenceError(f"{out}: cannot create the output folder: {exc}") from exc
+    try:
+        return _analyze_into(slide_path, out, model, options, control, t_start)
+    except BaseException:
+        remove_if_empty(out)  # a failed or cancelled analysis leaves no empty folder behind
+        raise
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` when it holds nothing (one holding an earlier run's files stays)."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # absent, or not empty
+
+
+def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: AnalyzeOptions,
+                  control: JobControl, t_start: float) -> SlideSummary:
+    """``analyze_slide``'s work once ``out`` exists."""
     with open_slide(slide_path) as reader:
         info = reader.info
         if info.mpp is None:
@@ -176,23 +195,16 @@ def analyze_slide(
 def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -> SlideSummary | SlideFailure:
     """``analyze_slide`` for a worker process or a Dask worker: loads the model itself and
     returns the summary (a ``SlideFailure`` on a HistoViewerError, with its ``setting``); both
-    pickle as they are. A slide that fails leaves no empty output folder behind."""
+    pickle as they are."""
     if options.torch_threads:
         import torch  # lazy: seconds of start-up, and only a worker that sets threads needs it
 
         torch.set_num_threads(int(options.torch_threads))
-    out = slide_out_dir(out_root, slide_path)
     try:
         model = open_model(options.model, device=options.device)
         try:
-            return analyze_slide(slide_path, out, model, options)
+            return analyze_slide(slide_path, slide_out_dir(out_root, slide_path), model, options)
         finally:
             model.close()
-    except BaseException as exc:
-        try:  # created by analyze_slide before it failed; one holding files is left alone
-            out.rmdir()
-        except OSError:
-            pass
-        if isinstance(exc, HistoViewerError):
-            return SlideFailure(str(slide_path), str(exc), exc.setting)
-        raise
+    except HistoViewerError as exc:
+        return SlideFailure(str(slide_path), str(exc), exc.setting)

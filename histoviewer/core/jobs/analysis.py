@@ -35,7 +35,13 @@ from typing import Any
 from histoviewer.core.analysis.case import CaseOutputs, write_case_outputs
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.errors import Cancelled, HistoViewerError, InferenceError
-from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide, analyze_slide_job, slide_out_dir
+from histoviewer.core.inference.analyze import (
+    AnalyzeOptions,
+    analyze_slide,
+    analyze_slide_job,
+    remove_if_empty,
+    slide_out_dir,
+)
 from histoviewer.core.jobs.processes import run_in_processes
 from histoviewer.core.models.model_file import read_model_info
 from histoviewer.core.models.registry import open_model, resolve_model_path
@@ -75,14 +81,6 @@ def _result_or_failure(future: Any, slide: str) -> SlideOutcome:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - reported per slide, the run goes on
         return _failure(slide, f"worker failed: {type(exc).__name__}: {exc}")
-
-
-def _remove_if_empty(folder: Path) -> None:
-    """A cancelled or failed slide's output folder, when nothing was written into it yet."""
-    try:
-        folder.rmdir()
-    except OSError:
-        pass  # absent, or it holds files of an earlier, complete run
 
 
 def _collect(futures: Sequence[Future | Any], slides: Sequence[Path], control: JobControl,
@@ -126,7 +124,7 @@ def _on_dask(slides: list[Path], out_root: Path, options: AnalyzeOptions, schedu
             client.cancel(futures)  # queued tasks are dropped; a running one cannot be stopped
             for slide, future in zip(slides, futures):
                 if not future.done():
-                    _remove_if_empty(slide_out_dir(out_root, slide))
+                    remove_if_empty(slide_out_dir(out_root, slide))
 
         return _collect(futures, slides, control, on_started, on_done, cancel_rest)
 
@@ -140,17 +138,14 @@ def _in_this_process(slides: list[Path], out_root: Path, options: AnalyzeOptions
             control.check("analysis")
             on_started(i, slide)
             out = slide_out_dir(out_root, slide)
-            try:
+            try:  # a slide that fails leaves no empty folder (analyze_slide removes it)
                 summary: SlideOutcome = analyze_slide(slide, out, model, options, control=control)
-            except Cancelled:
-                _remove_if_empty(out)
+            except Cancelled:  # a HistoViewerError too, but it ends the run instead of a slide
                 raise
             except HistoViewerError as exc:
-                _remove_if_empty(out)
                 summary = _failure(slide, str(exc), exc.setting)
             except Exception as exc:  # noqa: BLE001 - one broken slide must not lose the others
                 log.exception("analysis of %s failed", slide)
-                _remove_if_empty(out)
                 summary = _failure(slide, f"{type(exc).__name__}: {exc}")
             results.append(summary)
             on_done(i, summary)
