@@ -28,7 +28,6 @@ from histoviewer.core.analysis.lesion_io import LESION_COLORS
 from histoviewer.core.errors import ExportCancelled, ReportError
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
 from histoviewer.core.export.files import atomic_target
-from histoviewer.core.models.classifier import DEMO_WARNING
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.report.images import SlideImages, fit_size, render_slide_images
 from histoviewer.core.report.model import CaseReport, Report, SlideReport
@@ -247,10 +246,11 @@ def _footer(pg: _Page, report: Report, s: SlideReport | None, rules: str, page: 
     return top - 3
 
 
-def _header(pg: _Page, title: str, subtitle: str, demo: bool, warning: str) -> None:
+def _header(pg: _Page, title: str, subtitle: str, warning: str | None) -> None:
+    """``warning``: the model's demonstration warning (None for a real model)."""
     pg.line(title, 15, True, gap=0.5)
     pg.line(subtitle, 9, color=GREY, gap=3)
-    if demo:
+    if warning is not None:
         pg.warning_box(warning)
 
 
@@ -293,7 +293,7 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
     case = report.case_for(s)
     node = "" if s.node is None else f" \u00b7 node {s.node}"
     _header(pg, s.slide_name, f"Patient / case {s.patient}{node} \u00b7 HistoViewer slide report",
-            s.demonstration, s.model.warning or DEMO_WARNING)
+            s.model.warning)
     bottom = _footer(pg, report, s, SIZE_RULES, page, pages)
 
     # row A: thumbnail left, results and legend right
@@ -368,10 +368,9 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
 
 def _draw_case_page(pg: _Page, report: Report, case: CaseReport, page: int, pages: int) -> None:
     members = report.slides_of(case)
-    demo = any(s.demonstration for s in members)
-    warning = next((s.model.warning for s in members if s.model.warning), DEMO_WARNING)
+    warning = next((s.model.warning for s in members if s.model.warning), None)
     _header(pg, f"Case {case.patient}", f"{len(members)} lymph node slides \u00b7 HistoViewer case report",
-            demo, warning)
+            warning)
     bottom = _footer(pg, report, members[0] if len(members) == 1 else None, PN_RULES + " " + SIZE_RULES,
                      page, pages)
     pg.line("pN stage", 9, color=GREY, gap=0)

@@ -79,7 +79,7 @@ class ExportRequest:
         """What is drawn over an image export (see the class docstring)."""
         out: list[Outline] = list(self.drawn_outlines)
         if self.annotations_file is not None:
-            out += outlines_from_annotation_file(self.annotations_file, self.heatmap.geometry.slide_mpp or None)
+            out += outlines_from_annotation_file(self.annotations_file, self.heatmap.geometry.slide_mpp)
         if self.lesion_outlines:
             slide = slide_report_from_map(self.slide_path, self.heatmap)
             for les in slide.lesions:

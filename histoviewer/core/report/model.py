@@ -17,7 +17,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,10 +59,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _opt_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(float(value), digits)
 
@@ -86,21 +82,6 @@ class LesionEntry:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size_class", SizeClass(self.size_class))  # "micro" -> SizeClass.MICRO
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], outline_l0: Sequence[Point] = ()) -> LesionEntry:
-        """From a lesion of ``summary.json`` (``Lesion.to_dict``)."""
-        ends = d.get("diameter_ends_l0")
-        return cls(
-            name=str(d["name"]), size_class=SizeClass(str(d.get("size_class", "unknown"))),
-            diameter_mm=_opt_float(d.get("diameter_mm")), area_mm2=_opt_float(d.get("area_mm2")),
-            max_probability=float(d["max_probability"]), mean_probability=float(d["mean_probability"]),
-            cells=int(d.get("cells", 0)),
-            centroid_l0=tuple(float(v) for v in d["centroid_l0"]),  # type: ignore[arg-type]
-            bbox_l0=tuple(float(v) for v in d["bbox_l0"]),  # type: ignore[arg-type]
-            diameter_ends_l0=None if not ends else (tuple(map(float, ends[0])), tuple(map(float, ends[1]))),
-            outline_l0=tuple((float(x), float(y)) for x, y in outline_l0),
-        )
 
     @classmethod
     def from_lesion(cls, lesion: Lesion, l0_outline: Sequence[Point] | None = None) -> LesionEntry:
