@@ -121,31 +121,23 @@ def micro_phantom(tmp_path_factory):
                          mpp=0.25, lesions="micro:0.7", seed=5)
 
 
-def make_ai_window(qtbot, **settings):
-    """A shown main window running the AI overlay with the default CNN on the CPU (``settings``
-    override ``AiSettings``); the caller closes it (prefer the ``ai_window_factory`` fixture,
-    which does)."""
-    values = {"model": "cnn", "device": "cpu", "background": False, **settings}
-    win = MainWindow(cache_mb=64, ai=AiSettings(**values))
-    qtbot.addWidget(win)
-    win.resize(1400, 900)
-    win.show()
-    qtbot.waitExposed(win)
-    return win
-
-
 @pytest.fixture
 def ai_window_factory(qtbot):
-    """``make(**settings)`` -> a shown main window running the AI overlay (``make_ai_window``).
-    Teardown owns every window made, pass or fail: each is closed (its slides' tile loaders,
+    """``make(**settings)`` -> a shown main window running the AI overlay with the default CNN
+    on the CPU (``settings`` override ``AiSettings``). Teardown owns every window made, pass or fail: each is closed (its slides' tile loaders,
     inference workers and lesion analyses stop), then the threads they started are joined;
     one still alive fails the test here, naming the window's threads."""
     made: list[MainWindow] = []
     before = set(histoviewer_threads())
 
     def make(**settings) -> MainWindow:
-        win = make_ai_window(qtbot, **settings)
+        values = {"model": "cnn", "device": "cpu", "background": False, **settings}
+        win = MainWindow(cache_mb=64, ai=AiSettings(**values))
+        qtbot.addWidget(win)
         made.append(win)
+        win.resize(1400, 900)
+        win.show()
+        qtbot.waitExposed(win)
         return win
 
     yield make

@@ -147,34 +147,25 @@ def test_file_name_follows_the_kind(qtbot, tmp_path, reader):
 
 
 @pytest.mark.slow
-def test_export_from_the_viewer_with_the_live_overlay(qtbot, tmp_path):
+def test_export_from_the_viewer_with_the_live_overlay(ai_window_factory, qtbot, tmp_path):
     """The real window: a phantom, the default model's live overlay, File > Export's dialog."""
+    from histoviewer.core.export.source import clip_region
     from histoviewer.core.phantom import write_phantom
-    from histoviewer.qt.ai_panel import AiSettings
-    from histoviewer.qt.main_window import MainWindow
     from tests.qt.conftest import open_settled
 
     ph = write_phantom(tmp_path / "node.tiff", width=8000, height=8000, mpp=0.25, lesions="micro:0.6", seed=5)
-    win = MainWindow(cache_mb=64, ai=AiSettings(model="cnn", device="cpu", background=False))
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
-    win.show()
-    try:
-        tab = open_settled(win, qtbot, ph.slide_path)
-        qtbot.waitUntil(lambda: tab.heatmap is not None and tab.heatmap.live.grid is not None, timeout=60_000)
-        qtbot.waitUntil(lambda: tab.heatmap.live.is_idle and tab.heatmap_coverage()[0] == 1.0, timeout=60_000)
-        d = open_export_dialog(win, tab, out_dir=tmp_path)
-        d.um_per_px.setValue(4.0)
-        with qtbot.waitSignal(d.exported, timeout=60_000) as sig:
-            assert d.start_export()
-        from histoviewer.core.export.source import clip_region
-
-        _x, _y, w, h = clip_region((8000, 8000), tab.view.viewport.l0_xywh)  # the view, on the slide
-        assert sig.args[0].size == (round(w / 16), round(h / 16))
-        assert sig.args[0].provenance.model["demonstration"] is True
-        d.close()
-    finally:
-        win.close()
+    win = ai_window_factory()
+    tab = open_settled(win, qtbot, ph.slide_path)
+    qtbot.waitUntil(lambda: tab.heatmap is not None and tab.heatmap.live.grid is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: tab.heatmap.live.is_idle and tab.heatmap_coverage()[0] == 1.0, timeout=60_000)
+    d = open_export_dialog(win, tab, out_dir=tmp_path)
+    d.um_per_px.setValue(4.0)
+    with qtbot.waitSignal(d.exported, timeout=60_000) as sig:
+        assert d.start_export()
+    _x, _y, w, h = clip_region((8000, 8000), tab.view.viewport.l0_xywh)  # the view, on the slide
+    assert sig.args[0].size == (round(w / 16), round(h / 16))
+    assert sig.args[0].provenance.model["demonstration"] is True
+    d.close()
 
 
 def test_the_slides_own_annotations_are_drawn_when_asked(qtbot, tmp_path, reader):
