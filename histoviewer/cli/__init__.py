@@ -52,18 +52,22 @@ SETTING_FLAGS = {
 }
 
 
-def flag_hint(exc: HistoViewerError) -> str:
-    """``--patch-mpp``, ``--device cpu``...: the flag that sets what ``exc`` says is wrong, or ""."""
-    setting = getattr(exc, "setting", None)
+def flag_hint(setting: str | None) -> str:
+    """``--patch-mpp``, ``--device cpu``...: the flag that sets ``setting``, or "" for none."""
     if not setting:
         return ""
     return SETTING_FLAGS.get(setting, "--" + setting.replace("_", "-"))
 
 
+def with_flag(message: str, setting: str | None) -> str:
+    """``message`` and, when it names a setting, the flag that sets it."""
+    hint = flag_hint(setting)
+    return message + (f" (use {hint})" if hint else "")
+
+
 def error_text(exc: HistoViewerError) -> str:
     """The error line the CLI prints: the core's message and, when it names a setting, the flag."""
-    hint = flag_hint(exc)
-    return f"histoviewer: error: {exc}" + (f" (use {hint})" if hint else "")
+    return with_flag(f"histoviewer: error: {exc}", exc.setting)
 
 
 def main(argv: list[str] | None = None) -> int:

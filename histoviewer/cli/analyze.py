@@ -49,12 +49,11 @@ def register(sub) -> None:
 
 
 def _print_summary(s: SlideOutcome) -> None:
-    from histoviewer.cli import flag_hint
+    from histoviewer.cli import with_flag
     from histoviewer.core.analysis.summary import SlideFailure
 
     if isinstance(s, SlideFailure):
-        hint = flag_hint(s)  # the failure's setting, as error_text adds it to an error
-        print(f"{s.slide}: FAILED: {s.error}" + (f" (use {hint})" if hint else ""), file=sys.stderr)
+        print(with_flag(f"{s.slide}: FAILED: {s.error}", s.setting), file=sys.stderr)
         return
     t, g = s.timing, s.geometry
     print(f"{s.slide}: {s.classified_patches}/{s.tissue_patches} tissue patches classified"
@@ -68,13 +67,12 @@ def _print_summary(s: SlideOutcome) -> None:
 
 
 def run_analyze(args: argparse.Namespace) -> int:
-    from histoviewer.core.inference.analyze import AnalyzeOptions
     from histoviewer.cli.hints import demo_warning
-
     from histoviewer.cli.progress import cli_control, close_bars
-    from histoviewer.core.analysis.summary import SlideFailure, SlideSummary
     from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams
+    from histoviewer.core.analysis.summary import SlideFailure, SlideSummary
     from histoviewer.core.errors import InferenceError
+    from histoviewer.core.inference.analyze import AnalyzeOptions
     from histoviewer.core.jobs import analyze_case
 
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
