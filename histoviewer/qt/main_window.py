@@ -81,12 +81,9 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, self.ai.panel)
         self.addDockWidget(area, self.lesions.panel)
         self.tabifyDockWidget(self.ai.panel, self.lesions.panel)
-        self.lesions.panel.raise_()
-        self.lesions.set_overlay_enabled(overlay_enabled)
         self.addDockWidget(area, self.annotation_actions.panel)
         self.tabifyDockWidget(self.ai.panel, self.annotation_actions.panel)
-        if overlay_enabled:
-            self.lesions.panel.raise_()
+        self.lesions.set_overlay_enabled(overlay_enabled)  # shown and in front while the AI runs
 
     def _build_status_bar(self) -> None:
         view = self.view_controls
