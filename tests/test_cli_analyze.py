@@ -60,7 +60,8 @@ def read_map(folder):
 SUMMARY_KEYS = ["slide", "out_dir", "model", "mpp", "level_read", "region_source", "geometry", "tissue_patches",
                 "classified_patches", "failed_patches", "coverage", "timing", "files", "failures", "node_label",
                 "provisional", "largest_lesion", "largest_diameter_mm", "lesion_params", "lesions"]
-MODEL_KEYS = ["name", "display_name", "kind", "architecture", "content_hash", "demonstration", "mpp_um", "patch_px"]
+MODEL_KEYS = ["name", "display_name", "kind", "architecture", "content_hash", "demonstration", "mpp_um", "patch_px",
+              "caveat", "operating_point"]
 
 
 def test_analyze_map_is_aligned_with_a_position_dependent_model(synthetic, tmp_path):

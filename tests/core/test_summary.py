@@ -32,12 +32,13 @@ def test_model_record_from_a_model_and_back_through_json():
     # the analysis files' shape, with the input scale under its file key
     doc = json.loads(json.dumps(record.to_dict()))
     assert list(doc) == ["name", "display_name", "kind", "architecture", "content_hash", "demonstration",
-                         "mpp_um", "patch_px", "warning"]
+                         "mpp_um", "patch_px", "caveat", "operating_point", "warning"]
     assert doc["mpp_um"] == 0.972 and doc["warning"] == DEMO_WARNING
     assert ModelRecord.from_dict(doc) == record
     # the exports' and reports' shape names the model only; read back, its input is unknown
     ident = record.to_identity_dict()
-    assert list(ident) == ["name", "display_name", "kind", "content_hash", "demonstration", "warning"]
+    assert list(ident) == ["name", "display_name", "kind", "content_hash", "demonstration", "caveat",
+                           "operating_point", "warning"]
     back = ModelRecord.from_dict(ident)
     assert back.mpp is None and back.patch_px is None and back.to_identity_dict() == ident
 

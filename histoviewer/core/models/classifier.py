@@ -19,9 +19,12 @@ from histoviewer.core.input_spec import InputSpec
 
 __all__ = [
     "DEMO_WARNING",
+    "RESEARCH_CAVEAT",
     "VALID_AUC",
     "ModelInfo",
+    "OperatingPoint",
     "PatchClassifier",
+    "PatchScores",
     "check_patch_batch",
 ]
 
@@ -32,8 +35,46 @@ DEMO_WARNING = (
     "choose or train a model on real data (e.g. PCam patches) to analyse real slides"
 )
 
+# What every model that is not a demonstration model still is: the end of its caveat.
+RESEARCH_CAVEAT = "not validated for clinical use"
+
 # The ``ModelInfo.metrics`` key (file format) of the validation AUC that training records.
 VALID_AUC = "valid_auc"
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """The probability threshold a model's results are read at, chosen on its validation
+    part for a stated target, with what it achieved there.
+
+    ``target``: the rule in words ("sensitivity >= 0.95"); ``sensitivity``/``specificity``:
+    measured on ``n_valid`` validation patches (``data`` names them) at ``threshold``.
+    """
+
+    threshold: float
+    target: str
+    sensitivity: float
+    specificity: float
+    n_valid: int
+    data: str = "validation"
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise ModelError(f"an operating point threshold must lie in (0, 1), got {self.threshold!r}")
+
+    def describe(self) -> str:
+        """"threshold 0.37: sensitivity 95 %, specificity 88 % on validation"."""
+        return (f"threshold {self.threshold:.2f}: sensitivity {100 * self.sensitivity:.0f} %, "
+                f"specificity {100 * self.specificity:.0f} % on {self.data}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OperatingPoint:
+        return cls(threshold=float(data["threshold"]), target=str(data.get("target", "")),
+                   sensitivity=float(data["sensitivity"]), specificity=float(data["specificity"]),
+                   n_valid=int(data.get("n_valid", 0)), data=str(data.get("data", "validation")))
 
 
 @dataclass(frozen=True)
@@ -41,7 +82,12 @@ class ModelInfo:
     """Everything a model file says about its model (stored as JSON in its header).
 
     ``content_hash`` is the SHA-256 of the model file's bytes (empty for an unsaved model);
-    ``demonstration`` is true for the default models trained on phantom tissue.
+    ``demonstration`` is true for models trained on synthetic phantom tissue only.
+    ``caveat`` says in one sentence what the model was trained on and that it is not for
+    diagnosis ("research model trained on 6,657 real PatchCamelyon patches; not validated
+    for clinical use"); every front end shows it beside the model's name (see ``caution``).
+    ``operating_point``: the threshold results are read at, None for a model file that
+    states none (results then use ``DEFAULT_THRESHOLD``).
     """
 
     name: str
@@ -55,6 +101,16 @@ class ModelInfo:
     demonstration: bool = False
     content_hash: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    caveat: str = ""
+    operating_point: OperatingPoint | None = None
+
+    @property
+    def caution(self) -> str:
+        """What to say beside this model's name wherever it is shown: the demonstration
+        warning, else the model's caveat, else that it is not validated for clinical use."""
+        if self.demonstration:
+            return DEMO_WARNING
+        return self.caveat or f"research model; {RESEARCH_CAVEAT}"
 
     def display_name(self) -> str:
         """The name as every front end shows it, with the demonstration warning when due."""
@@ -73,12 +129,16 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["input"] = self.input.to_dict()
+        out["operating_point"] = None if self.operating_point is None else self.operating_point.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
-        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k != "input"}
-        return cls(input=InputSpec.from_dict(data.get("input") or {}), **known)
+        nested = ("input", "operating_point")
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data and k not in nested}
+        point = data.get("operating_point")
+        return cls(input=InputSpec.from_dict(data.get("input") or {}),
+                   operating_point=None if point is None else OperatingPoint.from_dict(point), **known)
 
 
 def check_patch_batch(patches: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -96,6 +156,20 @@ def check_patch_batch(patches: np.ndarray, spec: InputSpec) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+@dataclass(frozen=True)
+class PatchScores:
+    """What a classifier says about a batch of N patches.
+
+    ``probability``: float32 ``(N,)`` calibrated tumour probability. ``domain_distance``:
+    float32 ``(N,)``, how far each patch lies from the model's training tissue (larger is
+    further; see ``histoviewer.core.models.domain``), None when the model has no domain
+    profile.
+    """
+
+    probability: np.ndarray
+    domain_distance: np.ndarray | None = None
+
+
 class PatchClassifier(ABC):
     """A tumour/normal classifier of square RGB patches at a fixed scale."""
 
@@ -111,6 +185,11 @@ class PatchClassifier(ABC):
 
         Thread-safety: one thread at a time per classifier (the inference worker owns it).
         """
+
+    def classify(self, patches: np.ndarray) -> PatchScores:
+        """Probability and (when the model has a domain profile) domain distance of each
+        patch, in one pass. The default has no domain profile."""
+        return PatchScores(np.asarray(self.predict_proba(patches), np.float32))
 
     def tensors(self) -> dict[str, np.ndarray]:
         """The model's parameters as named arrays, for the model file (no code, no pickle)."""

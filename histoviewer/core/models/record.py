@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from histoviewer.core.models.classifier import DEMO_WARNING, ModelInfo
+from histoviewer.core.models.classifier import DEMO_WARNING, RESEARCH_CAVEAT, ModelInfo, OperatingPoint
 
 __all__ = ["ModelRecord"]
 
@@ -39,6 +39,21 @@ class ModelRecord:
     demonstration: bool = False
     mpp: float | None = None
     patch_px: int | None = None
+    caveat: str = ""
+    operating_point: OperatingPoint | None = None
+
+    def __post_init__(self) -> None:
+        # One caveat per record, so that a record survives JSON unchanged: a demonstration
+        # record's is the warning (it follows the flag), any other's is never empty.
+        if self.demonstration:
+            object.__setattr__(self, "caveat", "")
+        elif not self.caveat:
+            object.__setattr__(self, "caveat", f"research model; {RESEARCH_CAVEAT}")
+
+    @property
+    def caution(self) -> str:
+        """What to say beside the model's name (``ModelInfo.caution``)."""
+        return DEMO_WARNING if self.demonstration else self.caveat
 
     @property
     def warning(self) -> str | None:
@@ -51,7 +66,9 @@ class ModelRecord:
         return cls(name=info.name, display_name=info.display_name(), kind=info.kind,
                    architecture=info.architecture, content_hash=info.content_hash,
                    demonstration=bool(info.demonstration), mpp=float(info.input.mpp),
-                   patch_px=int(info.input.patch_px))
+                   patch_px=int(info.input.patch_px),
+                   caveat="" if info.demonstration else info.caution,
+                   operating_point=info.operating_point)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelRecord:
@@ -62,13 +79,17 @@ class ModelRecord:
         name = str(data.get("name", "unknown"))
         kind, architecture = data.get("kind"), data.get("architecture")
         mpp, patch_px = data.get("mpp_um"), data.get("patch_px")
+        point = data.get("operating_point")
         return cls(name=name, display_name=str(data.get("display_name") or name),
                    kind=None if kind is None else str(kind),
                    architecture=None if architecture is None else str(architecture),
                    content_hash=str(data.get("content_hash") or ""),
                    demonstration=bool(data.get("demonstration", False)),
                    mpp=None if mpp is None else float(mpp),
-                   patch_px=None if patch_px is None else int(patch_px))
+                   patch_px=None if patch_px is None else int(patch_px),
+                   # a demonstration record's caution is the warning, which follows the flag
+                   caveat="" if data.get("demonstration") else str(data.get("caveat") or ""),
+                   operating_point=None if point is None else OperatingPoint.from_dict(point))
 
     def to_dict(self) -> dict[str, Any]:
         """The analysis files' shape (``summary.json``, ``probability.json``); the input
@@ -76,7 +97,8 @@ class ModelRecord:
         out: dict[str, Any] = {"name": self.name, "display_name": self.display_name, "kind": self.kind,
                                "architecture": self.architecture, "content_hash": self.content_hash,
                                "demonstration": self.demonstration, "mpp_um": self.mpp,
-                               "patch_px": self.patch_px}
+                               "patch_px": self.patch_px, "caveat": self.caution,
+                               "operating_point": self._point_dict()}
         if self.demonstration:
             out["warning"] = DEMO_WARNING
         return out
@@ -84,7 +106,11 @@ class ModelRecord:
     def to_identity_dict(self) -> dict[str, Any]:
         """The exports' and reports' shape: which model, without its input spec."""
         out: dict[str, Any] = {"name": self.name, "display_name": self.display_name, "kind": self.kind,
-                               "content_hash": self.content_hash, "demonstration": self.demonstration}
+                               "content_hash": self.content_hash, "demonstration": self.demonstration,
+                               "caveat": self.caution, "operating_point": self._point_dict()}
         if self.demonstration:
             out["warning"] = DEMO_WARNING
         return out
+
+    def _point_dict(self) -> dict[str, Any] | None:
+        return None if self.operating_point is None else self.operating_point.to_dict()
