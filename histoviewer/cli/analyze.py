@@ -39,8 +39,8 @@ def register(sub) -> None:
                         "see the slides, the model file and DIR at the same paths")
     p.add_argument("--read-threads", type=int, default=1, help="reader threads per slide")
     p.add_argument("--threshold", type=float, default=None, metavar="T",
-                   help="lesion operating point on the probability map (default 0.5, see "
-                        "histoviewer lesions --help)")
+                   help="lesion threshold on the probability map (default: the model's operating "
+                        "point, 0.5 for a model file that states none; see histoviewer lesions --help)")
     p.add_argument("--json", action="store_true", help="print a JSON list of summaries, no progress bars")
     p.add_argument("--report", action="store_true",
                    help="also write DIR/report.pdf, DIR/report.json and DIR/{lesions,slides,cases}.csv "
@@ -50,7 +50,9 @@ def register(sub) -> None:
 
 def _print_summary(s: SlideOutcome) -> None:
     from histoviewer.cli import with_flag
+    from histoviewer.cli.hints import caution_line
     from histoviewer.core.analysis.summary import SlideFailure
+    from histoviewer.core.analysis.threshold import describe_threshold
 
     if isinstance(s, SlideFailure):
         print(with_flag(f"{s.slide}: FAILED: {s.error}", s.setting), file=sys.stderr)
@@ -64,24 +66,27 @@ def _print_summary(s: SlideOutcome) -> None:
                if s.largest_diameter_mm is not None else "")
     print(f"  node label: {s.node_label.value}{' (provisional)' if s.provisional else ''},"
           f" {len(s.lesions)} lesion(s){largest}")
+    p, m = s.lesion_params, s.model
+    print(f"  {describe_threshold(p.threshold, p.threshold_source, m.operating_point)}")
+    print(f"  model: {m.name}: {caution_line(m.caution, m.demonstration)}")
 
 
 def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.cli.hints import demo_warning
     from histoviewer.cli.progress import cli_control, close_bars
-    from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams
+    from histoviewer.core.analysis.lesions import LesionParams
     from histoviewer.core.analysis.summary import SlideFailure, SlideSummary
     from histoviewer.core.errors import InferenceError
     from histoviewer.core.inference.analyze import AnalyzeOptions
     from histoviewer.core.jobs import analyze_case
 
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
-    try:
-        LesionParams(threshold=threshold)
-    except ValueError as exc:
-        raise InferenceError(f"--threshold: {exc}") from None
+    if args.threshold is not None:  # None: the model's operating point
+        try:
+            LesionParams(threshold=args.threshold)
+        except ValueError as exc:
+            raise InferenceError(f"--threshold: {exc}") from None
     options = AnalyzeOptions(model=args.model, device=args.device, stride_px=args.stride,
-                             read_threads=max(1, args.read_threads), lesion_threshold=threshold)
+                             read_threads=max(1, args.read_threads), lesion_threshold=args.threshold)
     # the slides form one or more cases (CAMELYON17 patients, else folders): their pN stages
     control = cli_control(args.json)
     try:

@@ -30,8 +30,8 @@ def register(sub) -> None:
                    help="width of one map cell in micrometres (required unless the map carries "
                         "analyze's geometry; without a scale, sizes and classes are unknown)")
     p.add_argument("--threshold", type=float, default=None, metavar="T",
-                   help="operating point (default 0.5: the default model's maps are near 0 or 1, and "
-                        "0.5 puts the outline on the edge between a positive and a negative cell)")
+                   help="probability threshold (default: the operating point of the model that made "
+                        "analyze's map, else 0.5)")
     p.add_argument("--window-um", type=float, default=None, metavar="UM",
                    help="label window of the model that made a bare map, removed from every size "
                         "(default 0 for a bare map; for analyze's maps one third of the patch, the "
@@ -82,9 +82,9 @@ def _print_table(args: argparse.Namespace, found) -> None:
 
 def run_lesions(args: argparse.Namespace) -> int:
     from histoviewer.core.analysis.lesion_io import write_lesions_geojson
-    from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams
-    from histoviewer.core.analysis.map_io import read_probability_map
+    from histoviewer.core.analysis.map_io import map_model_of, read_probability_map
     from histoviewer.core.analysis.node_label import analyse_map
+    from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
     from histoviewer.core.errors import InferenceError
 
     values, geometry = read_probability_map(args.map)
@@ -92,9 +92,10 @@ def run_lesions(args: argparse.Namespace) -> int:
         raise InferenceError(f"{args.map}: the map carries no geometry; give the width of one cell "
                              "with --mpp UM_PER_CELL")
     frame = _frame(args, geometry)
+    model = map_model_of(args.map)
+    point = None if model is None else model.operating_point
     try:
-        params = LesionParams(threshold=DEFAULT_THRESHOLD if args.threshold is None else args.threshold,
-                              min_cells=args.min_cells)
+        params = choose_lesion_params(args.threshold, point, min_cells=args.min_cells)
     except ValueError as exc:
         raise InferenceError(str(exc)) from None
     found = analyse_map(values, frame, params)
@@ -104,4 +105,5 @@ def run_lesions(args: argparse.Namespace) -> int:
         print(json.dumps({"map": str(args.map), **found.to_dict()}, indent=2))
     else:
         _print_table(args, found)
+        print(f"  {describe_threshold(params.threshold, params.threshold_source, point)}")
     return 0

@@ -40,9 +40,10 @@ def write_synthetic_tiff(path: Path) -> Path:
     return path
 
 
-def write_fresh_cnn(folder: Path) -> Path:
-    """An untrained (random-weight) default-architecture CNN saved as ``fresh.safetensors``:
-    a real model file for tests of the pipeline, not of accuracy."""
+def write_fresh_cnn(folder: Path, name: str = "fresh", **info_fields) -> Path:
+    """An untrained (random-weight) default-architecture CNN saved as ``<name>.safetensors``:
+    a real model file for tests of the pipeline, not of accuracy (``info_fields``: more
+    ``ModelInfo`` fields, e.g. a caveat or an operating point)."""
     from histoviewer.core.models.cnn import CnnClassifier
     from histoviewer.core.models.model_file import save_model
 
@@ -52,8 +53,9 @@ def write_fresh_cnn(folder: Path) -> Path:
     # the tests see, differ too (a flaky test is a bug); fork_rng leaves the global seed alone
     with torch.random.fork_rng():
         torch.manual_seed(20261204)
-        model = CnnClassifier.new(ModelInfo(name="fresh", kind="cnn", architecture="strided-cnn"), device="cpu")
-    path = folder / "fresh.safetensors"
+        model = CnnClassifier.new(ModelInfo(name=name, kind="cnn", architecture="strided-cnn", **info_fields),
+                                  device="cpu")
+    path = folder / f"{name}.safetensors"
     save_model(path, model)
     return path
 

@@ -8,13 +8,19 @@ and how much tissue was left unclassified is reported separately (``node_label.p
 
 How a lesion is measured, and why:
 
-1. Threshold the map at ``LesionParams.threshold`` (default 0.5) and label 8-connected
-   components of map cells: one component, one lesion.
+1. Threshold the map at ``LesionParams.threshold`` (the model's operating point unless the
+   user set another, 0.5 for a model that states none: ``analysis/threshold.py``) and label
+   8-connected components of map cells: one component, one lesion.
 2. Each component is measured on a fine raster (``upsample`` fine px per map cell) of the map
-   interpolated bilinearly between cell centres, thresholded again. At 0.5 the outline of a
-   block of saturated cells falls on the cell edges (half-way between a positive and a
-   negative centre), and where the model's probabilities are graded it moves between them,
-   so diameters are not whole numbers of cells. Holes are filled (tumour does not have
+   interpolated bilinearly between cell centres, thresholded again **at the same threshold**,
+   so the outline encloses (to a fine pixel) the centre of every cell of the component and of no
+   cell below the threshold (bilinear values between two cells lie between theirs): the fine region and the
+   cell component agree. Where the probabilities are graded (a calibrated model's are, on real
+   tissue) the outline falls between a positive and a negative cell centre in proportion to
+   their values, so diameters are not whole numbers of cells. Only for a block of saturated
+   cells (1 beside 0) at threshold 0.5 does it fall exactly on the cell edge; a lower
+   threshold moves it outwards (by 0.5 - t of a cell on such a block), a higher one inwards,
+   which is the threshold's meaning, not a bias to undo. Holes are filled (tumour does not have
    holes at the map's resolution; a low cell inside a lesion is a missed patch).
 3. Window correction. A patch classifier trained on PatchCamelyon-style labels calls a patch
    tumour when tumour touches the patch's central window (32 x 32 of 96 px: one third of
@@ -50,6 +56,9 @@ from histoviewer.core.units import l0_area_to_mm2, l0_px_to_mm
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "THRESHOLD_FROM_DEFAULT",
+    "THRESHOLD_FROM_MODEL",
+    "THRESHOLD_SET_BY_USER",
     "PCAM_WINDOW_FRACTION",
     "Lesion",
     "LesionParams",
@@ -58,11 +67,16 @@ __all__ = [
     "probabilities_of",
 ]
 
-# Default operating point. The maps of the default model are nearly binary (almost every
-# value below 0.1 or above 0.9), so any threshold in 0.3..0.7 finds the same components;
-# 0.5 also puts the interpolated outline on the cell edge between a positive and a negative
-# cell, which is where the region that the cell labels describe ends (no size bias).
+# The threshold for a model file that states no operating point. A model's own operating
+# point (chosen on its validation part) comes first: calibrated probabilities on real tissue
+# are graded, not near 0 or 1, so the components found depend on the threshold and one
+# threshold does not fit every model. 0.5 is the most probable class of a calibrated model.
 DEFAULT_THRESHOLD = 0.5
+# Where a result's threshold came from (``LesionParams.threshold_source``, as written to
+# summary.json; "" for an analysis written before the source was recorded).
+THRESHOLD_FROM_MODEL = "model operating point"
+THRESHOLD_SET_BY_USER = "set by user"
+THRESHOLD_FROM_DEFAULT = "default, model states none"
 # PatchCamelyon labels a 96 px patch tumour when its central 32 x 32 px contain tumour.
 PCAM_WINDOW_FRACTION = 1.0 / 3.0
 DEFAULT_UPSAMPLE = 12  # fine px per map cell: ~8 um for the default model's ~93 um cells
@@ -121,13 +135,15 @@ class MapFrame:
 
 @dataclass(frozen=True)
 class LesionParams:
-    """Operating point and clean-up. ``min_cells``: components of fewer map cells are
+    """Operating point and clean-up. ``threshold_source``: where ``threshold`` came from
+    (``THRESHOLD_*``; "" when not recorded); ``min_cells``: components of fewer map cells are
     dropped as noise (1 keeps every single-cell detection: an ITC is one or two cells)."""
 
     threshold: float = DEFAULT_THRESHOLD
     min_cells: int = 1
     fill_holes: bool = True
     upsample: int = DEFAULT_UPSAMPLE
+    threshold_source: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -138,14 +154,16 @@ class LesionParams:
             raise ValueError(f"upsample must be 1..64 fine px per cell, got {self.upsample!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "min_cells": self.min_cells,
-                "fill_holes": self.fill_holes, "upsample": self.upsample}
+        return {"threshold": self.threshold, "threshold_source": self.threshold_source,
+                "min_cells": self.min_cells, "fill_holes": self.fill_holes, "upsample": self.upsample}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LesionParams:
-        """From ``to_dict``'s keys (as ``summary.json`` holds them); missing ones default."""
+        """From ``to_dict``'s keys (as ``summary.json`` holds them); missing ones default
+        (an older file without ``threshold_source`` reads as "" : not recorded)."""
         default = cls()
         return cls(threshold=float(data.get("threshold", default.threshold)),
+                   threshold_source=str(data.get("threshold_source") or ""),
                    min_cells=int(data.get("min_cells", default.min_cells)),
                    fill_holes=bool(data.get("fill_holes", default.fill_holes)),
                    upsample=int(data.get("upsample", default.upsample)))
@@ -295,7 +313,9 @@ def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[s
     yy, xx = np.meshgrid(fy, fx, indexing="ij")
     fine = ndimage.map_coordinates(crop, [yy, xx], order=1, mode="nearest")
     mask = fine >= params.threshold
-    if not mask.any():  # a lone cell just at the threshold: keep its own fine pixels
+    if not mask.any():
+        # a lone cell just above the threshold with lower neighbours: no fine pixel centre
+        # (offset from the cell centre) reaches it; keep the cell's own fine pixels
         mask = np.kron(lab == k, np.ones((u, u), bool))
     if params.fill_holes:
         mask = ndimage.binary_fill_holes(mask)

@@ -83,6 +83,30 @@ def read_map_meta(path: str | os.PathLike[str]) -> MapMeta:
 def _geometry_of(path: Path, description: str | None) -> GridGeometry | None:
     """The map's geometry from the TIFF description, else from ``probability.json`` beside
     it (when readable), else None (a bare map)."""
+    meta = _meta_of(path, description)
+    return None if meta is None else meta.geometry
+
+
+def map_model_of(path: str | os.PathLike[str]) -> ModelRecord | None:
+    """The model that made the map at ``path`` (its operating point sets the lesion
+    threshold), from the TIFF description or ``probability.json`` beside it; None for a bare
+    map or one whose metadata is unreadable."""
+    path = Path(path)
+    description = None
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            with tifffile.TiffFile(path) as tf:
+                description = tf.pages[0].description or None
+        except (OSError, ValueError):
+            return None
+    try:
+        meta = _meta_of(path, description)
+    except InferenceError:
+        return None
+    return None if meta is None else meta.model
+
+
+def _meta_of(path: Path, description: str | None) -> MapMeta | None:
     meta = parse_map_meta(description, path)
     if meta is None:
         sidecar = path.with_suffix(".json")
@@ -91,7 +115,7 @@ def _geometry_of(path: Path, description: str | None) -> GridGeometry | None:
         except (OSError, UnicodeDecodeError):
             text = None
         meta = parse_map_meta(text, sidecar)
-    return None if meta is None else meta.geometry
+    return meta
 
 
 def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, GridGeometry | None]:

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from histoviewer.core.analysis.lesion_io import write_lesions_geojson
-from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD, LesionParams, MapFrame
+from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.analysis.summary import SlideFailure, SlideFiles, SlideSummary, SlideTiming
+from histoviewer.core.analysis.threshold import choose_lesion_params
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import HistoViewerError, InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
@@ -33,7 +34,7 @@ from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
-from histoviewer.core.models.classifier import PatchClassifier
+from histoviewer.core.models.classifier import OperatingPoint, PatchClassifier
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
@@ -54,7 +55,8 @@ class AnalyzeOptions:
     ``read_threads``: region readers per slide; ``tissue_threshold``: the tissue fraction
     that makes a cell tissue; ``torch_threads``: intra-op threads for the model in this
     process (None: torch's default), parallel slide workers should split the cores between
-    them; ``lesion_threshold``: the lesion operating point on the probability map;
+    them; ``lesion_threshold``: the lesion threshold on the probability map the user set,
+    None for the model's operating point (0.5 when the model states none);
     ``fast_tiff``: decode tiled TIFF/SVS tiles directly (``tiff_regions``), else every read
     goes through the slide reader (OpenSlide).
     """
@@ -67,7 +69,7 @@ class AnalyzeOptions:
     read_threads: int = 1
     tissue_threshold: float = TISSUE_THRESHOLD
     torch_threads: int | None = None
-    lesion_threshold: float = DEFAULT_THRESHOLD
+    lesion_threshold: float | None = None
     fast_tiff: bool = True
 
     def __post_init__(self) -> None:
@@ -78,10 +80,12 @@ class AnalyzeOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InferenceError(f"{name.replace('_', ' ')} must be at least 1, got {value}", setting=name)
-        self.lesion_params()  # ValueError for a threshold outside (0, 1)
+        self.lesion_params(None)  # ValueError for a threshold outside (0, 1)
 
-    def lesion_params(self) -> LesionParams:
-        return LesionParams(threshold=self.lesion_threshold)
+    def lesion_params(self, operating_point: OperatingPoint | None) -> LesionParams:
+        """The lesion parameters for a model with ``operating_point``: the user's threshold,
+        else the model's, else the default (``analysis/threshold.py``), its source recorded."""
+        return choose_lesion_params(self.lesion_threshold, operating_point)
 
 
 def slide_out_dir(out_root: str | os.PathLike[str], slide_path: str | os.PathLike[str]) -> Path:
@@ -170,7 +174,7 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
         png_path = write_heatmap_png(out / "heatmap.png", thumb, encoded, geometry)
         write_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    found = analyse_map(encoded, MapFrame.from_geometry(geometry), options.lesion_params())
+    found = analyse_map(encoded, MapFrame.from_geometry(geometry), options.lesion_params(model.info.operating_point))
     geojson_path = write_lesions_geojson(out / "lesions.geojson", found.lesions)
     lesions_s = time.perf_counter() - t0
     counts = grid.counts()

@@ -1,0 +1,100 @@
+"""The model's operating point flows to the results: lesions, node labels and summary.json
+read the map at the user's threshold, else the model's operating point, else 0.5, and say
+which (``core/analysis/threshold.py``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from histoviewer.core.analysis.lesions import (
+    DEFAULT_THRESHOLD, THRESHOLD_FROM_DEFAULT, THRESHOLD_FROM_MODEL, THRESHOLD_SET_BY_USER, LesionParams,
+)
+from histoviewer.core.analysis.summary import SlideSummary, read_summary
+from histoviewer.core.analysis.threshold import choose_lesion_params, choose_threshold, describe_threshold
+from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
+from histoviewer.core.models.classifier import OperatingPoint
+from tests.core.inference_helpers import LesionFractionModel, write_synthetic_tiff
+
+POINT = OperatingPoint(threshold=0.37, target="sensitivity >= 0.95", sensitivity=0.95, specificity=0.88,
+                       n_valid=1000)
+
+
+def test_the_users_threshold_beats_the_models_which_beats_the_default():
+    assert choose_threshold(0.6, POINT) == (0.6, THRESHOLD_SET_BY_USER)
+    assert choose_threshold(None, POINT) == (0.37, THRESHOLD_FROM_MODEL)
+    assert choose_threshold(None, None) == (DEFAULT_THRESHOLD, THRESHOLD_FROM_DEFAULT)
+    params = choose_lesion_params(None, POINT, min_cells=2)
+    assert (params.threshold, params.threshold_source, params.min_cells) == (0.37, THRESHOLD_FROM_MODEL, 2)
+    with pytest.raises(ValueError):
+        choose_lesion_params(1.5, POINT)
+
+
+def test_the_threshold_is_described_with_its_source():
+    assert describe_threshold(0.37, THRESHOLD_FROM_MODEL, POINT) == (
+        "threshold 0.37: sensitivity 95 %, specificity 88 % on validation (model operating point)")
+    assert describe_threshold(0.6, THRESHOLD_SET_BY_USER, POINT) == (
+        "threshold 0.60 (set by user; the model's operating point is 0.37)")
+    assert describe_threshold(0.5, THRESHOLD_SET_BY_USER, None) == "threshold 0.50 (set by user)"
+    assert describe_threshold(0.5, THRESHOLD_FROM_DEFAULT, None) == "threshold 0.50 (default, model states none)"
+    assert describe_threshold(0.5, "", None) == "threshold 0.50"  # an old summary: source not recorded
+
+
+def test_lesion_params_from_an_old_summary_read_without_a_source():
+    old = {"threshold": 0.5, "min_cells": 1, "fill_holes": True, "upsample": 12}
+    params = LesionParams.from_dict(old)
+    assert params.threshold == 0.5 and params.threshold_source == ""
+    assert LesionParams.from_dict(params.to_dict()) == params
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    return write_synthetic_tiff(tmp_path_factory.mktemp("synthetic") / "synthetic.tiff")
+
+
+def _model(threshold: float | None) -> LesionFractionModel:
+    """The position-dependent model (graded probabilities at the lesion's border: the
+    fraction of each patch in lesion) stating ``threshold`` as its operating point."""
+    model = LesionFractionModel()
+    point = None if threshold is None else replace(POINT, threshold=threshold)
+    model.info = replace(model.info, operating_point=point)
+    return model
+
+
+def test_analyze_reads_the_map_at_the_models_operating_point(synthetic, tmp_path):
+    options = AnalyzeOptions(batch_size=64)
+    low = analyze_slide(synthetic, tmp_path / "low", _model(0.1), options)
+    high = analyze_slide(synthetic, tmp_path / "high", _model(0.9), options)
+    assert (low.lesion_params.threshold, low.lesion_params.threshold_source) == (0.1, THRESHOLD_FROM_MODEL)
+    assert (high.lesion_params.threshold, high.lesion_params.threshold_source) == (0.9, THRESHOLD_FROM_MODEL)
+    # the lesion is one rectangle: read at 0.1 it takes in the border cells that read at 0.9 drops
+    assert len(low.lesions) == len(high.lesions) == 1
+    assert low.lesions[0].cells > high.lesions[0].cells
+    assert low.lesions[0].diameter_mm > high.lesions[0].diameter_mm
+    # summary.json records the threshold, its source and the model's operating point
+    data = json.loads((tmp_path / "low" / "summary.json").read_text())
+    assert data["lesion_params"]["threshold"] == 0.1
+    assert data["lesion_params"]["threshold_source"] == THRESHOLD_FROM_MODEL
+    assert data["model"]["operating_point"]["threshold"] == 0.1
+    assert read_summary(tmp_path / "low") == low
+
+    # the user's threshold overrides the model's operating point
+    user = analyze_slide(synthetic, tmp_path / "user", _model(0.1), replace(options, lesion_threshold=0.9))
+    assert (user.lesion_params.threshold, user.lesion_params.threshold_source) == (0.9, THRESHOLD_SET_BY_USER)
+    assert user.lesions[0].cells == high.lesions[0].cells
+    # a model file without an operating point: the default, and the summary says so
+    none = analyze_slide(synthetic, tmp_path / "none", _model(None), options)
+    assert (none.lesion_params.threshold, none.lesion_params.threshold_source) == (0.5, THRESHOLD_FROM_DEFAULT)
+
+
+def test_an_old_summary_without_threshold_source_or_operating_point_reads(synthetic, tmp_path):
+    summary = analyze_slide(synthetic, tmp_path / "out", _model(0.3), AnalyzeOptions(batch_size=64))
+    data = summary.to_dict()
+    del data["lesion_params"]["threshold_source"]
+    del data["model"]["operating_point"], data["model"]["caveat"]
+    old = SlideSummary.from_dict(data)
+    assert old.lesion_params.threshold == 0.3 and old.lesion_params.threshold_source == ""
+    assert old.model.operating_point is None
+    assert describe_threshold(0.3, old.lesion_params.threshold_source, old.model.operating_point) == "threshold 0.30"
