@@ -59,7 +59,7 @@ def register(sub) -> None:
                         "their largest diameter")
     p.add_argument("--colormap", default=DEFAULT_COLORMAP, choices=sorted(COLORMAPS))
     p.add_argument("--threshold", type=_fraction, default=None,
-                   help="colour only probabilities at or above this (default 0.5 for overlays, "
+                   help="colour only probabilities at or above this (default for overlays: the model's operating point, 0.5 when it states none; "
                         "0 for the heatmap alone)")
     p.add_argument("--opacity", type=_fraction, default=0.5, help="heatmap opacity over the slide")
     p.add_argument("--no-legend", action="store_true", help="no legend band / legend file")

@@ -105,7 +105,7 @@ def _l0_per_px(mpp: float, region: tuple[float, float, float, float], output_mpp
 
 def _provenance(kind: str, slide_path: str, heatmap: HeatmapData, region, l0_per_px: float | None,
                 size, colormap=None, opacity=None, threshold=None, outlines: int | None = None,
-                slide_level_read: int | None = None) -> Provenance:
+                slide_level_read: int | None = None, threshold_source: str = "") -> Provenance:
     g = heatmap.geometry
     return Provenance(
         kind=kind, slide_path=slide_path, slide_l0_size=(g.l0_width, g.l0_height), slide_mpp=g.slide_mpp,
@@ -113,7 +113,7 @@ def _provenance(kind: str, slide_path: str, heatmap: HeatmapData, region, l0_per
         l0_per_px=l0_per_px, output_mpp=None if l0_per_px is None else l0_per_px * g.slide_mpp,
         threshold=threshold, colormap=colormap, opacity=opacity, grid=g,
         coverage=round(heatmap.coverage(), 6), outlines=outlines, slide_level_read=slide_level_read,
-        heatmap_source=heatmap.origin,
+        heatmap_source=heatmap.origin, threshold_source=threshold_source or None,
     )
 
 
@@ -191,11 +191,11 @@ def _export_image(kind: str, out_path, renderer: TileRenderer, prov: Provenance,
 
 
 def _legend(size: tuple[int, int], heatmap: HeatmapData, colormap: str, threshold: float,
-            opacity: float | None, state_key: bool) -> np.ndarray:
+            opacity: float | None, state_key: bool, threshold_source: str = "") -> np.ndarray:
     """A legend about as wide as the image (480..1600 px) with text that grows with it."""
     width = min(max(size[0], 480), 1600)
     return legend_panel(width, heatmap.model, colormap, threshold, opacity, state_key,
-                        font_px=max(14, min(28, width // 60)))
+                        font_px=max(14, min(28, width // 60)), threshold_source=threshold_source)
 
 
 def _png_bytes(rgb: np.ndarray, prov: Provenance) -> bytes:
@@ -236,8 +236,10 @@ def export_overlay(
     try:
         renderer = TileRenderer(spec, heatmap, reader, fast)
         prov = _provenance("overlay", str(info.path), heatmap, reg, scale, size, r.colormap, r.opacity,
-                           r.threshold, outlines=len(spec.outlines), slide_level_read=renderer.level)
-        panel = _legend(size, heatmap, r.colormap, r.threshold, r.opacity, False) if r.legend else None
+                           r.threshold, outlines=len(spec.outlines), slide_level_read=renderer.level,
+                           threshold_source=r.threshold_source)
+        panel = (_legend(size, heatmap, r.colormap, r.threshold, r.opacity, False, r.threshold_source)
+                 if r.legend else None)
         return _export_image("overlay", out_path, renderer, prov, panel, r.tile_px, r.jpeg_quality, control, t0)
     finally:
         if fast is not None:
@@ -268,8 +270,9 @@ def export_heatmap_image(
     spec = RenderSpec(reg, scale, size, False, r.colormap, 1.0, r.threshold, tuple(r.outlines),
                       r.outline_style, bar)
     prov = _provenance("heatmap", str(r.slide_path), heatmap, reg, scale, size, r.colormap, 1.0, r.threshold,
-                       outlines=len(spec.outlines))
-    panel = _legend(size, heatmap, r.colormap, r.threshold, None, True) if r.legend else None
+                       outlines=len(spec.outlines), threshold_source=r.threshold_source)
+    panel = (_legend(size, heatmap, r.colormap, r.threshold, None, True, r.threshold_source)
+             if r.legend else None)
     return _export_image("heatmap", out_path, TileRenderer(spec, heatmap), prov, panel, r.tile_px,
                          r.jpeg_quality, control, t0)
 

@@ -10,16 +10,61 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from histoviewer.core.analysis.threshold import describe_threshold
 from histoviewer.core.colormaps import colormap_lut
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.units import UM_PER_MM, um_to_mm
 
-__all__ = ["ScaleBar", "draw_scale_bar", "legend_panel", "scale_bar_for"]
+__all__ = ["LegendText", "ScaleBar", "draw_scale_bar", "legend_panel", "legend_text", "scale_bar_for"]
 
 NOT_COMPUTED_RGB = (200, 200, 200)
 BACKGROUND_RGB = (255, 255, 255)
 FAILED_RGB = (255, 0, 255)
 _WARN_RGB = (190, 0, 0)
+_CAVEAT_RGB = (90, 60, 0)
+
+
+@dataclass(frozen=True)
+class LegendText:
+    """The legend's words, before wrapping: ``heading`` (title and model name), ``caution``
+    (the model's: a demonstration warning, drawn in red, else what it was trained on),
+    ``threshold`` (the colour threshold, its source and, when it is the model's operating
+    point, what it achieved on validation), ``settings`` (colour map, opacity) and
+    ``operating_point`` (the model's operating point when the colours use another
+    threshold, "" otherwise)."""
+
+    heading: str
+    caution: str
+    warning: bool
+    threshold: str
+    settings: str
+    operating_point: str = ""
+
+    def lines(self) -> tuple[str, ...]:
+        """Every text of the legend, in drawing order (unwrapped)."""
+        return tuple(t for t in (self.heading, self.caution, self.threshold, self.operating_point,
+                                 self.settings) if t)
+
+
+def legend_text(model: ModelRecord, cmap: str, threshold: float, threshold_source: str = "",
+                opacity: float | None = None, title: str = "Tumour probability") -> LegendText:
+    """What ``legend_panel`` writes (see ``LegendText``). ``threshold_source``: where
+    ``threshold`` came from (``analysis/threshold.py``); "" for a display choice such as the
+    heatmap alone's 0 (every probability coloured)."""
+    point = model.operating_point
+    caution = f"WARNING: {model.caution}" if model.demonstration else model.caution
+    if threshold_source:
+        below = describe_threshold(threshold, threshold_source, point)
+    else:
+        below = f"threshold {threshold:.2f}"
+    colours = f"Coloured from {below}; lower probabilities not coloured"
+    own = ""
+    if point is not None and not (threshold_source and abs(point.threshold - threshold) < 5e-4):
+        own = f"Model operating point: {point.describe()}"
+    settings = f"colour map {cmap}" + ("" if opacity is None else f"; opacity {opacity:.2f}")
+    return LegendText(heading=f"{title}, model: {model.display_name}", caution=caution,
+                      warning=bool(model.demonstration), threshold=colours, settings=settings,
+                      operating_point=own)
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -43,21 +88,27 @@ def _wrap(text: str, font, width_px: float) -> list[str]:
 
 def legend_panel(width_px: int, model: ModelRecord, cmap: str, threshold: float,
                  opacity: float | None = None, state_key: bool = False,
-                 title: str = "Tumour probability", font_px: int = 14) -> np.ndarray:
-    """A white uint8 RGB panel ``width_px`` wide: title and model name (with the
-    demonstration warning in red when the model is one), the colour bar with ticks at
-    0, 0.25 .. 1, the threshold marked, and (``state_key``) the colours of cells without a
-    probability. Height follows the text."""
+                 title: str = "Tumour probability", font_px: int = 14, threshold_source: str = "") -> np.ndarray:
+    """A white uint8 RGB panel ``width_px`` wide: title and model name, the model's caution
+    (the demonstration warning in red when the model is one, else what it was trained on),
+    the colour bar with ticks at 0, 0.25 .. 1, the threshold marked, the threshold's source
+    and the model's operating point (``legend_text``), and (``state_key``) the colours of
+    cells without a probability. Height follows the text."""
     width_px = max(int(width_px), 320)
     font, small = _font(font_px), _font(max(9, font_px - 3))
     margin = font_px
     text_w = width_px - 2 * margin
-    lines = _wrap(f"{title}, model: {model.display_name}", font, text_w)
-    warn = _wrap(f"WARNING: {model.warning}", font, text_w) if model.warning else []
+    words = legend_text(model, cmap, threshold, threshold_source, opacity, title)
+    lines = _wrap(words.heading, font, text_w)
+    warn = _wrap(words.caution, font, text_w)
+    below = [t for part in (words.threshold, words.operating_point, words.settings) if part
+             for t in _wrap(part, small, text_w)]
     line_h = int(font_px * 1.35)
+    small_h = int(small.size * 1.35) if hasattr(small, "size") else line_h
     bar_h = max(12, font_px)
     key_h = line_h if state_key else 0
-    height = margin + line_h * (len(lines) + len(warn)) + 6 + bar_h + 4 + line_h + line_h + key_h + margin
+    height = (margin + line_h * (len(lines) + len(warn)) + 6 + bar_h + 4 + line_h + small_h * len(below)
+              + key_h + margin)
     img = Image.new("RGB", (width_px, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     y = margin
@@ -65,7 +116,7 @@ def legend_panel(width_px: int, model: ModelRecord, cmap: str, threshold: float,
         draw.text((margin, y), text, fill=(0, 0, 0), font=font)
         y += line_h
     for text in warn:
-        draw.text((margin, y), text, fill=_WARN_RGB, font=font)
+        draw.text((margin, y), text, fill=_WARN_RGB if words.warning else _CAVEAT_RGB, font=font)
         y += line_h
     y += 6
     lut = colormap_lut(cmap)
@@ -86,11 +137,9 @@ def legend_panel(width_px: int, model: ModelRecord, cmap: str, threshold: float,
         draw.line([(tx, y - 4), (tx, y)], fill=(0, 0, 0))
         draw.text((tx, y), f"{t:g}", fill=(0, 0, 0), font=small, anchor="ma")
     y += line_h
-    settings = f"threshold {threshold:.2f} (lower probabilities not coloured); colour map {cmap}"
-    if opacity is not None:
-        settings += f"; opacity {opacity:.2f}"
-    draw.text((margin, y), settings, fill=(0, 0, 0), font=small)
-    y += line_h
+    for text in below:
+        draw.text((margin, y), text, fill=(0, 0, 0), font=small)
+        y += small_h
     if state_key:
         x = margin
         for rgb, text in ((NOT_COMPUTED_RGB, "not computed"), (FAILED_RGB, "failed"),

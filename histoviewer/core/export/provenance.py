@@ -42,7 +42,7 @@ class CellCrop:
 
 # Typed fields that the file format keeps under its "extra" object, in this order; each is
 # written only when set (None: not part of this kind of export).
-_EXTRA_FIELDS = ("outlines", "slide_level_read", "heatmap_source", "pyramid_levels", "crop")
+_EXTRA_FIELDS = ("outlines", "slide_level_read", "heatmap_source", "pyramid_levels", "crop", "threshold_source")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,9 @@ class Provenance:
     Under the JSON's ``extra``: ``outlines`` (how many were drawn), ``slide_level_read``
     (the slide level an overlay was read from), ``heatmap_source`` (where the map came from:
     ``HeatmapData.origin``), ``pyramid_levels`` ((width, height) px of each level of a
-    pyramidal TIFF) and ``crop`` (a raw export's map cells)."""
+    pyramidal TIFF), ``crop`` (a raw export's map cells) and ``threshold_source`` (where the
+    colour threshold came from: "model operating point", "set by user", "default, model
+    states none"; absent for a display choice such as the heatmap alone's 0)."""
 
     kind: str  # "overlay", "heatmap", "raw-probabilities", "pyramid-overlay"
     slide_path: str
@@ -77,6 +79,7 @@ class Provenance:
     heatmap_source: str | None = None
     pyramid_levels: tuple[tuple[int, int], ...] | None = None
     crop: CellCrop | None = None
+    threshold_source: str | None = None
     software: str = SOFTWARE
     software_version: str = histoviewer.__version__
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc)
@@ -132,6 +135,7 @@ class Provenance:
             "Source": self.slide_path,
             "Description": f"{self.kind} of {Path(self.slide_path).name}; model {model.display_name}",
             "Warning": model.warning or "",
+            "Disclaimer": model.caution,
             "histoviewer:provenance": self.to_json(),
         }
 

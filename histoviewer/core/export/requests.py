@@ -60,6 +60,7 @@ class ImageRequest:
     l0_per_output_px: float | None = None
     colormap: str = DEFAULT_COLORMAP
     threshold: float = 0.5
+    threshold_source: str = ""  # where threshold came from (analysis/threshold.py), "" for a display choice
     outlines: Sequence[Outline] = ()
     outline_style: OutlineStyle = field(default_factory=OutlineStyle)
     scale_bar: bool | None = None

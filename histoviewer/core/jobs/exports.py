@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from histoviewer.core.analysis.threshold import choose_threshold
 from histoviewer.core.colormaps import DEFAULT_COLORMAP
 from histoviewer.core.errors import ExportError
 from histoviewer.core.export import (ExportResult, HeatmapData, HeatmapImageRequest, OverlayRequest,
@@ -34,7 +35,6 @@ from histoviewer.core.slide import open_slide
 __all__ = ["EXPORT_KINDS", "ExportRequest", "ReportPdfWriter", "run_export"]
 
 EXPORT_KINDS = ("overlay", "heatmap", "pyramid", "raw", "report")
-OVERLAY_THRESHOLD = 0.5  # an overlay's default: colour what the lesion operating point calls tumour
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,9 @@ class ExportRequest:
 
     ``l0_region``: level-0 (x, y, width, height), None for the whole slide;
     ``output_mpp``: micrometres per output pixel, None for the kind's default size;
-    ``threshold``: colour probabilities at or above it, None for the kind's default (0.5 on
-    overlays, 0 on the heatmap alone); ``reader``: an open slide reader for overlays and the
+    ``threshold``: colour probabilities at or above it (set by the user), None for the kind's
+    default: on overlays what the lesions use, the model's operating point (0.5 for a model
+    that states none); 0 on the heatmap alone, whose legend marks the operating point; ``reader``: an open slide reader for overlays and the
     report's pictures (None: the slide file is opened for the export); ``lesion_outlines``: draw the
     AI lesions with their diameters; ``annotations_file``: a GeoJSON / ASAP XML file whose
     shapes are drawn; ``drawn_outlines``: outlines taken from the viewer's annotations.
@@ -89,14 +90,16 @@ class ExportRequest:
         return out
 
     def overlay_request(self) -> OverlayRequest:
-        threshold = OVERLAY_THRESHOLD if self.threshold is None else self.threshold
+        threshold, source = choose_threshold(self.threshold, self.heatmap.model.operating_point)
         return OverlayRequest(l0_region=self.l0_region, output_mpp=self.output_mpp, colormap=self.colormap,
-                              threshold=threshold, outlines=self.outlines(), scale_bar=self.scale_bar,
-                              legend=self.legend, opacity=self.opacity)
+                              threshold=threshold, threshold_source=source, outlines=self.outlines(),
+                              scale_bar=self.scale_bar, legend=self.legend, opacity=self.opacity)
 
     def heatmap_request(self) -> HeatmapImageRequest:
+        source = "" if self.threshold is None else choose_threshold(self.threshold, None)[1]
         return HeatmapImageRequest(l0_region=self.l0_region, output_mpp=self.output_mpp, colormap=self.colormap,
-                                   threshold=self.threshold or 0.0, outlines=self.outlines(),
+                                   threshold=self.threshold or 0.0, threshold_source=source,
+                                   outlines=self.outlines(),
                                    scale_bar=self.scale_bar, legend=self.legend, slide_path=str(self.slide_path))
 
 

@@ -28,6 +28,7 @@ from histoviewer.core.analysis.lesions import Lesion, MapFrame
 from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideFailure, read_summary
+from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
 from histoviewer.core.annotations.geojson_io import read_geojson
 from histoviewer.core.errors import HistoViewerError, ReportError, StagingError, SummaryFormatError
 from histoviewer.core.export.provenance import SOFTWARE
@@ -128,6 +129,7 @@ class SlideReport:
     analysed: str = ""
     analysis_dir: str | None = None
     error: str | None = None
+    threshold_source: str = ""  # where threshold came from (analysis/threshold.py); "" not recorded
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "node_label", NodeLabel(self.node_label))  # "micro" -> NodeLabel.MICRO
@@ -148,6 +150,12 @@ class SlideReport:
     def demonstration(self) -> bool:
         return self.model.demonstration
 
+    @property
+    def threshold_text(self) -> str:
+        """"threshold 0.37: sensitivity 95 %, specificity 88 % on validation (model operating
+        point)", or the threshold with where it came from."""
+        return describe_threshold(self.threshold, self.threshold_source, self.model.operating_point)
+
     def node_result(self) -> NodeResult:
         big = self.largest
         label = NodeLabel.UNKNOWN if self.error else self.node_label
@@ -163,7 +171,9 @@ class SlideReport:
                 "l0_size": list(self.l0_size), "lesion_count": len(self.lesions),
                 "largest_lesion": None if big is None else big.name,
                 "largest_diameter_mm": None if big is None else big.diameter_mm,
-                "threshold": self.threshold, "model": self.model.to_identity_dict(), "analysed": self.analysed,
+                "threshold": self.threshold, "threshold_source": self.threshold_source,
+                "threshold_text": self.threshold_text, "model": self.model.to_identity_dict(),
+                "analysed": self.analysed,
                 "analysis_dir": self.analysis_dir, "error": self.error,
                 "lesions": [les.to_dict() for les in self.lesions]}
 
@@ -217,6 +227,11 @@ class Report:
         """A default demonstration model made at least one of the maps."""
         return any(s.demonstration for s in self.slides)
 
+    @property
+    def cautions(self) -> list[str]:
+        """What each model that made a map says of itself (``ModelRecord.caution``), once each."""
+        return list(dict.fromkeys(s.model.caution for s in self.slides if not s.error))
+
     def case_for(self, slide: SlideReport) -> CaseReport | None:
         return next((c for c in self.cases if c.patient == slide.patient), None)
 
@@ -228,6 +243,7 @@ class Report:
                 "created": self.created, "sources": list(self.sources),
                 "demonstration_model": self.demonstration,
                 "warning": DEMO_WARNING if self.demonstration else None,
+                "model_cautions": self.cautions,
                 "label_image_included": False,
                 "cases": [c.to_dict() for c in self.cases], "slides": [s.to_dict() for s in self.slides]}
 
@@ -322,7 +338,7 @@ def load_slide_report(folder: str | os.PathLike[str]) -> SlideReport:
         l0_size=(g.l0_width, g.l0_height),
         lesions=tuple(LesionEntry.from_lesion(les, outlines.get(les.name, ())) for les in summary.lesions),
         model=summary.model, threshold=summary.lesion_params.threshold, analysed=analysed,
-        analysis_dir=str(folder))
+        analysis_dir=str(folder), threshold_source=summary.lesion_params.threshold_source)
 
 
 def load_report(paths: Iterable[str | os.PathLike[str]]) -> Report:
@@ -333,15 +349,17 @@ def load_report(paths: Iterable[str | os.PathLike[str]]) -> Report:
 
 def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapData,
                           found: SlideLesions | None = None) -> SlideReport:
-    """One slide from a live map; ``found``: its lesions, computed here with the default
-    lesion parameters when None."""
+    """One slide from a live map; ``found``: its lesions, computed here at the model's
+    operating point (0.5 when it states none) when None."""
     g = heatmap.geometry
     if found is None:
-        found = analyse_map(heatmap.encoded, MapFrame.from_geometry(g))
+        found = analyse_map(heatmap.encoded, MapFrame.from_geometry(g),
+                            choose_lesion_params(None, heatmap.model.operating_point))
     patient, node = case_of(slide_path)
     return SlideReport(
         slide_path=str(slide_path), patient=patient, node=node, node_label=found.label,
         provisional=found.provisional, coverage=round(float(found.coverage), 6), mpp=float(g.slide_mpp),
         l0_size=(int(g.l0_width), int(g.l0_height)),
         lesions=tuple(LesionEntry.from_lesion(les) for les in found.lesions), model=heatmap.model,
-        threshold=float(found.params.threshold), analysed=_now(), analysis_dir=None)
+        threshold=float(found.params.threshold), analysed=_now(), analysis_dir=None,
+        threshold_source=found.params.threshold_source)
