@@ -4,7 +4,8 @@ case. Drawn with ``QPdfWriter`` + ``QPainter`` (PySide6-Essentials), so it needs
 the command line.
 
 A slide's page: title (slide, patient, node), the demonstration-model warning in a box
-when a default demonstration model made the map, the node label (provisional with its
+when a demonstration model made the map, else the model's caveat (what it was trained on;
+not validated for clinical use), the node label (provisional with its
 coverage), the case's pN stage and what decided it, the thumbnail with the heatmap and the
 numbered lesion outlines, the legend, snapshots of the largest lesions (outline and
 diameter drawn), the lesion table, the size-class rules and the provenance. The pictures
@@ -28,6 +29,7 @@ from histoviewer.core.analysis.lesion_io import LESION_COLORS
 from histoviewer.core.errors import ExportCancelled, ReportError
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
 from histoviewer.core.export.files import atomic_target
+from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.report.images import SlideImages, fit_size, render_slide_images
 from histoviewer.core.report.model import CaseReport, Report, SlideReport
@@ -54,6 +56,7 @@ PN_RULES = ("pN (CAMELYON17): pN0 no metastasis and no ITC; pN0(i+) ITC only; pN
             "metastases in 4\u20139 nodes, at least one macrometastasis. ITC-only nodes are not positive nodes.")
 WARN_FILL, WARN_EDGE = QColor(255, 235, 235), QColor(190, 0, 0)
 GREY = QColor(90, 90, 90)
+CAVEAT_COLOR = QColor(120, 70, 0)  # a model's caveat: not a warning box, but never grey
 
 _APP: QGuiApplication | None = None
 
@@ -213,7 +216,7 @@ def _provenance(report: Report, s: SlideReport | None, page: int, pages: int) ->
         m = s.model
         kind = f" ({m.kind})" if m.kind else ""
         parts += [f"Model {m.name}{kind}, hash {_hash(m.content_hash)}",
-                  f"threshold {s.threshold:.2f}",
+                  s.threshold_text,
                   f"slide scale {s.mpp:.4g} \u00b5m/px" if s.mpp is not None else "slide scale unknown",
                   f"analysed {s.analysed or 'unknown'}"]
     parts += [f"report {report.created} by {report.software} {report.software_version}",
@@ -246,12 +249,16 @@ def _footer(pg: _Page, report: Report, s: SlideReport | None, rules: str, page: 
     return top - 3
 
 
-def _header(pg: _Page, title: str, subtitle: str, warning: str | None) -> None:
-    """``warning``: the model's demonstration warning (None for a real model)."""
+def _header(pg: _Page, title: str, subtitle: str, models: Sequence[ModelRecord]) -> None:
+    """``models``: the records of the models that made the page's maps: a demonstration
+    model's warning in a box, any other model's caveat on a line of its own."""
     pg.line(title, 15, True, gap=0.5)
     pg.line(subtitle, 9, color=GREY, gap=3)
+    warning = next((m.warning for m in models if m.warning), None)
     if warning is not None:
         pg.warning_box(warning)
+    for caveat in dict.fromkeys(m.caution for m in models if not m.demonstration):
+        pg.line(f"Model: {caveat}", 9, True, CAVEAT_COLOR, gap=2)
 
 
 def _stage_line(case: CaseReport | None) -> str:
@@ -293,7 +300,7 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
     case = report.case_for(s)
     node = "" if s.node is None else f" \u00b7 node {s.node}"
     _header(pg, s.slide_name, f"Patient / case {s.patient}{node} \u00b7 HistoViewer slide report",
-            s.model.warning)
+            () if s.error else (s.model,))
     bottom = _footer(pg, report, s, SIZE_RULES, page, pages)
 
     # row A: thumbnail left, results and legend right
@@ -316,9 +323,11 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
         more = f"; {len(s.lesions)} lesions in all" if len(s.lesions) > 1 else ""
         size = (f"{big.diameter_mm:.2f} mm ({big.size_class.value})" if big.diameter_mm is not None
                 else "size unknown (the slide states no scale)")
-        y += pg.text(right_x, y, right_w, f"Largest lesion: {big.name}, {size}{more}.", 9) + 2.5
+        y += pg.text(right_x, y, right_w, f"Largest lesion: {big.name}, {size}{more}.", 9) + 1
     elif not s.error:
-        y += pg.text(right_x, y, right_w, f"No lesion at the threshold {s.threshold:.2f}.", 9) + 2.5
+        y += pg.text(right_x, y, right_w, f"No lesion at the threshold {s.threshold:.2f}.", 9) + 1
+    if not s.error:
+        y += pg.text(right_x, y, right_w, f"Lesions at {s.threshold_text}.", 8, color=GREY) + 2.5
     if case is not None:
         n = len(case.slides)
         # The stage is only as complete as the nodes in this report (one slide exported from
@@ -368,9 +377,8 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
 
 def _draw_case_page(pg: _Page, report: Report, case: CaseReport, page: int, pages: int) -> None:
     members = report.slides_of(case)
-    warning = next((s.model.warning for s in members if s.model.warning), None)
     _header(pg, f"Case {case.patient}", f"{len(members)} lymph node slides \u00b7 HistoViewer case report",
-            warning)
+            [s.model for s in members if not s.error])
     bottom = _footer(pg, report, members[0] if len(members) == 1 else None, PN_RULES + " " + SIZE_RULES,
                      page, pages)
     pg.line("pN stage", 9, color=GREY, gap=0)

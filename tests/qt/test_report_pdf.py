@@ -62,17 +62,32 @@ def test_pdf_pages_text_and_pictures(case, tmp_path, qapp, monkeypatch):
 
 
 def test_no_demonstration_box_for_a_real_model(case, tmp_path, qapp):
+    import json
+
+    from histoviewer.core.analysis.lesions import THRESHOLD_FROM_MODEL
+    from histoviewer.core.models.classifier import OperatingPoint
     from histoviewer.core.models.record import ModelRecord
     from histoviewer.core.report.model import SlideReport, build_report
 
     report = load_report([case / "patient_007_node_1"])
     (s,) = report.slides
-    real = SlideReport(**{**s.__dict__, "model": ModelRecord(name="trained", display_name="trained",
-                                                             content_hash="a" * 64)})
-    pdf = write_report_pdf(build_report([real]), tmp_path / "real.pdf")
+    caveat = "research model trained on 6,657 real PatchCamelyon patches; not validated for clinical use"
+    point = OperatingPoint(0.37, "sensitivity >= 0.95", 0.95, 0.88, 900)
+    model = ModelRecord(name="trained", display_name="trained", content_hash="a" * 64, caveat=caveat,
+                        operating_point=point)
+    real = SlideReport(**{**s.__dict__, "model": model, "threshold": 0.37, "threshold_source": THRESHOLD_FROM_MODEL})
+    built = build_report([real])
+    pdf = write_report_pdf(built, tmp_path / "real.pdf")
+    # report.json names what the model was trained on and the threshold it was read at
+    data = json.loads(built.to_json())
+    assert data["model_cautions"] == [caveat] and data["slides"][0]["model"]["caveat"] == caveat
+    assert data["slides"][0]["threshold_text"] == (
+        "threshold 0.37: sensitivity 95 %, specificity 88 % on validation (model operating point)")
     if POPPLER:
-        text = _run("pdftotext", str(pdf), "-")
+        text = " ".join(_run("pdftotext", str(pdf), "-").split())
         assert "DEMONSTRATION" not in text and "trained" in text
+        assert caveat in text
+        assert "threshold 0.37: sensitivity 95 %, specificity 88 % on validation (model operating point)" in text
     assert pdf.stat().st_size > 10_000
 
 
