@@ -75,6 +75,7 @@ class AiController(QObject):
     def _start(self, tab: SlideTab) -> None:
         settings = self.settings
         if settings.enabled:
+            # the model is not loaded yet: its operating point is applied once it is (update_status)
             tab.start_heatmap(settings.live_options(), settings.style(), settings.show)
         else:
             tab.stop_heatmap()
@@ -101,9 +102,9 @@ class AiController(QObject):
             if new.restart_needed(old):
                 self._start(tab)
                 continue
-            looks = (new.colormap, new.opacity, new.threshold, new.show)
-            if looks != (old.colormap, old.opacity, old.threshold, old.show):
-                tab.set_heatmap_style(new.style(), new.show)
+            looks = (new.colormap, new.opacity, new.threshold, new.threshold_from_model, new.show)
+            if looks != (old.colormap, old.opacity, old.threshold, old.threshold_from_model, old.show):
+                tab.set_heatmap_style(new.style(_model_threshold(tab)), new.show)
             if new.background != old.background and tab.heatmap is not None:
                 tab.heatmap.live.set_background(new.background)
         self._schedule_status()
@@ -150,7 +151,10 @@ class AiController(QObject):
             return
         live = layer.live
         if live.model is not None:
-            self.panel.show_model(live.model.info.display_name(), live.device_reason, live.model.info.demonstration)
+            self.panel.show_model(live.model.info, live.device_reason)
+            style = self.settings.style(_model_threshold(tab))
+            if style.threshold != live.style.threshold:  # the model just loaded: its operating point
+                tab.set_heatmap_style(style, self.settings.show)
         coverage = tab.heatmap_coverage()
         if coverage is None:
             text, detail = "AI: starting…", "Loading the model and finding the tissue…"
@@ -176,3 +180,12 @@ class AiController(QObject):
         label.setToolTip(detail)
         label.setStyleSheet(f"color: {colour};")
         self.panel.show_progress(detail)
+
+
+def _model_threshold(tab: SlideTab) -> float | None:
+    """The operating point of the model running on ``tab``, None before it loaded or when
+    its file states none."""
+    live = tab.heatmap.live if tab.heatmap is not None else None
+    info = live.model.info if live is not None and live.model is not None else None
+    point = None if info is None else info.operating_point
+    return None if point is None else float(point.threshold)

@@ -17,10 +17,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD
+from histoviewer.core.analysis.threshold import describe_threshold
 from histoviewer.core.inference.live import LiveOptions
 from histoviewer.core.colormaps import COLORMAPS, colormap_lut
 from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.registry import available_models
 from histoviewer.core.recent import config_dir
 
@@ -44,14 +47,23 @@ class AiSettings:
     show: bool = True
     colormap: str = "viridis"
     opacity: float = 0.5
-    threshold: float = 0.5
+    threshold: float = DEFAULT_THRESHOLD
+    threshold_from_model: bool = True  # colour from the model's operating point, not ``threshold``
 
     def live_options(self) -> LiveOptions:
         return LiveOptions(model=self.model, device=self.device, stride_divisor=self.stride_divisor,
                            background=self.background)
 
-    def style(self) -> HeatmapStyle:
-        return HeatmapStyle(colormap_lut(self.colormap), opacity=self.opacity, threshold=self.threshold)
+    def display_threshold(self, model_threshold: float | None = None) -> float:
+        """The heatmap's colour threshold: the model's operating point (``model_threshold``,
+        None for a model that states none or is not loaded yet) unless the user set one."""
+        if self.threshold_from_model and model_threshold is not None:
+            return model_threshold
+        return self.threshold
+
+    def style(self, model_threshold: float | None = None) -> HeatmapStyle:
+        return HeatmapStyle(colormap_lut(self.colormap), opacity=self.opacity,
+                            threshold=self.display_threshold(model_threshold))
 
     def restart_needed(self, other: AiSettings) -> bool:
         """Whether going from ``other`` to these settings needs a new model or grid."""
@@ -163,6 +175,19 @@ class AiPanel(QDockWidget):
         form.addRow("Opacity", self._pair(self.opacity_slider, self.opacity_value))
         self.threshold_slider, self.threshold_value = self._slider(settings.threshold, "threshold")
         form.addRow("Threshold", self._pair(self.threshold_slider, self.threshold_value))
+        self.model_threshold_box = QCheckBox("Colour from the model's operating point")
+        self.model_threshold_box.setToolTip("The threshold the model's lesions are read at, chosen on its "
+                                            "validation data; untick to colour from your own threshold")
+        self.model_threshold_box.setChecked(settings.threshold_from_model)
+        self.model_threshold_box.toggled.connect(self._on_model_threshold_toggled)
+        form.addRow(self.model_threshold_box)
+        self.threshold_label = QLabel("")
+        self.threshold_label.setWordWrap(True)
+        self.threshold_label.setTextFormat(Qt.TextFormat.PlainText)
+        self.threshold_label.setStyleSheet("color: #555;")
+        form.addRow(self.threshold_label)
+        self._model_info: ModelInfo | None = None
+        self._show_threshold()
 
         self.progress_label = QLabel("")
         self.progress_label.setWordWrap(True)
@@ -178,8 +203,23 @@ class AiPanel(QDockWidget):
         slider.setValue(round(value * 100))
         label = QLabel(f"{value:.2f}")
         label.setMinimumWidth(34)
-        slider.valueChanged.connect(lambda v: (label.setText(f"{v / 100:.2f}"), self._change(**{name: v / 100})))
+        slider.valueChanged.connect(lambda v: self._on_slider(name, label, v / 100))
         return slider, label
+
+    def _on_slider(self, name: str, label: QLabel, value: float) -> None:
+        label.setText(f"{value:.2f}")
+        if name == "threshold" and self._showing_model_threshold:
+            return  # the slider shows the model's operating point: not a choice of the user's
+        if name == "threshold" and self.settings.threshold_from_model:
+            # the user moved the slider: their threshold now beats the model's operating point
+            self.model_threshold_box.blockSignals(True)
+            self.model_threshold_box.setChecked(False)
+            self.model_threshold_box.blockSignals(False)
+            self._change(threshold=value, threshold_from_model=False)
+        else:
+            self._change(**{name: value})
+        if name == "threshold":
+            self._show_threshold()
 
     @staticmethod
     def _pair(a: QWidget, b: QWidget) -> QWidget:
@@ -222,6 +262,10 @@ class AiPanel(QDockWidget):
         self._change(model=key)
         self._fill_models()
 
+    def _on_model_threshold_toggled(self, on: bool) -> None:
+        self._change(threshold_from_model=on)
+        self._show_threshold()
+
     def _change(self, **changes) -> None:
         old = self.settings
         new = replace(old, **changes)
@@ -242,10 +286,40 @@ class AiPanel(QDockWidget):
             self.settingsChanged.emit(settings, old)
 
     # -- status -----------------------------------------------------------------------------------
-    def show_model(self, display_name: str, device_reason: str, demonstration: bool) -> None:
-        self.model_label.setText(display_name)
-        self.model_label.setStyleSheet("color: #a05a00; font-weight: bold;" if demonstration else "")
+    _showing_model_threshold = False
+
+    def show_model(self, info: ModelInfo, device_reason: str) -> None:
+        """The running model: its name, what it was trained on (its caution: the
+        demonstration warning for a demonstration model) and the threshold in use."""
+        self.model_label.setText(f"{info.display_name()}\n{info.caution}")
+        self.model_label.setStyleSheet("color: #a05a00; font-weight: bold;" if info.demonstration
+                                       else "color: #6a4a00;")
         self.device_label.setText(device_reason)
+        if info != self._model_info:
+            self._model_info = info
+            self._show_threshold()
+
+    def _show_threshold(self) -> None:
+        """The slider and the line below it: the model's operating point while the box is
+        ticked (and the model states one), else the user's threshold."""
+        info = self._model_info
+        point = None if info is None else info.operating_point
+        settings = self.settings
+        value = settings.display_threshold(None if point is None else point.threshold)
+        if settings.threshold_from_model:
+            source = "" if info is None else ("model operating point" if point is not None
+                                              else "default, model states none")
+        else:
+            source = "set by user"
+        self._showing_model_threshold = True
+        try:
+            self.threshold_slider.setValue(round(value * 100))
+        finally:
+            self._showing_model_threshold = False
+        self.threshold_value.setText(f"{value:.2f}")
+        text = describe_threshold(value, source, point) if source else f"threshold {value:.2f}"
+        self.threshold_label.setText(f"Colour and lesions: {text}" if source != "set by user"
+                                     else f"Colour: {text}")
 
     def show_progress(self, text: str) -> None:
         self.progress_label.setText(text)

@@ -18,7 +18,8 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QMenu, QToolBar, QWidget
 
-from histoviewer.core.analysis.lesions import LesionParams, MapFrame
+from histoviewer.core.analysis.lesions import MapFrame
+from histoviewer.core.analysis.threshold import choose_lesion_params
 from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.annotations import add_lesion_annotations, load_annotations, save_annotations, slide_label
 from histoviewer.core.annotations.tools import Tool
@@ -311,7 +312,10 @@ class AnnotationActions(QObject):
         if snapshot is not None and snapshot.result is not None and tab.heatmap.live.is_idle:
             found = snapshot.result  # the summary panel's analysis of this very map
         else:  # not analysed yet (or the map moved on): analyse now
-            found = analyse_map(grid.encoded_map(), MapFrame.from_geometry(grid.geometry), LesionParams())
+            model = tab.heatmap.live.model  # at its operating point, as the summary panel reads it
+            point = None if model is None else model.info.operating_point
+            found = analyse_map(grid.encoded_map(), MapFrame.from_geometry(grid.geometry),
+                                choose_lesion_params(None, point))
         coverage = f"{found.coverage:.0%} of the tissue classified"
         if not found.lesions:
             self.host.show_message(f"The AI found no lesions ({coverage})", MESSAGE_MS)

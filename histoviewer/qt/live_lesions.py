@@ -22,6 +22,8 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
+from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
+from histoviewer.core.models.classifier import OperatingPoint
 from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
 from histoviewer.qt.threads import gui_thread
 
@@ -40,7 +42,9 @@ class LesionSnapshot:
 
     ``probability_counts``: histogram of the classified tissue cells' P(tumour) over
     ``HISTOGRAM_BINS`` equal bins of 0..1. ``model_name``/``demonstration``: the model
-    that made the map. ``compute_s``: wall time of the analysis (map snapshot included).
+    that made the map; ``model_caution``: what it says of itself (``ModelInfo.caution``);
+    ``operating_point``: its operating point (None: it states none). ``compute_s``: wall
+    time of the analysis (map snapshot included).
     """
 
     result: SlideLesions
@@ -49,13 +53,24 @@ class LesionSnapshot:
     demonstration: bool
     compute_s: float
     generation: int
+    model_caution: str = ""
+    operating_point: OperatingPoint | None = None
+
+    @property
+    def threshold_text(self) -> str:
+        """The lesions' threshold with its source ("threshold 0.37: sensitivity 95 %, ...")."""
+        params = self.result.params
+        return describe_threshold(params.threshold, params.threshold_source, self.operating_point)
 
 
-def snapshot_of(live, params: LesionParams, generation: int) -> LesionSnapshot | None:
-    """Any thread: analyse the current map of a ``LiveHeatmap`` (None before it started)."""
+def snapshot_of(live, params: LesionParams | None, generation: int) -> LesionSnapshot | None:
+    """Any thread: analyse the current map of a ``LiveHeatmap`` (None before it started);
+    ``params`` None: at the model's operating point (0.5 when it states none)."""
     grid, model = live.grid, live.model
     if grid is None or model is None:
         return None
+    if params is None:
+        params = choose_lesion_params(None, model.info.operating_point)
     t0 = time.perf_counter()
     encoded = grid.encoded_map()  # a copy, taken under the grid's lock
     result = analyse_map(encoded, MapFrame.from_geometry(grid.geometry), params)
@@ -63,7 +78,7 @@ def snapshot_of(live, params: LesionParams, generation: int) -> LesionSnapshot |
     counts, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(0.0, 1.0))
     info = model.info
     return LesionSnapshot(result, tuple(int(c) for c in counts), info.display_name(), bool(info.demonstration),
-                          time.perf_counter() - t0, generation)
+                          time.perf_counter() - t0, generation, info.caution, info.operating_point)
 
 
 class LiveLesions(QObject):
@@ -72,7 +87,7 @@ class LiveLesions(QObject):
 
     changed = Signal(object)  # LesionSnapshot | None
 
-    def __init__(self, tab, params: LesionParams = LesionParams(), parent: QObject | None = None,
+    def __init__(self, tab, params: LesionParams | None = None, parent: QObject | None = None,
                  throttle_ms: int = THROTTLE_MS) -> None:
         super().__init__(parent)
         self.tab = tab

@@ -160,8 +160,9 @@ class SlideTab(QWidget):
     def _on_heatmap_ready(self) -> None:
         live = self.heatmap.live
         info = live.model.info
-        warning = "DEMONSTRATION MODEL \u2013 not for diagnosis" if info.demonstration else ""
-        self.legend.set_text(f"{info.name} ({info.kind})", warning)
+        # every model's caution: a demonstration warning, else what it was trained on
+        caution = "DEMONSTRATION MODEL \u2013 not for diagnosis" if info.demonstration else info.caution
+        self.legend.set_text(f"{info.name} ({info.kind})", caution)
         self.heatmapChanged.emit()
 
     def _on_heatmap_updated(self, l0_rect) -> None:

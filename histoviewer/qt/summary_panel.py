@@ -221,9 +221,12 @@ class SummaryPanel(QDockWidget):
         self.model.set_lesions(result.lesions)
         if selected is not None:
             self.select_lesion(selected)
-        model_text = f"Model: {snapshot.model_name}"
-        self.model_label.setText(model_text)
-        self.model_label.setStyleSheet("color: #a05a00; font-weight: bold;" if snapshot.demonstration else "color: #555;")
+        # the threshold the lesions were read at, and what the model says of itself
+        caution = snapshot.model_caution or ("" if not snapshot.demonstration else "demonstration model")
+        self.model_label.setText(f"Lesions at {snapshot.threshold_text}\nModel: {snapshot.model_name}"
+                                 + (f"\n{caution}" if caution else ""))
+        self.model_label.setStyleSheet("color: #a05a00; font-weight: bold;" if snapshot.demonstration
+                                       else "color: #6a4a00;")
         self._plot_probabilities(snapshot, result.params.threshold)
         self._plot_sizes(result.lesions)
         self._update_buttons()

@@ -282,6 +282,8 @@ def _screen_box(vp: Viewport, lesion) -> tuple[float, float, float, float]:
 # -- LiveLesions: throttled, off the GUI thread, stale results dropped (fake overlay) ---------
 class _FakeInfo:
     demonstration = True
+    operating_point = None
+    caution = "demonstration model trained on synthetic phantom tissue - not for diagnosis"
 
     def display_name(self) -> str:
         return "fake (DEMONSTRATION)"
