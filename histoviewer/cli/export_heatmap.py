@@ -112,4 +112,12 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
         print(f"  + {side}")
     if heatmap.model.warning:
         print(f"WARNING: {demo_warning(heatmap.model.warning)}", file=sys.stderr)
+    else:
+        print(f"model {heatmap.model.name}: {heatmap.model.caution}")
+    prov = result.provenance
+    if prov.threshold_source:
+        from histoviewer.core.analysis.threshold import describe_threshold
+
+        point = heatmap.model.operating_point
+        print(f"coloured from {describe_threshold(prov.threshold or 0.0, prov.threshold_source, point)}")
     return 0

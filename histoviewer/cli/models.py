@@ -1,7 +1,8 @@
 """``histoviewer train``, ``eval-patches``, ``predict-patches`` and ``models``.
 
-Every place a model is named also prints the demonstration warning when the model is one of
-the default models trained on synthetic phantom tissue.
+Every place a model is named also prints what the model says of itself (``ModelInfo.caution``):
+what it was trained on and that it is not validated for clinical use, or, for a
+demonstration model (trained on synthetic phantom tissue only), the demonstration warning.
 """
 
 from __future__ import annotations
@@ -94,11 +95,15 @@ def register(sub) -> None:
 
 
 def _warn_lines(info: Any) -> list[str]:
-    from histoviewer.cli.hints import demo_warning
+    from histoviewer.cli.hints import caution_line
 
     lines = [f"model: {info.display_name()}"]
     if info.demonstration:
-        lines.append(f"WARNING: {demo_warning()}")
+        lines.append(f"WARNING: {caution_line(info.caution, True)}")
+    else:
+        lines.append(f"  {info.caution}")
+    if info.operating_point is not None:
+        lines.append(f"  operating point: {info.operating_point.describe()}")
     return lines
 
 
@@ -291,7 +296,12 @@ def run_models(args: argparse.Namespace) -> int:
         auc = a.info.valid_auc
         auc_text = f", validation AUC {auc:.3f}" if auc is not None else ""
         print(f"  {a.key}: {a.info.display_name()}{auc_text}")
+        if not a.info.demonstration:
+            print(f"      {a.info.caution}")
+        if a.info.operating_point is not None:
+            print(f"      operating point: {a.info.operating_point.describe()}")
         print(f"      {a.path}  sha256 {a.info.content_hash[:16]}...")
-    if any(a.info and a.info.demonstration for a in found):
-        print(f"\nWARNING: default models are {demo_warning()}")
+    demos = [a.key for a in found if a.info and a.info.demonstration]
+    if demos:
+        print(f"\nWARNING: {', '.join(demos)}: {demo_warning()}")
     return 0

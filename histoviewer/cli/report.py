@@ -55,6 +55,7 @@ def write_report(analyses: list[Path], pdf: Path | None, json_path: Path | None,
 def run_report(args: argparse.Namespace) -> int:
     from histoviewer.core.errors import ReportError
     from histoviewer.cli.hints import demo_warning
+    from histoviewer.core.models.classifier import DEMO_WARNING
 
     if args.out is None and args.json_path is None and args.csv_dir is None:
         raise ReportError("nothing to write: give --out REPORT.pdf, --json FILE and/or --csv DIR")
@@ -72,6 +73,9 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"JSON: {written.json}")
     for path in written.tables:
         print(f"CSV: {path}")
+    for caution in written.model_cautions:  # what each model was trained on; not for diagnosis
+        if caution != DEMO_WARNING:
+            print(f"model: {caution}")
     if written.demonstration_model:
         print(f"WARNING: {demo_warning()}", file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ DEMO_SEED = 7
 def _gui_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-mb", type=int, default=512, help="tile cache size in MiB (default 512)")
     p.add_argument("--model", default=None,
-                   help="AI overlay model: cnn, handcrafted (demonstration models), a model file, or a "
+                   help="AI overlay model: cnn, handcrafted (the default research models), a model file, or a "
                         "file name in the user models folder (default: the last one used, else cnn)")
     p.add_argument("--device", default=None,
                    help="auto (GPU if any), cpu, cuda or mps (default: the last one used, else auto)")

@@ -134,12 +134,16 @@ class CaseAnalysis(QObject):
 
 
 def _model_warning(model_spec: str) -> str:
-    """The demonstration warning for the model that will stage the case ("" for a real model)."""
+    """What the model that will stage the case says of itself: the demonstration warning, or
+    what it was trained on (not validated for clinical use) and its operating point."""
     try:
         info = read_model_info(resolve_model_path(model_spec))
     except HistoViewerError as exc:
         return f"Model {model_spec!r}: {exc}"
-    return f"{info.display_name()}: these labels and this stage are a demonstration." if info.demonstration else ""
+    if info.demonstration:
+        return f"{info.display_name()}: these labels and this stage are a demonstration."
+    point = "" if info.operating_point is None else f"; lesions at {info.operating_point.describe()}"
+    return f"{info.display_name()}: {info.caution}{point}."
 
 
 class CaseDialog(QDialog):

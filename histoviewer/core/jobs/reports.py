@@ -44,6 +44,7 @@ class ReportFiles:
     pages: int | None = None
     json: Path | None = None
     tables: tuple[Path, ...] = ()
+    model_cautions: tuple[str, ...] = ()  # what each model says of itself (Report.cautions)
 
     def paths(self) -> list[Path]:
         """Every file written: the PDF, the JSON, the tables."""
@@ -54,7 +55,8 @@ class ReportFiles:
         out: dict[str, Any] = {"slides": self.slides,
                                "cases": [{"patient": c.patient, "stage": c.stage.value, "provisional": c.provisional}
                                          for c in self.cases],
-                               "demonstration_model": self.demonstration_model}
+                               "demonstration_model": self.demonstration_model,
+                               "model_cautions": list(self.model_cautions)}
         if self.json is not None:
             out["json"] = str(self.json)
         if self.tables:
@@ -85,7 +87,8 @@ def write_report_files(report: Report, pdf_path: str | os.PathLike[str] | None,
     json_file = write_report_json(report, json_path) if json_path is not None else None
     tables = tuple(write_report_csv(report, tables_dir)) if tables_dir is not None else ()
     return ReportFiles(slides=len(report.slides), cases=tuple(report.cases), demonstration_model=report.demonstration,
-                       pdf=pdf, pages=pages, json=json_file, tables=tables)
+                       pdf=pdf, pages=pages, json=json_file, tables=tables,
+                       model_cautions=tuple(report.cautions))
 
 
 def write_report(analysis_dirs: Iterable[str | os.PathLike[str]], pdf_path: str | os.PathLike[str] | None,

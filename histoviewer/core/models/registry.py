@@ -1,9 +1,11 @@
 """Resolve what the user typed for a model: ``cnn``, ``handcrafted``, a file, or a name in
 the user's models folder; and list every model available.
 
-The two default models live in ``resources/models/``. They are demonstration models trained
-on synthetic phantom tissue, and their ``ModelInfo.demonstration`` flag makes every front end
-say so.
+The two default models live in ``resources/models/``. Each file says what its model was
+trained on (``ModelInfo.caveat``, e.g. "research model trained on ... real PatchCamelyon
+patches; not validated for clinical use") and at which threshold its results are read
+(``ModelInfo.operating_point``); every front end shows the caveat beside the model's name
+(``ModelInfo.caution``: the demonstration warning for a model flagged as a demonstration).
 """
 
 from __future__ import annotations
