@@ -278,3 +278,39 @@ def test_a_failures_setting_is_written_only_when_set():
     hinted = SlideFailure("a.tiff", "no CUDA", setting="device")
     assert hinted.to_dict() == {"slide": "a.tiff", "error": "no CUDA", "setting": "device"}
     assert outcome_from_dict(hinted.to_dict()) == hinted
+
+
+CAVEAT = "research model trained on 6,657 real PatchCamelyon patches; not validated for clinical use"
+
+
+@pytest.fixture(scope="module")
+def research_model(tmp_path_factory):
+    """A model file (untrained CNN) that names its training data and states an operating
+    point far below its outputs, so that read at it all tissue is one lesion."""
+    from histoviewer.core.models.classifier import OperatingPoint
+
+    point = OperatingPoint(0.01, "sensitivity >= 0.95", 0.95, 0.88, 900)
+    return write_fresh_cnn(tmp_path_factory.mktemp("research"), "research", caveat=CAVEAT, operating_point=point)
+
+
+def test_analyze_reads_at_the_model_operating_point_and_names_its_training_data(synthetic, research_model,
+                                                                                  tmp_path, capsys):
+    base = ["analyze", str(synthetic), "--model", str(research_model), "--device", "cpu"]
+    rc, out = run_cli([*base, "--out", str(tmp_path / "model")], capsys)
+    assert rc == 0
+    assert CAVEAT in out and "WARNING" not in out
+    assert "threshold 0.01: sensitivity 95 %, specificity 88 % on validation (model operating point)" in out
+    at_model = read_summary(tmp_path / "model" / "synthetic")
+    assert at_model.lesion_params.threshold == 0.01 and len(at_model.lesions) >= 1
+    data = json.loads((tmp_path / "model" / "synthetic" / "summary.json").read_text())
+    assert data["model"]["caveat"] == CAVEAT and data["model"]["operating_point"]["threshold"] == 0.01
+    assert data["lesion_params"]["threshold_source"] == "model operating point"
+    # --threshold overrides the operating point: another threshold, other lesions, and --json says so
+    rc, out = run_cli([*base, "--out", str(tmp_path / "user"), "--threshold", "0.999", "--json"], capsys)
+    assert rc == 0
+    (summary,) = json.loads(out)
+    assert summary["model"]["caveat"] == CAVEAT
+    assert summary["lesion_params"] == {**data["lesion_params"], "threshold": 0.999,
+                                        "threshold_source": "set by user"}
+    assert len(summary["lesions"]) < len(at_model.lesions) or (
+        summary["lesions"] and summary["lesions"][0]["cells"] < at_model.lesions[0].cells)

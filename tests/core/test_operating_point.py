@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from histoviewer.core.analysis.lesions import (
     DEFAULT_THRESHOLD, THRESHOLD_FROM_DEFAULT, THRESHOLD_FROM_MODEL, THRESHOLD_SET_BY_USER, LesionParams,
 )
+from histoviewer.core.analysis.lesions import MapFrame
+from histoviewer.core.analysis.map_io import read_probability_map
+from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.analysis.summary import SlideSummary, read_summary
 from histoviewer.core.analysis.threshold import choose_lesion_params, choose_threshold, describe_threshold
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
@@ -63,38 +67,70 @@ def _model(threshold: float | None) -> LesionFractionModel:
     return model
 
 
-def test_analyze_reads_the_map_at_the_models_operating_point(synthetic, tmp_path):
-    options = AnalyzeOptions(batch_size=64)
-    low = analyze_slide(synthetic, tmp_path / "low", _model(0.1), options)
-    high = analyze_slide(synthetic, tmp_path / "high", _model(0.9), options)
+@pytest.fixture(scope="module")
+def low(synthetic, tmp_path_factory):
+    """The synthetic slide analysed by a model whose operating point is 0.1."""
+    return analyze_slide(synthetic, tmp_path_factory.mktemp("low"), _model(0.1), AnalyzeOptions(batch_size=256))
+
+
+def test_analyze_reads_the_map_at_the_models_operating_point(synthetic, low, tmp_path):
+    options = AnalyzeOptions(batch_size=256)
+    folder = Path(low.out_dir)
     assert (low.lesion_params.threshold, low.lesion_params.threshold_source) == (0.1, THRESHOLD_FROM_MODEL)
-    assert (high.lesion_params.threshold, high.lesion_params.threshold_source) == (0.9, THRESHOLD_FROM_MODEL)
-    # the lesion is one rectangle: read at 0.1 it takes in the border cells that read at 0.9 drops
-    assert len(low.lesions) == len(high.lesions) == 1
-    assert low.lesions[0].cells > high.lesions[0].cells
-    assert low.lesions[0].diameter_mm > high.lesions[0].diameter_mm
     # summary.json records the threshold, its source and the model's operating point
-    data = json.loads((tmp_path / "low" / "summary.json").read_text())
+    data = json.loads((folder / "summary.json").read_text())
     assert data["lesion_params"]["threshold"] == 0.1
     assert data["lesion_params"]["threshold_source"] == THRESHOLD_FROM_MODEL
     assert data["model"]["operating_point"]["threshold"] == 0.1
-    assert read_summary(tmp_path / "low") == low
+    assert read_summary(folder) == low
 
-    # the user's threshold overrides the model's operating point
+    # the user's threshold overrides the model's operating point, and changes the lesion: the
+    # lesion is one rectangle, and read at 0.1 it takes in border cells that 0.9 drops
     user = analyze_slide(synthetic, tmp_path / "user", _model(0.1), replace(options, lesion_threshold=0.9))
     assert (user.lesion_params.threshold, user.lesion_params.threshold_source) == (0.9, THRESHOLD_SET_BY_USER)
-    assert user.lesions[0].cells == high.lesions[0].cells
+    assert len(low.lesions) == len(user.lesions) == 1
+    assert low.lesions[0].cells > user.lesions[0].cells
+    assert low.lesions[0].diameter_mm > user.lesions[0].diameter_mm
+    # the same map read at a model operating point of 0.9 gives the user's lesion
+    at_high = analyse_map(read_probability_map(folder / "probability.tiff")[0],
+                          MapFrame.from_geometry(low.geometry), options.lesion_params(replace(POINT, threshold=0.9)))
+    assert at_high.params.threshold_source == THRESHOLD_FROM_MODEL
+    assert at_high.lesions[0].cells == user.lesions[0].cells
     # a model file without an operating point: the default, and the summary says so
-    none = analyze_slide(synthetic, tmp_path / "none", _model(None), options)
-    assert (none.lesion_params.threshold, none.lesion_params.threshold_source) == (0.5, THRESHOLD_FROM_DEFAULT)
+    none = options.lesion_params(None)
+    assert (none.threshold, none.threshold_source) == (0.5, THRESHOLD_FROM_DEFAULT)
 
 
-def test_an_old_summary_without_threshold_source_or_operating_point_reads(synthetic, tmp_path):
-    summary = analyze_slide(synthetic, tmp_path / "out", _model(0.3), AnalyzeOptions(batch_size=64))
-    data = summary.to_dict()
+def test_an_old_summary_without_threshold_source_or_operating_point_reads(low):
+    data = low.to_dict()
     del data["lesion_params"]["threshold_source"]
     del data["model"]["operating_point"], data["model"]["caveat"]
     old = SlideSummary.from_dict(data)
-    assert old.lesion_params.threshold == 0.3 and old.lesion_params.threshold_source == ""
-    assert old.model.operating_point is None
-    assert describe_threshold(0.3, old.lesion_params.threshold_source, old.model.operating_point) == "threshold 0.30"
+    assert old.lesion_params.threshold == 0.1 and old.lesion_params.threshold_source == ""
+    assert old.model.operating_point is None and old.lesions == low.lesions
+    assert describe_threshold(0.1, old.lesion_params.threshold_source, old.model.operating_point) == "threshold 0.10"
+
+
+def test_the_legend_names_the_caveat_and_the_operating_point():
+    import numpy as np
+
+    from histoviewer.core.export.legend import legend_panel, legend_text
+    from histoviewer.core.models.record import ModelRecord
+
+    caveat = "research model trained on 6,657 real PatchCamelyon patches; not validated for clinical use"
+    model = ModelRecord(name="trained", display_name="trained (cnn)", caveat=caveat, operating_point=POINT)
+    at_point = legend_text(model, "viridis", 0.37, THRESHOLD_FROM_MODEL, 0.5).lines()
+    assert caveat in at_point and not any("WARNING" in t for t in at_point)
+    assert any("threshold 0.37: sensitivity 95 %, specificity 88 % on validation (model operating point)" in t
+               for t in at_point)
+    # the heatmap alone colours every probability: the legend still states the operating point
+    everything = legend_text(model, "viridis", 0.0).lines()
+    assert ("Model operating point: threshold 0.37: sensitivity 95 %, specificity 88 % on validation"
+            in everything)
+    demo = replace(model, demonstration=True, operating_point=None)
+    demo_lines = legend_text(demo, "viridis", 0.5, THRESHOLD_FROM_DEFAULT).lines()
+    assert any(t.startswith("WARNING: demonstration model") for t in demo_lines)
+    assert any("threshold 0.50 (default, model states none)" in t for t in demo_lines)
+    assert not any(t.startswith("Model operating point") for t in demo_lines)
+    panel = legend_panel(480, model, "viridis", 0.37, 0.5, threshold_source=THRESHOLD_FROM_MODEL)
+    assert panel.dtype == np.uint8 and panel.shape[1] == 480

@@ -436,3 +436,22 @@ def test_live_lesions_idle_maps_at_once_never_while_moving_and_stale_results_dro
     gated.gate.set()
     qtbot.waitUntil(lambda: not tracker.busy, timeout=GENEROUS_MS)  # its result came back (and went)
     assert tracker.snapshot is None and len(seen) == n_seen
+
+
+def test_the_panel_states_the_models_caveat_and_operating_point(qtbot):
+    from histoviewer.core.analysis.threshold import choose_lesion_params
+    from histoviewer.core.models.classifier import OperatingPoint
+
+    caveat = "research model trained on 6,657 real PatchCamelyon patches; not validated for clinical use"
+    point = OperatingPoint(0.37, "sensitivity >= 0.95", 0.95, 0.88, 900)
+    encoded = _three_lesions()
+    result = analyse_map(encoded, MapFrame.for_cells(10.0), choose_lesion_params(None, point))
+    snap = LesionSnapshot(result, (0,) * HISTOGRAM_BINS, "trained (cnn, strided-cnn)", False, 0.0, 1,
+                          caveat, point)
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    panel.show_snapshot(snap)
+    text = panel.model_label.text()
+    assert caveat in text and "DEMONSTRATION" not in text
+    assert "threshold 0.37: sensitivity 95 %, specificity 88 % on validation (model operating point)" in text
+    assert "0.37" in panel.largest_label.text()
