@@ -125,6 +125,7 @@ def test_the_legend_names_the_caveat_and_the_operating_point():
                for t in at_point)
     # the heatmap alone colours every probability: the legend still states the operating point
     everything = legend_text(model, "viridis", 0.0).lines()
+    assert "Every probability coloured" in everything
     assert ("Model operating point: threshold 0.37: sensitivity 95 %, specificity 88 % on validation"
             in everything)
     demo = replace(model, demonstration=True, operating_point=None)

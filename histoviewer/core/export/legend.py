@@ -57,7 +57,8 @@ def legend_text(model: ModelRecord, cmap: str, threshold: float, threshold_sourc
         below = describe_threshold(threshold, threshold_source, point)
     else:
         below = f"threshold {threshold:.2f}"
-    colours = f"Coloured from {below}; lower probabilities not coloured"
+    colours = (f"Coloured from {below}; lower probabilities not coloured" if threshold > 0
+               else "Every probability coloured")
     own = ""
     if point is not None and not (threshold_source and abs(point.threshold - threshold) < 5e-4):
         own = f"Model operating point: {point.describe()}"
