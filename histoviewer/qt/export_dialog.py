@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDou
                                QFormLayout, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton,
                                QRadioButton, QVBoxLayout, QWidget)
 
+from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD
 from histoviewer.core.colormaps import COLORMAPS, DEFAULT_COLORMAP, colormap_lut
 from histoviewer.core.errors import ExportCancelled, HistoViewerError
 from histoviewer.core.export import HeatmapData
@@ -253,6 +254,11 @@ class ExportDialog(QDialog):
         if not self.path.text().strip():
             raise ValueError("choose a file to save to")
         style = self.tab.heatmap.live.style
+        # the overlay as shown: a colour threshold that is the model's operating point (or the
+        # default, for a model that states none) is passed as None, so the export says so
+        point = info.operating_point
+        own = DEFAULT_THRESHOLD if point is None else float(point.threshold)
+        user_threshold = None if abs(float(style.threshold) - own) < 5e-4 else float(style.threshold)
         ann = self.annotations.text().strip()
         return ExportRequest(
             kind=key, out_path=out, slide_path=str(self.tab.path), heatmap=heatmap,
@@ -260,7 +266,7 @@ class ExportDialog(QDialog):
             output_mpp=self.um_per_px.value() or None, colormap=_colormap_name(style.lut),
             opacity=float(style.opacity),
             # the heatmap alone colours every probability (the legend explains the states)
-            threshold=None if key == "heatmap" else float(style.threshold),
+            threshold=None if key == "heatmap" else user_threshold,
             lesion_outlines=self.lesions.isChecked() and key != "raw",
             annotations_file=Path(ann).expanduser() if ann and key != "raw" else None,
             drawn_outlines=self._drawn_outlines() if key not in ("raw", "report") else (),
