@@ -135,3 +135,17 @@ def test_the_legend_names_the_caveat_and_the_operating_point():
     assert not any(t.startswith("Model operating point") for t in demo_lines)
     panel = legend_panel(480, model, "viridis", 0.37, 0.5, threshold_source=THRESHOLD_FROM_MODEL)
     assert panel.dtype == np.uint8 and panel.shape[1] == 480
+
+
+def test_the_lesions_command_reads_analyzes_map_at_its_models_operating_point(low, capsys):
+    from histoviewer.cli import main
+
+    tiff = str(Path(low.out_dir) / "probability.tiff")
+    assert main(["lesions", tiff, "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["lesion_params"]["threshold"] == 0.1
+    assert found["lesion_params"]["threshold_source"] == THRESHOLD_FROM_MODEL
+    assert len(found["lesions"]) == len(low.lesions) and found["lesions"][0]["cells"] == low.lesions[0].cells
+    assert main(["lesions", tiff, "--threshold", "0.9"]) == 0
+    out = capsys.readouterr().out
+    assert "threshold 0.90 (set by user; the model's operating point is 0.10)" in out
