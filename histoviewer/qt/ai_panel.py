@@ -91,6 +91,10 @@ def load_ai_settings(path: Path | None = None) -> AiSettings:
         value = data.get(name)
         if isinstance(value, kind) or (kind is float and isinstance(value, int) and not isinstance(value, bool)):
             values[name] = kind(value)
+    if "threshold_from_model" not in data and values.get("threshold", defaults.threshold) != defaults.threshold:
+        # saved before models stated operating points: a threshold other than the old default
+        # was the user's own choice, and it still beats the model's
+        values["threshold_from_model"] = False
     try:
         settings = replace(defaults, **values)
         settings.style()  # opacity/threshold in range, colour map known
@@ -241,7 +245,8 @@ class AiPanel(QDockWidget):
                 continue
             label = model.info.name + (" (demonstration)" if model.info.demonstration else "")
             self.model_combo.addItem(label, model.key)
-            self.model_combo.setItemData(self.model_combo.count() - 1, model.info.display_name(),
+            self.model_combo.setItemData(self.model_combo.count() - 1,
+                                         f"{model.info.display_name()}\n{model.info.caution}",
                                          Qt.ItemDataRole.ToolTipRole)
         index = self.model_combo.findData(self.settings.model)
         if index < 0:  # a file chosen with "Other model file..."

@@ -239,7 +239,11 @@ def test_the_report_job_writes_what_is_asked_and_says_what(tmp_path_factory, tmp
     assert isinstance(files, ReportFiles) and calls == [(2, {})]
     assert (files.slides, files.pages, files.demonstration_model) == (2, 7, True)
     assert [(c.patient, c.stage.value) for c in files.cases] == [("patient_007", "pN1mi")]
-    assert list(files.to_dict()) == ["slides", "cases", "demonstration_model", "json", "csv", "pdf", "pages"]
+    assert list(files.to_dict()) == ["slides", "cases", "demonstration_model", "model_cautions", "json", "csv",
+                                     "pdf", "pages"]
+    from histoviewer.core.models.classifier import DEMO_WARNING
+
+    assert files.to_dict()["model_cautions"] == [DEMO_WARNING]  # the case's models: demonstration models
     assert files.to_dict()["cases"] == [{"patient": "patient_007", "stage": "pN1mi", "provisional": False}]
     json_only = write_report([case], None, tmp_path / "j.json", None)
     assert json_only.paths() == [tmp_path / "j.json"] and list(json_only.to_dict())[-1] == "json"

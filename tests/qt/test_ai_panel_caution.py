@@ -39,3 +39,15 @@ def test_a_demonstration_model_keeps_its_warning_and_a_model_without_a_point_say
     panel.show_model(replace(INFO, demonstration=True, operating_point=None), "CPU")
     assert DEMO_WARNING in panel.model_label.text()
     assert "threshold 0.50 (default, model states none)" in panel.threshold_label.text()
+
+
+def test_a_threshold_saved_before_operating_points_stays_the_users(tmp_path):
+    import json
+
+    from histoviewer.qt.ai_panel import load_ai_settings
+
+    path = tmp_path / "ai-settings.json"
+    path.write_text(json.dumps({"threshold": 0.3}))
+    assert not load_ai_settings(path).threshold_from_model  # the user's own choice
+    path.write_text(json.dumps({"threshold": 0.5}))
+    assert load_ai_settings(path).threshold_from_model  # the old default: the model's now
