@@ -116,7 +116,7 @@ def test_recompute_label_and_convert_ai_lesions(window, qtbot, tab):
     probs = np.zeros(geometry.shape, np.float32)
     probs[4:9, 4:9] = 0.97  # ~1 mm of tumour
     grid.set_values(np.arange(probs.size), probs.ravel())
-    tab.heatmap = SimpleNamespace(live=SimpleNamespace(grid=grid))
+    tab.heatmap = SimpleNamespace(live=SimpleNamespace(grid=grid, model=None))  # no model: threshold 0.5
     try:
         uids = actions.convert_ai_lesions()
     finally:

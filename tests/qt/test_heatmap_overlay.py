@@ -136,7 +136,8 @@ def test_ai_settings_round_trip_and_bad_files_give_defaults(tmp_path):
     path.write_text('{"opacity": 7, "threshold": "x", "model": 3, "stride_divisor": 5}')
     assert load_ai_settings(path) == AiSettings()
     path.write_text('{"opacity": 1, "threshold": 0.25}')
-    assert load_ai_settings(path) == AiSettings(opacity=1.0, threshold=0.25)
+    # saved before operating points, a threshold other than the old default is the user's own
+    assert load_ai_settings(path) == AiSettings(opacity=1.0, threshold=0.25, threshold_from_model=False)
     path.write_text("not json")
     assert load_ai_settings(path) == AiSettings()
 
