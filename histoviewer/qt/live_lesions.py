@@ -23,6 +23,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
+from histoviewer.core.models.domain import DomainVerdict, judge_slide
 from histoviewer.qt.threads import gui_thread
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ class LesionSnapshot:
     demonstration: bool
     compute_s: float
     generation: int
+    # Whether the classified tissue lies inside what the model learned (not assessed until
+    # enough of it is classified, or when the model has no domain profile).
+    domain: DomainVerdict = DomainVerdict(assessed=False, reason="the model has no domain profile")
 
 
 def snapshot_of(live, params: LesionParams, generation: int) -> LesionSnapshot | None:
@@ -62,8 +66,10 @@ def snapshot_of(live, params: LesionParams, generation: int) -> LesionSnapshot |
     values = encoded[np.isfinite(encoded) & (encoded >= 0)]
     counts, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(0.0, 1.0))
     info = model.info
+    tissue = int(np.count_nonzero(grid.tissue))
+    domain = judge_slide(grid.domain_distances(), getattr(model, "domain", None), tissue_patches=tissue)
     return LesionSnapshot(result, tuple(int(c) for c in counts), info.display_name(), bool(info.demonstration),
-                          time.perf_counter() - t0, generation)
+                          time.perf_counter() - t0, generation, domain)
 
 
 class LiveLesions(QObject):

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from histoviewer.core.analysis.lesions import Lesion
+from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON
 from histoviewer.core.staging_terms import ITC_MAX_MM, MICRO_MAX_MM, NodeLabel, SizeClass
 from histoviewer.qt.lesion_layer import CLASS_COLOURS, CLASS_NAMES
 from histoviewer.qt.live_lesions import HISTOGRAM_BINS, LesionSnapshot
@@ -30,6 +31,7 @@ LABEL_TEXT = {
     NodeLabel.UNKNOWN: ("UNKNOWN (no scale on the slide)", "#555555"),
 }
 SIZE_BIN_MM = 0.1
+OUT_OF_DOMAIN_COLOUR = "#8a1c1c"  # the headline when the tissue is unlike the model's training data
 PLOT_HEIGHT_PX = 140
 
 
@@ -200,6 +202,9 @@ class SummaryPanel(QDockWidget):
         text, colour = LABEL_TEXT[result.label]
         self.label_title.setText(text)
         self.label_title.setStyleSheet(f"font-size: 20px; font-weight: bold; color: {colour};")
+        if snapshot.domain.out_of_domain:  # no node label for tissue the model never learned
+            self.label_title.setText(OUT_OF_DOMAIN_REASON)
+            self.label_title.setStyleSheet(f"font-size: 16px; font-weight: bold; color: {OUT_OF_DOMAIN_COLOUR};")
         if result.provisional:
             self.coverage_label.setText(
                 f"provisional: {result.coverage:.0%} of the tissue classified \u2013 a lesion may "
@@ -222,6 +227,8 @@ class SummaryPanel(QDockWidget):
         if selected is not None:
             self.select_lesion(selected)
         model_text = f"Model: {snapshot.model_name}"
+        if snapshot.domain.assessed or snapshot.domain.patches:
+            model_text += f"\n{snapshot.domain.describe()}"
         self.model_label.setText(model_text)
         self.model_label.setStyleSheet("color: #a05a00; font-weight: bold;" if snapshot.demonstration else "color: #555;")
         self._plot_probabilities(snapshot, result.params.threshold)

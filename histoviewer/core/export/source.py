@@ -27,6 +27,7 @@ from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.models.model_file import read_model_info
+from histoviewer.core.models.domain import DomainLimits, DomainVerdict, judge_slide
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model, resolve_model_path
 from histoviewer.core.paths import user_data_dir
@@ -46,6 +47,8 @@ class HeatmapData:
     geometry: GridGeometry
     model: ModelRecord
     origin: str = ""  # where it came from: "grid", "cache", "analysis:<folder>"
+    # whether the map's tissue lies inside what the model learned (None: not known here)
+    domain: DomainVerdict | None = None
 
     def __post_init__(self) -> None:
         enc = np.asarray(self.encoded, np.float32)
@@ -56,7 +59,9 @@ class HeatmapData:
     @classmethod
     def from_grid(cls, grid: PredictionGrid, model_info: Any, origin: str = "grid") -> HeatmapData:
         """From a live grid (the GUI's): a consistent snapshot of its map."""
-        return cls(grid.encoded_map(), grid.geometry, ModelRecord.from_info(model_info), origin)
+        domain = judge_slide(grid.domain_distances(), DomainLimits.of_info(model_info),
+                             tissue_patches=int(np.count_nonzero(grid.tissue)))
+        return cls(grid.encoded_map(), grid.geometry, ModelRecord.from_info(model_info), origin, domain)
 
     def coverage(self) -> float:
         """Fraction of tissue map cells (not background) that have a result (or failed)."""

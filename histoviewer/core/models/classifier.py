@@ -174,6 +174,8 @@ class PatchClassifier(ABC):
     """A tumour/normal classifier of square RGB patches at a fixed scale."""
 
     info: ModelInfo
+    # The model's ``domain.DomainProfile`` (None: the file has none, nothing is judged).
+    domain: Any = None
 
     @property
     def input(self) -> InputSpec:

@@ -1,0 +1,292 @@
+"""How far tissue lies from what a model learned: the domain profile and the slide verdict.
+
+A ``DomainProfile`` describes a model's training tissue in the model's own feature space
+(a CNN: its pooled features ``embed(x)`` before the head; the handcrafted model: its
+standardised features) as one Gaussian: the mean and a Ledoit-Wolf shrunk covariance,
+fitted on a sample of the training patches. The distance of a patch is its Mahalanobis
+distance to that Gaussian (dimensionless; about sqrt(D) for a typical training patch).
+
+Thresholds come from held-out in-domain patches (the validation part): a patch is *beyond*
+the profile when its distance exceeds ``patch_threshold``, the ``patch_percentile``
+percentile of the held-out distances (so about 1 % of in-domain patches are beyond it).
+A slide is *out of domain* when the share of its classified tissue patches beyond
+``patch_threshold`` reaches ``slide_share_threshold`` (``DomainVerdict``); in-domain tissue
+has about 1 - percentile/100 of its patches beyond, so the slide rule needs a large shift
+of most of the tissue, not a few odd patches (folds, pen marks, fat).
+
+Stored in the model file: ``domain.mean`` ``(D,)`` and ``domain.precision`` ``(D, D)``
+arrays (split off before the network's strict load) plus ``ModelInfo.extra["domain"]``
+(JSON: thresholds, dimensions, how it was fitted). Fitting uses scikit-learn; prediction is
+numpy. A model file without a profile gives ``DomainVerdict.not_assessed`` (never "in domain").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from histoviewer.core.errors import ModelError, ModelLoadError
+
+__all__ = [
+    "DOMAIN_PREFIX",
+    "DOMAIN_VERSION",
+    "MIN_PATCHES_TO_JUDGE",
+    "OUT_OF_DOMAIN_REASON",
+    "SLIDE_SHARE_THRESHOLD",
+    "DomainLimits",
+    "DomainProfile",
+    "DomainVerdict",
+    "fit_domain_profile",
+    "judge_slide",
+    "split_domain_tensors",
+]
+
+DOMAIN_PREFIX = "domain."
+DOMAIN_VERSION = 1
+EXTRA_KEY = "domain"
+# Said wherever a result is shown for an out-of-domain slide (panel, CLI, reports, case view).
+OUT_OF_DOMAIN_REASON = "AI result unreliable on this slide: tissue unlike the model's training data"
+PATCH_PERCENTILE = 99.0
+# Share of a slide's tissue patches beyond the per-patch threshold that makes it out of
+# domain. Chosen on benchmarks/bench_domain.py (docs/benchmarks.md): in-domain slides and
+# held-out patch sets stay below ~0.2 with both models, skin (CMU-1) lies far above 0.5.
+SLIDE_SHARE_THRESHOLD = 0.5
+# Fewer classified tissue patches than this (unless that is all the tissue) are too few to judge.
+MIN_PATCHES_TO_JUDGE = 64
+
+
+@dataclass(frozen=True)
+class DomainLimits:
+    """The two thresholds a verdict needs (``DomainProfile``'s, also readable from a model's
+    header alone: ``of_info``), so a front end holding only ``ModelInfo`` can judge a grid."""
+
+    patch_threshold: float
+    slide_share_threshold: float = SLIDE_SHARE_THRESHOLD
+
+    @classmethod
+    def of_info(cls, info: Any) -> DomainLimits | None:
+        """From ``ModelInfo.extra["domain"]``; None when the model has no (valid) profile."""
+        meta = (getattr(info, "extra", None) or {}).get(EXTRA_KEY)
+        try:
+            return None if not meta else cls(float(meta["patch_threshold"]),
+                                             float(meta.get("slide_share_threshold", SLIDE_SHARE_THRESHOLD)))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(frozen=True)
+class DomainProfile:
+    """A Gaussian of the training tissue's features (see the module docstring).
+
+    ``feature``: which features ("cnn-embedding", "handcrafted-standardised");
+    ``patch_threshold``: Mahalanobis distance beyond which a patch is unlike the training
+    tissue; ``slide_share_threshold``: share of a slide's patches beyond it that makes the
+    slide out of domain; ``heldout_share_beyond``: that share on the held-out patches.
+    """
+
+    mean: np.ndarray  # (D,) float64
+    precision: np.ndarray  # (D, D) float64, inverse of the shrunk covariance
+    feature: str
+    patch_threshold: float
+    patch_percentile: float = PATCH_PERCENTILE
+    slide_share_threshold: float = SLIDE_SHARE_THRESHOLD
+    n_fit: int = 0
+    n_heldout: int = 0
+    shrinkage: float = 0.0
+    heldout_median: float = 0.0
+    heldout_share_beyond: float = 0.0
+    data: str = ""
+
+    def __post_init__(self) -> None:
+        mean = np.asarray(self.mean, np.float64)
+        prec = np.asarray(self.precision, np.float64)
+        if mean.ndim != 1 or prec.shape != (mean.size, mean.size):
+            raise ModelError(f"domain profile: mean {mean.shape} and precision {prec.shape} do not fit")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(prec))):
+            raise ModelError("domain profile holds NaN or infinity")
+        if not (np.isfinite(self.patch_threshold) and self.patch_threshold > 0):
+            raise ModelError(f"domain profile: bad patch threshold {self.patch_threshold!r}")
+        if not 0.0 < self.slide_share_threshold <= 1.0:
+            raise ModelError(f"domain profile: bad slide share threshold {self.slide_share_threshold!r}")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "precision", prec)
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.size)
+
+    def distance(self, features: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance, float32 ``(N,)``, of ``(N, D)`` features (row by row, so a
+        patch's distance does not depend on its batch)."""
+        x = np.asarray(features, np.float64)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ModelError(f"domain profile: expected features (N, {self.dim}), got {x.shape}")
+        d = x - self.mean
+        sq = np.einsum("ij,jk,ik->i", d, self.precision, d)
+        return np.sqrt(np.maximum(sq, 0.0)).astype(np.float32)
+
+    # -- model file ------------------------------------------------------------------------
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {f"{DOMAIN_PREFIX}mean": self.mean.astype(np.float64),
+                f"{DOMAIN_PREFIX}precision": self.precision.astype(np.float64)}
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if k not in ("mean", "precision")}
+        return {"version": DOMAIN_VERSION, "dim": self.dim, **out}
+
+    @classmethod
+    def from_parts(cls, meta: Mapping[str, Any], tensors: Mapping[str, np.ndarray]) -> DomainProfile:
+        """From ``ModelInfo.extra["domain"]`` and the ``domain.*`` arrays; ModelLoadError when
+        they do not fit (a damaged or newer file)."""
+        try:
+            if int(meta.get("version", 0)) != DOMAIN_VERSION:
+                raise ModelLoadError(f"domain profile version {meta.get('version')!r} is not {DOMAIN_VERSION}")
+            return cls(mean=np.asarray(tensors[f"{DOMAIN_PREFIX}mean"]),
+                       precision=np.asarray(tensors[f"{DOMAIN_PREFIX}precision"]),
+                       feature=str(meta["feature"]), patch_threshold=float(meta["patch_threshold"]),
+                       patch_percentile=float(meta.get("patch_percentile", PATCH_PERCENTILE)),
+                       slide_share_threshold=float(meta.get("slide_share_threshold", SLIDE_SHARE_THRESHOLD)),
+                       n_fit=int(meta.get("n_fit", 0)), n_heldout=int(meta.get("n_heldout", 0)),
+                       shrinkage=float(meta.get("shrinkage", 0.0)),
+                       heldout_median=float(meta.get("heldout_median", 0.0)),
+                       heldout_share_beyond=float(meta.get("heldout_share_beyond", 0.0)),
+                       data=str(meta.get("data", "")))
+        except (KeyError, TypeError, ValueError, ModelError) as exc:
+            raise ModelLoadError(f"the model's domain profile is invalid: {exc}") from exc
+
+    def with_slide_share_threshold(self, share: float) -> DomainProfile:
+        return DomainProfile(**{**self.__dict__, "slide_share_threshold": float(share)})
+
+
+def split_domain_tensors(
+    tensors: Mapping[str, np.ndarray], extra: Mapping[str, Any]
+) -> tuple[dict[str, np.ndarray], DomainProfile | None]:
+    """(the network's own arrays, the profile or None) from a model file's arrays and
+    ``ModelInfo.extra``: ``domain.*`` arrays never reach a strict ``load_state_dict``."""
+    own = {k: v for k, v in tensors.items() if not k.startswith(DOMAIN_PREFIX)}
+    mine = {k: v for k, v in tensors.items() if k.startswith(DOMAIN_PREFIX)}
+    meta = extra.get(EXTRA_KEY)
+    if meta is None and not mine:
+        return own, None
+    if meta is None or not mine:
+        raise ModelLoadError("the model's domain profile is incomplete (arrays or description missing)")
+    return own, DomainProfile.from_parts(meta, mine)
+
+
+def fit_domain_profile(
+    fit_features: np.ndarray,
+    heldout_features: np.ndarray,
+    *,
+    feature: str,
+    data: str = "",
+    patch_percentile: float = PATCH_PERCENTILE,
+    slide_share_threshold: float = SLIDE_SHARE_THRESHOLD,
+) -> DomainProfile:
+    """Fit the Gaussian on ``fit_features`` (N, D) (training patches) and the per-patch
+    threshold on ``heldout_features`` (M, D) (validation patches, never fitted on)."""
+    # Lazy: scikit-learn takes ~0.5 s to import and only fitting needs it.
+    from sklearn.covariance import LedoitWolf
+
+    x = np.asarray(fit_features, np.float64)
+    h = np.asarray(heldout_features, np.float64)
+    if x.ndim != 2 or h.ndim != 2 or x.shape[1] != h.shape[1]:
+        raise ModelError(f"domain profile: features {x.shape} and held-out {h.shape} do not fit")
+    if len(x) < 10 or len(h) < 10:
+        raise ModelError(f"domain profile needs at least 10 fitting and 10 held-out patches, "
+                         f"got {len(x)} and {len(h)}")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(h))):
+        raise ModelError("domain profile: features contain NaN or infinity")
+    lw = LedoitWolf().fit(x)
+    prec = np.linalg.pinv(lw.covariance_, hermitian=True)
+    prec = 0.5 * (prec + prec.T)
+    draft = DomainProfile(mean=lw.location_, precision=prec, feature=feature, patch_threshold=1.0)
+    d_held = draft.distance(h).astype(np.float64)
+    threshold = float(np.percentile(d_held, patch_percentile))
+    return DomainProfile(
+        mean=lw.location_, precision=prec, feature=feature, patch_threshold=threshold,
+        patch_percentile=float(patch_percentile), slide_share_threshold=float(slide_share_threshold),
+        n_fit=len(x), n_heldout=len(h), shrinkage=float(lw.shrinkage_),
+        heldout_median=float(np.median(d_held)),
+        heldout_share_beyond=float(np.mean(d_held > threshold)), data=data)
+
+
+@dataclass(frozen=True)
+class DomainVerdict:
+    """Whether a slide's tissue lies inside what the model learned.
+
+    ``assessed``: False when the model has no domain profile, or too few patches were
+    classified to judge (``reason`` says which); then ``out_of_domain`` is False and
+    nothing may be read as "in domain". ``score``: the share (0..1) of the classified
+    tissue patches whose distance exceeds ``patch_threshold``; ``out_of_domain`` when it
+    reaches ``share_threshold``. ``median_distance``: of those patches (Mahalanobis).
+    """
+
+    assessed: bool
+    out_of_domain: bool = False
+    score: float | None = None
+    patch_threshold: float | None = None
+    share_threshold: float | None = None
+    patches: int = 0
+    median_distance: float | None = None
+    reason: str = ""
+
+    @classmethod
+    def not_assessed(cls, reason: str = "the model has no domain profile") -> DomainVerdict:
+        return cls(assessed=False, reason=reason)
+
+    @property
+    def status(self) -> str:
+        """"out of domain", "in domain" or "not assessed" (for tables and the CLI)."""
+        if not self.assessed:
+            return "not assessed"
+        return "out of domain" if self.out_of_domain else "in domain"
+
+    def describe(self) -> str:
+        """One line for the CLI and reports."""
+        if not self.assessed:
+            return f"tissue vs training data: not assessed ({self.reason})"
+        text = (f"{100 * (self.score or 0):.0f} % of {self.patches} tissue patches unlike the training data "
+                f"(limit {100 * (self.share_threshold or 0):.0f} %)")
+        return f"{OUT_OF_DOMAIN_REASON} ({text})" if self.out_of_domain else f"tissue like the training data: {text}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DomainVerdict:
+        """From ``to_dict``; None (a summary written before profiles existed) is not assessed."""
+        if not data:
+            return cls.not_assessed("the analysis predates domain checks")
+
+        def opt(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else float(value)
+
+        return cls(assessed=bool(data.get("assessed", False)), out_of_domain=bool(data.get("out_of_domain", False)),
+                   score=opt("score"), patch_threshold=opt("patch_threshold"),
+                   share_threshold=opt("share_threshold"), patches=int(data.get("patches", 0)),
+                   median_distance=opt("median_distance"), reason=str(data.get("reason", "")))
+
+
+def judge_slide(distances: np.ndarray, profile: DomainProfile | DomainLimits | None, *, tissue_patches: int | None = None,
+                min_patches: int = MIN_PATCHES_TO_JUDGE) -> DomainVerdict:
+    """The verdict on a slide from the distances of its classified tissue patches (NaN
+    entries, patches not classified, are ignored). ``tissue_patches``: all tissue patches
+    of the slide; a slide whose tissue is all classified is judged even below ``min_patches``."""
+    if profile is None:
+        return DomainVerdict.not_assessed()
+    d = np.asarray(distances, np.float64).reshape(-1)
+    d = d[np.isfinite(d)]
+    enough = len(d) >= min_patches or (tissue_patches is not None and len(d) >= tissue_patches and len(d) > 0)
+    if not enough:
+        return DomainVerdict(assessed=False, patches=len(d), patch_threshold=profile.patch_threshold,
+                             share_threshold=profile.slide_share_threshold,
+                             reason=f"{len(d)} tissue patches classified, too few to judge")
+    share = float(np.mean(d > profile.patch_threshold))
+    return DomainVerdict(assessed=True, out_of_domain=share >= profile.slide_share_threshold,
+                         score=round(share, 6), patch_threshold=round(profile.patch_threshold, 6),
+                         share_threshold=profile.slide_share_threshold, patches=len(d),
+                         median_distance=round(float(np.median(d)), 6))
