@@ -64,9 +64,7 @@ def _print_summary(s: SlideOutcome) -> None:
                if s.largest_diameter_mm is not None else "")
     print(f"  node label: {s.node_label.value}{' (provisional)' if s.provisional else ''},"
           f" {len(s.lesions)} lesion(s){largest}")
-    if s.unknown_reason:
-        print(f"  node label unknown: {s.unknown_reason}")
-    print(f"  {s.domain.describe()}")
+    print(f"  {s.domain.describe()}")  # out of domain: says why the label is unknown
 
 
 def run_analyze(args: argparse.Namespace) -> int:

@@ -66,8 +66,7 @@ def snapshot_of(live, params: LesionParams, generation: int) -> LesionSnapshot |
     values = encoded[np.isfinite(encoded) & (encoded >= 0)]
     counts, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(0.0, 1.0))
     info = model.info
-    tissue = int(np.count_nonzero(grid.tissue))
-    domain = judge_slide(grid.domain_distances(), getattr(model, "domain", None), tissue_patches=tissue)
+    domain = judge_slide(grid.domain_distances(), getattr(model, "domain", None), complete=grid.coverage() >= 1.0)
     return LesionSnapshot(result, tuple(int(c) for c in counts), info.display_name(), bool(info.demonstration),
                           time.perf_counter() - t0, generation, domain)
 

@@ -116,9 +116,13 @@ def stage_patient(patient: str, nodes: Sequence[NodeResult]) -> StageResult:
         raise StagingError(f"{patient}: no nodes to stage")
     unknown = tuple(n for n in nodes if n.label is NodeLabel.UNKNOWN)
     if unknown:
-        reasons = sorted({f"{n.node}: {n.reason}" for n in unknown if n.reason})
-        why = "; ".join(reasons) if reasons else ("no scale on the slide, so no size class, or the "
-                                                   "slide was not analysed")
+        reasons = {n.reason for n in unknown if n.reason}
+        if len(reasons) == 1 and all(n.reason for n in unknown):
+            why = reasons.pop()  # one reason for every unknown node: say it once
+        elif reasons:
+            why = "; ".join(f"{n.node}: {n.reason or 'no scale on the slide, or not analysed'}" for n in unknown)
+        else:
+            why = "no scale on the slide, so no size class, or the slide was not analysed"
         return StageResult(patient, PNStage.UNKNOWN, nodes, unknown,
                            f"no label for {_names(unknown)} ({why}); the stage is not guessed")
     positive = tuple(n for n in nodes if n.label.is_metastasis)

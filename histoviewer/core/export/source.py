@@ -60,7 +60,7 @@ class HeatmapData:
     def from_grid(cls, grid: PredictionGrid, model_info: Any, origin: str = "grid") -> HeatmapData:
         """From a live grid (the GUI's): a consistent snapshot of its map."""
         domain = judge_slide(grid.domain_distances(), DomainLimits.of_info(model_info),
-                             tissue_patches=int(np.count_nonzero(grid.tissue)))
+                             complete=grid.coverage() >= 1.0)
         return cls(grid.encoded_map(), grid.geometry, ModelRecord.from_info(model_info), origin, domain)
 
     def coverage(self) -> float:

@@ -181,7 +181,7 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
     lesions_s = time.perf_counter() - t0
     counts = grid.counts()
     # Out of domain, the AI's size class is not a label anyone should read: unknown, with why.
-    verdict = judge_slide(grid.domain_distances(), model.domain, tissue_patches=int(cells.size))
+    verdict = judge_slide(grid.domain_distances(), model.domain, complete=grid.coverage() >= 1.0)
     label = NodeLabel.UNKNOWN if verdict.out_of_domain else found.label
     timing = SlideTiming(tissue_s=tissue_s, read_decode_s=times.read_s, resize_cut_s=times.resize_s,
                          model_s=times.model_s, wait_for_reads_s=times.wait_s, classify_wall_s=times.total_s,

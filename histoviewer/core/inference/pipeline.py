@@ -91,7 +91,8 @@ def classify_cells(
         n_pending = 0
         t0 = time.perf_counter()
         try:
-            scores = model.classify(batch)  # probability and domain distance in one pass
+            # probability and domain distance (of the slide's judged sample) in one pass
+            scores = model.classify(batch, domain_mask=grid.domain_sample.reshape(-1)[batch_cells])
         except Exception as exc:  # noqa: BLE001 - any model failure marks these cells only
             log.warning("model failed on %d patches: %s", len(batch_cells), exc)
             fail(batch_cells, f"model {model.info.name!r} failed: {type(exc).__name__}: {exc}")

@@ -243,7 +243,8 @@ class InferenceWorker:
 
     def _classify(self, cells: np.ndarray, patches: np.ndarray) -> None:
         try:
-            scores = self.model.classify(patches)  # probability and domain distance in one pass
+            # probability and domain distance (of the slide's judged sample) in one pass
+            scores = self.model.classify(patches, domain_mask=self.grid.domain_sample.reshape(-1)[cells])
             probs = np.asarray(scores.probability, np.float32)
             if probs.shape != (len(cells),):
                 raise ValueError(f"returned {probs.shape} probabilities for {len(cells)} patches")

@@ -18,7 +18,7 @@ from histoviewer.core.errors import ModelError, ModelLoadError
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, PatchScores, check_patch_batch
 from histoviewer.core.models.cnn_arch import build_network
 from histoviewer.core.models.device import choose_device
-from histoviewer.core.models.domain import DomainProfile
+from histoviewer.core.models.domain import DomainProfile, tissue_descriptor
 
 __all__ = ["CNN_NORMALISATION", "CnnClassifier", "normalise_uint8_nhwc"]
 
@@ -43,20 +43,6 @@ def normalise_unit_rgb(x: torch.Tensor) -> torch.Tensor:
     return (x - _MEAN) / _STD
 
 
-class _EmbedAndLogit(nn.Module):
-    """``x -> (embed(x), logit)`` in one pass: the domain distance needs the pooled
-    features the head sees, and fusing this wrapper keeps the batch-norm folding."""
-
-    def __init__(self, network: nn.Module):
-        super().__init__()
-        self.net = network
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.net.embed(x)
-        # reshape: a head returning (N, 1) or (N,) gives (N,) logits (dropout is identity in eval)
-        return emb, self.net.head(emb).reshape(-1)
-
-
 class CnnClassifier(PatchClassifier):
     """A trained network plus its ``ModelInfo``; ``predict_proba`` batches internally."""
 
@@ -65,7 +51,6 @@ class CnnClassifier(PatchClassifier):
             raise ModelLoadError(f"model kind {info.kind!r} is not a CNN")
         self.info = info
         self.domain: DomainProfile | None = None  # set by load_model / training when the file has one
-        self._last_embeddings: np.ndarray | None = None
         self.network = network.eval()
         self.device_choice = choose_device(device)
         self.device = self.device_choice.device
@@ -93,7 +78,7 @@ class CnnClassifier(PatchClassifier):
         return cls(network, info, device)
 
     def _prepare(self, network: nn.Module) -> nn.Module:
-        net = _EmbedAndLogit(network.eval()).eval()
+        net = network.eval()
         if self.device.type == "cpu":
             # Folding batch norm and channels-last roughly triple CPU throughput (benchmarks).
             net = fx_optimization.fuse(net)
@@ -110,11 +95,9 @@ class CnnClassifier(PatchClassifier):
             k: v.detach().cpu().contiguous().numpy() for k, v in self.network.state_dict().items()
         }
 
-    def embed_and_logits(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pooled features ``(N, D)`` float32 and logits ``(N,)`` float32, in one pass."""
+    def logits(self, patches: np.ndarray) -> np.ndarray:
         arr = check_patch_batch(patches, self.info.input)
         out = np.empty(len(arr), dtype=np.float32)
-        embs: list[np.ndarray] = []
         with torch.inference_mode():
             for start in range(0, len(arr), self.batch_size):
                 chunk = torch.from_numpy(arr[start : start + self.batch_size])
@@ -123,42 +106,33 @@ class CnnClassifier(PatchClassifier):
                 x = normalise_uint8_nhwc(chunk)
                 if self.device.type == "cuda":
                     with torch.autocast("cuda", dtype=torch.float16):
-                        emb, y = self._inference_net(x)
+                        y = self._inference_net(x)
                 else:
-                    emb, y = self._inference_net(x)
+                    y = self._inference_net(x)
                 out[start : start + len(chunk)] = y.float().cpu().numpy()
-                embs.append(emb.float().cpu().numpy())
         if not np.all(np.isfinite(out)):
             raise ModelError(f"model {self.info.name!r} produced non-finite outputs")
-        emb_all = np.concatenate(embs) if embs else np.empty((0, 0), np.float32)
-        return emb_all, out
-
-    def logits(self, patches: np.ndarray) -> np.ndarray:
-        # The pooled features of the last call stay for ``classify`` (one thread per
-        # classifier), so it reads the probability through ``predict_proba`` (whatever
-        # calibration that applies) without a second pass through the network.
-        emb, out = self.embed_and_logits(patches)
-        self._last_embeddings = emb
         return out
 
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
         logits = self.logits(patches)
         return (1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).astype(np.float32)
 
-    domain_feature = "cnn-embedding"
-
-    def domain_features(self, patches: np.ndarray) -> np.ndarray:
-        """The features the domain profile describes: pooled ``embed(x)``, ``(N, D)``."""
-        return self.embed_and_logits(patches)[0]
-
-    def classify(self, patches: np.ndarray) -> PatchScores:
-        """Probability and domain distance (None without a profile) from one pass."""
+    def classify(self, patches: np.ndarray, domain_mask: np.ndarray | None = None) -> PatchScores:
+        """Probability of every patch; domain distance (NaN elsewhere) of the patches in
+        ``domain_mask`` (all when None): the descriptor costs ~5 ms a patch, so whole-slide
+        callers judge a spread sample (``PredictionGrid.domain_sample``)."""
         prob = np.asarray(self.predict_proba(patches), np.float32)
-        emb, self._last_embeddings = self._last_embeddings, None
-        distance = None if self.domain is None or emb is None else self.domain.distance(emb)
+        if self.domain is None:
+            return PatchScores(prob)
+        distance = np.full(len(prob), np.nan, np.float32)
+        pick = np.arange(len(prob)) if domain_mask is None else np.flatnonzero(domain_mask)
+        if pick.size:
+            arr = check_patch_batch(patches, self.info.input)
+            distance[pick] = self.domain.distance(tissue_descriptor(arr[pick], self.info.input.mpp))
         return PatchScores(prob, distance)
 
     def close(self) -> None:
-        self._inference_net = _EmbedAndLogit(self.network.cpu())
+        self._inference_net = self.network.cpu()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

@@ -46,12 +46,9 @@ class StridedCnn(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(c_in, 1)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``(N, D)`` before the head (the domain profile's space)."""
-        return self.pool(self.features(x)).flatten(1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(x))).squeeze(1)
+        x = self.pool(self.features(x)).flatten(1)
+        return self.head(self.dropout(x)).squeeze(1)
 
 
 class BasicBlock(nn.Module):
@@ -99,12 +96,9 @@ class ResNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(c_in, 1)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled features ``(N, D)`` before the head (the domain profile's space)."""
-        return self.pool(self.stages(self.stem(x))).flatten(1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(x))).squeeze(1)
+        x = self.pool(self.stages(self.stem(x))).flatten(1)
+        return self.head(self.dropout(x)).squeeze(1)
 
 
 ARCHITECTURES = {"strided-cnn": StridedCnn, "resnet": ResNet}

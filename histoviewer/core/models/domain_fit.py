@@ -14,12 +14,18 @@ import numpy as np
 
 from histoviewer.core.errors import ModelError
 from histoviewer.core.models.classifier import PatchClassifier
-from histoviewer.core.models.domain import PATCH_PERCENTILE, SLIDE_SHARE_THRESHOLD, DomainProfile, fit_domain_profile
+from histoviewer.core.models.domain import (
+    PATCH_PERCENTILE,
+    SLIDE_SHARE_THRESHOLD,
+    DomainProfile,
+    fit_domain_profile,
+    tissue_descriptor,
+)
 
 __all__ = ["DOMAIN_FIT_PATCHES", "domain_features_of", "fit_classifier_domain", "sample_indices"]
 
-# Training patches the Gaussian is fitted on (a seeded sample): enough for a 128-512 dim
-# covariance with shrinkage, seconds on a CPU.
+# Training patches the Gaussian is fitted on (a seeded sample): plenty for a ~40-dimensional
+# covariance with shrinkage; ~20 s of descriptors on a CPU.
 DOMAIN_FIT_PATCHES = 4000
 
 
@@ -32,11 +38,9 @@ def sample_indices(indices: Sequence[int] | np.ndarray, n: int, seed: int) -> np
 
 
 def domain_features_of(classifier: PatchClassifier, batches: Iterable[np.ndarray]) -> np.ndarray:
-    """The classifier's domain features (``domain_features``) of every patch in ``batches``."""
-    fn = getattr(classifier, "domain_features", None)
-    if fn is None:
-        raise ModelError(f"model {classifier.info.name!r} ({classifier.info.kind}) has no domain features")
-    parts = [np.asarray(fn(b), np.float64) for b in batches if len(b)]
+    """The tissue descriptors (``domain.tissue_descriptor``) of every patch in ``batches``,
+    at the classifier's input scale."""
+    parts = [tissue_descriptor(b, classifier.input.mpp) for b in batches if len(b)]
     if not parts:
         raise ModelError("no patches to fit a domain profile on")
     return np.concatenate(parts)
@@ -61,8 +65,7 @@ def fit_classifier_domain(
     return it."""
     fit = domain_features_of(classifier, fit_batches)
     held = domain_features_of(classifier, heldout_batches)
-    profile = fit_domain_profile(fit, held, feature=str(getattr(classifier, "domain_feature", "features")),
-                                 data=data, patch_percentile=patch_percentile,
+    profile = fit_domain_profile(fit, held, data=data, patch_percentile=patch_percentile,
                                  slide_share_threshold=slide_share_threshold)
     classifier.domain = profile
     return profile

@@ -21,7 +21,7 @@ import numpy as np
 from histoviewer.core.errors import ModelError, ModelLoadError
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, PatchScores, check_patch_batch
-from histoviewer.core.models.domain import DomainProfile
+from histoviewer.core.models.domain import DomainProfile, descriptor_of_features
 from histoviewer.core.models.features import FEATURE_NAMES, FEATURE_VERSION, extract_features
 
 __all__ = ["ARCHITECTURE", "KIND", "HandcraftedClassifier", "fit_handcrafted"]
@@ -88,22 +88,13 @@ class HandcraftedClassifier(PatchClassifier):
         arr = check_patch_batch(patches, self.input)
         return self.predict_proba_features(extract_features(arr, self.input.mpp))
 
-    def classify(self, patches: np.ndarray) -> PatchScores:
-        """Probability and domain distance (None without a profile), features computed once."""
+    def classify(self, patches: np.ndarray, domain_mask: np.ndarray | None = None) -> PatchScores:
+        """Probability and domain distance (None without a profile) from one feature pass:
+        the domain descriptor is a subset of the features, so every patch gets a distance."""
         features = extract_features(check_patch_batch(patches, self.input), self.input.mpp)
         prob = np.asarray(self.predict_proba_features(features), np.float32)
-        distance = None if self.domain is None else self.domain.distance(self.standardise(features))
+        distance = None if self.domain is None else self.domain.distance(descriptor_of_features(features))
         return PatchScores(prob, distance)
-
-    domain_feature = "handcrafted-standardised"
-
-    def domain_features(self, patches: np.ndarray) -> np.ndarray:
-        """The features the domain profile describes: standardised features, ``(N, F)``."""
-        return self.standardise(extract_features(check_patch_batch(patches, self.input), self.input.mpp))
-
-    def standardise(self, features: np.ndarray) -> np.ndarray:
-        """``(x - feature_mean) / feature_scale`` of ``(N, F)`` features (the domain profile's space)."""
-        return (np.asarray(features, np.float64) - self._mean) / self._scale
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
         """Tumour probability, float32 ``(N,)``, of ``(N, F)`` features from ``extract_features``."""
