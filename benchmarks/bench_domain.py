@@ -90,7 +90,7 @@ def build_slides(work: Path) -> tuple[list[tuple[str, Path, str]], Path]:
     train_dir = work / "train-phantoms"
     phantom(train_dir / "phantom-1.tiff", 1, "micro:0.8,itc:0.15")
     phantom(train_dir / "phantom-2.tiff", 2, "micro:0.8,itc:0.15")
-    out.append(("phantom (held out)", phantom(slides_dir / "phantom-3.tiff", 3, "macro:2.5,itc:0.15"), "phantom"))
+    out.append(("phantom (held out)", phantom(slides_dir / "phantom-3.tiff", 3, "micro:1.5,itc:0.15"), "phantom"))
     out.append(("phantom (negative)", phantom(slides_dir / "phantom-4.tiff", 4, ""), "phantom"))
     out.append(("CMU-1 skin", DATA / "slides" / "CMU-1-Small-Region.svs", "ood"))
     kidney = slides_dir / "kidney-0.5.tiff"
