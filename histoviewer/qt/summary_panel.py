@@ -227,7 +227,9 @@ class SummaryPanel(QDockWidget):
         if selected is not None:
             self.select_lesion(selected)
         model_text = f"Model: {snapshot.model_name}"
-        if snapshot.domain.assessed or snapshot.domain.patches:
+        if snapshot.domain.out_of_domain:  # the headline says what; this says on what evidence
+            model_text += f"\nTissue check: {snapshot.domain.evidence()}"
+        elif snapshot.domain.assessed or snapshot.domain.patches:
             model_text += f"\n{snapshot.domain.describe()}"
         self.model_label.setText(model_text)
         self.model_label.setStyleSheet("color: #a05a00; font-weight: bold;" if snapshot.demonstration else "color: #555;")

@@ -448,7 +448,7 @@ def test_panel_headline_says_unreliable_for_tissue_unlike_the_training_data(qtbo
     panel.show_snapshot(replace(snap, domain=ood))
     assert panel.label_title.text() == OUT_OF_DOMAIN_REASON
     assert LABEL_TEXT[snap.result.label][0] not in panel.label_title.text()  # no size class headline
-    assert "46 %" in panel.model_label.text()
+    assert "46 % of 81" in panel.model_label.text() and OUT_OF_DOMAIN_REASON not in panel.model_label.text()
     # in domain, or not yet judged: the node label is the headline as before
     ind = replace(ood, out_of_domain=False, score=0.01)
     panel.show_snapshot(replace(snap, domain=ind))

@@ -295,13 +295,20 @@ class DomainVerdict:
             return "not assessed"
         return "out of domain" if self.out_of_domain else "in domain"
 
+    def evidence(self) -> str:
+        """What the verdict rests on: "52 % of 81 judged tissue patches unlike it, limit 25 %"."""
+        if not self.assessed:
+            return f"not assessed ({self.reason})"
+        return (f"{100 * (self.score or 0):.0f} % of {self.patches} judged tissue patches unlike it, "
+                f"limit {100 * (self.share_threshold or 0):.0f} %")
+
     def describe(self) -> str:
         """One line for the CLI and reports."""
         if not self.assessed:
-            return f"tissue vs training data: not assessed ({self.reason})"
-        text = (f"{100 * (self.score or 0):.0f} % of {self.patches} judged tissue patches unlike it, "
-                f"limit {100 * (self.share_threshold or 0):.0f} %")
-        return f"{OUT_OF_DOMAIN_REASON} ({text})" if self.out_of_domain else f"tissue like the model's training data ({text})"
+            return f"tissue vs the model's training data: {self.evidence()}"
+        if self.out_of_domain:
+            return f"{OUT_OF_DOMAIN_REASON} ({self.evidence()})"
+        return f"tissue like the model's training data ({self.evidence()})"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
