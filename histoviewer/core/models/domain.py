@@ -305,10 +305,10 @@ class DomainVerdict:
     def describe(self) -> str:
         """One line for the CLI and reports."""
         if not self.assessed:
-            return f"tissue vs the model's training data: {self.evidence()}"
+            return f"Tissue vs the model's training data: {self.evidence()}"
         if self.out_of_domain:
             return f"{OUT_OF_DOMAIN_REASON} ({self.evidence()})"
-        return f"tissue like the model's training data ({self.evidence()})"
+        return f"Tissue like the model's training data ({self.evidence()})"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
