@@ -44,7 +44,11 @@ from histoviewer.core.models.registry import open_model
 from histoviewer.core.patches.open import open_patch_set
 from histoviewer.core.patches.split import train_valid_split
 from histoviewer.core.slide import open_slide
-from histoviewer.core.slide.pyramid_writer import EncodedRow, encode_jpeg, write_pyramidal_tiff
+from histoviewer.core.slide.pyramid_writer import (
+    EncodedRow,
+    encode_jpeg,
+    write_pyramidal_tiff,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PSEUDO_SLIDE = 100  # patches per pseudo-slide of a patch set

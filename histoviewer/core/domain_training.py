@@ -17,7 +17,12 @@ import numpy as np
 from histoviewer.core.errors import PatchDataError
 from histoviewer.core.models.classifier import PatchClassifier
 from histoviewer.core.models.domain import SLIDE_SHARE_THRESHOLD, DomainProfile
-from histoviewer.core.models.domain_fit import DOMAIN_FIT_PATCHES, fit_classifier_domain, read_in_batches, sample_indices
+from histoviewer.core.models.domain_fit import (
+    DOMAIN_FIT_PATCHES,
+    fit_classifier_domain,
+    read_in_batches,
+    sample_indices,
+)
 from histoviewer.core.patches.split import train_valid_split
 
 __all__ = ["HELDOUT_PATCHES", "add_domain_profile", "training_split_of"]

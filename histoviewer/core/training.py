@@ -359,7 +359,10 @@ def train_cnn(
     # Domain profile: tissue descriptors of a sample of the training patches, thresholds from validation.
     pos = sample_indices(np.arange(len(train_idx)), DOMAIN_FIT_PATCHES, cfg.seed)
     fit_x = in_ram[pos] if in_ram is not None else load_patches(patch_set, train_idx[pos], control=control)
-    fit_classifier_domain(final, [fit_x], [x_valid], data=patch_set.description)
+    try:
+        fit_classifier_domain(final, [fit_x], [x_valid], data=patch_set.description)
+    except ModelError as exc:  # too few patches: the model judges no slide ("not assessed")
+        log(f"no domain profile: {exc}")
     return TrainResult(
         classifier=final, valid_metrics=metrics, n_train=len(train_idx), n_valid=len(valid_idx),
         seconds=seconds, history=history, best_epoch=best_epoch, stopped_early=stopped_early,
@@ -434,8 +437,11 @@ def train_handcrafted(
     )
     # Domain profile: the descriptor is part of the features already computed; thresholds from validation.
     pos = sample_indices(np.arange(len(f_train)), DOMAIN_FIT_PATCHES, cfg.seed)
-    model.domain = fit_domain_profile(descriptor_of_features(f_train[pos]), descriptor_of_features(f_valid),
-                                      data=patch_set.description)
+    try:
+        model.domain = fit_domain_profile(descriptor_of_features(f_train[pos]), descriptor_of_features(f_valid),
+                                          data=patch_set.description)
+    except ModelError as exc:  # too few patches: the model judges no slide ("not assessed")
+        log(f"no domain profile: {exc}")
     log(f"chose C={c:g} on the validation split")
     return TrainResult(classifier=model, valid_metrics=metrics, n_train=len(train_idx),
                        n_valid=len(valid_idx), seconds=seconds, history=history,

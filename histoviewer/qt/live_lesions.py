@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -52,7 +52,7 @@ class LesionSnapshot:
     generation: int
     # Whether the classified tissue lies inside what the model learned (not assessed until
     # enough of it is classified, or when the model has no domain profile).
-    domain: DomainVerdict = DomainVerdict(assessed=False, reason="the model has no domain profile")
+    domain: DomainVerdict = field(default_factory=DomainVerdict.not_assessed)
 
 
 def snapshot_of(live, params: LesionParams, generation: int) -> LesionSnapshot | None:

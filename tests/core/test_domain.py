@@ -15,7 +15,11 @@ from histoviewer.core.analysis.staging import PNStage
 from histoviewer.core.analysis.summary import SlideSummary
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.disk_cache import HeatmapCache
-from histoviewer.core.inference.grid import CellState, PredictionGrid, domain_sample_lattice
+from histoviewer.core.inference.grid import (
+    CellState,
+    PredictionGrid,
+    domain_sample_lattice,
+)
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.models.domain import (
     DESCRIPTOR_NAMES,
@@ -198,7 +202,11 @@ def write_slide(rgb: np.ndarray, path, mpp: float, tile: int = 512):
 
     from PIL import Image
 
-    from histoviewer.core.slide.pyramid_writer import EncodedRow, encode_jpeg, write_pyramidal_tiff
+    from histoviewer.core.slide.pyramid_writer import (
+        EncodedRow,
+        encode_jpeg,
+        write_pyramidal_tiff,
+    )
 
     h, w = rgb.shape[:2]
     big = np.full((math.ceil(h / tile) * tile, math.ceil(w / tile) * tile, 3), 255, np.uint8)
@@ -254,3 +262,19 @@ def test_cmu1_skin_is_flagged_and_a_camelyon17_node_tile_is_not(real_tissue_mode
     slide = write_slide(np.asarray(Image.open(tile[0]).convert("RGB")), tmp_path / "c0.tiff", 0.5)
     normal = analyze_slide(slide, tmp_path / "c0", real_tissue_model)
     assert normal.domain.assessed and not normal.domain.out_of_domain, normal.domain
+
+
+def test_training_fits_the_profile_on_training_patches_with_thresholds_from_validation(tmp_path):
+    from histoviewer.core.training import TrainConfig, train_cnn
+    from tests.core.model_helpers import ArrayPatchSet, toy_patches
+
+    SPEC = InputSpec()
+
+    x, y = toy_patches(64, seed=0)
+    xv, yv = toy_patches(32, seed=1)
+    cfg = TrainConfig(epochs=1, batch_size=32, seed=0, device="cpu", name="toy")
+    result = train_cnn(ArrayPatchSet(x, y, SPEC), cfg, valid_set=ArrayPatchSet(xv, yv, SPEC), spec=SPEC)
+    profile = result.classifier.domain
+    assert profile is not None and profile.n_fit == 64 and profile.n_heldout == 32
+    save_model(tmp_path / "toy.safetensors", result.classifier)
+    assert load_model(tmp_path / "toy.safetensors", device="cpu").domain.to_json() == profile.to_json()

@@ -36,9 +36,14 @@ from typing import Any
 import numpy as np
 
 from histoviewer.core.errors import ModelError, ModelLoadError
-from histoviewer.core.models.features import FEATURE_NAMES, FEATURE_VERSION, extract_features
+from histoviewer.core.models.features import (
+    FEATURE_NAMES,
+    FEATURE_VERSION,
+    extract_features,
+)
 
 __all__ = [
+    "DESCRIPTOR_NAMES",
     "DOMAIN_PREFIX",
     "DOMAIN_VERSION",
     "MIN_PATCHES_TO_JUDGE",
@@ -47,12 +52,11 @@ __all__ = [
     "DomainLimits",
     "DomainProfile",
     "DomainVerdict",
-    "DESCRIPTOR_NAMES",
     "descriptor_of_features",
     "fit_domain_profile",
-    "tissue_descriptor",
     "judge_slide",
     "split_domain_tensors",
+    "tissue_descriptor",
 ]
 
 log = logging.getLogger(__name__)
