@@ -101,9 +101,11 @@ class DomainLimits:
     def of_info(cls, info: Any) -> DomainLimits | None:
         """From ``ModelInfo.extra["domain"]``; None when the model has no (valid) profile."""
         meta = (getattr(info, "extra", None) or {}).get(EXTRA_KEY)
+        if not meta or not DomainProfile.matches_descriptor(meta):
+            return None
         try:
-            return None if not meta else cls(float(meta["patch_threshold"]),
-                                             float(meta.get("slide_share_threshold", SLIDE_SHARE_THRESHOLD)))
+            return cls(float(meta["patch_threshold"]),
+                       float(meta.get("slide_share_threshold", SLIDE_SHARE_THRESHOLD)))
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -112,7 +114,7 @@ class DomainLimits:
 class DomainProfile:
     """A Gaussian of the training tissue's features (see the module docstring).
 
-    ``feature``: which features ("cnn-embedding", "handcrafted-standardised");
+    ``feature``: which features (``DESCRIPTOR_FEATURE``: the tissue descriptor);
     ``patch_threshold``: Mahalanobis distance beyond which a patch is unlike the training
     tissue; ``slide_share_threshold``: share of a slide's patches beyond it that makes the
     slide out of domain; ``heldout_share_beyond``: that share on the held-out patches.
