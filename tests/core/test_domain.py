@@ -278,3 +278,17 @@ def test_training_fits_the_profile_on_training_patches_with_thresholds_from_vali
     assert profile is not None and profile.n_fit == 64 and profile.n_heldout == 32
     save_model(tmp_path / "toy.safetensors", result.classifier)
     assert load_model(tmp_path / "toy.safetensors", device="cpu").domain.to_json() == profile.to_json()
+
+
+def test_domain_map_file_round_trip(tmp_path):
+    from histoviewer.core.analysis.map_io import read_domain_map
+    from histoviewer.core.inference.outputs import write_domain_map
+
+    geometry = GridGeometry.for_slide((960, 480), 1.0, 1.0, 96)  # 5 x 10 cells
+    grid = PredictionGrid(geometry)
+    grid.set_values(np.arange(20), np.full(20, 0.5, np.float32), np.linspace(0, 19, 20, dtype=np.float32))
+    path = write_domain_map(tmp_path, grid.encoded_domain_map(), geometry, patch_threshold=7.5, slide="s.tif")
+    back = read_domain_map(tmp_path)
+    assert path.name == "domain.tiff" and back.patch_threshold == 7.5 and back.geometry == geometry
+    np.testing.assert_array_equal(back.values.reshape(-1)[:20], np.linspace(0, 19, 20))
+    assert np.isnan(back.values.reshape(-1)[20:]).all()  # not computed
