@@ -60,8 +60,9 @@ class HeatmapData:
     @classmethod
     def from_grid(cls, grid: PredictionGrid, model_info: Any, origin: str = "grid") -> HeatmapData:
         """From a live grid (the GUI's): a consistent snapshot of its map."""
-        domain = judge_slide(grid.domain_distances(), DomainLimits.of_info(model_info),
-                             complete=grid.coverage() >= 1.0)
+        limits = DomainLimits.of_info(model_info)
+        domain = DomainVerdict.not_assessed() if limits is None else judge_slide(
+            grid.domain_distances(), limits, complete=grid.coverage() >= 1.0)
         return cls(grid.encoded_map(), grid.geometry, ModelRecord.from_info(model_info), origin, domain)
 
     def coverage(self) -> float:
