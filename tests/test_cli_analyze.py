@@ -59,7 +59,7 @@ def read_map(folder):
 
 SUMMARY_KEYS = ["slide", "out_dir", "model", "mpp", "level_read", "region_source", "geometry", "tissue_patches",
                 "classified_patches", "failed_patches", "coverage", "timing", "files", "failures", "node_label",
-                "provisional", "largest_lesion", "largest_diameter_mm", "lesion_params", "lesions"]
+                "provisional", "largest_lesion", "largest_diameter_mm", "lesion_params", "lesions", "domain"]
 MODEL_KEYS = ["name", "display_name", "kind", "architecture", "content_hash", "demonstration", "mpp_um", "patch_px",
               "caveat", "operating_point"]
 
@@ -81,6 +81,8 @@ def test_analyze_map_is_aligned_with_a_position_dependent_model(synthetic, tmp_p
     # summary.json is a file format: same keys in the same order, and it reads back to the
     # very summary analyze_slide returned (and writes back to the same JSON)
     assert list(data) == SUMMARY_KEYS and list(data["model"]) == MODEL_KEYS
+    # a model without a domain profile: the slide is not judged, never called "in domain"
+    assert data["domain"]["assessed"] is False and data["domain"]["out_of_domain"] is False
     assert read_summary(tmp_path / "out") == summary
     assert SlideSummary.from_dict(data).to_dict() == data == summary.to_dict()
     heat = np.asarray(Image.open(tmp_path / "out" / "heatmap.png"))

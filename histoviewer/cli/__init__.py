@@ -9,7 +9,7 @@ from histoviewer import __version__
 from histoviewer.core.errors import HistoViewerError
 
 SUBCOMMANDS = (
-    "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models",
+    "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models", "add-domain",
     "analyze", "lesions", "stage", "evaluate", "convert-annotations", "export-heatmap",
     "report",
 )

@@ -69,6 +69,7 @@ def _print_summary(s: SlideOutcome) -> None:
     p, m = s.lesion_params, s.model
     print(f"  {describe_threshold(p.threshold, p.threshold_source, m.operating_point)}")
     print(f"  model: {m.name}: {caution_line(m.caution, m.demonstration)}")
+    print(f"  {s.domain.describe()}")  # out of domain: says why the label is unknown
 
 
 def run_analyze(args: argparse.Namespace) -> int:

@@ -89,6 +89,20 @@ def register(sub) -> None:
     pr.add_argument("--out", required=True, type=Path, help="submission CSV (id,label)")
     pr.set_defaults(func=run_predict)
 
+    d = sub.add_parser(
+        "add-domain", help="fit a model's domain profile (what its training tissue looks like) and "
+        "store it in the model file, so analyses say when a slide is unlike that tissue")
+    d.add_argument("model", type=Path, help="model file (.safetensors)")
+    d.add_argument("--data", required=True, type=Path, action="append",
+                   help="the model's training patches (repeat for several sets, e.g. real + phantom)")
+    d.add_argument("--layout", default="auto", help="how each --data is organised (default: detect)")
+    d.add_argument("--out", type=Path, default=None, help="model file to write (default: rewrite MODEL)")
+    d.add_argument("--seed", type=int, default=None, help="split seed (default: the model's training seed)")
+    d.add_argument("--valid-fraction", type=float, default=None,
+                   help="validation fraction (default: the model's training fraction)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=run_add_domain)
+
     m = sub.add_parser("models", help="list the available models and the models folder")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=run_models)
@@ -271,6 +285,34 @@ def run_predict(args: argparse.Namespace) -> int:
     for line in _warn_lines(model.info):
         print(line)
     print(f"wrote {args.out}: {len(ids)} patches")
+    return 0
+
+
+def run_add_domain(args: argparse.Namespace) -> int:
+    from histoviewer.core.domain_training import add_domain_profile
+    from histoviewer.core.models.model_file import load_model, save_model
+    from histoviewer.core.patches.open import detect_layout, open_patch_set
+
+    model = load_model(args.model, device="cpu")
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else print
+    sets = []
+    try:
+        for path in args.data:
+            layout = detect_layout(path) if args.layout == "auto" else args.layout
+            split = "train" if layout in ("pcam", "kaggle") else None
+            sets.append(open_patch_set(path, model.input, layout=layout, split=split))
+        profile = add_domain_profile(model, sets, seed=args.seed, valid_fraction=args.valid_fraction, log=log)
+    finally:
+        for ps in sets:
+            ps.close()
+    out = args.out or args.model
+    info = save_model(out, model)
+    if args.json:
+        print(json.dumps({"model": str(out), "content_hash": info.content_hash, "domain": profile.to_json()},
+                         indent=2))
+    else:
+        print(f"wrote {out}  (sha256 {info.content_hash[:16]}...): domain profile of {profile.dim} features, "
+              f"patch threshold {profile.patch_threshold:.2f}")
     return 0
 
 

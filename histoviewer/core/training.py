@@ -29,6 +29,8 @@ from histoviewer.core.models.augment import AugmentConfig, augment_batch
 from histoviewer.core.models.classifier import VALID_AUC, ModelInfo, PatchClassifier
 from histoviewer.core.models.cnn import CNN_NORMALISATION, CnnClassifier, normalise_uint8_nhwc, normalise_unit_rgb
 from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS
+from histoviewer.core.models.domain import descriptor_of_features, fit_domain_profile
+from histoviewer.core.models.domain_fit import DOMAIN_FIT_PATCHES, fit_classifier_domain, sample_indices
 from histoviewer.core.models.features import extract_features
 from histoviewer.core.models.handcrafted import fit_handcrafted
 from histoviewer.core.models.metrics import PatchMetrics, binary_metrics
@@ -354,6 +356,13 @@ def train_cnn(
         },
     )
     final = CnnClassifier(net, info, device=cfg.device)
+    # Domain profile: tissue descriptors of a sample of the training patches, thresholds from validation.
+    pos = sample_indices(np.arange(len(train_idx)), DOMAIN_FIT_PATCHES, cfg.seed)
+    fit_x = in_ram[pos] if in_ram is not None else load_patches(patch_set, train_idx[pos], control=control)
+    try:
+        fit_classifier_domain(final, [fit_x], [x_valid], data=patch_set.description)
+    except ModelError as exc:  # too few patches: the model judges no slide ("not assessed")
+        log(f"no domain profile: {exc}")
     return TrainResult(
         classifier=final, valid_metrics=metrics, n_train=len(train_idx), n_valid=len(valid_idx),
         seconds=seconds, history=history, best_epoch=best_epoch, stopped_early=stopped_early,
@@ -426,6 +435,13 @@ def train_handcrafted(
             "C_grid": list(HANDCRAFTED_C_GRID), "n_train": len(train_idx),
             "n_valid": len(valid_idx), "seconds": round(seconds, 1)}},
     )
+    # Domain profile: the descriptor is part of the features already computed; thresholds from validation.
+    pos = sample_indices(np.arange(len(f_train)), DOMAIN_FIT_PATCHES, cfg.seed)
+    try:
+        model.domain = fit_domain_profile(descriptor_of_features(f_train[pos]), descriptor_of_features(f_valid),
+                                          data=patch_set.description)
+    except ModelError as exc:  # too few patches: the model judges no slide ("not assessed")
+        log(f"no domain profile: {exc}")
     log(f"chose C={c:g} on the validation split")
     return TrainResult(classifier=model, valid_metrics=metrics, n_train=len(train_idx),
                        n_valid=len(valid_idx), seconds=seconds, history=history,

@@ -328,6 +328,9 @@ class CaseDialog(QDialog):
         if node.provisional:
             text += " (provisional)"
         self._set(row, 1, text, colour, bold=True)
+        if node.reason:  # unknown although analysed: say why where the label would be
+            self._set(row, 1, f"UNKNOWN: {node.reason}", colour, bold=True)  # not "no scale"
+            self.table.item(row, 1).setToolTip(f"{node.reason}\n{summary.domain.describe()}")
         if node.largest_lesion is None:
             self._set(row, 2, "none")
         else:

@@ -16,15 +16,16 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
+from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
 from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
 from histoviewer.core.models.classifier import OperatingPoint
-from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
+from histoviewer.core.models.domain import DomainVerdict, judge_slide
 from histoviewer.qt.threads import gui_thread
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ class LesionSnapshot:
         """The lesions' threshold with its source ("threshold 0.37: sensitivity 95 %, ...")."""
         params = self.result.params
         return describe_threshold(params.threshold, params.threshold_source, self.operating_point)
+    # Whether the classified tissue lies inside what the model learned (not assessed until
+    # enough of it is classified, or when the model has no domain profile).
+    domain: DomainVerdict = field(default_factory=DomainVerdict.not_assessed)
 
 
 def snapshot_of(live, params: LesionParams | None, generation: int) -> LesionSnapshot | None:
@@ -77,8 +81,9 @@ def snapshot_of(live, params: LesionParams | None, generation: int) -> LesionSna
     values = encoded[np.isfinite(encoded) & (encoded >= 0)]
     counts, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(0.0, 1.0))
     info = model.info
+    domain = judge_slide(grid.domain_distances(), getattr(model, "domain", None), complete=grid.coverage() >= 1.0)
     return LesionSnapshot(result, tuple(int(c) for c in counts), info.display_name(), bool(info.demonstration),
-                          time.perf_counter() - t0, generation, info.caution, info.operating_point)
+                          time.perf_counter() - t0, generation, info.caution, info.operating_point, domain)
 
 
 class LiveLesions(QObject):

@@ -316,6 +316,10 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
     y += pg.text(right_x, y, right_w, "Node label", 8.5, color=GREY)
     _label_swatch(pg, s.node_label, right_x, y)
     y += pg.text(right_x + 6, y, right_w - 6, LABEL_TEXT.get(s.node_label, s.node_label.value), 13, True) + 1
+    if s.unknown_reason:  # the AI gave a size class, but on tissue unlike its training data
+        y += pg.text(right_x, y, right_w, s.unknown_reason, 9.5, True, WARN_EDGE) + 1
+    if s.domain.assessed:
+        y += pg.text(right_x, y, right_w, s.domain.describe(), 8.5, color=GREY) + 1
     cov_color = WARN_EDGE if (s.provisional or s.error) else QColor(0, 0, 0)
     y += pg.text(right_x, y, right_w, _coverage_text(s), 9, s.provisional, cov_color) + 2.5
     big = s.largest

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from histoviewer.core.analysis.lesions import Lesion
+from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON
 from histoviewer.core.staging_terms import ITC_MAX_MM, MICRO_MAX_MM, NodeLabel, SizeClass
 from histoviewer.qt.lesion_layer import CLASS_COLOURS, CLASS_NAMES
 from histoviewer.qt.live_lesions import HISTOGRAM_BINS, LesionSnapshot
@@ -30,6 +31,7 @@ LABEL_TEXT = {
     NodeLabel.UNKNOWN: ("UNKNOWN (no scale on the slide)", "#555555"),
 }
 SIZE_BIN_MM = 0.1
+OUT_OF_DOMAIN_COLOUR = "#8a1c1c"  # the headline when the tissue is unlike the model's training data
 PLOT_HEIGHT_PX = 140
 
 
@@ -200,6 +202,9 @@ class SummaryPanel(QDockWidget):
         text, colour = LABEL_TEXT[result.label]
         self.label_title.setText(text)
         self.label_title.setStyleSheet(f"font-size: 20px; font-weight: bold; color: {colour};")
+        if snapshot.domain.out_of_domain:  # no node label for tissue the model never learned
+            self.label_title.setText(OUT_OF_DOMAIN_REASON)
+            self.label_title.setStyleSheet(f"font-size: 16px; font-weight: bold; color: {OUT_OF_DOMAIN_COLOUR};")
         if result.provisional:
             self.coverage_label.setText(
                 f"provisional: {result.coverage:.0%} of the tissue classified \u2013 a lesion may "
@@ -221,10 +226,15 @@ class SummaryPanel(QDockWidget):
         self.model.set_lesions(result.lesions)
         if selected is not None:
             self.select_lesion(selected)
-        # the threshold the lesions were read at, and what the model says of itself
+        # the threshold the lesions were read at, what the model says of itself, and whether
+        # the tissue lies inside what the model learned
         caution = snapshot.model_caution or ("" if not snapshot.demonstration else "demonstration model")
-        self.model_label.setText(f"Lesions at {snapshot.threshold_text}\nModel: {snapshot.model_name}"
-                                 + (f"\n{caution}" if caution else ""))
+        model_text = f"Lesions at {snapshot.threshold_text}\nModel: {snapshot.model_name}" + (f"\n{caution}" if caution else "")
+        if snapshot.domain.out_of_domain:  # the headline says what; this says on what evidence
+            model_text += f"\nTissue check: {snapshot.domain.evidence()}"
+        elif snapshot.domain.assessed or snapshot.domain.patches:
+            model_text += f"\n{snapshot.domain.describe()}"
+        self.model_label.setText(model_text)
         self.model_label.setStyleSheet("color: #a05a00; font-weight: bold;" if snapshot.demonstration
                                        else "color: #6a4a00;")
         self._plot_probabilities(snapshot, result.params.threshold)

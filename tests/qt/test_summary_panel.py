@@ -455,3 +455,25 @@ def test_the_panel_states_the_models_caveat_and_operating_point(qtbot):
     assert caveat in text and "DEMONSTRATION" not in text
     assert "threshold 0.37: sensitivity 95 %, specificity 88 % on validation (model operating point)" in text
     assert "0.37" in panel.largest_label.text()
+
+
+def test_panel_headline_says_unreliable_for_tissue_unlike_the_training_data(qtbot):
+    from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict
+    from histoviewer.qt.summary_panel import LABEL_TEXT
+
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    snap = _snapshot(_three_lesions())
+    ood = DomainVerdict(assessed=True, out_of_domain=True, score=0.46, patch_threshold=16.7,
+                        share_threshold=0.25, patches=81)
+    panel.show_snapshot(replace(snap, domain=ood))
+    assert panel.label_title.text() == OUT_OF_DOMAIN_REASON
+    assert LABEL_TEXT[snap.result.label][0] not in panel.label_title.text()  # no size class headline
+    assert "46 % of 81" in panel.model_label.text() and OUT_OF_DOMAIN_REASON not in panel.model_label.text()
+    # in domain, or not yet judged: the node label is the headline as before
+    ind = replace(ood, out_of_domain=False, score=0.01)
+    panel.show_snapshot(replace(snap, domain=ind))
+    assert panel.label_title.text() == LABEL_TEXT[snap.result.label][0]
+    assert "like the model's training data" in panel.model_label.text()
+    panel.show_snapshot(replace(snap, domain=DomainVerdict(assessed=False, patches=10, reason="too few")))
+    assert panel.label_title.text() == LABEL_TEXT[snap.result.label][0]

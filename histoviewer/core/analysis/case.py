@@ -31,7 +31,8 @@ def node_result(outcome: SlideOutcome) -> NodeResult:
     if isinstance(outcome, SlideFailure):
         return NodeResult(outcome.node, NodeLabel.UNKNOWN)
     return NodeResult(outcome.node, outcome.node_label, largest_lesion=outcome.largest_lesion,
-                      largest_diameter_mm=outcome.largest_diameter_mm, provisional=outcome.provisional)
+                      largest_diameter_mm=outcome.largest_diameter_mm, provisional=outcome.provisional,
+                      reason=outcome.unknown_reason)
 
 
 def node_result_from_annotations(node: str, label: str, lesions: Sequence[tuple[str, float | None]]) -> NodeResult:

@@ -27,7 +27,7 @@ from histoviewer.core.errors import InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.models.record import ModelRecord
 
-__all__ = ["MapMeta", "parse_map_meta", "read_map_meta", "read_probability_map"]
+__all__ = ["DomainMap", "MapMeta", "parse_map_meta", "read_domain_map", "read_map_meta", "read_probability_map"]
 
 
 @dataclass(frozen=True)
@@ -158,3 +158,35 @@ def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, Grid
         raise InferenceError(f"{path}: values up to {finite.max():g}: a probability map holds 0..1 "
                              "(and -1 / -2 / NaN codes for background / failed / not computed)")
     return values, _geometry_of(path, description)
+
+
+@dataclass(frozen=True)
+class DomainMap:
+    """``domain.tiff`` read back: per-cell domain distance (float64 rows x cols; NaN / -1 /
+    -2 as in the probability map), its geometry and the model's per-patch threshold."""
+
+    values: np.ndarray
+    geometry: GridGeometry
+    patch_threshold: float
+
+
+def read_domain_map(path: str | os.PathLike[str]) -> DomainMap:
+    """``domain.tiff`` (or the analysis folder holding it); ``InferenceError`` naming the
+    file when it is unreadable or lacks its metadata."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "domain.tiff"
+    try:
+        with tifffile.TiffFile(path) as tf:
+            data = np.asarray(tf.asarray(), np.float64)
+            description = tf.pages[0].description or None
+    except (OSError, ValueError) as exc:
+        raise InferenceError(f"{path}: cannot read the domain map: {exc}") from exc
+    meta = parse_map_meta(description, path)
+    try:
+        threshold = float(json.loads(description or "{}")["patch_threshold"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InferenceError(f"{path}: the domain map does not state its patch threshold") from exc
+    if meta is None or data.ndim != 2 or data.shape != meta.geometry.shape:
+        raise InferenceError(f"{path}: not a domain map (no geometry, or shape {data.shape} does not fit it)")
+    return DomainMap(data, meta.geometry, threshold)

@@ -71,10 +71,14 @@ class NodeResult:
     largest_lesion: str | None = None
     largest_diameter_mm: float | None = None
     provisional: bool = False
+    reason: str | None = None  # why an AI label is unknown (e.g. tissue unlike the model's training data)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"node": self.node, "label": self.label.value, "largest_lesion": self.largest_lesion,
-                "largest_diameter_mm": self.largest_diameter_mm, "provisional": self.provisional}
+        out = {"node": self.node, "label": self.label.value, "largest_lesion": self.largest_lesion,
+               "largest_diameter_mm": self.largest_diameter_mm, "provisional": self.provisional}
+        if self.reason:  # written only when set: files without it read the same both ways
+            out["reason"] = self.reason
+        return out
 
 
 @dataclass(frozen=True)
@@ -112,9 +116,15 @@ def stage_patient(patient: str, nodes: Sequence[NodeResult]) -> StageResult:
         raise StagingError(f"{patient}: no nodes to stage")
     unknown = tuple(n for n in nodes if n.label is NodeLabel.UNKNOWN)
     if unknown:
+        reasons = {n.reason for n in unknown if n.reason}
+        if len(reasons) == 1 and all(n.reason for n in unknown):
+            why = reasons.pop()  # one reason for every unknown node: say it once
+        elif reasons:
+            why = "; ".join(f"{n.node}: {n.reason or 'no scale on the slide, or not analysed'}" for n in unknown)
+        else:
+            why = "no scale on the slide, so no size class, or the slide was not analysed"
         return StageResult(patient, PNStage.UNKNOWN, nodes, unknown,
-                           f"no label for {_names(unknown)} (no scale on the slide, so no size "
-                           "class, or the slide was not analysed); the stage is not guessed")
+                           f"no label for {_names(unknown)} ({why}); the stage is not guessed")
     positive = tuple(n for n in nodes if n.label.is_metastasis)
     macro = tuple(n for n in positive if n.label is NodeLabel.MACRO)
     itc = tuple(n for n in nodes if n.label is NodeLabel.ITC)

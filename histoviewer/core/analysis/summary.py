@@ -29,6 +29,7 @@ from histoviewer.core.analysis.lesions import Lesion, LesionParams
 from histoviewer.core.analysis.node_label import SlideLesions
 from histoviewer.core.errors import InferenceError, SummaryFormatError, SummaryWithoutLesionsError
 from histoviewer.core.grid_geometry import GridGeometry, known_slide_mpp
+from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.staging_terms import NodeLabel
 
@@ -70,20 +71,25 @@ class SlideFiles:
     heatmap_png: str
     lesions_geojson: str
     summary_json: str
+    domain_tiff: str | None = None  # the per-cell domain distance (a model with a domain profile)
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, str | None]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SlideFiles:
-        return cls(**{f.name: str(data[f.name]) for f in fields(cls)})
+        domain = data.get("domain_tiff")
+        return cls(**{f.name: str(data[f.name]) for f in fields(cls) if f.name != "domain_tiff"},
+                   domain_tiff=None if domain is None else str(domain))
 
 
 @dataclass(frozen=True)
 class SlideSummary:
     """One analysed slide (see the module docstring). ``node_label`` is the size class of
     the largest lesion, ``provisional`` while part of the tissue was left unclassified;
-    ``lesions`` largest first; ``failures``: a few messages about regions that failed."""
+    ``lesions`` largest first; ``failures``: a few messages about regions that failed.
+    ``domain``: whether the tissue lies inside what the model learned; out of domain, the
+    node label is ``unknown`` (``unknown_reason`` says why) and the lesions stay listed."""
 
     slide: str
     out_dir: str
@@ -103,6 +109,12 @@ class SlideSummary:
     provisional: bool = False
     lesion_params: LesionParams = field(default_factory=LesionParams)
     lesions: tuple[Lesion, ...] = ()
+    domain: DomainVerdict = field(default_factory=DomainVerdict.not_assessed)
+
+    @property
+    def unknown_reason(self) -> str | None:
+        """Why the node label is unknown when the AI gave one but it cannot be trusted."""
+        return OUT_OF_DOMAIN_REASON if self.domain.out_of_domain else None
 
     @property
     def node(self) -> str:
@@ -138,6 +150,7 @@ class SlideSummary:
             "largest_lesion": self.largest_lesion, "largest_diameter_mm": self.largest_diameter_mm,
             "lesion_params": self.lesion_params.to_dict(),
             "lesions": [les.to_dict(with_outline=False) for les in self.lesions],
+            "domain": self.domain.to_dict(),
         }
 
     @classmethod
@@ -158,6 +171,7 @@ class SlideSummary:
             provisional=bool(data.get("provisional", False)),
             lesion_params=LesionParams.from_dict(data.get("lesion_params") or {}),
             lesions=tuple(Lesion.from_dict(d) for d in data.get("lesions") or ()),
+            domain=DomainVerdict.from_dict(data.get("domain")),
         )
 
 

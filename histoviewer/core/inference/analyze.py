@@ -29,16 +29,18 @@ from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import HistoViewerError, InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import PredictionGrid
-from histoviewer.core.inference.outputs import write_heatmap_png, write_probability_map
+from histoviewer.core.inference.outputs import write_domain_map, write_heatmap_png, write_probability_map
 from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
 from histoviewer.core.models.classifier import OperatingPoint, PatchClassifier
+from histoviewer.core.models.domain import judge_slide
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide import open_slide
+from histoviewer.core.staging_terms import NodeLabel
 
 __all__ = ["AnalyzeOptions", "analyze_slide", "analyze_slide_job", "remove_if_empty", "slide_out_dir"]
 
@@ -172,12 +174,19 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
         tiff_path, json_path = write_probability_map(out, encoded, geometry, slide=str(slide_path), model=record)
         thumb = reader.thumbnail(HEATMAP_MAX_PX)
         png_path = write_heatmap_png(out / "heatmap.png", thumb, encoded, geometry)
+        domain_path = None
+        if model.domain is not None:
+            domain_path = write_domain_map(out, grid.encoded_domain_map(), geometry,
+                                           patch_threshold=model.domain.patch_threshold, slide=str(slide_path))
         write_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     found = analyse_map(encoded, MapFrame.from_geometry(geometry), options.lesion_params(model.info.operating_point))
     geojson_path = write_lesions_geojson(out / "lesions.geojson", found.lesions)
     lesions_s = time.perf_counter() - t0
     counts = grid.counts()
+    # Out of domain, the AI's size class is not a label anyone should read: unknown, with why.
+    verdict = judge_slide(grid.domain_distances(), model.domain, complete=grid.coverage() >= 1.0)
+    label = NodeLabel.UNKNOWN if verdict.out_of_domain else found.label
     timing = SlideTiming(tissue_s=tissue_s, read_decode_s=times.read_s, resize_cut_s=times.resize_s,
                          model_s=times.model_s, wait_for_reads_s=times.wait_s, classify_wall_s=times.total_s,
                          write_s=write_s, lesions_s=lesions_s, total_s=time.perf_counter() - t_start)
@@ -188,9 +197,10 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
         failed_patches=counts["failed"], coverage=round(grid.coverage(), 6), timing=timing.rounded(),
         files=SlideFiles(probability_tiff=str(tiff_path), probability_json=str(json_path),
                          heatmap_png=str(png_path), lesions_geojson=str(geojson_path),
-                         summary_json=str(out / "summary.json")),
-        failures=tuple(failures), node_label=found.label, provisional=found.provisional,
-        lesion_params=found.params, lesions=SlideSummary.written_lesions(found),
+                         summary_json=str(out / "summary.json"),
+                         domain_tiff=None if domain_path is None else str(domain_path)),
+        failures=tuple(failures), node_label=label, provisional=found.provisional,
+        lesion_params=found.params, lesions=SlideSummary.written_lesions(found), domain=verdict,
     )
     atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2))
     return summary

@@ -84,7 +84,8 @@ class HeatmapCache:
         values, state = grid.snapshot()
         meta = json.dumps({"v": CACHE_VERSION, "key": self.key, "geometry": self.geometry.to_dict()})
         buf = io.BytesIO()
-        np.savez_compressed(buf, values=values, state=state,
+        # ``domain``: the per-patch domain distances (NaN where none), beside the probabilities.
+        np.savez_compressed(buf, values=values, state=state, domain=grid.domain_snapshot(),
                             meta=np.frombuffer(meta.encode(), np.uint8))
         try:
             atomic_write_bytes(self.path, buf.getvalue())
@@ -105,12 +106,16 @@ class HeatmapCache:
                 meta = json.loads(bytes(data["meta"]).decode())
                 values = np.asarray(data["values"], np.float32)
                 state = np.asarray(data["state"], np.uint8)
+                # absent in entries written before domain distances were kept: none known
+                domain = np.asarray(data["domain"], np.float32) if "domain" in data.files else None
             if meta.get("v") != CACHE_VERSION or meta.get("key") != self.key:
                 raise ValueError("the entry belongs to another slide, model or grid")
             if values.shape != self.geometry.shape or state.shape != self.geometry.shape:
                 raise ValueError(f"grid shape {values.shape} is not {self.geometry.shape}")
             if state.max(initial=0) > max(CellState) or not np.all(np.isfinite(values)):
                 raise ValueError("invalid cell states or values")
+            if domain is not None and domain.shape != values.shape:
+                raise ValueError(f"domain grid shape {domain.shape} is not {values.shape}")
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
             log.warning("%s: ignoring a damaged heatmap cache file: %s", path, exc)
             return False
@@ -118,5 +123,5 @@ class HeatmapCache:
         state = state.copy()
         state[state == CellState.FAILED] = CellState.NOT_COMPUTED
         state[background] = CellState.BACKGROUND
-        grid.restore(values, state)
+        grid.restore(values, state, domain)
         return True

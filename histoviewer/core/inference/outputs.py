@@ -27,11 +27,18 @@ from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import ENCODED, CellState
 from histoviewer.core.models.record import ModelRecord
 
-__all__ = ["ENCODING", "write_heatmap_png", "write_probability_map"]
+__all__ = ["DOMAIN_ENCODING", "ENCODING", "write_domain_map", "write_heatmap_png", "write_probability_map"]
 
 ENCODING = {
     "probability": "0..1",
     "not_computed": "NaN",
+    "background": ENCODED[CellState.BACKGROUND],
+    "failed": ENCODED[CellState.FAILED],
+}
+
+DOMAIN_ENCODING = {
+    "distance": ">= 0 (Mahalanobis distance to the model's training tissue; see models.domain)",
+    "not_computed": "NaN (not classified, or the model has no domain profile)",
     "background": ENCODED[CellState.BACKGROUND],
     "failed": ENCODED[CellState.FAILED],
 }
@@ -57,6 +64,24 @@ def write_probability_map(folder: Path, encoded: np.ndarray, geometry: GridGeome
     atomic_write_bytes(tiff_path, buf.getvalue())
     atomic_write_text(json_path, json.dumps(meta, indent=2))
     return tiff_path, json_path
+
+
+def write_domain_map(folder: Path, encoded: np.ndarray, geometry: GridGeometry, *,
+                     patch_threshold: float, slide: str | None = None) -> Path:
+    """Write ``domain.tiff``: the per-cell domain distance (float32, zlib; ``DOMAIN_ENCODING``)
+    in the probability map's frame; its description (JSON) holds the geometry and the
+    model's per-patch threshold (a cell above it is unlike the training tissue). Read it with
+    ``analysis.map_io.read_domain_map``."""
+    meta: dict[str, Any] = {"geometry": geometry.to_dict(), "encoding": DOMAIN_ENCODING,
+                            "patch_threshold": float(patch_threshold)}
+    if slide is not None:
+        meta["slide"] = slide
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, encoded.astype(np.float32), compression="zlib", description=json.dumps(meta),
+                     metadata=None)
+    path = folder / "domain.tiff"
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, geometry: GridGeometry,

@@ -91,14 +91,15 @@ def classify_cells(
         n_pending = 0
         t0 = time.perf_counter()
         try:
-            probs = model.predict_proba(batch)
+            # probability and domain distance (of the slide's judged sample) in one pass
+            scores = model.classify(batch, domain_mask=grid.domain_sample.reshape(-1)[batch_cells])
         except Exception as exc:  # noqa: BLE001 - any model failure marks these cells only
             log.warning("model failed on %d patches: %s", len(batch_cells), exc)
             fail(batch_cells, f"model {model.info.name!r} failed: {type(exc).__name__}: {exc}")
             return
         finally:
             times.model_s += time.perf_counter() - t0
-        grid.set_values(batch_cells, probs)
+        grid.set_values(batch_cells, scores.probability, scores.domain_distance)
         times.patches += len(batch_cells)
         counter.update(len(batch_cells))
 

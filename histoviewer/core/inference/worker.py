@@ -243,14 +243,16 @@ class InferenceWorker:
 
     def _classify(self, cells: np.ndarray, patches: np.ndarray) -> None:
         try:
-            probs = np.asarray(self.model.predict_proba(patches), np.float32)
+            # probability and domain distance (of the slide's judged sample) in one pass
+            scores = self.model.classify(patches, domain_mask=self.grid.domain_sample.reshape(-1)[cells])
+            probs = np.asarray(scores.probability, np.float32)
             if probs.shape != (len(cells),):
                 raise ValueError(f"returned {probs.shape} probabilities for {len(cells)} patches")
         except Exception as exc:  # noqa: BLE001 - a model error costs these cells, not the worker
             log.warning("model failed on %d patches: %s", len(cells), exc)
             self._fail(cells, f"model {self.model.info.name!r} failed: {type(exc).__name__}: {exc}")
             return
-        self.grid.set_values(cells, probs)
+        self.grid.set_values(cells, probs, scores.domain_distance)
         self.classified += len(cells)
         self._dirty = True
         if self._on_cells is not None:

@@ -174,6 +174,8 @@ class PatchClassifier(ABC):
     """A tumour/normal classifier of square RGB patches at a fixed scale."""
 
     info: ModelInfo
+    # The model's ``domain.DomainProfile`` (None: the file has none, nothing is judged).
+    domain: Any = None
 
     @property
     def input(self) -> InputSpec:
@@ -186,9 +188,11 @@ class PatchClassifier(ABC):
         Thread-safety: one thread at a time per classifier (the inference worker owns it).
         """
 
-    def classify(self, patches: np.ndarray) -> PatchScores:
+    def classify(self, patches: np.ndarray, domain_mask: np.ndarray | None = None) -> PatchScores:
         """Probability and (when the model has a domain profile) domain distance of each
-        patch, in one pass. The default has no domain profile."""
+        patch, in one pass. ``domain_mask`` (N,) bool: the patches whose distance is wanted
+        (a model may compute it for others too when it costs nothing; the rest are NaN);
+        None: all. The default has no domain profile."""
         return PatchScores(np.asarray(self.predict_proba(patches), np.float32))
 
     def tensors(self) -> dict[str, np.ndarray]:

@@ -20,7 +20,8 @@ import numpy as np
 
 from histoviewer.core.errors import ModelError, ModelLoadError
 from histoviewer.core.input_spec import InputSpec
-from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, check_patch_batch
+from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, PatchScores, check_patch_batch
+from histoviewer.core.models.domain import DomainProfile, descriptor_of_features
 from histoviewer.core.models.features import FEATURE_NAMES, FEATURE_VERSION, extract_features
 
 __all__ = ["ARCHITECTURE", "KIND", "HandcraftedClassifier", "fit_handcrafted"]
@@ -75,6 +76,7 @@ class HandcraftedClassifier(PatchClassifier):
         if np.any(checked["feature_scale"] <= 0):
             raise ModelError("handcrafted model parameter 'feature_scale' must be positive")
         self.info = info
+        self.domain: DomainProfile | None = None  # set by load_model / training when the file has one
         self._mean = checked["feature_mean"]
         self._scale = checked["feature_scale"]
         self._coef = checked["coef"]
@@ -85,6 +87,14 @@ class HandcraftedClassifier(PatchClassifier):
         """Tumour probability, float32 ``(N,)``, of ``(N, P, P, 3)`` uint8 patches at the model's scale."""
         arr = check_patch_batch(patches, self.input)
         return self.predict_proba_features(extract_features(arr, self.input.mpp))
+
+    def classify(self, patches: np.ndarray, domain_mask: np.ndarray | None = None) -> PatchScores:
+        """Probability and domain distance (None without a profile) from one feature pass:
+        the domain descriptor is a subset of the features, so every patch gets a distance."""
+        features = extract_features(check_patch_batch(patches, self.input), self.input.mpp)
+        prob = np.asarray(self.predict_proba_features(features), np.float32)
+        distance = None if self.domain is None else self.domain.distance(descriptor_of_features(features))
+        return PatchScores(prob, distance)
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
         """Tumour probability, float32 ``(N,)``, of ``(N, F)`` features from ``extract_features``."""

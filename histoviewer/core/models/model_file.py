@@ -30,6 +30,8 @@ from histoviewer import __version__
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import HistoViewerError, ModelLoadError
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
+from histoviewer.core.models.domain import EXTRA_KEY as DOMAIN_KEY
+from histoviewer.core.models.domain import split_domain_tensors
 from histoviewer.core.models.handcrafted import HandcraftedClassifier
 
 __all__ = [
@@ -64,8 +66,15 @@ def tensors_hash(tensors: dict[str, np.ndarray]) -> str:
 def save_model(path: str | Path, classifier: PatchClassifier) -> ModelInfo:
     """Write ``classifier`` atomically; return its info with ``content_hash`` filled in."""
     tensors = {k: np.ascontiguousarray(v) for k, v in classifier.tensors().items()}
+    # The domain profile (when the classifier has one) travels as ``domain.*`` arrays + JSON.
+    domain = getattr(classifier, "domain", None)
+    extra = {k: v for k, v in classifier.info.extra.items() if k != DOMAIN_KEY}
+    if domain is not None:
+        tensors.update({k: np.ascontiguousarray(v) for k, v in domain.tensors().items()})
+        extra[DOMAIN_KEY] = domain.to_json()
     info = replace(
         classifier.info,
+        extra=extra,
         content_hash=tensors_hash(tensors),
         software_version=classifier.info.software_version or __version__,
         created=classifier.info.created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -170,9 +179,15 @@ def load_model(path: str | Path, device: str = "auto") -> PatchClassifier:
             f"{p}: weights do not match the hash in the header (file corrupted or edited)"
         )
     info = replace(info, content_hash=actual)
+    # Split off the domain profile before the network's strict load (old files have none).
+    tensors, domain = split_domain_tensors(tensors, info.extra)
+    classifier: PatchClassifier
     if info.kind == "cnn":
         # Lazy: models.cnn imports torch (seconds of start-up) and a handcrafted model never needs it.
         from histoviewer.core.models.cnn import CnnClassifier
 
-        return CnnClassifier.from_tensors(info, tensors, device=device)
-    return HandcraftedClassifier.from_tensors(info, tensors)
+        classifier = CnnClassifier.from_tensors(info, tensors, device=device)
+    else:
+        classifier = HandcraftedClassifier.from_tensors(info, tensors)
+    classifier.domain = domain
+    return classifier

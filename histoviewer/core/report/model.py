@@ -34,6 +34,7 @@ from histoviewer.core.errors import HistoViewerError, ReportError, StagingError,
 from histoviewer.core.export.provenance import SOFTWARE
 from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.models.classifier import DEMO_WARNING
+from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.staging_terms import NodeLabel, SizeClass
 
@@ -130,9 +131,18 @@ class SlideReport:
     analysis_dir: str | None = None
     error: str | None = None
     threshold_source: str = ""  # where threshold came from (analysis/threshold.py); "" not recorded
+    # whether the tissue lies inside what the model learned; out of domain the label is unknown
+    domain: DomainVerdict = field(default_factory=DomainVerdict.not_assessed)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "node_label", NodeLabel(self.node_label))  # "micro" -> NodeLabel.MICRO
+        if self.domain.out_of_domain:  # a size class on tissue the model never learned is no label
+            object.__setattr__(self, "node_label", NodeLabel.UNKNOWN)
+
+    @property
+    def unknown_reason(self) -> str | None:
+        """Why the AI's label is unknown although the slide was analysed (None otherwise)."""
+        return OUT_OF_DOMAIN_REASON if self.domain.out_of_domain else None
 
     @property
     def slide_name(self) -> str:
@@ -161,7 +171,7 @@ class SlideReport:
         label = NodeLabel.UNKNOWN if self.error else self.node_label
         return NodeResult(self.slide_name, label, largest_lesion=None if big is None else big.name,
                           largest_diameter_mm=None if big is None else big.diameter_mm,
-                          provisional=self.provisional)
+                          provisional=self.provisional, reason=self.unknown_reason)
 
     def to_dict(self) -> dict[str, Any]:
         big = self.largest
@@ -175,6 +185,7 @@ class SlideReport:
                 "threshold_text": self.threshold_text, "model": self.model.to_identity_dict(),
                 "analysed": self.analysed,
                 "analysis_dir": self.analysis_dir, "error": self.error,
+                "domain": self.domain.to_dict(), "unknown_reason": self.unknown_reason,
                 "lesions": [les.to_dict() for les in self.lesions]}
 
 
@@ -338,7 +349,8 @@ def load_slide_report(folder: str | os.PathLike[str]) -> SlideReport:
         l0_size=(g.l0_width, g.l0_height),
         lesions=tuple(LesionEntry.from_lesion(les, outlines.get(les.name, ())) for les in summary.lesions),
         model=summary.model, threshold=summary.lesion_params.threshold, analysed=analysed,
-        analysis_dir=str(folder), threshold_source=summary.lesion_params.threshold_source)
+        analysis_dir=str(folder), threshold_source=summary.lesion_params.threshold_source,
+        domain=summary.domain)
 
 
 def load_report(paths: Iterable[str | os.PathLike[str]]) -> Report:
@@ -362,4 +374,5 @@ def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapDa
         l0_size=(int(g.l0_width), int(g.l0_height)),
         lesions=tuple(LesionEntry.from_lesion(les) for les in found.lesions), model=heatmap.model,
         threshold=float(found.params.threshold), analysed=_now(), analysis_dir=None,
-        threshold_source=found.params.threshold_source)
+        threshold_source=found.params.threshold_source,
+        domain=heatmap.domain or DomainVerdict.not_assessed("not judged for this map"))

@@ -45,6 +45,7 @@ SLIDE_COLUMNS = (
     "patient", "slide", "node_label", "provisional", "coverage", "lesions", "largest_lesion",
     "largest_diameter_mm", "largest_size_class", "mpp", "width_l0", "height_l0", "threshold", "model",
     "model_hash", "demonstration_model", "analysed", "error", "threshold_source", "model_caution",
+    "domain", "domain_score", "unknown_reason",
 )
 CASE_COLUMNS = (
     "patient", "pn_stage", "provisional", "nodes", "deciding_nodes", "deciding_lesions", "reason",
@@ -103,7 +104,8 @@ def slides_csv(report: Report) -> str:
                      "" if big is None else _num(big.diameter_mm, unknown=True),
                      "" if big is None else big.size_class.value, _num(s.mpp, unknown=True),
                      str(s.l0_size[0]), str(s.l0_size[1]), _num(s.threshold, 4), *_model(s), s.analysed,
-                     _text(s.error), _text(s.threshold_source), _text(s.model.caution)))
+                     _text(s.error), _text(s.threshold_source), _text(s.model.caution),
+                     s.domain.status, _num(s.domain.score, 4), _text(s.unknown_reason)))
     return _table(SLIDE_COLUMNS, rows)
 
 
