@@ -195,9 +195,8 @@ def run_train(args: argparse.Namespace) -> int:
     from histoviewer.cli.progress import cli_control
     from histoviewer.core.input_spec import InputSpec
     from histoviewer.core.models.model_file import save_model
-    from histoviewer.core.training import TrainConfig, train_cnn, train_handcrafted
-
     from histoviewer.core.patches.concat import ConcatPatchSet
+    from histoviewer.core.training import TrainConfig, train_cnn, train_handcrafted
 
     spec = InputSpec()
     paths: list[Path] = list(args.data)

@@ -27,13 +27,21 @@ from histoviewer.core.errors import ModelError, PatchDataError
 from histoviewer.core.input_spec import PCAM_MPP_UM, PCAM_PATCH_PX, InputSpec
 from histoviewer.core.models.augment import AugmentConfig, augment_batch
 from histoviewer.core.models.calibration_metrics import calibration_metrics
-from histoviewer.core.models.classifier import RESEARCH_CAVEAT, VALID_AUC, ModelInfo, PatchClassifier
+from histoviewer.core.models.classifier import (
+    RESEARCH_CAVEAT,
+    VALID_AUC,
+    ModelInfo,
+    PatchClassifier,
+)
 from histoviewer.core.models.cnn import CNN_NORMALISATION, CnnClassifier, normalise_uint8_nhwc, normalise_unit_rgb
 from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS
 from histoviewer.core.models.features import extract_features
 from histoviewer.core.models.handcrafted import fit_handcrafted
 from histoviewer.core.models.metrics import PatchMetrics, binary_metrics
-from histoviewer.core.models.operating_point import DEFAULT_TARGET_SENSITIVITY, calibrate_and_choose
+from histoviewer.core.models.operating_point import (
+    DEFAULT_TARGET_SENSITIVITY,
+    calibrate_and_choose,
+)
 from histoviewer.core.patches.base import iter_batches
 from histoviewer.core.patches.concat import source_kind
 from histoviewer.core.patches.split import (

@@ -23,6 +23,7 @@ from histoviewer.core.models.calibration_metrics import (
     reliability_bins,
 )
 from histoviewer.core.models.classifier import ModelInfo
+from histoviewer.core.models.features import extract_features
 from histoviewer.core.models.operating_point import (
     calibrate_and_choose,
     threshold_for_sensitivity,
@@ -153,3 +154,40 @@ def test_reliability_png_is_written(tmp_path):
     arr = np.asarray(img.convert("RGB")).astype(int)
     blue = (arr[..., 2] > 150) & (arr[..., 0] < 80)
     assert blue[60:580, 70:620].sum() > 200
+
+
+def test_the_cnn_applies_its_stored_temperature_in_predict_proba():
+    from histoviewer.core.models.cnn import CnnClassifier
+
+    info = ModelInfo(name="t", kind="cnn", architecture="strided-cnn")
+    model = CnnClassifier.new(info, device="cpu")
+    x = np.random.default_rng(0).integers(0, 255, (4, 96, 96, 3), dtype=np.uint8)
+    z = model.logits(x)
+    np.testing.assert_allclose(model.predict_proba(x), _sigmoid(z), rtol=1e-5)
+    model.info = ModelInfo(name="t", kind="cnn", architecture="strided-cnn",
+                           extra={"calibration": {"method": "temperature", "temperature": 4.0}})
+    np.testing.assert_allclose(model.predict_proba(x), _sigmoid(z / 4.0), rtol=1e-5)
+
+
+def test_a_trained_handcrafted_model_file_carries_calibration_and_operating_point(tmp_path):
+    from histoviewer.core.input_spec import InputSpec
+    from histoviewer.core.models.model_file import load_model, save_model
+    from histoviewer.core.training import TrainConfig, train_handcrafted
+
+    from .model_helpers import ArrayPatchSet, toy_patches
+
+    x, y = toy_patches(160, seed=21)
+    data = ArrayPatchSet(x, y, InputSpec(), description="toy")
+    result = train_handcrafted(data, TrainConfig(target_sensitivity=0.9))
+    info = result.classifier.info
+    assert info.operating_point is not None and info.operating_point.sensitivity >= 0.9
+    assert info.extra["calibration"]["method"] == "platt" and "valid_ece" in info.metrics
+    assert result.n_test >= 24 and info.extra["sources"][0]["split"]["n_test"] == result.n_test
+    save_model(tmp_path / "m.safetensors", result.classifier)
+    loaded = load_model(tmp_path / "m.safetensors", device="cpu")
+    assert loaded.info.operating_point == info.operating_point
+    np.testing.assert_allclose(loaded.predict_proba(x[:8]), result.classifier.predict_proba(x[:8]))
+    raw_logit = loaded.logits_features(extract_features(x[:8], 0.972))
+    cal = info.extra["calibration"]
+    np.testing.assert_allclose(loaded.predict_proba(x[:8]), _sigmoid(cal["a"] * raw_logit + cal["b"]),
+                               rtol=1e-4, atol=1e-6)

@@ -8,7 +8,12 @@ import pytest
 from histoviewer.core.errors import PatchDataError
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.patches.concat import ConcatPatchSet
-from histoviewer.core.patches.split import SplitRule, ids_sha256, select_part, three_way_split
+from histoviewer.core.patches.split import (
+    SplitRule,
+    ids_sha256,
+    select_part,
+    three_way_split,
+)
 from histoviewer.core.training import TrainConfig, _split, training_caveat
 
 from .model_helpers import ArrayPatchSet

@@ -19,7 +19,11 @@ from typing import Any
 import numpy as np
 
 from histoviewer.core.errors import ModelError
-from histoviewer.core.models.calibration import CALIBRATION_KEY, Calibration, fit_calibration
+from histoviewer.core.models.calibration import (
+    CALIBRATION_KEY,
+    Calibration,
+    fit_calibration,
+)
 from histoviewer.core.models.classifier import ModelInfo, OperatingPoint
 
 __all__ = [

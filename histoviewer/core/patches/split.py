@@ -186,7 +186,7 @@ def _stratified_two(labels: np.ndarray, f_test: float, f_valid: float,
         members = rng.permutation(np.flatnonzero(labels == value))
         n = members.size
         k_test = int(np.ceil(f_test * n - 1e-9))
-        k_valid = int(round(f_valid * n))
+        k_valid = round(f_valid * n)
         if n >= 3:
             k_test = min(max(k_test, 1), n - 2)
             k_valid = min(max(k_valid, 1), n - 1 - k_test)
