@@ -62,9 +62,9 @@ for s in "${train_slides[@]}"; do make_phantom "$work/phantom-train" "$s"; done
 for s in "${test_slides[@]}"; do make_phantom "$work/phantom-test" "$s"; done
 
 sources=(--data "$kaggle")
-if [ "$phantom" = 1 ]; then sources+=(--data "$work/phantom-train"); fi
 # Patches cut from slides: PCam labels (tumour in the central 32 px), at most 3 normal per tumour.
-common=("${sources[@]}" --valid-from 1 --split-seed 0 --seed 0 --negative-ratio 3 --json)
+if [ "$phantom" = 1 ]; then sources+=(--data "$work/phantom-train" --negative-ratio 3); fi
+common=("${sources[@]}" --valid-from 1 --split-seed 0 --seed 0 --json)
 kinds=(handcrafted cnn)  # the cheap one first
 if [ -n "$only" ]; then kinds=("$only"); fi
 for kind in "${kinds[@]}"; do
