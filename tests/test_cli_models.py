@@ -90,3 +90,58 @@ def test_default_models_are_named_with_the_demonstration_warning(toy_folders, tm
                  "--patch-mpp", "0.972", "--roc", str(tmp_path / "r.png")]) == 0
     out = capsys.readouterr().out
     assert "WARNING" in out and "histoviewer train cnn --data" in out
+
+
+def test_eval_reports_calibration_at_the_operating_point_on_the_held_out_part(toy_folders, tmp_path, capsys):
+    model = tmp_path / "hc.safetensors"
+    data = str(toy_folders / "classes")
+    assert main(["train", "handcrafted", "--data", data, "--patch-mpp", "0.972", "--out", str(model),
+                 "--target-sensitivity", "0.9", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_train"] + summary["n_valid"] + summary["n_test"] == 240
+    assert summary["n_test"] >= 36  # at least 15 %
+    point = summary["operating_point"]
+    assert point["target"] == "sensitivity >= 0.9" and point["sensitivity"] >= 0.9
+    assert summary["calibration"]["method"] == "platt"
+    assert summary["caveat"] == (f"research model trained on {summary['n_train']} labelled patches; "
+                                 "not validated for clinical use")
+
+    rel = tmp_path / "reliability.png"
+    assert main(["eval-patches", "--model", str(model), "--data", data, "--patch-mpp", "0.972",
+                 "--part", "test", "--roc", str(tmp_path / "roc.png"), "--calibration", str(rel),
+                 "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["metrics"]["n"] == summary["n_test"] and res["seen_by_training"] == 0
+    assert 0.0 <= res["ece"] <= 1.0 and 0.0 <= res["brier"] <= 1.0 and res["auc"] > 0.8
+    assert res["calibration"]["ece_bins"] == 15
+    assert res["threshold"] == pytest.approx(point["threshold"])
+    assert res["threshold_source"] == "the model's operating point"
+    assert Image.open(rel).size == (640, 640) and res["calibration_png"] == str(rel)
+
+    # all of the training data: said plainly; --threshold overrides the operating point
+    assert main(["eval-patches", "--model", str(model), "--data", data, "--patch-mpp", "0.972",
+                 "--roc", str(tmp_path / "roc.png"), "--threshold", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "WARNING" in out and "trained, selected or calibrated the model" in out
+    assert "threshold 0.5: given" in out and "ECE" in out and "Brier" in out
+
+
+def test_train_on_two_sources_with_validation_from_the_first(toy_folders, tmp_path, capsys):
+    second = tmp_path / "second"
+    x, y = toy_patches(60, seed=12)
+    for sub in ("normal", "tumor"):
+        (second / sub).mkdir(parents=True)
+    for i, (img, lab) in enumerate(zip(x, y, strict=True)):
+        Image.fromarray(img).save(second / ("tumor" if lab else "normal") / f"q{i:03d}.png")
+    model = tmp_path / "two.safetensors"
+    assert main(["train", "handcrafted", "--data", str(toy_folders / "classes"), "--data", str(second),
+                 "--valid-from", "1", "--patch-mpp", "0.972", "--out", str(model),
+                 "--caveat", "toy model; not validated for clinical use", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    first, other = summary["sources"]
+    assert first["role"] == "train, validation and test" and other["role"] == "training only"
+    assert other["n_train"] == 60 and summary["n_train"] == first["n_train"] + 60
+    assert summary["caveat"] == "toy model; not validated for clinical use"
+    rc = main(["train", "handcrafted", "--data", str(second), "--data", str(second), "--valid-from", "3",
+               "--patch-mpp", "0.972", "--out", str(tmp_path / "x.safetensors")])
+    assert rc == 2 and "--valid-from" in capsys.readouterr().err

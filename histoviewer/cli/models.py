@@ -22,15 +22,33 @@ __all__ = ["register"]
 
 TRAIN_EXAMPLE = (
     "example (real data): histoviewer train cnn --data ~/pcam --out pcam-cnn.safetensors\n"
-    "  where ~/pcam holds camelyonpatch_level_2_split_{train,valid}_{x,y}.h5 (gunzipped)"
+    "  where ~/pcam holds camelyonpatch_level_2_split_{train,valid}_{x,y}.h5 (gunzipped)\n"
+    "example (Kaggle layout plus phantom slides, validation and test from the real patches only):\n"
+    "  histoviewer train cnn --data kaggle-sample --data phantoms/ --valid-from 1 --out cnn.safetensors\n"
+    "\n"
+    "Held-out parts: data with no validation split of its own (everything but a PCam folder or\n"
+    "--valid-data) is cut into train / valid / test per source: stratified by label, whole slides\n"
+    "kept together, --valid-fraction and --test-fraction (default 0.15 each, the test part rounded\n"
+    "up), --split-seed (default 0). Training never reads the test part; the valid part chooses the\n"
+    "epoch (CNN) or regularisation (handcrafted), fits the calibration and the operating point.\n"
+    "The model file records the rule and a hash of the test ids: evaluate on exactly the unseen\n"
+    "patches with 'histoviewer eval-patches --data SAME --part test'."
+)
+EVAL_EPILOG = (
+    "--part train/valid/test re-cuts --data with the split rule recorded in the model (it must be\n"
+    "a source the model was trained on) and checks the test part against the recorded hash.\n"
+    "ECE: expected calibration error of the tumour probability, 15 equal-width bins over [0, 1].\n"
+    "Brier: mean squared difference between probability and label."
 )
 
 
-def _add_data_args(p: argparse.ArgumentParser, *, default_split: str | None) -> None:
+def _add_data_args(p: argparse.ArgumentParser, *, default_split: str | None, multi_data: bool = False) -> None:
     from histoviewer.core.patches.base import LAYOUT_NAMES as LAYOUTS
 
-    p.add_argument("--data", required=True, type=Path, help="patches: PCam HDF5 folder or _x.h5, "
-                   "Kaggle folder, class folders, image folder, or slide(s) with annotations")
+    p.add_argument("--data", required=True, type=Path, action="append" if multi_data else "store",
+                   help="patches: PCam HDF5 folder or _x.h5, Kaggle folder, class folders, image "
+                        "folder, or slide(s) with annotations"
+                        + ("; repeat to train on several sources (numbered 1, 2, ... in order)" if multi_data else ""))
     p.add_argument("--layout", default="auto", choices=("auto", *LAYOUTS),
                    help="how --data is organised (default: detect)")
     p.add_argument("--patch-mpp", type=float, default=None, metavar="UM",
@@ -56,11 +74,33 @@ def register(sub) -> None:
     )
     t.add_argument("kind", choices=("cnn", "handcrafted"))
     t.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
-    _add_data_args(t, default_split="train")
+    _add_data_args(t, default_split="train", multi_data=True)
     t.add_argument("--valid-data", type=Path, default=None,
                    help="a separate validation set (default: PCam's valid split when --data is a "
                         "PCam folder, else --valid-fraction of --data, whole slides kept apart)")
-    t.add_argument("--valid-fraction", type=float, default=0.2)
+    t.add_argument("--valid-fraction", type=float, default=0.15,
+                   help="share of each --valid-from source held out for validation (default 0.15)")
+    t.add_argument("--test-fraction", type=float, default=0.15,
+                   help="share of each --valid-from source held out as a test part that training "
+                        "never reads (default 0.15, at least this much)")
+    t.add_argument("--valid-from", default="all", metavar="all|N[,N...]",
+                   help="the --data sources (1 = the first) validation and test are drawn from; the "
+                        "others only train (default all). Draw them from real tissue: calibration and "
+                        "the operating point are measured there")
+    t.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the train/valid/test cut (default 0; apart from --seed, so the test "
+                        "part stays the same when the training seed changes)")
+    t.add_argument("--calibrate", default="auto",
+                   choices=("auto", "temperature", "platt", "isotonic", "none"),
+                   help="probability calibration fitted on the validation part (default auto: "
+                        "temperature scaling for cnn, Platt scaling for handcrafted)")
+    t.add_argument("--target-sensitivity", type=float, default=0.95,
+                   help="operating point: the highest threshold with at least this validation "
+                        "sensitivity (default 0.95, screening)")
+    t.add_argument("--caveat", default="",
+                   help="the model's one-sentence caveat (default: written from the training data, "
+                        "e.g. 'research model trained on 6,657 real PatchCamelyon patches; not "
+                        "validated for clinical use')")
     t.add_argument("--arch", default="strided-cnn", choices=("strided-cnn", "resnet"))
     t.add_argument("--epochs", type=int, default=30, help="CNN only (default 30)")
     t.add_argument("--batch-size", type=int, default=128)
@@ -75,11 +115,19 @@ def register(sub) -> None:
                    help="mark the model as a demonstration model (synthetic training data)")
     t.set_defaults(func=run_train)
 
-    e = sub.add_parser("eval-patches", help="evaluate a model on labelled patches")
+    e = sub.add_parser("eval-patches", help="evaluate a model on labelled patches",
+                       epilog=EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     e.add_argument("--model", required=True, help="cnn, handcrafted or a model file")
     _add_data_args(e, default_split="test")
-    e.add_argument("--threshold", type=float, default=0.5)
+    e.add_argument("--part", default="all", choices=("all", "train", "valid", "test"),
+                   help="evaluate one part of the model's own train/valid/test cut of --data "
+                        "(default all of --data)")
+    e.add_argument("--threshold", type=float, default=None,
+                   help="probability threshold for sensitivity/specificity (default: the model's "
+                        "operating point, else 0.5)")
     e.add_argument("--roc", type=Path, default=Path("roc.png"), help="ROC curve image (PNG)")
+    e.add_argument("--calibration", type=Path, default=None, metavar="FILE.png",
+                   help="also draw the reliability diagram (calibration curve) to this PNG")
     e.set_defaults(func=run_eval)
 
     pr = sub.add_parser("predict-patches",
@@ -121,47 +169,83 @@ def _warn_lines(info: Any) -> list[str]:
     return lines
 
 
-def _open_data(args: argparse.Namespace, path: Path, spec: Any, split: str | None) -> Any:
+def _open_data(args: argparse.Namespace, path: Path, spec: Any, split: str | None,
+               *, one_of_several: bool = False) -> Any:
     """Open ``path`` as patches at ``spec``'s scale. ``split`` (else the command's default)
-    only goes to the layouts that have splits, because the others refuse it."""
+    only goes to the layouts that have splits, because the others refuse it. One of several
+    sources (``train --data A --data B``) gets the slide and label options only when its layout
+    takes them."""
     from histoviewer.core.patches.open import detect_layout, open_patch_set
 
     layout = detect_layout(path) if args.layout == "auto" else args.layout
     if layout in ("pcam", "kaggle"):
         split = split or args.default_split
-    elif args.split is not None:
+        if layout == "kaggle" and split == "test" and args.split is None:
+            split = "train"  # Kaggle's test split has no labels: evaluation reads the train split
+    elif args.split is not None and not one_of_several:
         raise PatchDataError(f"--split does not apply to the {layout} layout of {path}")
     else:
         split = None
+    slides = not one_of_several or layout == "slides"
     return open_patch_set(
-        path, spec, layout=layout, patch_mpp=args.patch_mpp, split=split, label=args.label,
-        annotations=args.annotations, seed=getattr(args, "seed", 0),
-        negative_ratio=args.negative_ratio, max_patches_per_slide=args.max_patches_per_slide,
+        path, spec, layout=layout, patch_mpp=args.patch_mpp, split=split,
+        label=args.label if not one_of_several or layout == "images" else None,
+        annotations=args.annotations if slides else None, seed=getattr(args, "seed", 0),
+        negative_ratio=args.negative_ratio if slides else None,
+        max_patches_per_slide=args.max_patches_per_slide if slides else None,
     )
+
+
+def _valid_from(text: str, n_sources: int) -> tuple[int, ...] | None:
+    """``--valid-from``: "all" -> None, "1,3" -> (0, 2) (0-based)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        picked = tuple(sorted({int(v) - 1 for v in text.split(",") if v.strip()}))
+    except ValueError:
+        picked = ()
+    if not picked or any(not 0 <= k < n_sources for k in picked):
+        raise PatchDataError(f"--valid-from takes 'all' or source numbers 1..{n_sources} "
+                             f"(the --data options in order), got {text!r}")
+    return picked
 
 
 def run_train(args: argparse.Namespace) -> int:
     from histoviewer.cli.progress import cli_control
     from histoviewer.core.input_spec import InputSpec
     from histoviewer.core.models.model_file import save_model
+    from histoviewer.core.patches.concat import ConcatPatchSet
     from histoviewer.core.training import TrainConfig, train_cnn, train_handcrafted
 
     spec = InputSpec()
+    paths: list[Path] = list(args.data)
     cfg = TrainConfig(
         architecture=args.arch, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, patience=args.patience, seed=args.seed,
-        valid_fraction=args.valid_fraction, augment=not args.no_augment, device=args.device,
+        valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
+        valid_from=_valid_from(args.valid_from, len(paths)), split_seed=args.split_seed,
+        calibration=args.calibrate, target_sensitivity=args.target_sensitivity, caveat=args.caveat,
+        augment=not args.no_augment, device=args.device,
         max_ram_mb=args.max_ram_mb, name=args.name, demonstration=args.demonstration,
     )
     control = cli_control(args.json)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else print
-    with _open_data(args, args.data, spec, args.split) as data:
+    several = len(paths) > 1
+    parts: list[Any] = []
+    try:
+        for path in paths:
+            parts.append(_open_data(args, path, spec, args.split, one_of_several=several))
+    except BaseException:
+        for p in parts:
+            p.close()
+        raise
+    with ConcatPatchSet(parts) if several else parts[0] as data:
         valid = None
         if args.valid_data is not None:
             valid = _open_data(args, args.valid_data, spec, "valid")
-        elif data.layout == "pcam" and args.data.is_dir() and args.split in (None, "train"):
+        elif not several and data.layout == "pcam" and paths[0].is_dir() and args.split in (None, "train"):
             try:
-                valid = _open_data(args, args.data, spec, "valid")
+                valid = _open_data(args, paths[0], spec, "valid")
                 log("validation: PatchCamelyon's own valid split")
             except PatchDataError:
                 valid = None
@@ -178,10 +262,14 @@ def run_train(args: argparse.Namespace) -> int:
         "model": str(args.out), "name": info.name, "kind": info.kind,
         "architecture": info.architecture, "content_hash": info.content_hash,
         "demonstration": info.demonstration, "n_train": result.n_train,
-        "n_valid": result.n_valid, "seconds": round(result.seconds, 1),
+        "n_valid": result.n_valid, "n_test": result.n_test, "seconds": round(result.seconds, 1),
         "seconds_per_epoch": round(result.seconds_per_epoch, 2), "best_epoch": result.best_epoch,
         "epochs_run": len(result.history), "stopped_early": result.stopped_early,
-        "validation": m.to_dict(),
+        "validation": m.to_dict(), "caveat": info.caveat,
+        "operating_point": None if info.operating_point is None else info.operating_point.to_dict(),
+        "calibration": info.extra.get("calibration"),
+        "threshold_options": info.extra.get("threshold_options"),
+        "valid_ece": info.metrics.get("valid_ece"), "sources": info.extra.get("sources"),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -194,8 +282,12 @@ def run_train(args: argparse.Namespace) -> int:
                 f"best epoch {result.best_epoch}")
     else:
         runs = f"regularisation C={info.extra['training']['C']:g} chosen on validation"
-    print(f"training: {result.n_train} patches, validation: {result.n_valid} patches, {runs}, "
-          f"{result.seconds:.0f} s total")
+    print(f"training: {result.n_train} patches, validation: {result.n_valid} patches, "
+          f"test (held out): {result.n_test} patches, {runs}, {result.seconds:.0f} s total")
+    print(f"caveat: {info.caveat}")
+    if info.operating_point is not None:
+        print(f"operating point ({info.operating_point.target}): {info.operating_point.describe()}")
+    print("validation at the operating point:")
     print(_metrics_text(m))
     return 0
 
@@ -220,9 +312,12 @@ def _metrics_text(m: Any) -> str:
 
 def run_eval(args: argparse.Namespace) -> int:
     from histoviewer.cli.progress import cli_control
+    from histoviewer.core.models.calibration_metrics import calibration_metrics
     from histoviewer.core.models.metrics import binary_metrics, roc
     from histoviewer.core.models.registry import open_model
+    from histoviewer.core.models.reliability_plot import write_reliability_png
     from histoviewer.core.models.roc_plot import write_roc_png
+    from histoviewer.core.patches.split import select_part
     from histoviewer.core.training import predict_patch_set
 
     model = open_model(args.model, device=args.device)
@@ -232,19 +327,37 @@ def run_eval(args: argparse.Namespace) -> int:
                 f"{args.data}: the patches are unlabelled; eval-patches needs labels "
                 "(pass --label 0/1 for a folder of one class)"
             )
-        probs = predict_patch_set(model, data, control=cli_control(args.json))
-        labels = data.labels
-        description = data.description
-    m = binary_metrics(labels, probs, args.threshold)
+        chosen = select_part(data, model.info.extra.get("sources") or [], args.part)
+        probs = predict_patch_set(model, data, chosen.indices, control=cli_control(args.json))
+        labels = data.labels[chosen.indices]
+        description = data.description + ("" if args.part == "all" else f", {args.part} part")
+    point = model.info.operating_point
+    if args.threshold is not None:
+        threshold, threshold_source = args.threshold, "given"
+    elif point is not None:
+        threshold, threshold_source = point.threshold, "the model's operating point"
+    else:
+        threshold, threshold_source = 0.5, "default 0.5 (the model states no operating point)"
+    m = binary_metrics(labels, probs, threshold)
+    cal = calibration_metrics(labels, probs)
     curve = roc(labels, probs)
+    subtitle = textwrap.shorten(description, 88, placeholder=" ...")
+    title = f"{model.info.name}" + (" (demonstration model)" if model.info.demonstration else "")
     roc_path = None
     if curve is not None:
-        subtitle = textwrap.shorten(description, 88, placeholder=" ...")
-        title = f"{model.info.name}" + (" (demonstration model)" if model.info.demonstration else "")
         roc_path = str(write_roc_png(args.roc, curve, m, title, subtitle))
+    cal_path = None
+    if args.calibration is not None:
+        cal_path = str(write_reliability_png(args.calibration, cal, title, subtitle))
     out = {
-        "model": model.info.to_dict(), "data": description, "metrics": m.to_dict(),
-        "roc_png": roc_path, "mean_probability": float(probs.mean()),
+        "model": model.info.to_dict(), "data": description, "part": args.part,
+        "auc": m.auc, "ece": cal.ece, "brier": cal.brier,
+        "threshold": threshold, "threshold_source": threshold_source,
+        "sensitivity": m.sensitivity, "specificity": m.specificity,
+        "metrics": m.to_dict(), "calibration": cal.to_dict(),
+        "roc_png": roc_path, "calibration_png": cal_path, "mean_probability": float(probs.mean()),
+        "seen_by_training": chosen.seen_by_training, "split_note": chosen.note,
+        "caveat": model.info.caution,
     }
     if model.info.demonstration:
         from histoviewer.cli.hints import demo_warning
@@ -255,10 +368,18 @@ def run_eval(args: argparse.Namespace) -> int:
         return 0
     for line in _warn_lines(model.info):
         print(line)
+    if not model.info.demonstration:
+        print(f"caveat: {model.info.caution}")
     print(f"data: {description}")
+    print(f"{'WARNING: ' if chosen.seen_by_training else ''}{chosen.note}")
     print(f"patches: {m.n} ({m.positives} tumour, {m.negatives} normal)")
+    print(f"threshold {threshold:g}: {threshold_source}"
+          + (f" ({point.describe()})" if point is not None and args.threshold is None else ""))
     print(_metrics_text(m))
+    print(f"calibration: ECE {cal.ece:.4f} ({cal.n_bins} equal-width bins), Brier {cal.brier:.4f}")
     print(f"ROC curve: {roc_path}" if roc_path else "ROC curve: not drawn (one class only)")
+    if cal_path:
+        print(f"reliability diagram: {cal_path}")
     return 0
 
 

@@ -26,7 +26,13 @@ from histoviewer import __version__
 from histoviewer.core.errors import ModelError, PatchDataError
 from histoviewer.core.input_spec import PCAM_MPP_UM, PCAM_PATCH_PX, InputSpec
 from histoviewer.core.models.augment import AugmentConfig, augment_batch
-from histoviewer.core.models.classifier import VALID_AUC, ModelInfo, PatchClassifier
+from histoviewer.core.models.calibration_metrics import calibration_metrics
+from histoviewer.core.models.classifier import (
+    RESEARCH_CAVEAT,
+    VALID_AUC,
+    ModelInfo,
+    PatchClassifier,
+)
 from histoviewer.core.models.cnn import CNN_NORMALISATION, CnnClassifier, normalise_uint8_nhwc, normalise_unit_rgb
 from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS
 from histoviewer.core.models.domain import descriptor_of_features, fit_domain_profile
@@ -34,8 +40,18 @@ from histoviewer.core.models.domain_fit import DOMAIN_FIT_PATCHES, fit_classifie
 from histoviewer.core.models.features import extract_features
 from histoviewer.core.models.handcrafted import fit_handcrafted
 from histoviewer.core.models.metrics import PatchMetrics, binary_metrics
+from histoviewer.core.models.operating_point import (
+    DEFAULT_TARGET_SENSITIVITY,
+    calibrate_and_choose,
+)
 from histoviewer.core.patches.base import iter_batches
-from histoviewer.core.patches.split import train_valid_split
+from histoviewer.core.patches.concat import source_kind
+from histoviewer.core.patches.split import (
+    DEFAULT_TEST_FRACTION,
+    DEFAULT_VALID_FRACTION,
+    ids_sha256,
+    three_way_split,
+)
 from histoviewer.core.progress import NO_CONTROL, JobControl
 
 __all__ = [
@@ -53,7 +69,17 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings. Patch sets are held in RAM when they fit in ``max_ram_mb``."""
+    """Training settings. Patch sets are held in RAM when they fit in ``max_ram_mb``.
+
+    Without a separate validation set, each source in ``valid_from`` (0-based source numbers;
+    None: every source) is cut into train / valid / test by ``valid_fraction`` and
+    ``test_fraction`` (``three_way_split``, seeded by ``split_seed``, apart from ``seed`` so a
+    new training seed keeps the same test patches); the other sources only train.
+    ``calibration``: "auto" (temperature for the CNN, Platt for the handcrafted model),
+    "temperature", "platt", "isotonic" or "none". ``target_sensitivity``: the operating point's
+    rule on the calibrated validation probabilities. ``caveat``: overrides the caveat written
+    from the training data.
+    """
 
     architecture: str = "strided-cnn"
     epochs: int = 30
@@ -62,7 +88,13 @@ class TrainConfig:
     weight_decay: float = 1e-4
     patience: int = 5
     seed: int = 0
-    valid_fraction: float = 0.2
+    valid_fraction: float = DEFAULT_VALID_FRACTION
+    test_fraction: float = DEFAULT_TEST_FRACTION
+    valid_from: tuple[int, ...] | None = None
+    split_seed: int = 0
+    calibration: str = "auto"
+    target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY
+    caveat: str = ""
     augment: bool = True
     device: str = "auto"
     max_ram_mb: int = 3072
@@ -91,6 +123,7 @@ class TrainResult:
     stopped_early: bool = False
     seconds_per_epoch: float = 0.0
     notes: list[str] = field(default_factory=list)
+    n_test: int = 0
 
 
 def _require_labels(patch_set: Any) -> np.ndarray:
@@ -134,7 +167,8 @@ def load_patches(
 
 @dataclass(frozen=True)
 class _Split:
-    """Training and validation indices, each into its own patch set (often the same one)."""
+    """Training and validation indices, each into its own patch set (often the same one);
+    the test part (never read by training) and what each source contributed, for the record."""
 
     train_set: Any
     train_idx: np.ndarray
@@ -142,20 +176,63 @@ class _Split:
     valid_set: Any
     valid_idx: np.ndarray
     valid_labels: np.ndarray
+    test_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sources: tuple[dict[str, Any], ...] = ()
+
+
+def _source_record(part: Any, role: str) -> dict[str, Any]:
+    labels = np.asarray(part.labels)
+    return {"description": part.description, "layout": part.layout, "kind": source_kind(part),
+            "n": len(part), "tumour": int(labels.sum()), "ids_sha256": ids_sha256(part.ids),
+            "role": role, "n_train": 0, "n_valid": 0, "n_test": 0, "split": None}
 
 
 def _split(patch_set: Any, valid_set: Any | None, cfg: TrainConfig, log: Log) -> _Split:
-    """Hold out ``cfg.valid_fraction`` of ``patch_set`` (whole slides when it has several),
-    or use ``valid_set`` entirely when one is given (PatchCamelyon's official split)."""
+    """Cut each source in ``cfg.valid_from`` into train / valid / test (whole slides when it has
+    several; see ``three_way_split``) and train on all of the others; or, when ``valid_set``
+    is given (PatchCamelyon's official split), train on all of ``patch_set`` and validate on it."""
     labels = _require_labels(patch_set)
+    parts = list(getattr(patch_set, "parts", (patch_set,)))
+    offsets = np.asarray(getattr(patch_set, "offsets", (0, len(patch_set))), np.int64)
+    test_idx = np.zeros(0, np.int64)
+    sources: list[dict[str, Any]] = []
     if valid_set is None:
-        train_idx, valid_idx = train_valid_split(patch_set, cfg.valid_fraction, cfg.seed)
+        eligible = range(len(parts)) if cfg.valid_from is None else cfg.valid_from
+        bad = [k for k in eligible if not 0 <= k < len(parts)]
+        if bad or not eligible:
+            raise PatchDataError(f"validation must come from one or more of the {len(parts)} sources, "
+                                 f"got {list(eligible)}", setting="valid_from")
+        train, valid, test = [], [], []
+        for k, part in enumerate(parts):
+            if k in eligible:
+                cut = three_way_split(part, cfg.valid_fraction, cfg.test_fraction, cfg.split_seed)
+                rec = _source_record(part, "train, validation and test")
+                rec.update(n_train=cut.rule.n_train, n_valid=cut.rule.n_valid, n_test=cut.rule.n_test,
+                           split=cut.rule.to_dict())
+                train.append(cut.train + offsets[k])
+                valid.append(cut.valid + offsets[k])
+                test.append(cut.test + offsets[k])
+                log(f"split of {part.description}: {cut.rule.describe()}")
+            else:
+                rec = _source_record(part, "training only")
+                rec.update(n_train=len(part))
+                train.append(np.arange(len(part), dtype=np.int64) + offsets[k])
+            sources.append(rec)
+        train_idx, valid_idx, test_idx = (np.sort(np.concatenate(v)) for v in (train, valid, test))
         valid_set, valid_labels = patch_set, labels
     else:
         valid_labels = _require_labels(valid_set)
         train_idx, valid_idx = np.arange(len(patch_set)), np.arange(len(valid_set))
+        for part in parts:
+            rec = _source_record(part, "training only")
+            rec.update(n_train=len(part))
+            sources.append(rec)
+        rec = _source_record(valid_set, "validation only (a separate set)")
+        rec.update(n_valid=len(valid_set))
+        sources.append(rec)
     split = _Split(patch_set, np.asarray(train_idx, dtype=np.int64), labels, valid_set,
-                   np.asarray(valid_idx, dtype=np.int64), valid_labels)
+                   np.asarray(valid_idx, dtype=np.int64), valid_labels,
+                   np.asarray(test_idx, dtype=np.int64), tuple(sources))
     for name, y in (("training", labels[split.train_idx]),
                     ("validation", valid_labels[split.valid_idx])):
         pos = int(y.sum())
@@ -168,9 +245,42 @@ def _split(patch_set: Any, valid_set: Any | None, cfg: TrainConfig, log: Log) ->
     log(
         f"split: {len(split.train_idx)} training ({int(labels[split.train_idx].sum())} tumour), "
         f"{len(split.valid_idx)} validation ({int(valid_labels[split.valid_idx].sum())} tumour), "
-        f"seed {cfg.seed}"
+        f"{len(split.test_idx)} test (held out, unread), split seed {cfg.split_seed}"
     )
     return split
+
+
+def training_caveat(sources: Sequence[dict[str, Any]]) -> str:
+    """"research model trained on 6,657 real PatchCamelyon patches and 1,800 synthetic phantom
+    patches; not validated for clinical use", from the training patches of each source."""
+    counts: dict[str, int] = {}
+    for rec in sources:
+        if rec["n_train"]:
+            counts[rec["kind"]] = counts.get(rec["kind"], 0) + int(rec["n_train"])
+    phrases = [f"{n:,} {kind + ' ' if kind else 'labelled '}patches" for kind, n in counts.items()]
+    what = " and ".join([", ".join(phrases[:-1]), phrases[-1]] if len(phrases) > 1 else phrases)
+    return f"research model trained on {what}; {RESEARCH_CAVEAT}"
+
+
+def _calibrate(info: ModelInfo, valid_logits: np.ndarray, sp: _Split, cfg: TrainConfig,
+               log: Log) -> tuple[ModelInfo, PatchMetrics]:
+    """Calibrate on the validation logits, choose the operating point, write the caveat and the
+    split record; returns the new info and the validation metrics at the operating point."""
+    method = cfg.calibration
+    if method == "auto":
+        method = "temperature" if info.kind == "cnn" else "platt"
+    y_valid = sp.valid_labels[sp.valid_idx]
+    info, cal, probs = calibrate_and_choose(info, valid_logits, y_valid, method=method,
+                                            target_sensitivity=cfg.target_sensitivity)
+    point = info.operating_point
+    metrics = binary_metrics(y_valid, probs, point.threshold)
+    ece = calibration_metrics(y_valid, probs)
+    log(f"calibration: {cal.describe()}; validation ECE {ece.ece:.4f}")
+    log(f"operating point: {point.describe()} (target {point.target})")
+    caveat = cfg.caveat or training_caveat(sp.sources)
+    summary = {**_metric_summary(metrics), "valid_ece": round(ece.ece, 6), "valid_brier": round(ece.brier, 6)}
+    extra = {**info.extra, "sources": list(sp.sources)}
+    return replace(info, caveat=caveat, metrics={**info.metrics, **summary}, extra=extra), metrics
 
 
 def _fits_in_ram(n: int, spec: InputSpec, cfg: TrainConfig) -> bool:
@@ -349,6 +459,7 @@ def train_cnn(
                 **asdict(cfg),
                 "n_train": len(train_idx),
                 "n_valid": len(valid_idx),
+                "n_test": len(sp.test_idx),
                 "best_epoch": best_epoch,
                 "epochs_run": len(history),
                 "seconds": round(seconds, 1),
@@ -363,8 +474,10 @@ def train_cnn(
         fit_classifier_domain(final, [fit_x], [x_valid], data=patch_set.description)
     except ModelError as exc:  # too few patches: the model judges no slide ("not assessed")
         log(f"no domain profile: {exc}")
+    final.info, metrics = _calibrate(final.info, final.logits(x_valid), sp, cfg, log)
     return TrainResult(
         classifier=final, valid_metrics=metrics, n_train=len(train_idx), n_valid=len(valid_idx),
+        n_test=len(sp.test_idx),
         seconds=seconds, history=history, best_epoch=best_epoch, stopped_early=stopped_early,
         seconds_per_epoch=float(np.mean([h.seconds for h in history])),
     )
@@ -431,7 +544,8 @@ def train_handcrafted(
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         demonstration=cfg.demonstration,
         extra={**model.info.extra, "training": {
-            "seed": cfg.seed, "valid_fraction": cfg.valid_fraction, "C": c,
+            "seed": cfg.seed, "valid_fraction": cfg.valid_fraction,
+            "test_fraction": cfg.test_fraction, "n_test": len(sp.test_idx), "C": c,
             "C_grid": list(HANDCRAFTED_C_GRID), "n_train": len(train_idx),
             "n_valid": len(valid_idx), "seconds": round(seconds, 1)}},
     )
@@ -443,7 +557,8 @@ def train_handcrafted(
     except ModelError as exc:  # too few patches: the model judges no slide ("not assessed")
         log(f"no domain profile: {exc}")
     log(f"chose C={c:g} on the validation split")
+    model.info, metrics = _calibrate(model.info, model.logits_features(f_valid), sp, cfg, log)
     return TrainResult(classifier=model, valid_metrics=metrics, n_train=len(train_idx),
-                       n_valid=len(valid_idx), seconds=seconds, history=history,
+                       n_valid=len(valid_idx), n_test=len(sp.test_idx), seconds=seconds, history=history,
                        best_epoch=HANDCRAFTED_C_GRID.index(c) + 1,
                        seconds_per_epoch=seconds)

@@ -55,7 +55,7 @@ def test_default_model_names_resolve_to_bundled_files(models_dir):
     for key in ("cnn", "handcrafted"):
         try:
             path = resolve_model_path(key)
-        except ModelLoadError as exc:  # bundled files are built by scripts/build_demo_models.sh
+        except ModelLoadError as exc:  # bundled files are built by scripts/train_default_models.sh
             pytest.fail(f"default model {key} missing: {exc}")
         model = open_model(key, device="cpu")
         assert model.info.demonstration, f"{path} must be flagged as a demonstration model"

@@ -15,6 +15,7 @@ import torch.fx.experimental.optimization as fx_optimization
 from torch import nn
 
 from histoviewer.core.errors import ModelError, ModelLoadError
+from histoviewer.core.models.calibration import CALIBRATION_KEY, calibrated_probability
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, PatchScores, check_patch_batch
 from histoviewer.core.models.cnn_arch import build_network
 from histoviewer.core.models.device import choose_device
@@ -115,8 +116,8 @@ class CnnClassifier(PatchClassifier):
         return out
 
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
-        logits = self.logits(patches)
-        return (1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))).astype(np.float32)
+        """Calibrated tumour probability (the model file's calibration applied to the logits)."""
+        return calibrated_probability(self.logits(patches), self.info.extra.get(CALIBRATION_KEY))
 
     def classify(self, patches: np.ndarray, domain_mask: np.ndarray | None = None) -> PatchScores:
         """Probability of every patch; domain distance (NaN elsewhere) of the patches in

@@ -20,6 +20,7 @@ import numpy as np
 
 from histoviewer.core.errors import ModelError, ModelLoadError
 from histoviewer.core.input_spec import InputSpec
+from histoviewer.core.models.calibration import CALIBRATION_KEY, calibrated_probability
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, PatchScores, check_patch_batch
 from histoviewer.core.models.domain import DomainProfile, descriptor_of_features
 from histoviewer.core.models.features import FEATURE_NAMES, FEATURE_VERSION, extract_features
@@ -97,7 +98,11 @@ class HandcraftedClassifier(PatchClassifier):
         return PatchScores(prob, distance)
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
-        """Tumour probability, float32 ``(N,)``, of ``(N, F)`` features from ``extract_features``."""
+        """Calibrated tumour probability, float32 ``(N,)``, of ``(N, F)`` features from ``extract_features``."""
+        return calibrated_probability(self.logits_features(features), self.info.extra.get(CALIBRATION_KEY))
+
+    def logits_features(self, features: np.ndarray) -> np.ndarray:
+        """Raw logit (before calibration), float64 ``(N,)``, of ``(N, F)`` features."""
         x = np.asarray(features, dtype=np.float64)
         if x.ndim == 1:
             x = x[None]
@@ -107,9 +112,7 @@ class HandcraftedClassifier(PatchClassifier):
             raise ModelError("features contain NaN or infinity; compute them with extract_features")
         z = (x - self._mean) / self._scale
         # Row-wise sum rather than a BLAS product: a patch's score must not depend on its batch.
-        logit = (z * self._coef).sum(axis=1) + self._intercept
-        # tanh form of the logistic function: no overflow for large |logit|.
-        return (0.5 * (1.0 + np.tanh(0.5 * logit))).astype(np.float32)
+        return (z * self._coef).sum(axis=1) + self._intercept
 
     # -- parameters --------------------------------------------------------------------------
     def tensors(self) -> dict[str, np.ndarray]:

@@ -1,11 +1,10 @@
 """Resolve what the user typed for a model: ``cnn``, ``handcrafted``, a file, or a name in
 the user's models folder; and list every model available.
 
-The two default models live in ``resources/models/``. Each file says what its model was
-trained on (``ModelInfo.caveat``, e.g. "research model trained on ... real PatchCamelyon
-patches; not validated for clinical use") and at which threshold its results are read
-(``ModelInfo.operating_point``); every front end shows the caveat beside the model's name
-(``ModelInfo.caution``: the demonstration warning for a model flagged as a demonstration).
+The two default models live in ``resources/models/``, trained by
+``scripts/train_default_models.sh`` on real PatchCamelyon patches (their ``ModelInfo.caveat``
+says what on). A checkout that still holds only the earlier demonstration models (trained on
+synthetic phantoms, flagged ``demonstration``) falls back to them (``LEGACY_MODEL_FILES``).
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from histoviewer.core.paths import bundled_resources_dir, user_models_dir
 __all__ = [
     "DEFAULT_MODEL_FILES",
     "DEFAULT_MODEL_NAMES",
+    "LEGACY_MODEL_FILES",
     "AvailableModel",
     "available_models",
     "open_model",
@@ -28,6 +28,11 @@ __all__ = [
 ]
 
 DEFAULT_MODEL_FILES = {
+    "cnn": "cnn-pcam.safetensors",
+    "handcrafted": "handcrafted-pcam.safetensors",
+}
+# Used only while the file above is absent: the demonstration models shipped before them.
+LEGACY_MODEL_FILES = {
     "cnn": "demo-cnn.safetensors",
     "handcrafted": "demo-handcrafted.safetensors",
 }
@@ -49,16 +54,22 @@ def default_models_dir() -> Path:
     return bundled_resources_dir() / "models"
 
 
+def _default_model_path(key: str) -> Path:
+    path = default_models_dir() / DEFAULT_MODEL_FILES[key]
+    legacy = default_models_dir() / LEGACY_MODEL_FILES[key]
+    return legacy if not path.exists() and legacy.exists() else path
+
+
 def resolve_model_path(spec: str | Path) -> Path:
     """``cnn``/``handcrafted`` -> the bundled file; an existing path -> itself; a bare name ->
     ``<models folder>/<name>[.safetensors]``. Raises ModelLoadError naming what was tried."""
     text = str(spec)
     if text in DEFAULT_MODEL_FILES:
-        path = default_models_dir() / DEFAULT_MODEL_FILES[text]
+        path = _default_model_path(text)
         if not path.exists():
             raise ModelLoadError(
                 f"default model {text!r} is missing ({path}); rebuild it with "
-                "scripts/build_demo_models.sh"
+                "scripts/train_default_models.sh"
             )
         return path
     path = Path(text).expanduser()
@@ -84,7 +95,7 @@ def open_model(spec: str | Path, device: str = "auto") -> PatchClassifier:
 def available_models() -> list[AvailableModel]:
     """The default models, then every ``*.safetensors`` in the user's models folder."""
     found: list[AvailableModel] = []
-    entries = [(key, default_models_dir() / name) for key, name in DEFAULT_MODEL_FILES.items()]
+    entries = [(key, _default_model_path(key)) for key in DEFAULT_MODEL_FILES]
     folder = user_models_dir()
     if folder.is_dir():
         entries += [(str(p), p) for p in sorted(folder.glob("*" + MODEL_SUFFIX))]

@@ -1,0 +1,76 @@
+"""Reliability diagram (PNG) with Pillow: per-bin tumour fraction against mean predicted
+probability, the diagonal of perfect calibration, bin sizes, ECE and Brier score."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from histoviewer.core.atomic import atomic_write_bytes
+from histoviewer.core.models.calibration_metrics import CalibrationMetrics
+from histoviewer.core.models.roc_plot import _font
+
+__all__ = ["write_reliability_png"]
+
+_SIZE = 640
+_MARGIN_L, _MARGIN_R, _MARGIN_T, _MARGIN_B = 70, 20, 60, 60
+
+
+def write_reliability_png(path: str | Path, cal: CalibrationMetrics, title: str, subtitle: str = "") -> Path:
+    """Draw the reliability diagram of ``cal`` and write it atomically as PNG; returns the path."""
+    img = Image.new("RGB", (_SIZE, _SIZE), "white")
+    d = ImageDraw.Draw(img)
+    x0, y0 = _MARGIN_L, _SIZE - _MARGIN_B
+    x1, y1 = _SIZE - _MARGIN_R, _MARGIN_T
+    w, h = x1 - x0, y0 - y1
+
+    def to_px(px: float, py: float) -> tuple[float, float]:
+        return x0 + px * w, y0 - py * h
+
+    small, normal = _font(13), _font(16)
+    for t in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        gx, _ = to_px(t, 0)
+        _, gy = to_px(0, t)
+        d.line([(gx, y1), (gx, y0)], fill=(230, 230, 230))
+        d.line([(x0, gy), (x1, gy)], fill=(230, 230, 230))
+        d.text((gx, y0 + 6), f"{t:.1f}", fill="black", font=small, anchor="mt")
+        d.text((x0 - 6, gy), f"{t:.1f}", fill="black", font=small, anchor="rm")
+    b = cal.bins
+    total = max(int(b.counts.sum()), 1)
+    # bin sizes as grey bars along the bottom (square-root scale, up to a fifth of the height)
+    biggest = math.sqrt(max(int(b.counts.max()), 1))
+    for i, n in enumerate(b.counts.tolist()):
+        if n:
+            left, _ = to_px(float(b.edges[i]), 0)
+            right, _ = to_px(float(b.edges[i + 1]), 0)
+            top = y0 - 0.2 * h * math.sqrt(n) / biggest
+            d.rectangle([left + 1, top, right - 1, y0], fill=(215, 215, 225))
+    d.rectangle([x0, y1, x1, y0], outline="black")
+    d.line([to_px(0, 0), to_px(1, 1)], fill=(160, 160, 160), width=1)
+    pts = [to_px(float(mp), float(fr)) for mp, fr, n in
+           zip(b.mean_probability, b.tumour_fraction, b.counts, strict=True) if n]
+    if len(pts) > 1:
+        d.line(pts, fill=(30, 90, 200), width=3)
+    for (px, py), n in zip(pts, [n for n in b.counts if n], strict=True):
+        r = 3 + 5 * math.sqrt(n / total)
+        d.ellipse([px - r, py - r, px + r, py + r], fill=(30, 90, 200), outline="white")
+    d.text((x0 + w / 2, _SIZE - 20), "mean predicted tumour probability", fill="black",
+           font=normal, anchor="mm")
+    label = Image.new("RGB", (h, 24), "white")
+    ImageDraw.Draw(label).text((h / 2, 12), "fraction of tumour patches", fill="black",
+                               font=normal, anchor="mm")
+    img.paste(label.rotate(90, expand=True), (8, y1))
+    d.text((x0, 12), title, fill="black", font=normal)
+    if subtitle:
+        d.text((x0, 34), subtitle, fill=(90, 90, 90), font=small)
+    d.text((x0 + 10, y1 + 12), f"ECE {cal.ece:.3f} ({cal.n_bins} bins)", fill=(30, 90, 200), font=normal)
+    d.text((x0 + 10, y1 + 34), f"Brier {cal.brier:.3f}", fill="black", font=small)
+    d.text((x0 + 10, y1 + 52), f"{total} patches; grey bars: patches per bin", fill="black", font=small)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    out = Path(path)
+    atomic_write_bytes(out, buf.getvalue())
+    return out
