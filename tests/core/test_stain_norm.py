@@ -228,3 +228,88 @@ def test_incomplete_record_is_refused():
     with pytest.raises(ModelError, match="incomplete"):
         StainNormaliser.from_dict({"method": "macenko", "stain_od": [[1, 0, 0]],
                                    "max_concentration": [1.0, float("nan")]})
+
+
+# -- the model option: fitted in training, applied by every classifier -------------------------
+
+
+def stained_toy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The toy problem, darkened so its background counts as tissue (Macenko's OD rule)."""
+    from tests.core.model_helpers import toy_patches
+
+    x, y = toy_patches(n, seed=seed)
+    return (x.astype(np.float32) * 0.8).astype(np.uint8), y
+
+
+@pytest.mark.parametrize("method", ["reinhard", "macenko"])
+def test_cnn_training_stores_the_normaliser_and_inference_applies_it(tmp_path, method):
+    from dataclasses import replace
+
+    from histoviewer.core.input_spec import InputSpec
+    from histoviewer.core.models.cnn import CnnClassifier
+    from histoviewer.core.models.model_file import load_model, save_model
+    from histoviewer.core.training import TrainConfig, train_cnn
+    from tests.core.model_helpers import ArrayPatchSet
+
+    spec = InputSpec()
+    x, y = stained_toy(48, seed=0)
+    xv, yv = stained_toy(24, seed=1)
+    cfg = TrainConfig(epochs=1, batch_size=16, seed=0, device="cpu", stain_norm=method)
+    result = train_cnn(ArrayPatchSet(x, y, spec), cfg, valid_set=ArrayPatchSet(xv, yv, spec), spec=spec)
+    model = result.classifier
+    norm = StainNormaliser.from_extra(model.info.extra)
+    assert norm is not None and norm.method == method and norm.n_fit > 0
+    assert model.info.input.normalisation.startswith(norm.describe())
+    assert model.info.extra["training"]["stain_norm"] == method
+    # The same network without the record, fed normalised patches, gives the same answer.
+    bare = CnnClassifier(model.network, replace(model.info, extra={
+        k: v for k, v in model.info.extra.items() if k != sn.EXTRA_KEY}), device="cpu")
+    xt, _ = stained_toy(8, seed=2)
+    expected = bare.predict_proba(norm.apply(xt).patches)
+    np.testing.assert_allclose(model.predict_proba(xt), expected, atol=1e-6)
+    assert not np.allclose(bare.predict_proba(xt), expected, atol=1e-4)
+    # The model file carries it: a loaded model normalises too.
+    save_model(tmp_path / "m.safetensors", model)
+    loaded = load_model(tmp_path / "m.safetensors", device="cpu")
+    assert StainNormaliser.from_extra(loaded.info.extra) == norm
+    np.testing.assert_allclose(loaded.predict_proba(xt), expected, atol=1e-5)
+    # The validation AUC training recorded is the one of the normalised validation patches.
+    from histoviewer.core.models.metrics import binary_metrics
+
+    assert binary_metrics(yv, loaded.predict_proba(xv)).auc == pytest.approx(
+        model.info.metrics["valid_auc"], abs=1e-4)
+
+
+def test_handcrafted_training_and_prediction_normalise_alike():
+    from histoviewer.core.input_spec import InputSpec
+    from histoviewer.core.models.features import extract_features
+    from histoviewer.core.training import TrainConfig, train_handcrafted
+    from tests.core.model_helpers import ArrayPatchSet
+
+    spec = InputSpec()
+    x, y = stained_toy(40, seed=3)
+    result = train_handcrafted(ArrayPatchSet(x, y, spec), TrainConfig(seed=0, stain_norm="reinhard"),
+                               spec=spec)
+    model = result.classifier
+    norm = StainNormaliser.from_extra(model.info.extra)
+    assert norm is not None and norm.method == "reinhard"
+    assert model.info.input.normalisation.startswith("Reinhard")
+    xt, _ = stained_toy(6, seed=4)
+    xt[0] = 250  # glass: left as it is, and counted
+    before = model.stain_unnormalised
+    np.testing.assert_allclose(
+        model.predict_proba(xt),
+        model.predict_proba_features(extract_features(norm.apply(xt).patches, spec.mpp)), atol=1e-6)
+    assert model.stain_unnormalised == before + 1
+
+
+def test_a_model_without_the_option_reads_patches_unchanged():
+    from histoviewer.core.input_spec import InputSpec
+    from histoviewer.core.models.classifier import ModelInfo
+    from histoviewer.core.models.cnn import CnnClassifier
+
+    model = CnnClassifier.new(ModelInfo(name="t", kind="cnn", architecture="strided-cnn",
+                                        extra={"arch_config": {}}), device="cpu")
+    x, _ = stained_toy(3, seed=5)
+    np.testing.assert_array_equal(model.prepare_patches(x), x)
+    assert InputSpec().normalisation == model.info.input.normalisation

@@ -15,7 +15,7 @@ import torch.fx.experimental.optimization as fx_optimization
 from torch import nn
 
 from histoviewer.core.errors import ModelError, ModelLoadError
-from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, check_patch_batch
+from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
 from histoviewer.core.models.cnn_arch import build_network
 from histoviewer.core.models.device import choose_device
 
@@ -94,7 +94,7 @@ class CnnClassifier(PatchClassifier):
         }
 
     def logits(self, patches: np.ndarray) -> np.ndarray:
-        arr = check_patch_batch(patches, self.info.input)
+        arr = self.prepare_patches(patches)  # checked, stain-normalised when the model says so
         out = np.empty(len(arr), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(arr), self.batch_size):

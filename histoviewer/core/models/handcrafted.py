@@ -20,7 +20,7 @@ import numpy as np
 
 from histoviewer.core.errors import ModelError, ModelLoadError
 from histoviewer.core.input_spec import InputSpec
-from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, check_patch_batch
+from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
 from histoviewer.core.models.features import FEATURE_NAMES, FEATURE_VERSION, extract_features
 
 __all__ = ["ARCHITECTURE", "KIND", "HandcraftedClassifier", "fit_handcrafted"]
@@ -83,7 +83,7 @@ class HandcraftedClassifier(PatchClassifier):
     # -- prediction --------------------------------------------------------------------------
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
         """Tumour probability, float32 ``(N,)``, of ``(N, P, P, 3)`` uint8 patches at the model's scale."""
-        arr = check_patch_batch(patches, self.input)
+        arr = self.prepare_patches(patches)  # checked, stain-normalised when the model says so
         return self.predict_proba_features(extract_features(arr, self.input.mpp))
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
