@@ -90,3 +90,15 @@ def test_default_models_are_named_with_the_demonstration_warning(toy_folders, tm
                  "--patch-mpp", "0.972", "--roc", str(tmp_path / "r.png")]) == 0
     out = capsys.readouterr().out
     assert "WARNING" in out and "histoviewer train cnn --data" in out
+
+
+def test_train_stain_norm_flag_is_stored_in_the_model(toy_folders, tmp_path, capsys):
+    from histoviewer.core.models.model_file import read_model_info
+
+    model = tmp_path / "hc-macenko.safetensors"
+    assert main(["train", "handcrafted", "--data", str(toy_folders / "classes"), "--patch-mpp", "0.972",
+                 "--out", str(model), "--stain-norm", "macenko"]) == 0
+    assert "stain normalisation: Macenko" in capsys.readouterr().out
+    info = read_model_info(model)
+    assert info.extra["stain_normalisation"]["method"] == "macenko"
+    assert info.input.normalisation.startswith("Macenko stain normalisation")
