@@ -145,3 +145,15 @@ def test_train_on_two_sources_with_validation_from_the_first(toy_folders, tmp_pa
     rc = main(["train", "handcrafted", "--data", str(second), "--data", str(second), "--valid-from", "3",
                "--patch-mpp", "0.972", "--out", str(tmp_path / "x.safetensors")])
     assert rc == 2 and "--valid-from" in capsys.readouterr().err
+
+
+def test_train_stain_norm_flag_is_stored_in_the_model(toy_folders, tmp_path, capsys):
+    from histoviewer.core.models.model_file import read_model_info
+
+    model = tmp_path / "hc-macenko.safetensors"
+    assert main(["train", "handcrafted", "--data", str(toy_folders / "classes"), "--patch-mpp", "0.972",
+                 "--out", str(model), "--stain-norm", "macenko"]) == 0
+    assert "stain normalisation: Macenko" in capsys.readouterr().out
+    info = read_model_info(model)
+    assert info.extra["stain_normalisation"]["method"] == "macenko"
+    assert info.input.normalisation.startswith("Macenko stain normalisation")

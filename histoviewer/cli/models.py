@@ -108,6 +108,9 @@ def register(sub) -> None:
     t.add_argument("--patience", type=int, default=5, help="CNN only: early stopping patience in epochs")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--stain-norm", default="none", choices=("none", "reinhard", "macenko"),
+                   help="stain normalisation fitted on the training patches and stored in the model: "
+                        "every patch is normalised before the model reads it (default none)")
     t.add_argument("--max-ram-mb", type=int, default=3072,
                    help="hold training patches in RAM up to this size, else stream")
     t.add_argument("--name", default="", help="model name stored in the file")
@@ -227,6 +230,7 @@ def run_train(args: argparse.Namespace) -> int:
         calibration=args.calibrate, target_sensitivity=args.target_sensitivity, caveat=args.caveat,
         augment=not args.no_augment, device=args.device,
         max_ram_mb=args.max_ram_mb, name=args.name, demonstration=args.demonstration,
+        stain_norm=args.stain_norm,
     )
     control = cli_control(args.json)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else print

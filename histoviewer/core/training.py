@@ -33,10 +33,19 @@ from histoviewer.core.models.classifier import (
     ModelInfo,
     PatchClassifier,
 )
-from histoviewer.core.models.cnn import CNN_NORMALISATION, CnnClassifier, normalise_uint8_nhwc, normalise_unit_rgb
+from histoviewer.core.models.cnn import (
+    CNN_NORMALISATION,
+    CnnClassifier,
+    normalise_uint8_nhwc,
+    normalise_unit_rgb,
+)
 from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS
 from histoviewer.core.models.domain import descriptor_of_features, fit_domain_profile
-from histoviewer.core.models.domain_fit import DOMAIN_FIT_PATCHES, fit_classifier_domain, sample_indices
+from histoviewer.core.models.domain_fit import (
+    DOMAIN_FIT_PATCHES,
+    fit_classifier_domain,
+    sample_indices,
+)
 from histoviewer.core.models.features import extract_features
 from histoviewer.core.models.handcrafted import fit_handcrafted
 from histoviewer.core.models.metrics import PatchMetrics, binary_metrics
@@ -44,6 +53,8 @@ from histoviewer.core.models.operating_point import (
     DEFAULT_TARGET_SENSITIVITY,
     calibrate_and_choose,
 )
+from histoviewer.core.models.stain_norm import EXTRA_KEY as STAIN_KEY
+from histoviewer.core.models.stain_norm import StainNormaliser, fit_stain_normaliser
 from histoviewer.core.patches.base import iter_batches
 from histoviewer.core.patches.concat import source_kind
 from histoviewer.core.patches.split import (
@@ -100,6 +111,11 @@ class TrainConfig:
     max_ram_mb: int = 3072
     name: str = ""
     demonstration: bool = False
+    stain_norm: str = "none"  # "none", "reinhard" or "macenko": fitted on training patches
+
+
+# Training patches the stain normalisation target is summarised over (median), drawn with the seed.
+STAIN_FIT_SAMPLE = 2000
 
 
 @dataclass(frozen=True)
@@ -287,12 +303,47 @@ def _fits_in_ram(n: int, spec: InputSpec, cfg: TrainConfig) -> bool:
     return n * spec.patch_px * spec.patch_px * 3 <= cfg.max_ram_mb * 1024 * 1024
 
 
+def _fit_stain(patch_set: Any, train_idx: np.ndarray, cfg: TrainConfig, control: JobControl,
+               log: Log) -> StainNormaliser | None:
+    """The stain normaliser ``cfg.stain_norm`` asks for, fitted on a seeded sample of the
+    training patches (never validation), or None."""
+    if cfg.stain_norm == "none":
+        return None
+    rng = np.random.default_rng(cfg.seed)
+    sample = np.sort(rng.choice(train_idx, min(STAIN_FIT_SAMPLE, len(train_idx)), replace=False))
+    stain = fit_stain_normaliser(cfg.stain_norm, load_patches(
+        patch_set, sample, control=control, what="stain normalisation target"))
+    log(f"stain normalisation: {stain.describe()} (median over {stain.n_fit} of {len(sample)} "
+        "sampled training patches)")
+    return stain
+
+
+def _stain_transform(stain: StainNormaliser | None) -> Callable[[np.ndarray], np.ndarray]:
+    """Patches -> the patches the model reads (what ``PatchClassifier.prepare_patches`` does)."""
+    if stain is None:
+        return lambda patches: patches
+    return lambda patches: stain.apply(patches).patches if len(patches) else patches
+
+
+def _with_stain(info: ModelInfo, stain: StainNormaliser | None) -> ModelInfo:
+    """``info`` recording ``stain`` in its extra and its input description (the model card)."""
+    if stain is None:
+        return info
+    text = f"{stain.describe()}; then {info.input.normalisation}"
+    return replace(info, input=replace(info.input, normalisation=text),
+                   extra={**info.extra, STAIN_KEY: stain.to_dict()})
+
+
 class _Batches:
-    """Shuffled mini-batches from RAM, or streamed from the patch set when it does not fit."""
+    """Shuffled mini-batches from RAM, or streamed from the patch set when it does not fit.
+    ``transform`` (stain normalisation) is applied to streamed batches; ``in_ram`` holds
+    patches already transformed."""
 
     def __init__(self, patch_set: Any, indices: np.ndarray, labels: np.ndarray,
-                 in_ram: np.ndarray | None):
+                 in_ram: np.ndarray | None,
+                 transform: Callable[[np.ndarray], np.ndarray] = lambda patches: patches):
         self.patch_set, self.indices, self.labels, self.in_ram = patch_set, indices, labels, in_ram
+        self.transform = transform
 
     def epoch(self, batch_size: int, rng: np.random.Generator):
         order = rng.permutation(len(self.indices))
@@ -302,7 +353,7 @@ class _Batches:
                 x = self.in_ram[pick]
             else:  # sorted reads are much cheaper on HDF5; the batch is shuffled anyway
                 pick = np.sort(pick)
-                x = self.patch_set.read(self.indices[pick].tolist())
+                x = self.transform(self.patch_set.read(self.indices[pick].tolist()))
             yield x, self.labels[self.indices[pick]]
 
 
@@ -370,20 +421,22 @@ def train_cnn(
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    info = _cnn_info(patch_set, cfg, spec)
+    stain = _fit_stain(patch_set, train_idx, cfg, control, log)
+    to_input = _stain_transform(stain)  # before augmentation, as prepare_patches at inference
+    info = _with_stain(_cnn_info(patch_set, cfg, spec), stain)
     model = CnnClassifier.new(info, device=cfg.device)
     device = model.device
     log(f"device: {model.device_choice.reason}")
     net = model.network.to(device).to(memory_format=torch.channels_last)
 
-    x_valid = load_patches(sp.valid_set, valid_idx, control=control, what="reading validation")
+    x_valid = to_input(load_patches(sp.valid_set, valid_idx, control=control, what="reading validation"))
     y_valid = sp.valid_labels[valid_idx]
     in_ram = None
     if _fits_in_ram(len(train_idx), spec, cfg):
-        in_ram = load_patches(patch_set, train_idx, control=control, what="reading training")
+        in_ram = to_input(load_patches(patch_set, train_idx, control=control, what="reading training"))
     else:
         log(f"{len(train_idx)} training patches exceed the {cfg.max_ram_mb} MB allowed in memory: streaming")
-    batches = _Batches(patch_set, train_idx, sp.train_labels, in_ram)
+    batches = _Batches(patch_set, train_idx, sp.train_labels, in_ram, to_input)
 
     n_pos = int(sp.train_labels[train_idx].sum())
     pos_weight = torch.tensor((len(train_idx) - n_pos) / max(n_pos, 1), device=device)
@@ -495,8 +548,8 @@ def _metric_summary(m: PatchMetrics) -> dict[str, float]:
 
 
 def _features(patch_set: Any, idx: np.ndarray, mpp: float, control: JobControl,
-              what: str) -> np.ndarray:
-    return np.concatenate([extract_features(batch, mpp)
+              what: str, to_input: Callable[[np.ndarray], np.ndarray] = lambda p: p) -> np.ndarray:
+    return np.concatenate([extract_features(to_input(batch), mpp)
                            for batch in _read_batches(patch_set, idx, 256, control, what)])
 
 
@@ -517,8 +570,10 @@ def train_handcrafted(
     spec = spec or getattr(patch_set, "spec", InputSpec(PCAM_PATCH_PX, PCAM_MPP_UM))
     sp = _split(patch_set, valid_set, cfg, log)
     train_idx, valid_idx = sp.train_idx, sp.valid_idx
-    f_train = _features(patch_set, train_idx, spec.mpp, control, "features (training)")
-    f_valid = _features(sp.valid_set, valid_idx, spec.mpp, control, "features (validation)")
+    stain = _fit_stain(patch_set, train_idx, cfg, control, log)
+    to_input = _stain_transform(stain)
+    f_train = _features(patch_set, train_idx, spec.mpp, control, "features (training)", to_input)
+    f_valid = _features(sp.valid_set, valid_idx, spec.mpp, control, "features (validation)", to_input)
     y_train, y_valid = sp.train_labels[train_idx], sp.valid_labels[valid_idx]
     history: list[EpochRecord] = []
     best = None
@@ -538,14 +593,14 @@ def train_handcrafted(
     c, model, metrics = best
     seconds = time.perf_counter() - t_start
     model.info = replace(
-        model.info,
+        _with_stain(model.info, stain),
         metrics=_metric_summary(metrics),
         software_version=__version__,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         demonstration=cfg.demonstration,
-        extra={**model.info.extra, "training": {
+        extra={**_with_stain(model.info, stain).extra, "training": {
             "seed": cfg.seed, "valid_fraction": cfg.valid_fraction,
-            "test_fraction": cfg.test_fraction, "n_test": len(sp.test_idx), "C": c,
+            "test_fraction": cfg.test_fraction, "n_test": len(sp.test_idx), "C": c, "stain_norm": cfg.stain_norm,
             "C_grid": list(HANDCRAFTED_C_GRID), "n_train": len(train_idx),
             "n_valid": len(valid_idx), "seconds": round(seconds, 1)}},
     )

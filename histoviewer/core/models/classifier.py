@@ -16,6 +16,7 @@ import numpy as np
 
 from histoviewer.core.errors import ModelError
 from histoviewer.core.input_spec import InputSpec
+from histoviewer.core.models.stain_norm import StainNormaliser
 
 __all__ = [
     "DEMO_WARNING",
@@ -176,10 +177,35 @@ class PatchClassifier(ABC):
     info: ModelInfo
     # The model's ``domain.DomainProfile`` (None: the file has none, nothing is judged).
     domain: Any = None
+    # Patches the model's stain normaliser could not read and left as they were (background,
+    # one colour), counted over this classifier's life.
+    stain_unnormalised: int = 0
 
     @property
     def input(self) -> InputSpec:
         return self.info.input
+
+    def prepare_patches(self, patches: np.ndarray) -> np.ndarray:
+        """Checked ``(N, P, P, 3)`` uint8 patches as the model reads them: stain-normalised when
+        its file records a normaliser (``ModelInfo.extra["stain_normalisation"]``). Every
+        ``predict_proba`` starts here, so evaluation, analysis, exports and the overlay all
+        see what training saw."""
+        arr = check_patch_batch(patches, self.input)
+        normaliser = self._stain_normaliser()
+        if normaliser is None or len(arr) == 0:
+            return arr
+        result = normaliser.apply(arr)
+        self.stain_unnormalised += result.n_unnormalised
+        return result.patches
+
+    def _stain_normaliser(self) -> StainNormaliser | None:
+        # Parsed once per record: ``info`` may be replaced (training does), so key on it.
+        record = self.info.extra.get("stain_normalisation")
+        cached = getattr(self, "_stain_cache", None)
+        if cached is None or cached[0] is not record:
+            cached = (record, StainNormaliser.from_extra(self.info.extra))
+            self._stain_cache = cached
+        return cached[1]
 
     @abstractmethod
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:

@@ -8,7 +8,6 @@ uint8 (a quarter of the bytes) and are normalised there.
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 import torch.fx.experimental.optimization as fx_optimization
@@ -16,7 +15,12 @@ from torch import nn
 
 from histoviewer.core.errors import ModelError, ModelLoadError
 from histoviewer.core.models.calibration import CALIBRATION_KEY, calibrated_probability
-from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, PatchScores, check_patch_batch
+from histoviewer.core.models.classifier import (
+    ModelInfo,
+    PatchClassifier,
+    PatchScores,
+    check_patch_batch,
+)
 from histoviewer.core.models.cnn_arch import build_network
 from histoviewer.core.models.device import choose_device
 from histoviewer.core.models.domain import DomainProfile, tissue_descriptor
@@ -97,7 +101,7 @@ class CnnClassifier(PatchClassifier):
         }
 
     def logits(self, patches: np.ndarray) -> np.ndarray:
-        arr = check_patch_batch(patches, self.info.input)
+        arr = self.prepare_patches(patches)  # checked, stain-normalised when the model says so
         out = np.empty(len(arr), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(arr), self.batch_size):
@@ -129,8 +133,10 @@ class CnnClassifier(PatchClassifier):
         distance = np.full(len(prob), np.nan, np.float32)
         pick = np.arange(len(prob)) if domain_mask is None else np.flatnonzero(domain_mask)
         if pick.size:
-            arr = check_patch_batch(patches, self.info.input)
-            distance[pick] = self.domain.distance(tissue_descriptor(arr[pick], self.info.input.mpp))
+            # as the profile was fitted: on the patches the network reads (stain-normalised when
+            # the model says so)
+            arr = self.prepare_patches(check_patch_batch(patches, self.info.input)[pick])
+            distance[pick] = self.domain.distance(tissue_descriptor(arr, self.info.input.mpp))
         return PatchScores(prob, distance)
 
     def close(self) -> None:

@@ -21,9 +21,17 @@ import numpy as np
 from histoviewer.core.errors import ModelError, ModelLoadError
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.models.calibration import CALIBRATION_KEY, calibrated_probability
-from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, PatchScores, check_patch_batch
+from histoviewer.core.models.classifier import (
+    ModelInfo,
+    PatchClassifier,
+    PatchScores,
+)
 from histoviewer.core.models.domain import DomainProfile, descriptor_of_features
-from histoviewer.core.models.features import FEATURE_NAMES, FEATURE_VERSION, extract_features
+from histoviewer.core.models.features import (
+    FEATURE_NAMES,
+    FEATURE_VERSION,
+    extract_features,
+)
 
 __all__ = ["ARCHITECTURE", "KIND", "HandcraftedClassifier", "fit_handcrafted"]
 
@@ -86,13 +94,13 @@ class HandcraftedClassifier(PatchClassifier):
     # -- prediction --------------------------------------------------------------------------
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
         """Tumour probability, float32 ``(N,)``, of ``(N, P, P, 3)`` uint8 patches at the model's scale."""
-        arr = check_patch_batch(patches, self.input)
+        arr = self.prepare_patches(patches)  # checked, stain-normalised when the model says so
         return self.predict_proba_features(extract_features(arr, self.input.mpp))
 
     def classify(self, patches: np.ndarray, domain_mask: np.ndarray | None = None) -> PatchScores:
         """Probability and domain distance (None without a profile) from one feature pass:
         the domain descriptor is a subset of the features, so every patch gets a distance."""
-        features = extract_features(check_patch_batch(patches, self.input), self.input.mpp)
+        features = extract_features(self.prepare_patches(patches), self.input.mpp)
         prob = np.asarray(self.predict_proba_features(features), np.float32)
         distance = None if self.domain is None else self.domain.distance(descriptor_of_features(features))
         return PatchScores(prob, distance)
