@@ -27,6 +27,8 @@ on the batch it came in. Every feature is finite for any input (blank glass, bla
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from scipy import ndimage
 
@@ -386,7 +388,7 @@ def _blob_energy(h: np.ndarray, mpp: float) -> np.ndarray:
     ]
     cols = [
         np.maximum(fine - coarse, 0).reshape(len(h), -1).mean(axis=1, dtype=np.float64)
-        for fine, coarse in zip(blurred[:-1], blurred[1:])
+        for fine, coarse in itertools.pairwise(blurred)
     ]
     return np.column_stack(cols)
 
