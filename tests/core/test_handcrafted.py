@@ -297,6 +297,19 @@ def test_model_made_for_other_features_is_refused(toy_model):
             HandcraftedClassifier.from_tensors(bad, tensors)
 
 
+def test_a_feature_version_1_model_is_refused_with_a_clear_message(toy_model):
+    # What a model file from before feature_version 2 holds: 53 names, four (F,) arrays.
+    old_names = [n for n in FEATURE_NAMES if not n.startswith("h_blob") and n not in (
+        "nuclei_h_od_spread", "nuclei_chromatin_std_od", "nuclei_contour_irregularity",
+        "nuclei_neighbour_distance_um", "nuclei_neighbour_distance_cv")]
+    assert len(old_names) == 53
+    info = _with_extra(toy_model.info, feature_names=old_names, feature_version=1)
+    old = {k: np.zeros(53) for k in ("feature_mean", "coef")} | {"feature_scale": np.ones(53),
+                                                                 "intercept": np.zeros(1)}
+    with pytest.raises(ModelLoadError, match=r"feature_version 1 vs 2.*retrain"):
+        HandcraftedClassifier.from_tensors(info, old)
+
+
 @pytest.mark.parametrize(
     "change",
     [

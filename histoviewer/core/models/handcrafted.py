@@ -178,7 +178,8 @@ class HandcraftedClassifier(PatchClassifier):
             detail = f"missing {missing[:5]}, unknown {unknown[:5]}" if missing or unknown else "same names, other order"
             raise ModelLoadError(
                 f"handcrafted model {info.name!r} was made for different features ({len(names)} vs "
-                f"{len(FEATURE_NAMES)}; {detail}); retrain it with this version of HistoViewer"
+                f"{len(FEATURE_NAMES)}, feature_version {info.extra.get('feature_version')!r} vs "
+                f"{FEATURE_VERSION}; {detail}); retrain it with this version of HistoViewer"
             )
         version = info.extra.get("feature_version")
         if version != FEATURE_VERSION:
