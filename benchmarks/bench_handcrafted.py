@@ -19,6 +19,7 @@ per batch size, at least once). The machines are shared and noisy: read the rati
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sys
@@ -85,6 +86,23 @@ def naive_features(patch: np.ndarray, mpp: float) -> np.ndarray:
         np.mean(ecc) if ecc else 0.0,
         np.mean(inten) if inten else 0.0,
     ]
+    # feature_version 2: hyperchromasia spread, chromatin, outline, crowding, blob spectrum
+    from scipy.spatial import cKDTree
+
+    nuc_h = np.array(inten, float)
+    chrom = [np.std(r.image_intensity[r.image]) for r in regions]
+    irregular = [r.perimeter / (2 * np.sqrt(np.pi * r.area)) for r in regions]
+    if len(regions) >= 2:
+        nearest = cKDTree(np.array([r.centroid for r in regions]) * mpp).query(
+            np.array([r.centroid for r in regions]) * mpp, k=2)[0][:, 1]
+        crowd = [nearest.mean(), nearest.std() / nearest.mean()]
+    else:
+        crowd = [patch.shape[0] * mpp, 0.0]
+    nuclei += [nuc_h.std() if len(nuc_h) else 0.0, np.mean(chrom) if chrom else 0.0,
+               np.mean(irregular) if irregular else 0.0, *crowd]
+    sig = [d / (2 * np.sqrt(2)) / mpp for d in (4.0, 6.4, 10.24, 16.384)]
+    blurred = [gaussian(h, sigma=s_, truncate=3.0) for s_ in sig]
+    nuclei += [np.maximum(a - b, 0).mean() for a, b in itertools.pairwise(blurred)]
     grey = (rgb2gray(patch) * 255).astype(np.uint8)
     q = grey // 8
     glcm = []
@@ -103,9 +121,7 @@ def naive_features(patch: np.ndarray, mpp: float) -> np.ndarray:
 
 def naive_predict(patches: np.ndarray, model: HandcraftedClassifier, mpp: float) -> np.ndarray:
     feats = np.stack([naive_features(p, mpp) for p in patches])
-    t = model.tensors()
-    z = (feats - t["feature_mean"]) / t["feature_scale"]
-    return 1.0 / (1.0 + np.exp(-(z @ t["coef"] + t["intercept"][0])))
+    return model.predict_proba_features(feats)
 
 
 def time_calls(fn, seconds: float, max_calls: int = 200) -> list[float]:

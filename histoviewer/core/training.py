@@ -553,7 +553,7 @@ def _features(patch_set: Any, idx: np.ndarray, mpp: float, control: JobControl,
                            for batch in _read_batches(patch_set, idx, 256, control, what)])
 
 
-HANDCRAFTED_C_GRID = (0.01, 0.1, 1.0, 10.0)
+HANDCRAFTED_C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def train_handcrafted(

@@ -12,8 +12,8 @@ from histoviewer.core.errors import ModelError, ModelLoadError
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.models import features as feat
 from histoviewer.core.models.classifier import ModelInfo
-from histoviewer.core.models.features import FEATURE_NAMES, extract_features
-from histoviewer.core.models.handcrafted import HandcraftedClassifier, fit_handcrafted
+from histoviewer.core.models.features import FEATURE_DESCRIPTIONS, FEATURE_NAMES, extract_features
+from histoviewer.core.models.handcrafted import KNOT_QUANTILES, HandcraftedClassifier, fit_handcrafted
 
 MPP = 0.972
 P = 64
@@ -144,6 +144,53 @@ def test_pleomorphism_raises_area_spread():
     assert f[1, col("nuclei_area_cv")] > f[0, col("nuclei_area_cv")] + 0.3
 
 
+def test_every_feature_has_a_description():
+    assert set(FEATURE_DESCRIPTIONS) == set(FEATURE_NAMES)
+    assert all(FEATURE_DESCRIPTIONS[n].strip() for n in FEATURE_NAMES)
+
+
+def test_pure_eosin_has_no_haematoxylin_and_no_nuclei():
+    # Eosin's stain vector as rgb2hed's matrix has it, at a moderate optical density.
+    from skimage.color import hed2rgb
+
+    hed = np.zeros((1, P, P, 3))
+    hed[..., 1] = 0.3
+    eosin = (hed2rgb(hed[0]) * 255).round().astype(np.uint8)[None]
+    row = extract_features(eosin, MPP)[0]
+    assert row[col("h_od_p90")] < 0.01 and row[col("e_od_mean")] > 0.2
+    assert row[col("nuclei_density_per_mm2")] == 0
+
+
+def test_more_and_larger_nuclei_raise_density_size_and_crowding():
+    few = draw_discs(grid_centres(3), [3.0] * 9)
+    many = draw_discs(grid_centres(6), [3.0] * 36)
+    large = draw_discs(grid_centres(3), [6.0] * 9)
+    f = extract_features(np.stack([few, many, large]), MPP)
+    assert f[1, col("nuclei_density_per_mm2")] > 3 * f[0, col("nuclei_density_per_mm2")]
+    # nearest neighbours: 64/3 px apart on the sparse grid, 64/6 px on the dense one
+    assert f[0, col("nuclei_neighbour_distance_um")] == pytest.approx(64 / 3 * MPP, rel=0.05)
+    assert f[1, col("nuclei_neighbour_distance_um")] == pytest.approx(64 / 6 * MPP, rel=0.05)
+    assert f[0, col("nuclei_neighbour_distance_cv")] < 0.05  # a regular grid
+    assert f[2, col("nuclei_area_mean_um2")] > 3 * f[0, col("nuclei_area_mean_um2")]
+    # the blob spectrum shifts from small to large diameters with the nuclei
+    small_blob, large_blob = col("h_blob_energy_4um"), col("h_blob_energy_10um")
+    assert f[2, large_blob] / f[2, small_blob] > 1.2 * f[0, large_blob] / f[0, small_blob]
+
+
+def test_irregular_outlines_and_darker_nuclei_are_measured():
+    yy, xx = np.mgrid[:P, :P]
+    star = np.empty((P, P, 3), np.uint8)
+    star[:] = BACKGROUND
+    angle = np.arctan2(yy - 32, xx - 32)
+    star[np.hypot(yy - 32, xx - 32) <= 12 + 6 * np.cos(6 * angle)] = DARK  # six-pointed outline
+    disc = draw_discs([(32, 32)], [12.5])
+    pale = draw_discs([(32, 32)], [12.5], colour=PALE)
+    f = extract_features(np.stack([disc, star, pale]), MPP)
+    irr = col("nuclei_contour_irregularity")
+    assert f[1, irr] > 1.3 * f[0, irr]
+    assert f[0, col("nuclei_h_od_mean")] > 1.5 * f[2, col("nuclei_h_od_mean")]  # hyperchromasia
+
+
 def test_batch_result_equals_per_patch_result(monkeypatch):
     rng = np.random.default_rng(3)
     batch = np.concatenate([edge_case_patches(), np.stack([toy_patch(rng, i % 2 == 0) for i in range(10)])])
@@ -205,6 +252,15 @@ def test_toy_problem_is_learned(toy_data, toy_model):
     assert np.all((prob >= 0) & (prob <= 1))
     assert roc_auc_score(y[120:], prob) > 0.95
     np.testing.assert_array_equal(prob, toy_model.predict_proba_features(f[120:]))
+    # predict_proba is the logistic function of the logit, which is the sum of the features' shares
+    logit = toy_model.logits(patches[120:])
+    np.testing.assert_allclose(prob, 1 / (1 + np.exp(-logit)), rtol=1e-6, atol=1e-7)
+    shares = toy_model.contributions(f[120:])
+    assert shares.shape == (80, len(FEATURE_NAMES))
+    np.testing.assert_allclose(shares.sum(axis=1) + toy_model.intercept, logit, rtol=1e-12, atol=1e-12)
+    z = toy_model.embed_features(f[:120])
+    assert z.shape == (120, len(FEATURE_NAMES))
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=0.2)  # standardised on these very patches
     info = toy_model.info
     assert info.kind == "handcrafted" and "logistic regression" in info.architecture
     assert tuple(info.extra["feature_names"]) == FEATURE_NAMES and isinstance(info.extra["feature_version"], int)
@@ -214,7 +270,7 @@ def test_toy_problem_is_learned(toy_data, toy_model):
 def test_tensors_round_trip_gives_identical_predictions(toy_data, toy_model):
     patches, _, _ = toy_data
     tensors = toy_model.tensors()
-    assert set(tensors) == {"feature_mean", "feature_scale", "coef", "intercept"}
+    assert set(tensors) == {"feature_mean", "feature_scale", "knots", "coef", "intercept"}
     assert all(t.dtype in (np.float32, np.float64) for t in tensors.values())
     info = ModelInfo.from_dict(json.loads(json.dumps(toy_model.info.to_dict())))  # as a file header would
     loaded = HandcraftedClassifier.from_tensors(info, tensors)
@@ -241,14 +297,29 @@ def test_model_made_for_other_features_is_refused(toy_model):
             HandcraftedClassifier.from_tensors(bad, tensors)
 
 
+def test_a_feature_version_1_model_is_refused_with_a_clear_message(toy_model):
+    # What a model file from before feature_version 2 holds: 53 names, four (F,) arrays.
+    old_names = [n for n in FEATURE_NAMES if not n.startswith("h_blob") and n not in (
+        "nuclei_h_od_spread", "nuclei_chromatin_std_od", "nuclei_contour_irregularity",
+        "nuclei_neighbour_distance_um", "nuclei_neighbour_distance_cv")]
+    assert len(old_names) == 53
+    info = _with_extra(toy_model.info, feature_names=old_names, feature_version=1)
+    old = {k: np.zeros(53) for k in ("feature_mean", "coef")} | {"feature_scale": np.ones(53),
+                                                                 "intercept": np.zeros(1)}
+    with pytest.raises(ModelLoadError, match=r"feature_version 1 vs 2.*retrain"):
+        HandcraftedClassifier.from_tensors(info, old)
+
+
 @pytest.mark.parametrize(
     "change",
     [
-        {"coef": np.zeros(len(FEATURE_NAMES) - 1)},
+        {"coef": np.zeros((len(KNOT_QUANTILES) + 1, len(FEATURE_NAMES) - 1))},
+        {"coef": np.zeros(len(FEATURE_NAMES))},  # a plain logistic regression's (F,) coefficients
+        {"knots": np.zeros((len(KNOT_QUANTILES) + 1, len(FEATURE_NAMES)))},
         {"intercept": np.zeros(2)},
         {"feature_scale": np.zeros(len(FEATURE_NAMES))},
         {"feature_mean": np.full(len(FEATURE_NAMES), np.nan)},
-        {"coef": np.zeros(len(FEATURE_NAMES), np.int64)},
+        {"coef": np.zeros((len(KNOT_QUANTILES) + 1, len(FEATURE_NAMES)), np.int64)},
         {"extra_array": np.zeros(3)},
     ],
 )

@@ -27,15 +27,17 @@ on the batch it came in. Every feature is finite for any input (blank glass, bla
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from scipy import ndimage
 
 from histoviewer.core.units import um_to_mm
 
-__all__ = ["FEATURE_NAMES", "FEATURE_VERSION", "extract_features"]
+__all__ = ["FEATURE_DESCRIPTIONS", "FEATURE_NAMES", "FEATURE_VERSION", "extract_features"]
 
 # Bump whenever a feature's definition changes: model files record it and refuse a mismatch.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2
 
 # -- constants (units in the names) ------------------------------------------------------------
 # Ruifrok & Johnston H&E-DAB deconvolution, identical to skimage.color.hed_from_rgb.
@@ -84,7 +86,18 @@ _NUCLEI_NAMES = (
     "nuclei_large_fraction",
     "nuclei_eccentricity_mean",
     "nuclei_h_od_mean",
+    "nuclei_h_od_spread",
+    "nuclei_chromatin_std_od",
+    "nuclei_contour_irregularity",
+    "nuclei_neighbour_distance_um",
+    "nuclei_neighbour_distance_cv",
 )
+# Haematoxylin blob energy at three nuclear diameters (Gaussian difference at sigma = d / (2 sqrt 2)),
+# a factor _BLOB_STEP apart so that each scale's coarse Gaussian is the next one's fine one.
+_BLOB_STEP = 1.6
+BLOB_DIAMETERS_UM = tuple(4.0 * _BLOB_STEP**k for k in range(3))  # 4, 6.4, 10.2 um
+_BLOB_TRUNCATE = 3.0  # Gaussian kernels cut at 3 sigma (scipy's default 4 costs a third more)
+_BLOB_NAMES = tuple(f"h_blob_energy_{d:.0f}um" for d in BLOB_DIAMETERS_UM)
 _GLCM_PROPS = ("contrast", "homogeneity", "energy", "correlation")
 _GLCM_NAMES = tuple(f"glcm_{p}_d{d}" for d in _GLCM_OFFSETS for p in _GLCM_PROPS)
 _LBP_NAMES = tuple(f"lbp_u{k}_fraction" for k in range(9)) + ("lbp_nonuniform_fraction",)
@@ -105,7 +118,54 @@ _COLOUR_NAMES = (
     "black_fraction",
 )
 
-FEATURE_NAMES: tuple[str, ...] = _STAIN_NAMES + _NUCLEI_NAMES + _GLCM_NAMES + _LBP_NAMES + _COLOUR_NAMES
+# Whole-patch features only: the same features of the central ~47 um window (PatchCamelyon's
+# label region plus context) added nothing on real patches (5-fold CV AUC 0.928 with them,
+# 0.929 without) and cost 40 % more time.
+FEATURE_NAMES: tuple[str, ...] = (
+    _STAIN_NAMES + _NUCLEI_NAMES + _BLOB_NAMES + _GLCM_NAMES + _LBP_NAMES + _COLOUR_NAMES
+)
+
+
+# -- what each feature means, in a pathologist's words (shown beside per-feature contributions) --
+_STAT_WORDS = {"mean": "mean", "std": "variation (SD) of", "p10": "10th percentile of",
+               "p50": "median", "p90": "90th percentile of"}
+FEATURE_DESCRIPTIONS: dict[str, str] = {
+    **{f"h_od_{k}": f"{w} haematoxylin (nuclear stain) optical density" for k, w in _STAT_WORDS.items()},
+    **{f"e_od_{k}": f"{w} eosin (cytoplasm/stroma stain) optical density" for k, w in _STAT_WORDS.items()},
+    "nuclei_h_threshold_od": "haematoxylin density above which a pixel counts as nuclear (Otsu)",
+    "nuclei_density_per_mm2": "nuclei per mm^2 (cellularity)",
+    "nuclei_area_fraction": "fraction of the area covered by nuclei",
+    "nuclei_area_mean_um2": "mean nuclear area in um^2 (nuclear enlargement)",
+    "nuclei_area_std_um2": "spread of nuclear areas in um^2 (size pleomorphism)",
+    "nuclei_area_p50_um2": "median nuclear area in um^2",
+    "nuclei_area_p90_um2": "area of the largest nuclei (90th percentile, um^2)",
+    "nuclei_area_cv": "nuclear size variation relative to the mean (pleomorphism)",
+    "nuclei_large_fraction": "fraction of nuclei larger than a lymphocyte's (> 50 um^2)",
+    "nuclei_eccentricity_mean": "mean nuclear elongation (0 round, 1 a line)",
+    "nuclei_h_od_mean": "mean haematoxylin density inside nuclei (hyperchromasia)",
+    "nuclei_h_od_spread": "variation of staining darkness between nuclei",
+    "nuclei_chromatin_std_od": "haematoxylin variation within nuclei (coarse or vesicular chromatin)",
+    "nuclei_contour_irregularity": "nuclear outline length relative to a circle of the same area (irregular membranes)",
+    "nuclei_neighbour_distance_um": "mean distance from a nucleus to its nearest neighbour in um (crowding)",
+    "nuclei_neighbour_distance_cv": "unevenness of nuclear spacing (loss of regular arrangement)",
+    **{f"h_blob_energy_{d:.0f}um": f"haematoxylin blobs about {d:.0f} um across (nuclear-size spectrum)"
+       for d in BLOB_DIAMETERS_UM},
+    **{f"glcm_{prop}_d{d}": f"grey-level texture {prop} at {d} px (~{d} um)"
+       for d in _GLCM_OFFSETS for prop in _GLCM_PROPS},
+    **{f"lbp_u{k}_fraction": f"local pattern: {k} of 8 brighter neighbours ("
+       + ("dark spot" if k == 0 else "bright spot" if k == 8 else "flat" if k == 4 else "edge or corner") + ")"
+       for k in range(9)},
+    "lbp_nonuniform_fraction": "local pattern: irregular fine texture (non-uniform codes)",
+    "red_mean": "mean red", "green_mean": "mean green", "blue_mean": "mean blue",
+    "red_std": "variation of red", "green_std": "variation of green", "blue_std": "variation of blue",
+    "saturation_mean": "mean colour saturation (stain intensity)",
+    "saturation_std": "variation of colour saturation",
+    "value_mean": "mean brightness", "value_std": "variation of brightness",
+    "mean_colour_hue_cos": "hue of the mean colour (pink-red vs blue-green axis)",
+    "mean_colour_hue_sin": "hue of the mean colour (green vs blue-purple axis)",
+    "white_fraction": "fraction of empty glass or fat (white)",
+    "black_fraction": "fraction of black pixels (pen, dirt, outside the slide)",
+}
 
 
 def extract_features(patches: np.ndarray, mpp: float) -> np.ndarray:
@@ -139,6 +199,7 @@ def _chunk_features(rgb: np.ndarray, mpp: float) -> np.ndarray:
         _stain_stats(h),
         _stain_stats(e),
         _nuclei_features(h, mpp),
+        _blob_energy(h, mpp),
         _glcm_features(grey),
         _lbp_histogram(grey),
         _colour_features(rgb),
@@ -227,7 +288,12 @@ def _nuclei_features(h: np.ndarray, mpp: float) -> np.ndarray:
     y = (rem // p).astype(np.float64)
     x = (rem % p).astype(np.float64)
     hv = h.ravel()[idx].astype(np.float64)
-    sums = [np.bincount(lab, weights=w, minlength=n_lab + 1) for w in (y, x, y * y, x * x, x * y, hv)]
+    # Contour pixels: nuclear pixels with a 4-neighbour outside the nucleus (the patch edge is
+    # not a contour: a nucleus cut by it is not irregular).
+    inner = ndimage.binary_erosion(mask, structure=structure, border_value=1)
+    contour = (mask & ~inner).ravel()[idx].astype(np.float64)
+    weights = (y, x, y * y, x * x, x * y, hv, hv * hv, contour)
+    sums = [np.bincount(lab, weights=w, minlength=n_lab + 1) for w in weights]
 
     keep = area_px * px_um2 >= MIN_NUCLEUS_UM2
     keep[0] = False  # label 0 is background
@@ -254,6 +320,14 @@ def _nuclei_features(h: np.ndarray, mpp: float) -> np.ndarray:
     patch_mm2 = um_to_mm(p * mpp) ** 2
     nuclear_px = np.bincount(grp, weights=a, minlength=n)
     h_in_nuclei = np.bincount(grp, weights=sums[5][keep], minlength=n)
+    # Per nucleus: mean H (hyperchromasia), H std inside it (coarse chromatin), contour length
+    # over that of a circle of the same area (1 for a disc, more for an irregular outline).
+    h_nuc = sums[5][keep] / a
+    chromatin = np.sqrt(np.maximum(sums[6][keep] / a - h_nuc * h_nuc, 0))
+    irregular = sums[7][keep] / (2 * np.sqrt(np.pi * a))
+    h_nuc_mean = np.bincount(grp, weights=h_nuc, minlength=n) / safe
+    h_nuc_sq = np.bincount(grp, weights=h_nuc * h_nuc, minlength=n) / safe
+    nn_mean, nn_cv = _neighbour_distances(my * mpp, mx * mpp, grp, n, p * mpp)
     return np.column_stack(
         [
             thr,
@@ -267,8 +341,56 @@ def _nuclei_features(h: np.ndarray, mpp: float) -> np.ndarray:
             np.bincount(grp, weights=(area_um2 > LARGE_NUCLEUS_UM2).astype(np.float64), minlength=n) / safe,
             np.bincount(grp, weights=ecc, minlength=n) / safe,
             h_in_nuclei / np.maximum(nuclear_px, 1),
+            np.sqrt(np.maximum(h_nuc_sq - h_nuc_mean * h_nuc_mean, 0)),
+            np.bincount(grp, weights=chromatin, minlength=n) / safe,
+            np.bincount(grp, weights=irregular, minlength=n) / safe,
+            nn_mean,
+            nn_cv,
         ]
     )
+
+
+def _neighbour_distances(
+    y_um: np.ndarray, x_um: np.ndarray, grp: np.ndarray, n: int, side_um: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and coefficient of variation of each nucleus's distance (um) to its nearest neighbour.
+
+    Crowding: tumour cells pack tightly and irregularly. With fewer than two nuclei the mean is
+    the region's side (no neighbour within it) and the variation 0.
+    """
+    mean = np.full(n, side_um)
+    cv = np.zeros(n)
+    order = np.argsort(grp, kind="stable")
+    counts = np.bincount(grp, minlength=n)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for k in np.flatnonzero(counts >= 2):
+        sel = order[starts[k] : starts[k + 1]]
+        pts = np.column_stack([y_um[sel], x_um[sel]])
+        d2 = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
+        np.fill_diagonal(d2, np.inf)
+        nearest = np.sqrt(d2.min(axis=1))
+        mean[k] = nearest.mean()
+        cv[k] = nearest.std() / max(mean[k], 1e-12)
+    return mean, cv
+
+
+def _blob_energy(h: np.ndarray, mpp: float) -> np.ndarray:
+    """Mean positive difference of Gaussians of H at each of ``BLOB_DIAMETERS_UM``.
+
+    A dark round blob of diameter d responds most at sigma = d / (2 sqrt 2): the three values
+    are a spectrum of nuclear sizes (small lymphocytes vs large tumour nuclei) that needs no
+    segmentation.
+    """
+    sigmas_px = [d_um / (2 * np.sqrt(2)) / mpp for d_um in BLOB_DIAMETERS_UM]
+    sigmas_px.append(sigmas_px[-1] * _BLOB_STEP)
+    blurred = [
+        ndimage.gaussian_filter(h, sigma=(0, s, s), mode="reflect", truncate=_BLOB_TRUNCATE) for s in sigmas_px
+    ]
+    cols = [
+        np.maximum(fine - coarse, 0).reshape(len(h), -1).mean(axis=1, dtype=np.float64)
+        for fine, coarse in itertools.pairwise(blurred)
+    ]
+    return np.column_stack(cols)
 
 
 # -- texture ---------------------------------------------------------------------------------------
