@@ -99,7 +99,7 @@ def test_model_file_round_trip_keeps_the_profile(tmp_path):
     assert DomainLimits.of_info(read_model_info(tmp_path / "m.safetensors")).patch_threshold == pytest.approx(
         model.domain.patch_threshold)
     loaded = load_model(tmp_path / "m.safetensors")
-    assert set(loaded.tensors()) == {"feature_mean", "feature_scale", "coef", "intercept"}  # split off
+    assert set(loaded.tensors()) == {"feature_mean", "feature_scale", "knots", "coef", "intercept"}  # split off
     np.testing.assert_array_equal(loaded.domain.distance(desc), model.domain.distance(desc))
     assert loaded.domain.to_json() == model.domain.to_json()
     patches = np.random.default_rng(0).integers(0, 255, (3, 96, 96, 3), dtype=np.uint8)
