@@ -96,7 +96,7 @@ def test_eval_reports_calibration_at_the_operating_point_on_the_held_out_part(to
     model = tmp_path / "hc.safetensors"
     data = str(toy_folders / "classes")
     assert main(["train", "handcrafted", "--data", data, "--patch-mpp", "0.972", "--out", str(model),
-                 "--target-sensitivity", "0.9", "--json"]) == 0
+                 "--operating-point", "sensitivity", "--target-sensitivity", "0.9", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_train"] + summary["n_valid"] + summary["n_test"] == 240
     assert summary["n_test"] >= 36  # at least 15 %

@@ -94,9 +94,13 @@ def register(sub) -> None:
                    choices=("auto", "temperature", "platt", "isotonic", "none"),
                    help="probability calibration fitted on the validation part (default auto: "
                         "temperature scaling for cnn, Platt scaling for handcrafted)")
+    t.add_argument("--operating-point", default="youden", choices=("youden", "sensitivity"),
+                   help="how the threshold results are read at is chosen on the validation part: "
+                        "youden (default: max sensitivity + specificity - 1; fewest false lesions "
+                        "on whole slides) or sensitivity (screening: see --target-sensitivity)")
     t.add_argument("--target-sensitivity", type=float, default=0.95,
-                   help="operating point: the highest threshold with at least this validation "
-                        "sensitivity (default 0.95, screening)")
+                   help="with --operating-point sensitivity: the highest threshold with at least "
+                        "this validation sensitivity (default 0.95)")
     t.add_argument("--caveat", default="",
                    help="the model's one-sentence caveat (default: written from the training data, "
                         "e.g. 'research model trained on 6,657 real PatchCamelyon patches; not "
@@ -227,7 +231,8 @@ def run_train(args: argparse.Namespace) -> int:
         learning_rate=args.lr, patience=args.patience, seed=args.seed,
         valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
         valid_from=_valid_from(args.valid_from, len(paths)), split_seed=args.split_seed,
-        calibration=args.calibrate, target_sensitivity=args.target_sensitivity, caveat=args.caveat,
+        calibration=args.calibrate, target_sensitivity=args.target_sensitivity,
+        operating_rule=args.operating_point, caveat=args.caveat,
         augment=not args.no_augment, device=args.device,
         max_ram_mb=args.max_ram_mb, name=args.name, demonstration=args.demonstration,
         stain_norm=args.stain_norm,

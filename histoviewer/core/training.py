@@ -50,6 +50,7 @@ from histoviewer.core.models.features import extract_features
 from histoviewer.core.models.handcrafted import fit_handcrafted
 from histoviewer.core.models.metrics import PatchMetrics, binary_metrics
 from histoviewer.core.models.operating_point import (
+    DEFAULT_OPERATING_RULE,
     DEFAULT_TARGET_SENSITIVITY,
     calibrate_and_choose,
 )
@@ -87,8 +88,10 @@ class TrainConfig:
     ``test_fraction`` (``three_way_split``, seeded by ``split_seed``, apart from ``seed`` so a
     new training seed keeps the same test patches); the other sources only train.
     ``calibration``: "auto" (temperature for the CNN, Platt for the handcrafted model),
-    "temperature", "platt", "isotonic" or "none". ``target_sensitivity``: the operating point's
-    rule on the calibrated validation probabilities. ``caveat``: overrides the caveat written
+    "temperature", "platt", "isotonic" or "none". ``operating_rule``: how the operating point is
+    chosen on the calibrated validation probabilities ("youden", or "sensitivity" for the
+    highest threshold with validation sensitivity >= ``target_sensitivity``; see
+    ``models.operating_point``). ``caveat``: overrides the caveat written
     from the training data.
     """
 
@@ -105,6 +108,7 @@ class TrainConfig:
     split_seed: int = 0
     calibration: str = "auto"
     target_sensitivity: float = DEFAULT_TARGET_SENSITIVITY
+    operating_rule: str = DEFAULT_OPERATING_RULE
     caveat: str = ""
     augment: bool = True
     device: str = "auto"
@@ -287,7 +291,8 @@ def _calibrate(info: ModelInfo, valid_logits: np.ndarray, sp: _Split, cfg: Train
         method = "temperature" if info.kind == "cnn" else "platt"
     y_valid = sp.valid_labels[sp.valid_idx]
     info, cal, probs = calibrate_and_choose(info, valid_logits, y_valid, method=method,
-                                            target_sensitivity=cfg.target_sensitivity)
+                                            target_sensitivity=cfg.target_sensitivity,
+                                            rule=cfg.operating_rule)
     point = info.operating_point
     metrics = binary_metrics(y_valid, probs, point.threshold)
     ece = calibration_metrics(y_valid, probs)

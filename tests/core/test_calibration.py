@@ -130,13 +130,21 @@ def test_calibrate_and_choose_fills_the_model_info():
     y = _labels_from(true_logit, 9)
     z = 3.0 * true_logit  # over-confident logits
     info = ModelInfo(name="m", kind="cnn", architecture="x")
-    new, cal, probs = calibrate_and_choose(info, z, y, method="temperature", target_sensitivity=0.95)
+    new, cal, probs = calibrate_and_choose(info, z, y, method="temperature", target_sensitivity=0.95,
+                                           rule="sensitivity")
     point = new.operating_point
     assert cal.params["temperature"] > 1.5  # softened
     assert point.sensitivity >= 0.95 and point.n_valid == 800 and point.target == "sensitivity >= 0.95"
     assert np.mean(probs[y == 1] >= point.threshold) == pytest.approx(point.sensitivity)
     opts = new.extra["threshold_options"]
-    assert set(opts) == {"chosen", "youden", "sensitivity_0.90", "specificity_0.95"}
+    assert set(opts) == {"chosen", "youden", "sensitivity_0.95", "sensitivity_0.90", "specificity_0.95"}
+    assert opts["chosen"] == opts["sensitivity_0.95"]
+    # the default rule is Youden's: the best sensitivity + specificity on validation
+    youden, _, _ = calibrate_and_choose(info, z, y, method="temperature")
+    j = youden.operating_point.sensitivity + youden.operating_point.specificity
+    assert youden.operating_point.target.startswith("Youden") and j >= point.sensitivity + point.specificity
+    for other in opts.values():
+        assert j >= other["sensitivity"] + other["specificity"] - 1e-12
     assert opts["sensitivity_0.90"]["threshold"] >= point.threshold
     assert new.extra["calibration"]["method"] == "temperature"
     assert ModelInfo.from_dict(new.to_dict()) == new
@@ -178,7 +186,7 @@ def test_a_trained_handcrafted_model_file_carries_calibration_and_operating_poin
 
     x, y = toy_patches(160, seed=21)
     data = ArrayPatchSet(x, y, InputSpec(), description="toy")
-    result = train_handcrafted(data, TrainConfig(target_sensitivity=0.9))
+    result = train_handcrafted(data, TrainConfig(target_sensitivity=0.9, operating_rule="sensitivity"))
     info = result.classifier.info
     assert info.operating_point is not None and info.operating_point.sensitivity >= 0.9
     assert info.extra["calibration"]["method"] == "platt" and "valid_ece" in info.metrics
