@@ -28,7 +28,9 @@ from histoviewer.core.input_spec import PCAM_MPP_UM, PCAM_PATCH_PX, InputSpec
 from histoviewer.core.models.augment import AugmentConfig, augment_batch
 from histoviewer.core.models.classifier import VALID_AUC, ModelInfo, PatchClassifier
 from histoviewer.core.models.cnn import CNN_NORMALISATION, CnnClassifier, normalise_uint8_nhwc, normalise_unit_rgb
-from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS
+from histoviewer.core.models.cnn_arch import DEFAULT_ARCHITECTURE, DEFAULT_CONFIGS
+from histoviewer.core.models.cnn_resnet50 import IMAGENET_NORMALISATION_NOTE
+from histoviewer.core.models.cnn_weights import load_init_weights
 from histoviewer.core.models.features import extract_features
 from histoviewer.core.models.handcrafted import fit_handcrafted
 from histoviewer.core.models.metrics import PatchMetrics, binary_metrics
@@ -53,7 +55,7 @@ Log = Callable[[str], None]
 class TrainConfig:
     """Training settings. Patch sets are held in RAM when they fit in ``max_ram_mb``."""
 
-    architecture: str = "strided-cnn"
+    architecture: str = DEFAULT_ARCHITECTURE
     epochs: int = 30
     batch_size: int = 128
     learning_rate: float = 3e-3
@@ -66,6 +68,13 @@ class TrainConfig:
     max_ram_mb: int = 3072
     name: str = ""
     demonstration: bool = False
+    # Recipe (docs/benchmarks.md, "Choosing the default CNN"): validation and the kept weights
+    # use an exponential moving average of the weights (0 = off); targets are smoothed
+    # towards 0.5 by label_smoothing / 2.
+    ema_decay: float = 0.0
+    label_smoothing: float = 0.0
+    # Starting weights (safetensors, matched by name, head excluded); "" = random.
+    init_weights: str = ""
 
 
 @dataclass(frozen=True)
@@ -209,12 +218,18 @@ def predict_patch_set(
     return np.concatenate(probs) if probs else np.empty(0, np.float32)
 
 
+def _normalisation_text(architecture: str) -> str:
+    if architecture == "resnet50":
+        return f"{CNN_NORMALISATION}, {IMAGENET_NORMALISATION_NOTE}"
+    return CNN_NORMALISATION
+
+
 def _cnn_info(patch_set: Any, cfg: TrainConfig, spec: InputSpec) -> ModelInfo:
     return ModelInfo(
         name=cfg.name or f"{cfg.architecture}-seed{cfg.seed}",
         kind="cnn",
         architecture=cfg.architecture,
-        input=replace(spec, normalisation=CNN_NORMALISATION),
+        input=replace(spec, normalisation=_normalisation_text(cfg.architecture)),
         training_data=patch_set.description,
         software_version=__version__,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -262,7 +277,18 @@ def train_cnn(
     model = CnnClassifier.new(info, device=cfg.device)
     device = model.device
     log(f"device: {model.device_choice.reason}")
+    if cfg.init_weights:
+        init = load_init_weights(model.network, cfg.architecture, cfg.init_weights)
+        log(f"initial weights: {init.n_loaded} arrays from {init.path}"
+            + (f" ({len(init.skipped)} of its arrays unused)" if init.skipped else ""))
     net = model.network.to(device).to(memory_format=torch.channels_last)
+    # The weight average that is validated and kept (the trained weights keep moving).
+    ema = None
+    if cfg.ema_decay > 0:
+        ema = torch.optim.swa_utils.AveragedModel(
+            net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay),
+            use_buffers=True)
+    eval_net = net if ema is None else ema.module
 
     x_valid = load_patches(sp.valid_set, valid_idx, control=control, what="reading validation")
     y_valid = sp.valid_labels[valid_idx]
@@ -300,6 +326,8 @@ def train_cnn(
                     x = augment_batch(x, gen, AugmentConfig())
                 x = normalise_unit_rgb(x).contiguous(memory_format=torch.channels_last)
                 y = torch.from_numpy(yb_np.astype(np.float32)).to(device)
+                if cfg.label_smoothing > 0:
+                    y = y * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     loss = loss_fn(net(x).float(), y)
@@ -309,10 +337,12 @@ def train_cnn(
                 scaler.step(opt)
                 scaler.update()
                 sched.step()
+                if ema is not None:
+                    ema.update_parameters(net)
                 total += float(loss.detach()) * len(yb_np)
                 seen += len(yb_np)
                 bar.update(len(yb_np))
-        v_loss, v_prob = _valid_pass(net, x_valid, y_valid, device, cfg.batch_size)
+        v_loss, v_prob = _valid_pass(eval_net, x_valid, y_valid, device, cfg.batch_size)
         v_auc = binary_metrics(y_valid, v_prob).auc
         rec = EpochRecord(epoch, total / max(seen, 1), v_loss, v_auc, time.perf_counter() - t0)
         history.append(rec)
@@ -324,7 +354,7 @@ def train_cnn(
         better = score > best_auc + 1e-4 or (score >= best_auc - 1e-4 and v_loss < 0.9 * best_loss)
         if better:
             best_auc, best_loss, best_epoch, stale = max(score, best_auc), v_loss, epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in eval_net.state_dict().items()}
         else:
             stale += 1
             if stale >= cfg.patience:
