@@ -69,9 +69,10 @@ class TrainConfig:
     name: str = ""
     demonstration: bool = False
     # Recipe (docs/benchmarks.md, "Choosing the default CNN"): validation and the kept weights
-    # use an exponential moving average of the weights (0 = off); targets are smoothed
-    # towards 0.5 by label_smoothing / 2.
-    ema_decay: float = 0.0
+    # use an exponential moving average of the weights (0 = off), which smooths the
+    # epoch-to-epoch swings of validation AUC; targets are smoothed towards 0.5 by
+    # label_smoothing / 2.
+    ema_decay: float = 0.99
     label_smoothing: float = 0.0
     # Starting weights (safetensors, matched by name, head excluded); "" = random.
     init_weights: str = ""
@@ -238,6 +239,15 @@ def _cnn_info(patch_set: Any, cfg: TrainConfig, spec: InputSpec) -> ModelInfo:
     )
 
 
+def _ema_step(decay: float):
+    """Exponential moving average whose decay ramps up, min(decay, (1 + n) / (10 + n)) after
+    n updates, so short runs (a few hundred steps) are not dominated by the initial weights."""
+    def step(avg: torch.Tensor, new: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        return avg * d + new * (1.0 - d)
+    return step
+
+
 def _valid_pass(net: nn.Module, x_valid: np.ndarray, y_valid: np.ndarray, device: torch.device,
                 batch_size: int) -> tuple[float, np.ndarray]:
     net.eval()
@@ -285,9 +295,8 @@ def train_cnn(
     # The weight average that is validated and kept (the trained weights keep moving).
     ema = None
     if cfg.ema_decay > 0:
-        ema = torch.optim.swa_utils.AveragedModel(
-            net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay),
-            use_buffers=True)
+        ema = torch.optim.swa_utils.AveragedModel(net, avg_fn=_ema_step(cfg.ema_decay),
+                                                  use_buffers=True)
     eval_net = net if ema is None else ema.module
 
     x_valid = load_patches(sp.valid_set, valid_idx, control=control, what="reading validation")
