@@ -68,7 +68,7 @@ class TrainConfig:
     max_ram_mb: int = 3072
     name: str = ""
     demonstration: bool = False
-    # Recipe (docs/benchmarks.md, "Choosing the default CNN"): validation and the kept weights
+    # Recipe (docs/benchmarks.md, "Default CNN architecture ... (issue 13)"): validation and the kept weights
     # use an exponential moving average of the weights (0 = off), which smooths the
     # epoch-to-epoch swings of validation AUC; targets are smoothed towards 0.5 by
     # label_smoothing / 2.
@@ -241,10 +241,14 @@ def _cnn_info(patch_set: Any, cfg: TrainConfig, spec: InputSpec) -> ModelInfo:
 
 def _ema_step(decay: float):
     """Exponential moving average whose decay ramps up, min(decay, (1 + n) / (10 + n)) after
-    n updates, so short runs (a few hundred steps) are not dominated by the initial weights."""
-    def step(avg: torch.Tensor, new: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    n updates, so short runs (a few hundred steps) are not dominated by the initial weights.
+    Called once per (device, dtype) group of tensors, so the decay costs one sync per step."""
+    def step(avg: list[torch.Tensor], new: list[torch.Tensor], n: torch.Tensor) -> None:
         d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
-        return avg * d + new * (1.0 - d)
+        if avg[0].is_floating_point():
+            torch._foreach_lerp_(avg, new, 1.0 - d)
+        else:  # integer buffers (batch-norm step counters) are copied, not averaged
+            torch._foreach_copy_(avg, new)
     return step
 
 
@@ -295,7 +299,7 @@ def train_cnn(
     # The weight average that is validated and kept (the trained weights keep moving).
     ema = None
     if cfg.ema_decay > 0:
-        ema = torch.optim.swa_utils.AveragedModel(net, avg_fn=_ema_step(cfg.ema_decay),
+        ema = torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=_ema_step(cfg.ema_decay),
                                                   use_buffers=True)
     eval_net = net if ema is None else ema.module
 

@@ -5,11 +5,11 @@ code of its own. Every architecture has the same shape: ``embed(x) -> (N, D)`` p
 features, ``head(emb) -> (N,)`` one tumour logit, and ``forward(x) = head(embed(x))`` (the
 out-of-domain score reads ``embed``).
 
-- ``compact-cnn`` (default): ``strided-cnn``'s four stride-2 stages with a second 3x3 conv
-  where the maps are small (12 and 6 px), so the extra depth and receptive field cost little;
-  optionally a 1x1 widening before the pool (``expand``, off by default: it costs more CPU
-  time than it saves). About 0.28 M parameters, about 1.3x ``strided-cnn``'s CPU time per
-  patch (docs/benchmarks.md).
+- ``compact-cnn`` (default): ``strided-cnn``'s four stride-2 stages with extra stride-1
+  3x3 convs where the maps are small (``depths``; by default one more at 6 px, so the extra
+  depth, width of receptive field and parameters cost little CPU time) and an optional 1x1
+  widening before the pool (``expand``, off by default). About 0.25 M parameters, about
+  1.2x ``strided-cnn``'s CPU time per patch (docs/benchmarks.md).
 - ``strided-cnn``: four 3x3 stride-2 conv + batch-norm + ReLU stages, global average pooling,
   dropout, one linear unit. About 0.1 M parameters; the previous default (kept so its files
   still load).
@@ -77,7 +77,7 @@ class CompactCnn(nn.Module):
     def __init__(
         self,
         widths: Sequence[int] = (16, 32, 64, 128),
-        depths: Sequence[int] = (1, 1, 2, 2),
+        depths: Sequence[int] = (1, 1, 1, 2),
         expand: int = 0,
         dropout: float = 0.2,
     ):
@@ -160,9 +160,10 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "resnet50": ResNet50,
 }
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
-    # expand 256 measured 1.50-1.67x strided-cnn's CPU time per patch, over the 1.5x the
-    # whole-slide budget allows; without it 1.29-1.43x (docs/benchmarks.md).
-    "compact-cnn": {"widths": [16, 32, 64, 128], "depths": [1, 1, 2, 2], "expand": 0,
+    # One extra conv, at 6 px: 1.2x strided-cnn's CPU time per patch. A second one at 12 px
+    # (depths 1-1-2-2) measured 1.7x in whole-slide analyze, and expand 256 another +0.2x,
+    # over the ~1.5x the whole-slide budget allows (docs/benchmarks.md).
+    "compact-cnn": {"widths": [16, 32, 64, 128], "depths": [1, 1, 1, 2], "expand": 0,
                     "dropout": 0.2},
     "strided-cnn": {"widths": [16, 32, 64, 128], "dropout": 0.2},
     "resnet": {"widths": [32, 64, 128, 256], "blocks": [2, 2, 2, 2], "dropout": 0.2},
