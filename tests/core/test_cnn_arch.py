@@ -14,8 +14,15 @@ from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.cnn import CnnClassifier
-from histoviewer.core.models.cnn_arch import ARCHITECTURES, DEFAULT_ARCHITECTURE, build_network
-from histoviewer.core.models.cnn_weights import import_torchvision_weights, load_init_weights
+from histoviewer.core.models.cnn_arch import (
+    ARCHITECTURES,
+    DEFAULT_ARCHITECTURE,
+    build_network,
+)
+from histoviewer.core.models.cnn_weights import (
+    import_torchvision_weights,
+    load_init_weights,
+)
 from histoviewer.core.training import TrainConfig, train_cnn
 
 from .model_helpers import ArrayPatchSet, toy_patches
