@@ -53,14 +53,14 @@ def _wanted(net: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _match(path: Path, architecture: str, wanted: dict[str, torch.Tensor],
-           arrays: dict[str, Any]) -> dict[str, np.ndarray]:
+           arrays: dict[str, Any], setting: str | None) -> dict[str, np.ndarray]:
     """The file's arrays for every wanted name, shapes checked; else one clear error."""
     missing = [k for k in wanted if k not in arrays]
     if missing:
         raise ModelLoadError(
             f"{path}: weights do not fit architecture {architecture!r}: {len(missing)} of its "
             f"{len(wanted)} parameter arrays are missing from the file (first: {missing[0]!r})",
-            setting="init",
+            setting=setting,
         )
     out: dict[str, np.ndarray] = {}
     for k, ref in wanted.items():
@@ -69,7 +69,7 @@ def _match(path: Path, architecture: str, wanted: dict[str, torch.Tensor],
             raise ModelLoadError(
                 f"{path}: weights do not fit architecture {architecture!r}: {k!r} has shape "
                 f"{tuple(arr.shape)} in the file, the network needs {tuple(ref.shape)}",
-                setting="init",
+                setting=setting,
             )
         out[k] = np.ascontiguousarray(arr, dtype=np.float32) if arr.dtype.kind == "f" else arr
     return out
@@ -85,7 +85,7 @@ def _unwrap_checkpoint(obj: Any) -> dict[str, Any]:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelLoadError("not a state dict of tensors", setting="init")
+        raise ModelLoadError("not a state dict of tensors")
     # DataParallel checkpoints prefix every name with "module.".
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
@@ -100,19 +100,19 @@ def import_torchvision_weights(pth: str | Path, architecture: str,
         # weights_only: tensors and containers only, never arbitrary pickled objects.
         obj = torch.load(pth, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ModelLoadError(f"{pth}: weights file not found", setting="init") from None
+        raise ModelLoadError(f"{pth}: weights file not found") from None
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
         raise ModelLoadError(
             f"{pth}: not a torch state dict that can be read safely ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})", setting="init"
+            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
         ) from exc
     try:
         state = _unwrap_checkpoint(obj)
     except ModelLoadError as exc:
-        raise ModelLoadError(f"{pth}: {exc}", setting="init") from None
+        raise ModelLoadError(f"{pth}: {exc}") from None
     wanted = _wanted(build_network(architecture))
     arrays = {k: v.detach().cpu().numpy() for k, v in state.items()}
-    matched = _match(pth, architecture, wanted, arrays)
+    matched = _match(pth, architecture, wanted, arrays, None)
     meta = {"format": WEIGHTS_FORMAT, "architecture": architecture,
             "source": json.dumps({"file": pth.name, "converted_from": "torch state dict"})}
     atomic_write_bytes(out, save(matched, metadata=meta))
@@ -134,7 +134,7 @@ def load_init_weights(net: nn.Module, architecture: str, path: str | Path) -> In
             "must be converted to safetensors first", setting="init"
         ) from exc
     wanted = _wanted(net)
-    matched = _match(path, architecture, wanted, arrays)
+    matched = _match(path, architecture, wanted, arrays, "init")
     state = {k: torch.from_numpy(v.copy()) for k, v in matched.items()}
     net.load_state_dict(state, strict=False)
     return InitWeights(str(path), architecture, len(matched), _unused(arrays, matched))
