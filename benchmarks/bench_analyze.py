@@ -23,6 +23,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -126,17 +127,17 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             options = AnalyzeOptions(read_threads=args.read_threads, fast_tiff=False)
             s_os = analyze_slide(slide, tmp, model, options)
-        out["analyze_openslide"] = {"total_s": s_os.timing["total_s"], "timing": s_os.timing}
-        print(f"analyze through OpenSlide only: {s_os.timing['total_s']:.1f} s; timing {s_os.timing}", flush=True)
+        out["analyze_openslide"] = {"total_s": s_os.timing.total_s, "timing": asdict(s_os.timing)}
+        print(f"analyze through OpenSlide only: {s_os.timing.total_s:.1f} s; timing {s_os.timing}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         summary = analyze_slide(slide, tmp, model, AnalyzeOptions(read_threads=args.read_threads))
     n = summary.tissue_patches
-    out["analyze"] = {"region_source": summary.region_source, "total_s": summary.timing["total_s"], "timing": summary.timing, "tissue_patches": n,
+    out["analyze"] = {"region_source": summary.region_source, "total_s": summary.timing.total_s, "timing": asdict(summary.timing), "tissue_patches": n,
                       "grid": [summary.geometry["rows"], summary.geometry["cols"]],
                       "level_read": summary.level_read,
                       "tissue_fraction": n / (summary.geometry["rows"] * summary.geometry["cols"])}
-    print(f"analyze: {n} tissue patches in {summary.timing['total_s']:.1f} s "
-          f"({n / summary.timing['classify_wall_s']:.0f} patches/s while classifying); timing {summary.timing}",
+    print(f"analyze: {n} tissue patches in {summary.timing.total_s:.1f} s "
+          f"({n / summary.timing.classify_wall_s:.0f} patches/s while classifying); timing {summary.timing}",
           flush=True)
     with open_slide(slide) as reader:
         spec = model.input
@@ -146,7 +147,7 @@ def main() -> int:
         per_patch = naive_loop(reader, g, model, sample)
         read_s, model_s = bound(reader, g, model, cells, summary.region_source == "tifffile")
     naive_total = per_patch * n
-    total = summary.timing["total_s"]
+    total = summary.timing.total_s
     out["naive"] = {"patches_timed": len(sample), "s_per_patch": per_patch, "extrapolated_s": naive_total,
                     "speedup": naive_total / total}
     out["bound"] = {"read_decode_s": read_s, "model_s": model_s, "sum_s": read_s + model_s,

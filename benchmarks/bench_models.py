@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-sizes", default="1,16,64,256,1024")
-    ap.add_argument("--archs", default="strided-cnn,resnet")
+    ap.add_argument("--archs", default="compact-cnn,strided-cnn,resnet")
     ap.add_argument("--min-seconds", type=float, default=3.0)
     ap.add_argument("--train-patches", type=int, default=4096)
     ap.add_argument("--train-epochs", type=int, default=2)

@@ -157,3 +157,26 @@ def test_train_stain_norm_flag_is_stored_in_the_model(toy_folders, tmp_path, cap
     info = read_model_info(model)
     assert info.extra["stain_normalisation"]["method"] == "macenko"
     assert info.input.normalisation.startswith("Macenko stain normalisation")
+
+
+def test_import_weights_then_init_refused_for_another_architecture(toy_folders, tmp_path, capsys):
+    import torch
+
+    from histoviewer.core.models.cnn_arch import build_network
+
+    # A torchvision-shaped checkpoint of random weights (never a download), fc of 1000 classes.
+    state = {k: v for k, v in build_network("resnet50").state_dict().items()
+             if not k.startswith("head.")}
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
+    pth = tmp_path / "resnet50-random.pth"
+    torch.save(state, pth)
+    out = tmp_path / "r50.safetensors"
+    assert main(["import-weights", str(pth), "--arch", "resnet50", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"wrote {out}: 265 resnet50 parameter arrays" in text and "fc.bias, fc.weight" in text
+    rc = main(["train", "cnn", "--arch", "strided-cnn", "--init", str(out), "--data",
+               str(toy_folders / "classes"), "--patch-mpp", "0.972", "--epochs", "1",
+               "--device", "cpu", "--out", str(tmp_path / "m.safetensors")])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{out}: weights do not fit architecture 'strided-cnn'" in err
+    assert "(use --init)" in err and not (tmp_path / "m.safetensors").exists()

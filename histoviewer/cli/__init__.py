@@ -10,6 +10,7 @@ from histoviewer.core.errors import HistoViewerError
 
 SUBCOMMANDS = (
     "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models", "add-domain",
+    "import-weights",
     "analyze", "lesions", "stage", "evaluate", "convert-annotations", "export-heatmap",
     "report",
 )

@@ -67,6 +67,10 @@ def _add_data_args(p: argparse.ArgumentParser, *, default_split: str | None, mul
     p.add_argument("--json", action="store_true", help="machine-readable output, no progress bars")
 
 
+# Spelled out, not read from cnn_arch: that imports torch, seconds of start-up for --help.
+CNN_ARCHITECTURES = ("compact-cnn", "strided-cnn", "resnet", "resnet50")
+
+
 def register(sub) -> None:
     t = sub.add_parser(
         "train", help="train a patch classifier (cnn or handcrafted)",
@@ -105,7 +109,14 @@ def register(sub) -> None:
                    help="the model's one-sentence caveat (default: written from the training data, "
                         "e.g. 'research model trained on 6,657 real PatchCamelyon patches; not "
                         "validated for clinical use')")
-    t.add_argument("--arch", default="strided-cnn", choices=("strided-cnn", "resnet"))
+    t.add_argument("--arch", default="compact-cnn", choices=CNN_ARCHITECTURES,
+                   help="CNN only: compact-cnn (default, fast on CPU), strided-cnn (previous "
+                        "default), resnet (ResNet-18-shaped), resnet50 (torchvision ResNet-50, "
+                        "a GPU model; ImageNet input normalisation)")
+    t.add_argument("--init", type=Path, default=None, metavar="WEIGHTS",
+                   help="CNN only: start from these weights (a .safetensors file from "
+                        "import-weights, or a model file of the same architecture; the head "
+                        "is trained from scratch)")
     t.add_argument("--epochs", type=int, default=30, help="CNN only (default 30)")
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
@@ -157,6 +168,19 @@ def register(sub) -> None:
                    help="validation fraction (default: the model's training fraction)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=run_add_domain)
+    w = sub.add_parser(
+        "import-weights",
+        help="convert a torchvision .pth state dict into a weights file for train --init",
+        epilog="example: histoviewer import-weights resnet50-0676ba61.pth --arch resnet50 "
+               "--out imagenet-resnet50.safetensors\n  (the .pth is read with "
+               "torch.load(weights_only=True): tensors only, no code; nothing is downloaded)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    w.add_argument("pth", type=Path, help="torchvision checkpoint (.pth state dict)")
+    w.add_argument("--arch", required=True, choices=CNN_ARCHITECTURES)
+    w.add_argument("--out", required=True, type=Path, help="weights file to write (.safetensors)")
+    w.add_argument("--json", action="store_true")
+    w.set_defaults(func=run_import_weights)
 
     m = sub.add_parser("models", help="list the available models and the models folder")
     m.add_argument("--json", action="store_true")
@@ -236,7 +260,10 @@ def run_train(args: argparse.Namespace) -> int:
         augment=not args.no_augment, device=args.device,
         max_ram_mb=args.max_ram_mb, name=args.name, demonstration=args.demonstration,
         stain_norm=args.stain_norm,
+        init_weights="" if args.init is None else str(args.init),
     )
+    if args.init is not None and args.kind != "cnn":
+        raise PatchDataError("--init applies to CNN training only")
     control = cli_control(args.json)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else print
     several = len(paths) > 1
@@ -298,6 +325,21 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"operating point ({info.operating_point.target}): {info.operating_point.describe()}")
     print("validation at the operating point:")
     print(_metrics_text(m))
+    return 0
+
+
+def run_import_weights(args: argparse.Namespace) -> int:
+    from histoviewer.core.models.cnn_weights import import_torchvision_weights
+
+    result = import_torchvision_weights(args.pth, args.arch, args.out)
+    if args.json:
+        print(json.dumps({"out": result.path, "architecture": result.architecture,
+                          "n_loaded": result.n_loaded, "skipped": list(result.skipped)}, indent=2))
+        return 0
+    print(f"wrote {result.path}: {result.n_loaded} {result.architecture} parameter arrays")
+    if result.skipped:
+        print(f"not used (no counterpart in {result.architecture}): {', '.join(result.skipped)}")
+    print(f"train with: histoviewer train cnn --arch {result.architecture} --init {result.path} ...")
     return 0
 
 

@@ -39,7 +39,9 @@ from histoviewer.core.models.cnn import (
     normalise_uint8_nhwc,
     normalise_unit_rgb,
 )
-from histoviewer.core.models.cnn_arch import DEFAULT_CONFIGS
+from histoviewer.core.models.cnn_arch import DEFAULT_ARCHITECTURE, DEFAULT_CONFIGS
+from histoviewer.core.models.cnn_resnet50 import IMAGENET_NORMALISATION_NOTE
+from histoviewer.core.models.cnn_weights import load_init_weights
 from histoviewer.core.models.domain import descriptor_of_features, fit_domain_profile
 from histoviewer.core.models.domain_fit import (
     DOMAIN_FIT_PATCHES,
@@ -95,7 +97,7 @@ class TrainConfig:
     from the training data.
     """
 
-    architecture: str = "strided-cnn"
+    architecture: str = DEFAULT_ARCHITECTURE
     epochs: int = 30
     batch_size: int = 128
     learning_rate: float = 3e-3
@@ -115,6 +117,14 @@ class TrainConfig:
     max_ram_mb: int = 3072
     name: str = ""
     demonstration: bool = False
+    # Recipe (docs/benchmarks.md, "Default CNN architecture ... (issue 13)"): validation and the kept weights
+    # use an exponential moving average of the weights (0 = off), which smooths the
+    # epoch-to-epoch swings of validation AUC; targets are smoothed towards 0.5 by
+    # label_smoothing / 2.
+    ema_decay: float = 0.99
+    label_smoothing: float = 0.0
+    # Starting weights (safetensors, matched by name, head excluded); "" = random.
+    init_weights: str = ""
     stain_norm: str = "none"  # "none", "reinhard" or "macenko": fitted on training patches
 
 
@@ -377,18 +387,37 @@ def predict_patch_set(
     return np.concatenate(probs) if probs else np.empty(0, np.float32)
 
 
+def _normalisation_text(architecture: str) -> str:
+    if architecture == "resnet50":
+        return f"{CNN_NORMALISATION}, {IMAGENET_NORMALISATION_NOTE}"
+    return CNN_NORMALISATION
+
+
 def _cnn_info(patch_set: Any, cfg: TrainConfig, spec: InputSpec) -> ModelInfo:
     return ModelInfo(
         name=cfg.name or f"{cfg.architecture}-seed{cfg.seed}",
         kind="cnn",
         architecture=cfg.architecture,
-        input=replace(spec, normalisation=CNN_NORMALISATION),
+        input=replace(spec, normalisation=_normalisation_text(cfg.architecture)),
         training_data=patch_set.description,
         software_version=__version__,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         demonstration=cfg.demonstration,
         extra={"arch_config": dict(DEFAULT_CONFIGS[cfg.architecture])},
     )
+
+
+def _ema_step(decay: float):
+    """Exponential moving average whose decay ramps up, min(decay, (1 + n) / (10 + n)) after
+    n updates, so short runs (a few hundred steps) are not dominated by the initial weights.
+    Called once per (device, dtype) group of tensors, so the decay costs one sync per step."""
+    def step(avg: list[torch.Tensor], new: list[torch.Tensor], n: torch.Tensor) -> None:
+        d = min(decay, (1.0 + float(n)) / (10.0 + float(n)))
+        if avg[0].is_floating_point():
+            torch._foreach_lerp_(avg, new, 1.0 - d)
+        else:  # integer buffers (batch-norm step counters) are copied, not averaged
+            torch._foreach_copy_(avg, new)
+    return step
 
 
 def _valid_pass(net: nn.Module, x_valid: np.ndarray, y_valid: np.ndarray, device: torch.device,
@@ -432,7 +461,17 @@ def train_cnn(
     model = CnnClassifier.new(info, device=cfg.device)
     device = model.device
     log(f"device: {model.device_choice.reason}")
+    if cfg.init_weights:
+        init = load_init_weights(model.network, cfg.architecture, cfg.init_weights)
+        log(f"initial weights: {init.n_loaded} arrays from {init.path}"
+            + (f" ({len(init.skipped)} of its arrays unused)" if init.skipped else ""))
     net = model.network.to(device).to(memory_format=torch.channels_last)
+    # The weight average that is validated and kept (the trained weights keep moving).
+    ema = None
+    if cfg.ema_decay > 0:
+        ema = torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=_ema_step(cfg.ema_decay),
+                                                  use_buffers=True)
+    eval_net = net if ema is None else ema.module
 
     x_valid = to_input(load_patches(sp.valid_set, valid_idx, control=control, what="reading validation"))
     y_valid = sp.valid_labels[valid_idx]
@@ -470,6 +509,8 @@ def train_cnn(
                     x = augment_batch(x, gen, AugmentConfig())
                 x = normalise_unit_rgb(x).contiguous(memory_format=torch.channels_last)
                 y = torch.from_numpy(yb_np.astype(np.float32)).to(device)
+                if cfg.label_smoothing > 0:
+                    y = y * (1 - cfg.label_smoothing) + 0.5 * cfg.label_smoothing
                 opt.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                     loss = loss_fn(net(x).float(), y)
@@ -479,10 +520,12 @@ def train_cnn(
                 scaler.step(opt)
                 scaler.update()
                 sched.step()
+                if ema is not None:
+                    ema.update_parameters(net)
                 total += float(loss.detach()) * len(yb_np)
                 seen += len(yb_np)
                 bar.update(len(yb_np))
-        v_loss, v_prob = _valid_pass(net, x_valid, y_valid, device, cfg.batch_size)
+        v_loss, v_prob = _valid_pass(eval_net, x_valid, y_valid, device, cfg.batch_size)
         v_auc = binary_metrics(y_valid, v_prob).auc
         rec = EpochRecord(epoch, total / max(seen, 1), v_loss, v_auc, time.perf_counter() - t0)
         history.append(rec)
@@ -494,7 +537,7 @@ def train_cnn(
         better = score > best_auc + 1e-4 or (score >= best_auc - 1e-4 and v_loss < 0.9 * best_loss)
         if better:
             best_auc, best_loss, best_epoch, stale = max(score, best_auc), v_loss, epoch, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in eval_net.state_dict().items()}
         else:
             stale += 1
             if stale >= cfg.patience:

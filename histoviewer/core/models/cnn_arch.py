@@ -1,13 +1,22 @@
 """CNN architectures for 96 px patches, built from a name and a small JSON config.
 
 Only these names can be built, so a model file chooses among known code; it never carries
-code of its own.
+code of its own. Every architecture has the same shape: ``embed(x) -> (N, D)`` pooled
+features, ``head(emb) -> (N,)`` one tumour logit, and ``forward(x) = head(embed(x))`` (the
+out-of-domain score reads ``embed``).
 
-- ``strided-cnn`` (default): four 3x3 stride-2 conv + batch-norm + ReLU stages, global
-  average pooling, dropout, one linear unit. About 0.1 M parameters; with batch norm folded
-  and channels-last it classifies several thousand 96 px patches per second on two CPU cores.
+- ``compact-cnn`` (default): ``strided-cnn``'s four stride-2 stages with extra stride-1
+  3x3 convs where the maps are small (``depths``; by default one more at 6 px, so the extra
+  depth, width of receptive field and parameters cost little CPU time) and an optional 1x1
+  widening before the pool (``expand``, off by default). About 0.25 M parameters, about
+  1.2x ``strided-cnn``'s CPU time per patch (docs/benchmarks.md).
+- ``strided-cnn``: four 3x3 stride-2 conv + batch-norm + ReLU stages, global average pooling,
+  dropout, one linear unit. About 0.1 M parameters; the previous default (kept so its files
+  still load).
 - ``resnet``: a ResNet-18-shaped network (two basic residual blocks per stage) with a
-  stride-2 stem, for GPUs and real PatchCamelyon training; an order of magnitude slower on CPU.
+  stride-2 stem, for GPUs; an order of magnitude slower on CPU.
+- ``resnet50``: torchvision's ResNet-50 (``cnn_resnet50``), parameter names identical to
+  torchvision's so ImageNet weights load by name; a GPU model.
 """
 
 from __future__ import annotations
@@ -19,13 +28,18 @@ import torch
 from torch import nn
 
 from histoviewer.core.errors import ModelLoadError
+from histoviewer.core.models.cnn_head import LogitHead
+from histoviewer.core.models.cnn_resnet50 import ResNet50
 
-__all__ = ["ARCHITECTURES", "DEFAULT_CONFIGS", "build_network"]
+__all__ = ["ARCHITECTURES", "DEFAULT_ARCHITECTURE", "DEFAULT_CONFIGS", "LogitHead",
+           "build_network"]
+
+DEFAULT_ARCHITECTURE = "compact-cnn"
 
 
-def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
+def _conv_bn_relu(c_in: int, c_out: int, stride: int, kernel: int = 3) -> list[nn.Module]:
     return [
-        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     ]
@@ -43,12 +57,49 @@ class StridedCnn(nn.Module):
             c_in = int(width)
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c_in, 1)
+        self.head = LogitHead(c_in, dropout)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x)).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.features(x)).flatten(1)
-        return self.head(self.dropout(x)).squeeze(1)
+        return self.head(self.embed(x))
+
+
+class CompactCnn(nn.Module):
+    """Stages of ``depths[i]`` 3x3 conv-BN-ReLU (the first with stride 2), an optional 1x1
+    conv to ``expand`` channels, global average pooling, dropout, one logit.
+
+    Depth goes where the maps are small: at 96 px input, stage 3 runs at 12 px and stage 4
+    at 6 px, so a second conv there costs a fraction of what it would at 48 px.
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = (16, 32, 64, 128),
+        depths: Sequence[int] = (1, 1, 1, 2),
+        expand: int = 0,
+        dropout: float = 0.2,
+    ):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for width, depth in zip(widths, depths, strict=True):
+            for j in range(int(depth)):
+                layers += _conv_bn_relu(c_in, int(width), 2 if j == 0 else 1)
+                c_in = int(width)
+        if expand:
+            layers += _conv_bn_relu(c_in, int(expand), 1, kernel=1)
+            c_in = int(expand)
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = LogitHead(c_in, dropout)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x)).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
 
 
 class BasicBlock(nn.Module):
@@ -93,18 +144,30 @@ class ResNet(nn.Module):
                 c_in = int(width)
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(c_in, 1)
+        self.head = LogitHead(c_in, dropout)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stages(self.stem(x))).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.stages(self.stem(x))).flatten(1)
-        return self.head(self.dropout(x)).squeeze(1)
+        return self.head(self.embed(x))
 
 
-ARCHITECTURES = {"strided-cnn": StridedCnn, "resnet": ResNet}
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "compact-cnn": CompactCnn,
+    "strided-cnn": StridedCnn,
+    "resnet": ResNet,
+    "resnet50": ResNet50,
+}
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
+    # One extra conv, at 6 px: 1.2x strided-cnn's CPU time per patch. A second one at 12 px
+    # (depths 1-1-2-2) measured 1.7x in whole-slide analyze, and expand 256 another +0.2x,
+    # over the ~1.5x the whole-slide budget allows (docs/benchmarks.md).
+    "compact-cnn": {"widths": [16, 32, 64, 128], "depths": [1, 1, 1, 2], "expand": 0,
+                    "dropout": 0.2},
     "strided-cnn": {"widths": [16, 32, 64, 128], "dropout": 0.2},
     "resnet": {"widths": [32, 64, 128, 256], "blocks": [2, 2, 2, 2], "dropout": 0.2},
+    "resnet50": {"dropout": 0.2},
 }
 
 

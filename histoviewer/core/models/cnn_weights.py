@@ -1,0 +1,140 @@
+"""Starting weights for CNN training: import a torchvision checkpoint once, then initialise
+from it by parameter name.
+
+``import_torchvision_weights`` reads a torchvision ``.pth`` state dict with
+``torch.load(..., weights_only=True)`` (tensors and plain containers only: a pickle that tries
+to run code is refused by torch), keeps the parameters our architecture has under the same
+names and shapes (torchvision's 1000-class ``fc`` has no counterpart: our ``head`` is trained
+from scratch), and writes them as a safetensors weights file. ``load_init_weights`` copies
+such a file, or a HistoViewer model file of the same architecture, into a new network.
+Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load, save
+from torch import nn
+
+from histoviewer.core.atomic import atomic_write_bytes
+from histoviewer.core.errors import ModelLoadError
+from histoviewer.core.models.cnn_arch import build_network
+
+__all__ = ["WEIGHTS_FORMAT", "InitWeights", "import_torchvision_weights", "load_init_weights"]
+
+WEIGHTS_FORMAT = "histoviewer-weights/1"
+# Trained from scratch on our task, never initialised from a file.
+_HEAD_PREFIX = "head."
+# Batch-norm step counters: absent from older torchvision files, and unused by training.
+_COUNTER_SUFFIX = "num_batches_tracked"
+
+
+@dataclass(frozen=True)
+class InitWeights:
+    """What an import or initialisation matched: ``n_loaded`` network arrays from ``path``,
+    ``skipped`` arrays of the file that the network has no use for (e.g. ``fc.weight``)."""
+
+    path: str
+    architecture: str
+    n_loaded: int
+    skipped: tuple[str, ...]
+
+
+def _wanted(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in net.state_dict().items()
+            if not k.startswith(_HEAD_PREFIX) and not k.endswith(_COUNTER_SUFFIX)}
+
+
+def _match(path: Path, architecture: str, wanted: dict[str, torch.Tensor],
+           arrays: dict[str, Any], setting: str | None) -> dict[str, np.ndarray]:
+    """The file's arrays for every wanted name, shapes checked; else one clear error."""
+    missing = [k for k in wanted if k not in arrays]
+    if missing:
+        raise ModelLoadError(
+            f"{path}: weights do not fit architecture {architecture!r}: {len(missing)} of its "
+            f"{len(wanted)} parameter arrays are missing from the file (first: {missing[0]!r})",
+            setting=setting,
+        )
+    out: dict[str, np.ndarray] = {}
+    for k, ref in wanted.items():
+        arr = np.asarray(arrays[k])
+        if tuple(arr.shape) != tuple(ref.shape):
+            raise ModelLoadError(
+                f"{path}: weights do not fit architecture {architecture!r}: {k!r} has shape "
+                f"{tuple(arr.shape)} in the file, the network needs {tuple(ref.shape)}",
+                setting=setting,
+            )
+        out[k] = np.ascontiguousarray(arr, dtype=np.float32) if arr.dtype.kind == "f" else arr
+    return out
+
+
+def _unused(arrays: dict[str, Any], matched: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(sorted(k for k in set(arrays) - set(matched) if not k.endswith(_COUNTER_SUFFIX)))
+
+
+def _unwrap_checkpoint(obj: Any) -> dict[str, Any]:
+    """A state dict, possibly inside {"state_dict": ...} or {"model": ...} (training scripts)."""
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ModelLoadError("not a state dict of tensors")
+    # DataParallel checkpoints prefix every name with "module.".
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def import_torchvision_weights(pth: str | Path, architecture: str,
+                               out: str | Path) -> InitWeights:
+    """Convert a torchvision checkpoint for ``architecture`` into a safetensors weights file."""
+    pth, out = Path(pth), Path(out)
+    try:
+        # weights_only: tensors and containers only, never arbitrary pickled objects.
+        obj = torch.load(pth, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{pth}: weights file not found") from None
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
+        raise ModelLoadError(
+            f"{pth}: not a torch state dict that can be read safely ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})"
+        ) from exc
+    try:
+        state = _unwrap_checkpoint(obj)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{pth}: {exc}") from None
+    wanted = _wanted(build_network(architecture))
+    arrays = {k: v.detach().cpu().numpy() for k, v in state.items()}
+    matched = _match(pth, architecture, wanted, arrays, None)
+    meta = {"format": WEIGHTS_FORMAT, "architecture": architecture,
+            "source": json.dumps({"file": pth.name, "converted_from": "torch state dict"})}
+    atomic_write_bytes(out, save(matched, metadata=meta))
+    return InitWeights(str(out), architecture, len(matched), _unused(arrays, matched))
+
+
+def load_init_weights(net: nn.Module, architecture: str, path: str | Path) -> InitWeights:
+    """Copy the weights in ``path`` (a weights file from ``import_torchvision_weights`` or a
+    HistoViewer model file) into ``net`` by name, all but the head; refuse a file that does
+    not fit with a message naming it."""
+    path = Path(path)
+    try:
+        arrays = load(path.read_bytes())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: initial weights file not found", setting="init") from None
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise ModelLoadError(
+            f"{path}: not a safetensors weights file ({exc}); a torch checkpoint "
+            "must be converted to safetensors first", setting="init"
+        ) from exc
+    wanted = _wanted(net)
+    matched = _match(path, architecture, wanted, arrays, "init")
+    state = {k: torch.from_numpy(v.copy()) for k, v in matched.items()}
+    net.load_state_dict(state, strict=False)
+    return InitWeights(str(path), architecture, len(matched), _unused(arrays, matched))
