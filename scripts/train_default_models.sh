@@ -74,10 +74,11 @@ for kind in "${kinds[@]}"; do
     --out "$out/$kind-pcam.safetensors" > "$work/train-$kind.json"
 done
 
-# One table: every model on every held-out set, at the model's own operating point.
+# One table: every model on every held-out set, at the model's own operating point; each result
+# is also recorded in the model file's header (evaluations), so the model card carries it.
 evaluate() {  # kind, set name, eval-patches options...
   local kind="$1" name="$2"; shift 2
-  "${hv[@]}" eval-patches --model "$out/$kind-pcam.safetensors" "$@" --json \
+  "${hv[@]}" eval-patches --model "$out/$kind-pcam.safetensors" "$@" --json --record "$name" \
     --roc "$work/roc-$kind-$name.png" --calibration "$work/reliability-$kind-$name.png" \
     > "$work/eval-$kind-$name.json"
 }

@@ -118,6 +118,24 @@ def test_eval_reports_calibration_at_the_operating_point_on_the_held_out_part(to
     assert res["threshold_source"] == "the model's operating point"
     assert Image.open(rel).size == (640, 640) and res["calibration_png"] == str(rel)
 
+    # --record keeps the numbers in the model file's header; the weights and their hash stay
+    from histoviewer.core.models.model_file import load_model, read_model_info
+
+    before = read_model_info(model)
+    assert main(["eval-patches", "--model", str(model), "--data", data, "--patch-mpp", "0.972",
+                 "--part", "test", "--roc", str(tmp_path / "roc.png"), "--record", "toy-test"]) == 0
+    assert "evaluation 'toy-test'" in capsys.readouterr().out
+    after = read_model_info(model)
+    recorded = after.extra["evaluations"]["toy-test"]
+    assert recorded["auc"] == pytest.approx(res["auc"]) and recorded["n"] == summary["n_test"]
+    assert recorded["part"] == "test" and recorded["seen_by_training"] == 0
+    assert after.content_hash == before.content_hash and after.operating_point == before.operating_point
+    load_model(model)  # still loads: the hash still matches the weights
+    from histoviewer.cli.models import _evaluation_text
+
+    line = _evaluation_text(recorded)
+    assert line.startswith(f"{summary['n_test']} patches, AUC {res['auc']:.3f}") and "ECE" in line
+
     # all of the training data: said plainly; --threshold overrides the operating point
     assert main(["eval-patches", "--model", str(model), "--data", data, "--patch-mpp", "0.972",
                  "--roc", str(tmp_path / "roc.png"), "--threshold", "0.5"]) == 0

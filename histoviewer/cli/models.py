@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from histoviewer import __version__
 from histoviewer.core.errors import PatchDataError
 
 __all__ = ["register"]
@@ -140,6 +141,9 @@ def register(sub) -> None:
     e.add_argument("--part", default="all", choices=("all", "train", "valid", "test"),
                    help="evaluate one part of the model's own train/valid/test cut of --data "
                         "(default all of --data)")
+    e.add_argument("--record", default=None, metavar="NAME",
+                   help="store these numbers in the model file's header as evaluation NAME (the "
+                        "weights and their hash stay the same), so the model card carries them")
     e.add_argument("--threshold", type=float, default=None,
                    help="probability threshold for sensitivity/specificity (default: the model's "
                         "operating point, else 0.5)")
@@ -414,6 +418,18 @@ def run_eval(args: argparse.Namespace) -> int:
         from histoviewer.cli.hints import demo_warning
 
         out["warning"] = demo_warning()
+    if args.record:
+        from histoviewer.core.models.model_file import record_evaluation
+        from histoviewer.core.models.registry import resolve_model_path
+
+        record_evaluation(resolve_model_path(args.model), args.record, {
+            "data": description, "part": args.part, "n": m.n, "positives": m.positives,
+            "negatives": m.negatives, "auc": m.auc, "ece": cal.ece, "brier": cal.brier,
+            "threshold": threshold, "threshold_source": threshold_source,
+            "sensitivity": m.sensitivity, "specificity": m.specificity,
+            "seen_by_training": chosen.seen_by_training, "software_version": __version__,
+        })
+        out["recorded_as"] = args.record
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -421,6 +437,8 @@ def run_eval(args: argparse.Namespace) -> int:
         print(line)
     if not model.info.demonstration:
         print(f"caveat: {model.info.caution}")
+    if args.record:
+        print(f"recorded in the model file's header as evaluation {args.record!r}")
     print(f"data: {description}")
     print(f"{'WARNING: ' if chosen.seen_by_training else ''}{chosen.note}")
     print(f"patches: {m.n} ({m.positives} tumour, {m.negatives} normal)")
@@ -488,6 +506,21 @@ def run_add_domain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluation_text(ev: dict[str, Any]) -> str:
+    """One recorded evaluation (``eval-patches --record``) in a line."""
+    def pct(key: str) -> str | None:
+        v = ev.get(key)
+        return None if v is None else f"{key} {100 * v:.1f} %"
+
+    parts = [f"{ev.get('n', '?')} patches"]
+    if ev.get("auc") is not None:
+        parts.append(f"AUC {ev['auc']:.3f}")
+    parts += [t for t in (pct("sensitivity"), pct("specificity")) if t]
+    if ev.get("ece") is not None:
+        parts.append(f"ECE {ev['ece']:.3f}")
+    return ", ".join(parts)
+
+
 def run_models(args: argparse.Namespace) -> int:
     from histoviewer.cli.hints import demo_warning
     from histoviewer.core.models.registry import available_models
@@ -514,6 +547,8 @@ def run_models(args: argparse.Namespace) -> int:
             print(f"      {a.info.caution}")
         if a.info.operating_point is not None:
             print(f"      operating point: {a.info.operating_point.describe()}")
+        for name, ev in (a.info.extra.get("evaluations") or {}).items():
+            print(f"      held out, {name}: {_evaluation_text(ev)}")
         print(f"      {a.path}  sha256 {a.info.content_hash[:16]}...")
     demos = [a.key for a in found if a.info and a.info.demonstration]
     if demos:

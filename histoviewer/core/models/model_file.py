@@ -39,6 +39,7 @@ __all__ = [
     "MAX_MODEL_BYTES",
     "load_model",
     "read_model_info",
+    "record_evaluation",
     "save_model",
     "tensors_hash",
 ]
@@ -82,6 +83,32 @@ def save_model(path: str | Path, classifier: PatchClassifier) -> ModelInfo:
     meta = {_FORMAT_KEY: FORMAT_NAME, _META_KEY: json.dumps(info.to_dict(), sort_keys=True)}
     atomic_write_bytes(Path(path), save(tensors, metadata=meta))
     classifier.info = info
+    return info
+
+
+# ``ModelInfo.extra`` key of the held-out evaluations recorded in a model file's header.
+EVALUATIONS_KEY = "evaluations"
+
+
+def record_evaluation(path: str | Path, name: str, result: dict[str, Any]) -> ModelInfo:
+    """Store ``result`` (an evaluation's numbers and the data they come from) in the model
+    file's header as ``extra["evaluations"][name]``, replacing an earlier one of that name.
+
+    The arrays are written back unchanged, so the content hash (the model's identity in
+    caches and reports) stays the same; the file is replaced atomically.
+    """
+    p = Path(path)
+    info = _info_from_header(p, _read_header(p))
+    try:
+        tensors = load(p.read_bytes())
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise ModelLoadError(f"{p}: model weights are unreadable: {exc}") from exc
+    if info.content_hash and tensors_hash(tensors) != info.content_hash:
+        raise ModelLoadError(f"{p}: weights do not match the hash in the header (file corrupted or edited)")
+    evaluations = {**(info.extra.get(EVALUATIONS_KEY) or {}), name: result}
+    info = replace(info, extra={**info.extra, EVALUATIONS_KEY: evaluations})
+    meta = {_FORMAT_KEY: FORMAT_NAME, _META_KEY: json.dumps(info.to_dict(), sort_keys=True)}
+    atomic_write_bytes(p, save(tensors, metadata=meta))
     return info
 
 
