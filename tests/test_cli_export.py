@@ -109,7 +109,7 @@ def test_runs_the_model_once_then_reuses_its_analysis(tmp_path, capsys, monkeypa
     assert rc == 0
     first = json.loads(stdout)
     assert first["provenance"]["extra"]["heatmap_source"].startswith("analysis:")
-    assert first["provenance"]["model"]["name"].startswith("demo-handcrafted")
+    assert first["provenance"]["model"]["name"].startswith("handcrafted-pcam")
 
     import histoviewer.core.export.source as source_mod  # where heatmap_for_slide finds analyze_slide
 

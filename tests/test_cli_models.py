@@ -82,14 +82,16 @@ def test_unknown_model_is_a_clear_error(toy_folders, capsys):
     assert rc == 2 and "no-such-model" in capsys.readouterr().err
 
 
-def test_default_models_are_named_with_the_demonstration_warning(toy_folders, tmp_path, capsys):
+def test_default_models_are_named_with_what_they_were_trained_on(toy_folders, tmp_path, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "models folder" in out and "DEMONSTRATION" in out and "not for diagnosis" in out
+    assert "models folder" in out and "DEMONSTRATION" not in out
+    assert out.count("real PatchCamelyon patches") == 2 and out.count("not validated for clinical use") == 2
+    assert out.count("held out, kaggle-test: 1427 patches, AUC 0.9") == 2  # the header's own numbers
     assert main(["eval-patches", "--model", "cnn", "--data", str(toy_folders / "classes"),
                  "--patch-mpp", "0.972", "--roc", str(tmp_path / "r.png")]) == 0
     out = capsys.readouterr().out
-    assert "WARNING" in out and "histoviewer train cnn --data" in out
+    assert "caveat: research model trained on" in out and "WARNING: demonstration" not in out
 
 
 def test_eval_reports_calibration_at_the_operating_point_on_the_held_out_part(toy_folders, tmp_path, capsys):

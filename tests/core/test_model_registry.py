@@ -58,8 +58,15 @@ def test_default_model_names_resolve_to_bundled_files(models_dir):
         except ModelLoadError as exc:  # bundled files are built by scripts/train_default_models.sh
             pytest.fail(f"default model {key} missing: {exc}")
         model = open_model(key, device="cpu")
-        assert model.info.demonstration, f"{path} must be flagged as a demonstration model"
-        assert "DEMONSTRATION" in model.info.display_name()
+        info = model.info
+        # research models trained on real patches: they say on what, where they are read, how
+        # they did on held-out real patches, and what their tissue looks like
+        assert not info.demonstration and "DEMONSTRATION" not in info.display_name(), path
+        assert "real PatchCamelyon patches" in info.caution and "not validated for clinical use" in info.caution
+        assert info.operating_point is not None and 0 < info.operating_point.threshold < 1
+        test = info.extra["evaluations"]["kaggle-test"]
+        assert test["seen_by_training"] == 0 and test["n"] >= 1400 and test["auc"] >= 0.90
+        assert model.domain is not None
         probs = model.predict_proba(np.full((2, 96, 96, 3), 240, np.uint8))
         assert probs.shape == (2,) and np.all((probs >= 0) & (probs <= 1))
 

@@ -130,9 +130,12 @@ def test_restaging_from_the_pathologists_annotations(window, qtbot, micro_case, 
     assert not (tmp_path / "analysis").exists()  # restaging writes nothing
 
 
-def test_the_case_view_says_when_a_demonstration_model_stages(window, micro_case):
+def test_the_case_view_says_what_model_stages_and_its_caveat(window, micro_case):
     dialog = window.cases.open_case(case_slides_in(micro_case))
-    assert "DEMONSTRATION" in dialog.model_warning.text() and not dialog.model_warning.isHidden()
+    text = dialog.model_warning.text()
+    assert not dialog.model_warning.isHidden() and "DEMONSTRATION" not in text
+    assert "cnn-pcam" in text and "real PatchCamelyon patches" in text and "not validated for clinical use" in text
+    assert "lesions at threshold" in text
 
 
 def test_the_case_view_and_the_cli_write_the_same_analysis(qtbot, monkeypatch, tmp_path):

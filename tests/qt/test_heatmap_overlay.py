@@ -40,8 +40,8 @@ def test_heatmap_appears_over_the_lesion_and_only_there(ai_window, qtbot, phanto
     view.show_scale_bar = False
     wait_heatmap(qtbot, tab)
     live = tab.heatmap.live
-    assert "DEMONSTRATION" in live.model.info.display_name()
-    assert tab.legend.isVisible() and "DEMONSTRATION" in tab.legend.status
+    assert live.model.info.name == "cnn-pcam" and not live.model.info.demonstration
+    assert tab.legend.isVisible() and tab.legend.status == live.model.info.caution  # the caveat, in full
     ai_window.ai.update_status()
     assert ai_window.ai.status_label.text() == "AI: whole slide classified"  # at fit the view is the slide
 

@@ -216,7 +216,9 @@ def test_live_summary_provisional_then_final_fly_to_and_outline(ai_window, qtbot
     snap = _wait_lesions(qtbot, tab, final=True)
     assert panel.label_title.text() == "MICROMETASTASIS"
     assert panel.coverage_label.text() == "final: all tissue classified"
-    assert "DEMONSTRATION" in panel.model_label.text()
+    model_text = panel.model_label.text()
+    assert "cnn-pcam" in model_text and "not validated for clinical use" in model_text
+    assert "(model operating point)" in model_text and "Tissue like the model's training data" in model_text
     largest = snap.result.largest
     assert abs(largest.diameter_mm - truth.diameter_mm) <= DIAMETER_TOLERANCE_MM
     assert panel.proxy.index(0, 0).data() == largest.name

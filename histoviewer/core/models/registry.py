@@ -2,9 +2,9 @@
 the user's models folder; and list every model available.
 
 The two default models live in ``resources/models/``, trained by
-``scripts/train_default_models.sh`` on real PatchCamelyon patches (their ``ModelInfo.caveat``
-says what on). A checkout that still holds only the earlier demonstration models (trained on
-synthetic phantoms, flagged ``demonstration``) falls back to them (``LEGACY_MODEL_FILES``).
+``scripts/train_default_models.sh`` on real PatchCamelyon patches and a few phantom patches
+(their ``ModelInfo.caveat`` says what on; their held-out numbers are in the header's
+``extra["evaluations"]``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from histoviewer.core.paths import bundled_resources_dir, user_models_dir
 __all__ = [
     "DEFAULT_MODEL_FILES",
     "DEFAULT_MODEL_NAMES",
-    "LEGACY_MODEL_FILES",
     "AvailableModel",
     "available_models",
     "open_model",
@@ -30,11 +29,6 @@ __all__ = [
 DEFAULT_MODEL_FILES = {
     "cnn": "cnn-pcam.safetensors",
     "handcrafted": "handcrafted-pcam.safetensors",
-}
-# Used only while the file above is absent: the demonstration models shipped before them.
-LEGACY_MODEL_FILES = {
-    "cnn": "demo-cnn.safetensors",
-    "handcrafted": "demo-handcrafted.safetensors",
 }
 DEFAULT_MODEL_NAMES = tuple(DEFAULT_MODEL_FILES)
 MODEL_SUFFIX = ".safetensors"
@@ -55,9 +49,7 @@ def default_models_dir() -> Path:
 
 
 def _default_model_path(key: str) -> Path:
-    path = default_models_dir() / DEFAULT_MODEL_FILES[key]
-    legacy = default_models_dir() / LEGACY_MODEL_FILES[key]
-    return legacy if not path.exists() and legacy.exists() else path
+    return default_models_dir() / DEFAULT_MODEL_FILES[key]
 
 
 def resolve_model_path(spec: str | Path) -> Path:
