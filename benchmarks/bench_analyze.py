@@ -133,9 +133,9 @@ def main() -> int:
         summary = analyze_slide(slide, tmp, model, AnalyzeOptions(read_threads=args.read_threads))
     n = summary.tissue_patches
     out["analyze"] = {"region_source": summary.region_source, "total_s": summary.timing.total_s, "timing": asdict(summary.timing), "tissue_patches": n,
-                      "grid": [summary.geometry["rows"], summary.geometry["cols"]],
+                      "grid": [summary.geometry.rows, summary.geometry.cols],
                       "level_read": summary.level_read,
-                      "tissue_fraction": n / (summary.geometry["rows"] * summary.geometry["cols"])}
+                      "tissue_fraction": n / (summary.geometry.rows * summary.geometry.cols)}
     print(f"analyze: {n} tissue patches in {summary.timing.total_s:.1f} s "
           f"({n / summary.timing.classify_wall_s:.0f} patches/s while classifying); timing {summary.timing}",
           flush=True)

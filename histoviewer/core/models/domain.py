@@ -68,9 +68,12 @@ EXTRA_KEY = "domain"
 OUT_OF_DOMAIN_REASON = "AI result unreliable on this slide: tissue unlike the model's training data"
 PATCH_PERCENTILE = 99.0
 # Share of a slide's tissue patches beyond the per-patch threshold that makes it out of
-# domain. Chosen on benchmarks/bench_domain.py (docs/benchmarks.md): held-out patches and
-# real lymph node from five other centres stay at or below ~0.02, skin (CMU-1) near 0.5.
-SLIDE_SHARE_THRESHOLD = 0.25
+# domain: most of the tissue. Chosen on benchmarks/bench_domain.py (docs/benchmarks.md) with
+# the shipped models: held-out patches, phantoms and real lymph node from four of the five
+# CAMELYON17 centres stay at or below 0.03, the fifth centre (a stain shift) reaches 0.29;
+# skin (CMU-1) 0.80 and the synthetic boxes 1.0. 0.5 lies between; no separate held-out set
+# of out-of-domain slides exists, so this margin is measured on the slides it was set on.
+SLIDE_SHARE_THRESHOLD = 0.5
 # The descriptor: the handcrafted features without the LBP histogram (module docstring).
 DESCRIPTOR_NAMES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if not n.startswith("lbp_"))
 _DESCRIPTOR_INDEX = np.array([FEATURE_NAMES.index(n) for n in DESCRIPTOR_NAMES])
