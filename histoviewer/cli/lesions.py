@@ -66,8 +66,25 @@ def _frame(args: argparse.Namespace, geo: GridGeometry | None):
         raise InferenceError(f"{args.map}: {exc}") from None
 
 
-def _print_table(args: argparse.Namespace, found) -> None:
+def _analysis_domain(map_path: Path):
+    """The tissue check of the analysis the map comes from (its ``summary.json`` beside it),
+    None for a map without one."""
+    from histoviewer.core.analysis.summary import read_summary
+    from histoviewer.core.errors import SummaryFormatError
+
+    summary = map_path.parent / "summary.json"
+    if not summary.is_file():
+        return None
+    try:
+        return read_summary(summary).domain
+    except SummaryFormatError:
+        return None
+
+
+def _print_table(args: argparse.Namespace, found, domain) -> None:
     label = found.label.value + (" (provisional: part of the tissue is unclassified)" if found.provisional else "")
+    if domain is not None and domain.out_of_domain:
+        label = f"unknown ({domain.describe()})"
     scale = "" if found.frame.mpp is not None else " (no scale: sizes and classes unknown)"
     print(f"{args.map}: {len(found.lesions)} lesion(s), node label {label}{scale}")
     if not found.lesions:
@@ -99,11 +116,19 @@ def run_lesions(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InferenceError(str(exc)) from None
     found = analyse_map(values, frame, params)
+    # an analysis judged out of domain has no node label, whatever its lesions
+    domain = _analysis_domain(args.map)
     if args.geojson is not None:
         write_lesions_geojson(args.geojson, found.lesions)
     if args.json:
-        print(json.dumps({"map": str(args.map), **found.to_dict()}, indent=2))
+        doc = {"map": str(args.map), **found.to_dict()}
+        if domain is not None:
+            doc["domain"] = domain.to_dict()
+            if domain.out_of_domain:
+                doc["node_label"] = "unknown"
+                doc["unknown_reason"] = domain.describe()
+        print(json.dumps(doc, indent=2))
     else:
-        _print_table(args, found)
+        _print_table(args, found, domain)
         print(f"  {describe_threshold(params.threshold, params.threshold_source, point)}")
     return 0

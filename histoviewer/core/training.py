@@ -473,7 +473,9 @@ def train_cnn(
                                                   use_buffers=True)
     eval_net = net if ema is None else ema.module
 
-    x_valid = to_input(load_patches(sp.valid_set, valid_idx, control=control, what="reading validation"))
+    # raw for calibration (the classifier normalises its input itself), normalised for the network
+    x_valid_raw = load_patches(sp.valid_set, valid_idx, control=control, what="reading validation")
+    x_valid = to_input(x_valid_raw)
     y_valid = sp.valid_labels[valid_idx]
     in_ram = None
     if _fits_in_ram(len(train_idx), spec, cfg):
@@ -570,12 +572,12 @@ def train_cnn(
     final = CnnClassifier(net, info, device=cfg.device)
     # Domain profile: tissue descriptors of a sample of the training patches, thresholds from validation.
     pos = sample_indices(np.arange(len(train_idx)), DOMAIN_FIT_PATCHES, cfg.seed)
-    fit_x = in_ram[pos] if in_ram is not None else load_patches(patch_set, train_idx[pos], control=control)
+    fit_x = in_ram[pos] if in_ram is not None else to_input(load_patches(patch_set, train_idx[pos], control=control))
     try:
         fit_classifier_domain(final, [fit_x], [x_valid], data=patch_set.description)
     except ModelError as exc:  # too few patches: the model judges no slide ("not assessed")
         log(f"no domain profile: {exc}")
-    final.info, metrics = _calibrate(final.info, final.logits(x_valid), sp, cfg, log)
+    final.info, metrics = _calibrate(final.info, final.logits(x_valid_raw), sp, cfg, log)
     return TrainResult(
         classifier=final, valid_metrics=metrics, n_train=len(train_idx), n_valid=len(valid_idx),
         n_test=len(sp.test_idx),

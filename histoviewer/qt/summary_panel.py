@@ -232,7 +232,7 @@ class SummaryPanel(QDockWidget):
         model_text = f"Lesions at {snapshot.threshold_text}\nModel: {snapshot.model_name}" + (f"\n{caution}" if caution else "")
         if snapshot.domain.out_of_domain:  # the headline says what; this says on what evidence
             model_text += f"\nTissue check: {snapshot.domain.evidence()}"
-        elif snapshot.domain.assessed or snapshot.domain.patches:
+        else:  # judged in domain, or not (yet) judged: say which, never silence
             model_text += f"\n{snapshot.domain.describe()}"
         self.model_label.setText(model_text)
         self.model_label.setStyleSheet("color: #a05a00; font-weight: bold;" if snapshot.demonstration
