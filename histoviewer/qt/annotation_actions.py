@@ -19,11 +19,12 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QComboBox, QFileDialog, QLabel, QMenu, QToolBar, QWidget
 
 from histoviewer.core.analysis.lesions import MapFrame
-from histoviewer.core.analysis.threshold import choose_lesion_params
 from histoviewer.core.analysis.node_label import analyse_map
+from histoviewer.core.analysis.threshold import choose_lesion_params
 from histoviewer.core.annotations import add_lesion_annotations, load_annotations, save_annotations, slide_label
 from histoviewer.core.annotations.tools import Tool
 from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, judge_slide
 from histoviewer.qt.actions import make_action
 from histoviewer.qt.annotation_panel import AnnotationPanel, swatch
 from histoviewer.qt.annotation_tools import TOOL_LABELS, VIEWER_SHORTCUTS, fly_to
@@ -306,6 +307,15 @@ class AnnotationActions(QObject):
         if grid is None:
             self.host.report_error("No AI results", "Turn the AI overlay on (AI \u203a Classify tissue in view) "
                                      "and let it classify the slide before converting its lesions.")
+            return []
+        # Annotations stage the node, so lesions from tissue unlike the model's training data
+        # must not become tumour annotations (the pathologist can still draw their own).
+        model = tab.heatmap.live.model
+        domain = judge_slide(grid.domain_distances(), getattr(model, "domain", None),
+                             complete=grid.coverage() >= 1.0)
+        if domain.out_of_domain:
+            self.host.report_error("AI lesions not converted", f"{OUT_OF_DOMAIN_REASON} "
+                                   f"({domain.evidence()}). Annotate tumour you see yourself.")
             return []
         lesions = getattr(tab, "lesions", None)
         snapshot = lesions.snapshot if lesions is not None and not lesions.busy else None

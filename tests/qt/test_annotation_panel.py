@@ -128,6 +128,20 @@ def test_recompute_label_and_convert_ai_lesions(window, qtbot, tab):
     doc.set_class(uids, "Normal")  # the pathologist disagrees
     assert actions.recompute_label().label == "negative"
 
+    # tissue unlike the model's training data: its lesions do not become tumour annotations
+    from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainLimits
+
+    far = np.full(probs.size, 50.0, np.float32)  # every patch far beyond the profile
+    grid.set_values(np.arange(probs.size), probs.ravel(), far)
+    limits = DomainLimits(patch_threshold=10.0, slide_share_threshold=0.5)
+    tab.heatmap = SimpleNamespace(live=SimpleNamespace(grid=grid, model=SimpleNamespace(domain=limits, info=None)))
+    n_before = len(doc)
+    try:
+        assert actions.convert_ai_lesions() == []
+    finally:
+        tab.heatmap = None
+    assert OUT_OF_DOMAIN_REASON in window.last_error and len(doc) == n_before
+
 
 BILLION_LAUGHS = """<?xml version="1.0"?>
 <!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
