@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 
+from PIL import Image
+
 from histoviewer.cli import main
+from histoviewer.core.export.provenance import provenance_path
 from histoviewer.core.analysis.summary import read_summary
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON
 from histoviewer.core.phantom import write_phantom
@@ -37,6 +40,16 @@ def test_skin_is_flagged_and_no_output_gives_it_a_node_label(cmu_small, tmp_path
     found = json.loads(capsys.readouterr().out)
     assert found["node_label"] == "unknown" and found["domain"]["out_of_domain"] is True
     assert found["unknown_reason"].startswith(OUT_OF_DOMAIN_REASON)
+
+    # an exported overlay says it too: in its legend and its provenance
+    png = tmp_path / "overlay.png"
+    assert main(["export-heatmap", str(cmu_small), "--probability", str(prob_map), "--overlay",
+                 "--um-per-px", "8", "--out", str(png), "--json"]) == 0
+    capsys.readouterr()
+    prov = json.loads(provenance_path(png).read_text())
+    assert prov["extra"]["tissue_check"].startswith(OUT_OF_DOMAIN_REASON)
+    chunks = Image.open(png).text
+    assert OUT_OF_DOMAIN_REASON in chunks["Warning"]
 
 
 def test_a_phantom_node_is_like_the_training_tissue_and_keeps_its_label(tmp_path, capsys):

@@ -114,6 +114,8 @@ def _provenance(kind: str, slide_path: str, heatmap: HeatmapData, region, l0_per
         threshold=threshold, colormap=colormap, opacity=opacity, grid=g,
         coverage=round(heatmap.coverage(), 6), outlines=outlines, slide_level_read=slide_level_read,
         heatmap_source=heatmap.origin, threshold_source=threshold_source or None,
+        tissue_check=None if heatmap.domain is None else heatmap.domain.describe(),
+        out_of_domain=heatmap.domain is not None and heatmap.domain.out_of_domain,
     )
 
 
@@ -195,7 +197,8 @@ def _legend(size: tuple[int, int], heatmap: HeatmapData, colormap: str, threshol
     """A legend about as wide as the image (480..1600 px) with text that grows with it."""
     width = min(max(size[0], 480), 1600)
     return legend_panel(width, heatmap.model, colormap, threshold, opacity, state_key,
-                        font_px=max(14, min(28, width // 60)), threshold_source=threshold_source)
+                        font_px=max(14, min(28, width // 60)), threshold_source=threshold_source,
+                        domain=heatmap.domain)
 
 
 def _png_bytes(rgb: np.ndarray, prov: Provenance) -> bytes:

@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from histoviewer.core.analysis.threshold import describe_threshold
 from histoviewer.core.colormaps import colormap_lut
+from histoviewer.core.models.domain import DomainVerdict
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.units import UM_PER_MM, um_to_mm
 
@@ -31,7 +32,8 @@ class LegendText:
     ``threshold`` (the colour threshold, its source and, when it is the model's operating
     point, what it achieved on validation), ``settings`` (colour map, opacity) and
     ``operating_point`` (the model's operating point when the colours use another
-    threshold, "" otherwise)."""
+    threshold, "" otherwise) and ``tissue`` (drawn in red: that the AI result is unreliable on
+    a slide whose tissue is unlike the model's training data, "" otherwise)."""
 
     heading: str
     caution: str
@@ -39,18 +41,20 @@ class LegendText:
     threshold: str
     settings: str
     operating_point: str = ""
+    tissue: str = ""
 
     def lines(self) -> tuple[str, ...]:
         """Every text of the legend, in drawing order (unwrapped)."""
-        return tuple(t for t in (self.heading, self.caution, self.threshold, self.operating_point,
+        return tuple(t for t in (self.heading, self.tissue, self.caution, self.threshold, self.operating_point,
                                  self.settings) if t)
 
 
 def legend_text(model: ModelRecord, cmap: str, threshold: float, threshold_source: str = "",
-                opacity: float | None = None, title: str = "Tumour probability") -> LegendText:
+                opacity: float | None = None, title: str = "Tumour probability",
+                domain: DomainVerdict | None = None) -> LegendText:
     """What ``legend_panel`` writes (see ``LegendText``). ``threshold_source``: where
     ``threshold`` came from (``analysis/threshold.py``); "" for a display choice such as the
-    heatmap alone's 0 (every probability coloured)."""
+    heatmap alone's 0 (every probability coloured). ``domain``: the slide's tissue check."""
     point = model.operating_point
     caution = f"WARNING: {model.caution}" if model.demonstration else model.caution
     if threshold_source:
@@ -65,7 +69,8 @@ def legend_text(model: ModelRecord, cmap: str, threshold: float, threshold_sourc
     settings = f"colour map {cmap}" + ("" if opacity is None else f"; opacity {opacity:.2f}")
     return LegendText(heading=f"{title}, model: {model.display_name}", caution=caution,
                       warning=bool(model.demonstration), threshold=colours, settings=settings,
-                      operating_point=own)
+                      operating_point=own,
+                      tissue=f"WARNING: {domain.describe()}" if domain is not None and domain.out_of_domain else "")
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -89,7 +94,8 @@ def _wrap(text: str, font, width_px: float) -> list[str]:
 
 def legend_panel(width_px: int, model: ModelRecord, cmap: str, threshold: float,
                  opacity: float | None = None, state_key: bool = False,
-                 title: str = "Tumour probability", font_px: int = 14, threshold_source: str = "") -> np.ndarray:
+                 title: str = "Tumour probability", font_px: int = 14, threshold_source: str = "",
+                 domain: DomainVerdict | None = None) -> np.ndarray:
     """A white uint8 RGB panel ``width_px`` wide: title and model name, the model's caution
     (the demonstration warning in red when the model is one, else what it was trained on),
     the colour bar with ticks at 0, 0.25 .. 1, the threshold marked, the threshold's source
@@ -99,8 +105,9 @@ def legend_panel(width_px: int, model: ModelRecord, cmap: str, threshold: float,
     font, small = _font(font_px), _font(max(9, font_px - 3))
     margin = font_px
     text_w = width_px - 2 * margin
-    words = legend_text(model, cmap, threshold, threshold_source, opacity, title)
+    words = legend_text(model, cmap, threshold, threshold_source, opacity, title, domain)
     lines = _wrap(words.heading, font, text_w)
+    tissue = _wrap(words.tissue, font, text_w)
     warn = _wrap(words.caution, font, text_w)
     below = [t for part in (words.threshold, words.operating_point, words.settings) if part
              for t in _wrap(part, small, text_w)]
@@ -108,13 +115,16 @@ def legend_panel(width_px: int, model: ModelRecord, cmap: str, threshold: float,
     small_h = int(small.size * 1.35) if hasattr(small, "size") else line_h
     bar_h = max(12, font_px)
     key_h = line_h if state_key else 0
-    height = (margin + line_h * (len(lines) + len(warn)) + 6 + bar_h + 4 + line_h + small_h * len(below)
+    height = (margin + line_h * (len(lines) + len(tissue) + len(warn)) + 6 + bar_h + 4 + line_h + small_h * len(below)
               + key_h + margin)
     img = Image.new("RGB", (width_px, height), (255, 255, 255))
     draw = ImageDraw.Draw(img)
     y = margin
     for text in lines:
         draw.text((margin, y), text, fill=(0, 0, 0), font=font)
+        y += line_h
+    for text in tissue:
+        draw.text((margin, y), text, fill=_WARN_RGB, font=font)
         y += line_h
     for text in warn:
         draw.text((margin, y), text, fill=_WARN_RGB if words.warning else _CAVEAT_RGB, font=font)

@@ -42,7 +42,8 @@ class CellCrop:
 
 # Typed fields that the file format keeps under its "extra" object, in this order; each is
 # written only when set (None: not part of this kind of export).
-_EXTRA_FIELDS = ("outlines", "slide_level_read", "heatmap_source", "pyramid_levels", "crop", "threshold_source")
+_EXTRA_FIELDS = ("outlines", "slide_level_read", "heatmap_source", "pyramid_levels", "crop", "threshold_source",
+                 "tissue_check")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,9 @@ class Provenance:
     ``HeatmapData.origin``), ``pyramid_levels`` ((width, height) px of each level of a
     pyramidal TIFF), ``crop`` (a raw export's map cells) and ``threshold_source`` (where the
     colour threshold came from: "model operating point", "set by user", "default, model
-    states none"; absent for a display choice such as the heatmap alone's 0)."""
+    states none"; absent for a display choice such as the heatmap alone's 0) and
+    ``tissue_check`` (whether the slide's tissue is like the model's training data, in words:
+    ``DomainVerdict.describe``; out of domain, the PNG's Warning chunk says so too)."""
 
     kind: str  # "overlay", "heatmap", "raw-probabilities", "pyramid-overlay"
     slide_path: str
@@ -80,6 +83,8 @@ class Provenance:
     pyramid_levels: tuple[tuple[int, int], ...] | None = None
     crop: CellCrop | None = None
     threshold_source: str | None = None
+    tissue_check: str | None = None
+    out_of_domain: bool = False
     software: str = SOFTWARE
     software_version: str = histoviewer.__version__
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc)
@@ -93,6 +98,8 @@ class Provenance:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "out_of_domain":  # said in tissue_check's words
+                continue
             if f.name in _EXTRA_FIELDS:
                 if "extra" not in out:  # where the file has always had it: after coverage
                     out["extra"] = self._extra_dict()
@@ -134,7 +141,8 @@ class Provenance:
             "Creation Time": self.created,
             "Source": self.slide_path,
             "Description": f"{self.kind} of {Path(self.slide_path).name}; model {model.display_name}",
-            "Warning": model.warning or "",
+            "Warning": "; ".join(w for w in (self.tissue_check if self.out_of_domain else None,
+                                             model.warning) if w),
             "Disclaimer": model.caution,
             "histoviewer:provenance": self.to_json(),
         }
