@@ -2,9 +2,11 @@
 profile fitted on other data, e.g. real + phantom patches).
 
 The profile is fitted on a seeded sample of each patch set's *training* part and its
-thresholds on the *validation* part, split as training split it (``train_valid_split`` with
-the model's recorded seed and validation fraction), so the thresholds come from patches the
-model did not learn from. See ``models.domain``.
+thresholds on its *validation* part; the *test* part is never read. A patch set the model's
+training recorded as a source (``ModelInfo.extra["sources"]``, matched by the hash of its
+ids) is cut again exactly as training cut it; any other set gets a seeded three-way cut of
+its own. Patches go through the classifier's own input preparation (stain normalisation
+when the model has one), as they do at inference. See ``models.domain``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from histoviewer.core.models.domain_fit import (
     read_in_batches,
     sample_indices,
 )
-from histoviewer.core.patches.split import train_valid_split
+from histoviewer.core.patches.split import (
+    DEFAULT_TEST_FRACTION,
+    SplitRule,
+    ids_sha256,
+    three_way_split,
+)
 
 __all__ = ["HELDOUT_PATCHES", "add_domain_profile", "training_split_of"]
 
@@ -31,9 +38,23 @@ HELDOUT_PATCHES = 3000  # validation patches per patch set the thresholds come f
 
 
 def training_split_of(classifier: PatchClassifier) -> tuple[int, float]:
-    """(seed, validation fraction) the model's training recorded (0, 0.2 when it recorded none)."""
+    """(split seed, validation fraction) the model's training recorded (0, 0.15 when it
+    recorded none)."""
     rec = classifier.info.extra.get("training") or {}
-    return int(rec.get("seed", 0)), float(rec.get("valid_fraction", 0.2))
+    return int(rec.get("split_seed", rec.get("seed", 0))), float(rec.get("valid_fraction", 0.15))
+
+
+def _parts(classifier: PatchClassifier, ps: Any, seed: int, valid_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) indices of ``ps``: the model's own cut when ``ps`` is one of its
+    recorded sources, else a seeded three-way cut (its test part left unread)."""
+    digest = ids_sha256(ps.ids)
+    for source in classifier.info.extra.get("sources") or []:
+        if source.get("ids_sha256") == digest and source.get("split"):
+            rule = SplitRule.from_dict(source["split"])
+            cut = three_way_split(ps, rule.valid_fraction, rule.test_fraction, rule.seed)
+            return cut.part("train"), cut.part("valid")
+    cut = three_way_split(ps, valid_fraction, DEFAULT_TEST_FRACTION, seed)
+    return cut.part("train"), cut.part("valid")
 
 
 def add_domain_profile(
@@ -58,7 +79,7 @@ def add_domain_profile(
     fit_parts: list[tuple[Any, np.ndarray]] = []
     held_parts: list[tuple[Any, np.ndarray]] = []
     for i, ps in enumerate(patch_sets):
-        train_idx, valid_idx = train_valid_split(ps, valid_fraction, seed)
+        train_idx, valid_idx = _parts(classifier, ps, seed, valid_fraction)
         share = max(1, round(max_fit * len(ps) / total))
         fit_parts.append((ps, sample_indices(train_idx, share, seed + i)))
         held_parts.append((ps, sample_indices(valid_idx, max_heldout, seed + i)))
@@ -67,7 +88,8 @@ def add_domain_profile(
 
     def batches(parts: list[tuple[Any, np.ndarray]]):
         for ps, idx in parts:
-            yield from read_in_batches(ps, idx)
+            for batch in read_in_batches(ps, idx):
+                yield classifier.prepare_patches(batch)  # as inference sees them
 
     data = " + ".join(ps.description for ps in patch_sets)
     profile = fit_classifier_domain(classifier, batches(fit_parts), batches(held_parts), data=data,

@@ -292,3 +292,30 @@ def test_domain_map_file_round_trip(tmp_path):
     assert path.name == "domain.tiff" and back.patch_threshold == 7.5 and back.geometry == geometry
     np.testing.assert_array_equal(back.values.reshape(-1)[:20], np.linspace(0, 19, 20))
     assert np.isnan(back.values.reshape(-1)[20:]).all()  # not computed
+
+
+def test_add_domain_fits_on_the_models_own_training_part_and_never_reads_its_test_part():
+    from histoviewer.core.domain_training import add_domain_profile
+    from histoviewer.core.input_spec import InputSpec
+    from histoviewer.core.patches.split import three_way_split
+    from histoviewer.core.training import TrainConfig, train_handcrafted
+
+    from .model_helpers import ArrayPatchSet, toy_patches
+
+    class Recording(ArrayPatchSet):
+        def _read(self, indices):
+            self.seen.update(int(i) for i in np.asarray(indices).ravel())
+            return super()._read(indices)
+
+    x, y = toy_patches(200, seed=5)
+    data = Recording(x, y, InputSpec(), description="toy")
+    data.seen = set()
+    model = train_handcrafted(data, TrainConfig(seed=0)).classifier
+    model.domain = None  # as a model file from before profiles
+    data.seen = set()
+    rule = model.info.extra["sources"][0]["split"]
+    cut = three_way_split(data, rule["valid_fraction"], rule["test_fraction"], rule["seed"])
+    profile = add_domain_profile(model, [data])
+    assert model.domain is profile and profile.n_heldout == len(cut.part("valid"))
+    assert data.seen and data.seen.isdisjoint(int(i) for i in cut.part("test"))
+    assert data.seen <= set(int(i) for i in cut.part("train")) | set(int(i) for i in cut.part("valid"))
