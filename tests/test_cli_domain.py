@@ -9,8 +9,8 @@ import json
 from PIL import Image
 
 from histoviewer.cli import main
-from histoviewer.core.export.provenance import provenance_path
 from histoviewer.core.analysis.summary import read_summary
+from histoviewer.core.export.provenance import provenance_path
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON
 from histoviewer.core.phantom import write_phantom
 
