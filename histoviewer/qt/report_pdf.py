@@ -315,7 +315,9 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
     y = top
     y += pg.text(right_x, y, right_w, "Node label", 8.5, color=GREY)
     _label_swatch(pg, s.node_label, right_x, y)
-    y += pg.text(right_x + 6, y, right_w - 6, LABEL_TEXT.get(s.node_label, s.node_label.value), 13, True) + 1
+    label_text = ("Unknown (tissue unlike the model's training data)" if s.unknown_reason
+                  else LABEL_TEXT.get(s.node_label, s.node_label.value))
+    y += pg.text(right_x + 6, y, right_w - 6, label_text, 13, True) + 1
     if s.unknown_reason:  # the AI gave a size class, but on tissue unlike its training data
         y += pg.text(right_x, y, right_w, s.unknown_reason, 9.5, True, WARN_EDGE) + 1
     if s.domain.assessed:
@@ -327,6 +329,8 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
         more = f"; {len(s.lesions)} lesions in all" if len(s.lesions) > 1 else ""
         size = (f"{big.diameter_mm:.2f} mm ({big.size_class.value})" if big.diameter_mm is not None
                 else "size unknown (the slide states no scale)")
+        if s.unknown_reason and big.diameter_mm is not None:  # a region, not a metastasis to stage
+            size = f"{big.diameter_mm:.2f} mm (no size class: AI result unreliable on this tissue)"
         y += pg.text(right_x, y, right_w, f"Largest lesion: {big.name}, {size}{more}.", 9) + 1
     elif not s.error:
         y += pg.text(right_x, y, right_w, f"No lesion at the threshold {s.threshold:.2f}.", 9) + 1

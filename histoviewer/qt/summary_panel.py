@@ -216,8 +216,17 @@ class SummaryPanel(QDockWidget):
         if status:
             self.coverage_label.setText(self.coverage_label.text() + f"\n{status}")
         largest = result.largest
+        ood = snapshot.domain.out_of_domain
+        # on tissue unlike the training data the regions are no metastases to stage: no size class
+        self.table.setColumnHidden(LesionTableModel.HEADERS.index("Class"), ood)
+        self.largest_label.setStyleSheet(f"color: {OUT_OF_DOMAIN_COLOUR}; font-weight: bold;" if ood else "")
         if largest is None:
             self.largest_label.setText(f"No lesion at P(tumour) \u2265 {result.params.threshold:.2f}.")
+        elif ood:
+            self.largest_label.setText(
+                f"{len(result.lesions)} region(s) at P \u2265 {result.params.threshold:.2f} (largest "
+                f"{_fmt(largest.diameter_mm, 2)} mm): not to be read as metastases, and given no size "
+                "class, on this tissue.")
         else:
             self.largest_label.setText(
                 f"Largest lesion: {largest.name}, {_fmt(largest.diameter_mm, 2)} mm "

@@ -472,10 +472,15 @@ def test_panel_headline_says_unreliable_for_tissue_unlike_the_training_data(qtbo
     assert panel.label_title.text() == OUT_OF_DOMAIN_REASON
     assert LABEL_TEXT[snap.result.label][0] not in panel.label_title.text()  # no size class headline
     assert "46 % of 81" in panel.model_label.text() and OUT_OF_DOMAIN_REASON not in panel.model_label.text()
+    class_col = panel.model.HEADERS.index("Class") if hasattr(panel.model, "HEADERS") else 3
+    assert panel.table.isColumnHidden(class_col)  # no size class for regions on such tissue
+    assert "not to be read as metastases" in panel.largest_label.text()
+    assert "micro" not in panel.largest_label.text() and "macro" not in panel.largest_label.text()
     # in domain, or not yet judged: the node label is the headline as before
     ind = replace(ood, out_of_domain=False, score=0.01)
     panel.show_snapshot(replace(snap, domain=ind))
     assert panel.label_title.text() == LABEL_TEXT[snap.result.label][0]
+    assert not panel.table.isColumnHidden(class_col) and "Largest lesion" in panel.largest_label.text()
     assert "like the model's training data" in panel.model_label.text()
     panel.show_snapshot(replace(snap, domain=DomainVerdict(assessed=False, patches=10, reason="too few")))
     assert panel.label_title.text() == LABEL_TEXT[snap.result.label][0]
