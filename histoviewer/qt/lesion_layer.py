@@ -31,8 +31,11 @@ MIN_LABEL_PX = 40.0  # lesions whose diameter is shorter than this on screen get
 LABEL_MARGIN_PX = 140  # how far a label can reach out of its lesion's box (for clipping)
 
 
-def lesion_label(lesion: Lesion) -> str:
-    """"1.23 mm, micro" (or the class alone without a scale)."""
+def lesion_label(lesion: Lesion, classed: bool = True) -> str:
+    """"1.23 mm, micro" (or the class alone without a scale). ``classed`` False (tissue unlike
+    the model's training data): the size alone, "1.23 mm, unreliable", never a class."""
+    if not classed:
+        return "unreliable" if lesion.diameter_mm is None else f"{lesion.diameter_mm:.2f} mm, unreliable"
     name = CLASS_NAMES[lesion.size_class]
     return name if lesion.diameter_mm is None else f"{lesion.diameter_mm:.2f} mm, {name}"
 
@@ -42,13 +45,16 @@ class LesionLayer:
 
     def __init__(self) -> None:
         self.visible = True
+        # False on tissue unlike the model's training data: labels give no size class
+        self.classed = True
         self.lesions: tuple[Lesion, ...] = ()
         self.selected: int | None = None
         self._polygons: dict[int, QPolygonF] = {}
         self._font: QFont | None = None
 
-    def set_lesions(self, lesions: tuple[Lesion, ...]) -> None:
+    def set_lesions(self, lesions: tuple[Lesion, ...], classed: bool = True) -> None:
         self.lesions = tuple(lesions)
+        self.classed = classed
         self._polygons = {les.index: QPolygonF([QPointF(x, y) for x, y in les.l0_outline]) for les in self.lesions}
         if self.selected is not None and self.selected not in self._polygons:
             self.selected = None
@@ -145,7 +151,7 @@ class LesionLayer:
             painter.setPen(pen)
             painter.drawLine(line)
         if line.length() >= MIN_LABEL_PX or selected:
-            self._paint_label(painter, line, lesion_label(les), colour)
+            self._paint_label(painter, line, lesion_label(les, self.classed), colour)
 
     def _paint_label(self, painter: QPainter, line: QLineF, text: str, colour: QColor) -> None:
         if self._font is None:

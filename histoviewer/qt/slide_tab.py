@@ -286,7 +286,8 @@ class SlideTab(QWidget):
         self.lesion_clicks.picked.connect(self.select_lesion)
 
     def _on_lesions_changed(self, snapshot) -> None:
-        self.lesion_layer.set_lesions(snapshot.result.lesions if snapshot is not None else ())
+        self.lesion_layer.set_lesions(snapshot.result.lesions if snapshot is not None else (),
+                                      classed=snapshot is None or not snapshot.domain.out_of_domain)
         if self.lesion_layer.visible:
             self.view.update()
 

@@ -117,6 +117,7 @@ def test_lesion_layer_outlines_labels_rings_and_hit_testing(qtbot):
     layer.set_lesions(snap.result.lesions)
     macro, micro, itc = snap.result.lesions
     assert lesion_label(macro).endswith("mm, macro") and lesion_label(itc).endswith("mm, ITC")
+    assert lesion_label(macro, classed=False).endswith("mm, unreliable")  # tissue unlike the training data
     # 2 screen px per cell: every lesion is big enough for an outline
     vp = Viewport(150.0, 150.0, 2.0, 600, 600)
     image = _paint(layer, vp)
