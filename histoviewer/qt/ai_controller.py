@@ -68,6 +68,7 @@ class AiController(QObject):
     def attach(self, tab: SlideTab) -> None:
         """A slide was opened: start its overlay if the AI is on, follow its status."""
         tab.heatmapChanged.connect(self._schedule_status)
+        tab.lesions.changed.connect(lambda _snapshot: self._schedule_status())  # the tissue check
         tab.view.viewportChanged.connect(lambda _viewport: self._schedule_status())
         tab.view.cursorMoved.connect(lambda l0_pos, t=tab: self._on_cursor_moved(t, l0_pos))
         self._start(tab)
@@ -176,6 +177,11 @@ class AiController(QObject):
         if tab.heatmap_failure:
             detail += f"\nSome patches failed: {tab.heatmap_failure}"
             text += " – some patches failed"
+        snapshot = tab.lesions.snapshot
+        if snapshot is not None and snapshot.domain.out_of_domain:
+            text += " – AI result unreliable: tissue unlike the model's training data"
+            detail += f"\n{snapshot.domain.describe()}"
+            colour = "#a01010"
         label.setText(text)
         label.setToolTip(detail)
         label.setStyleSheet(f"color: {colour};")

@@ -158,12 +158,20 @@ class SlideTab(QWidget):
     # The layer's signals come only from the running layer: a layer emits nothing once
     # ``close()`` (in ``stop_heatmap``) returned, even for results already queued.
     def _on_heatmap_ready(self) -> None:
-        live = self.heatmap.live
-        info = live.model.info
-        # every model's caution: a demonstration warning, else what it was trained on
-        caution = "DEMONSTRATION MODEL \u2013 not for diagnosis" if info.demonstration else info.caution
-        self.legend.set_text(f"{info.name} ({info.kind})", caution)
+        self._update_legend_text(out_of_domain=False)
         self.heatmapChanged.emit()
+
+    def _update_legend_text(self, out_of_domain: bool) -> None:
+        """The legend names the model with its caution (a demonstration warning, else what it
+        was trained on), or says the result is unreliable on tissue unlike its training data."""
+        live = self.heatmap.live if self.heatmap is not None else None
+        if live is None or live.model is None:
+            return
+        info = live.model.info
+        caution = "DEMONSTRATION MODEL \u2013 not for diagnosis" if info.demonstration else info.caution
+        if out_of_domain:
+            caution = "AI result unreliable here: tissue unlike the model's training data"
+        self.legend.set_text(f"{info.name} ({info.kind})", caution)
 
     def _on_heatmap_updated(self, l0_rect) -> None:
         layer = self.heatmap
@@ -286,8 +294,9 @@ class SlideTab(QWidget):
         self.lesion_clicks.picked.connect(self.select_lesion)
 
     def _on_lesions_changed(self, snapshot) -> None:
-        self.lesion_layer.set_lesions(snapshot.result.lesions if snapshot is not None else (),
-                                      classed=snapshot is None or not snapshot.domain.out_of_domain)
+        ood = snapshot is not None and snapshot.domain.out_of_domain
+        self.lesion_layer.set_lesions(snapshot.result.lesions if snapshot is not None else (), classed=not ood)
+        self._update_legend_text(ood)
         if self.lesion_layer.visible:
             self.view.update()
 

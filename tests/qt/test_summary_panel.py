@@ -485,3 +485,20 @@ def test_panel_headline_says_unreliable_for_tissue_unlike_the_training_data(qtbo
     assert "like the model's training data" in panel.model_label.text()
     panel.show_snapshot(replace(snap, domain=DomainVerdict(assessed=False, patches=10, reason="too few")))
     assert panel.label_title.text() == LABEL_TEXT[snap.result.label][0]
+
+
+def test_skin_in_the_viewer_every_place_says_the_result_is_unreliable(ai_window_factory, qtbot, cmu_small):
+    """CMU-1 (skin) with the shipped handcrafted model, whole slide: headline, status bar,
+    in-view legend and lesion labels all say the AI result is unreliable; no size class."""
+    from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON
+
+    win = ai_window_factory(model="handcrafted", background=True)
+    tab = open_settled(win, qtbot, cmu_small)
+    _start_ai(win)
+    snap = _wait_lesions(qtbot, tab, final=True)
+    assert snap.domain.assessed and snap.domain.out_of_domain
+    assert win.lesions.panel.label_title.text() == OUT_OF_DOMAIN_REASON
+    qtbot.waitUntil(lambda: "unreliable" in win.ai.status_label.text(), timeout=5000)
+    assert "unreliable" in tab.legend.status and not tab.lesion_layer.classed
+    if snap.result.lesions:
+        assert "unreliable" in lesion_label(snap.result.lesions[0], tab.lesion_layer.classed)
