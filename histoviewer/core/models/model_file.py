@@ -98,13 +98,7 @@ def record_evaluation(path: str | Path, name: str, result: dict[str, Any]) -> Mo
     caches and reports) stays the same; the file is replaced atomically.
     """
     p = Path(path)
-    info = _info_from_header(p, _read_header(p))
-    try:
-        tensors = load(p.read_bytes())
-    except (SafetensorError, ValueError, OSError) as exc:
-        raise ModelLoadError(f"{p}: model weights are unreadable: {exc}") from exc
-    if info.content_hash and tensors_hash(tensors) != info.content_hash:
-        raise ModelLoadError(f"{p}: weights do not match the hash in the header (file corrupted or edited)")
+    info, tensors = _read_verified(p)
     evaluations = {**(info.extra.get(EVALUATIONS_KEY) or {}), name: result}
     info = replace(info, extra={**info.extra, EVALUATIONS_KEY: evaluations})
     meta = {_FORMAT_KEY: FORMAT_NAME, _META_KEY: json.dumps(info.to_dict(), sort_keys=True)}
@@ -186,6 +180,20 @@ def _info_from_header(path: Path, header: dict[str, Any]) -> ModelInfo:
     return info
 
 
+def _read_verified(p: Path) -> tuple[ModelInfo, dict[str, np.ndarray]]:
+    """The header and every array of a model file, the arrays checked against the header's
+    hash (``content_hash`` filled in for a file that states none)."""
+    info = _info_from_header(p, _read_header(p))
+    try:
+        tensors = load(p.read_bytes())
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise ModelLoadError(f"{p}: model weights are unreadable: {exc}") from exc
+    actual = tensors_hash(tensors)
+    if info.content_hash and actual != info.content_hash:
+        raise ModelLoadError(f"{p}: weights do not match the hash in the header (file corrupted or edited)")
+    return replace(info, content_hash=actual), tensors
+
+
 def read_model_info(path: str | Path) -> ModelInfo:
     """The model's description from its header only (cheap: for lists and menus)."""
     p = Path(path)
@@ -195,17 +203,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
 def load_model(path: str | Path, device: str = "auto") -> PatchClassifier:
     """Load a model file, verify its hash, and build the matching classifier."""
     p = Path(path)
-    info = _info_from_header(p, _read_header(p))
-    try:
-        tensors = load(p.read_bytes())
-    except (SafetensorError, ValueError, OSError) as exc:
-        raise ModelLoadError(f"{p}: model weights are unreadable: {exc}") from exc
-    actual = tensors_hash(tensors)
-    if info.content_hash and actual != info.content_hash:
-        raise ModelLoadError(
-            f"{p}: weights do not match the hash in the header (file corrupted or edited)"
-        )
-    info = replace(info, content_hash=actual)
+    info, tensors = _read_verified(p)
     # Split off the domain profile before the network's strict load (old files have none).
     tensors, domain = split_domain_tensors(tensors, info.extra)
     classifier: PatchClassifier

@@ -20,7 +20,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from histoviewer.core.models.classifier import DEMO_WARNING, RESEARCH_CAVEAT, ModelInfo, OperatingPoint
+from histoviewer.core.models.classifier import (
+    DEMO_WARNING,
+    RESEARCH_CAVEAT,
+    ModelInfo,
+    OperatingPoint,
+)
 
 __all__ = ["ModelRecord"]
 

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.models.calibration_metrics import CalibrationMetrics
-from histoviewer.core.models.roc_plot import _font
+from histoviewer.core.models.roc_plot import _font, unit_square_plot
 
 __all__ = ["write_reliability_png"]
 
@@ -21,23 +21,11 @@ _MARGIN_L, _MARGIN_R, _MARGIN_T, _MARGIN_B = 70, 20, 60, 60
 
 def write_reliability_png(path: str | Path, cal: CalibrationMetrics, title: str, subtitle: str = "") -> Path:
     """Draw the reliability diagram of ``cal`` and write it atomically as PNG; returns the path."""
-    img = Image.new("RGB", (_SIZE, _SIZE), "white")
-    d = ImageDraw.Draw(img)
-    x0, y0 = _MARGIN_L, _SIZE - _MARGIN_B
-    x1, y1 = _SIZE - _MARGIN_R, _MARGIN_T
+    img, d, frame = unit_square_plot()
+    x0, y0, x1, y1 = frame.x0, frame.y0, frame.x1, frame.y1
     w, h = x1 - x0, y0 - y1
-
-    def to_px(px: float, py: float) -> tuple[float, float]:
-        return x0 + px * w, y0 - py * h
-
+    to_px = frame.to_px
     small, normal = _font(13), _font(16)
-    for t in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
-        gx, _ = to_px(t, 0)
-        _, gy = to_px(0, t)
-        d.line([(gx, y1), (gx, y0)], fill=(230, 230, 230))
-        d.line([(x0, gy), (x1, gy)], fill=(230, 230, 230))
-        d.text((gx, y0 + 6), f"{t:.1f}", fill="black", font=small, anchor="mt")
-        d.text((x0 - 6, gy), f"{t:.1f}", fill="black", font=small, anchor="rm")
     b = cal.bins
     total = max(int(b.counts.sum()), 1)
     # bin sizes as grey bars along the bottom (square-root scale, up to a fifth of the height)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -10,10 +11,41 @@ from PIL import Image, ImageDraw, ImageFont
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.models.metrics import PatchMetrics, RocCurve
 
-__all__ = ["write_roc_png"]
+__all__ = ["PlotFrame", "unit_square_plot", "write_roc_png"]
 
 _SIZE = 640
 _MARGIN_L, _MARGIN_R, _MARGIN_T, _MARGIN_B = 70, 20, 60, 60
+
+
+@dataclass(frozen=True)
+class PlotFrame:
+    """The plot area of a unit-square chart in image px: ``(x0, y0)`` is the origin (bottom
+    left), ``(x1, y1)`` the top right corner; ``to_px`` maps (x, y) in [0, 1] to image px."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def to_px(self, x: float, y: float) -> tuple[float, float]:
+        return self.x0 + x * (self.x1 - self.x0), self.y0 - y * (self.y0 - self.y1)
+
+
+def unit_square_plot() -> tuple[Image.Image, ImageDraw.ImageDraw, PlotFrame]:
+    """A white ``_SIZE`` px square image with the grid and 0..1 tick labels of both axes
+    drawn (the ROC curve's and the reliability diagram's common frame)."""
+    img = Image.new("RGB", (_SIZE, _SIZE), "white")
+    d = ImageDraw.Draw(img)
+    frame = PlotFrame(_MARGIN_L, _SIZE - _MARGIN_B, _SIZE - _MARGIN_R, _MARGIN_T)
+    small = _font(13)
+    for t in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        gx, _ = frame.to_px(t, 0)
+        _, gy = frame.to_px(0, t)
+        d.line([(gx, frame.y1), (gx, frame.y0)], fill=(230, 230, 230))
+        d.line([(frame.x0, gy), (frame.x1, gy)], fill=(230, 230, 230))
+        d.text((gx, frame.y0 + 6), f"{t:.1f}", fill="black", font=small, anchor="mt")
+        d.text((frame.x0 - 6, gy), f"{t:.1f}", fill="black", font=small, anchor="rm")
+    return img, d, frame
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -27,23 +59,11 @@ def write_roc_png(
     path: str | Path, curve: RocCurve, metrics: PatchMetrics, title: str, subtitle: str = ""
 ) -> Path:
     """Draw the ROC curve of ``metrics`` and write it atomically as PNG; returns the path."""
-    img = Image.new("RGB", (_SIZE, _SIZE), "white")
-    d = ImageDraw.Draw(img)
-    x0, y0 = _MARGIN_L, _SIZE - _MARGIN_B
-    x1, y1 = _SIZE - _MARGIN_R, _MARGIN_T
+    img, d, frame = unit_square_plot()
+    x0, y0, x1, y1 = frame.x0, frame.y0, frame.x1, frame.y1
     w, h = x1 - x0, y0 - y1
-
-    def to_px(fpr: float, tpr: float) -> tuple[float, float]:
-        return x0 + fpr * w, y0 - tpr * h
-
+    to_px = frame.to_px
     small, normal = _font(13), _font(16)
-    for t in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
-        gx, _ = to_px(t, 0)
-        _, gy = to_px(0, t)
-        d.line([(gx, y1), (gx, y0)], fill=(230, 230, 230))
-        d.line([(x0, gy), (x1, gy)], fill=(230, 230, 230))
-        d.text((gx, y0 + 6), f"{t:.1f}", fill="black", font=small, anchor="mt")
-        d.text((x0 - 6, gy), f"{t:.1f}", fill="black", font=small, anchor="rm")
     d.rectangle([x0, y1, x1, y0], outline="black")
     d.line([to_px(0, 0), to_px(1, 1)], fill=(160, 160, 160), width=1)
     pts = [to_px(float(f), float(t)) for f, t in zip(curve.fpr, curve.tpr, strict=True)]
