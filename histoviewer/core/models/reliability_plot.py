@@ -3,15 +3,16 @@ probability, the diagonal of perfect calibration, bin sizes, ECE and Brier score
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
-from PIL import Image, ImageDraw
-
-from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.models.calibration_metrics import CalibrationMetrics
-from histoviewer.core.models.roc_plot import _font, unit_square_plot
+from histoviewer.core.models.roc_plot import (
+    _font,
+    label_plot,
+    unit_square_plot,
+    write_png,
+)
 
 __all__ = ["write_reliability_png"]
 
@@ -23,7 +24,7 @@ def write_reliability_png(path: str | Path, cal: CalibrationMetrics, title: str,
     """Draw the reliability diagram of ``cal`` and write it atomically as PNG; returns the path."""
     img, d, frame = unit_square_plot()
     x0, y0, x1, y1 = frame.x0, frame.y0, frame.x1, frame.y1
-    w, h = x1 - x0, y0 - y1
+    h = y0 - y1
     to_px = frame.to_px
     small, normal = _font(13), _font(16)
     b = cal.bins
@@ -45,20 +46,8 @@ def write_reliability_png(path: str | Path, cal: CalibrationMetrics, title: str,
     for (px, py), n in zip(pts, [n for n in b.counts if n], strict=True):
         r = 3 + 5 * math.sqrt(n / total)
         d.ellipse([px - r, py - r, px + r, py + r], fill=(30, 90, 200), outline="white")
-    d.text((x0 + w / 2, _SIZE - 20), "mean predicted tumour probability", fill="black",
-           font=normal, anchor="mm")
-    label = Image.new("RGB", (h, 24), "white")
-    ImageDraw.Draw(label).text((h / 2, 12), "fraction of tumour patches", fill="black",
-                               font=normal, anchor="mm")
-    img.paste(label.rotate(90, expand=True), (8, y1))
-    d.text((x0, 12), title, fill="black", font=normal)
-    if subtitle:
-        d.text((x0, 34), subtitle, fill=(90, 90, 90), font=small)
+    label_plot(img, frame, title, subtitle, "mean predicted tumour probability", "fraction of tumour patches")
     d.text((x0 + 10, y1 + 12), f"ECE {cal.ece:.3f} ({cal.n_bins} bins)", fill=(30, 90, 200), font=normal)
     d.text((x0 + 10, y1 + 34), f"Brier {cal.brier:.3f}", fill="black", font=small)
     d.text((x0 + 10, y1 + 52), f"{total} patches; grey bars: patches per bin", fill="black", font=small)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    out = Path(path)
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return write_png(path, img)

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.models.metrics import PatchMetrics, RocCurve
 
-__all__ = ["PlotFrame", "unit_square_plot", "write_roc_png"]
+__all__ = ["PlotFrame", "label_plot", "unit_square_plot", "write_png", "write_roc_png"]
 
 _SIZE = 640
 _MARGIN_L, _MARGIN_R, _MARGIN_T, _MARGIN_B = 70, 20, 60, 60
@@ -48,6 +48,30 @@ def unit_square_plot() -> tuple[Image.Image, ImageDraw.ImageDraw, PlotFrame]:
     return img, d, frame
 
 
+def label_plot(img: Image.Image, frame: PlotFrame, title: str, subtitle: str, x_label: str,
+               y_label: str) -> None:
+    """Title, subtitle and both axis titles (the y title rotated) of a unit-square chart."""
+    d = ImageDraw.Draw(img)
+    normal = _font(16)
+    d.text(((frame.x0 + frame.x1) / 2, _SIZE - 20), x_label, fill="black", font=normal, anchor="mm")
+    h = int(frame.y0 - frame.y1)
+    label = Image.new("RGB", (h, 24), "white")
+    ImageDraw.Draw(label).text((h / 2, 12), y_label, fill="black", font=normal, anchor="mm")
+    img.paste(label.rotate(90, expand=True), (8, int(frame.y1)))
+    d.text((frame.x0, 12), title, fill="black", font=normal)
+    if subtitle:
+        d.text((frame.x0, 34), subtitle, fill=(90, 90, 90), font=_font(13))
+
+
+def write_png(path: str | Path, img: Image.Image) -> Path:
+    """``img`` as PNG at ``path``, written atomically; returns the path."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    out = Path(path)
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
@@ -61,7 +85,6 @@ def write_roc_png(
     """Draw the ROC curve of ``metrics`` and write it atomically as PNG; returns the path."""
     img, d, frame = unit_square_plot()
     x0, y0, x1, y1 = frame.x0, frame.y0, frame.x1, frame.y1
-    w, h = x1 - x0, y0 - y1
     to_px = frame.to_px
     small, normal = _font(13), _font(16)
     d.rectangle([x0, y1, x1, y0], outline="black")
@@ -72,21 +95,10 @@ def write_roc_png(
         ox, oy = to_px(1 - metrics.specificity, metrics.sensitivity)
         d.ellipse([ox - 5, oy - 5, ox + 5, oy + 5], outline="black", width=2)
         d.text((ox + 8, oy + 4), f"threshold {metrics.threshold:g}", fill="black", font=small)
-    d.text((x0 + w / 2, _SIZE - 20), "false positive rate (1 - specificity)", fill="black",
-           font=normal, anchor="mm")
-    label = Image.new("RGB", (h, 24), "white")
-    ImageDraw.Draw(label).text((h / 2, 12), "true positive rate (sensitivity)", fill="black",
-                               font=normal, anchor="mm")
-    img.paste(label.rotate(90, expand=True), (8, y1))
-    d.text((x0, 12), title, fill="black", font=normal)
-    if subtitle:
-        d.text((x0, 34), subtitle, fill=(90, 90, 90), font=small)
+    label_plot(img, frame, title, subtitle, "false positive rate (1 - specificity)",
+               "true positive rate (sensitivity)")
     auc = "n/a" if metrics.auc is None else f"{metrics.auc:.3f}"
     d.text((x1 - 10, y0 - 30), f"AUC {auc}", fill=(200, 30, 30), font=normal, anchor="rm")
     d.text((x1 - 10, y0 - 12), f"{metrics.positives} tumour / {metrics.negatives} normal",
            fill="black", font=small, anchor="rm")
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    out = Path(path)
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return write_png(path, img)
