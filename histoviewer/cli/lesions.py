@@ -66,21 +66,6 @@ def _frame(args: argparse.Namespace, geo: GridGeometry | None):
         raise InferenceError(f"{args.map}: {exc}") from None
 
 
-def _analysis_domain(map_path: Path):
-    """The tissue check of the analysis the map comes from (its ``summary.json`` beside it),
-    None for a map without one."""
-    from histoviewer.core.analysis.summary import read_summary
-    from histoviewer.core.errors import SummaryFormatError
-
-    summary = map_path.parent / "summary.json"
-    if not summary.is_file():
-        return None
-    try:
-        return read_summary(summary).domain
-    except SummaryFormatError:
-        return None
-
-
 def _print_table(args: argparse.Namespace, found, domain) -> None:
     label = found.label.value + (" (provisional: part of the tissue is unclassified)" if found.provisional else "")
     if domain is not None and domain.out_of_domain:
@@ -101,6 +86,7 @@ def run_lesions(args: argparse.Namespace) -> int:
     from histoviewer.core.analysis.lesion_io import write_lesions_geojson
     from histoviewer.core.analysis.map_io import map_model_of, read_probability_map
     from histoviewer.core.analysis.node_label import analyse_map
+    from histoviewer.core.analysis.summary import analysis_domain
     from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
     from histoviewer.core.errors import InferenceError
 
@@ -117,7 +103,7 @@ def run_lesions(args: argparse.Namespace) -> int:
         raise InferenceError(str(exc)) from None
     found = analyse_map(values, frame, params)
     # an analysis judged out of domain has no node label, whatever its lesions
-    domain = _analysis_domain(args.map)
+    domain = analysis_domain(args.map.parent)  # of the analysis the map comes from, if any
     if args.geojson is not None:
         write_lesions_geojson(args.geojson, found.lesions)
     if args.json:

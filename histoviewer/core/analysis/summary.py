@@ -33,8 +33,8 @@ from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.staging_terms import NodeLabel
 
-__all__ = ["SlideFailure", "SlideFiles", "SlideOutcome", "SlideSummary", "SlideTiming", "outcome_from_dict",
-           "read_summary"]
+__all__ = ["SlideFailure", "SlideFiles", "SlideOutcome", "SlideSummary", "SlideTiming", "analysis_domain",
+           "outcome_from_dict", "read_summary"]
 
 
 @dataclass(frozen=True)
@@ -228,3 +228,13 @@ def read_summary(path: str | os.PathLike[str], *, lesions_required: bool = False
     except (KeyError, TypeError, ValueError, IndexError, InferenceError) as exc:
         detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
         raise SummaryFormatError(f"{path}: malformed analysis summary: {detail}") from exc
+
+
+def analysis_domain(folder: str | os.PathLike[str]) -> DomainVerdict | None:
+    """The tissue check the analysis in ``folder`` wrote in its ``summary.json``; None when
+    there is no readable summary, or the analysis failed (a failure has none)."""
+    try:
+        summary = read_summary(Path(folder) / "summary.json")
+    except SummaryFormatError:
+        return None
+    return getattr(summary, "domain", None)

@@ -21,14 +21,14 @@ import numpy as np
 import tifffile
 
 from histoviewer.core.analysis.map_io import read_map_meta
-from histoviewer.core.analysis.summary import read_summary
-from histoviewer.core.errors import ExportError, InferenceError, SummaryFormatError
+from histoviewer.core.analysis.summary import analysis_domain
+from histoviewer.core.errors import ExportError, InferenceError
+from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.disk_cache import HeatmapCache
-from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import PredictionGrid
-from histoviewer.core.models.model_file import read_model_info
 from histoviewer.core.models.domain import DomainLimits, DomainVerdict, judge_slide
+from histoviewer.core.models.model_file import read_model_info
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model, resolve_model_path
 from histoviewer.core.paths import user_data_dir
@@ -89,15 +89,6 @@ class HeatmapData:
         return out.astype(np.float32, copy=False)
 
 
-def _analysis_domain(folder: Path) -> DomainVerdict | None:
-    """The verdict the analysis in ``folder`` wrote in its ``summary.json`` (None: none readable)."""
-    try:
-        summary = read_summary(folder / "summary.json")
-    except SummaryFormatError:
-        return None
-    return getattr(summary, "domain", None)  # a failure has none
-
-
 def read_analysis(path: str | os.PathLike[str]) -> HeatmapData:
     """A map written by ``histoviewer analyze``: ``path`` is its ``probability.tiff`` or the
     folder holding it (with ``probability.json``)."""
@@ -112,7 +103,7 @@ def read_analysis(path: str | os.PathLike[str]) -> HeatmapData:
     except (OSError, ValueError) as exc:
         raise ExportError(f"{tiff}: not a readable analysis result (probability.tiff + .json): {exc}") from exc
     try:
-        return HeatmapData(encoded, meta.geometry, meta.model, f"analysis:{tiff.parent}", _analysis_domain(tiff.parent))
+        return HeatmapData(encoded, meta.geometry, meta.model, f"analysis:{tiff.parent}", analysis_domain(tiff.parent))
     except ExportError as exc:
         raise ExportError(f"{tiff}: {exc}") from exc
 
