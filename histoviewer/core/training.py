@@ -642,13 +642,14 @@ def train_handcrafted(
         raise ModelError("no handcrafted model could be fitted")
     c, model, metrics = best
     seconds = time.perf_counter() - t_start
+    stained = _with_stain(model.info, stain)
     model.info = replace(
-        _with_stain(model.info, stain),
+        stained,
         metrics=_metric_summary(metrics),
         software_version=__version__,
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         demonstration=cfg.demonstration,
-        extra={**_with_stain(model.info, stain).extra, "training": {
+        extra={**stained.extra, "training": {
             "seed": cfg.seed, "valid_fraction": cfg.valid_fraction,
             "test_fraction": cfg.test_fraction, "n_test": len(sp.test_idx), "C": c, "stain_norm": cfg.stain_norm,
             "C_grid": list(HANDCRAFTED_C_GRID), "n_train": len(train_idx),
