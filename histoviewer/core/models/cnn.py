@@ -19,7 +19,6 @@ from histoviewer.core.models.classifier import (
     ModelInfo,
     PatchClassifier,
     PatchScores,
-    check_patch_batch,
 )
 from histoviewer.core.models.cnn_arch import build_network
 from histoviewer.core.models.device import choose_device
@@ -101,7 +100,11 @@ class CnnClassifier(PatchClassifier):
         }
 
     def logits(self, patches: np.ndarray) -> np.ndarray:
-        arr = self.prepare_patches(patches)  # checked, stain-normalised when the model says so
+        """Raw tumour logits (before calibration) of ``(N, P, P, 3)`` uint8 patches."""
+        return self._logits_of_prepared(self.prepare_patches(patches))
+
+    def _logits_of_prepared(self, arr: np.ndarray) -> np.ndarray:
+        """Logits of patches already through ``prepare_patches`` (checked, stain-normalised)."""
         out = np.empty(len(arr), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(arr), self.batch_size):
@@ -127,16 +130,15 @@ class CnnClassifier(PatchClassifier):
         """Probability of every patch; domain distance (NaN elsewhere) of the patches in
         ``domain_mask`` (all when None): the descriptor costs ~5 ms a patch, so whole-slide
         callers judge a spread sample (``PredictionGrid.domain_sample``)."""
-        prob = np.asarray(self.predict_proba(patches), np.float32)
+        arr = self.prepare_patches(patches)  # once: the network and the descriptor read the same
+        prob = np.asarray(calibrated_probability(self._logits_of_prepared(arr),
+                                                 self.info.extra.get(CALIBRATION_KEY)), np.float32)
         if self.domain is None:
             return PatchScores(prob)
         distance = np.full(len(prob), np.nan, np.float32)
         pick = np.arange(len(prob)) if domain_mask is None else np.flatnonzero(domain_mask)
-        if pick.size:
-            # as the profile was fitted: on the patches the network reads (stain-normalised when
-            # the model says so)
-            arr = self.prepare_patches(check_patch_batch(patches, self.info.input)[pick])
-            distance[pick] = self.domain.distance(tissue_descriptor(arr, self.info.input.mpp))
+        if pick.size:  # as the profile was fitted: on the patches the network reads
+            distance[pick] = self.domain.distance(tissue_descriptor(arr[pick], self.info.input.mpp))
         return PatchScores(prob, distance)
 
     def close(self) -> None:
