@@ -86,8 +86,10 @@ def test_default_models_are_named_with_what_they_were_trained_on(toy_folders, tm
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "models folder" in out and "DEMONSTRATION" not in out
-    assert out.count("real PatchCamelyon patches") == 2 and out.count("not validated for clinical use") == 2
-    assert out.count("held out, kaggle-test: 1427 patches, AUC 0.9") == 2  # the header's own numbers
+    # cnn, handcrafted and the GPU model cnn-resnet, each with its held-out numbers from its header
+    assert out.count("real PatchCamelyon patches") == 3 and out.count("not validated for clinical use") == 3
+    assert out.count("held out, kaggle-test: 1427 patches, AUC 0.9") == 3
+    assert "cnn-resnet: cnn-pcam-resnet (cnn, resnet)" in out
     assert main(["eval-patches", "--model", "cnn", "--data", str(toy_folders / "classes"),
                  "--patch-mpp", "0.972", "--roc", str(tmp_path / "r.png")]) == 0
     out = capsys.readouterr().out

@@ -1,10 +1,12 @@
 """Resolve what the user typed for a model: ``cnn``, ``handcrafted``, a file, or a name in
 the user's models folder; and list every model available.
 
-The two default models live in ``resources/models/``, trained by
+The bundled models live in ``resources/models/``, trained by
 ``scripts/train_default_models.sh`` on real PatchCamelyon patches and a few phantom patches
 (their ``ModelInfo.caveat`` says what on; their held-out numbers are in the header's
-``extra["evaluations"]``).
+``extra["evaluations"]``): ``cnn`` and ``handcrafted`` are fast enough on 2 CPU cores for the
+whole-slide and live budgets; ``cnn-resnet`` is the more accurate ResNet-18-shaped CNN for
+computers with a GPU (about 10x ``cnn``'s CPU time per patch, docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
 DEFAULT_MODEL_FILES = {
     "cnn": "cnn-pcam.safetensors",
     "handcrafted": "handcrafted-pcam.safetensors",
+    "cnn-resnet": "cnn-pcam-resnet.safetensors",
 }
 DEFAULT_MODEL_NAMES = tuple(DEFAULT_MODEL_FILES)
 MODEL_SUFFIX = ".safetensors"
