@@ -1,23 +1,32 @@
-"""The heatmap's legend: colour bar with the probability scale, threshold, model name.
+"""The heatmap's legend: colour bar with the probability scale, threshold, model name and
+the model's caution (what it was trained on, "not validated for clinical use"), in full.
 
 Floats in the view's bottom-right corner. Opaque (like the overview) so panning never
-repaints the tiles beneath it.
+repaints the tiles beneath it. The caution wraps rather than being cut off: the part that
+would be cut is the part that matters ("not validated for clinical use"); the legend grows
+to hold it (``heightChanged``: the tab re-anchors it to the corner).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtCore import QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
 from histoviewer.core.inference.overlay import FAILED_RGBA, PENDING_RGBA, HeatmapStyle
 
-LEGEND_SIZE = (280, 104)
+LEGEND_SIZE = (280, 104)  # with a one-line status; each further line of it adds _LINE_H
 _BAR_X, _BAR_W, _BAR_H = 12, 256, 12
+_LINE_H = 14
+_FONT_PT = 8.5
+_STATUS_RGB = (150, 90, 0)  # a caution: brown
+_ALARM_RGB = (190, 0, 0)  # the result cannot be trusted here: red
 
 
 class HeatmapLegend(QWidget):
+    heightChanged = Signal()
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFixedSize(*LEGEND_SIZE)
@@ -28,6 +37,7 @@ class HeatmapLegend(QWidget):
         self._bar_pixels: np.ndarray | None = None
         self.model_name = ""
         self.status = ""
+        self.alarm = False  # the status says the result is unreliable (red), not a caution
 
     def set_style(self, style: HeatmapStyle) -> None:
         self._style = style
@@ -37,19 +47,34 @@ class HeatmapLegend(QWidget):
         self._bar = QImage(rgb.data, 256, _BAR_H, 256 * 3, QImage.Format.Format_RGB888)
         self.update()
 
-    def set_text(self, model_name: str, status: str = "") -> None:
-        if (model_name, status) != (self.model_name, self.status):
-            self.model_name, self.status = model_name, status
-            self.update()
+    def _font(self) -> QFont:
+        font = QFont(self.font())
+        font.setPointSizeF(_FONT_PT)
+        return font
+
+    def _status_rect(self, status: str) -> QRectF:
+        """The wrapped status text's box (width ``_BAR_W``), at least one line high."""
+        box = QFontMetrics(self._font()).boundingRect(
+            0, 0, _BAR_W, 10_000, int(Qt.AlignmentFlag.AlignLeft | Qt.TextFlag.TextWordWrap), status)
+        return QRectF(0, 0, _BAR_W, max(_LINE_H, box.height()))
+
+    def set_text(self, model_name: str, status: str = "", alarm: bool = False) -> None:
+        if (model_name, status, alarm) == (self.model_name, self.status, self.alarm):
+            return
+        self.model_name, self.status, self.alarm = model_name, status, alarm
+        extra = int(self._status_rect(status).height()) - _LINE_H if status else 0
+        height = LEGEND_SIZE[1] + max(0, extra)
+        if height != self.height():
+            self.setFixedSize(LEGEND_SIZE[0], height)
+            self.heightChanged.emit()
+        self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
         p = QPainter(self)
         p.fillRect(self.rect(), QColor(255, 255, 255))
         p.setPen(QColor(150, 150, 150))
         p.drawRect(self.rect().adjusted(0, 0, -1, -1))
-        font = QFont(self.font())
-        font.setPointSizeF(8.5)
-        p.setFont(font)
+        p.setFont(self._font())
         p.setPen(QColor(20, 20, 20))
         p.drawText(QRectF(_BAR_X, 4, _BAR_W, 16), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                    "P(tumour)")
@@ -83,7 +108,8 @@ class HeatmapLegend(QWidget):
         p.drawText(QRectF(_BAR_X, y + 16, _BAR_W, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                    p.fontMetrics().elidedText(self.model_name, Qt.TextElideMode.ElideRight, _BAR_W))
         if self.status:
-            p.setPen(QColor(150, 90, 0))
-            p.drawText(QRectF(_BAR_X, y + 30, _BAR_W, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                       p.fontMetrics().elidedText(self.status, Qt.TextElideMode.ElideRight, _BAR_W))
+            p.setPen(QColor(*(_ALARM_RGB if self.alarm else _STATUS_RGB)))
+            box = self._status_rect(self.status).translated(_BAR_X, y + 30)
+            p.drawText(box, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap),
+                       self.status)
         p.end()

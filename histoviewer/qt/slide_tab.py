@@ -62,6 +62,7 @@ class SlideTab(QWidget):
         self.view.thumbnailReady.connect(self._on_thumbnail)
         self.legend = HeatmapLegend(self.view)
         self.legend.hide()
+        self.legend.heightChanged.connect(self._place_overlays)
         self.heatmap: HeatmapLayer | None = None
         self.heatmap_error: str | None = None
         self.heatmap_failure: str | None = None
@@ -171,7 +172,7 @@ class SlideTab(QWidget):
         caution = "DEMONSTRATION MODEL \u2013 not for diagnosis" if info.demonstration else info.caution
         if out_of_domain:
             caution = "AI result unreliable here: tissue unlike the model's training data"
-        self.legend.set_text(f"{info.name} ({info.kind})", caution)
+        self.legend.set_text(f"{info.name} ({info.kind})", caution, alarm=out_of_domain)
 
     def _on_heatmap_updated(self, l0_rect) -> None:
         layer = self.heatmap
@@ -189,7 +190,7 @@ class SlideTab(QWidget):
 
     def _on_heatmap_error(self, message: str) -> None:
         self.heatmap_error = message
-        self.legend.set_text("AI overlay unavailable", message)
+        self.legend.set_text("AI overlay unavailable", message, alarm=True)
         self.heatmapChanged.emit()
 
     def heatmap_coverage(self) -> tuple[float, float] | None:

@@ -499,6 +499,6 @@ def test_skin_in_the_viewer_every_place_says_the_result_is_unreliable(ai_window_
     assert snap.domain.assessed and snap.domain.out_of_domain
     assert win.lesions.panel.label_title.text() == OUT_OF_DOMAIN_REASON
     qtbot.waitUntil(lambda: "unreliable" in win.ai.status_label.text(), timeout=5000)
-    assert "unreliable" in tab.legend.status and not tab.lesion_layer.classed
+    assert "unreliable" in tab.legend.status and tab.legend.alarm and not tab.lesion_layer.classed
     if snap.result.lesions:
         assert "unreliable" in lesion_label(snap.result.lesions[0], tab.lesion_layer.classed)
