@@ -16,7 +16,7 @@ import openslide
 import pytest
 import tifffile
 
-from histoviewer.core.export import export_raw_probabilities
+from histoviewer.core.export import HeatmapImageRequest, export_heatmap_image, export_raw_probabilities
 from histoviewer.core.phantom import write_phantom
 from histoviewer.core.slide import open_slide
 from histoviewer.core.slide import pyramid_writer
@@ -187,3 +187,20 @@ def test_raw_probabilities_are_tiled_and_state_their_scale(tmp_path):
         str(res.path)
     ) as s:  # tiled: OpenSlide's generic driver opens it
         assert float(s.properties["openslide.mpp-x"]) == pytest.approx(cell_um)
+
+
+def test_a_pyramid_export_of_a_slide_with_a_non_ascii_name(tmp_path):
+    """TIFF text is ASCII: the name is escaped in the description, the JSON escapes it too,
+    and the sidecar keeps it as it is."""
+    res = export_heatmap_image(tmp_path / "hm.tiff", lesion_heatmap(),
+                               HeatmapImageRequest(slide_path="/data/Schnitt_\u00e4.svs", tile_px=256))
+    with tifffile.TiffFile(res.path) as tif:
+        desc = tif.pages[0].description
+        assert desc.isascii() and "Schnitt_\\xe4.svs" in desc.splitlines()[0]
+        prov = json.loads(desc.splitlines()[-1].removeprefix("provenance = "))
+        assert prov["slide_path"] == "Schnitt_\u00e4.svs" and [lv.shape[:2] for lv in tif.series[0].levels]
+    assert json.loads(res.sidecars[0].read_text())["slide_path"] == "Schnitt_\u00e4.svs"
+    with pytest.raises(ValueError, match="must be ASCII"):
+        write_pyramidal_tiff(tmp_path / "x.tiff", _tiny_rows(300, 300, 256), width=300, height=300,
+                             tile_size=256, jpeg_quality=80, mpp=0.5, pad_rgb=(255, 255, 255),
+                             description="\u00e4")

@@ -167,8 +167,9 @@ def pyramid_description(record: Provenance) -> str:
     the record as JSON on one ``provenance = `` line (``key = value`` lines are what
     Bio-Formats' TIFF reader lists as metadata; the JSON is ASCII, as TIFF text must be)."""
     scale = "unknown" if record.output_mpp is None else f"{record.output_mpp:.6g}"
+    name = Path(record.slide_path).name.encode("ascii", "backslashreplace").decode("ascii")
     return (
-        f"{record.software} {record.kind} export of {Path(record.slide_path).name}\n"
+        f"{record.software} {record.kind} export of {name}\n"
         f"mpp = {scale}\nprovenance = {record.to_json()}"
     )
 

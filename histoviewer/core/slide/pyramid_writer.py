@@ -198,7 +198,9 @@ def write_pyramidal_tiff(
     n_cols = math.ceil(width / tile_size)
     n_rows = math.ceil(height / tile_size)
     pad = np.asarray(pad_rgb, np.uint8)
-    description_bytes = description.encode("ascii")  # TIFF ASCII; a clear error if it is not
+    if not description.isascii():  # TIFF ASCII: say so before any pixel is rendered
+        raise ValueError(f"{path}: the TIFF description must be ASCII text")
+    description_bytes = description.encode("ascii")
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
         spills = [open(Path(tmp) / f"level{k}.jpegs", "w+b") for k in range(len(dims))]
         try:
