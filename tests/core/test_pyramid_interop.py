@@ -204,3 +204,12 @@ def test_a_pyramid_export_of_a_slide_with_a_non_ascii_name(tmp_path):
         write_pyramidal_tiff(tmp_path / "x.tiff", _tiny_rows(300, 300, 256), width=300, height=300,
                              tile_size=256, jpeg_quality=80, mpp=0.5, pad_rgb=(255, 255, 255),
                              description="\u00e4")
+
+
+def test_info_says_the_phantom_states_no_objective_power_and_what_is_used(phantom, capsys):
+    from histoviewer.cli import main
+
+    assert main(["info", str(phantom.slide_path)]) == 0
+    out = capsys.readouterr().out
+    assert "vendor:            generic-tiff" in out and "0.2500 x 0.2500 um/px" in out
+    assert "objective power:   not stated (magnifications use 40x, from 10 um/px / mpp)" in out
