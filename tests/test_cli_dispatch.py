@@ -29,9 +29,18 @@ def no_gui(monkeypatch):
     return opened
 
 
-@pytest.mark.parametrize(("word", "suggestion"), [("anlyze", "analyze"), ("infoo", "info"),
-                                                   ("export-heatmp", "export-heatmap"), ("stgae", "stage")])
-def test_a_mistyped_command_is_an_error_with_the_nearest_command(word, suggestion, capsys, no_gui):
+@pytest.mark.parametrize(
+    ("word", "suggestion"),
+    [
+        ("anlyze", "analyze"),
+        ("infoo", "info"),
+        ("export-heatmp", "export-heatmap"),
+        ("stgae", "stage"),
+    ],
+)
+def test_a_mistyped_command_is_an_error_with_the_nearest_command(
+    word, suggestion, capsys, no_gui
+):
     assert main([word, "x.tif"]) == 2
     err = capsys.readouterr().err
     assert f"'{word}' is not a command; did you mean {suggestion}?" in err
@@ -40,7 +49,10 @@ def test_a_mistyped_command_is_an_error_with_the_nearest_command(word, suggestio
 
 def test_an_unknown_word_or_missing_file_is_an_error_not_the_gui(capsys, no_gui):
     assert main(["xyzzy"]) == 2
-    assert "neither a command nor an existing file; the commands are: view, demo" in capsys.readouterr().err
+    assert (
+        "neither a command nor an existing file; the commands are: view, demo"
+        in capsys.readouterr().err
+    )
     assert main(["missing-slide.svs"]) == 2
     assert "missing-slide.svs: no such file" in capsys.readouterr().err
     assert no_gui == []
@@ -54,10 +66,18 @@ def test_no_arguments_or_an_existing_slide_opens_the_viewer(no_gui):
 
 
 def test_dispatch_skips_log_options_to_find_the_command():
-    assert _dispatch(["--log-level", "debug", "info", TINY]) == ["--log-level", "debug", "info", TINY]
+    assert _dispatch(["--log-level", "debug", "info", TINY]) == [
+        "--log-level",
+        "debug",
+        "info",
+        TINY,
+    ]
     assert _dispatch(["-vv", TINY]) == ["-vv", "view", TINY]
     assert _dispatch(["--log-level=info"]) == ["--log-level=info", "view"]
     assert "did you mean analyze" in _dispatch(["-v", "anlyze"])
+    assert _dispatch(["--log-level"]) == [
+        "--log-level"
+    ]  # argparse: expected one argument
 
 
 def test_log_level_from_flags_then_environment():
@@ -66,7 +86,9 @@ def test_log_level_from_flags_then_environment():
     assert log_level(2, None, "error") == logging.DEBUG  # a flag beats the environment
     assert log_level(0, "error", None) == logging.ERROR
     assert log_level(0, None, " Debug ") == logging.DEBUG
-    with pytest.raises(ValueError, match="HISTOVIEWER_LOG_LEVEL='loud' is not a log level"):
+    with pytest.raises(
+        ValueError, match="HISTOVIEWER_LOG_LEVEL='loud' is not a log level"
+    ):
         log_level(0, None, "loud")
 
 
@@ -113,7 +135,11 @@ def test_the_first_demo_run_shows_a_progress_bar(tmp_path, monkeypatch):
     path = view_cli.demo_slide(tmp_path)
     out = term.getvalue()
     assert path.is_file() and "making the demo phantom slide" in out
-    assert "Writing phantom tiles" in out and "tile" in out  # the bar: stage, counts, unit
+    assert (
+        "Writing phantom tiles" in out and "tile" in out
+    )  # the bar: stage, counts, unit
     assert "demo slide made in" in out
     term.truncate(0)
-    assert view_cli.demo_slide(tmp_path) == path and term.getvalue().strip("\x00") == ""  # made once
+    assert (
+        view_cli.demo_slide(tmp_path) == path and term.getvalue().strip("\x00") == ""
+    )  # made once

@@ -156,6 +156,8 @@ def _dispatch(argv: list[str]) -> list[str] | str:
     while i < len(argv):
         word = argv[i]
         if word == "--log-level":
+            if i + 1 >= len(argv):
+                return argv  # argparse says the level is missing
             i += 2
         elif word.startswith("--log-level=") or word in ("-v", "--verbose") or (
                 word.startswith("-v") and set(word[1:]) == {"v"}):

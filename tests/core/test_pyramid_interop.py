@@ -16,10 +16,13 @@ import openslide
 import pytest
 import tifffile
 
-from histoviewer.core.export import HeatmapImageRequest, export_heatmap_image, export_raw_probabilities
+from histoviewer.core.export import (
+    HeatmapImageRequest,
+    export_heatmap_image,
+    export_raw_probabilities,
+)
 from histoviewer.core.phantom import write_phantom
-from histoviewer.core.slide import open_slide
-from histoviewer.core.slide import pyramid_writer
+from histoviewer.core.slide import open_slide, pyramid_writer
 from histoviewer.core.slide.pyramid_writer import (
     EncodedRow,
     encode_jpeg,
@@ -192,24 +195,42 @@ def test_raw_probabilities_are_tiled_and_state_their_scale(tmp_path):
 def test_a_pyramid_export_of_a_slide_with_a_non_ascii_name(tmp_path):
     """TIFF text is ASCII: the name is escaped in the description, the JSON escapes it too,
     and the sidecar keeps it as it is."""
-    res = export_heatmap_image(tmp_path / "hm.tiff", lesion_heatmap(),
-                               HeatmapImageRequest(slide_path="/data/Schnitt_\u00e4.svs", tile_px=256))
+    res = export_heatmap_image(
+        tmp_path / "hm.tiff",
+        lesion_heatmap(),
+        HeatmapImageRequest(slide_path="/data/Schnitt_\u00e4.svs", tile_px=256),
+    )
     with tifffile.TiffFile(res.path) as tif:
         desc = tif.pages[0].description
         assert desc.isascii() and "Schnitt_\\xe4.svs" in desc.splitlines()[0]
         prov = json.loads(desc.splitlines()[-1].removeprefix("provenance = "))
-        assert prov["slide_path"] == "Schnitt_\u00e4.svs" and [lv.shape[:2] for lv in tif.series[0].levels]
+        assert prov["slide_path"] == "Schnitt_\u00e4.svs" and [
+            lv.shape[:2] for lv in tif.series[0].levels
+        ]
     assert json.loads(res.sidecars[0].read_text())["slide_path"] == "Schnitt_\u00e4.svs"
     with pytest.raises(ValueError, match="must be ASCII"):
-        write_pyramidal_tiff(tmp_path / "x.tiff", _tiny_rows(300, 300, 256), width=300, height=300,
-                             tile_size=256, jpeg_quality=80, mpp=0.5, pad_rgb=(255, 255, 255),
-                             description="\u00e4")
+        write_pyramidal_tiff(
+            tmp_path / "x.tiff",
+            _tiny_rows(300, 300, 256),
+            width=300,
+            height=300,
+            tile_size=256,
+            jpeg_quality=80,
+            mpp=0.5,
+            pad_rgb=(255, 255, 255),
+            description="\u00e4",
+        )
 
 
-def test_info_says_the_phantom_states_no_objective_power_and_what_is_used(phantom, capsys):
+def test_info_says_the_phantom_states_no_objective_power_and_what_is_used(
+    phantom, capsys
+):
     from histoviewer.cli import main
 
     assert main(["info", str(phantom.slide_path)]) == 0
     out = capsys.readouterr().out
     assert "vendor:            generic-tiff" in out and "0.2500 x 0.2500 um/px" in out
-    assert "objective power:   not stated (magnifications use 40x, from 10 um/px / mpp)" in out
+    assert (
+        "objective power:   not stated (magnifications use 40x, from 10 um/px / mpp)"
+        in out
+    )

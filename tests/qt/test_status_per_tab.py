@@ -18,7 +18,9 @@ def _expected_mag(tab) -> str:
     return f"{tab.session.info.base_magnification * tab.view.viewport.scale:.1f}x"
 
 
-def test_magnification_follows_the_tab_in_front_whatever_the_other_views_do(window, qtbot):
+def test_magnification_follows_the_tab_in_front_whatever_the_other_views_do(
+    window, qtbot
+):
     a = open_settled(window, qtbot, DATA / "tiny.svs")
     b = open_settled(window, qtbot, DATA / "tiny-pyramid.tiff")
     labels = window.view_controls
@@ -46,9 +48,14 @@ def test_the_tile_warning_belongs_to_the_broken_slide_and_leaves_with_it(window,
         broken.view.repaint()
     qtbot.waitUntil(lambda: labels.load_label.text() == WARNING)
     assert "broken-tiles.svs" in window.current_message()  # which tile, and why
-    assert broken.view.tile_failure and labels.load_label.toolTip() == broken.view.tile_failure
+    assert (
+        broken.view.tile_failure
+        and labels.load_label.toolTip() == broken.view.tile_failure
+    )
     window.tabs.setCurrentWidget(good)
-    assert labels.load_label.text() == "" and good.view.tile_failure is None  # the good slide is fine
+    assert (
+        labels.load_label.text() == "" and good.view.tile_failure is None
+    )  # the good slide is fine
     window.tabs.setCurrentWidget(broken)
     assert labels.load_label.text() == WARNING  # still true of the broken one
     window.close_tab(window.tabs.indexOf(broken))
@@ -60,4 +67,7 @@ def test_the_tile_warning_belongs_to_the_broken_slide_and_leaves_with_it(window,
     good.view.on_tile_failed(key, "late failure")
     assert window.current_tab() is other and labels.load_label.text() == ""
     window.tabs.setCurrentWidget(good)
-    assert labels.load_label.text() == WARNING and labels.load_label.toolTip() == "late failure"
+    assert (
+        labels.load_label.text() == WARNING
+        and labels.load_label.toolTip() == "late failure"
+    )
