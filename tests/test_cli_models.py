@@ -28,7 +28,7 @@ def toy_folders(tmp_path_factory):
     return root
 
 
-def test_train_eval_predict_handcrafted(toy_folders, tmp_path, capsys):
+def test_train_eval_predict_handcrafted(toy_folders, tmp_path, capsys, monkeypatch):
     model = tmp_path / "hc.safetensors"
     data = str(toy_folders / "classes")
     assert main(["train", "handcrafted", "--data", data, "--patch-mpp", "0.972",
@@ -43,6 +43,13 @@ def test_train_eval_predict_handcrafted(toy_folders, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "AUC" in out and "sensitivity" in out and "confusion matrix" in out
     assert Image.open(roc).size == (640, 640)
+    # Without --roc nothing is written into the current folder (it used to get roc.png).
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert main(["eval-patches", "--model", str(model), "--data", data, "--patch-mpp", "0.972"]) == 0
+    assert "ROC curve: not drawn (--roc FILE.png draws it)" in capsys.readouterr().out
+    assert list(cwd.iterdir()) == []
 
     sub = tmp_path / "submission.csv"
     assert main(["predict-patches", "--model", str(model), "--data", str(toy_folders / "flat"),

@@ -1,9 +1,23 @@
-"""``histoviewer``: one entry point with subcommands. Qt is imported only for the GUI."""
+"""``histoviewer``: one entry point with subcommands. Qt is imported only for the GUI.
+
+Dispatch: no arguments, or a first argument that is an existing file or folder, opens the
+viewer (``histoviewer SLIDE`` is ``histoviewer view SLIDE``); anything else must be a
+command, and a mistyped one is an error with the nearest command suggested (exit 2), never a
+silent GUI.
+
+Logging: warnings and errors by default; ``-v`` (info), ``-vv`` (debug) or
+``--log-level LEVEL`` raise or lower it, anywhere on the line; without them the environment
+variable ``HISTOVIEWER_LOG_LEVEL`` (debug, info, warning, error, critical) sets it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import logging
+import os
 import sys
+from pathlib import Path
 
 from histoviewer import __version__
 from histoviewer.core.errors import HistoViewerError
@@ -27,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Whole-slide image viewer with an AI tumour overlay for sentinel lymph nodes.",
     )
     parser.add_argument("--version", action="version", version=f"histoviewer {__version__}")
+    _add_log_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     view.register(sub)
     info.register(sub)
@@ -71,12 +86,114 @@ def error_text(exc: HistoViewerError) -> str:
     return with_flag(f"histoviewer: error: {exc}", exc.setting)
 
 
+LOG_LEVEL_ENV = "HISTOVIEWER_LOG_LEVEL"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _add_log_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log messages on stderr: -v info, -vv debug")
+    parser.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default=None,
+                        help=f"log level (default: ${LOG_LEVEL_ENV}, else warning)")
+
+
+def _log_options_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="histoviewer", add_help=False)
+    _add_log_options(parser)
+    return parser
+
+
+def log_level(verbose: int, flag: str | None, env: str | None) -> int:
+    """The logging level: ``--log-level``, else ``-v``/``-vv``, else ``env``
+    (``HISTOVIEWER_LOG_LEVEL``), else WARNING. ``ValueError`` for an unknown ``env`` value."""
+    if flag:
+        return getattr(logging, flag.upper())
+    if verbose:
+        return logging.INFO if verbose == 1 else logging.DEBUG
+    if env and env.strip():
+        name = env.strip().lower()
+        if name not in LOG_LEVELS:
+            raise ValueError(f"{LOG_LEVEL_ENV}={env!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return getattr(logging, name.upper())
+    return logging.WARNING
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of each record (not the stream of
+    the moment it was made), like logging's last-resort handler."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def configure_logging(level: int) -> None:
+    """Log our records (the ``histoviewer`` logger tree) at ``level`` and above to stderr, with
+    time, level and origin. Other libraries keep Python's default (their warnings only):
+    their debug output would bury ours. Safe to call again (one handler, replaced)."""
+    ours = logging.getLogger("histoviewer")
+    for handler in [h for h in ours.handlers if isinstance(h, _StderrHandler)]:
+        ours.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ours.addHandler(handler)
+    # the default (WARNING) is left to the logging tree, so an embedding program decides
+    ours.setLevel(logging.NOTSET if level == logging.WARNING else level)
+
+
+def _dispatch(argv: list[str]) -> list[str] | str:
+    """``argv`` with ``view`` put in front where the viewer is meant, or an error message
+    for a first word that is neither a command nor an existing path."""
+    # The first word that is not a log option is the command (or a slide).
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--log-level":
+            if i + 1 >= len(argv):
+                return argv  # argparse says the level is missing
+            i += 2
+        elif word.startswith("--log-level=") or word in ("-v", "--verbose") or (
+                word.startswith("-v") and set(word[1:]) == {"v"}):
+            i += 1
+        else:
+            break
+    if i >= len(argv):
+        return argv + ["view"]
+    first = argv[i]
+    if first in SUBCOMMANDS or first.startswith("-"):
+        return argv
+    if Path(first).exists():
+        return argv[:i] + ["view"] + argv[i:]
+    near = difflib.get_close_matches(first, SUBCOMMANDS, n=1, cutoff=0.6)
+    if near:
+        return f"histoviewer: error: {first!r} is not a command; did you mean {near[0]}?"
+    if "/" in first or os.sep in first or Path(first).suffix:
+        return f"histoviewer: error: {first}: no such file (nor a command)"
+    return (f"histoviewer: error: {first!r} is neither a command nor an existing file; the commands are: "
+            f"{', '.join(SUBCOMMANDS)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `histoviewer SLIDE` and a bare `histoviewer` open the viewer.
-    if not argv or (argv[0] not in SUBCOMMANDS and not argv[0].startswith("-")):
-        argv.insert(0, "view")
-    args = build_parser().parse_args(argv)
+    dispatched = _dispatch(argv)
+    if isinstance(dispatched, str):
+        print(dispatched, file=sys.stderr)
+        return 2
+    # Log options may come anywhere (after the command too); take them out first.
+    log_args, rest = _log_options_parser().parse_known_args(dispatched)
+    try:
+        configure_logging(log_level(log_args.verbose, log_args.log_level, os.environ.get(LOG_LEVEL_ENV)))
+    except ValueError as exc:
+        print(f"histoviewer: error: {exc}", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(rest)
     try:
         return int(args.func(args) or 0)
     except HistoViewerError as exc:

@@ -71,6 +71,9 @@ def register(sub) -> None:
     p.add_argument("--analysis-dir", type=Path, default=None, metavar="DIR",
                    help="where analyses made for exports are kept (default: the user data folder)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (when the model must run)")
+    p.add_argument("--record-slide-path", action="store_true",
+                   help="name the slide by its full path in the provenance (default: its file name "
+                        "only, since folder names can identify a patient or a hospital)")
     p.add_argument("--json", action="store_true", help="print the result as JSON, no progress bar")
     p.set_defaults(func=run_export_heatmap)
 
@@ -95,7 +98,7 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
         slide_path=str(args.slide), heatmap=heatmap, l0_region=args.region, output_mpp=args.um_per_px,
         colormap=args.colormap, opacity=args.opacity, threshold=args.threshold,
         annotations_file=args.annotations, scale_bar=False if args.no_scale_bar else None,
-        legend=not args.no_legend)
+        legend=not args.no_legend, record_full_slide_path=args.record_slide_path)
     control = cli_control(args.json, unit="tile")
     try:
         result = run_export(request, control)

@@ -31,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
             f"vendor:            {info.vendor or 'unknown'}",
             f"dimensions:        {w} x {h} px",
             f"microns per pixel: {mpp}",
-            f"objective power:   {f'{info.objective_power:g}x' if info.objective_power else 'unknown'}",
+            f"objective power:   {f'{info.objective_power:g}x' if info.objective_power else 'not stated'}"
+            + (f" (magnifications use {info.base_magnification:.3g}x, from 10 um/px / mpp)"
+               if not info.objective_power and info.base_magnification else ""),
             f"levels:            {info.level_count}",
         ]
         lines += [f"  level {i}: {lw} x {lh} px, downsample {ds:.4g}" for i, ((lw, lh), ds) in enumerate(zip(info.level_dimensions, info.level_downsamples))]

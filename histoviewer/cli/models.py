@@ -147,7 +147,9 @@ def register(sub) -> None:
     e.add_argument("--threshold", type=float, default=None,
                    help="probability threshold for sensitivity/specificity (default: the model's "
                         "operating point, else 0.5)")
-    e.add_argument("--roc", type=Path, default=Path("roc.png"), help="ROC curve image (PNG)")
+    e.add_argument("--roc", type=Path, default=None, metavar="FILE.png",
+                   help="also draw the ROC curve to this PNG (none unless asked: nothing is written "
+                        "into the current folder unasked)")
     e.add_argument("--calibration", type=Path, default=None, metavar="FILE.png",
                    help="also draw the reliability diagram (calibration curve) to this PNG")
     e.set_defaults(func=run_eval)
@@ -399,7 +401,7 @@ def run_eval(args: argparse.Namespace) -> int:
     subtitle = textwrap.shorten(description, 88, placeholder=" ...")
     title = f"{model.info.name}" + (" (demonstration model)" if model.info.demonstration else "")
     roc_path = None
-    if curve is not None:
+    if curve is not None and args.roc is not None:
         roc_path = str(write_roc_png(args.roc, curve, m, title, subtitle))
     cal_path = None
     if args.calibration is not None:
@@ -446,7 +448,8 @@ def run_eval(args: argparse.Namespace) -> int:
           + (f" ({point.describe()})" if point is not None and args.threshold is None else ""))
     print(_metrics_text(m))
     print(f"calibration: ECE {cal.ece:.4f} ({cal.n_bins} equal-width bins), Brier {cal.brier:.4f}")
-    print(f"ROC curve: {roc_path}" if roc_path else "ROC curve: not drawn (one class only)")
+    print(f"ROC curve: {roc_path}" if roc_path else "ROC curve: not drawn (--roc FILE.png draws it)"
+          if curve is not None else "ROC curve: not drawn (one class only)")
     if cal_path:
         print(f"reliability diagram: {cal_path}")
     return 0

@@ -57,11 +57,20 @@ def demo_slide(folder: Path | None = None) -> Path:
     folder = folder or data_dir() / "demo"
     path = folder / "demo-phantom.tiff"
     if not path.exists():
+        from histoviewer.cli.progress import cli_control, close_bars
         from histoviewer.core.phantom import write_phantom
 
         folder.mkdir(parents=True, exist_ok=True)
-        print(f"making the demo phantom slide {path} (once) ...", file=sys.stderr)
-        write_phantom(path, width=DEMO_SIZE[0], height=DEMO_SIZE[1], mpp=0.25, lesions=DEMO_LESIONS, seed=DEMO_SEED)
+        print(f"making the demo phantom slide {path} (once; a few minutes on 2 cores) ...", file=sys.stderr)
+        # A progress bar (tiles written, rate, time left) on a terminal: the first run
+        # renders 40000 x 28000 px and must not look stuck.
+        control = cli_control(unit="tile")
+        try:
+            result = write_phantom(path, width=DEMO_SIZE[0], height=DEMO_SIZE[1], mpp=0.25,
+                                   lesions=DEMO_LESIONS, seed=DEMO_SEED, control=control)
+        finally:
+            close_bars(control)
+        print(f"demo slide made in {result.seconds:.0f} s", file=sys.stderr)
     return path
 
 

@@ -141,6 +141,10 @@ class ExportDialog(QDialog):
         ann_row.addWidget(self.annotations)
         ann_row.addWidget(pick_ann)
         form.addRow("Annotations", ann_row)
+        # Provenance names the slide by its file name unless asked: folder names can carry a
+        # patient's or a hospital's name, and exports are made to be shared.
+        self.full_path = QCheckBox("record the slide's full path (default: its file name only)", self)
+        form.addRow("Provenance", self.full_path)
 
         self.path = QLineEdit(self)
         browse = QPushButton("Browse\u2026", self)
@@ -270,6 +274,7 @@ class ExportDialog(QDialog):
             lesion_outlines=self.lesions.isChecked() and key != "raw",
             annotations_file=Path(ann).expanduser() if ann and key != "raw" else None,
             drawn_outlines=self._drawn_outlines() if key not in ("raw", "report") else (),
+            record_full_slide_path=self.full_path.isChecked(),
             reader=self.tab.session.reader)
 
     def _drawn_outlines(self) -> list:

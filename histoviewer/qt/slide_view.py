@@ -45,6 +45,9 @@ class SlideView(QWidget):
         super().__init__(parent)
         self.session: SlideSession | None = None
         self.viewport = Viewport(0.0, 0.0, 1.0, 1, 1)
+        # Why the last tile of this slide could not be read (None: every tile so far was).
+        # Kept per view, so the status bar says it for this slide only, and it goes with it.
+        self.tile_failure: str | None = None
         self.last_plan: FramePlan | None = None
         self.show_scale_bar = True
         # False: always draw scaled tiles smoothly (the X11 scroll test compares like with like).
@@ -126,6 +129,7 @@ class SlideView(QWidget):
         if self.session is None:
             return
         if self.session.thumbnail_error:
+            self.tile_failure = self.session.thumbnail_error
             self.tileFailed.emit(self.session.thumbnail_error)
         self.thumbnailReady.emit()
         self.update()  # every fallback op may change
@@ -134,6 +138,7 @@ class SlideView(QWidget):
     def on_tile_failed(self, key: TileKey, message: str) -> None:
         if self.session is None:
             return
+        self.tile_failure = message
         self.tileFailed.emit(message)
         self.update()
 

@@ -4,6 +4,11 @@
 the status-bar labels for the magnification, the cursor's position and tiles that could not
 be read. It sees the window only through ``TabHost`` (``window_host.py``); the window places
 the menu and the labels, and calls ``attach`` for each new slide.
+
+The labels describe the slide in front and nothing else: they are always recomputed from
+the current tab's own state (its viewport, its ``tile_failure``), never carried over from
+whichever view spoke last, so switching or closing tabs cannot leave another slide's
+magnification or tile warning on screen.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QLabel, QMenu, QWidget
 
-from histoviewer.core.tiles.viewport import Viewport, magnification_scale
+from histoviewer.core.tiles.viewport import magnification_scale
 from histoviewer.core.units import l0_px_to_mm
 from histoviewer.qt.actions import make_action
 from histoviewer.qt.slide_tab import SlideTab
@@ -31,6 +36,7 @@ class ViewController(QObject):
         self.pos_label = QLabel("", parent)  # the cursor's level-0 position, in px and mm
         self.load_label = QLabel("", parent)  # says that some tiles could not be read
         self.load_label.setStyleSheet("color: #a01010;")
+        self._tile_message = ""  # the status-bar message this controller last showed for a tile
         self.menu = QMenu("&View", parent)
         self._add("&Fit to window", lambda: self._with_view(SlideView.fit), "F")
         self._add("Zoom &in", lambda: self._with_view(lambda v: v.zoom_by(1.25)), QKeySequence.StandardKey.ZoomIn)
@@ -51,9 +57,9 @@ class ViewController(QObject):
 
     def attach(self, tab: SlideTab) -> None:
         """A slide was opened: it follows the overview and scale-bar actions, its view the labels."""
-        tab.view.viewportChanged.connect(lambda viewport, t=tab: self._on_viewport_changed(t, viewport))
+        tab.view.viewportChanged.connect(lambda _viewport, t=tab: self._on_viewport_changed(t))
         tab.view.cursorMoved.connect(lambda l0_pos, t=tab: self._on_cursor_moved(t, l0_pos))
-        tab.view.tileFailed.connect(self._on_tile_failed)
+        tab.view.tileFailed.connect(lambda message, t=tab: self._on_tile_failed(t, message))
         tab.minimap.setVisible(self.minimap_action.isChecked())
         tab.view.show_scale_bar = self.scale_bar_action.isChecked()
 
@@ -86,21 +92,23 @@ class ViewController(QObject):
         base = tab.session.info.base_magnification if tab is not None else None
         for action in self.mag_actions.values():
             action.setEnabled(base is not None)
-        if tab is None:
-            self.mag_label.setText("")
-            self.pos_label.setText("")
-            self.load_label.setText("")
-        else:
-            self._on_viewport_changed(tab, tab.view.viewport)
+        self.pos_label.setText("")  # the cursor is over another slide now
+        if self._tile_message and self.host.current_message() == self._tile_message:
+            self.host.show_message("", 0)  # it named a tile of the slide that left the front
+        self._tile_message = ""
+        self.refresh_labels()
 
-    def _on_viewport_changed(self, tab: SlideTab, viewport: Viewport) -> None:
-        if tab is not self.host.current_tab():
-            return
-        base = tab.session.info.base_magnification
-        if base is not None:
-            self.mag_label.setText(f"{base * viewport.scale:.1f}x")
-        else:
-            self.mag_label.setText(f"zoom {viewport.scale:.3g} (magnification unknown)")
+    def refresh_labels(self) -> None:
+        """The magnification and tile-warning labels, from the current tab's own state."""
+        tab = self.host.current_tab()
+        self.mag_label.setText("" if tab is None else magnification_text(tab))
+        failure = None if tab is None else tab.view.tile_failure
+        self.load_label.setText("" if failure is None else "Some tiles could not be read (outlined in red)")
+        self.load_label.setToolTip(failure or "")
+
+    def _on_viewport_changed(self, tab: SlideTab) -> None:
+        if tab is self.host.current_tab():
+            self.mag_label.setText(magnification_text(tab))
 
     def _on_cursor_moved(self, tab: SlideTab, l0_pos: tuple[float, float] | None) -> None:
         if l0_pos is None or tab is not self.host.current_tab():
@@ -115,7 +123,18 @@ class ViewController(QObject):
             text += "   (mm unknown: no \u00b5m/px)"
         self.pos_label.setText(text)
 
-    def _on_tile_failed(self, message: str) -> None:
-        self.load_label.setText("Some tiles could not be read (outlined in red)")
-        self.load_label.setToolTip(message)
+    def _on_tile_failed(self, tab: SlideTab, message: str) -> None:
+        if tab is not self.host.current_tab():
+            return  # said when its tab comes to the front (refresh_labels)
+        self.refresh_labels()
+        self._tile_message = message
         self.host.show_message(message, TILE_FAILURE_MS)
+
+
+def magnification_text(tab: SlideTab) -> str:
+    """The status bar's magnification of ``tab``'s view (its zoom when the scale is unknown)."""
+    scale = tab.view.viewport.scale
+    base = tab.session.info.base_magnification
+    if base is None:
+        return f"zoom {scale:.3g} (magnification unknown)"
+    return f"{base * scale:.1f}x"

@@ -111,7 +111,9 @@ def test_pyramid_tiff_opens_in_openslide_aligned_with_the_slide(reader, tmp_path
         assert np.abs(px - _expected(LESION, 0.9)).max() <= 6  # JPEG
         px = np.asarray(osr.read_region((int(1000 / ds), cy), 0, (1, 1)).convert("RGB"))[0, 0]
         assert px.min() >= 248  # glass
-        prov = json.loads(osr.properties["aperio.HistoViewer"])
+        assert osr.properties["openslide.vendor"] == "generic-tiff"  # no vendor disguise
+        line = [ln for ln in osr.properties["openslide.comment"].splitlines() if ln.startswith("provenance = ")]
+        prov = json.loads(line[0].removeprefix("provenance = "))
         assert prov["model"]["content_hash"] == "f" * 64 and prov["um_per_px"] == pytest.approx(0.5)
         assert osr.properties["tiff.Software"].startswith("HistoViewer")
     assert res.sidecars[1].name == "ov.tiff.legend.png" and res.sidecars[1].is_file()
@@ -152,9 +154,28 @@ def test_heatmap_alone_shows_states_and_carries_provenance(tmp_path):
     for record in (prov, side):
         assert record["model"]["demonstration"] is True and "not for diagnosis" in record["model"]["warning"]
         assert record["model"]["content_hash"] == "f" * 64
-        assert record["slide_path"] == "/slides/s.tiff" and record["label_image_included"] is False
+        # the file name only by default: folder names can identify a patient or a hospital
+        assert record["slide_path"] == "s.tiff" and record["label_image_included"] is False
         assert record["software_version"] and record["created"]
         assert record["l0_region"] == [0.0, 0.0, float(W), float(H)]
+    with Image.open(res.path) as png:
+        assert "/slides" not in str(png.text)
+
+
+def test_the_full_slide_path_is_recorded_only_when_asked(tmp_path):
+    hm = lesion_heatmap()
+    res = export_heatmap_image(tmp_path / "hm.png", hm, HeatmapImageRequest(
+        slide_path="/slides/patient_x/s.tiff", scale_bar=False, record_full_slide_path=True))
+    with Image.open(res.path) as png:
+        assert json.loads(png.text["histoviewer:provenance"])["slide_path"] == "/slides/patient_x/s.tiff"
+        assert png.text["Source"] == "/slides/patient_x/s.tiff"
+    assert json.loads(res.sidecars[0].read_text())["slide_path"] == "/slides/patient_x/s.tiff"
+    raw = export_raw_probabilities(tmp_path / "r.tiff", hm, slide_path="/slides/patient_x/s.tiff")
+    assert json.loads(raw.sidecars[0].read_text())["slide_path"] == "s.tiff"
+    assert "patient_x" not in raw.path.read_bytes().decode("latin-1")
+    raw = export_raw_probabilities(tmp_path / "r2.tiff", hm, slide_path="/slides/patient_x/s.tiff",
+                                   record_full_slide_path=True)
+    assert read_raw_probabilities(raw.path).meta["provenance"]["slide_path"] == "/slides/patient_x/s.tiff"
 
 
 def test_the_slide_label_is_never_read(reader, tmp_path, monkeypatch):

@@ -76,6 +76,9 @@ def test_overlay_of_the_current_view_at_the_chosen_resolution(qtbot, tmp_path, r
     assert prov["um_per_px"] == pytest.approx(2.0) and prov["colormap"] == "magma"
     assert prov["l0_region"] == pytest.approx(list(tab.view.viewport.l0_xywh))
     assert prov["extra"]["outlines"] == 1  # the AI lesion, with its diameter
+    assert prov["slide_path"] == reader.info.path.name  # not where it lives, unless asked
+    d.full_path.setChecked(True)
+    assert d.request().record_full_slide_path is True
     with Image.open(result.path) as im:
         assert im.size[0] >= 200 and im.size[1] > 150  # image + legend band below it
         rgb = np.asarray(im.convert("RGB"))[:150, :200].astype(int)

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tifffile
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
@@ -38,7 +37,7 @@ from histoviewer.core.errors import ExportError
 from histoviewer.core.export.files import atomic_target
 from histoviewer.core.export.legend import legend_panel, scale_bar_for
 from histoviewer.core.export.png_stream import PngStripWriter
-from histoviewer.core.export.provenance import Provenance, write_provenance
+from histoviewer.core.export.provenance import Provenance, pyramid_description, write_provenance
 from histoviewer.core.export.raw import write_raw_probabilities
 from histoviewer.core.export.render import RenderSpec, TileRenderer, iter_strips, output_size
 from histoviewer.core.export.requests import DEFAULT_MAX_SIDE_PX, HeatmapImageRequest, OverlayRequest
@@ -105,7 +104,8 @@ def _l0_per_px(mpp: float, region: tuple[float, float, float, float], output_mpp
 
 def _provenance(kind: str, slide_path: str, heatmap: HeatmapData, region, l0_per_px: float | None,
                 size, colormap=None, opacity=None, threshold=None, outlines: int | None = None,
-                slide_level_read: int | None = None, threshold_source: str = "") -> Provenance:
+                slide_level_read: int | None = None, threshold_source: str = "",
+                full_slide_path: bool = False) -> Provenance:
     g = heatmap.geometry
     return Provenance(
         kind=kind, slide_path=slide_path, slide_l0_size=(g.l0_width, g.l0_height), slide_mpp=g.slide_mpp,
@@ -116,6 +116,7 @@ def _provenance(kind: str, slide_path: str, heatmap: HeatmapData, region, l0_per
         heatmap_source=heatmap.origin, threshold_source=threshold_source or None,
         tissue_check=None if heatmap.domain is None else heatmap.domain.describe(),
         out_of_domain=heatmap.domain is not None and heatmap.domain.out_of_domain,
+        full_slide_path=full_slide_path,
     )
 
 
@@ -158,16 +159,10 @@ def _write_pyramid(tmp: Path, renderer: TileRenderer, prov: Provenance, tile_px:
             # downsample2 on a full-width strip; both round the mean to nearest
             yield EncodedRow(tiles, np.asarray(Image.fromarray(strip).reduce(2)))
 
-    # Aperio-style fields: '|' separates them, so it must not appear inside the JSON.
-    record = prov.to_json().replace("|", "\\u007c")
     dims = write_pyramidal_tiff(tmp, rows(), width=width, height=height, tile_size=ts,
                                 jpeg_quality=jpeg_quality, mpp=prov.output_mpp, pad_rgb=(255, 255, 255),
-                                description_extra=f"|HistoViewer = {record}")
-    with tifffile.TiffFile(tmp, mode="r+b") as tif:  # the writer names the phantom as software
-        for page in tif.pages:
-            tag = page.tags.get("Software")
-            if tag is not None:
-                tag.overwrite(f"{prov.software} {prov.software_version} export")
+                                description=pyramid_description(prov),
+                                software=f"{prov.software} {prov.software_version} export")
     return dims
 
 
@@ -240,7 +235,7 @@ def export_overlay(
         renderer = TileRenderer(spec, heatmap, reader, fast)
         prov = _provenance("overlay", str(info.path), heatmap, reg, scale, size, r.colormap, r.opacity,
                            r.threshold, outlines=len(spec.outlines), slide_level_read=renderer.level,
-                           threshold_source=r.threshold_source)
+                           threshold_source=r.threshold_source, full_slide_path=r.record_full_slide_path)
         panel = (_legend(size, heatmap, r.colormap, r.threshold, r.opacity, False, r.threshold_source)
                  if r.legend else None)
         return _export_image("overlay", out_path, renderer, prov, panel, r.tile_px, r.jpeg_quality, control, t0)
@@ -273,7 +268,8 @@ def export_heatmap_image(
     spec = RenderSpec(reg, scale, size, False, r.colormap, 1.0, r.threshold, tuple(r.outlines),
                       r.outline_style, bar)
     prov = _provenance("heatmap", str(r.slide_path), heatmap, reg, scale, size, r.colormap, 1.0, r.threshold,
-                       outlines=len(spec.outlines), threshold_source=r.threshold_source)
+                       outlines=len(spec.outlines), threshold_source=r.threshold_source,
+                       full_slide_path=r.record_full_slide_path)
     panel = (_legend(size, heatmap, r.colormap, r.threshold, None, True, r.threshold_source)
              if r.legend else None)
     return _export_image("heatmap", out_path, TileRenderer(spec, heatmap), prov, panel, r.tile_px,
@@ -286,15 +282,19 @@ def export_raw_probabilities(
     *,
     slide_path: str | os.PathLike[str] = "",
     region: tuple[float, float, float, float] | None = None,
+    record_full_slide_path: bool = False,
 ) -> ExportResult:
-    """The map cells intersecting ``region`` (whole slide: None) as float32 TIFF, losslessly."""
+    """The map cells intersecting ``region`` (whole slide: None) as float32 TIFF, losslessly.
+    ``record_full_slide_path``: the provenance names the slide by its full path, not its
+    file name only."""
     t0 = time.perf_counter()
     out_path = Path(out_path)
     if out_path.suffix.lower() not in (".tif", ".tiff"):
         raise ExportError(f"{out_path}: raw probabilities are written as TIFF (.tif or .tiff)")
     g = heatmap.geometry
     reg = clip_region((g.l0_width, g.l0_height), region)
-    prov = _provenance("raw-probabilities", str(slide_path), heatmap, reg, g.l0_stride, (0, 0))
+    prov = _provenance("raw-probabilities", str(slide_path), heatmap, reg, g.l0_stride, (0, 0),
+                       full_slide_path=record_full_slide_path)
     crop = write_raw_probabilities(out_path, heatmap, reg, prov.to_dict())
     prov = prov.with_output(output_size=(crop.cols, crop.rows), crop=crop)
     side = write_provenance(out_path, prov)

@@ -3,7 +3,10 @@
 Every export embeds this record (TIFF ImageDescription, PNG text chunks) and writes it
 beside the file as ``<file>.provenance.json``. It never holds pixels of the slide's label or
 macro image, nor the slide's properties (which can carry patient identifiers); only the
-slide's file path, size and scale.
+slide's file name, size and scale. The slide's full path is recorded only when asked
+(``full_slide_path``): folder names often carry a patient's or a hospital's name, and an
+export is made to be sent to other people and tools, so by default it says which file, not
+where it lives on this computer.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.models.record import ModelRecord
 
-__all__ = ["CellCrop", "Provenance", "provenance_path", "write_provenance"]
+__all__ = ["CellCrop", "Provenance", "provenance_path", "pyramid_description", "write_provenance"]
 
 SOFTWARE = "HistoViewer"
 
@@ -85,10 +88,18 @@ class Provenance:
     threshold_source: str | None = None
     tissue_check: str | None = None
     out_of_domain: bool = False
+    full_slide_path: bool = False  # record slide_path as given (absolute), not its file name only
     software: str = SOFTWARE
     software_version: str = histoviewer.__version__
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc)
                          .isoformat(timespec="seconds"))
+
+    @property
+    def recorded_slide_path(self) -> str:
+        """The slide as the record names it: its file name, or the full path when asked."""
+        if self.full_slide_path:
+            return str(Path(self.slide_path).absolute()) if self.slide_path else ""
+        return Path(self.slide_path).name
 
     def with_output(self, **changes: Any) -> Provenance:
         return replace(self, **changes)
@@ -98,7 +109,10 @@ class Provenance:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "out_of_domain":  # said in tissue_check's words
+            if f.name in ("out_of_domain", "full_slide_path"):  # said in other words
+                continue
+            if f.name == "slide_path":
+                out["slide_path"] = self.recorded_slide_path
                 continue
             if f.name in _EXTRA_FIELDS:
                 if "extra" not in out:  # where the file has always had it: after coverage
@@ -139,13 +153,25 @@ class Provenance:
         return {
             "Software": f"{self.software} {self.software_version}",
             "Creation Time": self.created,
-            "Source": self.slide_path,
+            "Source": self.recorded_slide_path,
             "Description": f"{self.kind} of {Path(self.slide_path).name}; model {model.display_name}",
             "Warning": "; ".join(w for w in (self.tissue_check if self.out_of_domain else None,
                                              model.warning) if w),
             "Disclaimer": model.caution,
             "histoviewer:provenance": self.to_json(),
         }
+
+
+def pyramid_description(record: Provenance) -> str:
+    """A pyramidal TIFF export's ImageDescription: what it is in plain words, its scale, and
+    the record as JSON on one ``provenance = `` line (``key = value`` lines are what
+    Bio-Formats' TIFF reader lists as metadata; the JSON is ASCII, as TIFF text must be)."""
+    scale = "unknown" if record.output_mpp is None else f"{record.output_mpp:.6g}"
+    name = Path(record.slide_path).name.encode("ascii", "backslashreplace").decode("ascii")
+    return (
+        f"{record.software} {record.kind} export of {name}\n"
+        f"mpp = {scale}\nprovenance = {record.to_json()}"
+    )
 
 
 def provenance_path(out_path: str | os.PathLike[str]) -> Path:

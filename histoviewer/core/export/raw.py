@@ -5,6 +5,11 @@ Same encoding as ``analyze``'s ``probability.tiff`` (0..1 probability, NaN not c
 The ImageDescription (JSON) holds the full-slide grid geometry and the crop: pixel
 ``(r, c)`` is map cell ``(row0 + r, col0 + c)`` and covers level-0 px
 ``origin + (col0 + c, row0 + r) * l0_stride`` to ``+ l0_stride``.
+
+Other tools need no JSON to scale it: the image is tiled (``RAW_TILE_PX``; QuPath, libvips
+and OpenSlide read tiles, not one strip of the whole map) and its resolution tags give the
+map's own pixel size, one cell (``l0_stride * slide_mpp`` um), in pixels per centimetre.
+The description's ``pixel_size_um`` and ``values`` say the same in words.
 """
 
 from __future__ import annotations
@@ -25,7 +30,11 @@ from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.outputs import ENCODING
 
-__all__ = ["RawProbabilities", "cell_window", "read_raw_probabilities", "write_raw_probabilities"]
+__all__ = [
+    "RAW_TILE_PX", "RawProbabilities", "cell_window", "read_raw_probabilities", "write_raw_probabilities",
+]
+
+RAW_TILE_PX = 256  # map cells per tile side (a multiple of 16, as TIFF tiles must be)
 
 
 def cell_window(geometry: GridGeometry, l0_region: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
@@ -60,19 +69,26 @@ class RawProbabilities:
 
 def write_raw_probabilities(path: str | os.PathLike[str], heatmap: HeatmapData,
                             l0_region: tuple[float, float, float, float], provenance: dict) -> CellCrop:
-    """Write the cropped map to ``path`` (zlib float32 TIFF, its description as JSON);
-    returns the crop: which map cells it holds."""
-    r0, c0, rows, cols = cell_window(heatmap.geometry, l0_region)
+    """Write the cropped map to ``path`` (tiled zlib float32 TIFF with resolution tags, its
+    description as JSON); returns the crop: which map cells it holds."""
+    g = heatmap.geometry
+    r0, c0, rows, cols = cell_window(g, l0_region)
+    cell_um = g.l0_stride * g.slide_mpp  # one output pixel is one map cell
     crop = CellCrop(r0, c0, rows, cols)
     data = np.ascontiguousarray(heatmap.encoded[r0 : r0 + rows, c0 : c0 + cols], np.float32)
-    meta = {"geometry": heatmap.geometry.to_dict(), "encoding": ENCODING,
+    meta = {"geometry": g.to_dict(), "encoding": ENCODING,
+            "pixel_size_um": cell_um,
+            "values": "tumour probability 0..1 per map cell; NaN not computed, -1 background (glass), "
+                      "-2 failed (see encoding)",
             "crop": crop.to_dict(),
             "frame": ("pixel (r, c) is map cell (row0 + r, col0 + c); it covers level-0 px x in "
                       "[origin_x + (col0 + c) * l0_stride, + l0_stride), y likewise with rows"),
             "provenance": provenance}
     with atomic_target(path) as tmp:
-        tifffile.imwrite(tmp, data, compression="zlib", description=json.dumps(meta, allow_nan=False),
-                         metadata=None)
+        px_per_cm = 1e4 / cell_um
+        tifffile.imwrite(tmp, data, compression="zlib", tile=(RAW_TILE_PX, RAW_TILE_PX),
+                         resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER",
+                         description=json.dumps(meta, allow_nan=False), metadata=None)
     return crop
 
 

@@ -68,6 +68,7 @@ class ImageRequest:
     max_side_px: int = DEFAULT_MAX_SIDE_PX
     tile_px: int = 512
     jpeg_quality: int = 90
+    record_full_slide_path: bool = False  # provenance: the slide's full path, not its file name
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "outlines", tuple(self.outlines))

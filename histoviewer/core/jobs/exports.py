@@ -66,6 +66,7 @@ class ExportRequest:
     drawn_outlines: Sequence[Outline] = ()
     scale_bar: bool | None = None
     legend: bool = True
+    record_full_slide_path: bool = False  # provenance names the slide's full path, not its file name
     reader: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -93,14 +94,16 @@ class ExportRequest:
         threshold, source = choose_threshold(self.threshold, self.heatmap.model.operating_point)
         return OverlayRequest(l0_region=self.l0_region, output_mpp=self.output_mpp, colormap=self.colormap,
                               threshold=threshold, threshold_source=source, outlines=self.outlines(),
-                              scale_bar=self.scale_bar, legend=self.legend, opacity=self.opacity)
+                              scale_bar=self.scale_bar, legend=self.legend, opacity=self.opacity,
+                              record_full_slide_path=self.record_full_slide_path)
 
     def heatmap_request(self) -> HeatmapImageRequest:
         source = "" if self.threshold is None else choose_threshold(self.threshold, None)[1]
         return HeatmapImageRequest(l0_region=self.l0_region, output_mpp=self.output_mpp, colormap=self.colormap,
                                    threshold=self.threshold or 0.0, threshold_source=source,
                                    outlines=self.outlines(),
-                                   scale_bar=self.scale_bar, legend=self.legend, slide_path=str(self.slide_path))
+                                   scale_bar=self.scale_bar, legend=self.legend, slide_path=str(self.slide_path),
+                                   record_full_slide_path=self.record_full_slide_path)
 
 
 def _with_reader(request: ExportRequest, work: Callable[[Any], Any]) -> Any:
@@ -129,7 +132,8 @@ def run_export(request: ExportRequest, control: JobControl = NO_CONTROL, *,
     ``ExportCancelled``."""
     r = request
     if r.kind == "raw":
-        return export_raw_probabilities(r.out_path, r.heatmap, slide_path=r.slide_path, region=r.l0_region)
+        return export_raw_probabilities(r.out_path, r.heatmap, slide_path=r.slide_path, region=r.l0_region,
+                                        record_full_slide_path=r.record_full_slide_path)
     if r.kind == "heatmap":
         return export_heatmap_image(r.out_path, r.heatmap, r.heatmap_request(), control=control)
     if r.kind == "report":

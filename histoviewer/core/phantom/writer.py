@@ -31,7 +31,7 @@ from histoviewer.core.slide.pyramid_writer import EncodedRow, downsample2, encod
 from histoviewer.core.staging_terms import classify_diameter_mm
 from histoviewer.core.units import l0_area_to_mm2, l0_px_to_mm
 
-__all__ = ["PhantomLesion", "PhantomResult", "render_row", "write_phantom"]
+__all__ = ["PhantomLesion", "PhantomResult", "phantom_description", "render_row", "write_phantom"]
 
 MIN_SIDE_PX = 256
 # Finer than 0.1 um/px the nucleus sprites grow past 200 px; coarser than 4 um/px a
@@ -161,6 +161,15 @@ def _measure(layout: PhantomLayout) -> tuple[PhantomLesion, ...]:
     return tuple(out)
 
 
+def phantom_description(width: int, height: int, mpp: float, seed: int) -> str:
+    """The phantom's ImageDescription: what it is, plainly (no scanner is imitated; the
+    scale is in the resolution tags, repeated here for people)."""
+    return (
+        "HistoViewer phantom: synthetic lymph-node slide, not patient tissue\n"
+        f"width = {width}\nheight = {height}\nmpp = {mpp:.6g}\nseed = {seed}"
+    )
+
+
 def write_phantom(
     out_path: str | os.PathLike[str],
     *,
@@ -229,7 +238,7 @@ def write_phantom(
         dims = write_pyramidal_tiff(
             partial, rows, width=width, height=height, tile_size=tile_size,
             jpeg_quality=jpeg_quality, mpp=mpp, pad_rgb=glass,
-            description_extra=f"|Title = HistoViewer phantom|Seed = {seed}",
+            description=phantom_description(width, height, mpp, seed),
             software="HistoViewer phantom", on_row=on_row,
         )
         os.replace(partial, out)

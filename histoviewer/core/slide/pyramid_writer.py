@@ -1,18 +1,25 @@
-"""Stream a tiled, JPEG-compressed, pyramidal TIFF that OpenSlide opens.
+"""Stream a tiled, JPEG-compressed, pyramidal TIFF that other tools read as what it is.
 
 The one slide writer: the phantom generator and the overlay/heatmap exports both write
 their pyramids with it (it imports nothing of ours, so neither has to import the other).
 
 Level 0 arrives as rows of already-encoded tiles plus each row downsampled 2x. Lower
 levels are built on the fly from those half-size rows: each level keeps one strip of
-``tile_size`` rows (memory grows with the slide's width, never its area), encodes full
-strips into a temporary file and passes the strip, halved again, to the next level. After
-level 0 has been written, each lower level is copied into the TIFF from its temporary file,
-so no pixel is decoded and re-encoded.
+``tile_size`` rows (memory grows with the slide's width, never its area) and encodes full
+strips into a spill file. When every level is encoded, the tiles are copied into the TIFF
+as they are (no pixel is decoded and re-encoded); knowing the exact size then lets the file
+be a classic TIFF whenever it fits under 4 GiB (BigTIFF only beyond, which fewer tools read).
 
-The file is a BigTIFF with one tiled page per level (the layout OpenSlide's generic-TIFF
-and Aperio readers expect), resolution tags in pixels per centimetre, and an Aperio-style
-ImageDescription that gives OpenSlide the microns-per-pixel and objective power.
+Layout: a generic pyramidal TIFF, no vendor disguise. Level 0 is the first IFD
+(NewSubfileType 0); each reduced level follows in the main IFD chain with NewSubfileType 1
+(reduced-resolution image). That is the layout OpenSlide 4's generic-TIFF driver reads as
+levels (it walks the main chain only: SubIFDs would be invisible to it); tifffile lists them
+as ``series[0].levels``; libvips reads them as pages. Bio-Formats' plain TIFF reader reads
+level 0 and keeps the reduced IFDs as thumbnails (it never takes them for label or macro
+images, as its SVS reader did with the Aperio disguise). Every IFD carries resolution tags
+in pixels per centimetre for its own pixel size, which is where OpenSlide
+(``openslide.mpp-x``), tifffile, libvips and Bio-Formats take the physical scale from. The
+ImageDescription is the caller's neutral text.
 """
 
 from __future__ import annotations
@@ -29,7 +36,10 @@ import imagecodecs
 import numpy as np
 import tifffile
 
-__all__ = ["EncodedRow", "downsample2", "encode_jpeg", "pyramid_dimensions", "write_pyramidal_tiff"]
+__all__ = [
+    "EncodedRow", "downsample2", "encode_jpeg", "fits_classic_tiff", "pyramid_dimensions",
+    "write_pyramidal_tiff",
+]
 
 SMALLEST_LEVEL_PX = 1024
 
@@ -136,27 +146,25 @@ class _LevelSink:
         if self.next is not None:
             self.next.finish()
 
-    def tiles(self) -> Iterator[bytes]:
-        self.spill.flush()
-        for offset, length in self.spans:
-            self.spill.seek(offset)
-            yield self.spill.read(length)
+
+# Classic TIFF offsets are 32-bit. Beyond the tile bytes, each IFD holds its tags, a tile
+# offset and byte count per tile (4 + 4 bytes classic) and the description; this margin
+# covers the tags and the header many times over.
+CLASSIC_TIFF_LIMIT_BYTES = 2**32 - 1
+_IFD_MARGIN_BYTES = 1 << 20
 
 
-def _aperio_description(
-    l0_dims: tuple[int, int], dims: tuple[int, int], tile_size: int, quality: int, mpp: float,
-    extra: str,
-) -> str:
-    """Aperio SVS-style description: OpenSlide's Aperio reader takes ``MPP`` and ``AppMag``
-    from it (a generic TIFF would give the mpp but no objective power)."""
-    w0, h0 = l0_dims
-    mag = 10.0 / mpp  # 0.25 um/px is a 40x scan, 0.5 um/px a 20x scan
-    if dims == l0_dims:
-        head = f"{w0}x{h0} [0,0 {w0}x{h0}] ({tile_size}x{tile_size}) JPEG/RGB Q={quality}"
-    else:
-        head = f"{w0}x{h0} -> {dims[0]}x{dims[1]} - ({tile_size}x{tile_size}) JPEG/RGB Q={quality}"
-    fields = f"|AppMag = {mag:g}|MPP = {mpp:.6g}"
-    return f"Aperio Image Library v12.0.15 \n{head}{fields}{extra}"
+def fits_classic_tiff(tile_bytes: int, n_tiles: int, description_bytes: int) -> bool:
+    """Whether a file of ``tile_bytes`` of tile data in ``n_tiles`` tiles (all levels) and
+    a description of ``description_bytes`` fits a classic (32-bit offset) TIFF."""
+    return tile_bytes + 8 * n_tiles + description_bytes + _IFD_MARGIN_BYTES <= CLASSIC_TIFF_LIMIT_BYTES
+
+
+def _spilled_tiles(spill: BinaryIO, spans: list[tuple[int, int]]) -> Iterator[bytes]:
+    spill.flush()
+    for offset, length in spans:
+        spill.seek(offset)
+        yield spill.read(length)
 
 
 def write_pyramidal_tiff(
@@ -169,7 +177,7 @@ def write_pyramidal_tiff(
     jpeg_quality: int,
     mpp: float,
     pad_rgb: tuple[int, int, int],
-    description_extra: str = "",
+    description: str = "",
     software: str = "HistoViewer",
     on_row: Callable[[int], None] | None = None,
 ) -> tuple[tuple[int, int], ...]:
@@ -177,65 +185,73 @@ def write_pyramidal_tiff(
 
     ``rows`` must yield exactly ``ceil(height / tile_size)`` rows of
     ``ceil(width / tile_size)`` tiles each. ``on_row(i)`` is called after row ``i``.
-    ``software`` goes in level 0's Software tag.
-    Returns the dimensions of every level. Spill files live in a temporary folder beside
-    ``path`` and are removed however the write ends.
+    ``mpp``: micrometres per level-0 pixel (each level's resolution tags state its own).
+    ``description`` (level 0's ImageDescription, ASCII) says what the image is, in the
+    caller's words (empty: none); ``software`` goes in level 0's Software tag.
+    Returns the dimensions of every level. Spill files (as large as the TIFF, together)
+    live in a temporary folder beside ``path`` and are removed however the write ends.
     """
     path = Path(path)
+    if not (math.isfinite(mpp) and mpp > 0):
+        raise ValueError(f"{path}: a pyramidal TIFF needs a positive, finite mpp, got {mpp!r}")
     dims = pyramid_dimensions(width, height)
     n_cols = math.ceil(width / tile_size)
     n_rows = math.ceil(height / tile_size)
     pad = np.asarray(pad_rgb, np.uint8)
+    if not description.isascii():  # TIFF ASCII: say so before any pixel is rendered
+        raise ValueError(f"{path}: the TIFF description must be ASCII text")
+    description_bytes = description.encode("ascii")
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
-        spills = [open(Path(tmp) / f"level{k}.jpegs", "w+b") for k in range(1, len(dims))]
+        spills = [open(Path(tmp) / f"level{k}.jpegs", "w+b") for k in range(len(dims))]
         try:
             sinks: list[_LevelSink] = []
             nxt: _LevelSink | None = None
             for k in range(len(dims) - 1, 0, -1):
-                nxt = _LevelSink(dims[k], tile_size, jpeg_quality, pad, spills[k - 1], nxt)
+                nxt = _LevelSink(dims[k], tile_size, jpeg_quality, pad, spills[k], nxt)
                 sinks.insert(0, nxt)
 
-            seen = [0]
+            level0_spans: list[tuple[int, int]] = []
+            seen = 0
+            for i, row in enumerate(rows):
+                if len(row.tiles) != n_cols or i >= n_rows:
+                    raise ValueError(
+                        f"row {i} has {len(row.tiles)} tiles; expected {n_rows} rows of {n_cols}"
+                    )
+                for data in row.tiles:
+                    level0_spans.append((spills[0].tell(), len(data)))
+                    spills[0].write(data)
+                if sinks:
+                    sinks[0].push(row.half)
+                    if i == n_rows - 1:
+                        sinks[0].finish()
+                seen = i + 1
+                if on_row is not None:
+                    on_row(i)
+            if seen != n_rows:
+                raise ValueError(f"got {seen} tile rows, expected {n_rows}")
 
-            def level0() -> Iterator[bytes]:
-                # tifffile stops pulling after the last tile, so everything that must
-                # happen per row (lower levels, progress) happens before its tiles go out.
-                for i, row in enumerate(rows):
-                    if len(row.tiles) != n_cols or i >= n_rows:
-                        raise ValueError(
-                            f"row {i} has {len(row.tiles)} tiles; expected {n_rows} rows of "
-                            f"{n_cols}"
-                        )
-                    if sinks:
-                        sinks[0].push(row.half)
-                        if i == n_rows - 1:
-                            sinks[0].finish()
-                    seen[0] = i + 1
-                    if on_row is not None:
-                        on_row(i)
-                    yield from row.tiles
-
+            spans = [level0_spans] + [sink.spans for sink in sinks]
+            tile_bytes = sum(length for level in spans for _off, length in level)
+            n_tiles = sum(len(level) for level in spans)
+            bigtiff = not fits_classic_tiff(tile_bytes, n_tiles, len(description_bytes))
             common = dict(
                 dtype=np.uint8, tile=(tile_size, tile_size), compression="jpeg",
                 photometric="rgb", subsampling=(2, 2), resolutionunit="CENTIMETER",
                 metadata=None,
             )
-            with tifffile.TiffWriter(path, bigtiff=True) as tw:
+            with tifffile.TiffWriter(path, bigtiff=bigtiff) as tw:
                 for k, (w, h) in enumerate(dims):
-                    px_per_cm = 1e4 / (mpp * (width / w))
+                    # this level's own pixel size (um) on each axis, as pixels per cm
+                    px_per_cm = (1e4 * w / (mpp * width), 1e4 * h / (mpp * height))
                     tw.write(
-                        level0() if k == 0 else sinks[k - 1].tiles(),
+                        _spilled_tiles(spills[k], spans[k]),
                         shape=(h, w, 3),
-                        resolution=(px_per_cm, px_per_cm),
-                        description=_aperio_description(
-                            dims[0], (w, h), tile_size, jpeg_quality, mpp, description_extra
-                        ),
-                        subfiletype=0 if k == 0 else 1,
+                        resolution=px_per_cm,
+                        description=(description or None) if k == 0 else None,
+                        subfiletype=0 if k == 0 else 1,  # 1: reduced-resolution image
                         software=software if k == 0 else False,
                         **common,
                     )
-                    if k == 0 and seen[0] != n_rows:
-                        raise ValueError(f"got {seen[0]} tile rows, expected {n_rows}")
         finally:
             for f in spills:
                 f.close()
