@@ -50,6 +50,7 @@ SETTING_FLAGS = {
     "stride_px": "--stride",
     "output_mpp": "--um-per-px",
     "l0_region": "--region",
+    "restamp": "histoviewer models --restamp FILE",
 }
 
 

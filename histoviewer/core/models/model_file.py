@@ -58,6 +58,7 @@ __all__ = [
     "restamp_model",
     "save_model",
     "tensors_hash",
+    "verified_arrays",
 ]
 
 FORMAT_NAME = "histoviewer-model/2"
@@ -342,6 +343,13 @@ def _check_shapes_first(p: Path, description: dict[str, Any],
             f"{p}: weights do not fit architecture {description['architecture']!r} "
             f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} of another "
             f"shape; {first})")
+
+
+def verified_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of a model file, after every check ``load_model`` makes (for initial
+    weights: the arrays without building the classifier)."""
+    _, tensors, _ = _read_verified(Path(path))
+    return tensors
 
 
 def read_model_info(path: str | Path) -> ModelInfo:
