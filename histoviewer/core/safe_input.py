@@ -64,13 +64,13 @@ def require_regular_file(path: str | os.PathLike[str], what: str,
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise error(f"{path}: {what} not found") from None
+        raise error(f"{path}: cannot read {what}: file not found") from None
     except PermissionError:
-        raise error(f"{path}: permission denied (cannot read {what})") from None
+        raise error(f"{path}: cannot read {what}: permission denied") from None
     except (OSError, ValueError) as exc:  # ValueError: an embedded NUL in the name
         raise error(f"{path}: cannot read {what}: {getattr(exc, 'strerror', None) or exc}") from None
     if not stat.S_ISREG(st.st_mode):
-        raise error(f"{path}: is {_kind_of(st.st_mode)}, not a {what} file")
+        raise error(f"{path}: cannot read {what}: it is {_kind_of(st.st_mode)}, not a regular file")
     return st
 
 
@@ -85,7 +85,7 @@ def read_bytes_limited(path: str | os.PathLike[str], what: str, error: type[Hist
     except OSError as exc:
         raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
     if len(data) > max_bytes:
-        raise error(f"{path}: larger than {_size_text(max_bytes)}; refused as {what}")
+        raise error(f"{path}: cannot read {what}: larger than {_size_text(max_bytes)}; refused")
     return data
 
 
@@ -136,25 +136,25 @@ def parse_json(text: str | bytes, source: str | os.PathLike[str], what: str,
     """JSON ``text`` parsed with our limits (module docstring); ``error`` naming ``source``
     (the file, or the file and the place in it) and the problem otherwise."""
     if len(text) > max_bytes:
-        raise error(f"{source}: {what} larger than {_size_text(max_bytes)}; refused")
+        raise error(f"{source}: cannot read {what}: larger than {_size_text(max_bytes)}; refused")
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8-sig")
         value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,
                            parse_constant=_parse_constant)
     except _BadNumber as exc:
-        raise error(f"{source}: {what} holds {exc}; refused") from None
+        raise error(f"{source}: cannot read {what}: it holds {exc}; refused") from None
     except RecursionError:
-        raise error(f"{source}: {what} is nested too deeply (more than {max_depth} levels); refused") from None
+        raise error(f"{source}: cannot read {what}: nested too deeply (more than {max_depth} levels); refused") from None
     except UnicodeDecodeError as exc:
-        raise error(f"{source}: {what} is not UTF-8 text (byte {exc.start})") from None
+        raise error(f"{source}: cannot read {what}: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise error(f"{source}: {what} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+        raise error(f"{source}: cannot read {what}: not valid JSON ({exc.msg} at line {exc.lineno}, "
                     f"column {exc.colno})") from None
     except ValueError as exc:  # any other refusal by the parser
-        raise error(f"{source}: {what} is not valid JSON ({exc})") from None
+        raise error(f"{source}: cannot read {what}: not valid JSON ({exc})") from None
     if _depth(value) > max_depth:
-        raise error(f"{source}: {what} is nested too deeply (more than {max_depth} levels); refused")
+        raise error(f"{source}: cannot read {what}: nested too deeply (more than {max_depth} levels); refused")
     return value
 
 

@@ -160,7 +160,7 @@ def test_wrong_architecture_or_weights_are_refused(tmp_path):
         load_model(bad_kind)
     bad_json = _safetensors(tmp_path, "json.safetensors", tensors,
                             {"format": "histoviewer-model/2", "histoviewer.model": "{nope"})
-    with pytest.raises(ModelLoadError, match="json.safetensors: the model description is not valid JSON"):
+    with pytest.raises(ModelLoadError, match="json.safetensors: cannot read the model description: not valid JSON"):
         load_model(bad_json)
 
 
