@@ -101,7 +101,7 @@ def read_map_meta(path: str | os.PathLike[str]) -> MapMeta:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InferenceError(f"{path}: cannot read the map's metadata: {exc}") from exc
+        raise InferenceError(f"{path}: cannot read the map's metadata: not UTF-8 text (byte {exc.start})") from None
     meta = parse_map_meta(text, path)
     if meta is None:
         raise InferenceError(f"{path}: not a probability map's metadata (no 'geometry' object)")
@@ -148,6 +148,16 @@ def _meta_of(path: Path, description: str | None) -> MapMeta | None:
     return meta
 
 
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape a ``.npy`` file's header declares (nothing else is read)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, _ = read_header(fh)
+    return tuple(shape)
+
+
 def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, GridGeometry | None]:
     """(float64 map rows x cols, its ``GridGeometry`` or None for a bare map). ``InferenceError``
     naming the file for anything unreadable or not single-channel."""
@@ -157,10 +167,8 @@ def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, Grid
     require_regular_file(path, "probability map", InferenceError)  # a FIFO would block for ever
     try:  # each format's declared size is checked before its pixels are decoded
         if suffix == ".npy":
-            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
-            _check_map_size(path, mapped.shape)
-            data = np.array(mapped)
-            del mapped
+            _check_map_size(path, _npy_shape(path))
+            data = np.load(path, allow_pickle=False)
         elif suffix in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tf:
                 _check_map_size(path, tf.series[0].shape if tf.series else tf.pages[0].shape)
@@ -175,6 +183,8 @@ def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, Grid
                 data = np.asarray(im)
     except InferenceError:
         raise
+    except Image.DecompressionBombError as exc:  # PIL's own limit, met before ours
+        raise InferenceError(f"{path}: a map of more than {MAX_MAP_CELLS:,} cells; refused ({exc})") from None
     except (OSError, ValueError) as exc:
         raise InferenceError(f"{path}: cannot read the probability map: {exc}") from exc
     data = np.squeeze(np.asarray(data))
