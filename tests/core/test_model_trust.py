@@ -303,3 +303,12 @@ def test_the_models_folder_scan_skips_non_regular_files(tmp_path, monkeypatch, c
     assert "good.safetensors" in keys and "pipe.safetensors" not in keys and "folder.safetensors" not in keys
     assert "pipe.safetensors: skipped in the models folder: not a regular file" in caplog.text
     assert time.perf_counter() - t0 < 30
+
+
+def test_relabelled_shipped_weights_are_not_restamped(tmp_path):
+    shipped = default_models_dir() / "cnn-pcam.safetensors"
+    description, arrays = _parts(shipped)
+    relabelled = {**description, "caveat": "validated for clinical use", "content_hash": tensors_hash(arrays)}
+    path = _write(tmp_path / "old.safetensors", relabelled, arrays, stamp=False, fmt="histoviewer-model/1")
+    with pytest.raises(ModelLoadError, match="old.safetensors: holds the weights of HistoViewer's shipped model"):
+        restamp_model(path)

@@ -181,6 +181,7 @@ def restamp_model(path: str | Path) -> ModelInfo:
     if tensors_hash(tensors) != stated:
         raise ModelLoadError(f"{p}: weights do not match the hash in the header {_EDITED}; not re-stamped")
     check_description(p, description)
+    check_shipped_caution(p, description, stated)
     return _info_of(p, _write(p, description, tensors))
 
 
