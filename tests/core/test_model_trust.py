@@ -100,7 +100,8 @@ def test_every_shipped_model_is_pinned_and_loads():
     assert files, "no shipped models"
     pinned = {c.file for c in SHIPPED_WEIGHTS.values()}
     for path in files:
-        assert path.name in pinned, f"{path.name}: add its weights digest to models/shipped.py"
+        assert path.name in pinned, (f"{path.name}: add its weights digest "
+                                     f"{tensors_hash(load(path.read_bytes()))} to models/shipped.py")
         model = load_model(path, device="cpu")
         assert not model.info.demonstration and "not validated for clinical use" in model.info.caution
 
@@ -312,3 +313,16 @@ def test_relabelled_shipped_weights_are_not_restamped(tmp_path):
     path = _write(tmp_path / "old.safetensors", relabelled, arrays, stamp=False, fmt="histoviewer-model/1")
     with pytest.raises(ModelLoadError, match="old.safetensors: holds the weights of HistoViewer's shipped model"):
         restamp_model(path)
+
+
+def test_a_handcrafted_file_declaring_large_arrays_is_refused_before_reading_them(tmp_path, monkeypatch):
+    shipped = default_models_dir() / "handcrafted-pcam.safetensors"
+    description, arrays = _parts(shipped)
+    description["caveat"] = "another caveat"
+    arrays["padding"] = np.zeros(2_000_000, np.float32)  # 8 MB where kilobytes belong
+    path = _write(tmp_path / "padded.safetensors", description, arrays)
+    from histoviewer.core.models import model_file
+
+    monkeypatch.setattr(model_file, "_load_arrays", lambda p: pytest.fail("arrays read before the size check"))
+    with pytest.raises(ModelLoadError, match="padded.safetensors: a handcrafted model's arrays are kilobytes"):
+        load_model(path)

@@ -40,6 +40,7 @@ from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import HistoViewerError, ModelError, ModelLoadError
 from histoviewer.core.models.calibration import CALIBRATION_KEY, Calibration
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
+from histoviewer.core.models.domain import DOMAIN_PREFIX
 from histoviewer.core.models.domain import EXTRA_KEY as DOMAIN_KEY
 from histoviewer.core.models.domain import split_domain_tensors
 from histoviewer.core.models.handcrafted import HandcraftedClassifier
@@ -72,6 +73,9 @@ _ALLOWED_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8, "I64": 8, "I32": 4, 
                    "U8": 1, "BOOL": 1}
 # ``ModelInfo.extra`` key of the held-out evaluations recorded in a model file's header.
 EVALUATIONS_KEY = "evaluations"
+# Bounds on what a file may declare beside a CNN's own arrays (``_check_declared_bytes``).
+_MAX_DOMAIN_BYTES = 16 * 1024**2
+_MAX_HANDCRAFTED_BYTES = 4 * 1024**2
 # Where the description is not to be trusted, say why in terms of the file.
 _EDITED = "(file corrupted, or edited after it was written)"
 
@@ -256,6 +260,26 @@ def _declared_shapes(header: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
 
 
+def _check_declared_bytes(p: Path, description: dict[str, Any], header: dict[str, Any]) -> None:
+    """Before any array is read: the domain profile's arrays are kilobytes to a few MB (a
+    covariance of ~100 descriptor features), a handcrafted model's arrays kilobytes; a file
+    declaring more is refused (a CNN's own arrays are bounded by its network, see
+    ``_check_shapes_first``)."""
+    def n_bytes(entry: dict[str, Any]) -> int:
+        return int(entry["data_offsets"][1]) - int(entry["data_offsets"][0])
+
+    arrays = {k: v for k, v in header.items() if k != "__metadata__"}
+    domain = sum(n_bytes(v) for k, v in arrays.items() if k.startswith(DOMAIN_PREFIX))
+    if domain > _MAX_DOMAIN_BYTES:
+        raise ModelLoadError(f"{p}: its domain profile declares {domain:,} bytes of arrays, more than "
+                             f"{_MAX_DOMAIN_BYTES:,}; refused")
+    if description.get("kind") == "handcrafted":
+        own = sum(n_bytes(v) for k, v in arrays.items() if not k.startswith(DOMAIN_PREFIX))
+        if own > _MAX_HANDCRAFTED_BYTES:
+            raise ModelLoadError(f"{p}: a handcrafted model's arrays are kilobytes; this file declares "
+                                 f"{own:,} bytes; refused")
+
+
 def _description_of(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     description = parse_json(meta[_META_KEY], path, "the model description", ModelLoadError)
     if not isinstance(description, dict):
@@ -308,6 +332,7 @@ def _read_verified(p: Path) -> tuple[dict[str, Any], dict[str, np.ndarray], str]
         raise ModelLoadError(
             f"{p}: has no integrity hash (content_hash), so its weights and description cannot "
             "be verified; refused. Models written by HistoViewer always have one")
+    _check_declared_bytes(p, description, header)
     _check_shapes_first(p, description, _declared_shapes(header))
     tensors = _load_arrays(p)
     arrays_digest = tensors_hash(tensors)
@@ -332,7 +357,7 @@ def _check_shapes_first(p: Path, description: dict[str, Any],
     except ModelLoadError as exc:
         raise ModelLoadError(f"{p}: {exc}") from None
     missing = sorted(set(wanted) - set(declared))
-    unexpected = sorted(set(declared) - set(wanted) - {k for k in declared if k.startswith("domain.")})
+    unexpected = sorted(set(declared) - set(wanted) - {k for k in declared if k.startswith(DOMAIN_PREFIX)})
     # A 0-d array (batch norm's step counter) may be stored as shape (1,): torch loads that.
     wrong = sorted(k for k in set(wanted) & set(declared)
                    if wanted[k] != declared[k] and not (wanted[k] == () and declared[k] == (1,)))
