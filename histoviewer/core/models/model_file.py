@@ -40,9 +40,8 @@ from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import HistoViewerError, ModelError, ModelLoadError
 from histoviewer.core.models.calibration import CALIBRATION_KEY, Calibration
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
-from histoviewer.core.models.domain import DOMAIN_PREFIX
+from histoviewer.core.models.domain import DOMAIN_PREFIX, split_domain_tensors
 from histoviewer.core.models.domain import EXTRA_KEY as DOMAIN_KEY
-from histoviewer.core.models.domain import split_domain_tensors
 from histoviewer.core.models.handcrafted import HandcraftedClassifier
 from histoviewer.core.models.model_header import check_description
 from histoviewer.core.models.shipped import check_shipped_caution
