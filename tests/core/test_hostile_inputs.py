@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from histoviewer.core.analysis.camelyon17 import read_node_labels
 from histoviewer.core.analysis.map_io import (
     MAX_MAP_CELLS,
     read_map_meta,
@@ -29,10 +30,16 @@ from histoviewer.core.errors import (
     EvaluationError,
     HistoViewerError,
     InferenceError,
+    PatchDataError,
     SlideOpenError,
     SlideReadError,
+    StagingError,
     SummaryFormatError,
 )
+from histoviewer.core.input_spec import InputSpec
+from histoviewer.core.patches.images import load_image
+from histoviewer.core.patches.kaggle import read_kaggle_labels
+from histoviewer.core.patches.pcam import PCamPatchSet
 from histoviewer.core.recent import RecentFiles
 from histoviewer.core.safe_input import JsonFields, parse_json, read_json
 from histoviewer.core.slide import openslide_backend
@@ -136,6 +143,10 @@ def _refused_within(fn, error, seconds=20.0):
     ("probability.json", read_map_meta, InferenceError),
     ("summary.json", read_summary, SummaryFormatError),
     ("truth.json", read_truth, EvaluationError),
+    ("node_labels.csv", read_node_labels, StagingError),
+    ("train_labels.csv", read_kaggle_labels, PatchDataError),
+    ("patch.png", load_image, PatchDataError),
+    ("camelyonpatch_level_2_split_valid_x.h5", lambda p: PCamPatchSet(p, None, InputSpec()), PatchDataError),
 ])
 def test_a_fifo_is_refused_without_blocking(tmp_path, name, read, error):
     fifo = tmp_path / name
