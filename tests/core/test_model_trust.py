@@ -326,3 +326,15 @@ def test_a_handcrafted_file_declaring_large_arrays_is_refused_before_reading_the
     monkeypatch.setattr(model_file, "_load_arrays", lambda p: pytest.fail("arrays read before the size check"))
     with pytest.raises(ModelLoadError, match="padded.safetensors: a handcrafted model's arrays are kilobytes"):
         load_model(path)
+
+
+@pytest.mark.parametrize("calibration", [{"method": "platt", "a": "text", "b": 0.0},
+                                         {"method": "platt", "a": [1], "b": None},
+                                         {"method": "temperature", "temperature": {}}])
+def test_a_mistyped_calibration_is_refused_at_load_not_at_prediction(tmp_path, calibration):
+    _, path = _cnn(tmp_path)
+    description, arrays = _parts(path)
+    description["extra"]["calibration"] = calibration
+    broken = _write(tmp_path / "calibration.safetensors", description, arrays)
+    with pytest.raises(ModelLoadError, match="calibration.safetensors: "):
+        load_model(broken, device="cpu")

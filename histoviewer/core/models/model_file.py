@@ -406,7 +406,7 @@ def load_model(path: str | Path, device: str = "auto") -> PatchClassifier:
             classifier = HandcraftedClassifier.from_tensors(info, tensors)
         # Read now what predictions read later, so a bad entry is refused here, naming the file.
         if info.extra.get(CALIBRATION_KEY):
-            Calibration.from_dict(info.extra[CALIBRATION_KEY])
+            Calibration.from_dict(info.extra[CALIBRATION_KEY]).apply(np.zeros(2, np.float32))
         StainNormaliser.from_extra(info.extra)
     except (ModelLoadError, ModelError) as exc:
         if str(exc).startswith(str(p)):
