@@ -255,3 +255,9 @@ def test_read_json_refuses_a_file_above_its_limit_without_reading_it_all(tmp_pat
     path.write_text("[" + "0," * 600_000 + "0]")
     with pytest.raises(SummaryFormatError, match="big.json: cannot read x: larger than"):
         read_json(path, "x", SummaryFormatError, max_bytes=1024 * 1024)
+
+
+def test_a_slide_declaring_a_level_larger_than_any_glass_slide_is_refused(tmp_path):
+    path = tiff_sharing_one_tile(tmp_path / "absurd.tif", 4_000_000, 1024)
+    with pytest.raises(SlideOpenError, match=r"absurd.tif: declares a level of 4000000 x 1024 px"):
+        open_slide(path)

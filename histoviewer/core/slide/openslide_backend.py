@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 THUMBNAIL_DIRECT_PIXELS = 16 * 1024 * 1024
 MAX_THUMBNAIL_SOURCE_PIXELS = 2**31
 _THUMBNAIL_BLOCK_PX = 4096
+# A 75 mm glass slide at 0.1 um/px (finer than any scanner) is 750,000 px long.
+MAX_SLIDE_SIDE_PX = 1_000_000
 
 
 def _float_property(props: dict[str, str], key: str) -> float | None:
@@ -32,6 +34,16 @@ def _float_property(props: dict[str, str], key: str) -> float | None:
     except (KeyError, ValueError):
         return None
     return value if value > 0 else None
+
+
+def _check_dimensions(path: Path, level_dimensions: tuple[tuple[int, int], ...]) -> None:
+    """Refuse a file declaring a level larger than any glass slide: 75 mm at 0.1 um/px is
+    750,000 px. Every size derived from it (analysis grids, masks, exports) would be absurd."""
+    for w, h in level_dimensions:
+        if max(w, h) > MAX_SLIDE_SIDE_PX:
+            raise SlideOpenError(
+                f"{path}: declares a level of {w} x {h} px, larger than any scanned glass slide "
+                f"(at most {MAX_SLIDE_SIDE_PX:,} px a side); refused as damaged or hostile")
 
 
 class OpenSlideReader(SlideReader):
@@ -53,6 +65,7 @@ class OpenSlideReader(SlideReader):
             raise SlideOpenError(f"{path}: OpenSlide cannot open this file: {exc}") from exc
         self._generation = 0
         self.info = self._read_info()
+        _check_dimensions(path, self.info.level_dimensions)
 
     def _read_info(self) -> SlideInfo:
         props = dict(self._slide.properties)
