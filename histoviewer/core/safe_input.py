@@ -42,8 +42,9 @@ __all__ = [
 MAX_JSON_BYTES = 64 * 1024 * 1024
 # Our deepest file nests about 6 levels; 64 leaves room and keeps every recursive walk safe.
 MAX_JSON_DEPTH = 64
-# 19 digits hold any int64 (pixel counts, byte sizes, seeds); more is not a number of ours.
-MAX_INT_DIGITS = 19
+# 40 digits hold any 128-bit integer (pixel counts, byte sizes, seeds of any width); more is
+# not a number of ours (and beyond ~308 digits a float cannot hold it).
+MAX_INT_DIGITS = 40
 
 def _kind_of(mode: int) -> str:
     if stat.S_ISDIR(mode):

@@ -338,3 +338,14 @@ def test_a_mistyped_calibration_is_refused_at_load_not_at_prediction(tmp_path, c
     broken = _write(tmp_path / "calibration.safetensors", description, arrays)
     with pytest.raises(ModelLoadError, match="calibration.safetensors: "):
         load_model(broken, device="cpu")
+
+
+def test_a_metric_that_could_not_be_computed_is_saved_as_unknown(tmp_path):
+    """NaN is not JSON: a model whose description holds one is saved with null there (and
+    loads), rather than failing at the end of a training run or writing a file we refuse."""
+    model, path = _cnn(tmp_path, metrics={"valid_auc": float("nan"), "valid_n": 10.0},
+                       extra={"training": {"loss": [0.5, float("inf")]}})
+    info = load_model(path, device="cpu").info
+    assert info.metrics == {"valid_auc": None, "valid_n": 10.0}
+    assert info.extra["training"]["loss"] == [0.5, None]
+    assert info.content_hash == model.info.content_hash

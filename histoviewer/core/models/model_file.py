@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import struct
 from dataclasses import replace
 from pathlib import Path
@@ -114,11 +115,37 @@ def model_hash(description: dict[str, Any], arrays_digest: str) -> str:
     return digest.hexdigest()
 
 
+def _finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (iterative: no recursion limit)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any]] = [(value, root, 0)]
+    while stack:
+        item, parent, key = stack.pop()
+        if isinstance(item, dict):
+            copy: Any = {}
+            stack.extend((v, copy, k) for k, v in item.items())
+        elif isinstance(item, (list, tuple)):
+            copy = [None] * len(item)
+            stack.extend((v, copy, i) for i, v in enumerate(item))
+        elif isinstance(item, float) and not math.isfinite(item):
+            copy = None
+        else:
+            copy = item
+        parent[key] = copy
+    return root[0]
+
+
 def _write(path: Path, description: dict[str, Any], tensors: dict[str, np.ndarray]) -> dict[str, Any]:
     """Stamp ``description`` with its hash and write the file atomically; the stamped
     description (as JSON would read it back) is returned."""
     # JSON round trip first: the hash covers what a reader will parse (tuples become lists).
-    description = json.loads(json.dumps(description, allow_nan=False))
+    # A NaN or infinite number (a metric that could not be computed) is written as null:
+    # "unknown", which JSON can say and every reader of ours accepts.
+    description = json.loads(json.dumps(_finite_or_none(description), allow_nan=False))
     description["content_hash"] = model_hash(description, tensors_hash(tensors))
     meta = {_FORMAT_KEY: FORMAT_NAME, _META_KEY: json.dumps(description, sort_keys=True, allow_nan=False)}
     atomic_write_bytes(path, save(tensors, metadata=meta))

@@ -36,7 +36,7 @@ def check_description(path: str | os.PathLike[str], description: Any) -> None:
     metrics = top.obj("metrics", None)
     if metrics is not None:
         for key in metrics.data:
-            metrics.float(key)
+            metrics.float(key, None)  # null: a metric that could not be computed
     spec = top.obj("input", None)
     if spec is not None:
         spec.int("patch_px", None, low=8, high=4096)
