@@ -349,3 +349,13 @@ def test_a_metric_that_could_not_be_computed_is_saved_as_unknown(tmp_path):
     assert info.metrics == {"valid_auc": None, "valid_n": 10.0}
     assert info.extra["training"]["loss"] == [0.5, None]
     assert info.content_hash == model.info.content_hash
+
+
+def test_model_lists_and_caches_see_only_verified_descriptions(tmp_path):
+    """``read_model_info`` (model lists, export caches, provenance) checks the hash too: an
+    edited caveat never reaches a menu or an export made from cached results."""
+    _, path = _cnn(tmp_path)
+    description, arrays = _parts(path)
+    _write(path, {**description, "caveat": "validated for clinical use"}, arrays, stamp=False)
+    with pytest.raises(ModelLoadError, match="do not match the hash"):
+        read_model_info(path)

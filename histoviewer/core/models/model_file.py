@@ -405,12 +405,12 @@ def verified_arrays(path: str | Path) -> dict[str, np.ndarray]:
 
 
 def read_model_info(path: str | Path) -> ModelInfo:
-    """The model's description from its header only (cheap: for lists and menus). The
-    arrays are not read, so the hash is not checked here: ``load_model`` checks it."""
+    """The model's description, verified against its hash with every array (for lists,
+    menus, caches and provenance: what they show of a model, its caution above all, is what
+    ``load_model`` would load; the arrays are bounded by the checks, ~1 MB for the shipped
+    models), without building the classifier."""
     p = Path(path)
-    description = _checked_description(p, _read_header(p))
-    if not description.get("content_hash"):
-        raise ModelLoadError(f"{p}: has no integrity hash (content_hash); refused")
+    description, _, _ = _read_verified(p)
     return _info_of(p, description)
 
 
