@@ -20,6 +20,8 @@
 # Evaluation: the kaggle test part, the 89 CAMELYON16 40x patches (resampled to 0.972 um/px),
 # the 2,155 PCam hard negatives (specificity), and three held-out phantom test slides.
 # Fixed seeds everywhere: a rerun on the same machine gives the same numbers.
+# New weights for resources/models need their digest and caveat in
+# histoviewer/core/models/shipped.py (tests/core/test_model_trust.py prints the digest).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="$here/resources/models"

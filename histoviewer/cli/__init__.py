@@ -65,6 +65,7 @@ SETTING_FLAGS = {
     "stride_px": "--stride",
     "output_mpp": "--um-per-px",
     "l0_region": "--region",
+    "restamp": "histoviewer models --restamp FILE",
 }
 
 

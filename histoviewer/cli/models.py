@@ -190,6 +190,11 @@ def register(sub) -> None:
 
     m = sub.add_parser("models", help="list the available models and the models folder")
     m.add_argument("--json", action="store_true")
+    m.add_argument("--restamp", nargs="+", type=Path, metavar="FILE",
+                   help="re-stamp model files of an older format (whose hash covered the weights "
+                        "only) so that the hash covers their description too; the weights are "
+                        "checked against the old hash and kept byte for byte. Check each file's "
+                        "description first: it is taken as it stands")
     m.set_defaults(func=run_models)
 
 
@@ -524,11 +529,29 @@ def _evaluation_text(ev: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def run_restamp(files: list[Path], as_json: bool) -> int:
+    from histoviewer.core.models.model_file import restamp_model
+
+    done = []
+    for path in files:
+        info = restamp_model(path)
+        done.append({"model": str(path), "content_hash": info.content_hash,
+                     "demonstration": info.demonstration, "caution": info.caution})
+        if not as_json:
+            print(f"re-stamped {path}  (sha256 {info.content_hash[:16]}...)\n"
+                  f"  {info.display_name()}\n  {info.caution}")
+    if as_json:
+        print(json.dumps(done, indent=2))
+    return 0
+
+
 def run_models(args: argparse.Namespace) -> int:
     from histoviewer.cli.hints import demo_warning
     from histoviewer.core.models.registry import available_models
     from histoviewer.core.paths import user_models_dir
 
+    if args.restamp:
+        return run_restamp(args.restamp, args.json)
     found = available_models()
     if args.json:
         print(json.dumps({

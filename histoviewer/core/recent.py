@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.safe_input import read_json
 
 MAX_RECENT = 10
 
@@ -26,9 +28,9 @@ class RecentFiles:
         self.path = path or config_dir() / "recent.json"
 
     def load(self) -> list[str]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        try:  # a FIFO, a huge or hostile file reads as empty too (safe_input)
+            data = read_json(self.path, "recent-files list", HistoViewerError)
+        except HistoViewerError:
             return []
         return [p for p in data if isinstance(p, str)][:MAX_RECENT] if isinstance(data, list) else []
 

@@ -26,6 +26,8 @@ from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.registry import available_models
 from histoviewer.core.recent import config_dir
+from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.safe_input import read_json
 
 DEVICES = (("auto", "Automatic (GPU if there is one)"), ("cpu", "CPU"), ("cuda", "NVIDIA GPU (CUDA)"),
            ("mps", "Apple GPU (MPS)"))
@@ -78,9 +80,9 @@ def settings_path() -> Path:
 def load_ai_settings(path: Path | None = None) -> AiSettings:
     """The settings saved last time; defaults for anything missing, unreadable or invalid."""
     path = path or settings_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    try:  # a FIFO, a huge, deep or hostile file gives the defaults too (safe_input)
+        data = read_json(path, "AI settings", HistoViewerError)
+    except HistoViewerError:
         return AiSettings()
     if not isinstance(data, dict):
         return AiSettings()

@@ -20,9 +20,12 @@ from histoviewer.core.models.cnn_arch import (
     build_network,
 )
 from histoviewer.core.models.cnn_weights import (
+    WEIGHTS_FORMAT,
     import_torchvision_weights,
     load_init_weights,
+    weights_hash,
 )
+from histoviewer.core.models.model_file import save_model
 from histoviewer.core.training import TrainConfig, train_cnn
 
 from .model_helpers import ArrayPatchSet, toy_patches
@@ -155,7 +158,9 @@ class _Evil:
 def test_init_with_other_architecture_or_shapes_is_refused_naming_the_file(tmp_path):
     small = build_network("strided-cnn", {"widths": [8, 16, 32, 64], "dropout": 0.2})
     path = tmp_path / "narrow.safetensors"
-    save_file({k: v.numpy() for k, v in small.state_dict().items()}, path)
+    arrays = {k: v.numpy() for k, v in small.state_dict().items()}
+    save_file(arrays, path, metadata={"format": WEIGHTS_FORMAT, "architecture": "strided-cnn",
+                                      "content_hash": weights_hash("strided-cnn", arrays)})
     with pytest.raises(ModelLoadError, match=r"narrow.safetensors: .*'features.0.weight' has "
                                              r"shape \(8, 3, 3, 3\).*needs \(16, 3, 3, 3\)"):
         load_init_weights(build_network("strided-cnn"), "strided-cnn", path)
@@ -177,7 +182,7 @@ def test_training_from_init_weights_and_with_weight_average(tmp_path):
                       seed=0, device="cpu")
     first = train_cnn(train, cfg, valid_set=valid, spec=SPEC)
     start = tmp_path / "start.safetensors"
-    save_file(first.classifier.tensors(), start)
+    save_model(start, first.classifier)
     logs: list[str] = []
     second = train_cnn(train, TrainConfig(architecture="strided-cnn", epochs=1, batch_size=32,
                                           learning_rate=1e-3, seed=1, device="cpu",
@@ -185,3 +190,20 @@ def test_training_from_init_weights_and_with_weight_average(tmp_path):
                        valid_set=valid, spec=SPEC, log=logs.append)
     assert any("initial weights: 20 arrays from" in m for m in logs), logs
     assert second.valid_metrics.auc > 0.95
+
+
+def test_init_weights_without_a_valid_hash_are_refused(tmp_path):
+    """Imported weights carry a hash; a bare or edited weights file is refused, naming it."""
+    net = build_network("strided-cnn")
+    arrays = {k: v.numpy() for k, v in net.state_dict().items()}
+    bare = tmp_path / "bare.safetensors"
+    save_file(arrays, bare)
+    with pytest.raises(ModelLoadError, match="bare.safetensors: not a HistoViewer weights file with an integrity hash"):
+        load_init_weights(build_network("strided-cnn"), "strided-cnn", bare)
+    edited = tmp_path / "edited.safetensors"
+    stamp = weights_hash("strided-cnn", arrays)
+    arrays["features.0.weight"] = arrays["features.0.weight"] + 1
+    save_file(arrays, edited, metadata={"format": WEIGHTS_FORMAT, "architecture": "strided-cnn",
+                                        "content_hash": stamp})
+    with pytest.raises(ModelLoadError, match="edited.safetensors: weights do not match the hash"):
+        load_init_weights(build_network("strided-cnn"), "strided-cnn", edited)

@@ -13,7 +13,13 @@ import torch
 from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.cnn import CnnClassifier
-from histoviewer.core.models.model_file import load_model, read_model_info, save_model
+from histoviewer.core.models.model_file import (
+    load_model,
+    model_hash,
+    read_model_info,
+    save_model,
+    tensors_hash,
+)
 
 PATCHES = np.random.default_rng(0).integers(0, 256, (7, 96, 96, 3), dtype=np.uint8)
 
@@ -114,8 +120,11 @@ def test_foreign_and_wrong_files_are_refused(tmp_path):
         load_model(tmp_path)
 
 
-def _header_meta(info: dict) -> dict:
-    return {"format": "histoviewer-model/1", "histoviewer.model": json.dumps(info)}
+def _header_meta(info: dict, tensors: dict | None = None) -> dict:
+    """A format /2 header for ``info``, stamped with the hash of ``info`` and ``tensors``
+    (so that what a test checks is reached, not the hash check)."""
+    info = {**info, "content_hash": model_hash(info, tensors_hash(tensors or {}))}
+    return {"format": "histoviewer-model/2", "histoviewer.model": json.dumps(info)}
 
 
 def test_offsets_outside_the_file_are_refused(tmp_path):
@@ -129,30 +138,29 @@ def test_offsets_outside_the_file_are_refused(tmp_path):
 
 
 def test_wrong_architecture_or_weights_are_refused(tmp_path):
-    model, path = _cnn(tmp_path)
+    model, _ = _cnn(tmp_path)
     tensors = model.tensors()
-    info = model.info.to_dict()
-    info["content_hash"] = ""
+    info = json.loads(json.dumps(model.info.to_dict()))
     wrong_arch = _safetensors(tmp_path, "arch.safetensors", tensors,
-                              _header_meta({**info, "architecture": "resnet"}))
-    with pytest.raises(ModelLoadError, match="do not fit architecture"):
+                              _header_meta({**info, "architecture": "resnet"}, tensors))
+    with pytest.raises(ModelLoadError, match="arch.safetensors: weights do not fit architecture"):
         load_model(wrong_arch)
     unknown = _safetensors(tmp_path, "unknown.safetensors", tensors,
-                           _header_meta({**info, "architecture": "__import__"}))
+                           _header_meta({**info, "architecture": "__import__"}, tensors))
     with pytest.raises(ModelLoadError, match="unknown CNN architecture"):
         load_model(unknown)
     missing = dict(tensors)
     missing.pop(next(iter(missing)))
-    partial = _safetensors(tmp_path, "partial.safetensors", missing, _header_meta(info))
-    with pytest.raises(ModelLoadError, match="do not fit"):
+    partial = _safetensors(tmp_path, "partial.safetensors", missing, _header_meta(info, missing))
+    with pytest.raises(ModelLoadError, match="partial.safetensors: weights do not fit"):
         load_model(partial)
     bad_kind = _safetensors(tmp_path, "kind.safetensors", tensors,
-                            _header_meta({**info, "kind": "shell"}))
+                            _header_meta({**info, "kind": "shell"}, tensors))
     with pytest.raises(ModelLoadError, match="unknown model kind"):
         load_model(bad_kind)
     bad_json = _safetensors(tmp_path, "json.safetensors", tensors,
-                            {"format": "histoviewer-model/1", "histoviewer.model": "{nope"})
-    with pytest.raises(ModelLoadError, match="invalid"):
+                            {"format": "histoviewer-model/2", "histoviewer.model": "{nope"})
+    with pytest.raises(ModelLoadError, match="json.safetensors: cannot read the model description: not valid JSON"):
         load_model(bad_json)
 
 

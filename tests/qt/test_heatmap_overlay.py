@@ -3,6 +3,8 @@ the status bar says how much is classified, H hides it, hovering tells the proba
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
@@ -139,6 +141,13 @@ def test_ai_settings_round_trip_and_bad_files_give_defaults(tmp_path):
     # saved before operating points, a threshold other than the old default is the user's own
     assert load_ai_settings(path) == AiSettings(opacity=1.0, threshold=0.25, threshold_from_model=False)
     path.write_text("not json")
+    assert load_ai_settings(path) == AiSettings()
+    # hostile or careless files give the defaults too, never a traceback or a hang (issue 14)
+    for text in ('{"opacity": ' + "[" * 100_000 + "]" * 100_000 + "}", '{"opacity": 1' + "0" * 5000 + "}"):
+        path.write_text(text)
+        assert load_ai_settings(path) == AiSettings()
+    path.unlink()
+    os.mkfifo(path)
     assert load_ai_settings(path) == AiSettings()
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import StagingError
+from histoviewer.core.safe_input import require_regular_file
 from histoviewer.core.staging_terms import NodeLabel
 
 __all__ = [
@@ -71,6 +72,7 @@ def _natural(text: str) -> tuple:
 
 def _rows(path: Path) -> Iterable[tuple[int, list[str]]]:
     """(line number, cells) of the data rows, after checking the ``patient,stage`` header."""
+    require_regular_file(path, "label file", StagingError)  # a FIFO would block for ever
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:

@@ -22,6 +22,7 @@ import tifffile
 from histoviewer.core.analysis.froc import Detection
 from histoviewer.core.analysis.summary import SlideFailure, read_summary
 from histoviewer.core.errors import EvaluationError, SummaryFormatError, SummaryWithoutLesionsError
+from histoviewer.core.safe_input import require_regular_file
 
 __all__ = ["SlideDetections", "read_detections"]
 
@@ -56,6 +57,7 @@ def _from_summary(folder: Path) -> SlideDetections:
 
 def _from_csv(path: Path, mpp: float | None) -> SlideDetections:
     dets = []
+    require_regular_file(path, "detections", EvaluationError)  # a FIFO would block for ever
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle)

@@ -14,7 +14,6 @@ exports read the metadata one way; every error names the file.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,34 @@ from PIL import Image
 from histoviewer.core.errors import InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.safe_input import (
+    parse_json,
+    read_bytes_limited,
+    require_regular_file,
+)
 
-__all__ = ["DomainMap", "MapMeta", "parse_map_meta", "read_domain_map", "read_map_meta", "read_probability_map"]
+__all__ = ["MAX_MAP_CELLS", "DomainMap", "MapMeta", "parse_map_meta", "read_domain_map", "read_map_meta", "read_probability_map"]
+
+
+# A probability map has one cell per patch: a whole slide at a 96 px patch is ~10^5 cells,
+# CAMELYON16's level-5 masks ~2 x 10^7. Above this a map is refused before it is decoded: the
+# lesion finder's working copies cost ~60 bytes a cell (a 20000 x 20000 map took 23.7 GB).
+MAX_MAP_CELLS = 25_000_000
+# probability.json and a map's TIFF description: kilobytes (the geometry and the model).
+_MAX_META_BYTES = 16 * 1024 * 1024
+
+
+def _check_map_size(path: Path, shape: tuple[int, ...]) -> None:
+    """``InferenceError`` naming ``path`` when the declared ``shape`` has more cells than
+    ``MAX_MAP_CELLS`` (checked from the header, before any pixel is decoded)."""
+    cells = 1
+    for side in shape:
+        cells *= int(side)
+    if cells > MAX_MAP_CELLS:
+        raise InferenceError(
+            f"{path}: a map of {' x '.join(str(int(s)) for s in shape)} cells is larger than "
+            f"{MAX_MAP_CELLS:,} cells (about 5000 x 5000); a probability map holds one cell per "
+            "patch, so this is not one (or is far finer than any analysis grid); refused")
 
 
 @dataclass(frozen=True)
@@ -46,10 +71,12 @@ def parse_map_meta(text: str | None, source: str | os.PathLike[str]) -> MapMeta 
     or model it holds is incomplete or invalid (an unknown slide scale, say)."""
     if text is None:
         return None
-    try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, TypeError, RecursionError):
-        return None
+    try:  # bounded size, depth and numbers (safe_input)
+        doc = parse_json(text, source, "the map's metadata", InferenceError, max_bytes=_MAX_META_BYTES)
+    except InferenceError:
+        if str(text).lstrip()[:1] == "{":
+            raise  # JSON (ours, damaged or hostile): say so, naming the file
+        return None  # another program's description: a bare map
     if not isinstance(doc, dict) or not isinstance(doc.get("geometry"), dict):
         return None
     try:
@@ -70,10 +97,11 @@ def read_map_meta(path: str | os.PathLike[str]) -> MapMeta:
     """``probability.json`` read; ``InferenceError`` naming it when it is unreadable or
     holds no map metadata."""
     path = Path(path)
+    data = read_bytes_limited(path, "the map's metadata", InferenceError, _MAX_META_BYTES)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InferenceError(f"{path}: cannot read the map's metadata: {exc}") from exc
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InferenceError(f"{path}: cannot read the map's metadata: not UTF-8 text (byte {exc.start})") from None
     meta = parse_map_meta(text, path)
     if meta is None:
         raise InferenceError(f"{path}: not a probability map's metadata (no 'geometry' object)")
@@ -95,9 +123,10 @@ def map_model_of(path: str | os.PathLike[str]) -> ModelRecord | None:
     description = None
     if path.suffix.lower() in (".tif", ".tiff"):
         try:
+            require_regular_file(path, "probability map", InferenceError)
             with tifffile.TiffFile(path) as tf:
                 description = tf.pages[0].description or None
-        except (OSError, ValueError):
+        except (OSError, ValueError, InferenceError):
             return None
     try:
         meta = _meta_of(path, description)
@@ -110,12 +139,23 @@ def _meta_of(path: Path, description: str | None) -> MapMeta | None:
     meta = parse_map_meta(description, path)
     if meta is None:
         sidecar = path.with_suffix(".json")
-        try:
-            text = sidecar.read_text(encoding="utf-8") if sidecar.is_file() else None
-        except (OSError, UnicodeDecodeError):
+        try:  # is_file: a FIFO beside the map is no sidecar (reading it would block)
+            text = (read_bytes_limited(sidecar, "the map's metadata", InferenceError, _MAX_META_BYTES)
+                    .decode("utf-8") if sidecar.is_file() else None)
+        except (InferenceError, UnicodeDecodeError):
             text = None
         meta = parse_map_meta(text, sidecar)
     return meta
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape a ``.npy`` file's header declares (nothing else is read)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, _ = read_header(fh)
+    return tuple(shape)
 
 
 def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, GridGeometry | None]:
@@ -124,21 +164,27 @@ def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, Grid
     path = Path(path)
     suffix = path.suffix.lower()
     description = None
-    try:
+    require_regular_file(path, "probability map", InferenceError)  # a FIFO would block for ever
+    try:  # each format's declared size is checked before its pixels are decoded
         if suffix == ".npy":
+            _check_map_size(path, _npy_shape(path))
             data = np.load(path, allow_pickle=False)
         elif suffix in (".tif", ".tiff"):
             with tifffile.TiffFile(path) as tf:
+                _check_map_size(path, tf.series[0].shape if tf.series else tf.pages[0].shape)
                 data = tf.asarray()
                 description = tf.pages[0].description or None
         else:
             with Image.open(path) as im:
+                _check_map_size(path, (im.height, im.width))
                 if im.mode not in ("L", "I;16", "I", "F"):
                     raise InferenceError(f"{path}: a probability map must be a single-channel image, "
                                          f"this one is {im.mode}")
                 data = np.asarray(im)
     except InferenceError:
         raise
+    except Image.DecompressionBombError as exc:  # PIL's own limit, met before ours
+        raise InferenceError(f"{path}: a map of more than {MAX_MAP_CELLS:,} cells; refused ({exc})") from None
     except (OSError, ValueError) as exc:
         raise InferenceError(f"{path}: cannot read the probability map: {exc}") from exc
     data = np.squeeze(np.asarray(data))
@@ -176,16 +222,19 @@ def read_domain_map(path: str | os.PathLike[str]) -> DomainMap:
     path = Path(path)
     if path.is_dir():
         path = path / "domain.tiff"
+    require_regular_file(path, "domain map", InferenceError)
     try:
         with tifffile.TiffFile(path) as tf:
+            _check_map_size(path, tf.series[0].shape if tf.series else tf.pages[0].shape)
             data = np.asarray(tf.asarray(), np.float64)
             description = tf.pages[0].description or None
     except (OSError, ValueError) as exc:
         raise InferenceError(f"{path}: cannot read the domain map: {exc}") from exc
     meta = parse_map_meta(description, path)
     try:
-        threshold = float(json.loads(description or "{}")["patch_threshold"])
-    except (KeyError, TypeError, ValueError) as exc:
+        doc = parse_json(description or "{}", path, "the domain map's description", InferenceError)
+        threshold = float(doc["patch_threshold"])
+    except (KeyError, TypeError, ValueError, InferenceError) as exc:
         raise InferenceError(f"{path}: the domain map does not state its patch threshold") from exc
     if meta is None or data.ndim != 2 or data.shape != meta.geometry.shape:
         raise InferenceError(f"{path}: not a domain map (no geometry, or shape {data.shape} does not fit it)")

@@ -18,7 +18,6 @@ analysis fails, and the node is ``unknown`` in its case).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -31,6 +30,7 @@ from histoviewer.core.errors import InferenceError, SummaryFormatError, SummaryW
 from histoviewer.core.grid_geometry import GridGeometry, known_slide_mpp
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict
 from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.safe_input import read_json
 from histoviewer.core.staging_terms import NodeLabel
 
 __all__ = ["SlideFailure", "SlideFiles", "SlideOutcome", "SlideSummary", "SlideTiming", "analysis_domain",
@@ -214,10 +214,8 @@ def read_summary(path: str | os.PathLike[str], *, lesions_required: bool = False
     path = Path(path)
     if path.is_dir():
         path = path / "summary.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise SummaryFormatError(f"{path}: cannot read the analysis summary: {exc}") from exc
+    # Regular file, bounded size, depth and numbers: errors name the file (safe_input).
+    data = read_json(path, "analysis summary", SummaryFormatError)
     if not isinstance(data, dict) or "slide" not in data:
         raise SummaryFormatError(f"{path}: not an analysis summary (no 'slide' entry)")
     if lesions_required and "error" not in data and "node_label" not in data:
@@ -225,7 +223,7 @@ def read_summary(path: str | os.PathLike[str], *, lesions_required: bool = False
             f"{path}: has no lesions (written before the analysis found lesions); analyse the slide again")
     try:
         return outcome_from_dict(data)
-    except (KeyError, TypeError, ValueError, IndexError, InferenceError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, InferenceError) as exc:
         detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
         raise SummaryFormatError(f"{path}: malformed analysis summary: {detail}") from exc
 

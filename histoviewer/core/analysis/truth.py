@@ -13,7 +13,6 @@ All coordinates are level-0 pixels.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from defusedxml import ElementTree as SafeET
 
 from histoviewer.core.annotations.geojson_io import read_geojson
 from histoviewer.core.errors import AnnotationFormatError, EvaluationError
+from histoviewer.core.safe_input import read_json
 
 __all__ = ["TRUTH_SUFFIXES", "Truth", "find_truth_file", "read_truth"]
 
@@ -87,10 +87,7 @@ def _read_geojson(path: Path) -> Truth:
 
 
 def _read_json(path: Path) -> Truth:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EvaluationError(f"{path}: cannot read JSON: {exc}") from exc
+    doc = read_json(path, "ground truth", EvaluationError)  # errors name the file
     if not isinstance(doc, dict) or "positive" not in doc:
         raise EvaluationError(f"{path}: expected {{'positive': [...], 'negative': [...]}} polygons")
     out: dict[str, list[np.ndarray]] = {"positive": [], "negative": []}

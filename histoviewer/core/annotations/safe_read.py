@@ -9,6 +9,7 @@ from pathlib import Path
 
 from histoviewer.core.annotations import limits
 from histoviewer.core.errors import AnnotationFormatError
+from histoviewer.core.safe_input import require_regular_file
 
 __all__ = ["VertexBudget", "read_limited"]
 
@@ -16,6 +17,7 @@ __all__ = ["VertexBudget", "read_limited"]
 def read_limited(path: str | os.PathLike[str], what: str) -> bytes:
     """The bytes of ``path``; ``AnnotationFormatError`` naming it when missing or too large."""
     path = Path(path)
+    require_regular_file(path, what, AnnotationFormatError)  # a FIFO would block open() for ever
     try:
         with open(path, "rb") as handle:
             data = handle.read(limits.MAX_FILE_BYTES + 1)

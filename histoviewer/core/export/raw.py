@@ -29,6 +29,7 @@ from histoviewer.core.export.provenance import CellCrop
 from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.outputs import ENCODING
+from histoviewer.core.safe_input import parse_json, require_regular_file
 
 __all__ = [
     "RAW_TILE_PX", "RawProbabilities", "cell_window", "read_raw_probabilities", "write_raw_probabilities",
@@ -95,9 +96,10 @@ def write_raw_probabilities(path: str | os.PathLike[str], heatmap: HeatmapData,
 def read_raw_probabilities(path: str | os.PathLike[str]) -> RawProbabilities:
     """Read a raw export back (``ExportError`` for a file that is not one)."""
     path = Path(path)
+    require_regular_file(path, "raw probability export", ExportError)  # a FIFO would block
     try:
         with tifffile.TiffFile(path) as tif:
-            meta = json.loads(tif.pages[0].description)
+            meta = parse_json(tif.pages[0].description, path, "the export's description", ExportError)
             data = tif.asarray()
         geometry = GridGeometry.from_dict(meta["geometry"])
         crop = meta["crop"]

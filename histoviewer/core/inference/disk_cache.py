@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from histoviewer.core.atomic import atomic_write_bytes
+from histoviewer.core.errors import InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.paths import user_data_dir
+from histoviewer.core.safe_input import parse_json
 
 log = logging.getLogger(__name__)
 
@@ -103,12 +105,12 @@ class HeatmapCache:
             return False
         try:
             with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(bytes(data["meta"]).decode())
+                meta = parse_json(bytes(data["meta"]), path, "cache entry", InferenceError)
                 values = np.asarray(data["values"], np.float32)
                 state = np.asarray(data["state"], np.uint8)
                 # absent in entries written before domain distances were kept: none known
                 domain = np.asarray(data["domain"], np.float32) if "domain" in data.files else None
-            if meta.get("v") != CACHE_VERSION or meta.get("key") != self.key:
+            if not isinstance(meta, dict) or meta.get("v") != CACHE_VERSION or meta.get("key") != self.key:
                 raise ValueError("the entry belongs to another slide, model or grid")
             if values.shape != self.geometry.shape or state.shape != self.geometry.shape:
                 raise ValueError(f"grid shape {values.shape} is not {self.geometry.shape}")
@@ -116,7 +118,8 @@ class HeatmapCache:
                 raise ValueError("invalid cell states or values")
             if domain is not None and domain.shape != values.shape:
                 raise ValueError(f"domain grid shape {domain.shape} is not {values.shape}")
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError,
+                InferenceError) as exc:
             log.warning("%s: ignoring a damaged heatmap cache file: %s", path, exc)
             return False
         background = ~grid.tissue

@@ -31,8 +31,8 @@ from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.models.cnn_head import LogitHead
 from histoviewer.core.models.cnn_resnet50 import ResNet50
 
-__all__ = ["ARCHITECTURES", "DEFAULT_ARCHITECTURE", "DEFAULT_CONFIGS", "LogitHead",
-           "build_network"]
+__all__ = ["ARCHITECTURES", "DEFAULT_ARCHITECTURE", "DEFAULT_CONFIGS", "MAX_PARAMETERS", "LogitHead",
+           "build_network", "expected_shapes"]
 
 DEFAULT_ARCHITECTURE = "compact-cnn"
 
@@ -171,19 +171,85 @@ DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_network(architecture: str, config: dict[str, Any] | None = None) -> nn.Module:
-    """Build a known architecture; unknown names or config keys raise ModelLoadError."""
+# Bounds on every architecture setting, checked before anything is built: a file's settings
+# choose the network's size, and "widths": [100000, ...] would build gigabytes. The bounds
+# sit far above anything that makes sense for 96 px patches (ResNet-50 stays the largest).
+MAX_STAGES = 8
+MAX_WIDTH = 2048
+MAX_STAGE_DEPTH = 16
+MAX_PARAMETERS = 64_000_000  # ResNet-50 has 23.5 M
+
+
+def _check_settings(architecture: str, cfg: dict[str, Any]) -> None:
+    """``ModelLoadError`` naming the setting when one is of the wrong type or out of bounds."""
+    def fail(key: str, what: str) -> ModelLoadError:
+        return ModelLoadError(f"architecture {architecture}: setting {key!r} {what}")
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for key in ("widths", "depths", "blocks"):
+        if key not in cfg:
+            continue
+        values = cfg[key]
+        high = MAX_WIDTH if key == "widths" else MAX_STAGE_DEPTH
+        if not isinstance(values, (list, tuple)) or not 1 <= len(values) <= MAX_STAGES:
+            raise fail(key, f"must be a list of 1..{MAX_STAGES} whole numbers")
+        if not all(whole(v) and 1 <= v <= high for v in values):
+            raise fail(key, f"must hold whole numbers in 1..{high}, got {list(values)[:MAX_STAGES]}")
+    if "expand" in cfg and not (whole(cfg["expand"]) and 0 <= cfg["expand"] <= MAX_WIDTH):
+        raise fail("expand", f"must be a whole number in 0..{MAX_WIDTH}")
+    if "dropout" in cfg:
+        value = cfg["dropout"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise fail("dropout", "must be a number in [0, 1)")
+    lengths = {len(cfg[k]) for k in ("widths", "depths", "blocks") if k in cfg}
+    if len(lengths) > 1:
+        raise ModelLoadError(f"architecture {architecture}: widths and depths/blocks differ in length")
+
+
+def _settings(architecture: str, config: dict[str, Any] | None) -> tuple[type[nn.Module], dict[str, Any]]:
     cls = ARCHITECTURES.get(architecture)
     if cls is None:
         raise ModelLoadError(
             f"unknown CNN architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}"
         )
+    if config is not None and not isinstance(config, dict):
+        raise ModelLoadError(f"settings for {architecture} must be a JSON object")
     cfg = dict(DEFAULT_CONFIGS[architecture] if config is None else config)
     allowed = set(DEFAULT_CONFIGS[architecture])
     unknown = set(cfg) - allowed
     if unknown:
         raise ModelLoadError(f"unknown settings for {architecture}: {sorted(unknown)}")
+    _check_settings(architecture, cfg)
+    return cls, cfg
+
+
+def _construct(cls: type[nn.Module], architecture: str, cfg: dict[str, Any]) -> nn.Module:
     try:
         return cls(**cfg)
     except (TypeError, ValueError) as exc:
         raise ModelLoadError(f"bad settings for {architecture}: {exc}") from exc
+
+
+def expected_shapes(architecture: str, config: dict[str, Any] | None = None) -> dict[str, tuple[int, ...]]:
+    """Every array (name -> shape) of the network ``build_network`` would build, found on
+    torch's "meta" device (shapes only, no memory); ``ModelLoadError`` for unknown or
+    out-of-bounds settings, or a network above ``MAX_PARAMETERS``."""
+    cls, cfg = _settings(architecture, config)
+    with torch.device("meta"):
+        net = _construct(cls, architecture, cfg)
+    shapes = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    n_params = sum(p.numel() for p in net.parameters())
+    if n_params > MAX_PARAMETERS:
+        raise ModelLoadError(f"architecture {architecture} with these settings has {n_params:,} "
+                             f"parameters, more than {MAX_PARAMETERS:,}; refused")
+    return shapes
+
+
+def build_network(architecture: str, config: dict[str, Any] | None = None) -> nn.Module:
+    """Build a known architecture; unknown names, unknown or out-of-bounds settings and
+    networks above ``MAX_PARAMETERS`` raise ModelLoadError before any memory is taken."""
+    cls, cfg = _settings(architecture, config)
+    expected_shapes(architecture, cfg)  # the size check, at no memory cost
+    return _construct(cls, architecture, cfg)

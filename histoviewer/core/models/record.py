@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from histoviewer.core.errors import ModelError
 from histoviewer.core.models.classifier import (
     DEMO_WARNING,
     RESEARCH_CAVEAT,
@@ -85,6 +86,12 @@ class ModelRecord:
         kind, architecture = data.get("kind"), data.get("architecture")
         mpp, patch_px = data.get("mpp_um"), data.get("patch_px")
         point = data.get("operating_point")
+        try:
+            operating_point = None if point is None else OperatingPoint.from_dict(point)
+        except KeyError as exc:
+            raise ValueError(f"the model's operating point lacks {exc}") from None
+        except ModelError as exc:
+            raise ValueError(str(exc)) from None
         return cls(name=name, display_name=str(data.get("display_name") or name),
                    kind=None if kind is None else str(kind),
                    architecture=None if architecture is None else str(architecture),
@@ -94,7 +101,7 @@ class ModelRecord:
                    patch_px=None if patch_px is None else int(patch_px),
                    # a demonstration record's caution is the warning, which follows the flag
                    caveat="" if data.get("demonstration") else str(data.get("caveat") or ""),
-                   operating_point=None if point is None else OperatingPoint.from_dict(point))
+                   operating_point=operating_point)
 
     def to_dict(self) -> dict[str, Any]:
         """The analysis files' shape (``summary.json``, ``probability.json``); the input

@@ -11,6 +11,8 @@ computers with a GPU (about 10x ``cnn``'s CPU time per patch, docs/benchmarks.md
 
 from __future__ import annotations
 
+import logging
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
 from histoviewer.core.models.model_file import load_model, read_model_info
 from histoviewer.core.paths import bundled_resources_dir, user_models_dir
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_MODEL_FILES",
@@ -87,13 +91,28 @@ def open_model(spec: str | Path, device: str = "auto") -> PatchClassifier:
     return load_model(resolve_model_path(spec), device=device)
 
 
+def _is_model_file(path: Path) -> bool:
+    """A regular file (symlinks followed); anything else in the models folder (a FIFO, which
+    would block the scan for ever, a device, a folder named ``*.safetensors``) is skipped
+    with a warning, by ``os.stat`` alone."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        log.warning("%s: skipped in the models folder: %s", path, exc.strerror or exc)
+        return False
+    if not stat.S_ISREG(mode):
+        log.warning("%s: skipped in the models folder: not a regular file", path)
+        return False
+    return True
+
+
 def available_models() -> list[AvailableModel]:
     """The default models, then every ``*.safetensors`` in the user's models folder."""
     found: list[AvailableModel] = []
     entries = [(key, _default_model_path(key)) for key in DEFAULT_MODEL_FILES]
     folder = user_models_dir()
     if folder.is_dir():
-        entries += [(str(p), p) for p in sorted(folder.glob("*" + MODEL_SUFFIX))]
+        entries += [(str(p), p) for p in sorted(folder.glob("*" + MODEL_SUFFIX)) if _is_model_file(p)]
     for key, path in entries:
         try:
             found.append(AvailableModel(key, path, read_model_info(path)))

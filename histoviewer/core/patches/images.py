@@ -19,6 +19,7 @@ from histoviewer.core.errors import PatchDataError
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.patches.base import PatchSet
 from histoviewer.core.patches.resample import to_model_scale
+from histoviewer.core.safe_input import require_regular_file
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -46,6 +47,7 @@ def list_images(directory: Path) -> list[Path]:
 
 def load_image(path: Path) -> np.ndarray:
     """uint8 ``(h, w, 3)`` RGB, or ``(h, w, 4)`` RGBA when the file has transparency."""
+    require_regular_file(path, "image", PatchDataError)  # a FIFO would block for ever
     try:
         with Image.open(path) as im:
             im.load()

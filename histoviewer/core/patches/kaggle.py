@@ -15,6 +15,7 @@ import numpy as np
 from histoviewer.core.errors import PatchDataError
 from histoviewer.core.input_spec import PCAM_MPP_UM, InputSpec
 from histoviewer.core.patches.images import ImageFilesPatchSet
+from histoviewer.core.safe_input import require_regular_file
 
 __all__ = ["KAGGLE_LABELS_CSV", "KAGGLE_SPLITS", "open_kaggle", "read_kaggle_labels"]
 
@@ -27,6 +28,7 @@ def read_kaggle_labels(csv_path: Path) -> dict[str, int]:
     """``{id: label}`` from ``train_labels.csv``; errors name the file and line."""
     labels: dict[str, int] = {}
     first_line: dict[str, int] = {}
+    require_regular_file(csv_path, "label file", PatchDataError)  # a FIFO would block for ever
     try:
         with csv_path.open(newline="", encoding="utf-8-sig") as f:
             rows = csv.reader(f)

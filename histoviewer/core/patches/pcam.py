@@ -18,6 +18,7 @@ from histoviewer.core.errors import PatchDataError
 from histoviewer.core.input_spec import PCAM_MPP_UM, InputSpec
 from histoviewer.core.patches.base import IndexIds, PatchSet
 from histoviewer.core.patches.resample import to_model_scale
+from histoviewer.core.safe_input import require_regular_file
 
 __all__ = ["PCAM_SPLITS", "PCamPatchSet", "find_pcam_files", "open_pcam", "read_rows"]
 
@@ -87,6 +88,7 @@ class PCamPatchSet(PatchSet):
     ) -> None:
         super().__init__(spec)
         self.source_mpp = float(source_mpp)
+        require_regular_file(x_path, "PatchCamelyon x file", PatchDataError)  # a FIFO would block
         try:
             self._file = h5py.File(x_path, "r")
         except OSError as exc:
@@ -120,6 +122,7 @@ class PCamPatchSet(PatchSet):
         self.x_path, self.y_path = x_path, y_path
 
     def _read_labels(self, y_path: Path, h5py) -> np.ndarray:
+        require_regular_file(y_path, "PatchCamelyon y file", PatchDataError)
         try:
             with h5py.File(y_path, "r") as f:
                 if "y" not in f:

@@ -15,16 +15,29 @@ from histoviewer.core.errors import SlideOpenError
 from histoviewer.core.slide.info import SlideInfo
 from histoviewer.core.slide.reader import SlideReader, composite_on_white
 
-# A flat image is held in memory whole; beyond this a pyramidal format is the right tool.
-MAX_FLAT_PIXELS = 400_000_000
+# A flat image is held in memory whole (about 7 bytes a pixel while it is decoded: 0.7 GB
+# here); beyond this a pyramidal format is the right tool.
+MAX_FLAT_PIXELS = 100_000_000
+# The most pixels one byte of a complete file can code, per format: a JPEG needs at least one
+# bit per 8 x 8 block (512 px a byte), deflate (PNG, TIFF) at most ~1032:1 on 1-bit rows
+# (~8300 px a byte). A file declaring more pixels than its bytes can hold is truncated or a
+# decompression bomb (a 631-byte JPEG declaring 20000 x 20000 px cost 46 s and 9.6 GB):
+# refused from its header, before anything is decoded.
+_MAX_PIXELS_PER_BYTE = {"JPEG": 1024, "MPO": 1024}
+_MAX_PIXELS_PER_BYTE_OTHER = 10_000
 _MIN_LEVEL_SIDE = 512
 
 
-def _downsample2(rgb: np.ndarray) -> np.ndarray:
-    """Halve an RGB image by 2x2 averaging (odd edge rows/columns are dropped)."""
+def _downsample2(rgb: np.ndarray, rows_per_strip: int = 1024) -> np.ndarray:
+    """Halve an RGB image by 2x2 averaging (odd edge rows/columns are dropped), a strip of
+    rows at a time so that the 16-bit sums never cost more than one strip."""
     h, w = rgb.shape[0] // 2 * 2, rgb.shape[1] // 2 * 2
-    view = rgb[:h, :w].reshape(h // 2, 2, w // 2, 2, 3).astype(np.uint16)
-    return ((view.sum(axis=(1, 3)) + 2) // 4).astype(np.uint8)
+    out = np.empty((h // 2, w // 2, 3), np.uint8)
+    for y in range(0, h, rows_per_strip):
+        strip = rgb[y : min(y + rows_per_strip, h), :w]
+        view = strip.reshape(strip.shape[0] // 2, 2, w // 2, 2, 3).astype(np.uint16)
+        out[y // 2 : y // 2 + view.shape[0]] = (view.sum(axis=(1, 3), dtype=np.uint16) + 2) // 4
+    return out
 
 
 def _mpp_from_pil(image: Image.Image) -> tuple[float | None, float | None]:
@@ -43,6 +56,23 @@ def _mpp_from_pil(image: Image.Image) -> tuple[float | None, float | None]:
         return None, None
 
 
+def _check_declared_size(path: Path, image: Image.Image) -> None:
+    """Refuse, from the header alone, an image larger than ``MAX_FLAT_PIXELS`` or declaring
+    more pixels than its file's bytes can code (``_MAX_PIXELS_PER_BYTE``)."""
+    pixels = image.width * image.height
+    if pixels > MAX_FLAT_PIXELS:
+        raise SlideOpenError(
+            f"{path}: a flat {image.width}x{image.height} image is too large to open whole "
+            f"(more than {MAX_FLAT_PIXELS // 1_000_000} M px); convert it to a tiled pyramidal TIFF")
+    n_bytes = max(path.stat().st_size, 1)
+    limit = _MAX_PIXELS_PER_BYTE.get(image.format or "", _MAX_PIXELS_PER_BYTE_OTHER)
+    if pixels > limit * n_bytes:
+        raise SlideOpenError(
+            f"{path}: declares {image.width}x{image.height} px but holds only {n_bytes} bytes, "
+            f"fewer than any complete {image.format or 'image'} of that size needs: truncated, or "
+            "a decompression bomb; refused")
+
+
 class ImageReader(SlideReader):
     """A flat RGB image presented as a slide (mpp from TIFF resolution tags, if any)."""
 
@@ -50,14 +80,17 @@ class ImageReader(SlideReader):
         Image.MAX_IMAGE_PIXELS = MAX_FLAT_PIXELS
         try:
             with Image.open(path) as image:
-                if image.width * image.height > MAX_FLAT_PIXELS:
-                    raise SlideOpenError(
-                        f"{path}: a flat {image.width}x{image.height} image is too large to open "
-                        "whole; convert it to a tiled pyramidal TIFF"
-                    )
+                _check_declared_size(path, image)
                 mpp_x, mpp_y = _mpp_from_pil(image)
-                rgb = composite_on_white(np.asarray(image.convert("RGBA")))
-        except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+                if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                    rgb = composite_on_white(np.asarray(image.convert("RGBA")))
+                else:  # no alpha: straight to RGB (an RGBA copy of a large image costs 4 B/px)
+                    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        except Image.DecompressionBombError as exc:
+            raise SlideOpenError(
+                f"{path}: declares more than {2 * MAX_FLAT_PIXELS // 1_000_000} M px, too large to "
+                "open as a flat image (a decompression bomb, or an image for a pyramidal TIFF)") from exc
+        except UnidentifiedImageError as exc:
             raise SlideOpenError(f"{path}: not a slide or image format HistoViewer can read") from exc
         except OSError as exc:
             raise SlideOpenError(f"{path}: the image data is broken: {exc}") from exc

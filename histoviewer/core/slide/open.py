@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from histoviewer.core.errors import SlideOpenError
+from histoviewer.core.safe_input import require_regular_file
 from histoviewer.core.slide.image_backend import ImageReader
 from histoviewer.core.slide.openslide_backend import OpenSlideReader
 from histoviewer.core.slide.reader import SlideReader
@@ -21,6 +22,7 @@ def _check_file(path: Path) -> None:
     if path.is_dir():
         # MRXS and DICOM slides are chosen by their index file, not the folder.
         raise SlideOpenError(f"{path}: is a directory, not a slide file (choose the slide file inside it)")
+    require_regular_file(path, "slide", SlideOpenError)  # a FIFO would block the readers for ever
     if not os.access(path, os.R_OK):
         raise SlideOpenError(f"{path}: permission denied (the file is not readable by this user)")
     if path.stat().st_size == 0:

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from pathlib import Path
 
 import numpy as np
 import openslide
+from PIL import Image
 
 from histoviewer.core.errors import SlideOpenError, SlideReadError
 from histoviewer.core.slide.info import SlideInfo
 from histoviewer.core.slide.reader import SlideReader, composite_on_white, rgb_of_rgba
 
 log = logging.getLogger(__name__)
+
+# A thumbnail may read this many pixels of one level at once (64 MB as RGBA): above it the
+# level is shrunk block by block, and above MAX_THUMBNAIL_SOURCE_PIXELS (about 46000 x 46000,
+# ~20 s of decoding) it is refused: only a slide without a pyramid gets there.
+THUMBNAIL_DIRECT_PIXELS = 16 * 1024 * 1024
+MAX_THUMBNAIL_SOURCE_PIXELS = 2**31
+_THUMBNAIL_BLOCK_PX = 4096
+# A 75 mm glass slide at 0.1 um/px (finer than any scanner) is 750,000 px long.
+MAX_SLIDE_SIDE_PX = 1_000_000
 
 
 def _float_property(props: dict[str, str], key: str) -> float | None:
@@ -23,6 +34,16 @@ def _float_property(props: dict[str, str], key: str) -> float | None:
     except (KeyError, ValueError):
         return None
     return value if value > 0 else None
+
+
+def _check_dimensions(path: Path, level_dimensions: tuple[tuple[int, int], ...]) -> None:
+    """Refuse a file declaring a level larger than any glass slide: 75 mm at 0.1 um/px is
+    750,000 px. Every size derived from it (analysis grids, masks, exports) would be absurd."""
+    for w, h in level_dimensions:
+        if max(w, h) > MAX_SLIDE_SIDE_PX:
+            raise SlideOpenError(
+                f"{path}: declares a level of {w} x {h} px, larger than any scanned glass slide "
+                f"(at most {MAX_SLIDE_SIDE_PX:,} px a side); refused as damaged or hostile")
 
 
 class OpenSlideReader(SlideReader):
@@ -44,6 +65,7 @@ class OpenSlideReader(SlideReader):
             raise SlideOpenError(f"{path}: OpenSlide cannot open this file: {exc}") from exc
         self._generation = 0
         self.info = self._read_info()
+        _check_dimensions(path, self.info.level_dimensions)
 
     def _read_info(self) -> SlideInfo:
         props = dict(self._slide.properties)
@@ -93,12 +115,43 @@ class OpenSlideReader(SlideReader):
         return rgb_of_rgba(np.asarray(image))
 
     def thumbnail(self, max_size: int) -> np.ndarray:
+        """The slide fitted in ``max_size`` px. OpenSlide's own thumbnail reads the best level
+        for it whole, which for a slide without a pyramid (one 10^5 x 10^5 px level) is tens of
+        GB: above ``THUMBNAIL_DIRECT_PIXELS`` we shrink that level block by block instead
+        (memory: one block), and above ``MAX_THUMBNAIL_SOURCE_PIXELS`` refuse."""
+        level = self._slide.get_best_level_for_downsample(
+            max(d / max_size for d in self.info.level_dimensions[0]))
+        lv_w, lv_h = self.info.level_dimensions[level]
+        if lv_w * lv_h > THUMBNAIL_DIRECT_PIXELS:
+            if lv_w * lv_h > MAX_THUMBNAIL_SOURCE_PIXELS:
+                raise SlideReadError(
+                    f"{self._path}: a thumbnail would have to read {lv_w} x {lv_h} px (the slide has "
+                    f"no smaller level), more than {MAX_THUMBNAIL_SOURCE_PIXELS / 1e9:.1f} G px; "
+                    "refused. Convert it to a pyramidal TIFF (e.g. with libvips) to view it")
+            return self._thumbnail_by_blocks(level, max_size)
         try:
             image = self._slide.get_thumbnail((max_size, max_size))
         except openslide.OpenSlideError as exc:
             self._recover(self._generation)
             raise SlideReadError(f"{self._path}: cannot read a thumbnail: {exc}") from exc
         return composite_on_white(np.asarray(image.convert("RGBA")))
+
+    def _thumbnail_by_blocks(self, level: int, max_size: int) -> np.ndarray:
+        """``level`` shrunk by a whole factor with a box average, one block of about
+        ``_THUMBNAIL_BLOCK_PX`` square at a time, then fitted to ``max_size`` (Lanczos)."""
+        lv_w, lv_h = self.info.level_dimensions[level]
+        ds = self.info.level_downsamples[level]
+        factor = max(1, max(lv_w, lv_h) // max_size)  # the shrunk image is at least max_size
+        block = factor * max(1, _THUMBNAIL_BLOCK_PX // factor)
+        out = Image.new("RGB", (math.ceil(lv_w / factor), math.ceil(lv_h / factor)), "white")
+        for y in range(0, lv_h, block):
+            for x in range(0, lv_w, block):
+                w, h = min(block, lv_w - x), min(block, lv_h - y)
+                rgb = self.read_region(int(x * ds), int(y * ds), level, w, h)
+                piece = Image.fromarray(np.ascontiguousarray(rgb)).reduce(factor)
+                out.paste(piece, (x // factor, y // factor))
+        out.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
+        return np.asarray(out)
 
     def associated_image(self, name: str) -> np.ndarray:
         try:

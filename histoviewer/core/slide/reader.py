@@ -45,6 +45,8 @@ class SlideReader(abc.ABC):
         """
         level = self.info.level_count - 1
         lv_w, lv_h = self.info.level_dimensions[level]
+        if lv_w * lv_h > 16 * 1024 * 1024:  # no small level (no pyramid): bounded, by blocks
+            return self.thumbnail(max_side)
         rgb = self.read_region(0, 0, level, lv_w, lv_h)
         factor = math.ceil(max(lv_w, lv_h) / max_side)
         if factor <= 1:
