@@ -38,6 +38,8 @@ SHIPPED_WEIGHTS: dict[str, ShippedCaution] = {
         ShippedCaution("cnn-pcam.safetensors", False, _PCAM_CAVEAT),
     "fcb7a63a001a36732098dfbb84a75023d56f3d2705a15183e19daaaecc893fac":
         ShippedCaution("handcrafted-pcam.safetensors", False, _PCAM_CAVEAT),
+    "c85e628fc47d5ac10dcbb9a3af4171dd48b0a3f80618b4df248ab39541616fcc":
+        ShippedCaution("cnn-pcam-resnet.safetensors", False, _PCAM_CAVEAT),
 }
 
 
