@@ -229,3 +229,46 @@ def test_gzip_bomb_and_truncated_gzip_are_refused(tmp_path, monkeypatch):
         load_annotations(cut)
     with pytest.raises(AnnotationFormatError, match="is read, not written|unknown annotation format"):
         save_annotations(tmp_path / "out.geojson.gz", AnnotationSet())
+
+
+# --- the regions API the metrics build on ---------------------------------------------------
+
+def test_read_regions_gives_one_rule_for_every_format(tmp_path):
+    from histoviewer.core.annotations.regions import read_regions
+
+    aset = AnnotationSet((
+        Annotation(K.POLYGON, square(0, 0, 100), class_name="_0", name="t", l0_holes=(square(40, 40, 10),)),
+        Annotation(K.POLYGON, square(500, 500, 30), class_name="_2", name="lone exclusion"),
+        Annotation(K.RECTANGLE, ((200, 200), (260, 240)), class_name="Normal", name="n"),
+        Annotation(K.POINTS, ((1, 1), (2, 2)), class_name="_0", name="dots"),
+    ), (AnnotationClass("_0", (255, 0, 0), True), AnnotationClass("_2", (0, 160, 0)),
+        AnnotationClass("Normal", (0, 160, 0))))
+    seen = []
+    for name in ("t.xml", "t.geojson"):
+        save_annotations(tmp_path / name, aset)
+        got = read_regions(tmp_path / name)
+        assert got.without_area == 1
+        seen.append([(r.name, r.class_name, r.is_tumour, r.is_exclusion, r.is_region, r.exterior.shape,
+                      [h.tolist() for h in r.holes]) for r in got.regions])
+    assert seen[0] == seen[1] == [
+        ("t", "_0", True, False, True, (4, 2), [[list(p) for p in square(40, 40, 10)]]),
+        ("lone exclusion", "_2", False, True, True, (4, 2), []),
+        ("n", "Normal", False, False, True, (4, 2), []),
+    ]
+    cells = tmp_path / "cells.geojson"
+    cells.write_text(json.dumps(QUPATH_DETECTIONS))
+    got = read_regions(cells)
+    assert all(r.is_tumour and not r.is_region for r in got.regions)  # the caller sees what they are
+
+
+def test_patch_labels_keep_the_exclusions_that_became_holes(shared_data):
+    from histoviewer.core.patches.slide_patches import read_tumour_polygons
+
+    src = shared_data / "annotations" / "camelyon16-train" / "Tumor_016.json"
+    if not src.is_file():
+        pytest.skip(f"{src} missing")
+    raw = json.loads(src.read_text())
+    pos, neg = read_tumour_polygons(src)
+    assert len(neg) == len(raw["negative"])  # inside a tumour polygon (holes) or not
+    assert sorted(map(len, neg)) == sorted(len(n["vertices"]) - (n["vertices"][0] == n["vertices"][-1])
+                                           for n in raw["negative"])
