@@ -12,7 +12,14 @@ annotations cannot be saved asks first (``ask_close_unsaved``).
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QMessageBox, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QWidget,
+)
 
 __all__ = ["AutosaveBanner", "ask_close_unsaved"]
 
@@ -82,16 +89,18 @@ class AutosaveBanner(QFrame):
         self.show()
         self.raise_()
 
-    def place(self) -> None:
-        """Across the top of the parent (the view), below nothing, above the slide."""
+    def place(self, right_reserved_px: int | None = None) -> None:
+        """At the top left of the parent (the view), clear of ``right_reserved_px`` on the
+        right (the overview); the last reservation is kept for later calls."""
+        if right_reserved_px is not None:
+            self._right_reserved = right_reserved_px
         parent = self.parentWidget()
         if parent is None:
             return
-        width = min(parent.width() - 2 * BANNER_MARGIN_PX, BANNER_MAX_WIDTH_PX)
-        width = max(width, 200)
-        self.setFixedWidth(width)
+        room = parent.width() - getattr(self, "_right_reserved", 0) - 2 * BANNER_MARGIN_PX
+        self.setFixedWidth(max(min(room, BANNER_MAX_WIDTH_PX), 240))
         self.adjustSize()
-        self.move(max((parent.width() - width) // 2, 0), BANNER_MARGIN_PX)
+        self.move(BANNER_MARGIN_PX, BANNER_MARGIN_PX)
 
 
 def ask_close_unsaved(parent: QWidget, message: str) -> bool:

@@ -90,7 +90,7 @@ class SlideTab(QWidget):
         self.minimap.move(self.view.width() - self.minimap.width() - MINIMAP_MARGIN, MINIMAP_MARGIN)
         self.legend.move(self.view.width() - self.legend.width() - LEGEND_MARGIN,
                          self.view.height() - self.legend.height() - LEGEND_MARGIN)
-        self.autosave_banner.place()
+        self.autosave_banner.place(self.minimap.width() + 2 * MINIMAP_MARGIN)
 
     # -- AI overlay -----------------------------------------------------------------------------
     def start_heatmap(self, options: LiveOptions, style: HeatmapStyle, show: bool = True) -> None:

@@ -23,7 +23,11 @@ from histoviewer.core.annotations import (
     slide_label,
 )
 from histoviewer.core.annotations.asap_xml import asap_xml_bytes, parse_asap_xml
-from histoviewer.core.annotations.geojson_io import geojson_bytes, parse_geojson, read_geojson
+from histoviewer.core.annotations.geojson_io import (
+    geojson_bytes,
+    parse_geojson,
+    read_geojson,
+)
 from histoviewer.core.annotations.shapes import ObjectKind
 from histoviewer.core.errors import AnnotationFormatError
 
@@ -107,7 +111,7 @@ def _camelyon_mask(xml: bytes, shape: tuple[int, int]) -> np.ndarray:
     """What CAMELYON16's mask tool makes of an ASAP file: groups _0 and _1 painted 1, then
     _2 painted 0 (ASAP AnnotationToMask, label map {_0: 1, _1: 1, _2: 0}, in that order)."""
     mask = np.zeros(shape, np.uint8)
-    blocks = re.findall(r'<Annotation [^>]*PartOfGroup="([^"]*)"[^>]*>(.*?)</Annotation>', xml.decode(), re.S)
+    blocks = re.findall(r'<Annotation [^>]*PartOfGroup="([^"]*)"[^>]*>(.*?)</Annotation>', xml.decode(), re.DOTALL)
     for group, value in (("_0", 1), ("_1", 1), ("_2", 0)):
         for g, body in blocks:
             if g == group:
@@ -198,13 +202,13 @@ def test_lesion_values_go_in_qupath_measurements_and_ellipses_keep_is_ellipse():
 @pytest.mark.parametrize("text", [
     # a bare geometry, a bare Feature, a FeatureCollection, a list (QuPath 0.2)
     '{"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [10, 10], [0, 0]]]}',
-    '{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [10, 10], [0, 0]]]},'
-    ' "properties": {"classification": "Tumor"}}',
-    '{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Polygon", '
-    '"coordinates": [[[0, 0], [10, 0], [10, 10], [0, 0]]]}, "properties": {"classification": "Tumor: Positive",'
-    ' "measurements": [{"name": "Area", "value": 50}]}}]}',
-    '[{"type": "Feature", "id": "PathAnnotationObject", "geometry": {"type": "Polygon", '
-    '"coordinates": [[[0, 0], [10, 0], [10, 10], [0, 0]]]}, "properties": {"classification": {}}}]',
+    ('{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [10, 10], [0, 0]]]},'
+     ' "properties": {"classification": "Tumor"}}'),
+    ('{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Polygon", '
+     '"coordinates": [[[0, 0], [10, 0], [10, 10], [0, 0]]]}, "properties": {"classification": "Tumor: Positive",'
+     ' "measurements": [{"name": "Area", "value": 50}]}}]}'),
+    ('[{"type": "Feature", "id": "PathAnnotationObject", "geometry": {"type": "Polygon", '
+     '"coordinates": [[[0, 0], [10, 0], [10, 10], [0, 0]]]}, "properties": {"classification": {}}}]'),
 ])
 def test_every_geojson_shape_qupath_accepts_is_read(tmp_path, text):
     for name, data in (("a.geojson", text.encode()), ("a.geojson.gz", gzip.compress(text.encode()))):
@@ -268,7 +272,7 @@ def test_patch_labels_keep_the_exclusions_that_became_holes(shared_data):
     if not src.is_file():
         pytest.skip(f"{src} missing")
     raw = json.loads(src.read_text())
-    pos, neg = read_tumour_polygons(src)
+    _pos, neg = read_tumour_polygons(src)
     assert len(neg) == len(raw["negative"])  # inside a tumour polygon (holes) or not
     assert sorted(map(len, neg)) == sorted(len(n["vertices"]) - (n["vertices"][0] == n["vertices"][-1])
                                            for n in raw["negative"])

@@ -3,7 +3,6 @@ the limits), and parsing time is linear in the input."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -17,16 +16,19 @@ from histoviewer.core.annotations import (
     AnnotationDocument,
     AnnotationSet,
     ShapeKind,
+    limits,
     load_annotations,
     save_annotations,
 )
-from histoviewer.core.annotations import limits
 from histoviewer.core.annotations.asap_xml import parse_asap_xml
 from histoviewer.core.annotations.geojson_io import parse_geojson
-from histoviewer.core.annotations.sanitize import REPLACEMENT
+from histoviewer.core.annotations.sanitize import REPLACEMENT, Replacements
 from histoviewer.core.annotations.shapes import ObjectKind
-from histoviewer.core.annotations.store import Autosaver, autosave_candidates, save_document
-from histoviewer.core.annotations.sanitize import Replacements
+from histoviewer.core.annotations.store import (
+    Autosaver,
+    autosave_candidates,
+    save_document,
+)
 from histoviewer.core.errors import AnnotationFormatError
 
 K = ShapeKind

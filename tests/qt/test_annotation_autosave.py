@@ -10,8 +10,7 @@ import json
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
-from histoviewer.core.annotations import Annotation, ShapeKind, load_annotations
-from histoviewer.core.annotations import store
+from histoviewer.core.annotations import Annotation, ShapeKind, load_annotations, store
 from histoviewer.core.annotations.store import autosave_candidates
 from histoviewer.core.tiles.viewport import Viewport
 
