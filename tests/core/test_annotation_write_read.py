@@ -3,6 +3,7 @@ the limits), and parsing time is linear in the input."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -238,3 +239,17 @@ def test_autosave_saves_everything_it_can(tmp_path):
     assert tuple(rep.messages()) == saver.last_replacements == (
         "1 names with invalid characters (lone surrogates) replaced by U+FFFD",
         "1 non-finite property values (NaN/Infinity) written as null")
+
+
+def test_deeply_nested_groups_and_multipart_features_are_bounded(monkeypatch):
+    depth = 100_000  # each Group outside AnnotationGroups scanned the whole element stack
+    data = b"<ASAP_Annotations>" + b'<Group Name="g">' * depth + b"</Group>" * depth + b"</ASAP_Annotations>"
+    start = time.perf_counter()
+    parse_asap_xml(data, "deep.xml")
+    assert time.perf_counter() - start < 10
+    # a MultiPolygon of many parts is many annotations: the annotation limit counts each
+    monkeypatch.setattr(limits, "MAX_ANNOTATIONS", 50)
+    part = [[[0, 0], [1, 0], [1, 1], [0, 0]]]
+    doc = {"type": "MultiPolygon", "coordinates": [part] * 60}
+    with pytest.raises(AnnotationFormatError, match="more than 50 annotations"):
+        parse_geojson(json.dumps(doc).encode(), "parts.geojson")

@@ -277,6 +277,8 @@ class _AsapHandler(ContentHandler):
         self._attrib: dict[str, str] | None = None
         self._coords: list[tuple[int, float, float]] = []
         self._line = 0
+        self._groups_open = 0  # AnnotationGroups elements open (a counter: scanning the stack
+        # at every Group made deeply nested hostile files quadratic)
 
     def setDocumentLocator(self, locator: Any) -> None:  # noqa: N802 - SAX API
         self.locator = locator
@@ -293,6 +295,8 @@ class _AsapHandler(ContentHandler):
         if not self.stack and name != "ASAP_Annotations":
             raise self.fail(f"root element is {name!r}, not ASAP_Annotations")
         self.stack.append(name)
+        if name == "AnnotationGroups":
+            self._groups_open += 1
         if name == "Coordinate" and self._attrib is not None:
             coords = self._coords
             try:
@@ -310,7 +314,7 @@ class _AsapHandler(ContentHandler):
         elif name == "Annotation":
             self._attrib, self._coords = dict(attrs.items()), []
             self._line = self.locator.getLineNumber() if self.locator is not None else 0
-        elif name == "Group" and "AnnotationGroups" in self.stack:
+        elif name == "Group" and self._groups_open:
             gname = attrs.get("Name")
             if gname and gname != NO_GROUP:
                 try:
@@ -321,6 +325,8 @@ class _AsapHandler(ContentHandler):
 
     def endElement(self, name: str) -> None:  # noqa: N802 - SAX API
         self.stack.pop()
+        if name == "AnnotationGroups":
+            self._groups_open -= 1
         if name == "Annotation" and self._attrib is not None:
             self.budget.annotation(f"annotation {len(self.pending)} ({self._attrib.get('Name', '')!r})",
                                    len(self._coords))

@@ -336,7 +336,8 @@ class _Reader:
         else:
             self.warnings.append(f"feature {i} ({name!r}): geometry {str(gtype)[:40]!r} not supported; skipped")
             return []
-        self.budget.annotation(f"feature {i}", sum(len(p) + sum(map(len, h)) for _, p, h in parts))
+        for k, (_, p, h) in enumerate(parts):  # each part becomes an annotation: each is counted
+            self.budget.annotation(f"feature {i}" + (f" part {k}" if k else ""), len(p) + sum(map(len, h)))
 
         out = []
         for kind, pts, holes in parts:
