@@ -115,3 +115,14 @@ def test_qupath_cells_are_shown_counted_not_staged_nor_moved(window, qtbot, tab,
     assert tab.annotation_tools.selected == cell.uid  # selectable (to inspect, reclassify, delete) ...
     assert doc.get(cell.uid).l0_points == cell.l0_points and doc.undo_text.startswith("Import")  # ... not moved
     assert "cell from another tool: never sized or staged" in panel.measure_label.text()
+
+
+def test_cells_alone_do_not_make_an_annotated_negative_node(window, qtbot, tab, slide, tmp_path):
+    """Case staging takes an open slide's annotations as the node's label: QuPath cells alone
+    must not turn a node nobody annotated into an annotated 'negative'."""
+    src = tmp_path / "cells.geojson"
+    src.write_text(json.dumps(QUPATH_CELLS))
+    assert window.annotation_actions.import_file(src)
+    assert window.cases._annotation_label_of(slide) is None
+    tab.annotations.add(Annotation(ShapeKind.RECTANGLE, ((10, 10), (90, 90)), class_name="Normal"))
+    assert window.cases._annotation_label_of(slide).label == "negative"
