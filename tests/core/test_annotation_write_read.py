@@ -160,7 +160,7 @@ def test_writer_refuses_before_writing_what_the_reader_would_refuse(tmp_path, mo
     for name in ("big.xml", "big.geojson"):
         target = tmp_path / name
         target.write_text("previous")
-        with pytest.raises(AnnotationFormatError, match=rf"{name}: the annotations would make a .* MiB file"):
+        with pytest.raises(AnnotationFormatError, match=rf"{name}: the annotations would make a file of at least .* MiB"):
             save_annotations(target, many)
         assert target.read_text() == "previous"  # untouched
     monkeypatch.setattr(limits, "MAX_FILE_BYTES", 256 << 20)

@@ -141,6 +141,20 @@ def _group(class_name: str | None) -> str:
     return NONE_CLASS_GROUP if class_name == NO_GROUP else class_name
 
 
+def _coordinate_lines(pts) -> list[str]:
+    return [f'\t\t\t\t<Coordinate Order="{order}" X="{_fmt(x)}" Y="{_fmt(y)}" />\n' for order, (x, y) in enumerate(pts)]
+
+
+def _estimated_bytes(aset: AnnotationSet, sample: int = 32) -> int:
+    """A slight underestimate of the XML size from the first few vertices of each shape."""
+    total = 0
+    for ann in aset.annotations:
+        if ann.is_region and ann.n_vertices > sample:
+            lines = _coordinate_lines(ann.l0_points[:sample])
+            total += int(0.9 * sum(map(len, lines)) / len(lines) * ann.n_vertices)
+    return total
+
+
 def asap_xml_bytes(aset: AnnotationSet, replacements: Replacements | None = None,
                    target: str = "ASAP XML") -> bytes:
     """The ASAP XML document for ``aset`` (UTF-8, with XML declaration, tab-indented as
@@ -151,8 +165,10 @@ def asap_xml_bytes(aset: AnnotationSet, replacements: Replacements | None = None
     budget = VertexBudget(target, writing=True)
     classes = {c.name: c for c in aset.classes}
     out = ["<?xml version='1.0' encoding='utf-8'?>\n<ASAP_Annotations>\n"]
+    check_output_size(target, _estimated_bytes(aset))  # early: building a too-large text takes long
     used: dict[str, None] = {}
-    body = []
+    body: list[str] = []
+    built = mark = 0
     for ann in aset.annotations:
         if not ann.is_region:
             continue  # see asap_losses: mask tools would paint a "Tumor" cell as tumour
@@ -174,9 +190,14 @@ def asap_xml_bytes(aset: AnnotationSet, replacements: Replacements | None = None
             body.append(f"\t\t<Annotation Name={quoteattr(rep.xml(name, 'names'))} Type={quoteattr(typ)} "
                         f"PartOfGroup={quoteattr(rep.xml(grp, 'class names'))} "
                         f"Color={quoteattr(rep.xml(str(ring_color), 'colours'))}>\n\t\t\t<Coordinates>\n")
-            body.extend(f'\t\t\t\t<Coordinate Order="{order}" X="{_fmt(x)}" Y="{_fmt(y)}" />\n'
-                        for order, (x, y) in enumerate(ring))
+            body.extend(_coordinate_lines(ring))
             body.append("\t\t\t</Coordinates>\n\t\t</Annotation>\n")
+            # Stop as soon as the text is over the limit, not after building all of it
+            # (characters: at least the bytes; the exact check follows the encoding).
+            built += sum(len(t) for t in body[mark:])
+            mark = len(body)
+            if built > limits.MAX_FILE_BYTES:
+                check_output_size(target, built)
     out.append("\t<Annotations>\n" + "".join(body) + "\t</Annotations>\n" if body else "\t<Annotations />\n")
     default_names = {c.name for c in DEFAULT_CLASSES}
     groups = [c for c in aset.classes if c.name in used or c.name not in default_names]

@@ -59,6 +59,7 @@ FORMAT_VERSION = 1
 DEFAULT_CLASS = "Tumor"
 DEFAULT_COLOR = (200, 0, 0)
 _OWN_PROPS = frozenset({"objectType", "object_type", "name", "classification", FORMAT_KEY})
+SIZE_SAMPLE_VERTICES = 32  # vertices per annotation written to estimate a file's size
 NUCLEUS_KEY = "nucleusGeometry"  # a QuPath cell's nucleus (feature member; kept in properties here)
 _QUPATH_MAPS = frozenset({"measurements", "metadata", NUCLEUS_KEY})
 
@@ -157,6 +158,19 @@ def geojson_dict(aset: AnnotationSet, meta: Mapping[str, Any] | None = None,
     }
 
 
+def _estimated_bytes(aset: AnnotationSet) -> int:
+    """A slight underestimate of the GeoJSON size: each annotation's vertices at the
+    length of its first few as written (the rest of a feature is small beside them)."""
+    total = 0
+    for ann in aset.annotations:
+        n = ann.n_vertices
+        if n <= SIZE_SAMPLE_VERTICES:
+            continue
+        sample = json.dumps(_ring_json(ann.l0_points[:SIZE_SAMPLE_VERTICES], False), separators=(",", ":"))
+        total += int(0.9 * len(sample) / min(len(ann.l0_points), SIZE_SAMPLE_VERTICES) * n)
+    return total
+
+
 def geojson_bytes(aset: AnnotationSet, meta: Mapping[str, Any] | None = None,
                   replacements: Replacements | None = None, target: str = "GeoJSON") -> bytes:
     """The UTF-8 GeoJSON text for ``aset``. Never fails on a value (see ``sanitize``);
@@ -164,6 +178,7 @@ def geojson_bytes(aset: AnnotationSet, meta: Mapping[str, Any] | None = None,
     budget = VertexBudget(target, writing=True)
     for i, ann in enumerate(aset.annotations):
         budget.annotation(f"annotation {i} ({ann.name!r})", ann.n_vertices)
+    check_output_size(target, _estimated_bytes(aset))  # early: building a too-large text takes minutes
     # Compact separators keep json on its C encoder (indent switches to pure Python: 10x slower).
     text = json.dumps(geojson_dict(aset, meta, replacements), separators=(",", ":"), allow_nan=False,
                       ensure_ascii=False)

@@ -84,9 +84,9 @@ def check_output_size(target: str, n_bytes: int) -> None:
     """Refuse (before anything is written) an annotation file our own reader would refuse."""
     if n_bytes > limits.MAX_FILE_BYTES:
         raise AnnotationFormatError(
-            f"{target}: the annotations would make a {_mib(n_bytes)} file, more than the "
-            f"{_mib(limits.MAX_FILE_BYTES)} annotation files are read back at; not written "
-            "(split the annotations or use GeoJSON, which is smaller)")
+            f"{target}: the annotations would make a file of at least {n_bytes / (1024 * 1024):.1f} MiB, more "
+            f"than the {_mib(limits.MAX_FILE_BYTES)} annotation files are read back at; not written "
+            "(split the annotations, or use GeoJSON when writing XML: it is smaller)")
 
 
 class VertexBudget:
