@@ -48,8 +48,10 @@ def run_convert(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
+        detections = summary["detections"]
         print(f"{src} ({result.format}) -> {dst} ({summary['output_format']}): "
-              f"{summary['annotations']} annotations")
+              f"{summary['annotations'] - detections} annotations"
+              + (f", {detections} detections" if detections else ""))
         for w in warnings:
             print(f"warning: {w}")
     return 0

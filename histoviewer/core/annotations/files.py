@@ -42,7 +42,9 @@ def format_for(path: str | os.PathLike[str], *, writing: bool = False) -> str:
     Gzipped GeoJSON (``.geojson.gz``) is read, not written."""
     fmt = FORMATS.get(_suffix(path))
     gz = Path(path).suffix.lower() == ".gz"
-    if fmt is None or (gz and (writing or fmt != "geojson")):
+    if gz and writing and fmt == "geojson":
+        raise AnnotationFormatError(f"{path}: gzipped GeoJSON is read, not written; write .geojson")
+    if fmt is None or (gz and fmt != "geojson"):
         raise AnnotationFormatError(
             f"{path}: unknown annotation format {''.join(Path(path).suffixes[-2:])!r}; use .geojson/.json "
             "(QuPath; .geojson.gz is read too) or .xml (ASAP)")
