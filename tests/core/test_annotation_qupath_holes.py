@@ -276,3 +276,13 @@ def test_patch_labels_keep_the_exclusions_that_became_holes(shared_data):
     assert len(neg) == len(raw["negative"])  # inside a tumour polygon (holes) or not
     assert sorted(map(len, neg)) == sorted(len(n["vertices"]) - (n["vertices"][0] == n["vertices"][-1])
                                            for n in raw["negative"])
+
+
+def test_an_exclusion_polygon_with_its_own_hole_round_trips():
+    aset = AnnotationSet((
+        Annotation(K.POLYGON, square(0, 0, 100), class_name="_0", name="t", l0_holes=(square(10, 10, 10),)),
+        Annotation(K.POLYGON, square(300, 0, 100), class_name="_2", name="x", l0_holes=(square(320, 20, 10),)),
+    ), (AnnotationClass("_0", (255, 0, 0), True), AnnotationClass("_2", (0, 160, 0))))
+    back = parse_asap_xml(asap_xml_bytes(aset), "x.xml").annotation_set.annotations
+    assert [(a.name, a.class_name, a.l0_holes) for a in back] == \
+        [(a.name, a.class_name, a.l0_holes) for a in aset.annotations]

@@ -88,10 +88,10 @@ def attach_holes(anns: Sequence[Annotation], is_tumour: Callable[[str | None], b
             parent = anns[i]
             if i == j or i in absorbed or not _box_inside(cand, parent):
                 continue
-            if cand.class_name == EXCLUSION_GROUP:
-                if not is_tumour(parent.class_name):
-                    continue
-            elif parent.class_name != cand.class_name or parent.name != named.group("parent"):
+            own_hole = (named is not None and parent.class_name == cand.class_name
+                        and parent.name == named.group("parent"))  # a hole of a non-tumour polygon
+            exclusion = cand.class_name == EXCLUSION_GROUP and is_tumour(parent.class_name)
+            if not (own_hole or exclusion):
                 continue
             fits.append(i)
             if len(fits) >= MAX_PARENTS_TRIED:
