@@ -253,3 +253,17 @@ def test_deeply_nested_groups_and_multipart_features_are_bounded(monkeypatch):
     doc = {"type": "MultiPolygon", "coordinates": [part] * 60}
     with pytest.raises(AnnotationFormatError, match="more than 50 annotations"):
         parse_geojson(json.dumps(doc).encode(), "parts.geojson")
+
+
+def test_writer_counts_vertices_as_the_reader_will(tmp_path, monkeypatch):
+    """An ellipse is stored as 2 corners but written as a closed 128-gon (129 positions):
+    the writer counts what the reader will count."""
+    ellipses = AnnotationSet(tuple(Annotation(K.ELLIPSE, ((0, 0), (10 + i, 10))) for i in range(2)))
+    monkeypatch.setattr(limits, "MAX_TOTAL_VERTICES", 200)
+    with pytest.raises(AnnotationFormatError, match="more than 200 vertices in all .*not written"):
+        save_annotations(tmp_path / "e.geojson", ellipses)
+    with pytest.raises(AnnotationFormatError, match="more than 200 vertices in all .*not written"):
+        save_annotations(tmp_path / "e.xml", ellipses)
+    monkeypatch.setattr(limits, "MAX_TOTAL_VERTICES", 258)  # exactly what is written: accepted both ways
+    save_annotations(tmp_path / "e.geojson", ellipses)
+    assert len(load_annotations(tmp_path / "e.geojson").annotation_set.annotations) == 2

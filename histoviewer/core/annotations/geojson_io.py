@@ -158,13 +158,21 @@ def geojson_dict(aset: AnnotationSet, meta: Mapping[str, Any] | None = None,
     }
 
 
+def _written_vertices(ann: Annotation) -> int:
+    """Positions the feature of ``ann`` will hold, as the reader counts them (an ellipse is
+    written as its 128-gon, every ring closed by repeating its first vertex)."""
+    if ann.kind.is_area:
+        return len(ann.outline()) + 1 + sum(len(h) + 1 for h in ann.l0_holes)
+    return len(ann.l0_points)
+
+
 def _estimated_bytes(aset: AnnotationSet) -> int:
     """A slight underestimate of the GeoJSON size: each annotation's vertices at the
     length of its first few as written (the rest of a feature is small beside them)."""
     total = 0
     for ann in aset.annotations:
-        n = ann.n_vertices
-        if n <= SIZE_SAMPLE_VERTICES:
+        n = _written_vertices(ann)
+        if n <= SIZE_SAMPLE_VERTICES or ann.kind in (ShapeKind.RECTANGLE, ShapeKind.ELLIPSE):
             continue
         sample = json.dumps(_ring_json(ann.l0_points[:SIZE_SAMPLE_VERTICES], False), separators=(",", ":"))
         total += int(0.9 * len(sample) / min(len(ann.l0_points), SIZE_SAMPLE_VERTICES) * n)
@@ -177,7 +185,7 @@ def geojson_bytes(aset: AnnotationSet, meta: Mapping[str, Any] | None = None,
     ``AnnotationFormatError`` when the file would exceed what our reader accepts."""
     budget = VertexBudget(target, writing=True)
     for i, ann in enumerate(aset.annotations):
-        budget.annotation(f"annotation {i} ({ann.name!r})", ann.n_vertices)
+        budget.annotation(f"annotation {i} ({ann.name!r})", _written_vertices(ann))
     check_output_size(target, _estimated_bytes(aset))  # early: building a too-large text takes minutes
     # Compact separators keep json on its C encoder (indent switches to pure Python: 10x slower).
     text = json.dumps(geojson_dict(aset, meta, replacements), separators=(",", ":"), allow_nan=False,
