@@ -184,17 +184,34 @@ def test_default_limits_are_consistent():
 
 # --- bounded parsing ------------------------------------------------------------------------
 
-def test_one_huge_xml_attribute_parses_in_linear_time():
-    """The reported case was 200 MiB (quadratic: fed 64 KiB at a time, expat 2.5 rescans the
-    attribute from its start at each piece: 8 s for 32 MiB here, minutes for 200 MiB)."""
-    big = b"n" * (48 << 20)
-    data = (b'<ASAP_Annotations><Annotations><Annotation Name="' + big +
+def _one_attribute(n_bytes: int) -> bytes:
+    return (b'<ASAP_Annotations><Annotations><Annotation Name="' + b"n" * n_bytes +
             b'" Type="Dot" PartOfGroup="None"><Coordinates><Coordinate Order="0" X="1" Y="2"/>'
             b"</Coordinates></Annotation></Annotations></ASAP_Annotations>")
+
+
+def test_one_huge_xml_attribute_is_refused_in_linear_time():
+    """The reported case: one 200 MiB attribute parsed in quadratic time (expat 2.5 rescans an
+    unfinished token at every piece of input: 64 KiB pieces, and even a single buffer goes to
+    it in 1 MiB pieces: 20 s for 200 MiB). A tag longer than any we write is refused first."""
+    start = time.perf_counter()
+    with pytest.raises(AnnotationFormatError, match=r"huge.xml: a single tag or text of more than 16 MiB from byte 31"):
+        parse_asap_xml(_one_attribute(200 << 20), "huge.xml")
+    assert time.perf_counter() - start < 3.0
+    # Below that bound expat still sees it, quickly, and the name limit refuses it.
     start = time.perf_counter()
     with pytest.raises(AnnotationFormatError, match="longer than 100000 characters"):
-        parse_asap_xml(data, "huge.xml")
-    assert time.perf_counter() - start < 8.0
+        parse_asap_xml(_one_attribute(12 << 20), "long.xml")
+    assert time.perf_counter() - start < 3.0
+
+
+def test_the_longest_tag_we_write_is_read_back(tmp_path):
+    name = "\u00e9&\"" * (limits.MAX_TEXT_CHARS // 3)  # escapes make it 6x longer in the file
+    aset = AnnotationSet((Annotation(K.POLYGON, ((0, 0), (9, 0), (9, 9)), name=name, class_name=name[:-1],
+                                     properties={"asap_color": "x" * 10_000_000}),))
+    save_annotations(tmp_path / "long.xml", aset)
+    ann, = load_annotations(tmp_path / "long.xml").annotation_set.annotations
+    assert ann.name == name and ann.class_name == name[:-1]
 
 
 @pytest.mark.parametrize("text, match", [
@@ -274,3 +291,16 @@ def test_writer_counts_vertices_as_the_reader_will(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "MAX_TOTAL_VERTICES", 258)  # exactly what is written: accepted both ways
     save_annotations(tmp_path / "e.geojson", ellipses)
     assert len(load_annotations(tmp_path / "e.geojson").annotation_set.annotations) == 2
+
+
+def test_span_check_across_blocks():
+    from histoviewer.core.annotations.safe_read import MAX_XML_SPAN_BYTES, check_xml_spans
+
+    mib = 1 << 20
+    check_xml_spans(b"<a>" + b" " * (15 * mib) + b"</a>" + b" " * (5 * mib), "ok.xml")  # file end in a short block
+    check_xml_spans((b"<a>" + b" " * (10 * mib)) * 4 + b"</a>", "ok.xml")
+    for bad in (b"<a>" + b" " * (MAX_XML_SPAN_BYTES + 1) + b"</a>",  # inside one block and across
+                b" " * (MAX_XML_SPAN_BYTES + 5) + b"<a/>",  # before the first tag
+                b"<a/>" + b" " * (3 * MAX_XML_SPAN_BYTES)):  # after the last
+        with pytest.raises(AnnotationFormatError, match="bad.xml: a single tag or text of more than 16 MiB"):
+            check_xml_spans(bad, "bad.xml")

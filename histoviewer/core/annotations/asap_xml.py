@@ -31,8 +31,9 @@ Reading is for untrusted files: ``defusedxml`` with DTDs forbidden (no entity ex
 no external entities), SAX so that the annotation and vertex limits stop a huge file
 early, and the whole buffer handed to expat at once (fed in 64 KiB pieces, expat 2.5
 rescans a long attribute from its start at every piece: a 200 MiB attribute took
-quadratic time); errors name the file and the parser's line and column or the annotation
-at fault.
+quadratic time) after a linear check that no tag is longer than a few MiB (even in one
+buffer Python hands expat 1 MiB at a time: ``safe_read.check_xml_spans``); errors name the
+file and the parser's line and column or the annotation at fault.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ from histoviewer.core.annotations.geojson_io import PolygonAnnotation, write_ato
 from histoviewer.core.annotations import limits
 from histoviewer.core.annotations.holes import EXCLUSION_GROUP, attach_holes, hole_name
 from histoviewer.core.annotations.model import AnnotationSet, ImportResult
-from histoviewer.core.annotations.safe_read import VertexBudget, check_output_size, read_limited
+from histoviewer.core.annotations.safe_read import VertexBudget, check_output_size, check_xml_spans, read_limited
 from histoviewer.core.annotations.sanitize import Replacements
 from histoviewer.core.annotations.shapes import Annotation, ShapeKind
 from histoviewer.core.errors import AnnotationFormatError
@@ -176,7 +177,9 @@ def asap_xml_bytes(aset: AnnotationSet, replacements: Replacements | None = None
         if ann.class_name is not None:
             used.setdefault(ann.class_name, None)
         cls = classes.get(ann.class_name or "") or (default_class_for(ann.class_name) if ann.class_name else None)
-        color = ann.properties.get(ASAP_COLOR_KEY) or (rgb_to_hex(cls.rgb) if cls else ANNOTATION_COLOR)
+        color = ann.properties.get(ASAP_COLOR_KEY)
+        if not (isinstance(color, str) and 0 < len(color) <= 32):  # a colour, not any text a file had
+            color = rgb_to_hex(cls.rgb) if cls else ANNOTATION_COLOR
         asap_type, pts = _asap_type(ann)
         rings = [(ann.name, asap_type, group, pts)]
         if ann.l0_holes:
@@ -358,6 +361,7 @@ class _AsapHandler(ContentHandler):
 def parse_asap_xml(data: bytes, source: str = "<ASAP XML>") -> ImportResult:
     """Annotations from ASAP XML bytes; ``AnnotationFormatError`` naming ``source`` and the
     line and column (syntax, DTDs, entities, bad values) or the annotation at fault."""
+    check_xml_spans(data, source)  # before expat: a huge single token costs it quadratic time
     handler = _AsapHandler(source)
     parser = DefusedExpatParser(forbid_dtd=True, forbid_entities=True, forbid_external=True)
     parser.setContentHandler(handler)

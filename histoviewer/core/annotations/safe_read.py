@@ -10,10 +10,12 @@ import stat
 import zlib
 from pathlib import Path
 
+import numpy as np
+
 from histoviewer.core.annotations import limits
 from histoviewer.core.errors import AnnotationFormatError
 
-__all__ = ["VertexBudget", "check_output_size", "read_limited"]
+__all__ = ["MAX_XML_SPAN_BYTES", "VertexBudget", "check_output_size", "check_xml_spans", "read_limited"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 20
@@ -78,6 +80,42 @@ def _gunzip_limited(data: bytes, path: Path, what: str) -> bytes:
     if not inflater.eof:
         raise AnnotationFormatError(f"{path}: gzip data ends early (truncated file)")
     return b"".join(out)
+
+
+MAX_XML_SPAN_BYTES = 16 * 1024 * 1024
+"""Longest stretch of an XML file between two ``<`` (a start tag with its attributes, or the
+text after it). expat (2.5, as bundled with Python 3.11) gets its input from Python in 1 MiB
+pieces and rescans an unfinished token from its start at each piece, so one 200 MiB
+attribute took 20 s (quadratic); the largest tag we write (four attributes of at most
+``MAX_TEXT_CHARS`` characters, escaped) is a few MiB."""
+_SPAN_BLOCK = 16 * 1024 * 1024
+
+
+def check_xml_spans(data: bytes, source: str) -> None:
+    """Refuse XML with a stretch longer than ``MAX_XML_SPAN_BYTES`` between two ``<``
+    before parsing it (linear, in blocks: no copy of the whole file)."""
+    if len(data) <= MAX_XML_SPAN_BYTES:
+        return
+    view = np.frombuffer(data, np.uint8)
+    last = 0  # the previous "<" (the start of the file counts as one)
+    for start in range(0, len(view), _SPAN_BLOCK):
+        found = np.flatnonzero(view[start:start + _SPAN_BLOCK] == ord("<")) + start
+        if len(found):
+            gaps = np.diff(found, prepend=last)
+            worst = int(np.argmax(gaps))
+            if gaps[worst] > MAX_XML_SPAN_BYTES:
+                _span_error(source, int(found[worst] - gaps[worst]))
+            last = int(found[-1])
+        elif min(start + _SPAN_BLOCK, len(view)) - last > MAX_XML_SPAN_BYTES:
+            _span_error(source, last)
+    if len(view) - last > MAX_XML_SPAN_BYTES:
+        _span_error(source, last)
+
+
+def _span_error(source: str, offset: int) -> None:
+    raise AnnotationFormatError(
+        f"{source}: a single tag or text of more than {_mib(MAX_XML_SPAN_BYTES)} from byte {offset}; refused "
+        f"(annotation names and attributes are at most {limits.MAX_TEXT_CHARS} characters)")
 
 
 def check_output_size(target: str, n_bytes: int) -> None:
