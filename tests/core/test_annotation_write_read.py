@@ -294,7 +294,10 @@ def test_writer_counts_vertices_as_the_reader_will(tmp_path, monkeypatch):
 
 
 def test_span_check_across_blocks():
-    from histoviewer.core.annotations.safe_read import MAX_XML_SPAN_BYTES, check_xml_spans
+    from histoviewer.core.annotations.safe_read import (
+        MAX_XML_SPAN_BYTES,
+        check_xml_spans,
+    )
 
     mib = 1 << 20
     check_xml_spans(b"<a>" + b" " * (15 * mib) + b"</a>" + b" " * (5 * mib), "ok.xml")  # file end in a short block
