@@ -307,3 +307,19 @@ def test_span_check_across_blocks():
                 b"<a/>" + b" " * (3 * MAX_XML_SPAN_BYTES)):  # after the last
         with pytest.raises(AnnotationFormatError, match="bad.xml: a single tag or text of more than 16 MiB"):
             check_xml_spans(bad, "bad.xml")
+
+
+@pytest.mark.parametrize("opener, closer", [(b"<!--", b"-->"), (b"<?x ", b"?>")])
+def test_huge_comments_and_processing_instructions_are_refused_quickly(opener, closer):
+    """Legal XML may hold "<" inside a comment or a PI, each one token to expat (quadratic)."""
+    body = (b"a" * (1 << 20) + b"<") * 20
+    data = b"<ASAP_Annotations>" + opener + body + closer + b"</ASAP_Annotations>"
+    start = time.perf_counter()
+    with pytest.raises(AnnotationFormatError, match="a single tag or text of more than 16 MiB from byte 18"):
+        parse_asap_xml(data, "c.xml")
+    many = b"<ASAP_Annotations>" + (opener + b"x" + closer) * 10_001 + b"</ASAP_Annotations>"
+    with pytest.raises(AnnotationFormatError, match="more than 10000 XML"):
+        parse_asap_xml(many, "many.xml")
+    assert time.perf_counter() - start < 3
+    small = b"<?xml version='1.0'?><ASAP_Annotations>" + opener + b"fine < here" + closer + b"</ASAP_Annotations>"
+    assert parse_asap_xml(small, "ok.xml").annotation_set.annotations == ()

@@ -89,13 +89,30 @@ pieces and rescans an unfinished token from its start at each piece, so one 200 
 attribute took 20 s (quadratic); the largest tag we write (four attributes of at most
 ``MAX_TEXT_CHARS`` characters, escaped) is a few MiB."""
 _SPAN_BLOCK = 16 * 1024 * 1024
+MAX_XML_MARKUP_COUNT = 10_000  # comments or processing instructions in one annotation file
 
 
 def check_xml_spans(data: bytes, source: str) -> None:
     """Refuse XML with a stretch longer than ``MAX_XML_SPAN_BYTES`` between two ``<``
     before parsing it (linear, in blocks: no copy of the whole file)."""
-    if len(data) <= MAX_XML_SPAN_BYTES:
-        return
+    if len(data) > MAX_XML_SPAN_BYTES:
+        _check_spans(data, source)
+    # Comments and processing instructions may hold "<" but are single tokens to expat (also
+    # rescanned at every piece); annotation files have a handful at most.
+    for opener, closer, what in ((b"<!--", b"-->", "comments"), (b"<?", b"?>", "processing instructions")):
+        if data.count(opener) > MAX_XML_MARKUP_COUNT:
+            raise AnnotationFormatError(f"{source}: more than {MAX_XML_MARKUP_COUNT} XML {what}; refused")
+        at = data.find(opener)
+        while at >= 0:
+            end = data.find(closer, at + len(opener), at + MAX_XML_SPAN_BYTES + len(closer))
+            if end < 0:
+                if len(data) - at <= MAX_XML_SPAN_BYTES:
+                    break  # never closed: expat says where
+                _span_error(source, at)
+            at = data.find(opener, end + len(closer))
+
+
+def _check_spans(data: bytes, source: str) -> None:
     view = np.frombuffer(data, np.uint8)
     last = 0  # the previous "<" (the start of the file counts as one)
     for start in range(0, len(view), _SPAN_BLOCK):
