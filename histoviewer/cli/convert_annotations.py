@@ -1,7 +1,8 @@
 """``histoviewer convert-annotations IN OUT``: QuPath GeoJSON <-> ASAP (CAMELYON) XML.
 
-Formats come from the extensions (``.geojson``/``.json``, ``.xml``); the CAMELYON16 lesion
-JSON of ``shared/data`` is read as well. Input files are parsed safely (size and vertex
+Formats come from the extensions (``.geojson``/``.json``, ``.xml``; ``.geojson.gz`` is read);
+the CAMELYON16 lesion JSON of ``shared/data`` is read as well. QuPath detections (cells)
+stay detections in GeoJSON and are left out of ASAP XML (a warning says so). Input files are parsed safely (size and vertex
 limits, no XML entities); what the output format cannot hold is listed as warnings.
 """
 
@@ -32,7 +33,7 @@ def run_convert(args: argparse.Namespace) -> int:
     from histoviewer.core.errors import AnnotationFormatError
 
     src, dst = Path(args.input), Path(args.output)
-    format_for(dst)  # an unknown output extension fails before any work
+    format_for(dst, writing=True)  # an unknown output extension fails before any work
     if dst.exists() and not args.overwrite:
         raise AnnotationFormatError(f"{dst}: exists already; use --overwrite to replace it")
     if dst.exists() and dst.resolve() == src.resolve():
@@ -42,12 +43,15 @@ def run_convert(args: argparse.Namespace) -> int:
     warnings = [*result.warnings, *losses]
     summary = {"input": str(src), "output": str(dst), "input_format": result.format,
                "output_format": format_for(dst), "annotations": len(result.annotation_set.annotations),
+               "detections": sum(1 for a in result.annotation_set.annotations if not a.is_region),
                "classes": [c.name for c in result.annotation_set.classes], "warnings": warnings}
     if args.json:
         print(json.dumps(summary, indent=1))
     else:
+        detections = summary["detections"]
         print(f"{src} ({result.format}) -> {dst} ({summary['output_format']}): "
-              f"{summary['annotations']} annotations")
+              f"{summary['annotations'] - detections} annotations"
+              + (f", {detections} detections" if detections else ""))
         for w in warnings:
             print(f"warning: {w}")
     return 0

@@ -30,7 +30,7 @@ from histoviewer.qt.annotation_panel import AnnotationPanel, swatch
 from histoviewer.qt.annotation_tools import TOOL_LABELS, VIEWER_SHORTCUTS, fly_to
 from histoviewer.qt.window_host import TabHost
 
-IMPORT_FILTER = "Annotations (*.geojson *.json *.xml);;QuPath GeoJSON (*.geojson *.json);;ASAP XML (*.xml);;All files (*)"
+IMPORT_FILTER = "Annotations (*.geojson *.json *.geojson.gz *.xml);;QuPath GeoJSON (*.geojson *.json *.geojson.gz);;ASAP XML (*.xml);;All files (*)"
 EXPORT_FILTERS = {"QuPath GeoJSON (*.geojson)": ".geojson", "ASAP XML, CAMELYON (*.xml)": ".xml"}
 MESSAGE_MS = 10000
 
@@ -136,7 +136,9 @@ class AnnotationActions(QObject):
         tools.set_class(self.class_name)
         tools.toolChanged.connect(lambda tool, t=tab: self._on_tool_changed(t, tool))
         tools.message.connect(lambda text: self.host.show_message(text, MESSAGE_MS))
-        tab.autosaveFailed.connect(lambda text: self.host.report_error("Annotations not saved", text))
+        # Not a dialog: the tab's banner names the file and the problem until a save works.
+        tab.autosaveFailed.connect(lambda text: self.host.show_message(f"Annotations not saved: {text}", MESSAGE_MS))
+        tab.autosave_banner.saveAsRequested.connect(lambda t=tab: self._save_as(t))
         if tab.annotation_error:
             self.host.report_error("Autosaved annotations unreadable", tab.annotation_error)
         elif tab.annotation_recovery is not None:
@@ -159,6 +161,8 @@ class AnnotationActions(QObject):
             tab.annotation_tools.set_class(self.class_name)
             self.panel.set_target(tab.annotations, tab.annotation_tools)
             self.show_action.setChecked(tab.annotation_layer.visible)
+            if tab.annotation_label is not None:  # edited while another tab was in front?
+                tab.annotation_label = slide_label(tab.annotations)
         self._show_label(tab)
         self._refresh_classes()
         self._update_actions()
@@ -167,6 +171,13 @@ class AnnotationActions(QObject):
         if change.classes_changed:
             self._refresh_classes()
         self._update_actions()
+        self._refresh_label(self._bound)
+
+    def _refresh_label(self, tab) -> None:
+        """A label once computed follows every edit, undo and redo (it went stale)."""
+        if tab is not None and tab.annotation_label is not None:
+            tab.annotation_label = slide_label(tab.annotations)
+            self._show_label(tab)
 
     def _update_actions(self) -> None:
         tab = self._bound
@@ -265,11 +276,20 @@ class AnnotationActions(QObject):
             self.host.report_error("Cannot import annotations", str(exc))
             return False
         uids = tab.annotations.import_set(result.annotation_set, description=f"Import {Path(path).name}")
-        text = f"Imported {len(uids)} annotation{'s' if len(uids) != 1 else ''} from {Path(path).name}"
+        regions = sum(1 for a in result.annotation_set.annotations if a.is_region)
+        detections = len(result.annotation_set.annotations) - regions
+        text = f"Imported {regions} annotation{'s' if regions != 1 else ''} from {Path(path).name}"
+        if detections:
+            text += f" and {detections} detection{'s' if detections != 1 else ''} (shown, never sized or staged)"
         if result.warnings:
             text += f" ({len(result.warnings)} warning{'s' if len(result.warnings) != 1 else ''}: {result.warnings[0]})"
         self.host.show_message(text, MESSAGE_MS)
         return True
+
+    def _save_as(self, tab) -> None:
+        """The autosave banner's Save as: export that tab's annotations."""
+        if tab is self._bound:
+            self.export_dialog()
 
     def export_dialog(self) -> None:
         if self._bound is None:
@@ -332,6 +352,10 @@ class AnnotationActions(QObject):
             return []
         uids = add_lesion_annotations(tab.annotations, [les.l0_outline for les in found.lesions],
                                       names=[les.name for les in found.lesions])
+        # The point of converting is a label from the corrected lesions: show it now (and,
+        # from now on, after every edit).
+        tab.annotation_label = slide_label(tab.annotations)
+        self._show_label(tab)
         text = f"{len(uids)} AI lesion{'s' if len(uids) != 1 else ''} added as Tumor annotations ({coverage})"
         if found.provisional:
             text += "; the slide is not fully classified, more lesions may follow"

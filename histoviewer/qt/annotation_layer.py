@@ -29,6 +29,8 @@ PEN_PX = 1.0
 THICK_MAX_SHAPES = 400
 SELECTED_PEN_PX = 3.0
 DOT_PX = 4.0  # side of the square drawn for a shape too small to see at this zoom
+DETECTION_DOT_PX = 2.0  # the same for a detection (a cell): small
+DETECTION_ALPHA = 170
 POINT_RADIUS_PX = 4.0
 HANDLE_PX = 7.0  # side of a vertex handle
 MIN_HANDLE_SPACING_PX = 12.0  # vertex handles show only when this far apart on average (else a black band)
@@ -78,7 +80,7 @@ class AnnotationLayer:
         self.tools = tools
         self.visible = True
         self._polys: dict[str, tuple[DisplayShape, QPolygonF, tuple[QPolygonF, ...]]] = {}
-        self._pens: dict[str | None, tuple[QPen, QColor]] = {}
+        self._pens: dict[object, tuple[QPen, QColor]] = {}  # by class name; ("detection", name)
         self._font: QFont | None = None
         self.last_shapes_drawn = 0  # for tests and the benchmark
         self.overlay_rect = QRect()  # screen area of the last overlay drawn (preview, labels)
@@ -116,6 +118,18 @@ class AnnotationLayer:
             found = self._pens[class_name] = (pen, colour)
         return found
 
+    def _detection_pen(self, class_name: str | None) -> QPen:
+        """Detections (QuPath cells): a thin, translucent outline, so that thousands of them
+        read as a texture under the pathologist's own annotations, not as regions."""
+        found = self._pens.get(("detection", class_name))
+        if found is None:
+            colour = QColor(self._pen(class_name)[1])
+            colour.setAlpha(DETECTION_ALPHA)
+            pen = QPen(colour, PEN_PX, Qt.PenStyle.DotLine)
+            pen.setCosmetic(True)
+            found = self._pens[("detection", class_name)] = (pen, colour)
+        return found[0]
+
     def colour(self, class_name: str | None) -> QColor:
         return QColor(self._pen(class_name)[1])
 
@@ -151,17 +165,23 @@ class AnnotationLayer:
             for shape in shapes:
                 if shape.uid == hidden:
                     continue
+                if shape.detection and (sx or sy):
+                    continue  # detections stay thin: one pass
                 if shape.kind == "dot":
                     if sx == sy == 0:
-                        dots.setdefault(shape.class_name, []).append(shape.l0_points)
+                        dots.setdefault((shape.class_name, shape.detection), []).append(shape.l0_points)
                     continue
-                if shape.class_name is not current:
-                    painter.setPen(self._pen(shape.class_name)[0])
-                    current = shape.class_name
+                key = (shape.class_name, shape.detection)
+                if key != current:
+                    painter.setPen(self._detection_pen(shape.class_name) if shape.detection
+                                   else self._pen(shape.class_name)[0])
+                    current = key
                 self._draw_shape(painter, shape, scale, ox + sx, oy + sy, transform)
         painter.resetTransform()
-        for class_name, pts in dots.items():
-            pen = QPen(self._pen(class_name)[1], DOT_PX, Qt.PenStyle.SolidLine, Qt.PenCapStyle.SquareCap)
+        for (class_name, detection), pts in dots.items():
+            colour = self._detection_pen(class_name).color() if detection else self._pen(class_name)[1]
+            pen = QPen(colour, DETECTION_DOT_PX if detection else DOT_PX, Qt.PenStyle.SolidLine,
+                       Qt.PenCapStyle.SquareCap)
             painter.setPen(pen)
             painter.drawPoints(polygon_from_array(np.vstack(pts) * scale + (ox, oy)))
         self.last_shapes_drawn = len(shapes)
@@ -258,7 +278,7 @@ class AnnotationLayer:
         painter.setBrush(QColor(255, 255, 255))
         painter.setPen(QPen(QColor(30, 30, 30), 1))
         handles = box_handles(ann)
-        if handles_shown(ann, viewport.scale):
+        if ann.is_region and handles_shown(ann, viewport.scale):
             h = HANDLE_PX
             for x, y in handles:
                 sx, sy = viewport.l0_to_screen(x, y)

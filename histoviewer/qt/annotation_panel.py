@@ -97,7 +97,8 @@ class AnnotationListModel(QAbstractTableModel):
             if col == 0:
                 return ann.name or f"{ann.kind.value} {index.row() + 1}"
             if col == 1:
-                return ann.class_name or UNCLASSIFIED
+                name = ann.class_name or UNCLASSIFIED
+                return name if ann.is_region else f"{name} ({ann.object_kind.value})"
             return self.summary(ann)
         if role == Qt.ItemDataRole.DecorationRole and col == 1:
             cls = self.doc.class_named(ann.class_name)
@@ -178,6 +179,12 @@ class AnnotationPanel(QDockWidget):
         self.class_table.itemChanged.connect(self._on_class_item_changed)
         self.class_table.cellDoubleClicked.connect(self._on_class_double_clicked)
         cl.addWidget(self.class_table)
+        self.detections_label = QLabel("")
+        self.detections_label.setWordWrap(True)
+        self.detections_label.setToolTip("Objects another tool detected (QuPath cells, detections, tiles): "
+                                         "drawn thin, never sized, never counted in the slide label")
+        self.detections_label.hide()
+        cl.addWidget(self.detections_label)
         buttons = QHBoxLayout()
         self.add_class_button = QPushButton("Add\u2026")
         self.rename_class_button = QPushButton("Rename\u2026")
@@ -334,8 +341,19 @@ class AnnotationPanel(QDockWidget):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 for c, item in enumerate((name, tumour, count, area_item)):
                     table.setItem(r, c, item)
+            self._show_detections(summaries)
         finally:
             self._updating = False
+
+    def _show_detections(self, summaries) -> None:
+        total = sum(s.detections for s in summaries)
+        if not total:
+            self.detections_label.hide()
+            return
+        per_class = " \u00b7 ".join(f"{s.class_name or UNCLASSIFIED} {s.detections:,}" for s in summaries if s.detections)
+        self.detections_label.setText(f"{total:,} detection{'s' if total != 1 else ''} ({per_class}): "
+                                      "shown, not sized or staged")
+        self.detections_label.show()
 
     def selected_class(self) -> str | None:
         rows = self.class_table.selectionModel().selectedRows()
@@ -430,6 +448,8 @@ class AnnotationPanel(QDockWidget):
             lines.append(f"largest diameter {diam}")
         if m.size_class is not None:
             lines.append(f"size class: {m.size_class.value}")
+        elif not ann.is_region:
+            lines.append(f"({ann.object_kind.value} from another tool: never sized or staged)")
         elif ann.kind.is_area and not self.doc.is_tumour(ann):
             lines.append("(not a tumour class: no size class)")
         if m.kind == "points":

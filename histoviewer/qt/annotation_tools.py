@@ -188,8 +188,8 @@ class AnnotationTools(QObject):
         p = event.position()
         vp = self.view.viewport
         ann = self.doc.get(self.selected)
-        if not handles_shown(ann, vp.scale):
-            return None
+        if not ann.is_region or not handles_shown(ann, vp.scale):
+            return None  # detections (QuPath cells) are not edited as regions
         for i, (x, y) in enumerate(box_handles(ann)):
             sx, sy = vp.l0_to_screen(x, y)
             if abs(sx - p.x()) <= HANDLE_PX and abs(sy - p.y()) <= HANDLE_PX:
@@ -258,7 +258,8 @@ class AnnotationTools(QObject):
             self.select(None)
             return False  # dragging empty space pans
         self.select(hit.uid)
-        self._gesture = ("move", hit, l0, event.position())
+        if hit.is_region:  # a detection is selected (to see it, reclassify or delete it), not moved
+            self._gesture = ("move", hit, l0, event.position())
         return True
 
     def mouse_move(self, event: QMouseEvent) -> None:
@@ -373,7 +374,7 @@ class AnnotationTools(QObject):
 
     def _add_point(self, l0) -> None:
         sel = self.doc.get(self.selected) if self.selected in self.doc else None
-        if sel is not None and sel.kind is ShapeKind.POINTS and sel.class_name == self.class_name:
+        if sel is not None and sel.kind is ShapeKind.POINTS and sel.is_region and sel.class_name == self.class_name:
             self.doc.insert_vertex(sel.uid, len(sel.l0_points), *l0)
         else:
             self._add(Annotation(ShapeKind.POINTS, (l0,), class_name=self.class_name))
@@ -428,7 +429,7 @@ class AnnotationTools(QObject):
         if self.selected is None or self.selected not in self.doc:
             return False
         ann = self.doc.get(self.selected)
-        if ann.kind not in (ShapeKind.POLYGON, ShapeKind.FREEHAND, ShapeKind.LINE):
+        if ann.kind not in (ShapeKind.POLYGON, ShapeKind.FREEHAND, ShapeKind.LINE) or not ann.is_region:
             return False
         x, y = self._l0(event)
         pts = list(ann.l0_points)
@@ -463,7 +464,7 @@ class AnnotationTools(QObject):
             classes.addAction(action)
         none = classes.addAction("(unclassified)")
         none.triggered.connect(lambda _=False, u=hit.uid: self.doc.set_class([u], None))
-        if hit.kind.is_area and hit.kind is not ShapeKind.POLYGON:
+        if hit.kind.is_area and hit.kind is not ShapeKind.POLYGON and hit.is_region:
             menu.addAction("Convert to &polygon (edit vertices)").triggered.connect(
                 lambda _=False, a=hit: self.doc.replace(self.doc.get(a.uid).as_polygon(), "Convert to polygon"))
         menu.addAction("&Delete").triggered.connect(lambda _=False, u=hit.uid: self.doc.remove([u]))

@@ -62,7 +62,8 @@ class CaseController(QObject):
         for tab in self.host.slide_tabs():
             doc = getattr(tab, "annotations", None)
             if Path(tab.path) == Path(path) and doc is not None:
-                return slide_label(doc) if doc.annotations() else None
+                # Detections (QuPath cells) imported alone are not an annotated slide.
+                return slide_label(doc) if any(a.is_region for a in doc.annotations()) else None
         return None
 
     def shutdown(self) -> None:

@@ -163,14 +163,18 @@ class MainWindow(QMainWindow):
     def slide_tabs(self) -> list[SlideTab]:
         return [t for t in (self.tabs.widget(i) for i in range(self.tabs.count())) if isinstance(t, SlideTab)]
 
-    def close_tab(self, index: int) -> None:
+    def close_tab(self, index: int) -> bool:
+        """Close a slide; False when the user kept it open (its annotations could not be saved)."""
         tab = self.tabs.widget(index)
         if not isinstance(tab, SlideTab):
-            return
+            return True
+        if not tab.confirm_close():
+            return False
         self.tabs.removeTab(index)
         tab.close_slide()
         tab.deleteLater()
         self._update_actions()
+        return True
 
     def current_tab(self) -> SlideTab | None:
         tab = self.tabs.currentWidget() if self.centralWidget() is self.tabs else None
@@ -242,13 +246,19 @@ class MainWindow(QMainWindow):
                 self.open_slide(url.toLocalFile())
         event.acceptProposedAction()
 
-    def close_all(self) -> None:
-        while self.tabs.count():
-            self.close_tab(0)
+    def close_all(self) -> bool:
+        """Close every slide; False when the user kept one open (unsaved annotations)."""
+        index = 0
+        while index < self.tabs.count():
+            if not self.close_tab(index):
+                index += 1
+        return self.tabs.count() == 0
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if not self.close_all():
+            event.ignore()  # a slide whose annotations could not be saved stays open
+            return
         self.cases.shutdown()
-        self.close_all()
         self.ai.close()
         super().closeEvent(event)
 

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QWidget
 
 from histoviewer.core.annotations import AnnotationDocument, Autosaver, open_document
 from histoviewer.core.annotations.store import autosave_candidates
+from histoviewer.qt.annotation_autosave import AutosaveBanner, ask_close_unsaved
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.inference.live import LiveOptions
 from histoviewer.core.inference.overlay import HeatmapStyle
@@ -90,6 +91,7 @@ class SlideTab(QWidget):
         self.minimap.move(self.view.width() - self.minimap.width() - MINIMAP_MARGIN, MINIMAP_MARGIN)
         self.legend.move(self.view.width() - self.legend.width() - LEGEND_MARGIN,
                          self.view.height() - self.legend.height() - LEGEND_MARGIN)
+        self.autosave_banner.place(self.minimap.width() + 2 * MINIMAP_MARGIN)
 
     # -- AI overlay -----------------------------------------------------------------------------
     def start_heatmap(self, options: LiveOptions, style: HeatmapStyle, show: bool = True) -> None:
@@ -228,6 +230,11 @@ class SlideTab(QWidget):
         self.view.input_handler = self.annotation_tools
         self.autosaver = Autosaver(self.annotations, self.path)
         self.autosave_error: str | None = None
+        self.autosave_banner = AutosaveBanner(self.view)  # failures named in the window, not a dialog
+        self.autosave_banner.retryRequested.connect(self.flush_annotations)
+        self.ask_close_unsaved = ask_close_unsaved  # replaceable (tests answer for the user)
+        self._shown_replacements: tuple[str, ...] = ()
+        self._discard_unsaved = False
         self._autosave_timer = QTimer(self)
         self._autosave_timer.setInterval(AUTOSAVE_TICK_MS)
         self._autosave_timer.timeout.connect(self._autosave_tick)
@@ -256,30 +263,61 @@ class SlideTab(QWidget):
 
     def _autosave_tick(self) -> None:
         try:
-            self.autosaver.tick()
+            path = self.autosaver.tick()
         except HistoViewerError as exc:
-            if str(exc) != self.autosave_error:
-                self.autosave_error = str(exc)
-                self.autosaveFailed.emit(str(exc))
+            self._autosave_failed(str(exc))
             return
-        self.autosave_error = None
+        if path is not None:
+            self._autosave_done(path)
 
-    def flush_annotations(self) -> None:
-        """Save pending edits now (the slide closes, the application quits)."""
+    def _autosave_failed(self, message: str) -> None:
+        if message != self.autosave_error:  # once per problem, not at every retry
+            self.autosave_error = message
+            self.autosave_banner.show_failure(message)
+            self.autosaveFailed.emit(message)
+
+    def _autosave_done(self, path) -> None:
+        self.autosave_error = None
+        self.autosave_banner.clear_failure()
+        replaced = self.autosaver.last_replacements
+        if replaced and replaced != self._shown_replacements:
+            self.autosave_banner.show_replacements(str(path), replaced)
+        self._shown_replacements = replaced
+
+    def flush_annotations(self) -> bool:
+        """Save pending edits now (the slide closes, the user pressed Retry); False when
+        they could not be saved (the banner says why)."""
         try:
-            self.autosaver.flush()
+            path = self.autosaver.flush()
         except HistoViewerError as exc:
-            self.autosave_error = str(exc)
-            self.autosaveFailed.emit(str(exc))
+            self.autosave_error = None  # report again, even if it is the same problem
+            self._autosave_failed(str(exc))
+            return False
+        if path is not None:
+            self._autosave_done(path)
+        return True
+
+    def confirm_close(self) -> bool:
+        """Before the tab closes: save pending edits; when that fails, ask whether to close
+        anyway (True) or keep the slide open (False), so no edit is lost unasked."""
+        if self.flush_annotations():
+            return True
+        if self.ask_close_unsaved(self, self.autosave_error or "unknown error"):
+            self._discard_unsaved = True
+            return True
+        return False
 
     def _close_annotations(self) -> None:
         self._autosave_timer.stop()
         self.annotation_tools.cancel()
-        self.flush_annotations()
-        try:
-            self.autosaver.close()
-        except HistoViewerError:
-            pass  # already reported by flush_annotations; the edits cannot be saved
+        if self._discard_unsaved:
+            self.autosaver.discard()  # the user chose to close without them
+        else:
+            self.flush_annotations()
+            try:
+                self.autosaver.close()
+            except HistoViewerError:
+                pass  # already reported by flush_annotations; the edits cannot be saved
         self.annotation_tools.close()
         self.annotation_layer.close()
         self.view.input_handler = None

@@ -122,6 +122,13 @@ def test_recompute_label_and_convert_ai_lesions(window, qtbot, tab):
     finally:
         tab.heatmap = None
     assert len(uids) == 1 and doc.undo_text == "Convert AI lesions to annotations"
+    shown = tab.annotation_label.label  # issue 14: the label was left at "negative" here
+    assert shown in ("micro", "macro") and f"Label (annotations): {shown}" == actions.label_status.text()
+    doc.undo()  # and after undo
+    assert actions.label_status.text() == "Label (annotations): negative"
+    assert "negative" in actions.panel.label_text.text()
+    doc.redo()
+    assert actions.label_status.text() == f"Label (annotations): {shown}"
     label = actions.recompute_label()
     assert label.label in ("micro", "macro")
     assert f"Label (annotations): {label.label}" == actions.label_status.text()

@@ -10,6 +10,10 @@ Entry points for a front end:
 - ``load_annotations`` / ``save_annotations``: files by extension, parsed safely.
 - ``open_document`` / ``Autosaver`` / ``load_autosave``: autosave beside the slide and recovery.
 - ``add_lesion_annotations`` / ``slide_label``: AI lesions to annotations, labels from annotations.
+- ``read_regions``: any annotation file as areas (exterior, holes, class, tumour or not,
+  annotation or detection) for ground truth, masks and patch labels.
+- ``ObjectKind``: annotation or a detection kind (QuPath cells): detections are shown and
+  counted, never sized or staged.
 """
 
 from histoviewer.core.annotations.classes import DEFAULT_CLASSES, AnnotationClass
@@ -18,7 +22,8 @@ from histoviewer.core.annotations.files import load_annotations, save_annotation
 from histoviewer.core.annotations.labels import SlideLabel, add_lesion_annotations, slide_label
 from histoviewer.core.annotations.measure import Measurement, measure
 from histoviewer.core.annotations.model import AnnotationSet, ImportResult
-from histoviewer.core.annotations.shapes import Annotation, ShapeKind
+from histoviewer.core.annotations.regions import Region, RegionFile, read_regions
+from histoviewer.core.annotations.shapes import Annotation, ObjectKind, ShapeKind
 from histoviewer.core.annotations.spatial import DisplayShape
 from histoviewer.core.annotations.store import Autosaver, Recovery, load_autosave, open_document, save_document
 
@@ -34,7 +39,10 @@ __all__ = [
     "DocumentChange",
     "ImportResult",
     "Measurement",
+    "ObjectKind",
     "Recovery",
+    "Region",
+    "RegionFile",
     "ShapeKind",
     "SlideLabel",
     "add_lesion_annotations",
@@ -42,6 +50,7 @@ __all__ = [
     "load_autosave",
     "measure",
     "open_document",
+    "read_regions",
     "save_annotations",
     "save_document",
     "slide_label",

@@ -16,15 +16,24 @@ CAMELYON16 puts tumour in groups ``_0`` and ``_1`` and normal islands to exclude
 
 ASAP types and our kinds: Polygon and Spline <-> polygon (Spline kept as a property),
 Rectangle <-> rectangle, Dot and PointSet <-> points, Measurement <-> line. ASAP has no
-ellipse, freehand or holes: ellipses and freehand shapes are written as polygons and holes
-as separate polygons of the same group (``asap_losses`` lists what a file would lose).
+ellipse, freehand, holes or detections: ellipses and freehand shapes are written as
+polygons; holes of tumour polygons as polygons of the exclusion group ``_2`` and holes of
+other polygons as polygons of their own group (``holes``: both are read back as holes);
+detections (QuPath cells) are not written, so that mask tools never paint them as tumour.
+``asap_losses`` lists what a file would lose. ASAP reserves the group name "None" for
+unclassified, so a class named "None" is written as ``None (class)``; characters XML
+cannot hold (control characters) are replaced by U+FFFD. A file larger than our reader
+accepts is refused before anything is written.
 Numbers are written in Python's shortest round-trip form, so every vertex read from a
 file is written back with the same value.
 
 Reading is for untrusted files: ``defusedxml`` with DTDs forbidden (no entity expansion,
-no external entities), streamed (SAX) so that the annotation and vertex
-limits stop a huge file early; errors name the file and the parser's line and column or
-the annotation at fault.
+no external entities), SAX so that the annotation and vertex limits stop a huge file
+early, and the whole buffer handed to expat at once (fed in 64 KiB pieces, expat 2.5
+rescans a long attribute from its start at every piece: a 200 MiB attribute took
+quadratic time) after a linear check that no tag is longer than a few MiB (even in one
+buffer Python hands expat 1 MiB at a time: ``safe_read.check_xml_spans``); errors name the
+file and the parser's line and column or the annotation at fault.
 """
 
 from __future__ import annotations
@@ -34,11 +43,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax import SAXParseException
+from xml.sax.expatreader import ExpatLocator
 from xml.sax.handler import ContentHandler
 from xml.sax.saxutils import quoteattr
 
 from defusedxml import DefusedXmlException
-from defusedxml import sax as defused_sax
+from defusedxml.expatreader import DefusedExpatParser
 
 from histoviewer.core.annotations.classes import (
     DEFAULT_CLASSES,
@@ -49,8 +59,10 @@ from histoviewer.core.annotations.classes import (
 )
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation, write_atomic
 from histoviewer.core.annotations import limits
+from histoviewer.core.annotations.holes import EXCLUSION_GROUP, attach_holes, hole_name
 from histoviewer.core.annotations.model import AnnotationSet, ImportResult
-from histoviewer.core.annotations.safe_read import VertexBudget, read_limited
+from histoviewer.core.annotations.safe_read import VertexBudget, check_output_size, check_xml_spans, read_limited
+from histoviewer.core.annotations.sanitize import Replacements
 from histoviewer.core.annotations.shapes import Annotation, ShapeKind
 from histoviewer.core.errors import AnnotationFormatError
 
@@ -69,6 +81,8 @@ ASAP_COLOR_KEY = "asap_color"  # property keeping an annotation's own Color
 ASAP_CLOSED_KEY = "asap_closed"  # the file repeated the first vertex at the end
 ANNOTATION_COLOR = "#F4FA58"  # the yellow CAMELYON16 annotations use
 NO_GROUP = "None"
+NONE_CLASS_GROUP = "None (class)"  # a class literally named "None" (ASAP's "no group")
+EXCLUSION_RGB = (0, 160, 0)
 
 
 def _fmt(v: float) -> str:
@@ -94,62 +108,123 @@ def _asap_type(ann: Annotation) -> tuple[str, tuple[tuple[float, float], ...]]:
     return "PointSet", ann.l0_points
 
 
+def _class_is_tumour(aset: AnnotationSet, name: str | None) -> bool:
+    if name is None:
+        return False
+    cls = aset.class_named(name)
+    return (cls if cls is not None else default_class_for(name)).is_tumour
+
+
 def asap_losses(aset: AnnotationSet) -> list[str]:
     """What writing ``aset`` as ASAP XML would not keep (ASAP has no such thing)."""
     counts: dict[str, int] = {}
+
+    def count(what: str) -> None:
+        counts[what] = counts.get(what, 0) + 1
+
     for ann in aset.annotations:
+        if not ann.is_region:
+            count("detections not written (ASAP XML has no detections; use GeoJSON to keep them)")
+            continue
         if ann.kind in (ShapeKind.ELLIPSE, ShapeKind.FREEHAND):
-            counts[f"{ann.kind.value} shapes written as polygons"] = \
-                counts.get(f"{ann.kind.value} shapes written as polygons", 0) + 1
-        if ann.l0_holes:
-            counts["polygons with holes (holes written as separate polygons)"] = counts.get(
-                "polygons with holes (holes written as separate polygons)", 0) + 1
+            count(f"{ann.kind.value} shapes written as polygons")
         if ann.note:
-            counts["notes dropped"] = counts.get("notes dropped", 0) + 1
+            count("notes dropped")
+        if ann.class_name == NO_GROUP:
+            count(f'annotations of the class "None" written in group "{NONE_CLASS_GROUP}" '
+                  '(ASAP reserves "None" for unclassified)')
     return [f"{n} {what}" for what, n in counts.items()]
 
 
-def asap_xml_bytes(aset: AnnotationSet) -> bytes:
+def _group(class_name: str | None) -> str:
+    if class_name is None:
+        return NO_GROUP
+    return NONE_CLASS_GROUP if class_name == NO_GROUP else class_name
+
+
+def _coordinate_lines(pts) -> list[str]:
+    return [f'\t\t\t\t<Coordinate Order="{order}" X="{_fmt(x)}" Y="{_fmt(y)}" />\n' for order, (x, y) in enumerate(pts)]
+
+
+def _estimated_bytes(aset: AnnotationSet, sample: int = 32) -> int:
+    """A slight underestimate of the XML size from the first few vertices of each shape."""
+    total = 0
+    for ann in aset.annotations:
+        if ann.is_region and ann.n_vertices > sample:
+            lines = _coordinate_lines(ann.l0_points[:sample])
+            total += int(0.9 * sum(map(len, lines)) / len(lines) * ann.n_vertices)
+    return total
+
+
+def asap_xml_bytes(aset: AnnotationSet, replacements: Replacements | None = None,
+                   target: str = "ASAP XML") -> bytes:
     """The ASAP XML document for ``aset`` (UTF-8, with XML declaration, tab-indented as
     ASAP writes it). Text is assembled directly: ElementTree's serialiser is pure Python
-    and took most of the time on CAMELYON-sized files."""
+    and took most of the time on CAMELYON-sized files. ``AnnotationFormatError`` (before
+    anything is written) when our own reader would refuse the file."""
+    rep = replacements if replacements is not None else Replacements()
+    budget = VertexBudget(target, writing=True)
     classes = {c.name: c for c in aset.classes}
     out = ["<?xml version='1.0' encoding='utf-8'?>\n<ASAP_Annotations>\n"]
+    check_output_size(target, _estimated_bytes(aset))  # early: building a too-large text takes long
     used: dict[str, None] = {}
-    body = []
+    body: list[str] = []
+    built = mark = 0
     for ann in aset.annotations:
-        group = ann.class_name or NO_GROUP
+        if not ann.is_region:
+            continue  # see asap_losses: mask tools would paint a "Tumor" cell as tumour
+        group = _group(ann.class_name)
         if ann.class_name is not None:
             used.setdefault(ann.class_name, None)
         cls = classes.get(ann.class_name or "") or (default_class_for(ann.class_name) if ann.class_name else None)
-        color = ann.properties.get(ASAP_COLOR_KEY) or (rgb_to_hex(cls.rgb) if cls else ANNOTATION_COLOR)
+        color = ann.properties.get(ASAP_COLOR_KEY)
+        if not (isinstance(color, str) and 0 < len(color) <= 32):  # a colour, not any text a file had
+            color = rgb_to_hex(cls.rgb) if cls else ANNOTATION_COLOR
         asap_type, pts = _asap_type(ann)
-        rings = [(ann.name, asap_type, pts)]
-        rings += [(f"{ann.name} (hole {k + 1})", "Polygon", h) for k, h in enumerate(ann.l0_holes)]
-        for name, typ, ring in rings:
-            body.append(f"\t\t<Annotation Name={quoteattr(name)} Type={quoteattr(typ)} "
-                        f"PartOfGroup={quoteattr(group)} Color={quoteattr(str(color))}>\n\t\t\t<Coordinates>\n")
-            body.extend(f'\t\t\t\t<Coordinate Order="{order}" X="{_fmt(x)}" Y="{_fmt(y)}" />\n'
-                        for order, (x, y) in enumerate(ring))
+        rings = [(ann.name, asap_type, group, pts)]
+        if ann.l0_holes:
+            hole_group = EXCLUSION_GROUP if _class_is_tumour(aset, ann.class_name) else group
+            if hole_group == EXCLUSION_GROUP:
+                used.setdefault(EXCLUSION_GROUP, None)
+            rings += [(hole_name(ann.name, k + 1), "Polygon", hole_group, h) for k, h in enumerate(ann.l0_holes)]
+        for name, typ, grp, ring in rings:
+            budget.annotation(f"annotation {budget.annotations} ({name!r})", len(ring))
+            ring_color = color if grp == group else rgb_to_hex(EXCLUSION_RGB)
+            body.append(f"\t\t<Annotation Name={quoteattr(rep.xml(name, 'names'))} Type={quoteattr(typ)} "
+                        f"PartOfGroup={quoteattr(rep.xml(grp, 'class names'))} "
+                        f"Color={quoteattr(rep.xml(str(ring_color), 'colours'))}>\n\t\t\t<Coordinates>\n")
+            body.extend(_coordinate_lines(ring))
             body.append("\t\t\t</Coordinates>\n\t\t</Annotation>\n")
+            # Stop as soon as the text is over the limit, not after building all of it
+            # (characters: at least the bytes; the exact check follows the encoding).
+            built += sum(len(t) for t in body[mark:])
+            mark = len(body)
+            if built > limits.MAX_FILE_BYTES:
+                check_output_size(target, built)
     out.append("\t<Annotations>\n" + "".join(body) + "\t</Annotations>\n" if body else "\t<Annotations />\n")
     default_names = {c.name for c in DEFAULT_CLASSES}
     groups = [c for c in aset.classes if c.name in used or c.name not in default_names]
-    groups += [default_class_for(n) for n in used if n not in classes]
+    groups += [default_class_for(n, EXCLUSION_RGB if n == EXCLUSION_GROUP else None)
+               for n in used if n not in classes]
     if groups:
         out.append("\t<AnnotationGroups>\n")
-        out.extend(f'\t\t<Group Name={quoteattr(c.name)} PartOfGroup="{NO_GROUP}" Color="{rgb_to_hex(c.rgb)}">\n'
-                   "\t\t\t<Attributes />\n\t\t</Group>\n" for c in groups)
+        out.extend(f'\t\t<Group Name={quoteattr(rep.xml(_group(c.name), "class names"))} PartOfGroup="{NO_GROUP}" '
+                   f'Color="{rgb_to_hex(c.rgb)}">\n\t\t\t<Attributes />\n\t\t</Group>\n' for c in groups)
         out.append("\t</AnnotationGroups>\n")
     else:
         out.append("\t<AnnotationGroups />\n")
     out.append("</ASAP_Annotations>\n")
-    return "".join(out).encode("utf-8")
+    data = "".join(out).encode("utf-8")
+    check_output_size(target, len(data))
+    return data
 
 
-def save_asap_xml(path: str | os.PathLike[str], aset: AnnotationSet) -> Path:
-    """Write ``aset`` as an ASAP/CAMELYON XML file (atomically)."""
-    return write_atomic(path, asap_xml_bytes(aset))
+def save_asap_xml(path: str | os.PathLike[str], aset: AnnotationSet) -> list[str]:
+    """Write ``aset`` as an ASAP/CAMELYON XML file (atomically); returns what had to be
+    replaced to be written (characters XML cannot hold), empty when nothing."""
+    rep = Replacements()
+    write_atomic(path, asap_xml_bytes(aset, rep, target=str(path)))
+    return rep.messages()
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -226,6 +301,8 @@ class _AsapHandler(ContentHandler):
         self._attrib: dict[str, str] | None = None
         self._coords: list[tuple[int, float, float]] = []
         self._line = 0
+        self._groups_open = 0  # AnnotationGroups elements open (a counter: scanning the stack
+        # at every Group made deeply nested hostile files quadratic)
 
     def setDocumentLocator(self, locator: Any) -> None:  # noqa: N802 - SAX API
         self.locator = locator
@@ -242,6 +319,8 @@ class _AsapHandler(ContentHandler):
         if not self.stack and name != "ASAP_Annotations":
             raise self.fail(f"root element is {name!r}, not ASAP_Annotations")
         self.stack.append(name)
+        if name == "AnnotationGroups":
+            self._groups_open += 1
         if name == "Coordinate" and self._attrib is not None:
             coords = self._coords
             try:
@@ -259,7 +338,7 @@ class _AsapHandler(ContentHandler):
         elif name == "Annotation":
             self._attrib, self._coords = dict(attrs.items()), []
             self._line = self.locator.getLineNumber() if self.locator is not None else 0
-        elif name == "Group" and "AnnotationGroups" in self.stack:
+        elif name == "Group" and self._groups_open:
             gname = attrs.get("Name")
             if gname and gname != NO_GROUP:
                 try:
@@ -270,6 +349,8 @@ class _AsapHandler(ContentHandler):
 
     def endElement(self, name: str) -> None:  # noqa: N802 - SAX API
         self.stack.pop()
+        if name == "AnnotationGroups":
+            self._groups_open -= 1
         if name == "Annotation" and self._attrib is not None:
             self.budget.annotation(f"annotation {len(self.pending)} ({self._attrib.get('Name', '')!r})",
                                    len(self._coords))
@@ -280,9 +361,14 @@ class _AsapHandler(ContentHandler):
 def parse_asap_xml(data: bytes, source: str = "<ASAP XML>") -> ImportResult:
     """Annotations from ASAP XML bytes; ``AnnotationFormatError`` naming ``source`` and the
     line and column (syntax, DTDs, entities, bad values) or the annotation at fault."""
+    check_xml_spans(data, source)  # before expat: a huge single token costs it quadratic time
     handler = _AsapHandler(source)
+    parser = DefusedExpatParser(forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    parser.setContentHandler(handler)
+    handler.setDocumentLocator(ExpatLocator(parser))  # parse() would; feed() does not
     try:
-        defused_sax.parseString(data, handler, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        parser.feed(data)  # one buffer: linear time (see module doc)
+        parser.close()
     except SAXParseException as exc:
         raise AnnotationFormatError(f"{source}: not well-formed XML at line {exc.getLineNumber()}, "
                                     f"column {exc.getColumnNumber() + 1}: {exc.getMessage()}") from exc
@@ -303,7 +389,12 @@ def parse_asap_xml(data: bytes, source: str = "<ASAP XML>") -> ImportResult:
                 f"{source}: line {line}: annotation {i} ({attrib.get('Name', '')!r}): {exc}") from None
         if ann is not None:
             annotations.append(ann)
-    aset = AnnotationSet(tuple(annotations), tuple(handler.groups.values())).with_used_classes()
+    groups = dict(handler.groups)
+    annotations = attach_holes(annotations, lambda name: name is not None and (
+        groups[name] if name in groups else default_class_for(name)).is_tumour, warnings)
+    if EXCLUSION_GROUP in groups and not any(a.class_name == EXCLUSION_GROUP for a in annotations):
+        del groups[EXCLUSION_GROUP]  # only holes were in it: they are holes now
+    aset = AnnotationSet(tuple(annotations), tuple(groups.values())).with_used_classes()
     return ImportResult(aset, source, "asap-xml", tuple(warnings))
 
 
@@ -323,14 +414,18 @@ def write_asap_xml(path: str | os.PathLike[str], annotations: Sequence[PolygonAn
                             properties={ASAP_COLOR_KEY: ANNOTATION_COLOR}) for p in annotations)
     groups = tuple(AnnotationClass(g, GROUP_COLOR, default_class_for(g).is_tumour)
                    for g in dict.fromkeys(p.group for p in annotations)) or (AnnotationClass("_0", GROUP_COLOR, True),)
-    return save_asap_xml(path, AnnotationSet(anns, groups))
+    save_asap_xml(path, AnnotationSet(anns, groups))
+    return Path(path)
 
 
 def read_asap_xml(path: str | os.PathLike[str]) -> list[PolygonAnnotation]:
-    """The area annotations of an ASAP XML file as polygons, vertices in ``Order``."""
+    """The area annotations of an ASAP XML file as polygons, vertices in ``Order``; holes
+    as polygons of the exclusion group ``_2`` (as the file has them)."""
     out = []
     for ann in load_asap_xml(path).annotation_set.annotations:
         if ann.kind.is_area:
             out.append(PolygonAnnotation(ann.name, ann.outline(), group=ann.class_name or NO_GROUP,
                                          properties={}))
+            out += [PolygonAnnotation(hole_name(ann.name, k + 1), h, group=EXCLUSION_GROUP, properties={})
+                    for k, h in enumerate(ann.l0_holes)]
     return out

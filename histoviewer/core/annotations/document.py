@@ -48,16 +48,18 @@ class DocumentChange:
 
 @dataclass(frozen=True)
 class ClassSummary:
-    """Count and total area of one class (area None when the scale is unknown)."""
+    """Count and total area of the annotations of one class (area None when the scale is
+    unknown), and the count of its detections (QuPath cells...), which have no area here."""
 
     class_name: str | None
     count: int
     area_px2: float
     area_mm2: float | None
+    detections: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"class_name": self.class_name, "count": self.count, "area_px2": self.area_px2,
-                "area_mm2": self.area_mm2}
+                "area_mm2": self.area_mm2, "detections": self.detections}
 
 
 @dataclass
@@ -135,6 +137,11 @@ class AnnotationDocument:
         return next((c for c in self._classes if c.name == name), None)
 
     def is_tumour(self, ann: Annotation) -> bool:
+        """True for an annotation (a region) of a tumour class: the only objects sized and
+        staged. A detection is never tumour here, whatever its class (QuPath's cell
+        detector classifies thousands of cells "Tumor"; one must not make a slide ITC)."""
+        if not ann.is_region:
+            return False
         cls = self.class_named(ann.class_name)
         return cls is not None and cls.is_tumour
 
@@ -180,18 +187,22 @@ class AnnotationDocument:
     def class_summaries(self) -> list[ClassSummary]:
         """Count and total area per class, in class-table order, unclassified last."""
         count: dict[str | None, int] = {}
+        detections: dict[str | None, int] = {}
         area: dict[str | None, float] = {}
         for ann in self.annotations():
+            if not ann.is_region:
+                detections[ann.class_name] = detections.get(ann.class_name, 0) + 1
+                continue
             count[ann.class_name] = count.get(ann.class_name, 0) + 1
             if ann.kind.is_area:
                 area[ann.class_name] = area.get(ann.class_name, 0.0) + area_px2(ann)
         names: list[str | None] = [c.name for c in self._classes]
-        names += [n for n in count if n not in names]
+        names += [n for n in (*count, *detections) if n not in names]
         out = []
-        for n in names:
+        for n in dict.fromkeys(names):
             px2 = area.get(n, 0.0)
             mm2 = l0_area_to_mm2(px2, self.mpp)
-            out.append(ClassSummary(n, count.get(n, 0), px2, mm2))
+            out.append(ClassSummary(n, count.get(n, 0), px2, mm2, detections.get(n, 0)))
         return out
 
     # --- undo machinery -----------------------------------------------------------------

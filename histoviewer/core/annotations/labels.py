@@ -71,10 +71,11 @@ class SlideLabel:
 
 
 def slide_label(doc: AnnotationDocument) -> SlideLabel:
-    """The slide label from the tumour-class area annotations of ``doc`` as they are now."""
+    """The slide label from the tumour-class area annotations of ``doc`` as they are now.
+    Detections (QuPath cells, tiles) never count, whatever their class."""
     lesions = []
     for ann in doc.annotations():
-        if not (ann.kind.is_area and doc.is_tumour(ann)):
+        if not (ann.is_region and ann.kind.is_area and doc.is_tumour(ann)):
             continue
         m = doc.measure(ann.uid)
         lesions.append(LesionSize(ann.uid, ann.name, m.max_diameter_mm, m.area_mm2,

@@ -3,7 +3,9 @@
 They are far above any real slide's annotations (a CAMELYON16 XML file is at most a few
 megabytes, its largest polygon a few thousand vertices; QuPath exports of cell detections
 reach tens of thousands of objects) and low enough that a hostile or broken file cannot
-exhaust memory or freeze the viewer.
+exhaust memory or freeze the viewer. The writers check the same limits before writing
+(``safe_read.VertexBudget(writing=True)``, ``check_output_size``), so that a file we write
+is never one we refuse to read.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ Level-0 pixel values are always given; micrometre/millimetre values are None whe
 has no scale (``mpp`` None), never a guess. Rectangles and ellipses are measured
 analytically; polygons by the shoelace formula (holes subtracted) and the maximum Feret
 diameter of their outer ring. Only annotations of a tumour class get a size class
-(ITC / micro / macro from the largest diameter, ``staging_terms``).
+(ITC / micro / macro from the largest diameter, ``staging_terms``); detections (QuPath
+cells) never do.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def measure(ann: Annotation, mpp: float | None, *, is_tumour: bool = False) -> M
         length = _path_length(pts, closed=False)
         diameter = max_feret_diameter(pts)
     size_class = None
-    if is_tumour and kind.is_area:
+    if is_tumour and kind.is_area and ann.is_region:  # a detection is never a lesion
         size_class = classify_diameter_mm(l0_px_to_mm(diameter, mpp))
     return Measurement(
         kind=kind.value,

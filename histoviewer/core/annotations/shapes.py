@@ -31,7 +31,7 @@ import numpy as np
 
 from histoviewer.core.annotations.limits import MAX_COORDINATE, MAX_TEXT_CHARS
 
-__all__ = ["Annotation", "Point", "Ring", "ShapeKind", "ellipse_outline", "new_uid"]
+__all__ = ["Annotation", "ObjectKind", "Point", "Ring", "ShapeKind", "ellipse_outline", "new_uid"]
 
 Point = tuple[float, float]
 Ring = tuple[Point, ...]
@@ -55,6 +55,44 @@ class ShapeKind(str, enum.Enum):
     def is_ring(self) -> bool:
         """Shapes stored vertex by vertex as a closed ring (vertices can be added/removed)."""
         return self in (ShapeKind.POLYGON, ShapeKind.FREEHAND)
+
+
+class ObjectKind(str, enum.Enum):
+    """What an object is, in QuPath's terms (its GeoJSON ``objectType`` values).
+
+    Only ``ANNOTATION`` objects are regions a pathologist drew or accepted: they are sized,
+    classed ITC/micro/macro and make the slide label. Detections, cells and tiles are the
+    output of a detector (QuPath's cell detection exports tens of thousands of them, many
+    classified "Tumor"); they are shown and counted but never sized or staged. TMA cores
+    are grid cells, not lesions either.
+    """
+
+    ANNOTATION = "annotation"
+    DETECTION = "detection"
+    CELL = "cell"
+    TILE = "tile"
+    TMA_CORE = "tmaCore"
+
+    @property
+    def is_region(self) -> bool:
+        """True for annotations: the only objects that can be lesions."""
+        return self is ObjectKind.ANNOTATION
+
+    @classmethod
+    def from_qupath(cls, value: object) -> ObjectKind | None:
+        """The kind for a QuPath ``objectType`` (or its v0.2 ``id`` class name); None when unknown."""
+        if not isinstance(value, str):
+            return None
+        return _QUPATH_KINDS.get(value.strip().lower())
+
+
+_QUPATH_KINDS = {
+    "annotation": ObjectKind.ANNOTATION, "pathannotationobject": ObjectKind.ANNOTATION,
+    "detection": ObjectKind.DETECTION, "pathdetectionobject": ObjectKind.DETECTION,
+    "cell": ObjectKind.CELL, "pathcellobject": ObjectKind.CELL,
+    "tile": ObjectKind.TILE, "pathtileobject": ObjectKind.TILE,
+    "tmacore": ObjectKind.TMA_CORE, "tma_core": ObjectKind.TMA_CORE, "tmacoreobject": ObjectKind.TMA_CORE,
+}
 
 
 _MIN_POINTS = {
@@ -122,7 +160,9 @@ class Annotation:
 
     ``class_name`` None means unclassified. ``properties`` keeps values this program does
     not interpret (a foreign file's extra properties, ground-truth sizes) so that they
-    survive a round trip; it must be JSON-serialisable.
+    survive a round trip; it must be JSON-serialisable. ``object_kind``: an annotation (a
+    region: sized and staged when its class is tumour) or a detection/cell/tile/TMA core
+    from another tool (shown and counted, never sized or staged: ``is_region`` False).
     """
 
     kind: ShapeKind
@@ -133,10 +173,12 @@ class Annotation:
     l0_holes: tuple[Ring, ...] = ()
     uid: str = field(default_factory=new_uid)
     properties: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    object_kind: ObjectKind = ObjectKind.ANNOTATION
 
     def __post_init__(self) -> None:
         kind = ShapeKind(self.kind)
         object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "object_kind", ObjectKind(self.object_kind))
         what = f"{kind.value} {self.name!r}" if self.name else kind.value
         pts = _ring(self.l0_points, what)
         if kind.is_ring:
@@ -157,6 +199,12 @@ class Annotation:
         if self.class_name is not None:
             object.__setattr__(self, "class_name", _text(self.class_name, "a class name") or None)
         object.__setattr__(self, "properties", dict(self.properties))
+
+    @property
+    def is_region(self) -> bool:
+        """True for annotations (regions that can be lesions); False for detections, cells,
+        tiles and TMA cores, which are never sized, staged or edited as regions."""
+        return self.object_kind.is_region
 
     # --- geometry -----------------------------------------------------------------
 
@@ -241,5 +289,5 @@ class Annotation:
             "uid": self.uid, "kind": self.kind.value, "name": self.name, "note": self.note,
             "class_name": self.class_name, "l0_points": [list(p) for p in self.l0_points],
             "l0_holes": [[list(p) for p in h] for h in self.l0_holes],
-            "properties": dict(self.properties),
+            "properties": dict(self.properties), "object_kind": self.object_kind.value,
         }

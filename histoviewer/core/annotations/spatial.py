@@ -121,7 +121,8 @@ class DisplayShape:
 
     ``kind``: ``dot`` (draw a small marker at ``l0_points[0]``), ``rect`` / ``ellipse``
     (``l0_points`` are the box corners: draw natively), ``polygon`` (closed ring, plus
-    ``l0_holes``), ``line`` (open polyline), ``points``.
+    ``l0_holes``), ``line`` (open polyline), ``points``. ``detection``: a detection (a QuPath
+    cell), drawn thin and never with editing handles.
     """
 
     uid: str
@@ -129,6 +130,7 @@ class DisplayShape:
     l0_points: np.ndarray
     l0_holes: tuple[np.ndarray, ...]
     class_name: str | None
+    detection: bool = False
 
 
 def simplify_outline(points: Iterable, l0_tolerance: float, closed: bool) -> np.ndarray:
@@ -197,18 +199,18 @@ def display_shape(ann: Annotation, l0_per_screen_px: float) -> DisplayShape:
     kind = ann.kind
     if kind is not ShapeKind.POINTS and max(x1 - x0, y1 - y0) < TINY_SCREEN_PX * l0_per_screen_px:
         centre = np.array([[(x0 + x1) / 2, (y0 + y1) / 2]])
-        return DisplayShape(ann.uid, "dot", centre, (), ann.class_name)
+        return DisplayShape(ann.uid, "dot", centre, (), ann.class_name, not ann.is_region)
     tol = 0.5 * l0_per_screen_px
     if kind in (ShapeKind.RECTANGLE, ShapeKind.ELLIPSE):
         box = np.array([[x0, y0], [x1, y1]])
-        return DisplayShape(ann.uid, "rect" if kind is ShapeKind.RECTANGLE else "ellipse", box, (), ann.class_name)
+        return DisplayShape(ann.uid, "rect" if kind is ShapeKind.RECTANGLE else "ellipse", box, (), ann.class_name, not ann.is_region)
     if kind.is_ring:
         holes = tuple(simplify_outline(h, tol, True) for h in ann.l0_holes
                       if max(np.ptp(np.asarray(h), axis=0)) >= TINY_SCREEN_PX * l0_per_screen_px)
-        return DisplayShape(ann.uid, "polygon", simplify_outline(ann.l0_points, tol, True), holes, ann.class_name)
+        return DisplayShape(ann.uid, "polygon", simplify_outline(ann.l0_points, tol, True), holes, ann.class_name, not ann.is_region)
     if kind is ShapeKind.LINE:
-        return DisplayShape(ann.uid, "line", simplify_outline(ann.l0_points, tol, False), (), ann.class_name)
-    return DisplayShape(ann.uid, "points", np.asarray(ann.l0_points, dtype=np.float64), (), ann.class_name)
+        return DisplayShape(ann.uid, "line", simplify_outline(ann.l0_points, tol, False), (), ann.class_name, not ann.is_region)
+    return DisplayShape(ann.uid, "points", np.asarray(ann.l0_points, dtype=np.float64), (), ann.class_name, not ann.is_region)
 
 
 class LodCache:

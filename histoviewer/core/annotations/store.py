@@ -28,8 +28,9 @@ from histoviewer.core.annotations.document import AnnotationDocument, DocumentCh
 from histoviewer.core.annotations.geojson_io import geojson_bytes, parse_geojson
 from histoviewer.core.annotations.model import AnnotationSet
 from histoviewer.core.annotations.safe_read import read_limited
+from histoviewer.core.annotations.sanitize import Replacements
 from histoviewer.core.atomic import atomic_write_bytes
-from histoviewer.core.errors import AnnotationStoreError
+from histoviewer.core.errors import AnnotationFormatError, AnnotationStoreError
 from histoviewer.core.paths import user_data_dir
 
 __all__ = [
@@ -60,15 +61,24 @@ def autosave_candidates(slide_path: str | os.PathLike[str]) -> tuple[Path, Path]
 
 
 def save_document(doc: AnnotationDocument, slide_path: str | os.PathLike[str],
-                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> Path:
+                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                  replacements: Replacements | None = None) -> Path:
     """Write ``doc`` beside the slide, else in the user data folder; returns where.
 
     The other location's older copy is removed, so that recovery never finds a stale one.
+    A value no file can hold (NaN, a lone surrogate in a name) never stops the save: it is
+    replaced and counted in ``replacements`` and everything else is saved.
+    ``AnnotationStoreError`` names the file(s) and the problem when nothing could be saved.
     """
     beside, fallback = autosave_candidates(slide_path)
     meta = {"autosave": {"slide": str(_slide(slide_path)), "saved_at": now().isoformat(timespec="seconds"),
                          "annotations": len(doc), "mpp": doc.mpp}}
-    data = geojson_bytes(doc.to_set(), meta)
+    try:
+        data = geojson_bytes(doc.to_set(), meta, replacements, target=str(beside))
+    except AnnotationFormatError as exc:  # more than our reader accepts: saving would lose it on reopening
+        raise AnnotationStoreError(f"cannot save annotations: {exc}") from exc
+    except (ValueError, TypeError, RecursionError, OverflowError) as exc:  # a bug, not the user's doing
+        raise AnnotationStoreError(f"cannot save annotations to {beside}: {type(exc).__name__}: {exc}") from exc
     errors = []
     for target, other in ((beside, fallback), (fallback, beside)):
         try:
@@ -147,6 +157,7 @@ class Autosaver:
         self._saved_revision = doc.revision
         self.last_path: Path | None = None
         self.last_error: str | None = None
+        self.last_replacements: tuple[str, ...] = ()  # values the last save had to replace
         self._unsubscribe = doc.subscribe(self._on_change)
 
     @property
@@ -173,8 +184,9 @@ class Autosaver:
             self._first_unsaved = self._due = None
             return None
         revision = self.doc.revision
+        replacements = Replacements()
         try:
-            path = save_document(self.doc, self.slide_path)
+            path = save_document(self.doc, self.slide_path, replacements=replacements)
         except AnnotationStoreError as exc:
             self.last_error = str(exc)
             self._due = self._clock() + self.delay_s
@@ -182,7 +194,13 @@ class Autosaver:
         self._saved_revision = revision
         self._first_unsaved = self._due = None
         self.last_path, self.last_error = path, None
+        self.last_replacements = tuple(replacements.messages())
         return path
+
+    def discard(self) -> None:
+        """Stop listening to the document without saving (the user chose to lose the edits)."""
+        self._unsubscribe()
+        self._first_unsaved = self._due = None
 
     def close(self) -> Path | None:
         """Save what is pending and stop listening to the document."""

@@ -237,10 +237,11 @@ def outlines_from_annotation_file(path: str | os.PathLike[str], mpp: float | Non
     aset = result.annotation_set
     polygons: list[PolygonAnnotation] = []
     for ann in aset.annotations:
-        if not ann.kind.is_area:
+        if not ann.kind.is_area or not ann.is_region:  # detections (QuPath cells) are not outlined as lesions
             continue
         if result.format in ("asap-xml", "camelyon16-json"):  # groups, not classes
             polygons.append(PolygonAnnotation(ann.name, ann.outline(), group=ann.class_name or NO_GROUP))
+            polygons += [PolygonAnnotation(f"{ann.name} (hole)", h, group="_2") for h in ann.l0_holes]  # exclusions
         else:
             cls = aset.class_named(ann.class_name)
             polygons.append(PolygonAnnotation.from_annotation(ann, cls.rgb if cls else DEFAULT_COLOR))

@@ -76,13 +76,15 @@ def _is_exclusion(ann: Annotation) -> bool:
 def read_tumour_polygons(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``(tumour, exclusion)`` polygons of an annotation file (GeoJSON, CAMELYON16 JSON or ASAP
     XML, read by ``annotations.files.load_annotations``) as ``(k, 2)`` level-0 (x, y) arrays;
-    rectangles and ellipses as their outlines, holes dropped (exclusions are polygons here)."""
+    rectangles and ellipses as their outlines, holes as exclusions; detections (QuPath cells)
+    are not annotations and are left out."""
     try:
-        anns = [a for a in load_annotations(Path(path)).annotation_set.annotations if a.kind.is_area]
+        anns = [a for a in load_annotations(Path(path)).annotation_set.annotations if a.kind.is_area and a.is_region]
     except AnnotationFormatError as exc:
         raise PatchDataError(f"{exc} (annotations for patch labels)") from exc
     pos = [np.asarray(a.outline(), float) for a in anns if not _is_exclusion(a)]
     neg = [np.asarray(a.outline(), float) for a in anns if _is_exclusion(a)]
+    neg += [np.asarray(h, float) for a in anns for h in a.l0_holes]  # CAMELYON16 _2 inside a tumour polygon
     return pos, neg
 
 
