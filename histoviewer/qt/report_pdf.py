@@ -28,7 +28,7 @@ from PySide6.QtWidgets import QApplication
 from histoviewer.core.analysis.lesion_io import LESION_COLORS
 from histoviewer.core.errors import ExportCancelled, ReportError
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
-from histoviewer.core.export.files import atomic_target
+from histoviewer.core.atomic import atomic_target
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.report.images import SlideImages, fit_size, render_slide_images
