@@ -42,13 +42,14 @@ __all__ = [
     "check_output",
     "clean_stale_partials",
     "partial_path",
+    "partial_prefix",
     "same_file",
     "write_error",
 ]
 
 PARTIAL_TAG = "hv-partial"
 # .<target name>.hv-partial.<host>.<pid>.<random hex>
-_PARTIAL_RE = re.compile(r"^\..*\." + PARTIAL_TAG + r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[0-9a-f]+$")
+_PARTIAL_RE = re.compile(r"^\..*\." + PARTIAL_TAG + r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+$")
 
 _REASONS = {
     errno.ENOSPC: "the disk is full",
@@ -135,12 +136,18 @@ def check_output(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
 
 
 # -- temporary names and their cleaning -------------------------------------------------------------
+def partial_prefix(target: str | os.PathLike[str]) -> str:
+    """The start of a temporary name for ``target`` (``tempfile``'s ``prefix=`` adds the
+    random end): ``.<name>.hv-partial.<host>.<pid>.``."""
+    # keep the name within common 255-byte limits however long the target's name is
+    stem = Path(target).name.encode("utf-8")[:150].decode("utf-8", "ignore")
+    return f".{stem}.{PARTIAL_TAG}.{_host()}.{os.getpid()}."
+
+
 def partial_path(target: str | os.PathLike[str]) -> Path:
     """A fresh temporary name beside ``target`` that says whose it is (host, process)."""
     target = Path(target)
-    # keep the name within common 255-byte limits however long the target's name is
-    stem = target.name.encode("utf-8")[:150].decode("utf-8", "ignore")
-    return target.with_name(f".{stem}.{PARTIAL_TAG}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}")
+    return target.with_name(partial_prefix(target) + secrets.token_hex(4))
 
 
 def _pid_alive(pid: int) -> bool:

@@ -29,6 +29,8 @@ import imagecodecs
 import numpy as np
 import tifffile
 
+from histoviewer.core.atomic import partial_prefix
+
 __all__ = ["EncodedRow", "downsample2", "encode_jpeg", "pyramid_dimensions", "write_pyramidal_tiff"]
 
 SMALLEST_LEVEL_PX = 1024
@@ -186,7 +188,8 @@ def write_pyramidal_tiff(
     n_cols = math.ceil(width / tile_size)
     n_rows = math.ceil(height / tile_size)
     pad = np.asarray(pad_rgb, np.uint8)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+    # named by this process (core.atomic): a writer killed mid-way leaves a folder the next write cleans
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=partial_prefix(path)) as tmp:
         spills = [open(Path(tmp) / f"level{k}.jpegs", "w+b") for k in range(1, len(dims))]
         try:
             sinks: list[_LevelSink] = []

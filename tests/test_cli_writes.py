@@ -1,0 +1,138 @@
+"""No subcommand destroys a user's file or ends a write failure in a traceback:
+``export-heatmap`` and ``phantom`` never write over their inputs, replace existing files only
+with ``--overwrite``, and a full disk is one error line naming the file, exit 2."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from histoviewer.cli import main
+from histoviewer.core.atomic import PARTIAL_TAG
+from histoviewer.core.inference.outputs import write_probability_map
+from tests.core.export_helpers import GEOMETRY, MODEL, lesion_heatmap, slide
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def analysis(tmp_path):
+    path = slide(tmp_path)
+    folder = tmp_path / "analysis"
+    folder.mkdir()
+    write_probability_map(folder, lesion_heatmap().encoded, GEOMETRY, slide=str(path), model=MODEL)
+    return path, folder
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _run(capsys, *argv):
+    rc = main([*map(str, argv)])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.mark.parametrize("kind", [(), ("--overlay",), ("--raw",)], ids=["heatmap", "overlay", "raw"])
+def test_export_onto_the_slide_is_refused_even_with_overwrite(analysis, tmp_path, capsys, kind):
+    path, folder = analysis
+    before = _digest(path)
+    os.link(path, tmp_path / "hardlink.tiff")
+    (tmp_path / "symlink.tiff").symlink_to(path)
+    for out in (path, tmp_path / "hardlink.tiff", tmp_path / "symlink.tiff", tmp_path / "." / path.name):
+        for extra in ((), ("--overwrite",)):
+            rc, _, err = _run(capsys, "export-heatmap", path, "--probability", folder, "--out", out, *kind, *extra)
+            assert rc == 2, (out, extra)
+            assert "input of the job" in err and "Traceback" not in err
+    assert _digest(path) == before
+    assert not [p for p in tmp_path.iterdir() if PARTIAL_TAG in p.name]
+
+
+def test_export_onto_the_analysis_it_reads_is_refused(analysis, capsys):
+    path, folder = analysis
+    before = _digest(folder / "probability.tiff")
+    rc, _, err = _run(capsys, "export-heatmap", path, "--probability", folder, "--out", folder / "probability.tiff",
+                      "--raw", "--overwrite")
+    assert rc == 2 and "input of the job" in err
+    assert _digest(folder / "probability.tiff") == before
+
+
+def test_an_existing_export_is_replaced_only_with_overwrite(analysis, tmp_path, capsys):
+    path, folder = analysis
+    out = tmp_path / "mine.png"
+    out.write_bytes(b"the user's own picture")
+    rc, _, err = _run(capsys, "export-heatmap", path, "--probability", folder, "--out", out)
+    assert rc == 2 and "already exists" in err and "--overwrite" in err
+    assert out.read_bytes() == b"the user's own picture"
+    rc, _, _ = _run(capsys, "export-heatmap", path, "--probability", folder, "--out", out, "--overwrite")
+    assert rc == 0 and out.read_bytes().startswith(b"\x89PNG")
+    # a sidecar that exists (a user's file named like one) is an existing file too
+    out2 = tmp_path / "b.tif"
+    (tmp_path / "b.tif.legend.png").write_bytes(b"keep")
+    rc, _, err = _run(capsys, "export-heatmap", path, "--probability", folder, "--out", out2)
+    assert rc == 2 and "b.tif.legend.png already exists" in err and not out2.exists()
+
+
+def test_a_folder_given_as_the_export_file_is_an_error(analysis, tmp_path, capsys):
+    path, folder = analysis
+    (tmp_path / "dir.png").mkdir()
+    rc, _, err = _run(capsys, "export-heatmap", path, "--probability", folder, "--out", tmp_path / "dir.png",
+                      "--overwrite")
+    assert rc == 2 and "dir.png: cannot write: it is a folder" in err
+    rc, _, err = _run(capsys, "export-heatmap", path, "--probability", folder, "--out",
+                      path / "x.png")  # a file given as the folder
+    assert rc == 2 and "is a file, not a folder" in err
+
+
+def test_phantom_refuses_existing_files_and_a_name_its_truth_would_replace(tmp_path, capsys):
+    out = tmp_path / "p.tiff"
+    args = ["phantom", out, "--width", "300", "--height", "300", "--lesions", ""]
+    assert _run(capsys, *args)[0] == 0
+    before = _digest(out)
+    rc, _, err = _run(capsys, *args, "--seed", "3")
+    assert rc == 2 and "already exists" in err and "--overwrite" in err
+    assert _digest(out) == before
+    (tmp_path / "q.xml").write_text("<ASAP_Annotations/>")  # a user's annotations where the truth would go
+    rc, _, err = _run(capsys, "phantom", tmp_path / "q.tiff", "--width", "300", "--height", "300")
+    assert rc == 2 and "q.xml already exists" in err and not (tmp_path / "q.tiff").exists()
+    rc, _, err = _run(capsys, "phantom", tmp_path / "r.geojson", "--width", "300", "--height", "300")
+    assert rc == 2 and "same file" in err and not (tmp_path / "r.geojson").exists()
+    assert _run(capsys, *args, "--seed", "3", "--overwrite")[0] == 0
+    assert _digest(out) != before
+
+
+def _limited(argv: list[str], limit_bytes: int) -> subprocess.CompletedProcess:
+    """``histoviewer argv`` in a process that may write no file larger than ``limit_bytes``
+    (RLIMIT_FSIZE: a deterministic full disk; the write fails with EFBIG)."""
+    code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit_bytes}, {limit_bytes})); "
+            "from histoviewer.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen"}
+    return subprocess.run([sys.executable, "-c", code, *argv], check=False, capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="RLIMIT_FSIZE is POSIX")
+@pytest.mark.parametrize("kind", [(), ("--raw",)], ids=["png", "raw"])
+def test_a_full_disk_during_an_export_is_an_error_naming_the_file(analysis, tmp_path, kind):
+    path, folder = analysis
+    out = tmp_path / ("x.tiff" if kind else "x.png")
+    res = _limited(["export-heatmap", str(path), "--probability", str(folder), "--out", str(out), *kind], 2000)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and f"{out}: cannot write: the file is larger" in res.stderr
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if PARTIAL_TAG in p.name]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="RLIMIT_FSIZE is POSIX")
+def test_a_full_disk_while_writing_a_phantom_is_an_error_naming_the_file(tmp_path):
+    out = tmp_path / "p.tiff"
+    res = _limited(["phantom", str(out), "--width", "600", "--height", "600", "--lesions", ""], 3000)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and f"{out}: could not write the phantom slide" in res.stderr
+    assert list(tmp_path.iterdir()) == []
