@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the subcommand modules load at start-up: the core only when run
     from histoviewer.core.analysis.summary import SlideOutcome
 
-__all__ = ["register", "run_analyze"]
+__all__ = ["EXIT_SLIDES_FAILED", "register", "run_analyze"]
+
+EXIT_SLIDES_FAILED = 1  # some slides failed (to be analysed or written); the others are complete
+EXIT_STATUS_HELP = ("exit status: 0 every slide analysed and written; 1 some slides failed (analysis or "
+                    "writing; each says why, the other slides' folders are complete); 2 nothing usable was "
+                    "written (bad options, the model cannot load, OUT or the case files cannot be written)")
 
 
 def register(sub) -> None:
@@ -25,7 +30,11 @@ def register(sub) -> None:
                        description="Classify all tissue of each slide; write DIR/<slide stem>/"
                                    "{probability.tiff,probability.json,heatmap.png,lesions.geojson,summary.json} "
                                    "and, for the cases the slides form (patient_<p>_node_<n> names, "
-                                   "else folders), DIR/stages.csv (CAMELYON17 pN) and DIR/cases.json.")
+                                   "else folders), DIR/stages.csv (CAMELYON17 pN) and DIR/cases.json. "
+                                   "A slide whose name is taken (two slides with one name, a name of "
+                                   "DIR's own files, an unsafe name) gets a unique safe folder name "
+                                   "(<name>-2, ...; printed); each folder appears only when complete.",
+                       epilog=EXIT_STATUS_HELP)
     p.add_argument("slides", nargs="+", type=Path, metavar="SLIDE")
     p.add_argument("--model", default="cnn", help="cnn, handcrafted or a model file (default: cnn)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
@@ -80,6 +89,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.core.errors import InferenceError
     from histoviewer.core.inference.analyze import AnalyzeOptions
     from histoviewer.core.jobs import analyze_case
+    from histoviewer.core.jobs.slide_folders import slide_folders
 
     if args.threshold is not None:  # None: the model's operating point
         try:
@@ -88,11 +98,15 @@ def run_analyze(args: argparse.Namespace) -> int:
             raise InferenceError(f"--threshold: {exc}") from None
     options = AnalyzeOptions(model=args.model, device=args.device, stride_px=args.stride,
                              read_threads=max(1, args.read_threads), lesion_threshold=args.threshold)
+    folders = slide_folders(args.out, list(args.slides))
+    for folder in folders:
+        if folder.note:
+            print(f"note: {folder.note}", file=sys.stderr)
     # the slides form one or more cases (CAMELYON17 patients, else folders): their pN stages
     control = cli_control(args.json)
     try:
         run = analyze_case(list(args.slides), args.out, options, workers=max(1, args.workers),
-                           scheduler=args.scheduler, control=control,
+                           scheduler=args.scheduler, control=control, folders=folders,
                            on_done=None if args.json else lambda _i, summary: _print_summary(summary))
     finally:
         close_bars(control)
@@ -115,6 +129,11 @@ def run_analyze(args: argparse.Namespace) -> int:
         demo = any(isinstance(r, SlideSummary) and r.model.demonstration for r in results)
         if demo:
             print(f"WARNING: {demo_warning()}")
-    return 1 if any(isinstance(r, SlideFailure) for r in results) else 0
+    failed = [r for r in results if isinstance(r, SlideFailure)]
+    if failed:
+        print(f"{len(failed)} of {len(results)} slides failed: " + ", ".join(r.slide for r in failed),
+              file=sys.stderr)
+        return EXIT_SLIDES_FAILED
+    return 0
 
 
