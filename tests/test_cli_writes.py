@@ -136,3 +136,38 @@ def test_a_full_disk_while_writing_a_phantom_is_an_error_naming_the_file(tmp_pat
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr and f"{out}: could not write the phantom slide" in res.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="RLIMIT_FSIZE is POSIX")
+def test_a_full_disk_while_writing_the_report_pdf_is_an_error_not_a_truncated_pdf(tmp_path_factory, tmp_path):
+    """Qt's PDF writer ignores write errors: before, a full disk gave a truncated PDF and
+    exit 0. Now the file is checked before it replaces REPORT.pdf."""
+    from tests.core.report_helpers import shared_case
+
+    case = shared_case(tmp_path_factory)
+    out = tmp_path / "r.pdf"
+    out.write_bytes(b"%PDF-1.4 an earlier, complete report\n%%EOF\n")
+    res = _limited(["report", str(case), "--out", str(out), "--overwrite"], 20000)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr and f"{out}: cannot write:" in res.stderr
+    assert out.read_bytes().startswith(b"%PDF-1.4 an earlier")  # the earlier report is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.pdf"]
+
+
+def test_report_never_writes_over_the_analyses_and_replaces_only_with_overwrite(tmp_path_factory, tmp_path,
+                                                                                capsys):
+    from tests.core.report_helpers import shared_case
+
+    case = shared_case(tmp_path_factory)
+    summary = case / "patient_007_node_1" / "summary.json"
+    before = _digest(summary)
+    rc, _, err = _run(capsys, "report", case, "--json", summary, "--overwrite")
+    assert rc == 2 and "input of the job" in err and _digest(summary) == before
+    rc, _, err = _run(capsys, "report", case, "--csv", case / "patient_007_node_1", "--overwrite")
+    assert rc == 2 and "input of the job" in err
+    mine = tmp_path / "r.json"
+    mine.write_text("the user's")
+    rc, _, err = _run(capsys, "report", case, "--json", mine)
+    assert rc == 2 and "already exists" in err and "--overwrite" in err and mine.read_text() == "the user's"
+    rc, _, _ = _run(capsys, "report", case, "--json", mine, "--overwrite")
+    assert rc == 0 and mine.read_text().startswith("{")

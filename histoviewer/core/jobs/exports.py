@@ -51,7 +51,9 @@ __all__ = [
     "EXPORT_KINDS",
     "ExportRequest",
     "ReportPdfWriter",
+    "analysis_files",
     "check_export_targets",
+    "check_report_targets",
     "existing_targets",
     "export_targets",
     "run_export",
@@ -168,6 +170,35 @@ def check_export_targets(kind: str, out_path: str | os.PathLike[str], inputs: It
     sources = [Path(p) for p in inputs if p is not None and str(p)]
     for target in export_targets(kind, out_path, legend=legend):
         check_output(target, inputs=sources, overwrite=overwrite)
+
+
+def analysis_files(analysis_dirs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The files a report reads: those of every slide folder (a folder with
+    ``summary.json``) given or directly inside a given folder."""
+    files: list[Path] = []
+    for folder in map(Path, analysis_dirs):
+        try:
+            slides = [folder] if (folder / "summary.json").is_file() else [
+                p for p in folder.iterdir() if (p / "summary.json").is_file()]
+            for slide in slides:
+                files += [slide, *slide.iterdir()]
+        except OSError:
+            continue  # an unreadable folder: the report's reader says so
+    return files
+
+
+def check_report_targets(pdf: str | os.PathLike[str] | None, json_path: str | os.PathLike[str] | None,
+                         tables_dir: str | os.PathLike[str] | None, analysis_dirs: Iterable[Any], *,
+                         overwrite: bool = False) -> None:
+    """``check_export_targets`` for a report of analysis folders: never over a file of the
+    analyses it reads, over an existing file only with ``overwrite``."""
+    inputs = analysis_files(analysis_dirs)
+    targets = [p for p in (pdf, json_path) if p is not None]
+    if tables_dir is not None:
+        check_output(tables_dir, inputs=inputs, folder=True)
+        targets += [Path(tables_dir) / name for name in ("lesions.csv", "slides.csv", "cases.csv")]
+    for target in targets:
+        check_output(target, inputs=inputs, overwrite=overwrite)
 
 
 def _request_inputs(r: ExportRequest) -> list[Any]:
