@@ -22,23 +22,14 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QMarginsF, QPointF, QRectF, Qt
-from PySide6.QtGui import (
-    QColor,
-    QFont,
-    QFontMetricsF,
-    QGuiApplication,
-    QPageLayout,
-    QPageSize,
-    QPainter,
-    QPdfWriter,
-    QPen,
-)
+from PySide6.QtGui import (QColor, QFont, QFontMetricsF, QGuiApplication, QPageLayout, QPageSize, QPainter,
+                           QPdfWriter, QPen)
 from PySide6.QtWidgets import QApplication
 
 from histoviewer.core.analysis.lesion_io import LESION_COLORS
-from histoviewer.core.atomic import atomic_target, write_error
-from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
 from histoviewer.core.errors import ExportCancelled, ReportError, WriteError
+from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
+from histoviewer.core.atomic import atomic_target, write_error
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.report.images import SlideImages, fit_size, render_slide_images
