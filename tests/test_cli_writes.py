@@ -49,7 +49,7 @@ def test_export_onto_the_slide_is_refused_even_with_overwrite(analysis, tmp_path
         for extra in ((), ("--overwrite",)):
             rc, _, err = _run(capsys, "export-heatmap", path, "--probability", folder, "--out", out, *kind, *extra)
             assert rc == 2, (out, extra)
-            assert "input of the job" in err and "Traceback" not in err
+            assert "a file the job reads" in err and "Traceback" not in err
     assert _digest(path) == before
     assert not [p for p in tmp_path.iterdir() if PARTIAL_TAG in p.name]
 
@@ -59,7 +59,7 @@ def test_export_onto_the_analysis_it_reads_is_refused(analysis, capsys):
     before = _digest(folder / "probability.tiff")
     rc, _, err = _run(capsys, "export-heatmap", path, "--probability", folder, "--out", folder / "probability.tiff",
                       "--raw", "--overwrite")
-    assert rc == 2 and "input of the job" in err
+    assert rc == 2 and "a file the job reads" in err
     assert _digest(folder / "probability.tiff") == before
 
 
@@ -162,9 +162,9 @@ def test_report_never_writes_over_the_analyses_and_replaces_only_with_overwrite(
     summary = case / "patient_007_node_1" / "summary.json"
     before = _digest(summary)
     rc, _, err = _run(capsys, "report", case, "--json", summary, "--overwrite")
-    assert rc == 2 and "input of the job" in err and _digest(summary) == before
+    assert rc == 2 and "a file the job reads" in err and _digest(summary) == before
     rc, _, err = _run(capsys, "report", case, "--csv", case / "patient_007_node_1", "--overwrite")
-    assert rc == 2 and "input of the job" in err
+    assert rc == 2 and "a file the job reads" in err
     mine = tmp_path / "r.json"
     mine.write_text("the user's")
     rc, _, err = _run(capsys, "report", case, "--json", mine)

@@ -118,8 +118,8 @@ def check_output(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
     for source in inputs:
         if source is not None and str(source) and same_file(path, source):
             shown = "" if str(source) == str(path) else f" ({source})"
-            raise OverwriteRefused(f"{path}: this is an input of the job{shown}; writing there would destroy it. "
-                                   "Choose another name; nothing was written")
+            raise OverwriteRefused(f"{path}: this is a file the job reads{shown}; writing there would destroy "
+                                   "it. Choose another name (nothing was written)")
     ancestor = _first_existing_ancestor(path)
     if not ancestor.is_dir():
         raise WriteError(f"{path}: cannot write: {ancestor} is a file, not a folder")

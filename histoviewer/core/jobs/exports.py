@@ -55,6 +55,7 @@ __all__ = [
     "check_export_targets",
     "check_report_targets",
     "existing_targets",
+    "request_inputs",
     "export_targets",
     "run_export",
 ]
@@ -201,7 +202,9 @@ def check_report_targets(pdf: str | os.PathLike[str] | None, json_path: str | os
         check_output(target, inputs=inputs, overwrite=overwrite)
 
 
-def _request_inputs(r: ExportRequest) -> list[Any]:
+def request_inputs(r: ExportRequest) -> list[Any]:
+    """What an export reads and must never write over: the slide, the annotation file, the
+    analysis its map came from."""
     return [r.slide_path, r.annotations_file, *_analysis_inputs(r.heatmap.origin)]
 
 
@@ -232,7 +235,7 @@ def run_export(request: ExportRequest, control: JobControl = NO_CONTROL, *,
     refused a write; no partial file remains), ``ExportError`` (bad request) and
     ``ExportCancelled``."""
     r = request
-    check_export_targets(r.kind, r.out_path, _request_inputs(r), overwrite=r.overwrite, legend=r.legend)
+    check_export_targets(r.kind, r.out_path, request_inputs(r), overwrite=r.overwrite, legend=r.legend)
     if r.kind == "raw":
         return export_raw_probabilities(r.out_path, r.heatmap, slide_path=r.slide_path, region=r.l0_region)
     if r.kind == "heatmap":
