@@ -14,7 +14,6 @@ Entry point for the main window: ``open_export_dialog(parent, tab)``.
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import threading
 import time

@@ -55,8 +55,8 @@ __all__ = [
     "check_export_targets",
     "check_report_targets",
     "existing_targets",
-    "request_inputs",
     "export_targets",
+    "request_inputs",
     "run_export",
 ]
 
