@@ -8,8 +8,6 @@ demonstration model (trained on synthetic phantom tissue only), the demonstratio
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 import textwrap
@@ -455,6 +453,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_predict(args: argparse.Namespace) -> int:
     from histoviewer.cli.progress import cli_control
     from histoviewer.core.atomic import atomic_write_text
+    from histoviewer.core.csv_table import csv_text
     from histoviewer.core.models.registry import open_model
     from histoviewer.core.training import predict_patch_set
 
@@ -462,12 +461,8 @@ def run_predict(args: argparse.Namespace) -> int:
     with _open_data(args, args.data, model.input, args.split) as data:
         probs = predict_patch_set(model, data, control=cli_control(args.json))
         ids = list(data.ids)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "label"])
-    for pid, p in zip(ids, probs, strict=True):
-        writer.writerow([pid, f"{float(p):.6f}"])
-    atomic_write_text(args.out, buf.getvalue())
+    rows = [(pid, f"{float(p):.6f}") for pid, p in zip(ids, probs, strict=True)]
+    atomic_write_text(args.out, csv_text(["id", "label"], rows))  # the one CSV writer: ids never formulas
     if args.json:
         print(json.dumps({"out": str(args.out), "patches": len(ids),
                           "model": model.info.to_dict()}, indent=2))

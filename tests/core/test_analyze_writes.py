@@ -145,3 +145,12 @@ def test_out_given_as_a_file_is_a_clear_error(synthetic, tmp_path, fake_model):
     (tmp_path / "out").write_text("a file")
     with pytest.raises(WriteError, match="it is a file, not a folder"):
         analyze_case([synthetic], tmp_path / "out", OPTIONS)
+
+
+def test_a_slide_named_like_a_formula_is_escaped_in_stages_csv(synthetic, tmp_path, fake_model):
+    import csv
+
+    slide = _copy(synthetic, tmp_path / "=HYPERLINK(1).tiff")
+    analyze_case([slide], tmp_path / "out", OPTIONS)
+    cells = [c for row in csv.reader((tmp_path / "out" / "stages.csv").read_text().splitlines()) for c in row]
+    assert "'=HYPERLINK(1).tiff" in cells and not any(c.startswith("=") for c in cells)

@@ -118,9 +118,7 @@ def _in_processes(slides: list[Path], folders: list[Path], options: AnalyzeOptio
 def _on_dask(slides: list[Path], folders: list[Path], options: AnalyzeOptions, scheduler: str,
              control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
     try:
-        from dask.distributed import (
-            Client,  # lazy: optional dependency, only for cluster runs
-        )
+        from dask.distributed import Client  # lazy: optional dependency, only for cluster runs
     except ImportError as exc:
         # no setting: the fix is installing Dask, not another --scheduler value
         raise InferenceError("running on a Dask cluster needs Dask: pip install 'dask[distributed]'") from exc
