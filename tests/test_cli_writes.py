@@ -171,3 +171,32 @@ def test_report_never_writes_over_the_analyses_and_replaces_only_with_overwrite(
     assert rc == 2 and "already exists" in err and "--overwrite" in err and mine.read_text() == "the user's"
     rc, _, _ = _run(capsys, "report", case, "--json", mine, "--overwrite")
     assert rc == 0 and mine.read_text().startswith("{")
+
+
+def test_model_commands_never_write_over_their_inputs_or_an_unasked_file(tmp_path, capsys):
+    data = tmp_path / "patches.h5"
+    data.write_bytes(b"the user's data")
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(b"a trained model")
+    for argv in (["train", "handcrafted", "--data", data, "--out", data, "--overwrite"],
+                 ["predict-patches", "--model", "cnn", "--data", data, "--out", data, "--overwrite"],
+                 ["eval-patches", "--model", "cnn", "--data", data, "--roc", data]):
+        rc, _, err = _run(capsys, *argv)
+        assert rc == 2 and "a file the job reads" in err, argv
+    rc, _, err = _run(capsys, "train", "handcrafted", "--data", data, "--out", out)
+    assert rc == 2 and "already exists" in err and "--overwrite" in err
+    assert data.read_bytes() == b"the user's data" and out.read_bytes() == b"a trained model"
+
+
+def test_lesions_geojson_never_replaces_the_map_and_asks_for_existing_files(analysis, tmp_path, capsys):
+    _path, folder = analysis
+    before = _digest(folder / "probability.tiff")
+    rc, _, err = _run(capsys, "lesions", folder / "probability.tiff", "--geojson", folder / "probability.tiff",
+                      "--overwrite")
+    assert rc == 2 and "a file the job reads" in err and _digest(folder / "probability.tiff") == before
+    mine = tmp_path / "mine.geojson"
+    mine.write_text("{}")
+    rc, _, err = _run(capsys, "lesions", folder / "probability.tiff", "--geojson", mine)
+    assert rc == 2 and "--overwrite" in err and mine.read_text() == "{}"
+    rc, _, _ = _run(capsys, "lesions", folder / "probability.tiff", "--geojson", mine, "--overwrite")
+    assert rc == 0 and mine.read_text() != "{}"
