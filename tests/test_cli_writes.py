@@ -200,3 +200,31 @@ def test_lesions_geojson_never_replaces_the_map_and_asks_for_existing_files(anal
     assert rc == 2 and "--overwrite" in err and mine.read_text() == "{}"
     rc, _, _ = _run(capsys, "lesions", folder / "probability.tiff", "--geojson", mine, "--overwrite")
     assert rc == 0 and mine.read_text() != "{}"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="kill -9 is POSIX")
+def test_kill_9_during_a_streamed_slide_write_leaves_named_partials_the_next_write_cleans(tmp_path):
+    """A phantom slide (the streaming pyramid writer: a temporary file and a spill folder)
+    killed mid-write: what it leaves names its process, and the next write there removes it."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "histoviewer", "phantom", str(tmp_path / "big.tiff"),
+                             "--width", "12000", "--height", "12000", "--workers", "1", "--lesions", ""],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len([p for p in tmp_path.iterdir() if PARTIAL_TAG in p.name]) < 2:  # the file and the spill folder
+            assert proc.poll() is None and time.monotonic() < deadline, "the writer ended before it was killed"
+            time.sleep(0.01)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    left = [p for p in tmp_path.iterdir() if PARTIAL_TAG in p.name]
+    assert left and all(f".{proc.pid}." in p.name for p in left) and any(p.is_dir() for p in left)
+    assert not (tmp_path / "big.tiff").exists()
+    assert main(["phantom", str(tmp_path / "small.tiff"), "--width", "300", "--height", "300", "--lesions", "",
+                 "--json"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.geojson", "small.lesions.json", "small.tiff",
+                                                          "small.xml"]
