@@ -228,3 +228,22 @@ def test_kill_9_during_a_streamed_slide_write_leaves_named_partials_the_next_wri
                  "--json"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.geojson", "small.lesions.json", "small.tiff",
                                                           "small.xml"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="RLIMIT_FSIZE is POSIX")
+def test_analyze_on_a_full_disk_fails_each_slide_cleanly_and_exits_1_with_a_summary(tmp_path):
+    from tests.core.inference_helpers import write_synthetic_tiff
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = write_synthetic_tiff(tmp_path / "a" / "node.tiff")
+    b = tmp_path / "b" / "node.tiff"
+    b.write_bytes(a.read_bytes())
+    out = tmp_path / "out"
+    res = _limited(["analyze", str(a), str(b), "--model", "handcrafted", "--device", "cpu", "--out", str(out)],
+                   6000)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr and "2 of 2 slides failed" in res.stderr
+    assert f"{out / 'node' / 'heatmap.png'}: cannot write:" in res.stderr
+    assert f"{out / 'node-2' / 'heatmap.png'}: cannot write:" in res.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["cases.json", "stages.csv"]  # no half-written slide folder

@@ -141,6 +141,16 @@ def test_a_real_os_error_mid_slide_is_a_failure_naming_the_file(synthetic, tmp_p
     assert not (tmp_path / "out" / "t0").exists() and not _partials(tmp_path / "out")
 
 
+def test_a_write_error_names_the_file_in_the_slides_folder_not_the_temporary_one(synthetic, tmp_path,
+                                                                                fake_model, monkeypatch):
+    def full(path, *args, **kwargs):
+        raise WriteError(f"{path}: cannot write: the disk is full")
+
+    monkeypatch.setattr(analyze_module, "write_heatmap_png", full)
+    (failed,) = analyze_case([synthetic], tmp_path / "out", OPTIONS).summaries
+    assert failed.error == f"{tmp_path / 'out' / 'synthetic' / 'heatmap.png'}: cannot write: the disk is full"
+
+
 def test_out_given_as_a_file_is_a_clear_error(synthetic, tmp_path, fake_model):
     (tmp_path / "out").write_text("a file")
     with pytest.raises(WriteError, match="it is a file, not a folder"):

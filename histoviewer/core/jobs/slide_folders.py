@@ -142,8 +142,15 @@ def analyze_into(folder: str | os.PathLike[str], analyse: Callable[[Path], Slide
     could not be written, and whatever ``analyse`` raises."""
     final = Path(folder)
     with atomic_folder(final, replace=True) as tmp:
-        summary = _relocated(analyse(tmp), tmp, final)
-        atomic_write_text(tmp / "summary.json", json.dumps(summary.to_dict(), indent=2))
+        try:
+            summary = _relocated(analyse(tmp), tmp, final)
+            atomic_write_text(tmp / "summary.json", json.dumps(summary.to_dict(), indent=2))
+        except HistoViewerError as exc:
+            if str(tmp) not in str(exc):
+                raise
+            # name the file the user will look for, not the temporary folder that is gone
+            renamed = type(exc)(str(exc).replace(str(tmp), str(final)), setting=exc.setting)
+            raise renamed from exc
     return summary
 
 
