@@ -247,3 +247,17 @@ def test_analyze_on_a_full_disk_fails_each_slide_cleanly_and_exits_1_with_a_summ
     assert f"{out / 'node' / 'heatmap.png'}: cannot write:" in res.stderr
     assert f"{out / 'node-2' / 'heatmap.png'}: cannot write:" in res.stderr
     assert sorted(p.name for p in out.iterdir()) == ["cases.json", "stages.csv"]  # no half-written slide folder
+
+
+def test_analyze_report_that_cannot_be_written_fails_alone(tmp_path, capsys, monkeypatch):
+    from histoviewer.core.jobs import analysis as jobs_analysis
+    from tests.core.inference_helpers import LesionFractionModel, write_synthetic_tiff
+
+    monkeypatch.setattr(jobs_analysis, "open_model", lambda spec, device="auto": LesionFractionModel())
+    slide_path = write_synthetic_tiff(tmp_path / "patient_001_node_0.tiff")
+    out = tmp_path / "out"
+    (out / "report.pdf").mkdir(parents=True)  # a folder where the report goes
+    rc, stdout, err = _run(capsys, "analyze", slide_path, "--out", out, "--report")
+    assert rc == 1 and f"{out / 'report.pdf'}: cannot write: it is a folder" in err and "Traceback" not in err
+    assert "stages:" in stdout and (out / "patient_001_node_0" / "summary.json").is_file()
+    assert not [p for p in out.iterdir() if PARTIAL_TAG in p.name]

@@ -19,10 +19,11 @@ if TYPE_CHECKING:  # the subcommand modules load at start-up: the core only when
 
 __all__ = ["EXIT_SLIDES_FAILED", "register", "run_analyze"]
 
-EXIT_SLIDES_FAILED = 1  # some slides failed (to be analysed or written); the others are complete
+EXIT_SLIDES_FAILED = 1  # some slides (or --report) failed to be analysed or written; the rest is complete
 EXIT_STATUS_HELP = ("exit status: 0 every slide analysed and written; 1 some slides failed (analysis or "
-                    "writing; each says why, the other slides' folders are complete); 2 nothing usable was "
-                    "written (bad options, the model cannot load, OUT or the case files cannot be written)")
+                    "writing; each says why, the other slides' folders are complete) or the --report "
+                    "could not be written; 2 nothing usable was written (bad options, the model cannot "
+                    "load, OUT or the case files cannot be written)")
 
 
 def register(sub) -> None:
@@ -111,11 +112,17 @@ def run_analyze(args: argparse.Namespace) -> int:
     finally:
         close_bars(control)
     results, cases = list(run.summaries), run.outputs
-    report = None
+    report, report_error = None, ""
     if args.report and (done := [Path(r.out_dir) for r in results if isinstance(r, SlideSummary)]):
+        from histoviewer.cli import error_text
         from histoviewer.cli.report import write_report
+        from histoviewer.core.errors import HistoViewerError
 
-        report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out)
+        try:  # the slides' folders are complete: a report that cannot be written fails alone
+            report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out)
+        except HistoViewerError as exc:
+            report_error = error_text(exc)
+            print(report_error, file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -133,7 +140,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} of {len(results)} slides failed: " + ", ".join(r.slide for r in failed),
               file=sys.stderr)
-        return EXIT_SLIDES_FAILED
-    return 0
+    if report_error:
+        print("the report was not written (see above)", file=sys.stderr)
+    return EXIT_SLIDES_FAILED if failed or report_error else 0
 
 
