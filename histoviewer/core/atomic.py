@@ -35,6 +35,7 @@ from histoviewer.core.errors import OverwriteRefused, WriteError
 
 __all__ = [
     "PARTIAL_TAG",
+    "PREVIOUS_TAG",
     "atomic_folder",
     "atomic_target",
     "atomic_write_bytes",
@@ -49,7 +50,9 @@ __all__ = [
 
 PARTIAL_TAG = "hv-partial"
 # .<target name>.hv-partial.<host>.<pid>.<random hex>
-_PARTIAL_RE = re.compile(r"^\..*\." + PARTIAL_TAG + r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+$")
+PREVIOUS_TAG = "hv-previous"  # a folder being replaced, moved aside for the moment of the swap
+_PARTIAL_RE = re.compile(r"^\.(?P<target>.*)\.(?P<tag>" + PARTIAL_TAG + "|" + PREVIOUS_TAG
+                         + r")\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+$")
 
 _REASONS = {
     errno.ENOSPC: "the disk is full",
@@ -136,18 +139,18 @@ def check_output(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
 
 
 # -- temporary names and their cleaning -------------------------------------------------------------
-def partial_prefix(target: str | os.PathLike[str]) -> str:
+def partial_prefix(target: str | os.PathLike[str], tag: str = PARTIAL_TAG) -> str:
     """The start of a temporary name for ``target`` (``tempfile``'s ``prefix=`` adds the
     random end): ``.<name>.hv-partial.<host>.<pid>.``."""
     # keep the name within common 255-byte limits however long the target's name is
     stem = Path(target).name.encode("utf-8")[:150].decode("utf-8", "ignore")
-    return f".{stem}.{PARTIAL_TAG}.{_host()}.{os.getpid()}."
+    return f".{stem}.{tag}.{_host()}.{os.getpid()}."
 
 
-def partial_path(target: str | os.PathLike[str]) -> Path:
+def partial_path(target: str | os.PathLike[str], tag: str = PARTIAL_TAG) -> Path:
     """A fresh temporary name beside ``target`` that says whose it is (host, process)."""
     target = Path(target)
-    return target.with_name(partial_prefix(target) + secrets.token_hex(4))
+    return target.with_name(partial_prefix(target, tag) + secrets.token_hex(4))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -166,8 +169,9 @@ def _pid_alive(pid: int) -> bool:
 
 def clean_stale_partials(folder: str | os.PathLike[str]) -> list[Path]:
     """Remove the temporary files and folders in ``folder`` (not below) that a process of
-    this host left when it died; returns what was removed. Never raises (a folder that
-    cannot be listed or cleaned is left as it is)."""
+    this host left when it died; returns what was removed. A folder it had moved aside to
+    replace (``hv-previous``) is put back when nothing took its place, else removed. Never
+    raises (a folder that cannot be listed or cleaned is left as it is)."""
     removed: list[Path] = []
     host = _host()
     try:
@@ -179,6 +183,10 @@ def clean_stale_partials(folder: str | os.PathLike[str]) -> list[Path]:
         if m is None or m["host"] != host or _pid_alive(int(m["pid"])):
             continue
         try:
+            back = Path(folder) / m["target"]
+            if m["tag"] == PREVIOUS_TAG and not os.path.lexists(back):
+                os.replace(entry.path, back)  # killed mid-swap: the earlier results come back
+                continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
             else:
@@ -285,7 +293,7 @@ def atomic_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Ite
         if os.path.lexists(path):
             if not replace or not path.is_dir():
                 raise OverwriteRefused(f"{path} already exists; nothing was written", setting="overwrite")
-            old = partial_path(path)
+            old = partial_path(path, PREVIOUS_TAG)  # restored by the next cleaner if killed right now
             os.replace(path, old)
             try:
                 os.replace(tmp, path)

@@ -227,3 +227,23 @@ def test_atomic_write_keeps_an_existing_files_mode(tmp_path):
     target.chmod(0o600)
     atomic_write_bytes(target, b"new")
     assert target.stat().st_mode & 0o777 == 0o600 and target.read_bytes() == b"new"
+
+
+def test_a_folder_moved_aside_by_a_killed_replace_comes_back(tmp_path):
+    """Killed between moving the earlier folder aside and moving the new one in: the next
+    cleaner puts the earlier folder back (it is never deleted while nothing replaced it)."""
+    from histoviewer.core.atomic import PREVIOUS_TAG
+
+    dead = _dead_pid()
+    aside = tmp_path / f".slide1.{PREVIOUS_TAG}.{atomic._host()}.{dead}.abcd1234"
+    aside.mkdir()
+    (aside / "summary.json").write_text("earlier")
+    half = tmp_path / f".slide1.{PARTIAL_TAG}.{atomic._host()}.{dead}.beef"
+    half.mkdir()
+    clean_stale_partials(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slide1"]
+    assert (tmp_path / "slide1" / "summary.json").read_text() == "earlier"
+    # once the new folder is in place, an aside copy left by a killed process is removed
+    aside.mkdir()
+    clean_stale_partials(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slide1"]
