@@ -50,9 +50,16 @@ __all__ = [
 
 PARTIAL_TAG = "hv-partial"
 # .<target name>.hv-partial.<host>.<pid>.<random hex>
-PREVIOUS_TAG = "hv-previous"  # a folder being replaced, moved aside for the moment of the swap
-_PARTIAL_RE = re.compile(r"^\.(?P<target>.*)\.(?P<tag>" + PARTIAL_TAG + "|" + PREVIOUS_TAG
-                         + r")\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+$")
+PREVIOUS_TAG = (
+    "hv-previous"  # a folder being replaced, moved aside for the moment of the swap
+)
+_PARTIAL_RE = re.compile(
+    r"^\.(?P<target>.*)\.(?P<tag>"
+    + PARTIAL_TAG
+    + "|"
+    + PREVIOUS_TAG
+    + r")\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+$"
+)
 
 _REASONS = {
     errno.ENOSPC: "the disk is full",
@@ -76,11 +83,15 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname() or "host")[:32] or "host"
 
 
-def write_error(path: str | os.PathLike[str], exc: OSError, doing: str = "cannot write") -> WriteError:
+def write_error(
+    path: str | os.PathLike[str], exc: OSError, doing: str = "cannot write"
+) -> WriteError:
     """``exc`` as a ``WriteError`` naming ``path`` (a ``WriteError`` is returned as it is)."""
     if isinstance(exc, WriteError):
         return exc
-    reason = _REASONS.get(exc.errno or -1) or exc.strerror or str(exc) or type(exc).__name__
+    reason = (
+        _REASONS.get(exc.errno or -1) or exc.strerror or str(exc) or type(exc).__name__
+    )
     err = WriteError(f"{path}: {doing}: {reason}")
     err.errno, err.strerror, err.filename = exc.errno, reason, str(path)
     return err
@@ -109,8 +120,13 @@ def _first_existing_ancestor(path: Path) -> Path:
     return Path(path.anchor or ".")
 
 
-def check_output(path: str | os.PathLike[str], *, inputs: Iterable[str | os.PathLike[str] | None] = (),
-                 overwrite: bool = False, folder: bool = False) -> Path:
+def check_output(
+    path: str | os.PathLike[str],
+    *,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    overwrite: bool = False,
+    folder: bool = False,
+) -> Path:
     """Check that ``path`` may be written; returns it as a ``Path``. Raises
     ``OverwriteRefused`` when ``path`` is one of ``inputs`` (whatever ``overwrite`` says:
     a job never writes over what it reads) or exists and ``overwrite`` is False (its
@@ -121,8 +137,10 @@ def check_output(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
     for source in inputs:
         if source is not None and str(source) and same_file(path, source):
             shown = "" if str(source) == str(path) else f" ({source})"
-            raise OverwriteRefused(f"{path}: this is a file the job reads{shown}; writing there would destroy "
-                                   "it. Choose another name (nothing was written)")
+            raise OverwriteRefused(
+                f"{path}: this is a file the job reads{shown}; writing there would destroy "
+                "it. Choose another name (nothing was written)"
+            )
     ancestor = _first_existing_ancestor(path)
     if not ancestor.is_dir():
         raise WriteError(f"{path}: cannot write: {ancestor} is a file, not a folder")
@@ -133,8 +151,11 @@ def check_output(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
     if path.is_dir():
         raise WriteError(f"{path}: cannot write: it is a folder; give a file name")
     if os.path.lexists(path) and not overwrite:
-        raise OverwriteRefused(f"{path} already exists; nothing was written. Choose another name or allow "
-                               "replacing it", setting="overwrite")
+        raise OverwriteRefused(
+            f"{path} already exists; nothing was written. Choose another name or allow "
+            "replacing it",
+            setting="overwrite",
+        )
     return path
 
 
@@ -185,7 +206,9 @@ def clean_stale_partials(folder: str | os.PathLike[str]) -> list[Path]:
         try:
             back = Path(folder) / m["target"]
             if m["tag"] == PREVIOUS_TAG and not os.path.lexists(back):
-                os.replace(entry.path, back)  # killed mid-swap: the earlier results come back
+                os.replace(
+                    entry.path, back
+                )  # killed mid-swap: the earlier results come back
                 continue
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
@@ -231,7 +254,11 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     _prepare_folder(path)
     tmp = partial_path(path)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+            0o666,
+        )
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -276,7 +303,9 @@ def atomic_target(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Iterator[Path]:
+def atomic_folder(
+    path: str | os.PathLike[str], *, replace: bool = False
+) -> Iterator[Path]:
     """Yield a temporary folder beside ``path`` to fill; when the block ends normally it
     becomes ``path``, on any exception it is removed with what it holds. ``replace``: an
     existing folder at ``path`` is replaced (moved aside first, removed after the new one
@@ -292,8 +321,12 @@ def atomic_folder(path: str | os.PathLike[str], *, replace: bool = False) -> Ite
         yield tmp
         if os.path.lexists(path):
             if not replace or not path.is_dir():
-                raise OverwriteRefused(f"{path} already exists; nothing was written", setting="overwrite")
-            old = partial_path(path, PREVIOUS_TAG)  # restored by the next cleaner if killed right now
+                raise OverwriteRefused(
+                    f"{path} already exists; nothing was written", setting="overwrite"
+                )
+            old = partial_path(
+                path, PREVIOUS_TAG
+            )  # restored by the next cleaner if killed right now
             os.replace(path, old)
             try:
                 os.replace(tmp, path)

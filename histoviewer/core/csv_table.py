@@ -41,6 +41,8 @@ def csv_text(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
     writer.writerow([csv_cell(c) for c in header])
     for i, row in enumerate(rows, start=1):
         if len(row) != len(header):  # a programming error, caught by the tests
-            raise ValueError(f"CSV row {i} has {len(row)} cells for {len(header)} columns")
+            raise ValueError(
+                f"CSV row {i} has {len(row)} cells for {len(header)} columns"
+            )
         writer.writerow([csv_cell(c) for c in row])
     return buf.getvalue()

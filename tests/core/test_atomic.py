@@ -31,12 +31,19 @@ def _partials(folder: Path) -> list[str]:
 
 
 # -- refusing to write over inputs and existing files ----------------------------------------------
-def test_an_input_is_refused_by_path_symlink_and_hard_link_even_with_overwrite(tmp_path):
+def test_an_input_is_refused_by_path_symlink_and_hard_link_even_with_overwrite(
+    tmp_path,
+):
     slide = tmp_path / "slide.svs"
     slide.write_bytes(b"slide")
     (tmp_path / "link.svs").symlink_to(slide)
     os.link(slide, tmp_path / "hard.svs")
-    for out in (slide, tmp_path / "link.svs", tmp_path / "hard.svs", tmp_path / "sub" / ".." / "slide.svs"):
+    for out in (
+        slide,
+        tmp_path / "link.svs",
+        tmp_path / "hard.svs",
+        tmp_path / "sub" / ".." / "slide.svs",
+    ):
         if out.parent.name == "sub":
             (tmp_path / "sub").mkdir(exist_ok=True)
         with pytest.raises(OverwriteRefused, match="a file the job reads"):
@@ -99,14 +106,18 @@ def test_a_full_disk_keeps_the_old_file_and_leaves_no_partial(tmp_path, monkeypa
     target = tmp_path / "summary.json"
     target.write_text("old")
     _full_disk(monkeypatch)
-    with pytest.raises(WriteError, match=r"summary\.json: cannot write: the disk is full") as info:
+    with pytest.raises(
+        WriteError, match=r"summary\.json: cannot write: the disk is full"
+    ) as info:
         atomic_write_bytes(target, b"new")
     assert isinstance(info.value, OSError) and isinstance(info.value, HistoViewerError)
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
     assert target.read_text() == "old" and _partials(tmp_path) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root writes anywhere")
+@pytest.mark.skipif(
+    os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root writes anywhere"
+)
 def test_a_read_only_folder_is_a_write_error(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -114,9 +125,8 @@ def test_a_read_only_folder_is_a_write_error(tmp_path):
     try:
         with pytest.raises(WriteError, match="permission denied"):
             atomic_write_bytes(ro / "x.json", b"{}")
-        with pytest.raises(WriteError, match="permission denied"):
-            with atomic_target(ro / "x.tiff"):
-                pass
+        with pytest.raises(WriteError, match="permission denied"), atomic_target(ro / "x.tiff"):
+            pass
     finally:
         ro.chmod(0o755)
 
@@ -132,13 +142,19 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 from histoviewer.core.atomic import atomic_target
 from histoviewer.core.errors import WriteError
 try:
-    with atomic_target({str(tmp_path / 'big.png')!r}) as tmp:
+    with atomic_target({str(tmp_path / "big.png")!r}) as tmp:
         with open(tmp, 'wb') as fh:
             fh.write(b'x' * 100000)
 except WriteError as exc:
     print(exc)
 """
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "big.png: cannot write: the file is larger" in out.stdout, out.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
@@ -185,12 +201,14 @@ def test_a_killed_writer_leaves_a_named_partial_that_the_next_writer_removes(tmp
 import os, sys, time
 sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
 from histoviewer.core.atomic import atomic_target
-with atomic_target({str(tmp_path / 'slow.tiff')!r}) as tmp:
+with atomic_target({str(tmp_path / "slow.tiff")!r}) as tmp:
     open(tmp, 'wb').write(b'half')
     print(tmp, flush=True)
     time.sleep(60)
 """
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+    )
     partial = Path(proc.stdout.readline().strip())
     proc.kill()
     proc.wait()

@@ -32,12 +32,26 @@ from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.models.registry import open_model
 
-__all__ = ["RUN_FILES", "SlideFolder", "analyze_into", "analyze_slide_folder_job", "safe_folder_name",
-           "slide_folders"]
+__all__ = [
+    "RUN_FILES",
+    "SlideFolder",
+    "analyze_into",
+    "analyze_slide_folder_job",
+    "safe_folder_name",
+    "slide_folders",
+]
 
 # What a run writes into OUT itself (case files, the batch report and its tables): no slide
 # folder may take these names.
-RUN_FILES = ("stages.csv", "cases.json", "report.pdf", "report.json", "lesions.csv", "slides.csv", "cases.csv")
+RUN_FILES = (
+    "stages.csv",
+    "cases.json",
+    "report.pdf",
+    "report.json",
+    "lesions.csv",
+    "slides.csv",
+    "cases.csv",
+)
 RUN_FILES_FOLDED = frozenset(name.casefold() for name in RUN_FILES)
 _MAX_NAME_BYTES = 100
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
@@ -85,7 +99,11 @@ def _usable(candidate: Path, slide: Path, inputs: Sequence[Path]) -> bool:
     earlier analysis; never an input or anything else already there."""
     if not os.path.lexists(candidate):
         return True
-    if candidate.is_symlink() or not candidate.is_dir() or any(same_file(candidate, s) for s in inputs):
+    if (
+        candidate.is_symlink()
+        or not candidate.is_dir()
+        or any(same_file(candidate, s) for s in inputs)
+    ):
         return False
     try:
         if not any(candidate.iterdir()):
@@ -96,7 +114,9 @@ def _usable(candidate: Path, slide: Path, inputs: Sequence[Path]) -> bool:
     return earlier is not None and (earlier == str(slide) or same_file(earlier, slide))
 
 
-def slide_folders(out_root: str | os.PathLike[str], slides: Sequence[str | os.PathLike[str]]) -> list[SlideFolder]:
+def slide_folders(
+    out_root: str | os.PathLike[str], slides: Sequence[str | os.PathLike[str]]
+) -> list[SlideFolder]:
     """Each slide's folder in ``out_root`` (see the module docstring), in input order."""
     root = Path(out_root)
     paths = [Path(s) for s in slides]
@@ -124,18 +144,26 @@ def slide_folders(out_root: str | os.PathLike[str], slides: Sequence[str | os.Pa
 
 def _relocated(summary: SlideSummary, tmp: Path, final: Path) -> SlideSummary:
     """``summary`` with every path under ``tmp`` moved under ``final``."""
+
     def move(value: object) -> object:
         text = str(value) if isinstance(value, str) else None
-        if text is not None and (text == str(tmp) or text.startswith(str(tmp) + os.sep)):
-            return str(final) + text[len(str(tmp)):]
+        if text is not None and (
+            text == str(tmp) or text.startswith(str(tmp) + os.sep)
+        ):
+            return str(final) + text[len(str(tmp)) :]
         return value
 
     files = summary.files
-    moved = dataclasses.replace(files, **{f.name: move(getattr(files, f.name)) for f in dataclasses.fields(files)})
+    moved = dataclasses.replace(
+        files,
+        **{f.name: move(getattr(files, f.name)) for f in dataclasses.fields(files)},
+    )
     return dataclasses.replace(summary, out_dir=str(final), files=moved)
 
 
-def analyze_into(folder: str | os.PathLike[str], analyse: Callable[[Path], SlideSummary]) -> SlideSummary:
+def analyze_into(
+    folder: str | os.PathLike[str], analyse: Callable[[Path], SlideSummary]
+) -> SlideSummary:
     """Run ``analyse(temporary folder)`` and make that folder ``folder`` once complete (an
     earlier analysis there is replaced; ``slide_folders`` chose a name that may be). On any
     failure nothing changes at ``folder``. Raises ``WriteError`` naming the file that
@@ -144,17 +172,23 @@ def analyze_into(folder: str | os.PathLike[str], analyse: Callable[[Path], Slide
     with atomic_folder(final, replace=True) as tmp:
         try:
             summary = _relocated(analyse(tmp), tmp, final)
-            atomic_write_text(tmp / "summary.json", json.dumps(summary.to_dict(), indent=2))
+            atomic_write_text(
+                tmp / "summary.json", json.dumps(summary.to_dict(), indent=2)
+            )
         except HistoViewerError as exc:
             if str(tmp) not in str(exc):
                 raise
             # name the file the user will look for, not the temporary folder that is gone
-            renamed = type(exc)(str(exc).replace(str(tmp), str(final)), setting=exc.setting)
+            renamed = type(exc)(
+                str(exc).replace(str(tmp), str(final)), setting=exc.setting
+            )
             raise renamed from exc
     return summary
 
 
-def analyze_slide_folder_job(slide: str, out_dir: str, options: AnalyzeOptions) -> SlideOutcome:
+def analyze_slide_folder_job(
+    slide: str, out_dir: str, options: AnalyzeOptions
+) -> SlideOutcome:
     """One slide into ``out_dir`` (whole or not at all), for a worker process or a Dask
     worker: loads the model itself; returns the summary, or a ``SlideFailure`` (with its
     ``setting``) on a HistoViewerError, a write error included. Both pickle as they are."""
@@ -165,7 +199,9 @@ def analyze_slide_folder_job(slide: str, out_dir: str, options: AnalyzeOptions) 
     try:
         model = open_model(options.model, device=options.device)
         try:
-            return analyze_into(out_dir, lambda tmp: analyze_slide(slide, tmp, model, options))
+            return analyze_into(
+                out_dir, lambda tmp: analyze_slide(slide, tmp, model, options)
+            )
         finally:
             model.close()
     except HistoViewerError as exc:
