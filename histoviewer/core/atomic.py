@@ -150,6 +150,8 @@ def check_output(
         return path
     if path.is_dir():
         raise WriteError(f"{path}: cannot write: it is a folder; give a file name")
+    if path.exists() and not path.is_file():  # /dev/..., a FIFO, a socket: never replaced by a file
+        raise WriteError(f"{path}: cannot write: it is a device, pipe or socket, not a file")
     if os.path.lexists(path) and not overwrite:
         raise OverwriteRefused(
             f"{path} already exists; nothing was written. Choose another name or allow "

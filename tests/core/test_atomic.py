@@ -73,6 +73,12 @@ def test_existing_files_need_overwrite_and_folders_are_never_files(tmp_path):
         check_output(old / "x.png")
     with pytest.raises(WriteError, match="is a file, not a folder"):
         check_output(old, folder=True)
+    fifo = tmp_path / "fifo.png"
+    os.mkfifo(fifo)
+    with pytest.raises(WriteError, match="device, pipe or socket"):
+        check_output(fifo, overwrite=True)
+    with pytest.raises(WriteError, match="device, pipe or socket"):
+        check_output("/dev/null", overwrite=True)
     dangling = tmp_path / "dangling.png"
     dangling.symlink_to(tmp_path / "nowhere")
     with pytest.raises(OverwriteRefused):

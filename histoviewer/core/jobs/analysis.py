@@ -11,6 +11,10 @@ loses the others):
   a worker that dies fails its own slide only; the others are rerun in a fresh pool);
 - ``scheduler``: the same per-slide function on a Dask distributed cluster.
 
+Each slide writes into its own folder (``jobs.slide_folders``: unique, safe names that never
+take OUT's own files or another slide's results), filled as a temporary folder that takes
+the folder's place only when complete; a write error fails that slide alone.
+
 A cancelled run (``control.cancel``) raises ``Cancelled``: the slide in hand leaves no
 output folder, and no case files are written. Slides finished before stay complete.
 In this process and in local processes that holds fully: worker processes are terminated
