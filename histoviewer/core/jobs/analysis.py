@@ -40,18 +40,9 @@ from histoviewer.core.analysis.case import CaseOutputs, write_case_outputs
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.atomic import check_output, clean_stale_partials
 from histoviewer.core.errors import Cancelled, HistoViewerError, InferenceError
-from histoviewer.core.inference.analyze import (
-    AnalyzeOptions,
-    analyze_slide,
-    remove_if_empty,
-)
+from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide, remove_if_empty
 from histoviewer.core.jobs.processes import run_in_processes
-from histoviewer.core.jobs.slide_folders import (
-    SlideFolder,
-    analyze_into,
-    analyze_slide_folder_job,
-    slide_folders,
-)
+from histoviewer.core.jobs.slide_folders import SlideFolder, analyze_into, analyze_slide_folder_job, slide_folders
 from histoviewer.core.models.model_file import read_model_info
 from histoviewer.core.models.registry import open_model, resolve_model_path
 from histoviewer.core.progress import NO_CONTROL, JobControl

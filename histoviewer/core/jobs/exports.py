@@ -24,41 +24,20 @@ from histoviewer.core.analysis.threshold import choose_threshold
 from histoviewer.core.atomic import check_output
 from histoviewer.core.colormaps import DEFAULT_COLORMAP
 from histoviewer.core.errors import ExportError
-from histoviewer.core.export import (
-    ExportResult,
-    HeatmapData,
-    HeatmapImageRequest,
-    OverlayRequest,
-    export_heatmap_image,
-    export_overlay,
-    export_raw_probabilities,
-)
+from histoviewer.core.export import (ExportResult, HeatmapData, HeatmapImageRequest, OverlayRequest,
+                                     export_heatmap_image, export_overlay, export_raw_probabilities)
 from histoviewer.core.export.exports import legend_path
 from histoviewer.core.export.outline import Outline, outlines_from_annotation_file
 from histoviewer.core.export.provenance import provenance_path
-from histoviewer.core.jobs.reports import (
-    ReportFiles,
-    ReportPdfWriter,
-    write_report_files,
-)
 from histoviewer.core.progress import NO_CONTROL, JobControl
+from histoviewer.core.jobs.reports import ReportFiles, ReportPdfWriter, write_report_files
 from histoviewer.core.report import build_report
 from histoviewer.core.report.images import lesion_outline
 from histoviewer.core.report.model import Report, slide_report_from_map
 from histoviewer.core.slide import open_slide
 
-__all__ = [
-    "EXPORT_KINDS",
-    "ExportRequest",
-    "ReportPdfWriter",
-    "analysis_files",
-    "check_export_targets",
-    "check_report_targets",
-    "existing_targets",
-    "export_targets",
-    "request_inputs",
-    "run_export",
-]
+__all__ = ["EXPORT_KINDS", "ExportRequest", "ReportPdfWriter", "analysis_files", "check_export_targets",
+           "check_report_targets", "existing_targets", "export_targets", "request_inputs", "run_export"]
 
 EXPORT_KINDS = ("overlay", "heatmap", "pyramid", "raw", "report")
 
