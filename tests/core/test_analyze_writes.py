@@ -231,3 +231,21 @@ def test_a_slide_named_like_a_formula_is_escaped_in_stages_csv(
         for c in row
     ]
     assert "'=HYPERLINK(1).tiff" in cells and not any(c.startswith("=") for c in cells)
+
+
+def test_an_exports_analysis_cut_short_leaves_no_half_folder_to_be_found(synthetic, tmp_path, monkeypatch):
+    """``export-heatmap`` analyses a slide into its analysis store when it must: a failure
+    (or a kill) half way leaves nothing there that a later export would take for a result."""
+    import histoviewer.core.export.source as source_mod
+    from histoviewer.core.errors import SlideReadError
+    from histoviewer.core.export import heatmap_for_slide
+
+    def fails_half_way(slide, folder, *args, **kwargs):
+        (folder / "probability.tiff").write_bytes(b"half a map")
+        raise SlideReadError(f"{slide}: a tile could not be read")
+
+    monkeypatch.setattr(source_mod, "analyze_slide", fails_half_way)
+    store = tmp_path / "store"
+    with pytest.raises(SlideReadError):
+        heatmap_for_slide(synthetic, "handcrafted", analysis_root=store, device="cpu")
+    assert not [p for p in store.rglob("*") if p.is_file()] and not _partials(store)

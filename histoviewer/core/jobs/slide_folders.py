@@ -18,18 +18,18 @@ were and no half-written folder.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome, SlideSummary
-from histoviewer.core.atomic import atomic_folder, atomic_write_text, same_file
+from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
+from histoviewer.core.atomic import same_file
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
+from histoviewer.core.inference.outputs import analyze_into
 from histoviewer.core.models.registry import open_model
 
 __all__ = [
@@ -140,50 +140,6 @@ def slide_folders(
             note = f"{slide}: results in {root / name} ({why})"
         out.append(SlideFolder(slide, root / name, note))
     return out
-
-
-def _relocated(summary: SlideSummary, tmp: Path, final: Path) -> SlideSummary:
-    """``summary`` with every path under ``tmp`` moved under ``final``."""
-
-    def move(value: object) -> object:
-        text = str(value) if isinstance(value, str) else None
-        if text is not None and (
-            text == str(tmp) or text.startswith(str(tmp) + os.sep)
-        ):
-            return str(final) + text[len(str(tmp)) :]
-        return value
-
-    files = summary.files
-    moved = dataclasses.replace(
-        files,
-        **{f.name: move(getattr(files, f.name)) for f in dataclasses.fields(files)},
-    )
-    return dataclasses.replace(summary, out_dir=str(final), files=moved)
-
-
-def analyze_into(
-    folder: str | os.PathLike[str], analyse: Callable[[Path], SlideSummary]
-) -> SlideSummary:
-    """Run ``analyse(temporary folder)`` and make that folder ``folder`` once complete (an
-    earlier analysis there is replaced; ``slide_folders`` chose a name that may be). On any
-    failure nothing changes at ``folder``. Raises ``WriteError`` naming the file that
-    could not be written, and whatever ``analyse`` raises."""
-    final = Path(folder)
-    with atomic_folder(final, replace=True) as tmp:
-        try:
-            summary = _relocated(analyse(tmp), tmp, final)
-            atomic_write_text(
-                tmp / "summary.json", json.dumps(summary.to_dict(), indent=2)
-            )
-        except HistoViewerError as exc:
-            if str(tmp) not in str(exc):
-                raise
-            # name the file the user will look for, not the temporary folder that is gone
-            renamed = type(exc)(
-                str(exc).replace(str(tmp), str(final)), setting=exc.setting
-            )
-            raise renamed from exc
-    return summary
 
 
 def analyze_slide_folder_job(
