@@ -131,7 +131,10 @@ def test_a_read_only_folder_is_a_write_error(tmp_path):
     try:
         with pytest.raises(WriteError, match="permission denied"):
             atomic_write_bytes(ro / "x.json", b"{}")
-        with pytest.raises(WriteError, match="permission denied"), atomic_target(ro / "x.tiff"):
+        with (
+            pytest.raises(WriteError, match="permission denied"),
+            atomic_target(ro / "x.tiff"),
+        ):
             pass
     finally:
         ro.chmod(0o755)
@@ -271,3 +274,30 @@ def test_a_folder_moved_aside_by_a_killed_replace_comes_back(tmp_path):
     aside.mkdir()
     clean_stale_partials(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slide1"]
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (errno.EROFS, "the file system is read-only"),
+        (errno.EACCES, "permission denied"),
+        (errno.EDQUOT, "the disk quota is used up"),
+        (errno.ENOSPC, "the disk is full"),
+        (errno.EIO, "input/output error (failing disk or lost network share)"),
+    ],
+)
+def test_every_os_error_on_write_is_a_write_error_in_words(
+    tmp_path, monkeypatch, code, words
+):
+    def refuse(*_args, **_kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(atomic.os, "replace", refuse)
+    target = tmp_path / "x.json"
+    with pytest.raises(WriteError) as info:
+        atomic_write_bytes(target, b"{}")
+    assert (
+        str(info.value) == f"{target}: cannot write: {words}"
+        and info.value.errno == code
+    )
+    assert list(tmp_path.iterdir()) == []
