@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -44,8 +45,16 @@ def test_errors_exit_2_naming_the_file(tmp_path, capsys):
     assert "o.txt: unknown annotation format" in capsys.readouterr().err
     (tmp_path / "exists.xml").write_text("keep me")
     assert main(["convert-annotations", str(src), str(tmp_path / "exists.xml")]) == 2
-    assert "exists already" in capsys.readouterr().err and (tmp_path / "exists.xml").read_text() == "keep me"
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and (tmp_path / "exists.xml").read_text() == "keep me"
     assert main(["convert-annotations", str(src), str(tmp_path / "exists.xml"), "--overwrite"]) == 0
+    # the input itself, also through a hard link, is never replaced, --overwrite or not
+    os.link(src, tmp_path / ("alias" + src.suffix))
+    before = src.read_bytes()
+    for out in (src, tmp_path / ("alias" + src.suffix)):
+        assert main(["convert-annotations", str(src), str(out), "--overwrite"]) == 2
+        assert "a file the job reads" in capsys.readouterr().err
+    assert src.read_bytes() == before
 
 
 def test_console_entry_point_runs(tmp_path):

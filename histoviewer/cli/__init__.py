@@ -200,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     except HistoViewerError as exc:
         print(error_text(exc), file=sys.stderr)
         return 2
+    except OSError as exc:  # a file error no writer or reader turned into one of ours: still no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"histoviewer: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("histoviewer: interrupted", file=sys.stderr)
         return 130

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the subcommand modules load at start-up: the core only when run
     from histoviewer.core.analysis.summary import SlideOutcome
 
-__all__ = ["register", "run_analyze"]
+__all__ = ["EXIT_SLIDES_FAILED", "register", "run_analyze"]
+
+EXIT_SLIDES_FAILED = 1  # some slides (or --report) failed to be analysed or written; the rest is complete
+EXIT_STATUS_HELP = ("exit status: 0 every slide analysed and written; 1 some slides failed (analysis or "
+                    "writing; each says why, the other slides' folders are complete) or the --report "
+                    "could not be written; 2 nothing usable was written (bad options, the model cannot "
+                    "load, OUT or the case files cannot be written)")
 
 
 def register(sub) -> None:
@@ -25,7 +31,11 @@ def register(sub) -> None:
                        description="Classify all tissue of each slide; write DIR/<slide stem>/"
                                    "{probability.tiff,probability.json,heatmap.png,lesions.geojson,summary.json} "
                                    "and, for the cases the slides form (patient_<p>_node_<n> names, "
-                                   "else folders), DIR/stages.csv (CAMELYON17 pN) and DIR/cases.json.")
+                                   "else folders), DIR/stages.csv (CAMELYON17 pN) and DIR/cases.json. "
+                                   "A slide whose name is taken (two slides with one name, a name of "
+                                   "DIR's own files, an unsafe name) gets a unique safe folder name "
+                                   "(<name>-2, ...; printed); each folder appears only when complete.",
+                       epilog=EXIT_STATUS_HELP)
     p.add_argument("slides", nargs="+", type=Path, metavar="SLIDE")
     p.add_argument("--model", default="cnn", help="cnn, handcrafted or a model file (default: cnn)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
@@ -80,6 +90,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.core.errors import InferenceError
     from histoviewer.core.inference.analyze import AnalyzeOptions
     from histoviewer.core.jobs import analyze_case
+    from histoviewer.core.jobs.slide_folders import slide_folders
 
     if args.threshold is not None:  # None: the model's operating point
         try:
@@ -88,20 +99,30 @@ def run_analyze(args: argparse.Namespace) -> int:
             raise InferenceError(f"--threshold: {exc}") from None
     options = AnalyzeOptions(model=args.model, device=args.device, stride_px=args.stride,
                              read_threads=max(1, args.read_threads), lesion_threshold=args.threshold)
+    folders = slide_folders(args.out, list(args.slides))
+    for folder in folders:
+        if folder.note:
+            print(f"note: {folder.note}", file=sys.stderr)
     # the slides form one or more cases (CAMELYON17 patients, else folders): their pN stages
     control = cli_control(args.json)
     try:
         run = analyze_case(list(args.slides), args.out, options, workers=max(1, args.workers),
-                           scheduler=args.scheduler, control=control,
+                           scheduler=args.scheduler, control=control, folders=folders,
                            on_done=None if args.json else lambda _i, summary: _print_summary(summary))
     finally:
         close_bars(control)
     results, cases = list(run.summaries), run.outputs
-    report = None
+    report, report_error = None, ""
     if args.report and (done := [Path(r.out_dir) for r in results if isinstance(r, SlideSummary)]):
+        from histoviewer.cli import error_text
         from histoviewer.cli.report import write_report
+        from histoviewer.core.errors import HistoViewerError
 
-        report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out)
+        try:  # the slides' folders are complete: a report that cannot be written fails alone
+            report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out)
+        except HistoViewerError as exc:
+            report_error = error_text(exc)
+            print(report_error, file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -115,6 +136,12 @@ def run_analyze(args: argparse.Namespace) -> int:
         demo = any(isinstance(r, SlideSummary) and r.model.demonstration for r in results)
         if demo:
             print(f"WARNING: {demo_warning()}")
-    return 1 if any(isinstance(r, SlideFailure) for r in results) else 0
+    failed = [r for r in results if isinstance(r, SlideFailure)]
+    if failed:
+        print(f"{len(failed)} of {len(results)} slides failed: " + ", ".join(r.slide for r in failed),
+              file=sys.stderr)
+    if report_error:
+        print("the report was not written (see above)", file=sys.stderr)
+    return EXIT_SLIDES_FAILED if failed or report_error else 0
 
 

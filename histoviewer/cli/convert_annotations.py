@@ -30,14 +30,12 @@ def register(sub) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     from histoviewer.core.annotations.files import format_for, load_annotations, save_annotations
-    from histoviewer.core.errors import AnnotationFormatError
+    from histoviewer.core.atomic import check_output
 
     src, dst = Path(args.input), Path(args.output)
     format_for(dst, writing=True)  # an unknown output extension fails before any work
-    if dst.exists() and not args.overwrite:
-        raise AnnotationFormatError(f"{dst}: exists already; use --overwrite to replace it")
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise AnnotationFormatError(f"{dst}: the output is the input file")
+    # never over the input (by path, link or inode), over an existing file only with --overwrite
+    check_output(dst, inputs=[src], overwrite=args.overwrite)
     result = load_annotations(src)
     losses = save_annotations(dst, result.annotation_set)
     warnings = [*result.warnings, *losses]

@@ -74,6 +74,9 @@ def register(sub) -> None:
     p.add_argument("--record-slide-path", action="store_true",
                    help="name the slide by its full path in the provenance (default: its file name "
                         "only, since folder names can identify a patient or a hospital)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace FILE (and its sidecar files) when they exist; the slide and the other "
+                        "inputs are never replaced")
     p.add_argument("--json", action="store_true", help="print the result as JSON, no progress bar")
     p.set_defaults(func=run_export_heatmap)
 
@@ -84,9 +87,17 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
     from histoviewer.core.errors import ExportError
     from histoviewer.core.export import heatmap_for_slide, read_analysis
     from histoviewer.core.jobs import ExportRequest, run_export
+    from histoviewer.core.jobs.exports import check_export_targets
 
     if args.raw and args.overlay:
         raise ExportError("--raw writes the probabilities alone; drop --overlay or --raw")
+    kind = "raw" if args.raw else "overlay" if args.overlay else "heatmap"
+    # before the model runs (minutes): never over the slide or another input, nor over an existing file unasked
+    probability = args.probability
+    inputs = [args.slide, args.annotations, probability]
+    if probability is not None and probability.is_dir():
+        inputs += [p for p in probability.iterdir()]
+    check_export_targets(kind, args.out, inputs, overwrite=args.overwrite, legend=not args.no_legend)
     if args.probability is not None:
         heatmap = read_analysis(args.probability)
     else:
@@ -94,7 +105,7 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
                                     analysis_root=args.analysis_dir, device=args.device,
                                     control=cli_control(args.json))
     request = ExportRequest(
-        kind="raw" if args.raw else "overlay" if args.overlay else "heatmap", out_path=args.out,
+        kind=kind, out_path=args.out, overwrite=args.overwrite,
         slide_path=str(args.slide), heatmap=heatmap, l0_region=args.region, output_mpp=args.um_per_px,
         colormap=args.colormap, opacity=args.opacity, threshold=args.threshold,
         annotations_file=args.annotations, scale_bar=False if args.no_scale_bar else None,

@@ -39,6 +39,8 @@ def register(sub) -> None:
     p.add_argument("--min-cells", type=int, default=1, metavar="N", help="drop smaller regions (default 1)")
     p.add_argument("--geojson", type=Path, default=None, metavar="FILE",
                    help="also write the lesions as QuPath GeoJSON (in map cells for a bare map)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the --geojson FILE when it exists (never the map or its analysis)")
     p.add_argument("--json", action="store_true", help="print JSON (with outlines) instead of a table")
     p.set_defaults(func=run_lesions)
 
@@ -90,6 +92,11 @@ def run_lesions(args: argparse.Namespace) -> int:
     from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
     from histoviewer.core.errors import InferenceError
 
+    if args.geojson is not None:  # before any work: never over the map (or its analysis), nor a file unasked
+        from histoviewer.core.atomic import check_output
+
+        sources = [args.map, *(args.map.parent / n for n in ("probability.json", "summary.json", "domain.tiff"))]
+        check_output(args.geojson, inputs=sources, overwrite=args.overwrite)
     values, geometry = read_probability_map(args.map)
     if geometry is None and args.mpp is None:
         raise InferenceError(f"{args.map}: the map carries no geometry; give the width of one cell "

@@ -8,8 +8,6 @@ demonstration model (trained on synthetic phantom tissue only), the demonstratio
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 import textwrap
@@ -79,6 +77,7 @@ def register(sub) -> None:
     )
     t.add_argument("kind", choices=("cnn", "handcrafted"))
     t.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
+    t.add_argument("--overwrite", action="store_true", help="replace --out when it exists (default: refuse)")
     _add_data_args(t, default_split="train", multi_data=True)
     t.add_argument("--valid-data", type=Path, default=None,
                    help="a separate validation set (default: PCam's valid split when --data is a "
@@ -159,6 +158,7 @@ def register(sub) -> None:
     pr.add_argument("--model", required=True, help="cnn, handcrafted or a model file")
     _add_data_args(pr, default_split="test")
     pr.add_argument("--out", required=True, type=Path, help="submission CSV (id,label)")
+    pr.add_argument("--overwrite", action="store_true", help="replace --out when it exists (default: refuse)")
     pr.set_defaults(func=run_predict)
 
     d = sub.add_parser(
@@ -185,6 +185,7 @@ def register(sub) -> None:
     w.add_argument("pth", type=Path, help="torchvision checkpoint (.pth state dict)")
     w.add_argument("--arch", required=True, choices=CNN_ARCHITECTURES)
     w.add_argument("--out", required=True, type=Path, help="weights file to write (.safetensors)")
+    w.add_argument("--overwrite", action="store_true", help="replace --out when it exists (default: refuse)")
     w.add_argument("--json", action="store_true")
     w.set_defaults(func=run_import_weights)
 
@@ -252,7 +253,21 @@ def _valid_from(text: str, n_sources: int) -> tuple[int, ...] | None:
     return picked
 
 
+def _check_out(args: argparse.Namespace, *outs: Path | None, overwrite: bool) -> None:
+    """Before any work: no output over a file the command reads (data, annotations, the
+    model, initial weights), nor over an existing file unless ``overwrite``."""
+    from histoviewer.core.atomic import check_output
+
+    data = getattr(args, "data", None)
+    inputs = [*(data if isinstance(data, list) else [data]), *(getattr(args, name, None) for name in (
+        "valid_data", "annotations", "init", "pth", "model"))]
+    for out in outs:
+        if out is not None:
+            check_output(out, inputs=[p for p in inputs if p is not None], overwrite=overwrite)
+
+
 def run_train(args: argparse.Namespace) -> int:
+    _check_out(args, args.out, overwrite=args.overwrite)
     from histoviewer.cli.progress import cli_control
     from histoviewer.core.input_spec import InputSpec
     from histoviewer.core.models.model_file import save_model
@@ -340,6 +355,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_import_weights(args: argparse.Namespace) -> int:
+    _check_out(args, args.out, overwrite=args.overwrite)
     from histoviewer.core.models.cnn_weights import import_torchvision_weights
 
     result = import_torchvision_weights(args.pth, args.arch, args.out)
@@ -373,6 +389,7 @@ def _metrics_text(m: Any) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    _check_out(args, args.roc, args.calibration, overwrite=True)  # pictures: replaced, never over an input
     from histoviewer.cli.progress import cli_control
     from histoviewer.core.models.calibration_metrics import calibration_metrics
     from histoviewer.core.models.metrics import binary_metrics, roc
@@ -461,8 +478,10 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    _check_out(args, args.out, overwrite=args.overwrite)
     from histoviewer.cli.progress import cli_control
     from histoviewer.core.atomic import atomic_write_text
+    from histoviewer.core.csv_table import csv_text
     from histoviewer.core.models.registry import open_model
     from histoviewer.core.training import predict_patch_set
 
@@ -470,12 +489,8 @@ def run_predict(args: argparse.Namespace) -> int:
     with _open_data(args, args.data, model.input, args.split) as data:
         probs = predict_patch_set(model, data, control=cli_control(args.json))
         ids = list(data.ids)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["id", "label"])
-    for pid, p in zip(ids, probs, strict=True):
-        writer.writerow([pid, f"{float(p):.6f}"])
-    atomic_write_text(args.out, buf.getvalue())
+    rows = [(pid, f"{float(p):.6f}") for pid, p in zip(ids, probs, strict=True)]
+    atomic_write_text(args.out, csv_text(["id", "label"], rows))  # the one CSV writer: ids never formulas
     if args.json:
         print(json.dumps({"out": str(args.out), "patches": len(ids),
                           "model": model.info.to_dict()}, indent=2))

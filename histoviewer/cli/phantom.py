@@ -41,13 +41,40 @@ def register(sub: Any) -> None:
     p.add_argument("--quality", type=int, default=85, help="JPEG quality 1-100 (default 85)")
     p.add_argument("--workers", type=int, default=None,
                    help="rendering processes (default: one per CPU for large slides)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT.tiff and its ground-truth files when they exist (default: refuse)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     p.set_defaults(func=run)
+
+
+def check_targets(out: str, overwrite: bool) -> None:
+    """Refuse (before any work) a slide name whose ground-truth files would be the slide
+    itself, and existing files unless ``overwrite``."""
+    from pathlib import Path
+
+    from histoviewer.core.atomic import check_output, same_file
+    from histoviewer.core.errors import OverwriteRefused
+    from histoviewer.core.phantom.ground_truth import ground_truth_paths
+
+    slide = Path(out)
+    truth = ground_truth_paths(slide)
+    targets = [slide, truth.geojson, truth.xml, truth.lesions_json]
+    for other in targets[1:]:
+        if same_file(slide, other) or str(slide).casefold() == str(other).casefold():
+            raise OverwriteRefused(f"{slide}: its ground truth would be written to the same file ({other}); "
+                                   "give the slide a .tiff name")
+    for target in targets:
+        check_output(target, overwrite=overwrite)
 
 
 def run(args: argparse.Namespace) -> int:
     from histoviewer.cli.progress import cli_control, close_bars
 
+    try:
+        check_targets(args.out, args.overwrite)
+    except HistoViewerError as exc:
+        print(error_text(exc), file=sys.stderr)
+        return 2
     # A bar on a terminal's stderr, as before (stdout keeps the --json output clean).
     control = cli_control(unit="tile")
     try:

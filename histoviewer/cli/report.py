@@ -32,6 +32,8 @@ def register(sub) -> None:
                    help="also write the report as JSON")
     p.add_argument("--csv", dest="csv_dir", type=Path, default=None, metavar="DIR",
                    help="also write lesions.csv, slides.csv and cases.csv into DIR")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the report files when they exist (the analyses are never replaced)")
     p.add_argument("--print-json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=run_report)
 
@@ -53,14 +55,17 @@ def write_report(analyses: list[Path], pdf: Path | None, json_path: Path | None,
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from histoviewer.core.errors import ReportError
     from histoviewer.cli.hints import demo_warning
+    from histoviewer.core.errors import ReportError
     from histoviewer.core.models.classifier import DEMO_WARNING
 
     if args.out is None and args.json_path is None and args.csv_dir is None:
         raise ReportError("nothing to write: give --out REPORT.pdf, --json FILE and/or --csv DIR")
     if args.out is not None and args.out.suffix.lower() != ".pdf":
         raise ReportError(f"{args.out}: the report is a PDF; name it .pdf")
+    from histoviewer.core.jobs.exports import check_report_targets
+
+    check_report_targets(args.out, args.json_path, args.csv_dir, args.analyses, overwrite=args.overwrite)
     written = write_report(list(args.analyses), args.out, args.json_path, args.csv_dir)
     if args.print_json:
         print(json.dumps(written.to_dict(), indent=2))

@@ -21,6 +21,7 @@ def register(sub) -> None:
                     "(pN3) are outside the CAMELYON17 scheme and stop with an error.")
     p.add_argument("labels", type=Path, metavar="LABELS.csv")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="write here (default: stdout)")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE when it exists (never LABELS.csv)")
     p.add_argument("--json", action="store_true",
                    help="print each stage with its deciding nodes as JSON (the CSV still goes to --out)")
     p.set_defaults(func=run_stage)
@@ -29,6 +30,10 @@ def register(sub) -> None:
 def run_stage(args: argparse.Namespace) -> int:
     from histoviewer.core.analysis.camelyon17 import read_node_labels, stage_cases, submission_csv, write_submission
 
+    from histoviewer.core.atomic import check_output
+
+    if args.out is not None:  # before any work: never over the labels read, nor an existing file unasked
+        check_output(args.out, inputs=[args.labels], overwrite=args.overwrite)
     results = stage_cases(read_node_labels(args.labels))
     if args.out is not None:
         write_submission(args.out, results)

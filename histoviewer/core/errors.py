@@ -83,5 +83,21 @@ class ExportCancelled(ExportError, Cancelled):
     """The user cancelled an export; its partial output file has been removed."""
 
 
+class WriteError(HistoViewerError, OSError):
+    """A file or folder could not be written (full disk, read-only folder, permission, a
+    folder where a file is wanted, ...); the message names the path and the problem. Every
+    writer raises it (``core.atomic``). It is an ``OSError`` too, so code that falls back to
+    another place on ``OSError`` (the annotation autosave) keeps doing so; ``errno``,
+    ``strerror`` and ``filename`` are those of the system error."""
+
+    def __str__(self) -> str:  # OSError's own would print "[Errno n] ..." once errno is set
+        return str(self.args[0]) if self.args else ""
+
+
+class OverwriteRefused(WriteError):
+    """Writing would replace an input of the same job (the slide itself) or, unless asked,
+    an existing file; nothing was written."""
+
+
 class ReportError(HistoViewerError):
     """A report (JSON, CSV, PDF) cannot be built from the given analyses or written."""

@@ -23,6 +23,7 @@ from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.analysis.threshold import choose_lesion_params
 from histoviewer.core.annotations import add_lesion_annotations, load_annotations, save_annotations, slide_label
 from histoviewer.core.annotations.tools import Tool
+from histoviewer.core.atomic import check_output
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, judge_slide
 from histoviewer.qt.actions import make_action
@@ -307,6 +308,7 @@ class AnnotationActions(QObject):
         if tab is None:
             return False
         try:
+            check_output(path, inputs=[tab.path], overwrite=True)  # never over the slide itself
             losses = save_annotations(path, tab.annotations.to_set())
         except (HistoViewerError, OSError) as exc:
             self.host.report_error("Cannot export annotations", str(exc))

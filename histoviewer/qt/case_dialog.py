@@ -20,8 +20,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, Signal, SignalInstance
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QAbstractItemView, QDialog, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton,
-    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QAbstractItemView, QDialog, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QProgressBar,
+    QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from histoviewer.core.analysis.camelyon17 import group_cases
@@ -353,6 +353,11 @@ class CaseDialog(QDialog):
         if outputs is None:
             self.status_label.setText("Cancelled: no case files written." if error == "cancelled" else error)
             self.stage_label.setText("pN stage: not staged")
+            if error != "cancelled":  # a failed run (a case file not written...) must not pass unseen
+                box = QMessageBox(QMessageBox.Icon.Warning, "Case analysis failed", error,
+                                  QMessageBox.StandardButton.Ok, self)
+                box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+                box.open()  # window-modal, without blocking the event loop
             return
         self.outputs = outputs
         self.status_label.setText(f"Done. Wrote {outputs.stages_csv.name} and {outputs.cases_json.name}.")

@@ -13,6 +13,7 @@ Entry point for the main window: ``open_export_dialog(parent, tab)``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -33,6 +34,7 @@ from histoviewer.core.export import HeatmapData
 from histoviewer.core.export.outline import outlines_from_document
 from histoviewer.core.export.requests import parse_region
 from histoviewer.core.jobs import ExportRequest, ReportFiles, run_export
+from histoviewer.core.jobs.exports import check_export_targets, existing_targets, request_inputs
 from histoviewer.core.paths import user_data_dir
 from histoviewer.core.progress import JobControl
 from histoviewer.qt.report_pdf import write_report_pdf
@@ -88,6 +90,8 @@ class ExportDialog(QDialog):
         self._out_dir = Path(out_dir) if out_dir is not None else _default_out_dir(Path(str(tab.path)))
         # asked before an existing file is replaced; tests put a stand-in here
         self.confirm_overwrite = self._ask_overwrite
+        self._existing: list[Path] = []  # the files the export being started would replace
+        self.error_box: QMessageBox | None = None  # the last failure's message box
         self._build()
         self._on_kind()
 
@@ -298,9 +302,17 @@ class ExportDialog(QDialog):
         except (ValueError, HistoViewerError) as exc:
             self.status.setText(f"Cannot export: {exc}")
             return False
-        if req.out_path.exists() and not self.confirm_overwrite(req.out_path):
-            self.status.setText(f"Not exported: {req.out_path.name} exists (choose another name).")
+        try:  # never over the slide or another input, whatever the user answers below
+            check_export_targets(req.kind, req.out_path, request_inputs(req), overwrite=True, legend=req.legend)
+        except HistoViewerError as exc:
+            self.status.setText(f"Cannot export: {exc}")
             return False
+        existing = self._existing = existing_targets(req.kind, req.out_path, legend=req.legend)
+        if existing:
+            if not self.confirm_overwrite(existing[0]):
+                self.status.setText(f"Not exported: {existing[0].name} exists (choose another name).")
+                return False
+            req = dataclasses.replace(req, overwrite=True)
         self._cancel = threading.Event()
         control = JobControl(progress=self._relay_progress, cancel=self._cancel)
         self._set_running(True)
@@ -312,7 +324,10 @@ class ExportDialog(QDialog):
         return True
 
     def _ask_overwrite(self, path: Path) -> bool:
-        answer = QMessageBox.question(self, "Replace file?", f"{path} exists. Replace it?",
+        others = [p for p in self._existing if p != path]  # the export's sidecar files that exist too
+        more = "".join(f"\n{p.name}" for p in others)
+        text = f"{path} exists. Replace it?" + (f"\n\nAlso replaced:{more}" if more else "")
+        answer = QMessageBox.question(self, "Replace file?", text,
                                       QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                                       QMessageBox.StandardButton.No)
         return answer == QMessageBox.StandardButton.Yes
@@ -379,6 +394,13 @@ class ExportDialog(QDialog):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.status.setText(f"Export failed: {message}")
+        # a message box as well: a failed write (full disk, read-only folder) must not pass unseen;
+        # open(), not exec(): window-modal without blocking the event loop
+        box = QMessageBox(QMessageBox.Icon.Warning, "Export failed", f"Nothing was saved.\n\n{message}",
+                          QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.error_box = box
         self.failed.emit(message)
 
     @gui_thread

@@ -15,6 +15,7 @@ come from ``core.report.images`` (the slide's pyramid, never its label or macro 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,9 @@ from PySide6.QtGui import (QColor, QFont, QFontMetricsF, QGuiApplication, QPageL
 from PySide6.QtWidgets import QApplication
 
 from histoviewer.core.analysis.lesion_io import LESION_COLORS
-from histoviewer.core.errors import ExportCancelled, ReportError
+from histoviewer.core.errors import ExportCancelled, ReportError, WriteError
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
-from histoviewer.core.export.files import atomic_target
+from histoviewer.core.atomic import atomic_target, write_error
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.report.images import SlideImages, fit_size, render_slide_images
@@ -467,5 +468,30 @@ def write_report_pdf(
             painter.end()
             raise
         if not painter.end():
-            raise ReportError(f"{out_path}: writing the PDF failed")
+            raise WriteError(f"{out_path}: cannot write: the PDF writer failed")
+        del painter, writer  # the writer closes its file when it goes
+        check_pdf_complete(tmp, out_path)
     return out_path
+
+
+def check_pdf_complete(tmp: Path, out_path: Path) -> None:
+    """``WriteError`` unless ``tmp`` is a whole PDF (header, and the end-of-file marker in
+    its last bytes). Qt's PDF writer ignores its file's write errors (a full disk gives a
+    truncated file and a painter that ends well), so the file is checked before it
+    replaces ``out_path``."""
+    try:
+        size = tmp.stat().st_size
+        with open(tmp, "rb") as fh:
+            head = fh.read(5)
+            fh.seek(max(0, size - 1024))
+            tail = fh.read()
+    except OSError as exc:
+        raise write_error(out_path, exc) from exc
+    if head == b"%PDF-" and b"%%EOF" in tail:
+        return
+    try:
+        full = shutil.disk_usage(tmp.parent).free < 1 << 20
+    except OSError:
+        full = False
+    reason = "the disk is full" if full else "the PDF came out incomplete (full disk or a file size limit?)"
+    raise WriteError(f"{out_path}: cannot write: {reason}; nothing was written")

@@ -60,7 +60,7 @@ def test_two_crashing_slides_among_running_ones_are_each_found(tmp_path):
 def test_a_crash_keeps_the_folder_an_earlier_run_left(tmp_path):
     earlier = tmp_path / "out" / "b_crash"
     earlier.mkdir(parents=True)
-    (earlier / "summary.json").write_text("{}")
+    (earlier / "summary.json").write_text('{"slide": "b_crash.tiff"}')  # this slide's earlier analysis
     results, _events = _run(["a.tiff", "b_crash.tiff"], tmp_path / "out")
     assert results[1].error == processes.CRASH_MESSAGE
     assert (earlier / "summary.json").is_file()
@@ -82,7 +82,7 @@ def _check_cancel_stops_workers(tmp_path, new_pool):
     out = tmp_path / "out"
     earlier = out / "c_hold"
     earlier.mkdir(parents=True)
-    (earlier / "summary.json").write_text("{}")
+    (earlier / "summary.json").write_text('{"slide": "c_hold.tiff"}')  # this slide's earlier analysis
     started = [out / "b_hold" / "started", earlier / "started"]
     control = JobControl(cancel=lambda: all(p.is_file() for p in started))
     with pytest.raises(Cancelled):
@@ -108,7 +108,7 @@ def test_cancel_terminates_spawned_workers(tmp_path):
 
 def test_analyze_slides_with_workers_goes_on_after_a_crash(monkeypatch, tmp_path):
     monkeypatch.setattr(processes, "spawn_pool", fork_pool)
-    monkeypatch.setattr(processes, "analyze_slide_job", fake_slide_job)
+    monkeypatch.setattr(processes, "analyze_slide_folder_job", fake_slide_job)
     monkeypatch.setattr(jobs_analysis, "read_model_info", lambda path: None)
     results = analyze_slides(["x/a.tiff", "x/b_crash.tiff", "x/c.tiff"], tmp_path, workers=2)
     assert [r.error for r in results] == [DONE, processes.CRASH_MESSAGE, DONE]

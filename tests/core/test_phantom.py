@@ -316,7 +316,7 @@ def test_cli_writes_and_reports(tmp_path, capsys):
     assert data["slide_path"] == str(out) and data["lesions"][0]["size_class"] == "itc"
     assert out.exists() and (tmp_path / "cli.lesions.json").exists()
     args = parser.parse_args(["phantom", str(out), "--width", "2048", "--height", "1536",
-                              "--lesions", "micro:5"])
+                              "--lesions", "micro:5", "--overwrite"])  # an existing OUT needs --overwrite
     assert args.func(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("histoviewer: error: lesion 1 ('micro:5')")

@@ -196,6 +196,13 @@ def test_import_export_round_trip(window, qtbot, tab, tmp_path):
     assert len(doc) == n
 
 
+def test_exporting_annotations_over_the_slide_is_refused_with_a_message(window, tab, slide):
+    tab.annotations.add(Annotation(ShapeKind.POLYGON, circle(800, 900, 500), class_name="Tumor", name="a"))
+    before = slide.read_bytes()
+    assert not window.annotation_actions.export_file(slide)
+    assert slide.read_bytes() == before and "a file the job reads" in window.last_error
+
+
 def test_autosave_and_recovery_after_a_simulated_kill(window, qtbot, tab, slide):
     doc = tab.annotations
     tab.autosaver.delay_s = 0.05

@@ -167,3 +167,18 @@ def test_the_case_view_and_the_cli_write_the_same_analysis(qtbot, monkeypatch, t
             assert a == b and a["classified_patches"] > 0
         else:
             assert (cli / name).read_bytes() == (gui / name).read_bytes(), name
+
+
+def test_an_output_folder_that_is_a_file_is_shown_in_a_message_box(window, qtbot, micro_case, tmp_path):
+    from PySide6.QtWidgets import QMessageBox
+
+    dialog = window.cases.open_case(case_slides_in(micro_case))
+    (tmp_path / "analysis").write_text("a file, not a folder")
+    dialog.set_output_dir(tmp_path / "analysis")
+    dialog.analyse_all()
+    qtbot.waitUntil(lambda: not dialog.analysis.running and dialog.analyse_button.isEnabled(), timeout=60_000)
+    assert dialog.outputs is None and "it is a file, not a folder" in dialog.status_label.text()
+    boxes = [b for b in dialog.findChildren(QMessageBox) if b.isVisible()]
+    assert len(boxes) == 1 and str(tmp_path / "analysis") in boxes[0].text()
+    boxes[0].close()
+    dialog.close()

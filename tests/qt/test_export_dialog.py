@@ -217,3 +217,38 @@ def test_exports_go_beside_the_slide_by_default(qtbot, tmp_path, reader):
     d = ExportDialog(fake_tab(reader.info.path, reader))
     qtbot.addWidget(d)
     assert Path(d.path.text()).parent == Path(reader.info.path).parent
+
+
+def test_the_slide_itself_is_never_an_export_target(qtbot, tmp_path, reader):
+    slide_path = Path(reader.info.path)
+    before = slide_path.read_bytes()
+    d = _dialog(qtbot, fake_tab(slide_path, reader), tmp_path)
+    asked = []
+    d.confirm_overwrite = lambda path: asked.append(path) or True  # even a user who says "replace"
+    d.kind.setCurrentIndex(d.kind.findData("overlay"))
+    (tmp_path / "link.tiff").symlink_to(slide_path)
+    for target in (slide_path, tmp_path / "link.tiff"):
+        d.path.setText(str(target))
+        assert not d.start_export()
+        assert "a file the job reads" in d.status.text() and asked == []
+    assert slide_path.read_bytes() == before
+
+
+def test_a_failed_write_is_shown_in_a_message_box_naming_the_file(qtbot, tmp_path, reader, monkeypatch):
+    import errno
+
+    from histoviewer.core.export import png_stream
+
+    def full_disk(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(png_stream.PngStripWriter, "close", full_disk)
+    d = _dialog(qtbot, fake_tab(reader.info.path, reader), tmp_path)
+    target = tmp_path / "exports" / "full.png"
+    d.path.setText(str(target))
+    with qtbot.waitSignal(d.failed, timeout=30_000) as sig:
+        assert d.start_export()
+    assert f"{target}: cannot write: the disk is full" in sig.args[0]
+    assert d.error_box is not None and d.error_box.isVisible() and str(target) in d.error_box.text()
+    assert not target.exists() and sorted(p.name for p in target.parent.iterdir()) == []
+    d.error_box.close()

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
 from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.csv_table import csv_text
 from histoviewer.core.errors import StagingError
 from histoviewer.core.safe_input import require_regular_file
 from histoviewer.core.staging_terms import NodeLabel
@@ -163,14 +164,11 @@ def stage_cases(cases: dict[str, Sequence[NodeResult]]) -> list[StageResult]:
 
 def submission_csv(results: Sequence[StageResult]) -> str:
     """The CAMELYON17 submission text: header, then per patient its stage row and node rows."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["patient", "stage"])
+    rows: list[tuple[str, str]] = []
     for r in results:
-        writer.writerow([f"{r.patient}.zip", r.stage.value])
-        for n in r.nodes:
-            writer.writerow([n.node, n.label.value])
-    return buf.getvalue()
+        rows.append((f"{r.patient}.zip", r.stage.value))
+        rows += [(n.node, n.label.value) for n in r.nodes]
+    return csv_text(["patient", "stage"], rows)  # the one CSV writer: names never become formulas
 
 
 def write_submission(path: str | os.PathLike[str], results: Sequence[StageResult]) -> Path:

@@ -32,9 +32,8 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from histoviewer.core.atomic import atomic_write_bytes
+from histoviewer.core.atomic import atomic_target, atomic_write_bytes
 from histoviewer.core.errors import ExportError
-from histoviewer.core.export.files import atomic_target
 from histoviewer.core.export.legend import legend_panel, scale_bar_for
 from histoviewer.core.export.png_stream import PngStripWriter
 from histoviewer.core.export.provenance import Provenance, pyramid_description, write_provenance

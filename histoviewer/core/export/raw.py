@@ -24,7 +24,7 @@ import numpy as np
 import tifffile
 
 from histoviewer.core.errors import ExportError, InferenceError
-from histoviewer.core.export.files import atomic_target
+from histoviewer.core.atomic import atomic_target
 from histoviewer.core.export.provenance import CellCrop
 from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.grid_geometry import GridGeometry

@@ -27,6 +27,7 @@ from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.inference.grid import PredictionGrid
+from histoviewer.core.inference.outputs import analyze_into
 from histoviewer.core.models.domain import DomainLimits, DomainVerdict, judge_slide
 from histoviewer.core.models.model_file import read_model_info
 from histoviewer.core.models.record import ModelRecord
@@ -164,7 +165,9 @@ def heatmap_for_slide(
                 return data
     model = open_model(model_path, device=device)
     try:
-        analyze_slide(slide_path, folder, model, AnalyzeOptions(stride_px=stride_px), control=control)
+        # whole or not at all: a killed export never leaves a half analysis to be found later
+        analyze_into(folder, lambda tmp: analyze_slide(slide_path, tmp, model, AnalyzeOptions(stride_px=stride_px),
+                                                       control=control))
     finally:
         model.close()
     return read_analysis(folder)

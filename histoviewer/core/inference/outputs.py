@@ -1,5 +1,6 @@
 """What ``analyze`` writes per slide: the probability map (lossless float32 TIFF + JSON
-sidecar) and a heatmap PNG over a slide thumbnail.
+sidecar) and a heatmap PNG over a slide thumbnail; ``analyze_into`` makes a slide's whole
+folder appear only when complete.
 
 Probability map encoding (``probability.tiff``, float32, zlib): one pixel per map cell
 (see ``grid.py``: one stride square each, row-major from the level-0 origin); values in
@@ -12,8 +13,11 @@ one reader (below this layer, so the analysis can use it too).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +25,16 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from histoviewer.core.atomic import atomic_write_bytes, atomic_write_text
+from histoviewer.core.analysis.summary import SlideSummary
+from histoviewer.core.atomic import atomic_folder, atomic_write_bytes, atomic_write_text
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut, lut_indices
+from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import ENCODED, CellState
 from histoviewer.core.models.record import ModelRecord
 
-__all__ = ["DOMAIN_ENCODING", "ENCODING", "write_domain_map", "write_heatmap_png", "write_probability_map"]
+__all__ = ["DOMAIN_ENCODING", "ENCODING", "analyze_into", "write_domain_map", "write_heatmap_png",
+           "write_probability_map"]
 
 ENCODING = {
     "probability": "0..1",
@@ -109,3 +116,48 @@ def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, ge
     Image.fromarray(out).save(buf, format="PNG", compress_level=3)
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def _relocated(summary: SlideSummary, tmp: Path, final: Path) -> SlideSummary:
+    """``summary`` with every path under ``tmp`` moved under ``final``."""
+
+    def move(value: object) -> object:
+        text = str(value) if isinstance(value, str) else None
+        if text is not None and (
+            text == str(tmp) or text.startswith(str(tmp) + os.sep)
+        ):
+            return str(final) + text[len(str(tmp)) :]
+        return value
+
+    files = summary.files
+    moved = dataclasses.replace(
+        files,
+        **{f.name: move(getattr(files, f.name)) for f in dataclasses.fields(files)},
+    )
+    return dataclasses.replace(summary, out_dir=str(final), files=moved)
+
+
+def analyze_into(
+    folder: str | os.PathLike[str], analyse: Callable[[Path], SlideSummary]
+) -> SlideSummary:
+    """Run ``analyse(temporary folder)`` and make that folder ``folder`` once complete (an
+    earlier analysis there is replaced: ``jobs.slide_folders`` chose a name that may be, an
+    export's analysis cache replaces what it could not use). On any
+    failure nothing changes at ``folder``. Raises ``WriteError`` naming the file that
+    could not be written, and whatever ``analyse`` raises."""
+    final = Path(folder)
+    with atomic_folder(final, replace=True) as tmp:
+        try:
+            summary = _relocated(analyse(tmp), tmp, final)
+            atomic_write_text(
+                tmp / "summary.json", json.dumps(summary.to_dict(), indent=2)
+            )
+        except HistoViewerError as exc:
+            if str(tmp) not in str(exc):
+                raise
+            # name the file the user will look for, not the temporary folder that is gone
+            renamed = type(exc)(
+                str(exc).replace(str(tmp), str(final)), setting=exc.setting
+            )
+            raise renamed from exc
+    return summary

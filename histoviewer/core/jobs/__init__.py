@@ -8,6 +8,8 @@ part of core; nothing in core imports it).
 - ``reports``: the report job (PDF, JSON, CSV tables) of analysis folders or of one slide;
   the front end passes the PDF writer (Qt code) in.
 - ``processes``: the worker-process runner behind ``analyze_slides(workers=N)``.
+- ``slide_folders``: each slide's output folder (unique, safe names) and its whole-or-nothing
+  writing, for every way of running the slides.
 
 Progress and cancel: ``core.progress.JobControl``. The CLI drives tqdm bars from it
 (``cli.progress.cli_control``); the GUI runs these functions on a worker thread, relays

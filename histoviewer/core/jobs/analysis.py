@@ -11,6 +11,10 @@ loses the others):
   a worker that dies fails its own slide only; the others are rerun in a fresh pool);
 - ``scheduler``: the same per-slide function on a Dask distributed cluster.
 
+Each slide writes into its own folder (``jobs.slide_folders``: unique, safe names that never
+take OUT's own files or another slide's results), filled as a temporary folder that takes
+the folder's place only when complete; a write error fails that slide alone.
+
 A cancelled run (``control.cancel``) raises ``Cancelled``: the slide in hand leaves no
 output folder, and no case files are written. Slides finished before stay complete.
 In this process and in local processes that holds fully: worker processes are terminated
@@ -34,15 +38,11 @@ from typing import Any
 
 from histoviewer.core.analysis.case import CaseOutputs, write_case_outputs
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
+from histoviewer.core.atomic import check_output, clean_stale_partials
 from histoviewer.core.errors import Cancelled, HistoViewerError, InferenceError
-from histoviewer.core.inference.analyze import (
-    AnalyzeOptions,
-    analyze_slide,
-    analyze_slide_job,
-    remove_if_empty,
-    slide_out_dir,
-)
+from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide, remove_if_empty
 from histoviewer.core.jobs.processes import run_in_processes
+from histoviewer.core.jobs.slide_folders import SlideFolder, analyze_into, analyze_slide_folder_job, slide_folders
 from histoviewer.core.models.model_file import read_model_info
 from histoviewer.core.models.registry import open_model, resolve_model_path
 from histoviewer.core.progress import NO_CONTROL, JobControl
@@ -103,14 +103,14 @@ def _collect(futures: Sequence[Future | Any], slides: Sequence[Path], control: J
     return results
 
 
-def _in_processes(slides: list[Path], out_root: Path, options: AnalyzeOptions, workers: int,
+def _in_processes(slides: list[Path], folders: list[Path], options: AnalyzeOptions, workers: int,
                   control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
     # checked once here (the model file's header, cheap) rather than once per slide in workers
     read_model_info(resolve_model_path(options.model))
-    return run_in_processes(slides, out_root, options, workers, control, on_started, on_done, cpus=_cpus())
+    return run_in_processes(slides, folders, options, workers, control, on_started, on_done, cpus=_cpus())
 
 
-def _on_dask(slides: list[Path], out_root: Path, options: AnalyzeOptions, scheduler: str,
+def _on_dask(slides: list[Path], folders: list[Path], options: AnalyzeOptions, scheduler: str,
              control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
     try:
         from dask.distributed import Client  # lazy: optional dependency, only for cluster runs
@@ -118,33 +118,34 @@ def _on_dask(slides: list[Path], out_root: Path, options: AnalyzeOptions, schedu
         # no setting: the fix is installing Dask, not another --scheduler value
         raise InferenceError("running on a Dask cluster needs Dask: pip install 'dask[distributed]'") from exc
     with Client(scheduler) as client:
-        futures = [client.submit(analyze_slide_job, str(s), str(out_root), options, pure=False) for s in slides]
+        futures = [client.submit(analyze_slide_folder_job, str(s), str(f), options, pure=False)
+                   for s, f in zip(slides, folders)]
 
         def cancel_rest() -> None:
             client.cancel(futures)  # queued tasks are dropped; a running one cannot be stopped
-            for slide, future in zip(slides, futures):
+            for folder, future in zip(folders, futures):
                 if not future.done():
-                    remove_if_empty(slide_out_dir(out_root, slide))
+                    remove_if_empty(folder)
 
         return _collect(futures, slides, control, on_started, on_done, cancel_rest)
 
 
-def _in_this_process(slides: list[Path], out_root: Path, options: AnalyzeOptions, control: JobControl,
+def _in_this_process(slides: list[Path], folders: list[Path], options: AnalyzeOptions, control: JobControl,
                      on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
     model = open_model(options.model, device=options.device)  # once for every slide
     results: list[SlideOutcome] = []
     try:
-        for i, slide in enumerate(slides):
+        for i, (slide, out) in enumerate(zip(slides, folders)):
             control.check("analysis")
             on_started(i, slide)
-            out = slide_out_dir(out_root, slide)
-            try:  # a slide that fails leaves no empty folder (analyze_slide removes it)
-                summary: SlideOutcome = analyze_slide(slide, out, model, options, control=control)
+            try:  # written into a temporary folder that becomes ``out`` only when complete
+                summary: SlideOutcome = analyze_into(
+                    out, lambda tmp, slide=slide: analyze_slide(slide, tmp, model, options, control=control))
             except Cancelled:  # a HistoViewerError too, but it ends the run instead of a slide
                 raise
             except HistoViewerError as exc:
                 summary = _failure(slide, str(exc), exc.setting)
-            except Exception as exc:  # noqa: BLE001 - one broken slide must not lose the others
+            except Exception as exc:
                 log.exception("analysis of %s failed", slide)
                 summary = _failure(slide, f"{type(exc).__name__}: {exc}")
             results.append(summary)
@@ -164,24 +165,36 @@ def analyze_slides(
     control: JobControl = NO_CONTROL,
     on_started: SlideStarted | None = None,
     on_done: SlideDone | None = None,
+    folders: Sequence[SlideFolder] | None = None,
 ) -> list[SlideOutcome]:
-    """Analyse ``slides`` into ``out_root/<slide stem>/``; summaries in input order.
+    """Analyse ``slides`` into ``out_root/<slide name>/``; summaries in input order.
+
+    ``folders``: where each slide goes (``slide_folders(out_root, slides)``, computed here
+    when None): unique, safe names that never take OUT's own files; each folder appears
+    complete or not at all (``jobs.slide_folders``). A slide that fails, writing included,
+    is a ``SlideFailure`` and the others go on.
 
     ``on_started(i, path)`` / ``on_done(i, summary)`` are called on the calling thread as
     each slide starts and ends (for parallel runs: as its result is collected, in order).
     Raises ``ModelLoadError`` when the model cannot be loaded (in-process runs) or its file
     not read (``workers > 1``: checked once before any process starts),
-    ``InferenceError`` when Dask is asked for but missing, ``Cancelled`` when cancelled.
+    ``InferenceError`` when Dask is asked for but missing, ``WriteError`` when ``out_root``
+    cannot be a folder (a file, or one of the slides), ``Cancelled`` when cancelled.
     """
     paths = [Path(s) for s in slides]
-    out = Path(out_root)
+    out = check_output(out_root, inputs=paths, folder=True)
+    chosen = [f.path for f in (folders if folders is not None else slide_folders(out, paths))]
+    if len(chosen) != len(paths):
+        raise InferenceError(f"{out}: {len(chosen)} output folders for {len(paths)} slides")
+    if out.is_dir():
+        clean_stale_partials(out)  # folders a killed run of this host left
     started = on_started or (lambda _i, _p: None)
     done = on_done or (lambda _i, _s: None)
     if scheduler:
-        return _on_dask(paths, out, options, scheduler, control, started, done)
+        return _on_dask(paths, chosen, options, scheduler, control, started, done)
     if workers > 1 and len(paths) > 1:
-        return _in_processes(paths, out, options, workers, control, started, done)
-    return _in_this_process(paths, out, options, control, started, done)
+        return _in_processes(paths, chosen, options, workers, control, started, done)
+    return _in_this_process(paths, chosen, options, control, started, done)
 
 
 def analyze_case(
@@ -194,12 +207,13 @@ def analyze_case(
     control: JobControl = NO_CONTROL,
     on_started: SlideStarted | None = None,
     on_done: SlideDone | None = None,
+    folders: Sequence[SlideFolder] | None = None,
 ) -> CaseRun:
     """``analyze_slides``, then the cases the slides form (CAMELYON17 patients, else
     folders): their pN stages in ``out_root/stages.csv`` and ``out_root/cases.json``.
     Raises ``InferenceError`` when the case files cannot be written."""
     summaries = analyze_slides(slides, out_root, options, workers=workers, scheduler=scheduler,
-                               control=control, on_started=on_started, on_done=on_done)
+                               control=control, on_started=on_started, on_done=on_done, folders=folders)
     control.check("analysis")
     try:
         outputs = write_case_outputs(out_root, summaries)

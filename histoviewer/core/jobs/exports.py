@@ -14,17 +14,21 @@ Cancel (``control.cancel``) raises ``ExportCancelled``; no partial output file r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from histoviewer.core.analysis.threshold import choose_threshold
+from histoviewer.core.atomic import check_output
 from histoviewer.core.colormaps import DEFAULT_COLORMAP
 from histoviewer.core.errors import ExportError
 from histoviewer.core.export import (ExportResult, HeatmapData, HeatmapImageRequest, OverlayRequest,
                                      export_heatmap_image, export_overlay, export_raw_probabilities)
+from histoviewer.core.export.exports import legend_path
 from histoviewer.core.export.outline import Outline, outlines_from_annotation_file
+from histoviewer.core.export.provenance import provenance_path
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.jobs.reports import ReportFiles, ReportPdfWriter, write_report_files
 from histoviewer.core.report import build_report
@@ -32,7 +36,8 @@ from histoviewer.core.report.images import lesion_outline
 from histoviewer.core.report.model import Report, slide_report_from_map
 from histoviewer.core.slide import open_slide
 
-__all__ = ["EXPORT_KINDS", "ExportRequest", "ReportPdfWriter", "run_export"]
+__all__ = ["EXPORT_KINDS", "ExportRequest", "ReportPdfWriter", "analysis_files", "check_export_targets",
+           "check_report_targets", "existing_targets", "export_targets", "request_inputs", "run_export"]
 
 EXPORT_KINDS = ("overlay", "heatmap", "pyramid", "raw", "report")
 
@@ -41,6 +46,9 @@ EXPORT_KINDS = ("overlay", "heatmap", "pyramid", "raw", "report")
 class ExportRequest:
     """Everything one export needs, captured when it is asked for (a worker never touches
     the viewer's widgets).
+
+    ``overwrite``: existing output files may be replaced (the user said so); an input of
+    the export (the slide, the annotation file, the analysis read) is never replaced.
 
     ``l0_region``: level-0 (x, y, width, height), None for the whole slide;
     ``output_mpp``: micrometres per output pixel, None for the kind's default size;
@@ -68,6 +76,7 @@ class ExportRequest:
     legend: bool = True
     record_full_slide_path: bool = False  # provenance names the slide's full path, not its file name
     reader: Any = field(default=None, compare=False)
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_path", Path(self.out_path))
@@ -106,6 +115,81 @@ class ExportRequest:
                                    record_full_slide_path=self.record_full_slide_path)
 
 
+def export_targets(kind: str, out_path: str | os.PathLike[str], *, legend: bool = True) -> tuple[Path, ...]:
+    """Every file an export of ``kind`` to ``out_path`` writes (sidecars included); for a
+    report, its tables folder comes last."""
+    out = Path(out_path)
+    if kind == "report":
+        tables = out.with_name(out.stem + "-tables")
+        return (out, out.with_suffix(".json"), tables / "lesions.csv", tables / "slides.csv",
+                tables / "cases.csv")
+    files = [out, provenance_path(out)]
+    if kind != "raw" and legend and out.suffix.lower() in (".tif", ".tiff"):
+        files.append(legend_path(out))
+    return tuple(files)
+
+
+def _analysis_inputs(origin: str) -> list[Path]:
+    """The files of the analysis folder a map was read from (``origin`` "analysis:<folder>")."""
+    if not origin.startswith("analysis:"):
+        return []
+    folder = Path(origin.split(":", 1)[1])
+    try:
+        return [folder, *folder.iterdir()] if folder.is_dir() else [folder]
+    except OSError:
+        return [folder]
+
+
+def existing_targets(kind: str, out_path: str | os.PathLike[str], *, legend: bool = True) -> list[Path]:
+    """The files an export would replace (what a front end asks about before replacing)."""
+    return [p for p in export_targets(kind, out_path, legend=legend) if os.path.lexists(p)]
+
+
+def check_export_targets(kind: str, out_path: str | os.PathLike[str], inputs: Iterable[Any], *,
+                         overwrite: bool = False, legend: bool = True) -> None:
+    """Refuse (``OverwriteRefused`` / ``WriteError``, before any work) an export that would
+    write over one of its ``inputs`` (slide, annotation file, analysis files: never, by
+    path, link or inode), over an existing file unless ``overwrite``, or onto a folder."""
+    sources = [Path(p) for p in inputs if p is not None and str(p)]
+    for target in export_targets(kind, out_path, legend=legend):
+        check_output(target, inputs=sources, overwrite=overwrite)
+
+
+def analysis_files(analysis_dirs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The files a report reads: those of every slide folder (a folder with
+    ``summary.json``) given or directly inside a given folder."""
+    files: list[Path] = []
+    for folder in map(Path, analysis_dirs):
+        try:
+            slides = [folder] if (folder / "summary.json").is_file() else [
+                p for p in folder.iterdir() if (p / "summary.json").is_file()]
+            for slide in slides:
+                files += [slide, *slide.iterdir()]
+        except OSError:
+            continue  # an unreadable folder: the report's reader says so
+    return files
+
+
+def check_report_targets(pdf: str | os.PathLike[str] | None, json_path: str | os.PathLike[str] | None,
+                         tables_dir: str | os.PathLike[str] | None, analysis_dirs: Iterable[Any], *,
+                         overwrite: bool = False) -> None:
+    """``check_export_targets`` for a report of analysis folders: never over a file of the
+    analyses it reads, over an existing file only with ``overwrite``."""
+    inputs = analysis_files(analysis_dirs)
+    targets = [p for p in (pdf, json_path) if p is not None]
+    if tables_dir is not None:
+        check_output(tables_dir, inputs=inputs, folder=True)
+        targets += [Path(tables_dir) / name for name in ("lesions.csv", "slides.csv", "cases.csv")]
+    for target in targets:
+        check_output(target, inputs=inputs, overwrite=overwrite)
+
+
+def request_inputs(r: ExportRequest) -> list[Any]:
+    """What an export reads and must never write over: the slide, the annotation file, the
+    analysis its map came from."""
+    return [r.slide_path, r.annotations_file, *_analysis_inputs(r.heatmap.origin)]
+
+
 def _with_reader(request: ExportRequest, work: Callable[[Any], Any]) -> Any:
     if request.reader is not None:
         return work(request.reader)
@@ -128,9 +212,12 @@ def run_export(request: ExportRequest, control: JobControl = NO_CONTROL, *,
     """Do the export ``request`` describes (any thread but the GUI's); returns an
     ``ExportResult``, or for a report the ``ReportFiles`` written (PDF, JSON, CSV tables).
     ``write_report_pdf``: the PDF writer (``qt.report_pdf.write_report_pdf``), needed for
-    reports only. Raises ``ExportError`` (bad request, unwritable file) and
+    reports only. Raises ``OverwriteRefused`` (an input or, unless ``request.overwrite``, an
+    existing file would be replaced: checked before any work), ``WriteError`` (the disk
+    refused a write; no partial file remains), ``ExportError`` (bad request) and
     ``ExportCancelled``."""
     r = request
+    check_export_targets(r.kind, r.out_path, request_inputs(r), overwrite=r.overwrite, legend=r.legend)
     if r.kind == "raw":
         return export_raw_probabilities(r.out_path, r.heatmap, slide_path=r.slide_path, region=r.l0_region,
                                         record_full_slide_path=r.record_full_slide_path)

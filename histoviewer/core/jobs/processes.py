@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
+from histoviewer.core.atomic import clean_stale_partials
 from histoviewer.core.errors import Cancelled
-from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide_job, slide_out_dir
+from histoviewer.core.inference.analyze import AnalyzeOptions
+from histoviewer.core.jobs.slide_folders import analyze_slide_folder_job, slide_folders
 from histoviewer.core.progress import JobControl
 
 __all__ = ["CRASH_MESSAGE", "NO_START_MESSAGE", "SlideJob", "run_in_processes"]
@@ -44,7 +46,8 @@ NO_START_MESSAGE = "the worker processes died before analysing this slide (they 
 MAX_IDLE_BREAKS = 2  # pools in a row that may break before any slide starts
 POLL_S = 0.2  # how often a cancel is looked for while workers run
 
-# (slide path, out_root, options) -> summary or failure: analyze_slide_job, or a test's fake
+# (slide path, the slide's output folder, options) -> summary or failure: analyze_slide_folder_job,
+# or a test's fake
 SlideJob = Callable[[str, str, AnalyzeOptions], SlideOutcome]
 # (workers, started queue) -> a pool whose workers run _start_worker(queue) first
 PoolFactory = Callable[[int, Any], Executor]
@@ -57,11 +60,11 @@ def _start_worker(queue: Any) -> None:
     _started_queue = queue
 
 
-def _run_slide(job: SlideJob, index: int, slide: str, out_root: str, options: AnalyzeOptions) -> SlideOutcome:
+def _run_slide(job: SlideJob, index: int, slide: str, out_dir: str, options: AnalyzeOptions) -> SlideOutcome:
     """In the worker: say which slide starts (a synchronous pipe write), then run it."""
     if _started_queue is not None:
         _started_queue.put(index)
-    return job(slide, out_root, options)
+    return job(slide, out_dir, options)
 
 
 def spawn_pool(workers: int, started: Any) -> Executor:
@@ -83,9 +86,9 @@ def _stop(pool: Executor, *, kill: bool) -> None:
 
 
 class _ProcessRun:
-    def __init__(self, slides: Sequence[Path], out_root: Path, options: AnalyzeOptions, workers: int,
+    def __init__(self, slides: Sequence[Path], folders: Sequence[Path], options: AnalyzeOptions, workers: int,
                  control: JobControl, job: SlideJob, new_pool: PoolFactory) -> None:
-        self.slides, self.out_root, self.options = list(slides), out_root, options
+        self.slides, self.folders, self.options = list(slides), [Path(f) for f in folders], options
         self.workers, self.control, self.job, self.new_pool = workers, control, job, new_pool
         self.results: dict[int, SlideOutcome] = {}
         self.main_queue: list[int] = list(range(len(self.slides)))  # to run in an N-worker pool
@@ -98,7 +101,7 @@ class _ProcessRun:
         self.started_in_pool: set[int] = set()
         self.idle_breaks = 0  # pools that broke with no slide running: bounded retries
         # folders this run may remove (on cancel, after a crash): those absent before it
-        self.preexisting = {i for i, s in enumerate(self.slides) if slide_out_dir(out_root, s).exists()}
+        self.preexisting = {i for i, f in enumerate(self.folders) if f.exists()}
 
     def _open_pool(self) -> None:
         if self.alone_queue:
@@ -113,7 +116,7 @@ class _ProcessRun:
         for i in batch:
             try:
                 self.futures[i] = self.pool.submit(_run_slide, self.job, i, str(self.slides[i]),
-                                                   str(self.out_root), self.options)
+                                                   str(self.folders[i]), self.options)
             except BrokenProcessPool as exc:  # broke while submitting: recovered as any break
                 self.futures[i] = Future()
                 self.futures[i].set_exception(exc)
@@ -124,7 +127,9 @@ class _ProcessRun:
 
     def _remove_created(self, index: int) -> None:
         if index not in self.preexisting:
-            shutil.rmtree(slide_out_dir(self.out_root, self.slides[index]), ignore_errors=True)
+            shutil.rmtree(self.folders[index], ignore_errors=True)
+        # the temporary folder of a worker that was killed or died (its process is gone)
+        clean_stale_partials(self.folders[index].parent)
 
     def _harvest(self) -> None:
         self._read_started()
@@ -196,17 +201,21 @@ class _ProcessRun:
         self.started.close()
 
 
-def run_in_processes(slides: Sequence[Path], out_root: Path, options: AnalyzeOptions, workers: int,
+def run_in_processes(slides: Sequence[Path], folders: Sequence[Path] | Path, options: AnalyzeOptions, workers: int,
                      control: JobControl, on_started: Callable[[int, Path], None],
                      on_done: Callable[[int, SlideOutcome], None], *, job: SlideJob | None = None,
                      new_pool: PoolFactory | None = None, cpus: int = 1) -> list[SlideOutcome]:
     """The slides in up to ``workers`` processes; outcomes in input order, ``on_started`` /
-    ``on_done`` called in input order as each result is collected. ``job``: the per-slide
-    function (default ``analyze_slide_job``; must be importable by name: processes are
+    ``on_done`` called in input order as each result is collected. ``folders``: each slide's
+    output folder (a single folder: ``jobs.slide_folders.slide_folders`` in it). ``job``: the
+    per-slide function (default ``analyze_slide_folder_job``; must be importable by name: processes are
     spawned); ``new_pool``: the pool factory (default ``spawn_pool``). Raises ``Cancelled``."""
     n = min(workers, len(slides))
     options = replace(options, torch_threads=options.torch_threads or max(1, cpus // n))
-    run = _ProcessRun(slides, out_root, options, workers, control, job or analyze_slide_job, new_pool or spawn_pool)
+    if isinstance(folders, (str, Path)):
+        folders = [f.path for f in slide_folders(folders, slides)]
+    run = _ProcessRun(slides, folders, options, workers, control, job or analyze_slide_folder_job,
+                      new_pool or spawn_pool)
     results: list[SlideOutcome] = []
     try:
         for i, slide in enumerate(slides):

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from histoviewer.core.errors import HistoViewerError, PhantomSpecError
+from histoviewer.core.atomic import clean_stale_partials, partial_path, write_error
+from histoviewer.core.errors import PhantomSpecError
 from histoviewer.core.geometry import max_feret_diameter, polygon_area, polygon_centroid
 from histoviewer.core.phantom.ground_truth import write_ground_truth
 from histoviewer.core.phantom.layout import PhantomLayout, build_layout
@@ -232,7 +233,8 @@ def write_phantom(
         stage.update(n_cols)
         control.check("phantom")
 
-    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    clean_stale_partials(out.parent)
+    partial = partial_path(out)  # PID-named (core.atomic): cleaned by a later write if this process dies
     glass = TileRenderer.glass_rgb()
     try:
         dims = write_pyramidal_tiff(
@@ -243,7 +245,7 @@ def write_phantom(
         )
         os.replace(partial, out)
     except OSError as exc:
-        raise HistoViewerError(f"{out}: could not write the phantom slide: {exc}") from exc
+        raise write_error(out, exc, "could not write the phantom slide") from exc
     finally:
         close = getattr(rows, "close", None)
         if close is not None:
@@ -254,7 +256,7 @@ def write_phantom(
     try:
         paths = write_ground_truth(out, measured, width=width, height=height, mpp=mpp, seed=seed)
     except OSError as exc:
-        raise HistoViewerError(f"{out}: could not write the ground-truth files: {exc}") from exc
+        raise write_error(out, exc, "could not write the ground-truth files") from exc
     return PhantomResult(
         slide_path=out,
         geojson_path=paths.geojson,

@@ -12,14 +12,13 @@ not apply (no lesion on a slide) is empty. Text that a spreadsheet would run as 
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.csv_table import csv_cell, csv_text
 from histoviewer.core.errors import ReportError
 from histoviewer.core.report.model import Report, SlideReport
 
@@ -51,12 +50,8 @@ CASE_COLUMNS = (
     "patient", "pn_stage", "provisional", "nodes", "deciding_nodes", "deciding_lesions", "reason",
     "demonstration_model", "error",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
 def _text(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return csv_cell(value)  # the one CSV writer's escaping: no cell is read as a formula
 
 
 def _num(value: float | None, digits: int = 6, *, unknown: bool = False) -> str:
@@ -67,14 +62,10 @@ def _num(value: float | None, digits: int = 6, *, unknown: bool = False) -> str:
 
 
 def _table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        if len(row) != len(columns):  # a programming error, caught by the tests
-            raise ReportError(f"CSV row of {len(row)} cells for {len(columns)} columns")
-        writer.writerow(row)
-    return buf.getvalue()
+    try:
+        return csv_text(columns, rows)  # the one CSV writer (core.csv_table)
+    except ValueError as exc:  # a programming error, caught by the tests
+        raise ReportError(str(exc)) from exc
 
 
 def _model(s: SlideReport) -> tuple[str, str, str]:

@@ -36,6 +36,8 @@ import imagecodecs
 import numpy as np
 import tifffile
 
+from histoviewer.core.atomic import partial_prefix
+
 __all__ = [
     "EncodedRow", "downsample2", "encode_jpeg", "fits_classic_tiff", "pyramid_dimensions",
     "write_pyramidal_tiff",
@@ -201,7 +203,8 @@ def write_pyramidal_tiff(
     if not description.isascii():  # TIFF ASCII: say so before any pixel is rendered
         raise ValueError(f"{path}: the TIFF description must be ASCII text")
     description_bytes = description.encode("ascii")
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+    # named by this process (core.atomic): a writer killed mid-way leaves a folder the next write cleans
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=partial_prefix(path)) as tmp:
         spills = [open(Path(tmp) / f"level{k}.jpegs", "w+b") for k in range(len(dims))]
         try:
             sinks: list[_LevelSink] = []
