@@ -84,7 +84,7 @@ for kind in "${kinds[@]}"; do
     cnn-resnet) extra=(--arch resnet --epochs 100 --patience 20 "${cnn_opts[@]}") ;;  # e.g. --device cuda
   esac
   "${hv[@]}" train "${kind%-resnet}" "${common[@]}" --name "$(basename "$(file_of "$kind")" .safetensors)" \
-    "${extra[@]}" --out "$(file_of "$kind")" > "$work/train-$kind.json"
+    "${extra[@]}" --overwrite --out "$(file_of "$kind")" > "$work/train-$kind.json"
 done
 
 # One table: every model on every held-out set, at the model's own operating point; each result
