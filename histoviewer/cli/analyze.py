@@ -64,8 +64,9 @@ def _print_summary(s: SlideOutcome) -> None:
           f" -> {s.out_dir}")
     largest = (f", largest {s.largest_lesion} {s.largest_diameter_mm:.3f} mm"
                if s.largest_diameter_mm is not None else "")
-    print(f"  node label: {s.node_label.value}{' (provisional)' if s.provisional else ''},"
-          f" {len(s.lesions)} lesion(s){largest}")
+    label = s.node_label.value if s.unknown_reason is None else (
+        f"unknown ({s.resolution.label_so_far.value} so far, not final: {s.unknown_reason})")
+    print(f"  node label: {label}, {len(s.lesions)} lesion(s){largest}")
     p, m = s.lesion_params, s.model
     print(f"  {describe_threshold(p.threshold, p.threshold_source, m.operating_point)}")
     print(f"  model: {m.name}: {caution_line(m.caution, m.demonstration)}")
@@ -75,6 +76,7 @@ def _print_summary(s: SlideOutcome) -> None:
 def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.cli.hints import demo_warning
     from histoviewer.cli.progress import cli_control, close_bars
+    from histoviewer.cli.stage import EXIT_UNRESOLVED
     from histoviewer.core.analysis.lesions import LesionParams
     from histoviewer.core.analysis.summary import SlideFailure, SlideSummary
     from histoviewer.core.errors import InferenceError
@@ -98,15 +100,17 @@ def run_analyze(args: argparse.Namespace) -> int:
         close_bars(control)
     results, cases = list(run.summaries), run.outputs
     report = None
-    if args.report and (done := [Path(r.out_dir) for r in results if isinstance(r, SlideSummary)]):
+    if args.report and results:  # every node in the report, failed ones too (one staging result)
         from histoviewer.cli.report import write_report
 
-        report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out)
+        done = [Path(r.out_dir) for r in results if isinstance(r, SlideSummary)]
+        report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out,
+                              failures=[r for r in results if isinstance(r, SlideFailure)])
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         for r in cases.results:
-            print(f"{r.patient}: {r.stage.value}{' (provisional)' if r.provisional else ''} - {r.reason}")
+            print(f"{r.patient}: {r.stage_text} - {r.reason}")
         for patient, error in cases.errors.items():
             print(f"{patient}: no stage: {error}", file=sys.stderr)
         print(f"stages: {cases.stages_csv}")
@@ -115,6 +119,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         demo = any(isinstance(r, SlideSummary) and r.model.demonstration for r in results)
         if demo:
             print(f"WARNING: {demo_warning()}")
-    return 1 if any(isinstance(r, SlideFailure) for r in results) else 0
+    if any(isinstance(r, SlideFailure) for r in results):
+        return 1
+    return EXIT_UNRESOLVED if cases.unresolved else 0  # a node without a final label: not complete
 
 

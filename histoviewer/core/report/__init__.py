@@ -4,7 +4,7 @@ PDF itself is drawn by ``histoviewer.qt.report_pdf``."""
 
 from histoviewer.core.report.images import SlideImages, Snapshot, render_slide_images
 from histoviewer.core.report.model import (CaseReport, LesionEntry, Report, SlideReport, build_report,
-                                           find_analysis_dirs, load_report, load_slide_report,
+                                           failed_slide_report, failed_slides, find_analysis_dirs, load_report, load_slide_report,
                                            slide_report_from_map)
 from histoviewer.core.report.tables import (cases_csv, lesions_csv, slides_csv, write_report_csv,
                                             write_report_json)
@@ -17,6 +17,8 @@ __all__ = [
     "SlideReport",
     "Snapshot",
     "build_report",
+    "failed_slide_report",
+    "failed_slides",
     "cases_csv",
     "find_analysis_dirs",
     "lesions_csv",
