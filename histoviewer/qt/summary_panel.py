@@ -205,7 +205,16 @@ class SummaryPanel(QDockWidget):
         if snapshot.domain.out_of_domain:  # no node label for tissue the model never learned
             self.label_title.setText(OUT_OF_DOMAIN_REASON)
             self.label_title.setStyleSheet(f"font-size: 16px; font-weight: bold; color: {OUT_OF_DOMAIN_COLOUR};")
-        if result.provisional:
+        failed = result.counts.failed
+        if failed and not snapshot.domain.out_of_domain:  # failed tissue: no final label, ever
+            self.label_title.setText(f"NOT FINAL \u2013 {text.lower()} so far")
+            self.label_title.setStyleSheet("font-size: 18px; font-weight: bold; color: #a05a00;")
+            self.coverage_label.setText(
+                f"not final: {failed} of {result.counts.tissue} tissue patches failed (could not be read "
+                f"or classified); {result.coverage:.0%} of the tissue classified \u2013 a lesion may hide "
+                "in the failed patches, so this node has no final label")
+            self.coverage_label.setStyleSheet("color: #a05a00; font-weight: bold;")
+        elif result.provisional:
             self.coverage_label.setText(
                 f"provisional: {result.coverage:.0%} of the tissue classified \u2013 a lesion may "
                 "still be found in the rest")
