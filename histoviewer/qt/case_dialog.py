@@ -318,7 +318,7 @@ class CaseDialog(QDialog):
         bar.setValue(1)
         if isinstance(summary, SlideFailure):
             bar.setFormat("failed")
-            self._set(row, 1, "unknown", LABEL_TEXT[NodeLabel.UNKNOWN][1])
+            self._set(row, 1, "UNKNOWN: analysis failed", LABEL_TEXT[NodeLabel.UNKNOWN][1], bold=True)
             self._set(row, 2, summary.error, "#a01010")
             self.table.item(row, 2).setToolTip(summary.error)
             return
