@@ -337,7 +337,8 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
             size = f"{big.diameter_mm:.2f} mm (no size class: AI result unreliable on this tissue)"
         y += pg.text(right_x, y, right_w, f"Largest lesion: {big.name}, {size}{more}.", 9) + 1
     elif not s.error:
-        y += pg.text(right_x, y, right_w, f"No lesion at the threshold {s.threshold:.2f}.", 9) + 1
+        where = " in the classified tissue only (the rest was not examined)" if s.provisional else ""
+        y += pg.text(right_x, y, right_w, f"No lesion at the threshold {s.threshold:.2f}{where}.", 9) + 1
     if not s.error:
         y += pg.text(right_x, y, right_w, f"Lesions at {s.threshold_text}.", 8, color=GREY) + 2.5
     if case is not None:

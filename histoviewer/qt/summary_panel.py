@@ -230,7 +230,8 @@ class SummaryPanel(QDockWidget):
         self.table.setColumnHidden(LesionTableModel.HEADERS.index("Class"), ood)
         self.largest_label.setStyleSheet(f"color: {OUT_OF_DOMAIN_COLOUR}; font-weight: bold;" if ood else "")
         if largest is None:
-            self.largest_label.setText(f"No lesion at P(tumour) \u2265 {result.params.threshold:.2f}.")
+            where = " in the classified tissue" if result.provisional else ""
+            self.largest_label.setText(f"No lesion at P(tumour) \u2265 {result.params.threshold:.2f}{where}.")
         elif ood:
             self.largest_label.setText(
                 f"{len(result.lesions)} region(s) at P \u2265 {result.params.threshold:.2f} (largest "

@@ -171,7 +171,7 @@ def stage_patient(patient: str, nodes: Sequence[NodeResult]) -> StageResult:
     unresolved = tuple(n for n in nodes if not n.resolved)
     if not unresolved:
         return _stage_labels(patient, nodes)
-    why = "; ".join(f"{n.node}: {n.label_text}" for n in unresolved)
+    why = "; ".join(f"{n.node} ({n.label_text.removeprefix('unknown (')}" for n in unresolved)
     lower = _stage_labels(patient, [n if n.resolved else NodeResult(n.node, n.at_least, n.largest_lesion,
                                                                      n.largest_diameter_mm) for n in nodes])
     try:
@@ -180,12 +180,12 @@ def stage_patient(patient: str, nodes: Sequence[NodeResult]) -> StageResult:
         upper = None
     if upper is not None and upper.stage is lower.stage:
         return StageResult(patient, lower.stage, nodes, lower.deciding,
-                           f"{lower.reason}; unresolved {why}, but no label "
+                           f"{lower.reason}; no final label for {why}, but no label "
                            f"{'it' if len(unresolved) == 1 else 'they'} could have changes the stage")
     at_least = lower.stage if lower.stage is not PNStage.PN0 else None
-    bound = f" (at least {at_least.value}: {lower.reason})" if at_least is not None else ""
+    bound = f"at least {at_least.value} ({lower.reason}); " if at_least is not None else ""
     return StageResult(patient, PNStage.UNKNOWN, nodes, unresolved,
-                       f"pN unknown{bound}: unresolved {why}; the stage is not guessed", at_least)
+                       f"{bound}no final label for {why}, which could change the stage: it is not guessed", at_least)
 
 
 def _stage_labels(patient: str, nodes: tuple[NodeResult, ...] | list[NodeResult]) -> StageResult:
