@@ -270,6 +270,9 @@ class SummaryPanel(QDockWidget):
                   brush=(70, 110, 190, 150), pen=pg.mkPen("#2a4d8f", width=1.5))
         plot.addItem(pg.InfiniteLine(threshold, angle=90, pen=pg.mkPen("#b0105a", width=1.5, style=Qt.PenStyle.DashLine)))
         plot.setXRange(0.0, 1.0, padding=0.02)
+        # log axis in view units (log10); at least 0.5..10 cells, so an empty histogram (every
+        # patch failed) is a flat floor, not a degenerate axis
+        plot.setYRange(np.log10(0.5), np.log10(max(float(counts.max()), 10.0)), padding=0.05)
 
     def _plot_sizes(self, lesions: tuple[Lesion, ...]) -> None:
         plot = self.size_plot
