@@ -14,7 +14,11 @@ import tifffile
 
 from histoviewer.cli import main
 from histoviewer.cli.stage import EXIT_UNRESOLVED
-from tests.core.inference_helpers import synthetic_rgb, write_fresh_cnn, write_synthetic_tiff
+from tests.core.inference_helpers import (
+    synthetic_rgb,
+    write_fresh_cnn,
+    write_synthetic_tiff,
+)
 
 
 def _rows(path) -> list[dict[str, str]]:

@@ -40,12 +40,12 @@ def test_all_patches_failed_is_no_label_and_no_coverage():
 
 
 @pytest.mark.parametrize("kwargs, reason", [
-    (dict(tissue=10, classified=10, failed=0), None),
-    (dict(tissue=10, classified=9, failed=1), "1 of 10 tissue patches failed"),
-    (dict(tissue=10, classified=4, failed=0), "6 of 10 tissue patches not classified (only 40 % of the tissue"),
-    (dict(tissue=1000, classified=999, failed=0), "only >99 % of the tissue"),  # never rounds up to 100 %
-    (dict(tissue=10, classified=10, failed=0, scale_known=False), "the slide states no scale"),
-    (dict(tissue=10, classified=10, failed=0, out_of_domain_reason="tissue unlike"), "tissue unlike"),
+    ({"tissue": 10, "classified": 10, "failed": 0}, None),
+    ({"tissue": 10, "classified": 9, "failed": 1}, "1 of 10 tissue patches failed"),
+    ({"tissue": 10, "classified": 4, "failed": 0}, "6 of 10 tissue patches not classified (only 40 % of the tissue"),
+    ({"tissue": 1000, "classified": 999, "failed": 0}, "only >99 % of the tissue"),  # never rounds up to 100 %
+    ({"tissue": 10, "classified": 10, "failed": 0, "scale_known": False}, "the slide states no scale"),
+    ({"tissue": 10, "classified": 10, "failed": 0, "out_of_domain_reason": "tissue unlike"}, "tissue unlike"),
 ])
 def test_one_rule_for_a_final_label(kwargs, reason):
     res = resolve_node_label(NodeLabel.MICRO, **kwargs)

@@ -47,8 +47,8 @@ log = logging.getLogger(__name__)
 __all__ = [
     "case_of",
     "check_unique_nodes",
-    "node_identity",
     "group_cases",
+    "node_identity",
     "read_node_labels",
     "read_patient_stages",
     "stage_cases",
