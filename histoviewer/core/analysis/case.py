@@ -48,8 +48,11 @@ def node_result_from_annotations(node: str, label: str, lesions: Sequence[tuple[
     gives it (negative / itc / micro / macro / unknown) and its tumour annotations as
     (name, largest diameter mm or None)."""
     largest = max(lesions, key=lambda les: -1.0 if les[1] is None else les[1], default=None)
-    return NodeResult(node, NodeLabel.parse(label), largest_lesion=None if largest is None else largest[0],
-                      largest_diameter_mm=None if largest is None else largest[1])
+    parsed = NodeLabel.parse(label)
+    reason = "the annotated lesions cannot be sized: the slide states no scale" if parsed is NodeLabel.UNKNOWN else None
+    return NodeResult(node, parsed, largest_lesion=None if largest is None else largest[0],
+                      largest_diameter_mm=None if largest is None else largest[1], reason=reason,
+                      at_least=NodeLabel.ITC if parsed is NodeLabel.UNKNOWN and lesions else NodeLabel.NEGATIVE)
 
 
 def stage_summaries(summaries: Sequence[SlideOutcome]) -> tuple[list[StageResult], dict[str, str]]:
