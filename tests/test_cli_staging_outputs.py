@@ -57,3 +57,30 @@ def test_a_node_without_scale_is_in_every_output_with_one_stage(tmp_path, capsys
     assert capsys.readouterr().out.splitlines()[1].startswith(f"  {unscaled.name}: no final label: analysis failed")
     assert {r["slide"] for r in _rows(again / "slides.csv")} == {scaled.name, unscaled.name}
     assert _rows(again / "cases.csv")[0]["pn_stage"] == stage
+
+
+def test_an_analysis_whose_patches_all_failed_is_no_pn0(tmp_path):
+    """The issue's case: every patch failed, and the slide read ``negative (provisional)``,
+    pN0, coverage 1.0 in summary.json. Then a slide with some failed batches."""
+    from histoviewer.core.analysis.case import write_case_outputs
+    from histoviewer.core.analysis.summary import read_summary
+    from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
+    from tests.core.inference_helpers import LesionFractionModel
+
+    slide = shutil.copy(write_synthetic_tiff(tmp_path / "synthetic.tiff"), tmp_path / "patient_030_node_0.tiff")
+    every_call = tuple(range(1, 100_000))
+    s = analyze_slide(slide, tmp_path / "all", LesionFractionModel(fail_on_calls=every_call), AnalyzeOptions(batch_size=64))
+    assert s.failed_patches == s.tissue_patches > 0 and s.classified_patches == 0
+    assert (s.coverage, s.node_label.value, s.label_so_far.value) == (0.0, "unknown", "negative")
+    on_disk = read_summary(tmp_path / "all")
+    assert on_disk == s and json.loads((tmp_path / "all" / "summary.json").read_text())["coverage"] == 0.0
+    cases = write_case_outputs(tmp_path / "all", [s])
+    assert cases.unresolved and "patient_030.zip,unknown" in cases.stages_csv.read_text().splitlines()
+    (case,) = json.loads(cases.cases_json.read_text())["cases"]
+    assert f"{s.failed_patches} of {s.tissue_patches} tissue patches failed" in case["unresolved_nodes"][0]["reason"]
+
+    some = analyze_slide(slide, tmp_path / "some", LesionFractionModel(fail_on_calls=(1,)),
+                         AnalyzeOptions(batch_size=16, block=4))
+    assert 0 < some.failed_patches < some.tissue_patches
+    assert some.coverage == round(some.classified_patches / some.tissue_patches, 6) < 1.0
+    assert some.node_label.value == "unknown" and some.unknown_reason.startswith(f"{some.failed_patches} of ")
