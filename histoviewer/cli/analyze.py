@@ -64,8 +64,9 @@ def _print_summary(s: SlideOutcome) -> None:
           f" -> {s.out_dir}")
     largest = (f", largest {s.largest_lesion} {s.largest_diameter_mm:.3f} mm"
                if s.largest_diameter_mm is not None else "")
-    label = s.node_label.value if s.unknown_reason is None else (
-        f"unknown ({s.resolution.label_so_far.value} so far, not final: {s.unknown_reason})")
+    so_far = s.resolution.label_so_far
+    label = s.node_label.value if s.unknown_reason is None else "unknown (" + (
+        "" if so_far is so_far.UNKNOWN else f"{so_far.value} so far, ") + f"not final: {s.unknown_reason})"
     print(f"  node label: {label}, {len(s.lesions)} lesion(s){largest}")
     p, m = s.lesion_params, s.model
     print(f"  {describe_threshold(p.threshold, p.threshold_source, m.operating_point)}")
