@@ -33,7 +33,8 @@ def test_report_json_only_needs_no_qt_pdf(case, tmp_path, capsys):
     rc = main(["report", str(case / "patient_007_node_1"), "--json", str(tmp_path / "r.json"), "--print-json"])
     written = json.loads(capsys.readouterr().out)
     assert rc == 0 and written["slides"] == 1 and "pdf" not in written
-    assert written["cases"] == [{"patient": "patient_007", "stage": "pN0", "provisional": False}]
+    assert written["cases"] == [{"patient": "patient_007", "stage": "pN0", "provisional": False,
+                                 "stage_text": "pN0", "unresolved_nodes": []}]
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -23,7 +23,9 @@ EXIT_SLIDES_FAILED = 1  # some slides (or --report) failed to be analysed or wri
 EXIT_STATUS_HELP = ("exit status: 0 every slide analysed and written; 1 some slides failed (analysis or "
                     "writing; each says why, the other slides' folders are complete) or the --report "
                     "could not be written; 2 nothing usable was written (bad options, the model cannot "
-                    "load, OUT or the case files cannot be written)")
+                    "load, OUT or the case files cannot be written); 3 everything was written but a "
+                    "node has no final label (failed patches, no scale, tissue unlike the model's "
+                    "training data): its case's stage is not final")
 
 
 def register(sub) -> None:
@@ -37,7 +39,8 @@ def register(sub) -> None:
                                    "(<name>-2, ...; printed); each folder appears only when complete.",
                        epilog=EXIT_STATUS_HELP)
     p.add_argument("slides", nargs="+", type=Path, metavar="SLIDE")
-    p.add_argument("--model", default="cnn", help="cnn, handcrafted or a model file (default: cnn)")
+    p.add_argument("--model", default="cnn",
+                   help="cnn, handcrafted, cnn-resnet (for a GPU) or a model file (default: cnn)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, mps")
     p.add_argument("--stride", type=int, default=None, metavar="PX",
@@ -74,8 +77,10 @@ def _print_summary(s: SlideOutcome) -> None:
           f" -> {s.out_dir}")
     largest = (f", largest {s.largest_lesion} {s.largest_diameter_mm:.3f} mm"
                if s.largest_diameter_mm is not None else "")
-    print(f"  node label: {s.node_label.value}{' (provisional)' if s.provisional else ''},"
-          f" {len(s.lesions)} lesion(s){largest}")
+    so_far = s.resolution.label_so_far
+    label = s.node_label.value if s.unknown_reason is None else "unknown (" + (
+        "" if so_far is so_far.UNKNOWN else f"{so_far.value} so far, ") + f"not final: {s.unknown_reason})"
+    print(f"  node label: {label}, {len(s.lesions)} lesion(s){largest}")
     p, m = s.lesion_params, s.model
     print(f"  {describe_threshold(p.threshold, p.threshold_source, m.operating_point)}")
     print(f"  model: {m.name}: {caution_line(m.caution, m.demonstration)}")
@@ -85,6 +90,7 @@ def _print_summary(s: SlideOutcome) -> None:
 def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.cli.hints import demo_warning
     from histoviewer.cli.progress import cli_control, close_bars
+    from histoviewer.cli.stage import EXIT_UNRESOLVED
     from histoviewer.core.analysis.lesions import LesionParams
     from histoviewer.core.analysis.summary import SlideFailure, SlideSummary
     from histoviewer.core.errors import InferenceError
@@ -113,13 +119,15 @@ def run_analyze(args: argparse.Namespace) -> int:
         close_bars(control)
     results, cases = list(run.summaries), run.outputs
     report, report_error = None, ""
-    if args.report and (done := [Path(r.out_dir) for r in results if isinstance(r, SlideSummary)]):
+    if args.report and results:  # every node in the report, failed ones too (one staging result)
         from histoviewer.cli import error_text
         from histoviewer.cli.report import write_report
         from histoviewer.core.errors import HistoViewerError
 
+        done = [Path(r.out_dir) for r in results if isinstance(r, SlideSummary)]
         try:  # the slides' folders are complete: a report that cannot be written fails alone
-            report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out)
+            report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out,
+                                  failures=[r for r in results if isinstance(r, SlideFailure)])
         except HistoViewerError as exc:
             report_error = error_text(exc)
             print(report_error, file=sys.stderr)
@@ -127,7 +135,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         for r in cases.results:
-            print(f"{r.patient}: {r.stage.value}{' (provisional)' if r.provisional else ''} - {r.reason}")
+            print(f"{r.patient}: {r.stage_text} - {r.reason}")
         for patient, error in cases.errors.items():
             print(f"{patient}: no stage: {error}", file=sys.stderr)
         print(f"stages: {cases.stages_csv}")
@@ -142,6 +150,8 @@ def run_analyze(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if report_error:
         print("the report was not written (see above)", file=sys.stderr)
-    return EXIT_SLIDES_FAILED if failed or report_error else 0
+    if failed or report_error:
+        return EXIT_SLIDES_FAILED
+    return EXIT_UNRESOLVED if cases.unresolved else 0  # a node without a final label: not complete
 
 

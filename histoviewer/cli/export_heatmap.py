@@ -44,7 +44,8 @@ def register(sub) -> None:
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("slide", type=Path, metavar="SLIDE")
-    p.add_argument("--model", default="cnn", help="cnn, handcrafted or a model file (default: cnn)")
+    p.add_argument("--model", default="cnn",
+                   help="cnn, handcrafted, cnn-resnet (for a GPU) or a model file (default: cnn)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help=".png, .tif or .tiff")
     p.add_argument("--overlay", action="store_true", help="blend the heatmap over the slide")
     p.add_argument("--raw", action="store_true", help="write the probabilities losslessly (float32 TIFF)")

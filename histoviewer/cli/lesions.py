@@ -69,7 +69,8 @@ def _frame(args: argparse.Namespace, geo: GridGeometry | None):
 
 
 def _print_table(args: argparse.Namespace, found, domain) -> None:
-    label = found.label.value + (" (provisional: part of the tissue is unclassified)" if found.provisional else "")
+    res = found.resolution  # the one rule for a final label (failed / unclassified cells: none)
+    label = res.label.value if res.resolved else f"unknown ({res.label_so_far.value} so far, not final: {res.reason})"
     if domain is not None and domain.out_of_domain:
         label = f"unknown ({domain.describe()})"
     scale = "" if found.frame.mpp is not None else " (no scale: sizes and classes unknown)"

@@ -135,7 +135,7 @@ def register(sub) -> None:
 
     e = sub.add_parser("eval-patches", help="evaluate a model on labelled patches",
                        epilog=EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    e.add_argument("--model", required=True, help="cnn, handcrafted or a model file")
+    e.add_argument("--model", required=True, help="cnn, handcrafted, cnn-resnet or a model file")
     _add_data_args(e, default_split="test")
     e.add_argument("--part", default="all", choices=("all", "train", "valid", "test"),
                    help="evaluate one part of the model's own train/valid/test cut of --data "
@@ -155,7 +155,7 @@ def register(sub) -> None:
 
     pr = sub.add_parser("predict-patches",
                         help="tumour probability per patch, as a Kaggle submission CSV")
-    pr.add_argument("--model", required=True, help="cnn, handcrafted or a model file")
+    pr.add_argument("--model", required=True, help="cnn, handcrafted, cnn-resnet or a model file")
     _add_data_args(pr, default_split="test")
     pr.add_argument("--out", required=True, type=Path, help="submission CSV (id,label)")
     pr.add_argument("--overwrite", action="store_true", help="replace --out when it exists (default: refuse)")

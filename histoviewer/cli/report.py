@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the subcommand modules load at start-up: the core only when run
+    from collections.abc import Sequence
+
+    from histoviewer.core.analysis.summary import SlideFailure
     from histoviewer.core.jobs import ReportFiles
 
 __all__ = ["register", "run_report", "write_report"]
@@ -39,19 +42,20 @@ def register(sub) -> None:
 
 
 def write_report(analyses: list[Path], pdf: Path | None, json_path: Path | None,
-                 csv_dir: Path | None) -> ReportFiles:
+                 csv_dir: Path | None, failures: Sequence[SlideFailure] = ()) -> ReportFiles:
     """``core.jobs.write_report`` with Qt's PDF writer (on the offscreen platform, so it
-    runs headless; Qt is imported only when a PDF is asked for)."""
+    runs headless; Qt is imported only when a PDF is asked for); ``failures``: slides that
+    failed in this run (they have no folder, but are nodes of their case)."""
     from histoviewer.core.jobs import write_report as report_job
 
     if pdf is None:
-        return report_job(analyses, None, json_path, csv_dir)
+        return report_job(analyses, None, json_path, csv_dir, failures=failures)
     # headless: the platform must be chosen before any Q(Gui)Application exists
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from histoviewer.qt.report_pdf import page_plan, write_report_pdf
 
     return report_job(analyses, pdf, json_path, csv_dir, write_report_pdf=write_report_pdf,
-                      count_pages=lambda report: len(page_plan(report)))
+                      count_pages=lambda report: len(page_plan(report)), failures=failures)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -63,15 +67,19 @@ def run_report(args: argparse.Namespace) -> int:
         raise ReportError("nothing to write: give --out REPORT.pdf, --json FILE and/or --csv DIR")
     if args.out is not None and args.out.suffix.lower() != ".pdf":
         raise ReportError(f"{args.out}: the report is a PDF; name it .pdf")
+    from histoviewer.cli.stage import EXIT_UNRESOLVED
     from histoviewer.core.jobs.exports import check_report_targets
 
     check_report_targets(args.out, args.json_path, args.csv_dir, args.analyses, overwrite=args.overwrite)
     written = write_report(list(args.analyses), args.out, args.json_path, args.csv_dir)
+    status = EXIT_UNRESOLVED if written.unresolved else 0  # a node without a final label
     if args.print_json:
         print(json.dumps(written.to_dict(), indent=2))
-        return 0
+        return status
     for case in written.cases:
-        print(f"{case.patient}: {case.stage.value}{' (provisional)' if case.provisional else ''}")
+        print(f"{case.patient}: {case.stage_text}")
+        for node, why in case.unresolved:
+            print(f"  {node}: no final label: {why}")
     if written.pdf is not None:
         print(f"PDF: {written.pdf} ({written.pages} pages)")
     if written.json is not None:
@@ -83,4 +91,4 @@ def run_report(args: argparse.Namespace) -> int:
             print(f"model: {caution}")
     if written.demonstration_model:
         print(f"WARNING: {demo_warning()}", file=sys.stderr)
-    return 0
+    return status

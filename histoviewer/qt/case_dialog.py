@@ -318,19 +318,18 @@ class CaseDialog(QDialog):
         bar.setValue(1)
         if isinstance(summary, SlideFailure):
             bar.setFormat("failed")
-            self._set(row, 1, "unknown", LABEL_TEXT[NodeLabel.UNKNOWN][1])
+            self._set(row, 1, "UNKNOWN: analysis failed", LABEL_TEXT[NodeLabel.UNKNOWN][1], bold=True)
             self._set(row, 2, summary.error, "#a01010")
             self.table.item(row, 2).setToolTip(summary.error)
             return
         bar.setFormat("done")
         node = node_result(summary)
         text, colour = LABEL_TEXT[node.label]
-        if node.provisional:
-            text += " (provisional)"
         self._set(row, 1, text, colour, bold=True)
-        if node.reason:  # unknown although analysed: say why where the label would be
-            self._set(row, 1, f"UNKNOWN: {node.reason}", colour, bold=True)  # not "no scale"
-            self.table.item(row, 1).setToolTip(f"{node.reason}\n{summary.domain.describe()}")
+        if not node.resolved:  # no final label: say why where the label would be, and what so far
+            so_far = f" ({node.at_least.value} so far)" if node.at_least is not NodeLabel.NEGATIVE else ""
+            self._set(row, 1, f"UNKNOWN{so_far}: {node.why_unresolved}", colour, bold=True)
+            self.table.item(row, 1).setToolTip(f"{node.why_unresolved}\n{summary.domain.describe()}")
         if node.largest_lesion is None:
             self._set(row, 2, "none")
         else:
@@ -339,7 +338,8 @@ class CaseDialog(QDialog):
             diameter = "unknown" if node.largest_diameter_mm is None else f"{node.largest_diameter_mm:.2f} mm"
             count = f"{len(lesions)} lesion{'s' if len(lesions) != 1 else ''}"
             self._set(row, 2, f"{node.largest_lesion}: {diameter} {size_class}; {count}")
-        self._set(row, 3, f"{summary.coverage:.0%}")
+        failed = f", {summary.failed_patches} failed" if summary.failed_patches else ""
+        self._set(row, 3, f"{summary.coverage:.0%}{failed}", "#a05a00" if failed else None)
 
     def _on_finished(self, outputs: CaseOutputs | None, error: str) -> None:
         self.analyse_button.setEnabled(True)
@@ -366,7 +366,7 @@ class CaseDialog(QDialog):
     def _show_stages(self, results: Sequence[StageResult], errors) -> None:
         lines, reasons = [], []
         for r in results:
-            stage = r.stage.value + (" (provisional)" if r.provisional else "")
+            stage = r.stage_text  # "unknown (at least pN1)" when an unresolved node could change it
             lines.append(f"{r.patient}: {stage}" if len(results) > 1 else f"pN stage: {stage}")
             deciding = [f"{n.node} \u2192 {n.largest_lesion} ({n.largest_diameter_mm:.2f} mm)"
                         for n in r.deciding if n.largest_lesion is not None and n.largest_diameter_mm is not None]
@@ -391,7 +391,7 @@ class CaseDialog(QDialog):
                 node = node_result_from_annotations(
                     path.name, label.label, [(les.name, les.max_diameter_mm) for les in label.lesions])
                 sources[row] = "annotations"
-            elif row in self.summaries and not isinstance(self.summaries[row], SlideFailure):
+            elif row in self.summaries:  # a failed analysis is an unresolved node, with why
                 node = node_result(self.summaries[row])
                 sources[row] = "AI"
             else:

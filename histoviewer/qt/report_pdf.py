@@ -46,7 +46,7 @@ CONTENT_W_MM = PAGE_W_MM - 2 * MARGIN_MM
 FONT_FAMILY = "DejaVu Sans"  # present wherever fontconfig is; Qt substitutes otherwise
 LABEL_TEXT = {"negative": "Negative (no lesion found)", "itc": "Isolated tumour cells (ITC)",
               "micro": "Micrometastasis", "macro": "Macrometastasis",
-              "unknown": "Unknown (no scale, or not analysed)"}
+              "unknown": "Unknown: no final label"}
 SIZE_RULES = ("Size classes (AJCC 8th edition, CAMELYON17) by a lesion's largest diameter (maximum "
               "Feret diameter): isolated tumour cells (ITC) \u2264 0.2 mm; micrometastasis > 0.2 mm and "
               "\u2264 2.0 mm; macrometastasis > 2.0 mm. The node label is the class of its largest lesion. "
@@ -198,8 +198,10 @@ def _coverage_text(s: SlideReport) -> str:
     if s.error:
         return f"Not analysed: {s.error}"
     if s.provisional:
-        return (f"PROVISIONAL: only {_pct(s.coverage)} of the tissue was classified; a lesion may hide "
-                "in the rest, so the label may still go up.")
+        failed = (f" ({s.failed_patches} of {s.tissue_patches} tissue patches failed)"
+                  if s.failed_patches else "")
+        return (f"NOT FINAL: only {_pct(s.coverage)} of the tissue was classified{failed}; a lesion may "
+                "hide in the rest, so the label may still go up.")
     return "Complete: all of the tissue was classified."
 
 
@@ -265,8 +267,7 @@ def _header(pg: _Page, title: str, subtitle: str, models: Sequence[ModelRecord])
 def _stage_line(case: CaseReport | None) -> str:
     if case is None:
         return ""
-    prov = " (provisional)" if case.provisional else ""
-    return f"Case {case.patient}: {case.stage.value}{prov} \u2013 {case.reason}"
+    return f"Case {case.patient}: {case.stage_text} \u2013 {case.reason}"
 
 
 def _label_swatch(pg: _Page, label: NodeLabel, x: float, y: float) -> None:
@@ -316,11 +317,14 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
     y = top
     y += pg.text(right_x, y, right_w, "Node label", 8.5, color=GREY)
     _label_swatch(pg, s.node_label, right_x, y)
-    label_text = ("Unknown (tissue unlike the model's training data)" if s.unknown_reason
-                  else LABEL_TEXT.get(s.node_label, s.node_label.value))
+    label_text = LABEL_TEXT.get(s.node_label, s.node_label.value)
     y += pg.text(right_x + 6, y, right_w - 6, label_text, 13, True) + 1
-    if s.unknown_reason:  # the AI gave a size class, but on tissue unlike its training data
-        y += pg.text(right_x, y, right_w, s.unknown_reason, 9.5, True, WARN_EDGE) + 1
+    if s.unknown_reason:  # unresolved: why, and what the classified tissue showed (a lower bound)
+        y += pg.text(right_x, y, right_w, f"Why: {s.unknown_reason}", 9.5, True, WARN_EDGE) + 1
+        so_far = s.resolution.label_so_far
+        if so_far is not NodeLabel.UNKNOWN and not s.error:
+            y += pg.text(right_x, y, right_w, f"So far (a lower bound, not a result): {so_far.value}",
+                         9, color=WARN_EDGE) + 1
     if s.domain.assessed:
         y += pg.text(right_x, y, right_w, s.domain.describe(), 8.5, color=GREY) + 1
     cov_color = WARN_EDGE if (s.provisional or s.error) else QColor(0, 0, 0)
@@ -330,11 +334,12 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
         more = f"; {len(s.lesions)} lesions in all" if len(s.lesions) > 1 else ""
         size = (f"{big.diameter_mm:.2f} mm ({big.size_class.value})" if big.diameter_mm is not None
                 else "size unknown (the slide states no scale)")
-        if s.unknown_reason and big.diameter_mm is not None:  # a region, not a metastasis to stage
+        if s.domain.out_of_domain and big.diameter_mm is not None:  # a region, not a metastasis to stage
             size = f"{big.diameter_mm:.2f} mm (no size class: AI result unreliable on this tissue)"
         y += pg.text(right_x, y, right_w, f"Largest lesion: {big.name}, {size}{more}.", 9) + 1
     elif not s.error:
-        y += pg.text(right_x, y, right_w, f"No lesion at the threshold {s.threshold:.2f}.", 9) + 1
+        where = " in the classified tissue only (the rest was not examined)" if s.provisional else ""
+        y += pg.text(right_x, y, right_w, f"No lesion at the threshold {s.threshold:.2f}{where}.", 9) + 1
     if not s.error:
         y += pg.text(right_x, y, right_w, f"Lesions at {s.threshold_text}.", 8, color=GREY) + 2.5
     if case is not None:
@@ -343,7 +348,7 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
         # the viewer is one node of the patient's): say how many it rests on.
         y += pg.text(right_x, y, right_w, f"Case pN stage, from the {n} node{'s' if n != 1 else ''} in this report",
                      8.5, color=GREY)
-        y += pg.text(right_x, y, right_w, case.stage.value + (" (provisional)" if case.provisional else ""), 13, True) + 1
+        y += pg.text(right_x, y, right_w, case.stage_text, 13, True) + 1
         y += pg.text(right_x, y, right_w, case.reason, 8.5) + 3
     if images.heatmap_drawn and images.thumbnail_source == "slide":
         y += _legend(pg, right_x, y, right_w, s.threshold) + 2
@@ -391,10 +396,11 @@ def _draw_case_page(pg: _Page, report: Report, case: CaseReport, page: int, page
     bottom = _footer(pg, report, members[0] if len(members) == 1 else None, PN_RULES + " " + SIZE_RULES,
                      page, pages)
     pg.line("pN stage", 9, color=GREY, gap=0)
-    pg.line(case.stage.value + (" (provisional)" if case.provisional else ""), 24, True, gap=1)
-    if case.provisional:
-        pg.line("PROVISIONAL: part of the tissue of at least one node is still unclassified; the stage "
-                "may still go up.", 9.5, True, WARN_EDGE, gap=1.5)
+    pg.line(case.stage_text, 24, True, gap=1)
+    if case.unresolved:
+        pg.line("NOT FINAL: " + "; ".join(f"{n} has no final label ({why})" for n, why in case.unresolved)
+                + (". The stage is unknown: these nodes could change it." if case.provisional
+                   else ". No label they could have changes the stage."), 9.5, True, WARN_EDGE, gap=1.5)
     pg.line(f"Why: {case.reason}", 10, gap=2)
     if case.deciding_lesions:
         text = "; ".join(f"{n} {les}" + ("" if d is None else f" ({d:.2f} mm)") for n, les, d in case.deciding_lesions)

@@ -205,7 +205,16 @@ class SummaryPanel(QDockWidget):
         if snapshot.domain.out_of_domain:  # no node label for tissue the model never learned
             self.label_title.setText(OUT_OF_DOMAIN_REASON)
             self.label_title.setStyleSheet(f"font-size: 16px; font-weight: bold; color: {OUT_OF_DOMAIN_COLOUR};")
-        if result.provisional:
+        failed = result.counts.failed
+        if failed and not snapshot.domain.out_of_domain:  # failed tissue: no final label, ever
+            self.label_title.setText(f"NOT FINAL \u2013 {text.lower()} so far")
+            self.label_title.setStyleSheet("font-size: 18px; font-weight: bold; color: #a05a00;")
+            self.coverage_label.setText(
+                f"not final: {failed} of {result.counts.tissue} tissue patches failed (could not be read "
+                f"or classified); {result.coverage:.0%} of the tissue classified \u2013 a lesion may hide "
+                "in the failed patches, so this node has no final label")
+            self.coverage_label.setStyleSheet("color: #a05a00; font-weight: bold;")
+        elif result.provisional:
             self.coverage_label.setText(
                 f"provisional: {result.coverage:.0%} of the tissue classified \u2013 a lesion may "
                 "still be found in the rest")
@@ -221,7 +230,8 @@ class SummaryPanel(QDockWidget):
         self.table.setColumnHidden(LesionTableModel.HEADERS.index("Class"), ood)
         self.largest_label.setStyleSheet(f"color: {OUT_OF_DOMAIN_COLOUR}; font-weight: bold;" if ood else "")
         if largest is None:
-            self.largest_label.setText(f"No lesion at P(tumour) \u2265 {result.params.threshold:.2f}.")
+            where = " in the classified tissue" if result.provisional else ""
+            self.largest_label.setText(f"No lesion at P(tumour) \u2265 {result.params.threshold:.2f}{where}.")
         elif ood:
             self.largest_label.setText(
                 f"{len(result.lesions)} region(s) at P \u2265 {result.params.threshold:.2f} (largest "
@@ -260,6 +270,9 @@ class SummaryPanel(QDockWidget):
                   brush=(70, 110, 190, 150), pen=pg.mkPen("#2a4d8f", width=1.5))
         plot.addItem(pg.InfiniteLine(threshold, angle=90, pen=pg.mkPen("#b0105a", width=1.5, style=Qt.PenStyle.DashLine)))
         plot.setXRange(0.0, 1.0, padding=0.02)
+        # log axis in view units (log10); at least 0.5..10 cells, so an empty histogram (every
+        # patch failed) is a flat floor, not a degenerate axis
+        plot.setYRange(np.log10(0.5), np.log10(max(float(counts.max()), 10.0)), padding=0.05)
 
     def _plot_sizes(self, lesions: tuple[Lesion, ...]) -> None:
         plot = self.size_plot

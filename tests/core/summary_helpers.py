@@ -24,14 +24,16 @@ def lesion(index: int, diameter_mm: float | None, mpp: float | None = 0.25) -> L
 
 
 def summary(slide: str, label: str, diameters_mm: tuple[float | None, ...] = (), *, provisional: bool = False,
-            mpp: float = 0.25) -> SlideSummary:
+            mpp: float = 0.25, failed: int = 0) -> SlideSummary:
     """A summary of ``slide`` (an absolute path) with ``label`` and lesions of these diameters
-    (largest first), as ``analyze_slide`` would return it."""
+    (largest first), as ``analyze_slide`` would return it; ``provisional``: half the tissue
+    left unclassified; ``failed``: that many of the 100 tissue patches failed."""
+    classified = (50 if provisional else 100) - failed
     out = slide.rsplit(".", 1)[0]
     return SlideSummary(
         slide=slide, out_dir=out, model=MODEL, mpp=mpp, level_read=0, region_source="tifffile",
-        geometry=GridGeometry.for_slide((4000, 3000), mpp, 1.0, 50), tissue_patches=100, classified_patches=100,
-        failed_patches=0, coverage=1.0 if not provisional else 0.5, timing=SlideTiming(total_s=1.0),
+        geometry=GridGeometry.for_slide((4000, 3000), mpp, 1.0, 50), tissue_patches=100,
+        classified_patches=classified, failed_patches=failed, coverage=classified / 100, timing=SlideTiming(total_s=1.0),
         files=SlideFiles(f"{out}/probability.tiff", f"{out}/probability.json", f"{out}/heatmap.png",
                          f"{out}/lesions.geojson", f"{out}/summary.json"),
         node_label=NodeLabel.parse(label), provisional=provisional,

@@ -233,7 +233,7 @@ def test_a_fifo_is_refused_not_waited_on(tmp_path):
     assert time.perf_counter() - start < 5
     if os.path.exists("/dev/zero"):  # an endless device behind an innocent name
         (tmp_path / "zero.xml").symlink_to("/dev/zero")
-        with pytest.raises(AnnotationFormatError, match="zero.xml: not a regular file"):
+        with pytest.raises(AnnotationFormatError, match=r"zero.xml: .*not a regular file"):
             load_annotations(tmp_path / "zero.xml")
     (tmp_path / "folder.geojson").mkdir()
     with pytest.raises(AnnotationFormatError, match="folder.geojson: (not a regular file|cannot read)"):

@@ -244,7 +244,8 @@ def test_the_report_job_writes_what_is_asked_and_says_what(tmp_path_factory, tmp
     from histoviewer.core.models.classifier import DEMO_WARNING
 
     assert files.to_dict()["model_cautions"] == [DEMO_WARNING]  # the case's models: demonstration models
-    assert files.to_dict()["cases"] == [{"patient": "patient_007", "stage": "pN1mi", "provisional": False}]
+    assert files.to_dict()["cases"] == [{"patient": "patient_007", "stage": "pN1mi", "provisional": False,
+                                         "stage_text": "pN1mi", "unresolved_nodes": []}]
     json_only = write_report([case], None, tmp_path / "j.json", None)
     assert json_only.paths() == [tmp_path / "j.json"] and list(json_only.to_dict())[-1] == "json"
 

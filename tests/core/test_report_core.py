@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from histoviewer.core.errors import ReportError
+from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.report import (LesionEntry, SlideReport, build_report, cases_csv, lesions_csv,
                                      load_report, load_slide_report, render_slide_images, slides_csv,
@@ -100,9 +101,16 @@ def test_unknown_scale_is_written_unknown_never_guessed():
 
 
 def test_provisional_slide_makes_a_provisional_case():
+    report = build_report([_slide("a.svs", 0.25, "micro", [_lesion(1.5, "micro")], provisional=True, coverage=0.4)])
+    (c,) = report.cases
+    # micro so far: the rest may hold a macro (pN1); the stage is not final
+    assert c.stage == "unknown" and c.provisional and c.stage_text == "unknown (at least pN1mi)"
     report = build_report([_slide("a.svs", 0.25, "macro", [_lesion(2.5, "macro")], provisional=True, coverage=0.4)])
     (c,) = report.cases
-    assert c.stage == "pN1" and c.provisional
+    # a macro in the classified 40 % is a lower bound that already decides: one node, pN1
+    # whatever the rest holds; the node itself has no final label
+    assert c.stage == "pN1" and not c.provisional and c.unresolved == (("a.svs", "only 40 % of the tissue classified"),)
+    assert report.slides[0].node_label is NodeLabel.UNKNOWN
     assert _rows(slides_csv(report))[0]["provisional"] == "yes"
 
 

@@ -38,8 +38,9 @@ def nodes(*labels: str) -> list[NodeResult]:
     ((MI, MA, MA, MA, MA), "pN2", [0, 1, 2, 3, 4]),
     ((MA,) * 9, "pN2", list(range(9))),  # 9: the last pN2 count
     ((MI,) * 12, "pN1mi", list(range(12))),  # no macro: the pN2/pN3 node counts never apply
-    ((MA, U), "unknown", [1]),  # an unmeasured node could change anything
-    ((N, U, N), "unknown", [1]),
+    ((MA, U), "pN1", [0]),  # at most 2 positive nodes with a macro: pN1 whatever node 1 holds
+    ((MA, MI, MI, U), "unknown", [3]),  # node 3 positive would make 4 nodes: pN2; at least pN1
+    ((N, U, N), "unknown", [1]),  # an unmeasured node could hold anything
 ])
 def test_pn_rules(labels, stage, deciding):
     result = stage_patient("patient_001", nodes(*labels))
@@ -60,7 +61,11 @@ def test_result_names_deciding_lesions():
           NodeResult("patient_002_node_1.tif", NodeLabel.MACRO, "lesion-1", 3.1),
           NodeResult("patient_002_node_2.tif", NodeLabel.MICRO, "lesion-2", 0.4, provisional=True)]
     d = stage_patient("patient_002", ns).to_dict()
-    assert d["stage"] == "pN1" and d["provisional"] is True
+    # node 2 is only partly classified: unresolved, at least micro; 2 or 3 positive nodes
+    # with a macro are pN1 either way, so the stage is final and names node 2 as unresolved
+    assert d["stage"] == "pN1" and d["provisional"] is False
+    assert d["unresolved_nodes"] == [{"node": "patient_002_node_2.tif", "reason": "part of the tissue not classified",
+                                      "label_so_far": "micro"}]
     assert d["deciding_nodes"] == ["patient_002_node_1.tif", "patient_002_node_2.tif"]
     assert d["deciding_lesions"] == [{"node": "patient_002_node_1.tif", "lesion": "lesion-1", "diameter_mm": 3.1},
                                      {"node": "patient_002_node_2.tif", "lesion": "lesion-2", "diameter_mm": 0.4}]
@@ -109,10 +114,9 @@ def test_read_labels_and_write_submission(tmp_path):
     ("patient,stage\npatient_001_node_0.tif\n", r"labels.csv:2: expected 2 columns"),
     ("patient,stage\n\nslide7.tif,macro\n", r"labels.csv:3: 'slide7.tif' is neither a node"),
     ("patient,stage\npatient_001_node_0.tif,macro\npatient_001_node_0.tif,micro\n",
-     r"labels.csv:3: node patient_001_node_0.tif already given on line 2"),
+     r"labels.csv:3: node patient_001_node_0.tif \(micro\) is patient_001_node_0.tif of .*labels.csv:2 \(macro\)"),
     ("patient,stage\npatient_001.zip,pN1\n", r"labels.csv: no node rows"),
     ("", r"labels.csv: empty label file"),
-    ("patient,stage\npatient_001_node_0.tif,unknown\n", r"labels.csv:2: 'unknown' is not a CAMELYON17"),
 ])
 def test_label_file_errors_name_file_and_line(tmp_path, text, message):
     path = tmp_path / "labels.csv"
@@ -132,7 +136,8 @@ def test_cases_from_names_and_folders(tmp_path):
     assert case_of("/x/patient_017_node_4.tif") == ("patient_017", 4)
     assert case_of(tmp_path / "mrs_x" / "left.svs") == ("mrs_x", None)
     groups = group_cases(["/a/patient_002_node_1.tif", "/b/patient_002_node_0.tif", "/c/patient_1_node_0.tif"])
-    assert groups == {"patient_1": ["/c/patient_1_node_0.tif"],
+    # patient_1 is CAMELYON17's patient_001 (leading zeros do not make another patient)
+    assert groups == {"patient_001": ["/c/patient_1_node_0.tif"],
                       "patient_002": ["/b/patient_002_node_0.tif", "/a/patient_002_node_1.tif"]}
 
 
@@ -151,7 +156,9 @@ def test_case_outputs_from_summaries(tmp_path):
     doc = json.loads(out.cases_json.read_text())
     assert doc["cases"][0]["deciding_lesions"] == [
         {"node": "patient_003_node_0.tif", "lesion": "lesion-1", "diameter_mm": 2.5}]
-    assert "not analysed" in doc["cases"][1]["reason"]
+    assert "analysis failed: cannot open" in doc["cases"][1]["reason"]  # the failure says why
+    assert doc["cases"][1]["stage_at_least"] == "pN1mi"  # node 1's micro is known: at least pN1mi
+    assert doc["failed_slides"] == [{"slide": "/s/patient_005_node_0.tif", "error": "cannot open"}]
 
 
 def test_analyze_stage_files_of_slides_without_camelyon_names_read_back(tmp_path):

@@ -109,7 +109,9 @@ def test_a_summary_survives_json_and_pickling():
     assert pickle.loads(pickle.dumps(s)) == s
     assert (s.node, s.largest_lesion, s.largest_diameter_mm) == ("patient_001_node_2.tif", "lesion-1", 1.2)
     assert doc["largest_lesion"] == "lesion-1" and doc["largest_diameter_mm"] == 1.2
-    assert doc["node_label"] == "micro" and doc["provisional"] is True
+    # half the tissue unclassified: no final label; micro so far is a lower bound
+    assert doc["node_label"] == "unknown" and doc["label_so_far"] == "micro" and doc["provisional"] is True
+    assert doc["unresolved_reason"].startswith("50 of 100 tissue patches not classified")
     assert doc["lesion_params"] == LesionParams().to_dict() and doc["timing"]["total_s"] == 1.0
     failure = SlideFailure("/s/patient_001_node_3.tif", "cannot open")
     assert outcome_from_dict(failure.to_dict()) == failure and failure.node == "patient_001_node_3.tif"

@@ -156,7 +156,8 @@ def test_slide_without_scale_says_unknown(slides_dir, tmp_path, qapp):
                         ModelRecord(name="demo", display_name="demo", demonstration=True), 0.5)
     pdf = write_report_pdf(build_report([slide]), tmp_path / "nompp.pdf")
     text = " ".join(_run("pdftotext", str(pdf), "-").split())
-    assert "Unknown (no scale" in text and "slide scale unknown" in text
+    assert "Unknown: no final label" in text and "slide scale unknown" in text
+    assert "Why: the slide states no scale" in text
     assert "size unknown (the slide states no scale)" in text
     assert "Case pN stage, from the 1 node in this report unknown" in text and "Tumour probability" not in text  # no map, no colour bar
     assert len(_run("pdfimages", "-list", str(pdf)).splitlines()[2:]) == 2  # thumbnail and snapshot

@@ -85,6 +85,24 @@ def test_panel_label_table_sorting_and_provisional_text(qtbot):
     assert panel.label_title.text().startswith("UNKNOWN") and panel.proxy.index(0, 1).data() == "unknown"
 
 
+def test_failed_patches_leave_the_panel_without_a_final_label(qtbot):
+    """Issue 14: every patch failed, and the map read as a provisional "negative"."""
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    failed = np.full((50, 50), -2.0, np.float32)  # every tissue cell failed
+    panel.show_snapshot(_snapshot(failed))
+    assert panel.label_title.text() == "NOT FINAL \u2013 negative so far"
+    assert panel.coverage_label.text().startswith("not final: 2500 of 2500 tissue patches failed")
+    assert "0% of the tissue classified" in panel.coverage_label.text()
+    assert panel.largest_label.text().endswith("in the classified tissue.")
+    some = _three_lesions()
+    some[0:5, 200:210] = -2.0
+    panel.show_snapshot(_snapshot(some))
+    assert panel.label_title.text() == "NOT FINAL \u2013 macrometastasis so far"
+    assert panel.coverage_label.text().startswith("not final: 50 of ")
+
+
 def test_next_and_previous_walk_the_table_in_its_order_and_wrap(qtbot):
     panel = SummaryPanel()
     qtbot.addWidget(panel)

@@ -14,15 +14,27 @@ patient row followed by its node rows, patients and nodes in natural order.
 
 A case is CAMELYON17-named slides (``patient_<p>_node_<n>.<ext>``) grouped by ``<p>``, or
 otherwise the slides of one folder, named after the folder.
+
+A node's identity (``node_identity``) is its patient and node number, whatever the extension
+or the leading zeros: ``patient_004_node_1.tif``, ``.tiff``, ``.svs``, no extension and
+``patient_4_node_01`` are one node (patients are written ``patient_004``, as CAMELYON17
+names them). A slide without a CAMELYON17 name is its file stem in its case. One node given
+twice would be counted twice (pN1 read as pN2): ``read_node_labels`` collapses the same label
+given twice (with a warning) and refuses two different labels, naming both rows;
+``check_unique_nodes`` refuses two slides of one node.
+
+Node rows may say ``unknown`` (as ``analyze`` writes a node without a final label): the node
+is unresolved and staged as ``staging.stage_patient`` says.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
@@ -32,9 +44,13 @@ from histoviewer.core.errors import StagingError
 from histoviewer.core.safe_input import require_regular_file
 from histoviewer.core.staging_terms import NodeLabel
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "case_of",
+    "check_unique_nodes",
     "group_cases",
+    "node_identity",
     "read_node_labels",
     "read_patient_stages",
     "stage_cases",
@@ -42,11 +58,22 @@ __all__ = [
     "write_submission",
 ]
 
-_NODE_RE = re.compile(r"^(patient_\d+)_node_(\d+)(?:\.[^/\\]+)?$", re.IGNORECASE)
-_PATIENT_RE = re.compile(r"^(patient_\d+)\.zip$", re.IGNORECASE)
+_NODE_RE = re.compile(r"^patient_(\d+)_node_(\d+)(?:\.[^/\\]+)?$", re.IGNORECASE)
 # Any patient row: ``analyze`` names the case of slides without CAMELYON17 names after their
 # folder (``<folder>.zip``), and lists that case's nodes right after it.
 _ANY_PATIENT_RE = re.compile(r"^(.+)\.zip$", re.IGNORECASE)
+_CAMELYON_PATIENT_RE = re.compile(r"^patient_(\d+)$", re.IGNORECASE)
+
+
+def _patient_name(number: str) -> str:
+    return f"patient_{int(number):03d}"  # CAMELYON17 writes patient_004: patient_4 is the same patient
+
+
+def _patient_of_row(name: str) -> str:
+    """The patient of a ``<patient>.zip`` row, CAMELYON17 names normalised."""
+    stem = name[: -len(".zip")]
+    m = _CAMELYON_PATIENT_RE.match(stem)
+    return _patient_name(m.group(1)) if m else stem.lower()
 
 
 def case_of(slide: str | os.PathLike[str]) -> tuple[str, int | None]:
@@ -54,8 +81,35 @@ def case_of(slide: str | os.PathLike[str]) -> tuple[str, int | None]:
     path = Path(slide)
     m = _NODE_RE.match(path.name)
     if m:
-        return m.group(1).lower(), int(m.group(2))
+        return _patient_name(m.group(1)), int(m.group(2))
     return path.resolve().parent.name or "case", None
+
+
+def _stem(name: str) -> str:
+    return Path(name).stem.lower()  # slide.tif and slide.svs are one slide in one case
+
+
+def node_identity(slide: str | os.PathLike[str]) -> tuple[str, int | str]:
+    """(patient, node) identifying a slide's node: the node number of a CAMELYON17 name
+    (extension and leading zeros ignored), else the file stem (lower case) in its case."""
+    patient, node = case_of(slide)
+    return patient, (node if node is not None else _stem(Path(slide).name))
+
+
+def check_unique_nodes(patient: str, slides: Iterable[str | os.PathLike[str]]) -> None:
+    """``StagingError`` naming both slides when two of ``slides`` are one node of ``patient``."""
+    seen: dict[tuple[str, int | str], str] = {}
+    for s in slides:
+        key = node_identity(s)
+        if key in seen:
+            raise StagingError(f"{patient}: {seen[key]} and {s} are the same node ({_node_text(key)}); "
+                               "a node counted twice would change the stage: give each node once")
+        seen[key] = str(s)
+
+
+def _node_text(key: tuple[str, int | str]) -> str:
+    patient, node = key
+    return f"{patient} node {node}" if isinstance(node, int) else f"{patient}/{node}"
 
 
 def group_cases(slides: Iterable[str | os.PathLike[str]]) -> dict[str, list[str]]:
@@ -97,39 +151,52 @@ def _rows(path: Path) -> Iterable[tuple[int, list[str]]]:
         raise StagingError(f"{path}: empty label file (expected the header 'patient,stage')")
 
 
-def read_node_labels(path: str | os.PathLike[str]) -> dict[str, list[NodeResult]]:
+def read_node_labels(path: str | os.PathLike[str],
+                     warn: Callable[[str], None] | None = None) -> dict[str, list[NodeResult]]:
     """Node labels per patient from a CAMELYON17 CSV; patient rows are ignored.
 
     Raises ``StagingError`` naming the file and line for a bad header, a name that is not
-    ``patient_<p>_node_<n>.<ext>`` or ``patient_<p>.zip``, an unknown label or a node given twice.
+    ``patient_<p>_node_<n>.<ext>`` or ``patient_<p>.zip``, an unknown label, or a node given
+    twice with different labels (naming both rows; ``node_identity``). The same label given
+    twice counts once, with a warning through ``warn`` (the log when None). ``unknown`` is an
+    unresolved node.
     """
     path = Path(path)
+    warn = warn or log.warning
     out: dict[str, list[tuple[int, NodeResult]]] = {}
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, int | str], tuple[int, str, NodeLabel]] = {}
     current: str | None = None  # the patient of the last patient row: its nodes follow it
     for line, (name, value) in _rows(path):
-        if pm := _ANY_PATIENT_RE.match(name):
-            current = pm.group(1).lower()
+        if _ANY_PATIENT_RE.match(name):
+            current = _patient_of_row(name)
             continue
         m = _NODE_RE.match(name)
         if m:
-            patient, order = m.group(1).lower(), int(m.group(2))
+            patient, order = _patient_name(m.group(1)), int(m.group(2))
+            key: tuple[str, int | str] = (patient, order)
         elif current is not None:  # a node without a CAMELYON17 name, under its case's row
             patient, order = current, line
+            key = (patient, _stem(name))
         else:
             raise StagingError(f"{path}:{line}: {name!r} is neither a node (patient_<p>_node_<n>.tif) "
                                "nor a patient (patient_<p>.zip), and no <patient>.zip row comes before it")
         try:
             label = NodeLabel.parse(value)
-            if label is NodeLabel.UNKNOWN:
-                raise ValueError("'unknown' is not a CAMELYON17 node label")
         except ValueError as exc:
             raise StagingError(f"{path}:{line}: {exc}") from None
-        key = name.lower()
         if key in seen:
-            raise StagingError(f"{path}:{line}: node {name} already given on line {seen[key]}")
-        seen[key] = line
-        out.setdefault(patient, []).append((order, NodeResult(name, label)))
+            first_line, first_name, first_label = seen[key]
+            if first_label is not label:
+                raise StagingError(
+                    f"{path}:{line}: node {name} ({label.value}) is {first_name} of {path}:{first_line} "
+                    f"({first_label.value}) again, with a different label ({_node_text(key)}); "
+                    "give each node once")
+            warn(f"{path}:{line}: node {name} repeats {first_name} of line {first_line} "
+                 f"({_node_text(key)}, same label {label.value}); counted once")
+            continue
+        seen[key] = (line, name, label)
+        reason = f"given as unknown in {path.name}:{line}" if label is NodeLabel.UNKNOWN else None
+        out.setdefault(patient, []).append((order, NodeResult(name, label, reason=reason)))
     if not out:
         raise StagingError(f"{path}: no node rows (patient_<p>_node_<n>.tif,<label>) found")
     return {p: [n for _k, n in sorted(v, key=lambda t: t[0])] for p, v in sorted(out.items(), key=lambda kv: _natural(kv[0]))}
@@ -148,7 +215,7 @@ def read_patient_stages(path: str | os.PathLike[str]) -> dict[str, PNStage]:
             stage = PNStage.parse(value)
         except ValueError as exc:
             raise StagingError(f"{path}:{line}: {exc}") from None
-        patient = m.group(1).lower()
+        patient = _patient_of_row(name)
         if patient in out:
             raise StagingError(f"{path}:{line}: patient {name} already given on line {lines[patient]}")
         out[patient], lines[patient] = stage, line

@@ -5,6 +5,13 @@ A node's label (``staging_terms.NodeLabel``) is the size class of its largest le
 when the slide has no scale, so a size cannot be turned into a class (never a guess). A label
 computed while part of the tissue is still unclassified is *provisional*: a lesion may hide
 in the rest.
+
+A label is *final* only when every tissue cell was classified, the slide has a scale and the
+tissue lies inside what the model learned (``resolve_node_label``). Otherwise the node is
+*unresolved*: its label is ``unknown`` with the reason, and what the classified tissue shows
+so far (``label_so_far``) is only a lower bound (a failed or unclassified cell may hide a
+larger lesion). Failed cells are not coverage: coverage = classified tissue cells / tissue
+cells, with failed cells counted apart.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import numpy as np
 from histoviewer.core.analysis.lesions import Lesion, LesionParams, MapFrame, find_lesions
 from histoviewer.core.staging_terms import NodeLabel, SizeClass
 
-__all__ = ["SlideLesions", "analyse_map", "classified_fraction", "node_label"]
+__all__ = ["NodeResolution", "SlideLesions", "TissueCounts", "analyse_map", "classified_fraction", "node_label",
+           "resolve_node_label", "tissue_counts"]
 
 _FROM_CLASS = {SizeClass.ITC: NodeLabel.ITC, SizeClass.MICRO: NodeLabel.MICRO,
                SizeClass.MACRO: NodeLabel.MACRO, SizeClass.UNKNOWN: NodeLabel.UNKNOWN}
@@ -36,16 +44,89 @@ def node_label(lesions: Sequence[Lesion]) -> NodeLabel:
     return max(labels, key=_RANK.__getitem__)
 
 
+@dataclass(frozen=True)
+class TissueCounts:
+    """Tissue cells of a map: classified (hold a probability), failed (could not be read or
+    classified) and the rest not computed yet."""
+
+    tissue: int
+    classified: int
+    failed: int
+
+    @property
+    def coverage(self) -> float:
+        """Classified fraction of the tissue (failed cells are not coverage); 1.0 without tissue."""
+        return 1.0 if self.tissue <= 0 else self.classified / self.tissue
+
+
+def tissue_counts(encoded: np.ndarray) -> TissueCounts:
+    """Counts of an encoded map: background is -1, failed -2, not computed NaN."""
+    values = np.asarray(encoded, np.float64)
+    tissue = ~np.isclose(values, -1.0)
+    classified = tissue & np.isfinite(values) & (values >= 0)
+    failed = np.isclose(values, -2.0)
+    return TissueCounts(int(np.count_nonzero(tissue)), int(np.count_nonzero(classified)),
+                        int(np.count_nonzero(failed)))
+
+
 def classified_fraction(encoded: np.ndarray) -> float:
     """Fraction of tissue cells (all but background, -1) that hold a probability; NaN (not
     computed) and -2 (failed) are tissue that was not classified. 1.0 without tissue."""
-    values = np.asarray(encoded, np.float64)
-    tissue = ~np.isclose(values, -1.0)
-    n_tissue = int(np.count_nonzero(tissue))
-    if n_tissue == 0:
-        return 1.0
-    classified = tissue & np.isfinite(values) & (values >= 0)
-    return int(np.count_nonzero(classified)) / n_tissue
+    return tissue_counts(encoded).coverage
+
+
+@dataclass(frozen=True)
+class NodeResolution:
+    """A node's label as every output states it: ``label`` is final, or ``unknown`` with
+    ``reason`` when unresolved; ``label_so_far`` is what the classified tissue shows (a lower
+    bound while unresolved, the label itself when final)."""
+
+    label: NodeLabel
+    label_so_far: NodeLabel
+    reason: str | None = None
+
+    @property
+    def resolved(self) -> bool:
+        return self.reason is None
+
+
+def _pct(value: float) -> str:
+    """A fraction as a percentage that never rounds a part up to 100 % or down to 0 %."""
+    pct = 100.0 * value
+    if 0.0 < pct < 1.0:
+        return "<1 %"
+    if 99.0 < pct < 100.0:
+        return ">99 %"
+    return f"{pct:.0f} %"
+
+
+def resolve_node_label(label_so_far: NodeLabel, *, tissue: int, classified: int, failed: int,
+                       scale_known: bool = True, out_of_domain_reason: str | None = None,
+                       coverage: float | None = None) -> NodeResolution:
+    """The one rule for whether a node's label is final (module docstring). ``tissue``,
+    ``classified``, ``failed``: tissue cells of its map; where they are not known (``tissue``
+    0), ``coverage`` (classified fraction) stands for them. The reasons name the counts, so
+    a reader sees how much of the node is missing."""
+    reasons = []
+    if not scale_known:
+        reasons.append("the slide states no scale, so no lesion can be sized")
+    if out_of_domain_reason:
+        reasons.append(out_of_domain_reason)
+    if failed > 0:
+        reasons.append(f"{failed} of {tissue} tissue patches failed")
+    pending = tissue - classified - failed
+    if tissue <= 0 and coverage is not None and coverage < 1.0:
+        reasons.append(f"only {_pct(coverage)} of the tissue classified")
+    elif pending > 0:
+        reasons.append(f"{pending} of {tissue} tissue patches not classified "
+                       f"(only {_pct(classified / tissue)} of the tissue classified)")
+    if not reasons and label_so_far is NodeLabel.UNKNOWN:
+        reasons.append("no lesion size known, so no size class")
+    if not reasons:
+        return NodeResolution(label_so_far, label_so_far)
+    # out of domain, even the lesions found are no metastases to count: nothing is known
+    so_far = NodeLabel.UNKNOWN if out_of_domain_reason else label_so_far
+    return NodeResolution(NodeLabel.UNKNOWN, so_far, "; ".join(reasons))
 
 
 @dataclass(frozen=True)
@@ -58,19 +139,32 @@ class SlideLesions:
     params: LesionParams
     frame: MapFrame
 
+    counts: TissueCounts = TissueCounts(0, 0, 0)
+
     @property
     def provisional(self) -> bool:
-        """True while part of the tissue is unclassified: the label may still go up."""
+        """True while part of the tissue is unclassified (failed or not computed yet): the
+        label may still go up."""
         return self.coverage < 1.0
+
+    @property
+    def resolution(self) -> NodeResolution:
+        """The label as it may be stated (``resolve_node_label``; the map knows no domain)."""
+        return resolve_node_label(self.label, tissue=self.counts.tissue, classified=self.counts.classified,
+                                  failed=self.counts.failed, scale_known=self.frame.mpp is not None)
 
     @property
     def largest(self) -> Lesion | None:
         return self.lesions[0] if self.lesions else None
 
     def to_dict(self, *, with_outlines: bool = True) -> dict[str, Any]:
+        resolution = self.resolution
         return {
-            "node_label": self.label.value,
+            "node_label": resolution.label.value,
+            "label_so_far": resolution.label_so_far.value,
+            "unresolved_reason": resolution.reason,
             "provisional": self.provisional,
+            "failed_cells": self.counts.failed,
             "coverage": round(self.coverage, 6),
             "largest_lesion": None if self.largest is None else self.largest.name,
             "largest_diameter_mm": None if self.largest is None or self.largest.diameter_mm is None
@@ -85,5 +179,6 @@ def analyse_map(encoded: np.ndarray, frame: MapFrame, params: LesionParams = Les
     """Lesions, label and coverage of one encoded probability map (the GUI's and ``analyze``'s
     one entry point)."""
     lesions = find_lesions(encoded, frame, params)
-    return SlideLesions(lesions=lesions, label=node_label(lesions), coverage=classified_fraction(encoded),
-                        params=params, frame=frame)
+    counts = tissue_counts(encoded)
+    return SlideLesions(lesions=lesions, label=node_label(lesions), coverage=counts.coverage,
+                        params=params, frame=frame, counts=counts)

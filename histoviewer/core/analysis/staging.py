@@ -11,8 +11,15 @@ Choices outside the rules, stated here and in the README:
 - **10 or more positive nodes** would be pN3, which the CAMELYON17 scheme (pN0..pN2, at most
   5 nodes per patient) does not have: ``StagingError`` says so rather than mislabel it pN2.
   (Only with a macro; 10+ micro-only nodes stay pN1mi, as the rules say.)
-- **A node whose label is unknown** (no scale on the slide, so no size class) makes the stage
-  ``unknown``: one unmeasured node can change any stage, and a stage is never guessed.
+- **An unresolved node** (label ``unknown``: failed or unclassified tissue, no scale, tissue
+  unlike the model's training data; ``node_label.resolve_node_label``) could hold anything
+  from nothing to a macrometastasis. The rules are monotone (a node with a larger label never
+  lowers the stage), so the stage lies between the stage with every unresolved node at its
+  lower bound (``at_least``: what its classified tissue showed, else negative) and the stage
+  with every unresolved node a macrometastasis. When the two agree, no label the node could
+  have changes the stage and it is stated (with the unresolved nodes named in the reason);
+  otherwise the stage is ``unknown``, with the lower bound (``at_least``, "at least pN1")
+  when it says more than pN0. A stage is never guessed.
 
 Each result names the nodes that decided it and, through them, the deciding lesions.
 """
@@ -71,13 +78,42 @@ class NodeResult:
     largest_lesion: str | None = None
     largest_diameter_mm: float | None = None
     provisional: bool = False
-    reason: str | None = None  # why an AI label is unknown (e.g. tissue unlike the model's training data)
+    reason: str | None = None  # why the label is unknown (failed patches, no scale, out of domain...)
+    # an unresolved node's lower bound: what its classified tissue showed (negative: nothing known)
+    at_least: NodeLabel = NodeLabel.NEGATIVE
+
+    def __post_init__(self) -> None:
+        if self.provisional and self.label is not NodeLabel.UNKNOWN:
+            # a label over partly unclassified tissue is no final label: a lower bound
+            object.__setattr__(self, "at_least", self.label)
+            object.__setattr__(self, "label", NodeLabel.UNKNOWN)
+            object.__setattr__(self, "reason", self.reason or "part of the tissue not classified")
+        elif self.label is not NodeLabel.UNKNOWN or self.at_least is NodeLabel.UNKNOWN:
+            object.__setattr__(self, "at_least", NodeLabel.NEGATIVE if self.label is NodeLabel.UNKNOWN
+                               else self.label)
+
+    @property
+    def resolved(self) -> bool:
+        return self.label is not NodeLabel.UNKNOWN
+
+    @property
+    def why_unresolved(self) -> str:
+        return self.reason or "not analysed, or the slide states no scale"
+
+    @property
+    def label_text(self) -> str:
+        """"macro", or "unknown (micro so far: 12 of 252 tissue patches failed)"."""
+        if self.resolved:
+            return self.label.value
+        so_far = f"{self.at_least.value} so far: " if self.at_least is not NodeLabel.NEGATIVE else ""
+        return f"unknown ({so_far}{self.why_unresolved})"
 
     def to_dict(self) -> dict[str, Any]:
         out = {"node": self.node, "label": self.label.value, "largest_lesion": self.largest_lesion,
                "largest_diameter_mm": self.largest_diameter_mm, "provisional": self.provisional}
-        if self.reason:  # written only when set: files without it read the same both ways
-            out["reason"] = self.reason
+        if not self.resolved:  # written only when unresolved: files without it read the same both ways
+            out["reason"] = self.why_unresolved
+            out["label_so_far"] = self.at_least.value
         return out
 
 
@@ -90,14 +126,31 @@ class StageResult:
     nodes: tuple[NodeResult, ...]
     deciding: tuple[NodeResult, ...]
     reason: str
+    at_least: PNStage | None = None  # the lower bound of an unknown stage, when above pN0
+
+    @property
+    def unresolved(self) -> tuple[NodeResult, ...]:
+        """The nodes without a final label (whether or not they could change the stage)."""
+        return tuple(n for n in self.nodes if not n.resolved)
 
     @property
     def provisional(self) -> bool:
-        """Any node still partly unclassified: the stage may still go up."""
-        return any(n.provisional for n in self.nodes)
+        """The stage is not final: a node is unresolved and its label could change the stage."""
+        return self.stage is PNStage.UNKNOWN and bool(self.unresolved)
+
+    @property
+    def stage_text(self) -> str:
+        """How people read the stage: "pN1", "unknown", "unknown (at least pN1)"."""
+        if self.stage is PNStage.UNKNOWN and self.at_least is not None:
+            return f"unknown (at least {self.at_least.value})"
+        return self.stage.value
 
     def to_dict(self) -> dict[str, Any]:
         return {"patient": self.patient, "stage": self.stage.value, "provisional": self.provisional,
+                "stage_at_least": None if self.at_least is None else self.at_least.value,
+                "stage_text": self.stage_text,
+                "unresolved_nodes": [{"node": n.node, "reason": n.why_unresolved, "label_so_far": n.at_least.value}
+                                     for n in self.unresolved],
                 "reason": self.reason, "deciding_nodes": [n.node for n in self.deciding],
                 "deciding_lesions": [
                     {"node": n.node, "lesion": n.largest_lesion, "diameter_mm": n.largest_diameter_mm}
@@ -110,21 +163,34 @@ def _names(nodes: Sequence[NodeResult]) -> str:
 
 
 def stage_patient(patient: str, nodes: Sequence[NodeResult]) -> StageResult:
-    """The pN stage of ``patient`` from its nodes (rules and choices in the module docstring)."""
+    """The pN stage of ``patient`` from its nodes (rules and choices in the module docstring):
+    the one staging every output states."""
     nodes = tuple(nodes)
     if not nodes:
         raise StagingError(f"{patient}: no nodes to stage")
-    unknown = tuple(n for n in nodes if n.label is NodeLabel.UNKNOWN)
-    if unknown:
-        reasons = {n.reason for n in unknown if n.reason}
-        if len(reasons) == 1 and all(n.reason for n in unknown):
-            why = reasons.pop()  # one reason for every unknown node: say it once
-        elif reasons:
-            why = "; ".join(f"{n.node}: {n.reason or 'no scale on the slide, or not analysed'}" for n in unknown)
-        else:
-            why = "no scale on the slide, so no size class, or the slide was not analysed"
-        return StageResult(patient, PNStage.UNKNOWN, nodes, unknown,
-                           f"no label for {_names(unknown)} ({why}); the stage is not guessed")
+    unresolved = tuple(n for n in nodes if not n.resolved)
+    if not unresolved:
+        return _stage_labels(patient, nodes)
+    why = "; ".join(f"{n.node} ({n.label_text.removeprefix('unknown (')}" for n in unresolved)
+    lower = _stage_labels(patient, [n if n.resolved else NodeResult(n.node, n.at_least, n.largest_lesion,
+                                                                     n.largest_diameter_mm) for n in nodes])
+    try:
+        upper = _stage_labels(patient, [n if n.resolved else NodeResult(n.node, NodeLabel.MACRO) for n in nodes])
+    except StagingError:  # all unresolved nodes macro would be pN3: the stage has no upper bound
+        upper = None
+    if upper is not None and upper.stage is lower.stage:
+        return StageResult(patient, lower.stage, nodes, lower.deciding,
+                           f"{lower.reason}; no final label for {why}, but no label "
+                           f"{'it' if len(unresolved) == 1 else 'they'} could have changes the stage")
+    at_least = lower.stage if lower.stage is not PNStage.PN0 else None
+    bound = f"at least {at_least.value} ({lower.reason}); " if at_least is not None else ""
+    return StageResult(patient, PNStage.UNKNOWN, nodes, unresolved,
+                       f"{bound}no final label for {why}, which could change the stage: it is not guessed", at_least)
+
+
+def _stage_labels(patient: str, nodes: tuple[NodeResult, ...] | list[NodeResult]) -> StageResult:
+    """The CAMELYON17 rules on nodes that all have a final label."""
+    nodes = tuple(nodes)
     positive = tuple(n for n in nodes if n.label.is_metastasis)
     macro = tuple(n for n in positive if n.label is NodeLabel.MACRO)
     itc = tuple(n for n in nodes if n.label is NodeLabel.ITC)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from histoviewer.core.analysis.lesions import Lesion, LesionParams
-from histoviewer.core.analysis.node_label import SlideLesions
+from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, resolve_node_label
 from histoviewer.core.errors import InferenceError, SummaryFormatError, SummaryWithoutLesionsError
 from histoviewer.core.grid_geometry import GridGeometry, known_slide_mpp
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict
@@ -85,11 +85,15 @@ class SlideFiles:
 
 @dataclass(frozen=True)
 class SlideSummary:
-    """One analysed slide (see the module docstring). ``node_label`` is the size class of
-    the largest lesion, ``provisional`` while part of the tissue was left unclassified;
-    ``lesions`` largest first; ``failures``: a few messages about regions that failed.
-    ``domain``: whether the tissue lies inside what the model learned; out of domain, the
-    node label is ``unknown`` (``unknown_reason`` says why) and the lesions stay listed."""
+    """One analysed slide (see the module docstring). ``node_label`` is the node's label as
+    every output states it: the size class of the largest lesion when final, else ``unknown``
+    (``node_label.resolve_node_label``: failed or unclassified tissue patches, tissue unlike
+    the model's training data; ``unknown_reason`` says why) with ``label_so_far`` what the
+    classified tissue showed (a lower bound). Give either: the other follows. ``provisional``
+    while part of the tissue was left unclassified (failed cells included); ``coverage`` the
+    classified fraction of the tissue (failed cells are not coverage); ``lesions`` largest
+    first; ``failures``: a few messages about regions that failed; out of domain the lesions
+    stay listed."""
 
     slide: str
     out_dir: str
@@ -110,11 +114,33 @@ class SlideSummary:
     lesion_params: LesionParams = field(default_factory=LesionParams)
     lesions: tuple[Lesion, ...] = ()
     domain: DomainVerdict = field(default_factory=DomainVerdict.not_assessed)
+    label_so_far: NodeLabel | None = None  # None: ``node_label`` is what the classified tissue showed
+
+    def __post_init__(self) -> None:
+        # One rule for coverage and the label, whoever made the summary (an older summary.json
+        # counted failed cells as covered and kept a label over failed tissue).
+        if self.tissue_patches > 0:
+            object.__setattr__(self, "coverage", round(min(self.coverage, self.classified_patches
+                                                               / self.tissue_patches), 6))
+        so_far = self.node_label if self.label_so_far is None else self.label_so_far
+        object.__setattr__(self, "label_so_far", so_far)
+        object.__setattr__(self, "node_label", self.resolution.label)
+        if self.failed_patches > 0 or self.coverage < 1.0:
+            object.__setattr__(self, "provisional", True)
+
+    @property
+    def resolution(self) -> NodeResolution:
+        """Whether the label is final and why not (``resolve_node_label``)."""
+        assert self.label_so_far is not None  # set by __post_init__
+        return resolve_node_label(
+            self.label_so_far, tissue=self.tissue_patches, classified=self.classified_patches,
+            failed=self.failed_patches,
+            out_of_domain_reason=OUT_OF_DOMAIN_REASON if self.domain.out_of_domain else None)
 
     @property
     def unknown_reason(self) -> str | None:
-        """Why the node label is unknown when the AI gave one but it cannot be trusted."""
-        return OUT_OF_DOMAIN_REASON if self.domain.out_of_domain else None
+        """Why the node label is unknown (None when it is final)."""
+        return self.resolution.reason
 
     @property
     def node(self) -> str:
@@ -146,7 +172,9 @@ class SlideSummary:
             "geometry": self.geometry.to_dict(), "tissue_patches": self.tissue_patches,
             "classified_patches": self.classified_patches, "failed_patches": self.failed_patches,
             "coverage": self.coverage, "timing": self.timing.to_dict(), "files": self.files.to_dict(),
-            "failures": list(self.failures), "node_label": self.node_label.value, "provisional": self.provisional,
+            "failures": list(self.failures), "node_label": self.node_label.value,
+            "label_so_far": self.resolution.label_so_far.value, "unresolved_reason": self.unknown_reason,
+            "provisional": self.provisional,
             "largest_lesion": self.largest_lesion, "largest_diameter_mm": self.largest_diameter_mm,
             "lesion_params": self.lesion_params.to_dict(),
             "lesions": [les.to_dict(with_outline=False) for les in self.lesions],
@@ -159,6 +187,7 @@ class SlideSummary:
         summary (``read_summary`` names the file). A summary from before lesions were
         found (no ``node_label``) reads as ``unknown`` with no lesions."""
         label = data.get("node_label")
+        so_far = data.get("label_so_far") if label is not None else None  # no label: nothing known
         return cls(
             slide=str(data["slide"]), out_dir=str(data["out_dir"]), model=ModelRecord.from_dict(data["model"]),
             mpp=known_slide_mpp(data["mpp"]), level_read=int(data["level_read"]),
@@ -172,6 +201,7 @@ class SlideSummary:
             lesion_params=LesionParams.from_dict(data.get("lesion_params") or {}),
             lesions=tuple(Lesion.from_dict(d) for d in data.get("lesions") or ()),
             domain=DomainVerdict.from_dict(data.get("domain")),
+            label_so_far=None if so_far is None else NodeLabel.parse(str(so_far)),
         )
 
 

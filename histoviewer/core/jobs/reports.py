@@ -21,7 +21,10 @@ from typing import Any
 
 from histoviewer.core.errors import ReportError
 from histoviewer.core.progress import NO_CONTROL, JobControl
-from histoviewer.core.report import CaseReport, Report, load_report, write_report_csv, write_report_json
+from histoviewer.core.analysis.summary import SlideFailure
+from histoviewer.core.report import (CaseReport, Report, build_report, failed_slide_report, find_analysis_dirs,
+                                     load_slide_report, write_report_csv, write_report_json)
+from histoviewer.core.report.model import failed_slides
 
 __all__ = ["ReportFiles", "ReportPdfWriter", "write_report", "write_report_files"]
 
@@ -46,6 +49,11 @@ class ReportFiles:
     tables: tuple[Path, ...] = ()
     model_cautions: tuple[str, ...] = ()  # what each model says of itself (Report.cautions)
 
+    @property
+    def unresolved(self) -> bool:
+        """A node without a final label, or a case not staged (``stage``'s exit status 3)."""
+        return any(c.unresolved or c.error for c in self.cases)
+
     def paths(self) -> list[Path]:
         """Every file written: the PDF, the JSON, the tables."""
         return [p for p in (self.pdf, self.json) if p is not None] + list(self.tables)
@@ -53,7 +61,9 @@ class ReportFiles:
     def to_dict(self) -> dict[str, Any]:
         """For ``histoviewer report --print-json`` (keys present only for files written)."""
         out: dict[str, Any] = {"slides": self.slides,
-                               "cases": [{"patient": c.patient, "stage": c.stage.value, "provisional": c.provisional}
+                               "cases": [{"patient": c.patient, "stage": c.stage.value, "provisional": c.provisional,
+                                          "stage_text": c.stage_text,
+                                          "unresolved_nodes": [{"node": n, "reason": r} for n, r in c.unresolved]}
                                          for c in self.cases],
                                "demonstration_model": self.demonstration_model,
                                "model_cautions": list(self.model_cautions)}
@@ -94,8 +104,13 @@ def write_report_files(report: Report, pdf_path: str | os.PathLike[str] | None,
 def write_report(analysis_dirs: Iterable[str | os.PathLike[str]], pdf_path: str | os.PathLike[str] | None,
                  json_path: str | os.PathLike[str] | None, tables_dir: str | os.PathLike[str] | None, *,
                  write_report_pdf: ReportPdfWriter | None = None, count_pages: PageCounter | None = None,
-                 control: JobControl = NO_CONTROL) -> ReportFiles:
+                 control: JobControl = NO_CONTROL, failures: Iterable[SlideFailure] = ()) -> ReportFiles:
     """The report of every slide analysis under ``analysis_dirs`` (per-slide folders or
-    ``analyze --out`` folders), written as ``write_report_files`` does."""
-    return write_report_files(load_report(analysis_dirs), pdf_path, json_path, tables_dir,
+    ``analyze --out`` folders, whose ``cases.json`` names the slides that failed), plus the
+    slides of ``failures`` (a run's failed slides, which have no folder), written as
+    ``write_report_files`` does: every node is in the report, failed ones too."""
+    paths = list(analysis_dirs)
+    slides = ([load_slide_report(d) for d in find_analysis_dirs(paths)] + failed_slides(paths)
+              + [failed_slide_report(f) for f in failures])
+    return write_report_files(build_report(slides, [str(p) for p in paths]), pdf_path, json_path, tables_dir,
                               write_report_pdf=write_report_pdf, count_pages=count_pages, control=control)

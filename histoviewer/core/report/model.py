@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import histoviewer
-from histoviewer.core.analysis.camelyon17 import case_of
+from histoviewer.core.analysis.camelyon17 import case_of, node_identity
 from histoviewer.core.analysis.lesions import Lesion, MapFrame
-from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
+from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, analyse_map, resolve_node_label
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
-from histoviewer.core.analysis.summary import SlideFailure, read_summary
+from histoviewer.core.analysis.summary import SlideFailure, outcome_from_dict, read_summary
 from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
 from histoviewer.core.annotations.geojson_io import read_geojson
 from histoviewer.core.errors import HistoViewerError, ReportError, StagingError, SummaryFormatError
@@ -46,6 +46,8 @@ __all__ = [
     "Report",
     "SlideReport",
     "build_report",
+    "failed_slide_report",
+    "failed_slides",
     "find_analysis_dirs",
     "load_report",
     "load_slide_report",
@@ -112,9 +114,13 @@ class LesionEntry:
 
 @dataclass(frozen=True)
 class SlideReport:
-    """One slide (lymph node). ``node_label``: the AI's label of the node; ``provisional`` while
-    part of the tissue is unclassified (``coverage`` < 1). ``analysed``: when the analysis
-    was written (ISO, UTC), "" when not known. ``analysis_dir`` None for a live map."""
+    """One slide (lymph node). ``node_label``: the AI's label of the node as every output
+    states it: final, or ``unknown`` with ``unknown_reason`` when unresolved (failed or
+    unclassified tissue, no scale, out of domain, analysis failed: ``resolution``), and
+    ``label_so_far`` what the classified tissue showed (give either label: the other follows).
+    ``provisional`` while part of the tissue is unclassified (``coverage`` < 1: the classified
+    fraction; failed patches are not coverage). ``analysed``: when the analysis was written
+    (ISO, UTC), "" when not known. ``analysis_dir`` None for a live map."""
 
     slide_path: str
     patient: str
@@ -133,16 +139,32 @@ class SlideReport:
     threshold_source: str = ""  # where threshold came from (analysis/threshold.py); "" not recorded
     # whether the tissue lies inside what the model learned; out of domain the label is unknown
     domain: DomainVerdict = field(default_factory=DomainVerdict.not_assessed)
+    # tissue patches of the map (0 tissue: not known, e.g. a failed analysis; coverage then says it)
+    tissue_patches: int = 0
+    classified_patches: int = 0
+    failed_patches: int = 0
+    label_so_far: NodeLabel | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "node_label", NodeLabel(self.node_label))  # "micro" -> NodeLabel.MICRO
-        if self.domain.out_of_domain:  # a size class on tissue the model never learned is no label
-            object.__setattr__(self, "node_label", NodeLabel.UNKNOWN)
+        so_far = NodeLabel(self.node_label if self.label_so_far is None else self.label_so_far)
+        object.__setattr__(self, "label_so_far", so_far)  # "micro" -> NodeLabel.MICRO
+        object.__setattr__(self, "node_label", self.resolution.label)
+
+    @property
+    def resolution(self) -> NodeResolution:
+        """Whether the label is final and why not: ``resolve_node_label``, the rule of every output."""
+        so_far = NodeLabel(self.label_so_far if self.label_so_far is not None else self.node_label)
+        if self.error:
+            return NodeResolution(NodeLabel.UNKNOWN, NodeLabel.UNKNOWN, f"analysis failed: {self.error}")
+        ood = OUT_OF_DOMAIN_REASON if self.domain.out_of_domain else None
+        return resolve_node_label(so_far, tissue=self.tissue_patches, classified=self.classified_patches,
+                                  failed=self.failed_patches, scale_known=self.mpp is not None,
+                                  out_of_domain_reason=ood, coverage=self.coverage)
 
     @property
     def unknown_reason(self) -> str | None:
-        """Why the AI's label is unknown although the slide was analysed (None otherwise)."""
-        return OUT_OF_DOMAIN_REASON if self.domain.out_of_domain else None
+        """Why the node has no final label (None when it has one)."""
+        return self.resolution.reason
 
     @property
     def slide_name(self) -> str:
@@ -167,17 +189,20 @@ class SlideReport:
         return describe_threshold(self.threshold, self.threshold_source, self.model.operating_point)
 
     def node_result(self) -> NodeResult:
+        """The node as staging sees it (the same rule as ``case.node_result`` for ``analyze``)."""
         big = self.largest
-        label = NodeLabel.UNKNOWN if self.error else self.node_label
-        return NodeResult(self.slide_name, label, largest_lesion=None if big is None else big.name,
+        resolution = self.resolution
+        return NodeResult(self.slide_name, resolution.label, largest_lesion=None if big is None else big.name,
                           largest_diameter_mm=None if big is None else big.diameter_mm,
-                          provisional=self.provisional, reason=self.unknown_reason)
+                          provisional=self.provisional, reason=resolution.reason, at_least=resolution.label_so_far)
 
     def to_dict(self) -> dict[str, Any]:
         big = self.largest
         return {"slide": self.slide_name, "slide_path": self.slide_path, "patient": self.patient,
-                "node": self.node, "node_label": self.node_label.value, "provisional": self.provisional,
-                "coverage": self.coverage, "mpp": self.mpp, "scale_known": self.scale_known,
+                "node": self.node, "node_label": self.node_label.value,
+                "label_so_far": self.resolution.label_so_far.value, "provisional": self.provisional,
+                "coverage": self.coverage, "tissue_patches": self.tissue_patches,
+                "failed_patches": self.failed_patches, "mpp": self.mpp, "scale_known": self.scale_known,
                 "l0_size": list(self.l0_size), "lesion_count": len(self.lesions),
                 "largest_lesion": None if big is None else big.name,
                 "largest_diameter_mm": None if big is None else big.diameter_mm,
@@ -202,19 +227,35 @@ class CaseReport:
     deciding_nodes: tuple[str, ...] = ()
     deciding_lesions: tuple[tuple[str, str, float | None], ...] = ()  # (node, lesion, diameter_mm)
     error: str | None = None
+    at_least: PNStage | None = None  # an unknown stage's lower bound (above pN0)
+    unresolved: tuple[tuple[str, str], ...] = ()  # (node, why it has no final label)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stage", PNStage(self.stage))  # "pN1" -> PNStage.PN1
 
     @classmethod
     def from_stage(cls, result: StageResult) -> CaseReport:
+        """The case as ``staging.stage_patient`` staged it: the one result every output states."""
         return cls(result.patient, tuple(n.node for n in result.nodes), result.stage,
                    result.provisional, result.reason, tuple(n.node for n in result.deciding),
                    tuple((n.node, n.largest_lesion, n.largest_diameter_mm)
-                         for n in result.deciding if n.largest_lesion is not None))
+                         for n in result.deciding if n.largest_lesion is not None),
+                   at_least=result.at_least, unresolved=tuple((n.node, n.why_unresolved) for n in result.unresolved))
+
+    @property
+    def stage_text(self) -> str:
+        """"pN1", "unknown", "unknown (at least pN1)" (``StageResult.stage_text``)."""
+        if self.error:
+            return "unknown (not staged)"
+        if self.stage is PNStage.UNKNOWN and self.at_least is not None:
+            return f"unknown (at least {self.at_least.value})"
+        return self.stage.value
 
     def to_dict(self) -> dict[str, Any]:
         return {"patient": self.patient, "stage": self.stage.value, "provisional": self.provisional,
+                "stage_at_least": None if self.at_least is None else self.at_least.value,
+                "stage_text": self.stage_text,
+                "unresolved_nodes": [{"node": n, "reason": r} for n, r in self.unresolved],
                 "reason": self.reason, "slides": list(self.slides),
                 "deciding_nodes": list(self.deciding_nodes),
                 "deciding_lesions": [{"node": n, "lesion": les, "diameter_mm": _rounded(d, 6)}
@@ -266,15 +307,19 @@ class Report:
 
 def build_report(slides: Iterable[SlideReport], sources: Sequence[str] = ()) -> Report:
     """Group ``slides`` into cases (CAMELYON17 names by patient, else by folder) and stage
-    each. The same slide twice (two analyses of one node) would count the node twice: an
-    error, naming both analyses."""
+    each. The same node twice (two analyses of one slide, or ``node_1.tif`` and
+    ``node_01.svs``: ``camelyon17.node_identity``) would count the node twice: an error,
+    naming both analyses."""
     slides = list(slides)
-    seen: dict[tuple[str, str], SlideReport] = {}
+    seen: dict[tuple[str, int | str], SlideReport] = {}
     for s in slides:
-        key = (s.patient, s.slide_name)
+        _patient, node = node_identity(s.slide_path)
+        key = (s.patient, node)
         if key in seen:
-            raise ReportError(f"{s.slide_name} appears in two analyses ({seen[key].analysis_dir} and "
-                              f"{s.analysis_dir}); report one of them")
+            first = seen[key]
+            raise ReportError(f"{s.patient} node {node} appears in two analyses ({first.slide_name} in "
+                              f"{first.analysis_dir or 'a live map'} and {s.slide_name} in "
+                              f"{s.analysis_dir or 'a live map'}); report one of them")
         seen[key] = s
     by_patient: dict[str, list[SlideReport]] = {}
     for s in sorted(slides, key=lambda s: (_natural(s.patient), -1 if s.node is None else s.node,
@@ -286,7 +331,9 @@ def build_report(slides: Iterable[SlideReport], sources: Sequence[str] = ()) -> 
             cases.append(CaseReport.from_stage(stage_patient(patient, [m.node_result() for m in members])))
         except StagingError as exc:
             cases.append(CaseReport(patient, tuple(m.slide_name for m in members), PNStage.UNKNOWN,
-                                    any(m.provisional for m in members), str(exc), error=str(exc)))
+                                    False, str(exc), error=str(exc),
+                                    unresolved=tuple((m.slide_name, m.unknown_reason) for m in members
+                                                     if m.unknown_reason)))
     ordered = tuple(s for members in by_patient.values() for s in members)
     return Report(ordered, tuple(cases), tuple(str(p) for p in sources))
 
@@ -304,7 +351,7 @@ def find_analysis_dirs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             found.append(p)
         elif p.is_dir():
             subs = sorted(d for d in p.iterdir() if (d / "summary.json").is_file())
-            if not subs:
+            if not subs and not (p / "cases.json").is_file():  # cases.json: every slide failed
                 raise ReportError(f"{p}: no analysis here (no summary.json in it or its subfolders); "
                                   "analyse the slides first")
             found.extend(subs)
@@ -339,8 +386,7 @@ def load_slide_report(folder: str | os.PathLike[str]) -> SlideReport:
         raise ReportError(str(exc)) from exc
     patient, node = case_of(summary.slide)
     if isinstance(summary, SlideFailure):
-        return SlideReport(summary.slide, patient, node, NodeLabel.UNKNOWN, False, 0.0, None, (0, 0), (),
-                           UNKNOWN_MODEL, 0.5, analysed, str(folder), summary.error)
+        return failed_slide_report(summary, analysed, str(folder))
     outlines = _outlines(folder)
     g = summary.geometry
     return SlideReport(
@@ -350,13 +396,41 @@ def load_slide_report(folder: str | os.PathLike[str]) -> SlideReport:
         lesions=tuple(LesionEntry.from_lesion(les, outlines.get(les.name, ())) for les in summary.lesions),
         model=summary.model, threshold=summary.lesion_params.threshold, analysed=analysed,
         analysis_dir=str(folder), threshold_source=summary.lesion_params.threshold_source,
-        domain=summary.domain)
+        domain=summary.domain, tissue_patches=summary.tissue_patches, classified_patches=summary.classified_patches,
+        failed_patches=summary.failed_patches, label_so_far=summary.label_so_far)
+
+
+def failed_slide_report(failure: SlideFailure, analysed: str = "", analysis_dir: str | None = None) -> SlideReport:
+    """A slide whose analysis failed: its node is in the report, unresolved, with the error."""
+    patient, node = case_of(failure.slide)
+    return SlideReport(failure.slide, patient, node, NodeLabel.UNKNOWN, False, 0.0, None, (0, 0), (),
+                       UNKNOWN_MODEL, 0.5, analysed, analysis_dir, failure.error)
+
+
+def failed_slides(paths: Iterable[str | os.PathLike[str]]) -> list[SlideReport]:
+    """The slides that failed in the ``analyze --out`` folders among ``paths`` (their
+    ``cases.json`` lists them: a failed slide leaves no analysis folder), so a report made
+    later still shows every node."""
+    out = []
+    for p in map(Path, paths):
+        cases = p / "cases.json"
+        if not cases.is_file():
+            continue
+        try:
+            doc = json.loads(cases.read_text(encoding="utf-8"))
+            entries = doc.get("failed_slides") or [] if isinstance(doc, dict) else []
+            failures = [outcome_from_dict(e) for e in entries]
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ReportError(f"{cases}: cannot read the failed slides: {exc}") from exc
+        out.extend(failed_slide_report(f, "", str(p)) for f in failures if isinstance(f, SlideFailure))
+    return out
 
 
 def load_report(paths: Iterable[str | os.PathLike[str]]) -> Report:
     """The report of every slide analysis under ``paths`` (see ``find_analysis_dirs``)."""
     paths = list(paths)
-    return build_report([load_slide_report(d) for d in find_analysis_dirs(paths)], [str(p) for p in paths])
+    return build_report([load_slide_report(d) for d in find_analysis_dirs(paths)] + failed_slides(paths),
+                        [str(p) for p in paths])
 
 
 def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapData,
@@ -375,4 +449,6 @@ def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapDa
         lesions=tuple(LesionEntry.from_lesion(les) for les in found.lesions), model=heatmap.model,
         threshold=float(found.params.threshold), analysed=_now(), analysis_dir=None,
         threshold_source=found.params.threshold_source,
-        domain=heatmap.domain or DomainVerdict.not_assessed("not judged for this map"))
+        domain=heatmap.domain or DomainVerdict.not_assessed("not judged for this map"),
+        tissue_patches=found.counts.tissue, classified_patches=found.counts.classified,
+        failed_patches=found.counts.failed)

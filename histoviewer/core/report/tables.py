@@ -1,8 +1,10 @@
 """A report as files: ``report.json`` and three CSV tables.
 
 - ``lesions.csv``: one row per lesion, with its patient and slide;
-- ``slides.csv``: one row per slide (node label, coverage, largest lesion, model);
-- ``cases.csv``: one row per patient (pN stage, what decided it, why).
+- ``slides.csv``: one row per slide (node label, coverage, largest lesion, model), failed
+  ones too (label ``unknown``, ``unknown_reason`` says why, ``label_so_far`` the lower bound);
+- ``cases.csv``: one row per patient (pN stage, what decided it, why; an unknown stage's
+  lower bound and the unresolved nodes with why).
 
 Cells: sizes in mm / mm^2, probabilities 0..1, positions in level-0 px. A size the slide's
 missing scale makes unmeasurable is written ``unknown`` (never a guess); a value that does
@@ -44,11 +46,12 @@ SLIDE_COLUMNS = (
     "patient", "slide", "node_label", "provisional", "coverage", "lesions", "largest_lesion",
     "largest_diameter_mm", "largest_size_class", "mpp", "width_l0", "height_l0", "threshold", "model",
     "model_hash", "demonstration_model", "analysed", "error", "threshold_source", "model_caution",
-    "domain", "domain_score", "unknown_reason",
+    "domain", "domain_score", "unknown_reason", "label_so_far", "tissue_patches", "classified_patches",
+    "failed_patches",
 )
 CASE_COLUMNS = (
     "patient", "pn_stage", "provisional", "nodes", "deciding_nodes", "deciding_lesions", "reason",
-    "demonstration_model", "error",
+    "demonstration_model", "error", "pn_stage_at_least", "unresolved_nodes",
 )
 def _text(value: Any) -> str:
     return csv_cell(value)  # the one CSV writer's escaping: no cell is read as a formula
@@ -96,7 +99,9 @@ def slides_csv(report: Report) -> str:
                      "" if big is None else big.size_class.value, _num(s.mpp, unknown=True),
                      str(s.l0_size[0]), str(s.l0_size[1]), _num(s.threshold, 4), *_model(s), s.analysed,
                      _text(s.error), _text(s.threshold_source), _text(s.model.caution),
-                     s.domain.status, _num(s.domain.score, 4), _text(s.unknown_reason)))
+                     s.domain.status, _num(s.domain.score, 4), _text(s.unknown_reason),
+                     s.resolution.label_so_far.value, str(s.tissue_patches), str(s.classified_patches),
+                     str(s.failed_patches)))
     return _table(SLIDE_COLUMNS, rows)
 
 
@@ -107,7 +112,8 @@ def cases_csv(report: Report) -> str:
         lesions = "; ".join(f"{n}:{les}" + ("" if d is None else f" {d:.3f} mm") for n, les, d in c.deciding_lesions)
         rows.append((_text(c.patient), c.stage.value, "yes" if c.provisional else "no", _text("; ".join(c.slides)),
                      _text("; ".join(c.deciding_nodes)), _text(lesions), _text(c.reason),
-                     "yes" if demo else "no", _text(c.error)))
+                     "yes" if demo else "no", _text(c.error), "" if c.at_least is None else c.at_least.value,
+                     _text("; ".join(f"{n}: {why}" for n, why in c.unresolved))))
     return _table(CASE_COLUMNS, rows)
 
 

@@ -1,0 +1,150 @@
+"""Nodes without a final label and node identity (issue 14: "All patches failed, still pN0",
+"One node counted several times")."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from histoviewer.cli import main
+from histoviewer.cli.stage import EXIT_UNRESOLVED
+from histoviewer.core.analysis.camelyon17 import node_identity, read_node_labels
+from histoviewer.core.analysis.case import stage_summaries
+from histoviewer.core.analysis.node_label import resolve_node_label
+from histoviewer.core.analysis.staging import NodeResult, PNStage, stage_patient
+from histoviewer.core.analysis.summary import SlideSummary
+from histoviewer.core.errors import ReportError, StagingError
+from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.report import SlideReport, build_report
+from histoviewer.core.staging_terms import NodeLabel
+from tests.core.summary_helpers import summary
+
+N, I, MI, MA = NodeLabel.NEGATIVE, NodeLabel.ITC, NodeLabel.MICRO, NodeLabel.MACRO
+
+
+def test_all_patches_failed_is_no_label_and_no_coverage():
+    # the issue's case: every tissue patch failed; the map shows nothing, so "negative"
+    s = summary("/s/patient_001_node_0.tif", "negative", failed=100)
+    assert (s.coverage, s.node_label, s.label_so_far) == (0.0, NodeLabel.UNKNOWN, NodeLabel.NEGATIVE)
+    assert s.unknown_reason == "100 of 100 tissue patches failed" and s.provisional
+    # a summary.json written before: failed cells counted as covered, label "negative"
+    doc = s.to_dict()
+    doc.update(coverage=1.0, node_label="negative", provisional=False)
+    del doc["label_so_far"], doc["unresolved_reason"]
+    old = SlideSummary.from_dict(doc)
+    assert (old.coverage, old.node_label, old.provisional) == (0.0, NodeLabel.UNKNOWN, True)
+    (result,), errors = stage_summaries([s])
+    assert not errors and result.stage is PNStage.UNKNOWN and result.stage_text == "unknown"
+    assert "100 of 100 tissue patches failed" in result.reason and result.provisional
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    ({"tissue": 10, "classified": 10, "failed": 0}, None),
+    ({"tissue": 10, "classified": 9, "failed": 1}, "1 of 10 tissue patches failed"),
+    ({"tissue": 10, "classified": 4, "failed": 0}, "6 of 10 tissue patches not classified (only 40 % of the tissue"),
+    ({"tissue": 1000, "classified": 999, "failed": 0}, "only >99 % of the tissue"),  # never rounds up to 100 %
+    ({"tissue": 10, "classified": 10, "failed": 0, "scale_known": False}, "the slide states no scale"),
+    ({"tissue": 10, "classified": 10, "failed": 0, "out_of_domain_reason": "tissue unlike"}, "tissue unlike"),
+])
+def test_one_rule_for_a_final_label(kwargs, reason):
+    res = resolve_node_label(NodeLabel.MICRO, **kwargs)
+    if reason is None:
+        assert res.resolved and res.label is NodeLabel.MICRO
+    else:
+        assert res.label is NodeLabel.UNKNOWN and reason in res.reason
+
+
+def _unresolved(i: int, so_far: NodeLabel = N) -> NodeResult:
+    return NodeResult(f"patient_001_node_{i}.tif", NodeLabel.UNKNOWN, reason="12 of 252 tissue patches failed",
+                      at_least=so_far)
+
+
+def _known(i: int, label: NodeLabel) -> NodeResult:
+    return NodeResult(f"patient_001_node_{i}.tif", label)
+
+
+@pytest.mark.parametrize("known, so_far, stage, at_least", [
+    ((N, N), N, "unknown", None),  # the unresolved node could hold anything: nothing to state
+    ((I,), N, "unknown", "pN0(i+)"),
+    ((MI,), N, "unknown", "pN1mi"),  # a macro in the unresolved node would make pN1
+    ((MA,), N, "pN1", None),  # at most 2 positive nodes with a macro: pN1 whatever
+    ((MA, MI, MI), N, "unknown", "pN1"),  # a 4th positive node would make pN2
+    ((MA, MI, MI), MI, "pN2", None),  # micro so far is a lower bound: 4 positive nodes
+    ((MA,) * 9, N, "unknown", "pN2"),  # a 10th positive node would be pN3 (outside the scheme)
+    ((N,), I, "unknown", "pN0(i+)"),  # ITC so far: at least pN0(i+)
+])
+def test_stage_with_an_unresolved_node_is_bounded(known, so_far, stage, at_least):
+    nodes = [_known(i, lbl) for i, lbl in enumerate(known)] + [_unresolved(len(known), so_far)]
+    r = stage_patient("patient_001", nodes)
+    assert r.stage is PNStage(stage)
+    assert r.at_least == (None if at_least is None else PNStage(at_least))
+    assert [n.node for n in r.unresolved] == [nodes[-1].node] and nodes[-1].node in r.reason
+    assert "12 of 252 tissue patches failed" in r.reason
+    assert r.provisional == (stage == "unknown")
+
+
+@pytest.mark.parametrize("name", ["patient_004_node_1.tif", "patient_004_node_1.tiff", "patient_004_node_1.svs",
+                                  "patient_004_node_1", "patient_004_node_01.tif", "PATIENT_4_NODE_1.TIF",
+                                  "/other/folder/patient_004_node_1.tif"])
+def test_node_identity_ignores_extension_zeros_case_and_folder(name):
+    assert node_identity(name) == ("patient_004", 1)
+
+
+def _labels(tmp_path, text: str):
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("twin", ["patient_004_node_1.tiff", "patient_004_node_1.svs", "patient_004_node_1",
+                                  "patient_004_node_01.tif", "patient_4_node_1.tif"])
+def test_a_node_given_twice_is_counted_once_or_refused(tmp_path, twin):
+    warnings = []
+    path = _labels(tmp_path, f"patient,stage\npatient_004_node_0.tif,macro\npatient_004_node_1.tif,micro\n{twin},micro\n")
+    (nodes,) = read_node_labels(path, warn=warnings.append).values()
+    assert [n.node for n in nodes] == ["patient_004_node_0.tif", "patient_004_node_1.tif"]  # was 3 nodes
+    assert stage_patient("patient_004", nodes).stage is PNStage.PN1
+    (warning,) = warnings
+    assert f"labels.csv:4: node {twin} repeats patient_004_node_1.tif of line 3" in warning
+    path = _labels(tmp_path, f"patient,stage\npatient_004_node_1.tif,micro\n{twin},macro\n")
+    with pytest.raises(StagingError, match=rf"labels.csv:3: node {twin} \(macro\) is patient_004_node_1.tif of "
+                                           r".*labels.csv:2 \(micro\) again, with a different label"):
+        read_node_labels(path)
+
+
+def test_two_slides_of_one_node_in_analyze_are_refused_naming_both():
+    (result,), errors = stage_summaries([summary("/a/patient_004_node_0.tif", "macro", (3.0,)),
+                                         summary("/a/patient_004_node_1.tif", "micro", (1.0,)),
+                                         summary("/b/patient_004_node_01.svs", "micro", (1.0,)),
+                                         summary("/a/patient_005_node_0.tif", "negative")])
+    assert result.patient == "patient_005"
+    message = errors["patient_004"]
+    assert "/a/patient_004_node_1.tif" in message and "/b/patient_004_node_01.svs" in message
+    assert "are the same node (patient_004 node 1)" in message
+    # slides without CAMELYON17 names: one stem from one case folder, two extensions
+    _results, errors = stage_summaries([summary("/x/case9/left.svs", "negative"),
+                                        summary("/x/case9/left.tif", "negative")])
+    assert "/x/case9/left.svs and /x/case9/left.tif are the same node" in errors["case9"]
+
+
+def test_a_report_refuses_one_node_from_two_analyses():
+    def slide(path: str) -> SlideReport:
+        return SlideReport(path, "patient_004", 1, "micro", False, 1.0, 0.25, (10, 10), (),
+                           ModelRecord(name="m", display_name="m"), 0.5, analysis_dir=path + ".out")
+
+    with pytest.raises(ReportError, match=r"patient_004 node 1 appears in two analyses \(patient_004_node_1.tif in "
+                                          r"/a/patient_004_node_1.tif.out and patient_004_node_01.svs in"):
+        build_report([slide("/a/patient_004_node_1.tif"), slide("/b/patient_004_node_01.svs")])
+
+
+def test_stage_cli_exits_3_with_an_unresolved_node(tmp_path, capsys):
+    path = _labels(tmp_path, "patient,stage\npatient_004_node_0.tif,micro\npatient_004_node_1.tif,unknown\n")
+    assert main(["stage", str(path), "--json"]) == EXIT_UNRESOLVED
+    out, err = capsys.readouterr()
+    (doc,) = json.loads(out)
+    assert (doc["stage"], doc["stage_at_least"]) == ("unknown", "pN1mi")
+    assert "1 node(s) without a final label (patient_004_node_1.tif)" in err
+    ok = _labels(tmp_path, "patient,stage\npatient_004_node_0.tif,micro\npatient_004_node_1.tif,negative\n")
+    assert main(["stage", str(ok)]) == 0
+    assert "patient_004.zip,pN1mi" in capsys.readouterr().out
