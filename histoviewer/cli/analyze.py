@@ -9,7 +9,6 @@ of the per-slide summaries.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,7 +102,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
         report = write_report(done, args.out / "report.pdf", args.out / "report.json", args.out)
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(strict_dumps([r.to_dict() for r in results], indent=2))
     else:
         for r in cases.results:
             print(f"{r.patient}: {r.stage.value}{' (provisional)' if r.provisional else ''} - {r.reason}")
@@ -118,3 +117,4 @@ def run_analyze(args: argparse.Namespace) -> int:
     return 1 if any(isinstance(r, SlideFailure) for r in results) else 0
 
 
+from histoviewer.core.strict_json import strict_dumps

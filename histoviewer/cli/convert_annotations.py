@@ -8,7 +8,6 @@ limits, no XML entities); what the output format cannot hold is listed as warnin
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 __all__ = ["register", "run_convert"]
@@ -44,10 +43,11 @@ def run_convert(args: argparse.Namespace) -> int:
                "output_format": format_for(dst), "annotations": len(result.annotation_set.annotations),
                "classes": [c.name for c in result.annotation_set.classes], "warnings": warnings}
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(strict_dumps(summary, indent=1))
     else:
         print(f"{src} ({result.format}) -> {dst} ({summary['output_format']}): "
               f"{summary['annotations']} annotations")
         for w in warnings:
             print(f"warning: {w}")
     return 0
+from histoviewer.core.strict_json import strict_dumps

@@ -12,7 +12,6 @@ the model is run on the slide (once; later exports reuse it).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -102,7 +101,7 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
     finally:
         close_bars(control)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(strict_dumps(result.to_dict(), indent=2))
         return 0
     prov = result.provenance
     scale = f" at {prov.output_mpp:.3g} um/px" if prov.output_mpp and not args.raw else ""
@@ -121,3 +120,4 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
         point = heatmap.model.operating_point
         print(f"coloured from {describe_threshold(prov.threshold or 0.0, prov.threshold_source, point)}")
     return 0
+from histoviewer.core.strict_json import strict_dumps

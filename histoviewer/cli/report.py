@@ -8,7 +8,6 @@ Qt is imported only for the PDF, on the offscreen platform, so it runs headless.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -63,7 +62,7 @@ def run_report(args: argparse.Namespace) -> int:
         raise ReportError(f"{args.out}: the report is a PDF; name it .pdf")
     written = write_report(list(args.analyses), args.out, args.json_path, args.csv_dir)
     if args.print_json:
-        print(json.dumps(written.to_dict(), indent=2))
+        print(strict_dumps(written.to_dict(), indent=2))
         return 0
     for case in written.cases:
         print(f"{case.patient}: {case.stage.value}{' (provisional)' if case.provisional else ''}")
@@ -79,3 +78,4 @@ def run_report(args: argparse.Namespace) -> int:
     if written.demonstration_model:
         print(f"WARNING: {demo_warning()}", file=sys.stderr)
     return 0
+from histoviewer.core.strict_json import strict_dumps

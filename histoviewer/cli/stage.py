@@ -4,7 +4,6 @@ CAMELYON17 submission format (patient row, then its node rows)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ def run_stage(args: argparse.Namespace) -> int:
     if args.out is not None:
         write_submission(args.out, results)
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(strict_dumps([r.to_dict() for r in results], indent=2))
     elif args.out is None:
         sys.stdout.write(submission_csv(results))
     else:
@@ -41,3 +40,4 @@ def run_stage(args: argparse.Namespace) -> int:
             print(f"{r.patient}: {r.stage.value} - {r.reason}")
         print(f"wrote {args.out}")
     return 0
+from histoviewer.core.strict_json import strict_dumps

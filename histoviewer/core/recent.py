@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.strict_json import strict_dumps
 
 MAX_RECENT = 10
 
@@ -37,7 +38,7 @@ class RecentFiles:
         items = [entry] + [p for p in self.load() if p != entry]
         items = items[:MAX_RECENT]
         try:
-            atomic_write_text(self.path, json.dumps(items, indent=1))
+            atomic_write_text(self.path, strict_dumps(items, indent=1))
         except OSError:
             pass  # a read-only home must not stop the viewer from opening slides
         return items

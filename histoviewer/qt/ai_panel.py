@@ -26,6 +26,7 @@ from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.registry import available_models
 from histoviewer.core.recent import config_dir
+from histoviewer.core.strict_json import strict_dumps
 
 DEVICES = (("auto", "Automatic (GPU if there is one)"), ("cpu", "CPU"), ("cuda", "NVIDIA GPU (CUDA)"),
            ("mps", "Apple GPU (MPS)"))
@@ -107,7 +108,7 @@ def load_ai_settings(path: Path | None = None) -> AiSettings:
 
 def save_ai_settings(settings: AiSettings, path: Path | None = None) -> None:
     try:
-        atomic_write_text(path or settings_path(), json.dumps(dataclasses.asdict(settings), indent=1))
+        atomic_write_text(path or settings_path(), strict_dumps(dataclasses.asdict(settings), indent=1))
     except OSError:
         pass  # a read-only configuration folder must not stop the viewer
 

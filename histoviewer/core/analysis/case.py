@@ -10,7 +10,6 @@ label, makes its case's stage ``unknown``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import StagingError
 from histoviewer.core.staging_terms import NodeLabel
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["CaseOutputs", "node_result", "node_result_from_annotations", "stage_summaries", "write_case_outputs"]
 
@@ -72,5 +72,5 @@ def write_case_outputs(out_dir: str | os.PathLike[str], summaries: Sequence[Slid
     atomic_write_text(csv_path, submission_csv(results))
     doc = {"cases": [r.to_dict() for r in results],
            "errors": [{"patient": p, "error": e} for p, e in errors.items()]}
-    atomic_write_text(json_path, json.dumps(doc, indent=2))
+    atomic_write_text(json_path, strict_dumps(doc, indent=2))
     return CaseOutputs(csv_path, json_path, tuple(results), errors)

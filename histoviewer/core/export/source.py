@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from histoviewer.core.analysis.map_io import read_map_meta
+from histoviewer.core.analysis.map_io import check_map_values, read_map_meta
 from histoviewer.core.analysis.summary import analysis_domain
 from histoviewer.core.errors import ExportError, InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
@@ -100,6 +100,9 @@ def read_analysis(path: str | os.PathLike[str]) -> HeatmapData:
         raise ExportError(f"not a readable analysis result (probability.tiff + .json): {exc}") from exc
     try:
         encoded = tifffile.imread(tiff)
+        check_map_values(np.asarray(encoded, np.float64), tiff)  # no +/-Inf, no empty or all-NaN map
+    except InferenceError as exc:
+        raise ExportError(str(exc)) from exc
     except (OSError, ValueError) as exc:
         raise ExportError(f"{tiff}: not a readable analysis result (probability.tiff + .json): {exc}") from exc
     try:

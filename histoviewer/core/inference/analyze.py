@@ -12,7 +12,6 @@ loaded in the worker.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from histoviewer.core.models.registry import open_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide import open_slide
 from histoviewer.core.staging_terms import NodeLabel
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["AnalyzeOptions", "analyze_slide", "analyze_slide_job", "remove_if_empty", "slide_out_dir"]
 
@@ -202,7 +202,7 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
         failures=tuple(failures), node_label=label, provisional=found.provisional,
         lesion_params=found.params, lesions=SlideSummary.written_lesions(found), domain=verdict,
     )
-    atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2))
+    atomic_write_text(out / "summary.json", strict_dumps(summary.to_dict(), indent=2))
     return summary
 
 

@@ -13,7 +13,6 @@ one reader (below this layer, so the analysis can use it too).
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut, lut_indic
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import ENCODED, CellState
 from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["DOMAIN_ENCODING", "ENCODING", "write_domain_map", "write_heatmap_png", "write_probability_map"]
 
@@ -59,10 +59,10 @@ def write_probability_map(folder: Path, encoded: np.ndarray, geometry: GridGeome
         meta["model"] = model.to_dict()
     buf = io.BytesIO()
     tifffile.imwrite(buf, encoded.astype(np.float32), compression="zlib",
-                     description=json.dumps(meta), metadata=None)
+                     description=strict_dumps(meta), metadata=None)
     tiff_path, json_path = folder / "probability.tiff", folder / "probability.json"
     atomic_write_bytes(tiff_path, buf.getvalue())
-    atomic_write_text(json_path, json.dumps(meta, indent=2))
+    atomic_write_text(json_path, strict_dumps(meta, indent=2))
     return tiff_path, json_path
 
 
@@ -77,7 +77,7 @@ def write_domain_map(folder: Path, encoded: np.ndarray, geometry: GridGeometry, 
     if slide is not None:
         meta["slide"] = slide
     buf = io.BytesIO()
-    tifffile.imwrite(buf, encoded.astype(np.float32), compression="zlib", description=json.dumps(meta),
+    tifffile.imwrite(buf, encoded.astype(np.float32), compression="zlib", description=strict_dumps(meta),
                      metadata=None)
     path = folder / "domain.tiff"
     atomic_write_bytes(path, buf.getvalue())

@@ -12,7 +12,6 @@ Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from torch import nn
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.models.cnn_arch import build_network
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["WEIGHTS_FORMAT", "InitWeights", "import_torchvision_weights", "load_init_weights"]
 
@@ -114,7 +114,7 @@ def import_torchvision_weights(pth: str | Path, architecture: str,
     arrays = {k: v.detach().cpu().numpy() for k, v in state.items()}
     matched = _match(pth, architecture, wanted, arrays, None)
     meta = {"format": WEIGHTS_FORMAT, "architecture": architecture,
-            "source": json.dumps({"file": pth.name, "converted_from": "torch state dict"})}
+            "source": strict_dumps({"file": pth.name, "converted_from": "torch state dict"})}
     atomic_write_bytes(out, save(matched, metadata=meta))
     return InitWeights(str(out), architecture, len(matched), _unused(arrays, matched))
 

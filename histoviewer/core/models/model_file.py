@@ -33,6 +33,7 @@ from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
 from histoviewer.core.models.domain import EXTRA_KEY as DOMAIN_KEY
 from histoviewer.core.models.domain import split_domain_tensors
 from histoviewer.core.models.handcrafted import HandcraftedClassifier
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = [
     "FORMAT_NAME",
@@ -80,7 +81,7 @@ def save_model(path: str | Path, classifier: PatchClassifier) -> ModelInfo:
         software_version=classifier.info.software_version or __version__,
         created=classifier.info.created or _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
-    meta = {_FORMAT_KEY: FORMAT_NAME, _META_KEY: json.dumps(info.to_dict(), sort_keys=True)}
+    meta = {_FORMAT_KEY: FORMAT_NAME, _META_KEY: strict_dumps(info.to_dict(), sort_keys=True)}
     atomic_write_bytes(Path(path), save(tensors, metadata=meta))
     classifier.info = info
     return info
@@ -101,7 +102,7 @@ def record_evaluation(path: str | Path, name: str, result: dict[str, Any]) -> Mo
     info, tensors = _read_verified(p)
     evaluations = {**(info.extra.get(EVALUATIONS_KEY) or {}), name: result}
     info = replace(info, extra={**info.extra, EVALUATIONS_KEY: evaluations})
-    meta = {_FORMAT_KEY: FORMAT_NAME, _META_KEY: json.dumps(info.to_dict(), sort_keys=True)}
+    meta = {_FORMAT_KEY: FORMAT_NAME, _META_KEY: strict_dumps(info.to_dict(), sort_keys=True)}
     atomic_write_bytes(p, save(tensors, metadata=meta))
     return info
 
