@@ -29,11 +29,15 @@ def _first_non_finite(obj: Any, where: str = "$", depth: int = 0) -> str | None:
         return f"{where} = {obj}" if not math.isfinite(obj) else None
     if isinstance(obj, dict):
         for key, value in obj.items():
-            if (found := _first_non_finite(value, f"{where}.{key}", depth + 1)) is not None:
+            if (
+                found := _first_non_finite(value, f"{where}.{key}", depth + 1)
+            ) is not None:
                 return found
     elif isinstance(obj, list | tuple):
         for i, value in enumerate(obj):
-            if (found := _first_non_finite(value, f"{where}[{i}]", depth + 1)) is not None:
+            if (
+                found := _first_non_finite(value, f"{where}[{i}]", depth + 1)
+            ) is not None:
                 return found
     return None
 

@@ -36,33 +36,44 @@ def zero_entropy_data(jpeg: bytes) -> bytes:
 def textured(seed: int = 0, size: int = 96) -> np.ndarray:
     rng = np.random.default_rng(seed)
     coarse = rng.integers(60, 230, (size // 8, size // 8, 3), dtype=np.uint8)
-    return np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC))
+    return np.asarray(
+        Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC)
+    )
 
 
 def test_flat_filled_and_zeroed_jpeg_patches_are_blank_and_textured_ones_are_not():
     tissue = textured()
     buf = io.BytesIO()
     Image.fromarray(np.tile(tissue, (3, 3, 1))).save(buf, "JPEG", quality=85)
-    damaged = np.asarray(Image.open(io.BytesIO(zero_entropy_data(buf.getvalue()))).convert("RGB"))[:96, :96]
-    patches = np.stack([
-        np.full((96, 96, 3), 128, np.uint8),  # flat grey
-        np.full((96, 96, 3), 255, np.uint8),  # white fill (missing tile)
-        np.zeros((96, 96, 3), np.uint8),  # black
-        damaged,  # the repeated artefact of a zeroed JPEG: not flat pixel-wise, flat block-wise
-        tissue,
-        textured(1),
-    ])
+    damaged = np.asarray(
+        Image.open(io.BytesIO(zero_entropy_data(buf.getvalue()))).convert("RGB")
+    )[:96, :96]
+    patches = np.stack(
+        [
+            np.full((96, 96, 3), 128, np.uint8),  # flat grey
+            np.full((96, 96, 3), 255, np.uint8),  # white fill (missing tile)
+            np.zeros((96, 96, 3), np.uint8),  # black
+            damaged,  # the repeated artefact of a zeroed JPEG: not flat pixel-wise, flat block-wise
+            tissue,
+            textured(1),
+        ]
+    )
     assert damaged.std() > 1.0  # pixel spread alone would not catch it
     assert blank_patches(patches).tolist() == [True, True, True, True, False, False]
     assert blank_patches(patches[:0]).shape == (0,)
-    assert blank_patches(np.full((2, 20, 20, 3), 7, np.uint8)).tolist() == [True, True]  # tiny patches
+    assert blank_patches(np.full((2, 20, 20, 3), 7, np.uint8)).tolist() == [
+        True,
+        True,
+    ]  # tiny patches
 
 
 def test_real_tissue_patches_are_never_blank(cmu_small):
     with open_slide(cmu_small) as reader:
         g = GridGeometry.for_slide(reader.info.dimensions, reader.info.mpp, 0.972, 96)
         grid = PredictionGrid(g, grid_tissue(reader, g))
-        times = classify_cells(grid, RegionCutter(reader, g), LesionFractionModel(), grid.pending())
+        times = classify_cells(
+            grid, RegionCutter(reader, g), LesionFractionModel(), grid.pending()
+        )
     assert times.patches > 50 and times.blank == 0 and times.failed == 0
 
 
@@ -73,8 +84,15 @@ def damaged_phantom(tmp_path_factory):
     from histoviewer.core.phantom import write_phantom
 
     folder = tmp_path_factory.mktemp("damaged")
-    phantom = write_phantom(folder / "node.tiff", width=6000, height=5000, mpp=0.5, lesions="micro:0.7",
-                            seed=3, tile_size=256)
+    phantom = write_phantom(
+        folder / "node.tiff",
+        width=6000,
+        height=5000,
+        mpp=0.5,
+        lesions="micro:0.7",
+        seed=3,
+        tile_size=256,
+    )
     (lesion,) = phantom.lesions
     cx, cy = lesion.l0_centroid
     r = 0.35 * 1000 / 0.5  # radius in level-0 px
@@ -88,7 +106,12 @@ def damaged_phantom(tmp_path_factory):
         for i, (offset, count) in enumerate(zip(page.dataoffsets, page.databytecounts)):
             row, col = divmod(i, across)
             x0, y0 = col * page.tilewidth * ds, row * page.tilelength * ds
-            if x0 < cx + r and x0 + page.tilewidth * ds > cx - r and y0 < cy + r and y0 + page.tilelength * ds > cy - r:
+            if (
+                x0 < cx + r
+                and x0 + page.tilewidth * ds > cx - r
+                and y0 < cy + r
+                and y0 + page.tilelength * ds > cy - r
+            ):
                 tiles.append((offset, count))
     with open(damaged, "r+b") as f:
         for offset, count in tiles:
@@ -105,22 +128,37 @@ def _run(slide, *, live: bool):
         tissue = grid_tissue(reader, g)
         grid = PredictionGrid(g, tissue)
         failures: list[str] = []
-        fast = TiffRegionSource.open(slide, reader)  # the headless path: decodes tiles without a warning
+        fast = TiffRegionSource.open(
+            slide, reader
+        )  # the headless path: decodes tiles without a warning
         assert fast is not None
         try:
             cutter = RegionCutter(reader, g, source=fast)
             assert cutter.level == 1
             if live:
-                worker = InferenceWorker(reader, LesionFractionModel(), grid, background=True, cutter=cutter,
-                                         callbacks=WorkerCallbacks(on_failure=lambda c, m: failures.append(m)))
+                worker = InferenceWorker(
+                    reader,
+                    LesionFractionModel(),
+                    grid,
+                    background=True,
+                    cutter=cutter,
+                    callbacks=WorkerCallbacks(
+                        on_failure=lambda c, m: failures.append(m)
+                    ),
+                )
                 try:
                     worker.submit_view((0.0, 0.0, 1.0, 1.0))
                     assert worker.wait_idle(60)
                 finally:
                     worker.close()
             else:
-                classify_cells(grid, cutter, LesionFractionModel(), grid.pending(),
-                               on_failure=lambda c, m: failures.append(m))
+                classify_cells(
+                    grid,
+                    cutter,
+                    LesionFractionModel(),
+                    grid.pending(),
+                    on_failure=lambda c, m: failures.append(m),
+                )
         finally:
             fast.close()
     return g, tissue, grid, failures
@@ -131,15 +169,23 @@ def test_tissue_cells_on_damaged_tiles_fail_and_glass_does_not(damaged_phantom, 
     clean, damaged, (cx, cy, r), n_tiles = damaged_phantom
     assert n_tiles >= 4
     g, tissue, grid, failures = _run(clean, live=live)
-    assert grid.counts()["failed"] == 0 and not failures  # an intact slide: nothing blank
+    assert (
+        grid.counts()["failed"] == 0 and not failures
+    )  # an intact slide: nothing blank
     g, tissue, grid, failures = _run(damaged, live=live)
     state = grid.state
     x, y = g.cell_l0_xy(np.arange(g.size))
     centre = g.l0_patch / 2
     under = (np.hypot(x + centre - cx, y + centre - cy) < r * 0.8).reshape(g.shape)
     assert np.count_nonzero(under & tissue) >= 4
-    assert np.all(state[under & tissue] == CellState.FAILED)  # the lesion's cells: failed, not "negative"
+    assert np.all(
+        state[under & tissue] == CellState.FAILED
+    )  # the lesion's cells: failed, not "negative"
     assert any(m == BLANK_REASON for m in failures)
     assert np.all(state[~tissue] == CellState.BACKGROUND)  # glass is never failed
-    assert np.count_nonzero(state == CellState.COMPUTED) > np.count_nonzero(state == CellState.FAILED)
-    assert int(np.count_nonzero(grid.encoded_map() == -2.0)) >= 4  # failed cells reach the map and exports
+    assert np.count_nonzero(state == CellState.COMPUTED) > np.count_nonzero(
+        state == CellState.FAILED
+    )
+    assert (
+        int(np.count_nonzero(grid.encoded_map() == -2.0)) >= 4
+    )  # failed cells reach the map and exports

@@ -26,9 +26,13 @@ import numpy as np
 __all__ = ["BLANK_REASON", "BLOCK_PX", "MIN_BLOCK_SPREAD", "blank_patches"]
 
 BLOCK_PX = 16  # two JPEG MCUs of 4:2:0 chroma at most; small next to a 96-px patch
-MIN_BLOCK_SPREAD = 1.0  # grey levels; tissue >= 6.7, damaged or filled <= 0.13 (see above)
-BLANK_REASON = ("the patch is blank or flat although the tissue mask shows tissue there "
-                "(damaged or missing tile data that decoded without an error)")
+MIN_BLOCK_SPREAD = (
+    1.0  # grey levels; tissue >= 6.7, damaged or filled <= 0.13 (see above)
+)
+BLANK_REASON = (
+    "the patch is blank or flat although the tissue mask shows tissue there "
+    "(damaged or missing tile data that decoded without an error)"
+)
 
 
 def blank_patches(patches: np.ndarray) -> np.ndarray:
@@ -43,6 +47,8 @@ def blank_patches(patches: np.ndarray) -> np.ndarray:
     k_r, k_c = rows // BLOCK_PX, cols // BLOCK_PX
     if k_r * k_c < 4:  # a patch too small for blocks: its pixels' own spread
         return luminance.reshape(n, -1).std(axis=1) < MIN_BLOCK_SPREAD
-    blocks = luminance[:, : k_r * BLOCK_PX, : k_c * BLOCK_PX].reshape(n, k_r, BLOCK_PX, k_c, BLOCK_PX)
+    blocks = luminance[:, : k_r * BLOCK_PX, : k_c * BLOCK_PX].reshape(
+        n, k_r, BLOCK_PX, k_c, BLOCK_PX
+    )
     means = blocks.mean(axis=(2, 4)).reshape(n, -1)
     return means.std(axis=1) < MIN_BLOCK_SPREAD
