@@ -40,6 +40,11 @@ def register(sub) -> None:
     p.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="lesion threshold on the probability map (default: the model's operating "
                         "point, 0.5 for a model file that states none; see histoviewer lesions --help)")
+    p.add_argument("--mpp", type=float, default=None, metavar="UM_PER_PX",
+                   help="pixel size (microns per level-0 pixel) for slides that do not state one; "
+                        "sizes from it are marked user-set (mpp_source: user) in every output")
+    p.add_argument("--force-mpp", action="store_true",
+                   help="let --mpp replace the pixel size a slide states itself")
     p.add_argument("--json", action="store_true", help="print a JSON list of summaries, no progress bars")
     p.add_argument("--report", action="store_true",
                    help="also write DIR/report.pdf, DIR/report.json and DIR/{lesions,slides,cases}.csv "
@@ -63,6 +68,8 @@ def _print_summary(s: SlideOutcome) -> None:
           f" -> {s.out_dir}")
     largest = (f", largest {s.largest_lesion} {s.largest_diameter_mm:.3f} mm"
                if s.largest_diameter_mm is not None else "")
+    if g.slide_mpp_source == "user":
+        print(f"  pixel size {g.slide_mpp:g} um/px: user-set (the slide states none); sizes rest on it")
     print(f"  node label: {s.node_label.value}{' (provisional)' if s.provisional else ''},"
           f" {len(s.lesions)} lesion(s){largest}")
     p, m = s.lesion_params, s.model
@@ -77,6 +84,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.core.analysis.lesions import LesionParams
     from histoviewer.core.analysis.summary import SlideFailure, SlideSummary
     from histoviewer.core.errors import InferenceError
+    from histoviewer.core.units import mpp_problem
     from histoviewer.core.inference.analyze import AnalyzeOptions
     from histoviewer.core.jobs import analyze_case
 
@@ -85,8 +93,13 @@ def run_analyze(args: argparse.Namespace) -> int:
             LesionParams(threshold=args.threshold)
         except ValueError as exc:
             raise InferenceError(f"--threshold: {exc}") from None
+    if args.force_mpp and args.mpp is None:
+        raise InferenceError("--force-mpp needs --mpp")
+    if args.mpp is not None and (problem := mpp_problem(args.mpp)) is not None:
+        raise InferenceError(f"--mpp: {problem}")
     options = AnalyzeOptions(model=args.model, device=args.device, stride_px=args.stride,
-                             read_threads=max(1, args.read_threads), lesion_threshold=args.threshold)
+                             read_threads=max(1, args.read_threads), lesion_threshold=args.threshold,
+                             user_mpp=args.mpp, force_mpp=args.force_mpp)
     # the slides form one or more cases (CAMELYON17 patients, else folders): their pN stages
     control = cli_control(args.json)
     try:

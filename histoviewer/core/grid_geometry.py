@@ -65,10 +65,15 @@ class GridGeometry:
     stride_px: int  # model px; == patch_px: no overlap
     l0_origin_x: float = 0.0
     l0_origin_y: float = 0.0
+    # where ``slide_mpp`` comes from: "slide" (the file states it) or "user" (the user stated
+    # it for a slide without one, ``slide.user_scale``): every output marks user-set sizes
+    slide_mpp_source: str = "slide"
 
     def __post_init__(self) -> None:
         # Typed float, but checked: a None or NaN from JSON or a caller must not make a grid.
         known_slide_mpp(self.slide_mpp)
+        if self.slide_mpp_source not in ("slide", "user"):
+            raise InferenceError(f"the slide's scale source {self.slide_mpp_source!r} is neither 'slide' nor 'user'")
         if (problem := mpp_problem(self.model_mpp)) is not None:
             raise InferenceError(f"the model's scale (um/px) is invalid: {problem}")
         # Sizes from a file must be real slide sizes: at 1e308 px every coordinate rounds to
@@ -90,12 +95,12 @@ class GridGeometry:
     @classmethod
     def for_slide(
         cls, l0_size: tuple[int, int], slide_mpp: float | None, model_mpp: float, patch_px: int,
-        stride_px: int | None = None,
+        stride_px: int | None = None, *, mpp_source: str | None = "slide",
     ) -> GridGeometry:
         """A grid from (0, 0) covering a slide of ``l0_size`` = (width, height) level-0 px;
         ``slide_mpp`` None (the slide states no scale) raises ``InferenceError``."""
         return cls(int(l0_size[0]), int(l0_size[1]), known_slide_mpp(slide_mpp), float(model_mpp),
-                   int(patch_px), int(stride_px or patch_px))
+                   int(patch_px), int(stride_px or patch_px), slide_mpp_source=mpp_source or "slide")
 
     @property
     def l0_per_model_px(self) -> float:
@@ -185,4 +190,6 @@ class GridGeometry:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GridGeometry:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        # maps written before the scale's source was recorded: the slide stated it
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "slide_mpp_source"}
+        return cls(**fields, slide_mpp_source=str(data.get("slide_mpp_source", "slide")))

@@ -146,7 +146,7 @@ def heatmap_for_slide(
         raise ExportError(f"{slide_path}: the slide does not state its scale (um/px); a model "
                           "cannot be run on it, so there is no heatmap to export")
     geometry = GridGeometry.for_slide(slide_info.dimensions, slide_info.mpp, info.input.mpp,
-                                      info.input.patch_px, stride_px)
+                                      info.input.patch_px, stride_px, mpp_source=slide_info.mpp_source)
     if info.content_hash:
         grid = PredictionGrid(geometry)
         if HeatmapCache.for_slide(slide_path, info.content_hash, geometry, cache_folder).load(grid):
