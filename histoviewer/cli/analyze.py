@@ -84,9 +84,9 @@ def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.core.analysis.lesions import LesionParams
     from histoviewer.core.analysis.summary import SlideFailure, SlideSummary
     from histoviewer.core.errors import InferenceError
-    from histoviewer.core.units import mpp_problem
     from histoviewer.core.inference.analyze import AnalyzeOptions
     from histoviewer.core.jobs import analyze_case
+    from histoviewer.core.units import mpp_problem
 
     if args.threshold is not None:  # None: the model's operating point
         try:

@@ -108,7 +108,7 @@ def test_analyze_with_mpp_marks_every_output_user_set(tmp_path, capsys):
         ],
         capsys,
     )
-    assert "user-set" in out.out
+    assert rc == 0 and "user-set" in out.out
     summary = json.loads((tmp_path / "a" / "tiny-no-mpp" / "summary.json").read_text())
     assert summary["mpp"] == 0.5 and summary["mpp_source"] == "user"
     assert summary["geometry"]["slide_mpp_source"] == "user"
@@ -127,7 +127,7 @@ def test_analyze_with_mpp_marks_every_output_user_set(tmp_path, capsys):
         ],
         capsys,
     )
-    assert "refusing to replace" in out.err and "--force-mpp" in out.err
+    assert rc != 0 and "refusing to replace" in out.err and "--force-mpp" in out.err
     with pytest.raises(Exception, match="outside the plausible range"):
         _run(
             ["analyze", str(NO_MPP), "--out", str(tmp_path / "c"), "--mpp", "1e-300"],
