@@ -98,7 +98,8 @@ class ViewController(QObject):
             return
         base = tab.session.info.base_magnification
         if base is not None:
-            self.mag_label.setText(f"{base * viewport.scale:.1f}x")
+            user = " (user-set scale)" if tab.session.info.mpp_user_set else ""
+            self.mag_label.setText(f"{base * viewport.scale:.1f}x{user}")
         else:
             self.mag_label.setText(f"zoom {viewport.scale:.3g} (magnification unknown)")
 
@@ -111,6 +112,7 @@ class ViewController(QObject):
         mpp = tab.session.info.mpp
         if mpp is not None:
             text += f"   ({l0_px_to_mm(x, mpp):.3f}, {l0_px_to_mm(y, mpp):.3f}) mm"
+            text += " (user-set scale)" if tab.session.info.mpp_user_set else ""
         else:
             text += "   (mm unknown: no \u00b5m/px)"
         self.pos_label.setText(text)
