@@ -70,6 +70,10 @@ def register(sub) -> None:
     p.add_argument("--analysis-dir", type=Path, default=None, metavar="DIR",
                    help="where analyses made for exports are kept (default: the user data folder)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (when the model must run)")
+    p.add_argument("--mpp", type=float, default=None, metavar="UM_PER_PX",
+                   help="pixel size (microns per level-0 pixel) for a slide that states none; marked "
+                        "user-set in the export's provenance and scale bar")
+    p.add_argument("--force-mpp", action="store_true", help="let --mpp replace the pixel size the slide states")
     p.add_argument("--json", action="store_true", help="print the result as JSON, no progress bar")
     p.set_defaults(func=run_export_heatmap)
 
@@ -83,12 +87,17 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
 
     if args.raw and args.overlay:
         raise ExportError("--raw writes the probabilities alone; drop --overlay or --raw")
+    if args.force_mpp and args.mpp is None:
+        raise ExportError("--force-mpp needs --mpp")
     if args.probability is not None:
+        if args.mpp is not None:
+            raise ExportError("--mpp applies when the slide is analysed here; a map from --probability "
+                              "carries its own scale")
         heatmap = read_analysis(args.probability)
     else:
         heatmap = heatmap_for_slide(args.slide, args.model, stride_px=args.stride,
                                     analysis_root=args.analysis_dir, device=args.device,
-                                    control=cli_control(args.json))
+                                    control=cli_control(args.json), user_mpp=args.mpp, force_mpp=args.force_mpp)
     request = ExportRequest(
         kind="raw" if args.raw else "overlay" if args.overlay else "heatmap", out_path=args.out,
         slide_path=str(args.slide), heatmap=heatmap, l0_region=args.region, output_mpp=args.um_per_px,

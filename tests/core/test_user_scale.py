@@ -133,3 +133,26 @@ def test_analyze_with_mpp_marks_every_output_user_set(tmp_path, capsys):
             ["analyze", str(NO_MPP), "--out", str(tmp_path / "c"), "--mpp", "1e-300"],
             capsys,
         )
+
+
+def test_export_heatmap_with_mpp_marks_the_provenance_user_set(tmp_path, capsys):
+    from histoviewer.cli import export_heatmap as cli_export
+
+    parser = argparse.ArgumentParser(prog="histoviewer")
+    cli_export.register(parser.add_subparsers(dest="command"))
+    base = [
+        "export-heatmap",
+        str(NO_MPP),
+        "--model",
+        "handcrafted",
+        "--analysis-dir",
+        str(tmp_path / "an"),
+    ]
+    with pytest.raises(Exception, match="scale .* is unknown"):
+        args = parser.parse_args([*base, "--out", str(tmp_path / "a.png")])
+        args.func(args)
+    assert not (tmp_path / "a.png").exists()
+    args = parser.parse_args([*base, "--out", str(tmp_path / "b.png"), "--mpp", "0.5"])
+    assert args.func(args) == 0
+    prov = json.loads((tmp_path / "b.png.provenance.json").read_text())
+    assert prov["slide_mpp"] == 0.5 and prov["grid"]["slide_mpp_source"] == "user"

@@ -129,8 +129,11 @@ def heatmap_for_slide(
     cache_folder: Path | None = None,
     device: str = "auto",
     control: JobControl = NO_CONTROL,
+    user_mpp: float | None = None,
+    force_mpp: bool = False,
 ) -> HeatmapData:
     """The complete map of ``model_spec`` on a slide, computed only when not already known.
+    ``user_mpp``/``force_mpp``: the pixel size the user states (``open_slide``), marked "user".
 
     Order: (1) the viewer's heatmap cache (``HeatmapCache``) when it holds a complete grid
     of this slide, model and stride; (2) an earlier analysis in ``analysis_root`` made with
@@ -140,11 +143,11 @@ def heatmap_for_slide(
     slide_path = Path(slide_path)
     model_path = resolve_model_path(model_spec)
     info = read_model_info(model_path)
-    with open_slide(slide_path) as reader:
+    with open_slide(slide_path, user_mpp=user_mpp, force_mpp=force_mpp) as reader:
         slide_info = reader.info
     if slide_info.mpp is None:
-        raise ExportError(f"{slide_path}: the slide does not state its scale (um/px); a model "
-                          "cannot be run on it, so there is no heatmap to export")
+        raise ExportError(f"{slide_path}: the slide's scale (um/px) is unknown ({slide_info.mpp_note}); a model "
+                          "cannot be run on it, so there is no heatmap to export", setting="mpp")
     geometry = GridGeometry.for_slide(slide_info.dimensions, slide_info.mpp, info.input.mpp,
                                       info.input.patch_px, stride_px, mpp_source=slide_info.mpp_source)
     if info.content_hash:
@@ -167,7 +170,8 @@ def heatmap_for_slide(
                 return data
     model = open_model(model_path, device=device)
     try:
-        analyze_slide(slide_path, folder, model, AnalyzeOptions(stride_px=stride_px), control=control)
+        analyze_slide(slide_path, folder, model,
+                      AnalyzeOptions(stride_px=stride_px, user_mpp=user_mpp, force_mpp=force_mpp), control=control)
     finally:
         model.close()
     return read_analysis(folder)
