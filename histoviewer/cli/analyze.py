@@ -68,6 +68,9 @@ def _print_summary(s: SlideOutcome) -> None:
           f" -> {s.out_dir}")
     largest = (f", largest {s.largest_lesion} {s.largest_diameter_mm:.3f} mm"
                if s.largest_diameter_mm is not None else "")
+    if s.failures:  # why cells failed (damaged tiles, read errors, the model), not just how many
+        more = f" (and {len(s.failures) - 1} more in summary.json)" if len(s.failures) > 1 else ""
+        print(f"  failed: {s.failures[0]}{more}")
     if g.slide_mpp_source == "user":
         print(f"  pixel size {g.slide_mpp:g} um/px: user-set (the slide states none); sizes rest on it")
     print(f"  node label: {s.node_label.value}{' (provisional)' if s.provisional else ''},"

@@ -47,7 +47,7 @@ def known_slide_mpp(slide_mpp: float | None) -> float:
     problem = mpp_problem(slide_mpp)
     if problem is not None:
         raise InferenceError(
-            f"the slide's scale (um/px) is unknown or invalid: {problem}; a model "
+            f"the slide's scale (um/px) is unknown or invalid ({str(slide_mpp)[:40]}): {problem}; a model "
             "needs it to read patches at its own scale", setting="mpp"
         )
     return float(slide_mpp)  # type: ignore[arg-type]
