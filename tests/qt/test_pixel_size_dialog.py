@@ -4,11 +4,18 @@ saved for the slide, the slide reopens with it, and the viewer marks it user-set
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import numpy as np
+
+from histoviewer.core.analysis.lesions import LesionParams, MapFrame
+from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.slide.user_scale import UserScaleStore
 from histoviewer.core.units import MPP_MAX, MPP_MIN
+from histoviewer.qt.live_lesions import HISTOGRAM_BINS, LesionSnapshot
 from histoviewer.qt.pixel_size_dialog import PixelSizeDialog
+from histoviewer.qt.summary_panel import SummaryPanel
 
 NO_MPP = Path(__file__).resolve().parents[1] / "data" / "tiny-no-mpp.svs"
 WITH_MPP = Path(__file__).resolve().parents[1] / "data" / "tiny.svs"
@@ -62,3 +69,16 @@ def test_a_slide_with_its_own_scale_is_not_offered_the_dialog(window):
     tab = window.open_slide(WITH_MPP)
     assert tab.session.info.mpp_source == "slide"
     assert not window.pixel_size_action.isEnabled() and window.set_pixel_size() is None
+
+
+def test_the_lesion_panel_says_when_sizes_rest_on_a_user_set_pixel_size(qtbot):
+    encoded = np.zeros((30, 30), np.float32)
+    encoded[10:20, 10:20] = 0.9
+    result = analyse_map(encoded, MapFrame.for_cells(10.0), LesionParams())
+    snap = LesionSnapshot(result, (0,) * HISTOGRAM_BINS, "m", False, 0.0, 1)
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    panel.show_snapshot(snap)
+    assert "user-set" not in panel.largest_label.text()
+    panel.show_snapshot(dataclasses.replace(snap, scale_user_set=True))
+    assert panel.largest_label.text().endswith("sizes from a user-set pixel size")
