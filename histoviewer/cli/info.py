@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(strict_dumps(info.to_dict(include_properties=args.properties), indent=2))
             return 0
-        mpp = f"{info.mpp_x:.4f} x {info.mpp_y:.4f} um/px" if info.mpp is not None else "unknown (not in the file; physical sizes cannot be measured)"
+        mpp = f"{info.mpp_x:.4f} x {info.mpp_y:.4f} um/px" if info.mpp is not None else f"unknown ({info.mpp_note}; physical sizes cannot be measured)"
         w, h = info.dimensions
         lines = [
             f"file:              {info.path}",
