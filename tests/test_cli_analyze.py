@@ -57,7 +57,7 @@ def read_map(folder):
         return tf.asarray(), GridGeometry.from_dict(meta["geometry"])
 
 
-SUMMARY_KEYS = ["slide", "out_dir", "model", "mpp", "level_read", "region_source", "geometry", "tissue_patches",
+SUMMARY_KEYS = ["slide", "out_dir", "model", "mpp", "mpp_source", "level_read", "region_source", "geometry", "tissue_patches",
                 "classified_patches", "failed_patches", "coverage", "timing", "files", "failures", "node_label",
                 "label_so_far", "unresolved_reason", "provisional", "largest_lesion", "largest_diameter_mm", "lesion_params", "lesions", "domain"]
 MODEL_KEYS = ["name", "display_name", "kind", "architecture", "content_hash", "demonstration", "mpp_um", "patch_px",

@@ -9,10 +9,11 @@ of the per-slide summaries.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from histoviewer.core.strict_json import strict_dumps
 
 if TYPE_CHECKING:  # the subcommand modules load at start-up: the core only when run
     from histoviewer.core.analysis.summary import SlideOutcome
@@ -54,6 +55,11 @@ def register(sub) -> None:
     p.add_argument("--threshold", type=float, default=None, metavar="T",
                    help="lesion threshold on the probability map (default: the model's operating "
                         "point, 0.5 for a model file that states none; see histoviewer lesions --help)")
+    p.add_argument("--mpp", type=float, default=None, metavar="UM_PER_PX",
+                   help="pixel size (microns per level-0 pixel) for slides that do not state one; "
+                        "sizes from it are marked user-set (mpp_source: user) in every output")
+    p.add_argument("--force-mpp", action="store_true",
+                   help="let --mpp replace the pixel size a slide states itself")
     p.add_argument("--json", action="store_true", help="print a JSON list of summaries, no progress bars")
     p.add_argument("--report", action="store_true",
                    help="also write DIR/report.pdf, DIR/report.json and DIR/{lesions,slides,cases}.csv "
@@ -77,6 +83,11 @@ def _print_summary(s: SlideOutcome) -> None:
           f" -> {s.out_dir}")
     largest = (f", largest {s.largest_lesion} {s.largest_diameter_mm:.3f} mm"
                if s.largest_diameter_mm is not None else "")
+    if s.failures:  # why cells failed (damaged tiles, read errors, the model), not just how many
+        more = f" (and {len(s.failures) - 1} more in summary.json)" if len(s.failures) > 1 else ""
+        print(f"  failed: {s.failures[0]}{more}")
+    if g.slide_mpp_source == "user":
+        print(f"  pixel size {g.slide_mpp:g} um/px: user-set (the slide states none); sizes rest on it")
     so_far = s.resolution.label_so_far
     label = s.node_label.value if s.unknown_reason is None else "unknown (" + (
         "" if so_far is so_far.UNKNOWN else f"{so_far.value} so far, ") + f"not final: {s.unknown_reason})"
@@ -97,14 +108,20 @@ def run_analyze(args: argparse.Namespace) -> int:
     from histoviewer.core.inference.analyze import AnalyzeOptions
     from histoviewer.core.jobs import analyze_case
     from histoviewer.core.jobs.slide_folders import slide_folders
+    from histoviewer.core.units import mpp_problem
 
     if args.threshold is not None:  # None: the model's operating point
         try:
             LesionParams(threshold=args.threshold)
         except ValueError as exc:
             raise InferenceError(f"--threshold: {exc}") from None
+    if args.force_mpp and args.mpp is None:
+        raise InferenceError("--force-mpp needs --mpp")
+    if args.mpp is not None and (problem := mpp_problem(args.mpp)) is not None:
+        raise InferenceError(f"--mpp: {problem}")
     options = AnalyzeOptions(model=args.model, device=args.device, stride_px=args.stride,
-                             read_threads=max(1, args.read_threads), lesion_threshold=args.threshold)
+                             read_threads=max(1, args.read_threads), lesion_threshold=args.threshold,
+                             user_mpp=args.mpp, force_mpp=args.force_mpp)
     folders = slide_folders(args.out, list(args.slides))
     for folder in folders:
         if folder.note:
@@ -132,7 +149,7 @@ def run_analyze(args: argparse.Namespace) -> int:
             report_error = error_text(exc)
             print(report_error, file=sys.stderr)
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(strict_dumps([r.to_dict() for r in results], indent=2))
     else:
         for r in cases.results:
             print(f"{r.patient}: {r.stage_text} - {r.reason}")
@@ -153,5 +170,3 @@ def run_analyze(args: argparse.Namespace) -> int:
     if failed or report_error:
         return EXIT_SLIDES_FAILED
     return EXIT_UNRESOLVED if cases.unresolved else 0  # a node without a final label: not complete
-
-

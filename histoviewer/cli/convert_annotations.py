@@ -9,7 +9,6 @@ limits, no XML entities); what the output format cannot hold is listed as warnin
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 __all__ = ["register", "run_convert"]
@@ -44,7 +43,7 @@ def run_convert(args: argparse.Namespace) -> int:
                "detections": sum(1 for a in result.annotation_set.annotations if not a.is_region),
                "classes": [c.name for c in result.annotation_set.classes], "warnings": warnings}
     if args.json:
-        print(json.dumps(summary, indent=1))
+        print(strict_dumps(summary, indent=1))
     else:
         detections = summary["detections"]
         print(f"{src} ({result.format}) -> {dst} ({summary['output_format']}): "
@@ -53,3 +52,4 @@ def run_convert(args: argparse.Namespace) -> int:
         for w in warnings:
             print(f"warning: {w}")
     return 0
+from histoviewer.core.strict_json import strict_dumps

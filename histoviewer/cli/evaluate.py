@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 __all__ = ["register", "run_froc", "run_kappa"]
@@ -60,7 +59,7 @@ def run_froc(args: argparse.Namespace) -> int:
                                      itc_um=args.itc_um, slide_score=d.slide_score))
     result = froc(slides)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(strict_dumps(result.to_dict(), indent=2))
         return 0
     print(f"FROC {result.score:.4f} over {result.slides} slides, {result.lesions} lesions to detect "
           f"(+{result.itc_lesions} ITC-sized, not required; {result.itc_detected} of them hit)")
@@ -76,7 +75,7 @@ def run_kappa(args: argparse.Namespace) -> int:
 
     result = stage_kappa(read_patient_stages(args.reference), read_patient_stages(args.submission))
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(strict_dumps(result.to_dict(), indent=2))
         return 0
     kappa = "undefined (one stage for every patient in both)" if result.kappa is None else f"{result.kappa:.4f}"
     print(f"quadratic-weighted kappa {kappa} over {result.patients} patients, "
@@ -84,3 +83,4 @@ def run_kappa(args: argparse.Namespace) -> int:
     for p, r, s in result.disagreements:
         print(f"  {p}: reference {r}, submitted {s}")
     return 0
+from histoviewer.core.strict_json import strict_dumps

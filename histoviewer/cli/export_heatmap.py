@@ -12,9 +12,10 @@ the model is run on the slide (once; later exports reuse it).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["register", "run_export_heatmap"]
 
@@ -78,6 +79,10 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace FILE (and its sidecar files) when they exist; the slide and the other "
                         "inputs are never replaced")
+    p.add_argument("--mpp", type=float, default=None, metavar="UM_PER_PX",
+                   help="pixel size (microns per level-0 pixel) for a slide that states none; marked "
+                        "user-set in the export's provenance and scale bar")
+    p.add_argument("--force-mpp", action="store_true", help="let --mpp replace the pixel size the slide states")
     p.add_argument("--json", action="store_true", help="print the result as JSON, no progress bar")
     p.set_defaults(func=run_export_heatmap)
 
@@ -92,6 +97,8 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
 
     if args.raw and args.overlay:
         raise ExportError("--raw writes the probabilities alone; drop --overlay or --raw")
+    if args.force_mpp and args.mpp is None:
+        raise ExportError("--force-mpp needs --mpp")
     kind = "raw" if args.raw else "overlay" if args.overlay else "heatmap"
     # before the model runs (minutes): never over the slide or another input, nor over an existing file unasked
     probability = args.probability
@@ -100,11 +107,14 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
         inputs += [p for p in probability.iterdir()]
     check_export_targets(kind, args.out, inputs, overwrite=args.overwrite, legend=not args.no_legend)
     if args.probability is not None:
+        if args.mpp is not None:
+            raise ExportError("--mpp applies when the slide is analysed here; a map from --probability "
+                              "carries its own scale")
         heatmap = read_analysis(args.probability)
     else:
         heatmap = heatmap_for_slide(args.slide, args.model, stride_px=args.stride,
                                     analysis_root=args.analysis_dir, device=args.device,
-                                    control=cli_control(args.json))
+                                    control=cli_control(args.json), user_mpp=args.mpp, force_mpp=args.force_mpp)
     request = ExportRequest(
         kind=kind, out_path=args.out, overwrite=args.overwrite,
         slide_path=str(args.slide), heatmap=heatmap, l0_region=args.region, output_mpp=args.um_per_px,
@@ -117,7 +127,7 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
     finally:
         close_bars(control)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(strict_dumps(result.to_dict(), indent=2))
         return 0
     prov = result.provenance
     scale = f" at {prov.output_mpp:.3g} um/px" if prov.output_mpp and not args.raw else ""

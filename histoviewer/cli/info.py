@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from histoviewer.core.slide import open_slide
+from histoviewer.core.strict_json import strict_dumps
 from histoviewer.core.units import l0_px_to_mm
 
 
@@ -21,9 +21,9 @@ def run(args: argparse.Namespace) -> int:
     with open_slide(args.slide) as reader:
         info = reader.info
         if args.json:
-            print(json.dumps(info.to_dict(include_properties=args.properties), indent=2))
+            print(strict_dumps(info.to_dict(include_properties=args.properties), indent=2))
             return 0
-        mpp = f"{info.mpp_x:.4f} x {info.mpp_y:.4f} um/px" if info.mpp is not None else "unknown (not in the file; physical sizes cannot be measured)"
+        mpp = f"{info.mpp_x:.4f} x {info.mpp_y:.4f} um/px" if info.mpp is not None else f"unknown ({info.mpp_note}; physical sizes cannot be measured)"
         w, h = info.dimensions
         lines = [
             f"file:              {info.path}",

@@ -5,7 +5,6 @@ without a model)."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,13 +44,19 @@ def register(sub) -> None:
     p.set_defaults(func=run_lesions)
 
 
+MAX_CELL_PX = 4096  # largest patch side (px) a map cell may stand for
+
+
 def _frame(args: argparse.Namespace, geo: GridGeometry | None):
     from histoviewer.core.analysis.lesions import PCAM_WINDOW_FRACTION, MapFrame
     from histoviewer.core.errors import InferenceError
-    from histoviewer.core.units import l0_px_to_um, um_to_l0_px
+    from histoviewer.core.units import MPP_MAX, MPP_MIN, l0_px_to_um, um_to_l0_px
 
-    if args.mpp is not None and not (args.mpp > 0 and math.isfinite(args.mpp)):
-        raise InferenceError(f"--mpp must be a positive number of micrometres, got {args.mpp}")
+    # um per map CELL (a whole patch): a plausible pixel size (units.MPP_MIN..MPP_MAX) times
+    # at most MAX_CELL_PX pixels; 1e-300 or 1e9 would size every lesion absurdly
+    if args.mpp is not None and not (MPP_MIN <= args.mpp <= MPP_MAX * MAX_CELL_PX):
+        raise InferenceError(f"--mpp must be micrometres per map cell, {MPP_MIN:g}..{MPP_MAX * MAX_CELL_PX:g}, "
+                             f"got {args.mpp}")
     if args.window_um is not None and not (args.window_um >= 0 and math.isfinite(args.window_um)):
         raise InferenceError(f"--window-um must be >= 0, got {args.window_um}")
     if geo is not None:
@@ -121,8 +126,9 @@ def run_lesions(args: argparse.Namespace) -> int:
             if domain.out_of_domain:
                 doc["node_label"] = "unknown"
                 doc["unknown_reason"] = domain.describe()
-        print(json.dumps(doc, indent=2))
+        print(strict_dumps(doc, indent=2))
     else:
         _print_table(args, found, domain)
         print(f"  {describe_threshold(params.threshold, params.threshold_source, point)}")
     return 0
+from histoviewer.core.strict_json import strict_dumps

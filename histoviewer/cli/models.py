@@ -8,7 +8,6 @@ demonstration model (trained on synthetic phantom tissue only), the demonstratio
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import textwrap
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 
 from histoviewer import __version__
 from histoviewer.core.errors import PatchDataError
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["register"]
 
@@ -334,7 +334,7 @@ def run_train(args: argparse.Namespace) -> int:
         "valid_ece": info.metrics.get("valid_ece"), "sources": info.extra.get("sources"),
     }
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print(strict_dumps(summary, indent=2))
         return 0
     print(f"\nwrote {args.out}  (sha256 {info.content_hash[:16]}...)")
     for line in _warn_lines(info):
@@ -360,7 +360,7 @@ def run_import_weights(args: argparse.Namespace) -> int:
 
     result = import_torchvision_weights(args.pth, args.arch, args.out)
     if args.json:
-        print(json.dumps({"out": result.path, "architecture": result.architecture,
+        print(strict_dumps({"out": result.path, "architecture": result.architecture,
                           "n_loaded": result.n_loaded, "skipped": list(result.skipped)}, indent=2))
         return 0
     print(f"wrote {result.path}: {result.n_loaded} {result.architecture} parameter arrays")
@@ -455,7 +455,7 @@ def run_eval(args: argparse.Namespace) -> int:
         })
         out["recorded_as"] = args.record
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(strict_dumps(out, indent=2))
         return 0
     for line in _warn_lines(model.info):
         print(line)
@@ -492,7 +492,7 @@ def run_predict(args: argparse.Namespace) -> int:
     rows = [(pid, f"{float(p):.6f}") for pid, p in zip(ids, probs, strict=True)]
     atomic_write_text(args.out, csv_text(["id", "label"], rows))  # the one CSV writer: ids never formulas
     if args.json:
-        print(json.dumps({"out": str(args.out), "patches": len(ids),
+        print(strict_dumps({"out": str(args.out), "patches": len(ids),
                           "model": model.info.to_dict()}, indent=2))
         return 0
     for line in _warn_lines(model.info):
@@ -521,7 +521,7 @@ def run_add_domain(args: argparse.Namespace) -> int:
     out = args.out or args.model
     info = save_model(out, model)
     if args.json:
-        print(json.dumps({"model": str(out), "content_hash": info.content_hash, "domain": profile.to_json()},
+        print(strict_dumps({"model": str(out), "content_hash": info.content_hash, "domain": profile.to_json()},
                          indent=2))
     else:
         print(f"wrote {out}  (sha256 {info.content_hash[:16]}...): domain profile of {profile.dim} features, "
@@ -556,7 +556,7 @@ def run_restamp(files: list[Path], as_json: bool) -> int:
             print(f"re-stamped {path}  (sha256 {info.content_hash[:16]}...)\n"
                   f"  {info.display_name()}\n  {info.caution}")
     if as_json:
-        print(json.dumps(done, indent=2))
+        print(strict_dumps(done, indent=2))
     return 0
 
 
@@ -569,7 +569,7 @@ def run_models(args: argparse.Namespace) -> int:
         return run_restamp(args.restamp, args.json)
     found = available_models()
     if args.json:
-        print(json.dumps({
+        print(strict_dumps({
             "models_folder": str(user_models_dir()),
             "models": [{"key": a.key, "path": str(a.path), "problem": a.problem or None,
                         "info": a.info.to_dict() if a.info else None} for a in found],

@@ -4,13 +4,13 @@ slide with known metastases, and its ground truth (GeoJSON, ASAP XML, lesions JS
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from histoviewer.cli import error_text
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.phantom import DEFAULT_LESIONS, write_phantom
+from histoviewer.core.strict_json import strict_dumps
 from histoviewer.core.units import l0_px_to_mm
 
 
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         close_bars(control)
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(strict_dumps(result.to_dict(), indent=2))
         return 0
     mm_w = l0_px_to_mm(result.width, result.mpp)
     mm_h = l0_px_to_mm(result.height, result.mpp)

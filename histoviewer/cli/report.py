@@ -8,7 +8,6 @@ Qt is imported only for the PDF, on the offscreen platform, so it runs headless.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -69,12 +68,13 @@ def run_report(args: argparse.Namespace) -> int:
         raise ReportError(f"{args.out}: the report is a PDF; name it .pdf")
     from histoviewer.cli.stage import EXIT_UNRESOLVED
     from histoviewer.core.jobs.exports import check_report_targets
+    from histoviewer.core.strict_json import strict_dumps
 
     check_report_targets(args.out, args.json_path, args.csv_dir, args.analyses, overwrite=args.overwrite)
     written = write_report(list(args.analyses), args.out, args.json_path, args.csv_dir)
     status = EXIT_UNRESOLVED if written.unresolved else 0  # a node without a final label
     if args.print_json:
-        print(json.dumps(written.to_dict(), indent=2))
+        print(strict_dumps(written.to_dict(), indent=2))
         return status
     for case in written.cases:
         print(f"{case.patient}: {case.stage_text}")

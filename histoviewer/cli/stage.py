@@ -10,7 +10,6 @@ slide could not be analysed at all; 2 is an error (nothing staged)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def run_stage(args: argparse.Namespace) -> int:
     if args.out is not None:
         write_submission(args.out, results)
     if args.json:
-        print(json.dumps([r.to_dict() for r in results], indent=2))
+        print(strict_dumps([r.to_dict() for r in results], indent=2))
     elif args.out is None:
         sys.stdout.write(submission_csv(results))
     else:
@@ -67,3 +66,4 @@ def run_stage(args: argparse.Namespace) -> int:
               "stages they could change are unknown", file=sys.stderr)
         return EXIT_UNRESOLVED
     return 0
+from histoviewer.core.strict_json import strict_dumps

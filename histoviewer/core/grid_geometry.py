@@ -31,19 +31,26 @@ from typing import Any
 import numpy as np
 
 from histoviewer.core.errors import InferenceError
+from histoviewer.core.units import mpp_problem
 
-__all__ = ["GridGeometry", "known_slide_mpp"]
+__all__ = ["MAX_L0_PX", "GridGeometry", "known_slide_mpp"]
+
+# Largest slide side (level-0 px) a grid may describe: 2^31, beyond any scanner (the largest
+# whole-slide images are ~300k px a side) and still exact in float64 arithmetic.
+MAX_L0_PX = 2**31
 
 
 def known_slide_mpp(slide_mpp: float | None) -> float:
     """``slide_mpp`` (um per level-0 px) as a float, or ``InferenceError`` when the slide's
-    scale is unknown (None) or not a positive finite number: a grid cannot exist without it."""
-    if slide_mpp is None or not (slide_mpp > 0 and math.isfinite(slide_mpp)):
+    scale is unknown (None) or not plausible (``units.mpp_problem``: inf, NaN, 1e-300,
+    negative, 1e6): a grid cannot exist without it."""
+    problem = mpp_problem(slide_mpp)
+    if problem is not None:
         raise InferenceError(
-            f"the slide's scale (um/px) is unknown or invalid ({slide_mpp!r}); a model "
-            "needs it to read patches at its own scale"
+            f"the slide's scale (um/px) is unknown or invalid ({str(slide_mpp)[:40]}): {problem}; a model "
+            "needs it to read patches at its own scale", setting="mpp"
         )
-    return float(slide_mpp)
+    return float(slide_mpp)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -58,10 +65,27 @@ class GridGeometry:
     stride_px: int  # model px; == patch_px: no overlap
     l0_origin_x: float = 0.0
     l0_origin_y: float = 0.0
+    # where ``slide_mpp`` comes from: "slide" (the file states it) or "user" (the user stated
+    # it for a slide without one, ``slide.user_scale``): every output marks user-set sizes
+    slide_mpp_source: str = "slide"
 
     def __post_init__(self) -> None:
         # Typed float, but checked: a None or NaN from JSON or a caller must not make a grid.
         known_slide_mpp(self.slide_mpp)
+        if self.slide_mpp_source not in ("slide", "user"):
+            raise InferenceError(f"the slide's scale source {self.slide_mpp_source!r} is neither 'slide' nor 'user'")
+        if (problem := mpp_problem(self.model_mpp)) is not None:
+            raise InferenceError(f"the model's scale (um/px) is invalid: {problem}")
+        # Sizes from a file must be real slide sizes: at 1e308 px every coordinate rounds to
+        # the same float (a lesion 0 mm across) and sums overflow to Infinity.
+        for name in ("l0_width", "l0_height", "patch_px", "stride_px", "l0_origin_x", "l0_origin_y"):
+            value = getattr(self, name)
+            finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+            if isinstance(value, bool) or not finite:
+                raise InferenceError(f"the grid's {name} {str(value)[:40]} is not a finite number")
+            low = -MAX_L0_PX if name.startswith("l0_origin") else 1
+            if not low <= value <= MAX_L0_PX:
+                raise InferenceError(f"the grid's {name} {str(value)[:40]} is outside {low}..{MAX_L0_PX} px")
         if not 1 <= self.stride_px <= self.patch_px or self.patch_px % self.stride_px:
             raise InferenceError(
                 f"stride {self.stride_px} px must divide the patch size {self.patch_px} px "
@@ -71,12 +95,12 @@ class GridGeometry:
     @classmethod
     def for_slide(
         cls, l0_size: tuple[int, int], slide_mpp: float | None, model_mpp: float, patch_px: int,
-        stride_px: int | None = None,
+        stride_px: int | None = None, *, mpp_source: str | None = "slide",
     ) -> GridGeometry:
         """A grid from (0, 0) covering a slide of ``l0_size`` = (width, height) level-0 px;
         ``slide_mpp`` None (the slide states no scale) raises ``InferenceError``."""
         return cls(int(l0_size[0]), int(l0_size[1]), known_slide_mpp(slide_mpp), float(model_mpp),
-                   int(patch_px), int(stride_px or patch_px))
+                   int(patch_px), int(stride_px or patch_px), slide_mpp_source=mpp_source or "slide")
 
     @property
     def l0_per_model_px(self) -> float:
@@ -166,4 +190,6 @@ class GridGeometry:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GridGeometry:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        # maps written before the scale's source was recorded: the slide stated it
+        fields = {k: data[k] for k in cls.__dataclass_fields__ if k != "slide_mpp_source"}
+        return cls(**fields, slide_mpp_source=str(data.get("slide_mpp_source", "slide")))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.safe_input import read_json
+from histoviewer.core.strict_json import strict_dumps
 
 MAX_RECENT = 10
 
@@ -39,7 +39,7 @@ class RecentFiles:
         items = [entry] + [p for p in self.load() if p != entry]
         items = items[:MAX_RECENT]
         try:
-            atomic_write_text(self.path, json.dumps(items, indent=1))
+            atomic_write_text(self.path, strict_dumps(items, indent=1))
         except OSError:
             pass  # a read-only home must not stop the viewer from opening slides
         return items

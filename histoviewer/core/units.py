@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 
 __all__ = [
+    "MPP_MAX",
+    "MPP_MIN",
     "UM_PER_MM",
     "format_length_um",
     "l0_area_to_mm2",
@@ -18,12 +20,49 @@ __all__ = [
     "l0_px_to_mm",
     "l0_px_to_um",
     "mm_to_um",
+    "mpp_problem",
+    "plausible_mpp",
     "scale_bar_length_um",
     "um_to_l0_px",
     "um_to_mm",
 ]
 
 UM_PER_MM = 1000.0
+
+# The plausible scale of a microscope image, um per pixel: the one sanity range every scale
+# read (slide properties, TIFF resolution tags, map files, analysis folders) or typed (the
+# pixel size a user states) passes. Why these bounds: a 100x oil objective on a modern
+# scanner gives ~0.1 um/px and optical resolution ends near 0.2 um, so below 0.05 um/px
+# nothing is a light-microscope pixel (1e-300 or 0 are unit or parsing errors); at the
+# other end a 1x macro overview is ~10-20 um/px and a whole-slide thumbnail stored as a
+# slide ~50 um/px, so beyond 100 um/px (1e6, inf) a "slide" is no longer microscopy.
+# Outside the range the scale is unknown, with the reason, never a size computed from it.
+MPP_MIN = 0.05
+MPP_MAX = 100.0
+
+
+def mpp_problem(mpp: object) -> str | None:
+    """Why ``mpp`` (um per pixel, any type) is not a usable microscope scale, or None when
+    it is: a real number in ``MPP_MIN``..``MPP_MAX`` (see above). None itself: "not stated"."""
+    if mpp is None:
+        return "no pixel size is stated"
+    if isinstance(mpp, bool):
+        return f"the pixel size {mpp!r} is not a number"
+    try:
+        value = float(mpp)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return f"the pixel size {str(mpp)[:40]!r} is not a number"
+    if not math.isfinite(value):
+        return f"the pixel size {value} um/px is not a finite number"
+    if not MPP_MIN <= value <= MPP_MAX:
+        return (f"the pixel size {value:g} um/px is outside the plausible range for microscopy "
+                f"({MPP_MIN:g}-{MPP_MAX:g} um/px)")
+    return None
+
+
+def plausible_mpp(mpp: object) -> float | None:
+    """``mpp`` as a float when it passes ``mpp_problem``, else None (an unknown scale)."""
+    return None if mpp_problem(mpp) is not None else float(mpp)  # type: ignore[arg-type]
 
 
 def format_length_um(length_um: float) -> str:

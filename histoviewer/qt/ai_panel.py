@@ -7,27 +7,35 @@ window applies it to every open slide.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QSlider, QVBoxLayout,
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QSlider,
+    QVBoxLayout,
     QWidget,
 )
 
 from histoviewer.core.analysis.lesions import DEFAULT_THRESHOLD
 from histoviewer.core.analysis.threshold import describe_threshold
-from histoviewer.core.inference.live import LiveOptions
-from histoviewer.core.colormaps import COLORMAPS, colormap_lut
-from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.atomic import atomic_write_text
+from histoviewer.core.colormaps import COLORMAPS, colormap_lut
+from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.inference.live import LiveOptions
+from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.registry import available_models
 from histoviewer.core.recent import config_dir
-from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.safe_input import read_json
+from histoviewer.core.strict_json import strict_dumps
 
 DEVICES = (("auto", "Automatic (GPU if there is one)"), ("cpu", "CPU"), ("cuda", "NVIDIA GPU (CUDA)"),
            ("mps", "Apple GPU (MPS)"))
@@ -109,7 +117,7 @@ def load_ai_settings(path: Path | None = None) -> AiSettings:
 
 def save_ai_settings(settings: AiSettings, path: Path | None = None) -> None:
     try:
-        atomic_write_text(path or settings_path(), json.dumps(dataclasses.asdict(settings), indent=1))
+        atomic_write_text(path or settings_path(), strict_dumps(dataclasses.asdict(settings), indent=1))
     except OSError:
         pass  # a read-only configuration folder must not stop the viewer
 

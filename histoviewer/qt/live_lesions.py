@@ -65,6 +65,7 @@ class LesionSnapshot:
     # Whether the classified tissue lies inside what the model learned (not assessed until
     # enough of it is classified, or when the model has no domain profile).
     domain: DomainVerdict = field(default_factory=DomainVerdict.not_assessed)
+    scale_user_set: bool = False  # sizes rest on a pixel size the user stated (slide.user_scale)
 
 
 def snapshot_of(live, params: LesionParams | None, generation: int) -> LesionSnapshot | None:
@@ -83,7 +84,8 @@ def snapshot_of(live, params: LesionParams | None, generation: int) -> LesionSna
     info = model.info
     domain = judge_slide(grid.domain_distances(), getattr(model, "domain", None), complete=grid.coverage() >= 1.0)
     return LesionSnapshot(result, tuple(int(c) for c in counts), info.display_name(), bool(info.demonstration),
-                          time.perf_counter() - t0, generation, info.caution, info.operating_point, domain)
+                          time.perf_counter() - t0, generation, info.caution, info.operating_point, domain,
+                          grid.geometry.slide_mpp_source == "user")
 
 
 class LiveLesions(QObject):

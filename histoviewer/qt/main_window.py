@@ -19,6 +19,7 @@ from histoviewer.qt.annotation_actions import AnnotationActions
 from histoviewer.qt.case_controller import CaseController
 from histoviewer.qt.export_dialog import ExportDialog, open_export_dialog
 from histoviewer.qt.lesion_controller import LesionController
+from histoviewer.qt.pixel_size_dialog import PixelSizeDialog
 from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.slide_tab import SlideTab
 from histoviewer.qt.view_controller import ViewController
@@ -105,6 +106,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&Close slide", lambda: self.close_tab(self.tabs.currentIndex()), QKeySequence.StandardKey.Close)
         file_menu.addSeparator()
         self.properties_action = self._action(file_menu, "Slide &properties\u2026", self.show_properties, "Ctrl+I")
+        self.pixel_size_action = self._action(file_menu, "Set pi&xel size\u2026", self.set_pixel_size)
         self.export_action = self._action(file_menu, "&Export heatmap, overlay or report\u2026", self.show_export,
                                           "Ctrl+E")
         file_menu.addSeparator()
@@ -155,7 +157,10 @@ class MainWindow(QMainWindow):
         self.recent.add(path)
         # A thumbnail that cannot be read is reported when its read fails (view.tileFailed).
         if info.mpp is None:
-            self.show_message(f"{Path(path).name}: no microns-per-pixel in the file; physical scale unknown", 8000)
+            self.show_message(f"{Path(path).name}: physical scale unknown ({info.mpp_note}); "
+                              "if you know it: File > Set pixel size\u2026", 12000)
+        elif info.mpp_user_set:
+            self.show_message(f"{Path(path).name}: pixel size {info.mpp:g} \u00b5m/px, user-set", 8000)
         self.annotation_actions.attach(tab)  # restored autosave, tool, class
         self._update_actions()
         return tab
@@ -190,6 +195,33 @@ class MainWindow(QMainWindow):
         if (tab := self.current_tab()) is None:
             return None
         dialog = PropertiesDialog(tab.session.reader, self)
+        dialog.pixelSizeRequested.connect(lambda: (dialog.close(), self.set_pixel_size()))
+        dialog.open()
+        return dialog
+
+    def set_pixel_size(self) -> PixelSizeDialog | None:
+        """Ask for the pixel size of the current slide (one that states none); when set,
+        save it and reopen the slide so everything (sizes, AI, annotations) uses it."""
+        tab = self.current_tab()
+        if tab is None:
+            return None
+        info = tab.session.info
+        if info.mpp is not None and not info.mpp_user_set:
+            self.show_message(f"{Path(tab.path).name} states its own pixel size ({info.mpp:g} \u00b5m/px)", 8000)
+            return None
+        dialog = PixelSizeDialog(info, self)
+
+        def done(result: int) -> None:
+            if result != PixelSizeDialog.DialogCode.Accepted:
+                return
+            if (error := dialog.save()) is not None:
+                self.report_error("Cannot save the pixel size", error)
+                return
+            index, path = self.tabs.indexOf(tab), tab.path
+            self.close_tab(index)  # flushes the annotations' autosave
+            self.open_slide(path)
+
+        dialog.finished.connect(done)
         dialog.open()
         return dialog
 
@@ -217,6 +249,8 @@ class MainWindow(QMainWindow):
     def _update_actions(self) -> None:
         tab = self.current_tab()
         self.properties_action.setEnabled(tab is not None)
+        self.pixel_size_action.setEnabled(tab is not None and (tab.session.info.mpp is None
+                                                               or tab.session.info.mpp_user_set))
         self.export_action.setEnabled(tab is not None)
         self.setWindowTitle(f"HistoViewer \u2013 {tab.session.info.path.name}" if tab else "HistoViewer")
 

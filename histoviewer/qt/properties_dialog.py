@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QDialog, QDialogButtonBox, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton,
@@ -20,7 +20,10 @@ IDENTIFYING_IMAGES = frozenset({"label", "macro"})
 
 def summary_rows(info: SlideInfo) -> list[tuple[str, str]]:
     """Human-readable metadata rows; an unknown scale says so."""
-    mpp = f"{info.mpp_x:.4f} x {info.mpp_y:.4f} \u00b5m/px" if info.mpp is not None else "unknown (not in the file)"
+    if info.mpp is None:
+        mpp = f"unknown ({info.mpp_note})"
+    else:
+        mpp = f"{info.mpp_x:.4f} x {info.mpp_y:.4f} \u00b5m/px" + (" (user-set)" if info.mpp_user_set else "")
     return [
         ("File", str(info.path)),
         ("Reader", info.backend),
@@ -34,6 +37,8 @@ def summary_rows(info: SlideInfo) -> list[tuple[str, str]]:
 
 
 class PropertiesDialog(QDialog):
+    pixelSizeRequested = Signal()  # "Set pixel size..." beside an unknown (or user-set) scale
+
     def __init__(self, reader: SlideReader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.reader = reader
@@ -51,6 +56,15 @@ class PropertiesDialog(QDialog):
             self.table.setItem(row, 0, QTableWidgetItem(name))
             self.table.setItem(row, 1, QTableWidgetItem(value))
         layout = QVBoxLayout(self)
+        if info.mpp is None or info.mpp_user_set:
+            scale = QHBoxLayout()
+            text = "The pixel size is user-set." if info.mpp_user_set else "The physical scale is unknown."
+            scale.addWidget(QLabel(text + " Sizes, magnification and the AI overlay depend on it."))
+            self.pixel_size_button = QPushButton("Set pixel size\u2026")
+            self.pixel_size_button.clicked.connect(self.pixelSizeRequested)
+            scale.addWidget(self.pixel_size_button)
+            scale.addStretch(1)
+            layout.addLayout(scale)
         layout.addWidget(self.table)
         if info.associated_images:
             buttons = QHBoxLayout()

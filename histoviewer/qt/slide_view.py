@@ -317,10 +317,11 @@ class SlideView(QWidget):
         """The scale bar's label and its length in screen pixels (0 when the scale is unknown)."""
         mpp = self.session.info.mpp if self.session is not None else None
         if mpp is None:
-            return "scale unknown (no \u00b5m/px in file)", 0.0
+            return "scale unknown (File > Set pixel size\u2026)", 0.0
         screen_mpp = mpp / self.viewport.scale  # um per screen px
         length_um = scale_bar_length_um(screen_mpp, min(SCALE_BAR_MAX_PX, self.width() / 3))
-        return format_length_um(length_um), length_um / screen_mpp
+        user = " (user-set scale)" if self.session.info.mpp_user_set else ""
+        return format_length_um(length_um) + user, length_um / screen_mpp
 
     def _scale_bar_layout(self) -> tuple[QStaticText, QRectF, QPointF, float]:
         """(label, box, label position, bar length px), cached until label, length or height change.

@@ -242,6 +242,8 @@ class SummaryPanel(QDockWidget):
                 f"Largest lesion: {largest.name}, {_fmt(largest.diameter_mm, 2)} mm "
                 f"({CLASS_NAMES[largest.size_class]}), max P {largest.max_probability:.2f}; "
                 f"{len(result.lesions)} lesion(s) at P \u2265 {result.params.threshold:.2f}")
+        if snapshot.scale_user_set and largest is not None:
+            self.largest_label.setText(self.largest_label.text() + " \u2013 sizes from a user-set pixel size")
         self.model.set_lesions(result.lesions)
         if selected is not None:
             self.select_lesion(selected)

@@ -119,6 +119,7 @@ class ViewController(QObject):
         mpp = tab.session.info.mpp
         if mpp is not None:
             text += f"   ({l0_px_to_mm(x, mpp):.3f}, {l0_px_to_mm(y, mpp):.3f}) mm"
+            text += " (user-set scale)" if tab.session.info.mpp_user_set else ""
         else:
             text += "   (mm unknown: no \u00b5m/px)"
         self.pos_label.setText(text)
@@ -137,4 +138,5 @@ def magnification_text(tab: SlideTab) -> str:
     base = tab.session.info.base_magnification
     if base is None:
         return f"zoom {scale:.3g} (magnification unknown)"
-    return f"{base * scale:.1f}x"
+    user = " (user-set scale)" if tab.session.info.mpp_user_set else ""
+    return f"{base * scale:.1f}x{user}"

@@ -35,7 +35,7 @@ def lesion_heatmap() -> HeatmapData:
 
 
 def slide(tmp_path: Path) -> Path:
-    return write_synthetic_tiff(tmp_path / "synthetic.tiff")
+    return write_synthetic_tiff(tmp_path / "synthetic.tiff", grain=False)  # exact colours, never classified
 
 
 LESION_CENTRE = (LESION_RECT[0] + LESION_RECT[2] / 2, LESION_RECT[1] + LESION_RECT[3] / 2)

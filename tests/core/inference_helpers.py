@@ -21,21 +21,34 @@ GLASS_X1 = 1500
 LESION_RECT = (2100.0, 900.0, 1300.0, 1100.0)  # x, y, w, h
 
 
-def synthetic_rgb(w: int = W, h: int = H) -> np.ndarray:
+GRAIN_L0_PX = 128  # side of the grain's checker squares, level-0 px (about 33 model px)
+GRAIN_BLUE = 14  # how much darker the blue channel is on the dark squares
+
+
+def synthetic_rgb(w: int = W, h: int = H, *, grain: bool = True) -> np.ndarray:
+    """The synthetic slide. ``grain``: a checker of ``GRAIN_L0_PX`` squares in the blue
+    channel only, so patches have structure like any real image (a uniform patch in tissue
+    is a damaged tile, ``inference.blank``) while the green channel (what
+    ``LesionFractionModel`` reads) stays exact and glass stays unsaturated (not tissue)."""
     img = np.empty((h, w, 3), np.uint8)
     img[:] = TISSUE
     img[:, :GLASS_X1] = GLASS
     x, y, lw, lh = (int(v) for v in LESION_RECT)
     img[y : y + lh, x : x + lw] = LESION
+    if grain:
+        yy, xx = np.ogrid[:h, :w]
+        dark = ((yy // GRAIN_L0_PX + xx // GRAIN_L0_PX) % 2).astype(bool)
+        img[..., 2][dark] -= GRAIN_BLUE
     return img
 
 
-def write_synthetic_tiff(path: Path) -> Path:
-    """A flat RGB TIFF with its scale in the resolution tags (read by the image backend)."""
+def write_synthetic_tiff(path: Path, *, grain: bool = True) -> Path:
+    """A flat RGB TIFF with its scale in the resolution tags (read by the image backend);
+    ``grain``: see ``synthetic_rgb`` (off for tests of exact colours)."""
     import tifffile
 
     px_per_cm = 1e4 / MPP
-    tifffile.imwrite(path, synthetic_rgb(), photometric="rgb", resolution=(px_per_cm, px_per_cm),
+    tifffile.imwrite(path, synthetic_rgb(grain=grain), photometric="rgb", resolution=(px_per_cm, px_per_cm),
                      resolutionunit="CENTIMETER")
     return path
 

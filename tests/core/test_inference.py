@@ -16,7 +16,7 @@ from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter, choose_level, plan_regions
-from histoviewer.core.inference.tissue import grid_tissue
+from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
 from histoviewer.core.inference.worker import InferenceWorker, WorkerCallbacks, WorkerSchedule
 from histoviewer.core.progress import JobControl
 from histoviewer.core.slide import open_slide
@@ -45,7 +45,13 @@ def geometry(stride: int = P) -> GridGeometry:
 
 
 def all_cells_grid(g: GridGeometry) -> PredictionGrid:
-    return PredictionGrid(g)  # no tissue mask: every cell is classified
+    """No tissue mask: every cell is classified, except those whose patch lies less than a
+    quarter inside the slide (as the real tissue rule does: outside counts as glass). Those
+    (the bottom row here: 14 level-0 px of glass, the rest white fill) would read as blank
+    patches, which a tissue cell must never be (``inference.blank``)."""
+    x, y = g.cell_l0_xy(np.arange(g.size))
+    inside = (np.clip(g.l0_width - x, 0, g.l0_patch) * np.clip(g.l0_height - y, 0, g.l0_patch)) / g.l0_patch**2
+    return PredictionGrid(g, (inside >= TISSUE_THRESHOLD).reshape(g.shape))
 
 
 # -- geometry ---------------------------------------------------------------------------------
@@ -136,9 +142,10 @@ def test_classify_cells_reports_one_stage_through_job_control(reader):
     control = JobControl(progress=lambda stage, done, total, _d: seen.append((stage, done, total)))
     times = classify_cells(grid, RegionCutter(reader, g), LesionFractionModel(fail_on_calls=(1,)),
                            grid.pending(), batch_size=64, block=8, control=control, stage="Classifying x.tif")
-    assert times.failed > 0 and times.patches + times.failed == g.size
-    assert {s for s, _, _ in seen} == {"Classifying x.tif"} and seen[0] == ("Classifying x.tif", 0, g.size)
-    assert seen[-1] == ("Classifying x.tif", g.size, g.size)
+    n = int(np.count_nonzero(grid.tissue))
+    assert times.failed > 0 and times.patches + times.failed == n
+    assert {s for s, _, _ in seen} == {"Classifying x.tif"} and seen[0] == ("Classifying x.tif", 0, n)
+    assert seen[-1] == ("Classifying x.tif", n, n)
     assert [d for _, d, _ in seen] == sorted(d for _, d, _ in seen)
     fresh = all_cells_grid(g)
     with pytest.raises(Cancelled, match="analysis cancelled"):
@@ -155,11 +162,13 @@ def test_position_dependent_model_proves_alignment(reader, stride):
     grid = all_cells_grid(g)
     times = classify_cells(grid, RegionCutter(reader, g), LesionFractionModel(), grid.pending(),
                            batch_size=64, block=8)
-    assert times.patches == g.size and times.failed == 0
+    tissue = grid.tissue
+    assert times.patches == np.count_nonzero(tissue) and times.failed == 0
     x, y = g.cell_l0_xy(np.arange(g.size))
     expected_patch = lesion_fraction(x, y, g.l0_patch).reshape(g.shape)
     values, state = grid.snapshot()
-    assert np.all(state == CellState.COMPUTED)
+    assert np.all(state[tissue] == CellState.COMPUTED)
+    values = np.where(tissue, values, 0.0)  # the edge row (glass, never classified) as lesion-free
     # a shift of one model px changes a fraction by at most 1/96; allow ~3 px of blur
     assert np.max(np.abs(values - expected_patch)) < 0.035
     # the map: each map cell is the mean of the patches covering it
@@ -172,7 +181,8 @@ def test_position_dependent_model_proves_alignment(reader, stride):
             count[dr:, dc:] += 1
     expected_map /= count
     map_values, map_state = grid.map()
-    assert np.all(map_state == CellState.COMPUTED)
+    assert np.all(map_state[: -1 if k == 1 else None] == CellState.COMPUTED)  # the edge row: glass
+    map_values = np.where(map_state == CellState.COMPUTED, map_values, 0.0)
     assert np.max(np.abs(map_values - expected_map)) < 0.035
     # and the map is centred on the lesion: its weighted centroid within one stride
     mx, my = g.cell_l0_xy(np.arange(g.size))
@@ -335,7 +345,7 @@ def test_worker_survives_a_failing_read(reader):
         assert worker.wait_idle(20)
         x, _ = g.cell_l0_xy(np.arange(g.size))
         state = grid.state.reshape(-1)
-        assert np.all(state[x < 2000] == CellState.COMPUTED)
+        assert np.all(state[(x < 2000) & grid.tissue.reshape(-1)] == CellState.COMPUTED)
         assert np.any(state == CellState.FAILED)
         assert any("broken tile" in m for _, m in rec.failures)
         assert grid.coverage() == 1.0  # failed cells are done (and shown as failed), not pending

@@ -17,18 +17,22 @@ report's JSON, CSV and PDF, the case view) takes it from ``node_result`` and
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from histoviewer.core.analysis.camelyon17 import check_unique_nodes, group_cases, submission_csv
+from histoviewer.core.analysis.camelyon17 import (
+    check_unique_nodes,
+    group_cases,
+    submission_csv,
+)
 from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import StagingError
 from histoviewer.core.staging_terms import NodeLabel
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["CaseOutputs", "node_result", "node_result_from_annotations", "stage_summaries", "write_case_outputs"]
 
@@ -92,5 +96,5 @@ def write_case_outputs(out_dir: str | os.PathLike[str], summaries: Sequence[Slid
     doc = {"cases": [r.to_dict() for r in results],
            "errors": [{"patient": p, "error": e} for p, e in errors.items()],
            "failed_slides": [f.to_dict() for f in summaries if isinstance(f, SlideFailure)]}
-    atomic_write_text(json_path, json.dumps(doc, indent=2))
+    atomic_write_text(json_path, strict_dumps(doc, indent=2))
     return CaseOutputs(csv_path, json_path, tuple(results), errors)

@@ -20,8 +20,14 @@ import numpy as np
 import tifffile
 
 from histoviewer.core.analysis.froc import Detection
+from histoviewer.core.analysis.map_io import check_map_values
 from histoviewer.core.analysis.summary import SlideFailure, read_summary
-from histoviewer.core.errors import EvaluationError, SummaryFormatError, SummaryWithoutLesionsError
+from histoviewer.core.errors import (
+    EvaluationError,
+    InferenceError,
+    SummaryFormatError,
+    SummaryWithoutLesionsError,
+)
 from histoviewer.core.safe_input import require_regular_file
 
 __all__ = ["SlideDetections", "read_detections"]
@@ -50,6 +56,10 @@ def _from_summary(folder: Path) -> SlideDetections:
     tiff = folder / "probability.tiff"
     if tiff.is_file():
         values = tifffile.imread(tiff)
+        try:
+            check_map_values(np.asarray(values, np.float64), tiff)  # +Inf would be the slide's score
+        except InferenceError as exc:
+            raise EvaluationError(str(exc)) from exc
         finite = values[np.isfinite(values) & (values >= 0)]
         score = float(finite.max()) if finite.size else 0.0
     return SlideDetections(folder.name, dets, summary.mpp, score)

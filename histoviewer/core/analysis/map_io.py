@@ -31,7 +31,7 @@ from histoviewer.core.safe_input import (
     require_regular_file,
 )
 
-__all__ = ["MAX_MAP_CELLS", "DomainMap", "MapMeta", "parse_map_meta", "read_domain_map", "read_map_meta", "read_probability_map"]
+__all__ = ["MAX_MAP_CELLS", "DomainMap", "MapMeta", "check_map_values", "parse_map_meta", "read_domain_map", "read_map_meta", "read_probability_map"]
 
 
 # A probability map has one cell per patch: a whole slide at a 96 px patch is ~10^5 cells,
@@ -199,11 +199,37 @@ def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, Grid
         values = data.astype(np.float64)
     else:
         raise InferenceError(f"{path}: unsupported value type {data.dtype} (use float 0..1, or 8/16-bit grey)")
-    finite = values[np.isfinite(values)]
-    if finite.size and finite.max() > 1.0 + 1e-6:
-        raise InferenceError(f"{path}: values up to {finite.max():g}: a probability map holds 0..1 "
-                             "(and -1 / -2 / NaN codes for background / failed / not computed)")
+    check_map_values(values, path)
     return values, _geometry_of(path, description)
+
+
+_CODES = (-1.0, -2.0)  # background, failed (``inference.grid.ENCODED``); NaN: not computed
+
+
+def check_map_values(values: np.ndarray, source: str | os.PathLike[str]) -> None:
+    """``InferenceError`` naming ``source`` unless ``values`` is a probability map a result
+    can rest on: at least one cell, every value a probability 0..1 or one of the codes
+    (-1 background, -2 failed, NaN not computed), and at least one cell computed or known
+    background. +/-Inf and other negatives are refused (they are neither probabilities nor
+    codes: a range check on the finite values alone would let them vanish), and so is a
+    0x0 or all-NaN map (nothing was computed: no label, negative least of all)."""
+    if values.size == 0:
+        raise InferenceError(f"{source}: the probability map is empty ({values.shape[0]}x{values.shape[1]} cells)")
+    if np.isinf(values).any():
+        n = int(np.count_nonzero(np.isinf(values)))
+        raise InferenceError(f"{source}: {n} map value(s) are infinite; a probability map holds 0..1 "
+                             "(and -1 / -2 / NaN codes for background / failed / not computed)")
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        raise InferenceError(f"{source}: every map value is NaN (not computed): there is nothing to find lesions in")
+    if finite.max() > 1.0 + 1e-6:
+        raise InferenceError(f"{source}: values up to {finite.max():g}: a probability map holds 0..1 "
+                             "(and -1 / -2 / NaN codes for background / failed / not computed)")
+    negative = finite[finite < 0]
+    if negative.size and not np.isin(negative, _CODES).all():
+        bad = negative[~np.isin(negative, _CODES)]
+        raise InferenceError(f"{source}: value {bad[0]:g} is neither a probability 0..1 nor a code "
+                             "(-1 background, -2 failed, NaN not computed)")
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,7 @@ class SlideSummary:
         """``summary.json`` (its keys and their order are the file format)."""
         return {
             "slide": self.slide, "out_dir": self.out_dir, "model": self.model.to_dict(), "mpp": self.mpp,
+            "mpp_source": self.geometry.slide_mpp_source,  # "user": sizes rest on a user-set scale
             "level_read": self.level_read, "region_source": self.region_source,
             "geometry": self.geometry.to_dict(), "tissue_patches": self.tissue_patches,
             "classified_patches": self.classified_patches, "failed_patches": self.failed_patches,

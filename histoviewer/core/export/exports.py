@@ -263,7 +263,7 @@ def export_heatmap_image(
     scale = _l0_per_px(g.slide_mpp, reg, r.output_mpp, l0_per_output_px, r.max_side_px)
     size = output_size(reg, scale)
     is_png = _suffix(Path(out_path)) == ".png"
-    bar = scale_bar_for(scale * g.slide_mpp, size) if (is_png if r.scale_bar is None else r.scale_bar) else None
+    bar = scale_bar_for(scale * g.slide_mpp, size, user_set=g.slide_mpp_source == "user") if (is_png if r.scale_bar is None else r.scale_bar) else None
     spec = RenderSpec(reg, scale, size, False, r.colormap, 1.0, r.threshold, tuple(r.outlines),
                       r.outline_style, bar)
     prov = _provenance("heatmap", str(r.slide_path), heatmap, reg, scale, size, r.colormap, 1.0, r.threshold,

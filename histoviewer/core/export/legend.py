@@ -181,10 +181,11 @@ def _nice_length_um(target_um: float) -> float:
     return exp
 
 
-def scale_bar_for(output_mpp: float, image_size: tuple[int, int], font_px: int = 14) -> ScaleBar | None:
+def scale_bar_for(output_mpp: float, image_size: tuple[int, int], font_px: int = 14,
+                  user_set: bool = False) -> ScaleBar | None:
     """A scale bar about a fifth of the image width (40..400 px), in its bottom-left corner,
     for an image of ``output_mpp`` micrometres per pixel; None when the image is too small
-    to hold one."""
+    to hold one. ``user_set``: the slide's scale is the one the user stated (the label says so)."""
     w, h = image_size
     target_px = min(400.0, max(40.0, w / 5))
     if w < 80 or h < 3 * font_px:
@@ -192,6 +193,7 @@ def scale_bar_for(output_mpp: float, image_size: tuple[int, int], font_px: int =
     length_um = _nice_length_um(target_px * output_mpp)
     length_px = length_um / output_mpp
     label = f"{um_to_mm(length_um):g} mm" if length_um >= UM_PER_MM else f"{length_um:g} um"  # the bundled font has no micro sign
+    label += " (user-set scale)" if user_set else ""
     pad = max(4, font_px // 2)
     box_w = int(max(length_px, _font(font_px).getlength(label)) + 2 * pad)
     box_h = int(font_px * 1.4 + 6 + 2 * pad)

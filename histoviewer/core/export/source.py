@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from histoviewer.core.analysis.map_io import read_map_meta
+from histoviewer.core.analysis.map_io import check_map_values, read_map_meta
 from histoviewer.core.analysis.summary import analysis_domain
 from histoviewer.core.errors import ExportError, InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
@@ -101,6 +101,9 @@ def read_analysis(path: str | os.PathLike[str]) -> HeatmapData:
         raise ExportError(f"not a readable analysis result (probability.tiff + .json): {exc}") from exc
     try:
         encoded = tifffile.imread(tiff)
+        check_map_values(np.asarray(encoded, np.float64), tiff)  # no +/-Inf, no empty or all-NaN map
+    except InferenceError as exc:
+        raise ExportError(str(exc)) from exc
     except (OSError, ValueError) as exc:
         raise ExportError(f"{tiff}: not a readable analysis result (probability.tiff + .json): {exc}") from exc
     try:
@@ -127,8 +130,11 @@ def heatmap_for_slide(
     cache_folder: Path | None = None,
     device: str = "auto",
     control: JobControl = NO_CONTROL,
+    user_mpp: float | None = None,
+    force_mpp: bool = False,
 ) -> HeatmapData:
     """The complete map of ``model_spec`` on a slide, computed only when not already known.
+    ``user_mpp``/``force_mpp``: the pixel size the user states (``open_slide``), marked "user".
 
     Order: (1) the viewer's heatmap cache (``HeatmapCache``) when it holds a complete grid
     of this slide, model and stride; (2) an earlier analysis in ``analysis_root`` made with
@@ -138,13 +144,13 @@ def heatmap_for_slide(
     slide_path = Path(slide_path)
     model_path = resolve_model_path(model_spec)
     info = read_model_info(model_path)
-    with open_slide(slide_path) as reader:
+    with open_slide(slide_path, user_mpp=user_mpp, force_mpp=force_mpp) as reader:
         slide_info = reader.info
     if slide_info.mpp is None:
-        raise ExportError(f"{slide_path}: the slide does not state its scale (um/px); a model "
-                          "cannot be run on it, so there is no heatmap to export")
+        raise ExportError(f"{slide_path}: the slide's scale (um/px) is unknown ({slide_info.mpp_note}); a model "
+                          "cannot be run on it, so there is no heatmap to export", setting="mpp")
     geometry = GridGeometry.for_slide(slide_info.dimensions, slide_info.mpp, info.input.mpp,
-                                      info.input.patch_px, stride_px)
+                                      info.input.patch_px, stride_px, mpp_source=slide_info.mpp_source)
     if info.content_hash:
         grid = PredictionGrid(geometry)
         if HeatmapCache.for_slide(slide_path, info.content_hash, geometry, cache_folder).load(grid):
@@ -166,7 +172,8 @@ def heatmap_for_slide(
     model = open_model(model_path, device=device)
     try:
         # whole or not at all: a killed export never leaves a half analysis to be found later
-        analyze_into(folder, lambda tmp: analyze_slide(slide_path, tmp, model, AnalyzeOptions(stride_px=stride_px),
+        analyze_into(folder, lambda tmp: analyze_slide(slide_path, tmp, model, AnalyzeOptions(stride_px=stride_px, user_mpp=user_mpp,
+                                                                                              force_mpp=force_mpp),
                                                        control=control))
     finally:
         model.close()

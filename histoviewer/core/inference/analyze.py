@@ -12,7 +12,6 @@ loaded in the worker.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from histoviewer.core.models.registry import open_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide import open_slide
 from histoviewer.core.staging_terms import NodeLabel
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["AnalyzeOptions", "analyze_slide", "analyze_slide_job", "remove_if_empty", "slide_out_dir"]
 
@@ -73,6 +73,10 @@ class AnalyzeOptions:
     torch_threads: int | None = None
     lesion_threshold: float | None = None
     fast_tiff: bool = True
+    # the pixel size (um/px) the user states for slides that have none (marked "user" in
+    # every output); ``force_mpp`` lets it replace a slide's own scale
+    user_mpp: float | None = None
+    force_mpp: bool = False
 
     def __post_init__(self) -> None:
         if self.stride_px is not None and self.stride_px < 1:
@@ -137,16 +141,17 @@ def remove_if_empty(folder: Path) -> None:
 def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: AnalyzeOptions,
                   control: JobControl, t_start: float) -> SlideSummary:
     """``analyze_slide``'s work once ``out`` exists."""
-    with open_slide(slide_path) as reader:
+    with open_slide(slide_path, user_mpp=options.user_mpp, force_mpp=options.force_mpp) as reader:
         info = reader.info
         if info.mpp is None:
             raise InferenceError(
-                f"{slide_path}: the slide does not state its scale (microns per pixel), so patches "
-                "cannot be read at the model's scale"
+                f"{slide_path}: the slide's scale (microns per pixel) is unknown ({info.mpp_note}), so "
+                "patches cannot be read at the model's scale; state the pixel size if you know it",
+                setting="mpp",
             )
         spec = model.input
         geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp, spec.patch_px,
-                                          options.stride_px)
+                                          options.stride_px, mpp_source=info.mpp_source)
         record = ModelRecord.from_info(model.info)
         t0 = time.perf_counter()
         tissue = grid_tissue(reader, geometry, options.tissue_threshold)
@@ -202,7 +207,7 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
         failures=tuple(failures), node_label=label, provisional=found.provisional,
         lesion_params=found.params, lesions=SlideSummary.written_lesions(found), domain=verdict,
     )
-    atomic_write_text(out / "summary.json", json.dumps(summary.to_dict(), indent=2))
+    atomic_write_text(out / "summary.json", strict_dumps(summary.to_dict(), indent=2))
     return summary
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import os
 import zipfile
@@ -28,6 +27,7 @@ from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.paths import user_data_dir
 from histoviewer.core.safe_input import parse_json
+from histoviewer.core.strict_json import strict_dumps
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class HeatmapCache:
 
     @property
     def key(self) -> str:
-        text = json.dumps({"v": CACHE_VERSION, "slide": self.slide_fingerprint, "model": self.model_hash,
+        text = strict_dumps({"v": CACHE_VERSION, "slide": self.slide_fingerprint, "model": self.model_hash,
                            "geometry": self.geometry.to_dict()}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:40]
 
@@ -84,7 +84,7 @@ class HeatmapCache:
     def save(self, grid: PredictionGrid) -> Path | None:
         """Write the grid (atomically); returns the path, or None when it could not be written."""
         values, state = grid.snapshot()
-        meta = json.dumps({"v": CACHE_VERSION, "key": self.key, "geometry": self.geometry.to_dict()})
+        meta = strict_dumps({"v": CACHE_VERSION, "key": self.key, "geometry": self.geometry.to_dict()})
         buf = io.BytesIO()
         # ``domain``: the per-patch domain distances (NaN where none), beside the probabilities.
         np.savez_compressed(buf, values=values, state=state, domain=grid.domain_snapshot(),

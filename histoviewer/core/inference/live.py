@@ -172,7 +172,8 @@ class LiveHeatmap:
         t1 = time.perf_counter()
         spec = model.input
         geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp, spec.patch_px,
-                                          spec.patch_px // max(1, self.options.stride_divisor))
+                                          spec.patch_px // max(1, self.options.stride_divisor),
+                                          mpp_source=info.mpp_source)
         grid = PredictionGrid(geometry, grid_tissue(self.reader, geometry))
         t2 = time.perf_counter()
         cache = None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +31,7 @@ from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import ENCODED, CellState
 from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["DOMAIN_ENCODING", "ENCODING", "analyze_into", "write_domain_map", "write_heatmap_png",
            "write_probability_map"]
@@ -66,10 +66,10 @@ def write_probability_map(folder: Path, encoded: np.ndarray, geometry: GridGeome
         meta["model"] = model.to_dict()
     buf = io.BytesIO()
     tifffile.imwrite(buf, encoded.astype(np.float32), compression="zlib",
-                     description=json.dumps(meta), metadata=None)
+                     description=strict_dumps(meta), metadata=None)
     tiff_path, json_path = folder / "probability.tiff", folder / "probability.json"
     atomic_write_bytes(tiff_path, buf.getvalue())
-    atomic_write_text(json_path, json.dumps(meta, indent=2))
+    atomic_write_text(json_path, strict_dumps(meta, indent=2))
     return tiff_path, json_path
 
 
@@ -84,7 +84,7 @@ def write_domain_map(folder: Path, encoded: np.ndarray, geometry: GridGeometry, 
     if slide is not None:
         meta["slide"] = slide
     buf = io.BytesIO()
-    tifffile.imwrite(buf, encoded.astype(np.float32), compression="zlib", description=json.dumps(meta),
+    tifffile.imwrite(buf, encoded.astype(np.float32), compression="zlib", description=strict_dumps(meta),
                      metadata=None)
     path = folder / "domain.tiff"
     atomic_write_bytes(path, buf.getvalue())
@@ -150,7 +150,7 @@ def analyze_into(
         try:
             summary = _relocated(analyse(tmp), tmp, final)
             atomic_write_text(
-                tmp / "summary.json", json.dumps(summary.to_dict(), indent=2)
+                tmp / "summary.json", strict_dumps(summary.to_dict(), indent=2)
             )
         except HistoViewerError as exc:
             if str(tmp) not in str(exc):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from histoviewer.core.inference.grid import PredictionGrid
-from histoviewer.core.inference.prefetch import RegionPrefetcher
+from histoviewer.core.inference.prefetch import BLANK_REASON, RegionPrefetcher
 from histoviewer.core.inference.regions import RegionCutter, plan_regions
 from histoviewer.core.models.classifier import PatchClassifier
 from histoviewer.core.progress import NO_CONTROL, JobControl
@@ -39,7 +39,8 @@ class PipelineTimes:
     wait_s: float = 0.0
     total_s: float = 0.0
     patches: int = 0
-    failed: int = 0
+    failed: int = 0  # all failed patches, ``blank`` included
+    blank: int = 0  # tissue patches that came back blank (``inference.blank``)
     regions: int = 0
 
     def to_dict(self) -> dict[str, float | int]:
@@ -118,9 +119,16 @@ def classify_cells(
             if result.patches is None:
                 fail(result.job.cells, result.error or "read failed")
                 continue
-            pend_cells.append(result.job.cells)
-            pend_patches.append(result.patches)
-            n_pending += len(result.job.cells)
+            blank = result.blank_cells()
+            if blank.size:
+                times.blank += len(blank)
+                fail(blank, BLANK_REASON)
+            ok_cells, ok_patches = result.usable()
+            if not ok_cells.size:
+                continue
+            pend_cells.append(ok_cells)
+            pend_patches.append(ok_patches)
+            n_pending += len(ok_cells)
             if n_pending >= batch_size:
                 flush()
         flush()

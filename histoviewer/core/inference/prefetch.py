@@ -18,18 +18,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.inference.blank import BLANK_REASON, blank_patches
 from histoviewer.core.inference.regions import RegionJob
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RegionPrefetcher", "RegionResult"]
+__all__ = ["BLANK_REASON", "RegionPrefetcher", "RegionResult"]
 
 ReadFn = Callable[[RegionJob], tuple[np.ndarray, float, float]]
 
 
 @dataclass(frozen=True)
 class RegionResult:
-    """Patches of a job (or why it failed), with the time spent reading and resizing."""
+    """Patches of a job (or why it failed), with the time spent reading and resizing.
+    ``blank``: which of the job's patches came back without content (``inference.blank``);
+    those cells must be marked FAILED, not classified (``usable`` / ``blank_cells``)."""
 
     generation: int
     job: RegionJob
@@ -37,6 +40,22 @@ class RegionResult:
     error: str | None
     read_s: float = 0.0
     resize_s: float = 0.0
+    blank: np.ndarray | None = None
+
+    def usable(self) -> tuple[np.ndarray, np.ndarray]:
+        """(cells, patches) to classify: the readable, non-blank ones (empty when the read failed)."""
+        if self.patches is None:
+            return self.job.cells[:0], np.zeros((0, 0, 0, 3), np.uint8)
+        if self.blank is None or not self.blank.any():
+            return self.job.cells, self.patches
+        keep = ~self.blank
+        return self.job.cells[keep], self.patches[keep]
+
+    def blank_cells(self) -> np.ndarray:
+        """Cells whose patch came back blank (to be marked FAILED with ``BLANK_REASON``)."""
+        if self.patches is None or self.blank is None:
+            return self.job.cells[:0]
+        return self.job.cells[self.blank]
 
 
 class RegionPrefetcher:
@@ -105,7 +124,8 @@ class RegionPrefetcher:
                 self._in_flight += 1
             try:
                 patches, read_s, resize_s = self._read(job)
-                result = RegionResult(generation, job, patches, None, read_s, resize_s)
+                # checked here, on the reader thread: every consumer gets it, the model's thread pays nothing
+                result = RegionResult(generation, job, patches, None, read_s, resize_s, blank_patches(patches))
             except HistoViewerError as exc:
                 result = RegionResult(generation, job, None, str(exc))
             except Exception as exc:  # noqa: BLE001 - one bad region must not stop the reader

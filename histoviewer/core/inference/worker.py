@@ -30,7 +30,7 @@ import numpy as np
 
 from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.inference.grid import PredictionGrid
-from histoviewer.core.inference.prefetch import RegionPrefetcher
+from histoviewer.core.inference.prefetch import BLANK_REASON, RegionPrefetcher
 from histoviewer.core.inference.regions import RegionCutter, plan_regions
 from histoviewer.core.models.classifier import PatchClassifier
 from histoviewer.core.slide.reader import SlideReader
@@ -236,10 +236,14 @@ class InferenceWorker:
                     count += len(more.job.cells)
                 for failed in (r for r in ready if r.patches is None):
                     self._fail(failed.job.cells, failed.error or "read failed")
-                good = [r for r in ready if r.patches is not None]
+                blank = [r.blank_cells() for r in ready]
+                if any(b.size for b in blank):
+                    self._fail(np.concatenate(blank), BLANK_REASON)
+                good = [r.usable() for r in ready]
+                good = [(c, p) for c, p in good if c.size]
                 if good:
-                    self._classify(np.concatenate([r.job.cells for r in good]),
-                                   np.concatenate([r.patches for r in good]) if len(good) > 1 else good[0].patches)
+                    self._classify(np.concatenate([c for c, _ in good]),
+                                   np.concatenate([p for _, p in good]) if len(good) > 1 else good[0][1])
 
     def _classify(self, cells: np.ndarray, patches: np.ndarray) -> None:
         try:

@@ -17,7 +17,6 @@ file used as initial weights is verified as ``load_model`` verifies it.
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from histoviewer.core.models.model_file import (
     verified_arrays,
 )
 from histoviewer.core.safe_input import parse_json, require_regular_file
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["WEIGHTS_FORMAT", "InitWeights", "import_torchvision_weights", "load_init_weights",
            "weights_hash"]
@@ -140,7 +140,7 @@ def import_torchvision_weights(pth: str | Path, architecture: str,
     arrays = {k: v.detach().cpu().numpy() for k, v in state.items()}
     matched = _match(pth, architecture, wanted, arrays, None)
     meta = {"format": WEIGHTS_FORMAT, "architecture": architecture,
-            "source": json.dumps({"file": pth.name, "converted_from": "torch state dict"}),
+            "source": strict_dumps({"file": pth.name, "converted_from": "torch state dict"}),
             "content_hash": weights_hash(architecture, matched)}
     atomic_write_bytes(out, save(matched, metadata=meta))
     return InitWeights(str(out), architecture, len(matched), _unused(arrays, matched))

@@ -8,7 +8,6 @@ timestamps, so the same seed gives byte-identical files.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from histoviewer.core.annotations.asap_xml import write_asap_xml
 from histoviewer.core.annotations.geojson_io import PolygonAnnotation, write_atomic, write_geojson
 from histoviewer.core.phantom.result import PhantomLesion
 from histoviewer.core.staging_terms import SizeClass
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["GroundTruthPaths", "ground_truth_paths", "write_ground_truth"]
 
@@ -80,7 +80,7 @@ def write_ground_truth(
         "node_label": "negative" if worst is None else worst.value,
         "lesions": [les.to_dict() for les in lesions],
     }
-    write_atomic(paths.lesions_json, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+    write_atomic(paths.lesions_json, (strict_dumps(doc, indent=1) + "\n").encode("utf-8"))
     return paths
 
 

@@ -10,6 +10,7 @@ from histoviewer.core.safe_input import require_regular_file
 from histoviewer.core.slide.image_backend import ImageReader
 from histoviewer.core.slide.openslide_backend import OpenSlideReader
 from histoviewer.core.slide.reader import SlideReader
+from histoviewer.core.slide.user_scale import apply_user_mpp
 
 # Formats the flat-image fallback handles when OpenSlide declines a file.
 FLAT_IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
@@ -29,13 +30,27 @@ def _check_file(path: Path) -> None:
         raise SlideOpenError(f"{path}: the file is empty (0 bytes); it may still be copying or be truncated")
 
 
-def open_slide(path: str | os.PathLike[str]) -> SlideReader:
+def open_slide(path: str | os.PathLike[str], *, user_mpp: float | None = None,
+               force_mpp: bool = False) -> SlideReader:
     """Open a slide with OpenSlide, falling back to the flat-image reader.
 
     Raises ``SlideOpenError`` naming the file and the cause for anything that cannot be
-    opened (missing, directory, unreadable, empty, unsupported, corrupt).
+    opened (missing, directory, unreadable, empty, unsupported, corrupt). ``user_mpp``: the
+    pixel size the user states (um/px), used when the slide has none, or instead of its own
+    with ``force_mpp`` (``user_scale.apply_user_mpp``; ``UserScaleError`` otherwise); the
+    slide's info then says ``mpp_source == "user"``.
     """
-    path = Path(path)
+    reader = _open(Path(path))
+    if user_mpp is not None:
+        try:
+            apply_user_mpp(reader, user_mpp, force=force_mpp)
+        except BaseException:
+            reader.close()
+            raise
+    return reader
+
+
+def _open(path: Path) -> SlideReader:
     _check_file(path)
     try:
         return OpenSlideReader(path)

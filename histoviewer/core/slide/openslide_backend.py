@@ -75,8 +75,10 @@ class OpenSlideReader(SlideReader):
             vendor=props.get(openslide.PROPERTY_NAME_VENDOR),
             level_dimensions=tuple(tuple(int(v) for v in d) for d in self._slide.level_dimensions),
             level_downsamples=tuple(float(d) for d in self._slide.level_downsamples),
-            mpp_x=_float_property(props, openslide.PROPERTY_NAME_MPP_X),
-            mpp_y=_float_property(props, openslide.PROPERTY_NAME_MPP_Y),
+            # as stated (inf, -0.5, "abc" included): SlideInfo checks the scale and says why it is unknown
+            # (OpenSlide itself drops an Aperio "MPP = nan": the raw value then gives the reason)
+            mpp_x=props.get(openslide.PROPERTY_NAME_MPP_X, props.get("aperio.MPP")),  # type: ignore[arg-type]
+            mpp_y=props.get(openslide.PROPERTY_NAME_MPP_Y, props.get("aperio.MPP")),  # type: ignore[arg-type]
             objective_power=_float_property(props, openslide.PROPERTY_NAME_OBJECTIVE_POWER),
             associated_images=tuple(self._slide.associated_images.keys()),
             properties=props,

@@ -13,6 +13,7 @@ import numpy as np
 
 from histoviewer.core.errors import SlideReadError
 from histoviewer.core.slide import open_slide
+from histoviewer.core.slide.user_scale import UserScaleStore, apply_user_mpp
 from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.core.tiles.frame import FramePlan, plan_frame
 from histoviewer.core.tiles.geometry import DEFAULT_TILE_SIZE, LevelTiling, TileKey
@@ -75,6 +76,11 @@ class SlideSession:
         workers: int = 2,
     ) -> None:
         self.reader = open_slide(path)
+        if self.reader.info.mpp is None:
+            # a pixel size the user stated for this slide before (``slide.user_scale``), marked "user"
+            stated = UserScaleStore().get(path, self.reader.info.dimensions)
+            if stated is not None:
+                apply_user_mpp(self.reader, stated)
         self.info = self.reader.info
         self.slide_id = next(_slide_ids)
         self.cache = cache

@@ -1,0 +1,76 @@
+"""Patches that came back without content: the one check every classification path runs.
+
+A damaged tile can decode without any error: JPEG tiles whose entropy-coded data was
+zeroed (a bad disk block, a truncated copy, a scanner fault) decode through libjpeg-turbo
+(tifffile/imagecodecs, Pillow) as a flat grey plane carrying one repeated 8x8 artefact,
+and a missing tile reads as a uniform white fill. Classified, such a patch is "no tumour":
+a metastasis under damaged tiles would be reported negative. A tissue cell (the tissue
+mask comes from a coarser level, so it still sees the tissue) whose patch is blank is
+therefore marked FAILED, never classified.
+
+The test: the spread of the patch's mean luminance over blocks of ``BLOCK_PX`` model
+pixels. Any H&E tissue has structure (nuclei, stroma, fat) at that scale: measured on
+CMU-1-Small-Region and on the phantoms, the lowest spread of a tissue patch is 6.7-8.6
+grey levels (median 13-31). A zeroed-entropy tile gives 0.03-0.13 (its artefact repeats
+every JPEG block, so block means are all equal), a uniform fill gives 0. Glass also gives
+a low spread, and the tissue mask (from a coarse level) still counts some of it as
+tissue: fat vacuoles, sinuses and glass at the edge of a section (one such patch on a clean
+2.7 x 2.2 mm phantom: luminance 245, block spread < 1). So a structureless patch is blank
+only when it is also either darker than glass (``GLASS_LUMINANCE``: the zeroed-JPEG plane
+is mid-grey, ~128) or without any pixel noise (``MIN_PIXEL_SPREAD``: a uniform fill, white
+255 or black 0; a real scan of glass has sensor and JPEG noise of 1-3 grey levels). The
+check runs only on cells the tissue mask calls tissue (the callers never read background
+cells). A patch only partly on a damaged tile keeps the spread of its readable part and is
+classified from it; only patches that are blank as a whole are caught here. A damaged tile
+that decodes as a bright, noisy, structureless plane cannot be told from glass by its
+pixels and is not caught.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "BLANK_REASON",
+    "BLOCK_PX",
+    "GLASS_LUMINANCE",
+    "MIN_BLOCK_SPREAD",
+    "MIN_PIXEL_SPREAD",
+    "blank_patches",
+]
+
+BLOCK_PX = 16  # two JPEG MCUs of 4:2:0 chroma at most; small next to a 96-px patch
+# grey levels; tissue >= 6.7, damaged or filled <= 0.13 (see above)
+MIN_BLOCK_SPREAD = 1.0
+# mean grey level; glass and fat in H&E scans are brighter (~230-250)
+GLASS_LUMINANCE = 200.0
+# grey levels; a scan of glass has 1-3 of noise, a uniform fill 0
+MIN_PIXEL_SPREAD = 0.5
+BLANK_REASON = (
+    "the patch is blank or flat although the tissue mask shows tissue there "
+    "(damaged or missing tile data that decoded without an error)"
+)
+
+
+def blank_patches(patches: np.ndarray) -> np.ndarray:
+    """Boolean (n,): which of ``patches`` ((n, P, P, 3) uint8) carry no image content
+    (see the module docstring)."""
+    patches = np.asarray(patches)
+    n = patches.shape[0]
+    if n == 0:
+        return np.zeros(0, bool)
+    luminance = patches.mean(axis=-1, dtype=np.float32)  # (n, P, P)
+    rows, cols = luminance.shape[1:3]
+    k_r, k_c = rows // BLOCK_PX, cols // BLOCK_PX
+    pixels = luminance.reshape(n, -1)
+    pixel_spread = pixels.std(axis=1)
+    not_glass = (pixels.mean(axis=1) < GLASS_LUMINANCE) | (
+        pixel_spread < MIN_PIXEL_SPREAD
+    )
+    if k_r * k_c < 4:  # a patch too small for blocks: its pixels' own spread
+        return (pixel_spread < MIN_BLOCK_SPREAD) & not_glass
+    blocks = luminance[:, : k_r * BLOCK_PX, : k_c * BLOCK_PX].reshape(
+        n, k_r, BLOCK_PX, k_c, BLOCK_PX
+    )
+    means = blocks.mean(axis=(2, 4)).reshape(n, -1)
+    return (means.std(axis=1) < MIN_BLOCK_SPREAD) & not_glass
