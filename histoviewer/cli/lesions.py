@@ -67,6 +67,8 @@ def _frame(args: argparse.Namespace, geo: GridGeometry | None):
 
 
 def _print_table(args: argparse.Namespace, found, domain) -> None:
+    from histoviewer.core.analysis.lesions import describe_size
+
     label = found.label.value + (" (provisional: part of the tissue is unclassified)" if found.provisional else "")
     if domain is not None and domain.out_of_domain:
         label = f"unknown ({domain.describe()})"
@@ -74,12 +76,15 @@ def _print_table(args: argparse.Namespace, found, domain) -> None:
     print(f"{args.map}: {len(found.lesions)} lesion(s), node label {label}{scale}")
     if not found.lesions:
         return
-    print(f"  {'lesion':<10} {'class':<8} {'diam mm':>8} {'area mm2':>9} {'p max':>6} {'p mean':>6}  centroid (level-0 px)")
+    print(f"  {'lesion':<10} {'class':<8} {'diam mm':>8} {'area mm2':>9} {'p max':>6} {'p mean':>6}  "
+          "centroid (level-0 px)")
     for les in found.lesions:
         d = "-" if les.diameter_mm is None else f"{les.diameter_mm:.3f}"
         a = "-" if les.area_mm2 is None else f"{les.area_mm2:.4f}"
+        # a class-border case says so, with its interval (lesions.describe_size)
+        border = f"  border: {describe_size(les)}" if les.border else ""
         print(f"  {les.name:<10} {les.size_class.value:<8} {d:>8} {a:>9} {les.max_probability:>6.3f} "
-              f"{les.mean_probability:>6.3f}  ({les.l0_centroid[0]:.1f}, {les.l0_centroid[1]:.1f})")
+              f"{les.mean_probability:>6.3f}  ({les.l0_centroid[0]:.1f}, {les.l0_centroid[1]:.1f}){border}")
 
 
 def run_lesions(args: argparse.Namespace) -> int:

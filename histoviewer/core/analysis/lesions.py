@@ -32,6 +32,23 @@ How a lesion is measured, and why:
 4. Largest diameter = maximum Feret diameter of the eroded region's outline(s)
    (``core/geometry.py``), area = its fine-pixel area, both converted with the slide's mpp.
    Without an mpp, sizes are ``None`` and the class is ``SizeClass.UNKNOWN``.
+5. Bias. On a tumour-fraction raster (each cell the fraction of it that is tumour,
+   ``l0_window == 0``) a lesion's sharp ends taper into cells less than half tumour, which the
+   threshold-0.5 outline leaves out: on the real CAMELYON16 lesions of 0.1-1 mm
+   (``benchmarks/bench_diameter_bias.py --fraction``) the median error is -0.5 / -0.7 / -2.0 /
+   -5.1 um at 2 / 4 / 8 / 16 um cells (0.2-0.3 cell), while smooth shapes (discs, ellipses)
+   come out within 0.35 cell of the truth (``tests/core/test_lesions.py``). The loss depends
+   on how sharp the ends are, so a constant added back would bias every round lesion high
+   by as much: it is not corrected; the interval of step 6 covers it. A binary map (a cell
+   tumour when its centre is) has no such loss (median +0.2 / +0.4 / +0.9 / +0.1 um).
+6. Uncertainty. A diameter measured on map cells is uncertain by about one cell (the 5-95 %
+   range of the error on real lesions spans -1.2 .. +0.7 cell at 2-8 um cells), so every
+   lesion carries ``diameter_low_mm`` .. ``diameter_high_mm`` = diameter -+ one cell. When
+   that interval straddles a size-class border (0.2 mm, 2 mm) the lesion is a *border* case
+   (``Lesion.border``) and every place that states its class says so (``describe_size``:
+   "0.21 mm (0.12-0.30 mm: ITC/micro border)"). The class itself stays that of the best
+   estimate: the node label and the stage follow the measurement, and the border note tells
+   the pathologist to measure that lesion on the glass before signing out.
 
 The remaining error is set by the map's resolution (the default model's cell is ~93 um):
 ``docs/benchmarks.md`` ("Lesions, size classes and pN") gives the measured error against
@@ -63,6 +80,7 @@ __all__ = [
     "Lesion",
     "LesionParams",
     "MapFrame",
+    "describe_size",
     "find_lesions",
     "probabilities_of",
 ]
@@ -81,6 +99,7 @@ THRESHOLD_FROM_DEFAULT = "default, model states none"
 PCAM_WINDOW_FRACTION = 1.0 / 3.0
 DEFAULT_UPSAMPLE = 12  # fine px per map cell: ~8 um for the default model's ~93 um cells
 MAX_FINE_PX = 4_000_000  # per lesion
+UNCERTAINTY_CELLS = 1.0  # half-width of a diameter's interval, in map cells (docstring, 6)
 
 
 @dataclass(frozen=True)
@@ -192,10 +211,20 @@ class Lesion:
     mean_probability: float
     cells: int
     size_class: SizeClass
+    # the diameter's interval (module docstring, 6); None without an mpp or when not recorded
+    diameter_low_mm: float | None = None
+    diameter_high_mm: float | None = None
 
     @property
     def name(self) -> str:
         return f"lesion-{self.index}"
+
+    @property
+    def border(self) -> bool:
+        """True when the diameter's interval straddles a size-class border."""
+        if self.diameter_low_mm is None or self.diameter_high_mm is None:
+            return False
+        return classify_diameter_mm(self.diameter_low_mm) != classify_diameter_mm(self.diameter_high_mm)
 
     def to_dict(self, *, with_outline: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -206,6 +235,9 @@ class Lesion:
             "max_probability": round(self.max_probability, 6),
             "mean_probability": round(self.mean_probability, 6),
             "cells": self.cells,
+            "diameter_range_mm": (None if self.diameter_low_mm is None or self.diameter_high_mm is None
+                                  else [round(self.diameter_low_mm, 6), round(self.diameter_high_mm, 6)]),
+            "size_class_border": self.border,
             "centroid_l0": [round(v, 2) for v in self.l0_centroid],
             "bbox_l0": [round(v, 2) for v in self.l0_bbox],
             "diameter_l0": round(self.l0_diameter, 3),
@@ -241,7 +273,25 @@ class Lesion:
             mean_probability=float(data["mean_probability"]),
             cells=int(data["cells"]),
             size_class=SizeClass(str(data["size_class"])),
+            diameter_low_mm=None if not data.get("diameter_range_mm") else float(data["diameter_range_mm"][0]),
+            diameter_high_mm=None if not data.get("diameter_range_mm") else float(data["diameter_range_mm"][1]),
         )
+
+
+def describe_size(lesion: Lesion) -> str:
+    """The diameter and class as every output states them: '0.95 mm (micro)', or for a border
+    case '0.235 mm (0.195-0.275 mm: ITC/micro border)'; 'size unknown (no scale)' without an mpp."""
+    if lesion.diameter_mm is None:
+        return "size unknown (no scale)"
+    if lesion.border:
+        low, high = lesion.diameter_low_mm, lesion.diameter_high_mm
+        return (f"{lesion.diameter_mm:.3f} mm ({low:.3f}\u2013{high:.3f} mm: "
+                f"{_class_word(classify_diameter_mm(low))}/{_class_word(classify_diameter_mm(high))} border)")
+    return f"{lesion.diameter_mm:.2f} mm ({_class_word(lesion.size_class)})"
+
+
+def _class_word(size_class: SizeClass) -> str:
+    return "ITC" if size_class is SizeClass.ITC else size_class.value
 
 
 def _point(xy: Sequence[Any]) -> Point:
@@ -283,13 +333,17 @@ def find_lesions(encoded: np.ndarray, frame: MapFrame,
     lesions = []
     for i, ((outline, ends, l0_diam, l0_area, centroid), p_max, p_mean, n_cells) in enumerate(found, 1):
         diameter_mm, area_mm2 = l0_px_to_mm(l0_diam, frame.mpp), l0_area_to_mm2(l0_area, frame.mpp)
+        low = high = None
+        if diameter_mm is not None:
+            cell_mm = frame.um_per_cell / 1000.0
+            low, high = max(diameter_mm - UNCERTAINTY_CELLS * cell_mm, 0.0), diameter_mm + UNCERTAINTY_CELLS * cell_mm
         xs, ys = zip(*outline)
         lesions.append(Lesion(
             index=i, l0_outline=outline, l0_centroid=centroid,
             l0_bbox=(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)),
             l0_diameter_ends=ends, l0_diameter=l0_diam, diameter_mm=diameter_mm, area_mm2=area_mm2,
             max_probability=p_max, mean_probability=p_mean, cells=n_cells,
-            size_class=classify_diameter_mm(diameter_mm),
+            size_class=classify_diameter_mm(diameter_mm), diameter_low_mm=low, diameter_high_mm=high,
         ))
     return tuple(lesions)
 
@@ -366,3 +420,4 @@ def _diameter_ends(points_xy: np.ndarray) -> tuple[Point, Point]:
     d = hull[:, None, :] - hull[None, :, :]
     i, j = np.unravel_index(np.argmax(np.einsum("ijk,ijk->ij", d, d)), (len(hull), len(hull)))
     return (float(hull[i][0]), float(hull[i][1])), (float(hull[j][0]), float(hull[j][1]))
+
