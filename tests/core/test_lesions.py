@@ -278,3 +278,23 @@ def test_a_diameter_near_a_class_border_says_so():
     assert not big.border and describe_size(big).endswith("(micro)")
     (unscaled,) = find_lesions(m2, MapFrame.for_cells(None))
     assert not unscaled.border and describe_size(unscaled) == "size unknown (no scale)"
+
+
+def test_many_lone_cells_are_measured_once_each_kind(monkeypatch):
+    # a noisy map of 2500 one-cell lesions (the hostile case had 10^6): equal neighbourhoods
+    # are measured once, so the cost is linear in the cells, not 2500 fine-raster measurements
+    from histoviewer.core.analysis import lesions as lesions_module
+
+    calls = []
+    real = lesions_module._measure_crop
+    monkeypatch.setattr(lesions_module, "_measure_crop", lambda *a: calls.append(1) or real(*a))
+    m = np.zeros((100, 100))
+    m[::2, ::2] = 1.0
+    found = find_lesions(m, FRAME)
+    assert len(found) == 2500 and len(calls) <= 9  # interior, 4 edges, 4 corners
+    # the same sizes as one lone cell measured alone (away from the map's edge)
+    (alone,) = find_lesions(np.pad(np.ones((1, 1)), 3), FRAME)
+    inner = [les for les in found if min(les.l0_centroid) > 2]
+    assert len(inner) == 49 * 49
+    assert {round(les.l0_diameter, 9) for les in inner} == {round(alone.l0_diameter, 9)}
+    assert found[-1].l0_centroid == pytest.approx((98.5, 98.5))

@@ -99,6 +99,7 @@ THRESHOLD_FROM_DEFAULT = "default, model states none"
 PCAM_WINDOW_FRACTION = 1.0 / 3.0
 DEFAULT_UPSAMPLE = 12  # fine px per map cell: ~8 um for the default model's ~93 um cells
 MAX_FINE_PX = 4_000_000  # per lesion
+MEASURE_CACHE_SIZE = 4096  # distinct component crops remembered while one map is measured
 UNCERTAINTY_CELLS = 1.0  # half-width of a diameter's interval, in map cells (docstring, 6)
 
 
@@ -321,13 +322,14 @@ def find_lesions(encoded: np.ndarray, frame: MapFrame,
     if n == 0:
         return ()
     found = []
+    cache: dict = {}  # equal crops measured once: a map of 10^6 lone cells stays linear
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
         cells = labels[sl] == k
         n_cells = int(cells.sum())
         if n_cells < params.min_cells:
             continue
         cell_values = prob[sl][cells]
-        measured = _measure_component(prob, labels, k, sl, frame, params)
+        measured = _measure_component(prob, labels, k, sl, frame, params, cache)
         found.append((measured, float(cell_values.max()), float(cell_values.mean()), n_cells))
     found.sort(key=lambda f: (-f[0][2], -f[1]))  # largest diameter, then most probable, first
     lesions = []
@@ -349,7 +351,7 @@ def find_lesions(encoded: np.ndarray, frame: MapFrame,
 
 
 def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[slice, slice],
-                       frame: MapFrame, params: LesionParams):
+                       frame: MapFrame, params: LesionParams, cache: dict):
     """(outline, diameter ends, l0 diameter, l0 area, l0 centroid) of component ``k``."""
     pad = 2  # cells: room for the interpolated edge and the zero border around it
     r0, c0 = max(sl[0].start - pad, 0), max(sl[1].start - pad, 0)
@@ -360,6 +362,35 @@ def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[s
     crop = prob[r0:r1, c0:c1].copy()
     lab = labels[r0:r1, c0:c1]
     crop[(lab != 0) & (lab != k)] = 0.0  # a neighbouring lesion must not bleed into this one
+    key = (crop.shape, u, crop.tobytes(), (lab == k).tobytes())
+    shape_of = cache.get(key)
+    if shape_of is None:
+        if len(cache) >= MEASURE_CACHE_SIZE:
+            cache.clear()
+        shape_of = cache[key] = _measure_crop(crop, lab == k, u, frame, params)
+    diam_fine, ends_fine, simplified, centroid_fine, area_count = shape_of
+    fine_px_l0 = frame.l0_cell / u
+
+    def to_l0(xy: np.ndarray) -> np.ndarray:
+        out = (xy + 0.5) * fine_px_l0
+        out[:, 0] += frame.l0_origin_x + c0 * frame.l0_cell
+        out[:, 1] += frame.l0_origin_y + r0 * frame.l0_cell
+        return out
+
+    l0_diam = diam_fine * fine_px_l0
+    (ax, ay), (bx, by) = to_l0(ends_fine)
+    outline_xy = to_l0(simplified)
+    outline = tuple((round(float(x), 3), round(float(y), 3)) for x, y in outline_xy)
+    cx, cy = to_l0(centroid_fine)[0]
+    l0_area = area_count * fine_px_l0 * fine_px_l0
+    return outline, ((float(ax), float(ay)), (float(bx), float(by))), l0_diam, l0_area, (float(cx), float(cy))
+
+
+def _measure_crop(crop: np.ndarray, component: np.ndarray, u: int, frame: MapFrame, params: LesionParams):
+    """The fine-raster measurement of one component in its crop, in fine px of the crop:
+    (diameter, its two ends, simplified outline, centroid, area in fine px). Depends only on
+    the crop's values, the component's cells, ``u``, the frame's cell and window and the
+    params, so equal crops (the many lone cells of a noisy map) are measured once."""
     rows, cols = crop.shape
     # fine pixel j has its centre at cell-centre coordinate (j + 0.5) / u - 0.5
     fy = (np.arange(rows * u) + 0.5) / u - 0.5
@@ -370,7 +401,7 @@ def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[s
     if not mask.any():
         # a lone cell just above the threshold with lower neighbours: no fine pixel centre
         # (offset from the cell centre) reaches it; keep the cell's own fine pixels
-        mask = np.kron(lab == k, np.ones((u, u), bool))
+        mask = np.kron(component, np.ones((u, u), bool))
     if params.fill_holes:
         mask = ndimage.binary_fill_holes(mask)
     fine_px_l0 = frame.l0_cell / u
@@ -384,31 +415,19 @@ def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[s
     contours = measure.find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
     points = np.concatenate(contours)[:, ::-1] - 1.0  # (x, y) fine px
     largest = max(contours, key=len)[:, ::-1] - 1.0
-
-    def to_l0(xy: np.ndarray) -> np.ndarray:
-        out = (xy + 0.5) * fine_px_l0
-        out[:, 0] += frame.l0_origin_x + c0 * frame.l0_cell
-        out[:, 1] += frame.l0_origin_y + r0 * frame.l0_cell
-        return out
-
-    l0_points = to_l0(points)
-    l0_diam = max_feret_diameter(l0_points)
-    ends = _diameter_ends(l0_points)
+    diam = max_feret_diameter(points)
+    ends = np.array(_diameter_ends(points))
     # drop the collinear run of vertices every fine-pixel edge leaves (within 0.5 fine px)
     simplified = measure.approximate_polygon(largest, tolerance=0.5)
     if len(np.unique(simplified, axis=0)) < 3:
         # a region one fine pixel wide (a lone cell eroded by the label window): simplifying
         # its diamond-shaped contour would leave a line, which is no outline
         simplified = largest
-    outline_xy = to_l0(simplified)
-    if len(outline_xy) > 1 and np.array_equal(outline_xy[0], outline_xy[-1]):
-        outline_xy = outline_xy[:-1]
-    outline = tuple((round(float(x), 3), round(float(y), 3)) for x, y in outline_xy)
+    if len(simplified) > 1 and np.array_equal(simplified[0], simplified[-1]):
+        simplified = simplified[:-1]
     ys_f, xs_f = np.nonzero(mask)
-    centroid_fine = np.array([[xs_f.mean(), ys_f.mean()]])
-    cx, cy = to_l0(centroid_fine)[0]
-    l0_area = float(mask.sum()) * fine_px_l0 * fine_px_l0
-    return outline, ends, l0_diam, l0_area, (float(cx), float(cy))
+    centroid = np.array([[xs_f.mean(), ys_f.mean()]])
+    return diam, ends, simplified, centroid, float(mask.sum())
 
 
 def _diameter_ends(points_xy: np.ndarray) -> tuple[Point, Point]:
