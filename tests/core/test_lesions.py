@@ -260,12 +260,12 @@ def test_real_camelyon16_polygons_rasterised_to_maps(shared_data, slide, mpp):
 
 
 def test_a_diameter_near_a_class_border_says_so():
-    # a 0.21 mm square lesion on 40 um cells: interval 0.17-0.25 mm straddles 0.2 mm
+    # a 0.24 mm lesion on 40 um cells: interval 0.20-0.30 mm straddles 0.2 mm
     m = np.zeros((20, 20))
     m[5:10, 5:9] = 1.0  # 5 x 4 cells: diagonal ~6.4 cells = 0.256 mm
     (les,) = find_lesions(m, MapFrame.for_cells(40.0))
     assert les.diameter_low_mm == pytest.approx(les.diameter_mm - 0.04)
-    assert les.diameter_high_mm == pytest.approx(les.diameter_mm + 0.04)
+    assert les.diameter_high_mm == pytest.approx(les.diameter_mm + 0.06)
     assert les.border and les.size_class.value == "micro"
     assert "ITC/micro border" in describe_size(les)
     # round trip through summary.json's form
