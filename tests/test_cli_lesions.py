@@ -118,13 +118,21 @@ def test_evaluate_froc_cli_with_csv_detections(tmp_path, capsys):
     write_asap_xml(truth / "tumor_1.xml", [PolygonAnnotation("a", sq)])
     (dets / "tumor_1.csv").write_text("probability,x,y\n0.9,500,500\n0.4,5000,5000\n")
     (dets / "normal_1.csv").write_text("0.6,100,100\n")
-    rc, out, _ = run(["evaluate", "froc", "--truth", truth, "--detections", dets, "--mpp", 0.5, "--json"], capsys)
+    exact = ["--froc-variant", "exact-geometry"]
+    rc, out, _ = run(["evaluate", "froc", "--truth", truth, "--detections", dets, "--mpp", 0.5, *exact, "--json"],
+                     capsys)
     assert rc == 0
     doc = json.loads(out)
     # 1 lesion hit at 0.9; FPs 0.6, 0.4 over 2 slides: sensitivity 1 already at 0 FPs
     assert doc["froc"] == 1.0 and doc["lesions"] == 1 and doc["slides"] == 2 and doc["slide_auc"] == 1.0
-    rc, _, err = run(["evaluate", "froc", "--truth", truth, "--detections", dets], capsys)
+    assert doc["variant"] == "exact-geometry"
+    rc, _, err = run(["evaluate", "froc", "--truth", truth, "--detections", dets, *exact], capsys)
     assert rc == 2 and "tumor_1: the slide's microns per pixel are needed" in err
+    # the official rule (the default) takes every slide at 0.243 um/px: no --mpp needed
+    rc, out, _ = run(["evaluate", "froc", "--truth", truth, "--detections", dets], capsys)
+    assert rc == 0 and out.startswith("CAMELYON16 FROC 1.0000") and "official CAMELYON16 rule" in out
+    rc, _, err = run(["evaluate", "froc", "--truth", truth, "--detections", dets, "--itc-um", 200], capsys)
+    assert rc == 2 and "exact-geometry only" in err
     (dets / "tumor_1.csv").write_text("0.9,500\n")
     rc, _, err = run(["evaluate", "froc", "--truth", truth, "--detections", dets, "--mpp", 0.5], capsys)
     assert rc == 2 and "tumor_1.csv:1" in err
@@ -162,5 +170,10 @@ def test_analyze_writes_lesions_labels_and_the_case_stage(case_slides, tmp_path,
     cases = json.loads((out / "cases.json").read_text())["cases"]
     assert cases[0]["deciding_lesions"][0]["node"] == "patient_007_node_0.tiff"
     # the same files feed the FROC evaluation
-    rc, text, _ = run(["evaluate", "froc", "--truth", case_slides, "--detections", out, "--json"], capsys)
+    rc, text, _ = run(["evaluate", "froc", "--truth", case_slides, "--detections", out,
+                       "--froc-variant", "exact-geometry", "--json"], capsys)
     assert rc == 0 and json.loads(text)["froc"] == 1.0
+    # the official rule drops the lowest probability of the set: with one hit and no FP or
+    # missed lesion, that is the hit, and the challenge's script gives 0
+    rc, text, _ = run(["evaluate", "froc", "--truth", case_slides, "--detections", out, "--json"], capsys)
+    assert rc == 0 and json.loads(text)["froc"] == 0.0 and json.loads(text)["variant"] == "official"

@@ -32,9 +32,18 @@ SUBCOMMANDS = (
 
 def build_parser() -> argparse.ArgumentParser:
     from histoviewer.cli import (
-        analyze, convert_annotations, evaluate, export_heatmap, info, lesions, models, phantom, stage, view,
+        analyze,
+        convert_annotations,
+        evaluate,
+        export_heatmap,
+        info,
+        lesions,
+        models,
+        phantom,
+        report,
+        stage,
+        view,
     )
-    from histoviewer.cli import report
 
     parser = argparse.ArgumentParser(
         prog="histoviewer",

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from histoviewer.core.strict_json import strict_dumps
+
 __all__ = ["register", "run_convert"]
 
 
@@ -28,7 +30,11 @@ def register(sub) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from histoviewer.core.annotations.files import format_for, load_annotations, save_annotations
+    from histoviewer.core.annotations.files import (
+        format_for,
+        load_annotations,
+        save_annotations,
+    )
     from histoviewer.core.atomic import check_output
 
     src, dst = Path(args.input), Path(args.output)
@@ -52,4 +58,3 @@ def run_convert(args: argparse.Namespace) -> int:
         for w in warnings:
             print(f"warning: {w}")
     return 0
-from histoviewer.core.strict_json import strict_dumps

@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from histoviewer.core.strict_json import strict_dumps
+
 if TYPE_CHECKING:  # the subcommand modules load at start-up: the core only when run
     from histoviewer.core.grid_geometry import GridGeometry
 
@@ -74,6 +76,8 @@ def _frame(args: argparse.Namespace, geo: GridGeometry | None):
 
 
 def _print_table(args: argparse.Namespace, found, domain) -> None:
+    from histoviewer.core.analysis.lesions import describe_size
+
     res = found.resolution  # the one rule for a final label (failed / unclassified cells: none)
     label = res.label.value if res.resolved else f"unknown ({res.label_so_far.value} so far, not final: {res.reason})"
     if domain is not None and domain.out_of_domain:
@@ -82,12 +86,15 @@ def _print_table(args: argparse.Namespace, found, domain) -> None:
     print(f"{args.map}: {len(found.lesions)} lesion(s), node label {label}{scale}")
     if not found.lesions:
         return
-    print(f"  {'lesion':<10} {'class':<8} {'diam mm':>8} {'area mm2':>9} {'p max':>6} {'p mean':>6}  centroid (level-0 px)")
+    print(f"  {'lesion':<10} {'class':<8} {'diam mm':>8} {'area mm2':>9} {'p max':>6} {'p mean':>6}  "
+          "centroid (level-0 px)")
     for les in found.lesions:
         d = "-" if les.diameter_mm is None else f"{les.diameter_mm:.3f}"
         a = "-" if les.area_mm2 is None else f"{les.area_mm2:.4f}"
+        # a class-border case says so, with its interval (lesions.describe_size)
+        border = f"  border: {describe_size(les)}" if les.border else ""
         print(f"  {les.name:<10} {les.size_class.value:<8} {d:>8} {a:>9} {les.max_probability:>6.3f} "
-              f"{les.mean_probability:>6.3f}  ({les.l0_centroid[0]:.1f}, {les.l0_centroid[1]:.1f})")
+              f"{les.mean_probability:>6.3f}  ({les.l0_centroid[0]:.1f}, {les.l0_centroid[1]:.1f}){border}")
 
 
 def run_lesions(args: argparse.Namespace) -> int:
@@ -95,7 +102,10 @@ def run_lesions(args: argparse.Namespace) -> int:
     from histoviewer.core.analysis.map_io import map_model_of, read_probability_map
     from histoviewer.core.analysis.node_label import analyse_map
     from histoviewer.core.analysis.summary import analysis_domain
-    from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
+    from histoviewer.core.analysis.threshold import (
+        choose_lesion_params,
+        describe_threshold,
+    )
     from histoviewer.core.errors import InferenceError
 
     if args.geojson is not None:  # before any work: never over the map (or its analysis), nor a file unasked
@@ -131,4 +141,3 @@ def run_lesions(args: argparse.Namespace) -> int:
         _print_table(args, found, domain)
         print(f"  {describe_threshold(params.threshold, params.threshold_source, point)}")
     return 0
-from histoviewer.core.strict_json import strict_dumps

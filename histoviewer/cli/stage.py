@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from histoviewer.core.strict_json import strict_dumps
+
 __all__ = ["EXIT_UNRESOLVED", "register", "run_stage"]
 
 EXIT_UNRESOLVED = 3  # written, but a node has no final label: the batch is not complete
@@ -40,8 +42,12 @@ def register(sub) -> None:
 
 
 def run_stage(args: argparse.Namespace) -> int:
-    from histoviewer.core.analysis.camelyon17 import read_node_labels, stage_cases, submission_csv, write_submission
-
+    from histoviewer.core.analysis.camelyon17 import (
+        read_node_labels,
+        stage_cases,
+        submission_csv,
+        write_submission,
+    )
     from histoviewer.core.atomic import check_output
 
     def warn(message: str) -> None:
@@ -66,4 +72,3 @@ def run_stage(args: argparse.Namespace) -> int:
               "stages they could change are unknown", file=sys.stderr)
         return EXIT_UNRESOLVED
     return 0
-from histoviewer.core.strict_json import strict_dumps

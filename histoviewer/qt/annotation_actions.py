@@ -276,7 +276,7 @@ class AnnotationActions(QObject):
         except (HistoViewerError, OSError) as exc:
             self.host.report_error("Cannot import annotations", str(exc))
             return False
-        uids = tab.annotations.import_set(result.annotation_set, description=f"Import {Path(path).name}")
+        tab.annotations.import_set(result.annotation_set, description=f"Import {Path(path).name}")
         regions = sum(1 for a in result.annotation_set.annotations if a.is_region)
         detections = len(result.annotation_set.annotations) - regions
         text = f"Imported {regions} annotation{'s' if regions != 1 else ''} from {Path(path).name}"

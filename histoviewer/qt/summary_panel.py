@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView, QDockWidget, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSizePolicy, QTableView, QVBoxLayout, QWidget,
 )
 
-from histoviewer.core.analysis.lesions import Lesion
+from histoviewer.core.analysis.lesions import Lesion, describe_size
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON
 from histoviewer.core.staging_terms import ITC_MAX_MM, MICRO_MAX_MM, NodeLabel, SizeClass
 from histoviewer.qt.lesion_layer import CLASS_COLOURS, CLASS_NAMES
@@ -84,7 +84,8 @@ class LesionTableModel(QAbstractTableModel):
         if role == self.INDEX_ROLE:
             return les.index
         if role == Qt.ItemDataRole.DisplayRole:
-            return (les.name, _fmt(les.diameter_mm, 2), _fmt(les.area_mm2, 3), CLASS_NAMES[les.size_class],
+            return (les.name, _fmt(les.diameter_mm, 2), _fmt(les.area_mm2, 3),
+                    CLASS_NAMES[les.size_class] + (" (border)" if les.border else ""),
                     f"{les.max_probability:.2f}", f"{les.mean_probability:.2f}")[col]
         if role == self.SORT_ROLE:
             size = (les.diameter_mm if les.diameter_mm is not None else les.l0_diameter)
@@ -239,8 +240,7 @@ class SummaryPanel(QDockWidget):
                 "class, on this tissue.")
         else:
             self.largest_label.setText(
-                f"Largest lesion: {largest.name}, {_fmt(largest.diameter_mm, 2)} mm "
-                f"({CLASS_NAMES[largest.size_class]}), max P {largest.max_probability:.2f}; "
+                f"Largest lesion: {largest.name}, {describe_size(largest)}, max P {largest.max_probability:.2f}; "
                 f"{len(result.lesions)} lesion(s) at P \u2265 {result.params.threshold:.2f}")
         if snapshot.scale_user_set and largest is not None:
             self.largest_label.setText(self.largest_label.text() + " \u2013 sizes from a user-set pixel size")

@@ -11,7 +11,7 @@ import pytest
 from skimage.draw import polygon as draw_polygon
 
 from histoviewer.core.analysis.lesion_io import lesion_annotations
-from histoviewer.core.analysis.lesions import LesionParams, MapFrame, find_lesions
+from histoviewer.core.analysis.lesions import Lesion, LesionParams, MapFrame, describe_size, find_lesions
 from histoviewer.core.analysis.node_label import analyse_map, classified_fraction, node_label
 from histoviewer.core.geometry import max_feret_diameter
 from histoviewer.core.staging_terms import NodeLabel, SizeClass, classify_diameter_mm
@@ -257,3 +257,44 @@ def test_real_camelyon16_polygons_rasterised_to_maps(shared_data, slide, mpp):
             assert lesions[0].size_class is classify_diameter_mm(true_mm)
         checked += 1
     assert checked >= 1
+
+
+def test_a_diameter_near_a_class_border_says_so():
+    # a 0.24 mm lesion on 40 um cells: interval 0.20-0.30 mm straddles 0.2 mm
+    m = np.zeros((20, 20))
+    m[5:10, 5:9] = 1.0  # 5 x 4 cells: diagonal ~6.4 cells = 0.256 mm
+    (les,) = find_lesions(m, MapFrame.for_cells(40.0))
+    assert les.diameter_low_mm == pytest.approx(les.diameter_mm - 0.04)
+    assert les.diameter_high_mm == pytest.approx(les.diameter_mm + 0.06)
+    assert les.border and les.size_class.value == "micro"
+    assert "ITC/micro border" in describe_size(les)
+    # round trip through summary.json's form
+    back = Lesion.from_dict(les.to_dict())
+    assert back.border and back.diameter_low_mm == pytest.approx(les.diameter_low_mm, abs=1e-6)
+    # far from a border: no note; without a scale: no interval
+    m2 = np.zeros((40, 40))
+    m2[5:30, 5:30] = 1.0  # 1 mm on 40 um cells
+    (big,) = find_lesions(m2, MapFrame.for_cells(40.0))
+    assert not big.border and describe_size(big).endswith("(micro)")
+    (unscaled,) = find_lesions(m2, MapFrame.for_cells(None))
+    assert not unscaled.border and describe_size(unscaled) == "size unknown (no scale)"
+
+
+def test_many_lone_cells_are_measured_once_each_kind(monkeypatch):
+    # a noisy map of 2500 one-cell lesions (the hostile case had 10^6): equal neighbourhoods
+    # are measured once, so the cost is linear in the cells, not 2500 fine-raster measurements
+    from histoviewer.core.analysis import lesions as lesions_module
+
+    calls = []
+    real = lesions_module._measure_crop
+    monkeypatch.setattr(lesions_module, "_measure_crop", lambda *a: calls.append(1) or real(*a))
+    m = np.zeros((100, 100))
+    m[::2, ::2] = 1.0
+    found = find_lesions(m, FRAME)
+    assert len(found) == 2500 and len(calls) <= 9  # interior, 4 edges, 4 corners
+    # the same sizes as one lone cell measured alone (away from the map's edge)
+    (alone,) = find_lesions(np.pad(np.ones((1, 1)), 3), FRAME)
+    inner = [les for les in found if min(les.l0_centroid) > 2]
+    assert len(inner) == 49 * 49
+    assert {round(les.l0_diameter, 9) for les in inner} == {round(alone.l0_diameter, 9)}
+    assert found[-1].l0_centroid == pytest.approx((98.5, 98.5))

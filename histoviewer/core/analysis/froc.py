@@ -1,4 +1,7 @@
-"""CAMELYON16 lesion-level FROC and slide-level AUC, written from the challenge's definition.
+"""Lesion-level FROC and slide-level AUC on the slides' exact geometry (the "exact-geometry"
+variant of the CAMELYON16 FROC). The number the challenge itself computes, with its level-5
+mask, fixed 0.243 um/px, dropped lowest threshold and interpolation, is ``froc_official.py``;
+this variant is the same definition measured on each slide's own scale:
 
 Per slide:
 
@@ -11,7 +14,8 @@ Per slide:
    below ``itc_um`` = 275 um are ITCs, which a detector is not required to find: a hit on
    one is neither a true nor a false positive, and a miss costs nothing. 275 = 200 + 75:
    a lesion up to the 0.2 mm ITC limit, grown by the dilation.
-3. A detection (a level-0 point with a probability) inside a required region is a hit on
+3. A detection (a level-0 point with a probability above 0: a probability of 0 is no
+   detection, as in the challenge, where it never counts) inside a required region is a hit on
    that lesion; a lesion's score is its highest-probability hit (it counts once). A
    detection outside every region is a false positive.
 
@@ -47,7 +51,10 @@ __all__ = [
     "evaluate_slide",
     "evaluation_mask",
     "froc",
+    "slide_auc",
 ]
+EXACT_GEOMETRY_RULE = ("exact-geometry variant: each slide's own scale, lesions rasterised at 4 um, "
+                       "step-function sensitivity; not the challenge's official number")
 
 FP_RATES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 DILATION_UM = 75.0
@@ -161,6 +168,8 @@ def evaluate_slide(slide: str, truth: Truth, detections: Sequence[Detection], mp
     best: dict[int, float] = {}
     fps: list[float] = []
     for d in detections:
+        if not d.probability > 0:
+            continue  # a detection of probability 0 is none (module docstring, 3)
         region = 0 if mask is None else mask.region_at(d.l0_x, d.l0_y)
         if region == 0:
             fps.append(float(d.probability))
@@ -191,9 +200,11 @@ class FrocResult:
     itc_detected: int
     slide_auc: float | None
     per_slide: tuple[SlideEvaluation, ...] = field(default=(), compare=False)
+    variant: str = "exact-geometry"  # or "official" (froc_official.py)
+    rule: str = EXACT_GEOMETRY_RULE
 
     def to_dict(self) -> dict[str, Any]:
-        return {"froc": round(self.score, 6),
+        return {"froc": round(self.score, 6), "variant": self.variant, "rule": self.rule,
                 "sensitivity_at_fps_per_slide": {str(k): round(v, 6) for k, v in self.sensitivity_at.items()},
                 "slides": self.slides, "lesions": self.lesions, "itc_lesions": self.itc_lesions,
                 "itc_detected": self.itc_detected,
@@ -221,16 +232,20 @@ def froc(slides: Sequence[SlideEvaluation], fp_rates: Sequence[float] = FP_RATES
     for rate in fp_rates:
         ok = [s for f, s in zip(fps, sens) if f <= rate]
         at[float(rate)] = max(ok, default=0.0)
-    labels = [ev.has_tumour for ev in slides]
-    auc = None
-    if any(labels) and not all(labels):
-        # Lazy: scikit-learn takes ~0.5 s to import, as long as the whole CLI's start-up.
-        from sklearn.metrics import roc_auc_score
-
-        auc = float(roc_auc_score(labels, [ev.slide_score for ev in slides]))
     return FrocResult(fps_per_slide=tuple(fps), sensitivity=tuple(sens),
                       thresholds=tuple(float(t) for t in thresholds), sensitivity_at=at,
                       score=float(np.mean(list(at.values()))), slides=len(slides), lesions=n_lesions,
                       itc_lesions=sum(ev.itc_lesions for ev in slides),
-                      itc_detected=sum(ev.itc_detected for ev in slides), slide_auc=auc,
+                      itc_detected=sum(ev.itc_detected for ev in slides), slide_auc=slide_auc(slides),
                       per_slide=tuple(slides))
+
+
+def slide_auc(slides: Sequence[SlideEvaluation]) -> float | None:
+    """Slide-level AUC of the slides' scores against "has tumour"; None with one class only."""
+    labels = [ev.has_tumour for ev in slides]
+    if all(labels) or not any(labels):
+        return None
+    # Lazy: scikit-learn takes ~0.5 s to import, as long as the whole CLI's start-up.
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, [ev.slide_score for ev in slides]))

@@ -32,6 +32,25 @@ How a lesion is measured, and why:
 4. Largest diameter = maximum Feret diameter of the eroded region's outline(s)
    (``core/geometry.py``), area = its fine-pixel area, both converted with the slide's mpp.
    Without an mpp, sizes are ``None`` and the class is ``SizeClass.UNKNOWN``.
+5. Bias. On a tumour-fraction raster (each cell the fraction of it that is tumour,
+   ``l0_window == 0``) a lesion's sharp ends taper into cells less than half tumour, which the
+   threshold-0.5 outline leaves out: on the real CAMELYON16 lesions of 0.1-1 mm
+   (``benchmarks/bench_diameter_bias.py --fraction``) the median error is -0.5 / -0.7 / -2.0 /
+   -5.1 um at 2 / 4 / 8 / 16 um cells (0.2-0.3 cell), while smooth shapes (discs, ellipses)
+   come out within 0.35 cell of the truth (``tests/core/test_lesions.py``). The loss depends
+   on how sharp the ends are, so a constant added back would bias every round lesion high
+   by as much: it is not corrected; the interval of step 6 covers it. A binary map (a cell
+   tumour when its centre is) has no such loss (median +0.2 / +0.4 / +0.9 / +0.1 um).
+6. Uncertainty. A diameter measured on map cells is uncertain by about a cell, and more
+   often short than long (ends that taper into partial cells are lost): on the real
+   CAMELYON16 lesions of 0.15-0.3 mm the 5-95 % range of the error is -1.3 .. +0.6 cell at
+   2-16 um cells. So every lesion carries ``diameter_low_mm`` .. ``diameter_high_mm`` =
+   diameter - 1 cell .. diameter + 1.5 cells. When
+   that interval straddles a size-class border (0.2 mm, 2 mm) the lesion is a *border* case
+   (``Lesion.border``) and every place that states its class says so (``describe_size``:
+   "0.21 mm (0.12-0.30 mm: ITC/micro border)"). The class itself stays that of the best
+   estimate: the node label and the stage follow the measurement, and the border note tells
+   the pathologist to measure that lesion on the glass before signing out.
 
 The remaining error is set by the map's resolution (the default model's cell is ~93 um):
 ``docs/benchmarks.md`` ("Lesions, size classes and pN") gives the measured error against
@@ -63,6 +82,7 @@ __all__ = [
     "Lesion",
     "LesionParams",
     "MapFrame",
+    "describe_size",
     "find_lesions",
     "probabilities_of",
 ]
@@ -81,6 +101,10 @@ THRESHOLD_FROM_DEFAULT = "default, model states none"
 PCAM_WINDOW_FRACTION = 1.0 / 3.0
 DEFAULT_UPSAMPLE = 12  # fine px per map cell: ~8 um for the default model's ~93 um cells
 MAX_FINE_PX = 4_000_000  # per lesion
+MEASURE_CACHE_SIZE = 4096  # distinct component crops remembered while one map is measured
+# a diameter's interval, in map cells below and above it (docstring, 6): errors skew low
+UNCERTAINTY_CELLS_BELOW = 1.0
+UNCERTAINTY_CELLS_ABOVE = 1.5
 
 
 @dataclass(frozen=True)
@@ -192,10 +216,20 @@ class Lesion:
     mean_probability: float
     cells: int
     size_class: SizeClass
+    # the diameter's interval (module docstring, 6); None without an mpp or when not recorded
+    diameter_low_mm: float | None = None
+    diameter_high_mm: float | None = None
 
     @property
     def name(self) -> str:
         return f"lesion-{self.index}"
+
+    @property
+    def border(self) -> bool:
+        """True when the diameter's interval straddles a size-class border."""
+        if self.diameter_low_mm is None or self.diameter_high_mm is None:
+            return False
+        return classify_diameter_mm(self.diameter_low_mm) != classify_diameter_mm(self.diameter_high_mm)
 
     def to_dict(self, *, with_outline: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -206,6 +240,9 @@ class Lesion:
             "max_probability": round(self.max_probability, 6),
             "mean_probability": round(self.mean_probability, 6),
             "cells": self.cells,
+            "diameter_range_mm": (None if self.diameter_low_mm is None or self.diameter_high_mm is None
+                                  else [round(self.diameter_low_mm, 6), round(self.diameter_high_mm, 6)]),
+            "size_class_border": self.border,
             "centroid_l0": [round(v, 2) for v in self.l0_centroid],
             "bbox_l0": [round(v, 2) for v in self.l0_bbox],
             "diameter_l0": round(self.l0_diameter, 3),
@@ -241,7 +278,25 @@ class Lesion:
             mean_probability=float(data["mean_probability"]),
             cells=int(data["cells"]),
             size_class=SizeClass(str(data["size_class"])),
+            diameter_low_mm=None if not data.get("diameter_range_mm") else float(data["diameter_range_mm"][0]),
+            diameter_high_mm=None if not data.get("diameter_range_mm") else float(data["diameter_range_mm"][1]),
         )
+
+
+def describe_size(lesion: Lesion) -> str:
+    """The diameter and class as every output states them: '0.95 mm (micro)', or for a border
+    case '0.235 mm (0.195-0.275 mm: ITC/micro border)'; 'size unknown (no scale)' without an mpp."""
+    if lesion.diameter_mm is None:
+        return "size unknown (no scale)"
+    if lesion.border:
+        low, high = lesion.diameter_low_mm, lesion.diameter_high_mm
+        return (f"{lesion.diameter_mm:.3f} mm ({low:.3f}\u2013{high:.3f} mm: "
+                f"{_class_word(classify_diameter_mm(low))}/{_class_word(classify_diameter_mm(high))} border)")
+    return f"{lesion.diameter_mm:.2f} mm ({_class_word(lesion.size_class)})"
+
+
+def _class_word(size_class: SizeClass) -> str:
+    return "ITC" if size_class is SizeClass.ITC else size_class.value
 
 
 def _point(xy: Sequence[Any]) -> Point:
@@ -271,31 +326,37 @@ def find_lesions(encoded: np.ndarray, frame: MapFrame,
     if n == 0:
         return ()
     found = []
+    cache: dict = {}  # equal crops measured once: a map of 10^6 lone cells stays linear
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
         cells = labels[sl] == k
         n_cells = int(cells.sum())
         if n_cells < params.min_cells:
             continue
         cell_values = prob[sl][cells]
-        measured = _measure_component(prob, labels, k, sl, frame, params)
+        measured = _measure_component(prob, labels, k, sl, frame, params, cache)
         found.append((measured, float(cell_values.max()), float(cell_values.mean()), n_cells))
     found.sort(key=lambda f: (-f[0][2], -f[1]))  # largest diameter, then most probable, first
     lesions = []
     for i, ((outline, ends, l0_diam, l0_area, centroid), p_max, p_mean, n_cells) in enumerate(found, 1):
         diameter_mm, area_mm2 = l0_px_to_mm(l0_diam, frame.mpp), l0_area_to_mm2(l0_area, frame.mpp)
+        low = high = None
+        if diameter_mm is not None:
+            cell_mm = frame.um_per_cell / 1000.0
+            low = max(diameter_mm - UNCERTAINTY_CELLS_BELOW * cell_mm, 0.0)
+            high = diameter_mm + UNCERTAINTY_CELLS_ABOVE * cell_mm
         xs, ys = zip(*outline)
         lesions.append(Lesion(
             index=i, l0_outline=outline, l0_centroid=centroid,
             l0_bbox=(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)),
             l0_diameter_ends=ends, l0_diameter=l0_diam, diameter_mm=diameter_mm, area_mm2=area_mm2,
             max_probability=p_max, mean_probability=p_mean, cells=n_cells,
-            size_class=classify_diameter_mm(diameter_mm),
+            size_class=classify_diameter_mm(diameter_mm), diameter_low_mm=low, diameter_high_mm=high,
         ))
     return tuple(lesions)
 
 
 def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[slice, slice],
-                       frame: MapFrame, params: LesionParams):
+                       frame: MapFrame, params: LesionParams, cache: dict):
     """(outline, diameter ends, l0 diameter, l0 area, l0 centroid) of component ``k``."""
     pad = 2  # cells: room for the interpolated edge and the zero border around it
     r0, c0 = max(sl[0].start - pad, 0), max(sl[1].start - pad, 0)
@@ -306,6 +367,35 @@ def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[s
     crop = prob[r0:r1, c0:c1].copy()
     lab = labels[r0:r1, c0:c1]
     crop[(lab != 0) & (lab != k)] = 0.0  # a neighbouring lesion must not bleed into this one
+    key = (crop.shape, u, crop.tobytes(), (lab == k).tobytes())
+    shape_of = cache.get(key)
+    if shape_of is None:
+        if len(cache) >= MEASURE_CACHE_SIZE:
+            cache.clear()
+        shape_of = cache[key] = _measure_crop(crop, lab == k, u, frame, params)
+    diam_fine, ends_fine, simplified, centroid_fine, area_count = shape_of
+    fine_px_l0 = frame.l0_cell / u
+
+    def to_l0(xy: np.ndarray) -> np.ndarray:
+        out = (xy + 0.5) * fine_px_l0
+        out[:, 0] += frame.l0_origin_x + c0 * frame.l0_cell
+        out[:, 1] += frame.l0_origin_y + r0 * frame.l0_cell
+        return out
+
+    l0_diam = diam_fine * fine_px_l0
+    (ax, ay), (bx, by) = to_l0(ends_fine)
+    outline_xy = to_l0(simplified)
+    outline = tuple((round(float(x), 3), round(float(y), 3)) for x, y in outline_xy)
+    cx, cy = to_l0(centroid_fine)[0]
+    l0_area = area_count * fine_px_l0 * fine_px_l0
+    return outline, ((float(ax), float(ay)), (float(bx), float(by))), l0_diam, l0_area, (float(cx), float(cy))
+
+
+def _measure_crop(crop: np.ndarray, component: np.ndarray, u: int, frame: MapFrame, params: LesionParams):
+    """The fine-raster measurement of one component in its crop, in fine px of the crop:
+    (diameter, its two ends, simplified outline, centroid, area in fine px). Depends only on
+    the crop's values, the component's cells, ``u``, the frame's cell and window and the
+    params, so equal crops (the many lone cells of a noisy map) are measured once."""
     rows, cols = crop.shape
     # fine pixel j has its centre at cell-centre coordinate (j + 0.5) / u - 0.5
     fy = (np.arange(rows * u) + 0.5) / u - 0.5
@@ -316,7 +406,7 @@ def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[s
     if not mask.any():
         # a lone cell just above the threshold with lower neighbours: no fine pixel centre
         # (offset from the cell centre) reaches it; keep the cell's own fine pixels
-        mask = np.kron(lab == k, np.ones((u, u), bool))
+        mask = np.kron(component, np.ones((u, u), bool))
     if params.fill_holes:
         mask = ndimage.binary_fill_holes(mask)
     fine_px_l0 = frame.l0_cell / u
@@ -330,31 +420,19 @@ def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[s
     contours = measure.find_contours(np.pad(mask, 1).astype(np.float32), 0.5)
     points = np.concatenate(contours)[:, ::-1] - 1.0  # (x, y) fine px
     largest = max(contours, key=len)[:, ::-1] - 1.0
-
-    def to_l0(xy: np.ndarray) -> np.ndarray:
-        out = (xy + 0.5) * fine_px_l0
-        out[:, 0] += frame.l0_origin_x + c0 * frame.l0_cell
-        out[:, 1] += frame.l0_origin_y + r0 * frame.l0_cell
-        return out
-
-    l0_points = to_l0(points)
-    l0_diam = max_feret_diameter(l0_points)
-    ends = _diameter_ends(l0_points)
+    diam = max_feret_diameter(points)
+    ends = np.array(_diameter_ends(points))
     # drop the collinear run of vertices every fine-pixel edge leaves (within 0.5 fine px)
     simplified = measure.approximate_polygon(largest, tolerance=0.5)
     if len(np.unique(simplified, axis=0)) < 3:
         # a region one fine pixel wide (a lone cell eroded by the label window): simplifying
         # its diamond-shaped contour would leave a line, which is no outline
         simplified = largest
-    outline_xy = to_l0(simplified)
-    if len(outline_xy) > 1 and np.array_equal(outline_xy[0], outline_xy[-1]):
-        outline_xy = outline_xy[:-1]
-    outline = tuple((round(float(x), 3), round(float(y), 3)) for x, y in outline_xy)
+    if len(simplified) > 1 and np.array_equal(simplified[0], simplified[-1]):
+        simplified = simplified[:-1]
     ys_f, xs_f = np.nonzero(mask)
-    centroid_fine = np.array([[xs_f.mean(), ys_f.mean()]])
-    cx, cy = to_l0(centroid_fine)[0]
-    l0_area = float(mask.sum()) * fine_px_l0 * fine_px_l0
-    return outline, ends, l0_diam, l0_area, (float(cx), float(cy))
+    centroid = np.array([[xs_f.mean(), ys_f.mean()]])
+    return diam, ends, simplified, centroid, float(mask.sum())
 
 
 def _diameter_ends(points_xy: np.ndarray) -> tuple[Point, Point]:
@@ -366,3 +444,4 @@ def _diameter_ends(points_xy: np.ndarray) -> tuple[Point, Point]:
     d = hull[:, None, :] - hull[None, :, :]
     i, j = np.unravel_index(np.argmax(np.einsum("ijk,ijk->ij", d, d)), (len(hull), len(hull)))
     return (float(hull[i][0]), float(hull[i][1])), (float(hull[j][0]), float(hull[j][1]))
+

@@ -1,43 +1,58 @@
-"""Ground-truth tumour polygons for evaluation, from the three forms CAMELYON material comes in.
+"""Ground-truth tumour polygons for evaluation: one rule for every file form.
 
-- ASAP / CAMELYON16 XML: annotations in groups ``_0`` and ``_1`` (also ``Tumor``) are tumour,
-  ``_2`` (also ``Exclusion``) are normal islands cut out of them. Parsed with ``defusedxml``:
-  ground truth is a foreign file, and plain ``xml.etree`` is open to entity-expansion attacks.
-- GeoJSON (QuPath, our phantoms): ``Polygon`` features; a classification named ``Exclusion``
-  or ``Normal`` marks a cut-out, anything else is tumour.
-- The shared JSON form of the real CAMELYON16 annotations:
-  ``{"positive": [{"vertices": [[x, y], ...]}], "negative": [...]}``.
+Files are read by the annotation readers (``annotations/asap_xml.py``: safe SAX without DTDs
+or entities; ``annotations/geojson_io.py``) and the annotations then pass one rule
+(``truth_from_annotations``), so an ASAP XML file and its GeoJSON conversion give the same
+truth:
 
-All coordinates are level-0 pixels.
+- tumour: area annotations (polygons, rectangles, ellipses) of a tumour class: the CAMELYON16
+  groups ``_0`` / ``_1``, or ``Tumor`` / ``Tumour`` / ``Metastasis`` / ``Metastases`` /
+  ``Carcinoma`` (any case: the names ``annotations/classes.py`` sizes as tumour);
+- cut-outs: the holes of those annotations, and area annotations of an exclusion class
+  (``_2``, ``Exclusion``, ``Normal``, ``Non-tumor``): normal tissue inside tumour. They are
+  subtracted from the tumour area; outside tumour they change nothing;
+- never tumour, with a warning: unclassified areas, areas of any other class, points, point
+  sets and lines (no area), and QuPath detections/cells (``objectType`` other than
+  ``annotation``: a cell classifier's output, not a pathologist's outline).
+
+The shared JSON form of the real CAMELYON16 annotations
+(``{"positive": [{"vertices": [[x, y], ...]}], "negative": [...]}``) has positive polygons as
+tumour and negative ones as cut-outs. All coordinates are level-0 pixels.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from defusedxml import ElementTree as SafeET
 
-from histoviewer.core.annotations.geojson_io import read_geojson
+from histoviewer.core.annotations.asap_xml import load_asap_xml
+from histoviewer.core.annotations.geojson_io import load_geojson
+from histoviewer.core.annotations.shapes import Annotation
 from histoviewer.core.errors import AnnotationFormatError, EvaluationError
 from histoviewer.core.safe_input import read_json
 
-__all__ = ["TRUTH_SUFFIXES", "Truth", "find_truth_file", "read_truth"]
+__all__ = ["EXCLUSION_NAMES", "TRUTH_SUFFIXES", "TUMOUR_NAMES", "Truth", "find_truth_file", "read_truth",
+           "truth_from_annotations"]
 
 # In preference order when a folder has more than one file for a slide.
 TRUTH_SUFFIXES = (".xml", ".geojson", ".json")
-_EXCLUDE_GROUPS = {"_2", "exclusion"}
-_EXCLUDE_CLASSES = {"exclusion", "normal", "non-tumor", "non-tumour"}
+TUMOUR_NAMES = frozenset({"_0", "_1", "tumor", "tumour", "metastasis", "metastases", "carcinoma"})
+EXCLUSION_NAMES = frozenset({"_2", "exclusion", "normal", "non-tumor", "non-tumour"})
 
 
 @dataclass(frozen=True)
 class Truth:
-    """Tumour polygons and cut-outs of one slide (each an ``(N, 2)`` float array, level-0 px)."""
+    """Tumour polygons and cut-outs of one slide (each an ``(N, 2)`` float array, level-0 px);
+    ``warnings``: what in the file was not taken as tumour, and why."""
 
     tumour: tuple[np.ndarray, ...]
     excluded: tuple[np.ndarray, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 def _poly(points, path: Path, what: str) -> np.ndarray | None:
@@ -50,40 +65,41 @@ def _poly(points, path: Path, what: str) -> np.ndarray | None:
     return arr if len(arr) >= 3 else None  # a dot or a line encloses no tumour
 
 
-def _read_xml(path: Path) -> Truth:
-    try:
-        root = SafeET.parse(str(path)).getroot()
-    except (OSError, SafeET.ParseError) as exc:
-        raise EvaluationError(f"{path}: cannot read ASAP XML: {exc}") from exc
-    except Exception as exc:  # defusedxml's refusals (entities, DTDs) have their own classes
-        raise EvaluationError(f"{path}: refused unsafe XML: {type(exc).__name__}: {exc}") from exc
-    if root.tag != "ASAP_Annotations":
-        raise EvaluationError(f"{path}: root element is {root.tag!r}, not ASAP_Annotations")
-    tumour, excluded = [], []
-    for i, el in enumerate(root.iter("Annotation")):
-        try:
-            pts = sorted((int(c.get("Order", j)), float(c.attrib["X"]), float(c.attrib["Y"]))
-                         for j, c in enumerate(el.iter("Coordinate")))
-        except (KeyError, ValueError) as exc:
-            raise EvaluationError(f"{path}: annotation {i} has a bad coordinate: {exc}") from None
-        poly = _poly([(x, y) for _o, x, y in pts], path, f"annotation {i}")
-        if poly is None:
-            continue
-        group = (el.get("PartOfGroup") or "_0").strip().lower()
-        (excluded if group in _EXCLUDE_GROUPS else tumour).append(poly)
-    return Truth(tuple(tumour), tuple(excluded))
+def truth_from_annotations(annotations: Iterable[Annotation], source: str = "") -> Truth:
+    """The truth of a slide from its annotations, by the rule of the module docstring."""
+    tumour: list[np.ndarray] = []
+    excluded: list[np.ndarray] = []
+    ignored: Counter[str] = Counter()
+    for ann in annotations:
+        name = (ann.class_name or "").strip().lower()
+        object_type = str(ann.properties.get("objectType", "annotation")).lower()
+        if object_type != "annotation":
+            ignored[f"QuPath {object_type} objects"] += 1
+        elif not ann.kind.is_area:
+            if name in TUMOUR_NAMES:
+                ignored[f"{ann.kind.value} annotations of a tumour class (no area)"] += 1
+        elif name in TUMOUR_NAMES:
+            tumour.append(np.asarray(ann.outline(), np.float64))
+            excluded.extend(np.asarray(h, np.float64) for h in ann.l0_holes)
+        elif name in EXCLUSION_NAMES:
+            excluded.append(np.asarray(ann.outline(), np.float64))
+            excluded.extend(np.asarray(h, np.float64) for h in ann.l0_holes)  # tumour inside normal: rare, dropped
+        else:
+            ignored["unclassified areas" if not name else f"areas of class {ann.class_name!r}"] += 1
+    where = f"{source}: " if source else ""
+    warnings = tuple(f"{where}{n} {what} not counted as tumour" for what, n in sorted(ignored.items()))
+    return Truth(tuple(tumour), tuple(excluded), warnings)
 
 
-def _read_geojson(path: Path) -> Truth:
+def _read_annotations(path: Path, loader) -> Truth:
     try:
-        anns = read_geojson(path)
+        result = loader(path)
     except AnnotationFormatError as exc:
         raise EvaluationError(str(exc)) from exc
-    tumour, excluded = [], []
-    for a in anns:
-        poly = np.asarray(a.l0_points, np.float64)
-        (excluded if a.classification.strip().lower() in _EXCLUDE_CLASSES else tumour).append(poly)
-    return Truth(tuple(tumour), tuple(excluded))
+    except OSError as exc:
+        raise EvaluationError(f"{path}: cannot read ground truth: {exc}") from exc
+    truth = truth_from_annotations(result.annotation_set.annotations, str(path))
+    return Truth(truth.tumour, truth.excluded, tuple(result.warnings) + truth.warnings)
 
 
 def _read_json(path: Path) -> Truth:
@@ -107,9 +123,9 @@ def read_truth(path: str | os.PathLike[str]) -> Truth:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".xml":
-        return _read_xml(path)
+        return _read_annotations(path, load_asap_xml)
     if suffix == ".geojson":
-        return _read_geojson(path)
+        return _read_annotations(path, load_geojson)
     if suffix == ".json":
         return _read_json(path)
     raise EvaluationError(f"{path}: unknown ground-truth format (use .xml, .geojson or .json)")
