@@ -97,7 +97,21 @@ def node_identity(slide: str | os.PathLike[str]) -> tuple[str, int | str]:
 
 
 def check_unique_nodes(patient: str, slides: Iterable[str | os.PathLike[str]]) -> None:
-    """``StagingError`` naming both slides when two of ``slides`` are one node of ``patient``."""
+    """``StagingError`` naming both slides when two of ``slides`` are one node of ``patient``,
+    or when slides without CAMELYON17 names come from two different folders of one name
+    (``/p1/HE/a.svs`` and ``/p2/HE/b.svs``: two patients that ``case_of`` names alike, whose
+    nodes staged together would give one wrong stage)."""
+    slides = list(slides)
+    folders: dict[Path, str] = {}
+    for s in slides:
+        if case_of(s)[1] is None:  # named after its folder: resolved as ``case_of`` does
+            folders.setdefault(Path(s).resolve().parent, str(s))
+    if len(folders) > 1:
+        (first, a), (second, b) = list(folders.items())[:2]
+        raise StagingError(f"{patient}: {a} and {b} lie in two different folders named {patient!r} "
+                           f"({first} and {second}); staged as one case they would mix two patients' "
+                           "nodes: analyse each patient's folder on its own, or name the slides "
+                           "patient_<p>_node_<n>")
     seen: dict[tuple[str, int | str], str] = {}
     for s in slides:
         key = node_identity(s)
