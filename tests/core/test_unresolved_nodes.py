@@ -160,6 +160,22 @@ def test_slides_from_two_folders_of_one_name_are_not_one_case():
     assert case.stage is PNStage.UNKNOWN
 
 
+def test_hostile_digit_runs_in_names_are_errors_not_tracebacks(tmp_path, capsys):
+    # review of issue 14: a 5000-digit patient number raised ValueError (Python's 4300-digit
+    # int limit) out of ``stage``; a folder named "case1²" ("²".isdigit() but no int) out of
+    # analyze's and the report's natural sort
+    huge = "9" * 5000
+    path = _labels(tmp_path, f"patient,stage\npatient_{huge}_node_1.tif,macro\n")
+    assert main(["stage", str(path)]) == 2
+    assert "is neither a node" in capsys.readouterr().err
+    results, errors = stage_summaries([summary(f"/x/patient_{huge}_node_1.tif", "negative"),
+                                       summary("/x/case1\u00b2/left.svs", "negative"),
+                                       summary(f"/x/case{huge}/left.svs", "negative")])
+    assert not errors and len(results) == 3
+    assert [r.patient for r in results][:1] == ["case1\u00b2"]  # natural order still holds
+    assert node_identity("/x/patient_004_node_10.tif") == ("patient_004", 10)
+
+
 def test_stage_cli_exits_3_with_an_unresolved_node(tmp_path, capsys):
     path = _labels(tmp_path, "patient,stage\npatient_004_node_0.tif,micro\npatient_004_node_1.tif,unknown\n")
     assert main(["stage", str(path), "--json"]) == EXIT_UNRESOLVED
