@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from histoviewer.core.analysis.camelyon17 import group_cases
+from histoviewer.core.analysis.camelyon17 import check_unique_nodes, group_cases
 from histoviewer.core.analysis.case import CaseOutputs, node_result, node_result_from_annotations
 from histoviewer.core.analysis.staging import StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
@@ -409,7 +409,8 @@ class CaseDialog(QDialog):
             if missing:
                 errors[patient] = f"not staged: {', '.join(missing)} neither analysed nor annotated"
                 continue
-            try:
+            try:  # as analyze stages: one node given twice is refused, never counted twice
+                check_unique_nodes(patient, slides)
                 results.append(stage_patient(patient, [nodes[Path(s)] for s in slides]))
             except StagingError as exc:
                 errors[patient] = str(exc)

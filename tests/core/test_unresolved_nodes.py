@@ -138,6 +138,44 @@ def test_a_report_refuses_one_node_from_two_analyses():
         build_report([slide("/a/patient_004_node_1.tif"), slide("/b/patient_004_node_01.svs")])
 
 
+def test_slides_from_two_folders_of_one_name_are_not_one_case():
+    # review of issue 14: /p1/HE/a.svs and /p2/HE/b.svs (a per-patient layout with a stain
+    # folder) were staged as one case "HE": four such micro nodes of four patients read as pN1mi
+    # of one, four macro ones as pN2 of one
+    slides = [summary(f"/p{i}/HE/slide{i}.svs", "macro", (3.0,)) for i in range(1, 5)]
+    results, errors = stage_summaries(slides + [summary("/p9/case9/left.svs", "negative")])
+    assert [r.patient for r in results] == ["case9"]  # the other case is still staged
+    assert "/p1/HE/slide1.svs and /p2/HE/slide2.svs lie in two different folders named 'HE'" in errors["HE"]
+    # CAMELYON17 names say their patient: the nodes of one patient may lie in several folders
+    (result,), errors = stage_summaries([summary("/a/patient_004_node_0.tif", "macro", (3.0,)),
+                                         summary("/b/patient_004_node_1.tif", "negative")])
+    assert not errors and result.stage is PNStage.PN1
+    # the report stages with the same rule: the case is an error, not a mixed stage
+    def slide(path: str) -> SlideReport:
+        return SlideReport(path, "HE", None, "macro", False, 1.0, 0.25, (10, 10), (),
+                           ModelRecord(name="m", display_name="m"), 0.5, analysis_dir=path + ".out")
+
+    (case,) = build_report([slide("/p1/HE/a.svs"), slide("/p2/HE/b.svs")]).cases
+    assert case.error and "two different folders named 'HE'" in case.error
+    assert case.stage is PNStage.UNKNOWN
+
+
+def test_hostile_digit_runs_in_names_are_errors_not_tracebacks(tmp_path, capsys):
+    # review of issue 14: a 5000-digit patient number raised ValueError (Python's 4300-digit
+    # int limit) out of ``stage``; a folder named "case1²" ("²".isdigit() but no int) out of
+    # analyze's and the report's natural sort
+    huge = "9" * 5000
+    path = _labels(tmp_path, f"patient,stage\npatient_{huge}_node_1.tif,macro\n")
+    assert main(["stage", str(path)]) == 2
+    assert "is neither a node" in capsys.readouterr().err
+    results, errors = stage_summaries([summary(f"/x/patient_{huge}_node_1.tif", "negative"),
+                                       summary("/x/case1\u00b2/left.svs", "negative"),
+                                       summary(f"/x/case{huge}/left.svs", "negative")])
+    assert not errors and len(results) == 3
+    assert [r.patient for r in results][:1] == ["case1\u00b2"]  # natural order still holds
+    assert node_identity("/x/patient_004_node_10.tif") == ("patient_004", 10)
+
+
 def test_stage_cli_exits_3_with_an_unresolved_node(tmp_path, capsys):
     path = _labels(tmp_path, "patient,stage\npatient_004_node_0.tif,micro\npatient_004_node_1.tif,unknown\n")
     assert main(["stage", str(path), "--json"]) == EXIT_UNRESOLVED

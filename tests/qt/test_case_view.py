@@ -130,6 +130,27 @@ def test_restaging_from_the_pathologists_annotations(window, qtbot, micro_case, 
     assert not (tmp_path / "analysis").exists()  # restaging writes nothing
 
 
+def test_restaging_refuses_one_node_given_twice(window, qtbot, micro_case, tmp_path):
+    """Review of issue 14: restaging from annotations staged patient_010_node_2.tif and
+    patient_010_node_02.tiff as two nodes (analyze refuses them as one node twice)."""
+    import shutil
+
+    from histoviewer.core.annotations import Annotation, ShapeKind
+
+    folder = tmp_path / "patient_010"
+    folder.mkdir()
+    for name in ("patient_010_node_2.tif", "patient_010_node_02.tiff"):
+        shutil.copyfile(micro_case / "patient_010_node_2.tif", folder / name)  # a link opens one tab
+    dialog = window.cases.open_case(case_slides_in(folder))
+    assert window.tabs.count() == 2
+    dialog.set_output_dir(tmp_path / "analysis")
+    for i in range(window.tabs.count()):
+        window.tabs.widget(i).annotations.add(
+            Annotation(ShapeKind.ELLIPSE, ((500.0, 500.0), (5500.0, 1500.0)), "Tumor", f"T{i}"))
+    assert dialog.restage_from_annotations() == []
+    assert "are the same node (patient_010 node 2)" in dialog.reason_label.text()
+
+
 def test_the_case_view_says_what_model_stages_and_its_caveat(window, micro_case):
     dialog = window.cases.open_case(case_slides_in(micro_case))
     text = dialog.model_warning.text()

@@ -50,6 +50,7 @@ __all__ = [
     "case_of",
     "check_unique_nodes",
     "group_cases",
+    "natural_key",
     "node_identity",
     "read_node_labels",
     "read_patient_stages",
@@ -58,11 +59,12 @@ __all__ = [
     "write_submission",
 ]
 
-_NODE_RE = re.compile(r"^patient_(\d+)_node_(\d+)(?:\.[^/\\]+)?$", re.IGNORECASE)
+# at most 9 digits: int() of a hostile 5000-digit number raises (Python's 4300-digit limit)
+_NODE_RE = re.compile(r"^patient_(\d{1,9})_node_(\d{1,9})(?:\.[^/\\]+)?$", re.IGNORECASE)
 # Any patient row: ``analyze`` names the case of slides without CAMELYON17 names after their
 # folder (``<folder>.zip``), and lists that case's nodes right after it.
 _ANY_PATIENT_RE = re.compile(r"^(.+)\.zip$", re.IGNORECASE)
-_CAMELYON_PATIENT_RE = re.compile(r"^patient_(\d+)$", re.IGNORECASE)
+_CAMELYON_PATIENT_RE = re.compile(r"^patient_(\d{1,9})$", re.IGNORECASE)
 
 
 def _patient_name(number: str) -> str:
@@ -97,7 +99,21 @@ def node_identity(slide: str | os.PathLike[str]) -> tuple[str, int | str]:
 
 
 def check_unique_nodes(patient: str, slides: Iterable[str | os.PathLike[str]]) -> None:
-    """``StagingError`` naming both slides when two of ``slides`` are one node of ``patient``."""
+    """``StagingError`` naming both slides when two of ``slides`` are one node of ``patient``,
+    or when slides without CAMELYON17 names come from two different folders of one name
+    (``/p1/HE/a.svs`` and ``/p2/HE/b.svs``: two patients that ``case_of`` names alike, whose
+    nodes staged together would give one wrong stage)."""
+    slides = list(slides)
+    folders: dict[Path, str] = {}
+    for s in slides:
+        if case_of(s)[1] is None:  # named after its folder: resolved as ``case_of`` does
+            folders.setdefault(Path(s).resolve().parent, str(s))
+    if len(folders) > 1:
+        (first, a), (second, b) = list(folders.items())[:2]
+        raise StagingError(f"{patient}: {a} and {b} lie in two different folders named {patient!r} "
+                           f"({first} and {second}); staged as one case they would mix two patients' "
+                           "nodes: analyse each patient's folder on its own, or name the slides "
+                           "patient_<p>_node_<n>")
     seen: dict[tuple[str, int | str], str] = {}
     for s in slides:
         key = node_identity(s)
@@ -121,8 +137,15 @@ def group_cases(slides: Iterable[str | os.PathLike[str]]) -> dict[str, list[str]
     return {p: [s for _n, _name, s in sorted(v)] for p, v in sorted(cases.items(), key=lambda kv: _natural(kv[0]))}
 
 
-def _natural(text: str) -> tuple:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text))
+def natural_key(text: str) -> tuple:
+    """Sort key for natural order (``node_2`` before ``node_10``). Digit runs compare by
+    length then text, never through int(): a 5000-digit run or a lone ``²`` (isdigit, but
+    no int) in a slide or folder name must not raise."""
+    parts = re.split(r"(\d+)", text)  # odd indices: the digit runs
+    return tuple((len(p.lstrip("0")), p.lstrip("0"), p) if i % 2 else p for i, p in enumerate(parts))
+
+
+_natural = natural_key
 
 
 def _rows(path: Path) -> Iterable[tuple[int, list[str]]]:

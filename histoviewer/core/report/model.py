@@ -16,14 +16,13 @@ import datetime as _dt
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import histoviewer
-from histoviewer.core.analysis.camelyon17 import case_of, node_identity
+from histoviewer.core.analysis.camelyon17 import case_of, check_unique_nodes, natural_key, node_identity
 from histoviewer.core.analysis.lesions import Lesion, MapFrame
 from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, analyse_map, resolve_node_label
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
@@ -328,6 +327,7 @@ def build_report(slides: Iterable[SlideReport], sources: Sequence[str] = ()) -> 
     cases = []
     for patient, members in by_patient.items():
         try:
+            check_unique_nodes(patient, [m.slide_path for m in members])  # two same-named folders
             cases.append(CaseReport.from_stage(stage_patient(patient, [m.node_result() for m in members])))
         except StagingError as exc:
             cases.append(CaseReport(patient, tuple(m.slide_name for m in members), PNStage.UNKNOWN,
@@ -339,7 +339,7 @@ def build_report(slides: Iterable[SlideReport], sources: Sequence[str] = ()) -> 
 
 
 def _natural(text: str) -> tuple:
-    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
+    return natural_key(text)  # the one natural order (never int() of a hostile digit run)
 
 
 def find_analysis_dirs(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
