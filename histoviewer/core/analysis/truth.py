@@ -72,9 +72,8 @@ def truth_from_annotations(annotations: Iterable[Annotation], source: str = "") 
     ignored: Counter[str] = Counter()
     for ann in annotations:
         name = (ann.class_name or "").strip().lower()
-        object_type = str(ann.properties.get("objectType", "annotation")).lower()
-        if object_type != "annotation":
-            ignored[f"QuPath {object_type} objects"] += 1
+        if not ann.is_region:  # QuPath detections, cells, tiles: a detector's output, never truth
+            ignored[f"QuPath {ann.object_kind.value} objects"] += 1
         elif not ann.kind.is_area:
             if name in TUMOUR_NAMES:
                 ignored[f"{ann.kind.value} annotations of a tumour class (no area)"] += 1
