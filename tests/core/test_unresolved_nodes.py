@@ -186,3 +186,46 @@ def test_stage_cli_exits_3_with_an_unresolved_node(tmp_path, capsys):
     ok = _labels(tmp_path, "patient,stage\npatient_004_node_0.tif,micro\npatient_004_node_1.tif,negative\n")
     assert main(["stage", str(ok)]) == 0
     assert "patient_004.zip,pN1mi" in capsys.readouterr().out
+
+
+def test_a_slide_without_tissue_has_no_final_label():
+    """0 of 0 tissue patches classified is not a negative node: a blank or wrongly masked slide
+    gave a final 'negative' and pN0 (coverage 1.0, nothing classified)."""
+    res = resolve_node_label(NodeLabel.NEGATIVE, tissue=0, classified=0, failed=0)
+    assert not res.resolved and res.label is NodeLabel.UNKNOWN and "no tissue" in res.reason
+    # a report entry whose counts are unknown but whose coverage says part is missing keeps that reason
+    part = resolve_node_label(NodeLabel.NEGATIVE, tissue=0, classified=0, failed=0, coverage=0.5)
+    assert "only 50 % of the tissue classified" in part.reason
+
+
+def test_lesions_on_out_of_domain_tissue_get_no_size_class_in_the_tables(tmp_path):
+    """Issue 13: the panel, PDF and labels gave no size class on tissue unlike the training data,
+    but lesions.csv, slides.csv and report.json still said 'micro'."""
+    from dataclasses import replace
+
+    from histoviewer.core.atomic import atomic_write_text
+    from histoviewer.core.models.domain import DomainVerdict
+    from histoviewer.core.report import load_report, write_report_csv, write_report_json
+
+    ood = DomainVerdict(assessed=True, out_of_domain=True, score=0.9, patch_threshold=3.0, share_threshold=0.5,
+                        patches=100, median_distance=7.0)
+    rows = {}
+    for name, domain in (("patient_001_node_0.tif", ood), ("patient_001_node_1.tif", None)):
+        s = summary(str(tmp_path / "slides" / name), "micro", (0.5,))
+        if domain is not None:
+            s = replace(s, domain=domain)
+        folder = tmp_path / "out" / name.rsplit(".", 1)[0]
+        folder.mkdir(parents=True)
+        atomic_write_text(folder / "summary.json", json.dumps(replace(s, out_dir=str(folder)).to_dict()))
+        rows[name] = folder
+    report = load_report(list(rows.values()))
+    lesions, slides, _ = write_report_csv(report, tmp_path / "csv")
+    import csv
+    by_slide = {r["slide"]: r for r in csv.DictReader(lesions.open())}
+    assert by_slide["patient_001_node_0.tif"]["size_class"] == "unreliable"
+    assert by_slide["patient_001_node_1.tif"]["size_class"] == "micro"
+    slide_rows = {r["slide"]: r for r in csv.DictReader(slides.open())}
+    assert slide_rows["patient_001_node_0.tif"]["largest_size_class"] == "unreliable"
+    doc = json.loads(write_report_json(report, tmp_path / "report.json").read_text())
+    classes = {s["slide"]: [les["size_class"] for les in s["lesions"]] for s in doc["slides"]}
+    assert classes == {"patient_001_node_0.tif": [None], "patient_001_node_1.tif": ["micro"]}

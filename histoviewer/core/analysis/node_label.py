@@ -115,7 +115,11 @@ def resolve_node_label(label_so_far: NodeLabel, *, tissue: int, classified: int,
     if failed > 0:
         reasons.append(f"{failed} of {tissue} tissue patches failed")
     pending = tissue - classified - failed
-    if tissue <= 0 and coverage is not None and coverage < 1.0:
+    if tissue <= 0 and (coverage is None or coverage >= 1.0):
+        # Nothing was classified, so "negative" would rest on no tissue at all: a blank or
+        # wrongly masked slide must not read as a node without metastasis.
+        reasons.append("no tissue found on the slide, so nothing was classified")
+    elif tissue <= 0 and coverage < 1.0:
         reasons.append(f"only {_pct(coverage)} of the tissue classified")
     elif pending > 0:
         reasons.append(f"{pending} of {tissue} tissue patches not classified "

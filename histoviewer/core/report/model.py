@@ -210,7 +210,16 @@ class SlideReport:
                 "analysed": self.analysed,
                 "analysis_dir": self.analysis_dir, "error": self.error,
                 "domain": self.domain.to_dict(), "unknown_reason": self.unknown_reason,
-                "lesions": [les.to_dict() for les in self.lesions]}
+                "lesions": [self._lesion_dict(les) for les in self.lesions]}
+
+    def _lesion_dict(self, les: LesionEntry) -> dict[str, Any]:
+        """A lesion as report.json states it: on tissue unlike the model's training data its
+        region is no metastasis to class, so ``size_class`` is null (the PDF and the panel
+        give none either)."""
+        d = les.to_dict()
+        if self.domain.out_of_domain:
+            d["size_class"] = None
+        return d
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,9 @@
 
 Cells: sizes in mm / mm^2, probabilities 0..1, positions in level-0 px. A size the slide's
 missing scale makes unmeasurable is written ``unknown`` (never a guess); a value that does
-not apply (no lesion on a slide) is empty. Text that a spreadsheet would run as a formula
+not apply (no lesion on a slide) is empty. On a slide whose tissue is unlike the model's
+training data a lesion's size class is written ``unreliable``: its region is no metastasis
+to class (the PDF, the panel and the in-view labels give no class either). Text that a spreadsheet would run as a formula
 (a slide named ``=cmd(...)``) is prefixed with a quote. Every file is written atomically.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.csv_table import csv_cell, csv_text
 from histoviewer.core.errors import ReportError
-from histoviewer.core.report.model import Report, SlideReport
+from histoviewer.core.report.model import LesionEntry, Report, SlideReport
 
 __all__ = [
     "CASE_COLUMNS",
@@ -76,12 +78,19 @@ def _model(s: SlideReport) -> tuple[str, str, str]:
             "yes" if s.demonstration else "no")
 
 
+UNRELIABLE = "unreliable"
+
+
+def _size_class(s: SlideReport, les: LesionEntry) -> str:
+    return UNRELIABLE if s.domain.out_of_domain else les.size_class.value
+
+
 def lesions_csv(report: Report) -> str:
     rows = []
     for s in report.slides:
         for les in s.lesions:
             x, y, w, h = les.bbox_l0
-            rows.append((_text(s.patient), _text(s.slide_name), s.node_label.value, les.name, les.size_class.value,
+            rows.append((_text(s.patient), _text(s.slide_name), s.node_label.value, les.name, _size_class(s, les),
                          _num(les.diameter_mm, unknown=True), _num(les.area_mm2, unknown=True),
                          _num(les.max_probability, 4), _num(les.mean_probability, 4), str(les.cells),
                          _num(les.centroid_l0[0], 1), _num(les.centroid_l0[1], 1), _num(x, 1), _num(y, 1),
@@ -96,7 +105,7 @@ def slides_csv(report: Report) -> str:
         rows.append((_text(s.patient), _text(s.slide_name), s.node_label.value, "yes" if s.provisional else "no",
                      _num(s.coverage, 4), str(len(s.lesions)), "" if big is None else big.name,
                      "" if big is None else _num(big.diameter_mm, unknown=True),
-                     "" if big is None else big.size_class.value, _num(s.mpp, unknown=True),
+                     "" if big is None else _size_class(s, big), _num(s.mpp, unknown=True),
                      str(s.l0_size[0]), str(s.l0_size[1]), _num(s.threshold, 4), *_model(s), s.analysed,
                      _text(s.error), _text(s.threshold_source), _text(s.model.caution),
                      s.domain.status, _num(s.domain.score, 4), _text(s.unknown_reason),
