@@ -108,7 +108,8 @@ def test_analyze_with_mpp_marks_every_output_user_set(tmp_path, capsys):
         ],
         capsys,
     )
-    assert rc == 0 and "user-set" in out.out
+    # the fixture holds no tissue, so its node has no final label (exit 3); the scale is the user's
+    assert rc == 3 and "user-set" in out.out and "no tissue found" in out.out
     summary = json.loads((tmp_path / "a" / "tiny-no-mpp" / "summary.json").read_text())
     assert summary["mpp"] == 0.5 and summary["mpp_source"] == "user"
     assert summary["geometry"]["slide_mpp_source"] == "user"
