@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QM
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.recent import RecentFiles
 from histoviewer.core.tiles.cache import ByteBoundedCache
+from histoviewer.qt.about_dialog import AboutDialog
 from histoviewer.qt.actions import make_action
 from histoviewer.qt.ai_controller import AiController
 from histoviewer.qt.ai_panel import AiSettings
@@ -21,6 +22,7 @@ from histoviewer.qt.export_dialog import ExportDialog, open_export_dialog
 from histoviewer.qt.lesion_controller import LesionController
 from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.slide_tab import SlideTab
+from histoviewer.qt.smoke import arm_smoke_test
 from histoviewer.qt.view_controller import ViewController
 
 DEFAULT_CACHE_MB = 512
@@ -119,6 +121,8 @@ class MainWindow(QMainWindow):
         ai_menu.addActions(list(self.lesions.menu_actions))
         bar.addMenu(ai_menu)
         bar.addMenu(self.annotation_actions.annotation_menu)
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&About HistoViewer\u2026", self.show_about)
         self._update_actions()
 
     # -- slides ----------------------------------------------------------------------------
@@ -195,6 +199,11 @@ class MainWindow(QMainWindow):
             return None
         return open_export_dialog(self, tab)
 
+    def show_about(self) -> AboutDialog:
+        dialog = AboutDialog(self)
+        dialog.show()
+        return dialog
+
     def show_message(self, text: str, timeout_ms: int) -> None:
         self.statusBar().showMessage(text, timeout_ms)
 
@@ -270,4 +279,5 @@ def run_gui(paths: list[str], cache_mb: int = DEFAULT_CACHE_MB, ai: AiSettings |
     window.show()
     for path in paths:
         window.open_slide(path)
+    arm_smoke_test(app, window)  # only when HISTOVIEWER_SMOKE_TEST is set (packaging checks)
     return app.exec()
