@@ -8,7 +8,9 @@ is how the size before the exclusions is measured).
 
 from __future__ import annotations
 
-import fnmatch
+import re
+
+from PyInstaller.utils.hooks import collect_submodules
 
 # Python modules (prefix match on the dotted name).
 EXCLUDED_MODULE_PREFIXES = (
@@ -40,27 +42,38 @@ EXCLUDED_MODULE_PREFIXES = (
 )
 EXCLUDED_MODULE_PARTS = (".tests", ".test.", "._tests", ".testing.tests")
 
-# Data files and binaries (glob on the destination path inside the bundle).
+# Data files and binaries: globs on the destination path inside the bundle, where "*" stays
+# within one folder and "**/" spans any number of them; "!" marks what must stay.
 EXCLUDED_FILE_PATTERNS = (
-    "torch/include/*",
-    "torch/test/*",
-    "torch/share/cmake/*",
-    "*.a",
-    "*.lib",
-    "*.h",
-    "*.hpp",
-    "*.cuh",
-    "*.pyi",
+    "torch/include/**",
+    "torch/test/**",
+    "torch/share/cmake/**",
+    "**/*.a",
+    "**/*.lib",
+    "**/*.h",
+    "**/*.hpp",
+    "**/*.cuh",
+    # torch's C++ test programs and libraries (torch_shm_manager is started by `import torch`).
+    "torch/bin/*",
+    "!torch/bin/torch_shm_manager",
     "torch/lib/libtorchbind_test.so",
     "torch/lib/libjitbackend_test.so",
     "torch/lib/libbackend_with_compiler.so",
     "torch/lib/libaoti_custom_ops.so",
-    "torch/bin/*",
-    "torch/onnx/*",
-    "torch/utils/benchmark/*",
-    "torch/utils/tensorboard/*",
-    "caffe2/*",
-    # Qt: only QtCore, QtGui, QtWidgets (and QtSvg, QtOpenGL for pyqtgraph) are used.
+    "torch/onnx/**",
+    "torch/utils/benchmark/**",
+    "torch/utils/tensorboard/**",
+    "caffe2/**",
+    # Qt: only QtCore, QtGui, QtWidgets are imported (QtSvg, QtOpenGL, QtDBus: by pyqtgraph and
+    # the platform plugins). The Python modules of the others, and their libraries.
+    "PySide6/Qt[A-Z]*.abi3.so",
+    "!PySide6/QtCore.abi3.so",
+    "!PySide6/QtGui.abi3.so",
+    "!PySide6/QtWidgets.abi3.so",
+    "!PySide6/QtSvg.abi3.so",
+    "!PySide6/QtOpenGL.abi3.so",
+    "!PySide6/QtOpenGLWidgets.abi3.so",
+    "!PySide6/QtDBus.abi3.so",
     "PySide6/Qt/lib/libQt6Qml*",
     "PySide6/Qt/lib/libQt6Quick*",
     "PySide6/Qt/lib/libQt6Pdf*",
@@ -70,32 +83,65 @@ EXCLUDED_FILE_PATTERNS = (
     "PySide6/Qt/lib/libQt6Test*",
     "PySide6/Qt/lib/libQt6Help*",
     "PySide6/Qt/lib/libQt6UiTools*",
-    "PySide6/Qt/lib/libQt6Network*",
-    "PySide6/Qt/lib/libQt6Concurrent*",
-    "PySide6/Qt/qml/*",
+    "PySide6/Qt/qml/**",
     "PySide6/Qt/translations/qtwebengine*",
     "PySide6/Qt/plugins/sqldrivers/*",
     "PySide6/Qt/plugins/qmltooling/*",
     "PySide6/Qt/plugins/designer/*",
-    "PySide6/Qt/plugins/networkinformation/*",
-    "PySide6/Qt/plugins/tls/*",
     "PySide6/Qt/plugins/generic/*",
     "PySide6/Qt/plugins/position/*",
-    "PySide6/Qt*.so",
-    "!PySide6/QtCore*",
-    "!PySide6/QtGui*",
-    "!PySide6/QtWidgets*",
-    "!PySide6/QtSvg*",
-    "!PySide6/QtOpenGL*",
-    "!PySide6/QtOpenGLWidgets*",
-    "!PySide6/QtDBus*",
-    "*/tests/*",
-    "skimage/data/*",
-    "scipy/datasets/*",
-    "sklearn/datasets/data/*",
-    "sklearn/datasets/descr/*",
-    "sklearn/datasets/images/*",
+    # The libraries' own tests and sample data.
+    "**/tests/**",
+    "skimage/data/*.jpg",
+    "skimage/data/*.png",
+    "skimage/data/*.npz",
+    "skimage/data/*.npy",
+    "scipy/datasets/**",
+    "sklearn/datasets/data/**",
+    "sklearn/datasets/descr/**",
+    "sklearn/datasets/images/**",
 )
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob as a regex: "**/" any folders (or none), "*" within one folder, "[...]" as is."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[":
+            close = pattern.index("]", i)
+            out.append(pattern[i : close + 1])
+            i = close + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+_EXCLUDE = [_glob_regex(p) for p in EXCLUDED_FILE_PATTERNS if not p.startswith("!")]
+_KEEP = [_glob_regex(p[1:]) for p in EXCLUDED_FILE_PATTERNS if p.startswith("!")]
+
+
+# What PyInstaller's import analysis cannot see, and libraries it misses.
+HIDDEN_IMPORTS = [
+    # The CLI and the GUI import their subcommands and panels lazily (start-up time).
+    *collect_submodules("histoviewer"),
+    # imagecodecs loads its codec extensions (jpeg8, ...) on first use, by name.
+    *collect_submodules("imagecodecs"),
+]
+# openslide-bin's libopenslide.so.1 is versioned: the default patterns (*.so) miss it.
+OPENSLIDE_LIBS = ["*.so*", "*.dll", "*.dylib"]
 
 
 def module_excluded(name: str) -> bool:
@@ -105,16 +151,11 @@ def module_excluded(name: str) -> bool:
 
 
 def file_excluded(dest: str) -> bool:
-    """True when ``dest`` (bundle-relative, '/'-separated) matches an exclusion and no '!' keep-pattern."""
+    """True when ``dest`` (bundle-relative) matches an exclusion and no "!" keep-pattern."""
     dest = dest.replace("\\", "/")
-    keep = [p[1:] for p in EXCLUDED_FILE_PATTERNS if p.startswith("!")]
-    if any(fnmatch.fnmatch(dest, p) for p in keep):
+    if any(k.match(dest) for k in _KEEP):
         return False
-    return any(
-        fnmatch.fnmatch(dest, p)
-        for p in EXCLUDED_FILE_PATTERNS
-        if not p.startswith("!")
-    )
+    return any(e.match(dest) for e in _EXCLUDE)
 
 
 def lean_toc(toc):
@@ -122,11 +163,7 @@ def lean_toc(toc):
     kept = []
     for entry in toc:
         dest, _src, typecode = entry
-        if (
-            typecode in ("PYMODULE", "PYSOURCE")
-            and typecode != "PYSOURCE"
-            and module_excluded(dest)
-        ):
+        if typecode == "PYMODULE" and module_excluded(dest):
             continue
         if typecode not in ("PYMODULE", "PYSOURCE") and file_excluded(dest):
             continue

@@ -58,7 +58,7 @@ THIRD_PARTY: tuple[Component, ...] = (
     ),
     Component(
         "pyside6",
-        "Qt 6 and Qt for Python (PySide6, shiboken6)",
+        "Qt 6, PySide6, shiboken6",
         "windows, drawing, widgets",
         "PySide6_Essentials",
         None,
@@ -69,7 +69,7 @@ THIRD_PARTY: tuple[Component, ...] = (
     ),
     Component(
         "openslide",
-        "OpenSlide (openslide-bin) and its bundled libraries",
+        "OpenSlide (openslide-bin)",
         "reading slide files",
         "openslide-bin",
         notice="libopenslide.so.1 is a separate shared library (openslide_bin/) and can be replaced. "

@@ -159,7 +159,7 @@ class AboutDialog(QDialog):
         self.licence_text.setReadOnly(True)
         self.licence_text.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
         licences.setStretchFactor(1, 1)
-        licences.setSizes([330, 570])
+        licences.setSizes([360, 540])
         self.licence_list.currentRowChanged.connect(self._show_licence)
         self.tabs.addTab(licences, "Licences")
         layout.addWidget(self.tabs, 1)
