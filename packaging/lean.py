@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 
-from PyInstaller.utils.hooks import collect_submodules
-
 # Python modules (prefix match on the dotted name).
 EXCLUDED_MODULE_PREFIXES = (
     # Optional or development-only: the Dask cluster runner (an extra), test frameworks.
@@ -133,13 +131,15 @@ _EXCLUDE = [_glob_regex(p) for p in EXCLUDED_FILE_PATTERNS if not p.startswith("
 _KEEP = [_glob_regex(p[1:]) for p in EXCLUDED_FILE_PATTERNS if p.startswith("!")]
 
 
-# What PyInstaller's import analysis cannot see, and libraries it misses.
-HIDDEN_IMPORTS = [
-    # The CLI and the GUI import their subcommands and panels lazily (start-up time).
-    *collect_submodules("histoviewer"),
+def hidden_imports() -> list[str]:
+    """What PyInstaller's import analysis cannot see (called by the spec files)."""
+    from PyInstaller.utils.hooks import collect_submodules
+
+    # The CLI and the GUI import their subcommands and panels lazily (start-up time);
     # imagecodecs loads its codec extensions (jpeg8, ...) on first use, by name.
-    *collect_submodules("imagecodecs"),
-]
+    return [*collect_submodules("histoviewer"), *collect_submodules("imagecodecs")]
+
+
 # openslide-bin's libopenslide.so.1 is versioned: the default patterns (*.so) miss it.
 OPENSLIDE_LIBS = ["*.so*", "*.dll", "*.dylib"]
 

@@ -187,3 +187,61 @@ def test_install_sh_installs_into_the_users_folders_without_root(tmp_path):
         and not (data / "applications" / "histoviewer.desktop").exists()
     )
     assert not (home / ".local" / "bin" / "histoviewer").exists()
+
+
+def _lean():
+    sys.path.insert(0, str(REPO / "packaging"))
+    try:
+        import lean
+    finally:
+        sys.path.remove(str(REPO / "packaging"))
+    return lean
+
+
+def test_lean_keeps_what_the_application_loads_at_run_time():
+    # Each of these went missing once and the bundle failed to start.
+    lean = _lean()
+    for dest in (
+        "PySide6/Qt/plugins/platforms/libqxcb.so",  # a glob "PySide6/Qt*.so" crossed folders
+        "PySide6/Qt/plugins/platforms/libqoffscreen.so",
+        "PySide6/QtCore.abi3.so",
+        "PySide6/QtWidgets.abi3.so",
+        "torch/bin/torch_shm_manager",  # `import torch` checks for it
+        "skimage/__init__.pyi",  # lazy_loader reads the stubs at import
+        "skimage/exposure/__init__.pyi",
+        "openslide_bin/libopenslide.so.1",
+        "torch/lib/libtorch_cpu.so",
+        "resources/models/cnn-pcam-resnet.safetensors",
+        "resources/licenses/pyside6.txt",
+    ):
+        assert not lean.file_excluded(dest), dest
+    for module in (
+        "torch.distributed",
+        "torch.export",
+        "torch.testing._internal",
+        "torch.cuda",
+        "skimage.filters",
+    ):
+        assert not lean.module_excluded(module), module
+
+
+def test_lean_drops_headers_tests_and_unused_qt():
+    lean = _lean()
+    for dest in (
+        "torch/include/ATen/ATen.h",
+        "torch/lib/libtorchbind_test.so",
+        "torch/bin/test_jit",
+        "libfoo.a",
+        "scipy/io/tests/data/x.mat",
+        "PySide6/QtQml.abi3.so",
+        "PySide6/Qt/lib/libQt6Quick.so.6",
+        "PySide6/Qt/qml/QtQuick/qmldir",
+    ):
+        assert lean.file_excluded(dest), dest
+    for module in (
+        "torch.onnx",
+        "dask.distributed",
+        "skimage.filters.tests.test_thresholding",
+        "pytest",
+    ):
+        assert lean.module_excluded(module), module
