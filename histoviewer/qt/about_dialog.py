@@ -8,7 +8,7 @@ import platform
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, qVersion
-from PySide6.QtGui import QPixmap
+from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -32,12 +32,20 @@ from histoviewer.core.models.registry import (
 )
 from histoviewer.core.paths import bundled_resources_dir
 
-__all__ = ["AboutDialog", "model_card_html", "shipped_models"]
+__all__ = ["AboutDialog", "application_icon", "model_card_html", "shipped_models"]
 
 RESEARCH_NOTE = (
     "Research software: the AI overlay is a research model, not validated for clinical use. "
     "Every finding must be checked on the slide by a pathologist."
 )
+
+
+def application_icon() -> QIcon:
+    """The HistoViewer icon at every size resources/icons holds (window title bars, task bars)."""
+    icon = QIcon()
+    for png in sorted((bundled_resources_dir() / "icons").glob("histoviewer-*.png")):
+        icon.addFile(str(png))
+    return icon
 
 
 def shipped_models() -> list[AvailableModel]:

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QM
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.recent import RecentFiles
 from histoviewer.core.tiles.cache import ByteBoundedCache
-from histoviewer.qt.about_dialog import AboutDialog
+from histoviewer.qt.about_dialog import AboutDialog, application_icon
 from histoviewer.qt.actions import make_action
 from histoviewer.qt.ai_controller import AiController
 from histoviewer.qt.ai_panel import AiSettings
@@ -273,6 +273,8 @@ def run_gui(paths: list[str], cache_mb: int = DEFAULT_CACHE_MB, ai: AiSettings |
     """Start the application window with ``paths`` open."""
     app = QApplication.instance() or QApplication([])
     app.setApplicationName("HistoViewer")
+    app.setDesktopFileName("histoviewer")  # the installed menu entry: its icon on Wayland task bars
+    app.setWindowIcon(application_icon())
     window = MainWindow(cache_mb=cache_mb, ai=ai, remember_ai=True)
     # Stop every slide's loader threads before Qt tears the widgets down.
     app.aboutToQuit.connect(window.close_all)

@@ -97,3 +97,10 @@ def test_smoke_check_is_off_without_the_variable(window, monkeypatch):
     app = _App()
     arm_smoke_test(app, window)
     assert app.code is None
+
+
+def test_application_icon_has_the_drawn_sizes(qapp):
+    from histoviewer.qt.about_dialog import application_icon
+
+    sizes = {(s.width(), s.height()) for s in application_icon().availableSizes()}
+    assert {(16, 16), (32, 32), (48, 48), (256, 256)} <= sizes
