@@ -88,6 +88,9 @@ EXCLUDED_FILE_PATTERNS = (
     "PySide6/Qt/plugins/designer/*",
     "PySide6/Qt/plugins/generic/*",
     "PySide6/Qt/plugins/position/*",
+    # Data files of the excluded Dask runner (its modules are excluded above).
+    "dask/**",
+    "distributed/**",
     # The libraries' own tests and sample data.
     "**/tests/**",
     "skimage/data/*.jpg",
