@@ -159,6 +159,12 @@ def test_install_sh_installs_into_the_users_folders_without_root(tmp_path):
     desktop = (data / "applications" / "histoviewer.desktop").read_text()
     assert f'Exec="{app}/histoviewer" %F' in desktop
     assert (data / "mime" / "packages" / "histoviewer.xml").is_file()
+    if shutil.which(
+        "update-mime-database"
+    ):  # shared-mime-info accepted the file: every slide type is known
+        globs = (data / "mime" / "globs2").read_text()
+        for ext in SLIDE_EXTENSIONS:
+            assert f":*.{ext}\n" in globs, ext
     assert (data / "icons" / "hicolor" / "48x48" / "apps" / "histoviewer.png").is_file()
     assert (
         data / "icons" / "hicolor" / "scalable" / "apps" / "histoviewer.svg"
