@@ -78,7 +78,7 @@ def main() -> int:
         home = Path(tmp)
         demo_dir = home / "demo"
         source = [sys.executable, "-m", "histoviewer", "demo", "--dir", str(demo_dir)]
-        bundle = [str(args.bundle / "histoviewer"), "demo", "--dir", str(demo_dir)]
+        bundle = [str(args.bundle.resolve() / "histoviewer"), "demo", "--dir", str(demo_dir)]
         source_env = {"PYTHONPATH": str(REPO)}
         # The bundle makes the demo slide (not timed): its phantom writer runs `spawn` worker
         # processes, which in a frozen application re-run the executable.
