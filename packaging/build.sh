@@ -47,7 +47,6 @@ install -m 644 "$root/packaging/linux/histoviewer-mime.xml" "$stage/histoviewer-
 mkdir -p "$stage/icons"
 cp "$root"/resources/icons/histoviewer-*.png "$root/resources/icons/histoviewer.svg" "$stage/icons/"
 install -m 644 "$root/packaging/linux/README.txt" "$stage/README.txt"
-cp "$root/LICENSE" "$stage/LICENSE" 2>/dev/null || true
 
 echo "[build] archive" >&2
 tarball="$root/dist/$name$suffix.tar.gz"
