@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 __all__ = ["bundled_resources_dir", "user_data_dir", "user_models_dir"]
@@ -22,5 +23,9 @@ def user_models_dir() -> Path:
 
 
 def bundled_resources_dir() -> Path:
-    """``resources/`` of the source tree (default models, colour maps)."""
+    """``resources/`` (default models, icons, licences): of the source tree, or of the packaged
+    application when frozen by PyInstaller (``sys._MEIPASS``: the bundle's ``_internal`` folder,
+    where packaging/histoviewer-*.spec puts ``resources/``)."""
+    if getattr(sys, "frozen", False) and hasattr(sys, "_MEIPASS"):
+        return Path(sys._MEIPASS) / "resources"
     return Path(__file__).resolve().parents[2] / "resources"

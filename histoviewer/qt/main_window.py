@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QM
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.recent import RecentFiles
 from histoviewer.core.tiles.cache import ByteBoundedCache
+from histoviewer.qt.about_dialog import AboutDialog, application_icon
 from histoviewer.qt.actions import make_action
 from histoviewer.qt.ai_controller import AiController
 from histoviewer.qt.ai_panel import AiSettings
@@ -22,6 +23,7 @@ from histoviewer.qt.lesion_controller import LesionController
 from histoviewer.qt.pixel_size_dialog import PixelSizeDialog
 from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.slide_tab import SlideTab
+from histoviewer.qt.smoke import arm_smoke_test
 from histoviewer.qt.view_controller import ViewController
 
 DEFAULT_CACHE_MB = 512
@@ -121,6 +123,8 @@ class MainWindow(QMainWindow):
         ai_menu.addActions(list(self.lesions.menu_actions))
         bar.addMenu(ai_menu)
         bar.addMenu(self.annotation_actions.annotation_menu)
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&About HistoViewer\u2026", self.show_about)
         self._update_actions()
 
     # -- slides ----------------------------------------------------------------------------
@@ -231,6 +235,11 @@ class MainWindow(QMainWindow):
             return None
         return open_export_dialog(self, tab)
 
+    def show_about(self) -> AboutDialog:
+        dialog = AboutDialog(self)
+        dialog.show()
+        return dialog
+
     def show_message(self, text: str, timeout_ms: int) -> None:
         self.statusBar().showMessage(text, timeout_ms)
 
@@ -308,10 +317,13 @@ def run_gui(paths: list[str], cache_mb: int = DEFAULT_CACHE_MB, ai: AiSettings |
     """Start the application window with ``paths`` open."""
     app = QApplication.instance() or QApplication([])
     app.setApplicationName("HistoViewer")
+    app.setDesktopFileName("histoviewer")  # the installed menu entry: its icon on Wayland task bars
+    app.setWindowIcon(application_icon())
     window = MainWindow(cache_mb=cache_mb, ai=ai, remember_ai=True)
     # Stop every slide's loader threads before Qt tears the widgets down.
     app.aboutToQuit.connect(window.close_all)
     window.show()
     for path in paths:
         window.open_slide(path)
+    arm_smoke_test(app, window)  # only when HISTOVIEWER_SMOKE_TEST is set (packaging checks)
     return app.exec()
