@@ -5,7 +5,7 @@ Spreadsheets (Excel, LibreOffice, Google Sheets) run a cell that starts with ``=
 ``-``, ``@``, a tab or a carriage return as a formula (``=HYPERLINK(...)`` in a slide's name
 becomes a live link, ``=cmd|...`` worse). Such a text cell gets a leading ``'`` (OWASP's
 advice; the spreadsheet shows the text as it was). A plain number (``-0.5``, ``+3e-4``)
-cannot be a formula and is written as it is.
+cannot be a formula and is written as it is. Leading spaces do not hide a formula.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def csv_cell(value: Any) -> str:
     if value is None:
         return ""
     text = str(value)
-    if text.startswith(FORMULA_START) and not _NUMBER.match(text):
+    # Spreadsheets skip leading spaces before they look for a formula (" =1+1" runs too).
+    if text.lstrip(" ").startswith(FORMULA_START) and not _NUMBER.match(text.strip(" ")):
         return "'" + text
     return text
 

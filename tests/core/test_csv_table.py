@@ -87,3 +87,9 @@ def test_stage_never_writes_over_its_labels_and_replaces_only_with_overwrite(
     assert main(["stage", str(labels), "--out", str(out), "--overwrite"]) == 0
     assert out.read_text().startswith("patient,stage")
     capsys.readouterr()
+
+
+def test_leading_spaces_do_not_hide_a_formula():
+    assert csv_cell(" =1+1") == "' =1+1"
+    assert csv_cell("  @SUM(A1)") == "'  @SUM(A1)"
+    assert csv_cell(" -0.5") == " -0.5"  # a number, spaced

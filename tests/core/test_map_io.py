@@ -66,3 +66,26 @@ def test_missing_or_mismatched_files_name_the_file(tmp_path):
     # a bare map (no metadata anywhere) has no geometry, and that is no error
     tifffile.imwrite(tmp_path / "plain.tiff", np.zeros((3, 3), np.float32))
     assert read_probability_map(tmp_path / "plain.tiff")[1] is None
+
+
+def test_analyze_maps_are_tiled_and_carry_their_physical_scale(tmp_path):
+    """probability.tiff / domain.tiff were one strip with resolution 1/1 and no unit: other
+    tools could not size them (issue 14, 'the raw float TIFF has no physical scale')."""
+    from histoviewer.core.grid_geometry import GridGeometry
+    from histoviewer.core.inference.outputs import write_domain_map
+
+    g = GridGeometry.for_slide((40000, 30000), 0.25, 1.0, 96)
+    encoded = np.full((g.rows, g.cols), -1.0, np.float32)
+    encoded[3, 4] = 0.9
+    tiff, _ = write_probability_map(tmp_path, encoded, g)
+    domain = write_domain_map(tmp_path, np.zeros_like(encoded), g, patch_threshold=3.0)
+    cell_um = g.l0_stride * 0.25
+    for path in (tiff, domain):
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            assert page.is_tiled
+            assert page.tags["ResolutionUnit"].value == 3  # centimetre
+            num, den = page.tags["XResolution"].value
+            assert abs(1e4 / (num / den) - cell_um) < 1e-3 * cell_um
+    back, geometry = read_probability_map(tiff)
+    assert np.array_equal(back, encoded) and geometry == g

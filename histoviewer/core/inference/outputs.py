@@ -33,7 +33,7 @@ from histoviewer.core.inference.grid import ENCODED, CellState
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.strict_json import strict_dumps
 
-__all__ = ["DOMAIN_ENCODING", "ENCODING", "analyze_into", "write_domain_map", "write_heatmap_png",
+__all__ = ["DOMAIN_ENCODING", "ENCODING", "MAP_TILE_PX", "analyze_into", "map_tiff_bytes", "write_domain_map", "write_heatmap_png",
            "write_probability_map"]
 
 ENCODING = {
@@ -53,6 +53,22 @@ DOMAIN_ENCODING = {
 _GLASS_GREY = 0.35  # how much of the thumbnail's colour remains where there is no result
 
 
+# Maps are tiled like the raw export (other tools read tiles, not one strip of the whole map).
+MAP_TILE_PX = 256
+
+
+def map_tiff_bytes(encoded: np.ndarray, geometry: GridGeometry, meta: dict[str, Any]) -> bytes:
+    """A map as a zlib float32 TIFF, tiled, whose resolution tags give its physical scale
+    (one pixel is one map cell: ``l0_stride`` level-0 px of ``slide_mpp`` um), so QuPath,
+    OpenSlide-based tools and tifffile size it right; ``meta`` (JSON) is its description."""
+    px_per_cm = 1e4 / (geometry.l0_stride * geometry.slide_mpp)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.ascontiguousarray(encoded, np.float32), compression="zlib",
+                     tile=(MAP_TILE_PX, MAP_TILE_PX), resolution=(px_per_cm, px_per_cm),
+                     resolutionunit="CENTIMETER", description=strict_dumps(meta), metadata=None)
+    return buf.getvalue()
+
+
 def write_probability_map(folder: Path, encoded: np.ndarray, geometry: GridGeometry, *,
                           slide: str | None = None, model: ModelRecord | None = None) -> tuple[Path, Path]:
     """Write ``probability.tiff`` and ``probability.json``; returns both paths. ``slide``
@@ -64,11 +80,8 @@ def write_probability_map(folder: Path, encoded: np.ndarray, geometry: GridGeome
         meta["slide"] = slide
     if model is not None:
         meta["model"] = model.to_dict()
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, encoded.astype(np.float32), compression="zlib",
-                     description=strict_dumps(meta), metadata=None)
     tiff_path, json_path = folder / "probability.tiff", folder / "probability.json"
-    atomic_write_bytes(tiff_path, buf.getvalue())
+    atomic_write_bytes(tiff_path, map_tiff_bytes(encoded, geometry, meta))
     atomic_write_text(json_path, strict_dumps(meta, indent=2))
     return tiff_path, json_path
 
@@ -83,11 +96,8 @@ def write_domain_map(folder: Path, encoded: np.ndarray, geometry: GridGeometry, 
                             "patch_threshold": float(patch_threshold)}
     if slide is not None:
         meta["slide"] = slide
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, encoded.astype(np.float32), compression="zlib", description=strict_dumps(meta),
-                     metadata=None)
     path = folder / "domain.tiff"
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, map_tiff_bytes(encoded, geometry, meta))
     return path
 
 
