@@ -14,7 +14,7 @@ from histoviewer.core.analysis.case import stage_summaries
 from histoviewer.core.analysis.node_label import resolve_node_label
 from histoviewer.core.analysis.staging import NodeResult, PNStage, stage_patient
 from histoviewer.core.analysis.summary import SlideSummary
-from histoviewer.core.errors import ReportError, StagingError
+from histoviewer.core.errors import StagingError
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.report import SlideReport, build_report
 from histoviewer.core.staging_terms import NodeLabel
@@ -133,9 +133,17 @@ def test_a_report_refuses_one_node_from_two_analyses():
         return SlideReport(path, "patient_004", 1, "micro", False, 1.0, 0.25, (10, 10), (),
                            ModelRecord(name="m", display_name="m"), 0.5, analysis_dir=path + ".out")
 
-    with pytest.raises(ReportError, match=r"patient_004 node 1 appears in two analyses \(patient_004_node_1.tif in "
-                                          r"/a/patient_004_node_1.tif.out and patient_004_node_01.svs in"):
-        build_report([slide("/a/patient_004_node_1.tif"), slide("/b/patient_004_node_01.svs")])
+    # that case is not staged, naming both, as analyze does (before: the whole report was refused,
+    # and analyze --report exited as if slides had failed)
+    other = SlideReport("/c/patient_005_node_0.tif", "patient_005", 0, "negative", False, 1.0, 0.25, (10, 10), (),
+                        ModelRecord(name="m", display_name="m"), 0.5, analysis_dir="/c/out",
+                        tissue_patches=100, classified_patches=100)
+    report = build_report([slide("/a/patient_004_node_1.tif"), slide("/b/patient_004_node_01.svs"), other])
+    by_patient = {c.patient: c for c in report.cases}
+    dup = by_patient["patient_004"]
+    assert dup.stage == "unknown" and "patient_004_node_1.tif" in dup.error and "patient_004_node_01.svs" in dup.error
+    assert "same node" in dup.error
+    assert by_patient["patient_005"].stage == "pN0" and by_patient["patient_005"].error is None
 
 
 def test_slides_from_two_folders_of_one_name_are_not_one_case():

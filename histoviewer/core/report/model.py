@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import histoviewer
-from histoviewer.core.analysis.camelyon17 import case_of, check_unique_nodes, natural_key, node_identity
+from histoviewer.core.analysis.camelyon17 import case_of, check_unique_nodes, natural_key
 from histoviewer.core.analysis.lesions import Lesion, MapFrame
 from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, analyse_map, resolve_node_label
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
@@ -316,19 +316,10 @@ class Report:
 def build_report(slides: Iterable[SlideReport], sources: Sequence[str] = ()) -> Report:
     """Group ``slides`` into cases (CAMELYON17 names by patient, else by folder) and stage
     each. The same node twice (two analyses of one slide, or ``node_1.tif`` and
-    ``node_01.svs``: ``camelyon17.node_identity``) would count the node twice: an error,
-    naming both analyses."""
+    ``node_01.svs``: ``camelyon17.node_identity``) would count the node twice: that case is
+    not staged (``unknown``, its ``error`` naming both), as ``analyze`` does; the other cases
+    are reported as usual."""
     slides = list(slides)
-    seen: dict[tuple[str, int | str], SlideReport] = {}
-    for s in slides:
-        _patient, node = node_identity(s.slide_path)
-        key = (s.patient, node)
-        if key in seen:
-            first = seen[key]
-            raise ReportError(f"{s.patient} node {node} appears in two analyses ({first.slide_name} in "
-                              f"{first.analysis_dir or 'a live map'} and {s.slide_name} in "
-                              f"{s.analysis_dir or 'a live map'}); report one of them")
-        seen[key] = s
     by_patient: dict[str, list[SlideReport]] = {}
     for s in sorted(slides, key=lambda s: (_natural(s.patient), -1 if s.node is None else s.node,
                                            _natural(s.slide_name))):
