@@ -298,3 +298,23 @@ def test_many_lone_cells_are_measured_once_each_kind(monkeypatch):
     assert len(inner) == 49 * 49
     assert {round(les.l0_diameter, 9) for les in inner} == {round(alone.l0_diameter, 9)}
     assert found[-1].l0_centroid == pytest.approx((98.5, 98.5))
+
+
+def test_a_map_of_a_million_lone_cells_is_refused_quickly_with_the_count():
+    """Issue 14 (bounded cost): a map with 10^6 one-cell lesions did not finish in 600 s. It is
+    noise, not lesions: refused after one labelling pass, naming how many regions it holds."""
+    import time
+
+    from histoviewer.core.errors import InferenceError
+
+    rng = np.random.default_rng(0)
+    m = np.zeros((2000, 2000), np.float32)
+    m[::2, ::2] = rng.uniform(0.6, 1.0, (1000, 1000))  # 10^6 isolated cells, all different
+    start = time.perf_counter()
+    with pytest.raises(InferenceError, match="1,000,000 separate regions"):
+        find_lesions(m, FRAME)
+    assert time.perf_counter() - start < 10
+    # a real number of lesions is still measured
+    m2 = np.zeros((200, 200), np.float32)
+    m2[::20, ::20] = 0.9
+    assert len(find_lesions(m2, FRAME)) == 100

@@ -68,6 +68,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import measure
 
+from histoviewer.core.errors import InferenceError
 from histoviewer.core.geometry import convex_hull, max_feret_diameter
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.staging_terms import SizeClass, classify_diameter_mm
@@ -102,6 +103,12 @@ PCAM_WINDOW_FRACTION = 1.0 / 3.0
 DEFAULT_UPSAMPLE = 12  # fine px per map cell: ~8 um for the default model's ~93 um cells
 MAX_FINE_PX = 4_000_000  # per lesion
 MEASURE_CACHE_SIZE = 4096  # distinct component crops remembered while one map is measured
+# Separate regions above the threshold one map may hold before it is refused. A CAMELYON-size
+# slide at 10x has ~10^5 map cells and real metastases number a handful to a few hundred;
+# tens of thousands of separate regions are noise (a wrong threshold or model), and measuring
+# each costs ~0.25 ms: 10^6 of them ran past 600 s. Refusing, with the count, bounds the time
+# by the map's size (one labelling pass) and never drops regions silently.
+MAX_LESION_REGIONS = 20_000
 # a diameter's interval, in map cells below and above it (docstring, 6): errors skew low
 UNCERTAINTY_CELLS_BELOW = 1.0
 UNCERTAINTY_CELLS_ABOVE = 1.5
@@ -325,6 +332,11 @@ def find_lesions(encoded: np.ndarray, frame: MapFrame,
     labels, n = ndimage.label(positive, structure=np.ones((3, 3), bool))
     if n == 0:
         return ()
+    if n > MAX_LESION_REGIONS:
+        raise InferenceError(
+            f"the map has {n:,} separate regions at P >= {params.threshold:.2f} (at most "
+            f"{MAX_LESION_REGIONS:,} are measured): that is scattered noise, not lesions; check the "
+            "threshold and the model before reading any lesion from this map")
     found = []
     cache: dict = {}  # equal crops measured once: a map of 10^6 lone cells stays linear
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
