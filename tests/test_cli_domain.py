@@ -31,6 +31,10 @@ def test_skin_is_flagged_and_no_output_gives_it_a_node_label(cmu_small, tmp_path
     assert outcome.node_label.value == "unknown"
     doc = json.loads(summary_path.read_text())
     assert doc["domain"]["out_of_domain"] is True
+    # the QuPath file never shows its regions as tumour, nor gives them a size class
+    features = json.loads((summary_path.parent / "lesions.geojson").read_text())["features"]
+    assert features and all(f["properties"]["classification"]["name"] == "Unreliable AI region"
+                            and f["properties"]["size_class"] is None for f in features)
 
     # the lesions command reads the same map, lesions and all, and still gives no label
     prob_map = summary_path.parent / "probability.tiff"

@@ -128,7 +128,8 @@ def run_lesions(args: argparse.Namespace) -> int:
     # an analysis judged out of domain has no node label, whatever its lesions
     domain = analysis_domain(args.map.parent)  # of the analysis the map comes from, if any
     if args.geojson is not None:
-        write_lesions_geojson(args.geojson, found.lesions)
+        unreliable = domain.describe() if domain is not None and domain.out_of_domain else None
+        write_lesions_geojson(args.geojson, found.lesions, unreliable=unreliable)
     if args.json:
         doc = {"map": str(args.map), **found.to_dict()}
         if domain is not None:

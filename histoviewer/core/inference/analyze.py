@@ -34,7 +34,7 @@ from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
 from histoviewer.core.models.classifier import OperatingPoint, PatchClassifier
-from histoviewer.core.models.domain import judge_slide
+from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, judge_slide
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
@@ -186,11 +186,12 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
         write_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     found = analyse_map(encoded, MapFrame.from_geometry(geometry), options.lesion_params(model.info.operating_point))
-    geojson_path = write_lesions_geojson(out / "lesions.geojson", found.lesions)
-    lesions_s = time.perf_counter() - t0
-    counts = grid.counts()
     # Out of domain, the AI's size class is not a label anyone should read: unknown, with why.
     verdict = judge_slide(grid.domain_distances(), model.domain, complete=grid.coverage() >= 1.0)
+    geojson_path = write_lesions_geojson(out / "lesions.geojson", found.lesions,
+                                         unreliable=OUT_OF_DOMAIN_REASON if verdict.out_of_domain else None)
+    lesions_s = time.perf_counter() - t0
+    counts = grid.counts()
     label = NodeLabel.UNKNOWN if verdict.out_of_domain else found.label
     timing = SlideTiming(tissue_s=tissue_s, read_decode_s=times.read_s, resize_cut_s=times.resize_s,
                          model_s=times.model_s, wait_for_reads_s=times.wait_s, classify_wall_s=times.total_s,
