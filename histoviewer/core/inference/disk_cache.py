@@ -33,7 +33,12 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CACHE_VERSION", "HeatmapCache", "default_cache_dir", "slide_fingerprint"]
 
-CACHE_VERSION = 1
+# Bump whenever the same model on the same slide and grid would give other cell values: the
+# key knows the model, the slide and the grid, not the code between them. 2: blank patches
+# (damaged tiles) are failed, not classified, and a batch is prepared (stain-normalised) once
+# for the network and the tissue descriptor; a map cached before either was stale and could
+# show a damaged tile as classified tissue (and gave the viewer other sizes than analyze).
+CACHE_VERSION = 2
 _HEAD_BYTES = 1 << 20
 
 
