@@ -207,7 +207,16 @@ class SummaryPanel(QDockWidget):
             self.label_title.setText(OUT_OF_DOMAIN_REASON)
             self.label_title.setStyleSheet(f"font-size: 16px; font-weight: bold; color: {OUT_OF_DOMAIN_COLOUR};")
         failed = result.counts.failed
-        if failed and not snapshot.domain.out_of_domain:  # failed tissue: no final label, ever
+        no_tissue = result.counts.tissue == 0 and not result.provisional
+        if no_tissue and not snapshot.domain.out_of_domain:
+            # nothing classified: "NEGATIVE" would rest on no tissue at all (a blank, tiny or
+            # wrongly masked slide), the rule the final label follows (resolve_node_label)
+            self.label_title.setText("NO LABEL \u2013 no tissue classified")
+            self.label_title.setStyleSheet("font-size: 18px; font-weight: bold; color: #a05a00;")
+            self.coverage_label.setText("no tissue found on the slide, so nothing was classified: "
+                                        "this node has no label")
+            self.coverage_label.setStyleSheet("color: #a05a00; font-weight: bold;")
+        elif failed and not snapshot.domain.out_of_domain:  # failed tissue: no final label, ever
             self.label_title.setText(f"NOT FINAL \u2013 {text.lower()} so far")
             self.label_title.setStyleSheet("font-size: 18px; font-weight: bold; color: #a05a00;")
             self.coverage_label.setText(

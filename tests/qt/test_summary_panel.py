@@ -103,6 +103,21 @@ def test_failed_patches_leave_the_panel_without_a_final_label(qtbot):
     assert panel.coverage_label.text().startswith("not final: 50 of ")
 
 
+def test_a_map_without_tissue_gets_no_negative_label(qtbot):
+    """Seen on broken-tiles.svs (a slide smaller than one patch): no tissue cell at all, and
+    the panel said a final, green "NEGATIVE" resting on nothing classified."""
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.show_snapshot(_snapshot(np.full((4, 4), -1.0, np.float32)))  # all background
+    assert "NEGATIVE" not in panel.label_title.text()
+    assert panel.label_title.text() == "NO LABEL \u2013 no tissue classified"
+    assert "nothing was classified" in panel.coverage_label.text()
+    assert "final" not in panel.coverage_label.text()
+    panel.show_snapshot(_snapshot(np.zeros((4, 4), np.float32)))  # classified tissue, no lesion
+    assert panel.label_title.text() == "NEGATIVE"
+
+
 def test_next_and_previous_walk_the_table_in_its_order_and_wrap(qtbot):
     panel = SummaryPanel()
     qtbot.addWidget(panel)
