@@ -279,11 +279,14 @@ class AnnotationActions(QObject):
         tab.annotations.import_set(result.annotation_set, description=f"Import {Path(path).name}")
         regions = sum(1 for a in result.annotation_set.annotations if a.is_region)
         detections = len(result.annotation_set.annotations) - regions
-        text = f"Imported {regions} annotation{'s' if regions != 1 else ''} from {Path(path).name}"
+        parts = [f"{regions} annotation{'s' if regions != 1 else ''}"] if regions or not detections else []
         if detections:
-            text += f" and {detections} detection{'s' if detections != 1 else ''} (shown, never sized or staged)"
-        if result.warnings:
-            text += f" ({len(result.warnings)} warning{'s' if len(result.warnings) != 1 else ''}: {result.warnings[0]})"
+            parts.append(f"{detections} detection{'s' if detections != 1 else ''} (shown, never sized or staged)")
+        text = f"Imported {' and '.join(parts)} from {Path(path).name}"
+        # the reader's note on detections says again what the line above says: not a warning here
+        warnings = [w for w in result.warnings if "read as detections" not in w]
+        if warnings:
+            text += f" ({len(warnings)} warning{'s' if len(warnings) != 1 else ''}: {warnings[0]})"
         self.host.show_message(text, MESSAGE_MS)
         return True
 

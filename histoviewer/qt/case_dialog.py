@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from histoviewer.core.analysis.camelyon17 import check_unique_nodes, group_cases
 from histoviewer.core.analysis.case import CaseOutputs, node_result, node_result_from_annotations
+from histoviewer.core.analysis.lesions import describe_size
 from histoviewer.core.analysis.staging import StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.errors import Cancelled, HistoViewerError, ModelLoadError, StagingError
@@ -333,11 +334,16 @@ class CaseDialog(QDialog):
         if node.largest_lesion is None:
             self._set(row, 2, "none")
         else:
-            lesions = summary.lesions
-            size_class = lesions[0].size_class.value if lesions else ""
-            diameter = "unknown" if node.largest_diameter_mm is None else f"{node.largest_diameter_mm:.2f} mm"
+            lesions = summary.lesions  # largest first
+            # as the lesions panel and the report say it: a size within measurement error of a
+            # class border is given with its range ('2.090 mm (1.997-2.230 mm: micro/macro border)')
+            if lesions:
+                size = describe_size(lesions[0])
+            else:
+                size = "unknown" if node.largest_diameter_mm is None else f"{node.largest_diameter_mm:.2f} mm"
             count = f"{len(lesions)} lesion{'s' if len(lesions) != 1 else ''}"
-            self._set(row, 2, f"{node.largest_lesion}: {diameter} {size_class}; {count}")
+            self._set(row, 2, f"{node.largest_lesion}: {size}; {count}")
+            self.table.resizeRowToContents(row)
         failed = f", {summary.failed_patches} failed" if summary.failed_patches else ""
         self._set(row, 3, f"{summary.coverage:.0%}{failed}", "#a05a00" if failed else None)
 

@@ -207,7 +207,16 @@ class SummaryPanel(QDockWidget):
             self.label_title.setText(OUT_OF_DOMAIN_REASON)
             self.label_title.setStyleSheet(f"font-size: 16px; font-weight: bold; color: {OUT_OF_DOMAIN_COLOUR};")
         failed = result.counts.failed
-        if failed and not snapshot.domain.out_of_domain:  # failed tissue: no final label, ever
+        no_tissue = result.counts.tissue == 0 and not result.provisional
+        if no_tissue and not snapshot.domain.out_of_domain:
+            # nothing classified: "NEGATIVE" would rest on no tissue at all (a blank, tiny or
+            # wrongly masked slide), the rule the final label follows (resolve_node_label)
+            self.label_title.setText("NO LABEL \u2013 no tissue classified")
+            self.label_title.setStyleSheet("font-size: 18px; font-weight: bold; color: #a05a00;")
+            self.coverage_label.setText("no tissue found on the slide, so nothing was classified: "
+                                        "this node has no label")
+            self.coverage_label.setStyleSheet("color: #a05a00; font-weight: bold;")
+        elif failed and not snapshot.domain.out_of_domain:  # failed tissue: no final label, ever
             self.label_title.setText(f"NOT FINAL \u2013 {text.lower()} so far")
             self.label_title.setStyleSheet("font-size: 18px; font-weight: bold; color: #a05a00;")
             self.coverage_label.setText(
@@ -274,7 +283,11 @@ class SummaryPanel(QDockWidget):
         plot.setXRange(0.0, 1.0, padding=0.02)
         # log axis in view units (log10); at least 0.5..10 cells, so an empty histogram (every
         # patch failed) is a flat floor, not a degenerate axis
-        plot.setYRange(np.log10(0.5), np.log10(max(float(counts.max()), 10.0)), padding=0.05)
+        top = max(float(counts.max()), 10.0)
+        plot.setYRange(np.log10(0.5), np.log10(top), padding=0.05)
+        # decade ticks only: pyqtgraph labels the minor ticks (2..9, 0.5..0.9) of a log axis that
+        # spans under two decades, and those labels pile on each other in a 110 px plot
+        plot.getPlotItem().getAxis("left").setTicks([log_decade_ticks(top), []])
 
     def _plot_sizes(self, lesions: tuple[Lesion, ...]) -> None:
         plot = self.size_plot
@@ -295,7 +308,10 @@ class SummaryPanel(QDockWidget):
             plot.addItem(line)
         plot.setXRange(0.0, top, padding=0.02)
         # headroom above the bars for the border labels
-        plot.setYRange(0.0, max(1, int(counts.max()) if counts.size else 1) * 1.7, padding=0)
+        most = max(1, int(counts.max()) if counts.size else 1)
+        plot.setYRange(0.0, most * 1.7, padding=0)
+        # whole-number ticks: a count of lesions is never 1.5
+        plot.getPlotItem().getAxis("left").setTicks([count_ticks(most), []])
 
     # -- selection --------------------------------------------------------------------------------
     def _on_row_picked(self, proxy_index: QModelIndex) -> None:
@@ -332,6 +348,22 @@ class SummaryPanel(QDockWidget):
         has = self.proxy.rowCount() > 0
         self.prev_button.setEnabled(has)
         self.next_button.setEnabled(has)
+
+
+def log_decade_ticks(top_count: float) -> list[tuple[float, str]]:
+    """Ticks for a log10 count axis (positions in view units, log10 of the count): one per
+    decade from 1 up to ``top_count``, labelled 1, 10, 100, 1k, 10k..."""
+    ticks = []
+    for power in range(int(np.floor(np.log10(max(top_count, 1.0)))) + 1):
+        value = 10**power
+        ticks.append((float(power), f"{value // 1000}k" if value >= 1000 else str(value)))
+    return ticks
+
+
+def count_ticks(most: int) -> list[tuple[float, str]]:
+    """Whole-number ticks for a count axis from 0 to ``most``, at most about 5 of them."""
+    step = max(1, int(np.ceil(most / 4)))
+    return [(float(v), str(v)) for v in range(0, most + 1, step)]
 
 
 def _class_colour(diameter_mm: float) -> QColor:

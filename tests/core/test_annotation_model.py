@@ -79,6 +79,10 @@ def test_measurements_are_analytic_and_in_physical_units():
     assert unknown.area_mm2 is None and unknown.size_class is SizeClass.UNKNOWN
     assert unknown.area_px2 == 160000 and "scale unknown" in unknown.summary()
     assert measure(Annotation(K.POINTS, ((1, 1), (2, 2))), mpp).summary() == "2 points"
+    # a cell-sized detection reads in µm², not '7.071e-05 mm²' (seen with QuPath detections)
+    cell = measure(square(0, 0, 10 / mpp), mpp)
+    assert cell.area_text() == "area 100 \u00b5m\u00b2" and "e-0" not in cell.summary()
+    assert measure(square(0, 0, 400), mpp).area_text() == f"area {(400 * mpp) ** 2 / 1e6:.4g} mm\u00b2"
     with pytest.raises(ValueError, match="positive"):
         measure(square(0, 0, 1), 0.0)
 

@@ -100,7 +100,9 @@ def test_qupath_cells_are_shown_counted_not_staged_nor_moved(window, qtbot, tab,
     src.write_text(json.dumps(QUPATH_CELLS))
     actions = window.annotation_actions
     assert actions.import_file(src)
-    assert "5 detections (shown, never sized or staged)" in window.statusBar().currentMessage()
+    message = window.statusBar().currentMessage()
+    # said once, and no "Imported 0 annotations" before it
+    assert message == "Imported 5 detections (shown, never sized or staged) from cells.geojson"
     panel = actions.panel
     assert not panel.detections_label.isHidden() and "5 detections (Tumor 5)" in panel.detections_label.text()
     assert actions.recompute_label().label == "negative"

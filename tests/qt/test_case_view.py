@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -51,7 +52,8 @@ def test_one_node_case_gives_micro_and_pn1mi(window, qtbot, micro_case, tmp_path
     dialog = _run_case(qtbot, window, micro_case, tmp_path, 120_000)
     assert dialog.table.item(0, 0).text() == "patient_010_node_2.tif"
     assert dialog.table.item(0, 1).text() == "MICROMETASTASIS"
-    assert dialog.table.item(0, 2).text().startswith("lesion-1: 0.")
+    # the size as the lesions panel states it (describe_size: class in brackets, or a border range)
+    assert re.fullmatch(r"lesion-1: 0\.\d\d mm \(micro\); 1 lesion", dialog.table.item(0, 2).text())
     assert dialog.table.item(0, 3).text() == "100%"
     assert dialog.bars[0].format() == "done"
     assert dialog.stage_label.text() == "pN stage: pN1mi"

@@ -25,7 +25,7 @@ from histoviewer.qt import live_lesions
 from histoviewer.qt.images import qimage_to_rgb
 from histoviewer.qt.lesion_layer import MARKER_RADIUS_PX, LesionLayer, lesion_label
 from histoviewer.qt.live_lesions import HISTOGRAM_BINS, LesionSnapshot
-from histoviewer.qt.summary_panel import SummaryPanel
+from histoviewer.qt.summary_panel import SummaryPanel, count_ticks, log_decade_ticks
 from tests.qt.conftest import open_settled
 
 # docs/benchmarks.md ("Lesions, size classes and pN"): max abs diameter error 0.061 mm on
@@ -101,6 +101,21 @@ def test_failed_patches_leave_the_panel_without_a_final_label(qtbot):
     panel.show_snapshot(_snapshot(some))
     assert panel.label_title.text() == "NOT FINAL \u2013 macrometastasis so far"
     assert panel.coverage_label.text().startswith("not final: 50 of ")
+
+
+def test_a_map_without_tissue_gets_no_negative_label(qtbot):
+    """Seen on broken-tiles.svs (a slide smaller than one patch): no tissue cell at all, and
+    the panel said a final, green "NEGATIVE" resting on nothing classified."""
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.show_snapshot(_snapshot(np.full((4, 4), -1.0, np.float32)))  # all background
+    assert "NEGATIVE" not in panel.label_title.text()
+    assert panel.label_title.text() == "NO LABEL \u2013 no tissue classified"
+    assert "nothing was classified" in panel.coverage_label.text()
+    assert "final" not in panel.coverage_label.text()
+    panel.show_snapshot(_snapshot(np.zeros((4, 4), np.float32)))  # classified tissue, no lesion
+    assert panel.label_title.text() == "NEGATIVE"
 
 
 def test_next_and_previous_walk_the_table_in_its_order_and_wrap(qtbot):
@@ -520,3 +535,13 @@ def test_skin_in_the_viewer_every_place_says_the_result_is_unreliable(ai_window_
     assert "unreliable" in tab.legend.status and tab.legend.alarm and not tab.lesion_layer.classed
     if snap.result.lesions:
         assert "unreliable" in lesion_label(snap.result.lesions[0], tab.lesion_layer.classed)
+
+
+def test_count_axes_label_only_whole_counts_and_decades():
+    """The histogram's log axis is labelled at decades only (pyqtgraph's own minor-tick labels
+    piled on each other under two decades), the sizes plot at whole lesion counts."""
+    assert log_decade_ticks(10.0) == [(0.0, "1"), (1.0, "10")]
+    assert log_decade_ticks(2500.0) == [(0.0, "1"), (1.0, "10"), (2.0, "100"), (3.0, "1k")]
+    assert count_ticks(1) == [(0.0, "0"), (1.0, "1")]
+    assert all(label.isdigit() for _, label in count_ticks(13))
+    assert len(count_ticks(13)) <= 5

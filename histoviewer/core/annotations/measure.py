@@ -21,6 +21,9 @@ from histoviewer.core.geometry import max_feret_diameter, polygon_area
 from histoviewer.core.staging_terms import SizeClass, classify_diameter_mm
 from histoviewer.core.units import format_length_um, l0_area_to_mm2, l0_px_to_mm, l0_px_to_um, mm_to_um
 
+# Below this an area reads better in um^2 (a cell is ~50-150 um^2; 0.001 mm^2 = 1000 um^2).
+SMALL_AREA_MM2 = 0.001
+
 __all__ = ["Measurement", "area_px2", "ellipse_perimeter", "measure"]
 
 
@@ -75,8 +78,11 @@ class Measurement:
         """'area 0.153 mm²' (or in px² when the scale is unknown); None for shapes without one."""
         if self.area_px2 is None:
             return None
-        return (f"area {self.area_mm2:.4g} mm\u00b2" if self.area_mm2 is not None
-                else f"area {self.area_px2:.4g} px\u00b2 (scale unknown)")
+        if self.area_mm2 is None:
+            return f"area {self.area_px2:.4g} px\u00b2 (scale unknown)"
+        if self.area_mm2 < SMALL_AREA_MM2:  # a cell or a detection: '70.7 µm²', not '7.071e-05 mm²'
+            return f"area {self.area_mm2 * 1e6:.3g} \u00b5m\u00b2"
+        return f"area {self.area_mm2:.4g} mm\u00b2"
 
     def summary(self) -> str:
         """One line for a status bar or list panel, e.g. 'area 0.153 mm², Ø 520 µm (micro)'."""
