@@ -169,6 +169,15 @@ class AiController(QObject):
             elif busy:
                 text += " (working)"
             colour = "#1a6e1a" if whole >= 1.0 else ("#555" if in_view >= 1.0 else "#a05a00")
+            # "done" counts failed cells; green only when the tissue was in fact classified
+            counts = tab.lesions.snapshot.result.counts if tab.lesions.snapshot is not None else None
+            if whole >= 1.0 and counts is not None:
+                if counts.tissue == 0:
+                    text, colour = "AI: no tissue found on the slide – nothing classified", "#a05a00"
+                elif counts.failed > 0:
+                    text = (f"AI: whole slide done, {counts.failed} of {counts.tissue} tissue patches "
+                            "failed")
+                    colour = "#a05a00"
             detail = text
             if live.restored_from_cache:
                 detail += "\nEarlier results restored from the heatmap cache."
@@ -176,7 +185,10 @@ class AiController(QObject):
                 detail += "\nUntil the slide is 100% classified, a clean map is not a negative slide."
         if tab.heatmap_failure:
             detail += f"\nSome patches failed: {tab.heatmap_failure}"
-            text += " – some patches failed"
+            if "failed" not in text:
+                text += " – some patches failed"
+            if colour == "#1a6e1a":
+                colour = "#a05a00"
         snapshot = tab.lesions.snapshot
         if snapshot is not None and snapshot.domain.out_of_domain:
             text += " – AI result unreliable: tissue unlike the model's training data"

@@ -545,3 +545,18 @@ def test_count_axes_label_only_whole_counts_and_decades():
     assert count_ticks(1) == [(0.0, "0"), (1.0, "1")]
     assert all(label.isdigit() for _, label in count_ticks(13))
     assert len(count_ticks(13)) <= 5
+
+
+def test_the_status_bar_is_not_green_when_nothing_was_classified(ai_window_factory, qtbot):
+    """Seen on a slide without tissue: the status bar said a green 'AI: whole slide classified'
+    (failed and absent cells count as done for progress) while nothing had been classified."""
+    from pathlib import Path
+
+    win = ai_window_factory(model="handcrafted", background=True)
+    tab = open_settled(win, qtbot, Path(__file__).resolve().parents[1] / "data" / "tiny.svs")
+    _start_ai(win)
+    snap = _wait_lesions(qtbot, tab, final=True)
+    assert snap.result.counts.tissue == 0
+    qtbot.waitUntil(lambda: "no tissue" in win.ai.status_label.text(), timeout=5000)
+    assert "whole slide classified" not in win.ai.status_label.text()
+    assert "#1a6e1a" not in win.ai.status_label.styleSheet()
