@@ -40,6 +40,7 @@ from histoviewer.core.annotations.sanitize import Replacements
 from histoviewer.core.annotations.shapes import Annotation, ObjectKind, ShapeKind, new_uid
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import AnnotationFormatError
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = [
     "FORMAT_KEY",
@@ -188,8 +189,8 @@ def geojson_bytes(aset: AnnotationSet, meta: Mapping[str, Any] | None = None,
         budget.annotation(f"annotation {i} ({ann.name!r})", _written_vertices(ann))
     check_output_size(target, _estimated_bytes(aset))  # early: building a too-large text takes minutes
     # Compact separators keep json on its C encoder (indent switches to pure Python: 10x slower).
-    text = json.dumps(geojson_dict(aset, meta, replacements), separators=(",", ":"), allow_nan=False,
-                      ensure_ascii=False)
+    text = strict_dumps(geojson_dict(aset, meta, replacements), separators=(",", ":"),
+                        ensure_ascii=False)
     data = (text + "\n").encode("utf-8")
     check_output_size(target, len(data))
     return data

@@ -12,7 +12,6 @@ where it lives on this computer.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ import histoviewer
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["CellCrop", "Provenance", "provenance_path", "pyramid_description", "write_provenance"]
 
@@ -145,7 +145,7 @@ class Provenance:
         return extra
 
     def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        return strict_dumps(self.to_dict(), indent=indent)
 
     def text_chunks(self) -> dict[str, str]:
         """PNG text chunks: standard keywords plus the full record as JSON."""

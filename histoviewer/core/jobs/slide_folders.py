@@ -18,7 +18,6 @@ were and no half-written folder.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from pathlib import Path
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.atomic import same_file
 from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.safe_input import read_json
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.outputs import analyze_into
 from histoviewer.core.models.registry import open_model
@@ -84,11 +84,11 @@ def safe_folder_name(slide: str | os.PathLike[str]) -> str:
 def _summary_slide(folder: Path) -> str | None:
     """The slide an analysis folder's ``summary.json`` names, None for none or unreadable."""
     path = folder / "summary.json"
+    if not os.path.lexists(path):
+        return None
     try:
-        if path.stat().st_size > _SUMMARY_MAX_BYTES:
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        data = read_json(path, "an earlier analysis summary", HistoViewerError, max_bytes=_SUMMARY_MAX_BYTES)
+    except (HistoViewerError, OSError):
         return None
     slide = data.get("slide") if isinstance(data, dict) else None
     return slide if isinstance(slide, str) else None

@@ -13,7 +13,6 @@ are never guessed (writers show them as ``unknown``).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -30,6 +29,8 @@ from histoviewer.core.analysis.summary import SlideFailure, outcome_from_dict, r
 from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
 from histoviewer.core.annotations.geojson_io import read_geojson
 from histoviewer.core.errors import HistoViewerError, ReportError, StagingError, SummaryFormatError
+from histoviewer.core.safe_input import read_json
+from histoviewer.core.strict_json import strict_dumps
 from histoviewer.core.export.provenance import SOFTWARE
 from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.models.classifier import DEMO_WARNING
@@ -308,7 +309,7 @@ class Report:
                 "cases": [c.to_dict() for c in self.cases], "slides": [s.to_dict() for s in self.slides]}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        return strict_dumps(self.to_dict(), indent=2)
 
 
 # -- building ------------------------------------------------------------------------------
@@ -417,9 +418,11 @@ def failed_slides(paths: Iterable[str | os.PathLike[str]]) -> list[SlideReport]:
         if not cases.is_file():
             continue
         try:
-            doc = json.loads(cases.read_text(encoding="utf-8"))
+            doc = read_json(cases, "the case file", ReportError)
             entries = doc.get("failed_slides") or [] if isinstance(doc, dict) else []
             failures = [outcome_from_dict(e) for e in entries]
+        except ReportError:
+            raise
         except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ReportError(f"{cases}: cannot read the failed slides: {exc}") from exc
         out.extend(failed_slide_report(f, "", str(p)) for f in failures if isinstance(f, SlideFailure))

@@ -17,13 +17,13 @@ knows the sizes rest on the user's word, not the scanner's.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from pathlib import Path
 
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import HistoViewerError, SlideOpenError
+from histoviewer.core.safe_input import read_json
 from histoviewer.core.paths import user_data_dir
 from histoviewer.core.slide.reader import SlideReader
 from histoviewer.core.strict_json import strict_dumps
@@ -80,11 +80,11 @@ class UserScaleStore:
         self.path = Path(path) if path is not None else user_data_dir() / _STORE_NAME
 
     def _read(self) -> dict[str, dict]:
-        try:
-            doc = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not os.path.lexists(self.path):
             return {}
-        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        try:
+            doc = read_json(self.path, "the user-set pixel sizes", HistoViewerError)
+        except (HistoViewerError, OSError) as exc:
             log.warning(
                 "%s: unreadable, user-set pixel sizes ignored: %s", self.path, exc
             )
