@@ -14,7 +14,6 @@ The description's ``pixel_size_um`` and ``values`` say the same in words.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -28,14 +27,14 @@ from histoviewer.core.atomic import atomic_target
 from histoviewer.core.export.provenance import CellCrop
 from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.grid_geometry import GridGeometry
-from histoviewer.core.inference.outputs import ENCODING
+from histoviewer.core.inference.outputs import ENCODING, MAP_TILE_PX, map_tiff_options
 from histoviewer.core.safe_input import parse_json, require_regular_file
 
 __all__ = [
     "RAW_TILE_PX", "RawProbabilities", "cell_window", "read_raw_probabilities", "write_raw_probabilities",
 ]
 
-RAW_TILE_PX = 256  # map cells per tile side (a multiple of 16, as TIFF tiles must be)
+RAW_TILE_PX = MAP_TILE_PX  # map cells per tile side, as analyze's maps (a multiple of 16, as TIFF tiles must be)
 
 
 def cell_window(geometry: GridGeometry, l0_region: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
@@ -86,10 +85,7 @@ def write_raw_probabilities(path: str | os.PathLike[str], heatmap: HeatmapData,
                       "[origin_x + (col0 + c) * l0_stride, + l0_stride), y likewise with rows"),
             "provenance": provenance}
     with atomic_target(path) as tmp:
-        px_per_cm = 1e4 / cell_um
-        tifffile.imwrite(tmp, data, compression="zlib", tile=(RAW_TILE_PX, RAW_TILE_PX),
-                         resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER",
-                         description=json.dumps(meta, allow_nan=False), metadata=None)
+        tifffile.imwrite(tmp, data, **map_tiff_options(g, meta))
     return crop
 
 

@@ -33,7 +33,7 @@ from histoviewer.core.inference.grid import ENCODED, CellState
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.strict_json import strict_dumps
 
-__all__ = ["DOMAIN_ENCODING", "ENCODING", "MAP_TILE_PX", "analyze_into", "map_tiff_bytes", "write_domain_map", "write_heatmap_png",
+__all__ = ["DOMAIN_ENCODING", "ENCODING", "MAP_TILE_PX", "analyze_into", "map_tiff_bytes", "map_tiff_options", "write_domain_map", "write_heatmap_png",
            "write_probability_map"]
 
 ENCODING = {
@@ -57,15 +57,20 @@ _GLASS_GREY = 0.35  # how much of the thumbnail's colour remains where there is 
 MAP_TILE_PX = 256
 
 
-def map_tiff_bytes(encoded: np.ndarray, geometry: GridGeometry, meta: dict[str, Any]) -> bytes:
-    """A map as a zlib float32 TIFF, tiled, whose resolution tags give its physical scale
-    (one pixel is one map cell: ``l0_stride`` level-0 px of ``slide_mpp`` um), so QuPath,
-    OpenSlide-based tools and tifffile size it right; ``meta`` (JSON) is its description."""
+def map_tiff_options(geometry: GridGeometry, meta: dict[str, Any]) -> dict[str, Any]:
+    """``tifffile.imwrite`` options of every map TIFF we write (analyze's maps, the raw
+    export): zlib, tiled, resolution tags giving its physical scale (one pixel is one map
+    cell: ``l0_stride`` level-0 px of ``slide_mpp`` um), so QuPath, OpenSlide-based tools and
+    tifffile size it right; ``meta`` (JSON) is its description."""
     px_per_cm = 1e4 / (geometry.l0_stride * geometry.slide_mpp)
+    return {"compression": "zlib", "tile": (MAP_TILE_PX, MAP_TILE_PX), "resolution": (px_per_cm, px_per_cm),
+            "resolutionunit": "CENTIMETER", "description": strict_dumps(meta), "metadata": None}
+
+
+def map_tiff_bytes(encoded: np.ndarray, geometry: GridGeometry, meta: dict[str, Any]) -> bytes:
+    """A map (float32) as TIFF bytes (``map_tiff_options``)."""
     buf = io.BytesIO()
-    tifffile.imwrite(buf, np.ascontiguousarray(encoded, np.float32), compression="zlib",
-                     tile=(MAP_TILE_PX, MAP_TILE_PX), resolution=(px_per_cm, px_per_cm),
-                     resolutionunit="CENTIMETER", description=strict_dumps(meta), metadata=None)
+    tifffile.imwrite(buf, np.ascontiguousarray(encoded, np.float32), **map_tiff_options(geometry, meta))
     return buf.getvalue()
 
 
