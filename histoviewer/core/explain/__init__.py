@@ -1,0 +1,1 @@
+"""Why the AI decided: Grad-CAM, feature contributions, test-time-augmentation uncertainty."""
