@@ -151,6 +151,14 @@ def register(sub) -> None:
                         "into the current folder unasked)")
     e.add_argument("--calibration", type=Path, default=None, metavar="FILE.png",
                    help="also draw the reliability diagram (calibration curve) to this PNG")
+    e.add_argument("--top-losses", type=int, default=None, metavar="N",
+                   help="list the N most confident false positives and false negatives (with "
+                        "--gallery: draw them; default 12 there)")
+    e.add_argument("--gallery", type=Path, default=None, metavar="DIR",
+                   help="write the top losses as a gallery folder (index.html: each patch as the model "
+                        "read it, its label, P and its Grad-CAM or feature terms; the confusion matrix "
+                        "beside the ROC and calibration plots)")
+    e.add_argument("--overwrite", action="store_true", help="replace --gallery when it exists (default: refuse)")
     e.set_defaults(func=run_eval)
 
     pr = sub.add_parser("predict-patches",
@@ -390,6 +398,10 @@ def _metrics_text(m: Any) -> str:
 
 def run_eval(args: argparse.Namespace) -> int:
     _check_out(args, args.roc, args.calibration, overwrite=True)  # pictures: replaced, never over an input
+    if args.gallery is not None:
+        from histoviewer.cli.explain import check_gallery
+
+        check_gallery(args)
     from histoviewer.cli.progress import cli_control
     from histoviewer.core.models.calibration_metrics import calibration_metrics
     from histoviewer.core.models.metrics import binary_metrics, roc
@@ -428,6 +440,11 @@ def run_eval(args: argparse.Namespace) -> int:
     cal_path = None
     if args.calibration is not None:
         cal_path = str(write_reliability_png(args.calibration, cal, title, subtitle))
+    losses = None
+    if args.top_losses is not None or args.gallery is not None:
+        from histoviewer.cli.explain import eval_top_losses
+
+        losses = eval_top_losses(args, model, chosen.indices, labels, probs, m, curve, cal, title, subtitle)
     out = {
         "model": model.info.to_dict(), "data": description, "part": args.part,
         "auc": m.auc, "ece": cal.ece, "brier": cal.brier,
@@ -442,6 +459,8 @@ def run_eval(args: argparse.Namespace) -> int:
         from histoviewer.cli.hints import demo_warning
 
         out["warning"] = demo_warning()
+    if losses is not None:
+        out["top_losses"] = losses
     if args.record:
         from histoviewer.core.models.model_file import record_evaluation
         from histoviewer.core.models.registry import resolve_model_path
@@ -474,6 +493,10 @@ def run_eval(args: argparse.Namespace) -> int:
           if curve is not None else "ROC curve: not drawn (one class only)")
     if cal_path:
         print(f"reliability diagram: {cal_path}")
+    if losses is not None:
+        from histoviewer.cli.explain import print_top_losses
+
+        print_top_losses(losses)
     return 0
 
 
