@@ -20,6 +20,7 @@ from histoviewer.qt.annotation_actions import AnnotationActions
 from histoviewer.qt.case_controller import CaseController
 from histoviewer.qt.export_dialog import ExportDialog, open_export_dialog
 from histoviewer.qt.lesion_controller import LesionController
+from histoviewer.qt.patch_inspector import PatchInspector
 from histoviewer.qt.pixel_size_dialog import PixelSizeDialog
 from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.slide_tab import SlideTab
@@ -69,6 +70,7 @@ class MainWindow(QMainWindow):
         self.lesions = LesionController(self, parent=self)
         self.ai.enabledChanged.connect(self.lesions.set_overlay_enabled)
         self.cases = CaseController(self, lambda: self.ai.settings, parent=self)
+        self.inspector = PatchInspector(self, lambda: self.ai.settings, parent=self)
         self.annotation_actions = AnnotationActions(self, parent=self)
         self.view_controls = ViewController(self, parent=self)
         self._place_docks(settings.enabled)
@@ -86,6 +88,8 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.ai.panel, self.lesions.panel)
         self.addDockWidget(area, self.annotation_actions.panel)
         self.tabifyDockWidget(self.ai.panel, self.annotation_actions.panel)
+        self.addDockWidget(area, self.inspector.panel)  # hidden until the first Ctrl+click
+        self.tabifyDockWidget(self.ai.panel, self.inspector.panel)
         self.lesions.set_overlay_enabled(overlay_enabled)  # shown and in front while the AI runs
 
     def _build_status_bar(self) -> None:
@@ -121,6 +125,7 @@ class MainWindow(QMainWindow):
         ai_menu = self.ai.menu
         ai_menu.addSeparator()
         ai_menu.addActions(list(self.lesions.menu_actions))
+        ai_menu.addAction(self.inspector.panel_action)
         bar.addMenu(ai_menu)
         bar.addMenu(self.annotation_actions.annotation_menu)
         help_menu = bar.addMenu("&Help")
@@ -154,6 +159,7 @@ class MainWindow(QMainWindow):
         self.view_controls.attach(tab)
         self.lesions.attach(tab)
         self.ai.attach(tab)  # starts the overlay when it is on
+        self.inspector.attach(tab)
         info = tab.session.info
         index = self.tabs.addTab(tab, Path(path).name)
         self.tabs.setTabToolTip(index, str(path))
@@ -303,6 +309,7 @@ class MainWindow(QMainWindow):
             return
         self.cases.shutdown()
         self.ai.close()
+        self.inspector.close()
         super().closeEvent(event)
 
 

@@ -40,6 +40,7 @@ class SlideView(QWidget):
     # True when input starts moving the view, False once it pauses (SMOOTH_AFTER_IDLE_MS) or
     # the mouse button is released: background work yields the CPU in between.
     interactingChanged = Signal(bool)
+    inspectRequested = Signal(object)  # (l0_x, l0_y): Ctrl+click, the patch inspector's gesture
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -393,6 +394,12 @@ class SlideView(QWidget):
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt override
         # Only this button down: any earlier press sequence is over, whatever happened to it.
         self._drop_stale_grabs(event.buttons() & ~event.button())
+        # Ctrl+click inspects a patch whatever tool is active (no tool uses Ctrl; Alt is the
+        # select tool's vertex delete and, on many desktops, the window manager's drag).
+        if (event.button() == Qt.MouseButton.LeftButton and self.session is not None
+                and event.modifiers() & Qt.KeyboardModifier.ControlModifier):
+            self.inspectRequested.emit(self.viewport.screen_to_l0(event.position().x(), event.position().y()))
+            return
         handler = self.input_handler
         if handler is not None and handler.mouse_press(event):
             self._handler_grab = True

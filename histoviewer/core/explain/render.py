@@ -4,13 +4,18 @@ The viewer's patch inspector and the ``top losses`` gallery draw the same pictur
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from histoviewer.core.colormaps import apply_colormap
 from histoviewer.core.explain.contributions import PatchContributions
-from histoviewer.core.models.metrics import PatchMetrics
-from histoviewer.core.models.roc_plot import _font
+
+if (
+    TYPE_CHECKING
+):  # models.metrics imports scikit-learn: the viewer draws these pictures without it
+    from histoviewer.core.models.metrics import PatchMetrics
 
 __all__ = [
     "CAM_COLORMAP",
@@ -23,6 +28,13 @@ CAM_COLORMAP = "turbo"  # blue (no evidence) .. red (strongest tumour evidence),
 CAM_MAX_ALPHA = 0.6  # the strongest evidence still lets the tissue show through
 TUMOUR_RGB = (200, 40, 40)
 NORMAL_RGB = (40, 90, 200)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow without FreeType: fixed bitmap font
+        return ImageFont.load_default()
 
 
 def cam_overlay(patch: np.ndarray, cam: np.ndarray, peak: float = 1.0) -> np.ndarray:
@@ -66,8 +78,22 @@ def contribution_bars_image(
     half = (width - label_w) // 2 - 44  # room for the number at the bar's end
     biggest = max([abs(v) for _, v in groups] + [abs(f[3]) for f in feats] + [1e-9])
 
+    def fit(text: str, room: float) -> str:
+        # cut to the label column: a long description must not run under the bars' numbers
+        if d.textlength(text, font=small) <= room:
+            return text
+        while text and d.textlength(text + "...", font=small) > room:
+            text = text[:-1]
+        return text.rstrip() + "..."
+
     def bar(y: int, text: str, value: float) -> None:
-        d.text((8, y + row // 2), text, fill="black", font=small, anchor="lm")
+        d.text(
+            (8, y + row // 2),
+            fit(text, label_w - 14),
+            fill="black",
+            font=small,
+            anchor="lm",
+        )
         n = round(half * abs(value) / biggest)
         colour = TUMOUR_RGB if value > 0 else NORMAL_RGB
         x0, x1 = (mid, mid + n) if value > 0 else (mid - n, mid)
@@ -94,8 +120,7 @@ def contribution_bars_image(
     )
     y += row
     for _name, description, z, value in feats:
-        text = description if len(description) <= 40 else description[:38] + "..."
-        bar(y, f"{text} (z {z:+.1f})", value)
+        bar(y, f"(z {z:+.1f}) {description}", value)
         y += row
     d.line([(mid, head - 2), (mid, y)], fill=(120, 120, 120))
     return img
