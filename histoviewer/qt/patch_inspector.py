@@ -18,8 +18,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, Signal
-from PySide6.QtGui import QPixmap
+import shiboken6
+from PySide6.QtCore import QObject, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen, QPixmap, QRegion
 from PySide6.QtWidgets import (
     QDockWidget,
     QHBoxLayout,
@@ -38,6 +39,7 @@ from histoviewer.core.inference.inspect_patch import (
     inspection_geometry,
 )
 from histoviewer.core.models.registry import open_model
+from histoviewer.core.tiles.viewport import Viewport
 from histoviewer.qt.images import rgb_to_qimage
 from histoviewer.qt.threads import gui_thread
 from histoviewer.qt.window_host import TabHost
@@ -46,6 +48,33 @@ __all__ = ["PatchInspector", "PatchInspectorPanel"]
 
 ZOOM = 2  # a 96 px patch is drawn 192 px wide
 HINT = "Ctrl+click a point of the slide to see the patch the AI read there, and why it decided."
+
+
+class InspectedPatchLayer:
+    """Outlines the inspected patch on its slide (a dashed square with a white halo), so the
+    dock's picture can be matched to the place it came from."""
+
+    def __init__(self, l0_rect: tuple[float, float, float, float]) -> None:
+        self.l0_rect = l0_rect
+        self.visible = True
+
+    def paint(self, painter: QPainter, viewport: Viewport, region: QRegion) -> None:
+        if not self.visible:
+            return
+        x, y, w, h = self.l0_rect
+        x0, y0 = viewport.l0_to_screen(x, y)
+        x1, y1 = viewport.l0_to_screen(x + w, y + h)
+        rect = QRectF(x0, y0, x1 - x0, y1 - y0)
+        painter.save()
+        painter.setClipRegion(region)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        painter.setPen(QPen(QColor(255, 255, 255, 220), 4))
+        painter.drawRect(rect)
+        dashed = QPen(QColor(0, 110, 140), 2)
+        dashed.setStyle(Qt.PenStyle.DashLine)
+        painter.setPen(dashed)
+        painter.drawRect(rect)
+        painter.restore()
 
 
 class PatchInspectorPanel(QDockWidget):
@@ -246,6 +275,9 @@ class PatchInspector(QObject):
         self._models: dict[tuple[str, str], Any] = {}
         self._model_lock = threading.Lock()  # one inspection at a time uses the models
         self.last_response_s: float | None = None
+        self._marked: tuple[Any, InspectedPatchLayer] | None = (
+            None  # (view, its outline)
+        )
 
     def attach(self, tab) -> None:
         tab.view.inspectRequested.connect(
@@ -273,6 +305,7 @@ class PatchInspector(QObject):
             else settings.stride_divisor,
             "live": live,
             "started": time.perf_counter(),
+            "view": tab.view,
         }
         self._threads = [t for t in self._threads if t.is_alive()]
         thread = threading.Thread(
@@ -329,23 +362,45 @@ class PatchInspector(QObject):
         except Exception as exc:  # noqa: BLE001 - any failure is shown in the dock, never raised on a thread
             self._fail(token, f"{type(exc).__name__}: {exc}")
             return
-        self._deliver(token, ins, images, job["started"])
+        self._deliver(token, ins, images, job["started"], job["view"])
 
     @gui_thread
     def _deliver(
-        self, token: int, ins: PatchInspection, images: dict[str, Any], started: float
+        self,
+        token: int,
+        ins: PatchInspection,
+        images: dict[str, Any],
+        started: float,
+        view,
     ) -> None:
         if self._closed or token != self._token:
             return
         self.panel.show_inspection(ins, images)
+        self._mark(view, ins.l0_rect)
         self.last_response_s = time.perf_counter() - started
         self.filled.emit(ins)
+
+    def _mark(self, view, l0_rect) -> None:
+        """Outline ``l0_rect`` on ``view``, and remove the outline shown before."""
+        if self._marked is not None:
+            old_view, old_layer = self._marked
+            self._marked = None
+            if shiboken6.isValid(old_view) and old_layer in old_view.layers:
+                old_view.layers.remove(old_layer)
+                old_view.update()
+        if view is None or not shiboken6.isValid(view):
+            return
+        layer = InspectedPatchLayer(l0_rect)
+        view.layers.append(layer)
+        view.update()
+        self._marked = (view, layer)
 
     @gui_thread
     def _fail(self, token: int, message: str) -> None:
         if self._closed or token != self._token:
             return
         self.panel.show_error(message)
+        self._mark(None, None)
         self.failed.emit(message)
 
     def close(self, timeout_s: float = 30.0) -> None:

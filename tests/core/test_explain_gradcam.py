@@ -75,11 +75,17 @@ def test_the_cam_peaks_on_the_bright_square_the_model_responds_to(corner, method
     assert cam.cam.shape == (1, P, P) and cam.cam.dtype == np.float32
     assert cam.peak[0] > 0 and cam.cam.max() == pytest.approx(1.0)
     y, x = np.unravel_index(np.argmax(cam.cam[0]), (P, P))
-    assert mask[y, x], f"peak at {(y, x)}, square at {corner}"
-    # most of the map's mass lies on (or next to: 16 px cells) the square
-    grown = np.zeros_like(mask)
+    # a Grad-CAM map is good to a cell (16 px here); this network looks through one centre
+    # tap, so the image-resize placement puts its evidence up to half a cell (8 px) down-right
     y0, x0 = corner
-    grown[max(0, y0 - 16) : y0 + 40, max(0, x0 - 16) : x0 + 40] = True
+    assert y0 <= y < y0 + 24 + 8 and x0 <= x < x0 + 24 + 8, (
+        f"peak at {(y, x)}, square at {corner}"
+    )
+    # most of the map's mass lies on the square or within a cell of it (down-right: a cell and
+    # the half-cell offset); that window is under half the patch
+    grown = np.zeros_like(mask)
+    grown[max(0, y0 - 16) : y0 + 24 + 24, max(0, x0 - 16) : x0 + 24 + 24] = True
+    assert grown.mean() < 0.5
     assert cam.cam[0][grown].sum() / cam.cam[0].sum() > 0.9
     assert cam.probability[0] == pytest.approx(
         model.predict_proba(patch[None])[0], abs=1e-5

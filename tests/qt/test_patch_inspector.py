@@ -10,6 +10,7 @@ from PySide6.QtCore import QPoint, Qt
 from skimage.measure import points_in_poly
 
 from histoviewer.core.inference.grid import CellState
+from histoviewer.qt.patch_inspector import InspectedPatchLayer
 from tests.qt.conftest import open_settled
 
 
@@ -67,6 +68,12 @@ def test_ctrl_click_in_a_lesion_fills_the_dock_with_the_overlays_own_patch(
     )
     assert "P(tumour)" in panel.facts.text() and "uncertainty" in panel.facts.text()
     assert "called tumour" in panel.facts.text()
+    outlines = [
+        layer for layer in tab.view.layers if isinstance(layer, InspectedPatchLayer)
+    ]
+    assert [o.l0_rect for o in outlines] == [
+        ins.l0_rect
+    ]  # the patch is outlined on the slide
     # the lesion's centre is tumour in the ground truth: most of the map's mass is inside it
     yy, xx = np.mgrid[0 : g.patch_px, 0 : g.patch_px]
     px = x + (xx + 0.5) * g.l0_per_model_px
