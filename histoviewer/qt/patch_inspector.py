@@ -108,16 +108,11 @@ class PatchInspectorPanel(QDockWidget):
         self.model_line = QLabel("")
         self.model_line.setWordWrap(True)
         self.model_line.setStyleSheet("color: #555;")
-        for w in (self.status, self.where):
+        # what makes the answer untrustworthy comes first, above the pictures and numbers
+        for w in (self.status, self.where, self.warnings):
             layout.addWidget(w)
         layout.addLayout(images)
-        for w in (
-            self.image_captions,
-            self.bars_image,
-            self.facts,
-            self.warnings,
-            self.model_line,
-        ):
+        for w in (self.image_captions, self.facts, self.bars_image, self.model_line):
             layout.addWidget(w)
         layout.addStretch(1)
         scroll = QScrollArea()
@@ -237,7 +232,7 @@ def _render(ins: PatchInspection) -> dict[str, Any]:
         )
     elif ins.contributions is not None:
         out["bars"] = rgb_to_qimage(
-            np.asarray(contribution_bars_image(ins.contributions, width=440))
+            np.asarray(contribution_bars_image(ins.contributions, width=400))
         )[0]
         out["caption"] = (
             "The patch as the model saw it; below, what moved its log-odds: feature groups "
