@@ -47,7 +47,9 @@ __all__ = [
     "decision_feature",
     "decision_from_feature",
     "find_decision",
+    "find_decision_by_id",
     "hotspot_id",
+    "hotspot_id_for_box",
     "is_decision_feature",
     "outline_centroid",
     "review_labels",
@@ -121,14 +123,21 @@ def _bbox(l0_outline: Sequence[Point]) -> tuple[float, float, float, float]:
 def hotspot_id(l0_outline: Sequence[Point], model_hash: str) -> str:
     """A stable id for the AI lesion with this outline (level-0 px) found by the model
     ``model_hash`` (see module doc): ``"hs-"`` and 20 hex digits."""
+    x0, y0, x1, y1 = _bbox(l0_outline)
+    return hotspot_id_for_box(outline_centroid(l0_outline), (x0, y0, x1 - x0, y1 - y0), model_hash)
+
+
+def hotspot_id_for_box(l0_centroid: Point, l0_bbox: tuple[float, float, float, float], model_hash: str) -> str:
+    """``hotspot_id`` from a lesion's centroid and box ``(x, y, w, h)`` (level-0 px), for
+    lesions known without their outline (an analysis's ``summary.json``)."""
     if not model_hash:
         raise ValueError("a hotspot id needs the model hash (decisions are about one model's lesions)")
     g = HOTSPOT_GRID_L0_PX
-    cx, cy = outline_centroid(l0_outline)
-    x0, y0, x1, y1 = _bbox(l0_outline)
+    cx, cy = l0_centroid
+    _, _, w, h = l0_bbox
     # The offset keeps rounding boundaries off the round numbers (multiples of 2, 4, 8 px)
     # that outlines traced on a patch grid sit on: float noise there would flip the id.
-    key = "|".join(str(math.floor(v / g + _GRID_OFFSET)) for v in (cx, cy, x1 - x0, y1 - y0))
+    key = "|".join(str(math.floor(v / g + _GRID_OFFSET)) for v in (cx, cy, w, h))
     return "hs-" + hashlib.sha256(f"{model_hash}|{key}".encode()).hexdigest()[:20]
 
 
@@ -203,12 +212,18 @@ def find_decision(decisions: Iterable[ReviewDecision], l0_outline: Sequence[Poin
     """The decision on the lesion with this outline found by ``model_hash``: by its id,
     else the same model's decision whose centroid lies within ``tolerance_l0_px`` (a
     lesion whose rounded position crossed a grid line when analysed again)."""
+    return find_decision_by_id(decisions, hotspot_id(l0_outline, model_hash), outline_centroid(l0_outline),
+                               model_hash, tolerance_l0_px)
+
+
+def find_decision_by_id(decisions: Iterable[ReviewDecision], hid: str, l0_centroid: Point, model_hash: str,
+                        tolerance_l0_px: float = 2 * HOTSPOT_GRID_L0_PX) -> ReviewDecision | None:
+    """``find_decision`` for a hotspot known by its id and centroid (level-0 px)."""
     decisions = list(decisions)
-    hid = hotspot_id(l0_outline, model_hash)
     for d in decisions:
         if d.hotspot_id == hid:
             return d
-    cx, cy = outline_centroid(l0_outline)
+    cx, cy = l0_centroid
     best, best_dist = None, tolerance_l0_px
     for d in decisions:
         if d.model_hash != model_hash:
