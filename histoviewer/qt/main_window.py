@@ -22,6 +22,7 @@ from histoviewer.qt.export_dialog import ExportDialog, open_export_dialog
 from histoviewer.qt.lesion_controller import LesionController
 from histoviewer.qt.pixel_size_dialog import PixelSizeDialog
 from histoviewer.qt.properties_dialog import PropertiesDialog
+from histoviewer.qt.review_controller import ReviewController
 from histoviewer.qt.slide_tab import SlideTab
 from histoviewer.qt.smoke import arm_smoke_test
 from histoviewer.qt.view_controller import ViewController
@@ -71,6 +72,7 @@ class MainWindow(QMainWindow):
         self.cases = CaseController(self, lambda: self.ai.settings, parent=self)
         self.annotation_actions = AnnotationActions(self, parent=self)
         self.view_controls = ViewController(self, parent=self)
+        self.review = ReviewController(self, parent=self)  # the review queue (Review menu, its dock)
         self._place_docks(settings.enabled)
         self._build_status_bar()
         self._build_menus()
@@ -86,6 +88,8 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.ai.panel, self.lesions.panel)
         self.addDockWidget(area, self.annotation_actions.panel)
         self.tabifyDockWidget(self.ai.panel, self.annotation_actions.panel)
+        self.addDockWidget(area, self.review.panel)
+        self.tabifyDockWidget(self.ai.panel, self.review.panel)
         self.lesions.set_overlay_enabled(overlay_enabled)  # shown and in front while the AI runs
 
     def _build_status_bar(self) -> None:
@@ -123,6 +127,7 @@ class MainWindow(QMainWindow):
         ai_menu.addActions(list(self.lesions.menu_actions))
         bar.addMenu(ai_menu)
         bar.addMenu(self.annotation_actions.annotation_menu)
+        bar.addMenu(self.review.menu)
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&About HistoViewer\u2026", self.show_about)
         self._update_actions()
@@ -166,6 +171,7 @@ class MainWindow(QMainWindow):
         elif info.mpp_user_set:
             self.show_message(f"{Path(path).name}: pixel size {info.mpp:g} \u00b5m/px, user-set", 8000)
         self.annotation_actions.attach(tab)  # restored autosave, tool, class
+        self.review.attach(tab)
         self._update_actions()
         return tab
 
