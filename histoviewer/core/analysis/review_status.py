@@ -26,8 +26,9 @@ from histoviewer.core.annotations.document import AnnotationDocument
 from histoviewer.core.annotations.store import open_document
 from histoviewer.core.atomic import same_file
 from histoviewer.core.errors import HistoViewerError, StagingError
+from histoviewer.core.paths import user_data_dir
 
-__all__ = ["CaseReview", "NodeReview", "case_review", "find_analyses", "node_review"]
+__all__ = ["CaseReview", "NodeReview", "case_review", "default_analysis_roots", "find_analyses", "node_review"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,15 @@ class CaseReview:
                             "as_reviewed_reason": r.reason}
                            for a, r in zip(self.ai_stages, self.reviewed_stages)],
                 "errors": dict(self.errors)}
+
+
+def default_analysis_roots(slides: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Where the case view analyses a case by default: ``<user data>/analyses/<patient>``
+    (per CAMELYON17 patient), else the name of the slides' folder."""
+    names = list(group_cases(slides))
+    if slides:
+        names.append(Path(slides[0]).resolve().parent.name)
+    return [user_data_dir() / "analyses" / n for n in dict.fromkeys(names)]
 
 
 def find_analyses(roots: Iterable[str | os.PathLike[str]], slides: Sequence[str | os.PathLike[str]]
