@@ -73,6 +73,8 @@ class MainWindow(QMainWindow):
         self.annotation_actions = AnnotationActions(self, parent=self)
         self.view_controls = ViewController(self, parent=self)
         self.review = ReviewController(self, parent=self)  # the review queue (Review menu, its dock)
+        self.review.queueChanged.connect(self.cases.refresh_review)  # the case view's review column
+        self.cases.live_review = self.review.live_queue
         self._place_docks(settings.enabled)
         self._build_status_bar()
         self._build_menus()

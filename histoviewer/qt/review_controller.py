@@ -181,6 +181,13 @@ class ReviewController(QObject):
             current = self.current_hotspot()
             self.clear_action.setEnabled(current is not None and current.decision is not None)
 
+    def live_queue(self, tab: SlideTab) -> tuple[ReviewQueue | None, bool]:
+        """``tab``'s queue (None unless it is the slide in front) and whether its map is whole."""
+        if tab is not self.host.current_tab() or self.queue is None:
+            return None, False
+        snapshot = tab.lesions.snapshot
+        return self.queue, snapshot is not None and not snapshot.result.provisional
+
     def current_hotspot(self) -> Hotspot | None:
         if self.queue is None or self.position is None:
             return None

@@ -130,9 +130,12 @@ def find_analyses(roots: Iterable[str | os.PathLike[str]], slides: Sequence[str 
 
 
 def node_review(slide: str | os.PathLike[str], outcome: SlideOutcome | None,
-                doc: AnnotationDocument | None = None, queue: ReviewQueue | None = None) -> NodeReview:
+                doc: AnnotationDocument | None = None, queue: ReviewQueue | None = None,
+                queue_map_complete: bool = False) -> NodeReview:
     """One node: ``outcome`` its analysis (None: none found); ``doc`` its open annotations
-    (None: read from the autosave); ``queue`` its live review queue when the slide is open."""
+    (None: read from the autosave); ``queue`` its live review queue when the slide is open,
+    used only when there is no analysis (the analysis's lesions are the whole slide's), with
+    whether its map covers all tissue (``queue_map_complete``)."""
     slide = Path(slide)
     mpp = outcome.mpp if isinstance(outcome, SlideSummary) else None
     if doc is None:
@@ -148,9 +151,8 @@ def node_review(slide: str | os.PathLike[str], outcome: SlideOutcome | None,
     if isinstance(outcome, SlideFailure) and queue is None:
         return NodeReview(slide, None, len(decisions), node_result(outcome).label_text, None,
                           f"analysis failed: {outcome.error}")
-    complete = True
-    if queue is None:
-        assert isinstance(outcome, SlideSummary)
+    complete = queue_map_complete
+    if isinstance(outcome, SlideSummary):  # the analysis's hotspots, even when the slide is open
         if not outcome.model.content_hash:
             return NodeReview(slide, None, len(decisions), node_result(outcome).label_text, None,
                               "the analysis names no model hash: its hotspots cannot be matched to decisions")
@@ -161,15 +163,17 @@ def node_review(slide: str | os.PathLike[str], outcome: SlideOutcome | None,
 
 
 def case_review(slides: Sequence[str | os.PathLike[str]], outcomes: Mapping[Path, SlideOutcome],
-                open_nodes: Mapping[Path, tuple[AnnotationDocument, ReviewQueue | None]] | None = None) -> CaseReview:
+                open_nodes: Mapping[Path, tuple[AnnotationDocument, ReviewQueue | None, bool]] | None = None
+                ) -> CaseReview:
     """Every node of ``slides`` (``node_review``) and each patient's stage, from the AI and
-    as reviewed. ``open_nodes``: slides open in the viewer, with their document and queue."""
+    as reviewed. ``open_nodes``: slides open in the viewer, with their document (unsaved
+    decisions included), their live queue (None: none) and whether its map is whole."""
     open_nodes = open_nodes or {}
     nodes = []
     for s in slides:
         path = Path(s)
-        doc, queue = open_nodes.get(path, (None, None))
-        nodes.append(node_review(path, outcomes.get(path), doc, queue))
+        doc, queue, whole = open_nodes.get(path, (None, None, False))
+        nodes.append(node_review(path, outcomes.get(path), doc, queue, whole))
     by_slide = {str(n.slide): n for n in nodes}
     ai_stages, reviewed_stages, errors = [], [], {}
     for patient, group in group_cases(list(by_slide)).items():
