@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
         self.review = ReviewController(self, parent=self)  # the review queue (Review menu, its dock)
         self.review.queueChanged.connect(self.cases.refresh_review)  # the case view's review column
         self.cases.live_review = self.review.live_queue
+        self.review.queueChanged.connect(lambda: self.lesions.panel.show_reviewed(*self.review.reviewed_summary()))
         self._place_docks(settings.enabled)
         self._build_status_bar()
         self._build_menus()

@@ -86,6 +86,13 @@ class ReviewController(QObject):
         host.currentTabChanged.connect(lambda _tab: self.refresh())
         self.refresh()
 
+    def reviewed_summary(self) -> tuple[str, bool]:
+        """The label as reviewed for the summary panel: ("" , False) before any decision."""
+        if self.reviewed is None or self.queue is None or not (self.queue.progress.reviewed or self.reviewed.own_tumour):
+            return "", False
+        progress = self.queue.progress
+        return f"{self.reviewed.text} ({progress.text})", self.reviewed.final
+
     @property
     def actions(self) -> tuple[QAction, ...]:
         return (self.next_action, self.previous_action, self.next_unreviewed_action, *self.verdict_actions.values(),

@@ -66,6 +66,7 @@ def test_keyboard_review_of_a_phantoms_hotspots_with_fly_to_and_undo(qtbot, slid
     assert not review.verdict_actions[Verdict.TUMOUR].isEnabled()
     tab, snapshot = show_lesions(qtbot, win)
     assert len(review.queue) == 4 and review.panel.progress_label.text() == "0 of 4 reviewed"
+    assert win.lesions.panel.reviewed_label.isHidden()  # nothing reviewed yet
     # ranked: micros first (the more probable first), then the ITCs
     assert [h.lesion.size_class.value for h in review.queue.hotspots] == ["micro", "micro", "itc", "itc"]
     assert [h.lesion.max_probability for h in review.queue.hotspots][:2] == sorted(
@@ -116,6 +117,8 @@ def test_keyboard_review_of_a_phantoms_hotspots_with_fly_to_and_undo(qtbot, slid
     assert verdicts(win) == [Verdict.TUMOUR, Verdict.NOT_TUMOUR, Verdict.NOT_TUMOUR, Verdict.NOT_TUMOUR]
     assert review.reviewed.final and review.reviewed.label.value == "micro"
     assert "As reviewed: <b style='color:#222'>micro</b>" in review.panel.reviewed_label.text()
+    # the summary panel shows it beside the AI's label
+    assert win.lesions.panel.reviewed_label.text() == "As reviewed: micro (4 of 4 reviewed)"
     # Shift+J with nothing left to review says so and stays
     press(qtbot, win, Qt.Key.Key_J, Qt.KeyboardModifier.ShiftModifier)
     assert "Every hotspot" in win.current_message()
