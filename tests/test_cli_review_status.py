@@ -5,48 +5,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 
 import pytest
 
 from histoviewer.cli import review_status as cli_review_status
-from histoviewer.core.analysis.review_queue import build_queue, decide
-from histoviewer.core.analysis.summary import SlideSummary
-from histoviewer.core.annotations import AnnotationDocument, open_document, save_document
+from histoviewer.core.annotations import AnnotationDocument, save_document
 from histoviewer.core.annotations.review import Verdict
-from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
-from tests.core.inference_helpers import LesionFractionModel, write_synthetic_tiff
+from tests.core.review_case_helpers import analyse_case, copy_case, review_node
 
 NODES = ("patient_010_node_0.tif", "patient_010_node_1.tif")
 
 
 @pytest.fixture(scope="module")
 def analysed_case(tmp_path_factory):
-    """Two node slides (the synthetic slide with one micrometastasis) and their analysis."""
     root = tmp_path_factory.mktemp("case")
-    source = write_synthetic_tiff(root / "synthetic.tiff")
-    slides, summaries = root / "slides", {}
-    slides.mkdir()
-    for name in NODES:
-        shutil.copy(source, slides / name)
-        summaries[name] = analyze_slide(slides / name, root / "analysis" / name.removesuffix(".tif"),
-                                        LesionFractionModel(), AnalyzeOptions(batch_size=64))
-    return root, summaries
+    return root, analyse_case(root, NODES)
 
 
 @pytest.fixture
 def case(analysed_case, tmp_path):
-    """A fresh copy of the slides and their analysis per test (the slides' autosaves are the
-    test's own); the copied summaries name the copied slides."""
     root, summaries = analysed_case
-    slides, analysis = tmp_path / "slides", tmp_path / "analysis"
-    shutil.copytree(root / "slides", slides)
-    shutil.copytree(root / "analysis", analysis)
-    for name in NODES:
-        path = analysis / name.removesuffix(".tif") / "summary.json"
-        data = json.loads(path.read_text())
-        data["slide"] = str(slides / name)
-        path.write_text(json.dumps(data))
+    slides, analysis = copy_case(root, tmp_path, NODES)
     return slides, analysis, summaries
 
 
@@ -56,15 +35,6 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str]:
     args = parser.parse_args(argv)
     rc = args.func(args)
     return rc, capsys.readouterr().out
-
-
-def review_node(slide, summary: SlideSummary, verdict: Verdict) -> None:
-    """The pathologist decides every hotspot of the node in the viewer (saved as it autosaves)."""
-    doc, _ = open_document(slide, summary.mpp)
-    queue = build_queue(summary.lesions, doc.decisions(), summary.model.content_hash)
-    for hotspot in queue.hotspots:
-        doc.set_decision(decide(hotspot, verdict, summary.model.content_hash, "dr. a"))
-    save_document(doc, slide)
 
 
 def test_review_status_lists_unreviewed_nodes_then_stages_as_reviewed(case, capsys):
