@@ -138,3 +138,14 @@ def test_a_malformed_decision_feature_is_an_error_naming_the_file():
     bad["features"][0]["properties"]["histoviewer"]["review"]["verdict"] = "maybe"
     with pytest.raises(AnnotationFormatError, match="bad.geojson"):
         parse_geojson(json.dumps(bad).encode(), "bad.geojson")
+
+
+def test_asap_xml_export_says_it_drops_the_decisions(tmp_path):
+    from histoviewer.core.annotations import save_annotations
+
+    doc = AnnotationDocument(mpp=0.25)
+    doc.add(Annotation(ShapeKind.POLYGON, ring(9000, 9000), class_name="Tumor", name="mine"))
+    doc.set_decision(decision(0, Verdict.TUMOUR))
+    losses = save_annotations(tmp_path / "a.xml", doc.to_set())
+    assert any("1 review decision(s) not kept" in m for m in losses)
+    assert not any("review decision" in m for m in save_annotations(tmp_path / "a.geojson", doc.to_set()))

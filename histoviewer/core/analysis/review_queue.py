@@ -152,17 +152,23 @@ def build_queue(lesions: Iterable[Lesion], decisions: Iterable[ReviewDecision], 
     ``decisions``; ``uncertainties``: per lesion index, when the model states one."""
     unc = uncertainties or {}
     decisions = list(decisions)
+    by_id = {d.hotspot_id: d for d in decisions}
     ordered = sorted(lesions, key=lambda les: rank_key(les, unc.get(les.index)))
-    hotspots, used = [], set()
-    for les in ordered:
-        hid = lesion_hotspot_id(les, model_hash)
-        free = [d for d in decisions if d.hotspot_id not in used]
-        found = find_decision_by_id(free, hid, les.l0_centroid, model_hash)
-        if found is not None:
-            used.add(found.hotspot_id)
-        hotspots.append(Hotspot(hid, les, found, unc.get(les.index)))
+    ids = [lesion_hotspot_id(les, model_hash) for les in ordered]
+    # exact ids first, for every lesion; then the position fallback among what is left, so a
+    # near neighbour never takes a decision that names another lesion exactly
+    found: list[ReviewDecision | None] = [by_id.get(hid) for hid in ids]
+    used = {d.hotspot_id for d in found if d is not None}
+    for i, les in enumerate(ordered):
+        if found[i] is None:
+            free = [d for d in decisions if d.hotspot_id not in used and d.model_hash == model_hash]
+            match = find_decision_by_id(free, ids[i], les.l0_centroid, model_hash) if free else None
+            if match is not None:
+                found[i] = match
+                used.add(match.hotspot_id)
+    hotspots = tuple(Hotspot(hid, les, d, unc.get(les.index)) for hid, les, d in zip(ids, ordered, found))
     others = tuple(d for d in decisions if d.hotspot_id not in used)
-    return ReviewQueue(tuple(hotspots), model_hash, others)
+    return ReviewQueue(hotspots, model_hash, others)
 
 
 def decide(hotspot: Hotspot, verdict: Verdict, model_hash: str, reviewer: str,
