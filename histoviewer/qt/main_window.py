@@ -93,13 +93,14 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.ai.panel, self.annotation_actions.panel)
         self.addDockWidget(area, self.review.panel)
         self.tabifyDockWidget(self.ai.panel, self.review.panel)
+        self.review.panel.hide()  # shown by the Review menu and its keys: a fourth tab widens the docks
         self.lesions.set_overlay_enabled(overlay_enabled)  # shown and in front while the AI runs
 
     def _build_status_bar(self) -> None:
         view = self.view_controls
         # Permanent widgets: showMessage() would hide ordinary ones while a message shows.
         for label in (view.load_label, self.ai.status_label, self.ai.hover_label, view.pos_label, view.mag_label,
-                      self.annotation_actions.label_status):
+                      self.annotation_actions.label_status, self.review.status_label):
             self.statusBar().addPermanentWidget(label)
 
     def _action(self, menu: QMenu, text: str, slot, shortcut=None) -> QAction:

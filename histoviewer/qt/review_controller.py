@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QMenu, QWidget
+from PySide6.QtWidgets import QLabel, QMenu, QWidget
 
 from histoviewer.core.analysis.review_queue import Hotspot, ReviewedLabel, ReviewQueue, build_queue, decide, reviewed_label
 from histoviewer.core.annotations.document import DocumentChange
@@ -56,6 +56,10 @@ class ReviewController(QObject):
         self.reviewer = current_reviewer()
         self.inspector: Callable[[SlideTab, Hotspot], None] | None = None
         self.panel = ReviewPanel(parent)
+        # "12 of 40 reviewed" in the status bar (the window places it): visible whatever dock is in front
+        self.status_label = QLabel("")
+        self.status_label.setToolTip("Review of the AI's hotspots on this slide (Review menu: J/K move, T/N/U decide)")
+        self.status_label.hide()
         self.panel.rowActivated.connect(self.go_to)
         self.panel.stepRequested.connect(self.step)
         self.panel.decisionRequested.connect(self.decide)
@@ -101,9 +105,15 @@ class ReviewController(QObject):
     def attach(self, tab: SlideTab) -> None:
         """A slide was opened: its queue follows its lesions and its annotation document."""
         ref = weakref.ref(tab)
-        tab.lesions.changed.connect(lambda _snap: self._refresh_if_current(ref()))
+        tab.lesions.changed.connect(lambda _snap: self._on_lesions(ref()))
         tab.heatmapChanged.connect(lambda: self._refresh_if_current(ref(), only_without_queue=True))
         tab.annotations.subscribe(lambda change: self._on_document_change(ref(), change))
+        self._refresh_if_current(tab)
+
+    def _on_lesions(self, tab: SlideTab | None) -> None:
+        if tab is None:
+            return
+        tab.lesion_layer.review_marks = {}  # lesion indices change with the lesions: marked again below
         self._refresh_if_current(tab)
 
     def _refresh_if_current(self, tab: SlideTab | None, only_without_queue: bool = False) -> None:
@@ -131,7 +141,10 @@ class ReviewController(QObject):
         self.queue, self.reviewed, self.position = None, None, None
         message = self._why_no_queue(tab)
         if message is not None:
+            if tab is not None:
+                tab.lesion_layer.review_marks = {}
             self.panel.show_message(message)
+            self.status_label.hide()
             self._update_actions()
             self.queueChanged.emit()
             return
@@ -158,10 +171,17 @@ class ReviewController(QObject):
             notices.append(f"{n} earlier decision{'s' if n != 1 else ''} match no hotspot of this map (another "
                            "model or an earlier map); kept with the annotations.")
         self.panel.show_queue(queue, self.position, notices)
+        tab.lesion_layer.review_marks = {h.lesion.index: h.decision.verdict.display_name
+                                         for h in queue.hotspots if h.decision is not None}
+        tab.view.update()
         resolution = snapshot.result.resolution
         ai_text = resolution.label.value if resolution.reason is None else \
             f"{resolution.label_so_far.value} so far ({resolution.reason})"
         self.panel.show_labels(ai_text, self.reviewed)
+        progress = queue.progress
+        self.status_label.setText(f"Review: {progress.text}" if progress.total else "Review: no hotspots")
+        self.status_label.setStyleSheet("color: #1a6e1a;" if progress.complete else "color: #a05a00; font-weight: bold;")
+        self.status_label.show()
         self._update_actions()
         self.queueChanged.emit()
 
@@ -201,8 +221,15 @@ class ReviewController(QObject):
         return self.queue.hotspots[self.position]
 
     # -- moving --------------------------------------------------------------------------------
+    def show_panel(self) -> None:
+        """The queue in front (reviewing from the keyboard brings it up)."""
+        if not self.panel.isVisible():
+            self.panel.show()
+        self.panel.raise_()
+
     def go_to(self, position: int) -> None:
         """Make hotspot ``position`` (in queue order) current and fly there."""
+        self.show_panel()
         tab = self.host.current_tab()
         if tab is None or self.queue is None or not 0 <= position < len(self.queue.hotspots):
             return

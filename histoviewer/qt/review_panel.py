@@ -13,8 +13,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QAbstractItemView, QDockWidget, QGridLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QTableWidget,
-    QTableWidgetItem, QVBoxLayout, QWidget,
+    QAbstractItemView, QDockWidget, QGridLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QSizePolicy,
+    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from histoviewer.core.analysis.lesions import describe_size
@@ -34,7 +34,7 @@ class ReviewPanel(QDockWidget):
     stepRequested = Signal(int)  # +1 next, -1 previous
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Review queue", parent)
+        super().__init__("Review", parent)
         self.setObjectName("review-panel")
         self.queue: ReviewQueue | None = None
         self.position: int | None = None
@@ -43,6 +43,7 @@ class ReviewPanel(QDockWidget):
 
         self.progress_label = QLabel("No hotspots to review.")
         self.progress_label.setStyleSheet("font-size: 17px; font-weight: bold;")
+        self.progress_label.setWordWrap(True)  # its messages must not widen the dock
         layout.addWidget(self.progress_label)
         self.progress_bar = QProgressBar()
         self.progress_bar.setTextVisible(False)
@@ -101,6 +102,10 @@ class ReviewPanel(QDockWidget):
     def _button(self, text: str, slot, colour: str | None = None) -> QPushButton:
         button = QPushButton(text)
         button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        button.setToolTip(text)
+        # the dock shares its width with the other panels: buttons may shrink, not widen it
+        button.setMinimumWidth(0)
+        button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         if colour is not None:
             button.setStyleSheet(f"QPushButton {{ color: {colour}; font-weight: bold; }}")
         button.clicked.connect(slot)

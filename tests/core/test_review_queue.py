@@ -38,6 +38,9 @@ def test_queue_is_ranked_by_size_class_then_probability_then_uncertainty():
     # equal size class and probability: the more uncertain first
     twins = [lesion(1, 0, 0.5, 0.9), lesion(2, 20000, 0.5, 0.9)]
     assert [h.lesion.index for h in build_queue(twins, [], MODEL, {1: 0.1, 2: 0.4}).hotspots] == [2, 1]
+    # P equal to two decimals (a confident model's 1.00): the larger lesion first
+    saturated = [lesion(1, 0, 0.4, 0.9991), lesion(2, 20000, 0.9, 0.9990)]
+    assert [h.lesion.index for h in build_queue(saturated, [], MODEL).hotspots] == [2, 1]
     assert queue.progress.text == "0 of 4 reviewed" and queue.next_unreviewed(None) == 0
 
 

@@ -94,6 +94,11 @@ def test_keyboard_review_of_a_phantoms_hotspots_with_fly_to_and_undo(qtbot, slid
     press(qtbot, win, Qt.Key.Key_U)
     assert verdicts(win) == [Verdict.TUMOUR, Verdict.NOT_TUMOUR, Verdict.UNSURE, None]
     assert review.panel.progress_label.text() == "3 of 4 reviewed" and review.position == 3
+    assert review.status_label.text() == "Review: 3 of 4 reviewed" and review.status_label.isVisible()
+    assert review.panel.isVisible()  # reviewing from the keyboard brought the queue up
+    # the slide shows each decision on its lesion
+    marks = tab.lesion_layer.review_marks
+    assert [marks.get(h.lesion.index) for h in review.queue.hotspots] == ["tumour", "not tumour", "unsure", None]
     assert "1 hotspot not reviewed" in review.reviewed.text and "1 hotspot marked unsure" in review.reviewed.text
     # the decision is stored in the slide's annotation document, with the AI's numbers
     decision = tab.annotations.decision(review.queue.hotspots[0].hotspot_id)

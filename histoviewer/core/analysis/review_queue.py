@@ -2,9 +2,10 @@
 with the decisions already taken, and the node label "as reviewed".
 
 Order (``rank_key``): the size class first (macro, micro, ITC, size unknown: a missed
-macrometastasis changes the stage, an ITC hardly does), then the AI's probability (most
-confident first), then its uncertainty when the model states one (most uncertain first
-among equals), then the lesion's index. Each hotspot is named by ``hotspot_id_for_box``
+macrometastasis changes the stage, an ITC hardly does), then the AI's probability to two
+decimals, as shown (most confident first), then its uncertainty when the model states one
+(most uncertain first among equals), then the larger lesion, then the lesion's index. A
+confident model gives many lesions P 1.00: among them the larger is looked at first. Each hotspot is named by ``hotspot_id_for_box``
 from the lesion's centroid and box and the model hash, so the same analysis gives the same
 queue, and decisions stored with the slide's annotations find their hotspots again.
 
@@ -54,8 +55,8 @@ def lesion_hotspot_id(lesion: Lesion, model_hash: str) -> str:
 
 def rank_key(lesion: Lesion, uncertainty: float | None = None) -> tuple:
     """Sort key of the queue order (module doc): smaller comes first."""
-    return (-_SIZE_RANK[lesion.size_class], -lesion.max_probability,
-            -(uncertainty if uncertainty is not None else 0.0), lesion.index)
+    return (-_SIZE_RANK[lesion.size_class], -round(lesion.max_probability, 2),
+            -(uncertainty if uncertainty is not None else 0.0), -lesion.l0_diameter, lesion.index)
 
 
 @dataclass(frozen=True)
