@@ -157,8 +157,16 @@ def geojson_dict(aset: AnnotationSet, meta: Mapping[str, Any] | None = None,
         "type": "FeatureCollection",
         FORMAT_KEY: {"format_version": FORMAT_VERSION, "classes": table, **rep.json_value(dict(meta or {}))},
         "features": [_feature(a, classes, rep) for a in aset.annotations]
-        + [rep.json_value(decision_feature(d, FORMAT_KEY)) for d in aset.decisions],
+        + [_decision_json(d, rep) for d in aset.decisions],
     }
+
+
+def _decision_json(decision: ReviewDecision, rep: Replacements) -> dict[str, Any]:
+    """A decision's feature; only its properties need checking (texts), its outline holds
+    finite numbers (``ReviewDecision`` checks them) and walking it would cost seconds."""
+    feature = decision_feature(decision, FORMAT_KEY)
+    feature["properties"] = rep.json_value(feature["properties"])
+    return feature
 
 
 def _written_vertices(ann: Annotation) -> int:
