@@ -10,6 +10,8 @@ buttons name their keys.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
@@ -26,6 +28,14 @@ VERDICT_COLOURS = {Verdict.TUMOUR: "#b0105a", Verdict.NOT_TUMOUR: "#1a6e1a", Ver
 VERDICT_TEXT = {Verdict.TUMOUR: "tumour", Verdict.NOT_TUMOUR: "not tumour", Verdict.UNSURE: "unsure"}
 COLUMNS = ("#", "Class", "\u2300 mm", "P max", "Decision")
 WARNING_COLOUR = "#a05a00"
+
+
+def _local_time(iso: str) -> str:
+    """A decision's time (ISO, UTC) in the user's time zone, to the minute."""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return iso
 
 
 class ReviewPanel(QDockWidget):
@@ -67,7 +77,8 @@ class ReviewPanel(QDockWidget):
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys go to the window's shortcuts
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        header.setMinimumSectionSize(36)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        header.setMinimumSectionSize(30)
         self.table.setMinimumHeight(160)
         self.table.cellClicked.connect(lambda row, _col: self.rowActivated.emit(row))
         layout.addWidget(self.table, 1)
@@ -177,7 +188,7 @@ class ReviewPanel(QDockWidget):
         if hotspot.decision is not None:
             d = hotspot.decision
             decided = (f"<br>Decided: <b style='color:{VERDICT_COLOURS[d.verdict]}'>{VERDICT_TEXT[d.verdict]}</b>"
-                       f" by {d.reviewer or 'unknown'} at {d.decided_at}")
+                       f" by {d.reviewer or 'unknown'}, {_local_time(d.decided_at)}")
         uncertainty = "" if hotspot.uncertainty is None else f", uncertainty {hotspot.uncertainty:.2f}"
         self.current_label.setText(f"<b>Hotspot {position + 1} of {len(queue.hotspots)}</b> ({les.name}): "
                                    f"{describe_size(les)}, P max {les.max_probability:.2f}{uncertainty}{decided}")
