@@ -58,3 +58,24 @@ def test_reports_state_the_review_beside_the_ai(analysed_case, tmp_path, qapp):
     pages = text.split("\f")
     assert "As reviewed: pN1mi" in pages[0]
     assert "As reviewed by the pathologist: negative" in " ".join(pages[1].split())
+
+
+def test_a_report_from_the_live_map_states_the_saved_review(tmp_path):
+    from histoviewer.core.analysis.review_queue import build_queue, decide
+    from histoviewer.core.annotations import AnnotationDocument, save_document
+    from histoviewer.core.report.review import map_slide_review
+    from tests.qt.review_helpers import MODEL_HASH, blob_snapshot
+
+    slide = tmp_path / "node.tiff"  # only its autosave's place matters here
+    found = blob_snapshot((6000, 6000), 0.25, [(2, 2, 5, 0.95), (10, 10, 2, 0.9)]).result
+    assert map_slide_review(str(slide), found, MODEL_HASH, 0.25) is None  # nothing decided: no review
+    doc = AnnotationDocument(mpp=0.25)
+    queue = build_queue(found.lesions, [], MODEL_HASH)
+    doc.set_decision(decide(queue.hotspots[0], Verdict.TUMOUR, MODEL_HASH, "dr. a"))
+    save_document(doc, slide)
+    review = map_slide_review(str(slide), found, MODEL_HASH, 0.25)
+    assert review.progress.text == "1 of 2 reviewed" and not review.reviewed.final
+    assert review.text.startswith("micro so far (1 hotspot not reviewed)")
+    # a model without a hash: the decisions cannot be matched, and the report says so
+    unmatched = map_slide_review(str(slide), found, "", 0.25)
+    assert unmatched.reviewed is None and "no hash" in unmatched.text

@@ -36,7 +36,7 @@ from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.models.classifier import DEMO_WARNING
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict
 from histoviewer.core.models.record import ModelRecord
-from histoviewer.core.report.review import SlideReview, case_with_review, slide_review
+from histoviewer.core.report.review import SlideReview, case_with_review, map_slide_review, slide_review
 from histoviewer.core.staging_terms import NodeLabel, SizeClass
 
 log = logging.getLogger(__name__)
@@ -461,4 +461,5 @@ def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapDa
         threshold_source=found.params.threshold_source,
         domain=heatmap.domain or DomainVerdict.not_assessed("not judged for this map"),
         tissue_patches=found.counts.tissue, classified_patches=found.counts.classified,
-        failed_patches=found.counts.failed)
+        failed_patches=found.counts.failed,
+        review=map_slide_review(str(slide_path), found, heatmap.model.content_hash, float(g.slide_mpp)))

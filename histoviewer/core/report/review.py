@@ -14,7 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from histoviewer.core.analysis.review_queue import ReviewedLabel, ReviewProgress
+from histoviewer.core.analysis.node_label import SlideLesions
+from histoviewer.core.analysis.review_queue import ReviewedLabel, ReviewProgress, build_queue, reviewed_label
 from histoviewer.core.analysis.review_status import node_review
 from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideSummary
@@ -27,7 +28,7 @@ from histoviewer.core.staging_terms import NodeLabel
 if TYPE_CHECKING:  # model.py imports this module
     from histoviewer.core.report.model import CaseReport, SlideReport
 
-__all__ = ["SlideReview", "case_with_review", "slide_review"]
+__all__ = ["SlideReview", "case_with_review", "map_slide_review", "slide_review"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,26 @@ def slide_review(summary: SlideSummary) -> SlideReview | None:
     doc = AnnotationDocument.from_set(recovery.annotation_set, mpp=summary.mpp)
     node = node_review(slide, summary, doc)
     return SlideReview(node.progress, node.reviewed, tuple(doc.decisions()), node.problem)
+
+
+def map_slide_review(slide_path: str, found: SlideLesions, model_hash: str, mpp: float | None) -> SlideReview | None:
+    """The review of a slide reported from its live map (the viewer's export): its saved
+    decisions matched to the map's lesions; None without decisions."""
+    try:
+        recovery = load_autosave(slide_path)
+    except HistoViewerError as exc:
+        return SlideReview(None, None, (), f"annotations unreadable: {exc}")
+    except OSError as exc:
+        return SlideReview(None, None, (), f"annotations unreadable: {exc.strerror or exc}")
+    if recovery is None or not recovery.annotation_set.decisions:
+        return None
+    doc = AnnotationDocument.from_set(recovery.annotation_set, mpp=mpp)
+    if not model_hash:
+        return SlideReview(None, None, tuple(doc.decisions()),
+                           "the model has no hash: its lesions cannot be matched to decisions")
+    queue = build_queue(found.lesions, doc.decisions(), model_hash)
+    return SlideReview(queue.progress, reviewed_label(doc, queue, map_complete=not found.provisional),
+                       tuple(doc.decisions()))
 
 
 def case_with_review(case: CaseReport, members: list[SlideReport]) -> CaseReport:
