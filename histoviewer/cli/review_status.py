@@ -69,7 +69,6 @@ def run_review_status(args: argparse.Namespace) -> int:
         counts = ["?"] * 5 if p is None else [str(v) for v in (p.total, p.reviewed, p.accepted, p.rejected, p.unsure)]
         rows.append([n.node, *counts, n.ai_label, "-" if n.reviewed is None else n.reviewed.text, n.state])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)] + [0]
-    widths = [min(w, 40) for w in widths]
     print(_row(header, widths))
     for r in rows:
         print(_row(r, widths))
