@@ -44,7 +44,11 @@ def _row(cells: list[str], widths: list[int]) -> str:
 
 def run_review_status(args: argparse.Namespace) -> int:
     from histoviewer.core.analysis.camelyon17 import group_cases
-    from histoviewer.core.analysis.review_status import case_review, default_analysis_roots, find_analyses
+    from histoviewer.core.analysis.review_status import (
+        case_review,
+        default_analysis_roots,
+        find_analyses,
+    )
     from histoviewer.core.errors import HistoViewerError
     from histoviewer.core.patches.slide_patches import list_slides
 

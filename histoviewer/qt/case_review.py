@@ -14,10 +14,14 @@ from pathlib import Path
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QTableWidget, QTableWidgetItem
 
-from histoviewer.core.analysis.review_status import CaseReview, case_review, find_analyses
+from histoviewer.core.analysis.review_queue import ReviewQueue
+from histoviewer.core.analysis.review_status import (
+    CaseReview,
+    case_review,
+    find_analyses,
+)
 from histoviewer.core.analysis.summary import SlideOutcome
 from histoviewer.core.annotations.document import AnnotationDocument
-from histoviewer.core.analysis.review_queue import ReviewQueue
 
 REVIEW_COLUMN_TITLE = "Review"
 DONE_COLOUR, OPEN_COLOUR, UNKNOWN_COLOUR = "#1a6e1a", "#a05a00", "#555555"

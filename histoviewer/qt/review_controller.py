@@ -22,7 +22,15 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QMenu, QWidget
 
-from histoviewer.core.analysis.review_queue import Hotspot, ReviewedLabel, ReviewQueue, build_queue, decide, reviewed_label
+from histoviewer.core.analysis.lesions import Lesion
+from histoviewer.core.analysis.review_queue import (
+    Hotspot,
+    ReviewedLabel,
+    ReviewQueue,
+    build_queue,
+    decide,
+    reviewed_label,
+)
 from histoviewer.core.annotations.document import DocumentChange
 from histoviewer.core.annotations.review import Verdict
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON
@@ -55,6 +63,8 @@ class ReviewController(QObject):
         self.host = host
         self.reviewer = current_reviewer()
         self.inspector: Callable[[SlideTab, Hotspot], None] | None = None
+        # a model that states its uncertainty: (tab, lesion) -> uncertainty or None; ranks ties
+        self.uncertainty_of: Callable[[SlideTab, Lesion], float | None] | None = None
         self.panel = ReviewPanel(parent)
         # "12 of 40 reviewed" in the status bar (the window places it): visible whatever dock is in front
         self.status_label = QLabel("")
@@ -150,7 +160,11 @@ class ReviewController(QObject):
             return
         snapshot = tab.lesions.snapshot
         self._model_hash = snapshot.model_hash
-        queue = build_queue(snapshot.result.lesions, tab.annotations.decisions(), self._model_hash)
+        uncertainties = None
+        if self.uncertainty_of is not None:
+            found = {les.index: self.uncertainty_of(tab, les) for les in snapshot.result.lesions}
+            uncertainties = {i: u for i, u in found.items() if u is not None}
+        queue = build_queue(snapshot.result.lesions, tab.annotations.decisions(), self._model_hash, uncertainties)
         self.queue = queue
         complete = not snapshot.result.provisional
         self.reviewed = reviewed_label(tab.annotations, queue, map_complete=complete)

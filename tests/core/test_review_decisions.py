@@ -6,7 +6,12 @@ import json
 
 import pytest
 
-from histoviewer.core.annotations import Annotation, AnnotationDocument, ShapeKind, open_document
+from histoviewer.core.annotations import (
+    Annotation,
+    AnnotationDocument,
+    ShapeKind,
+    open_document,
+)
 from histoviewer.core.annotations.geojson_io import geojson_bytes, parse_geojson
 from histoviewer.core.annotations.review import (
     ReviewDecision,

@@ -5,7 +5,12 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from histoviewer.core.analysis.lesions import Lesion
-from histoviewer.core.analysis.review_queue import build_queue, decide, lesion_hotspot_id, reviewed_label
+from histoviewer.core.analysis.review_queue import (
+    build_queue,
+    decide,
+    lesion_hotspot_id,
+    reviewed_label,
+)
 from histoviewer.core.analysis.staging import stage_patient
 from histoviewer.core.annotations import Annotation, AnnotationDocument, ShapeKind
 from histoviewer.core.annotations.review import Verdict

@@ -14,7 +14,12 @@ from histoviewer.core.annotations import load_autosave
 from histoviewer.core.annotations.review import Verdict
 from histoviewer.qt.ai_panel import AiSettings
 from histoviewer.qt.main_window import MainWindow
-from histoviewer.qt.review_controller import NEXT_KEYS, NEXT_UNREVIEWED_KEYS, PREVIOUS_KEYS, VERDICT_KEYS
+from histoviewer.qt.review_controller import (
+    NEXT_KEYS,
+    NEXT_UNREVIEWED_KEYS,
+    PREVIOUS_KEYS,
+    VERDICT_KEYS,
+)
 from tests.qt.review_helpers import blob_snapshot
 
 # (row, col, side in map cells, P): two micros, two ITCs on the 6000 x 6000 px phantom
@@ -166,3 +171,18 @@ def test_review_keys_clash_with_no_other_action(qtbot, slide):
         text = QKeySequence(key).toString(QKeySequence.SequenceFormat.PortableText)
         holders = keys.get(text, [])
         assert len(holders) == 1 and holders[0] in ours, f"{text}: {[a.text() for a in holders]}"
+
+
+def test_a_model_that_states_its_uncertainty_ranks_ties_by_it(qtbot, slide):
+    win = open_window(qtbot, slide)
+    tab = win.current_tab()
+    twins = blob_snapshot(tab.session.info.dimensions, tab.session.info.mpp, [(2, 2, 2, 0.9), (10, 10, 2, 0.9)])
+    by_col = {les.index: les.l0_bbox[0] for les in twins.result.lesions}
+    right = max(by_col, key=by_col.get)  # the lesion further right: the more uncertain one
+    win.review.uncertainty_of = lambda _tab, les: 0.4 if les.index == right else 0.1
+    tab.lesions.snapshot = twins
+    with qtbot.waitSignal(win.review.queueChanged, timeout=5000):
+        tab.lesions.changed.emit(twins)
+    assert [h.lesion.index for h in win.review.queue.hotspots][0] == right
+    assert win.review.queue.hotspots[0].uncertainty == 0.4
+    assert "uncertainty 0.40" in win.review.panel.current_label.text()

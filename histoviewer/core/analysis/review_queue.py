@@ -27,7 +27,12 @@ from histoviewer.core.analysis.lesions import Lesion
 from histoviewer.core.analysis.staging import NodeResult
 from histoviewer.core.annotations.document import AnnotationDocument
 from histoviewer.core.annotations.labels import slide_label
-from histoviewer.core.annotations.review import ReviewDecision, Verdict, find_decision_by_id, hotspot_id_for_box
+from histoviewer.core.annotations.review import (
+    ReviewDecision,
+    Verdict,
+    find_decision_by_id,
+    hotspot_id_for_box,
+)
 from histoviewer.core.staging_terms import NodeLabel, SizeClass
 
 __all__ = [

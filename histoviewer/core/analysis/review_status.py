@@ -19,9 +19,20 @@ from typing import Any
 
 from histoviewer.core.analysis.camelyon17 import group_cases
 from histoviewer.core.analysis.case import node_result
-from histoviewer.core.analysis.review_queue import ReviewedLabel, ReviewProgress, ReviewQueue, build_queue, reviewed_label
+from histoviewer.core.analysis.review_queue import (
+    ReviewedLabel,
+    ReviewProgress,
+    ReviewQueue,
+    build_queue,
+    reviewed_label,
+)
 from histoviewer.core.analysis.staging import StageResult, stage_patient
-from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome, SlideSummary, read_summary
+from histoviewer.core.analysis.summary import (
+    SlideFailure,
+    SlideOutcome,
+    SlideSummary,
+    read_summary,
+)
 from histoviewer.core.annotations.document import AnnotationDocument
 from histoviewer.core.annotations.store import open_document
 from histoviewer.core.atomic import same_file

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from histoviewer.core.analysis.node_label import SlideLesions
-from histoviewer.core.analysis.review_queue import ReviewedLabel, ReviewProgress, build_queue, reviewed_label
+from histoviewer.core.analysis.review_queue import (
+    ReviewedLabel,
+    ReviewProgress,
+    build_queue,
+    reviewed_label,
+)
 from histoviewer.core.analysis.review_status import node_review
 from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideSummary
