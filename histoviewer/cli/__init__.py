@@ -26,7 +26,7 @@ SUBCOMMANDS = (
     "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models", "add-domain",
     "import-weights",
     "analyze", "lesions", "stage", "evaluate", "convert-annotations", "export-heatmap",
-    "report",
+    "report", "review-status",
 )
 
 
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         models,
         phantom,
         report,
+        review_status,
         stage,
         view,
     )
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert_annotations.register(sub)
     export_heatmap.register(sub)
     report.register(sub)
+    review_status.register(sub)
     return parser
 
 

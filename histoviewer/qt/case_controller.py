@@ -28,6 +28,8 @@ class CaseController(QObject):
         self._ai_settings = ai_settings
         self._dialog_parent = parent
         self.dialog: CaseDialog | None = None
+        # tab -> (its review queue or None, whether its map is whole): the window sets it
+        self.live_review: Callable[[object], tuple[object | None, bool]] | None = None
         self.case_action = QAction("Open &case (a patient's nodes)\u2026", self)
         self.case_action.triggered.connect(self.open_case_dialog)
 
@@ -51,6 +53,8 @@ class CaseController(QObject):
         self.dialog = CaseDialog(paths, settings.model, settings.device, self._dialog_parent)
         self.dialog.nodeActivated.connect(self.host.show_slide)
         self.dialog.annotation_labels = self._annotation_label_of
+        self.dialog.open_nodes = self._open_nodes
+        self.dialog.refresh_review()
         self.dialog.show()
         return self.dialog
 
@@ -65,6 +69,20 @@ class CaseController(QObject):
                 # Detections (QuPath cells) imported alone are not an annotated slide.
                 return slide_label(doc) if any(a.is_region for a in doc.annotations()) else None
         return None
+
+    def _open_nodes(self):
+        """The open slides' annotation documents (unsaved decisions included) and their live
+        review queues (``live_review``), for the case's review column."""
+        out = {}
+        for tab in self.host.slide_tabs():
+            live, whole = self.live_review(tab) if self.live_review is not None else (None, False)
+            out[Path(tab.path)] = (tab.annotations, live, whole)
+        return out
+
+    def refresh_review(self) -> None:
+        """A decision was taken or undone: the open case view's review column follows."""
+        if self.dialog is not None and self.dialog.isVisible():
+            self.dialog.refresh_review()
 
     def shutdown(self) -> None:
         """The window closes: stop a running case analysis (the region in hand finishes)."""

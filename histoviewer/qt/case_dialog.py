@@ -37,6 +37,7 @@ from histoviewer.core.models.registry import resolve_model_path
 from histoviewer.core.paths import user_data_dir
 from histoviewer.core.progress import JobControl
 from histoviewer.core.staging_terms import NodeLabel
+from histoviewer.qt.case_review import REVIEW_COLUMN_TITLE, OpenNodes, compute_case_review, show_case_review
 from histoviewer.qt.summary_panel import LABEL_TEXT
 from histoviewer.qt.threads import gui_thread
 
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm")
 STAGE_COLOURS = {"pN0": "#1a6e1a", "pN0(i+)": "#00789a", "pN1mi": "#b86e00", "pN1": "#b0105a", "pN2": "#8a0040",
                  "unknown": "#555555"}
-COLUMNS = ("Node", "Label", "Largest lesion", "Coverage", "Progress")
+COLUMNS = ("Node", "Label", "Largest lesion", "Coverage", "Progress", REVIEW_COLUMN_TITLE)
 
 
 def case_slides_in(folder: str | os.PathLike[str]) -> list[Path]:
@@ -165,10 +166,11 @@ class CaseDialog(QDialog):
         # path -> the node's label from the pathologist's tumour annotations, or None when
         # the slide has none (the window sets it: it knows the open documents)
         self.annotation_labels: Callable[[Path], object | None] | None = None
+        self.open_nodes: Callable[[], OpenNodes] | None = None  # open slides' documents (the window sets it)
         cases = group_cases(self.paths)
         title = ", ".join(cases) if len(cases) <= 3 else f"{len(cases)} patients"
         self.setWindowTitle(f"Case {title} \u2013 {len(self.paths)} node(s)")
-        self.resize(900, 480)
+        self.resize(1100, 520)
         layout = QVBoxLayout(self)
 
         self.table = QTableWidget(len(self.paths), len(COLUMNS))
@@ -180,7 +182,7 @@ class CaseDialog(QDialog):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((1, 230), (3, 80), (4, 200)):  # room for the longest label and progress text
+        for col, width in ((1, 230), (3, 80), (4, 200), (5, 150)):  # room for the longest label and progress text
             self.table.setColumnWidth(col, width)
         self.bars: list[QProgressBar] = []
         for row, path in enumerate(self.paths):
@@ -209,6 +211,9 @@ class CaseDialog(QDialog):
         self.reason_label.setWordWrap(True)
         self.reason_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.reason_label)
+        self.review_label = QLabel("")  # review progress and pN as reviewed (case_review.py)
+        self.review_label.setWordWrap(True)
+        layout.addWidget(self.review_label)
 
         out_row = QHBoxLayout()
         self.out_label = QLabel("")
@@ -267,6 +272,11 @@ class CaseDialog(QDialog):
         folder = QFileDialog.getExistingDirectory(self, "Folder for the case's analysis", str(self.out_root.parent))
         if folder:
             self.set_output_dir(folder)
+
+    def refresh_review(self) -> None:
+        """The review column and line, from the analyses and the decisions as they are now."""
+        review = compute_case_review(self.paths, self.summaries, self.out_root, self.open_nodes)
+        show_case_review(self.table, COLUMNS.index(REVIEW_COLUMN_TITLE), self.review_label, review)
 
     # -- running ------------------------------------------------------------------------------
     def analyse_all(self) -> None:
@@ -346,6 +356,7 @@ class CaseDialog(QDialog):
             self.table.resizeRowToContents(row)
         failed = f", {summary.failed_patches} failed" if summary.failed_patches else ""
         self._set(row, 3, f"{summary.coverage:.0%}{failed}", "#a05a00" if failed else None)
+        self.refresh_review()
 
     def _on_finished(self, outputs: CaseOutputs | None, error: str) -> None:
         self.analyse_button.setEnabled(True)

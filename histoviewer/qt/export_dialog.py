@@ -422,6 +422,8 @@ def open_export_dialog(parent: QWidget | None, tab: Any, *, out_dir: Path | None
                        on_exported: Callable[[Any], None] | None = None) -> ExportDialog:
     """Show the export dialog for ``tab`` (a ``SlideTab``), window-modal, and return it.
     The dialog deletes itself when closed."""
+    if hasattr(tab, "flush_annotations"):
+        tab.flush_annotations()  # a report states the review decisions saved with the slide: all of them
     dialog = ExportDialog(tab, parent, out_dir=out_dir)
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     if on_exported is not None:

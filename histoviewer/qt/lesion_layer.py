@@ -51,6 +51,9 @@ class LesionLayer:
         self.selected: int | None = None
         self._polygons: dict[int, QPolygonF] = {}
         self._font: QFont | None = None
+        # lesion index -> the pathologist's decision ("tumour", "not tumour", "unsure"; the review
+        # queue sets it): shown in the label; a rejected lesion's outline is dashed
+        self.review_marks: dict[int, str] = {}
 
     def set_lesions(self, lesions: tuple[Lesion, ...], classed: bool = True) -> None:
         self.lesions = tuple(lesions)
@@ -132,7 +135,9 @@ class LesionLayer:
                 painter.drawEllipse(centre, radius, radius)
             return
         outline = to_screen.map(self._polygons[les.index])
-        for pen in (_pen(HALO, width + HALO_EXTRA_PX), _pen(colour, width)):
+        mark = self.review_marks.get(les.index)
+        style = Qt.PenStyle.DashLine if mark == "not tumour" else Qt.PenStyle.SolidLine
+        for pen in (_pen(HALO, width + HALO_EXTRA_PX), _pen(colour, width, style)):
             painter.setPen(pen)
             painter.drawPolygon(outline)
         if selected:
@@ -151,7 +156,8 @@ class LesionLayer:
             painter.setPen(pen)
             painter.drawLine(line)
         if line.length() >= MIN_LABEL_PX or selected:
-            self._paint_label(painter, line, lesion_label(les, self.classed), colour)
+            text = lesion_label(les, self.classed) + (f" \u2013 reviewed: {mark}" if mark else "")
+            self._paint_label(painter, line, text, colour)
 
     def _paint_label(self, painter: QPainter, line: QLineF, text: str, colour: QColor) -> None:
         if self._font is None:

@@ -66,6 +66,7 @@ class LesionSnapshot:
     # enough of it is classified, or when the model has no domain profile).
     domain: DomainVerdict = field(default_factory=DomainVerdict.not_assessed)
     scale_user_set: bool = False  # sizes rest on a pixel size the user stated (slide.user_scale)
+    model_hash: str = ""  # ModelInfo.content_hash of the model that made the map ("" unsaved)
 
 
 def snapshot_of(live, params: LesionParams | None, generation: int) -> LesionSnapshot | None:
@@ -85,7 +86,7 @@ def snapshot_of(live, params: LesionParams | None, generation: int) -> LesionSna
     domain = judge_slide(grid.domain_distances(), getattr(model, "domain", None), complete=grid.coverage() >= 1.0)
     return LesionSnapshot(result, tuple(int(c) for c in counts), info.display_name(), bool(info.demonstration),
                           time.perf_counter() - t0, generation, info.caution, info.operating_point, domain,
-                          grid.geometry.slide_mpp_source == "user")
+                          grid.geometry.slide_mpp_source == "user", getattr(info, "content_hash", ""))
 
 
 class LiveLesions(QObject):

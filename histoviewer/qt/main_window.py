@@ -23,6 +23,7 @@ from histoviewer.qt.lesion_controller import LesionController
 from histoviewer.qt.patch_inspector import PatchInspector
 from histoviewer.qt.pixel_size_dialog import PixelSizeDialog
 from histoviewer.qt.properties_dialog import PropertiesDialog
+from histoviewer.qt.review_controller import ReviewController
 from histoviewer.qt.slide_tab import SlideTab
 from histoviewer.qt.smoke import arm_smoke_test
 from histoviewer.qt.view_controller import ViewController
@@ -73,6 +74,17 @@ class MainWindow(QMainWindow):
         self.inspector = PatchInspector(self, lambda: self.ai.settings, parent=self)
         self.annotation_actions = AnnotationActions(self, parent=self)
         self.view_controls = ViewController(self, parent=self)
+        self.review = ReviewController(self, parent=self)  # the review queue (Review menu, its dock)
+        self.review.queueChanged.connect(self.cases.refresh_review)  # the case view's review column
+        self.cases.live_review = self.review.live_queue
+        self.review.queueChanged.connect(lambda: self.lesions.panel.show_reviewed(*self.review.reviewed_summary()))
+        # The review follows into the inspector only when the user has it in sight (floated or
+        # beside the queue): inspecting raises its dock, which would cover a tabified queue.
+        self.review.inspector = lambda tab, hotspot: (
+            self.inspector.inspect(tab, hotspot.lesion.l0_centroid)
+            if self.inspector.panel.isVisible() and not self.inspector.panel.visibleRegion().isEmpty()
+            else None
+        )
         self._place_docks(settings.enabled)
         self._build_status_bar()
         self._build_menus()
@@ -90,13 +102,16 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.ai.panel, self.annotation_actions.panel)
         self.addDockWidget(area, self.inspector.panel)  # hidden until the first Ctrl+click
         self.tabifyDockWidget(self.ai.panel, self.inspector.panel)
+        self.addDockWidget(area, self.review.panel)
+        self.tabifyDockWidget(self.ai.panel, self.review.panel)
+        self.review.panel.hide()  # shown by the Review menu and its keys: a fourth tab widens the docks
         self.lesions.set_overlay_enabled(overlay_enabled)  # shown and in front while the AI runs
 
     def _build_status_bar(self) -> None:
         view = self.view_controls
         # Permanent widgets: showMessage() would hide ordinary ones while a message shows.
         for label in (view.load_label, self.ai.status_label, self.ai.hover_label, view.pos_label, view.mag_label,
-                      self.annotation_actions.label_status):
+                      self.annotation_actions.label_status, self.review.status_label):
             self.statusBar().addPermanentWidget(label)
 
     def _action(self, menu: QMenu, text: str, slot, shortcut=None) -> QAction:
@@ -128,6 +143,7 @@ class MainWindow(QMainWindow):
         ai_menu.addAction(self.inspector.panel_action)
         bar.addMenu(ai_menu)
         bar.addMenu(self.annotation_actions.annotation_menu)
+        bar.addMenu(self.review.menu)
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&About HistoViewer\u2026", self.show_about)
         self._update_actions()
@@ -172,6 +188,7 @@ class MainWindow(QMainWindow):
         elif info.mpp_user_set:
             self.show_message(f"{Path(path).name}: pixel size {info.mpp:g} \u00b5m/px, user-set", 8000)
         self.annotation_actions.attach(tab)  # restored autosave, tool, class
+        self.review.attach(tab)
         self._update_actions()
         return tab
 

@@ -325,6 +325,10 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
         if so_far is not NodeLabel.UNKNOWN and not s.error:
             y += pg.text(right_x, y, right_w, f"So far (a lower bound, not a result): {so_far.value}",
                          9, color=WARN_EDGE) + 1
+    if s.review is not None:  # the pathologist's decisions on the AI's hotspots (core/report/review.py)
+        final = s.review.reviewed is not None and s.review.reviewed.final
+        y += pg.text(right_x, y, right_w, f"As reviewed by the pathologist: {s.review.text}", 9.5, True,
+                     QColor(0, 0, 0) if final else WARN_EDGE) + 1
     if s.domain.assessed:
         y += pg.text(right_x, y, right_w, s.domain.describe(), 8.5, color=GREY) + 1
     cov_color = WARN_EDGE if (s.provisional or s.error) else QColor(0, 0, 0)
@@ -350,6 +354,8 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
                      8.5, color=GREY)
         y += pg.text(right_x, y, right_w, case.stage_text, 13, True) + 1
         y += pg.text(right_x, y, right_w, case.reason, 8.5) + 3
+        if case.reviewed_stage is not None:
+            y += pg.text(right_x, y, right_w, f"pN stage as reviewed: {case.reviewed_stage}", 10, True) + 3
     if images.heatmap_drawn and images.thumbnail_source == "slide":
         y += _legend(pg, right_x, y, right_w, s.threshold) + 2
     elif images.thumbnail_source == "heatmap.png":
@@ -397,6 +403,8 @@ def _draw_case_page(pg: _Page, report: Report, case: CaseReport, page: int, page
                      page, pages)
     pg.line("pN stage", 9, color=GREY, gap=0)
     pg.line(case.stage_text, 24, True, gap=1)
+    if case.reviewed_stage is not None:  # from the pathologist's review of the AI's hotspots
+        pg.line(f"As reviewed: {case.reviewed_stage} – {case.reviewed_reason}", 11, True, gap=1.5)
     if case.unresolved:
         pg.line("NOT FINAL: " + "; ".join(f"{n} has no final label ({why})" for n, why in case.unresolved)
                 + (". The stage is unknown: these nodes could change it." if case.provisional

@@ -117,6 +117,10 @@ class SummaryPanel(QDockWidget):
         self.largest_label = QLabel("")
         self.largest_label.setWordWrap(True)
         layout.addWidget(self.largest_label)
+        self.reviewed_label = QLabel("")  # the node label as reviewed (review_controller)
+        self.reviewed_label.setWordWrap(True)
+        self.reviewed_label.hide()
+        layout.addWidget(self.reviewed_label)
 
         self.model = LesionTableModel(self)
         self.proxy = QSortFilterProxyModel(self)
@@ -183,6 +187,12 @@ class SummaryPanel(QDockWidget):
         return plot
 
     # -- content ----------------------------------------------------------------------------------
+    def show_reviewed(self, text: str, final: bool) -> None:
+        """The node label as reviewed beside the AI's ("" hides it: nothing reviewed)."""
+        self.reviewed_label.setText(f"As reviewed: {text}" if text else "")
+        self.reviewed_label.setStyleSheet(f"font-weight: bold; color: {'#222' if final else '#a05a00'};")
+        self.reviewed_label.setVisible(bool(text))
+
     def show_snapshot(self, snapshot: LesionSnapshot | None, status: str = "") -> None:
         """Show one slide's lesions; None shows ``status`` instead (overlay off, starting...)."""
         selected = self.selected_lesion()

@@ -102,7 +102,9 @@ def save_annotations(path: str | os.PathLike[str], aset: AnnotationSet) -> list[
     naming the file when it cannot be written."""
     try:
         if format_for(path, writing=True) == "asap-xml":
-            return asap_losses(aset) + save_asap_xml(path, aset)
+            lost = [f"{len(aset.decisions)} review decision(s) not kept: ASAP XML has no place for them "
+                    "(GeoJSON keeps them)"] if aset.decisions else []
+            return asap_losses(aset) + lost + save_asap_xml(path, aset)
         return save_geojson(path, aset)
     except OSError as exc:
         raise AnnotationStoreError(f"{path}: cannot write annotations: {exc.strerror or exc}") from exc

@@ -36,6 +36,7 @@ from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.models.classifier import DEMO_WARNING
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict
 from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.report.review import SlideReview, case_with_review, map_slide_review, slide_review
 from histoviewer.core.staging_terms import NodeLabel, SizeClass
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ class SlideReport:
     classified_patches: int = 0
     failed_patches: int = 0
     label_so_far: NodeLabel | None = None
+    review: SlideReview | None = field(default=None, compare=False)  # the pathologist's (report/review.py)
 
     def __post_init__(self) -> None:
         so_far = NodeLabel(self.node_label if self.label_so_far is None else self.label_so_far)
@@ -211,7 +213,8 @@ class SlideReport:
                 "analysed": self.analysed,
                 "analysis_dir": self.analysis_dir, "error": self.error,
                 "domain": self.domain.to_dict(), "unknown_reason": self.unknown_reason,
-                "lesions": [self._lesion_dict(les) for les in self.lesions]}
+                "lesions": [self._lesion_dict(les) for les in self.lesions],
+                "review": None if self.review is None else self.review.to_dict()}
 
     def _lesion_dict(self, les: LesionEntry) -> dict[str, Any]:
         """A lesion as report.json states it: on tissue unlike the model's training data its
@@ -238,6 +241,8 @@ class CaseReport:
     error: str | None = None
     at_least: PNStage | None = None  # an unknown stage's lower bound (above pN0)
     unresolved: tuple[tuple[str, str], ...] = ()  # (node, why it has no final label)
+    reviewed_stage: str | None = None  # the stage text as reviewed (report/review.py); None: no review
+    reviewed_reason: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stage", PNStage(self.stage))  # "pN1" -> PNStage.PN1
@@ -269,7 +274,8 @@ class CaseReport:
                 "deciding_nodes": list(self.deciding_nodes),
                 "deciding_lesions": [{"node": n, "lesion": les, "diameter_mm": _rounded(d, 6)}
                                      for n, les, d in self.deciding_lesions],
-                "error": self.error}
+                "error": self.error, "stage_as_reviewed": self.reviewed_stage,
+                "stage_as_reviewed_reason": self.reviewed_reason or None}
 
 
 @dataclass(frozen=True)
@@ -329,7 +335,8 @@ def build_report(slides: Iterable[SlideReport], sources: Sequence[str] = ()) -> 
     for patient, members in by_patient.items():
         try:
             check_unique_nodes(patient, [m.slide_path for m in members])  # two same-named folders
-            cases.append(CaseReport.from_stage(stage_patient(patient, [m.node_result() for m in members])))
+            case = CaseReport.from_stage(stage_patient(patient, [m.node_result() for m in members]))
+            cases.append(case_with_review(case, members))
         except StagingError as exc:
             cases.append(CaseReport(patient, tuple(m.slide_name for m in members), PNStage.UNKNOWN,
                                     False, str(exc), error=str(exc),
@@ -398,7 +405,7 @@ def load_slide_report(folder: str | os.PathLike[str]) -> SlideReport:
         model=summary.model, threshold=summary.lesion_params.threshold, analysed=analysed,
         analysis_dir=str(folder), threshold_source=summary.lesion_params.threshold_source,
         domain=summary.domain, tissue_patches=summary.tissue_patches, classified_patches=summary.classified_patches,
-        failed_patches=summary.failed_patches, label_so_far=summary.label_so_far)
+        failed_patches=summary.failed_patches, label_so_far=summary.label_so_far, review=slide_review(summary))
 
 
 def failed_slide_report(failure: SlideFailure, analysed: str = "", analysis_dir: str | None = None) -> SlideReport:
@@ -454,4 +461,5 @@ def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapDa
         threshold_source=found.params.threshold_source,
         domain=heatmap.domain or DomainVerdict.not_assessed("not judged for this map"),
         tissue_patches=found.counts.tissue, classified_patches=found.counts.classified,
-        failed_patches=found.counts.failed)
+        failed_patches=found.counts.failed,
+        review=map_slide_review(str(slide_path), found, heatmap.model.content_hash, float(g.slide_mpp)))

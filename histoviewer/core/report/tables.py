@@ -49,11 +49,11 @@ SLIDE_COLUMNS = (
     "largest_diameter_mm", "largest_size_class", "mpp", "width_l0", "height_l0", "threshold", "model",
     "model_hash", "demonstration_model", "analysed", "error", "threshold_source", "model_caution",
     "domain", "domain_score", "unknown_reason", "label_so_far", "tissue_patches", "classified_patches",
-    "failed_patches",
+    "failed_patches", "label_as_reviewed", "hotspots", "hotspots_reviewed",
 )
 CASE_COLUMNS = (
     "patient", "pn_stage", "provisional", "nodes", "deciding_nodes", "deciding_lesions", "reason",
-    "demonstration_model", "error", "pn_stage_at_least", "unresolved_nodes",
+    "demonstration_model", "error", "pn_stage_at_least", "unresolved_nodes", "pn_stage_as_reviewed",
 )
 def _text(value: Any) -> str:
     return csv_cell(value)  # the one CSV writer's escaping: no cell is read as a formula
@@ -98,6 +98,16 @@ def lesions_csv(report: Report) -> str:
     return _table(LESION_COLUMNS, rows)
 
 
+def _review_cells(s: SlideReport) -> tuple[str, str, str]:
+    """The label as reviewed and the hotspot counts; empty without a review."""
+    r = s.review
+    if r is None:
+        return "", "", ""
+    if r.reviewed is None or r.progress is None:
+        return _text(r.text), "", ""
+    return _text(r.reviewed.text), str(r.progress.total), str(r.progress.reviewed)
+
+
 def slides_csv(report: Report) -> str:
     rows = []
     for s in report.slides:
@@ -110,7 +120,7 @@ def slides_csv(report: Report) -> str:
                      _text(s.error), _text(s.threshold_source), _text(s.model.caution),
                      s.domain.status, _num(s.domain.score, 4), _text(s.unknown_reason),
                      s.resolution.label_so_far.value, str(s.tissue_patches), str(s.classified_patches),
-                     str(s.failed_patches)))
+                     str(s.failed_patches), *_review_cells(s)))
     return _table(SLIDE_COLUMNS, rows)
 
 
@@ -122,7 +132,7 @@ def cases_csv(report: Report) -> str:
         rows.append((_text(c.patient), c.stage.value, "yes" if c.provisional else "no", _text("; ".join(c.slides)),
                      _text("; ".join(c.deciding_nodes)), _text(lesions), _text(c.reason),
                      "yes" if demo else "no", _text(c.error), "" if c.at_least is None else c.at_least.value,
-                     _text("; ".join(f"{n}: {why}" for n, why in c.unresolved))))
+                     _text("; ".join(f"{n}: {why}" for n, why in c.unresolved)), _text(c.reviewed_stage)))
     return _table(CASE_COLUMNS, rows)
 
 
