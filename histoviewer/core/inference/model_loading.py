@@ -2,10 +2,11 @@
 
 Start-up: loading the default CNN costs ~1 s on 2 cores (importing torch is most of it),
 one core's worth of work during which the other core would idle. ``PendingModel`` reads the
-model file's description at once (cheap: the input size and scale, the name, the caution,
-so the grid and the reads can be planned) and builds the classifier on a thread; the
+model file's description at once (cheap and unverified: the input size and scale, so the
+grid and the reads can be planned) and loads and verifies the classifier on a thread; the
 headless pipeline (``pipeline.classify_cells``) waits for it at its first model call, by
-which time the reader has decoded the first regions.
+which time the reader has decoded the first regions. ``result()`` refuses a model whose
+verified description differs from the one the work was planned with.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.input_spec import InputSpec
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
-from histoviewer.core.models.model_file import load_model, read_model_info
+from histoviewer.core.models.model_file import load_model, read_model_info_unverified
 from histoviewer.core.models.registry import resolve_model_path
 
 __all__ = ["PendingModel", "loaded_model"]
@@ -44,9 +46,11 @@ class PendingModel:
     @classmethod
     def open(cls, spec: str | Path, device: str = "auto") -> PendingModel:
         """``open_model(spec, device)`` on a thread; raises ``ModelLoadError`` at once for a
-        model that cannot be found or whose file fails its checks."""
+        model that cannot be found or whose header is not a model's."""
         path = resolve_model_path(spec)
-        return cls(read_model_info(path), lambda: load_model(path, device=device))
+        return cls(
+            read_model_info_unverified(path), lambda: load_model(path, device=device)
+        )
 
     def _load(self) -> None:
         try:
@@ -64,11 +68,17 @@ class PendingModel:
         return self._done.is_set()
 
     def result(self) -> PatchClassifier:
-        """The loaded classifier (waits for it); raises what loading raised."""
+        """The loaded classifier (waits for it); raises what loading raised, and
+        ``ModelLoadError`` when its verified description is not the one ``info`` gave (the
+        file changed on disk in between)."""
         self._done.wait()
         if self._error is not None:
             raise self._error
         assert self._model is not None
+        if self._model.info != self.info:
+            raise ModelLoadError(
+                f"model {self.info.name!r}: its file changed while it was being loaded; run again"
+            )
         return self._model
 
     def close(self) -> None:

@@ -45,7 +45,7 @@ from histoviewer.core.inference.model_loading import PendingModel, loaded_model
 from histoviewer.core.jobs.processes import run_in_processes
 from histoviewer.core.jobs.slide_folders import SlideFolder, analyze_into, analyze_slide_folder_job, slide_folders
 from histoviewer.core.models.classifier import PatchClassifier
-from histoviewer.core.models.model_file import read_model_info
+from histoviewer.core.models.model_file import read_model_info, read_model_info_unverified
 from histoviewer.core.models.registry import open_model, resolve_model_path
 from histoviewer.core.progress import NO_CONTROL, JobControl
 
@@ -164,8 +164,8 @@ def _open_model_early(spec: str, device: str) -> PatchClassifier | PendingModel:
     """The model of an in-process run: loading on a thread while the first slide is read
     (start-up: ~1 s, mostly importing torch) when its file's description can be read first;
     else loaded here (``open_model`` raises what is wrong with it)."""
-    try:
-        info = read_model_info(resolve_model_path(spec))
+    try:  # the header alone (no torch); ``open_model`` on the thread verifies the whole file
+        info = read_model_info_unverified(resolve_model_path(spec))
     except ModelLoadError:
         return open_model(spec, device=device)
     return PendingModel(info, lambda: open_model(spec, device=device))
