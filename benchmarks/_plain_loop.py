@@ -20,18 +20,18 @@ from pathlib import Path
 
 T_START = time.perf_counter()
 
-import numpy as np  # noqa: E402
-import openslide  # noqa: E402
-import torch  # noqa: E402, F401 - the plain loop imports torch itself, as any would
-from PIL import Image  # noqa: E402
+import numpy as np
+import openslide
+import torch  # noqa: F401 - the plain loop imports torch itself, as any would
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from histoviewer.core.grid_geometry import GridGeometry  # noqa: E402
-from histoviewer.core.inference.regions import choose_level  # noqa: E402
-from histoviewer.core.inference.tissue import grid_tissue  # noqa: E402
-from histoviewer.core.models.registry import open_model  # noqa: E402
-from histoviewer.core.slide import open_slide  # noqa: E402
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.regions import choose_level
+from histoviewer.core.inference.tissue import grid_tissue
+from histoviewer.core.models.registry import open_model
+from histoviewer.core.slide import open_slide
 
 
 def main() -> int:
@@ -43,8 +43,12 @@ def main() -> int:
     args = ap.parse_args()
     model = open_model(args.model, device="cpu")
     p = model.input.patch_px
-    with open_slide(args.slide) as reader:  # our reader only for the grid and the tissue mask
-        g = GridGeometry.for_slide(reader.info.dimensions, reader.info.mpp, model.input.mpp, p)
+    with open_slide(
+        args.slide
+    ) as reader:  # our reader only for the grid and the tissue mask
+        g = GridGeometry.for_slide(
+            reader.info.dimensions, reader.info.mpp, model.input.mpp, p
+        )
         cells = np.flatnonzero(grid_tissue(reader, g).reshape(-1))
         level = choose_level(reader, g)
     slide = openslide.OpenSlide(str(args.slide))
@@ -57,7 +61,9 @@ def main() -> int:
     for cell in cells:
         x, y, _, _ = g.cell_rect(int(cell))
         rgba = slide.read_region((int(x), int(y)), level, (lv_size, lv_size))
-        batch[n] = np.asarray(rgba.convert("RGB").resize((p, p), Image.Resampling.BILINEAR))
+        batch[n] = np.asarray(
+            rgba.convert("RGB").resize((p, p), Image.Resampling.BILINEAR)
+        )
         n += 1
         if n == args.batch:
             probs[done : done + n] = model.predict_proba(batch[:n])
@@ -67,7 +73,9 @@ def main() -> int:
         probs[done : done + n] = model.predict_proba(batch[:n])
     np.save(args.out, probs)
     slide.close()
-    print(f"plain loop: {len(cells)} patches, level {level}, {time.perf_counter() - T_START:.2f} s in the process")
+    print(
+        f"plain loop: {len(cells)} patches, level {level}, {time.perf_counter() - T_START:.2f} s in the process"
+    )
     return 0
 
 

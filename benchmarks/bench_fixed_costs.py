@@ -43,13 +43,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._common import machine_info  # noqa: E402
-from histoviewer.core.grid_geometry import GridGeometry  # noqa: E402
-from histoviewer.core.inference.regions import choose_level  # noqa: E402
-from histoviewer.core.inference.tiff_regions import TiffRegionSource  # noqa: E402
-from histoviewer.core.inference.tissue import grid_tissue  # noqa: E402
-from histoviewer.core.models.registry import open_model  # noqa: E402
-from histoviewer.core.slide import open_slide  # noqa: E402
+from benchmarks._common import machine_info
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.regions import choose_level
+from histoviewer.core.inference.tiff_regions import TiffRegionSource
+from histoviewer.core.inference.tissue import grid_tissue
+from histoviewer.core.models.registry import open_model
+from histoviewer.core.slide import open_slide
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -59,8 +59,22 @@ def ensure_slide(path: Path) -> Path:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         print(f"writing phantom {path} (once) ...", flush=True)
-        subprocess.run([PY, "-m", "histoviewer", "phantom", "--width", "40000", "--height", "40000", str(path)],
-                       check=True, env=_env(REPO), stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                PY,
+                "-m",
+                "histoviewer",
+                "phantom",
+                "--width",
+                "40000",
+                "--height",
+                "40000",
+                str(path),
+            ],
+            check=True,
+            env=_env(REPO),
+            stdout=subprocess.DEVNULL,
+        )
     return path
 
 
@@ -72,25 +86,40 @@ def run_cli(tree: Path, slide: Path, out: Path) -> float:
     """Wall seconds of ``histoviewer analyze`` from ``tree`` in a fresh process."""
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    result = subprocess.run([PY, "-m", "histoviewer", "analyze", str(slide), "--out", str(out)],
-                            env=_env(tree), cwd=tree, capture_output=True, text=True)
+    result = subprocess.run(
+        [PY, "-m", "histoviewer", "analyze", str(slide), "--out", str(out)],
+        env=_env(tree),
+        cwd=tree,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - t0
     if result.returncode not in (0, 3):
-        raise SystemExit(f"analyze from {tree} failed ({result.returncode}): {result.stderr[-2000:]}")
+        raise SystemExit(
+            f"analyze from {tree} failed ({result.returncode}): {result.stderr[-2000:]}"
+        )
     return seconds
 
 
 def run_plain(slide: Path, out: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run([PY, str(REPO / "benchmarks" / "_plain_loop.py"), str(slide), str(out)],
-                   env=_env(REPO), check=True, capture_output=True)
+    subprocess.run(
+        [PY, str(REPO / "benchmarks" / "_plain_loop.py"), str(slide), str(out)],
+        env=_env(REPO),
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - t0
 
 
-def tissue_tiles(slide: Path, model) -> tuple[TiffRegionSource, object, list[int], np.ndarray]:
+def tissue_tiles(
+    slide: Path, model
+) -> tuple[TiffRegionSource, object, list[int], np.ndarray]:
     """(source, page, tile indices of level 2 the tissue patches touch, tissue cells)."""
     reader = open_slide(slide)
-    g = GridGeometry.for_slide(reader.info.dimensions, reader.info.mpp, model.input.mpp, model.input.patch_px)
+    g = GridGeometry.for_slide(
+        reader.info.dimensions, reader.info.mpp, model.input.mpp, model.input.patch_px
+    )
     cells = np.flatnonzero(grid_tissue(reader, g).reshape(-1))
     level = choose_level(reader, g)
     source = TiffRegionSource.open(slide, reader)
@@ -152,13 +181,27 @@ def model_alone(model, n: int, threads: int) -> float:
 def compare_outputs(a: Path, b: Path) -> dict:
     import tifffile
 
-    sa, sb = json.loads((a / "summary.json").read_text()), json.loads((b / "summary.json").read_text())
-    ma, mb = tifffile.imread(a / "probability.tiff"), tifffile.imread(b / "probability.tiff")
-    return {"node_label_same": sa["node_label"] == sb["node_label"],
-            "lesions_same": [x["diameter_mm"] for x in sa["lesions"]] == [x["diameter_mm"] for x in sb["lesions"]],
-            "map_max_abs_diff": float(np.nanmax(np.abs(ma - mb))) if ma.shape == mb.shape else None,
-            "map_allclose": bool(ma.shape == mb.shape and np.allclose(ma, mb, atol=1e-5, equal_nan=True)),
-            "geojson_same": (a / "lesions.geojson").read_text() == (b / "lesions.geojson").read_text()}
+    sa, sb = (
+        json.loads((a / "summary.json").read_text()),
+        json.loads((b / "summary.json").read_text()),
+    )
+    ma, mb = (
+        tifffile.imread(a / "probability.tiff"),
+        tifffile.imread(b / "probability.tiff"),
+    )
+    return {
+        "node_label_same": sa["node_label"] == sb["node_label"],
+        "lesions_same": [x["diameter_mm"] for x in sa["lesions"]]
+        == [x["diameter_mm"] for x in sb["lesions"]],
+        "map_max_abs_diff": float(np.nanmax(np.abs(ma - mb)))
+        if ma.shape == mb.shape
+        else None,
+        "map_allclose": bool(
+            ma.shape == mb.shape and np.allclose(ma, mb, atol=1e-5, equal_nan=True)
+        ),
+        "geojson_same": (a / "lesions.geojson").read_text()
+        == (b / "lesions.geojson").read_text(),
+    }
 
 
 def med(values: list[float]) -> float:
@@ -166,18 +209,36 @@ def med(values: list[float]) -> float:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--slide", type=Path, default=Path("/tmp/histoviewer-bench/phantom-40k-40k.tiff"))
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--slide",
+        type=Path,
+        default=Path("/tmp/histoviewer-bench/phantom-40k-40k.tiff"),
+    )
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--before", type=Path, default=None, help="a checkout of the code before the change")
-    ap.add_argument("--big", type=Path, default=None, help="a large slide: one analyze (and before) run each")
+    ap.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        help="a checkout of the code before the change",
+    )
+    ap.add_argument(
+        "--big",
+        type=Path,
+        default=None,
+        help="a large slide: one analyze (and before) run each",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     slide = ensure_slide(args.slide)
     model = open_model("cnn", device="cpu")
     source, page, tiles, cells = tissue_tiles(slide, model)
-    times: dict[str, list[float]] = {k: [] for k in ("analyze", "before", "plain", "decode", "model_default",
-                                                     "model_2x1")}
+    times: dict[str, list[float]] = {
+        k: []
+        for k in ("analyze", "before", "plain", "decode", "model_default", "model_2x1")
+    }
     tmp = Path(tempfile.mkdtemp(prefix="fast-bench-"))
     try:
         for r in range(args.rounds):
@@ -188,49 +249,91 @@ def main() -> int:
             times["decode"].append(decode_once(source, page, tiles))
             times["model_default"].append(model_alone(model, len(cells), 1))
             times["model_2x1"].append(model_alone(model, len(cells), 2))
-            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v), flush=True)
+            print(
+                f"round {r + 1}: "
+                + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items() if v),
+                flush=True,
+            )
         m = {k: med(v) for k, v in times.items()}
         best_model = min(m["model_default"], m["model_2x1"])
-        out = {"slide": str(slide), "tissue_patches": len(cells), "level2_tiles": len(tiles),
-               "machine": machine_info(), "rounds": args.rounds, "seconds": times, "median_s": m,
-               "bound_s": m["decode"] + m["model_default"], "strict_bound_s": m["decode"] + best_model}
+        out = {
+            "slide": str(slide),
+            "tissue_patches": len(cells),
+            "level2_tiles": len(tiles),
+            "machine": machine_info(),
+            "rounds": args.rounds,
+            "seconds": times,
+            "median_s": m,
+            "bound_s": m["decode"] + m["model_default"],
+            "strict_bound_s": m["decode"] + best_model,
+        }
         out["analyze_over_bound"] = m["analyze"] / out["bound_s"]
         out["analyze_over_strict_bound"] = m["analyze"] / out["strict_bound_s"]
         out["plain_over_analyze"] = m["plain"] / m["analyze"]
-        out["plain_wins_rounds"] = sum(p < a for p, a in zip(times["plain"], times["analyze"]))
+        out["plain_wins_rounds"] = sum(
+            p < a for p, a in zip(times["plain"], times["analyze"])
+        )
         if args.before:
             out["before_over_analyze"] = m["before"] / m["analyze"]
-            out["outputs_vs_before"] = compare_outputs(tmp / "old" / slide.stem, tmp / "new" / slide.stem)
+            out["outputs_vs_before"] = compare_outputs(
+                tmp / "old" / slide.stem, tmp / "new" / slide.stem
+            )
         probs = np.load(tmp / "plain.npy")
         import tifffile
 
-        ours = tifffile.imread(tmp / "new" / slide.stem / "probability.tiff").reshape(-1)[cells]
-        out["plain_vs_analyze_probability"] = {"mean_abs_diff": float(np.mean(np.abs(probs - ours))),
-                                               "same_side_of_0.5": float(np.mean((probs >= 0.5) == (ours >= 0.5)))}
+        ours = tifffile.imread(tmp / "new" / slide.stem / "probability.tiff").reshape(
+            -1
+        )[cells]
+        out["plain_vs_analyze_probability"] = {
+            "mean_abs_diff": float(np.mean(np.abs(probs - ours))),
+            "same_side_of_0.5": float(np.mean((probs >= 0.5) == (ours >= 0.5))),
+        }
         if args.big:
-            out["big"] = {"slide": str(args.big), "analyze_s": run_cli(REPO, args.big, tmp / "big-new")}
+            out["big"] = {
+                "slide": str(args.big),
+                "analyze_s": run_cli(REPO, args.big, tmp / "big-new"),
+            }
             if args.before:
                 out["big"]["before_s"] = run_cli(args.before, args.big, tmp / "big-old")
-                out["big"]["outputs_vs_before"] = compare_outputs(tmp / "big-old" / args.big.stem,
-                                                                  tmp / "big-new" / args.big.stem)
-            summary = json.loads((tmp / "big-new" / args.big.stem / "summary.json").read_text())
+                out["big"]["outputs_vs_before"] = compare_outputs(
+                    tmp / "big-old" / args.big.stem, tmp / "big-new" / args.big.stem
+                )
+            summary = json.loads(
+                (tmp / "big-new" / args.big.stem / "summary.json").read_text()
+            )
             out["big"]["timing"] = summary["timing"]
             out["big"]["tissue_patches"] = summary["tissue_patches"]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         source.close()
-    print(f"median of {args.rounds} rounds on {slide.name} ({len(cells)} tissue patches, {len(tiles)} level-2 tiles):")
-    print(f"  analyze {m['analyze']:.2f} s" + (f"   before {m['before']:.2f} s (x{out['before_over_analyze']:.2f})"
-                                                 if args.before else ""))
-    print(f"  plain loop {m['plain']:.2f} s: x{out['plain_over_analyze']:.2f} analyze's time "
-          f"(goal >= 2; the plain loop won {out['plain_wins_rounds']} of {args.rounds} rounds)")
-    print(f"  bound: decode {m['decode']:.2f} s + model {m['model_default']:.2f} s = {out['bound_s']:.2f} s; "
-          f"analyze / bound = {out['analyze_over_bound']:.2f} (goal <= 1.5)")
-    print(f"  strict bound (model alone on 2 threads of 1 torch thread: {m['model_2x1']:.2f} s): "
-          f"{out['strict_bound_s']:.2f} s; analyze / strict bound = {out['analyze_over_strict_bound']:.2f}")
+    print(
+        f"median of {args.rounds} rounds on {slide.name} ({len(cells)} tissue patches, {len(tiles)} level-2 tiles):"
+    )
+    print(
+        f"  analyze {m['analyze']:.2f} s"
+        + (
+            f"   before {m['before']:.2f} s (x{out['before_over_analyze']:.2f})"
+            if args.before
+            else ""
+        )
+    )
+    print(
+        f"  plain loop {m['plain']:.2f} s: x{out['plain_over_analyze']:.2f} analyze's time "
+        f"(goal >= 2; the plain loop won {out['plain_wins_rounds']} of {args.rounds} rounds)"
+    )
+    print(
+        f"  bound: decode {m['decode']:.2f} s + model {m['model_default']:.2f} s = {out['bound_s']:.2f} s; "
+        f"analyze / bound = {out['analyze_over_bound']:.2f} (goal <= 1.5)"
+    )
+    print(
+        f"  strict bound (model alone on 2 threads of 1 torch thread: {m['model_2x1']:.2f} s): "
+        f"{out['strict_bound_s']:.2f} s; analyze / strict bound = {out['analyze_over_strict_bound']:.2f}"
+    )
     if args.before:
         print(f"  outputs vs before: {out['outputs_vs_before']}")
-    print(f"  plain loop vs analyze probabilities: {out['plain_vs_analyze_probability']}")
+    print(
+        f"  plain loop vs analyze probabilities: {out['plain_vs_analyze_probability']}"
+    )
     if args.big:
         print(f"  big slide {args.big.name}: {out['big']}")
     if args.json:

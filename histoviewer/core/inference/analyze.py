@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide import open_slide
+from histoviewer.core.slide.reader import SlideReader
 from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.core.strict_json import strict_dumps
 
@@ -176,29 +176,26 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
         # the heatmap's greyed thumbnail, made on a thread of its own while the slide is
         # classified (start-up: the model may still be loading, a core idles meanwhile)
         backdrop = ThreadPoolExecutor(1, thread_name_prefix="histoviewer-analyze-thumbnail")
-        thumbnail = backdrop.submit(_heatmap_backdrop, reader)
-        backdrop.shutdown(wait=False)
+        thumbnail = backdrop.submit(_heatmap_backdrop, reader, fast)
         try:
-            try:
-                times = classify_cells(grid, cutter, model, cells, batch_size=options.batch_size,
-                                       block=options.block, read_threads=options.read_threads,
-                                       model_threads=1 if options.torch_threads else options.model_threads,
-                                       max_ahead=_regions_ahead(options, spec.patch_px),
-                                       on_failure=on_failure, control=control,
-                                       stage=f"Classifying {slide_path.name}")
-            finally:
-                if fast is not None:
-                    fast.close()
-            model = loaded_model(model)  # loaded by now unless the slide had no tissue
-            t0 = time.perf_counter()
-            encoded = grid.encoded_map()
-            tiff_path, json_path = write_probability_map(out, encoded, geometry, slide=str(slide_path), model=record)
-            thumb, base = thumbnail.result()
+            times = classify_cells(grid, cutter, model, cells, batch_size=options.batch_size,
+                                   block=options.block, read_threads=options.read_threads,
+                                   model_threads=1 if options.torch_threads else options.model_threads,
+                                   max_ahead=_regions_ahead(options, spec.patch_px),
+                                   on_failure=on_failure, control=control,
+                                   stage=f"Classifying {slide_path.name}")
         except BaseException:
-            # the thumbnail thread reads the slide: it must be done before the reader closes
-            if not thumbnail.cancel():
-                futures_wait([thumbnail])
+            thumbnail.cancel()  # unless it runs already
             raise
+        finally:
+            backdrop.shutdown(wait=True)  # it reads the slide: done before the source and the reader close
+            if fast is not None:
+                fast.close()
+        model = loaded_model(model)  # loaded by now unless the slide had no tissue
+        t0 = time.perf_counter()
+        encoded = grid.encoded_map()
+        tiff_path, json_path = write_probability_map(out, encoded, geometry, slide=str(slide_path), model=record)
+        thumb, base = thumbnail.result()
         png_path = write_heatmap_png(out / "heatmap.png", thumb, encoded, geometry, base=base)
         domain_path = None
         if model.domain is not None:
@@ -244,9 +241,12 @@ def _regions_ahead(options: AnalyzeOptions, patch_px: int) -> int:
     return max(2 + options.read_threads, READ_AHEAD_BYTES // max(region_bytes, 1))
 
 
-def _heatmap_backdrop(reader) -> tuple[np.ndarray, np.ndarray]:
-    """(slide thumbnail, its greyed copy the heatmap is painted on)."""
-    thumb = reader.thumbnail(HEATMAP_MAX_PX)
+def _heatmap_backdrop(reader: SlideReader, fast: TiffRegionSource | None) -> tuple[np.ndarray, np.ndarray]:
+    """(slide thumbnail, its greyed copy the heatmap is painted on); the thumbnail from the
+    directly decoded tiles when they give the reader's pixels exactly (``TiffRegionSource.thumbnail``)."""
+    thumb = fast.thumbnail(HEATMAP_MAX_PX) if fast is not None else None
+    if thumb is None:
+        thumb = reader.thumbnail(HEATMAP_MAX_PX)
     return thumb, heatmap_base(thumb)
 
 

@@ -82,7 +82,7 @@ class PendingModel:
         return self._model
 
     def close(self) -> None:
-        self._done.wait()
+        self._thread.join()
         if self._model is not None and not self._closed:
             self._closed = True
             self._model.close()
