@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,18 +83,30 @@ def _env(tree: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(tree)}
 
 
-def run_cli(tree: Path, slide: Path, out: Path) -> float:
+def _child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+CPU: dict[
+    str, list[float]
+] = {}  # CPU seconds (user + system) of each child, by what it ran
+
+
+def run_cli(tree: Path, slide: Path, out: Path, label: str) -> float:
     """Wall seconds of ``histoviewer analyze`` from ``tree`` in a fresh process."""
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
+    cpu0, t0 = _child_cpu(), time.perf_counter()
     result = subprocess.run(
         [PY, "-m", "histoviewer", "analyze", str(slide), "--out", str(out)],
         env=_env(tree),
         cwd=tree,
         capture_output=True,
         text=True,
+        check=False,
     )
     seconds = time.perf_counter() - t0
+    CPU.setdefault(label, []).append(_child_cpu() - cpu0)
     if result.returncode not in (0, 3):
         raise SystemExit(
             f"analyze from {tree} failed ({result.returncode}): {result.stderr[-2000:]}"
@@ -102,14 +115,16 @@ def run_cli(tree: Path, slide: Path, out: Path) -> float:
 
 
 def run_plain(slide: Path, out: Path) -> float:
-    t0 = time.perf_counter()
+    cpu0, t0 = _child_cpu(), time.perf_counter()
     subprocess.run(
         [PY, str(REPO / "benchmarks" / "_plain_loop.py"), str(slide), str(out)],
         env=_env(REPO),
         check=True,
         capture_output=True,
     )
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    CPU.setdefault("plain", []).append(_child_cpu() - cpu0)
+    return seconds
 
 
 def tissue_tiles(
@@ -242,9 +257,11 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fast-bench-"))
     try:
         for r in range(args.rounds):
-            times["analyze"].append(run_cli(REPO, slide, tmp / "new"))
+            times["analyze"].append(run_cli(REPO, slide, tmp / "new", "analyze"))
             if args.before:
-                times["before"].append(run_cli(args.before, slide, tmp / "old"))
+                times["before"].append(
+                    run_cli(args.before, slide, tmp / "old", "before")
+                )
             times["plain"].append(run_plain(slide, tmp / "plain.npy"))
             times["decode"].append(decode_once(source, page, tiles))
             times["model_default"].append(model_alone(model, len(cells), 1))
@@ -255,6 +272,7 @@ def main() -> int:
                 flush=True,
             )
         m = {k: med(v) for k, v in times.items()}
+        cpu = {k: med(v) for k, v in CPU.items()}
         best_model = min(m["model_default"], m["model_2x1"])
         out = {
             "slide": str(slide),
@@ -294,7 +312,9 @@ def main() -> int:
                 "analyze_s": run_cli(REPO, args.big, tmp / "big-new"),
             }
             if args.before:
-                out["big"]["before_s"] = run_cli(args.before, args.big, tmp / "big-old")
+                out["big"]["before_s"] = run_cli(
+                    args.before, args.big, tmp / "big-old", "big-before"
+                )
                 out["big"]["outputs_vs_before"] = compare_outputs(
                     tmp / "big-old" / args.big.stem, tmp / "big-new" / args.big.stem
                 )
@@ -328,6 +348,10 @@ def main() -> int:
     print(
         f"  strict bound (model alone on 2 threads of 1 torch thread: {m['model_2x1']:.2f} s): "
         f"{out['strict_bound_s']:.2f} s; analyze / strict bound = {out['analyze_over_strict_bound']:.2f}"
+    )
+    print(
+        "  CPU seconds (user + system, median): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
     )
     if args.before:
         print(f"  outputs vs before: {out['outputs_vs_before']}")
