@@ -27,7 +27,7 @@ SUBCOMMANDS = (
     "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models", "add-domain",
     "import-weights",
     "analyze", "lesions", "stage", "evaluate", "convert-annotations", "export-heatmap",
-    "report",
+    "report", "compare",
 )
 
 
@@ -41,9 +41,10 @@ COMMAND_MODULES = {
     "add-domain": "models", "import-weights": "models",
     "analyze": "analyze", "lesions": "lesions", "stage": "stage", "evaluate": "evaluate",
     "convert-annotations": "convert_annotations", "export-heatmap": "export_heatmap", "report": "report",
+    "compare": "compare",
 }
 _MODULE_ORDER = ("view", "info", "phantom", "models", "analyze", "lesions", "stage", "evaluate",
-                 "convert_annotations", "export_heatmap", "report")
+                 "convert_annotations", "export_heatmap", "report", "compare")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.strict_json import strict_dumps
 
 __all__ = ["DOMAIN_ENCODING", "ENCODING", "MAP_TILE_PX", "analyze_into", "map_tiff_bytes", "map_tiff_options", "heatmap_base", "write_domain_map", "write_heatmap_png",
-           "write_probability_map"]
+           "write_probability_map", "write_relocated_summary"]
 
 ENCODING = {
     "probability": "0..1",
@@ -173,6 +173,14 @@ def _relocated(summary: SlideSummary, tmp: Path, final: Path) -> SlideSummary:
         **{f.name: move(getattr(files, f.name)) for f in dataclasses.fields(files)},
     )
     return dataclasses.replace(summary, out_dir=str(final), files=moved)
+
+
+def write_relocated_summary(summary: SlideSummary, tmp: Path, final: Path) -> SlideSummary:
+    """``summary`` of an analysis written into ``tmp`` that will be moved to ``final``: its
+    paths under ``final``, and ``tmp/summary.json`` rewritten so."""
+    moved = _relocated(summary, tmp, final)
+    atomic_write_text(tmp / "summary.json", strict_dumps(moved.to_dict(), indent=2))
+    return moved
 
 
 def analyze_into(
