@@ -309,7 +309,7 @@ def main() -> int:
         if args.big:
             out["big"] = {
                 "slide": str(args.big),
-                "analyze_s": run_cli(REPO, args.big, tmp / "big-new"),
+                "analyze_s": run_cli(REPO, args.big, tmp / "big-new", "big"),
             }
             if args.before:
                 out["big"]["before_s"] = run_cli(
