@@ -68,7 +68,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from histoviewer.core.analysis.lesions import LesionParams
     from histoviewer.core.errors import InferenceError
     from histoviewer.core.inference.analyze import AnalyzeOptions
-    from histoviewer.core.jobs.compare import compare_models
+    from histoviewer.core.jobs.compare import compare_models, stated_label
     from histoviewer.core.models.registry import open_model
 
     if len(args.model) != 2:
@@ -104,7 +104,7 @@ def run_compare(args: argparse.Namespace) -> int:
         return 0
     for key, s in (("A", result.a), ("B", result.b)):
         print(
-            f"{key}: {s.model.name}: node label {s.node_label.value}, {len(s.lesions)} lesion(s); "
+            f"{key}: {s.model.name}: node label {stated_label(s)}, {len(s.lesions)} lesion(s); "
             f"{caution_line(s.model.caution, s.model.demonstration)}"
         )
     d = result.difference

@@ -18,6 +18,7 @@ from histoviewer.qt.ai_controller import AiController
 from histoviewer.qt.ai_panel import AiSettings
 from histoviewer.qt.annotation_actions import AnnotationActions
 from histoviewer.qt.case_controller import CaseController
+from histoviewer.qt.compare_dialog import CompareDialog
 from histoviewer.qt.export_dialog import ExportDialog, open_export_dialog
 from histoviewer.qt.lesion_controller import LesionController
 from histoviewer.qt.pixel_size_dialog import PixelSizeDialog
@@ -121,6 +122,7 @@ class MainWindow(QMainWindow):
         ai_menu = self.ai.menu
         ai_menu.addSeparator()
         ai_menu.addActions(list(self.lesions.menu_actions))
+        self.compare_action = self._action(ai_menu, "&Compare with model\u2026", self.show_compare)
         bar.addMenu(ai_menu)
         bar.addMenu(self.annotation_actions.annotation_menu)
         help_menu = bar.addMenu("&Help")
@@ -194,6 +196,14 @@ class MainWindow(QMainWindow):
             if Path(tab.path) == Path(path):
                 self.tabs.setCurrentWidget(tab)
                 return
+
+    def show_compare(self) -> CompareDialog | None:
+        """AI > Compare with model: the overlay's model against another on this slide."""
+        if (tab := self.current_tab()) is None:
+            return None
+        dialog = CompareDialog(tab, self.ai.settings.model, self.ai.settings.device, self)
+        dialog.show()
+        return dialog
 
     def show_properties(self) -> PropertiesDialog | None:
         if (tab := self.current_tab()) is None:

@@ -77,6 +77,7 @@ __all__ = [
     "difference_rgba",
     "finding_colour",
     "lesions_of",
+    "stated_label",
 ]
 
 # Diverging table for A - B in -1..1 (entry i: (i - 127.5) / 127.5): blue where B is higher,
@@ -111,6 +112,16 @@ FINDING_COLOURS = {
 
 def finding_colour(found_by: str) -> tuple[int, int, int]:
     return FINDING_COLOURS[found_by]
+
+
+def stated_label(summary: SlideSummary) -> str:
+    """The node label as it may be stated: 'macro', or 'unknown (why)' when not final."""
+    reason = summary.unknown_reason
+    return (
+        summary.node_label.value
+        if reason is None
+        else f"{summary.node_label.value} ({reason})"
+    )
 
 
 @dataclass(frozen=True)
