@@ -287,7 +287,7 @@ class CompareDialog(QDialog):
             self._on_failed("Cancelled; nothing was kept.")
         except HistoViewerError as exc:
             self._on_failed(str(exc))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown in the dialog, never a silent stop
             self._on_failed(f"{type(exc).__name__}: {exc}")
         else:
             self._on_done(result, images)
