@@ -159,7 +159,6 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
         spec = model.input
         geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp, spec.patch_px,
                                           options.stride_px, mpp_source=info.mpp_source)
-        record = ModelRecord.from_info(model.info)
         t0 = time.perf_counter()
         tissue = grid_tissue(reader, geometry, options.tissue_threshold)
         grid = PredictionGrid(geometry, tissue)
@@ -192,6 +191,7 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
             if fast is not None:
                 fast.close()
         model = loaded_model(model)  # loaded by now unless the slide had no tissue
+        record = ModelRecord.from_info(model.info)  # the loaded (verified) model's, not the header's
         t0 = time.perf_counter()
         encoded = grid.encoded_map()
         tiff_path, json_path = write_probability_map(out, encoded, geometry, slide=str(slide_path), model=record)

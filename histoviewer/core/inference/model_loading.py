@@ -69,16 +69,15 @@ class PendingModel:
 
     def result(self) -> PatchClassifier:
         """The loaded classifier (waits for it); raises what loading raised, and
-        ``ModelLoadError`` when its verified description is not the one ``info`` gave (the
-        file changed on disk in between)."""
+        ``ModelLoadError`` when it reads patches of another size or scale than ``info``
+        said (the file changed on disk in between). What is written about the model comes
+        from the loaded one."""
         self._done.wait()
         if self._error is not None:
             raise self._error
         assert self._model is not None
-        if self._model.info != self.info:
-            raise ModelLoadError(
-                f"model {self.info.name!r}: its file changed while it was being loaded; run again"
-            )
+        if self._model.info.input != self.info.input:  # the reads were planned for this input
+            raise ModelLoadError(f"model {self.info.name!r}: its file changed while it was being loaded; run again")
         return self._model
 
     def close(self) -> None:
