@@ -456,6 +456,7 @@ def test_analyze_report_that_cannot_be_written_fails_alone(
     monkeypatch.setattr(
         jobs_analysis, "open_model", lambda spec, device="auto": LesionFractionModel()
     )
+    monkeypatch.setattr(jobs_analysis, "_open_model_early", lambda spec, device: LesionFractionModel())
     slide_path = write_synthetic_tiff(tmp_path / "patient_001_node_0.tiff")
     out = tmp_path / "out"
     (out / "report.pdf").mkdir(parents=True)  # a folder where the report goes

@@ -18,6 +18,7 @@ from histoviewer.qt.ai_controller import AiController
 from histoviewer.qt.ai_panel import AiSettings
 from histoviewer.qt.annotation_actions import AnnotationActions
 from histoviewer.qt.case_controller import CaseController
+from histoviewer.qt.compare_dialog import CompareDialog
 from histoviewer.qt.export_dialog import ExportDialog, open_export_dialog
 from histoviewer.qt.lesion_controller import LesionController
 from histoviewer.qt.patch_inspector import PatchInspector
@@ -141,6 +142,7 @@ class MainWindow(QMainWindow):
         ai_menu.addSeparator()
         ai_menu.addActions(list(self.lesions.menu_actions))
         ai_menu.addAction(self.inspector.panel_action)
+        self.compare_action = self._action(ai_menu, "&Compare with model\u2026", self.show_compare)
         bar.addMenu(ai_menu)
         bar.addMenu(self.annotation_actions.annotation_menu)
         bar.addMenu(self.review.menu)
@@ -217,6 +219,14 @@ class MainWindow(QMainWindow):
             if Path(tab.path) == Path(path):
                 self.tabs.setCurrentWidget(tab)
                 return
+
+    def show_compare(self) -> CompareDialog | None:
+        """AI > Compare with model: the overlay's model against another on this slide."""
+        if (tab := self.current_tab()) is None:
+            return None
+        dialog = CompareDialog(tab, self.ai.settings.model, self.ai.settings.device, self)
+        dialog.show()
+        return dialog
 
     def show_properties(self) -> PropertiesDialog | None:
         if (tab := self.current_tab()) is None:

@@ -33,6 +33,8 @@ def fake_model(monkeypatch):
     monkeypatch.setattr(
         jobs_analysis, "open_model", lambda spec, device="auto": LesionFractionModel()
     )
+    # a stand-in model: loaded in place, not planned from the real file's header on a thread
+    monkeypatch.setattr(jobs_analysis, "_open_model_early", lambda spec, device: LesionFractionModel())
 
 
 def _copy(synthetic, path):

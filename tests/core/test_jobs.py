@@ -58,6 +58,8 @@ def _use_model(monkeypatch, model):
         return model
 
     monkeypatch.setattr(jobs_analysis, "open_model", fake_open_model)
+    # a stand-in model: loaded in place, not planned from the real file's header on a thread
+    monkeypatch.setattr(jobs_analysis, "_open_model_early", lambda spec, device: fake_open_model(spec, device))
     return loads
 
 

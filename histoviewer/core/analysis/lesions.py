@@ -68,6 +68,7 @@ import numpy as np
 from scipy import ndimage
 from skimage import measure
 
+from histoviewer.core.analysis.simplify import approximate_polygon
 from histoviewer.core.errors import InferenceError
 from histoviewer.core.geometry import convex_hull, max_feret_diameter
 from histoviewer.core.grid_geometry import GridGeometry
@@ -435,7 +436,7 @@ def _measure_crop(crop: np.ndarray, component: np.ndarray, u: int, frame: MapFra
     diam = max_feret_diameter(points)
     ends = np.array(_diameter_ends(points))
     # drop the collinear run of vertices every fine-pixel edge leaves (within 0.5 fine px)
-    simplified = measure.approximate_polygon(largest, tolerance=0.5)
+    simplified = approximate_polygon(largest, tolerance=0.5)
     if len(np.unique(simplified, axis=0)) < 3:
         # a region one fine pixel wide (a lone cell eroded by the label window): simplifying
         # its diamond-shaped contour would leave a line, which is no outline

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import HistoViewerError, InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import PredictionGrid
-from histoviewer.core.inference.outputs import write_domain_map, write_heatmap_png, write_probability_map
+from histoviewer.core.inference.model_loading import PendingModel, loaded_model
+from histoviewer.core.inference.outputs import heatmap_base, write_domain_map, write_heatmap_png, write_probability_map
 from histoviewer.core.inference.pipeline import classify_cells
 from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
@@ -39,6 +41,7 @@ from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide import open_slide
+from histoviewer.core.slide.reader import SlideReader
 from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.core.strict_json import strict_dumps
 
@@ -77,12 +80,15 @@ class AnalyzeOptions:
     # every output); ``force_mpp`` lets it replace a slide's own scale
     user_mpp: float | None = None
     force_mpp: bool = False
+    # threads calling the model at once (``pipeline.model_parallelism``): None chooses (a CPU
+    # torch model: one per core, up to 4, unless ``torch_threads`` is set), 1 runs it alone
+    model_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.stride_px is not None and self.stride_px < 1:
             raise InferenceError(f"the grid step must be at least one model pixel, got {self.stride_px}",
                                  setting="stride_px")
-        for name in ("batch_size", "block", "read_threads", "torch_threads"):
+        for name in ("batch_size", "block", "read_threads", "torch_threads", "model_threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InferenceError(f"{name.replace('_', ' ')} must be at least 1, got {value}", setting=name)
@@ -102,14 +108,15 @@ def slide_out_dir(out_root: str | os.PathLike[str], slide_path: str | os.PathLik
 def analyze_slide(
     slide_path: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
-    model: PatchClassifier,
+    model: PatchClassifier | PendingModel,
     options: AnalyzeOptions = AnalyzeOptions(),
     *,
     control: JobControl = NO_CONTROL,
 ) -> SlideSummary:
     """Classify every tissue patch of a slide with ``model`` and write the results into
     ``out_dir`` (``options``: grid, batching, lesion operating point; its model and device
-    are not used here).
+    are not used here). ``model`` may still be loading (``PendingModel``): the slide is read
+    meanwhile.
 
     Raises ``SlideOpenError`` for an unreadable slide and ``InferenceError`` when the slide
     has no scale or ``out_dir`` cannot be written. Failed regions are counted, not raised.
@@ -138,7 +145,7 @@ def remove_if_empty(folder: Path) -> None:
         pass  # absent, or not empty
 
 
-def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: AnalyzeOptions,
+def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingModel, options: AnalyzeOptions,
                   control: JobControl, t_start: float) -> SlideSummary:
     """``analyze_slide``'s work once ``out`` exists."""
     with open_slide(slide_path, user_mpp=options.user_mpp, force_mpp=options.force_mpp) as reader:
@@ -152,7 +159,6 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
         spec = model.input
         geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp, spec.patch_px,
                                           options.stride_px, mpp_source=info.mpp_source)
-        record = ModelRecord.from_info(model.info)
         t0 = time.perf_counter()
         tissue = grid_tissue(reader, geometry, options.tissue_threshold)
         grid = PredictionGrid(geometry, tissue)
@@ -166,19 +172,31 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
             if len(failures) < 20:  # enough to diagnose, bounded for huge broken slides
                 failures.append(f"{len(failed)} patches: {message}")
 
+        # the heatmap's greyed thumbnail, made on a thread of its own while the slide is
+        # classified (start-up: the model may still be loading, a core idles meanwhile)
+        backdrop = ThreadPoolExecutor(1, thread_name_prefix="histoviewer-analyze-thumbnail")
+        thumbnail = backdrop.submit(_heatmap_backdrop, reader, fast)
         try:
             times = classify_cells(grid, cutter, model, cells, batch_size=options.batch_size,
                                    block=options.block, read_threads=options.read_threads,
+                                   model_threads=1 if options.torch_threads else options.model_threads,
+                                   max_ahead=_regions_ahead(options, spec.patch_px),
                                    on_failure=on_failure, control=control,
                                    stage=f"Classifying {slide_path.name}")
+        except BaseException:
+            thumbnail.cancel()  # unless it runs already
+            raise
         finally:
+            backdrop.shutdown(wait=True)  # it reads the slide: done before the source and the reader close
             if fast is not None:
                 fast.close()
+        model = loaded_model(model)  # loaded by now unless the slide had no tissue
+        record = ModelRecord.from_info(model.info)  # the loaded (verified) model's, not the header's
         t0 = time.perf_counter()
         encoded = grid.encoded_map()
         tiff_path, json_path = write_probability_map(out, encoded, geometry, slide=str(slide_path), model=record)
-        thumb = reader.thumbnail(HEATMAP_MAX_PX)
-        png_path = write_heatmap_png(out / "heatmap.png", thumb, encoded, geometry)
+        thumb, base = thumbnail.result()
+        png_path = write_heatmap_png(out / "heatmap.png", thumb, encoded, geometry, base=base)
         domain_path = None
         if model.domain is not None:
             domain_path = write_domain_map(out, grid.encoded_domain_map(), geometry,
@@ -210,6 +228,26 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
     )
     atomic_write_text(out / "summary.json", strict_dumps(summary.to_dict(), indent=2))
     return summary
+
+
+# Patches the reader may hold ahead of the model: ~190 MB (27 regions of 256 patches of 96 px),
+# enough to read a CAMELYON-size slide's first regions while the model loads.
+READ_AHEAD_BYTES = 192 * 1024 * 1024
+
+
+def _regions_ahead(options: AnalyzeOptions, patch_px: int) -> int:
+    """Regions the reader may finish ahead of the model (``READ_AHEAD_BYTES`` of patches)."""
+    region_bytes = options.block * options.block * patch_px * patch_px * 3
+    return max(2 + options.read_threads, READ_AHEAD_BYTES // max(region_bytes, 1))
+
+
+def _heatmap_backdrop(reader: SlideReader, fast: TiffRegionSource | None) -> tuple[np.ndarray, np.ndarray]:
+    """(slide thumbnail, its greyed copy the heatmap is painted on); the thumbnail from the
+    directly decoded tiles when they give the reader's pixels exactly (``TiffRegionSource.thumbnail``)."""
+    thumb = fast.thumbnail(HEATMAP_MAX_PX) if fast is not None else None
+    if thumb is None:
+        thumb = reader.thumbnail(HEATMAP_MAX_PX)
+    return thumb, heatmap_base(thumb)
 
 
 def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -> SlideSummary | SlideFailure:

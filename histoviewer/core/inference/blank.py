@@ -59,7 +59,10 @@ def blank_patches(patches: np.ndarray) -> np.ndarray:
     n = patches.shape[0]
     if n == 0:
         return np.zeros(0, bool)
-    luminance = patches.mean(axis=-1, dtype=np.float32)  # (n, P, P)
+    # (n, P, P): the float32 mean of the three channels, bit for bit; summed as integers
+    # first because numpy's mean over a last axis of 3 is 15x slower (0.8 s of the reader
+    # thread's time on 3,000 patches)
+    luminance = _channel_sum(patches).astype(np.float32) / 3
     rows, cols = luminance.shape[1:3]
     k_r, k_c = rows // BLOCK_PX, cols // BLOCK_PX
     pixels = luminance.reshape(n, -1)
@@ -74,3 +77,11 @@ def blank_patches(patches: np.ndarray) -> np.ndarray:
     )
     means = blocks.mean(axis=(2, 4)).reshape(n, -1)
     return (means.std(axis=1) < MIN_BLOCK_SPREAD) & not_glass
+
+
+def _channel_sum(patches: np.ndarray) -> np.ndarray:
+    """R + G + B of ``(n, P, P, 3)`` uint8 patches, uint16 ``(n, P, P)`` (exact)."""
+    total = patches[..., 0].astype(np.uint16)
+    total += patches[..., 1]
+    total += patches[..., 2]
+    return total

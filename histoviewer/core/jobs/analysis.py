@@ -39,11 +39,13 @@ from typing import Any
 from histoviewer.core.analysis.case import CaseOutputs, write_case_outputs
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.atomic import check_output, clean_stale_partials
-from histoviewer.core.errors import Cancelled, HistoViewerError, InferenceError
+from histoviewer.core.errors import Cancelled, HistoViewerError, InferenceError, ModelLoadError
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide, remove_if_empty
+from histoviewer.core.inference.model_loading import PendingModel, loaded_model
 from histoviewer.core.jobs.processes import run_in_processes
 from histoviewer.core.jobs.slide_folders import SlideFolder, analyze_into, analyze_slide_folder_job, slide_folders
-from histoviewer.core.models.model_file import read_model_info
+from histoviewer.core.models.classifier import PatchClassifier
+from histoviewer.core.models.model_file import read_model_info, read_model_info_unverified
 from histoviewer.core.models.registry import open_model, resolve_model_path
 from histoviewer.core.progress import NO_CONTROL, JobControl
 
@@ -132,7 +134,7 @@ def _on_dask(slides: list[Path], folders: list[Path], options: AnalyzeOptions, s
 
 def _in_this_process(slides: list[Path], folders: list[Path], options: AnalyzeOptions, control: JobControl,
                      on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
-    model = open_model(options.model, device=options.device)  # once for every slide
+    model = _open_model_early(options.model, options.device)  # once for every slide
     results: list[SlideOutcome] = []
     try:
         for i, (slide, out) in enumerate(zip(slides, folders)):
@@ -144,15 +146,35 @@ def _in_this_process(slides: list[Path], folders: list[Path], options: AnalyzeOp
             except Cancelled:  # a HistoViewerError too, but it ends the run instead of a slide
                 raise
             except HistoViewerError as exc:
+                _raise_if_not_loaded(model)  # a model that cannot load fails the run, not one slide
                 summary = _failure(slide, str(exc), exc.setting)
             except Exception as exc:
+                _raise_if_not_loaded(model)
                 log.exception("analysis of %s failed", slide)
                 summary = _failure(slide, f"{type(exc).__name__}: {exc}")
             results.append(summary)
             on_done(i, summary)
+        loaded_model(model)  # as when it loaded first: a model that cannot load fails the run
     finally:
         model.close()
     return results
+
+
+def _open_model_early(spec: str, device: str) -> PatchClassifier | PendingModel:
+    """The model of an in-process run: loading on a thread while the first slide is read
+    (start-up: ~1 s, mostly importing torch) when its file's description can be read first;
+    else loaded here (``open_model`` raises what is wrong with it)."""
+    try:  # the header alone (no torch); ``open_model`` on the thread verifies the whole file
+        info = read_model_info_unverified(resolve_model_path(spec))
+    except ModelLoadError:
+        return open_model(spec, device=device)
+    return PendingModel(info, lambda: open_model(spec, device=device))
+
+
+def _raise_if_not_loaded(model: PatchClassifier | PendingModel) -> None:
+    """Raise the error of a model that failed to load (after a slide failed because of it)."""
+    if isinstance(model, PendingModel) and model.done():
+        model.result()
 
 
 def analyze_slides(

@@ -8,6 +8,7 @@ from a slide or a patch file to that scale is the caller's job (``histoviewer.co
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -41,6 +42,8 @@ RESEARCH_CAVEAT = "not validated for clinical use"
 
 # The ``ModelInfo.metrics`` key (file format) of the validation AUC that training records.
 VALID_AUC = "valid_auc"
+
+_COUNT_LOCK = threading.Lock()  # guards ``stain_unnormalised`` (see ``parallel_calls``)
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,9 @@ class PatchClassifier(ABC):
     # Patches the model's stain normaliser could not read and left as they were (background,
     # one colour), counted over this classifier's life.
     stain_unnormalised: int = 0
+    # True when ``classify``/``predict_proba`` may run on several threads at once (the
+    # headless pipeline then runs a CPU model on a few threads: ``inference.pipeline``).
+    parallel_calls: bool = False
 
     @property
     def input(self) -> InputSpec:
@@ -195,7 +201,8 @@ class PatchClassifier(ABC):
         if normaliser is None or len(arr) == 0:
             return arr
         result = normaliser.apply(arr)
-        self.stain_unnormalised += result.n_unnormalised
+        with _COUNT_LOCK:  # model threads may prepare batches at once (parallel_calls)
+            self.stain_unnormalised += result.n_unnormalised
         return result.patches
 
     def _stain_normaliser(self) -> StainNormaliser | None:

@@ -50,6 +50,10 @@ def normalise_unit_rgb(x: torch.Tensor) -> torch.Tensor:
 class CnnClassifier(PatchClassifier):
     """A trained network plus its ``ModelInfo``; ``predict_proba`` batches internally."""
 
+    # Inference is a pure function of the batch (eval mode, inference_mode, no state written
+    # but the locked stain counter), so the headless pipeline may call it from several threads.
+    parallel_calls = True
+
     def __init__(self, network: nn.Module, info: ModelInfo, device: str = "auto"):
         if info.kind != "cnn":
             raise ModelLoadError(f"model kind {info.kind!r} is not a CNN")

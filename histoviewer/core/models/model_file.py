@@ -414,6 +414,15 @@ def read_model_info(path: str | Path) -> ModelInfo:
     return _info_of(p, description)
 
 
+def read_model_info_unverified(path: str | Path) -> ModelInfo:
+    """The description as the header states it, its form checked but neither its arrays read
+    nor its hash verified (no torch import: milliseconds). Only for planning work that waits
+    for ``load_model`` (which verifies everything) before any result, e.g. reading a slide
+    while the model loads; whatever is shown or written must come from the loaded model."""
+    p = Path(path)
+    return _info_of(p, _checked_description(p, _read_header(p)))
+
+
 def load_model(path: str | Path, device: str = "auto") -> PatchClassifier:
     """Load a model file, verify its hash, and build the matching classifier. Every
     refusal names the file (never only the name its header gives the model)."""

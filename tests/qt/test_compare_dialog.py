@@ -1,0 +1,53 @@
+"""AI > Compare with model (issue 17): the comparison runs off the GUI thread, paints over
+the slide, toggles A - B / A / B, and lists the lesions where the models disagree."""
+
+from __future__ import annotations
+
+from histoviewer.qt import compare_dialog
+from histoviewer.qt.compare_dialog import MODE_A, MODE_DIFFERENCE, CompareLayer
+from tests.core.inference_helpers import LesionFractionModel
+from tests.core.test_compare import ScaledModel, write_synthetic_pyramid
+
+
+def test_compare_with_a_miscalibrated_model_shows_the_difference_and_lists_its_missed_lesion(
+    window, qtbot, tmp_path, monkeypatch
+):
+    slide = write_synthetic_pyramid(tmp_path / "slide.tiff")
+    models = {"cnn": LesionFractionModel, "twin": lambda: ScaledModel(0.3)}
+    monkeypatch.setattr(
+        compare_dialog, "open_model", lambda spec, device="auto": models[spec]()
+    )
+    window.open_slide(slide)
+    qtbot.waitUntil(lambda: window.current_tab() is not None)
+    dialog = window.show_compare()
+    qtbot.addWidget(dialog)
+    dialog.start("twin")
+    qtbot.waitUntil(
+        lambda: dialog.result is not None or "did not finish" in dialog.status.text(),
+        timeout=120_000,
+    )
+    assert dialog.result is not None, dialog.status.text()
+    layers = [
+        layer
+        for layer in window.current_tab().view.layers
+        if isinstance(layer, CompareLayer)
+    ]
+    assert layers == [dialog.layer] and dialog.layer.mode == MODE_DIFFERENCE
+    assert "disagree" in dialog.status.text()
+    assert dialog.table.rowCount() >= 1 and dialog.table.item(0, 0).text() == "A only"
+    # toggle to A's map, then fly to the finding
+    button = next(
+        b for b in dialog.mode_group.buttons() if b.property("mode") == MODE_A
+    )
+    button.setChecked(True)
+    assert dialog.layer.mode == MODE_A
+    x, y = dialog.result.findings[0].l0_centroid
+    dialog._fly_to(0, 0)
+    viewport = window.current_tab().view.viewport
+    assert abs(viewport.l0_cx - x) < 1 and abs(viewport.l0_cy - y) < 1
+    dialog.close()
+    assert not [
+        layer
+        for layer in window.current_tab().view.layers
+        if isinstance(layer, CompareLayer)
+    ]
