@@ -26,7 +26,7 @@ SUBCOMMANDS = (
     "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models", "add-domain",
     "import-weights",
     "analyze", "lesions", "stage", "evaluate", "convert-annotations", "export-heatmap",
-    "report",
+    "report", "train-node-classifier",
 )
 
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         info,
         lesions,
         models,
+        node_classifier,
         phantom,
         report,
         stage,
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert_annotations.register(sub)
     export_heatmap.register(sub)
     report.register(sub)
+    node_classifier.register(sub)
     return parser
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from histoviewer.core.analysis.learned_label import with_learned_label
 from histoviewer.core.analysis.lesion_io import write_lesions_geojson
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
@@ -77,6 +78,9 @@ class AnalyzeOptions:
     # every output); ``force_mpp`` lets it replace a slide's own scale
     user_mpp: float | None = None
     force_mpp: bool = False
+    # the learned node classifier shown beside the rule-based label: "default" (the shipped
+    # one, trained on phantoms only), "none", or a node classifier file (``learned_label``)
+    node_classifier: str | None = "default"
 
     def __post_init__(self) -> None:
         if self.stride_px is not None and self.stride_px < 1:
@@ -208,6 +212,7 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
         failures=tuple(failures), node_label=label, provisional=found.provisional,
         lesion_params=found.params, lesions=SlideSummary.written_lesions(found), domain=verdict,
     )
+    summary = with_learned_label(summary, options.node_classifier, encoded, found)
     atomic_write_text(out / "summary.json", strict_dumps(summary.to_dict(), indent=2))
     return summary
 

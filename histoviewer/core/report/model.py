@@ -23,6 +23,7 @@ from typing import Any
 import histoviewer
 from histoviewer.core.analysis.camelyon17 import case_of, check_unique_nodes, natural_key
 from histoviewer.core.analysis.lesions import Lesion, MapFrame
+from histoviewer.core.analysis.learned_label import LearnedLabel
 from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, analyse_map, resolve_node_label
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideFailure, outcome_from_dict, read_summary
@@ -144,6 +145,8 @@ class SlideReport:
     classified_patches: int = 0
     failed_patches: int = 0
     label_so_far: NodeLabel | None = None
+    # the learned node classifier's second opinion (None: none was run); never decides pN
+    learned: LearnedLabel | None = None
 
     def __post_init__(self) -> None:
         so_far = NodeLabel(self.node_label if self.label_so_far is None else self.label_so_far)
@@ -194,7 +197,8 @@ class SlideReport:
         resolution = self.resolution
         return NodeResult(self.slide_name, resolution.label, largest_lesion=None if big is None else big.name,
                           largest_diameter_mm=None if big is None else big.diameter_mm,
-                          provisional=self.provisional, reason=resolution.reason, at_least=resolution.label_so_far)
+                          provisional=self.provisional, reason=resolution.reason, at_least=resolution.label_so_far,
+                          learned=None if self.learned is None else self.learned.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         big = self.largest
@@ -211,7 +215,8 @@ class SlideReport:
                 "analysed": self.analysed,
                 "analysis_dir": self.analysis_dir, "error": self.error,
                 "domain": self.domain.to_dict(), "unknown_reason": self.unknown_reason,
-                "lesions": [self._lesion_dict(les) for les in self.lesions]}
+                "lesions": [self._lesion_dict(les) for les in self.lesions],
+                "learned_label": None if self.learned is None else self.learned.to_dict()}
 
     def _lesion_dict(self, les: LesionEntry) -> dict[str, Any]:
         """A lesion as report.json states it: on tissue unlike the model's training data its
@@ -398,7 +403,7 @@ def load_slide_report(folder: str | os.PathLike[str]) -> SlideReport:
         model=summary.model, threshold=summary.lesion_params.threshold, analysed=analysed,
         analysis_dir=str(folder), threshold_source=summary.lesion_params.threshold_source,
         domain=summary.domain, tissue_patches=summary.tissue_patches, classified_patches=summary.classified_patches,
-        failed_patches=summary.failed_patches, label_so_far=summary.label_so_far)
+        failed_patches=summary.failed_patches, label_so_far=summary.label_so_far, learned=summary.learned)
 
 
 def failed_slide_report(failure: SlideFailure, analysed: str = "", analysis_dir: str | None = None) -> SlideReport:
