@@ -11,8 +11,7 @@ from pathlib import Path
 __all__ = ["register", "run_train_node_classifier"]
 
 PHANTOM_CAUTION = (
-    "trained on phantoms only: synthesised probability maps of phantom lymph nodes, not "
-    "real tissue; a second opinion beside the rule-based label, never the label"
+    "trained on phantoms only (synthesised maps of phantom nodes, not real tissue)"
 )
 
 

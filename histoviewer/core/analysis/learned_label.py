@@ -71,7 +71,10 @@ class NodeClassifier:
 
     def predict(self, features: np.ndarray) -> tuple[NodeLabel, dict[str, float]]:
         proba = self.forest.predict_proba(np.asarray(features, np.float64)[None])[0]
-        probabilities = {c: float(p) for c, p in zip(self.forest.classes, proba)}
+        # rounded as summary.json holds them: a label made here and one read back are equal
+        probabilities = {
+            c: round(float(p), 6) for c, p in zip(self.forest.classes, proba)
+        }
         return NodeLabel(self.forest.classes[int(np.argmax(proba))]), probabilities
 
 

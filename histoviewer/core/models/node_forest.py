@@ -5,8 +5,8 @@ arrays (never a pickle: loading runs no code from the file), one set per forest:
 
 - ``children_left``, ``children_right`` (int32, every node of every tree, -1 at a leaf),
   ``feature`` (int32, -2 at a leaf, as scikit-learn writes it), ``threshold`` (float64),
-  ``value`` (float64, nodes x classes: the class fractions of the training samples that
-  reached the node), all trees one after another;
+  ``value`` (float64, nodes x classes: the (weighted) class fractions of the training
+  samples that reached the node, summing to 1), all trees one after another;
 - ``tree_offsets`` (int64, trees + 1): tree ``t`` owns nodes ``offsets[t] .. offsets[t+1]``,
   its child indices are relative to ``offsets[t]``.
 
@@ -17,7 +17,8 @@ description and the arrays (``tensors_hash``), required, so an edited file is re
 
 ``NodeForest.predict_proba`` walks the arrays with numpy and gives exactly scikit-learn's
 ``RandomForestClassifier.predict_proba`` (features compared as float32, as scikit-learn's
-trees do; trees averaged in order), tested equal.
+trees do; the leaves' fractions summed in tree order, then divided by the number of trees),
+tested bit for bit equal.
 
 Loading does not trust the file: a regular file of bounded size, its header's length and
 JSON checked by us (``safe_input``) before safetensors reads it, the array types, shapes
@@ -43,7 +44,7 @@ from safetensors.numpy import load, save
 
 from histoviewer import __version__
 from histoviewer.core.atomic import atomic_write_bytes
-from histoviewer.core.errors import ModelLoadError
+from histoviewer.core.errors import ModelError, ModelLoadError
 from histoviewer.core.models.model_file import tensors_hash
 from histoviewer.core.safe_input import parse_json, require_regular_file
 
@@ -127,10 +128,9 @@ class NodeForest:
                 node[inner] = start + np.where(
                     go_left, self.children_left[at], self.children_right[at]
                 )
-            proba = self.value[node]
-            norm = proba.sum(axis=1, keepdims=True)
-            norm[norm == 0.0] = 1.0
-            total += proba / norm
+            total += self.value[
+                node
+            ]  # the leaf's class fractions, as scikit-learn's trees answer
         return total / self.trees
 
     def predict(self, features: np.ndarray) -> list[str]:
@@ -150,8 +150,16 @@ def forest_from_sklearn(
         rights.append(tree.children_right.astype(np.int32))
         feats.append(tree.feature.astype(np.int32))
         thresholds.append(tree.threshold.astype(np.float64))
-        values.append(tree.value[:, 0, :].astype(np.float64))  # single output
+        # single output; class fractions per node (scikit-learn >= 1.4 stores fractions)
+        values.append(tree.value[:, 0, :].astype(np.float64))
         offsets.append(offsets[-1] + tree.node_count)
+    value = np.concatenate(values)
+    if np.any(
+        np.abs(value.sum(axis=1) - 1.0) > 1e-6
+    ):  # scikit-learn < 1.4 stored counts
+        raise ModelError(
+            "the node classifier needs scikit-learn 1.4 or later (its trees store class fractions)"
+        )
     return NodeForest(
         classes=tuple(str(c) for c in model.classes_),
         features=tuple(features),
@@ -159,7 +167,7 @@ def forest_from_sklearn(
         children_right=np.concatenate(rights),
         feature=np.concatenate(feats),
         threshold=np.concatenate(thresholds),
-        value=np.concatenate(values),
+        value=value,
         tree_offsets=np.asarray(offsets, np.int64),
         description=dict(description),
     )
@@ -311,6 +319,8 @@ def _check_structure(path: Path, forest: NodeForest) -> None:
         and np.all(forest.value >= 0)
     ):
         bad = "non-finite thresholds or negative / non-finite class values"
+    elif np.any(np.abs(forest.value.sum(axis=1) - 1.0) > 1e-6):
+        bad = "class values that are not fractions summing to 1"
     else:
         index = np.arange(n_nodes) - np.repeat(
             off[:-1], np.diff(off)

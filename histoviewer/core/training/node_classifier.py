@@ -163,7 +163,7 @@ def fit_node_forest(
         n_estimators=trees,
         min_samples_leaf=2,
         class_weight="balanced",
-        oob_score=True,
+        oob_score=trees >= 50,  # fewer trees leave samples without an out-of-bag vote
         random_state=seed,
         n_jobs=1,
     )
