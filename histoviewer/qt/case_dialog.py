@@ -170,7 +170,7 @@ class CaseDialog(QDialog):
         cases = group_cases(self.paths)
         title = ", ".join(cases) if len(cases) <= 3 else f"{len(cases)} patients"
         self.setWindowTitle(f"Case {title} \u2013 {len(self.paths)} node(s)")
-        self.resize(900, 480)
+        self.resize(1150, 480)  # room for the learned-label column
         layout = QVBoxLayout(self)
 
         self.table = QTableWidget(len(self.paths), len(COLUMNS))

@@ -336,3 +336,51 @@ def test_a_forest_of_other_features_or_classes_is_refused(tmp_path):
         ModelLoadError, match=r"pets\.safetensors: its classes .* are not node labels"
     ):
         load_node_classifier(tmp_path / "pets.safetensors")
+
+
+def test_no_learned_label_for_a_map_of_another_cell_size(shipped, tmp_path, capsys):
+    m = np.full((100, 100), 0.05, np.float32)
+    m[20:50, 20:40] = 0.95
+    found = analyse_map(m, MapFrame.for_cells(10.0), LesionParams())
+    res = resolve_node_label(
+        found.label,
+        tissue=found.counts.tissue,
+        classified=found.counts.classified,
+        failed=0,
+    )
+    hidden = learned_label(shipped, m, found, res)
+    assert (
+        not hidden.shown
+        and "trained on maps of 0.093 mm cells, this map's are 0.010 mm"
+        in hidden.reason
+    )
+    # the lesions command shows it beside the rules' label, or says why not
+    np.save(tmp_path / "map.npy", m)
+    assert main(["lesions", str(tmp_path / "map.npy"), "--mpp", "10"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "node label micro" in out
+        and "learned label (node-forest-phantom" in out
+        and "no label: " in out
+    )
+    assert (
+        main(["lesions", str(tmp_path / "map.npy"), "--mpp", "93.312", "--json"]) == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["node_label"] == "macro" and doc["learned_label"]["reason"] is None
+    assert doc["learned_label"]["label"] in {"negative", "itc", "micro", "macro"}
+    assert (
+        main(
+            [
+                "lesions",
+                str(tmp_path / "map.npy"),
+                "--mpp",
+                "93.312",
+                "--json",
+                "--node-classifier",
+                "none",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["learned_label"] is None

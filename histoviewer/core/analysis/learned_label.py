@@ -51,6 +51,9 @@ __all__ = [
 
 DEFAULT_NODE_CLASSIFIER = "node-forest-phantom.safetensors"
 LEARNED_CLASSES = (NodeLabel.NEGATIVE, NodeLabel.ITC, NodeLabel.MICRO, NodeLabel.MACRO)
+CELL_SIZE_TOLERANCE = (
+    0.1  # relative: map cells this much outside the training maps' get no label
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,6 +71,36 @@ class NodeClassifier:
     def caution(self) -> str:
         """What it was trained on, in a few words ("trained on phantoms only ...")."""
         return str(self.forest.description.get("caution") or "")
+
+    def outside_training(self, features: np.ndarray) -> str | None:
+        """Why a map is unlike every training map (its cells another size than those the
+        classifier learned from, beyond ``CELL_SIZE_TOLERANCE``), or None. The other features
+        vary with the tissue; the cell size is the map's frame, and a forest's thresholds on
+        diameters in cells mean nothing at another one."""
+        ranges = self.forest.description.get("feature_ranges")
+        span = ranges.get("map_cell_mm") if isinstance(ranges, dict) else None
+        if not (
+            isinstance(span, list)
+            and len(span) == 2
+            and all(isinstance(v, (int, float)) for v in span)
+        ):
+            return None
+        cell = float(features[FEATURE_NAMES.index("map_cell_mm")])
+        low, high = (
+            float(span[0]) * (1 - CELL_SIZE_TOLERANCE),
+            float(span[1]) * (1 + CELL_SIZE_TOLERANCE),
+        )
+        if low <= cell <= high:
+            return None
+        trained = (
+            f"{span[0]:.3f} mm"
+            if span[0] == span[1]
+            else f"{span[0]:.3f}-{span[1]:.3f} mm"
+        )
+        return (
+            f"the learned classifier was trained on maps of {trained} cells, this map's are "
+            f"{cell:.3f} mm (another model or grid step)"
+        )
 
     def predict(self, features: np.ndarray) -> tuple[NodeLabel, dict[str, float]]:
         proba = self.forest.predict_proba(np.asarray(features, np.float64)[None])[0]
@@ -222,7 +255,11 @@ def learned_label(
     }
     if not resolution.resolved:
         return LearnedLabel(label=NodeLabel.UNKNOWN, reason=resolution.reason, **common)
-    label, probabilities = classifier.predict(node_features(encoded, found))
+    features = node_features(encoded, found)
+    outside = classifier.outside_training(features)
+    if outside:
+        return LearnedLabel(label=NodeLabel.UNKNOWN, reason=outside, **common)
+    label, probabilities = classifier.predict(features)
     return LearnedLabel(label=label, probabilities=probabilities, **common)
 
 

@@ -191,6 +191,11 @@ def fit_node_forest(
         },
         "oob_accuracy": None if oob is None else round(float(oob), 6),
         "sklearn_version": sklearn.__version__,
+        # what the training maps spanned: a map far outside (another cell size) gets no label
+        "feature_ranges": {
+            name: [round(float(x[:, i].min()), 6), round(float(x[:, i].max()), 6)]
+            for i, name in enumerate(FEATURE_NAMES)
+        },
     }
     return forest_from_sklearn(model, FEATURE_NAMES, description), (
         None if oob is None else float(oob)
