@@ -15,11 +15,16 @@ node accuracy (all, near a border, noisy maps, clean maps away from borders), th
 of each, and the pN quadratic weighted kappa of each (``core/analysis/kappa.py``) against
 the phantoms' truth. ``--retrain-patients N`` trains a fresh forest on N patients of seed 1
 in the same run instead of loading the file.
+
+``--cnn-analyses OUT`` (e.g. ``bench_lesions.py --keep``'s ``/tmp/bench_lesions/out``) adds the
+same comparison on phantom slides the default CNN really analysed: the learned label each
+``summary.json`` holds against the phantom truth beside each slide (``<slide>.lesions.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -41,6 +46,7 @@ def main() -> int:
         "--classifier", type=Path, default=None, help="default: the shipped one"
     )
     ap.add_argument("--retrain-patients", type=int, default=0)
+    ap.add_argument("--cnn-analyses", type=Path, default=None, metavar="OUT")
     args = ap.parse_args()
 
     from histoviewer.cli.node_classifier import _default_threshold
@@ -149,7 +155,67 @@ def main() -> int:
                 f"exact {exact}/{len(ps)}"
             )
         print(f"pN {name:<8} " + "; ".join(parts))
+    if args.cnn_analyses is not None:
+        cnn_maps(args.cnn_analyses)
     return 0
+
+
+def cnn_maps(out: Path) -> None:
+    """Rules vs the learned label on CNN-analysed phantom slides (module docstring)."""
+    from histoviewer.core.analysis.kappa import stage_kappa
+    from histoviewer.core.analysis.staging import NodeResult, stage_patient
+    from histoviewer.core.analysis.summary import read_summary
+    from histoviewer.core.staging_terms import NodeLabel
+
+    rows = []
+    for folder in sorted(p for p in out.iterdir() if (p / "summary.json").is_file()):
+        s = read_summary(folder)
+        slide = Path(s.slide)
+        truth = json.loads(
+            slide.with_name(slide.with_suffix("").name + ".lesions.json").read_text()
+        )["node_label"]
+        learned = (
+            s.learned.label.value
+            if s.learned is not None and s.learned.shown
+            else "unknown"
+        )
+        rows.append(
+            (
+                slide.stem.split("_node_")[0],
+                slide.name,
+                truth,
+                s.node_label.value,
+                learned,
+            )
+        )
+    n = len(rows)
+    r = sum(t == g for _p, _s, t, g, _l in rows)
+    f = sum(t == lab for _p, _s, t, _g, lab in rows)
+    print(
+        f"\nCNN-analysed phantoms ({out}): {n} nodes; node accuracy rules {r}/{n}, learned {f}/{n}"
+    )
+    for _p, slide, t, g, lab in rows:
+        if g != t or lab != t:
+            print(f"  {slide}: truth {t}, rules {g}, learned {lab}")
+    patients = sorted({p for p, *_ in rows})
+    for name, col in (("rules", 3), ("learned", 4)):
+        ref = {
+            p: stage_patient(
+                p, [NodeResult(x[1], NodeLabel(x[2])) for x in rows if x[0] == p]
+            ).stage
+            for p in patients
+        }
+        got = {
+            p: stage_patient(
+                p, [NodeResult(x[1], NodeLabel(x[col])) for x in rows if x[0] == p]
+            ).stage
+            for p in patients
+        }
+        k = stage_kappa(ref, got)
+        print(
+            f"  pN {name:<8} kappa {'n/a' if k.kappa is None else f'{k.kappa:.3f}'}, "
+            f"exact {sum(ref[p] == got[p] for p in patients)}/{len(patients)}"
+        )
 
 
 if __name__ == "__main__":
