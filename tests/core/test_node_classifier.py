@@ -384,3 +384,26 @@ def test_no_learned_label_for_a_map_of_another_cell_size(shipped, tmp_path, caps
         == 0
     )
     assert json.loads(capsys.readouterr().out)["learned_label"] is None
+
+
+def test_a_report_from_the_viewers_live_map_carries_the_learned_label(shipped):
+    from histoviewer.core.export.source import HeatmapData
+    from histoviewer.core.report import slide_report_from_map
+    from histoviewer.core.report.tables import SLIDE_COLUMNS, slides_csv
+
+    m = synthesise_node_map(16000, 16000, 0.5, "", 21, MapNoise(specks=14))
+    report = slide_report_from_map(
+        "/slides/patient_040_node_1.tif", HeatmapData(m.encoded, m.geometry, MODEL)
+    )
+    assert report.learned is not None and report.learned.rule_label is report.node_label
+    assert report.to_dict()["learned_label"]["classifier"] == "node-forest-phantom"
+    from histoviewer.core.report import build_report
+
+    row = slides_csv(build_report([report], [])).splitlines()[1]
+    assert SLIDE_COLUMNS[-4:] == (
+        "learned_label",
+        "learned_probability",
+        "learned_disagrees",
+        "learned_classifier",
+    )
+    assert "node-forest-phantom (trained on phantoms only" in row

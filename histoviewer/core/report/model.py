@@ -16,14 +16,14 @@ import datetime as _dt
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import histoviewer
 from histoviewer.core.analysis.camelyon17 import case_of, check_unique_nodes, natural_key
 from histoviewer.core.analysis.lesions import Lesion, MapFrame
-from histoviewer.core.analysis.learned_label import LearnedLabel
+from histoviewer.core.analysis.learned_label import LearnedLabel, default_node_classifier, learned_label
 from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, analyse_map, resolve_node_label
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideFailure, outcome_from_dict, read_summary
@@ -450,7 +450,7 @@ def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapDa
         found = analyse_map(heatmap.encoded, MapFrame.from_geometry(g),
                             choose_lesion_params(None, heatmap.model.operating_point))
     patient, node = case_of(slide_path)
-    return SlideReport(
+    report = SlideReport(
         slide_path=str(slide_path), patient=patient, node=node, node_label=found.label,
         provisional=found.provisional, coverage=round(float(found.coverage), 6), mpp=float(g.slide_mpp),
         l0_size=(int(g.l0_width), int(g.l0_height)),
@@ -460,3 +460,7 @@ def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapDa
         domain=heatmap.domain or DomainVerdict.not_assessed("not judged for this map"),
         tissue_patches=found.counts.tissue, classified_patches=found.counts.classified,
         failed_patches=found.counts.failed)
+    classifier = default_node_classifier()  # the viewer's: the shipped one (trained on phantoms only)
+    if classifier is None:
+        return report
+    return replace(report, learned=learned_label(classifier, heatmap.encoded, found, report.resolution))
