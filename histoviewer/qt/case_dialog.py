@@ -183,7 +183,8 @@ class CaseDialog(QDialog):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((1, 230), (3, 80), (4, 200), (LEARNED_COLUMN, 230)):  # room for the longest label and progress text
+        # room for the longest label, progress text and learned label
+        for col, width in ((1, 230), (3, 80), (4, 200), (LEARNED_COLUMN, 230)):
             self.table.setColumnWidth(col, width)
         self.bars: list[QProgressBar] = []
         for row, path in enumerate(self.paths):
