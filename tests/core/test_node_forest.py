@@ -203,3 +203,26 @@ def test_predict_checks_the_feature_count():
     forest: NodeForest = forest_from_sklearn(model, names, {})
     with pytest.raises(ValueError, match="6 features"):
         forest.predict_proba(np.zeros((2, 5)))
+
+
+def test_the_shipped_forest_keeps_its_caution_even_with_a_recomputed_hash(tmp_path):
+    from histoviewer.core.analysis.learned_label import (
+        default_node_classifier_path,
+        load_node_classifier,
+    )
+
+    shipped = load_forest(default_node_classifier_path())
+    copy = tmp_path / "relabelled.safetensors"
+    copy.write_bytes(default_node_classifier_path().read_bytes())
+    _rewrite(
+        copy,
+        description=dict(shipped.description, caution="trained on 10,000 real nodes"),
+    )
+    load_forest(copy)  # a well-formed file with a valid hash...
+    with pytest.raises(
+        ModelLoadError,
+        match=r"relabelled\.safetensors: holds the trees of HistoViewer's shipped",
+    ):
+        load_node_classifier(
+            copy
+        )  # ...that may not present the phantom-trained trees as more

@@ -27,6 +27,7 @@ import numpy as np
 from histoviewer.core.analysis.node_features import FEATURE_NAMES, node_features
 from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions
 from histoviewer.core.errors import ModelLoadError
+from histoviewer.core.models.model_file import tensors_hash
 from histoviewer.core.models.node_forest import NodeForest, load_forest
 from histoviewer.core.paths import bundled_resources_dir
 from histoviewer.core.staging_terms import NodeLabel
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_NODE_CLASSIFIER",
     "LEARNED_CLASSES",
+    "SHIPPED_NODE_FORESTS",
     "LearnedLabel",
     "NodeClassifier",
     "default_node_classifier",
@@ -51,6 +53,15 @@ __all__ = [
 
 DEFAULT_NODE_CLASSIFIER = "node-forest-phantom.safetensors"
 LEARNED_CLASSES = (NodeLabel.NEGATIVE, NodeLabel.ITC, NodeLabel.MICRO, NodeLabel.MACRO)
+# The shipped classifier's caution, pinned by the digest of its arrays (``tensors_hash``), as
+# ``models/shipped.py`` pins the patch models': an unkeyed content hash can be recomputed by
+# whoever edits the header, so a file holding these trees must still say what they were
+# trained on. Retraining the shipped file means a new digest here (tests check it).
+SHIPPED_NODE_FORESTS = {
+    "104ac7348544ffc435e07ce5c4f7dc53a387c881bbec6cdf340f296405932c30": (
+        "trained on phantoms only (synthesised maps of phantom nodes, not real tissue)"
+    ),
+}
 CELL_SIZE_TOLERANCE = (
     0.1  # relative: map cells this much outside the training maps' get no label
 )
@@ -116,6 +127,12 @@ def load_node_classifier(path: str | Path) -> NodeClassifier:
     exactly ours, in our order, and its classes node labels."""
     p = Path(path)
     forest = load_forest(p)
+    pinned = SHIPPED_NODE_FORESTS.get(tensors_hash(forest.tensors()))
+    if pinned is not None and forest.description.get("caution") != pinned:
+        raise ModelLoadError(
+            f"{p}: holds the trees of HistoViewer's shipped node classifier, but its description "
+            f"changes what they were trained on; refused. They are: {pinned}"
+        )
     if forest.features != FEATURE_NAMES:
         raise ModelLoadError(
             f"{p}: made for other map features ({len(forest.features)} features, "
