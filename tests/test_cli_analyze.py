@@ -59,7 +59,8 @@ def read_map(folder):
 
 SUMMARY_KEYS = ["slide", "out_dir", "model", "mpp", "mpp_source", "level_read", "region_source", "geometry", "tissue_patches",
                 "classified_patches", "failed_patches", "coverage", "timing", "files", "failures", "node_label",
-                "label_so_far", "unresolved_reason", "provisional", "largest_lesion", "largest_diameter_mm", "lesion_params", "lesions", "domain"]
+                "label_so_far", "unresolved_reason", "provisional", "largest_lesion", "largest_diameter_mm", "lesion_params", "lesions", "domain",
+                "learned_label"]
 MODEL_KEYS = ["name", "display_name", "kind", "architecture", "content_hash", "demonstration", "mpp_um", "patch_px",
               "caveat", "operating_point"]
 

@@ -27,7 +27,7 @@ SUBCOMMANDS = (
     "view", "demo", "info", "phantom", "train", "eval-patches", "predict-patches", "models", "add-domain",
     "import-weights",
     "analyze", "lesions", "stage", "evaluate", "convert-annotations", "export-heatmap",
-    "report", "review-status", "compare",
+    "report", "review-status", "compare", "train-node-classifier",
 )
 
 
@@ -42,10 +42,11 @@ COMMAND_MODULES = {
     "analyze": "analyze", "lesions": "lesions", "stage": "stage", "evaluate": "evaluate",
     "convert-annotations": "convert_annotations", "export-heatmap": "export_heatmap", "report": "report",
     "review-status": "review_status", "compare": "compare",
+    "train-node-classifier": "node_classifier",
 }
 _MODULE_ORDER = ("view", "info", "phantom", "models", "analyze", "lesions", "stage", "evaluate",
                  "convert_annotations", "export_heatmap", "report", "review_status",
-                 "compare")
+                 "compare", "node_classifier")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

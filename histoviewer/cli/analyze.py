@@ -64,6 +64,10 @@ def register(sub) -> None:
     p.add_argument("--report", action="store_true",
                    help="also write DIR/report.pdf, DIR/report.json and DIR/{lesions,slides,cases}.csv "
                         "(see histoviewer report)")
+    p.add_argument("--node-classifier", default="default", metavar="FILE",
+                   help="learned node classifier whose label is shown beside the rule-based one (which "
+                        "decides pN): default (the shipped one, trained on phantoms only), none, or a "
+                        "file from histoviewer train-node-classifier")
     p.set_defaults(func=run_analyze)
 
 
@@ -92,10 +96,23 @@ def _print_summary(s: SlideOutcome) -> None:
     label = s.node_label.value if s.unknown_reason is None else "unknown (" + (
         "" if so_far is so_far.UNKNOWN else f"{so_far.value} so far, ") + f"not final: {s.unknown_reason})"
     print(f"  node label: {label}, {len(s.lesions)} lesion(s){largest}")
+    if s.learned is not None:  # a second opinion; the rule-based label above decides pN
+        flag = "  <- CHECK: the labels differ" if s.learned.disagrees else ""
+        print(f"  learned label ({s.learned.classifier}, {s.learned.caution or 'no caution stated'}): "
+              f"{s.learned.describe()}{flag}")
     p, m = s.lesion_params, s.model
     print(f"  {describe_threshold(p.threshold, p.threshold_source, m.operating_point)}")
     print(f"  model: {m.name}: {caution_line(m.caution, m.demonstration)}")
     print(f"  {s.domain.describe()}")  # out of domain: says why the label is unknown
+
+
+def _checked_node_classifier(spec: str) -> str:
+    """``spec`` once a named file loads (a bad file stops here, not once per slide)."""
+    from histoviewer.core.analysis.learned_label import resolve_node_classifier
+
+    if spec not in ("default", "none"):
+        resolve_node_classifier(spec)  # ModelLoadError naming the file
+    return spec
 
 
 def run_analyze(args: argparse.Namespace) -> int:
@@ -121,7 +138,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise InferenceError(f"--mpp: {problem}")
     options = AnalyzeOptions(model=args.model, device=args.device, stride_px=args.stride,
                              read_threads=max(1, args.read_threads), lesion_threshold=args.threshold,
-                             user_mpp=args.mpp, force_mpp=args.force_mpp)
+                             user_mpp=args.mpp, force_mpp=args.force_mpp,
+                             node_classifier=_checked_node_classifier(args.node_classifier))
     folders = slide_folders(args.out, list(args.slides))
     for folder in folders:
         if folder.note:

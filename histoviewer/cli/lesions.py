@@ -43,7 +43,27 @@ def register(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace the --geojson FILE when it exists (never the map or its analysis)")
     p.add_argument("--json", action="store_true", help="print JSON (with outlines) instead of a table")
+    p.add_argument("--node-classifier", default="default", metavar="FILE",
+                   help="learned node classifier shown beside the rule-based label: default (trained on "
+                        "phantoms only), none, or a file from histoviewer train-node-classifier")
     p.set_defaults(func=run_lesions)
+
+
+def _learned(args: argparse.Namespace, values, found, domain):
+    """The learned classifier's label beside the rules' (None: none asked for or shipped)."""
+    from histoviewer.core.analysis.learned_label import default_node_classifier, learned_label, resolve_node_classifier
+    from histoviewer.core.analysis.node_label import resolve_node_label
+
+    spec = args.node_classifier
+    classifier = default_node_classifier() if spec == "default" else resolve_node_classifier(spec)
+    if classifier is None:
+        return None
+    c = found.counts
+    resolution = resolve_node_label(found.label, tissue=c.tissue, classified=c.classified, failed=c.failed,
+                                    scale_known=found.frame.mpp is not None,
+                                    out_of_domain_reason=domain.describe() if domain is not None
+                                    and domain.out_of_domain else None)
+    return learned_label(classifier, values, found, resolution)
 
 
 MAX_CELL_PX = 4096  # largest patch side (px) a map cell may stand for
@@ -127,6 +147,7 @@ def run_lesions(args: argparse.Namespace) -> int:
     found = analyse_map(values, frame, params)
     # an analysis judged out of domain has no node label, whatever its lesions
     domain = analysis_domain(args.map.parent)  # of the analysis the map comes from, if any
+    learned = _learned(args, values, found, domain)
     if args.geojson is not None:
         unreliable = domain.describe() if domain is not None and domain.out_of_domain else None
         write_lesions_geojson(args.geojson, found.lesions, unreliable=unreliable)
@@ -137,8 +158,13 @@ def run_lesions(args: argparse.Namespace) -> int:
             if domain.out_of_domain:
                 doc["node_label"] = "unknown"
                 doc["unknown_reason"] = domain.describe()
+        doc["learned_label"] = None if learned is None else learned.to_dict()
         print(strict_dumps(doc, indent=2))
     else:
         _print_table(args, found, domain)
         print(f"  {describe_threshold(params.threshold, params.threshold_source, point)}")
+        if learned is not None:  # a second opinion; the rule-based label above decides pN
+            flag = "  <- CHECK: the labels differ" if learned.disagrees else ""
+            print(f"  learned label ({learned.classifier}, {learned.caution or 'no caution stated'}): "
+                  f"{learned.describe()}{flag}")
     return 0

@@ -38,6 +38,7 @@ from histoviewer.core.paths import user_data_dir
 from histoviewer.core.progress import JobControl
 from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.qt.case_review import REVIEW_COLUMN_TITLE, OpenNodes, compute_case_review, show_case_review
+from histoviewer.qt.learned_text import learned_cell, learned_column_title
 from histoviewer.qt.summary_panel import LABEL_TEXT
 from histoviewer.qt.threads import gui_thread
 
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".svslide", ".bif", ".dcm")
 STAGE_COLOURS = {"pN0": "#1a6e1a", "pN0(i+)": "#00789a", "pN1mi": "#b86e00", "pN1": "#b0105a", "pN2": "#8a0040",
                  "unknown": "#555555"}
-COLUMNS = ("Node", "Label", "Largest lesion", "Coverage", "Progress", REVIEW_COLUMN_TITLE)
+COLUMNS = ("Node", "Label", "Largest lesion", "Coverage", "Progress", REVIEW_COLUMN_TITLE, "Learned label")
+LEARNED_COLUMN = COLUMNS.index("Learned label")  # the learned node classifier's second opinion (learned_text)
 
 
 def case_slides_in(folder: str | os.PathLike[str]) -> list[Path]:
@@ -170,11 +172,12 @@ class CaseDialog(QDialog):
         cases = group_cases(self.paths)
         title = ", ".join(cases) if len(cases) <= 3 else f"{len(cases)} patients"
         self.setWindowTitle(f"Case {title} \u2013 {len(self.paths)} node(s)")
-        self.resize(1100, 520)
+        self.resize(1250, 520)  # room for the review and learned-label columns
         layout = QVBoxLayout(self)
 
         self.table = QTableWidget(len(self.paths), len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.horizontalHeaderItem(LEARNED_COLUMN).setText(learned_column_title())
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -182,7 +185,8 @@ class CaseDialog(QDialog):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
-        for col, width in ((1, 230), (3, 80), (4, 200), (5, 150)):  # room for the longest label and progress text
+        # room for the longest label, progress text, review and learned label
+        for col, width in ((1, 230), (3, 80), (4, 200), (5, 150), (LEARNED_COLUMN, 230)):
             self.table.setColumnWidth(col, width)
         self.bars: list[QProgressBar] = []
         for row, path in enumerate(self.paths):
@@ -288,7 +292,7 @@ class CaseDialog(QDialog):
             bar.setRange(0, 1)
             bar.setValue(0)
             bar.setFormat("waiting")
-            for col in (1, 2, 3):
+            for col in (1, 2, 3, LEARNED_COLUMN):
                 self._set(row, col, "")
         self.stage_label.setText("pN stage: analysing\u2026")
         self.stage_label.setStyleSheet("font-size: 18px; font-weight: bold; color: #555;")
@@ -334,6 +338,9 @@ class CaseDialog(QDialog):
             self.table.item(row, 2).setToolTip(summary.error)
             return
         bar.setFormat("done")
+        text, colour, bold, tip = learned_cell(summary.learned)
+        self._set(row, LEARNED_COLUMN, text, colour, bold=bold)
+        self.table.item(row, LEARNED_COLUMN).setToolTip(tip)
         node = node_result(summary)
         text, colour = LABEL_TEXT[node.label]
         self._set(row, 1, text, colour, bold=True)

@@ -22,10 +22,11 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
-from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
+from histoviewer.core.analysis.learned_label import LearnedLabel, default_node_classifier, learned_label
+from histoviewer.core.analysis.node_label import SlideLesions, analyse_map, resolve_node_label
 from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
 from histoviewer.core.models.classifier import OperatingPoint
-from histoviewer.core.models.domain import DomainVerdict, judge_slide
+from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict, judge_slide
 from histoviewer.qt.threads import gui_thread
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ class LesionSnapshot:
     domain: DomainVerdict = field(default_factory=DomainVerdict.not_assessed)
     scale_user_set: bool = False  # sizes rest on a pixel size the user stated (slide.user_scale)
     model_hash: str = ""  # ModelInfo.content_hash of the model that made the map ("" unsaved)
+    # the learned node classifier's second opinion (None: no classifier); no label while the
+    # rule-based one is not final (learned_label)
+    learned: LearnedLabel | None = None
 
 
 def snapshot_of(live, params: LesionParams | None, generation: int) -> LesionSnapshot | None:
@@ -86,7 +90,20 @@ def snapshot_of(live, params: LesionParams | None, generation: int) -> LesionSna
     domain = judge_slide(grid.domain_distances(), getattr(model, "domain", None), complete=grid.coverage() >= 1.0)
     return LesionSnapshot(result, tuple(int(c) for c in counts), info.display_name(), bool(info.demonstration),
                           time.perf_counter() - t0, generation, info.caution, info.operating_point, domain,
-                          grid.geometry.slide_mpp_source == "user", getattr(info, "content_hash", ""))
+                          grid.geometry.slide_mpp_source == "user", getattr(info, "content_hash", ""),
+                          learned=_learned(encoded, result, domain))
+
+
+def _learned(encoded: np.ndarray, result: SlideLesions, domain: DomainVerdict) -> LearnedLabel | None:
+    """The shipped node classifier's label beside the rules', under the same resolution."""
+    classifier = default_node_classifier()
+    if classifier is None:
+        return None
+    counts = result.counts
+    resolution = resolve_node_label(result.label, tissue=counts.tissue, classified=counts.classified,
+                                    failed=counts.failed, scale_known=result.frame.mpp is not None,
+                                    out_of_domain_reason=OUT_OF_DOMAIN_REASON if domain.out_of_domain else None)
+    return learned_label(classifier, encoded, result, resolution)
 
 
 class LiveLesions(QObject):

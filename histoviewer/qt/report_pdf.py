@@ -26,6 +26,7 @@ from PySide6.QtGui import (QColor, QFont, QFontMetricsF, QGuiApplication, QPageL
                            QPdfWriter, QPen)
 from PySide6.QtWidgets import QApplication
 
+from histoviewer.core.analysis.learned_label import LearnedLabel
 from histoviewer.core.analysis.lesion_io import LESION_COLORS
 from histoviewer.core.errors import ExportCancelled, ReportError, WriteError
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
@@ -329,6 +330,9 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
         final = s.review.reviewed is not None and s.review.reviewed.final
         y += pg.text(right_x, y, right_w, f"As reviewed by the pathologist: {s.review.text}", 9.5, True,
                      QColor(0, 0, 0) if final else WARN_EDGE) + 1
+    if s.learned is not None:  # the learned classifier's second opinion; the label above decides pN
+        y += pg.text(right_x, y, right_w, learned_text(s.learned), 8.5, s.learned.disagrees,
+                     WARN_EDGE if s.learned.disagrees else GREY) + 1
     if s.domain.assessed:
         y += pg.text(right_x, y, right_w, s.domain.describe(), 8.5, color=GREY) + 1
     cov_color = WARN_EDGE if (s.provisional or s.error) else QColor(0, 0, 0)
@@ -421,11 +425,27 @@ def _draw_case_page(pg: _Page, report: Report, case: CaseReport, page: int, page
         rows.append((s.slide_name, s.node_label.value, "yes" if s.provisional else "no", _pct(s.coverage),
                      str(len(s.lesions)), "" if big is None else big.name,
                      "" if big is None else _mm_text(big.diameter_mm),
-                     "yes" if s.slide_name in case.deciding_nodes else ""))
+                     "yes" if s.slide_name in case.deciding_nodes else "", _learned_cell(s)))
     # widths (mm before scaling to the page) fit the bold titles at 8.5 pt
     cols = (("Node (slide)", 44), ("Label", 16), ("Provisional", 21), ("Classified", 19), ("Lesions", 15),
-            ("Largest", 16), ("Diameter mm", 25), ("Decides", 15))
+            ("Largest", 16), ("Diameter mm", 25), ("Decides", 15), ("Learned", 20))
     pg.table(cols, rows, pt=8.5, max_bottom=bottom)
+
+
+def learned_text(learned: LearnedLabel) -> str:
+    """The learned classifier's line on a slide page: its label beside the rule-based one."""
+    caution = f", {learned.caution}" if learned.caution else ""
+    return (f"Learned classifier ({learned.classifier}{caution}): {learned.describe()}. "
+            "The rule-based label above decides the stage.")
+
+
+def _learned_cell(s: SlideReport) -> str:
+    """The case table's learned label: the label, '!' where it differs from the rules."""
+    if s.learned is None:
+        return ""
+    if not s.learned.shown:
+        return "none"
+    return s.learned.label.value + (" (!)" if s.learned.disagrees else "")
 
 
 def write_report_pdf(

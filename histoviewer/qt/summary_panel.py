@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 from histoviewer.core.analysis.lesions import Lesion, describe_size
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON
 from histoviewer.core.staging_terms import ITC_MAX_MM, MICRO_MAX_MM, NodeLabel, SizeClass
+from histoviewer.qt.learned_text import learned_panel_text
 from histoviewer.qt.lesion_layer import CLASS_COLOURS, CLASS_NAMES
 from histoviewer.qt.live_lesions import HISTOGRAM_BINS, LesionSnapshot
 
@@ -121,6 +122,9 @@ class SummaryPanel(QDockWidget):
         self.reviewed_label.setWordWrap(True)
         self.reviewed_label.hide()
         layout.addWidget(self.reviewed_label)
+        self.learned_label = QLabel("")  # the learned node classifier beside the rules (learned_text)
+        self.learned_label.setWordWrap(True)
+        layout.addWidget(self.learned_label)
 
         self.model = LesionTableModel(self)
         self.proxy = QSortFilterProxyModel(self)
@@ -203,6 +207,7 @@ class SummaryPanel(QDockWidget):
             self.coverage_label.setText(status)
             self.coverage_label.setStyleSheet("color: #555;")
             self.largest_label.setText("")
+            self.learned_label.setText("")
             self.model_label.setText("")
             self.model.set_lesions(())
             self.prob_plot.clear()
@@ -263,6 +268,9 @@ class SummaryPanel(QDockWidget):
                 f"{len(result.lesions)} lesion(s) at P \u2265 {result.params.threshold:.2f}")
         if snapshot.scale_user_set and largest is not None:
             self.largest_label.setText(self.largest_label.text() + " \u2013 sizes from a user-set pixel size")
+        learned_text, learned_style = learned_panel_text(snapshot.learned)
+        self.learned_label.setText(learned_text)
+        self.learned_label.setStyleSheet(learned_style)
         self.model.set_lesions(result.lesions)
         if selected is not None:
             self.select_lesion(selected)

@@ -65,6 +65,9 @@ def test_one_node_case_gives_micro_and_pn1mi(window, qtbot, micro_case, tmp_path
     assert rows == [["patient", "stage"], ["patient_010.zip", "pN1mi"], ["patient_010_node_2.tif", "micro"]]
     summary = json.loads((out / "patient_010_node_2" / "summary.json").read_text())
     assert summary["node_label"] == "micro" and (out / "patient_010_node_2" / "lesions.geojson").is_file()
+    # the learned classifier's label beside it (a second opinion; the rules decide pN)
+    assert summary["learned_label"]["rule_label"] == "micro" and summary["learned_label"]["reason"] is None
+    assert "rules" in dialog.table.item(0, 5).text()
     assert dialog.out_label.text() == f"Output: {out}"
     dialog.close()
 

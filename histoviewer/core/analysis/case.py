@@ -44,7 +44,8 @@ def node_result(outcome: SlideOutcome) -> NodeResult:
     resolution = outcome.resolution
     return NodeResult(outcome.node, resolution.label, largest_lesion=outcome.largest_lesion,
                       largest_diameter_mm=outcome.largest_diameter_mm, provisional=outcome.provisional,
-                      reason=resolution.reason, at_least=resolution.label_so_far)
+                      reason=resolution.reason, at_least=resolution.label_so_far,
+                      learned=None if outcome.learned is None else outcome.learned.to_dict())
 
 
 def node_result_from_annotations(node: str, label: str, lesions: Sequence[tuple[str, float | None]]) -> NodeResult:

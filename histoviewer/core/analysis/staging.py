@@ -27,8 +27,8 @@ Each result names the nodes that decided it and, through them, the deciding lesi
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from histoviewer.core.errors import StagingError
@@ -81,6 +81,9 @@ class NodeResult:
     reason: str | None = None  # why the label is unknown (failed patches, no scale, out of domain...)
     # an unresolved node's lower bound: what its classified tissue showed (negative: nothing known)
     at_least: NodeLabel = NodeLabel.NEGATIVE
+    # the learned node classifier's one-line opinion (``LearnedLabel.to_dict``), shown beside
+    # the label; it never enters the stage. None: no classifier was run.
+    learned: Mapping[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.provisional and self.label is not NodeLabel.UNKNOWN:
@@ -114,6 +117,8 @@ class NodeResult:
         if not self.resolved:  # written only when unresolved: files without it read the same both ways
             out["reason"] = self.why_unresolved
             out["label_so_far"] = self.at_least.value
+        if self.learned is not None:  # written only when a classifier ran
+            out["learned_label"] = dict(self.learned)
         return out
 
 

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from histoviewer.core.analysis.learned_label import LearnedLabel
 from histoviewer.core.analysis.lesions import Lesion, LesionParams
 from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, resolve_node_label
 from histoviewer.core.errors import InferenceError, SummaryFormatError, SummaryWithoutLesionsError
@@ -115,6 +116,8 @@ class SlideSummary:
     lesions: tuple[Lesion, ...] = ()
     domain: DomainVerdict = field(default_factory=DomainVerdict.not_assessed)
     label_so_far: NodeLabel | None = None  # None: ``node_label`` is what the classified tissue showed
+    # the learned node classifier's second opinion (None: none was run); never decides the stage
+    learned: LearnedLabel | None = None
 
     def __post_init__(self) -> None:
         # One rule for coverage and the label, whoever made the summary (an older summary.json
@@ -180,6 +183,7 @@ class SlideSummary:
             "lesion_params": self.lesion_params.to_dict(),
             "lesions": [les.to_dict(with_outline=False) for les in self.lesions],
             "domain": self.domain.to_dict(),
+            "learned_label": None if self.learned is None else self.learned.to_dict(),
         }
 
     @classmethod
@@ -203,6 +207,7 @@ class SlideSummary:
             lesions=tuple(Lesion.from_dict(d) for d in data.get("lesions") or ()),
             domain=DomainVerdict.from_dict(data.get("domain")),
             label_so_far=None if so_far is None else NodeLabel.parse(str(so_far)),
+            learned=None if not data.get("learned_label") else LearnedLabel.from_dict(data["learned_label"]),
         )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from histoviewer.core.analysis.learned_label import with_learned_label
 from histoviewer.core.analysis.lesion_io import write_lesions_geojson
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
@@ -83,6 +84,9 @@ class AnalyzeOptions:
     # threads calling the model at once (``pipeline.model_parallelism``): None chooses (a CPU
     # torch model: one per core, up to 4, unless ``torch_threads`` is set), 1 runs it alone
     model_threads: int | None = None
+    # the learned node classifier shown beside the rule-based label: "default" (the shipped
+    # one, trained on phantoms only), "none", or a node classifier file (``learned_label``)
+    node_classifier: str | None = "default"
 
     def __post_init__(self) -> None:
         if self.stride_px is not None and self.stride_px < 1:
@@ -226,6 +230,7 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
         failures=tuple(failures), node_label=label, provisional=found.provisional,
         lesion_params=found.params, lesions=SlideSummary.written_lesions(found), domain=verdict,
     )
+    summary = with_learned_label(summary, options.node_classifier, encoded, found)
     atomic_write_text(out / "summary.json", strict_dumps(summary.to_dict(), indent=2))
     return summary
 

@@ -16,13 +16,14 @@ import datetime as _dt
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import histoviewer
 from histoviewer.core.analysis.camelyon17 import case_of, check_unique_nodes, natural_key
 from histoviewer.core.analysis.lesions import Lesion, MapFrame
+from histoviewer.core.analysis.learned_label import LearnedLabel, default_node_classifier, learned_label
 from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, analyse_map, resolve_node_label
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideFailure, outcome_from_dict, read_summary
@@ -146,6 +147,8 @@ class SlideReport:
     failed_patches: int = 0
     label_so_far: NodeLabel | None = None
     review: SlideReview | None = field(default=None, compare=False)  # the pathologist's (report/review.py)
+    # the learned node classifier's second opinion (None: none was run); never decides pN
+    learned: LearnedLabel | None = None
 
     def __post_init__(self) -> None:
         so_far = NodeLabel(self.node_label if self.label_so_far is None else self.label_so_far)
@@ -196,7 +199,8 @@ class SlideReport:
         resolution = self.resolution
         return NodeResult(self.slide_name, resolution.label, largest_lesion=None if big is None else big.name,
                           largest_diameter_mm=None if big is None else big.diameter_mm,
-                          provisional=self.provisional, reason=resolution.reason, at_least=resolution.label_so_far)
+                          provisional=self.provisional, reason=resolution.reason, at_least=resolution.label_so_far,
+                          learned=None if self.learned is None else self.learned.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         big = self.largest
@@ -214,7 +218,8 @@ class SlideReport:
                 "analysis_dir": self.analysis_dir, "error": self.error,
                 "domain": self.domain.to_dict(), "unknown_reason": self.unknown_reason,
                 "lesions": [self._lesion_dict(les) for les in self.lesions],
-                "review": None if self.review is None else self.review.to_dict()}
+                "review": None if self.review is None else self.review.to_dict(),
+                "learned_label": None if self.learned is None else self.learned.to_dict()}
 
     def _lesion_dict(self, les: LesionEntry) -> dict[str, Any]:
         """A lesion as report.json states it: on tissue unlike the model's training data its
@@ -405,7 +410,8 @@ def load_slide_report(folder: str | os.PathLike[str]) -> SlideReport:
         model=summary.model, threshold=summary.lesion_params.threshold, analysed=analysed,
         analysis_dir=str(folder), threshold_source=summary.lesion_params.threshold_source,
         domain=summary.domain, tissue_patches=summary.tissue_patches, classified_patches=summary.classified_patches,
-        failed_patches=summary.failed_patches, label_so_far=summary.label_so_far, review=slide_review(summary))
+        failed_patches=summary.failed_patches, label_so_far=summary.label_so_far, review=slide_review(summary),
+        learned=summary.learned)
 
 
 def failed_slide_report(failure: SlideFailure, analysed: str = "", analysis_dir: str | None = None) -> SlideReport:
@@ -452,7 +458,7 @@ def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapDa
         found = analyse_map(heatmap.encoded, MapFrame.from_geometry(g),
                             choose_lesion_params(None, heatmap.model.operating_point))
     patient, node = case_of(slide_path)
-    return SlideReport(
+    report = SlideReport(
         slide_path=str(slide_path), patient=patient, node=node, node_label=found.label,
         provisional=found.provisional, coverage=round(float(found.coverage), 6), mpp=float(g.slide_mpp),
         l0_size=(int(g.l0_width), int(g.l0_height)),
@@ -463,3 +469,7 @@ def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapDa
         tissue_patches=found.counts.tissue, classified_patches=found.counts.classified,
         failed_patches=found.counts.failed,
         review=map_slide_review(str(slide_path), found, heatmap.model.content_hash, float(g.slide_mpp)))
+    classifier = default_node_classifier()  # the viewer's: the shipped one (trained on phantoms only)
+    if classifier is None:
+        return report
+    return replace(report, learned=learned_label(classifier, heatmap.encoded, found, report.resolution))

@@ -50,6 +50,7 @@ SLIDE_COLUMNS = (
     "model_hash", "demonstration_model", "analysed", "error", "threshold_source", "model_caution",
     "domain", "domain_score", "unknown_reason", "label_so_far", "tissue_patches", "classified_patches",
     "failed_patches", "label_as_reviewed", "hotspots", "hotspots_reviewed",
+    "learned_label", "learned_probability", "learned_disagrees", "learned_classifier",
 )
 CASE_COLUMNS = (
     "patient", "pn_stage", "provisional", "nodes", "deciding_nodes", "deciding_lesions", "reason",
@@ -120,8 +121,18 @@ def slides_csv(report: Report) -> str:
                      _text(s.error), _text(s.threshold_source), _text(s.model.caution),
                      s.domain.status, _num(s.domain.score, 4), _text(s.unknown_reason),
                      s.resolution.label_so_far.value, str(s.tissue_patches), str(s.classified_patches),
-                     str(s.failed_patches), *_review_cells(s)))
+                     str(s.failed_patches), *_review_cells(s), *_learned(s)))
     return _table(SLIDE_COLUMNS, rows)
+
+
+def _learned(s: SlideReport) -> tuple[str, str, str, str]:
+    """The learned classifier's label (``unknown`` when it may not be shown), its probability,
+    whether it differs from the rule-based label, and the classifier; empty when none ran."""
+    learned = s.learned
+    if learned is None:
+        return "", "", "", ""
+    return (learned.label.value, _num(learned.confidence, 4, unknown=True), "yes" if learned.disagrees else "no",
+            _text(f"{learned.classifier} ({learned.caution})" if learned.caution else learned.classifier))
 
 
 def cases_csv(report: Report) -> str:
