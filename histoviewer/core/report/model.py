@@ -21,22 +21,51 @@ from pathlib import Path
 from typing import Any
 
 import histoviewer
-from histoviewer.core.analysis.camelyon17 import case_of, check_unique_nodes, natural_key
-from histoviewer.core.analysis.lesions import Lesion, MapFrame
-from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, analyse_map, resolve_node_label
-from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
-from histoviewer.core.analysis.summary import SlideFailure, outcome_from_dict, read_summary
+from histoviewer.core.analysis.camelyon17 import (
+    case_of,
+    check_unique_nodes,
+    natural_key,
+)
+from histoviewer.core.analysis.lesions import (
+    Lesion,
+    MapFrame,
+    describe_size,
+    interval_straddles_border,
+    node_border,
+)
+from histoviewer.core.analysis.node_label import (
+    NodeResolution,
+    SlideLesions,
+    analyse_map,
+    resolve_node_label,
+)
+from histoviewer.core.analysis.staging import (
+    NodeResult,
+    PNStage,
+    StageResult,
+    stage_patient,
+)
+from histoviewer.core.analysis.summary import (
+    SlideFailure,
+    outcome_from_dict,
+    read_summary,
+)
 from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
 from histoviewer.core.annotations.geojson_io import read_geojson
-from histoviewer.core.errors import HistoViewerError, ReportError, StagingError, SummaryFormatError
-from histoviewer.core.safe_input import read_json
-from histoviewer.core.strict_json import strict_dumps
+from histoviewer.core.errors import (
+    HistoViewerError,
+    ReportError,
+    StagingError,
+    SummaryFormatError,
+)
 from histoviewer.core.export.provenance import SOFTWARE
 from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.models.classifier import DEMO_WARNING
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict
 from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.safe_input import read_json
 from histoviewer.core.staging_terms import NodeLabel, SizeClass
+from histoviewer.core.strict_json import strict_dumps
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +112,22 @@ class LesionEntry:
     bbox_l0: tuple[float, float, float, float]  # x, y, w, h
     diameter_ends_l0: tuple[Point, Point] | None = None
     outline_l0: tuple[Point, ...] = field(default=(), compare=False, repr=False)
+    # the diameter's interval (analysis/lesions.py, 6); None without a scale or when not recorded
+    diameter_low_mm: float | None = None
+    diameter_high_mm: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size_class", SizeClass(self.size_class))  # "micro" -> SizeClass.MICRO
+
+    @property
+    def border(self) -> bool:
+        """The diameter's interval straddles a size-class border (``Lesion.border``)."""
+        return interval_straddles_border(self.diameter_low_mm, self.diameter_high_mm)
+
+    @property
+    def size_text(self) -> str:
+        """'0.95 mm (micro)' or '0.205 mm (0.195-0.215 mm: ITC/micro border)' (``describe_size``)."""
+        return describe_size(self)
 
     @classmethod
     def from_lesion(cls, lesion: Lesion, l0_outline: Sequence[Point] | None = None) -> LesionEntry:
@@ -97,6 +139,7 @@ class LesionEntry:
             mean_probability=float(lesion.mean_probability), cells=int(lesion.cells),
             centroid_l0=lesion.l0_centroid, bbox_l0=lesion.l0_bbox, diameter_ends_l0=lesion.l0_diameter_ends,
             outline_l0=tuple(lesion.l0_outline if l0_outline is None else l0_outline),
+            diameter_low_mm=lesion.diameter_low_mm, diameter_high_mm=lesion.diameter_high_mm,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +152,11 @@ class LesionEntry:
                 "centroid_l0": [round(v, 2) for v in self.centroid_l0],
                 "bbox_l0": [round(v, 2) for v in self.bbox_l0],
                 "diameter_ends_l0": None if self.diameter_ends_l0 is None
-                else [[round(v, 2) for v in p] for p in self.diameter_ends_l0]}
+                else [[round(v, 2) for v in p] for p in self.diameter_ends_l0],
+                "diameter_range_mm": (None if self.diameter_low_mm is None or self.diameter_high_mm is None
+                                      else [round(self.diameter_low_mm, 6), round(self.diameter_high_mm, 6)]),
+                "size_class_border": self.border,
+                "size_text": self.size_text}
 
 
 @dataclass(frozen=True)
@@ -192,9 +239,11 @@ class SlideReport:
         """The node as staging sees it (the same rule as ``case.node_result`` for ``analyze``)."""
         big = self.largest
         resolution = self.resolution
+        border_label, border_note = node_border(resolution.label, self.lesions)
         return NodeResult(self.slide_name, resolution.label, largest_lesion=None if big is None else big.name,
                           largest_diameter_mm=None if big is None else big.diameter_mm,
-                          provisional=self.provisional, reason=resolution.reason, at_least=resolution.label_so_far)
+                          provisional=self.provisional, reason=resolution.reason, at_least=resolution.label_so_far,
+                          border_label=border_label, border_note=border_note)
 
     def to_dict(self) -> dict[str, Any]:
         big = self.largest
