@@ -198,7 +198,8 @@ def border_warning(patient: str, result: StageResult) -> str:
         except StagingError:
             other = "not stageable by these rules (pN3)"
         if other != result.stage_text:
-            notes.append(f"{node.node}: {node.border_note}; were it {node.border_label.value}, "
+            word = "ITC" if node.border_label is NodeLabel.ITC else node.border_label.value
+            notes.append(f"{node.node}: {node.border_note}; were it {word}, "
                          f"the stage would be {other}")
     if not notes:
         return ""

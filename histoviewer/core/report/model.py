@@ -269,6 +269,8 @@ class SlideReport:
         d = les.to_dict()
         if self.domain.out_of_domain:
             d["size_class"] = None
+            d["size_text"] = None  # no class, so no class border either
+            d["size_class_border"] = False
         return d
 
 
@@ -287,6 +289,7 @@ class CaseReport:
     error: str | None = None
     at_least: PNStage | None = None  # an unknown stage's lower bound (above pN0)
     unresolved: tuple[tuple[str, str], ...] = ()  # (node, why it has no final label)
+    border_warning: str = ""  # a border lesion decides the stage (``staging.border_warning``)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stage", PNStage(self.stage))  # "pN1" -> PNStage.PN1
@@ -298,7 +301,8 @@ class CaseReport:
                    result.provisional, result.reason, tuple(n.node for n in result.deciding),
                    tuple((n.node, n.largest_lesion, n.largest_diameter_mm)
                          for n in result.deciding if n.largest_lesion is not None),
-                   at_least=result.at_least, unresolved=tuple((n.node, n.why_unresolved) for n in result.unresolved))
+                   at_least=result.at_least, unresolved=tuple((n.node, n.why_unresolved) for n in result.unresolved),
+                   border_warning=result.border_warning)
 
     @property
     def stage_text(self) -> str:
@@ -318,7 +322,7 @@ class CaseReport:
                 "deciding_nodes": list(self.deciding_nodes),
                 "deciding_lesions": [{"node": n, "lesion": les, "diameter_mm": _rounded(d, 6)}
                                      for n, les, d in self.deciding_lesions],
-                "error": self.error}
+                "error": self.error, "border_warning": self.border_warning or None}
 
 
 @dataclass(frozen=True)
