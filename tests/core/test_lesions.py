@@ -349,8 +349,8 @@ def test_pointed_lesion_keeps_its_ends_and_its_area():
         old_d.append(old.l0_diameter)
         new_d.append(new.l0_diameter)
         assert new.area_mm2 == pytest.approx(m.sum() * (UM / 1000) ** 2, rel=0.01)  # the map's tumour area
-        # its interval is the sub-cell one (half a cell each way)
-        assert new.diameter_high_mm - new.diameter_low_mm == pytest.approx(UM / 1000)
+        # its interval is the sub-cell one (half a cell below, three quarters above)
+        assert new.diameter_high_mm - new.diameter_low_mm == pytest.approx(1.25 * UM / 1000)
     assert np.mean(old_d) < 20 - 0.4  # the bias this replaces
     assert np.mean(new_d) == pytest.approx(20, abs=0.2)
 

@@ -32,25 +32,29 @@ How a lesion is measured, and why:
 4. Largest diameter = maximum Feret diameter of the eroded region's outline(s)
    (``core/geometry.py``), area = its fine-pixel area, both converted with the slide's mpp.
    Without an mpp, sizes are ``None`` and the class is ``SizeClass.UNKNOWN``.
-5. Bias. On a tumour-fraction raster (each cell the fraction of it that is tumour,
-   ``l0_window == 0``) a lesion's sharp ends taper into cells less than half tumour, which the
-   threshold-0.5 outline leaves out: on the real CAMELYON16 lesions of 0.1-1 mm
-   (``benchmarks/bench_diameter_bias.py --fraction``) the median error is -0.5 / -0.7 / -2.0 /
-   -5.1 um at 2 / 4 / 8 / 16 um cells (0.2-0.3 cell), while smooth shapes (discs, ellipses)
-   come out within 0.35 cell of the truth (``tests/core/test_lesions.py``). The loss depends
-   on how sharp the ends are, so a constant added back would bias every round lesion high
-   by as much: it is not corrected; the interval of step 6 covers it. A binary map (a cell
-   tumour when its centre is) has no such loss (median +0.2 / +0.4 / +0.9 / +0.1 um).
-6. Uncertainty. A diameter measured on map cells is uncertain by about a cell, and more
-   often short than long (ends that taper into partial cells are lost): on the real
-   CAMELYON16 lesions of 0.15-0.3 mm the 5-95 % range of the error is -1.3 .. +0.6 cell at
-   2-16 um cells. So every lesion carries ``diameter_low_mm`` .. ``diameter_high_mm`` =
-   diameter - 1 cell .. diameter + 1.5 cells. When
-   that interval straddles a size-class border (0.2 mm, 2 mm) the lesion is a *border* case
-   (``Lesion.border``) and every place that states its class says so (``describe_size``:
-   "0.21 mm (0.12-0.30 mm: ITC/micro border)"). The class itself stays that of the best
-   estimate: the node label and the stage follow the measurement, and the border note tells
-   the pathologist to measure that lesion on the glass before signing out.
+5. Sub-cell outline of a tumour-fraction map. On a raster whose cells are the fraction of
+   them that is tumour (``l0_window == 0``, values between 0 and 1), the 0.5 outline of
+   step 2 cuts off a lesion's pointed ends and thin parts where they taper into cells less
+   than half tumour: on the real CAMELYON16 lesions of 0.15-0.3 mm the median error was
+   -0.45 / -0.83 / -1.8 / -4.9 um at 2 / 4 / 8 / 16 um cells, always short, so 3 / 3 / 7 / 23
+   of their 163 micrometastases came out ITC and no ITC came out micro. Such a map is
+   outlined instead by keeping each cell's stated tumour area where the tumour most likely
+   lies (``subcell.py``: soft-then-hard sub-pixel mapping), unbiased by construction in area
+   and without a constant added: median -0.07 .. -0.03 cell on the real lesions, +0.1 cell on
+   phantom outlines; micro called ITC 2 / 2 / 4 / 8 (``benchmarks/bench_diameter_bias.py``,
+   docs/benchmarks.md). A map of only 0 and 1 (nothing said about where in a cell the edge
+   lies) and a classifier's map with a label window keep the 0.5 outline of step 2, which the
+   same benchmark finds unbiased on them (median within +-0.3 cell, both signs).
+6. Uncertainty. Every lesion carries ``diameter_low_mm`` .. ``diameter_high_mm``, the
+   diameter minus / plus the measured 5-95 % range of the error, rounded outwards:
+   ``SUBCELL_UNCERTAINTY_CELLS`` (-0.5 / +0.75 cell: the sub-cell outline errs short by up to
+   0.6 cell at 16 um cells, long by up to 0.2) and ``THRESHOLD_UNCERTAINTY_CELLS`` (-1 / +1
+   cell) for the 0.5 outline. When that interval straddles a size-class border (0.2 mm,
+   2 mm) the lesion is a *border* case (``Lesion.border``) and every place that states its
+   class says so (``describe_size``: "0.21 mm (0.16-0.27 mm: ITC/micro border)"). The class
+   itself stays that of the best estimate: the node label and the stage follow the
+   measurement; the border note, and at the pN level ``staging.border_warning`` when such a
+   lesion decides the stage, tell the pathologist to measure it on the glass.
 
 The remaining error is set by the map's resolution (the default model's cell is ~93 um):
 ``docs/benchmarks.md`` ("Lesions, size classes and pN") gives the measured error against
@@ -115,7 +119,7 @@ MEASURE_CACHE_SIZE = 4096  # distinct component crops remembered while one map i
 MAX_LESION_REGIONS = 20_000
 # a diameter's interval, in map cells (below, above) the measured one (docstring, 6): the
 # 5-95 % range of the error measured by benchmarks/bench_diameter_bias.py, rounded outwards
-SUBCELL_UNCERTAINTY_CELLS = (0.5, 0.5)  # the sub-cell outline of a tumour-fraction map
+SUBCELL_UNCERTAINTY_CELLS = (0.5, 0.75)  # the sub-cell outline of a tumour-fraction map
 THRESHOLD_UNCERTAINTY_CELLS = (1.0, 1.0)  # the 0.5 outline: a classifier's (window) or a 0/1 map
 
 

@@ -18,7 +18,7 @@ end's cell of 0.2 contributes a fifth of a cell on the lesion's side instead of 
 construction the outline's area equals the map's tumour area (to a fine pixel per cell), a
 straight edge lies where the cell fractions put it, and nothing is added or removed by a
 constant: no shape (round or pointed) is favoured. ``benchmarks/bench_diameter_bias.py``
-measures what remains (docs/benchmarks.md: median within +-0.05 cell on real lesions).
+measures what remains (docs/benchmarks.md: median -0.07 .. -0.03 cell on real lesions).
 
 Only tumour-fraction maps are read this way (``MapFrame.l0_window == 0``). A patch
 classifier's map with a label window is not a fraction (a cell is "tumour anywhere in the
