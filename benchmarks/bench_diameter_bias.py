@@ -128,16 +128,20 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="every k-th real lesion, about N of them")
     ap.add_argument("--phantoms", type=int, default=60)
     ap.add_argument("--kinds", default="fraction,centre,window")
+    ap.add_argument("--cells", default="2,4,8,16", help="map cell sizes in um")
+    ap.add_argument("--sets", default="real,phantom")
     args = ap.parse_args()
     real = list(real_polygons(args.data / "annotations" / "camelyon16-train", args.min_mm, args.max_mm))
     if args.limit:
         real = real[:: max(1, len(real) // args.limit)]
     sets = {"real": real, "phantom": list(phantom_polygons(args.phantoms, args.min_mm, args.max_mm))}
     for set_name, lesions in sets.items():
+        if set_name not in args.sets.split(","):
+            continue
         n_micro = sum(200 < t <= 2000 for *_x, t in lesions)
         print(f"\n{set_name}: {len(lesions)} lesions of {args.min_mm}-{args.max_mm} mm ({n_micro} micro)")
         for kind in args.kinds.split(","):
-            for cell in CELLS_UM:
+            for cell in (float(c) for c in args.cells.split(",")):
                 res = run(lesions, kind, cell, seed=int(cell))
                 for method, r in res.items():
                     e = r["err"]

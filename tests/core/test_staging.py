@@ -172,6 +172,12 @@ def test_analyze_stage_files_of_slides_without_camelyon_names_read_back(tmp_path
     assert [(n.node, n.label.value) for n in labels["test"]] == [
         ("phantom-201.tiff", "macro"), ("phantom-202.tiff", "micro"), ("phantom-203.tiff", "negative")]
     assert read_patient_stages(path) == {"test": PNStage.PN1}
+    # a case named after a folder keeps its name when staged again (it was lower-cased:
+    # MyCase.zip came back as mycase.zip); kappa still matches the patients without case
+    path.write_text("patient,stage\nMyCase.zip,pN1\nphantom-201.tiff,macro\n")
+    (result,) = stage_cases(read_node_labels(path))
+    assert result.patient == "MyCase" and "MyCase.zip,pN1" in submission_csv([result])
+    assert read_patient_stages(path) == {"mycase": PNStage.PN1}
 
 
 def _border_summary(slide: str, diameter_mm: float, low_mm: float, high_mm: float):
@@ -210,3 +216,16 @@ def test_a_border_lesion_that_decides_the_stage_is_warned_about_in_words(tmp_pat
                                   summary("/s/patient_009_node_1.tif", "macro", (3.0,))])
     assert calm.stage is PNStage.PN1 and calm.border_warning == ""
     assert calm.nodes[0].border_label is NodeLabel.ITC  # the node itself is still at a border
+
+
+def test_a_symlinked_slide_belongs_to_the_folder_it_was_given_in(tmp_path):
+    """``cases/MyCase/node.svs`` -> ``store/scans/x.svs``: its case is MyCase (the link's
+    folder), not ``scans`` (the target's), as it was."""
+    store = tmp_path / "store" / "scans"
+    store.mkdir(parents=True)
+    (store / "x.svs").write_bytes(b"")
+    case_dir = tmp_path / "cases" / "MyCase"
+    case_dir.mkdir(parents=True)
+    (case_dir / "node.svs").symlink_to(store / "x.svs")
+    assert case_of(case_dir / "node.svs") == ("MyCase", None)
+    assert case_of(tmp_path / "cases" / "MyCase" / ".." / "MyCase" / "node.svs") == ("MyCase", None)
