@@ -264,10 +264,8 @@ def test_a_diameter_near_a_class_border_says_so():
     m = np.zeros((20, 20))
     m[5:10, 5:9] = 1.0  # 5 x 4 cells: diagonal ~6.4 cells = 0.256 mm
     (les,) = find_lesions(m, MapFrame.for_cells(40.0))
-    # a 0/1 map has the 0.5 outline: one cell each way (the measured 5-95 % error range,
-    # benchmarks/bench_diameter_bias.py; it was -1 / +1.5 cells before the sub-cell outline)
     assert les.diameter_low_mm == pytest.approx(les.diameter_mm - 0.04)
-    assert les.diameter_high_mm == pytest.approx(les.diameter_mm + 0.04)
+    assert les.diameter_high_mm == pytest.approx(les.diameter_mm + 0.06)
     assert les.border and les.size_class.value == "micro"
     assert "ITC/micro border" in describe_size(les)
     # round trip through summary.json's form

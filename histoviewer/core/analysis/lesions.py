@@ -48,8 +48,8 @@ How a lesion is measured, and why:
 6. Uncertainty. Every lesion carries ``diameter_low_mm`` .. ``diameter_high_mm``, the
    diameter minus / plus the measured 5-95 % range of the error, rounded outwards:
    ``SUBCELL_UNCERTAINTY_CELLS`` (-0.5 / +0.75 cell: the sub-cell outline errs short by up to
-   0.6 cell at 16 um cells, long by up to 0.2) and ``THRESHOLD_UNCERTAINTY_CELLS`` (-1 / +1
-   cell) for the 0.5 outline. When that interval straddles a size-class border (0.2 mm,
+   0.6 cell at 16 um cells, long by up to 0.2) and ``THRESHOLD_UNCERTAINTY_CELLS`` (-1 / +1.5
+   cells) for the 0.5 outline (a 0/1 map errs short by up to 1.3 cells at 16 um cells). When that interval straddles a size-class border (0.2 mm,
    2 mm) the lesion is a *border* case (``Lesion.border``) and every place that states its
    class says so (``describe_size``: "0.21 mm (0.16-0.27 mm: ITC/micro border)"). The class
    itself stays that of the best estimate: the node label and the stage follow the
@@ -120,7 +120,7 @@ MAX_LESION_REGIONS = 20_000
 # a diameter's interval, in map cells (below, above) the measured one (docstring, 6): the
 # 5-95 % range of the error measured by benchmarks/bench_diameter_bias.py, rounded outwards
 SUBCELL_UNCERTAINTY_CELLS = (0.5, 0.75)  # the sub-cell outline of a tumour-fraction map
-THRESHOLD_UNCERTAINTY_CELLS = (1.0, 1.0)  # the 0.5 outline: a classifier's (window) or a 0/1 map
+THRESHOLD_UNCERTAINTY_CELLS = (1.0, 1.5)  # the 0.5 outline: a classifier's (window) or a 0/1 map
 
 
 @dataclass(frozen=True)
