@@ -21,49 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import histoviewer
-from histoviewer.core.analysis.camelyon17 import (
-    case_of,
-    check_unique_nodes,
-    natural_key,
-)
-from histoviewer.core.analysis.lesions import (
-    Lesion,
-    MapFrame,
-    describe_size,
-    interval_straddles_border,
-    node_border,
-)
-from histoviewer.core.analysis.node_label import (
-    NodeResolution,
-    SlideLesions,
-    analyse_map,
-    resolve_node_label,
-)
-from histoviewer.core.analysis.staging import (
-    NodeResult,
-    PNStage,
-    StageResult,
-    stage_patient,
-)
-from histoviewer.core.analysis.summary import (
-    SlideFailure,
-    outcome_from_dict,
-    read_summary,
-)
+from histoviewer.core.analysis.camelyon17 import case_of, check_unique_nodes, natural_key
+from histoviewer.core.analysis.lesions import Lesion, MapFrame, describe_size, interval_straddles_border, node_border
+from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, analyse_map, resolve_node_label
+from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
+from histoviewer.core.analysis.summary import SlideFailure, outcome_from_dict, read_summary
 from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
 from histoviewer.core.annotations.geojson_io import read_geojson
-from histoviewer.core.errors import (
-    HistoViewerError,
-    ReportError,
-    StagingError,
-    SummaryFormatError,
-)
+from histoviewer.core.errors import HistoViewerError, ReportError, StagingError, SummaryFormatError
+from histoviewer.core.safe_input import read_json
+from histoviewer.core.strict_json import strict_dumps
 from histoviewer.core.export.provenance import SOFTWARE
 from histoviewer.core.export.source import HeatmapData
 from histoviewer.core.models.classifier import DEMO_WARNING
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict
 from histoviewer.core.models.record import ModelRecord
-from histoviewer.core.safe_input import read_json
 from histoviewer.core.staging_terms import NodeLabel, SizeClass
 from histoviewer.core.strict_json import strict_dumps
 
