@@ -37,7 +37,6 @@ from histoviewer.core.models.classifier import DEMO_WARNING
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.staging_terms import NodeLabel, SizeClass
-from histoviewer.core.strict_json import strict_dumps
 
 log = logging.getLogger(__name__)
 
