@@ -17,7 +17,8 @@ from histoviewer.cli import analyze as cli_analyze
 from histoviewer.core.analysis.summary import SlideFailure, SlideSummary, read_summary
 from histoviewer.core.errors import InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
-from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide, analyze_slide_job
+from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide, slide_out_dir
+from histoviewer.core.jobs.slide_folders import analyze_slide_folder_job
 from histoviewer.core.jobs import analyze_slides
 from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import (
@@ -239,9 +240,10 @@ def test_a_slide_without_scale_stays_unknown_end_to_end(synthetic, model_file, t
     assert isinstance(ok, SlideSummary) and ok.mpp == 0.25
     assert isinstance(failed, SlideFailure) and "scale" in failed.error and failed.node == unscaled.name
     assert not (tmp_path / "out" / unscaled.stem).exists()  # no empty folder left by the failure
-    assert analyze_slide_job(str(unscaled), str(tmp_path / "job"), AnalyzeOptions(model=str(model_file),
-                                                                                  device="cpu")) == failed
-    assert not (tmp_path / "job" / unscaled.stem).exists()
+    job_dir = slide_out_dir(tmp_path / "job", unscaled)
+    assert analyze_slide_folder_job(str(unscaled), str(job_dir), AnalyzeOptions(model=str(model_file),
+                                                                               device="cpu")) == failed
+    assert not job_dir.exists()
     rc, out = run_cli(["analyze", str(scaled), str(unscaled), "--model", str(model_file), "--out",
                        str(tmp_path / "cli"), "--json", "--device", "cpu"], capsys)
     assert rc == 1 and json.loads(out)[1] == failed.to_dict()
@@ -257,13 +259,13 @@ def test_a_worker_failure_keeps_its_setting_and_the_cli_adds_the_flag(monkeypatc
     """``--workers 2 --device cuda`` without CUDA: each slide's failure (built in the worker)
     carries the error's setting, so the CLI prints the same hint as a one-process run."""
     from histoviewer.core.errors import ModelError
-    from histoviewer.core.inference import analyze as analyze_module
+    from histoviewer.core.jobs import slide_folders
 
     def no_cuda(spec, device="auto"):
         raise ModelError("device 'cuda' requested but this torch build sees no CUDA GPU", setting="device")
 
-    monkeypatch.setattr(analyze_module, "open_model", no_cuda)
-    failure = analyze_slide_job("x/a.tiff", str(tmp_path), AnalyzeOptions(device="cuda"))
+    monkeypatch.setattr(slide_folders, "open_model", no_cuda)
+    failure = analyze_slide_folder_job("x/a.tiff", str(tmp_path / "a"), AnalyzeOptions(device="cuda"))
     assert failure == SlideFailure("x/a.tiff", "device 'cuda' requested but this torch build sees no CUDA GPU",
                                    "device")
     cli_analyze._print_summary(failure)

@@ -265,7 +265,10 @@ def test_report_never_writes_over_the_analyses_and_replaces_only_with_overwrite(
     rc, _, err = _run(
         capsys, "report", case, "--csv", case / "patient_007_node_1", "--overwrite"
     )
-    assert rc == 2 and "a file the job reads" in err
+    # a slide's analysis folder: refused saying what it is and what to give instead (it
+    # called the folder "a file the job reads")
+    assert rc == 2 and "a slide's analysis folder" in err and "give another folder" in err
+    assert not (case / "patient_007_node_1" / "lesions.csv").exists()
     mine = tmp_path / "r.json"
     mine.write_text("the user's")
     rc, _, err = _run(capsys, "report", case, "--json", mine)

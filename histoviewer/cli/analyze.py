@@ -171,6 +171,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     else:
         for r in cases.results:
             print(f"{r.patient}: {r.stage_text} - {r.reason}")
+            if r.border_warning:  # a border lesion decides the stage
+                print(f"  caution: {r.border_warning}")
         for patient, error in cases.errors.items():
             print(f"{patient}: no stage: {error}", file=sys.stderr)
         print(f"stages: {cases.stages_csv}")

@@ -80,6 +80,8 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"{case.patient}: {case.stage_text}")
         for node, why in case.unresolved:
             print(f"  {node}: no final label: {why}")
+        if case.border_warning:  # a border lesion decides the stage
+            print(f"  caution: {case.border_warning}")
     if written.pdf is not None:
         print(f"PDF: {written.pdf} ({written.pages} pages)")
     if written.json is not None:

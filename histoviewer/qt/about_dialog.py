@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QHBoxLayout,
     QLabel,
+    QListView,
     QListWidget,
     QPlainTextEdit,
     QSplitter,
@@ -109,16 +110,6 @@ def model_card_html(model: AvailableModel) -> str:
     return "".join(parts)
 
 
-def _short_licence(expression: str, limit: int = 24) -> str:
-    """The main term of a long SPDX expression ("LGPL-3.0-only OR \u2026"); the full one is in the text."""
-    if len(expression) <= limit:
-        return expression
-    for joiner in (" OR ", " AND "):
-        if joiner in expression:
-            return expression.split(joiner)[0] + joiner + "\u2026"
-    return expression[:limit] + "\u2026"
-
-
 class AboutDialog(QDialog):
     """Version and research note on top; tabs: Models (cards), Licences (list and full text)."""
 
@@ -157,11 +148,16 @@ class AboutDialog(QDialog):
 
         licences = QSplitter(Qt.Orientation.Horizontal, self)
         self.licence_list = QListWidget(licences)
+        # each component's whole licence expression, wrapped under its name: a shortened one
+        # ("LGPL-3.0-only OR \u2026") hid licences, a long one ran off the list
+        self.licence_list.setWordWrap(True)
+        self.licence_list.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.licence_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.licence_list.setResizeMode(QListView.ResizeMode.Adjust)
+        self.licence_list.setSpacing(2)
         for component in THIRD_PARTY:
             summary = licence_summary(component)
-            self.licence_list.addItem(
-                f"{component.title}  \u2014  {_short_licence(summary)}"
-            )
+            self.licence_list.addItem(f"{component.title}\n    {summary}")
             self.licence_list.item(self.licence_list.count() - 1).setToolTip(summary)
         self.licence_text = QPlainTextEdit(licences)
         self.licence_text.setReadOnly(True)

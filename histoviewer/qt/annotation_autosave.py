@@ -98,8 +98,14 @@ class AutosaveBanner(QFrame):
         if parent is None:
             return
         room = parent.width() - getattr(self, "_right_reserved", 0) - 2 * BANNER_MARGIN_PX
-        self.setFixedWidth(max(min(room, BANNER_MAX_WIDTH_PX), 240))
-        self.adjustSize()
+        width = max(min(room, BANNER_MAX_WIDTH_PX), 240)
+        self.setFixedWidth(width)
+        # the height the wrapped text needs at this width (adjustSize() took the label's
+        # height at its narrower hint width: lines broke early, leaving an empty band)
+        layout = self.layout()
+        layout.activate()
+        height = layout.totalHeightForWidth(width)  # -1 while the label is empty (no wrapping)
+        self.setFixedHeight(height if height > 0 else layout.totalSizeHint().height())
         self.move(BANNER_MARGIN_PX, BANNER_MARGIN_PX)
 
 

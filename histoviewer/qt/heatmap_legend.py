@@ -19,6 +19,7 @@ from histoviewer.core.inference.overlay import FAILED_RGBA, PENDING_RGBA, Heatma
 LEGEND_SIZE = (280, 104)  # with a one-line status; each further line of it adds _LINE_H
 _BAR_X, _BAR_W, _BAR_H = 12, 256, 12
 _LINE_H = 14
+_UNAVAILABLE_TOP = 22  # where the reason starts when the AI cannot run
 _FONT_PT = 8.5
 _STATUS_RGB = (150, 90, 0)  # a caution: brown
 _ALARM_RGB = (190, 0, 0)  # the result cannot be trusted here: red
@@ -38,6 +39,9 @@ class HeatmapLegend(QWidget):
         self.model_name = ""
         self.status = ""
         self.alarm = False  # the status says the result is unreliable (red), not a caution
+        # False while the AI cannot run on this slide (no scale, no model): no colour bar, no
+        # threshold or opacity, which would read as settings of a map that is not there
+        self.available = True
 
     def set_style(self, style: HeatmapStyle) -> None:
         self._style = style
@@ -58,12 +62,15 @@ class HeatmapLegend(QWidget):
             0, 0, _BAR_W, 10_000, int(Qt.AlignmentFlag.AlignLeft | Qt.TextFlag.TextWordWrap), status)
         return QRectF(0, 0, _BAR_W, max(_LINE_H, box.height()))
 
-    def set_text(self, model_name: str, status: str = "", alarm: bool = False) -> None:
-        if (model_name, status, alarm) == (self.model_name, self.status, self.alarm):
+    def set_text(self, model_name: str, status: str = "", alarm: bool = False, *, available: bool = True) -> None:
+        """``available`` False: the AI cannot run here; only ``model_name`` and ``status`` are shown."""
+        if (model_name, status, alarm, available) == (self.model_name, self.status, self.alarm, self.available):
             return
-        self.model_name, self.status, self.alarm = model_name, status, alarm
+        self.model_name, self.status, self.alarm, self.available = model_name, status, alarm, available
         extra = int(self._status_rect(status).height()) - _LINE_H if status else 0
         height = LEGEND_SIZE[1] + max(0, extra)
+        if not available:  # the name line and the reason only
+            height = _UNAVAILABLE_TOP + int(self._status_rect(status).height()) + 8
         if height != self.height():
             self.setFixedSize(LEGEND_SIZE[0], height)
             self.heightChanged.emit()
@@ -76,6 +83,12 @@ class HeatmapLegend(QWidget):
         p.drawRect(self.rect().adjusted(0, 0, -1, -1))
         p.setFont(self._font())
         p.setPen(QColor(20, 20, 20))
+        if not self.available:  # the name line ("AI overlay unavailable") and why, nothing else
+            p.drawText(QRectF(_BAR_X, 4, _BAR_W, 16), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                       p.fontMetrics().elidedText(self.model_name, Qt.TextElideMode.ElideRight, _BAR_W))
+            self._draw_status(p, _UNAVAILABLE_TOP - 30)
+            p.end()
+            return
         p.drawText(QRectF(_BAR_X, 4, _BAR_W, 16), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                    "P(tumour)")
         if self._style is None or self._bar is None:
@@ -107,9 +120,12 @@ class HeatmapLegend(QWidget):
             p.drawText(QRectF(x + 16, y, 120, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, label)
         p.drawText(QRectF(_BAR_X, y + 16, _BAR_W, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                    p.fontMetrics().elidedText(self.model_name, Qt.TextElideMode.ElideRight, _BAR_W))
+        self._draw_status(p, y)
+        p.end()
+
+    def _draw_status(self, p: QPainter, y: float) -> None:
         if self.status:
             p.setPen(QColor(*(_ALARM_RGB if self.alarm else _STATUS_RGB)))
             box = self._status_rect(self.status).translated(_BAR_X, y + 30)
             p.drawText(box, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap),
                        self.status)
-        p.end()

@@ -34,7 +34,7 @@ from histoviewer.core.atomic import atomic_target, write_error
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.report.images import SlideImages, fit_size, render_slide_images
-from histoviewer.core.report.model import CaseReport, Report, SlideReport
+from histoviewer.core.report.model import CaseReport, LesionEntry, Report, SlideReport
 from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.qt.images import rgb_to_qimage
 
@@ -340,8 +340,8 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
     big = s.largest
     if big is not None:
         more = f"; {len(s.lesions)} lesions in all" if len(s.lesions) > 1 else ""
-        size = (f"{big.diameter_mm:.2f} mm ({big.size_class.value})" if big.diameter_mm is not None
-                else "size unknown (the slide states no scale)")
+        # with its interval and "ITC/micro border" when it lies near a class border
+        size = big.size_text if big.diameter_mm is not None else "size unknown (the slide states no scale)"
         if s.domain.out_of_domain and big.diameter_mm is not None:  # a region, not a metastasis to stage
             size = f"{big.diameter_mm:.2f} mm (no size class: AI result unreliable on this tissue)"
         y += pg.text(right_x, y, right_w, f"Largest lesion: {big.name}, {size}{more}.", 9) + 1
@@ -357,6 +357,8 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
         y += pg.text(right_x, y, right_w, f"Case pN stage, from the {n} node{'s' if n != 1 else ''} in this report",
                      8.5, color=GREY)
         y += pg.text(right_x, y, right_w, case.stage_text, 13, True) + 1
+        if case.border_warning:  # a border lesion decides the stage: said, the stage unchanged
+            y += pg.text(right_x, y, right_w, f"Caution: {case.border_warning}.", 8.5, True, WARN_EDGE) + 1
         y += pg.text(right_x, y, right_w, case.reason, 8.5) + 3
         if case.reviewed_stage is not None:
             y += pg.text(right_x, y, right_w, f"pN stage as reviewed: {case.reviewed_stage}", 10, True) + 3
@@ -382,6 +384,7 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
             les = snap.lesion
             scale = f", {snap.output_mpp:.2g} \u00b5m/px" if snap.output_mpp is not None else ""
             size = ("size unknown (no scale)" if les.diameter_mm is None
+                    else les.size_text if les.border and not s.domain.out_of_domain
                     else f"{les.diameter_mm:.2f} mm, {les.size_class.value}")
             cap = f"{les.name}: {size}; max p {les.max_probability:.2f}{scale}"
             pg.text(x, pg.y + sh + 0.8, w, cap, 8)
@@ -389,14 +392,34 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
 
     # lesion table (as many rows as fit; the CSV has all)
     if s.lesions:
-        cols = (("Lesion", 18), ("Class", 14), ("Diameter mm", 20), ("Area mm\u00b2", 18), ("Max p", 12),
-                ("Mean p", 12), ("Centre x, y (level-0 px)", 36))
-        rows = [(les.name, les.size_class.value, _mm_text(les.diameter_mm, 3), _mm_text(les.area_mm2, 4),
+        # room for a border lesion's class and interval: "micro (ITC/micro border)", "0.210 (0.190-0.230)"
+        cols = (("Lesion", 14), ("Class", 32), ("Diameter mm", 29), ("Area mm\u00b2", 15), ("Max p", 11),
+                ("Mean p", 11), ("Centre (level-0 px)", 28))
+        rows = [(les.name, _class_cell(s, les), _diameter_cell(s, les), _mm_text(les.area_mm2, 4),
                  f"{les.max_probability:.2f}", f"{les.mean_probability:.2f}",
                  f"{les.centroid_l0[0]:.0f}, {les.centroid_l0[1]:.0f}") for les in s.lesions]
         drawn = pg.table(cols, rows, max_bottom=bottom - 6)
         if drawn < len(rows):
             pg.line(f"\u2026 and {len(rows) - drawn} more lesion(s): see lesions.csv / report.json.", 8, color=GREY)
+
+
+def _near_border(s: SlideReport, les: LesionEntry) -> bool:
+    return les.diameter_mm is not None and les.border and not s.domain.out_of_domain
+
+
+def _diameter_cell(s: SlideReport, les: LesionEntry) -> str:
+    """"0.350", or near a class border with its interval: "0.205 (0.195\u20130.215)"."""
+    if not _near_border(s, les):
+        return _mm_text(les.diameter_mm, 3)
+    return f"{les.diameter_mm:.3f} ({les.diameter_low_mm:.3f}\u2013{les.diameter_high_mm:.3f})"
+
+
+def _class_cell(s: SlideReport, les: LesionEntry) -> str:
+    """"micro", or near a class border "micro (ITC/micro border)"."""
+    if not _near_border(s, les):
+        return les.size_class.value
+    text = les.size_text  # '0.205 mm (0.195-0.215 mm: ITC/micro border)'
+    return f"{les.size_class.value} ({text[text.rindex(': ') + 2 : -1]})"
 
 
 def _draw_case_page(pg: _Page, report: Report, case: CaseReport, page: int, pages: int) -> None:
@@ -413,6 +436,8 @@ def _draw_case_page(pg: _Page, report: Report, case: CaseReport, page: int, page
         pg.line("NOT FINAL: " + "; ".join(f"{n} has no final label ({why})" for n, why in case.unresolved)
                 + (". The stage is unknown: these nodes could change it." if case.provisional
                    else ". No label they could have changes the stage."), 9.5, True, WARN_EDGE, gap=1.5)
+    if case.border_warning:  # a border lesion decides the stage: said, the stage unchanged
+        pg.line(f"Caution: {case.border_warning}.", 9.5, True, WARN_EDGE, gap=1.5)
     pg.line(f"Why: {case.reason}", 10, gap=2)
     if case.deciding_lesions:
         text = "; ".join(f"{n} {les}" + ("" if d is None else f" ({d:.2f} mm)") for n, les, d in case.deciding_lesions)

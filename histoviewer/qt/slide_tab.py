@@ -192,7 +192,7 @@ class SlideTab(QWidget):
 
     def _on_heatmap_error(self, message: str) -> None:
         self.heatmap_error = message
-        self.legend.set_text("AI overlay unavailable", message, alarm=True)
+        self.legend.set_text("AI overlay unavailable", message, alarm=True, available=False)
         self.heatmapChanged.emit()
 
     def heatmap_coverage(self) -> tuple[float, float] | None:

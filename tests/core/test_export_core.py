@@ -180,3 +180,17 @@ def test_parse_region_accepts_commas_semicolons_and_spaces(text):
 def test_parse_region_names_what_is_wrong(text, problem):
     with pytest.raises(ValueError, match=problem):
         parse_region(text)
+
+
+def test_an_exports_coverage_counts_classified_cells_only():
+    """Failed cells are not coverage (issue 14: summary.json said 1.0 with every patch failed;
+    an export's provenance counted failed cells as covered the same way)."""
+    from histoviewer.core.export.source import HeatmapData
+    from histoviewer.core.grid_geometry import GridGeometry
+    from histoviewer.core.models.record import ModelRecord
+
+    geometry = GridGeometry.for_slide((400, 200), 1.0, 1.0, 100)  # 2 rows x 4 cols
+    # background, two classified, one failed, one not computed yet, and three more classified
+    encoded = np.array([[-1.0, 0.2, 0.9, -2.0], [np.nan, 0.1, 0.0, 0.7]], np.float32)
+    data = HeatmapData(encoded, geometry, ModelRecord(name="m", display_name="m"))
+    assert data.coverage() == pytest.approx(5 / 7)

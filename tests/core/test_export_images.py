@@ -18,6 +18,7 @@ from histoviewer.core.export.legend import FAILED_RGB, NOT_COMPUTED_RGB
 from histoviewer.core.export.outline import Outline
 from histoviewer.core.progress import JobControl
 from histoviewer.core.slide import open_slide
+from histoviewer.core.slide.pyramid_writer import description_text
 from tests.core.export_helpers import GEOMETRY, LESION_CENTRE, lesion_heatmap, slide
 from tests.core.inference_helpers import LESION, LESION_RECT, MPP, TISSUE, H, W
 
@@ -112,7 +113,9 @@ def test_pyramid_tiff_opens_in_openslide_aligned_with_the_slide(reader, tmp_path
         px = np.asarray(osr.read_region((int(1000 / ds), cy), 0, (1, 1)).convert("RGB"))[0, 0]
         assert px.min() >= 248  # glass
         assert osr.properties["openslide.vendor"] == "generic-tiff"  # no vendor disguise
-        line = [ln for ln in osr.properties["openslide.comment"].splitlines() if ln.startswith("provenance = ")]
+        # the comment is level 0's OME-XML (pyramid_writer); our text is its Description
+        text = description_text(osr.properties["openslide.comment"])
+        line = [ln for ln in text.splitlines() if ln.startswith("provenance = ")]
         prov = json.loads(line[0].removeprefix("provenance = "))
         assert prov["model"]["content_hash"] == "f" * 64 and prov["um_per_px"] == pytest.approx(0.5)
         assert osr.properties["tiff.Software"].startswith("HistoViewer")

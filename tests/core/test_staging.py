@@ -9,7 +9,7 @@ import pytest
 from histoviewer.core.analysis.camelyon17 import (
     case_of, group_cases, read_node_labels, read_patient_stages, stage_cases, submission_csv,
 )
-from histoviewer.core.analysis.case import node_result, write_case_outputs
+from histoviewer.core.analysis.case import node_result, stage_summaries, write_case_outputs
 from histoviewer.core.analysis.staging import NodeResult, PNStage, stage_patient
 from histoviewer.core.analysis.summary import SlideFailure
 from histoviewer.core.errors import StagingError
@@ -172,3 +172,60 @@ def test_analyze_stage_files_of_slides_without_camelyon_names_read_back(tmp_path
     assert [(n.node, n.label.value) for n in labels["test"]] == [
         ("phantom-201.tiff", "macro"), ("phantom-202.tiff", "micro"), ("phantom-203.tiff", "negative")]
     assert read_patient_stages(path) == {"test": PNStage.PN1}
+    # a case named after a folder keeps its name when staged again (it was lower-cased:
+    # MyCase.zip came back as mycase.zip); kappa still matches the patients without case
+    path.write_text("patient,stage\nMyCase.zip,pN1\nphantom-201.tiff,macro\n")
+    (result,) = stage_cases(read_node_labels(path))
+    assert result.patient == "MyCase" and "MyCase.zip,pN1" in submission_csv([result])
+    assert read_patient_stages(path) == {"mycase": PNStage.PN1}
+
+
+def _border_summary(slide: str, diameter_mm: float, low_mm: float, high_mm: float):
+    from dataclasses import replace
+
+    from histoviewer.core.staging_terms import classify_diameter_mm
+
+    s = summary(slide, classify_diameter_mm(diameter_mm).value, (diameter_mm,))
+    return replace(s, lesions=(replace(s.lesions[0], diameter_low_mm=low_mm, diameter_high_mm=high_mm),))
+
+
+def test_a_border_lesion_that_decides_the_stage_is_warned_about_in_words(tmp_path):
+    """A lone micrometastasis of 0.21 mm whose interval (0.19-0.23 mm) reaches into ITC:
+    as ITC the stage would be pN0(i+), not pN1mi. The stage stays pN1mi (the best estimate),
+    cases.json says why it may be wrong; a border lesion that cannot change the stage (a
+    macro in another node decides it) gives no warning."""
+    summaries = [_border_summary("/s/patient_007_node_0.tif", 0.21, 0.19, 0.23),
+                 summary("/s/patient_007_node_1.tif", "negative")]
+    (result,), _errors = stage_summaries(summaries)
+    assert result.stage is PNStage.PN1MI  # not changed by the warning
+    node = result.nodes[0]
+    assert node.border_label is NodeLabel.ITC and "ITC/micro border" in node.border_note
+    assert "pN1mi rests on a lesion at a size-class border" in result.border_warning
+    assert "patient_007_node_0.tif" in result.border_warning and "pN0(i+)" in result.border_warning
+    out = write_case_outputs(tmp_path, summaries)
+    case = json.loads(out.cases_json.read_text())["cases"][0]
+    assert case["stage"] == "pN1mi" and "pN0(i+)" in case["border_warning"]
+    assert case["nodes"][0]["border_label"] == "itc"
+    # the submission file keeps its two columns: the stage as estimated
+    assert "patient_007.zip,pN1mi" in out.stages_csv.read_text()
+    # an ITC whose interval reaches micro decides pN0(i+) -> pN1mi: warned the other way
+    (up,), _ = stage_summaries([_border_summary("/s/patient_008_node_0.tif", 0.19, 0.17, 0.21)])
+    assert up.stage is PNStage.PN0_ITC and "were it micro, the stage would be pN1mi" in up.border_warning
+    # the same border micro beside a macro: pN1 either way, no warning
+    (calm,), _ = stage_summaries([_border_summary("/s/patient_009_node_0.tif", 0.21, 0.19, 0.23),
+                                  summary("/s/patient_009_node_1.tif", "macro", (3.0,))])
+    assert calm.stage is PNStage.PN1 and calm.border_warning == ""
+    assert calm.nodes[0].border_label is NodeLabel.ITC  # the node itself is still at a border
+
+
+def test_a_symlinked_slide_belongs_to_the_folder_it_was_given_in(tmp_path):
+    """``cases/MyCase/node.svs`` -> ``store/scans/x.svs``: its case is MyCase (the link's
+    folder), not ``scans`` (the target's), as it was."""
+    store = tmp_path / "store" / "scans"
+    store.mkdir(parents=True)
+    (store / "x.svs").write_bytes(b"")
+    case_dir = tmp_path / "cases" / "MyCase"
+    case_dir.mkdir(parents=True)
+    (case_dir / "node.svs").symlink_to(store / "x.svs")
+    assert case_of(case_dir / "node.svs") == ("MyCase", None)
+    assert case_of(tmp_path / "cases" / "MyCase" / ".." / "MyCase" / "node.svs") == ("MyCase", None)

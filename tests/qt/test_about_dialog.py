@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtGui import QImage
 
 from histoviewer import __version__
-from histoviewer.core.licenses import THIRD_PARTY
+from histoviewer.core.licenses import THIRD_PARTY, licence_summary
 from histoviewer.core.models.registry import DEFAULT_MODEL_NAMES
 from histoviewer.qt.about_dialog import AboutDialog, model_card_html, shipped_models
 from histoviewer.qt.smoke import arm_smoke_test, image_is_blank
@@ -39,6 +39,13 @@ def test_help_menu_opens_about_with_version_model_cards_and_licences(window, qtb
     assert any(r.startswith("PatchCamelyon") and "CC0" in r for r in rows)
     dialog.licence_list.setCurrentRow([c.key for c in THIRD_PARTY].index("openslide"))
     assert "GNU LESSER GENERAL PUBLIC LICENSE" in dialog.licence_text.toPlainText()
+    # every licence in full, wrapped in the list (they were cut: "LGPL-3.0-only OR ...", and
+    # OpenSlide's ran off the list's edge)
+    for row, component in zip(rows, THIRD_PARTY):
+        assert licence_summary(component) in row and "\u2026" not in row
+    dialog.tabs.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: dialog.licence_list.isVisible())
+    assert dialog.licence_list.wordWrap() and not dialog.licence_list.horizontalScrollBar().isVisible()
     dialog.close()
 
 

@@ -128,3 +128,26 @@ def test_cells_alone_do_not_make_an_annotated_negative_node(window, qtbot, tab, 
     assert window.cases._annotation_label_of(slide) is None
     tab.annotations.add(Annotation(ShapeKind.RECTANGLE, ((10, 10), (90, 90)), class_name="Normal"))
     assert window.cases._annotation_label_of(slide).label == "negative"
+
+
+def test_the_banner_is_as_tall_as_its_wrapped_text(qtbot):
+    """The banner took the label's height at its narrow hint width: the text wrapped into
+    more lines than it has at the banner's width and left an empty band below it."""
+    from PySide6.QtWidgets import QWidget
+
+    from histoviewer.qt.annotation_autosave import AutosaveBanner
+
+    parent = QWidget()
+    parent.resize(1200, 300)
+    qtbot.addWidget(parent)
+    banner = AutosaveBanner(parent)
+    parent.show()
+    banner.place(220)
+    banner.show_failure("/data/slides/patient_004_node_1.annotations.geojson: cannot write: "
+                        "[Errno 28] No space left on device")
+    qtbot.waitUntil(banner.isVisible)
+    label = banner.text
+    needed = label.heightForWidth(label.width())
+    assert banner.width() == 720 and abs(label.height() - needed) <= 2
+    margins = banner.layout().contentsMargins()
+    assert banner.height() <= needed + margins.top() + margins.bottom() + 2

@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from histoviewer.qt.case_dialog import case_slides_in, default_output_dir
+from histoviewer.qt.case_dialog import LEARNED_COLUMN, case_slides_in, default_output_dir
 
 
 def _node(folder, name, lesions, seed):
@@ -67,7 +67,7 @@ def test_one_node_case_gives_micro_and_pn1mi(window, qtbot, micro_case, tmp_path
     assert summary["node_label"] == "micro" and (out / "patient_010_node_2" / "lesions.geojson").is_file()
     # the learned classifier's label beside it (a second opinion; the rules decide pN)
     assert summary["learned_label"]["rule_label"] == "micro" and summary["learned_label"]["reason"] is None
-    assert "rules" in dialog.table.item(0, 5).text()
+    assert "rules" in dialog.table.item(0, LEARNED_COLUMN).text()
     assert dialog.out_label.text() == f"Output: {out}"
     dialog.close()
 

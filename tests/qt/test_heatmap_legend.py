@@ -53,3 +53,24 @@ def test_unreliable_is_red_and_a_caution_is_not(legend):
 
     assert reds(alarm=True) > 20
     assert reds(alarm=False) == 0
+
+
+def test_unavailable_ai_shows_why_and_no_colour_bar_or_threshold(legend, qtbot):
+    """On a slide without a scale the AI cannot run: the legend said 'threshold 0.50,
+    opacity 60 %' over a colour bar as if a map were shown. It says why, and nothing else."""
+    def bar(w) -> int:  # viridis' blues and greens (the reason is in red)
+        px = _pixels(w).astype(int)
+        return int(((px[..., 1] - px[..., 0] > 40) | (px[..., 2] - px[..., 0] > 40)).sum())
+
+    legend.set_text("cnn-pcam (cnn)", "")
+    assert bar(legend) > 1000  # the colour bar
+    with qtbot.waitSignal(legend.heightChanged):
+        legend.set_text("AI overlay unavailable", "tiny-no-mpp.tiff: the slide does not state its scale",
+                        alarm=True, available=False)
+    assert not legend.available and legend.height() < LEGEND_SIZE[1]
+    px = _pixels(legend).astype(int)
+    red_text = int(((px[..., 0] > 150) & (px[..., 1] < 60) & (px[..., 2] < 60)).sum())
+    # the reason in red, no bar (a few coloured fringe pixels of antialiased text at most)
+    assert red_text > 20 and bar(legend) < 50
+    legend.set_text("cnn-pcam (cnn)", "")  # available again: the bar is back
+    assert legend.available and legend.height() == LEGEND_SIZE[1] and bar(legend) > 1000

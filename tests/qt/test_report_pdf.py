@@ -161,3 +161,43 @@ def test_slide_without_scale_says_unknown(slides_dir, tmp_path, qapp):
     assert "size unknown (the slide states no scale)" in text
     assert "Case pN stage, from the 1 node in this report unknown" in text and "Tumour probability" not in text  # no map, no colour bar
     assert len(_run("pdfimages", "-list", str(pdf)).splitlines()[2:]) == 2  # thumbnail and snapshot
+
+
+def test_border_lesion_and_border_stage_reach_json_csv_and_pdf(case, tmp_path, qapp):
+    """The micrometastasis of node 0 measured 0.21 mm with an interval of 0.19-0.23 mm: its
+    row says 'ITC/micro border' with the interval in report.json, lesions.csv and the PDF,
+    and as the case's only metastasis it decides pN1mi, which would be pN0(i+) were it an
+    ITC: report.json, cases.csv and the PDF say so in words, with the stage unchanged."""
+    import csv
+    import io
+    import json
+    from dataclasses import replace
+
+    from histoviewer.core.report.model import build_report
+    from histoviewer.core.report.tables import cases_csv, lesions_csv
+    from histoviewer.core.staging_terms import SizeClass
+
+    node0, node1 = load_report([case]).slides
+    les = replace(node0.lesions[0], diameter_mm=0.21, size_class=SizeClass.MICRO,
+                  diameter_low_mm=0.19, diameter_high_mm=0.23)
+    report = build_report([replace(node0, lesions=(les,)), node1])
+    (c,) = report.cases
+    assert c.stage.value == "pN1mi" and "were it ITC, the stage would be pN0(i+)" in c.border_warning
+    data = json.loads(report.to_json())
+    row = data["slides"][0]["lesions"][0]
+    assert row["size_class_border"] and row["diameter_range_mm"] == [0.19, 0.23]
+    assert row["size_text"] == "0.210 mm (0.190\u20130.230 mm: ITC/micro border)"
+    assert data["cases"][0]["stage"] == "pN1mi" and "pN0(i+)" in data["cases"][0]["border_warning"]
+    lesion_row = next(csv.DictReader(io.StringIO(lesions_csv(report))))
+    assert (lesion_row["diameter_low_mm"], lesion_row["diameter_high_mm"]) == ("0.19", "0.23")
+    assert lesion_row["size_class_border"] == "ITC/micro border"
+    case_row = next(csv.DictReader(io.StringIO(cases_csv(report))))
+    assert case_row["pn_stage"] == "pN1mi" and "pN0(i+)" in case_row["border_warning"]
+    # far from a border: nothing added
+    plain = next(csv.DictReader(io.StringIO(lesions_csv(load_report([case])))))
+    assert plain["size_class_border"] == ""
+    if POPPLER:
+        pdf = write_report_pdf(report, tmp_path / "border.pdf")
+        text = " ".join(_run("pdftotext", str(pdf), "-").split())
+        assert "ITC/micro border" in text and "0.190" in text
+        assert "Caution: pN1mi rests on a lesion at a size-class border" in text

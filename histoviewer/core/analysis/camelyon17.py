@@ -71,11 +71,15 @@ def _patient_name(number: str) -> str:
     return f"patient_{int(number):03d}"  # CAMELYON17 writes patient_004: patient_4 is the same patient
 
 
-def _patient_of_row(name: str) -> str:
-    """The patient of a ``<patient>.zip`` row, CAMELYON17 names normalised."""
+def _patient_of_row(name: str, *, fold_case: bool = False) -> str:
+    """The patient of a ``<patient>.zip`` row, CAMELYON17 names normalised; another name as
+    written (``analyze`` names a case after its folder, ``MyCase``: staged again it stays
+    ``MyCase``), or lower case with ``fold_case`` (to match two files' patients)."""
     stem = name[: -len(".zip")]
     m = _CAMELYON_PATIENT_RE.match(stem)
-    return _patient_name(m.group(1)) if m else stem.lower()
+    if m:
+        return _patient_name(m.group(1))
+    return stem.lower() if fold_case else stem
 
 
 def case_of(slide: str | os.PathLike[str]) -> tuple[str, int | None]:
@@ -84,7 +88,13 @@ def case_of(slide: str | os.PathLike[str]) -> tuple[str, int | None]:
     m = _NODE_RE.match(path.name)
     if m:
         return _patient_name(m.group(1)), int(m.group(2))
-    return path.resolve().parent.name or "case", None
+    return _folder_of(path).name or "case", None
+
+
+def _folder_of(slide: str | os.PathLike[str]) -> Path:
+    """The folder a slide was given in: absolute, ``..`` resolved by name, symlinks *not*
+    followed (a link in the case's folder belongs to that case, not to its target's folder)."""
+    return Path(os.path.abspath(slide)).parent
 
 
 def _stem(name: str) -> str:
@@ -107,7 +117,7 @@ def check_unique_nodes(patient: str, slides: Iterable[str | os.PathLike[str]]) -
     folders: dict[Path, str] = {}
     for s in slides:
         if case_of(s)[1] is None:  # named after its folder: resolved as ``case_of`` does
-            folders.setdefault(Path(s).resolve().parent, str(s))
+            folders.setdefault(_folder_of(s), str(s))
     if len(folders) > 1:
         (first, a), (second, b) = list(folders.items())[:2]
         raise StagingError(f"{patient}: {a} and {b} lie in two different folders named {patient!r} "
@@ -238,7 +248,7 @@ def read_patient_stages(path: str | os.PathLike[str]) -> dict[str, PNStage]:
             stage = PNStage.parse(value)
         except ValueError as exc:
             raise StagingError(f"{path}:{line}: {exc}") from None
-        patient = _patient_of_row(name)
+        patient = _patient_of_row(name, fold_case=True)  # a reference's and a submission's rows match
         if patient in out:
             raise StagingError(f"{path}:{line}: patient {name} already given on line {lines[patient]}")
         out[patient], lines[patient] = stage, line

@@ -27,6 +27,7 @@ from histoviewer.core.analysis.camelyon17 import (
     group_cases,
     submission_csv,
 )
+from histoviewer.core.analysis.lesions import node_border
 from histoviewer.core.analysis.staging import NodeResult, StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.atomic import atomic_write_text
@@ -42,10 +43,12 @@ def node_result(outcome: SlideOutcome) -> NodeResult:
     if isinstance(outcome, SlideFailure):
         return NodeResult(outcome.node, NodeLabel.UNKNOWN, reason=f"analysis failed: {outcome.error}")
     resolution = outcome.resolution
+    border_label, border_note = node_border(resolution.label, outcome.lesions)
     return NodeResult(outcome.node, resolution.label, largest_lesion=outcome.largest_lesion,
                       largest_diameter_mm=outcome.largest_diameter_mm, provisional=outcome.provisional,
                       reason=resolution.reason, at_least=resolution.label_so_far,
-                      learned=None if outcome.learned is None else outcome.learned.to_dict())
+                      learned=None if outcome.learned is None else outcome.learned.to_dict(),
+                      border_label=border_label, border_note=border_note)
 
 
 def node_result_from_annotations(node: str, label: str, lesions: Sequence[tuple[str, float | None]]) -> NodeResult:

@@ -32,25 +32,29 @@ How a lesion is measured, and why:
 4. Largest diameter = maximum Feret diameter of the eroded region's outline(s)
    (``core/geometry.py``), area = its fine-pixel area, both converted with the slide's mpp.
    Without an mpp, sizes are ``None`` and the class is ``SizeClass.UNKNOWN``.
-5. Bias. On a tumour-fraction raster (each cell the fraction of it that is tumour,
-   ``l0_window == 0``) a lesion's sharp ends taper into cells less than half tumour, which the
-   threshold-0.5 outline leaves out: on the real CAMELYON16 lesions of 0.1-1 mm
-   (``benchmarks/bench_diameter_bias.py --fraction``) the median error is -0.5 / -0.7 / -2.0 /
-   -5.1 um at 2 / 4 / 8 / 16 um cells (0.2-0.3 cell), while smooth shapes (discs, ellipses)
-   come out within 0.35 cell of the truth (``tests/core/test_lesions.py``). The loss depends
-   on how sharp the ends are, so a constant added back would bias every round lesion high
-   by as much: it is not corrected; the interval of step 6 covers it. A binary map (a cell
-   tumour when its centre is) has no such loss (median +0.2 / +0.4 / +0.9 / +0.1 um).
-6. Uncertainty. A diameter measured on map cells is uncertain by about a cell, and more
-   often short than long (ends that taper into partial cells are lost): on the real
-   CAMELYON16 lesions of 0.15-0.3 mm the 5-95 % range of the error is -1.3 .. +0.6 cell at
-   2-16 um cells. So every lesion carries ``diameter_low_mm`` .. ``diameter_high_mm`` =
-   diameter - 1 cell .. diameter + 1.5 cells. When
-   that interval straddles a size-class border (0.2 mm, 2 mm) the lesion is a *border* case
-   (``Lesion.border``) and every place that states its class says so (``describe_size``:
-   "0.21 mm (0.12-0.30 mm: ITC/micro border)"). The class itself stays that of the best
-   estimate: the node label and the stage follow the measurement, and the border note tells
-   the pathologist to measure that lesion on the glass before signing out.
+5. Sub-cell outline of a tumour-fraction map. On a raster whose cells are the fraction of
+   them that is tumour (``l0_window == 0``, values between 0 and 1), the 0.5 outline of
+   step 2 cuts off a lesion's pointed ends and thin parts where they taper into cells less
+   than half tumour: on the real CAMELYON16 lesions of 0.15-0.3 mm the median error was
+   -0.45 / -0.83 / -1.8 / -4.9 um at 2 / 4 / 8 / 16 um cells, always short, so 3 / 3 / 7 / 23
+   of their 163 micrometastases came out ITC and no ITC came out micro. Such a map is
+   outlined instead by keeping each cell's stated tumour area where the tumour most likely
+   lies (``subcell.py``: soft-then-hard sub-pixel mapping), unbiased by construction in area
+   and without a constant added: median -0.07 .. -0.03 cell on the real lesions, +0.1 cell on
+   phantom outlines; micro called ITC 2 / 2 / 4 / 8 (``benchmarks/bench_diameter_bias.py``,
+   docs/benchmarks.md). A map of only 0 and 1 (nothing said about where in a cell the edge
+   lies) and a classifier's map with a label window keep the 0.5 outline of step 2, which the
+   same benchmark finds unbiased on them (median within +-0.3 cell, both signs).
+6. Uncertainty. Every lesion carries ``diameter_low_mm`` .. ``diameter_high_mm``, the
+   diameter minus / plus the measured 5-95 % range of the error, rounded outwards:
+   ``SUBCELL_UNCERTAINTY_CELLS`` (-0.5 / +0.75 cell: the sub-cell outline errs short by up to
+   0.6 cell at 16 um cells, long by up to 0.2) and ``THRESHOLD_UNCERTAINTY_CELLS`` (-1 / +1.5
+   cells) for the 0.5 outline (a 0/1 map errs short by up to 1.3 cells at 16 um cells). When that interval straddles a size-class border (0.2 mm,
+   2 mm) the lesion is a *border* case (``Lesion.border``) and every place that states its
+   class says so (``describe_size``: "0.21 mm (0.16-0.27 mm: ITC/micro border)"). The class
+   itself stays that of the best estimate: the node label and the stage follow the
+   measurement; the border note, and at the pN level ``staging.border_warning`` when such a
+   lesion decides the stage, tell the pathologist to measure it on the glass.
 
 The remaining error is set by the map's resolution (the default model's cell is ~93 um):
 ``docs/benchmarks.md`` ("Lesions, size classes and pN") gives the measured error against
@@ -62,30 +66,34 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import ndimage
 from skimage import measure
 
 from histoviewer.core.analysis.simplify import approximate_polygon
+from histoviewer.core.analysis.subcell import fraction_preserving_mask
 from histoviewer.core.errors import InferenceError
 from histoviewer.core.geometry import convex_hull, max_feret_diameter
 from histoviewer.core.grid_geometry import GridGeometry
-from histoviewer.core.staging_terms import SizeClass, classify_diameter_mm
+from histoviewer.core.staging_terms import NodeLabel, SizeClass, classify_diameter_mm
 from histoviewer.core.units import l0_area_to_mm2, l0_px_to_mm
 
 __all__ = [
     "DEFAULT_THRESHOLD",
+    "PCAM_WINDOW_FRACTION",
     "THRESHOLD_FROM_DEFAULT",
     "THRESHOLD_FROM_MODEL",
     "THRESHOLD_SET_BY_USER",
-    "PCAM_WINDOW_FRACTION",
     "Lesion",
     "LesionParams",
     "MapFrame",
     "describe_size",
     "find_lesions",
+    "interval_straddles_border",
+    "node_border",
+    "node_class_border",
     "probabilities_of",
 ]
 
@@ -110,9 +118,10 @@ MEASURE_CACHE_SIZE = 4096  # distinct component crops remembered while one map i
 # each costs ~0.25 ms: 10^6 of them ran past 600 s. Refusing, with the count, bounds the time
 # by the map's size (one labelling pass) and never drops regions silently.
 MAX_LESION_REGIONS = 20_000
-# a diameter's interval, in map cells below and above it (docstring, 6): errors skew low
-UNCERTAINTY_CELLS_BELOW = 1.0
-UNCERTAINTY_CELLS_ABOVE = 1.5
+# a diameter's interval, in map cells (below, above) the measured one (docstring, 6): the
+# 5-95 % range of the error measured by benchmarks/bench_diameter_bias.py, rounded outwards
+SUBCELL_UNCERTAINTY_CELLS = (0.5, 0.75)  # the sub-cell outline of a tumour-fraction map
+THRESHOLD_UNCERTAINTY_CELLS = (1.0, 1.5)  # the 0.5 outline: a classifier's (window) or a 0/1 map
 
 
 @dataclass(frozen=True)
@@ -176,6 +185,9 @@ class LesionParams:
     fill_holes: bool = True
     upsample: int = DEFAULT_UPSAMPLE
     threshold_source: str = ""
+    # a tumour-fraction map (no label window) is outlined keeping each cell's tumour area
+    # (subcell.py); False: the older 0.5 outline, kept only to measure one against the other
+    subcell_fractions: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -235,9 +247,7 @@ class Lesion:
     @property
     def border(self) -> bool:
         """True when the diameter's interval straddles a size-class border."""
-        if self.diameter_low_mm is None or self.diameter_high_mm is None:
-            return False
-        return classify_diameter_mm(self.diameter_low_mm) != classify_diameter_mm(self.diameter_high_mm)
+        return interval_straddles_border(self.diameter_low_mm, self.diameter_high_mm)
 
     def to_dict(self, *, with_outline: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -291,16 +301,72 @@ class Lesion:
         )
 
 
-def describe_size(lesion: Lesion) -> str:
+def interval_straddles_border(low_mm: float | None, high_mm: float | None) -> bool:
+    """Whether a diameter interval holds two size classes (False when not recorded)."""
+    if low_mm is None or high_mm is None:
+        return False
+    return classify_diameter_mm(low_mm) != classify_diameter_mm(high_mm)
+
+
+def describe_size(lesion: SizedLesion) -> str:
     """The diameter and class as every output states them: '0.95 mm (micro)', or for a border
     case '0.235 mm (0.195-0.275 mm: ITC/micro border)'; 'size unknown (no scale)' without an mpp."""
     if lesion.diameter_mm is None:
         return "size unknown (no scale)"
-    if lesion.border:
+    if interval_straddles_border(lesion.diameter_low_mm, lesion.diameter_high_mm):
         low, high = lesion.diameter_low_mm, lesion.diameter_high_mm
         return (f"{lesion.diameter_mm:.3f} mm ({low:.3f}\u2013{high:.3f} mm: "
                 f"{_class_word(classify_diameter_mm(low))}/{_class_word(classify_diameter_mm(high))} border)")
     return f"{lesion.diameter_mm:.2f} mm ({_class_word(lesion.size_class)})"
+
+
+class SizedLesion(Protocol):
+    """What ``node_class_border`` reads of a lesion (``Lesion``, the report's ``LesionEntry``)."""
+
+    name: str
+    size_class: SizeClass
+    diameter_mm: float | None
+    diameter_low_mm: float | None
+    diameter_high_mm: float | None
+
+
+_CLASS_RANK = {SizeClass.ITC: 1, SizeClass.MICRO: 2, SizeClass.MACRO: 3}
+
+
+def node_class_border(lesions: Sequence[SizedLesion]) -> tuple[SizedLesion, SizeClass] | None:
+    """Whether a node's label (the class of its largest lesion) could be another class
+    within its lesions' diameter intervals, and which: ``(the lesion that would change it,
+    the class the node would then have)``, else None. Upwards first (a lesion whose interval
+    reaches the next class), then downwards (the largest lesion below its border)."""
+    known = [les for les in lesions if les.size_class in _CLASS_RANK and les.diameter_low_mm is not None
+             and les.diameter_high_mm is not None]
+    if not known:
+        return None
+    largest = max(known, key=lambda les: les.diameter_mm or 0.0)
+    rank = _CLASS_RANK[largest.size_class]
+    up = max(known, key=lambda les: les.diameter_high_mm)
+    high = classify_diameter_mm(up.diameter_high_mm)
+    if _CLASS_RANK.get(high, 0) > rank:
+        return up, high
+    # every lesion's class at its low end: the node's largest could fall below its border
+    low = max((classify_diameter_mm(les.diameter_low_mm) for les in known), key=lambda c: _CLASS_RANK[c])
+    if _CLASS_RANK[low] < rank:
+        return largest, low
+    return None
+
+
+def node_border(label: NodeLabel, lesions: Sequence[SizedLesion]) -> tuple[NodeLabel | None, str]:
+    """For a node labelled ``label`` from ``lesions``: (the label a border lesion could give
+    it instead, the words saying which lesion and its interval), or (None, "") when no
+    lesion's interval crosses the node's class. Only a final lesion label (ITC, micro,
+    macro) can have a border; negative and unknown nodes have none."""
+    if label not in (NodeLabel.ITC, NodeLabel.MICRO, NodeLabel.MACRO):
+        return None, ""
+    found = node_class_border(lesions)
+    if found is None:
+        return None, ""
+    lesion, other = found
+    return NodeLabel(other.value), f"{lesion.name} {describe_size(lesion)}"
 
 
 def _class_word(size_class: SizeClass) -> str:
@@ -350,13 +416,14 @@ def find_lesions(encoded: np.ndarray, frame: MapFrame,
         found.append((measured, float(cell_values.max()), float(cell_values.mean()), n_cells))
     found.sort(key=lambda f: (-f[0][2], -f[1]))  # largest diameter, then most probable, first
     lesions = []
-    for i, ((outline, ends, l0_diam, l0_area, centroid), p_max, p_mean, n_cells) in enumerate(found, 1):
+    for i, ((outline, ends, l0_diam, l0_area, centroid, subcell), p_max, p_mean, n_cells) in enumerate(found, 1):
         diameter_mm, area_mm2 = l0_px_to_mm(l0_diam, frame.mpp), l0_area_to_mm2(l0_area, frame.mpp)
         low = high = None
         if diameter_mm is not None:
             cell_mm = frame.um_per_cell / 1000.0
-            low = max(diameter_mm - UNCERTAINTY_CELLS_BELOW * cell_mm, 0.0)
-            high = diameter_mm + UNCERTAINTY_CELLS_ABOVE * cell_mm
+            below, above = (SUBCELL_UNCERTAINTY_CELLS if subcell else THRESHOLD_UNCERTAINTY_CELLS)
+            low = max(diameter_mm - below * cell_mm, 0.0)
+            high = diameter_mm + above * cell_mm
         xs, ys = zip(*outline)
         lesions.append(Lesion(
             index=i, l0_outline=outline, l0_centroid=centroid,
@@ -370,7 +437,8 @@ def find_lesions(encoded: np.ndarray, frame: MapFrame,
 
 def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[slice, slice],
                        frame: MapFrame, params: LesionParams, cache: dict):
-    """(outline, diameter ends, l0 diameter, l0 area, l0 centroid) of component ``k``."""
+    """(outline, diameter ends, l0 diameter, l0 area, l0 centroid, sub-cell outline?) of
+    component ``k``."""
     pad = 2  # cells: room for the interpolated edge and the zero border around it
     r0, c0 = max(sl[0].start - pad, 0), max(sl[1].start - pad, 0)
     r1, c1 = min(sl[0].stop + pad, prob.shape[0]), min(sl[1].stop + pad, prob.shape[1])
@@ -386,7 +454,7 @@ def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[s
         if len(cache) >= MEASURE_CACHE_SIZE:
             cache.clear()
         shape_of = cache[key] = _measure_crop(crop, lab == k, u, frame, params)
-    diam_fine, ends_fine, simplified, centroid_fine, area_count = shape_of
+    diam_fine, ends_fine, simplified, centroid_fine, area_count, subcell = shape_of
     fine_px_l0 = frame.l0_cell / u
 
     def to_l0(xy: np.ndarray) -> np.ndarray:
@@ -401,12 +469,14 @@ def _measure_component(prob: np.ndarray, labels: np.ndarray, k: int, sl: tuple[s
     outline = tuple((round(float(x), 3), round(float(y), 3)) for x, y in outline_xy)
     cx, cy = to_l0(centroid_fine)[0]
     l0_area = area_count * fine_px_l0 * fine_px_l0
-    return outline, ((float(ax), float(ay)), (float(bx), float(by))), l0_diam, l0_area, (float(cx), float(cy))
+    ends = ((float(ax), float(ay)), (float(bx), float(by)))
+    return outline, ends, l0_diam, l0_area, (float(cx), float(cy)), subcell
 
 
 def _measure_crop(crop: np.ndarray, component: np.ndarray, u: int, frame: MapFrame, params: LesionParams):
     """The fine-raster measurement of one component in its crop, in fine px of the crop:
-    (diameter, its two ends, simplified outline, centroid, area in fine px). Depends only on
+    (diameter, its two ends, simplified outline, centroid, area in fine px, whether the
+    sub-cell outline of a fraction map was used). Depends only on
     the crop's values, the component's cells, ``u``, the frame's cell and window and the
     params, so equal crops (the many lone cells of a noisy map) are measured once."""
     rows, cols = crop.shape
@@ -415,7 +485,15 @@ def _measure_crop(crop: np.ndarray, component: np.ndarray, u: int, frame: MapFra
     fx = (np.arange(cols * u) + 0.5) / u - 0.5
     yy, xx = np.meshgrid(fy, fx, indexing="ij")
     fine = ndimage.map_coordinates(crop, [yy, xx], order=1, mode="nearest")
-    mask = fine >= params.threshold
+    # a tumour-fraction raster: keep each cell's tumour area, not the 0.5 outline that cuts
+    # off the ends tapering into partial cells (docstring, 5; subcell.py). A map of only 0 and
+    # 1 says nothing about where inside a cell the edge lies: its outline stays the 0.5 one.
+    subcell = (frame.l0_window == 0 and params.subcell_fractions
+               and bool(np.any((crop > 0) & (crop < 1))))
+    if subcell:
+        mask = fraction_preserving_mask(crop, component, fine, u)
+    else:
+        mask = fine >= params.threshold
     if not mask.any():
         # a lone cell just above the threshold with lower neighbours: no fine pixel centre
         # (offset from the cell centre) reaches it; keep the cell's own fine pixels
@@ -445,7 +523,7 @@ def _measure_crop(crop: np.ndarray, component: np.ndarray, u: int, frame: MapFra
         simplified = simplified[:-1]
     ys_f, xs_f = np.nonzero(mask)
     centroid = np.array([[xs_f.mean(), ys_f.mean()]])
-    return diam, ends, simplified, centroid, float(mask.sum())
+    return diam, ends, simplified, centroid, float(mask.sum()), subcell
 
 
 def _diameter_ends(points_xy: np.ndarray) -> tuple[Point, Point]:

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from histoviewer.core.errors import StagingError
 from histoviewer.core.staging_terms import NodeLabel
 
-__all__ = ["MAX_PN2_NODES", "NodeResult", "PNStage", "StageResult", "stage_patient"]
+__all__ = ["MAX_PN2_NODES", "NodeResult", "PNStage", "StageResult", "border_warning", "stage_patient"]
 
 MAX_PN2_NODES = 9
 
@@ -84,6 +84,11 @@ class NodeResult:
     # the learned node classifier's one-line opinion (``LearnedLabel.to_dict``), shown beside
     # the label; it never enters the stage. None: no classifier was run.
     learned: Mapping[str, Any] | None = field(default=None, hash=False)
+    # a lesion at a size-class border (its diameter's interval straddles 0.2 or 2 mm) could
+    # give the node this other label (``lesions.node_class_border``); ``border_note`` says
+    # which lesion and its interval, in words
+    border_label: NodeLabel | None = None
+    border_note: str = ""
 
     def __post_init__(self) -> None:
         if self.provisional and self.label is not NodeLabel.UNKNOWN:
@@ -119,6 +124,9 @@ class NodeResult:
             out["label_so_far"] = self.at_least.value
         if self.learned is not None:  # written only when a classifier ran
             out["learned_label"] = dict(self.learned)
+        if self.border_label is not None:  # likewise only for a node at a size-class border
+            out["border_label"] = self.border_label.value
+            out["border_note"] = self.border_note
         return out
 
 
@@ -132,6 +140,9 @@ class StageResult:
     deciding: tuple[NodeResult, ...]
     reason: str
     at_least: PNStage | None = None  # the lower bound of an unknown stage, when above pN0
+    # set when a node at a size-class border decides the stage (``border_warning``); the
+    # stage itself stays that of the best estimates
+    border_warning: str = ""
 
     @property
     def unresolved(self) -> tuple[NodeResult, ...]:
@@ -160,7 +171,8 @@ class StageResult:
                 "deciding_lesions": [
                     {"node": n.node, "lesion": n.largest_lesion, "diameter_mm": n.largest_diameter_mm}
                     for n in self.deciding if n.largest_lesion is not None],
-                "nodes": [n.to_dict() for n in self.nodes]}
+                "nodes": [n.to_dict() for n in self.nodes],
+                "border_warning": self.border_warning or None}
 
 
 def _names(nodes: Sequence[NodeResult]) -> str:
@@ -169,8 +181,38 @@ def _names(nodes: Sequence[NodeResult]) -> str:
 
 def stage_patient(patient: str, nodes: Sequence[NodeResult]) -> StageResult:
     """The pN stage of ``patient`` from its nodes (rules and choices in the module docstring):
-    the one staging every output states."""
-    nodes = tuple(nodes)
+    the one staging every output states, with ``border_warning`` when a border lesion decides it."""
+    result = _stage_patient(patient, tuple(nodes))
+    warning = border_warning(patient, result)
+    return replace(result, border_warning=warning) if warning else result
+
+
+def border_warning(patient: str, result: StageResult) -> str:
+    """Words for the pathologist when the stage would change if one node's border lesion
+    had the class on the other side of its border ("" when no such node): each such node,
+    its lesion's interval and the stage it would give. The stage is not changed: it is the
+    best estimate; the lesion is to be measured on the glass."""
+    notes = []
+    for i, node in enumerate(result.nodes):
+        if node.border_label is None or not node.resolved:
+            continue
+        flipped = list(result.nodes)
+        flipped[i] = replace(node, label=node.border_label, border_label=None, border_note="")
+        try:
+            other = _stage_patient(patient, tuple(flipped)).stage_text
+        except StagingError:
+            other = "not stageable by these rules (pN3)"
+        if other != result.stage_text:
+            word = "ITC" if node.border_label is NodeLabel.ITC else node.border_label.value
+            notes.append(f"{node.node}: {node.border_note}; were it {word}, "
+                         f"the stage would be {other}")
+    if not notes:
+        return ""
+    return (f"{result.stage_text} rests on a lesion at a size-class border ({'; '.join(notes)}): "
+            "measure it on the glass before signing out")
+
+
+def _stage_patient(patient: str, nodes: tuple[NodeResult, ...]) -> StageResult:
     if not nodes:
         raise StagingError(f"{patient}: no nodes to stage")
     unresolved = tuple(n for n in nodes if not n.resolved)

@@ -67,10 +67,11 @@ class HeatmapData:
         return cls(grid.encoded_map(), grid.geometry, ModelRecord.from_info(model_info), origin, domain)
 
     def coverage(self) -> float:
-        """Fraction of tissue map cells (not background) that have a result (or failed)."""
+        """Fraction of tissue map cells (not background) that were classified: a failed cell
+        is not coverage (as in summary.json), nor is one not computed yet."""
         e = self.encoded
         tissue = np.count_nonzero(e != -1.0)
-        done = np.count_nonzero(np.isfinite(e) & (e != -1.0))
+        done = np.count_nonzero(np.isfinite(e) & (e >= 0))
         return 1.0 if tissue == 0 else done / tissue
 
     def sample(self, l0_x: np.ndarray, l0_y: np.ndarray) -> np.ndarray:

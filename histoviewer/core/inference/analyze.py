@@ -4,10 +4,10 @@
 thread -> model batches) and writes, into ``out_dir``: ``probability.tiff`` +
 ``probability.json`` (see ``outputs.py`` for the encoding), ``heatmap.png``,
 ``lesions.geojson`` (the lesions of the map, ``core/analysis/lesions.py``) and ``summary.json``
-(``analysis/summary.py``: the lesions, the node label, the model, timings). ``analyze_slide_job``
-is the same for process pools and Dask workers: plain, picklable arguments in; a
-``SlideSummary`` or a ``SlideFailure`` (picklable frozen dataclasses) out; the model is
-loaded in the worker.
+(``analysis/summary.py``: the lesions, the node label, the model, timings). For process
+pools and Dask workers, ``jobs.slide_folders.analyze_slide_folder_job`` runs it into a
+temporary folder that becomes the slide's folder only when complete (the older
+``analyze_slide_job`` here wrote straight into the folder: removed).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from histoviewer.core.analysis.learned_label import with_learned_label
 from histoviewer.core.analysis.lesion_io import write_lesions_geojson
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
-from histoviewer.core.analysis.summary import SlideFailure, SlideFiles, SlideSummary, SlideTiming
+from histoviewer.core.analysis.summary import SlideFiles, SlideSummary, SlideTiming
 from histoviewer.core.analysis.threshold import choose_lesion_params
 from histoviewer.core.atomic import atomic_write_text
-from histoviewer.core.errors import HistoViewerError, InferenceError
+from histoviewer.core.errors import InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.inference.model_loading import PendingModel, loaded_model
@@ -39,14 +39,13 @@ from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
 from histoviewer.core.models.classifier import OperatingPoint, PatchClassifier
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, judge_slide
 from histoviewer.core.models.record import ModelRecord
-from histoviewer.core.models.registry import open_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide import open_slide
 from histoviewer.core.slide.reader import SlideReader
 from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.core.strict_json import strict_dumps
 
-__all__ = ["AnalyzeOptions", "analyze_slide", "analyze_slide_job", "remove_if_empty", "slide_out_dir"]
+__all__ = ["AnalyzeOptions", "analyze_slide", "remove_if_empty", "slide_out_dir"]
 
 HEATMAP_MAX_PX = 2048
 
@@ -254,20 +253,3 @@ def _heatmap_backdrop(reader: SlideReader, fast: TiffRegionSource | None) -> tup
         thumb = reader.thumbnail(HEATMAP_MAX_PX)
     return thumb, heatmap_base(thumb)
 
-
-def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -> SlideSummary | SlideFailure:
-    """``analyze_slide`` for a worker process or a Dask worker: loads the model itself and
-    returns the summary (a ``SlideFailure`` on a HistoViewerError, with its ``setting``); both
-    pickle as they are."""
-    if options.torch_threads:
-        import torch  # lazy: seconds of start-up, and only a worker that sets threads needs it
-
-        torch.set_num_threads(int(options.torch_threads))
-    try:
-        model = open_model(options.model, device=options.device)
-        try:
-            return analyze_slide(slide_path, slide_out_dir(out_root, slide_path), model, options)
-        finally:
-            model.close()
-    except HistoViewerError as exc:
-        return SlideFailure(str(slide_path), str(exc), exc.setting)

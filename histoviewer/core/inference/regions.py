@@ -114,27 +114,37 @@ class RegionCutter:
         l0_y0 = g.l0_origin_y + job.r0 * g.l0_stride
         l0_x1 = g.l0_origin_x + job.c1 * g.l0_stride + g.l0_patch
         l0_y1 = g.l0_origin_y + job.r1 * g.l0_stride + g.l0_patch
-        lv_x0, lv_y0 = math.floor(l0_x0 / ds), math.floor(l0_y0 / ds)
+        resize = abs(self.scale - 1.0) > _NO_RESIZE
+        # A cell's patch must not depend on the block it is read in (the live overlay's blocks
+        # follow the view, analyze's the whole slide): when resampling, the output grid starts
+        # at the block's first cell exactly (a fractional box), and a margin of level px keeps
+        # the filter's support (Lanczos: 3 output px) inside the region read.
+        margin = math.ceil(3.0 / min(self.scale, 1.0)) + 2 if resize else 0
+        lv_x0, lv_y0 = math.floor(l0_x0 / ds) - margin, math.floor(l0_y0 / ds) - margin
         # +2 level px: rounding of the resize and of patch offsets never runs off the edge
-        lv_w = math.ceil(l0_x1 / ds) - lv_x0 + 2
-        lv_h = math.ceil(l0_y1 / ds) - lv_y0 + 2
+        lv_w = math.ceil(l0_x1 / ds) - lv_x0 + 2 + margin
+        lv_h = math.ceil(l0_y1 / ds) - lv_y0 + 2 + margin
         read_l0_x, read_l0_y = int(round(lv_x0 * ds)), int(round(lv_y0 * ds))
         t0 = time.perf_counter()
         region = self.source.read_region(read_l0_x, read_l0_y, self.level, lv_w, lv_h)
         t1 = time.perf_counter()
-        if abs(self.scale - 1.0) > _NO_RESIZE:
-            out_w, out_h = math.floor(lv_w * self.scale), math.floor(lv_h * self.scale)
-            box = (0.0, 0.0, out_w / self.scale, out_h / self.scale)
+        if resize:
+            out_w = math.ceil((l0_x1 - l0_x0) / l0pm) + 1
+            out_h = math.ceil((l0_y1 - l0_y0) / l0pm) + 1
+            bx, by = l0_x0 / ds - lv_x0, l0_y0 / ds - lv_y0  # the block's origin, fractional level px
+            box = (bx, by, bx + out_w / self.scale, by + out_h / self.scale)
             # Shrinking: Lanczos after a box pre-reduction (anti-aliased, fast); a few per cent
             # of enlargement: bilinear is as good and 3x faster.
             resample = Image.Resampling.LANCZOS if self.scale < 1 else Image.Resampling.BILINEAR
             region = np.asarray(
                 Image.fromarray(region).resize((out_w, out_h), resample, box=box, reducing_gap=2.0)
             )
+            ox = oy = 0  # the output starts at cell (r0, c0)
+        else:
+            # model-px offset of cell (r0, c0) in the region; later cells step by whole strides
+            ox = int(round((l0_x0 - read_l0_x) / l0pm))
+            oy = int(round((l0_y0 - read_l0_y) / l0pm))
         p, step = g.patch_px, g.stride_px
-        # model-px offset of cell (r0, c0) in the region; later cells step by whole strides
-        ox = int(round((l0_x0 - read_l0_x) / l0pm))
-        oy = int(round((l0_y0 - read_l0_y) / l0pm))
         rows, cols = np.divmod(job.cells, g.cols)
         ys = oy + (rows - job.r0) * step
         xs = ox + (cols - job.c0) * step

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from histoviewer.core.analysis.threshold import choose_threshold
-from histoviewer.core.atomic import check_output
+from histoviewer.core.atomic import check_output, same_file
 from histoviewer.core.colormaps import DEFAULT_COLORMAP
-from histoviewer.core.errors import ExportError
+from histoviewer.core.errors import ExportError, OverwriteRefused
 from histoviewer.core.export import (ExportResult, HeatmapData, HeatmapImageRequest, OverlayRequest,
                                      export_heatmap_image, export_overlay, export_raw_probabilities)
 from histoviewer.core.export.exports import legend_path
@@ -178,6 +178,13 @@ def check_report_targets(pdf: str | os.PathLike[str] | None, json_path: str | os
     inputs = analysis_files(analysis_dirs)
     targets = [p for p in (pdf, json_path) if p is not None]
     if tables_dir is not None:
+        # a slide's analysis folder: the report reads every file in it (a table written there
+        # would be read as part of the analysis next time); say what to give instead
+        if any(p.is_dir() and same_file(tables_dir, p) for p in inputs):
+            raise OverwriteRefused(
+                f"{tables_dir}: this is a slide's analysis folder, which the report reads; give "
+                "another folder for lesions.csv, slides.csv and cases.csv (the analyze output "
+                "folder above it, or a new one). Nothing was written")
         check_output(tables_dir, inputs=inputs, folder=True)
         targets += [Path(tables_dir) / name for name in ("lesions.csv", "slides.csv", "cases.csv")]
     for target in targets:

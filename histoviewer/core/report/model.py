@@ -22,7 +22,7 @@ from typing import Any
 
 import histoviewer
 from histoviewer.core.analysis.camelyon17 import case_of, check_unique_nodes, natural_key
-from histoviewer.core.analysis.lesions import Lesion, MapFrame
+from histoviewer.core.analysis.lesions import Lesion, MapFrame, describe_size, interval_straddles_border, node_border
 from histoviewer.core.analysis.learned_label import LearnedLabel, default_node_classifier, learned_label
 from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, analyse_map, resolve_node_label
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
@@ -85,9 +85,22 @@ class LesionEntry:
     bbox_l0: tuple[float, float, float, float]  # x, y, w, h
     diameter_ends_l0: tuple[Point, Point] | None = None
     outline_l0: tuple[Point, ...] = field(default=(), compare=False, repr=False)
+    # the diameter's interval (analysis/lesions.py, 6); None without a scale or when not recorded
+    diameter_low_mm: float | None = None
+    diameter_high_mm: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size_class", SizeClass(self.size_class))  # "micro" -> SizeClass.MICRO
+
+    @property
+    def border(self) -> bool:
+        """The diameter's interval straddles a size-class border (``Lesion.border``)."""
+        return interval_straddles_border(self.diameter_low_mm, self.diameter_high_mm)
+
+    @property
+    def size_text(self) -> str:
+        """'0.95 mm (micro)' or '0.205 mm (0.195-0.215 mm: ITC/micro border)' (``describe_size``)."""
+        return describe_size(self)
 
     @classmethod
     def from_lesion(cls, lesion: Lesion, l0_outline: Sequence[Point] | None = None) -> LesionEntry:
@@ -99,6 +112,7 @@ class LesionEntry:
             mean_probability=float(lesion.mean_probability), cells=int(lesion.cells),
             centroid_l0=lesion.l0_centroid, bbox_l0=lesion.l0_bbox, diameter_ends_l0=lesion.l0_diameter_ends,
             outline_l0=tuple(lesion.l0_outline if l0_outline is None else l0_outline),
+            diameter_low_mm=lesion.diameter_low_mm, diameter_high_mm=lesion.diameter_high_mm,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -111,7 +125,11 @@ class LesionEntry:
                 "centroid_l0": [round(v, 2) for v in self.centroid_l0],
                 "bbox_l0": [round(v, 2) for v in self.bbox_l0],
                 "diameter_ends_l0": None if self.diameter_ends_l0 is None
-                else [[round(v, 2) for v in p] for p in self.diameter_ends_l0]}
+                else [[round(v, 2) for v in p] for p in self.diameter_ends_l0],
+                "diameter_range_mm": (None if self.diameter_low_mm is None or self.diameter_high_mm is None
+                                      else [round(self.diameter_low_mm, 6), round(self.diameter_high_mm, 6)]),
+                "size_class_border": self.border,
+                "size_text": self.size_text}
 
 
 @dataclass(frozen=True)
@@ -197,10 +215,12 @@ class SlideReport:
         """The node as staging sees it (the same rule as ``case.node_result`` for ``analyze``)."""
         big = self.largest
         resolution = self.resolution
+        border_label, border_note = node_border(resolution.label, self.lesions)
         return NodeResult(self.slide_name, resolution.label, largest_lesion=None if big is None else big.name,
                           largest_diameter_mm=None if big is None else big.diameter_mm,
                           provisional=self.provisional, reason=resolution.reason, at_least=resolution.label_so_far,
-                          learned=None if self.learned is None else self.learned.to_dict())
+                          learned=None if self.learned is None else self.learned.to_dict(),
+                          border_label=border_label, border_note=border_note)
 
     def to_dict(self) -> dict[str, Any]:
         big = self.largest
@@ -228,6 +248,8 @@ class SlideReport:
         d = les.to_dict()
         if self.domain.out_of_domain:
             d["size_class"] = None
+            d["size_text"] = None  # no class, so no class border either
+            d["size_class_border"] = False
         return d
 
 
@@ -248,6 +270,7 @@ class CaseReport:
     unresolved: tuple[tuple[str, str], ...] = ()  # (node, why it has no final label)
     reviewed_stage: str | None = None  # the stage text as reviewed (report/review.py); None: no review
     reviewed_reason: str = ""
+    border_warning: str = ""  # a border lesion decides the stage (``staging.border_warning``)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stage", PNStage(self.stage))  # "pN1" -> PNStage.PN1
@@ -259,7 +282,8 @@ class CaseReport:
                    result.provisional, result.reason, tuple(n.node for n in result.deciding),
                    tuple((n.node, n.largest_lesion, n.largest_diameter_mm)
                          for n in result.deciding if n.largest_lesion is not None),
-                   at_least=result.at_least, unresolved=tuple((n.node, n.why_unresolved) for n in result.unresolved))
+                   at_least=result.at_least, unresolved=tuple((n.node, n.why_unresolved) for n in result.unresolved),
+                   border_warning=result.border_warning)
 
     @property
     def stage_text(self) -> str:
@@ -280,7 +304,9 @@ class CaseReport:
                 "deciding_lesions": [{"node": n, "lesion": les, "diameter_mm": _rounded(d, 6)}
                                      for n, les, d in self.deciding_lesions],
                 "error": self.error, "stage_as_reviewed": self.reviewed_stage,
-                "stage_as_reviewed_reason": self.reviewed_reason or None}
+                "stage_as_reviewed_reason": self.reviewed_reason or None,
+
+                "border_warning": self.border_warning or None}
 
 
 @dataclass(frozen=True)

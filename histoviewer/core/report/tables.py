@@ -43,6 +43,7 @@ LESION_COLUMNS = (
     "patient", "slide", "node_label", "lesion", "size_class", "diameter_mm", "area_mm2",
     "max_probability", "mean_probability", "map_cells", "centroid_x_l0", "centroid_y_l0",
     "bbox_x_l0", "bbox_y_l0", "bbox_w_l0", "bbox_h_l0", "mpp", "model", "model_hash", "demonstration_model",
+    "diameter_low_mm", "diameter_high_mm", "size_class_border",
 )
 SLIDE_COLUMNS = (
     "patient", "slide", "node_label", "provisional", "coverage", "lesions", "largest_lesion",
@@ -50,11 +51,11 @@ SLIDE_COLUMNS = (
     "model_hash", "demonstration_model", "analysed", "error", "threshold_source", "model_caution",
     "domain", "domain_score", "unknown_reason", "label_so_far", "tissue_patches", "classified_patches",
     "failed_patches", "label_as_reviewed", "hotspots", "hotspots_reviewed",
-    "learned_label", "learned_probability", "learned_disagrees", "learned_classifier",
+    "learned_label", "learned_probability", "learned_disagrees", "learned_classifier", "largest_size",
 )
 CASE_COLUMNS = (
     "patient", "pn_stage", "provisional", "nodes", "deciding_nodes", "deciding_lesions", "reason",
-    "demonstration_model", "error", "pn_stage_at_least", "unresolved_nodes", "pn_stage_as_reviewed",
+    "demonstration_model", "error", "pn_stage_at_least", "unresolved_nodes", "pn_stage_as_reviewed", "border_warning",
 )
 def _text(value: Any) -> str:
     return csv_cell(value)  # the one CSV writer's escaping: no cell is read as a formula
@@ -86,6 +87,14 @@ def _size_class(s: SlideReport, les: LesionEntry) -> str:
     return UNRELIABLE if s.domain.out_of_domain else les.size_class.value
 
 
+def _border(s: SlideReport, les: LesionEntry) -> str:
+    """"ITC/micro border" when the lesion's interval straddles a class border, else ""."""
+    if s.domain.out_of_domain or not les.border:
+        return ""
+    text = les.size_text  # '0.205 mm (0.195-0.215 mm: ITC/micro border)'
+    return _text(text[text.rindex(": ") + 2 : -1])
+
+
 def lesions_csv(report: Report) -> str:
     rows = []
     for s in report.slides:
@@ -95,7 +104,8 @@ def lesions_csv(report: Report) -> str:
                          _num(les.diameter_mm, unknown=True), _num(les.area_mm2, unknown=True),
                          _num(les.max_probability, 4), _num(les.mean_probability, 4), str(les.cells),
                          _num(les.centroid_l0[0], 1), _num(les.centroid_l0[1], 1), _num(x, 1), _num(y, 1),
-                         _num(w, 1), _num(h, 1), _num(s.mpp, unknown=True), *_model(s)))
+                         _num(w, 1), _num(h, 1), _num(s.mpp, unknown=True), *_model(s),
+                         _num(les.diameter_low_mm), _num(les.diameter_high_mm), _border(s, les)))
     return _table(LESION_COLUMNS, rows)
 
 
@@ -121,7 +131,9 @@ def slides_csv(report: Report) -> str:
                      _text(s.error), _text(s.threshold_source), _text(s.model.caution),
                      s.domain.status, _num(s.domain.score, 4), _text(s.unknown_reason),
                      s.resolution.label_so_far.value, str(s.tissue_patches), str(s.classified_patches),
-                     str(s.failed_patches), *_review_cells(s), *_learned(s)))
+                     str(s.failed_patches), *_review_cells(s), *_learned(s),
+                     "" if big is None or s.domain.out_of_domain else _text(big.size_text)))
+
     return _table(SLIDE_COLUMNS, rows)
 
 
@@ -143,7 +155,7 @@ def cases_csv(report: Report) -> str:
         rows.append((_text(c.patient), c.stage.value, "yes" if c.provisional else "no", _text("; ".join(c.slides)),
                      _text("; ".join(c.deciding_nodes)), _text(lesions), _text(c.reason),
                      "yes" if demo else "no", _text(c.error), "" if c.at_least is None else c.at_least.value,
-                     _text("; ".join(f"{n}: {why}" for n, why in c.unresolved)), _text(c.reviewed_stage)))
+                     _text("; ".join(f"{n}: {why}" for n, why in c.unresolved)), _text(c.reviewed_stage), _text(c.border_warning)))
     return _table(CASE_COLUMNS, rows)
 
 

@@ -10,28 +10,39 @@ strips into a spill file. When every level is encoded, the tiles are copied into
 as they are (no pixel is decoded and re-encoded); knowing the exact size then lets the file
 be a classic TIFF whenever it fits under 4 GiB (BigTIFF only beyond, which fewer tools read).
 
-Layout: a generic pyramidal TIFF, no vendor disguise. Level 0 is the first IFD
-(NewSubfileType 0); each reduced level follows in the main IFD chain with NewSubfileType 1
-(reduced-resolution image). That is the layout OpenSlide 4's generic-TIFF driver reads as
-levels (it walks the main chain only: SubIFDs would be invisible to it); tifffile lists them
-as ``series[0].levels``; libvips reads them as pages. Bio-Formats' plain TIFF reader reads
-level 0 and keeps the reduced IFDs as thumbnails (it never takes them for label or macro
-images, as its SVS reader did with the Aperio disguise). Every IFD carries resolution tags
-in pixels per centimetre for its own pixel size, which is where OpenSlide
-(``openslide.mpp-x``), tifffile, libvips and Bio-Formats take the physical scale from. The
-ImageDescription is the caller's neutral text.
+Layout: a pyramidal OME-TIFF whose reduced levels are also in the main IFD chain, so that
+each of the readers people use finds the pyramid its own way (checked against each, see
+``tests/core/test_pyramid_interop.py``):
+
+- OpenSlide 4 (generic-TIFF driver) and libvips walk the main IFD chain: level 0 is the first
+  IFD (NewSubfileType 0), each reduced level follows with NewSubfileType 1.
+- Bio-Formats (QuPath's reader for such files) reads pyramids from a non-vendor TIFF only as
+  OME-TIFF sub-resolutions: its plain TIFF reader keeps every reduced IFD as a thumbnail
+  (measured with bioformats_package 7.3.1: one resolution). So level 0's ImageDescription is
+  OME-XML (one image, its pixel size, the caller's text in ``Description``) and level 0 has a
+  SubIFDs tag pointing at the same reduced IFDs (the tiles are stored once). Bio-Formats
+  then lists one series with every level as a resolution.
+- tifffile reads the OME series with its levels; it also lists the main-chain pages.
+
+Every IFD carries resolution tags in pixels per centimetre for its own pixel size (where
+OpenSlide's ``openslide.mpp-x``, tifffile and libvips take the scale from), and the OME-XML
+states level 0's (Bio-Formats' ``PhysicalSizeX``). Nothing pretends to be a vendor format;
+``description_text`` gives back the caller's text.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import struct
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+from xml.sax.saxutils import escape, quoteattr
 
+import defusedxml.ElementTree as defused_et
 import imagecodecs
 import numpy as np
 import tifffile
@@ -39,7 +50,7 @@ import tifffile
 from histoviewer.core.atomic import partial_prefix
 
 __all__ = [
-    "EncodedRow", "downsample2", "encode_jpeg", "fits_classic_tiff", "pyramid_dimensions",
+    "EncodedRow", "description_text", "downsample2", "encode_jpeg", "fits_classic_tiff", "pyramid_dimensions",
     "write_pyramidal_tiff",
 ]
 
@@ -162,6 +173,53 @@ def fits_classic_tiff(tile_bytes: int, n_tiles: int, description_bytes: int) -> 
     return tile_bytes + 8 * n_tiles + description_bytes + _IFD_MARGIN_BYTES <= CLASSIC_TIFF_LIMIT_BYTES
 
 
+OME_NAMESPACE = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+SUBIFDS_TAG = 330
+# tifffile writes SubIFDs only for IFDs it writes itself as sub-files, not for IFDs of the main
+# chain: level 0 gets this unassigned code as a placeholder of the right size and position
+# (tags are sorted by code and none lies between 330 and it), renamed and filled in afterwards
+_SUBIFDS_PLACEHOLDER_TAG = 331
+
+
+def _ome_xml(width: int, height: int, mpp: float, description: str, software: str) -> str:
+    """OME-XML for level 0 (ASCII: the default unit, um, is not written out)."""
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>'
+        f'<OME xmlns="{OME_NAMESPACE}" Creator={quoteattr(software)}>'
+        f'<Image ID="Image:0" Name="level 0"><Description>{escape(description)}</Description>'
+        f'<Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" SizeX="{width}" SizeY="{height}" '
+        f'SizeC="3" SizeZ="1" SizeT="1" PhysicalSizeX="{mpp:.12g}" PhysicalSizeY="{mpp:.12g}" '
+        f'Interleaved="true"><Channel ID="Channel:0:0" SamplesPerPixel="3"/>'
+        f'<TiffData IFD="0" PlaneCount="1"/></Pixels></Image></OME>'
+    )
+
+
+def description_text(image_description: str) -> str:
+    """The caller's text from level 0's ImageDescription (the OME-XML's ``Description``);
+    a description that is not ours' OME-XML comes back as it is."""
+    if not image_description.startswith("<?xml"):
+        return image_description
+    element = defused_et.fromstring(image_description).find(f"{{{OME_NAMESPACE}}}Image/{{{OME_NAMESPACE}}}Description")
+    return "" if element is None or element.text is None else element.text
+
+
+def _link_sub_ifds(path: Path, bigtiff: bool) -> None:
+    """Turn level 0's placeholder into a SubIFDs tag holding the offsets of the reduced levels'
+    IFDs (the main chain's pages 1..n), in place."""
+    with tifffile.TiffFile(path) as tif:
+        offsets = [page.offset for page in tif.pages[1:]]
+        tag = tif.pages[0].tags[_SUBIFDS_PLACEHOLDER_TAG]
+        code_at, value_at = tag.offset, tag.valueoffset
+    with open(path, "r+b") as f:
+        f.seek(code_at)
+        if struct.unpack("<H", f.read(2))[0] != _SUBIFDS_PLACEHOLDER_TAG:
+            raise RuntimeError(f"{path}: level 0's SubIFDs placeholder is not where tifffile said")
+        f.seek(code_at)
+        f.write(struct.pack("<H", SUBIFDS_TAG))
+        f.seek(value_at)
+        f.write(struct.pack(f"<{len(offsets)}{'Q' if bigtiff else 'I'}", *offsets))
+
+
 def _spilled_tiles(spill: BinaryIO, spans: list[tuple[int, int]]) -> Iterator[bytes]:
     spill.flush()
     for offset, length in spans:
@@ -236,25 +294,31 @@ def write_pyramidal_tiff(
             spans = [level0_spans] + [sink.spans for sink in sinks]
             tile_bytes = sum(length for level in spans for _off, length in level)
             n_tiles = sum(len(level) for level in spans)
-            bigtiff = not fits_classic_tiff(tile_bytes, n_tiles, len(description_bytes))
+            ome = _ome_xml(width, height, mpp, description, software).encode("ascii")
+            bigtiff = not fits_classic_tiff(tile_bytes, n_tiles, len(description_bytes) + len(ome))
             common = dict(
                 dtype=np.uint8, tile=(tile_size, tile_size), compression="jpeg",
                 photometric="rgb", subsampling=(2, 2), resolutionunit="CENTIMETER",
                 metadata=None,
             )
+            n_reduced = len(dims) - 1
             with tifffile.TiffWriter(path, bigtiff=bigtiff) as tw:
                 for k, (w, h) in enumerate(dims):
                     # this level's own pixel size (um) on each axis, as pixels per cm
                     px_per_cm = (1e4 * w / (mpp * width), 1e4 * h / (mpp * height))
+                    sub_ifds = [(_SUBIFDS_PLACEHOLDER_TAG, 16 if bigtiff else 4, n_reduced, [0] * n_reduced, True)]
                     tw.write(
                         _spilled_tiles(spills[k], spans[k]),
                         shape=(h, w, 3),
                         resolution=px_per_cm,
-                        description=(description or None) if k == 0 else None,
+                        description=ome if k == 0 else None,
                         subfiletype=0 if k == 0 else 1,  # 1: reduced-resolution image
                         software=software if k == 0 else False,
+                        extratags=sub_ifds if k == 0 and n_reduced else (),
                         **common,
                     )
+            if n_reduced:
+                _link_sub_ifds(path, bigtiff)
         finally:
             for f in spills:
                 f.close()
