@@ -12,6 +12,7 @@ loaded in the worker.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from histoviewer.core.analysis.lesion_io import write_lesions_geojson
+from histoviewer.core.analysis.lesion_uncertainty import lesion_uncertainties, with_uncertainty
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.analysis.summary import SlideFailure, SlideFiles, SlideSummary, SlideTiming
@@ -27,12 +29,14 @@ from histoviewer.core.analysis.threshold import choose_lesion_params
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import HistoViewerError, InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
-from histoviewer.core.inference.grid import PredictionGrid
+from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.inference.outputs import write_domain_map, write_heatmap_png, write_probability_map
-from histoviewer.core.inference.pipeline import classify_cells
+from histoviewer.core.inference.pipeline import PipelineTimes, classify_cells
 from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
+from histoviewer.core.inference.uncertainty_map import (compute_uncertainty, new_uncertainty_grid,
+                                                       write_uncertainty_map)
 from histoviewer.core.models.classifier import OperatingPoint, PatchClassifier
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, judge_slide
 from histoviewer.core.models.record import ModelRecord
@@ -77,6 +81,9 @@ class AnalyzeOptions:
     # every output); ``force_mpp`` lets it replace a slide's own scale
     user_mpp: float | None = None
     force_mpp: bool = False
+    # also write the TTA uncertainty map (``uncertainty_map``; 8x the model work) and the
+    # per-lesion uncertainty
+    uncertainty: bool = False
 
     def __post_init__(self) -> None:
         if self.stride_px is not None and self.stride_px < 1:
@@ -171,6 +178,8 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
                                    block=options.block, read_threads=options.read_threads,
                                    on_failure=on_failure, control=control,
                                    stage=f"Classifying {slide_path.name}")
+            uncertainty = (_uncertainty_grid(grid, cutter, model, options, control, slide_path.name)
+                           if options.uncertainty else None)
         finally:
             if fast is not None:
                 fast.close()
@@ -183,9 +192,17 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
         if model.domain is not None:
             domain_path = write_domain_map(out, grid.encoded_domain_map(), geometry,
                                            patch_threshold=model.domain.patch_threshold, slide=str(slide_path))
+        uncertainty_path = None
+        if uncertainty is not None:
+            uncertainty_path, _ = write_uncertainty_map(out, uncertainty[0].encoded_map(), geometry,
+                                                        slide=str(slide_path), model=record)
         write_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     found = analyse_map(encoded, MapFrame.from_geometry(geometry), options.lesion_params(model.info.operating_point))
+    if uncertainty is not None:  # each lesion's uncertainty, over its cells
+        per_lesion = lesion_uncertainties(encoded, uncertainty[0].encoded_map(), found.frame,
+                                          found.params.threshold, found.lesions)
+        found = dataclasses.replace(found, lesions=with_uncertainty(found.lesions, per_lesion))
     # Out of domain, the AI's size class is not a label anyone should read: unknown, with why.
     verdict = judge_slide(grid.domain_distances(), model.domain, complete=grid.coverage() >= 1.0)
     geojson_path = write_lesions_geojson(out / "lesions.geojson", found.lesions,
@@ -195,7 +212,8 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
     label = NodeLabel.UNKNOWN if verdict.out_of_domain else found.label
     timing = SlideTiming(tissue_s=tissue_s, read_decode_s=times.read_s, resize_cut_s=times.resize_s,
                          model_s=times.model_s, wait_for_reads_s=times.wait_s, classify_wall_s=times.total_s,
-                         write_s=write_s, lesions_s=lesions_s, total_s=time.perf_counter() - t_start)
+                         write_s=write_s, lesions_s=lesions_s, total_s=time.perf_counter() - t_start,
+                         uncertainty_s=0.0 if uncertainty is None else uncertainty[1].total_s)
     summary = SlideSummary(
         slide=str(slide_path), out_dir=str(out), model=record, mpp=float(info.mpp),
         level_read=cutter.level, region_source="tifffile" if fast is not None else info.backend,
@@ -204,12 +222,27 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier, options: 
         files=SlideFiles(probability_tiff=str(tiff_path), probability_json=str(json_path),
                          heatmap_png=str(png_path), lesions_geojson=str(geojson_path),
                          summary_json=str(out / "summary.json"),
-                         domain_tiff=None if domain_path is None else str(domain_path)),
+                         domain_tiff=None if domain_path is None else str(domain_path),
+                         uncertainty_tiff=None if uncertainty_path is None else str(uncertainty_path)),
         failures=tuple(failures), node_label=label, provisional=found.provisional,
         lesion_params=found.params, lesions=SlideSummary.written_lesions(found), domain=verdict,
     )
     atomic_write_text(out / "summary.json", strict_dumps(summary.to_dict(), indent=2))
     return summary
+
+
+def _uncertainty_grid(grid: PredictionGrid, cutter: RegionCutter, model: PatchClassifier,
+                      options: AnalyzeOptions, control: JobControl, name: str) -> tuple[PredictionGrid, PipelineTimes]:
+    """The TTA uncertainty of every patch the plain map classified, on its grid; the patches
+    that failed there are failed here too (not background, not computed later)."""
+    out = new_uncertainty_grid(grid.geometry, grid.tissue)
+    _, state = grid.snapshot()
+    out.set_failed(np.flatnonzero(state.reshape(-1) == CellState.FAILED))
+    times = compute_uncertainty(out, cutter, model, np.flatnonzero(state.reshape(-1) == CellState.COMPUTED),
+                                threshold=options.lesion_params(model.info.operating_point).threshold,
+                                block=options.block, read_threads=options.read_threads, control=control,
+                                stage=f"Uncertainty map of {name} (8 views a patch)")
+    return out, times
 
 
 def analyze_slide_job(slide_path: str, out_root: str, options: AnalyzeOptions) -> SlideSummary | SlideFailure:
