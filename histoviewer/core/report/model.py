@@ -83,6 +83,10 @@ class LesionEntry:
     bbox_l0: tuple[float, float, float, float]  # x, y, w, h
     diameter_ends_l0: tuple[Point, Point] | None = None
     outline_l0: tuple[Point, ...] = field(default=(), compare=False, repr=False)
+    # TTA uncertainty over the lesion's cells (std of P over 8 views, 0..0.5): mean and max;
+    # None when no uncertainty map was computed for it
+    tta_uncertainty_mean: float | None = None
+    tta_uncertainty_max: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size_class", SizeClass(self.size_class))  # "micro" -> SizeClass.MICRO
@@ -97,6 +101,7 @@ class LesionEntry:
             mean_probability=float(lesion.mean_probability), cells=int(lesion.cells),
             centroid_l0=lesion.l0_centroid, bbox_l0=lesion.l0_bbox, diameter_ends_l0=lesion.l0_diameter_ends,
             outline_l0=tuple(lesion.l0_outline if l0_outline is None else l0_outline),
+            tta_uncertainty_mean=lesion.tta_uncertainty_mean, tta_uncertainty_max=lesion.tta_uncertainty_max,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,7 +114,10 @@ class LesionEntry:
                 "centroid_l0": [round(v, 2) for v in self.centroid_l0],
                 "bbox_l0": [round(v, 2) for v in self.bbox_l0],
                 "diameter_ends_l0": None if self.diameter_ends_l0 is None
-                else [[round(v, 2) for v in p] for p in self.diameter_ends_l0]}
+                else [[round(v, 2) for v in p] for p in self.diameter_ends_l0],
+                **({} if self.tta_uncertainty_max is None else {
+                    "tta_uncertainty_mean": _rounded(self.tta_uncertainty_mean, 6),
+                    "tta_uncertainty_max": _rounded(self.tta_uncertainty_max, 6)})}
 
 
 @dataclass(frozen=True)
