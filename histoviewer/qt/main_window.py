@@ -15,6 +15,7 @@ from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.qt.about_dialog import AboutDialog, application_icon
 from histoviewer.qt.actions import make_action
 from histoviewer.qt.ai_controller import AiController
+from histoviewer.qt.uncertainty_controller import UncertaintyController
 from histoviewer.qt.ai_panel import AiSettings
 from histoviewer.qt.annotation_actions import AnnotationActions
 from histoviewer.qt.case_controller import CaseController
@@ -66,6 +67,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         settings = ai or AiSettings()
         self.ai = AiController(self, settings, remember=remember_ai, parent=self)
+        self.uncertainty = UncertaintyController(self, parent=self)  # AI > Uncertainty map
         self.lesions = LesionController(self, parent=self)
         self.ai.enabledChanged.connect(self.lesions.set_overlay_enabled)
         self.cases = CaseController(self, lambda: self.ai.settings, parent=self)
@@ -94,6 +96,8 @@ class MainWindow(QMainWindow):
         for label in (view.load_label, self.ai.status_label, self.ai.hover_label, view.pos_label, view.mag_label,
                       self.annotation_actions.label_status):
             self.statusBar().addPermanentWidget(label)
+        for widget in self.uncertainty.status_widgets:
+            self.statusBar().addPermanentWidget(widget)
 
     def _action(self, menu: QMenu, text: str, slot, shortcut=None) -> QAction:
         return make_action(self, text, slot, shortcut=shortcut, menu=menu)
@@ -121,6 +125,8 @@ class MainWindow(QMainWindow):
         ai_menu = self.ai.menu
         ai_menu.addSeparator()
         ai_menu.addActions(list(self.lesions.menu_actions))
+        ai_menu.addSeparator()
+        ai_menu.addMenu(self.uncertainty.menu)
         bar.addMenu(ai_menu)
         bar.addMenu(self.annotation_actions.annotation_menu)
         help_menu = bar.addMenu("&Help")
@@ -154,6 +160,7 @@ class MainWindow(QMainWindow):
         self.view_controls.attach(tab)
         self.lesions.attach(tab)
         self.ai.attach(tab)  # starts the overlay when it is on
+        self.uncertainty.attach(tab)
         info = tab.session.info
         index = self.tabs.addTab(tab, Path(path).name)
         self.tabs.setTabToolTip(index, str(path))
@@ -303,6 +310,7 @@ class MainWindow(QMainWindow):
             return
         self.cases.shutdown()
         self.ai.close()
+        self.uncertainty.close()
         super().closeEvent(event)
 
 

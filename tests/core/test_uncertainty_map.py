@@ -47,6 +47,8 @@ class TopLesionModel(LesionFractionModel):
     (a patch half in the lesion says 1 one way up, 0 the other)."""
 
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        if self.gate is not None:
+            self.gate.passes()
         g = patches[:, : patches.shape[1] // 2, :, 1].astype(np.float32)
         lo, hi = LESION[1], TISSUE[1]
         return np.clip((hi - g) / (hi - lo), 0, 1).mean(axis=(1, 2)).astype(np.float32)
@@ -137,11 +139,6 @@ def test_uncertainty_style_stretches_the_colour_scale_and_hides_agreeing_views(r
 def test_analyze_writes_the_uncertainty_map_and_each_lesion_carries_it(
     synthetic_path, tmp_path
 ):
-    plain = analyze_slide(
-        synthetic_path, tmp_path / "plain", TopLesionModel(), AnalyzeOptions(model="m")
-    )
-    assert plain.files.uncertainty_tiff is None
-    assert all(les.tta_uncertainty_mean is None for les in plain.lesions)
     summary = analyze_slide(
         synthetic_path,
         tmp_path / "tta",
@@ -210,3 +207,67 @@ def test_lesion_uncertainty_reads_the_lesions_own_cells():
         and unknown.max is None
         and unknown.computed_fraction == 0.0
     )
+
+
+def test_live_uncertainty_runs_off_the_callers_thread_reports_progress_and_cancels(
+    reader, synthetic_path
+):
+    import threading
+
+    from histoviewer.core.inference.grid import PredictionGrid
+    from histoviewer.core.inference.uncertainty_live import LiveUncertainty
+    from tests.gates import Gate
+
+    g = GridGeometry.for_slide(reader.info.dimensions, MPP, PCAM_MPP, P, P)
+    heatmap_grid = PredictionGrid(g, grid_tissue(reader, g))
+    gate = Gate(held=True)
+    model = TopLesionModel(gate=gate)
+    outcomes, threads, progress = [], [], []
+    finished = threading.Event()
+
+    def on_finished(outcome):
+        threads.append(threading.current_thread().name)
+        outcomes.append(outcome)
+        finished.set()
+
+    live = LiveUncertainty(
+        synthetic_path,
+        reader,
+        heatmap_grid,
+        "unused",
+        "cpu",
+        model=model,
+        on_progress=lambda d, t: progress.append((d, t)),
+        on_finished=on_finished,
+        batch_size=4,
+        block=2,
+    )  # many batches: cancellation has a point to act
+    try:
+        view = (1800.0, 600.0, 1500.0, 1500.0)
+        assert live.request("view", view)
+        assert gate.wait_arrivals(
+            1
+        )  # the model is busy on the job thread; the caller goes on
+        assert live.busy and not live.request("slide", None)  # one request at a time
+        gate.open()
+        assert finished.wait(30) and outcomes[0].status == "done"
+        assert threads == ["histoviewer-uncertainty"]
+        n = outcomes[0].patches
+        assert n > 0 and live.cells_for(view).size == 0 and progress[-1] == (n, n)
+        assert "view" in outcomes[0].message and f"{n} patches" in outcomes[0].message
+        assert live.raster.rgba[..., 3].any()  # the lesion's edges are painted
+        assert live.describe_at(2100.0, 1450.0).startswith("uncertainty ")
+        # the whole slide, cancelled while the model is busy: the cells done so far stay
+        finished.clear()
+        gate = model.gate = Gate(held=True)
+        assert live.request("slide", None)
+        assert gate.wait_arrivals(1)
+        live.cancel()
+        gate.open()
+        assert finished.wait(30) and outcomes[1].status == "cancelled"
+        assert "cancelled" in outcomes[1].message
+        assert 0 < live.coverage() < 1.0
+    finally:
+        gate.open()
+        live.close()
+    assert not live.busy
