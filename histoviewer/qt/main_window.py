@@ -15,7 +15,6 @@ from histoviewer.core.tiles.cache import ByteBoundedCache
 from histoviewer.qt.about_dialog import AboutDialog, application_icon
 from histoviewer.qt.actions import make_action
 from histoviewer.qt.ai_controller import AiController
-from histoviewer.qt.uncertainty_controller import UncertaintyController
 from histoviewer.qt.ai_panel import AiSettings
 from histoviewer.qt.annotation_actions import AnnotationActions
 from histoviewer.qt.case_controller import CaseController
@@ -25,6 +24,7 @@ from histoviewer.qt.pixel_size_dialog import PixelSizeDialog
 from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.slide_tab import SlideTab
 from histoviewer.qt.smoke import arm_smoke_test
+from histoviewer.qt.uncertainty_controller import UncertaintyController
 from histoviewer.qt.view_controller import ViewController
 
 DEFAULT_CACHE_MB = 512

@@ -152,6 +152,7 @@ class UncertaintyController(QObject):
         """Stop and remove the slide's uncertainty map (its job first: it reads the slide)."""
         layer = self.layers.pop(tab, None)
         legend = self.legends.pop(tab, None)
+        tab.uncertainty_grid = None
         if layer is not None:
             if layer in tab.view.layers:
                 tab.view.layers.remove(layer)
@@ -199,6 +200,9 @@ class UncertaintyController(QObject):
         at = layers.index(heatmap) + 1 if heatmap in layers else 0
         layers.insert(at, layer)  # above the heatmap, under lesions and annotations
         self.layers[tab] = layer
+        tab.uncertainty_grid = (
+            layer.live.grid
+        )  # the lesion table reads each lesion's uncertainty
         legend = UncertaintyLegend(tab.view)
         legend.setVisible(layer.visible)
         self.legends[tab] = legend
@@ -282,6 +286,7 @@ class UncertaintyController(QObject):
         legend, layer = self.legends.get(tab), self.layers.get(tab)
         if legend is not None and layer is not None:
             legend.set_status(f"slide {layer.live.coverage():.0%} computed")
+        tab.lesions.refresh()  # the lesion table's uncertainty column
         self._update_actions()
 
     def _show_running(self, running: bool) -> None:

@@ -76,6 +76,26 @@ def test_uncertainty_overlay_is_computed_for_a_region_and_drawn(
     assert set(computed) <= set(
         g.cells_in_rect(x0 - 500, y_mid - 500, 1000, 1000)
     )  # that region only
+    # the lesion table: the lesion's uncertainty over its computed cells (part of it here)
+    qtbot.waitUntil(
+        lambda: (
+            tab.lesions.snapshot is not None
+            and tab.lesions.snapshot.result.lesions
+            and tab.lesions.snapshot.result.lesions[0].tta_uncertainty_max is not None
+        ),
+        timeout=30_000,
+    )
+    first = tab.lesions.snapshot.result.lesions[0]
+    assert 0 < first.tta_uncertainty_computed < 1 and first.tta_uncertainty_max > 0
+    table = win.lesions.panel.model
+    qtbot.waitUntil(
+        lambda: table.rowCount() > 0 and table.data(table.index(0, 6)) != "-",
+        timeout=10_000,
+    )
+    assert (
+        table.data(table.index(0, 6))
+        == f"{first.tta_uncertainty_mean:.2f}/{first.tta_uncertainty_max:.2f}"
+    )
     legend = ctl.legends[tab]
     assert legend.isVisible() and "computed" in legend.status
     legend.hide()
