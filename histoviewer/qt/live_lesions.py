@@ -22,7 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from histoviewer.core.analysis.lesion_uncertainty import lesion_uncertainties, with_uncertainty
+from histoviewer.core.analysis.lesion_uncertainty import (
+    lesion_uncertainties,
+    with_uncertainty,
+)
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
 from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold

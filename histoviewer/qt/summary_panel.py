@@ -58,8 +58,8 @@ class LesionTableModel(QAbstractTableModel):
     TOOLTIPS = ("Lesion name (lesion-1 is the largest)", "Largest diameter (maximum Feret diameter), mm",
                 "Area, mm\u00b2", "Size class: ITC \u2264 0.2 mm < micro \u2264 2.0 mm < macro",
                 "Highest P(tumour) in the lesion", "Mean P(tumour) over the lesion's map cells",
-                "Uncertainty, mean / max over the lesion's cells: SD of P(tumour) over 8 rotations and "
-                "mirrors of each patch (AI > Uncertainty map); '-' where it was not computed")
+                ("Uncertainty, mean / max over the lesion's cells: SD of P(tumour) over 8 rotations and "
+                 "mirrors of each patch (AI > Uncertainty map); '-' where it was not computed"))
     SORT_ROLE = Qt.ItemDataRole.UserRole
     INDEX_ROLE = Qt.ItemDataRole.UserRole + 1
 
