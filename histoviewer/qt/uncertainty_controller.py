@@ -10,11 +10,28 @@ the layer's job thread; the GUI never waits for them.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from PySide6.QtCore import QEvent, QObject
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QLabel, QMenu, QProgressBar, QToolButton, QWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMenu,
+    QProgressBar,
+    QToolButton,
+    QWidget,
+)
 
+from histoviewer.core.errors import HistoViewerError
+from histoviewer.core.export.source import HeatmapData
+from histoviewer.core.export.uncertainty import (
+    UncertaintyExport,
+    export_uncertainty_map,
+)
 from histoviewer.core.inference.uncertainty_live import UncertaintyOutcome
+from histoviewer.core.models.record import ModelRecord
 from histoviewer.qt.actions import make_action
 from histoviewer.qt.slide_tab import LEGEND_MARGIN, SlideTab
 from histoviewer.qt.uncertainty_layer import UncertaintyLayer, UncertaintyLegend
@@ -64,6 +81,13 @@ class UncertaintyController(QObject):
         )
         self.cancel_action = make_action(
             self.menu, "&Cancel", self.cancel, menu=self.menu
+        )
+        self.menu.addSeparator()
+        self.export_action = make_action(
+            self.menu,
+            "&Export uncertainty map\u2026",
+            self.export_dialog,
+            menu=self.menu,
         )
         self.menu.setToolTipsVisible(True)
         self.menu.setToolTip(
@@ -254,6 +278,50 @@ class UncertaintyController(QObject):
         self._update_actions()
         return True
 
+    def export_dialog(self) -> None:
+        tab = self.host.current_tab()
+        if tab is None or tab not in self.layers:
+            self.host.show_message(
+                "No uncertainty map to export: compute one first (AI > Uncertainty map)",
+                8000,
+            )
+            return
+        stem = Path(str(tab.path)).stem
+        path, _ = QFileDialog.getSaveFileName(
+            self.parent(),
+            "Export uncertainty map",
+            f"{stem}.uncertainty.png",
+            "Picture with legend (*.png);;Values, float32 map TIFF (*.tif *.tiff)",
+        )
+        if path:
+            self.export_to(tab, path)
+
+    def export_to(
+        self, tab: SlideTab, path: str | os.PathLike[str]
+    ) -> UncertaintyExport | None:
+        """Write the slide's uncertainty map (the whole map: cells not computed say so) to
+        ``path`` (.png picture or .tif values, with its provenance); a few ms, on this thread."""
+        layer = self.layers.get(tab)
+        heatmap = tab.heatmap
+        if layer is None or heatmap is None or heatmap.live.model is None:
+            return None
+        grid = layer.live.grid
+        data = HeatmapData(
+            grid.encoded_map(),
+            grid.geometry,
+            ModelRecord.from_info(heatmap.live.model.info),
+            "viewer",
+        )
+        try:
+            result = export_uncertainty_map(path, data, slide_path=str(tab.path))
+        except HistoViewerError as exc:
+            self.host.report_error("Cannot export the uncertainty map", str(exc))
+            return None
+        self.host.show_message(
+            f"Uncertainty map exported: {result.path} (+ provenance)", 8000
+        )
+        return result
+
     def cancel(self) -> None:
         for layer in self.layers.values():
             if layer.live.busy:
@@ -323,6 +391,7 @@ class UncertaintyController(QObject):
         for action in (self.view_action, self.region_action, self.slide_action):
             action.setEnabled(tab is not None and not running)
         self.cancel_action.setEnabled(running)
+        self.export_action.setEnabled(layer is not None)
 
     def close(self) -> None:
         """The window closes: stop every job."""

@@ -271,3 +271,62 @@ def test_live_uncertainty_runs_off_the_callers_thread_reports_progress_and_cance
         gate.open()
         live.close()
     assert not live.busy
+
+
+def test_export_writes_the_uncertainty_map_as_values_and_as_a_picture(
+    synthetic_path, tmp_path
+):
+    import json
+
+    import tifffile
+
+    from histoviewer.core.export.uncertainty import (
+        export_uncertainty_map,
+        read_uncertainty_analysis,
+    )
+
+    summary = analyze_slide(
+        synthetic_path,
+        tmp_path / "a",
+        TopLesionModel(),
+        AnalyzeOptions(model="m", uncertainty=True),
+    )
+    data = read_uncertainty_analysis(tmp_path / "a")
+    values, geometry = read_probability_map(summary.files.uncertainty_tiff)
+    assert data.geometry == geometry and np.array_equal(
+        data.encoded, values.astype(np.float32), equal_nan=True
+    )
+    # values: the cells of a region, losslessly, as a map TIFF with its geometry and crop
+    region = (1800.0, 600.0, 1500.0, 1500.0)
+    raw = export_uncertainty_map(
+        tmp_path / "u.tiff", data, slide_path=str(synthetic_path), region=region
+    )
+    with tifffile.TiffFile(tmp_path / "u.tiff") as tf:
+        saved, meta = tf.asarray(), json.loads(tf.pages[0].description)
+    crop = meta["crop"]
+    r0, c0 = crop["row0"], crop["col0"]
+    np.testing.assert_array_equal(
+        saved, data.encoded[r0 : r0 + crop["rows"], c0 : c0 + crop["cols"]]
+    )
+    assert (
+        raw.kind == "uncertainty-raw"
+        and meta["map"] == "uncertainty"
+        and "8 rotations" in meta["meaning"]
+    )
+    assert json.loads(raw.sidecars[0].read_text())["slide"] == "synthetic.tiff"
+    # a picture: the uncertain cells in the colour scale, a legend band below
+    from PIL import Image
+
+    pic = export_uncertainty_map(
+        tmp_path / "u.png", data, slide_path=str(synthetic_path)
+    )
+    img = np.asarray(Image.open(tmp_path / "u.png").convert("RGB"))
+    assert (
+        pic.kind == "uncertainty-image"
+        and img.shape[1] == pic.size[0]
+        and img.shape[0] > img.shape[1] * 0.8
+    )
+    colours = {tuple(c) for c in img.reshape(-1, 3)[::97]}
+    assert len(colours) > 5  # the map's colours and the legend's text
+    with pytest.raises(Exception, match="uncertainty map is written as"):
+        export_uncertainty_map(tmp_path / "u.jpg", data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 from PySide6.QtCore import QPoint, Qt
 
 from histoviewer.core.annotations.shapes import Annotation, ShapeKind
@@ -23,7 +24,7 @@ def _grab(view):
 
 
 def test_uncertainty_overlay_is_computed_for_a_region_and_drawn(
-    ai_window_factory, qtbot, micro_phantom
+    ai_window_factory, qtbot, micro_phantom, tmp_path
 ):
     win = ai_window_factory()
     tab = open_settled(win, qtbot, micro_phantom.slide_path)
@@ -121,6 +122,12 @@ def test_uncertainty_overlay_is_computed_for_a_region_and_drawn(
     qtbot.waitUntil(
         lambda: ctl.hover_label.text().startswith("uncertainty 0."), timeout=5000
     )
+    # exported like the heatmap: the map's values (a float32 map TIFF) with provenance
+    result = ctl.export_to(tab, tmp_path / "unc.tiff")
+    assert result is not None and result.kind == "uncertainty-raw"
+    saved = tifffile.imread(tmp_path / "unc.tiff")
+    np.testing.assert_array_equal(saved, layer.live.grid.encoded_map())
+    assert (tmp_path / "unc.tiff.provenance.json").is_file()
     # the overlay restarting (another model or grid) drops the map it described
     tab.stop_heatmap()
     assert tab not in ctl.layers and layer not in tab.view.layers
