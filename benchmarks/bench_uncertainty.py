@@ -142,18 +142,23 @@ def kaggle_test(model) -> tuple[np.ndarray, np.ndarray]:
     return ps.read(sel.indices), np.asarray(ps.labels)[sel.indices]
 
 
-def phantom_patches(model, work: Path) -> tuple[np.ndarray, np.ndarray]:
+def big_phantom(work: Path) -> Path:
+    """A 6 x 6 mm phantom node of a seed no model trained on (made once)."""
     path = work / "phantom-401.tiff"
     if not path.exists():
         write_phantom(
             path,
-            width=20000,
-            height=20000,
+            width=24000,
+            height=24000,
             mpp=0.25,
-            lesions="macro:2.2,micro:0.8",
+            lesions="macro:2.2,micro:0.5",
             seed=401,
         )
-    ps = open_slide_patches(path, model.input, negative_ratio=1.5, seed=0)
+    return path
+
+
+def phantom_patches(model, work: Path) -> tuple[np.ndarray, np.ndarray]:
+    ps = open_slide_patches(big_phantom(work), model.input, negative_ratio=1.5, seed=0)
     idx = np.arange(len(ps))
     return ps.read(idx), np.asarray(ps.labels)
 
@@ -182,6 +187,7 @@ def main() -> None:
             res["cost"] = [
                 cost(model, node),
                 cost(model, SHARED / "slides" / "CMU-1-Small-Region.svs"),
+                cost(model, big_phantom(args.work)),
             ]
             for c in res["cost"]:
                 print(f"[{model.info.name}] cost {c}", flush=True)

@@ -31,6 +31,7 @@ from histoviewer.core.export.uncertainty import (
     export_uncertainty_map,
 )
 from histoviewer.core.inference.uncertainty_live import UncertaintyOutcome
+from histoviewer.core.inference.uncertainty_map import uncertainty_caveat
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.qt.actions import make_action
 from histoviewer.qt.slide_tab import LEGEND_MARGIN, SlideTab
@@ -228,6 +229,9 @@ class UncertaintyController(QObject):
             layer.live.grid
         )  # the lesion table reads each lesion's uncertainty
         legend = UncertaintyLegend(tab.view)
+        legend.set_caveat(
+            uncertainty_caveat(live.model.info.kind)
+        )  # a map blind by construction says so
         legend.setVisible(layer.visible)
         self.legends[tab] = legend
         self._place_legend(tab)

@@ -155,6 +155,7 @@ class UncertaintyLayer(QObject):
 
 LEGEND_SIZE = (280, 96)
 _BAR_X, _BAR_W, _BAR_H = 12, 256, 12
+_CAVEAT_LINE_H = 14
 
 
 class UncertaintyLegend(QWidget):
@@ -177,6 +178,17 @@ class UncertaintyLegend(QWidget):
             self._bar_pixels.data, 256, _BAR_H, 256 * 3, QImage.Format.Format_RGB888
         )
         self.status = ""
+        self.caveat = (
+            ""  # the model's (``uncertainty_caveat``): drawn below, the legend grows
+        )
+
+    def set_caveat(self, text: str) -> None:
+        """A sentence on what this map cannot show for this model (brown, wrapped)."""
+        self.caveat = text
+        self.setFixedSize(
+            LEGEND_SIZE[0], LEGEND_SIZE[1] + (3 * _CAVEAT_LINE_H if text else 0)
+        )
+        self.update()
 
     def set_status(self, text: str) -> None:
         if text != self.status:
@@ -246,5 +258,16 @@ class UncertaintyLegend(QWidget):
                 p.fontMetrics().elidedText(
                     self.status, Qt.TextElideMode.ElideRight, _BAR_W - 100
                 ),
+            )
+        if self.caveat:
+            p.setPen(QColor(150, 90, 0))
+            p.drawText(
+                QRectF(_BAR_X, LEGEND_SIZE[1] - 6, _BAR_W, 3 * _CAVEAT_LINE_H),
+                int(
+                    Qt.AlignmentFlag.AlignLeft
+                    | Qt.AlignmentFlag.AlignTop
+                    | Qt.TextFlag.TextWordWrap
+                ),
+                self.caveat,
             )
         p.end()

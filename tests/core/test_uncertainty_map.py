@@ -330,3 +330,25 @@ def test_export_writes_the_uncertainty_map_as_values_and_as_a_picture(
     assert len(colours) > 5  # the map's colours and the legend's text
     with pytest.raises(Exception, match="uncertainty map is written as"):
         export_uncertainty_map(tmp_path / "u.jpg", data)
+
+
+def test_a_model_blind_to_orientation_says_its_map_shows_little():
+    from histoviewer.core.inference.uncertainty_map import (
+        uncertainty_caveat,
+        uncertainty_meta,
+    )
+    from histoviewer.core.models.classifier import ModelInfo
+    from histoviewer.core.models.record import ModelRecord
+
+    assert "does not show where it errs" in uncertainty_caveat("handcrafted")
+    assert uncertainty_caveat("cnn") == ""
+    g = GridGeometry.for_slide((4000, 3000), MPP, PCAM_MPP, P, P)
+    hand = ModelRecord.from_info(
+        ModelInfo(name="h", kind="handcrafted", architecture="lr")
+    )
+    cnn = ModelRecord.from_info(
+        ModelInfo(name="c", kind="cnn", architecture="compact-cnn")
+    )
+    assert "caveat" in uncertainty_meta(
+        g, model=hand
+    ) and "caveat" not in uncertainty_meta(g, model=cnn)

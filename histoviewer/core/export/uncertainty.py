@@ -42,6 +42,7 @@ from histoviewer.core.inference.uncertainty_map import (
     compute_uncertainty,
     new_uncertainty_grid,
     stretched_lut,
+    uncertainty_caveat,
 )
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.registry import open_model
@@ -296,6 +297,10 @@ def _legend_band(width_px: int, model: ModelRecord, font_px: int = 14) -> np.nda
     )
     caution = f"WARNING: {model.caution}" if model.demonstration else model.caution
     tail = _wrap(f"{model.display_name or model.name}: {caution}", small, text_w)
+    if caveat := uncertainty_caveat(
+        model.kind or ""
+    ):  # a map blind by construction says so
+        tail += _wrap(caveat, small, text_w)
     line_h, small_h, bar_h = int(font_px * 1.35), int(font_px * 1.2), max(12, font_px)
     height = (
         margin
@@ -336,7 +341,9 @@ def _legend_band(width_px: int, model: ModelRecord, font_px: int = 14) -> np.nda
         (FAILED_RGB, "failed"),
     ):
         box = small_h - 4
-        draw.rectangle((x, y + 2, x + box, y + 2 + box), fill=rgb, outline=(120, 120, 120))
+        draw.rectangle(
+            (x, y + 2, x + box, y + 2 + box), fill=rgb, outline=(120, 120, 120)
+        )
         draw.text((x + box + 4, y), label, fill=(0, 0, 0), font=small)
         x += box + 4 + small.getlength(label) + font_px
     y += line_h
