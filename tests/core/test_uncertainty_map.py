@@ -352,3 +352,35 @@ def test_a_model_blind_to_orientation_says_its_map_shows_little():
     assert "caveat" in uncertainty_meta(
         g, model=hand
     ) and "caveat" not in uncertainty_meta(g, model=cnn)
+
+
+def test_report_rows_carry_each_lesions_uncertainty():
+    from histoviewer.core.report import LesionEntry, build_report, lesions_csv
+    from tests.core.test_report_core import _rows, _slide
+
+    box = (0.0, 0.0, 40.0, 40.0)
+    les = LesionEntry(
+        "lesion-1",
+        "micro",
+        0.5,
+        0.1,
+        0.9,
+        0.8,
+        3,
+        (10.0, 20.0),
+        box,
+        tta_uncertainty_mean=0.04,
+        tta_uncertainty_max=0.21,
+    )
+    plain = LesionEntry("lesion-1", "micro", 0.5, 0.1, 0.9, 0.8, 3, (10.0, 20.0), box)
+    report = build_report(
+        [_slide("a.svs", 0.5, "micro", [les]), _slide("b.svs", 0.5, "micro", [plain])]
+    )
+    a, b = _rows(lesions_csv(report))
+    assert a["tta_uncertainty_mean"] == "0.04" and a["tta_uncertainty_max"] == "0.21"
+    assert (
+        b["tta_uncertainty_mean"] == b["tta_uncertainty_max"] == ""
+    )  # none computed: empty, never 0
+    doc = json.loads(report.to_json())
+    assert doc["slides"][0]["lesions"][0]["tta_uncertainty_max"] == 0.21
+    assert "tta_uncertainty_max" not in doc["slides"][1]["lesions"][0]
