@@ -39,6 +39,9 @@ def label_text(label: NodeLabel) -> str:
     return LABEL_TEXT[label][0]
 
 
+UNCERTAINTY_COLUMN = 6  # LesionTableModel's "Unc." column
+
+
 def _uncertainty_text(les: Lesion) -> str:
     """'0.04/0.21' (TTA uncertainty mean/max), '-' when none was computed for the lesion."""
     if les.tta_uncertainty_max is None:
@@ -138,6 +141,7 @@ class SummaryPanel(QDockWidget):
         self.table.sortByColumn(1, Qt.SortOrder.DescendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setColumnHidden(UNCERTAINTY_COLUMN, True)  # shown once an uncertainty map exists
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
@@ -264,6 +268,9 @@ class SummaryPanel(QDockWidget):
         if snapshot.scale_user_set and largest is not None:
             self.largest_label.setText(self.largest_label.text() + " \u2013 sizes from a user-set pixel size")
         self.model.set_lesions(result.lesions)
+        # the uncertainty column only while the slide has an uncertainty map (the dock stays narrow)
+        self.table.setColumnHidden(UNCERTAINTY_COLUMN,
+                                   all(les.tta_uncertainty_max is None for les in result.lesions))
         if selected is not None:
             self.select_lesion(selected)
         # the threshold the lesions were read at, what the model says of itself, and whether

@@ -100,6 +100,9 @@ class UncertaintyController(QObject):
         self.status_label = QLabel("", parent)
         self.progress_bar = QProgressBar(parent)
         self.progress_bar.setMaximumWidth(140)
+        # no taller than the status bar's labels: the bar's height (and so the view's) stays as it was
+        line_h = self.progress_bar.fontMetrics().height() + 2
+        self.progress_bar.setMaximumHeight(line_h)
         self.progress_bar.setFormat("%p%")
         self.cancel_button = QToolButton(parent)
         self.cancel_button.setText("Cancel")
@@ -107,6 +110,7 @@ class UncertaintyController(QObject):
             "Stop computing the uncertainty map (what is done stays)"
         )
         self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setMaximumHeight(line_h)
         self.hover_label = QLabel("", parent)
         self.last_outcome: UncertaintyOutcome | None = None
         self._show_running(False)
