@@ -60,6 +60,10 @@ def register(sub) -> None:
                         "sizes from it are marked user-set (mpp_source: user) in every output")
     p.add_argument("--force-mpp", action="store_true",
                    help="let --mpp replace the pixel size a slide states itself")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="also write uncertainty.tiff: how much each patch's P(tumour) changes over its 8 "
+                        "rotations and mirrors (standard deviation, 0..0.5; 8x the model work), and "
+                        "each lesion's mean and max uncertainty in summary.json and the reports")
     p.add_argument("--json", action="store_true", help="print a JSON list of summaries, no progress bars")
     p.add_argument("--report", action="store_true",
                    help="also write DIR/report.pdf, DIR/report.json and DIR/{lesions,slides,cases}.csv "
@@ -139,7 +143,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     options = AnalyzeOptions(model=args.model, device=args.device, stride_px=args.stride,
                              read_threads=max(1, args.read_threads), lesion_threshold=args.threshold,
                              user_mpp=args.mpp, force_mpp=args.force_mpp,
-                             node_classifier=_checked_node_classifier(args.node_classifier))
+                             node_classifier=_checked_node_classifier(args.node_classifier),
+                             uncertainty=args.uncertainty)
     folders = slide_folders(args.out, list(args.slides))
     for folder in folders:
         if folder.note:

@@ -50,6 +50,11 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="FILE", help=".png, .tif or .tiff")
     p.add_argument("--overlay", action="store_true", help="blend the heatmap over the slide")
     p.add_argument("--raw", action="store_true", help="write the probabilities losslessly (float32 TIFF)")
+    p.add_argument("--uncertainty", action="store_true",
+                   help="export the uncertainty map instead (SD of P(tumour) over 8 rotations and mirrors "
+                        "of each patch): FILE.tif/.tiff its values, FILE.png a picture with a legend; from "
+                        "--probability's uncertainty.tiff (analyze --uncertainty), else computed for "
+                        "--region (or the whole slide: 8x the work of the heatmap)")
     p.add_argument("--region", type=_region, default=None, metavar="X,Y,W,H",
                    help="level-0 pixel rectangle x,y,width,height (commas, semicolons or spaces; "
                         "default: the whole slide)")
@@ -87,6 +92,51 @@ def register(sub) -> None:
     p.set_defaults(func=run_export_heatmap)
 
 
+def _export_uncertainty(args: argparse.Namespace) -> int:
+    """``--uncertainty``: the uncertainty map, read from an analysis or computed here."""
+    from histoviewer.cli.progress import cli_control, close_bars
+    from histoviewer.core.atomic import check_output
+    from histoviewer.core.errors import ExportError
+    from histoviewer.core.export.uncertainty import (
+        export_uncertainty_map,
+        read_uncertainty_analysis,
+        uncertainty_for_slide,
+    )
+
+    if args.overlay:
+        raise ExportError("the uncertainty map is exported alone (--out .png or .tif); drop --overlay")
+    if args.raw and args.out.suffix.lower() == ".png":
+        raise ExportError("--raw writes values: give --out FILE.tif (or drop --raw for a picture)")
+    probability = args.probability
+    inputs = [args.slide, args.annotations, probability]
+    if probability is not None and probability.is_dir():
+        inputs += list(probability.iterdir())
+    check_output(args.out, inputs=inputs, overwrite=args.overwrite)
+    check_output(args.out.with_name(args.out.name + ".provenance.json"), inputs=inputs, overwrite=args.overwrite)
+    if probability is not None:
+        data = read_uncertainty_analysis(probability if probability.is_dir() else probability.parent)
+    else:
+        control = cli_control(args.json)
+        try:
+            data = uncertainty_for_slide(args.slide, args.model, region=args.region, stride_px=args.stride,
+                                         device=args.device, control=control, user_mpp=args.mpp,
+                                         force_mpp=args.force_mpp)
+        finally:
+            close_bars(control)
+    result = export_uncertainty_map(args.out, data, slide_path=str(args.slide), region=args.region,
+                                    legend=not args.no_legend, record_full_slide_path=args.record_slide_path)
+    if args.json:
+        print(strict_dumps(result.to_dict(), indent=2))
+        return 0
+    unit = "map cells" if result.kind == "uncertainty-raw" else "px"
+    print(f"{result.path}: {result.kind}, {result.size[0]} x {result.size[1]} {unit}, {result.seconds:.1f} s "
+          f"(uncertainty map from {data.origin})")
+    for side in result.sidecars:
+        print(f"  + {side}")
+    print(f"model {data.model.name}: {data.model.caution}")
+    return 0
+
+
 def run_export_heatmap(args: argparse.Namespace) -> int:
     from histoviewer.cli.hints import demo_warning
     from histoviewer.cli.progress import cli_control, close_bars
@@ -97,6 +147,8 @@ def run_export_heatmap(args: argparse.Namespace) -> int:
 
     if args.raw and args.overlay:
         raise ExportError("--raw writes the probabilities alone; drop --overlay or --raw")
+    if args.uncertainty:
+        return _export_uncertainty(args)
     if args.force_mpp and args.mpp is None:
         raise ExportError("--force-mpp needs --mpp")
     kind = "raw" if args.raw else "overlay" if args.overlay else "heatmap"

@@ -42,6 +42,10 @@ def register(sub) -> None:
                    help="also write the lesions as QuPath GeoJSON (in map cells for a bare map)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the --geojson FILE when it exists (never the map or its analysis)")
+    p.add_argument("--uncertainty-map", type=Path, default=None, metavar="FILE",
+                   help="the TTA uncertainty map on the same grid (default: uncertainty.tiff beside "
+                        "analyze's probability.tiff, when analyze --uncertainty wrote one): each lesion "
+                        "gets the mean and max uncertainty of its cells")
     p.add_argument("--json", action="store_true", help="print JSON (with outlines) instead of a table")
     p.add_argument("--node-classifier", default="default", metavar="FILE",
                    help="learned node classifier shown beside the rule-based label: default (trained on "
@@ -106,15 +110,46 @@ def _print_table(args: argparse.Namespace, found, domain) -> None:
     print(f"{args.map}: {len(found.lesions)} lesion(s), node label {label}{scale}")
     if not found.lesions:
         return
+    unc = any(les.tta_uncertainty_computed is not None for les in found.lesions)
     print(f"  {'lesion':<10} {'class':<8} {'diam mm':>8} {'area mm2':>9} {'p max':>6} {'p mean':>6}  "
-          "centroid (level-0 px)")
+          + ("unc mean/max  " if unc else "") + "centroid (level-0 px)")
     for les in found.lesions:
         d = "-" if les.diameter_mm is None else f"{les.diameter_mm:.3f}"
         a = "-" if les.area_mm2 is None else f"{les.area_mm2:.4f}"
         # a class-border case says so, with its interval (lesions.describe_size)
         border = f"  border: {describe_size(les)}" if les.border else ""
+        u = ""
+        if unc:  # TTA uncertainty (std of P over 8 views): "-" where none was computed
+            u = ("    -      " if les.tta_uncertainty_max is None
+                 else f"{les.tta_uncertainty_mean:.3f}/{les.tta_uncertainty_max:.3f}") + "  "
         print(f"  {les.name:<10} {les.size_class.value:<8} {d:>8} {a:>9} {les.max_probability:>6.3f} "
-              f"{les.mean_probability:>6.3f}  ({les.l0_centroid[0]:.1f}, {les.l0_centroid[1]:.1f}){border}")
+              f"{les.mean_probability:>6.3f}  {u}({les.l0_centroid[0]:.1f}, {les.l0_centroid[1]:.1f}){border}")
+
+
+def _with_uncertainty(args: argparse.Namespace, found, values):
+    """``found`` with each lesion's TTA uncertainty, from ``--uncertainty-map`` or analyze's
+    uncertainty.tiff beside the map; unchanged when there is none."""
+    import dataclasses
+
+    from histoviewer.core.analysis.lesion_uncertainty import (
+        lesion_uncertainties,
+        with_uncertainty,
+    )
+    from histoviewer.core.analysis.map_io import read_probability_map
+    from histoviewer.core.errors import InferenceError
+
+    path = args.uncertainty_map
+    if path is None:
+        beside = args.map.parent / "uncertainty.tiff"
+        if args.map.name != "probability.tiff" or not beside.is_file():
+            return found
+        path = beside
+    uncertainty, _geometry = read_probability_map(path)
+    if uncertainty.shape != values.shape:
+        raise InferenceError(f"{path}: the uncertainty map ({uncertainty.shape[0]} x {uncertainty.shape[1]} "
+                             f"cells) is not on the probability map's grid ({values.shape[0]} x {values.shape[1]})")
+    per_lesion = lesion_uncertainties(values, uncertainty, found.frame, found.params.threshold, found.lesions)
+    return dataclasses.replace(found, lesions=with_uncertainty(found.lesions, per_lesion))
 
 
 def run_lesions(args: argparse.Namespace) -> int:
@@ -145,6 +180,7 @@ def run_lesions(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InferenceError(str(exc)) from None
     found = analyse_map(values, frame, params)
+    found = _with_uncertainty(args, found, values)
     # an analysis judged out of domain has no node label, whatever its lesions
     domain = analysis_domain(args.map.parent)  # of the analysis the map comes from, if any
     learned = _learned(args, values, found, domain)

@@ -13,6 +13,7 @@ computed for; a result for a layer that has since been replaced is dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from histoviewer.core.analysis.lesion_uncertainty import (
+    lesion_uncertainties,
+    with_uncertainty,
+)
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.learned_label import LearnedLabel, default_node_classifier, learned_label
 from histoviewer.core.analysis.node_label import SlideLesions, analyse_map, resolve_node_label
@@ -73,9 +78,11 @@ class LesionSnapshot:
     learned: LearnedLabel | None = None
 
 
-def snapshot_of(live, params: LesionParams | None, generation: int) -> LesionSnapshot | None:
+def snapshot_of(live, params: LesionParams | None, generation: int, uncertainty=None) -> LesionSnapshot | None:
     """Any thread: analyse the current map of a ``LiveHeatmap`` (None before it started);
-    ``params`` None: at the model's operating point (0.5 when it states none)."""
+    ``params`` None: at the model's operating point (0.5 when it states none); ``uncertainty``:
+    the slide's uncertainty map grid (``PredictionGrid``), when one was computed: each lesion
+    then carries its mean/max uncertainty (``analysis.lesion_uncertainty``)."""
     grid, model = live.grid, live.model
     if grid is None or model is None:
         return None
@@ -84,6 +91,10 @@ def snapshot_of(live, params: LesionParams | None, generation: int) -> LesionSna
     t0 = time.perf_counter()
     encoded = grid.encoded_map()  # a copy, taken under the grid's lock
     result = analyse_map(encoded, MapFrame.from_geometry(grid.geometry), params)
+    if uncertainty is not None and uncertainty.geometry == grid.geometry:
+        per_lesion = lesion_uncertainties(encoded, uncertainty.encoded_map(), result.frame, result.params.threshold,
+                                          result.lesions)
+        result = dataclasses.replace(result, lesions=with_uncertainty(result.lesions, per_lesion))
     values = encoded[np.isfinite(encoded) & (encoded >= 0)]
     counts, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(0.0, 1.0))
     info = model.info
@@ -187,7 +198,8 @@ class LiveLesions(QObject):
         if self._done_generation == self._generation:
             return
         generation = self._generation
-        future = self._executor.submit(snapshot_of, layer.live, self.params, generation)
+        future = self._executor.submit(snapshot_of, layer.live, self.params, generation,
+                                       getattr(self.tab, "uncertainty_grid", None))
         self._running = future
         future.add_done_callback(lambda f, lay=layer, g=generation: self._finished(f, lay, g))
 

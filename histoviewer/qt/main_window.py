@@ -27,6 +27,7 @@ from histoviewer.qt.properties_dialog import PropertiesDialog
 from histoviewer.qt.review_controller import ReviewController
 from histoviewer.qt.slide_tab import SlideTab
 from histoviewer.qt.smoke import arm_smoke_test
+from histoviewer.qt.uncertainty_controller import UncertaintyController
 from histoviewer.qt.view_controller import ViewController
 
 DEFAULT_CACHE_MB = 512
@@ -69,6 +70,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         settings = ai or AiSettings()
         self.ai = AiController(self, settings, remember=remember_ai, parent=self)
+        self.uncertainty = UncertaintyController(self, parent=self)  # AI > Uncertainty map
         self.lesions = LesionController(self, parent=self)
         self.ai.enabledChanged.connect(self.lesions.set_overlay_enabled)
         self.cases = CaseController(self, lambda: self.ai.settings, parent=self)
@@ -114,6 +116,8 @@ class MainWindow(QMainWindow):
         for label in (view.load_label, self.ai.status_label, self.ai.hover_label, view.pos_label, view.mag_label,
                       self.annotation_actions.label_status, self.review.status_label):
             self.statusBar().addPermanentWidget(label)
+        for widget in self.uncertainty.status_widgets:
+            self.statusBar().addPermanentWidget(widget)
 
     def _action(self, menu: QMenu, text: str, slot, shortcut=None) -> QAction:
         return make_action(self, text, slot, shortcut=shortcut, menu=menu)
@@ -143,6 +147,8 @@ class MainWindow(QMainWindow):
         ai_menu.addActions(list(self.lesions.menu_actions))
         ai_menu.addAction(self.inspector.panel_action)
         self.compare_action = self._action(ai_menu, "&Compare with model\u2026", self.show_compare)
+        ai_menu.addSeparator()
+        ai_menu.addMenu(self.uncertainty.menu)
         bar.addMenu(ai_menu)
         bar.addMenu(self.annotation_actions.annotation_menu)
         bar.addMenu(self.review.menu)
@@ -178,6 +184,7 @@ class MainWindow(QMainWindow):
         self.lesions.attach(tab)
         self.ai.attach(tab)  # starts the overlay when it is on
         self.inspector.attach(tab)
+        self.uncertainty.attach(tab)
         info = tab.session.info
         index = self.tabs.addTab(tab, Path(path).name)
         self.tabs.setTabToolTip(index, str(path))
@@ -337,6 +344,7 @@ class MainWindow(QMainWindow):
         self.cases.shutdown()
         self.ai.close()
         self.inspector.close()
+        self.uncertainty.close()
         super().closeEvent(event)
 
 

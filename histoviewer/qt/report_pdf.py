@@ -398,9 +398,17 @@ def _draw_slide_page(pg: _Page, report: Report, s: SlideReport, images: SlideIma
         rows = [(les.name, _class_cell(s, les), _diameter_cell(s, les), _mm_text(les.area_mm2, 4),
                  f"{les.max_probability:.2f}", f"{les.mean_probability:.2f}",
                  f"{les.centroid_l0[0]:.0f}, {les.centroid_l0[1]:.0f}") for les in s.lesions]
+        if any(les.tta_uncertainty_max is not None for les in s.lesions):  # an uncertainty map was computed
+            cols = (*cols[:6], ("Centre (level-0 px)", 26), ("Unc. mean/max", 22))
+            rows = [(*row, "not computed" if les.tta_uncertainty_max is None
+                     else f"{les.tta_uncertainty_mean:.3f} / {les.tta_uncertainty_max:.3f}")
+                    for row, les in zip(rows, s.lesions, strict=True)]
         drawn = pg.table(cols, rows, max_bottom=bottom - 6)
         if drawn < len(rows):
             pg.line(f"\u2026 and {len(rows) - drawn} more lesion(s): see lesions.csv / report.json.", 8, color=GREY)
+        if len(cols) > 7 and pg.y < bottom - 4:  # what the uncertainty column means
+            pg.line("Unc.: test-time-augmentation uncertainty, how much P changes when the patches are rotated or mirrored "
+                    "(standard deviation over 8 views; 0 = unchanged, 0.5 = at most).", 8, color=GREY)
 
 
 def _near_border(s: SlideReport, les: LesionEntry) -> bool:

@@ -67,6 +67,8 @@ class SlideTab(QWidget):
         self.heatmap: HeatmapLayer | None = None
         self.heatmap_error: str | None = None
         self.heatmap_failure: str | None = None
+        # the uncertainty map's grid while one is shown (qt/uncertainty_controller): the lesions carry it
+        self.uncertainty_grid = None
         self._active = True
         self._overview_timer = QTimer(self)
         self._overview_timer.setSingleShot(True)

@@ -40,6 +40,16 @@ def label_text(label: NodeLabel) -> str:
     return LABEL_TEXT[label][0]
 
 
+UNCERTAINTY_COLUMN = 6  # LesionTableModel's "Unc." column
+
+
+def _uncertainty_text(les: Lesion) -> str:
+    """'0.04/0.21' (TTA uncertainty mean/max), '-' when none was computed for the lesion."""
+    if les.tta_uncertainty_max is None:
+        return "-"
+    return f"{les.tta_uncertainty_mean:.2f}/{les.tta_uncertainty_max:.2f}"
+
+
 def _fmt(value: float | None, digits: int) -> str:
     return "unknown" if value is None else f"{value:.{digits}f}"
 
@@ -48,10 +58,12 @@ class LesionTableModel(QAbstractTableModel):
     """Rows are lesions (largest first); ``SORT_ROLE`` gives numbers so sorting is numeric."""
 
     # short headers: the dock is narrow; the tooltips say it in full
-    HEADERS = ("Lesion", "\u2300 mm", "mm\u00b2", "Class", "P max", "P mean")
+    HEADERS = ("Lesion", "\u2300 mm", "mm\u00b2", "Class", "P max", "P mean", "Unc.")
     TOOLTIPS = ("Lesion name (lesion-1 is the largest)", "Largest diameter (maximum Feret diameter), mm",
                 "Area, mm\u00b2", "Size class: ITC \u2264 0.2 mm < micro \u2264 2.0 mm < macro",
-                "Highest P(tumour) in the lesion", "Mean P(tumour) over the lesion's map cells")
+                "Highest P(tumour) in the lesion", "Mean P(tumour) over the lesion's map cells",
+                ("Uncertainty, mean / max over the lesion's cells: SD of P(tumour) over 8 rotations and "
+                 "mirrors of each patch (AI > Uncertainty map); '-' where it was not computed"))
     SORT_ROLE = Qt.ItemDataRole.UserRole
     INDEX_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -87,14 +99,15 @@ class LesionTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return (les.name, _fmt(les.diameter_mm, 2), _fmt(les.area_mm2, 3),
                     CLASS_NAMES[les.size_class] + (" (border)" if les.border else ""),
-                    f"{les.max_probability:.2f}", f"{les.mean_probability:.2f}")[col]
+                    f"{les.max_probability:.2f}", f"{les.mean_probability:.2f}", _uncertainty_text(les))[col]
         if role == self.SORT_ROLE:
             size = (les.diameter_mm if les.diameter_mm is not None else les.l0_diameter)
             area = les.area_mm2 if les.area_mm2 is not None else 0.0
-            return (les.index, size, area, size, les.max_probability, les.mean_probability)[col]
+            return (les.index, size, area, size, les.max_probability, les.mean_probability,
+                    -1.0 if les.tta_uncertainty_max is None else les.tta_uncertainty_max)[col]
         if role == Qt.ItemDataRole.ForegroundRole and col == 3:
             return CLASS_COLOURS[les.size_class].darker(150)
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (1, 2, 4, 5):
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (1, 2, 4, 5, 6):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
@@ -136,6 +149,7 @@ class SummaryPanel(QDockWidget):
         self.table.sortByColumn(1, Qt.SortOrder.DescendingOrder)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setColumnHidden(UNCERTAINTY_COLUMN, True)  # shown once an uncertainty map exists
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().hide()
         self.table.setAlternatingRowColors(True)
@@ -272,6 +286,9 @@ class SummaryPanel(QDockWidget):
         self.learned_label.setText(learned_text)
         self.learned_label.setStyleSheet(learned_style)
         self.model.set_lesions(result.lesions)
+        # the uncertainty column only while the slide has an uncertainty map (the dock stays narrow)
+        self.table.setColumnHidden(UNCERTAINTY_COLUMN,
+                                   all(les.tta_uncertainty_max is None for les in result.lesions))
         if selected is not None:
             self.select_lesion(selected)
         # the threshold the lesions were read at, what the model says of itself, and whether

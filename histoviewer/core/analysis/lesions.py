@@ -239,6 +239,12 @@ class Lesion:
     # the diameter's interval (module docstring, 6); None without an mpp or when not recorded
     diameter_low_mm: float | None = None
     diameter_high_mm: float | None = None
+    # test-time-augmentation uncertainty over the lesion's cells (``lesion_uncertainty``): mean
+    # and max std of P over 8 views, 0..0.5; None when no uncertainty map was computed for it;
+    # ``tta_uncertainty_computed``: fraction of its cells the means rest on
+    tta_uncertainty_mean: float | None = None
+    tta_uncertainty_max: float | None = None
+    tta_uncertainty_computed: float | None = None
 
     @property
     def name(self) -> str:
@@ -266,6 +272,10 @@ class Lesion:
             "diameter_l0": round(self.l0_diameter, 3),
             "diameter_ends_l0": [[round(v, 2) for v in p] for p in self.l0_diameter_ends],
         }
+        if self.tta_uncertainty_computed is not None:  # only when an uncertainty map was read
+            out["tta_uncertainty_mean"] = _rounded(self.tta_uncertainty_mean)
+            out["tta_uncertainty_max"] = _rounded(self.tta_uncertainty_max)
+            out["tta_uncertainty_computed"] = round(self.tta_uncertainty_computed, 6)
         if with_outline:
             out["outline_l0"] = [[round(x, 2), round(y, 2)] for x, y in self.l0_outline]
         return out
@@ -298,6 +308,9 @@ class Lesion:
             size_class=SizeClass(str(data["size_class"])),
             diameter_low_mm=None if not data.get("diameter_range_mm") else float(data["diameter_range_mm"][0]),
             diameter_high_mm=None if not data.get("diameter_range_mm") else float(data["diameter_range_mm"][1]),
+            tta_uncertainty_mean=_optional_float(data.get("tta_uncertainty_mean")),
+            tta_uncertainty_max=_optional_float(data.get("tta_uncertainty_max")),
+            tta_uncertainty_computed=_optional_float(data.get("tta_uncertainty_computed")),
         )
 
 
@@ -371,6 +384,14 @@ def node_border(label: NodeLabel, lesions: Sequence[SizedLesion]) -> tuple[NodeL
 
 def _class_word(size_class: SizeClass) -> str:
     return "ITC" if size_class is SizeClass.ITC else size_class.value
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _point(xy: Sequence[Any]) -> Point:

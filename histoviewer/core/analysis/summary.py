@@ -51,6 +51,7 @@ class SlideTiming:
     write_s: float = 0.0
     lesions_s: float = 0.0
     total_s: float = 0.0
+    uncertainty_s: float = 0.0  # the TTA uncertainty map, when asked for (8 model passes a patch)
 
     def rounded(self) -> SlideTiming:
         return SlideTiming(**{f.name: round(getattr(self, f.name), 3) for f in fields(self)})
@@ -73,15 +74,16 @@ class SlideFiles:
     lesions_geojson: str
     summary_json: str
     domain_tiff: str | None = None  # the per-cell domain distance (a model with a domain profile)
+    uncertainty_tiff: str | None = None  # the TTA uncertainty map, when asked for
 
     def to_dict(self) -> dict[str, str | None]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SlideFiles:
-        domain = data.get("domain_tiff")
-        return cls(**{f.name: str(data[f.name]) for f in fields(cls) if f.name != "domain_tiff"},
-                   domain_tiff=None if domain is None else str(domain))
+        optional = ("domain_tiff", "uncertainty_tiff")
+        return cls(**{f.name: str(data[f.name]) for f in fields(cls) if f.name not in optional},
+                   **{name: None if data.get(name) is None else str(data[name]) for name in optional})
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ temporary folder that becomes the slide's folder only when complete (the older
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ import numpy as np
 
 from histoviewer.core.analysis.learned_label import with_learned_label
 from histoviewer.core.analysis.lesion_io import write_lesions_geojson
+from histoviewer.core.analysis.lesion_uncertainty import lesion_uncertainties, with_uncertainty
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.node_label import analyse_map
 from histoviewer.core.analysis.summary import SlideFiles, SlideSummary, SlideTiming
@@ -29,13 +31,15 @@ from histoviewer.core.analysis.threshold import choose_lesion_params
 from histoviewer.core.atomic import atomic_write_text
 from histoviewer.core.errors import InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
-from histoviewer.core.inference.grid import PredictionGrid
+from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.inference.model_loading import PendingModel, loaded_model
 from histoviewer.core.inference.outputs import heatmap_base, write_domain_map, write_heatmap_png, write_probability_map
-from histoviewer.core.inference.pipeline import classify_cells
+from histoviewer.core.inference.pipeline import PipelineTimes, classify_cells
 from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
+from histoviewer.core.inference.uncertainty_map import (compute_uncertainty, new_uncertainty_grid,
+                                                       write_uncertainty_map)
 from histoviewer.core.models.classifier import OperatingPoint, PatchClassifier
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, judge_slide
 from histoviewer.core.models.record import ModelRecord
@@ -86,6 +90,9 @@ class AnalyzeOptions:
     # the learned node classifier shown beside the rule-based label: "default" (the shipped
     # one, trained on phantoms only), "none", or a node classifier file (``learned_label``)
     node_classifier: str | None = "default"
+    # also write the TTA uncertainty map (``uncertainty_map``; 8x the model work) and the
+    # per-lesion uncertainty
+    uncertainty: bool = False
 
     def __post_init__(self) -> None:
         if self.stride_px is not None and self.stride_px < 1:
@@ -186,6 +193,10 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
                                    max_ahead=_regions_ahead(options, spec.patch_px),
                                    on_failure=on_failure, control=control,
                                    stage=f"Classifying {slide_path.name}")
+            uncertainty = None
+            if options.uncertainty:  # the model is loaded by now (it classified)
+                uncertainty = _uncertainty_grid(grid, cutter, loaded_model(model), options, control,
+                                                slide_path.name)
         except BaseException:
             thumbnail.cancel()  # unless it runs already
             raise
@@ -204,9 +215,17 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
         if model.domain is not None:
             domain_path = write_domain_map(out, grid.encoded_domain_map(), geometry,
                                            patch_threshold=model.domain.patch_threshold, slide=str(slide_path))
+        uncertainty_path = None
+        if uncertainty is not None:
+            uncertainty_path, _ = write_uncertainty_map(out, uncertainty[0].encoded_map(), geometry,
+                                                        slide=str(slide_path), model=record)
         write_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     found = analyse_map(encoded, MapFrame.from_geometry(geometry), options.lesion_params(model.info.operating_point))
+    if uncertainty is not None:  # each lesion's uncertainty, over its cells
+        per_lesion = lesion_uncertainties(encoded, uncertainty[0].encoded_map(), found.frame,
+                                          found.params.threshold, found.lesions)
+        found = dataclasses.replace(found, lesions=with_uncertainty(found.lesions, per_lesion))
     # Out of domain, the AI's size class is not a label anyone should read: unknown, with why.
     verdict = judge_slide(grid.domain_distances(), model.domain, complete=grid.coverage() >= 1.0)
     geojson_path = write_lesions_geojson(out / "lesions.geojson", found.lesions,
@@ -216,7 +235,8 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
     label = NodeLabel.UNKNOWN if verdict.out_of_domain else found.label
     timing = SlideTiming(tissue_s=tissue_s, read_decode_s=times.read_s, resize_cut_s=times.resize_s,
                          model_s=times.model_s, wait_for_reads_s=times.wait_s, classify_wall_s=times.total_s,
-                         write_s=write_s, lesions_s=lesions_s, total_s=time.perf_counter() - t_start)
+                         write_s=write_s, lesions_s=lesions_s, total_s=time.perf_counter() - t_start,
+                         uncertainty_s=0.0 if uncertainty is None else uncertainty[1].total_s)
     summary = SlideSummary(
         slide=str(slide_path), out_dir=str(out), model=record, mpp=float(info.mpp),
         level_read=cutter.level, region_source="tifffile" if fast is not None else info.backend,
@@ -225,7 +245,8 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
         files=SlideFiles(probability_tiff=str(tiff_path), probability_json=str(json_path),
                          heatmap_png=str(png_path), lesions_geojson=str(geojson_path),
                          summary_json=str(out / "summary.json"),
-                         domain_tiff=None if domain_path is None else str(domain_path)),
+                         domain_tiff=None if domain_path is None else str(domain_path),
+                         uncertainty_tiff=None if uncertainty_path is None else str(uncertainty_path)),
         failures=tuple(failures), node_label=label, provisional=found.provisional,
         lesion_params=found.params, lesions=SlideSummary.written_lesions(found), domain=verdict,
     )
@@ -252,4 +273,19 @@ def _heatmap_backdrop(reader: SlideReader, fast: TiffRegionSource | None) -> tup
     if thumb is None:
         thumb = reader.thumbnail(HEATMAP_MAX_PX)
     return thumb, heatmap_base(thumb)
+
+
+def _uncertainty_grid(grid: PredictionGrid, cutter: RegionCutter, model: PatchClassifier,
+                      options: AnalyzeOptions, control: JobControl, name: str) -> tuple[PredictionGrid, PipelineTimes]:
+    """The TTA uncertainty of every patch the plain map classified, on its grid; the patches
+    that failed there are failed here too (not background, not computed later)."""
+    out = new_uncertainty_grid(grid.geometry, grid.tissue)
+    _, state = grid.snapshot()
+    out.set_failed(np.flatnonzero(state.reshape(-1) == CellState.FAILED))
+    times = compute_uncertainty(out, cutter, model, np.flatnonzero(state.reshape(-1) == CellState.COMPUTED),
+                                threshold=options.lesion_params(model.info.operating_point).threshold,
+                                block=options.block, read_threads=options.read_threads, control=control,
+                                stage=f"Uncertainty map of {name} (8 views a patch)")
+    return out, times
+
 

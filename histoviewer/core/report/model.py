@@ -88,6 +88,10 @@ class LesionEntry:
     # the diameter's interval (analysis/lesions.py, 6); None without a scale or when not recorded
     diameter_low_mm: float | None = None
     diameter_high_mm: float | None = None
+    # TTA uncertainty over the lesion's cells (std of P over 8 views, 0..0.5): mean and max;
+    # None when no uncertainty map was computed for it
+    tta_uncertainty_mean: float | None = None
+    tta_uncertainty_max: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size_class", SizeClass(self.size_class))  # "micro" -> SizeClass.MICRO
@@ -113,6 +117,7 @@ class LesionEntry:
             centroid_l0=lesion.l0_centroid, bbox_l0=lesion.l0_bbox, diameter_ends_l0=lesion.l0_diameter_ends,
             outline_l0=tuple(lesion.l0_outline if l0_outline is None else l0_outline),
             diameter_low_mm=lesion.diameter_low_mm, diameter_high_mm=lesion.diameter_high_mm,
+            tta_uncertainty_mean=lesion.tta_uncertainty_mean, tta_uncertainty_max=lesion.tta_uncertainty_max,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,7 +134,10 @@ class LesionEntry:
                 "diameter_range_mm": (None if self.diameter_low_mm is None or self.diameter_high_mm is None
                                       else [round(self.diameter_low_mm, 6), round(self.diameter_high_mm, 6)]),
                 "size_class_border": self.border,
-                "size_text": self.size_text}
+                "size_text": self.size_text,
+                **({} if self.tta_uncertainty_max is None else {
+                    "tta_uncertainty_mean": _rounded(self.tta_uncertainty_mean, 6),
+                    "tta_uncertainty_max": _rounded(self.tta_uncertainty_max, 6)})}
 
 
 @dataclass(frozen=True)

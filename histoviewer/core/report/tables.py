@@ -44,6 +44,7 @@ LESION_COLUMNS = (
     "max_probability", "mean_probability", "map_cells", "centroid_x_l0", "centroid_y_l0",
     "bbox_x_l0", "bbox_y_l0", "bbox_w_l0", "bbox_h_l0", "mpp", "model", "model_hash", "demonstration_model",
     "diameter_low_mm", "diameter_high_mm", "size_class_border",
+    "tta_uncertainty_mean", "tta_uncertainty_max",  # empty: no uncertainty map was computed
 )
 SLIDE_COLUMNS = (
     "patient", "slide", "node_label", "provisional", "coverage", "lesions", "largest_lesion",
@@ -105,7 +106,8 @@ def lesions_csv(report: Report) -> str:
                          _num(les.max_probability, 4), _num(les.mean_probability, 4), str(les.cells),
                          _num(les.centroid_l0[0], 1), _num(les.centroid_l0[1], 1), _num(x, 1), _num(y, 1),
                          _num(w, 1), _num(h, 1), _num(s.mpp, unknown=True), *_model(s),
-                         _num(les.diameter_low_mm), _num(les.diameter_high_mm), _border(s, les)))
+                         _num(les.diameter_low_mm), _num(les.diameter_high_mm), _border(s, les),
+                         _num(les.tta_uncertainty_mean, 4), _num(les.tta_uncertainty_max, 4)))
     return _table(LESION_COLUMNS, rows)
 
 
