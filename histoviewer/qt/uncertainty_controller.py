@@ -57,7 +57,7 @@ class UncertaintyController(QObject):
             self.menu,
             "&Show uncertainty map",
             self._toggle_show,
-            shortcut="U",
+            shortcut="Shift+U",  # U alone is the review queue's "unsure"
             checked=True,
             menu=self.menu,
         )
@@ -356,7 +356,9 @@ class UncertaintyController(QObject):
                 tab.view.update(rect)
 
     def _on_finished(self, tab: SlideTab, outcome: UncertaintyOutcome) -> None:
-        self._show_running(any(lay.live.busy for lay in self.layers.values()))
+        # this tab's job is over even while its thread is still returning (the signal is
+        # queued before the thread ends): only the other tabs' jobs keep the progress shown
+        self._show_running(any(lay.live.busy for t, lay in self.layers.items() if t is not tab))
         self.host.show_message(outcome.message, 10000)
         self.last_outcome = outcome
         legend, layer = self.legends.get(tab), self.layers.get(tab)

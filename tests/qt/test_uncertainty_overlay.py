@@ -108,11 +108,11 @@ def test_uncertainty_overlay_is_computed_for_a_region_and_drawn(
     # not computed stays veiled (never clear, which would read as "the views agree")
     assert (layer.live.raster.rgba[state == CellState.NOT_COMPUTED][:, 3] > 0).all()
     with_map = _grab(tab.view)
-    qtbot.keyClick(win, Qt.Key.Key_U)  # hides it
+    qtbot.keyClick(win, Qt.Key.Key_U, Qt.KeyboardModifier.ShiftModifier)  # hides it
     assert not layer.visible
     without = _grab(tab.view)
     assert (np.abs(with_map - without).sum(axis=-1) > 30).sum() > 200
-    qtbot.keyClick(win, Qt.Key.Key_U)
+    qtbot.keyClick(win, Qt.Key.Key_U, Qt.KeyboardModifier.ShiftModifier)
     assert layer.visible
     r, c = np.argwhere(painted)[0]
     sx, sy = tab.view.viewport.l0_to_screen(
