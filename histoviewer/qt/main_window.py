@@ -83,6 +83,8 @@ class MainWindow(QMainWindow):
         self.review.queueChanged.connect(lambda: self.lesions.panel.show_reviewed(*self.review.reviewed_summary()))
         # The review follows into the inspector only when the user has it in sight (floated or
         # beside the queue): inspecting raises its dock, which would cover a tabified queue.
+        # hotspots rank by the lesion's mean TTA uncertainty once an uncertainty map covers it
+        self.review.uncertainty_of = lambda tab, lesion: lesion.tta_uncertainty_mean
         self.review.inspector = lambda tab, hotspot: (
             self.inspector.inspect(tab, hotspot.lesion.l0_centroid)
             if self.inspector.panel.isVisible() and not self.inspector.panel.visibleRegion().isEmpty()
