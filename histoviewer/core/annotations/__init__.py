@@ -14,6 +14,9 @@ Entry points for a front end:
   annotation or detection) for ground truth, masks and patch labels.
 - ``ObjectKind``: annotation or a detection kind (QuPath cells): detections are shown and
   counted, never sized or staged.
+- ``ReviewDecision`` / ``Verdict`` / ``review_labels``: the pathologist's decisions on AI
+  hotspots, kept in the document (``set_decision``, undoable, autosaved), and the
+  ``(polygon_l0, label)`` pairs they give for training.
 """
 
 from histoviewer.core.annotations.classes import DEFAULT_CLASSES, AnnotationClass
@@ -23,6 +26,7 @@ from histoviewer.core.annotations.labels import SlideLabel, add_lesion_annotatio
 from histoviewer.core.annotations.measure import Measurement, measure
 from histoviewer.core.annotations.model import AnnotationSet, ImportResult
 from histoviewer.core.annotations.regions import Region, RegionFile, read_regions
+from histoviewer.core.annotations.review import ReviewDecision, ReviewLabel, Verdict, hotspot_id, review_labels
 from histoviewer.core.annotations.shapes import Annotation, ObjectKind, ShapeKind
 from histoviewer.core.annotations.spatial import DisplayShape
 from histoviewer.core.annotations.store import Autosaver, Recovery, load_autosave, open_document, save_document
@@ -43,14 +47,19 @@ __all__ = [
     "Recovery",
     "Region",
     "RegionFile",
+    "ReviewDecision",
+    "ReviewLabel",
     "ShapeKind",
     "SlideLabel",
+    "Verdict",
     "add_lesion_annotations",
+    "hotspot_id",
     "load_annotations",
     "load_autosave",
     "measure",
     "open_document",
     "read_regions",
+    "review_labels",
     "save_annotations",
     "save_document",
     "slide_label",

@@ -23,6 +23,7 @@ from skimage.measure import points_in_poly
 from histoviewer.core.annotations.classes import DEFAULT_CLASSES, AnnotationClass, default_class_for
 from histoviewer.core.annotations.measure import Measurement, area_px2, measure
 from histoviewer.core.annotations.model import AnnotationSet
+from histoviewer.core.annotations.review import ReviewDecision
 from histoviewer.core.annotations.shapes import Annotation, ShapeKind, new_uid
 from histoviewer.core.annotations.spatial import DisplayShape, GridIndex, LodCache
 from histoviewer.core.units import l0_area_to_mm2
@@ -44,6 +45,7 @@ class DocumentChange:
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     classes_changed: bool = False
+    decisions_changed: tuple[str, ...] = ()  # hotspot ids whose review decision changed
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class _Step:
     after: dict[str, _Entry | None] = field(default_factory=dict)
     classes_before: tuple[AnnotationClass, ...] | None = None
     classes_after: tuple[AnnotationClass, ...] | None = None
+    decisions_before: dict[str, ReviewDecision | None] = field(default_factory=dict)
+    decisions_after: dict[str, ReviewDecision | None] = field(default_factory=dict)
 
 
 class AnnotationDocument:
@@ -88,6 +92,7 @@ class AnnotationDocument:
         self._group_depth = 0
         self._listeners: list[Callable[[DocumentChange], None]] = []
         self._ordered: list[Annotation] | None = None
+        self._decisions: dict[str, ReviewDecision] = {}  # by hotspot id, in decision order
         self.revision = 0  # bumps on every change, undo and redo included
 
     @classmethod
@@ -96,6 +101,8 @@ class AnnotationDocument:
         class table and no undo history."""
         doc = cls(aset.with_used_classes().classes, mpp)
         doc.add_many(aset.annotations, "Open")
+        for decision in aset.decisions:
+            doc.set_decision(decision)
         doc.clear_history()
         return doc
 
@@ -146,7 +153,27 @@ class AnnotationDocument:
         return cls is not None and cls.is_tumour
 
     def to_set(self) -> AnnotationSet:
-        return AnnotationSet(tuple(self.annotations()), self._classes)
+        return AnnotationSet(tuple(self.annotations()), self._classes, tuple(self._decisions.values()))
+
+    # --- review decisions (``review``) ----------------------------------------------------
+
+    def decisions(self) -> list[ReviewDecision]:
+        """The review decisions on AI hotspots, in the order they were first made."""
+        return list(self._decisions.values())
+
+    def decision(self, hotspot_id: str) -> ReviewDecision | None:
+        return self._decisions.get(hotspot_id)
+
+    def set_decision(self, decision: ReviewDecision, description: str | None = None) -> None:
+        """Record (or change) the decision on one hotspot: one undo step."""
+        self._commit_decisions(description or f"Review: {decision.verdict.display_name}",
+                               {decision.hotspot_id: decision})
+
+    def clear_decision(self, hotspot_id: str, description: str = "Clear review decision") -> None:
+        """Forget the decision on one hotspot (it is unreviewed again): one undo step."""
+        if hotspot_id not in self._decisions:
+            raise KeyError(f"no review decision on hotspot {hotspot_id!r}")
+        self._commit_decisions(description, {hotspot_id: None})
 
     # --- queries for painting and picking ----------------------------------------------
 
@@ -235,7 +262,7 @@ class AnnotationDocument:
             self._group_depth -= 1
             if self._group_depth == 0:
                 step, self._open_group = self._open_group, None
-                if step is not None and (step.after or step.classes_after is not None):
+                if step is not None and (step.after or step.classes_after is not None or step.decisions_after):
                     self._push(step)
                     self._notify(step, "edit", step.before, step.after)
 
@@ -244,7 +271,13 @@ class AnnotationDocument:
         del self._undo[:-MAX_UNDO_STEPS]
         self._redo.clear()
 
-    def _apply(self, state: dict[str, _Entry | None], classes: tuple[AnnotationClass, ...] | None) -> None:
+    def _apply(self, state: dict[str, _Entry | None], classes: tuple[AnnotationClass, ...] | None,
+               decisions: dict[str, ReviewDecision | None] | None = None) -> None:
+        for hid, decision in (decisions or {}).items():
+            if decision is None:
+                self._decisions.pop(hid, None)
+            else:
+                self._decisions[hid] = decision
         for uid, entry in state.items():
             self._lod.discard(uid)
             if entry is None:
@@ -266,6 +299,7 @@ class AnnotationDocument:
             removed=tuple(u for u in new if old.get(u) is not None and new[u] is None),
             changed=tuple(u for u in new if old.get(u) is not None and new[u] is not None),
             classes_changed=step.classes_after is not None,
+            decisions_changed=tuple(step.decisions_after),
         )
         for callback in list(self._listeners):
             callback(change)
@@ -306,12 +340,24 @@ class AnnotationDocument:
         self._push(step)
         self._notify(step, "edit", before, new)
 
+    def _commit_decisions(self, description: str, after: dict[str, ReviewDecision | None]) -> None:
+        before = {h: self._decisions.get(h) for h in after}
+        self._apply({}, None, after)
+        if self._open_group is not None:
+            for h, d in after.items():
+                self._open_group.decisions_before.setdefault(h, before[h])
+                self._open_group.decisions_after[h] = d
+            return
+        step = _Step(description, decisions_before=before, decisions_after=dict(after))
+        self._push(step)
+        self._notify(step, "edit", {}, {})
+
     def undo(self) -> bool:
         """Undo the last step; False when there is none."""
         if not self._undo:
             return False
         step = self._undo.pop()
-        self._apply(step.before, step.classes_before)
+        self._apply(step.before, step.classes_before, step.decisions_before)
         self._redo.append(step)
         self._notify(step, "undo", step.after, step.before)
         return True
@@ -321,7 +367,7 @@ class AnnotationDocument:
         if not self._redo:
             return False
         step = self._redo.pop()
-        self._apply(step.after, step.classes_after)
+        self._apply(step.after, step.classes_after, step.decisions_after)
         self._undo.append(step)
         self._notify(step, "redo", step.before, step.after)
         return True
@@ -393,6 +439,7 @@ class AnnotationDocument:
 
         Imported annotations whose uid is already open get a fresh uid. Classes of the
         file that the document lacks are added; existing classes keep their colours.
+        The file's review decisions replace those on the same hotspots.
         """
         with self.group(description):
             if replace_all and self._entries:
@@ -403,6 +450,11 @@ class AnnotationDocument:
             after: dict[str, Annotation | None] = {a.uid: a for a in fresh}
             if after or new_classes:
                 self._commit(description, after, self._classes + new_classes if new_classes else None)
+            if replace_all:
+                for hid in [h for h in self._decisions if h not in {d.hotspot_id for d in aset.decisions}]:
+                    self.clear_decision(hid)
+            for decision in aset.decisions:
+                self.set_decision(decision)
         return [a.uid for a in fresh]
 
     # --- class commands -------------------------------------------------------------------

@@ -35,6 +35,7 @@ from typing import Any
 
 from histoviewer.core.annotations.classes import AnnotationClass, default_class_for, merge_classes, parse_color
 from histoviewer.core.annotations.model import AnnotationSet, ImportResult
+from histoviewer.core.annotations.review import ReviewDecision, decision_feature, decision_from_feature, is_decision_feature
 from histoviewer.core.annotations.safe_read import VertexBudget, check_output_size, read_limited
 from histoviewer.core.annotations.sanitize import Replacements
 from histoviewer.core.annotations.shapes import Annotation, ObjectKind, ShapeKind, new_uid
@@ -155,7 +156,8 @@ def geojson_dict(aset: AnnotationSet, meta: Mapping[str, Any] | None = None,
     return {
         "type": "FeatureCollection",
         FORMAT_KEY: {"format_version": FORMAT_VERSION, "classes": table, **rep.json_value(dict(meta or {}))},
-        "features": [_feature(a, classes, rep) for a in aset.annotations],
+        "features": [_feature(a, classes, rep) for a in aset.annotations]
+        + [rep.json_value(decision_feature(d, FORMAT_KEY)) for d in aset.decisions],
     }
 
 
@@ -187,6 +189,8 @@ def geojson_bytes(aset: AnnotationSet, meta: Mapping[str, Any] | None = None,
     budget = VertexBudget(target, writing=True)
     for i, ann in enumerate(aset.annotations):
         budget.annotation(f"annotation {i} ({ann.name!r})", _written_vertices(ann))
+    for d in aset.decisions:
+        budget.annotation(f"review decision {d.hotspot_id}", len(d.l0_outline) + 1)
     check_output_size(target, _estimated_bytes(aset))  # early: building a too-large text takes minutes
     # Compact separators keep json on its C encoder (indent switches to pure Python: 10x slower).
     text = strict_dumps(geojson_dict(aset, meta, replacements), separators=(",", ":"),
@@ -471,17 +475,26 @@ def parse_geojson(data: bytes, source: str = "<GeoJSON>") -> ImportResult:
             f"{source}: expected a GeoJSON FeatureCollection, Feature, geometry or list of Features")
     reader = _Reader(source, VertexBudget(source))
     annotations: list[Annotation] = []
+    decisions: dict[str, ReviewDecision] = {}
     for i, feat in enumerate(features):
         try:
+            if is_decision_feature(feat, FORMAT_KEY):  # a review decision (``review``), not an annotation
+                decision = decision_from_feature(feat, FORMAT_KEY)
+                reader.budget.annotation(f"feature {i} (review decision)", len(decision.l0_outline))
+                if decision.hotspot_id in decisions:
+                    reader.warnings.append(f"feature {i}: a second decision on hotspot {decision.hotspot_id}; "
+                                           "the later one is kept")
+                decisions[decision.hotspot_id] = decision
+                continue
             annotations += reader.feature(i, feat)
-        except (_FeatureError, ValueError, TypeError) as exc:
+        except (_FeatureError, ValueError, TypeError, KeyError, IndexError) as exc:
             label = feat.get("properties", {}).get("name") if isinstance(feat, dict) and isinstance(feat.get("properties"), dict) else None
             where = f"feature {i}" + (f" ({label!r})" if isinstance(label, str) and label else "")
             raise AnnotationFormatError(f"{source}: {where}: {exc}") from exc
     classes = merge_classes(_doc_classes(doc, source) or AnnotationSet().classes, reader.classes.values())
     own = doc.get(FORMAT_KEY) if isinstance(doc, dict) else None
     meta = reader.rep.json_value({k: v for k, v in own.items() if k != "classes"}) if isinstance(own, dict) else {}
-    aset = AnnotationSet(tuple(annotations), classes).with_used_classes()
+    aset = AnnotationSet(tuple(annotations), classes, tuple(decisions.values())).with_used_classes()
     warnings = list(reader.warnings) + [f"read with changes: {m}" for m in reader.rep.messages()]
     warnings += [f"{n} object{'s' if n != 1 else ''} of unknown type {k!r} read as annotations"
                  for k, n in reader.kinds.items()]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from histoviewer.core.annotations.classes import DEFAULT_CLASSES, AnnotationClass, default_class_for, merge_classes
+from histoviewer.core.annotations.review import ReviewDecision
 from histoviewer.core.annotations.shapes import Annotation
 
 __all__ = ["AnnotationSet", "ImportResult"]
@@ -19,10 +20,12 @@ __all__ = ["AnnotationSet", "ImportResult"]
 @dataclass(frozen=True)
 class AnnotationSet:
     """Annotations in file order and the classes they use (every ``class_name`` is in
-    ``classes``; ``with_used_classes`` adds missing ones)."""
+    ``classes``; ``with_used_classes`` adds missing ones), and the review decisions on
+    the AI's hotspots (``review``)."""
 
     annotations: tuple[Annotation, ...] = ()
     classes: tuple[AnnotationClass, ...] = DEFAULT_CLASSES
+    decisions: tuple[ReviewDecision, ...] = ()
 
     def class_named(self, name: str | None) -> AnnotationClass | None:
         return next((c for c in self.classes if c.name == name), None)
@@ -34,7 +37,7 @@ class AnnotationSet:
             if ann.class_name is not None and ann.class_name not in known:
                 known.add(ann.class_name)
                 extra.append(default_class_for(ann.class_name))
-        return AnnotationSet(self.annotations, merge_classes(self.classes, extra)) if extra else self
+        return AnnotationSet(self.annotations, merge_classes(self.classes, extra), self.decisions) if extra else self
 
     def to_dict(self) -> dict[str, Any]:
         return {"annotations": [a.to_dict() for a in self.annotations],

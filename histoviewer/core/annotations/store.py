@@ -72,7 +72,8 @@ def save_document(doc: AnnotationDocument, slide_path: str | os.PathLike[str],
     """
     beside, fallback = autosave_candidates(slide_path)
     meta = {"autosave": {"slide": str(_slide(slide_path)), "saved_at": now().isoformat(timespec="seconds"),
-                         "annotations": len(doc), "mpp": doc.mpp}}
+                         "annotations": len(doc), "mpp": doc.mpp,
+                         "review_decisions": len(doc.decisions())}}
     try:
         data = geojson_bytes(doc.to_set(), meta, replacements, target=str(beside))
     except AnnotationFormatError as exc:  # more than our reader accepts: saving would lose it on reopening
@@ -107,12 +108,15 @@ class Recovery:
     def message(self) -> str:
         """What the viewer says on reopening (the time in the user's own time zone)."""
         n = len(self.annotation_set.annotations)
-        return (f"Restored {n} annotation{'s' if n != 1 else ''} from the autosave of {_local_time(self.saved_at)} "
-                f"({self.path})")
+        k = len(self.annotation_set.decisions)
+        review = f" and {k} review decision{'s' if k != 1 else ''}" if k else ""
+        return (f"Restored {n} annotation{'s' if n != 1 else ''}{review} from the autosave of "
+                f"{_local_time(self.saved_at)} ({self.path})")
 
     def to_dict(self) -> dict:
         return {"path": str(self.path), "saved_at": self.saved_at,
-                "annotations": len(self.annotation_set.annotations), "warnings": list(self.warnings)}
+                "annotations": len(self.annotation_set.annotations),
+                "review_decisions": len(self.annotation_set.decisions), "warnings": list(self.warnings)}
 
 
 def load_autosave(slide_path: str | os.PathLike[str]) -> Recovery | None:
