@@ -121,6 +121,8 @@ class MainWindow(QMainWindow):
         ai_menu = self.ai.menu
         ai_menu.addSeparator()
         ai_menu.addActions(list(self.lesions.menu_actions))
+        ai_menu.addSeparator()
+        self.improve_action = self._action(ai_menu, "&Improve the model from my corrections\u2026", self.improve_model)
         bar.addMenu(ai_menu)
         bar.addMenu(self.annotation_actions.annotation_menu)
         help_menu = bar.addMenu("&Help")
@@ -234,6 +236,22 @@ class MainWindow(QMainWindow):
         if (tab := self.current_tab()) is None:
             return None
         return open_export_dialog(self, tab)
+
+    def improve_model(self):
+        """Fine-tune the current model on the open slides' corrections (their edits saved first)."""
+        # lazy: the dialog imports torch (start-up of the viewer stays without it)
+        from histoviewer.qt.finetune_dialog import FinetuneDialog
+
+        tabs = self.slide_tabs()
+        for tab in tabs:
+            tab.flush_annotations()  # the labels are read from the saved annotations
+        dialog = FinetuneDialog([str(t.path) for t in tabs], self.ai.settings.model,
+                                device=self.ai.settings.device, parent=self)
+        dialog.switchRequested.connect(self.ai.panel.use_model)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.finetune_dialog = dialog
+        return dialog
 
     def show_about(self) -> AboutDialog:
         dialog = AboutDialog(self)
