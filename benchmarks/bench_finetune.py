@@ -39,6 +39,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import numpy as np
+from scipy.ndimage import binary_dilation as _dilate
+from skimage.draw import polygon as _polygon
 
 MPP = 0.5
 SIDE = 7000  # level-0 px: 3.5 mm square nodes, ~6 s to write and to analyse each
@@ -49,8 +51,8 @@ HELD_OUT = [("phantom_test_1", "micro:1.1,micro:0.5", 201), ("phantom_test_2", "
             ("phantom_test_3", "micro:0.7,micro:0.4", 203), ("phantom_test_4", "micro:1.2,micro:0.5", 204),
             ("phantom_test_5", "", 205), ("phantom_test_6", "", 206)]
 DUCTAL = [("phantom_ductal_1", "micro:1.1,micro:0.5", 301), ("phantom_ductal_2", "", 302)]
-NORMAL_BOXES = 6  # normal-tissue rectangles a reviewer draws per slide
-NORMAL_BOX_L0 = 1000  # their side, level-0 px (0.5 mm)
+NORMAL_BOXES = 5  # normal-tissue rectangles a reviewer draws per slide (fewer where none fit)
+NORMAL_BOX_L0 = 700  # their side, level-0 px (0.35 mm)
 
 
 def hv(*args: str, json_out: bool = False) -> dict | None:
@@ -149,20 +151,28 @@ def review(slide: Path, out: Path, model_hash: str, first: bool = True) -> dict[
         if not found[k]:  # a lesion the AI missed: the pathologist draws it
             doc.add(Annotation(ShapeKind.POLYGON, tuple(map(tuple, t)), class_name="Tumor", name=f"missed {k}"))
             counts["drawn_tumour"] += 1
-    # Normal tissue: boxes in tissue, at least a box away from every lesion (seeded, as a person picks).
+    # Normal tissue: boxes in tissue, at least half a box away from every true lesion and off every
+    # AI lesion (seeded, as a person picks), tested on a coarse mask of the lesions.
     with open_slide(slide) as reader:
         tissue = slide_tissue_map(reader, l0_px_per_mask_px=32)
+    step = 16.0
+    side = int(np.ceil(SIDE / step))
+    busy = np.zeros((side, side), bool)
+    for poly in truth + [o for o, _ in lesions]:
+        r, c = _polygon(poly[:, 1] / step, poly[:, 0] / step, busy.shape)
+        busy[r, c] = True
+    busy = _dilate(busy, iterations=int(NORMAL_BOX_L0 / 2 / step))
     rng = np.random.default_rng(len(slide.name))
-    tries = 0
-    while counts["normal"] < NORMAL_BOXES and tries < 2000:
-        tries += 1
+    for _ in range(4000):
+        if counts["normal"] >= NORMAL_BOXES:
+            break
         x, y = rng.uniform(0, SIDE - NORMAL_BOX_L0, 2)
-        box = np.array([[x, y], [x + NORMAL_BOX_L0, y], [x + NORMAL_BOX_L0, y + NORMAL_BOX_L0], [x, y + NORMAL_BOX_L0]])
         if tissue.fractions(np.array([x]), np.array([y]), NORMAL_BOX_L0)[0] < 0.95:
             continue
-        grown = box + np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * NORMAL_BOX_L0
-        if any(overlaps(grown, t) for t in truth) or any(overlaps(box, o) for o, _ in lesions):
+        r0, c0, n = int(y / step), int(x / step), int(NORMAL_BOX_L0 / step)
+        if busy[r0:r0 + n, c0:c0 + n].any():
             continue
+        busy[r0:r0 + n, c0:c0 + n] = True  # boxes do not overlap each other either
         doc.add(Annotation(ShapeKind.RECTANGLE, ((x, y), (x + NORMAL_BOX_L0, y + NORMAL_BOX_L0)), class_name="Normal"))
         counts["normal"] += 1
     save_document(doc, slide)

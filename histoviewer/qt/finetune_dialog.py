@@ -142,7 +142,7 @@ class FinetuneDialog(QDialog):
         self.slide_list.setHeaderLabels(["Slide", "What it teaches"])
         self.slide_list.setRootIsDecorated(False)
         self.slide_list.setColumnWidth(0, 260)
-        self.slide_list.setMaximumHeight(150)
+        self.slide_list.setMaximumHeight(110)
         layout.addWidget(self.slide_list)
 
         row = QHBoxLayout()
@@ -183,6 +183,7 @@ class FinetuneDialog(QDialog):
                                             symbolBrush="#2ca02c")
         for w in (self.loss_plot, self.auc_plot):
             w.showGrid(x=True, y=True, alpha=0.3)
+            w.getAxis("bottom").setTickSpacing(major=1, minor=1)  # whole epochs
             plots.addWidget(w)
         layout.addLayout(plots, 1)
 
