@@ -45,12 +45,14 @@ def corrected(tmp_path_factory):
     for slide in out[:2]:
         poly = load_annotations(slide.with_suffix(".geojson")).annotation_set.annotations[0].outline()
         slide.with_suffix(".geojson").unlink()  # labels only from the viewer's saved annotations
+        slide.with_suffix(".xml").unlink()
         doc = AnnotationDocument(mpp=0.5)
         doc.add(Annotation(ShapeKind.POLYGON, poly, class_name="Tumor"))
         box = _normal_box(slide, np.asarray(poly))
         doc.add(Annotation(ShapeKind.RECTANGLE, box, class_name="Normal"))
         save_document(doc, slide)
     out[2].with_suffix(".geojson").unlink()
+    out[2].with_suffix(".xml").unlink()
     return out
 
 
