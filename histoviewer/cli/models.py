@@ -76,7 +76,9 @@ def register(sub) -> None:
         epilog=TRAIN_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("kind", choices=("cnn", "handcrafted"))
-    t.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
+    t.add_argument("--out", type=Path, default=None,
+                   help="model file to write (.safetensors); required, except for a fine-tune "
+                        "(default there: a new file in the user models folder)")
     t.add_argument("--overwrite", action="store_true", help="replace --out when it exists (default: refuse)")
     _add_data_args(t, default_split="train", multi_data=True)
     t.add_argument("--valid-data", type=Path, default=None,
@@ -113,14 +115,17 @@ def register(sub) -> None:
                    help="CNN only: compact-cnn (default, fast on CPU), strided-cnn (previous "
                         "default), resnet (ResNet-18-shaped), resnet50 (torchvision ResNet-50, "
                         "a GPU model; ImageNet input normalisation)")
-    t.add_argument("--init", type=Path, default=None, metavar="WEIGHTS",
-                   help="CNN only: start from these weights (a .safetensors file from "
-                        "import-weights, or a model file of the same architecture; the head "
-                        "is trained from scratch)")
-    t.add_argument("--epochs", type=int, default=30, help="CNN only (default 30)")
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
-    t.add_argument("--patience", type=int, default=5, help="CNN only: early stopping patience in epochs")
+    t.add_argument("--init", type=Path, default=None, metavar="WEIGHTS|MODEL",
+                   help="CNN: start from these weights (a .safetensors file from import-weights; "
+                        "the head is trained from scratch). With --layout slides and a MODEL (cnn, "
+                        "handcrafted, a model file): fine-tune that model from the slides' "
+                        "corrections (accepted/rejected hotspots, tumour/normal annotations from the "
+                        "viewer's saved annotations, a stem.geojson beside the slide or --annotations)")
+    t.add_argument("--epochs", type=int, default=None, help="CNN only (default 30; fine-tune 8)")
+    t.add_argument("--batch-size", type=int, default=None, help="(default 128; fine-tune 32)")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (one-cycle; default 3e-3, fine-tune 1e-3)")
+    t.add_argument("--patience", type=int, default=None,
+                   help="CNN only: early stopping patience in epochs (default 5; fine-tune 4)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-augment", action="store_true")
     t.add_argument("--stain-norm", default="none", choices=("none", "reinhard", "macenko"),
@@ -276,6 +281,15 @@ def _check_out(args: argparse.Namespace, *outs: Path | None, overwrite: bool) ->
 
 def run_train(args: argparse.Namespace) -> int:
     _check_out(args, args.out, overwrite=args.overwrite)
+    from histoviewer.cli.finetune import is_finetune, run_finetune
+
+    if is_finetune(args):
+        return run_finetune(args)
+    if args.out is None:
+        raise PatchDataError("--out is required (the model file to write)")
+    for name, default in (("epochs", 30), ("batch_size", 128), ("lr", 3e-3), ("patience", 5)):
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     from histoviewer.cli.progress import cli_control
     from histoviewer.core.input_spec import InputSpec
     from histoviewer.core.models.model_file import save_model

@@ -37,6 +37,9 @@ def register(sub: Any) -> None:
         ),
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--morphology", default="ductal", choices=("ductal", "lobular"),
+                   help="how the metastases look: ductal (default; large cells, pink cytoplasm) or "
+                        "lobular (small crowded cells with scant cytoplasm, like the lymphocytes around them)")
     p.add_argument("--tile-size", type=int, default=512, help="TIFF tile size (default 512)")
     p.add_argument("--quality", type=int, default=85, help="JPEG quality 1-100 (default 85)")
     p.add_argument("--workers", type=int, default=None,
@@ -82,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
             args.out, width=args.width, height=args.height, mpp=args.mpp,
             lesions=args.lesions, seed=args.seed, tile_size=args.tile_size,
             jpeg_quality=args.quality, control=control, workers=args.workers,
+            tumour_morphology=args.morphology,
         )
     except HistoViewerError as exc:
         print(error_text(exc), file=sys.stderr)

@@ -266,6 +266,11 @@ class AiPanel(QDockWidget):
         self.model_combo.setCurrentIndex(index)
 
     # -- changes ----------------------------------------------------------------------------------
+    def use_model(self, key: str) -> None:
+        """Switch to the model ``key`` (a name or a model file: a fine-tuned model just written)."""
+        self._change(model=key)
+        self._fill_models()
+
     def _on_model_chosen(self, _index: int) -> None:
         key = self.model_combo.currentData()
         if key == OTHER_MODEL:

@@ -149,6 +149,7 @@ class MainWindow(QMainWindow):
         ai_menu.addActions(list(self.lesions.menu_actions))
         ai_menu.addAction(self.inspector.panel_action)
         self.compare_action = self._action(ai_menu, "&Compare with model\u2026", self.show_compare)
+        self.improve_action = self._action(ai_menu, "&Improve the model from my corrections\u2026", self.improve_model)
         ai_menu.addSeparator()
         ai_menu.addMenu(self.uncertainty.menu)
         bar.addMenu(ai_menu)
@@ -276,6 +277,22 @@ class MainWindow(QMainWindow):
         if (tab := self.current_tab()) is None:
             return None
         return open_export_dialog(self, tab)
+
+    def improve_model(self):
+        """Fine-tune the current model on the open slides' corrections (their edits saved first)."""
+        # lazy: the dialog imports torch (start-up of the viewer stays without it)
+        from histoviewer.qt.finetune_dialog import FinetuneDialog
+
+        tabs = self.slide_tabs()
+        for tab in tabs:
+            tab.flush_annotations()  # the labels are read from the saved annotations
+        dialog = FinetuneDialog([str(t.path) for t in tabs], self.ai.settings.model,
+                                device=self.ai.settings.device, parent=self)
+        dialog.switchRequested.connect(self.ai.panel.use_model)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.finetune_dialog = dialog
+        return dialog
 
     def show_about(self) -> AboutDialog:
         dialog = AboutDialog(self)

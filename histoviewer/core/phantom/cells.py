@@ -30,6 +30,7 @@ __all__ = [
     "grid_points",
     "lymphoid_splats",
     "spindle_splats",
+    "tumour_spacing_um",
     "tumour_splats",
 ]
 
@@ -38,6 +39,8 @@ MaskFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 LYMPH_SPACING_UM = 5.6
 TUMOUR_SPACING_UM = 13.0
+# Lobular-type tumour cells are small and crowded: closer than ductal ones, sparser than lymphocytes.
+LOBULAR_SPACING_UM = 9.0
 SPINDLE_SPACING_UM = 11.0
 FAT_SPACING_UM = 80.0
 
@@ -207,6 +210,11 @@ def lymphoid_splats(
     return out
 
 
+def tumour_spacing_um(layout: PhantomLayout) -> float:
+    """Centre-to-centre spacing of tumour cells for the layout's tumour morphology (um)."""
+    return LOBULAR_SPACING_UM if layout.tumour_morphology == "lobular" else TUMOUR_SPACING_UM
+
+
 def tumour_splats(
     fields: TissueFields, banks: SpriteBanks, lesion_mask_fn: MaskFn, l0_x0: float, l0_y0: float,
     l0_x1: float, l0_y1: float,
@@ -214,7 +222,8 @@ def tumour_splats(
     """Tumour nuclei whose centres lie in a lesion; also returns all tumour-grid centres
     (kept or not) near the region, the seeds of the cell-border pattern."""
     mpp, seed = fields.mpp, fields.seed
-    sp = TUMOUR_SPACING_UM / mpp
+    lobular = fields.layout.tumour_morphology == "lobular"
+    sp = tumour_spacing_um(fields.layout) / mpp
     gx, gy, px, py = grid_points(seed, 20, sp, l0_x0, l0_y0, l0_x1, l0_y1, jitter=0.85)
     # A nucleus must sit well inside the outline (its cytoplasm forms the lesion's edge),
     # so the drawn tumour never leaves the truth polygon and no nucleus is cut by it.
@@ -223,7 +232,9 @@ def tumour_splats(
     keep = inside & (u_kind < 0.96)
     til = inside & (u_kind >= 0.985)  # tumour-infiltrating lymphocytes
     out = []
-    for sel, bank, lo, hi in ((keep, banks.tumour, 0.85, 1.15), (til, banks.lymphocyte, 0.9, 1.1)):
+    # lobular: small round uniform nuclei (the centroblast bank's size) instead of large pleomorphic ones
+    tumour_bank = banks.centroblast if lobular else banks.tumour
+    for sel, bank, lo, hi in ((keep, tumour_bank, 0.85, 1.15), (til, banks.lymphocyte, 0.9, 1.1)):
         if not sel.any():
             continue
         ids = (hash_unit(seed, gx, gy, 23)[sel] * len(bank)).astype(np.int64)

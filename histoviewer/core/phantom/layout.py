@@ -21,11 +21,14 @@ from histoviewer.core.units import l0_px_to_mm, mm_to_um
 
 __all__ = [
     "LESION_CLEARANCE_UM",
+    "TUMOUR_MORPHOLOGIES",
     "LesionShape",
     "PhantomLayout",
     "build_layout",
 ]
 
+# Tumour cell patterns a phantom can draw (``PhantomLayout.tumour_morphology``).
+TUMOUR_MORPHOLOGIES = ("ductal", "lobular")
 LESION_CLEARANCE_UM = CAPSULE_MAX_UM + 12.0  # lesions sit in node parenchyma, not capsule
 LESION_GAP_UM = 40.0
 
@@ -105,6 +108,10 @@ class PhantomLayout:
     tissue: NodeSet
     follicles: np.ndarray = field(repr=False)  # (F, 3): l0_x, l0_y, l0_radius
     lesions: tuple[LesionShape, ...] = ()
+    # How the metastases look (``TUMOUR_MORPHOLOGIES``): "ductal" (default; cohesive sheets of
+    # large pleomorphic cells with abundant pink cytoplasm) or "lobular" (small uniform cells with
+    # scant cytoplasm, crowded like the lymphocytes around them: the pattern that is easy to miss).
+    tumour_morphology: str = "ductal"
 
 
 def _lesion_outline(spec: LesionSpec, mpp: float, rng: np.random.Generator) -> np.ndarray:
@@ -246,7 +253,8 @@ def _shape(name: str, spec: LesionSpec, pts: np.ndarray, centre: tuple[float, fl
 
 
 def build_layout(
-    width: int, height: int, mpp: float, specs: tuple[LesionSpec, ...], seed: int
+    width: int, height: int, mpp: float, specs: tuple[LesionSpec, ...], seed: int,
+    tumour_morphology: str = "ductal",
 ) -> PhantomLayout:
     """Deterministic layout for a slide of ``width`` x ``height`` level-0 px at ``mpp``.
 
@@ -256,4 +264,4 @@ def build_layout(
     tissue = make_nodes(width, height, mpp, seed, np.random.default_rng([seed_, 0x5EED]))
     follicles = make_follicles(tissue, np.random.default_rng([seed_, 0xF011]))
     lesions = _place_lesions(tissue, specs, width, height, np.random.default_rng([seed_, 0x1E5]))
-    return PhantomLayout(width, height, mpp, seed, tissue, follicles, lesions)
+    return PhantomLayout(width, height, mpp, seed, tissue, follicles, lesions, tumour_morphology)

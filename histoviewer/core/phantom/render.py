@@ -24,6 +24,7 @@ from histoviewer.core.phantom.cells import (
     fat_seeds,
     lymphoid_splats,
     spindle_splats,
+    tumour_spacing_um,
     tumour_splats,
 )
 from histoviewer.core.phantom.layout import PhantomLayout
@@ -325,7 +326,7 @@ class TileRenderer:
         mask = mask_fn(xx + (l0_x0 + 0.5), yy + (l0_y0 + 0.5))
         if not mask.any():
             return h, e, nh, ne
-        m = 2.5 * TUMOUR_SPACING_UM / mpp
+        m = 2.5 * tumour_spacing_um(self.layout) / mpp
         splats, sx, sy = tumour_splats(
             self.fields, self.banks, mask_fn, l0_x0 - m, l0_y0 - m, l0_x0 + ts + m, l0_y0 + ts + m
         )
@@ -340,6 +341,11 @@ class TileRenderer:
         cleft = 1.0 - 0.75 * np.clip((mid - 1.4) / 0.6, 0.0, 1.0)
         tum_e = (0.5 + 0.1 * mid + 0.07 * fine - 0.15 * border) * cleft
         tum_h = (0.12 + 0.03 * mid + 0.02 * fine - 0.04 * border) * cleft
+        if self.layout.tumour_morphology == "lobular":
+            # Scant pale cytoplasm, no clefts, no cohesive borders: the cells lie packed like the
+            # lymphocytes around them (lobular metastases are the classic miss in lymph nodes).
+            tum_e = 0.25 + 0.06 * mid + 0.05 * fine
+            tum_h = 0.08 + 0.02 * mid
         h = np.where(mask, tum_h, h)
         e = np.where(mask, tum_e, e)
         nh = np.where(mask, th, nh)

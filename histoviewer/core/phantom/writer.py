@@ -23,7 +23,7 @@ from histoviewer.core.atomic import clean_stale_partials, partial_path, write_er
 from histoviewer.core.errors import PhantomSpecError
 from histoviewer.core.geometry import max_feret_diameter, polygon_area, polygon_centroid
 from histoviewer.core.phantom.ground_truth import write_ground_truth
-from histoviewer.core.phantom.layout import PhantomLayout, build_layout
+from histoviewer.core.phantom.layout import TUMOUR_MORPHOLOGIES, PhantomLayout, build_layout
 from histoviewer.core.phantom.render import TileRenderer
 from histoviewer.core.phantom.result import PhantomLesion, PhantomResult
 from histoviewer.core.phantom.spec import DEFAULT_LESIONS, LesionSpec, parse_lesion_specs
@@ -183,6 +183,7 @@ def write_phantom(
     jpeg_quality: int = 85,
     control: JobControl = NO_CONTROL,
     workers: int | None = None,
+    tumour_morphology: str = "ductal",
 ) -> PhantomResult:
     """Write a phantom lymph-node slide and its ground truth; return what was written.
 
@@ -191,6 +192,8 @@ def write_phantom(
     a negative node. ``control`` gets one stage, "Writing phantom tiles", counted in level-0 tiles, and
     is checked for cancellation after each row of tiles (``Cancelled``; no file is left). ``workers`` (default:
     one per CPU for large slides, none for small ones) render tile rows in parallel.
+    ``tumour_morphology``: "ductal" (default) or "lobular" (small crowded cells with scant
+    cytoplasm; see ``PhantomLayout``), for a set of slides unlike the default phantoms.
     Same arguments give byte-identical files. Raises ``PhantomSpecError`` for a bad
     request (including lesions that do not fit) and ``HistoViewerError`` when the files
     cannot be written.
@@ -215,7 +218,10 @@ def write_phantom(
     if out.is_dir():
         raise PhantomSpecError(f"{out} is a folder; give a file name such as phantom.tiff")
 
-    layout = build_layout(width, height, mpp, specs, seed)
+    if tumour_morphology not in TUMOUR_MORPHOLOGIES:
+        raise PhantomSpecError(f"tumour morphology must be one of {', '.join(TUMOUR_MORPHOLOGIES)}, "
+                               f"got {tumour_morphology!r}", setting="tumour_morphology")
+    layout = build_layout(width, height, mpp, specs, seed, tumour_morphology)
     measured = _measure(layout)
 
     n_cols = math.ceil(width / tile_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -34,6 +35,7 @@ from histoviewer.core.models.domain_fit import (
     sample_indices,
 )
 from histoviewer.core.models.metrics import binary_metrics
+from histoviewer.core.models.stain_norm import EXTRA_KEY as STAIN_KEY
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.training.common import (
     EpochRecord,
@@ -107,9 +109,16 @@ def train_cnn(
     spec: InputSpec | None = None,
     control: JobControl = NO_CONTROL,
     log: Log = lambda _msg: None,
+    parent: CnnClassifier | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
     """Train a CNN on ``patch_set`` (already at ``spec``'s scale), early-stopping on
-    validation AUC; the best epoch's weights are kept."""
+    validation AUC; the best epoch's weights are kept.
+
+    ``parent``: fine-tune this model instead of starting from scratch: its architecture, its
+    weights (head included), its input and stain normalisation and its domain profile (the
+    fine-tuned model has seen the parent's tissue too) are kept; only the calibration and the
+    operating point are fitted anew. ``on_epoch`` is called after each epoch (live curves)."""
     t_start = time.perf_counter()
     spec = spec or getattr(patch_set, "spec", InputSpec(PCAM_PATCH_PX, PCAM_MPP_UM))
     if cfg.epochs < 1:
@@ -120,10 +129,17 @@ def train_cnn(
     rng = np.random.default_rng(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    stain = _fit_stain(patch_set, train_idx, cfg, control, log)
+    if parent is None:
+        stain = _fit_stain(patch_set, train_idx, cfg, control, log)
+        info = _with_stain(_cnn_info(patch_set, cfg, spec), stain)
+        model = CnnClassifier.new(info, device=cfg.device)
+    else:  # the parent's network, input and stain normaliser (a fine-tune changes weights only)
+        stain = parent._stain_normaliser()
+        info = replace(_cnn_info(patch_set, cfg, spec), architecture=parent.info.architecture,
+                       input=parent.info.input, extra={k: v for k, v in parent.info.extra.items()
+                                                       if k in ("arch_config", STAIN_KEY)})
+        model = CnnClassifier.from_tensors(info, parent.tensors(), device=cfg.device)
     to_input = _stain_transform(stain)  # before augmentation, as prepare_patches at inference
-    info = _with_stain(_cnn_info(patch_set, cfg, spec), stain)
-    model = CnnClassifier.new(info, device=cfg.device)
     device = model.device
     log(f"device: {model.device_choice.reason}")
     if cfg.init_weights:
@@ -196,6 +212,8 @@ def train_cnn(
         v_auc = binary_metrics(y_valid, v_prob).auc
         rec = EpochRecord(epoch, total / max(seen, 1), v_loss, v_auc, time.perf_counter() - t0)
         history.append(rec)
+        if on_epoch is not None:
+            on_epoch(rec)
         auc_text = "n/a" if v_auc is None else f"{v_auc:.4f}"
         log(f"epoch {epoch}: train loss {rec.train_loss:.4f}, valid loss {v_loss:.4f}, "
             f"valid AUC {auc_text}, {rec.seconds:.1f} s")
@@ -237,9 +255,13 @@ def train_cnn(
     final = CnnClassifier(net, info, device=cfg.device)
     # Domain profile: tissue descriptors of a sample of the training patches, thresholds from validation.
     pos = sample_indices(np.arange(len(train_idx)), DOMAIN_FIT_PATCHES, cfg.seed)
-    fit_x = in_ram[pos] if in_ram is not None else to_input(load_patches(patch_set, train_idx[pos], control=control))
     try:
-        fit_classifier_domain(final, [fit_x], [x_valid], data=patch_set.description)
+        if parent is not None:  # the parent's: it was fitted on the far larger data the weights come from
+            final.domain = getattr(parent, "domain", None)
+        else:
+            fit_x = in_ram[pos] if in_ram is not None else to_input(
+                load_patches(patch_set, train_idx[pos], control=control))
+            fit_classifier_domain(final, [fit_x], [x_valid], data=patch_set.description)
     except ModelError as exc:  # too few patches: the model judges no slide ("not assessed")
         log(f"no domain profile: {exc}")
     final.info, metrics = _calibrate(final.info, final.logits(x_valid_raw), sp, cfg, log)
