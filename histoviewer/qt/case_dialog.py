@@ -2,8 +2,13 @@
 
 "Analyse all" runs, on one background thread, exactly what ``histoviewer analyze`` runs on
 the same slides: ``core.jobs.analyze_case`` (per node its ``summary.json``,
-``lesions.geojson``, probability map and heatmap under ``<output>/<slide stem>/``, then
+``lesions.geojson``, probability map and heatmap under ``<output>/<slide folder>/``, then
 ``stages.csv`` in the CAMELYON17 format and ``cases.json`` with what decided each stage).
+The slide folders are ``core.jobs.slide_folders``' names, as analyze chooses them: the
+slide's name without its extension, renamed (``node-2``...) when another slide or file has
+that name; each renamed folder is stated under the output line, and each node's folder is
+in its row's tooltip. A stage resting on a lesion at a size-class border is said under the
+stage (``StageResult.border_warning``).
 The model is loaded once for all nodes. Cancel is cooperative: Cancel sets the job's cancel
 event, the analysis stops after the region in hand, the slide's threads are closed, and no
 case files are written for a cancelled run.
@@ -32,6 +37,7 @@ from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.errors import Cancelled, HistoViewerError, ModelLoadError, StagingError
 from histoviewer.core.inference.analyze import AnalyzeOptions
 from histoviewer.core.jobs import analyze_case
+from histoviewer.core.jobs.slide_folders import SlideFolder, slide_folders
 from histoviewer.core.models.model_file import read_model_info
 from histoviewer.core.models.registry import resolve_model_path
 from histoviewer.core.paths import user_data_dir
@@ -50,6 +56,7 @@ STAGE_COLOURS = {"pN0": "#1a6e1a", "pN0(i+)": "#00789a", "pN1mi": "#b86e00", "pN
                  "unknown": "#555555"}
 COLUMNS = ("Node", "Label", "Largest lesion", "Coverage", "Progress", REVIEW_COLUMN_TITLE, "Learned label")
 LEARNED_COLUMN = COLUMNS.index("Learned label")  # the learned node classifier's second opinion (learned_text)
+CAUTION_COLOUR = "#a05a00"  # the dialog's warnings: the model's caveat, failed patches, border stages, renames
 
 
 def case_slides_in(folder: str | os.PathLike[str]) -> list[Path]:
@@ -67,9 +74,11 @@ def default_output_dir(paths: Sequence[str | os.PathLike[str]]) -> Path:
 
 class CaseAnalysis(QObject):
     """Analyses ``paths`` with ``model_spec`` on a Python thread; signals arrive on the GUI
-    thread. ``nodeFinished(row, SlideSummary | SlideFailure)``;
+    thread. ``foldersChosen(list[SlideFolder])``: where each node writes (input order), before
+    the first node starts; ``nodeFinished(row, SlideSummary | SlideFailure)``;
     ``finished(CaseOutputs | None, error text)``: None when cancelled or failed."""
 
+    foldersChosen = Signal(object)
     nodeStarted = Signal(int)
     nodeProgress = Signal(int, int, int)  # row, patches done, patches in all
     nodeFinished = Signal(int, object)
@@ -111,8 +120,11 @@ class CaseAnalysis(QObject):
         control = JobControl(progress=self._progress, cancel=self._cancel)
         options = AnalyzeOptions(model=self.model_spec, device=self.device)
         try:
+            # the folders analyze chooses (one function): computed once, stated, then used
+            folders = slide_folders(self.out_root, self.paths)
+            self._emit(self.foldersChosen, folders)
             run = analyze_case(self.paths, self.out_root, options, control=control,
-                               on_started=self._started, on_done=self._done)
+                               on_started=self._started, on_done=self._done, folders=folders)
         except Cancelled:
             self._emit(self.finished, None, "cancelled")
         except ModelLoadError as exc:
@@ -165,6 +177,7 @@ class CaseDialog(QDialog):
         self.analysis: CaseAnalysis | None = None
         self.outputs: CaseOutputs | None = None
         self.summaries: dict[int, SlideOutcome] = {}
+        self.folders: list[SlideFolder] = []  # where the last run wrote each node (input order)
         # path -> the node's label from the pathologist's tumour annotations, or None when
         # the slide has none (the window sets it: it knows the open documents)
         self.annotation_labels: Callable[[Path], object | None] | None = None
@@ -206,6 +219,13 @@ class CaseDialog(QDialog):
         self.stage_label.setStyleSheet("font-size: 18px; font-weight: bold; color: #555;")
         self.stage_label.setWordWrap(True)
         layout.addWidget(self.stage_label)
+        # the stage would change if a border lesion had the class across its border (staging)
+        self.border_label = QLabel("")
+        self.border_label.setWordWrap(True)
+        self.border_label.setStyleSheet(f"color: {CAUTION_COLOUR}; font-weight: bold;")
+        self.border_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.border_label.hide()
+        layout.addWidget(self.border_label)
         self.model_warning = QLabel(_model_warning(model_spec))
         self.model_warning.setWordWrap(True)
         self.model_warning.setStyleSheet("color: #a05a00; font-weight: bold;")
@@ -227,6 +247,12 @@ class CaseDialog(QDialog):
         out_row.addWidget(self.out_label, 1)
         out_row.addWidget(self.out_button)
         layout.addLayout(out_row)
+        self.folder_notes = QLabel("")  # slide folders analyze renamed (node -> node-2), as the CLI notes them
+        self.folder_notes.setWordWrap(True)
+        self.folder_notes.setStyleSheet(f"color: {CAUTION_COLOUR};")
+        self.folder_notes.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.folder_notes.hide()
+        layout.addWidget(self.folder_notes)
         self._show_output()
 
         buttons = QHBoxLayout()
@@ -288,6 +314,7 @@ class CaseDialog(QDialog):
             return
         self.summaries.clear()
         self.outputs = None
+        self._show_folders([])
         for row, bar in enumerate(self.bars):
             bar.setRange(0, 1)
             bar.setValue(0)
@@ -297,7 +324,9 @@ class CaseDialog(QDialog):
         self.stage_label.setText("pN stage: analysing\u2026")
         self.stage_label.setStyleSheet("font-size: 18px; font-weight: bold; color: #555;")
         self.reason_label.setText("")
+        self._show_border_warning("")
         self.analysis = CaseAnalysis(self.paths, self.out_root, self.model_spec, self.device, self)
+        self.analysis.foldersChosen.connect(self._show_folders)
         self.analysis.nodeStarted.connect(self._on_started)
         self.analysis.nodeProgress.connect(self._on_progress)
         self.analysis.nodeFinished.connect(self._on_node)
@@ -313,6 +342,19 @@ class CaseDialog(QDialog):
             self.analysis.cancel()
             self.status_label.setText("Cancelling after the region in hand\u2026")
             self.cancel_button.setEnabled(False)
+
+    def _show_folders(self, folders: Sequence[SlideFolder]) -> None:
+        """Each node's results folder in its row's tooltip; a note for each renamed one."""
+        self.folders = list(folders)
+        for row, folder in enumerate(self.folders):  # input order, as the rows
+            self.table.item(row, 0).setToolTip(f"Results in {folder.path}\nDouble-click to show the slide")
+        notes = [f"Note: {f.note}" for f in self.folders if f.note]
+        self.folder_notes.setText("\n".join(notes))
+        self.folder_notes.setVisible(bool(notes))
+
+    def _show_border_warning(self, text: str) -> None:
+        self.border_label.setText(text)
+        self.border_label.setVisible(bool(text))
 
     def _on_started(self, row: int) -> None:
         self.bars[row].setFormat("reading tissue\u2026")
@@ -377,6 +419,7 @@ class CaseDialog(QDialog):
         if outputs is None:
             self.status_label.setText("Cancelled: no case files written." if error == "cancelled" else error)
             self.stage_label.setText("pN stage: not staged")
+            self._show_border_warning("")
             if error != "cancelled":  # a failed run (a case file not written...) must not pass unseen
                 box = QMessageBox(QMessageBox.Icon.Warning, "Case analysis failed", error,
                                   QMessageBox.StandardButton.Ok, self)
@@ -402,6 +445,10 @@ class CaseDialog(QDialog):
         self.stage_label.setText("\n".join(lines))
         self.stage_label.setStyleSheet(f"font-size: 18px; font-weight: bold; color: {colour};")
         self.reason_label.setText("\n".join(reasons))
+        # a stage resting on a border lesion: as the reports say it, under the stage
+        warnings = [f"Caution{f' ({r.patient})' if len(results) > 1 else ''}: {r.border_warning}."
+                    for r in results if r.border_warning]
+        self._show_border_warning("\n".join(warnings))
 
     def restage_from_annotations(self) -> list[StageResult]:
         """Each annotated node's label from its tumour annotations (the pathologist's
@@ -442,6 +489,7 @@ class CaseDialog(QDialog):
             self._show_stages(results, errors)
         else:
             self.stage_label.setText("pN stage: not staged")
+            self._show_border_warning("")
             self.reason_label.setText("\n".join(errors.values()))
         used = sum(1 for s in sources.values() if s == "annotations")
         self.status_label.setText(f"Restaged from the annotations of {used} node(s); nodes without annotations "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -208,3 +209,111 @@ def test_an_output_folder_that_is_a_file_is_shown_in_a_message_box(window, qtbot
     assert len(boxes) == 1 and str(tmp_path / "analysis") in boxes[0].text()
     boxes[0].close()
     dialog.close()
+
+
+def _border_slide(path, side_px):
+    """The synthetic slide (``inference_helpers``) with its lesion a ``side_px`` square at
+    0.25 um/px: 1000 px (0.25 mm) gives a micrometastasis whose diameter interval on the
+    fraction model's grid straddles 0.2 mm (were it ITC, the node would be pN0(i+))."""
+    import numpy as np
+    import tifffile
+
+    from tests.core import inference_helpers as h
+
+    img = h.synthetic_rgb(grain=False)
+    x, y, w, hh = (int(v) for v in h.LESION_RECT)
+    img[y : y + hh, x : x + w] = h.TISSUE
+    img[y : y + side_px, x : x + side_px] = h.LESION
+    yy, xx = np.ogrid[: img.shape[0], : img.shape[1]]  # the grain after the edit, as synthetic_rgb lays it
+    img[..., 2][((yy // h.GRAIN_L0_PX + xx // h.GRAIN_L0_PX) % 2).astype(bool)] -= h.GRAIN_BLUE
+    px_per_cm = 1e4 / h.MPP
+    tifffile.imwrite(path, img, photometric="rgb", resolution=(px_per_cm, px_per_cm), resolutionunit="CENTIMETER")
+    return path
+
+
+def _fraction_dialog(qtbot, monkeypatch, paths, out):
+    """A case view over ``paths`` analysed with the fake fraction model into ``out``."""
+    from histoviewer.core.jobs import analysis as jobs_analysis
+    from histoviewer.qt.case_dialog import CaseDialog
+    from tests.core.inference_helpers import LesionFractionModel
+
+    monkeypatch.setattr(jobs_analysis, "open_model", lambda _spec, device="auto": LesionFractionModel())
+    dialog = CaseDialog(paths, "fraction")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.set_output_dir(out)
+    dialog.analyse_all()
+    qtbot.waitUntil(lambda: not dialog.analysis.running and dialog.analyse_button.isEnabled(), timeout=60_000)
+    assert dialog.outputs is not None, dialog.status_label.text()
+    return dialog
+
+
+def test_a_stage_resting_on_a_border_lesion_is_cautioned_under_the_stage(qtbot, monkeypatch, tmp_path):
+    """Issue 14: a node whose largest lesion lies at the 0.2 mm border decides pN1mi; were
+    it ITC the stage would be pN0(i+). The case view says so under the stage, as the reports
+    do, in the dialog's caution colour; a clear lesion gives no caution."""
+    from histoviewer.qt.case_dialog import CAUTION_COLOUR
+
+    slide = _border_slide(tmp_path / "patient_040_node_1.tiff", 1000)
+    dialog = _fraction_dialog(qtbot, monkeypatch, [slide], tmp_path / "analysis")
+    assert dialog.stage_label.text() == "pN stage: pN1mi"
+    assert "ITC/micro border" in dialog.table.item(0, 2).text()
+    (result,) = dialog.outputs.results
+    assert result.border_warning  # the staging's own words, shown whole
+    text = dialog.border_label.text()
+    assert text == f"Caution: {result.border_warning}."
+    assert text.startswith("Caution: pN1mi rests on a lesion at a size-class border (patient_040_node_1.tiff: lesion-1 ")
+    assert "were it ITC, the stage would be pN0(i+)" in text and text.endswith("measure it on the glass before signing out.")
+    assert dialog.border_label.isVisible() and dialog.border_label.wordWrap()
+    assert CAUTION_COLOUR in dialog.border_label.styleSheet()
+    # restaging from annotations (none here: the AI's labels) keeps the same staging and caution
+    (restaged,) = dialog.restage_from_annotations()
+    assert restaged.border_warning == result.border_warning and dialog.border_label.text() == text
+    # a new run clears it until its own stage is known
+    dialog.analyse_all()
+    assert dialog.border_label.isHidden()
+    qtbot.waitUntil(lambda: not dialog.analysis.running and dialog.analyse_button.isEnabled(), timeout=60_000)
+    assert dialog.border_label.text() == text
+    dialog.close()
+
+    clear = _border_slide(tmp_path / "patient_041_node_1.tiff", 1800)  # 0.45 mm: micro, far from 0.2 mm
+    dialog = _fraction_dialog(qtbot, monkeypatch, [clear], tmp_path / "analysis-clear")
+    assert dialog.stage_label.text() == "pN stage: pN1mi" and "border" not in dialog.table.item(0, 2).text()
+    assert dialog.border_label.isHidden() and dialog.border_label.text() == ""
+    dialog.close()
+
+
+def test_renamed_slide_folders_are_noted_and_used(qtbot, monkeypatch, tmp_path):
+    """Issue 14: two slides named node.tiff in different folders go to ``node`` and
+    ``node-2`` (``jobs.slide_folders``, as analyze names them); the case view states the
+    rename as the CLI does, gives each row its folder, and finds each node's results in it."""
+    from histoviewer.core.analysis.summary import SlideSummary
+    from histoviewer.core.jobs.slide_folders import slide_folders
+    from histoviewer.qt.case_dialog import CaseDialog
+    from tests.core.inference_helpers import write_synthetic_tiff
+
+    paths = []
+    for folder in ("first", "second"):
+        (tmp_path / folder).mkdir()
+        paths.append(write_synthetic_tiff(tmp_path / folder / "node.tiff"))
+    out = tmp_path / "analysis"
+    dialog = _fraction_dialog(qtbot, monkeypatch, paths, out)
+    assert [f.path for f in dialog.folders] == [out / "node", out / "node-2"]
+    assert dialog.folder_notes.isVisible()
+    assert dialog.folder_notes.text() == (
+        f"Note: {paths[1]}: results in {out / 'node-2'} (another slide or file has that name)")
+    assert all(isinstance(s, SlideSummary) for s in dialog.summaries.values())
+    assert [Path(dialog.summaries[r].out_dir) for r in (0, 1)] == [out / "node", out / "node-2"]
+    assert f"Results in {out / 'node-2'}" in dialog.table.item(1, 0).toolTip()
+    # what analyze would choose now is what the dialog used: each slide keeps its folder
+    assert [f.note for f in slide_folders(out, paths)] == [f.note for f in dialog.folders]
+    dialog.close()
+
+    # a case view opened later reads each node's results from its own folder (node-2 included)
+    again = CaseDialog(paths, "fraction")
+    qtbot.addWidget(again)
+    again.set_output_dir(out)
+    again.refresh_review()
+    review = [again.table.item(r, 5).text() for r in (0, 1)]
+    assert all(not t.startswith("not analysed") for t in review), review
+    again.close()
