@@ -90,7 +90,7 @@ class CompareLegend(QWidget):
 
     def warning(self) -> str:
         if self.mode == MODE_B and not self.b_drawn:
-            return "B's map is on another grid: not drawn here (see its files)"
+            return "B's map is on another grid: not drawn here"
         return ""
 
     def model_lines(self) -> tuple[str, str]:

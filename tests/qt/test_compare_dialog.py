@@ -74,3 +74,27 @@ def test_compare_with_a_miscalibrated_model_shows_the_difference_and_lists_its_m
         for layer in window.current_tab().view.layers
         if isinstance(layer, CompareLayer)
     ]
+
+
+def test_legend_says_when_b_is_not_drawn_and_follows_the_view(qtbot):
+    from PySide6.QtWidgets import QWidget
+
+    from histoviewer.qt.compare_dialog import MODE_B
+
+    view = QWidget()
+    qtbot.addWidget(view)
+    view.resize(800, 600)
+    legend = CompareLegend(view, "cnn-pcam", "cnn-pcam-ft", b_drawn=False)
+    view.show()
+    assert not legend.warning()  # A - B is drawn where both classified
+    drawn = CompareLegend(view, "cnn-pcam", "cnn-pcam-ft")
+    drawn.set_state(MODE_B, outlines=False)
+    legend.set_state(MODE_B, outlines=False)
+    assert "B (shown): cnn-pcam-ft" in legend.lines()
+    assert "not drawn here" in legend.warning() and legend.warning() in legend.lines()
+    assert (
+        not drawn.warning() and legend.height() > drawn.height()
+    )  # room for the warning
+    assert legend.geometry().bottom() == 600 - 10 - 1 and legend.x() == 10
+    view.resize(900, 700)  # bottom-left of the view, after a resize too
+    assert legend.geometry().bottom() == 700 - 10 - 1
