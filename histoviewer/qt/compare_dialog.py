@@ -5,7 +5,8 @@ difference map, the lesions each finds), run on a worker thread with progress an
 its folder is kept (the dialog names it) like the ``compare`` command's. When it is done
 the slide view shows, over the slide, the difference map A - B (diverging colours: red A
 higher, blue B higher, clear where they agree) or either model's map, toggled in the
-dialog, with the lesions outlined by who found them; the findings are listed (those of one
+dialog, with the lesions outlined by who found them and a legend on the view itself
+(``compare_legend``: the scale, both models' names, the outline colours); the findings are listed (those of one
 model alone and those with two size classes first) and a double-click flies to one.
 """
 
@@ -59,11 +60,16 @@ from histoviewer.core.jobs.compare import (
 from histoviewer.core.models.registry import available_models, open_model
 from histoviewer.core.progress import JobControl
 from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.qt.compare_legend import (
+    MODE_A,
+    MODE_B,
+    MODE_DIFFERENCE,
+    CompareLegend,
+)
 from histoviewer.qt.threads import gui_thread
 
-__all__ = ["CompareDialog", "CompareLayer"]
+__all__ = ["MODE_A", "MODE_B", "MODE_DIFFERENCE", "CompareDialog", "CompareLayer"]
 
-MODE_DIFFERENCE, MODE_A, MODE_B = "difference", "a", "b"
 _WHO = {FOUND_BY_A: "A only", FOUND_BY_B: "B only", FOUND_BY_BOTH: "both"}
 
 
@@ -149,6 +155,9 @@ class CompareDialog(QDialog):
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
         self.tab, self.model_a, self.device = tab, model_a, device
         self.layer: CompareLayer | None = None
+        self.view_legend: CompareLegend | None = (
+            None  # on the slide view while the layer is
+        )
         self.result: SlideComparison | None = None
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -318,12 +327,14 @@ class CompareDialog(QDialog):
     def _on_done(self, result: SlideComparison, images: dict[str, np.ndarray]) -> None:
         self._finish()
         self.result = result
+        b_drawn = True
         if result.a.geometry != result.b.geometry and not np.array_equal(
             images[MODE_A].shape, images[MODE_B].shape
         ):
             images[MODE_B] = (
                 images[MODE_A] * 0
             )  # B on another grid: its map is in b/, not drawn here
+            b_drawn = False
         self.layer = CompareLayer(
             result.a.geometry,
             {k: _rgba_image(v) for k, v in images.items()},
@@ -333,6 +344,11 @@ class CompareDialog(QDialog):
         self.layer.outlines = self.outlines.isChecked()
         self.tab.view.layers.append(self.layer)
         self.tab.view.update()
+        self.view_legend = CompareLegend(
+            self.tab.view, result.a.model.name, result.b.model.name, b_drawn=b_drawn
+        )
+        self.view_legend.set_state(self.layer.mode, self.layer.outlines)
+        self.view_legend.show()
         self._set_view_controls(True)
         d = result.difference
         verdict = (
@@ -402,18 +418,28 @@ class CompareDialog(QDialog):
     def _on_mode(self, button, checked: bool) -> None:
         if checked and self.layer is not None:
             self.layer.mode = button.property("mode")
+            self._follow_legend()
             self.tab.view.update()
 
     def _on_outlines(self, checked: bool) -> None:
         if self.layer is not None:
             self.layer.outlines = checked
+            self._follow_legend()
             self.tab.view.update()
+
+    def _follow_legend(self) -> None:
+        if self.view_legend is not None and self.layer is not None:
+            self.view_legend.set_state(self.layer.mode, self.layer.outlines)
 
     def _remove_layer(self) -> None:
         if self.layer is not None and self.layer in self.tab.view.layers:
             self.tab.view.layers.remove(self.layer)
             self.tab.view.update()
         self.layer = None
+        if self.view_legend is not None:
+            self.view_legend.hide()
+            self.view_legend.deleteLater()
+            self.view_legend = None
 
     def cancel(self) -> None:
         self._cancel.set()

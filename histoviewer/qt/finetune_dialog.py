@@ -48,6 +48,10 @@ from histoviewer.core.training.finetune import (
     FinetuneSettings,
     finetune_model,
 )
+from histoviewer.core.training.finetune_overlap import (
+    RelearnedOverlap,
+    relearned_overlap,
+)
 from histoviewer.qt.threads import gui_thread
 
 log = logging.getLogger(__name__)
@@ -131,6 +135,9 @@ class FinetuneDialog(QDialog):
         self.outcome: FinetuneOutcome | None = None
         self.labelled: list[SlideLabels] = []
         self.history: list[EpochRecord] = []
+        self.model_name = parent_model  # its header's name once read
+        self.model_extra: dict = {}  # the current model's header extras (its fine-tune record)
+        self.overlap: RelearnedOverlap | None = None
         layout = QVBoxLayout(self)
 
         self.model_label = QLabel()
@@ -144,6 +151,15 @@ class FinetuneDialog(QDialog):
         self.slide_list.setColumnWidth(0, 260)
         self.slide_list.setMaximumHeight(110)
         layout.addWidget(self.slide_list)
+
+        # a second round on what the model already learned: warned, never refused
+        self.relearn_warning = QLabel()
+        self.relearn_warning.setWordWrap(True)
+        self.relearn_warning.setTextFormat(Qt.TextFormat.PlainText)
+        self.relearn_warning.setStyleSheet(
+            "QLabel { color: #7a4a00; background: #fff4d6; border: 1px solid #e0b050; padding: 6px; }")
+        self.relearn_warning.hide()
+        layout.addWidget(self.relearn_warning)
 
         row = QHBoxLayout()
         self.folder_button = QPushButton("Use a case folder\u2026")
@@ -209,6 +225,7 @@ class FinetuneDialog(QDialog):
         except HistoViewerError as exc:
             self.model_label.setText(f"Current model {self.parent_model!r}: {exc}")
             return
+        self.model_name, self.model_extra = info.name, dict(info.extra)
         self.model_label.setText(
             f"Fine-tunes the current model, {info.display_name()}, on patches from the regions you "
             f"accepted, rejected or annotated as tumour / normal. Its architecture is kept; calibration and "
@@ -240,6 +257,26 @@ class FinetuneDialog(QDialog):
                                 "draw Tumor and Normal regions, or choose a case folder whose slides have them.")
         else:
             self.status.setText(f"{len(self.labelled)} slide(s) with corrections.")
+        self._warn_relearning()
+
+    def _warn_relearning(self) -> None:
+        """Warn (Start stays enabled) when the current model is a fine-tuned one and some
+        selected slides are ones it learned from: measured, that second round made held-out
+        results worse (docs/benchmarks.md, fine-tune)."""
+        self.overlap = relearned_overlap(self.model_extra, self.labelled)
+        if self.overlap is None:
+            self.relearn_warning.hide()
+            return
+        o, name = self.overlap, self.model_name
+        parent = f", {o.parent_name}," if o.parent_name else ""
+        self.relearn_warning.setText(
+            f"\u26a0 The current model, {name}, is itself fine-tuned, and it already learned from "
+            f"{len(o.slides)} of these slides ({', '.join(o.slides)}): {o.regions_again} of the "
+            f"{o.regions_selected} corrections selected there are ones it was trained on. Measured, a second "
+            "round on the same slides made held-out results worse (more false lesions on negative nodes it "
+            f"never saw). Better: switch to its parent model{parent} and fine-tune that on all your "
+            "corrections, or add slides it has not seen. You can still start this one.")
+        self.relearn_warning.show()
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Case folder with reviewed slides")

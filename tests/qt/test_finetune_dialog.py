@@ -115,3 +115,42 @@ def test_menu_action_opens_the_dialog_on_the_open_slides(window, qtbot, correcte
     assert [Path(s.slide) for s in dialog.labelled] == [corrected[0]]
     assert window.improve_action.text().startswith("&Improve the model")
     dialog.close()
+
+
+def test_warns_before_a_fine_tuned_model_learns_the_same_slides_again(qtbot, corrected, tmp_path):
+    """A second round on the slides a fine-tuned model learned from made held-out results
+    worse (docs/benchmarks.md): the dialog names the overlap and still lets the user start."""
+    from dataclasses import replace
+
+    from histoviewer.core.models.model_file import save_model
+    from histoviewer.core.models.registry import open_model
+    from histoviewer.core.patches.region_patches import slide_labels
+    from histoviewer.core.training.finetune import FINETUNE_KEY
+    from histoviewer.qt.finetune_dialog import FinetuneDialog
+
+    model = open_model("cnn", device="cpu")
+    parent_name = model.info.name
+    # the header a fine-tune from the first slide's corrections writes (finetune_model's record)
+    record = {"parent": {"name": parent_name, "content_hash": model.info.content_hash},
+              "slides": [slide_labels(corrected[0]).to_dict()]}
+    model.info = replace(model.info, name=f"{parent_name}-ft", extra={**model.info.extra, FINETUNE_KEY: record})
+    save_model(tmp_path / "ft.safetensors", model)
+    model.close()
+
+    d = FinetuneDialog([str(p) for p in corrected], str(tmp_path / "ft.safetensors"), device="cpu")
+    qtbot.addWidget(d)
+    d.show()
+    assert d.relearn_warning.isVisible()
+    text = d.relearn_warning.text()
+    assert f"{parent_name}-ft" in text and corrected[0].name in text and corrected[1].name not in text
+    assert "1 of these slides" in text and "2 of the 2 corrections" in text and parent_name in text
+    assert d.start_button.isEnabled()  # a warning, not a refusal
+    d.set_slides([corrected[1]])  # slides it has not seen
+    assert not d.relearn_warning.isVisible() and d.overlap is None
+    d.close()
+
+    plain = FinetuneDialog([str(p) for p in corrected], "cnn", device="cpu")  # not a fine-tuned model
+    qtbot.addWidget(plain)
+    plain.show()
+    assert not plain.relearn_warning.isVisible() and plain.overlap is None
+    plain.close()
