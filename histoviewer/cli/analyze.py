@@ -60,6 +60,14 @@ def register(sub) -> None:
                         "sizes from it are marked user-set (mpp_source: user) in every output")
     p.add_argument("--force-mpp", action="store_true",
                    help="let --mpp replace the pixel size a slide states itself")
+    p.add_argument("--strategy", default="exhaustive", choices=("exhaustive", "screened"),
+                   help="exhaustive (default): the model classifies every tissue patch; screened: a "
+                        "small model screens the slide at 2.5x first and the model classifies only "
+                        "where tumour is possible (plus a margin and an audit sample); the rest is "
+                        "'screened negative', counted apart, never called classified. Faster; can "
+                        "miss what the screen cannot see (README: How screening fails)")
+    p.add_argument("--screen-model", default="screen", metavar="FILE",
+                   help="with --strategy screened: the screening model (default: the shipped one)")
     p.add_argument("--json", action="store_true", help="print a JSON list of summaries, no progress bars")
     p.add_argument("--report", action="store_true",
                    help="also write DIR/report.pdf, DIR/report.json and DIR/{lesions,slides,cases}.csv "
@@ -92,6 +100,8 @@ def _print_summary(s: SlideOutcome) -> None:
     label = s.node_label.value if s.unknown_reason is None else "unknown (" + (
         "" if so_far is so_far.UNKNOWN else f"{so_far.value} so far, ") + f"not final: {s.unknown_reason})"
     print(f"  node label: {label}, {len(s.lesions)} lesion(s){largest}")
+    if s.screening is not None:  # screened-negative tissue is not classified: say so beside coverage
+        print(f"  {s.screening.get('description', '')}")
     p, m = s.lesion_params, s.model
     print(f"  {describe_threshold(p.threshold, p.threshold_source, m.operating_point)}")
     print(f"  model: {m.name}: {caution_line(m.caution, m.demonstration)}")
@@ -121,7 +131,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         raise InferenceError(f"--mpp: {problem}")
     options = AnalyzeOptions(model=args.model, device=args.device, stride_px=args.stride,
                              read_threads=max(1, args.read_threads), lesion_threshold=args.threshold,
-                             user_mpp=args.mpp, force_mpp=args.force_mpp)
+                             user_mpp=args.mpp, force_mpp=args.force_mpp, strategy=args.strategy,
+                             screen_model=args.screen_model)
     folders = slide_folders(args.out, list(args.slides))
     for folder in folders:
         if folder.note:

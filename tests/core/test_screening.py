@@ -1,0 +1,225 @@
+"""The screened strategy (``inference.screening``): screen at 2.5x, the full model only where
+tumour is possible, the rest SCREENED_NEGATIVE (not classified, counted apart)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from histoviewer.core.analysis.node_label import resolve_node_label, tissue_counts
+from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
+from histoviewer.core.errors import InferenceError, ModelLoadError
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import ENCODED, CellState, PredictionGrid
+from histoviewer.core.inference.overlay import PENDING_RGBA, SCREENED_RGBA, HeatmapRaster, HeatmapStyle
+from histoviewer.core.inference.regions import RegionCutter
+from histoviewer.core.inference.screening import (
+    LiveScreen,
+    dilate_8,
+    run_screen,
+    screen_geometry,
+    screened_classify,
+    select_for_full_model,
+)
+from histoviewer.core.inference.tissue import grid_tissue
+from histoviewer.core.models.classifier import ModelInfo, OperatingPoint
+from histoviewer.core.models.screen_model import (
+    SCREEN_INPUT,
+    ScreenSettings,
+    mark_screening,
+    screen_settings,
+)
+from histoviewer.core.progress import NO_CONTROL
+from histoviewer.core.slide import open_slide
+from histoviewer.core.staging_terms import NodeLabel
+from tests.core.inference_helpers import LesionFractionModel, lesion_fraction, write_synthetic_tiff
+
+SETTINGS = ScreenSettings(threshold=0.05, margin_patches=1, target="sensitivity >= 0.99", sensitivity=0.99,
+                          specificity=0.5, n_valid=100, data="validation")
+
+
+class ScreenFraction(LesionFractionModel):
+    """The lesion-fraction fake at the screen's scale (24 px at 3.888 um/px)."""
+
+    def __init__(self, blank: bool = False) -> None:
+        super().__init__()
+        self.info = ModelInfo(name="screen-fraction", kind="fake", architecture="green-channel",
+                              input=SCREEN_INPUT, content_hash="s" * 64)
+        self.blank = blank
+
+    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        out = super().predict_proba(patches)
+        return np.zeros_like(out) if self.blank else out
+
+
+class Blank(LesionFractionModel):
+    """A full model that finds nothing anywhere."""
+
+    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        return np.zeros(len(patches), np.float32)
+
+
+@pytest.fixture()
+def synthetic(tmp_path):
+    return write_synthetic_tiff(tmp_path / "synthetic.tiff")
+
+
+def _setup(reader, model):
+    spec = model.input
+    info = reader.info
+    geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp, spec.patch_px)
+    grid = PredictionGrid(geometry, grid_tissue(reader, geometry))
+    return grid, RegionCutter(reader, geometry)
+
+
+def _lesion_cells(geometry: GridGeometry) -> np.ndarray:
+    x, y = geometry.cell_l0_xy(np.arange(geometry.size))
+    return np.flatnonzero(lesion_fraction(x, y, geometry.l0_patch) > 0)
+
+
+def _run(reader, model, screen, audit):
+    grid, cutter = _setup(reader, model)
+    screened = run_screen(reader, grid.geometry, grid.tissue, screen)
+    times, record = screened_classify(
+        grid, cutter, model, screened, SETTINGS, 0.5, batch_size=64, block=8, read_threads=1, on_failure=None,
+        control=NO_CONTROL, stage="test",
+        screen_info={"name": "s", "content_hash": "s"}, screen_s=0.0, audit=audit)
+    return grid, screened, record
+
+
+def test_screen_geometry_is_the_full_grid_at_the_screens_scale(synthetic):
+    with open_slide(synthetic) as reader:
+        grid, _ = _setup(reader, LesionFractionModel())
+        sgeo = screen_geometry(grid.geometry, ScreenFraction())
+        assert sgeo.shape == grid.geometry.shape
+        assert sgeo.patch_px == 24 and sgeo.l0_patch == pytest.approx(grid.geometry.l0_patch)
+        np.testing.assert_allclose(sgeo.cell_l0_xy(np.arange(sgeo.size)), grid.geometry.cell_l0_xy(np.arange(sgeo.size)))
+
+
+def test_a_screen_with_another_field_is_refused(synthetic):
+    with open_slide(synthetic) as reader:
+        grid, _ = _setup(reader, LesionFractionModel())
+        wrong = ScreenFraction()
+        wrong.info = ModelInfo(name="w", kind="fake", architecture="x", input=type(SCREEN_INPUT)(patch_px=48, mpp=3.888))
+        with pytest.raises(ModelLoadError, match="same field"):
+            screen_geometry(grid.geometry, wrong)
+
+
+def test_screen_keeps_the_lesions_cells_in_the_full_pass(synthetic):
+    with open_slide(synthetic) as reader:
+        model = LesionFractionModel()
+        grid, screened, record = _run(reader, model, ScreenFraction(), audit=np.zeros((1, 1), bool))
+        lesion = _lesion_cells(grid.geometry)
+        state = grid.state.reshape(-1)
+        assert lesion.size > 0
+        assert np.all(state[lesion] == CellState.COMPUTED)  # every lesion cell classified in full
+        # and the margin: the 8-neighbours of every cell the screen flagged (where they are tissue)
+        around = dilate_8(np.nan_to_num(screened.probability) >= SETTINGS.threshold, 1)
+        assert np.all(state[np.flatnonzero(around.reshape(-1) & grid.tissue.reshape(-1))] == CellState.COMPUTED)
+        negatives = np.flatnonzero(state == CellState.SCREENED_NEGATIVE)
+        assert negatives.size > 0 and record.screened_negative == negatives.size
+        assert record.fallback is None and record.full_model_patches == np.count_nonzero(state == CellState.COMPUTED)
+        # deterministic: the same slide screens to the same cells
+        grid2, _, _ = _run(reader, model, ScreenFraction(), audit=np.zeros((1, 1), bool))
+        np.testing.assert_array_equal(grid.state, grid2.state)
+
+
+def test_blank_screen_marks_cells_screened_negative_never_negative_classified(synthetic):
+    with open_slide(synthetic) as reader:
+        grid, cutter = _setup(reader, Blank())
+        audit = np.zeros(grid.geometry.shape, bool)
+        audit[::3, ::3] = True
+        grid, _, record = _run(reader, Blank(), ScreenFraction(blank=True), audit=audit)
+        tissue = grid.tissue
+        state = grid.state
+        assert np.all(state[audit & tissue] == CellState.COMPUTED)  # only the audit lattice was classified
+        rest = tissue & ~audit
+        assert rest.any() and np.all(state[rest] == CellState.SCREENED_NEGATIVE)
+        encoded = grid.encoded_map()
+        assert np.all(encoded[rest] == ENCODED[CellState.SCREENED_NEGATIVE])  # -3, not a probability of 0
+        counts = tissue_counts(encoded)
+        assert counts.classified == np.count_nonzero(audit & tissue)
+        assert counts.screened == np.count_nonzero(rest)
+        # coverage counts classified tissue only: screened-negative cells are not coverage
+        assert grid.coverage() == pytest.approx(counts.classified / counts.tissue)
+        assert counts.coverage < 1.0
+        assert grid.screened_fraction() == pytest.approx(counts.screened / counts.tissue)
+        assert record.screened_negative == counts.screened and record.flagged == 0
+
+
+def test_an_audit_miss_classifies_the_whole_slide(synthetic):
+    with open_slide(synthetic) as reader:
+        model = LesionFractionModel()
+        grid, _ = _setup(reader, model)
+        audit = np.zeros(grid.geometry.shape, bool)
+        audit.reshape(-1)[_lesion_cells(grid.geometry)] = True  # the lattice falls on the lesion
+        grid, _, record = _run(reader, model, ScreenFraction(blank=True), audit=audit)
+        assert record.audit_misses > 0 and record.fallback
+        assert not np.any(grid.state == CellState.SCREENED_NEGATIVE)
+        assert grid.coverage() == 1.0
+
+
+def test_select_adds_the_margin_and_unscored_tissue():
+    from histoviewer.core.inference.pipeline import PipelineTimes
+    from histoviewer.core.inference.screening import ScreenPass
+
+    prob = np.zeros((7, 7), np.float32)
+    prob[3, 3] = 0.9
+    prob[0, 6] = np.nan  # not scored (e.g. a failed read): never screened negative
+    tissue = np.ones((7, 7), bool)
+    sel = select_for_full_model(ScreenPass(prob, np.zeros((7, 7), bool), PipelineTimes()), tissue, SETTINGS)
+    assert sel[2:5, 2:5].all() and sel.sum() == 9 + 4  # the 3x3 ring, and the unscored cell with its ring
+    assert sel[0, 6] and sel[1, 5] and not sel[0, 0]
+
+
+def test_label_of_a_fully_screened_node_is_stated_with_screened_cells_counted_apart():
+    # 100 tissue: 30 classified, 70 screened negative: the label is final (nothing pending)
+    res = resolve_node_label(NodeLabel.NEGATIVE, tissue=100, classified=30, failed=0, screened=70)
+    assert res.resolved and res.label is NodeLabel.NEGATIVE
+    # without the screened count the same node is unresolved (pending tissue)
+    assert not resolve_node_label(NodeLabel.NEGATIVE, tissue=100, classified=30, failed=0).resolved
+
+
+def test_raster_draws_screened_negative_apart_from_not_yet_classified():
+    geo = GridGeometry(l0_width=400, l0_height=100, slide_mpp=1.0, model_mpp=1.0, patch_px=100, stride_px=100)
+    grid = PredictionGrid(geo)
+    grid.set_screened_negative(np.array([1]))
+    raster = HeatmapRaster(grid, HeatmapStyle(colormap_lut(DEFAULT_COLORMAP)))
+    pending, screened = raster.rgba[0, 0], raster.rgba[0, 1]
+    assert pending[3] == PENDING_RGBA[3] and screened[3] == SCREENED_RGBA[3]
+    assert not np.array_equal(pending, screened)
+    assert raster.probability_at(150, 50)[0] is CellState.SCREENED_NEGATIVE
+    # the view is classified in full: screened-negative cells are pending for it, not for the idle pass
+    assert list(grid.pending(screened=True)) == [0, 1, 2, 3]
+    assert list(grid.pending()) == [0, 2, 3]
+
+
+def test_live_screen_marks_the_rest_only_after_the_selection(synthetic):
+    with open_slide(synthetic) as reader:
+        model = LesionFractionModel()
+        grid, _ = _setup(reader, model)
+        grid.domain_sample[...] = False  # no audit lattice: the selection alone
+        live = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        with pytest.raises(InferenceError):
+            live.cells_for_full_model(grid)
+        live.run_screen()
+        todo, marked = live.cells_for_full_model(grid)
+        assert todo.size and not marked.size
+        assert set(_lesion_cells(grid.geometry)) & set(np.flatnonzero(grid.tissue.reshape(-1))) <= set(todo)
+        grid.set_values(todo, model.predict_proba(np.zeros((len(todo), 96, 96, 3), np.uint8)) * 0)
+        todo2, marked2 = live.cells_for_full_model(grid)
+        assert not todo2.size and marked2.size and live.finished
+        assert np.all(grid.state.reshape(-1)[marked2] == CellState.SCREENED_NEGATIVE)
+
+
+def test_screening_model_settings_come_from_its_file_record():
+    point = OperatingPoint(threshold=0.06, target="sensitivity >= 0.99", sensitivity=0.991, specificity=0.2,
+                           n_valid=1427)
+    info = mark_screening(ModelInfo(name="s", kind="cnn", architecture="screen-cnn", input=SCREEN_INPUT,
+                                    operating_point=point), margin_patches=2)
+    settings = screen_settings(info)
+    assert settings.threshold == 0.06 and settings.margin_patches == 2
+    with pytest.raises(ModelLoadError, match="not a screening model"):
+        screen_settings(ModelInfo(name="p", kind="cnn", architecture="compact-cnn", operating_point=point))
+    with pytest.raises(ModelLoadError):
+        mark_screening(info, margin_patches=99)
