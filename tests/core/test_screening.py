@@ -113,8 +113,11 @@ def test_screen_keeps_the_lesions_cells_in_the_full_pass(synthetic):
         state = grid.state.reshape(-1)
         assert lesion.size > 0
         assert np.all(state[lesion] == CellState.COMPUTED)  # every lesion cell classified in full
-        # and the margin: the 8-neighbours of every cell the screen flagged (where they are tissue)
-        around = dilate_8(np.nan_to_num(screened.probability) >= SETTINGS.threshold, 1)
+        # and the margin: the 8-neighbours of every cell where the full model found P >= half
+        # the lesion threshold (0.5 here), grown until none is left out
+        found = (grid.state == CellState.COMPUTED) & (grid.values >= 0.25)
+        assert found.any()
+        around = dilate_8(found, 1)
         assert np.all(state[np.flatnonzero(around.reshape(-1) & grid.tissue.reshape(-1))] == CellState.COMPUTED)
         negatives = np.flatnonzero(state == CellState.SCREENED_NEGATIVE)
         assert negatives.size > 0 and record.screened_negative == negatives.size
@@ -159,17 +162,23 @@ def test_an_audit_miss_classifies_the_whole_slide(synthetic):
         assert grid.coverage() == 1.0
 
 
-def test_select_adds_the_margin_and_unscored_tissue():
+def test_select_takes_flagged_and_unscored_tissue_and_the_margin_grows_from_findings():
     from histoviewer.core.inference.pipeline import PipelineTimes
-    from histoviewer.core.inference.screening import ScreenPass
+    from histoviewer.core.inference.screening import ScreenPass, grow_cells
 
     prob = np.zeros((7, 7), np.float32)
     prob[3, 3] = 0.9
     prob[0, 6] = np.nan  # not scored (e.g. a failed read): never screened negative
     tissue = np.ones((7, 7), bool)
     sel = select_for_full_model(ScreenPass(prob, np.zeros((7, 7), bool), PipelineTimes()), tissue, SETTINGS)
-    assert sel[2:5, 2:5].all() and sel.sum() == 9 + 4  # the 3x3 ring, and the unscored cell with its ring
-    assert sel[0, 6] and sel[1, 5] and not sel[0, 0]
+    assert sel[3, 3] and sel[0, 6] and sel.sum() == 2
+    geo = GridGeometry(l0_width=700, l0_height=700, slide_mpp=1.0, model_mpp=1.0, patch_px=100, stride_px=100)
+    grid = PredictionGrid(geo)
+    grid.set_values(np.array([3 * 7 + 3, 6]), np.array([0.8, 0.1], np.float32))
+    ring = grow_cells(grid, 0.25, 1)  # around the finding (0.8), not around the 0.1 cell
+    assert sorted(ring) == sorted(r * 7 + c for r in (2, 3, 4) for c in (2, 3, 4) if (r, c) != (3, 3))
+    grid.set_values(ring, np.zeros(len(ring), np.float32))
+    assert grow_cells(grid, 0.25, 1).size == 0  # nothing new found: the margin is complete
 
 
 def test_label_of_a_fully_screened_node_is_stated_with_screened_cells_counted_apart():
@@ -203,13 +212,21 @@ def test_live_screen_marks_the_rest_only_after_the_selection(synthetic):
         with pytest.raises(InferenceError):
             live.cells_for_full_model(grid)
         live.run_screen()
-        todo, marked = live.cells_for_full_model(grid)
-        assert todo.size and not marked.size
-        assert set(_lesion_cells(grid.geometry)) & set(np.flatnonzero(grid.tissue.reshape(-1))) <= set(todo)
-        grid.set_values(todo, model.predict_proba(np.zeros((len(todo), 96, 96, 3), np.uint8)) * 0)
-        todo2, marked2 = live.cells_for_full_model(grid)
-        assert not todo2.size and marked2.size and live.finished
-        assert np.all(grid.state.reshape(-1)[marked2] == CellState.SCREENED_NEGATIVE)
+        geo = grid.geometry
+        rounds = 0
+        while True:  # as the worker does: classify what it asks for (here: the exact lesion fraction)
+            todo, marked = live.cells_for_full_model(grid)
+            if not todo.size:
+                break
+            assert not marked.size and not live.finished
+            x, y = geo.cell_l0_xy(todo)
+            grid.set_values(todo, lesion_fraction(x, y, geo.l0_patch).astype(np.float32))
+            rounds += 1
+        assert rounds >= 2  # the selection, then the margin grown from what was found
+        assert marked.size and live.finished and live.fallback is None
+        assert np.all(grid.state.reshape(-1)[marked] == CellState.SCREENED_NEGATIVE)
+        lesion = _lesion_cells(geo)
+        assert np.all(grid.state.reshape(-1)[lesion] == CellState.COMPUTED)
 
 
 def test_screening_model_settings_come_from_its_file_record():

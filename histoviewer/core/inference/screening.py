@@ -5,9 +5,13 @@ tumour is possible (the ``screened`` analysis strategy; "soft attention").
    full model's grid from a pyramid level 16x cheaper to decode (2.5x instead of 10x).
 2. **Select.** A cell scoring at or above the screening threshold (chosen on validation for
    a stated sensitivity, 99 % by default) is *flagged*; the full model classifies every
-   flagged cell plus ``margin_patches`` rings of neighbouring cells, every cell the screen
-   could not read, and an *audit lattice*: the regular sample of the tissue the domain check
-   uses too (``audit_lattice``: about 4 % of the tissue, 128 to 600 patches a slide).
+   flagged cell, every cell the screen could not read, and an *audit lattice*: the regular
+   sample of the tissue the domain check uses too (``audit_lattice``: about 4 % of the
+   tissue, 128 to 600 patches a slide).
+   **Margin.** Then ``margin_patches`` rings of neighbouring cells around every cell where
+   the full model finds P(tumour) >= half the lesion threshold, repeated until no new cell
+   qualifies (``grow_cells``): every lesion the full model sees is followed to its border,
+   so its outline, diameter and class are those an exhaustive run would measure.
 3. **Audit.** If the full model finds tumour (at the lesion threshold) on an audit cell the
    screen had passed, the screen has missed something on this slide: the rest of the tissue
    is classified in full (``ScreeningRecord.fallback``), never left screened negative.
@@ -157,15 +161,33 @@ def run_screen(reader: SlideReader, geometry: GridGeometry, tissue: np.ndarray, 
 
 
 def select_for_full_model(screened: ScreenPass, tissue: np.ndarray, settings: ScreenSettings) -> np.ndarray:
-    """Bool rows x cols: the tissue cells the full model must classify: flagged cells (score
-    >= threshold), cells the screen could not score, and ``margin_patches`` rings of
-    8-neighbours around both."""
+    """Bool rows x cols: the tissue cells the full model classifies first: flagged cells
+    (score >= threshold) and cells the screen could not score (the margin grows from the
+    full model's findings, ``grow_cells``)."""
     tissue = np.asarray(tissue, bool)
     with np.errstate(invalid="ignore"):
         flagged = screened.probability >= settings.threshold
     unscored = tissue & ~np.isfinite(screened.probability)
-    wanted = flagged | unscored | screened.failed
-    return dilate_8(wanted, settings.margin_patches) & tissue
+    return (flagged | unscored | screened.failed) & tissue
+
+
+# The margin grows around every classified cell whose full-model probability is at least this
+# share of the lesion threshold: a lesion's faint rim and halo, not only its core.
+GROW_SHARE = 0.5
+
+
+def grow_cells(grid: PredictionGrid, threshold: float, rings: int) -> np.ndarray:
+    """Flat indices of NOT_COMPUTED tissue cells within ``rings`` 8-neighbour rings of a
+    classified cell with probability >= ``threshold``: the safety margin, grown from what the
+    full model found until a lesion's whole border is classified (called until empty)."""
+    if rings <= 0:
+        return np.zeros(0, np.int64)
+    values, state = grid.snapshot()
+    seeds = (state == CellState.COMPUTED) & (values >= threshold)
+    if not seeds.any():
+        return np.zeros(0, np.int64)
+    near = dilate_8(seeds, rings) & (state == CellState.NOT_COMPUTED)
+    return np.flatnonzero(near.reshape(-1))
 
 
 def dilate_8(mask: np.ndarray, rings: int) -> np.ndarray:
@@ -198,8 +220,9 @@ def screened_classify(grid: PredictionGrid, cutter: RegionCutter, model: PatchCl
                       screen_info: dict[str, str], screen_s: float,
                       audit: np.ndarray | None = None) -> tuple[PipelineTimes, ScreeningRecord]:
     """The full model on the screen's selection and the audit lattice (``audit``, bool rows x
-    cols; default ``audit_lattice``); the rest of the tissue in full when the audit finds a
-    miss, else SCREENED_NEGATIVE."""
+    cols; default ``audit_lattice``), then on the margin grown around its findings
+    (``grow_cells``); the rest of the tissue in full when the audit finds a miss, else
+    SCREENED_NEGATIVE."""
     tissue = grid.tissue
     # the audit is the domain check's sample too
     grid.domain_sample = audit_lattice(tissue) if audit is None else np.asarray(audit, bool) & tissue
@@ -207,13 +230,18 @@ def screened_classify(grid: PredictionGrid, cutter: RegionCutter, model: PatchCl
     cells, audit_cells = analysis_cells(grid, selected)
     times = classify_cells(grid, cutter, model, cells, batch_size=batch_size, block=block,
                            read_threads=read_threads, on_failure=on_failure, control=control, stage=stage)
+    full = int(cells.size)
+    while (more := grow_cells(grid, GROW_SHARE * lesion_threshold, settings.margin_patches)).size:
+        times = _add_times(times, classify_cells(grid, cutter, model, more, batch_size=batch_size, block=block,
+                                                 read_threads=read_threads, on_failure=on_failure,
+                                                 control=control, stage=stage))
+        full += int(more.size)
     values, state = grid.snapshot()
     flat_v, flat_s = values.reshape(-1), state.reshape(-1)
     misses = int(np.count_nonzero((flat_s[audit_cells] == CellState.COMPUTED)
                                   & (flat_v[audit_cells] >= lesion_threshold)))
     rest = grid.pending()
     fallback = None
-    full = int(cells.size)
     if misses:
         fallback = (f"the full model found tumour on {misses} audit patch{'es' if misses != 1 else ''} the "
                     "screen had passed, so the screen was not trusted on this slide")
@@ -292,6 +320,8 @@ class LiveScreen:
         wanted = self._selected.copy().reshape(-1)
         wanted[self._audit] = True
         todo = grid.pending(np.flatnonzero(wanted))
+        if not todo.size:
+            todo = grow_cells(grid, GROW_SHARE * self.lesion_threshold, self.settings.margin_patches)
         if todo.size:
             return todo, np.zeros(0, np.int64)
         values, state = grid.snapshot()

@@ -56,10 +56,10 @@ SCREEN_ARCHITECTURE = "screen-cnn"
 SCREENING_KEY = "screening"  # ModelInfo.extra key that makes a model file a screen
 # Validation sensitivity the screening threshold is chosen for (patch level).
 DEFAULT_SCREEN_TARGET = 0.99
-# Cells around every cell the screen flags that the full model classifies too: one ring of
-# 8-neighbours (93 um) gives a lesion's border cells to the full model, so outlines and
-# diameters come from full-model values, and covers a tumour edge the screen saw in the
-# neighbouring field.
+# The safety margin: rings of 8-neighbours (93 um each) the full model classifies around every
+# cell where it finds possible tumour (P >= half the lesion threshold), again and again until
+# no new cell qualifies: a lesion's whole border and halo come from full-model values, so its
+# outline and diameter are those of an exhaustive run, however little of it the screen flagged.
 DEFAULT_SCREEN_MARGIN = 1
 MAX_SCREEN_MARGIN = 8
 DEFAULT_SCREEN_FILE = "screen-pcam.safetensors"
