@@ -104,7 +104,7 @@ class HeatmapLegend(QWidget):
                    f"threshold {t:.2f}, opacity {self._style.opacity:.0%}")
         y = top + _BAR_H + 20
         for rgba, label, x in ((PENDING_RGBA, "not yet classified", _BAR_X), (SCREENED_RGBA, "screened neg.", _BAR_X + 118),
-                               (FAILED_RGBA, "failed", _BAR_X + 210)):
+                               (FAILED_RGBA, "failed", _BAR_X + 222)):
             r, g, b, a = rgba
             # the veil as it looks over pale tissue
             k = a / 255

@@ -35,7 +35,7 @@ FAILED_RGBA = (220, 30, 30, 120)
 # Screened negative (``inference.screening``): the screen found nothing, the full model did not
 # look. A pale blue veil, paler and cooler than the grey "not yet classified" one and unlike
 # any colour-map colour over the threshold: not a result, and not a negative classification.
-SCREENED_RGBA = (150, 185, 235, 80)
+SCREENED_RGBA = (110, 150, 235, 85)
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ SLIDE_COLUMNS = (
     "largest_diameter_mm", "largest_size_class", "mpp", "width_l0", "height_l0", "threshold", "model",
     "model_hash", "demonstration_model", "analysed", "error", "threshold_source", "model_caution",
     "domain", "domain_score", "unknown_reason", "label_so_far", "tissue_patches", "classified_patches",
-    "failed_patches",
+    "failed_patches", "screened_negative_patches",
 )
 CASE_COLUMNS = (
     "patient", "pn_stage", "provisional", "nodes", "deciding_nodes", "deciding_lesions", "reason",
@@ -110,7 +110,7 @@ def slides_csv(report: Report) -> str:
                      _text(s.error), _text(s.threshold_source), _text(s.model.caution),
                      s.domain.status, _num(s.domain.score, 4), _text(s.unknown_reason),
                      s.resolution.label_so_far.value, str(s.tissue_patches), str(s.classified_patches),
-                     str(s.failed_patches)))
+                     str(s.failed_patches), str(s.screened_patches)))
     return _table(SLIDE_COLUMNS, rows)
 
 
