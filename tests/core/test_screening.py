@@ -240,3 +240,29 @@ def test_screening_model_settings_come_from_its_file_record():
         screen_settings(ModelInfo(name="p", kind="cnn", architecture="compact-cnn", operating_point=point))
     with pytest.raises(ModelLoadError):
         mark_screening(info, margin_patches=99)
+
+
+def test_idle_pass_is_screened_and_the_view_is_classified_in_full(synthetic):
+    from histoviewer.core.inference.worker import InferenceWorker
+
+    with open_slide(synthetic) as reader:
+        model = LesionFractionModel()
+        grid, cutter = _setup(reader, model)
+        grid.domain_sample[...] = False  # no audit lattice on this tiny slide: the screen alone decides
+        screen = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        worker = InferenceWorker(reader, model, grid, background=True, cutter=cutter, screen=screen)
+        try:
+            assert worker.wait_idle(60)
+            state = grid.state.reshape(-1)
+            assert screen.finished and np.all(state[_lesion_cells(grid.geometry)] == CellState.COMPUTED)
+            negatives = np.flatnonzero(state == CellState.SCREENED_NEGATIVE)
+            assert negatives.size and grid.coverage() < 1.0
+            # the user looks at screened-negative tissue: the full model classifies it
+            x, y = grid.geometry.cell_l0_xy(negatives[:1])
+            rect = (float(x[0]), float(y[0]), grid.geometry.l0_patch, grid.geometry.l0_patch)
+            worker.submit_view(rect)
+            assert worker.wait_idle(60)
+            in_view = grid.geometry.cells_in_rect(*rect)
+            assert np.all(grid.state.reshape(-1)[in_view[grid.tissue.reshape(-1)[in_view]]] == CellState.COMPUTED)
+        finally:
+            worker.close()

@@ -334,6 +334,8 @@ class LiveHeatmap:
             self._worker = None
         if worker is not None:
             worker.close(timeout)
+        if self.screen is not None:  # after the worker: it was the screen's one user
+            self.screen.screen.close()
         if self._fast is not None:
             self._fast.close()
             self._fast = None
