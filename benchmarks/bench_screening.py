@@ -166,6 +166,11 @@ def main() -> int:
     same_labels = sum(labels["exhaustive"][k] == labels["screened"][k] for k in node_truth)
     print(f"node labels identical: {same_labels}/{len(node_truth)}")
     for strategy in ("exhaustive", "screened"):
+        judged = [s.domain for s, _ in rows[strategy]]
+        print(f"tissue check ({strategy}): assessed on {sum(d.assessed for d in judged)}/{len(judged)} slides, "
+              f"out of domain {sum(d.out_of_domain for d in judged)}, median judged patches "
+              f"{int(np.median([d.patches for d in judged]))}")
+    for strategy in ("exhaustive", "screened"):
         ok = sum(labels[strategy][k] == node_truth[k] for k in node_truth)
         print(f"node labels right ({strategy}): {ok}/{len(node_truth)}")
 

@@ -7,7 +7,7 @@ tumour is possible (the ``screened`` analysis strategy; "soft attention").
    a stated sensitivity, 99 % by default) is *flagged*; the full model classifies every
    flagged cell, every cell the screen could not read, and an *audit lattice*: the regular
    sample of the tissue the domain check uses too (``audit_lattice``: about 4 % of the
-   tissue, 128 to 600 patches a slide).
+   tissue, 64 to 600 patches a slide).
    **Margin.** Then ``margin_patches`` rings of neighbouring cells around every cell where
    the full model finds P(tumour) >= half the lesion threshold, repeated until no new cell
    qualifies (``grow_cells``): every lesion the full model sees is followed to its border,
@@ -56,11 +56,11 @@ STRATEGIES = ("exhaustive", "screened")
 # Screening reads larger regions than the full pass (cells a side): 24 px patches make a
 # 16-cell block a 384 px region, too small to pay for a read.
 SCREEN_BLOCK = 64
-# The audit lattice (which is also the domain check's sample) under screening: about 4 % of
-# the tissue, at least ~128 patches (the domain verdict needs 64) and at most the exhaustive
-# run's ~600. The exhaustive lattice would be a quarter of a small slide's tissue.
+# The audit lattice under screening: about 4 % of the tissue, 64 to 600 patches (the tissue
+# check judges it, and needs 64 patches); the exhaustive run's lattice would be all of a
+# small slide's tissue.
 AUDIT_SHARE = 0.04
-AUDIT_MIN = 128
+AUDIT_MIN = 64
 
 
 def audit_lattice(tissue: np.ndarray) -> np.ndarray:
@@ -205,11 +205,13 @@ def dilate_8(mask: np.ndarray, rings: int) -> np.ndarray:
     return out
 
 
-def analysis_cells(grid: PredictionGrid, selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def analysis_cells(grid: PredictionGrid, selected: np.ndarray,
+                   lattice: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(cells for the full model, audit cells) as flat indices: the selection plus the
-    audit lattice (``grid.domain_sample``), in row order; audit = lattice cells outside it."""
+    audit ``lattice`` (default ``grid.domain_sample``), in row order; audit = lattice cells
+    outside the selection."""
     pending = grid.state == CellState.NOT_COMPUTED
-    audit = grid.domain_sample & pending & ~selected
+    audit = (grid.domain_sample if lattice is None else lattice) & pending & ~selected
     cells = np.flatnonzero(((selected & pending) | audit).reshape(-1))
     return cells, np.flatnonzero(audit.reshape(-1))
 
@@ -224,10 +226,13 @@ def screened_classify(grid: PredictionGrid, cutter: RegionCutter, model: PatchCl
     (``grow_cells``); the rest of the tissue in full when the audit finds a miss, else
     SCREENED_NEGATIVE."""
     tissue = grid.tissue
-    # the audit is the domain check's sample too
-    grid.domain_sample = audit_lattice(tissue) if audit is None else np.asarray(audit, bool) & tissue
+    lattice = audit_lattice(tissue) if audit is None else np.asarray(audit, bool) & tissue
+    # The tissue check judges every audit patch and, of the other patches the full model
+    # classifies, those on the exhaustive run's lattice (all of them on a small slide): the
+    # verdict rests on at least the audit's 64+ patches, at a descriptor's cost per patch.
+    grid.domain_sample = lattice | domain_sample_lattice(tissue)
     selected = select_for_full_model(screened, tissue, settings)
-    cells, audit_cells = analysis_cells(grid, selected)
+    cells, audit_cells = analysis_cells(grid, selected, lattice)
     times = classify_cells(grid, cutter, model, cells, batch_size=batch_size, block=block,
                            read_threads=read_threads, on_failure=on_failure, control=control, stage=stage)
     full = int(cells.size)
