@@ -84,11 +84,12 @@ def real_tissue(kaggle: Path, model, screen, settings) -> dict:
     with open_patch_set(kaggle, screen.input, layout="kaggle", split="train") as data:
         part = select_part(data, screen.info.extra.get("sources") or [], "test")
         labels = data.labels[part.indices]
+        ids = [data.ids[i] for i in part.indices]
         p_screen = predict_patch_set(screen, data, part.indices)
     with open_patch_set(kaggle, model.input, layout="kaggle", split="train") as data:
         # the full model's own test part may differ: score the screen's test patches by id
         index = {pid: i for i, pid in enumerate(data.ids)}
-        p_full = predict_patch_set(model, data, [index[i] for i in np.asarray(part.ids)])
+        p_full = predict_patch_set(model, data, [index[i] for i in ids])
     ms = binary_metrics(labels, p_screen, settings.threshold)
     thr_full = model.info.operating_point.threshold
     mf = binary_metrics(labels, p_full, thr_full)

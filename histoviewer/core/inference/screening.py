@@ -56,6 +56,23 @@ STRATEGIES = ("exhaustive", "screened")
 # Screening reads larger regions than the full pass (cells a side): 24 px patches make a
 # 16-cell block a 384 px region, too small to pay for a read.
 SCREEN_BLOCK = 64
+# The full pass reads smaller regions than an exhaustive run: the screen's selection is
+# patchy (lesions, the audit lattice's lone cells), and a 16-cell block around four lone
+# cells decodes a whole 1,536 px region for them.
+FULL_PASS_BLOCK = 8
+
+
+class ProbabilityOnly(PatchClassifier):
+    """The screen as the pipeline calls it: probabilities only. A screening model's file may
+    carry a domain profile (training fits one); its distances are not wanted, and even an
+    all-False mask costs ~25 % of the screen's time."""
+
+    def __init__(self, model: PatchClassifier) -> None:
+        self.model = model
+        self.info = model.info
+
+    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(patches)
 # The audit lattice under screening: about 4 % of the tissue, 64 to 600 patches (the tissue
 # check judges it, and needs 64 patches); the exhaustive run's lattice would be all of a
 # small slide's tissue.
@@ -153,7 +170,8 @@ def run_screen(reader: SlideReader, geometry: GridGeometry, tissue: np.ndarray, 
     grid = PredictionGrid(sgeo, tissue)
     grid.domain_sample[...] = False  # the screen's own domain distance is not wanted
     cutter = RegionCutter(reader, sgeo, source=source)
-    times = classify_cells(grid, cutter, screen, grid.pending(), batch_size=batch_size, block=SCREEN_BLOCK,
+    times = classify_cells(grid, cutter, ProbabilityOnly(screen), grid.pending(), batch_size=batch_size,
+                           block=SCREEN_BLOCK,
                            control=control, stage=stage)
     values, state = grid.snapshot()
     probability = np.where(state == CellState.COMPUTED, values, np.nan).astype(np.float32)
@@ -233,6 +251,7 @@ def screened_classify(grid: PredictionGrid, cutter: RegionCutter, model: PatchCl
     grid.domain_sample = lattice | domain_sample_lattice(tissue)
     selected = select_for_full_model(screened, tissue, settings)
     cells, audit_cells = analysis_cells(grid, selected, lattice)
+    block = min(block, FULL_PASS_BLOCK)
     times = classify_cells(grid, cutter, model, cells, batch_size=batch_size, block=block,
                            read_threads=read_threads, on_failure=on_failure, control=control, stage=stage)
     full = int(cells.size)
@@ -305,7 +324,7 @@ class LiveScreen:
         stops between regions, keeping what was scored."""
         pending = self._sgrid.pending()
         if pending.size:
-            classify_cells(self._sgrid, self._cutter, self.screen, pending, batch_size=1024,
+            classify_cells(self._sgrid, self._cutter, ProbabilityOnly(self.screen), pending, batch_size=1024,
                            block=SCREEN_BLOCK, control=control, stage="Screening at 2.5x")
         values, state = self._sgrid.snapshot()
         passed = ScreenPass(np.where(state == CellState.COMPUTED, values, np.nan).astype(np.float32),
