@@ -183,11 +183,15 @@ def main() -> int:
     print(f"pN identical: {same_pn}/{len(patients)}")
     frocs = {}
     for st in rows:
-        k = stage_kappa(ref, got[st])
+        try:
+            kappa = f"{stage_kappa(ref, got[st]).kappa:.4f}"
+        except Exception as exc:  # an unknown stage: say so, go on
+            kappa = f"n/a ({exc})"
         fr = froc_of(out_root / st, args.work / "slides")
         frocs[st] = fr
         print(f"{st:<10} pN right {sum(ref[p] == got[st][p] for p in patients)}/{len(patients)}, kappa "
-              f"{k.kappa:.4f}; FROC {fr.score:.4f}; ITC regions hit {fr.itc_detected}/{fr.itc_lesions}")
+              f"{kappa}; FROC {fr.score:.4f}; ITC regions hit {fr.itc_detected}/{fr.itc_lesions}; stages "
+              + ", ".join(f"{p[-3:]} {got[st][p].value}" for p in patients))
     result["lesions"] = {
         "exhaustive": {"tissue": te, "full": fe, "wall_s": round(we, 2), "froc": frocs["exhaustive"].score,
                        "itc_hit": frocs["exhaustive"].itc_detected},

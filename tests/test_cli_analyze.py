@@ -141,6 +141,7 @@ def test_screened_strategy_keeps_the_lesion_and_counts_screened_tissue_apart(pha
                             np.asarray(lesion.l0_polygon)).reshape(g.shape)
     assert inside.sum() > 15 and np.all(values[inside] >= 0)
     assert scr["node_label"] == exh["node_label"] == "micro" and scr["unresolved_reason"] is None
+    assert scr["provisional"] is False  # every tissue patch classified or screened negative: a stated label
     assert scr["largest_diameter_mm"] == pytest.approx(exh["largest_diameter_mm"], abs=1e-6)
 
 

@@ -132,8 +132,10 @@ class SlideSummary:
         object.__setattr__(self, "label_so_far", so_far)
         object.__setattr__(self, "node_label", self.resolution.label)
         # screened-negative tissue was looked at by the screen: not classified, but not pending
-        assessed = self.coverage + (self.screened_patches / self.tissue_patches if self.tissue_patches else 0.0)
-        if self.failed_patches > 0 or assessed < 1.0 - 1e-9:
+        # (counted in whole patches: the coverage is rounded)
+        pending = (self.classified_patches + self.screened_patches < self.tissue_patches if self.tissue_patches
+                   else self.coverage < 1.0)
+        if self.failed_patches > 0 or pending:
             object.__setattr__(self, "provisional", True)
 
     @property
