@@ -142,7 +142,9 @@ def test_screened_strategy_keeps_the_lesion_and_counts_screened_tissue_apart(pha
     assert inside.sum() > 15 and np.all(values[inside] >= 0)
     assert scr["node_label"] == exh["node_label"] == "micro" and scr["unresolved_reason"] is None
     assert scr["provisional"] is False  # every tissue patch classified or screened negative: a stated label
-    assert scr["largest_diameter_mm"] == pytest.approx(exh["largest_diameter_mm"], abs=1e-6)
+    # the sub-cell outline interpolates with the cells around it: beyond the margin those are
+    # screened negative (no evidence) instead of P ~ 0.01; that moves the diameter by microns
+    assert scr["largest_diameter_mm"] == pytest.approx(exh["largest_diameter_mm"], abs=0.005)
 
 
 def test_analyze_stride_gives_an_overlapping_grid(synthetic, model_file, tmp_path, capsys):

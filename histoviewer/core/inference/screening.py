@@ -32,7 +32,12 @@ import numpy as np
 
 from histoviewer.core.errors import InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
-from histoviewer.core.inference.grid import DOMAIN_SAMPLE_TARGET, CellState, PredictionGrid, domain_sample_lattice
+from histoviewer.core.inference.grid import (
+    DOMAIN_SAMPLE_TARGET,
+    CellState,
+    PredictionGrid,
+    domain_sample_lattice,
+)
 from histoviewer.core.inference.pipeline import FailureFn, PipelineTimes, classify_cells
 from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.models.classifier import PatchClassifier
@@ -73,6 +78,8 @@ class ProbabilityOnly(PatchClassifier):
 
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
         return self.model.predict_proba(patches)
+
+
 # The audit lattice under screening: about 4 % of the tissue, 64 to 600 patches (the tissue
 # check judges it, and needs 64 patches); the exhaustive run's lattice would be all of a
 # small slide's tissue.
@@ -84,7 +91,9 @@ def audit_lattice(tissue: np.ndarray) -> np.ndarray:
     """Bool rows x cols: the regular lattice of tissue cells the full model classifies on
     every screened slide, whatever the screen says (``domain_sample_lattice``)."""
     n = int(np.count_nonzero(tissue))
-    return domain_sample_lattice(tissue, min(DOMAIN_SAMPLE_TARGET, max(AUDIT_MIN, round(AUDIT_SHARE * n))))
+    return domain_sample_lattice(
+        tissue, min(DOMAIN_SAMPLE_TARGET, max(AUDIT_MIN, round(AUDIT_SHARE * n)))
+    )
 
 
 @dataclass(frozen=True)
@@ -116,23 +125,39 @@ class ScreeningRecord:
 
     @property
     def full_model_fraction(self) -> float:
-        return 0.0 if self.tissue_patches == 0 else self.full_model_patches / self.tissue_patches
+        return (
+            0.0
+            if self.tissue_patches == 0
+            else self.full_model_patches / self.tissue_patches
+        )
 
     def describe(self) -> str:
         """One line for people: what the full model classified and what was screened negative."""
         if self.fallback:
             return f"screened, then classified in full: {self.fallback}"
         pct = 100.0 * self.screened_negative / max(self.tissue_patches, 1)
-        return (f"screened at 2.5x: the full model classified {self.full_model_patches:,} of "
-                f"{self.tissue_patches:,} tissue patches; {self.screened_negative:,} ({pct:.0f} %) were "
-                f"screened negative (not classified by the full model)")
+        return (
+            f"screened at 2.5x: the full model classified {self.full_model_patches:,} of "
+            f"{self.tissue_patches:,} tissue patches; {self.screened_negative:,} ({pct:.0f} %) were "
+            f"screened negative (not classified by the full model)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"screen_model": dict(self.screen_model), "settings": self.settings.to_dict(),
-                "tissue_patches": self.tissue_patches, "screened": self.screened, "flagged": self.flagged,
-                "screen_failed": self.screen_failed, "audit": self.audit, "audit_misses": self.audit_misses,
-                "full_model_patches": self.full_model_patches, "screened_negative": self.screened_negative,
-                "fallback": self.fallback, "screen_s": round(self.screen_s, 3), "description": self.describe()}
+        return {
+            "screen_model": dict(self.screen_model),
+            "settings": self.settings.to_dict(),
+            "tissue_patches": self.tissue_patches,
+            "screened": self.screened,
+            "flagged": self.flagged,
+            "screen_failed": self.screen_failed,
+            "audit": self.audit,
+            "audit_misses": self.audit_misses,
+            "full_model_patches": self.full_model_patches,
+            "screened_negative": self.screened_negative,
+            "fallback": self.fallback,
+            "screen_s": round(self.screen_s, 3),
+            "description": self.describe(),
+        }
 
 
 @dataclass(frozen=True)
@@ -149,36 +174,66 @@ def screen_geometry(geometry: GridGeometry, screen: PatchClassifier) -> GridGeom
     """The full model's grid as the screen reads it: the same cells (same level-0 origin,
     patch and stride), each ``screen.input.patch_px`` px at the screen's scale."""
     spec = screen.input
-    check_screen_fits(spec, replace(screen.input, patch_px=geometry.patch_px, mpp=geometry.model_mpp))
+    check_screen_fits(
+        spec, replace(screen.input, patch_px=geometry.patch_px, mpp=geometry.model_mpp)
+    )
     ratio = geometry.model_mpp / spec.mpp
     stride = geometry.stride_px * ratio
     if abs(stride - round(stride)) > 1e-6:
-        raise InferenceError(f"the grid step ({geometry.stride_px} model px) is not a whole number of the "
-                             f"screen's pixels ({spec.mpp:g} um/px); screen a grid without overlap",
-                             setting="stride_px")
-    out = replace(geometry, model_mpp=spec.mpp, patch_px=spec.patch_px, stride_px=int(round(stride)))
+        raise InferenceError(
+            f"the grid step ({geometry.stride_px} model px) is not a whole number of the "
+            f"screen's pixels ({spec.mpp:g} um/px); screen a grid without overlap",
+            setting="stride_px",
+        )
+    out = replace(
+        geometry,
+        model_mpp=spec.mpp,
+        patch_px=spec.patch_px,
+        stride_px=round(stride),
+    )
     if out.shape != geometry.shape:
-        raise InferenceError(f"the screen's grid {out.shape} does not match the full model's {geometry.shape}")
+        raise InferenceError(
+            f"the screen's grid {out.shape} does not match the full model's {geometry.shape}"
+        )
     return out
 
 
-def run_screen(reader: SlideReader, geometry: GridGeometry, tissue: np.ndarray, screen: PatchClassifier, *,
-               source: Any = None, batch_size: int = 1024, control: JobControl = NO_CONTROL,
-               stage: str = "Screening at 2.5x") -> ScreenPass:
+def run_screen(
+    reader: SlideReader,
+    geometry: GridGeometry,
+    tissue: np.ndarray,
+    screen: PatchClassifier,
+    *,
+    source: Any = None,
+    batch_size: int = 1024,
+    control: JobControl = NO_CONTROL,
+    stage: str = "Screening at 2.5x",
+) -> ScreenPass:
     """Score every tissue cell of ``geometry`` (the full model's grid) with ``screen``."""
     sgeo = screen_geometry(geometry, screen)
     grid = PredictionGrid(sgeo, tissue)
     grid.domain_sample[...] = False  # the screen's own domain distance is not wanted
     cutter = RegionCutter(reader, sgeo, source=source)
-    times = classify_cells(grid, cutter, ProbabilityOnly(screen), grid.pending(), batch_size=batch_size,
-                           block=SCREEN_BLOCK,
-                           control=control, stage=stage)
+    times = classify_cells(
+        grid,
+        cutter,
+        ProbabilityOnly(screen),
+        grid.pending(),
+        batch_size=batch_size,
+        block=SCREEN_BLOCK,
+        control=control,
+        stage=stage,
+    )
     values, state = grid.snapshot()
-    probability = np.where(state == CellState.COMPUTED, values, np.nan).astype(np.float32)
+    probability = np.where(state == CellState.COMPUTED, values, np.nan).astype(
+        np.float32
+    )
     return ScreenPass(probability, state == CellState.FAILED, times)
 
 
-def select_for_full_model(screened: ScreenPass, tissue: np.ndarray, settings: ScreenSettings) -> np.ndarray:
+def select_for_full_model(
+    screened: ScreenPass, tissue: np.ndarray, settings: ScreenSettings
+) -> np.ndarray:
     """Bool rows x cols: the tissue cells the full model classifies first: flagged cells
     (score >= threshold) and cells the screen could not score (the margin grows from the
     full model's findings, ``grow_cells``)."""
@@ -223,8 +278,9 @@ def dilate_8(mask: np.ndarray, rings: int) -> np.ndarray:
     return out
 
 
-def analysis_cells(grid: PredictionGrid, selected: np.ndarray,
-                   lattice: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def analysis_cells(
+    grid: PredictionGrid, selected: np.ndarray, lattice: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(cells for the full model, audit cells) as flat indices: the selection plus the
     audit ``lattice`` (default ``grid.domain_sample``), in row order; audit = lattice cells
     outside the selection."""
@@ -234,17 +290,32 @@ def analysis_cells(grid: PredictionGrid, selected: np.ndarray,
     return cells, np.flatnonzero(audit.reshape(-1))
 
 
-def screened_classify(grid: PredictionGrid, cutter: RegionCutter, model: PatchClassifier, screened: ScreenPass,
-                      settings: ScreenSettings, lesion_threshold: float, *, batch_size: int, block: int,
-                      read_threads: int, on_failure: FailureFn | None, control: JobControl, stage: str,
-                      screen_info: dict[str, str], screen_s: float,
-                      audit: np.ndarray | None = None) -> tuple[PipelineTimes, ScreeningRecord]:
+def screened_classify(
+    grid: PredictionGrid,
+    cutter: RegionCutter,
+    model: PatchClassifier,
+    screened: ScreenPass,
+    settings: ScreenSettings,
+    lesion_threshold: float,
+    *,
+    batch_size: int,
+    block: int,
+    read_threads: int,
+    on_failure: FailureFn | None,
+    control: JobControl,
+    stage: str,
+    screen_info: dict[str, str],
+    screen_s: float,
+    audit: np.ndarray | None = None,
+) -> tuple[PipelineTimes, ScreeningRecord]:
     """The full model on the screen's selection and the audit lattice (``audit``, bool rows x
     cols; default ``audit_lattice``), then on the margin grown around its findings
     (``grow_cells``); the rest of the tissue in full when the audit finds a miss, else
     SCREENED_NEGATIVE."""
     tissue = grid.tissue
-    lattice = audit_lattice(tissue) if audit is None else np.asarray(audit, bool) & tissue
+    lattice = (
+        audit_lattice(tissue) if audit is None else np.asarray(audit, bool) & tissue
+    )
     # The tissue check judges every audit patch and, of the other patches the full model
     # classifies, those on the exhaustive run's lattice (all of them on a small slide): the
     # verdict rests on at least the audit's 64+ patches, at a descriptor's cost per patch.
@@ -252,36 +323,91 @@ def screened_classify(grid: PredictionGrid, cutter: RegionCutter, model: PatchCl
     selected = select_for_full_model(screened, tissue, settings)
     cells, audit_cells = analysis_cells(grid, selected, lattice)
     block = min(block, FULL_PASS_BLOCK)
-    times = classify_cells(grid, cutter, model, cells, batch_size=batch_size, block=block,
-                           read_threads=read_threads, on_failure=on_failure, control=control, stage=stage)
+    times = classify_cells(
+        grid,
+        cutter,
+        model,
+        cells,
+        batch_size=batch_size,
+        block=block,
+        read_threads=read_threads,
+        on_failure=on_failure,
+        control=control,
+        stage=stage,
+    )
     full = int(cells.size)
-    while (more := grow_cells(grid, GROW_SHARE * lesion_threshold, settings.margin_patches)).size:
-        times = _add_times(times, classify_cells(grid, cutter, model, more, batch_size=batch_size, block=block,
-                                                 read_threads=read_threads, on_failure=on_failure,
-                                                 control=control, stage=stage))
+    while (
+        more := grow_cells(grid, GROW_SHARE * lesion_threshold, settings.margin_patches)
+    ).size:
+        times = _add_times(
+            times,
+            classify_cells(
+                grid,
+                cutter,
+                model,
+                more,
+                batch_size=batch_size,
+                block=block,
+                read_threads=read_threads,
+                on_failure=on_failure,
+                control=control,
+                stage=stage,
+            ),
+        )
         full += int(more.size)
     values, state = grid.snapshot()
     flat_v, flat_s = values.reshape(-1), state.reshape(-1)
-    misses = int(np.count_nonzero((flat_s[audit_cells] == CellState.COMPUTED)
-                                  & (flat_v[audit_cells] >= lesion_threshold)))
+    misses = int(
+        np.count_nonzero(
+            (flat_s[audit_cells] == CellState.COMPUTED)
+            & (flat_v[audit_cells] >= lesion_threshold)
+        )
+    )
     rest = grid.pending()
     fallback = None
     if misses:
-        fallback = (f"the full model found tumour on {misses} audit patch{'es' if misses != 1 else ''} the "
-                    "screen had passed, so the screen was not trusted on this slide")
-        more = classify_cells(grid, cutter, model, rest, batch_size=batch_size, block=block,
-                              read_threads=read_threads, on_failure=on_failure, control=control, stage=stage)
+        fallback = (
+            f"the full model found tumour on {misses} audit patch{'es' if misses != 1 else ''} the "
+            "screen had passed, so the screen was not trusted on this slide"
+        )
+        more = classify_cells(
+            grid,
+            cutter,
+            model,
+            rest,
+            batch_size=batch_size,
+            block=block,
+            read_threads=read_threads,
+            on_failure=on_failure,
+            control=control,
+            stage=stage,
+        )
         times = _add_times(times, more)
         full += int(rest.size)
     else:
         grid.set_screened_negative(rest)
-    flagged = int(np.count_nonzero(tissue & (np.nan_to_num(screened.probability, nan=-1.0) >= settings.threshold)))
+    flagged = int(
+        np.count_nonzero(
+            tissue
+            & (np.nan_to_num(screened.probability, nan=-1.0) >= settings.threshold)
+        )
+    )
     record = ScreeningRecord(
-        screen_model=screen_info, settings=settings, tissue_patches=int(np.count_nonzero(tissue)),
-        screened=int(np.count_nonzero(np.isfinite(screened.probability) & tissue)), flagged=flagged,
-        screen_failed=int(np.count_nonzero(screened.failed)), audit=int(audit_cells.size), audit_misses=misses,
-        full_model_patches=full, screened_negative=int(np.count_nonzero(grid.state == CellState.SCREENED_NEGATIVE)),
-        fallback=fallback, screen_s=screen_s)
+        screen_model=screen_info,
+        settings=settings,
+        tissue_patches=int(np.count_nonzero(tissue)),
+        screened=int(np.count_nonzero(np.isfinite(screened.probability) & tissue)),
+        flagged=flagged,
+        screen_failed=int(np.count_nonzero(screened.failed)),
+        audit=int(audit_cells.size),
+        audit_misses=misses,
+        full_model_patches=full,
+        screened_negative=int(
+            np.count_nonzero(grid.state == CellState.SCREENED_NEGATIVE)
+        ),
+        fallback=fallback,
+        screen_s=screen_s,
+    )
     return times, record
 
 
@@ -300,8 +426,16 @@ class LiveScreen:
 
     One thread at a time (the worker's). ``cells_for_full_model`` drives it."""
 
-    def __init__(self, reader: SlideReader, grid: PredictionGrid, screen: PatchClassifier,
-                 settings: ScreenSettings, lesion_threshold: float, *, source: Any = None) -> None:
+    def __init__(
+        self,
+        reader: SlideReader,
+        grid: PredictionGrid,
+        screen: PatchClassifier,
+        settings: ScreenSettings,
+        lesion_threshold: float,
+        *,
+        source: Any = None,
+    ) -> None:
         self.screen = screen
         self.settings = settings
         self.lesion_threshold = float(lesion_threshold)
@@ -324,14 +458,29 @@ class LiveScreen:
         stops between regions, keeping what was scored."""
         pending = self._sgrid.pending()
         if pending.size:
-            classify_cells(self._sgrid, self._cutter, ProbabilityOnly(self.screen), pending, batch_size=1024,
-                           block=SCREEN_BLOCK, control=control, stage="Screening at 2.5x")
+            classify_cells(
+                self._sgrid,
+                self._cutter,
+                ProbabilityOnly(self.screen),
+                pending,
+                batch_size=1024,
+                block=SCREEN_BLOCK,
+                control=control,
+                stage="Screening at 2.5x",
+            )
         values, state = self._sgrid.snapshot()
-        passed = ScreenPass(np.where(state == CellState.COMPUTED, values, np.nan).astype(np.float32),
-                            state == CellState.FAILED, PipelineTimes())
-        self._selected = select_for_full_model(passed, self._sgrid.tissue, self.settings)
+        passed = ScreenPass(
+            np.where(state == CellState.COMPUTED, values, np.nan).astype(np.float32),
+            state == CellState.FAILED,
+            PipelineTimes(),
+        )
+        self._selected = select_for_full_model(
+            passed, self._sgrid.tissue, self.settings
+        )
 
-    def cells_for_full_model(self, grid: PredictionGrid) -> tuple[np.ndarray, np.ndarray]:
+    def cells_for_full_model(
+        self, grid: PredictionGrid
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(cells the full model should classify next, cells just marked screened negative):
         the selection and the audit lattice while any is pending; then, once, the audit
         verdict: after a miss every pending cell, else the rest marked SCREENED_NEGATIVE."""
@@ -345,7 +494,9 @@ class LiveScreen:
         wanted[self._audit] = True
         todo = grid.pending(np.flatnonzero(wanted))
         if not todo.size:
-            todo = grow_cells(grid, GROW_SHARE * self.lesion_threshold, self.settings.margin_patches)
+            todo = grow_cells(
+                grid, GROW_SHARE * self.lesion_threshold, self.settings.margin_patches
+            )
         if todo.size:
             return todo, np.zeros(0, np.int64)
         values, state = grid.snapshot()
@@ -355,8 +506,10 @@ class LiveScreen:
         misses = int(np.count_nonzero(outside & (values >= self.lesion_threshold)))
         rest = grid.pending()
         if misses:
-            self.fallback = (f"the full model found tumour on {misses} audit patch{'es' if misses != 1 else ''} "
-                             "the screen had passed: classifying the whole slide")
+            self.fallback = (
+                f"the full model found tumour on {misses} audit patch{'es' if misses != 1 else ''} "
+                "the screen had passed: classifying the whole slide"
+            )
             return rest, np.zeros(0, np.int64)
         grid.set_screened_negative(rest)
         self.finished = True

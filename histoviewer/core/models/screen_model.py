@@ -51,7 +51,9 @@ __all__ = [
 
 # 10x (PatchCamelyon, 0.972 um/px) -> 2.5x: each side 4x coarser, 16x fewer pixels.
 SCREEN_DOWNSAMPLE = 4
-SCREEN_INPUT = InputSpec(patch_px=PCAM_PATCH_PX // SCREEN_DOWNSAMPLE, mpp=PCAM_MPP_UM * SCREEN_DOWNSAMPLE)
+SCREEN_INPUT = InputSpec(
+    patch_px=PCAM_PATCH_PX // SCREEN_DOWNSAMPLE, mpp=PCAM_MPP_UM * SCREEN_DOWNSAMPLE
+)
 SCREEN_ARCHITECTURE = "screen-cnn"
 SCREENING_KEY = "screening"  # ModelInfo.extra key that makes a model file a screen
 # Validation sensitivity the screening threshold is chosen for (patch level).
@@ -81,24 +83,39 @@ class ScreenSettings:
     data: str
 
     def describe(self) -> str:
-        """"threshold 0.03 (sensitivity >= 0.99: 99.1 % sensitivity, 41 % specificity on 1,427
+        """ "threshold 0.03 (sensitivity >= 0.99: 99.1 % sensitivity, 41 % specificity on 1,427
         validation patches), margin 1 patch"."""
-        return (f"threshold {self.threshold:.3g} ({self.target}: {100 * self.sensitivity:.1f} % sensitivity, "
-                f"{100 * self.specificity:.0f} % specificity on {self.n_valid:,} {self.data} patches), "
-                f"margin {self.margin_patches} patch{'es' if self.margin_patches != 1 else ''}")
+        return (
+            f"threshold {self.threshold:.3g} ({self.target}: {100 * self.sensitivity:.1f} % sensitivity, "
+            f"{100 * self.specificity:.0f} % specificity on {self.n_valid:,} {self.data} patches), "
+            f"margin {self.margin_patches} patch{'es' if self.margin_patches != 1 else ''}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "margin_patches": self.margin_patches, "target": self.target,
-                "sensitivity": self.sensitivity, "specificity": self.specificity, "n_valid": self.n_valid,
-                "data": self.data}
+        return {
+            "threshold": self.threshold,
+            "margin_patches": self.margin_patches,
+            "target": self.target,
+            "sensitivity": self.sensitivity,
+            "specificity": self.specificity,
+            "n_valid": self.n_valid,
+            "data": self.data,
+        }
 
 
-def mark_screening(info: ModelInfo, margin_patches: int = DEFAULT_SCREEN_MARGIN) -> ModelInfo:
+def mark_screening(
+    info: ModelInfo, margin_patches: int = DEFAULT_SCREEN_MARGIN
+) -> ModelInfo:
     """``info`` stated as a screening model (before it is saved: the hash covers it)."""
     if not 0 <= int(margin_patches) <= MAX_SCREEN_MARGIN:
-        raise ModelLoadError(f"a screening margin is 0..{MAX_SCREEN_MARGIN} patches, got {margin_patches}")
-    record = {"margin_patches": int(margin_patches), "downsample": SCREEN_DOWNSAMPLE,
-              "field_um": round(info.input.field_um, 4)}
+        raise ModelLoadError(
+            f"a screening margin is 0..{MAX_SCREEN_MARGIN} patches, got {margin_patches}"
+        )
+    record = {
+        "margin_patches": int(margin_patches),
+        "downsample": SCREEN_DOWNSAMPLE,
+        "field_um": round(info.input.field_um, 4),
+    }
     return replace(info, extra={**info.extra, SCREENING_KEY: record})
 
 
@@ -106,25 +123,43 @@ def is_screening_model(info: ModelInfo) -> bool:
     return isinstance(info.extra.get(SCREENING_KEY), dict)
 
 
-def screen_settings(info: ModelInfo, source: str | os.PathLike[str] = "") -> ScreenSettings:
+def screen_settings(
+    info: ModelInfo, source: str | os.PathLike[str] = ""
+) -> ScreenSettings:
     """The settings a screening model file states; ``ModelLoadError`` naming ``source`` for a
     file that is not a screen or states no threshold."""
     name = str(source or info.name)
     record = info.extra.get(SCREENING_KEY)
     if not isinstance(record, dict):
-        raise ModelLoadError(f"{name}: not a screening model (its description has no "
-                             f"{SCREENING_KEY!r} record); train one with the screen kind")
+        raise ModelLoadError(
+            f"{name}: not a screening model (its description has no "
+            f"{SCREENING_KEY!r} record); train one with the screen kind"
+        )
     point = info.operating_point
     if point is None:
-        raise ModelLoadError(f"{name}: a screening model must state its screening threshold "
-                             "(an operating point chosen on validation)")
+        raise ModelLoadError(
+            f"{name}: a screening model must state its screening threshold "
+            "(an operating point chosen on validation)"
+        )
     margin = record.get("margin_patches", DEFAULT_SCREEN_MARGIN)
-    if isinstance(margin, bool) or not isinstance(margin, int) or not 0 <= margin <= MAX_SCREEN_MARGIN:
-        raise ModelLoadError(f"{name}: screening margin must be a whole number 0..{MAX_SCREEN_MARGIN}, "
-                             f"got {margin!r}")
-    return ScreenSettings(threshold=float(point.threshold), margin_patches=margin, target=point.target,
-                          sensitivity=float(point.sensitivity), specificity=float(point.specificity),
-                          n_valid=int(point.n_valid), data=point.data)
+    if (
+        isinstance(margin, bool)
+        or not isinstance(margin, int)
+        or not 0 <= margin <= MAX_SCREEN_MARGIN
+    ):
+        raise ModelLoadError(
+            f"{name}: screening margin must be a whole number 0..{MAX_SCREEN_MARGIN}, "
+            f"got {margin!r}"
+        )
+    return ScreenSettings(
+        threshold=float(point.threshold),
+        margin_patches=margin,
+        target=point.target,
+        sensitivity=float(point.sensitivity),
+        specificity=float(point.specificity),
+        n_valid=int(point.n_valid),
+        data=point.data,
+    )
 
 
 def check_screen_fits(screen: InputSpec, patch: InputSpec) -> None:
@@ -133,7 +168,8 @@ def check_screen_fits(screen: InputSpec, patch: InputSpec) -> None:
         raise ModelLoadError(
             f"the screening model's patch covers {screen.field_um:.1f} um, the patch model's "
             f"{patch.field_um:.1f} um; a screen must see the same field as the model it screens for",
-            setting="screen_model")
+            setting="screen_model",
+        )
 
 
 def resolve_screen_model_path(spec: str | os.PathLike[str]) -> Path:
@@ -143,17 +179,25 @@ def resolve_screen_model_path(spec: str | os.PathLike[str]) -> Path:
     if text == DEFAULT_SCREEN_NAME:
         path = bundled_resources_dir() / "models" / DEFAULT_SCREEN_FILE
         if not path.exists():
-            raise ModelLoadError(f"the default screening model is missing ({path}); rebuild it with "
-                                 "scripts/train_default_models.sh", setting="screen_model")
+            raise ModelLoadError(
+                f"the default screening model is missing ({path}); rebuild it with "
+                "scripts/train_default_models.sh",
+                setting="screen_model",
+            )
         return path
     path = Path(text).expanduser()
     if path.exists():
         return path
-    for candidate in (user_models_dir() / text, user_models_dir() / (text + ".safetensors")):
+    for candidate in (
+        user_models_dir() / text,
+        user_models_dir() / (text + ".safetensors"),
+    ):
         if path.parent == Path(".") and candidate.exists():
             return candidate
-    raise ModelLoadError(f"screening model {text!r} not found (use 'screen' or a model file)",
-                         setting="screen_model")
+    raise ModelLoadError(
+        f"screening model {text!r} not found (use 'screen' or a model file)",
+        setting="screen_model",
+    )
 
 
 def read_screen_info(spec: str | os.PathLike[str]) -> tuple[ModelInfo, ScreenSettings]:
@@ -163,7 +207,9 @@ def read_screen_info(spec: str | os.PathLike[str]) -> tuple[ModelInfo, ScreenSet
     return info, screen_settings(info, path)
 
 
-def open_screen_model(spec: str | os.PathLike[str], device: str = "auto") -> tuple[PatchClassifier, ScreenSettings]:
+def open_screen_model(
+    spec: str | os.PathLike[str], device: str = "auto"
+) -> tuple[PatchClassifier, ScreenSettings]:
     """Load a screening model file (verified like every model file) and its settings."""
     path = resolve_screen_model_path(spec)
     model = load_model(path, device=device)
