@@ -8,10 +8,15 @@
 #   --work DIR       phantoms, plots and JSON results (default <data dir>/default-training)
 #   --data DIR       the shared real data (default ../shared/data beside the project)
 #   --no-phantom     train on kaggle-sample alone (no phantom patches)
-#   --only KIND      train and evaluate only cnn, handcrafted or cnn-resnet
+#   --only KIND      train and evaluate only cnn, handcrafted, screen or cnn-resnet
 #   --with-resnet    also train the GPU model cnn-pcam-resnet.safetensors (ResNet-18-shaped,
 #                    100 epochs, patience 20; about 2 minutes on one H200, hours on 2 CPU cores)
 #   anything else (e.g. --arch strided-cnn --epochs 30 --device cuda) goes to 'train cnn'.
+#
+# screen-pcam.safetensors is the 2.5x screening model of 'analyze --strategy screened' and of
+# the viewer's idle pass: 'train screen' on the same data downsampled 4x (24 px at 3.888
+# um/px), its threshold chosen on the validation part for sensitivity >= 0.99, margin 1 patch;
+# about 3 minutes on 2 CPU cores.
 #
 # Data: kaggle-sample (9,510 real PatchCamelyon patches) is cut into train / valid / test
 # (70 / 15 / 15 %, stratified by label, split seed 0); the test part is never read in training.
@@ -71,11 +76,11 @@ sources=(--data "$kaggle")
 # Patches cut from slides: PCam labels (tumour in the central 32 px), at most 3 normal per tumour.
 if [ "$phantom" = 1 ]; then sources+=(--data "$work/phantom-train" --negative-ratio 3); fi
 common=("${sources[@]}" --valid-from 1 --split-seed 0 --seed 0 --json)
-kinds=(handcrafted cnn)  # the cheap one first
+kinds=(handcrafted cnn screen)  # the cheap one first
 if [ "$resnet" = 1 ]; then kinds+=(cnn-resnet); fi
 if [ -n "$only" ]; then kinds=("$only"); fi
 file_of() {  # kind -> model file: cnn-pcam, handcrafted-pcam, cnn-pcam-resnet
-  case "$1" in cnn-resnet) echo "$out/cnn-pcam-resnet.safetensors" ;; *) echo "$out/$1-pcam.safetensors" ;; esac
+  case "$1" in cnn-resnet) echo "$out/cnn-pcam-resnet.safetensors" ;; *) echo "$out/$1-pcam.safetensors" ;; esac  # screen: screen-pcam
 }
 for kind in "${kinds[@]}"; do
   extra=()

@@ -61,7 +61,8 @@ def read_map(folder):
 SUMMARY_KEYS = ["slide", "out_dir", "model", "mpp", "mpp_source", "level_read", "region_source", "geometry", "tissue_patches",
                 "classified_patches", "failed_patches", "coverage", "timing", "files", "failures", "node_label",
                 "label_so_far", "unresolved_reason", "provisional", "largest_lesion", "largest_diameter_mm", "lesion_params", "lesions", "domain",
-                "learned_label"]
+                "learned_label",
+                "strategy", "screened_negative_patches", "screening"]
 MODEL_KEYS = ["name", "display_name", "kind", "architecture", "content_hash", "demonstration", "mpp_um", "patch_px",
               "caveat", "operating_point"]
 
@@ -112,6 +113,40 @@ def test_analyze_cli_on_a_phantom_covers_the_lesion(phantom, model_file, tmp_pat
     assert np.all(values[inside] >= 0), "cells over the lesion must be classified"
     corners = [values[0, 0], values[0, -1], values[-1, 0], values[-1, -1]]
     assert all(v == -1.0 for v in corners), "glass corners are background"
+
+
+@pytest.mark.slow  # two analyses of an 8000 x 8000 phantom with the shipped CNN and screen: ~30 s
+def test_screened_strategy_keeps_the_lesion_and_counts_screened_tissue_apart(phantom, tmp_path, capsys):
+    runs = {}
+    for strategy in ("exhaustive", "screened"):
+        rc, out = run_cli(["analyze", str(phantom.slide_path), "--out", str(tmp_path / strategy), "--device", "cpu",
+                           "--strategy", strategy, "--json"], capsys)
+        assert rc == 0
+        (runs[strategy],) = json.loads(out)
+    exh, scr = runs["exhaustive"], runs["screened"]
+    assert exh["strategy"] == "exhaustive" and exh["screening"] is None and exh["screened_negative_patches"] == 0
+    assert scr["strategy"] == "screened" and scr["screening"]["fallback"] is None
+    assert scr["screening"]["settings"]["target"] == "sensitivity >= 0.99"
+    # screened-negative tissue is counted apart: not classified, not coverage, not failed
+    values, g = read_map(tmp_path / "screened" / phantom.slide_path.stem)
+    n_screened = int(np.count_nonzero(values == -3.0))
+    assert scr["screened_negative_patches"] == n_screened > 0
+    assert scr["classified_patches"] == int(np.count_nonzero(values >= 0)) < scr["tissue_patches"]
+    assert scr["classified_patches"] + n_screened == scr["tissue_patches"] == exh["tissue_patches"]
+    assert scr["coverage"] == pytest.approx(scr["classified_patches"] / scr["tissue_patches"], abs=1e-6)
+    # the lesion's cells went to the full model, and it is measured as the exhaustive run measures it
+    from skimage.measure import points_in_poly
+
+    (lesion,) = phantom.lesions
+    x, y = g.cell_l0_xy(np.arange(g.size))
+    inside = points_in_poly(np.column_stack([x + g.l0_stride / 2, y + g.l0_stride / 2]),
+                            np.asarray(lesion.l0_polygon)).reshape(g.shape)
+    assert inside.sum() > 15 and np.all(values[inside] >= 0)
+    assert scr["node_label"] == exh["node_label"] == "micro" and scr["unresolved_reason"] is None
+    assert scr["provisional"] is False  # every tissue patch classified or screened negative: a stated label
+    # the sub-cell outline interpolates with the cells around it: beyond the margin those are
+    # screened negative (no evidence) instead of P ~ 0.01; that moves the diameter by microns
+    assert scr["largest_diameter_mm"] == pytest.approx(exh["largest_diameter_mm"], abs=0.005)
 
 
 def test_analyze_stride_gives_an_overlapping_grid(synthetic, model_file, tmp_path, capsys):

@@ -74,6 +74,25 @@ def test_train_cnn_short_run_and_eval_json(toy_folders, tmp_path, capsys):
     assert res["metrics"]["n"] == 240 and "warning" not in res
 
 
+def test_train_screen_writes_a_screening_model_at_2_5x(toy_folders, tmp_path, capsys):
+    from histoviewer.core.models.model_file import read_model_info
+    from histoviewer.core.models.screen_model import SCREEN_INPUT, screen_settings
+
+    model = tmp_path / "screen.safetensors"
+    data = str(toy_folders / "classes")
+    assert main(["train", "screen", "--data", data, "--patch-mpp", "0.972", "--out", str(model), "--epochs", "1",
+                 "--batch-size", "32", "--device", "cpu", "--screen-margin", "2", "--json"]) == 0
+    info = read_model_info(model)
+    assert info.architecture == "screen-cnn" and info.input.patch_px == SCREEN_INPUT.patch_px == 24
+    assert info.input.mpp == pytest.approx(3.888)
+    settings = screen_settings(info)
+    assert settings.margin_patches == 2 and settings.target == "sensitivity >= 0.99"
+    assert settings.sensitivity >= 0.99  # chosen on validation for the stated sensitivity
+    # a patch model's training takes no screening margin
+    assert main(["train", "cnn", "--data", data, "--patch-mpp", "0.972", "--out", str(tmp_path / "x.safetensors"),
+                 "--screen-margin", "1"]) == 2
+
+
 def test_missing_patch_scale_is_an_error_not_a_guess(toy_folders, tmp_path, capsys):
     rc = main(["train", "handcrafted", "--data", str(toy_folders / "classes"),
                "--out", str(tmp_path / "m.safetensors")])

@@ -64,6 +64,14 @@ def register(sub) -> None:
                    help="also write uncertainty.tiff: how much each patch's P(tumour) changes over its 8 "
                         "rotations and mirrors (standard deviation, 0..0.5; 8x the model work), and "
                         "each lesion's mean and max uncertainty in summary.json and the reports")
+    p.add_argument("--strategy", default="exhaustive", choices=("exhaustive", "screened"),
+                   help="exhaustive (default): the model classifies every tissue patch; screened: a "
+                        "small model screens the slide at 2.5x first and the model classifies only "
+                        "where tumour is possible (plus a margin and an audit sample); the rest is "
+                        "'screened negative', counted apart, never called classified. Faster; can "
+                        "miss what the screen cannot see (README: How screening fails)")
+    p.add_argument("--screen-model", default="screen", metavar="FILE",
+                   help="with --strategy screened: the screening model (default: the shipped one)")
     p.add_argument("--json", action="store_true", help="print a JSON list of summaries, no progress bars")
     p.add_argument("--report", action="store_true",
                    help="also write DIR/report.pdf, DIR/report.json and DIR/{lesions,slides,cases}.csv "
@@ -104,6 +112,8 @@ def _print_summary(s: SlideOutcome) -> None:
         flag = "  <- CHECK: the labels differ" if s.learned.disagrees else ""
         print(f"  learned label ({s.learned.classifier}, {s.learned.caution or 'no caution stated'}): "
               f"{s.learned.describe()}{flag}")
+    if s.screening is not None:  # screened-negative tissue is not classified: say so beside coverage
+        print(f"  {s.screening.get('description', '')}")
     p, m = s.lesion_params, s.model
     print(f"  {describe_threshold(p.threshold, p.threshold_source, m.operating_point)}")
     print(f"  model: {m.name}: {caution_line(m.caution, m.demonstration)}")
@@ -144,7 +154,8 @@ def run_analyze(args: argparse.Namespace) -> int:
                              read_threads=max(1, args.read_threads), lesion_threshold=args.threshold,
                              user_mpp=args.mpp, force_mpp=args.force_mpp,
                              node_classifier=_checked_node_classifier(args.node_classifier),
-                             uncertainty=args.uncertainty)
+                             uncertainty=args.uncertainty,
+                             strategy=args.strategy, screen_model=args.screen_model)
     folders = slide_folders(args.out, list(args.slides))
     for folder in folders:
         if folder.note:

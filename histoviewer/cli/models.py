@@ -67,15 +67,18 @@ def _add_data_args(p: argparse.ArgumentParser, *, default_split: str | None, mul
 
 
 # Spelled out, not read from cnn_arch: that imports torch, seconds of start-up for --help.
-CNN_ARCHITECTURES = ("compact-cnn", "strided-cnn", "resnet", "resnet50")
+CNN_ARCHITECTURES = ("compact-cnn", "strided-cnn", "resnet", "resnet50", "screen-cnn")
 
 
 def register(sub) -> None:
     t = sub.add_parser(
-        "train", help="train a patch classifier (cnn or handcrafted)",
+        "train", help="train a patch classifier (cnn or handcrafted) or a low-magnification screening model (screen)",
         epilog=TRAIN_EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    t.add_argument("kind", choices=("cnn", "handcrafted"))
+    t.add_argument("kind", choices=("cnn", "handcrafted", "screen"),
+                   help="screen: a small CNN reading each 10x patch at 2.5x (24 px at 3.888 um/px, "
+                        "the same data downsampled 4x), its threshold chosen for --target-sensitivity "
+                        "(default 0.99) on validation; analyze's screened strategy uses it")
     t.add_argument("--out", type=Path, default=None,
                    help="model file to write (.safetensors); required, except for a fine-tune "
                         "(default there: a new file in the user models folder)")
@@ -100,21 +103,25 @@ def register(sub) -> None:
                    choices=("auto", "temperature", "platt", "isotonic", "none"),
                    help="probability calibration fitted on the validation part (default auto: "
                         "temperature scaling for cnn, Platt scaling for handcrafted)")
-    t.add_argument("--operating-point", default="youden", choices=("youden", "sensitivity"),
+    t.add_argument("--operating-point", default=None, choices=("youden", "sensitivity"),
                    help="how the threshold results are read at is chosen on the validation part: "
                         "youden (default: max sensitivity + specificity - 1; fewest false lesions "
-                        "on whole slides) or sensitivity (screening: see --target-sensitivity)")
-    t.add_argument("--target-sensitivity", type=float, default=0.95,
+                        "on whole slides) or sensitivity (screening: see --target-sensitivity; the "
+                        "default for kind screen)")
+    t.add_argument("--target-sensitivity", type=float, default=None,
                    help="with --operating-point sensitivity: the highest threshold with at least "
-                        "this validation sensitivity (default 0.95)")
+                        "this validation sensitivity (default 0.95; 0.99 for kind screen)")
+    t.add_argument("--screen-margin", type=int, default=None, metavar="PATCHES",
+                   help="screen only: rings of neighbouring patches the full model classifies "
+                        "around every patch the screen flags (default 1)")
     t.add_argument("--caveat", default="",
                    help="the model's one-sentence caveat (default: written from the training data, "
                         "e.g. 'research model trained on 6,657 real PatchCamelyon patches; not "
                         "validated for clinical use')")
-    t.add_argument("--arch", default="compact-cnn", choices=CNN_ARCHITECTURES,
+    t.add_argument("--arch", default=None, choices=CNN_ARCHITECTURES,
                    help="CNN only: compact-cnn (default, fast on CPU), strided-cnn (previous "
                         "default), resnet (ResNet-18-shaped), resnet50 (torchvision ResNet-50, "
-                        "a GPU model; ImageNet input normalisation)")
+                        "a GPU model; ImageNet input normalisation); kind screen: screen-cnn")
     t.add_argument("--init", type=Path, default=None, metavar="WEIGHTS|MODEL",
                    help="CNN: start from these weights (a .safetensors file from import-weights; "
                         "the head is trained from scratch). With --layout slides and a MODEL (cnn, "
@@ -296,21 +303,32 @@ def run_train(args: argparse.Namespace) -> int:
     from histoviewer.core.patches.concat import ConcatPatchSet
     from histoviewer.core.training import TrainConfig, train_cnn, train_handcrafted
 
-    spec = InputSpec()
+    screen = args.kind == "screen"
+    if args.screen_margin is not None and not screen:
+        raise PatchDataError("--screen-margin applies to kind screen only")
+    from histoviewer.core.models.screen_model import (
+        DEFAULT_SCREEN_TARGET,
+        SCREEN_ARCHITECTURE,
+        SCREEN_INPUT,
+    )
+
+    spec = SCREEN_INPUT if screen else InputSpec()
+    default_arch = SCREEN_ARCHITECTURE if screen else "compact-cnn"
     paths: list[Path] = list(args.data)
     cfg = TrainConfig(
-        architecture=args.arch, epochs=args.epochs, batch_size=args.batch_size,
+        architecture=args.arch or default_arch, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.lr, patience=args.patience, seed=args.seed,
         valid_fraction=args.valid_fraction, test_fraction=args.test_fraction,
         valid_from=_valid_from(args.valid_from, len(paths)), split_seed=args.split_seed,
-        calibration=args.calibrate, target_sensitivity=args.target_sensitivity,
-        operating_rule=args.operating_point, caveat=args.caveat,
+        calibration=args.calibrate,
+        target_sensitivity=args.target_sensitivity or (DEFAULT_SCREEN_TARGET if screen else 0.95),
+        operating_rule=args.operating_point or ("sensitivity" if screen else "youden"), caveat=args.caveat,
         augment=not args.no_augment, device=args.device,
         max_ram_mb=args.max_ram_mb, name=args.name, demonstration=args.demonstration,
         stain_norm=args.stain_norm,
         init_weights="" if args.init is None else str(args.init),
     )
-    if args.init is not None and args.kind != "cnn":
+    if args.init is not None and args.kind == "handcrafted":
         raise PatchDataError("--init applies to CNN training only")
     control = cli_control(args.json)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else print
@@ -335,11 +353,19 @@ def run_train(args: argparse.Namespace) -> int:
                 valid = None
         log(f"data: {data.description} ({len(data)} patches)")
         try:
-            trainer = train_cnn if args.kind == "cnn" else train_handcrafted
+            trainer = train_handcrafted if args.kind == "handcrafted" else train_cnn
             result = trainer(data, cfg, valid_set=valid, spec=spec, control=control, log=log)
         finally:
             if valid is not None:
                 valid.close()
+    if screen:
+        from histoviewer.core.models.screen_model import (
+            DEFAULT_SCREEN_MARGIN,
+            mark_screening,
+        )
+
+        margin = DEFAULT_SCREEN_MARGIN if args.screen_margin is None else args.screen_margin
+        result.classifier.info = mark_screening(result.classifier.info, margin)
     info = save_model(args.out, result.classifier)
     m = result.valid_metrics
     summary = {

@@ -172,6 +172,10 @@ class AiPanel(QDockWidget):
         self.background_box = QCheckBox("Go on with the whole slide when idle")
         self.background_box.setChecked(settings.background)
         self.background_box.toggled.connect(lambda on: self._change(background=on))
+        self.background_box.setToolTip(
+            "The rest of the tissue is screened at 2.5x first and classified where tumour is possible "
+            "(README: Screen first); what the screen passes is 'screened negative', not classified. "
+            "The view is always classified in full.")
         form.addRow(self.background_box)
 
         self.show_box = QCheckBox("Show heatmap (H)")

@@ -161,6 +161,7 @@ class HeatmapLayer(QObject):
             CellState.NOT_COMPUTED: "P(tumour) not yet classified",
             CellState.BACKGROUND: "no tissue (not classified)",
             CellState.FAILED: "P(tumour) failed",
+            CellState.SCREENED_NEGATIVE: "screened negative at 2.5x: not classified by the full model",
         }[state]
 
     def close(self) -> None:

@@ -14,7 +14,12 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
-from histoviewer.core.inference.overlay import FAILED_RGBA, PENDING_RGBA, HeatmapStyle
+from histoviewer.core.inference.overlay import (
+    FAILED_RGBA,
+    PENDING_RGBA,
+    SCREENED_RGBA,
+    HeatmapStyle,
+)
 
 LEGEND_SIZE = (280, 104)  # with a one-line status; each further line of it adds _LINE_H
 _BAR_X, _BAR_W, _BAR_H = 12, 256, 12
@@ -111,13 +116,14 @@ class HeatmapLegend(QWidget):
         p.drawText(QRectF(_BAR_X + 60, 4, _BAR_W - 60, 16), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
                    f"threshold {t:.2f}, opacity {self._style.opacity:.0%}")
         y = top + _BAR_H + 20
-        for rgba, label, x in ((PENDING_RGBA, "not yet classified", _BAR_X), (FAILED_RGBA, "failed", _BAR_X + 140)):
+        for rgba, label, x in ((PENDING_RGBA, "not yet classified", _BAR_X), (SCREENED_RGBA, "screened neg.", _BAR_X + 118),
+                               (FAILED_RGBA, "failed", _BAR_X + 222)):
             r, g, b, a = rgba
             # the veil as it looks over pale tissue
             k = a / 255
             p.fillRect(QRectF(x, y + 2, 12, 10), QColor(int(r * k + 235 * (1 - k)), int(g * k + 215 * (1 - k)),
                                                        int(b * k + 225 * (1 - k))))
-            p.drawText(QRectF(x + 16, y, 120, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, label)
+            p.drawText(QRectF(x + 16, y, 100, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, label)
         p.drawText(QRectF(_BAR_X, y + 16, _BAR_W, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                    p.fontMetrics().elidedText(self.model_name, Qt.TextElideMode.ElideRight, _BAR_W))
         self._draw_status(p, y)

@@ -203,6 +203,10 @@ def _coverage_text(s: SlideReport) -> str:
                   if s.failed_patches else "")
         return (f"NOT FINAL: only {_pct(s.coverage)} of the tissue was classified{failed}; a lesion may "
                 "hide in the rest, so the label may still go up.")
+    if s.screened_patches:  # screened negative: looked at by the screen only, not classified
+        return (f"Screened: {_pct(s.coverage)} of the tissue was classified; the other "
+                f"{s.screened_patches} tissue patches were screened negative at low magnification and "
+                "not classified (a screen can miss tiny tumour clusters).")
     return "Complete: all of the tissue was classified."
 
 

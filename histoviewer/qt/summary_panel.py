@@ -258,6 +258,12 @@ class SummaryPanel(QDockWidget):
                 f"provisional: {result.coverage:.0%} of the tissue classified \u2013 a lesion may "
                 "still be found in the rest")
             self.coverage_label.setStyleSheet("color: #a05a00; font-weight: bold;")
+        elif result.counts.screened:  # every tissue patch classified or screened negative
+            screened = result.counts.screened / max(result.counts.tissue, 1)
+            self.coverage_label.setText(
+                f"provisional (screened): {result.coverage:.0%} of the tissue classified; {screened:.0%} "
+                "screened negative at 2.5x, not classified \u2013 a screen can miss tiny clusters")
+            self.coverage_label.setStyleSheet("color: #a05a00; font-weight: bold;")
         else:
             self.coverage_label.setText("final: all tissue classified")
             self.coverage_label.setStyleSheet("color: #1a6e1a;")

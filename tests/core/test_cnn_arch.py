@@ -31,7 +31,7 @@ from histoviewer.core.training import TrainConfig, train_cnn
 from .model_helpers import ArrayPatchSet, toy_patches
 
 SPEC = InputSpec()
-EMBED_DIMS = {"compact-cnn": 128, "strided-cnn": 128, "resnet": 256, "resnet50": 2048}
+EMBED_DIMS = {"compact-cnn": 128, "strided-cnn": 128, "resnet": 256, "resnet50": 2048, "screen-cnn": 64}
 
 
 def _torchvision_resnet50_names() -> list[str]:

@@ -77,6 +77,7 @@ def test_bundle_carries_models_licences_and_no_test_data(bundle):
         "cnn-pcam.safetensors",
         "cnn-pcam-resnet.safetensors",
         "handcrafted-pcam.safetensors",
+        "screen-pcam.safetensors",
     ):
         assert (internal / "resources" / "models" / name).is_file()
     assert (internal / "resources" / "licenses" / "pyside6.txt").is_file()

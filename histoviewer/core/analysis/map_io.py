@@ -203,7 +203,7 @@ def read_probability_map(path: str | os.PathLike[str]) -> tuple[np.ndarray, Grid
     return values, _geometry_of(path, description)
 
 
-_CODES = (-1.0, -2.0)  # background, failed (``inference.grid.ENCODED``); NaN: not computed
+_CODES = (-1.0, -2.0, -3.0)  # background, failed, screened negative (``inference.grid.ENCODED``); NaN: not computed
 
 
 def check_map_values(values: np.ndarray, source: str | os.PathLike[str]) -> None:

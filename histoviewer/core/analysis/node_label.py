@@ -52,6 +52,7 @@ class TissueCounts:
     tissue: int
     classified: int
     failed: int
+    screened: int = 0  # screened negative (``inference.screening``): not classified, not pending
 
     @property
     def coverage(self) -> float:
@@ -60,13 +61,15 @@ class TissueCounts:
 
 
 def tissue_counts(encoded: np.ndarray) -> TissueCounts:
-    """Counts of an encoded map: background is -1, failed -2, not computed NaN."""
+    """Counts of an encoded map: background is -1, failed -2, screened negative -3, not
+    computed NaN."""
     values = np.asarray(encoded, np.float64)
     tissue = ~np.isclose(values, -1.0)
     classified = tissue & np.isfinite(values) & (values >= 0)
     failed = np.isclose(values, -2.0)
+    screened = np.isclose(values, -3.0)
     return TissueCounts(int(np.count_nonzero(tissue)), int(np.count_nonzero(classified)),
-                        int(np.count_nonzero(failed)))
+                        int(np.count_nonzero(failed)), int(np.count_nonzero(screened)))
 
 
 def classified_fraction(encoded: np.ndarray) -> float:
@@ -102,11 +105,13 @@ def _pct(value: float) -> str:
 
 def resolve_node_label(label_so_far: NodeLabel, *, tissue: int, classified: int, failed: int,
                        scale_known: bool = True, out_of_domain_reason: str | None = None,
-                       coverage: float | None = None) -> NodeResolution:
+                       coverage: float | None = None, screened: int = 0) -> NodeResolution:
     """The one rule for whether a node's label is final (module docstring). ``tissue``,
     ``classified``, ``failed``: tissue cells of its map; where they are not known (``tissue``
     0), ``coverage`` (classified fraction) stands for them. The reasons name the counts, so
-    a reader sees how much of the node is missing."""
+    a reader sees how much of the node is missing. ``screened``: cells a screening pass
+    found nothing in (the screened strategy): not classified, but assessed, so not pending;
+    the label of a screened analysis says so wherever its coverage is shown."""
     reasons = []
     if not scale_known:
         reasons.append("the slide states no scale, so no lesion can be sized")
@@ -114,7 +119,7 @@ def resolve_node_label(label_so_far: NodeLabel, *, tissue: int, classified: int,
         reasons.append(out_of_domain_reason)
     if failed > 0:
         reasons.append(f"{failed} of {tissue} tissue patches failed")
-    pending = tissue - classified - failed
+    pending = tissue - classified - failed - screened
     if tissue <= 0 and (coverage is None or coverage >= 1.0):
         # Nothing was classified, so "negative" would rest on no tissue at all: a blank or
         # wrongly masked slide must not read as a node without metastasis.
@@ -149,13 +154,17 @@ class SlideLesions:
     def provisional(self) -> bool:
         """True while part of the tissue is unclassified (failed or not computed yet): the
         label may still go up."""
+        c = self.counts
+        if c.screened and c.tissue:
+            return c.failed > 0 or c.classified + c.screened < c.tissue
         return self.coverage < 1.0
 
     @property
     def resolution(self) -> NodeResolution:
         """The label as it may be stated (``resolve_node_label``; the map knows no domain)."""
         return resolve_node_label(self.label, tissue=self.counts.tissue, classified=self.counts.classified,
-                                  failed=self.counts.failed, scale_known=self.frame.mpp is not None)
+                                  failed=self.counts.failed, scale_known=self.frame.mpp is not None,
+                                  screened=self.counts.screened)
 
     @property
     def largest(self) -> Lesion | None:

@@ -120,6 +120,12 @@ class SlideSummary:
     label_so_far: NodeLabel | None = None  # None: ``node_label`` is what the classified tissue showed
     # the learned node classifier's second opinion (None: none was run); never decides the stage
     learned: LearnedLabel | None = None
+    # "exhaustive" or "screened" (``inference.screening``); ``screened_patches``: tissue
+    # patches screened negative (not classified by the full model, not coverage);
+    # ``screening``: the screen's record (``ScreeningRecord.to_dict``), None when not screened
+    strategy: str = "exhaustive"
+    screened_patches: int = 0
+    screening: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # One rule for coverage and the label, whoever made the summary (an older summary.json
@@ -130,7 +136,11 @@ class SlideSummary:
         so_far = self.node_label if self.label_so_far is None else self.label_so_far
         object.__setattr__(self, "label_so_far", so_far)
         object.__setattr__(self, "node_label", self.resolution.label)
-        if self.failed_patches > 0 or self.coverage < 1.0:
+        # screened-negative tissue was looked at by the screen: not classified, but not pending
+        # (counted in whole patches: the coverage is rounded)
+        pending = (self.classified_patches + self.screened_patches < self.tissue_patches if self.tissue_patches
+                   else self.coverage < 1.0)
+        if self.failed_patches > 0 or pending:
             object.__setattr__(self, "provisional", True)
 
     @property
@@ -140,7 +150,8 @@ class SlideSummary:
         return resolve_node_label(
             self.label_so_far, tissue=self.tissue_patches, classified=self.classified_patches,
             failed=self.failed_patches,
-            out_of_domain_reason=OUT_OF_DOMAIN_REASON if self.domain.out_of_domain else None)
+            out_of_domain_reason=OUT_OF_DOMAIN_REASON if self.domain.out_of_domain else None,
+            screened=self.screened_patches)
 
     @property
     def unknown_reason(self) -> str | None:
@@ -186,6 +197,8 @@ class SlideSummary:
             "lesions": [les.to_dict(with_outline=False) for les in self.lesions],
             "domain": self.domain.to_dict(),
             "learned_label": None if self.learned is None else self.learned.to_dict(),
+            "strategy": self.strategy, "screened_negative_patches": self.screened_patches,
+            "screening": self.screening,
         }
 
     @classmethod
@@ -210,6 +223,9 @@ class SlideSummary:
             domain=DomainVerdict.from_dict(data.get("domain")),
             label_so_far=None if so_far is None else NodeLabel.parse(str(so_far)),
             learned=None if not data.get("learned_label") else LearnedLabel.from_dict(data["learned_label"]),
+            strategy=str(data.get("strategy", "exhaustive")),
+            screened_patches=int(data.get("screened_negative_patches", 0)),
+            screening=data.get("screening") if isinstance(data.get("screening"), dict) else None,
         )
 
 

@@ -21,6 +21,7 @@ __all__ = ["LegendText", "ScaleBar", "draw_scale_bar", "legend_panel", "legend_t
 NOT_COMPUTED_RGB = (200, 200, 200)
 BACKGROUND_RGB = (255, 255, 255)
 FAILED_RGB = (255, 0, 255)
+SCREENED_RGB = (190, 210, 240)  # screened negative: not classified by the full model (inference.screening)
 _WARN_RGB = (190, 0, 0)
 _CAVEAT_RGB = (90, 60, 0)
 
@@ -153,7 +154,7 @@ def legend_panel(width_px: int, model: ModelRecord, cmap: str, threshold: float,
         y += small_h
     if state_key:
         x = margin
-        for rgb, text in ((NOT_COMPUTED_RGB, "not computed"), (FAILED_RGB, "failed"),
+        for rgb, text in ((NOT_COMPUTED_RGB, "not computed"), (SCREENED_RGB, "screened negative"), (FAILED_RGB, "failed"),
                           (BACKGROUND_RGB, "no tissue")):
             draw.rectangle([x, y + 2, x + font_px - 2, y + font_px], fill=rgb, outline=(0, 0, 0))
             draw.text((x + font_px + 4, y), text, fill=(0, 0, 0), font=small)

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from histoviewer.core.errors import ExportCancelled, ExportError
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, blend_heatmap, colormap_lut
-from histoviewer.core.export.legend import (BACKGROUND_RGB, FAILED_RGB, NOT_COMPUTED_RGB, ScaleBar,
+from histoviewer.core.export.legend import (BACKGROUND_RGB, FAILED_RGB, NOT_COMPUTED_RGB, SCREENED_RGB, ScaleBar,
                                             draw_scale_bar)
 from histoviewer.core.export.outline import Outline, OutlineStyle, draw_outlines
 from histoviewer.core.export.source import HeatmapData
@@ -127,6 +127,7 @@ class TileRenderer:
             with np.errstate(invalid="ignore"):
                 rgb[np.isnan(vals)] = NOT_COMPUTED_RGB
                 rgb[vals == -2.0] = FAILED_RGB
+                rgb[vals == -3.0] = SCREENED_RGB
                 rgb[(vals >= 0) & (vals < s.threshold)] = BELOW_THRESHOLD_RGB
             rgb = blend_heatmap(rgb, vals, s.colormap, s.opacity, s.threshold)
         if s.outlines or s.scale_bar is not None:

@@ -36,6 +36,7 @@ from histoviewer.core.inference.model_loading import PendingModel, loaded_model
 from histoviewer.core.inference.outputs import heatmap_base, write_domain_map, write_heatmap_png, write_probability_map
 from histoviewer.core.inference.pipeline import PipelineTimes, classify_cells
 from histoviewer.core.inference.regions import RegionCutter
+from histoviewer.core.inference.screening import STRATEGIES, ScreeningRecord, run_screen, screened_classify
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
 from histoviewer.core.inference.uncertainty_map import (compute_uncertainty, new_uncertainty_grid,
@@ -43,6 +44,7 @@ from histoviewer.core.inference.uncertainty_map import (compute_uncertainty, new
 from histoviewer.core.models.classifier import OperatingPoint, PatchClassifier
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, judge_slide
 from histoviewer.core.models.record import ModelRecord
+from histoviewer.core.models.screen_model import ScreenSettings, open_screen_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
 from histoviewer.core.slide import open_slide
 from histoviewer.core.slide.reader import SlideReader
@@ -93,6 +95,11 @@ class AnalyzeOptions:
     # also write the TTA uncertainty map (``uncertainty_map``; 8x the model work) and the
     # per-lesion uncertainty
     uncertainty: bool = False
+    # "exhaustive": the full model on every tissue patch; "screened": only where the
+    # screening model (``screen_model``: "screen" or a file) says tumour is possible
+    # (``inference.screening``)
+    strategy: str = "exhaustive"
+    screen_model: str = "screen"
 
     def __post_init__(self) -> None:
         if self.stride_px is not None and self.stride_px < 1:
@@ -103,6 +110,9 @@ class AnalyzeOptions:
             if value is not None and value < 1:
                 raise InferenceError(f"{name.replace('_', ' ')} must be at least 1, got {value}", setting=name)
         self.lesion_params(None)  # ValueError for a threshold outside (0, 1)
+        if self.strategy not in STRATEGIES:
+            raise InferenceError(f"unknown analysis strategy {self.strategy!r} (known: {', '.join(STRATEGIES)})",
+                                 setting="strategy")
 
     def lesion_params(self, operating_point: OperatingPoint | None) -> LesionParams:
         """The lesion parameters for a model with ``operating_point``: the user's threshold,
@@ -122,11 +132,16 @@ def analyze_slide(
     options: AnalyzeOptions = AnalyzeOptions(),
     *,
     control: JobControl = NO_CONTROL,
+    screen: tuple[PatchClassifier, ScreenSettings] | None = None,
 ) -> SlideSummary:
     """Classify every tissue patch of a slide with ``model`` and write the results into
     ``out_dir`` (``options``: grid, batching, lesion operating point; its model and device
     are not used here). ``model`` may still be loading (``PendingModel``): the slide is read
     meanwhile.
+    are not used here). With ``options.strategy == "screened"`` the full model classifies
+    only where ``screen`` (a loaded screening model and its settings, from
+    ``models.screen_model.open_screen_model``) says tumour is possible; the rest of the
+    tissue is SCREENED_NEGATIVE (``inference.screening``).
 
     Raises ``SlideOpenError`` for an unreadable slide and ``InferenceError`` when the slide
     has no scale or ``out_dir`` cannot be written. Failed regions are counted, not raised.
@@ -141,7 +156,16 @@ def analyze_slide(
     except OSError as exc:
         raise InferenceError(f"{out}: cannot create the output folder: {exc}") from exc
     try:
-        return _analyze_into(slide_path, out, model, options, control, t_start)
+        if options.strategy != "screened":
+            return _analyze_into(slide_path, out, model, options, control, t_start)
+        if screen is not None:
+            return _analyze_into(slide_path, out, model, options, control, t_start, screen)
+        # no screen given: this slide loads its own (a small file, a fraction of a second)
+        loaded = open_screen_model(options.screen_model, device=options.device)
+        try:
+            return _analyze_into(slide_path, out, model, options, control, t_start, loaded)
+        finally:
+            loaded[0].close()
     except BaseException:
         remove_if_empty(out)  # a failed or cancelled analysis leaves no empty folder behind
         raise
@@ -156,7 +180,8 @@ def remove_if_empty(folder: Path) -> None:
 
 
 def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingModel, options: AnalyzeOptions,
-                  control: JobControl, t_start: float) -> SlideSummary:
+                  control: JobControl, t_start: float,
+                  screen: tuple[PatchClassifier, ScreenSettings] | None = None) -> SlideSummary:
     """``analyze_slide``'s work once ``out`` exists."""
     with open_slide(slide_path, user_mpp=options.user_mpp, force_mpp=options.force_mpp) as reader:
         info = reader.info
@@ -186,13 +211,18 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
         # classified (start-up: the model may still be loading, a core idles meanwhile)
         backdrop = ThreadPoolExecutor(1, thread_name_prefix="histoviewer-analyze-thumbnail")
         thumbnail = backdrop.submit(_heatmap_backdrop, reader, fast)
+        screening: ScreeningRecord | None = None
         try:
-            times = classify_cells(grid, cutter, model, cells, batch_size=options.batch_size,
-                                   block=options.block, read_threads=options.read_threads,
-                                   model_threads=1 if options.torch_threads else options.model_threads,
-                                   max_ahead=_regions_ahead(options, spec.patch_px),
-                                   on_failure=on_failure, control=control,
-                                   stage=f"Classifying {slide_path.name}")
+            if screen is None:
+                times = classify_cells(grid, cutter, model, cells, batch_size=options.batch_size,
+                                       block=options.block, read_threads=options.read_threads,
+                                       model_threads=1 if options.torch_threads else options.model_threads,
+                                       max_ahead=_regions_ahead(options, spec.patch_px),
+                                       on_failure=on_failure, control=control,
+                                       stage=f"Classifying {slide_path.name}")
+            else:  # the screen pass needs the full model's threshold and then the model itself
+                times, screening = _screened(reader, fast, grid, tissue, cutter, loaded_model(model), screen,
+                                             options, on_failure, control, slide_path.name)
             uncertainty = None
             if options.uncertainty:  # the model is loaded by now (it classified)
                 uncertainty = _uncertainty_grid(grid, cutter, loaded_model(model), options, control,
@@ -249,6 +279,8 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
                          uncertainty_tiff=None if uncertainty_path is None else str(uncertainty_path)),
         failures=tuple(failures), node_label=label, provisional=found.provisional,
         lesion_params=found.params, lesions=SlideSummary.written_lesions(found), domain=verdict,
+        strategy=options.strategy, screened_patches=counts["screened_negative"],
+        screening=None if screening is None else screening.to_dict(),
     )
     summary = with_learned_label(summary, options.node_classifier, encoded, found)
     atomic_write_text(out / "summary.json", strict_dumps(summary.to_dict(), indent=2))
@@ -287,5 +319,24 @@ def _uncertainty_grid(grid: PredictionGrid, cutter: RegionCutter, model: PatchCl
                                 block=options.block, read_threads=options.read_threads, control=control,
                                 stage=f"Uncertainty map of {name} (8 views a patch)")
     return out, times
+
+def _screened(reader, fast, grid: PredictionGrid, tissue: np.ndarray, cutter: RegionCutter,
+              model: PatchClassifier, screen: tuple[PatchClassifier, ScreenSettings], options: AnalyzeOptions,
+              on_failure, control: JobControl, name: str):
+    """The screened strategy's classification (``inference.screening``): screen, then the
+    full model on the selection and the audit lattice."""
+    screen_model, settings = screen
+    t0 = time.perf_counter()
+    screened = run_screen(reader, grid.geometry, tissue, screen_model, source=fast,
+                          batch_size=max(options.batch_size, 1024), control=control,
+                          stage=f"Screening {name} at 2.5x")
+    screen_s = time.perf_counter() - t0
+    lesion_threshold = options.lesion_params(model.info.operating_point).threshold
+    info = {"name": screen_model.info.name, "content_hash": screen_model.info.content_hash}
+    return screened_classify(grid, cutter, model, screened, settings, lesion_threshold,
+                             batch_size=options.batch_size, block=options.block,
+                             read_threads=options.read_threads, on_failure=on_failure, control=control,
+                             stage=f"Classifying {name} where the screen found possible tumour",
+                             screen_info=info, screen_s=screen_s)
 
 

@@ -130,6 +130,8 @@ class HeatmapCache:
         background = ~grid.tissue
         state = state.copy()
         state[state == CellState.FAILED] = CellState.NOT_COMPUTED
+        # a screen's verdict is not the cached model's result: screened again after a reopen
+        state[state == CellState.SCREENED_NEGATIVE] = CellState.NOT_COMPUTED
         state[background] = CellState.BACKGROUND
         grid.restore(values, state, domain)
         return True

@@ -41,10 +41,14 @@ class CellState(IntEnum):
     COMPUTED = 1
     BACKGROUND = 2  # not enough tissue: never classified
     FAILED = 3  # the read or the model failed
+    # The low-magnification screen (``inference.screening``) found nothing there, so the full
+    # model skipped it: tissue that is *not classified*, never a negative classification.
+    SCREENED_NEGATIVE = 4
 
 
 # How states other than COMPUTED appear in float32 outputs (probabilities are 0..1).
-ENCODED = {CellState.NOT_COMPUTED: np.nan, CellState.BACKGROUND: -1.0, CellState.FAILED: -2.0}
+ENCODED = {CellState.NOT_COMPUTED: np.nan, CellState.BACKGROUND: -1.0, CellState.FAILED: -2.0,
+           CellState.SCREENED_NEGATIVE: -3.0}
 
 
 class PredictionGrid:
@@ -97,13 +101,32 @@ class PredictionGrid:
         with self._lock:
             self.state.reshape(-1)[cells] = CellState.FAILED
 
-    def pending(self, cells: np.ndarray | None = None) -> np.ndarray:
-        """Flat indices (of ``cells``, else of all) still NOT_COMPUTED, in the given order."""
+    def set_screened_negative(self, cells: np.ndarray) -> None:
+        """Mark ``cells`` (flat indices) that are still NOT_COMPUTED as SCREENED_NEGATIVE
+        (classified or failed cells keep their state)."""
+        with self._lock:
+            flat = self.state.reshape(-1)
+            cells = np.asarray(cells, np.int64)
+            cells = cells[flat[cells] == CellState.NOT_COMPUTED]
+            flat[cells] = CellState.SCREENED_NEGATIVE
+
+    def pending(self, cells: np.ndarray | None = None, *, screened: bool = False) -> np.ndarray:
+        """Flat indices (of ``cells``, else of all) still NOT_COMPUTED, in the given order;
+        with ``screened`` also those only screened negative (the view the user looks at is
+        classified in full)."""
         flat = self.state.reshape(-1)
+        wanted = [CellState.NOT_COMPUTED, CellState.SCREENED_NEGATIVE] if screened else [CellState.NOT_COMPUTED]
         if cells is None:
-            return np.flatnonzero(flat == CellState.NOT_COMPUTED)
+            return np.flatnonzero(np.isin(flat, wanted))
         cells = np.asarray(cells, np.int64)
-        return cells[flat[cells] == CellState.NOT_COMPUTED]
+        return cells[np.isin(flat[cells], wanted)]
+
+    def screened_fraction(self, cells: np.ndarray | None = None) -> float:
+        """Fraction (0..1) of tissue cells (of ``cells``, else all) screened negative: tissue
+        the full model did not classify because the screen found nothing there."""
+        s = self.state.reshape(-1) if cells is None else self.state.reshape(-1)[np.asarray(cells, np.int64)]
+        tissue = np.count_nonzero(s != CellState.BACKGROUND)
+        return 0.0 if tissue == 0 else np.count_nonzero(s == CellState.SCREENED_NEGATIVE) / tissue
 
     def coverage(self, cells: np.ndarray | None = None) -> float:
         """Fraction (0..1) of tissue cells (of ``cells``, else all) that were classified or
@@ -125,8 +148,8 @@ class PredictionGrid:
         a few new cells needs.
 
         A map cell is COMPUTED when at least one covering patch is (its value is their
-        mean), else NOT_COMPUTED when a covering patch still is, else FAILED when one
-        failed, else BACKGROUND.
+        mean), else NOT_COMPUTED when a covering patch still is, else SCREENED_NEGATIVE when
+        one was screened negative, else FAILED when one failed, else BACKGROUND.
         """
         k = self.geometry.overlap
         r0, r1, c0, c1 = window if window is not None else (0, self.geometry.rows, 0, self.geometry.cols)
@@ -194,6 +217,7 @@ def _overlap_mean(values: np.ndarray, state: np.ndarray, k: int) -> tuple[np.nda
     count = np.zeros(values.shape, np.int32)
     any_pending = np.zeros(values.shape, bool)
     any_failed = np.zeros(values.shape, bool)
+    any_screened = np.zeros(values.shape, bool)
     rows, cols = values.shape
     for dr in range(k):
         for dc in range(k):
@@ -203,8 +227,10 @@ def _overlap_mean(values: np.ndarray, state: np.ndarray, k: int) -> tuple[np.nda
             count[sl_dst] += computed[sl_src]
             any_pending[sl_dst] |= state[sl_src] == CellState.NOT_COMPUTED
             any_failed[sl_dst] |= state[sl_src] == CellState.FAILED
+            any_screened[sl_dst] |= state[sl_src] == CellState.SCREENED_NEGATIVE
     out_state = np.full(values.shape, CellState.BACKGROUND, np.uint8)
     out_state[any_failed] = CellState.FAILED
+    out_state[any_screened] = CellState.SCREENED_NEGATIVE
     out_state[any_pending] = CellState.NOT_COMPUTED
     out_state[count > 0] = CellState.COMPUTED
     return np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32), out_state

@@ -30,10 +30,13 @@ from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.inference.overlay import HeatmapRaster, HeatmapStyle
 from histoviewer.core.inference.regions import RegionCutter, RegionSource
+from histoviewer.core.inference.screening import LiveScreen
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.inference.tissue import grid_tissue
 from histoviewer.core.inference.worker import InferenceWorker, WorkerCallbacks
+from histoviewer.core.analysis.threshold import choose_lesion_params
 from histoviewer.core.models.registry import open_model
+from histoviewer.core.models.screen_model import open_screen_model
 from histoviewer.core.slide.reader import SlideReader
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,11 @@ class LiveOptions:
     background: bool = True
     use_cache: bool = True
     cache_dir: Path | None = None
+    # how the rest of the tissue is done when idle: "screened" (a 2.5x screen first, the full
+    # model where tumour is possible; ``inference.screening``) or "exhaustive"; the view is
+    # always classified in full. ``screen_model``: "screen" (shipped) or a file.
+    idle_strategy: str = "screened"
+    screen_model: str = "screen"
 
 
 def viewer_torch_threads() -> int:
@@ -130,6 +138,8 @@ class LiveHeatmap:
         # the lesion panel skip work when a signal brings nothing new (a view with no work left)
         self.results_version = 0
         self.startup_s: dict[str, float] = {}
+        self.screen: LiveScreen | None = None
+        self.screen_problem = ""  # why the idle pass is exhaustive although screening was asked
         self.torch_threads: int | None = None
         self._worker = None
         self._fast = None
@@ -188,6 +198,7 @@ class LiveHeatmap:
         if self._wrap_source is not None:
             source = self._wrap_source(source)
         self.region_source = source
+        screen = self._open_screen(grid, model, fast)
         t3 = time.perf_counter()
         self.startup_s = {"model_s": t1 - t0, "tissue_s": t2 - t1, "cache_and_raster_s": t3 - t2}
         with self._lock:
@@ -200,14 +211,39 @@ class LiveHeatmap:
                 self.reader, model, grid,
                 callbacks=WorkerCallbacks(self._cells_done, self._cells_failed, self._idle),
                 background=self._background, cache=cache,
-                cutter=RegionCutter(self.reader, geometry, source=source),
+                cutter=RegionCutter(self.reader, geometry, source=source), screen=screen,
             )
+            self.screen = screen
             worker.set_interactive(self._interactive)
             if self._view is not None:
                 worker.submit_view(self._view)
             self._worker = worker
         if self._on_ready is not None:
             self._on_ready(self)
+
+    def _open_screen(self, grid: PredictionGrid, model, fast) -> LiveScreen | None:
+        """The idle pass's screen, or None (exhaustive: asked for, or the screen cannot run
+        on this slide; ``screen_problem`` says why)."""
+        if self.options.idle_strategy != "screened":
+            return None
+        try:
+            screen_model, settings = open_screen_model(self.options.screen_model, device="cpu")
+            threshold = choose_lesion_params(None, model.info.operating_point).threshold
+            # the screen reads its own level directly, never through the viewer's tile cache
+            return LiveScreen(self.reader, grid, screen_model, settings, threshold,
+                              source=fast if fast is not None else self.reader)
+        except HistoViewerError as exc:
+            self.screen_problem = str(exc)
+            log.warning("no screening for the idle pass: %s", exc)
+            return None
+
+    def screened_fraction(self, l0_rect: tuple[float, float, float, float] | None = None) -> float:
+        """Fraction of tissue screened negative (not classified) in ``l0_rect`` (whole slide
+        when None); 0 before start-up."""
+        grid = self.grid
+        if grid is None:
+            return 0.0
+        return grid.screened_fraction(None if l0_rect is None else grid.geometry.cells_in_rect(*l0_rect))
 
     # -- worker thread ------------------------------------------------------------------------
     def _cells_done(self, cells: np.ndarray, _values: np.ndarray) -> None:
@@ -298,6 +334,8 @@ class LiveHeatmap:
             self._worker = None
         if worker is not None:
             worker.close(timeout)
+        if self.screen is not None:  # after the worker: it was the screen's one user
+            self.screen.screen.close()
         if self._fast is not None:
             self._fast.close()
             self._fast = None

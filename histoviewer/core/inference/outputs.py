@@ -41,6 +41,7 @@ ENCODING = {
     "not_computed": "NaN",
     "background": ENCODED[CellState.BACKGROUND],
     "failed": ENCODED[CellState.FAILED],
+    "screened_negative": ENCODED[CellState.SCREENED_NEGATIVE],  # tissue the full model skipped
 }
 
 DOMAIN_ENCODING = {

@@ -27,11 +27,15 @@ import numpy as np
 from histoviewer.core.colormaps import lut_indices
 from histoviewer.core.inference.grid import CellState, PredictionGrid
 
-__all__ = ["FAILED_RGBA", "PENDING_RGBA", "HeatmapRaster", "HeatmapStyle"]
+__all__ = ["FAILED_RGBA", "PENDING_RGBA", "SCREENED_RGBA", "HeatmapRaster", "HeatmapStyle"]
 
 # Straight (not premultiplied) RGBA of the non-probability states.
 PENDING_RGBA = (128, 128, 128, 56)
 FAILED_RGBA = (220, 30, 30, 120)
+# Screened negative (``inference.screening``): the screen found nothing, the full model did not
+# look. A pale blue veil, paler and cooler than the grey "not yet classified" one and unlike
+# any colour-map colour over the threshold: not a result, and not a negative classification.
+SCREENED_RGBA = (110, 150, 235, 85)
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class HeatmapRaster:
         self._lut = lut.astype(np.uint8)
         self._pending = _premultiplied(PENDING_RGBA) if s.show_pending else np.zeros(4, np.uint8)
         self._failed = _premultiplied(FAILED_RGBA)
+        self._screened = _premultiplied(SCREENED_RGBA) if s.show_pending else np.zeros(4, np.uint8)
 
     def refresh(self, window: tuple[int, int, int, int] | None = None) -> None:
         """Recolour the map cells in ``window`` = (row0, row1, col0, col1), half-open; all
@@ -113,6 +118,7 @@ class HeatmapRaster:
             out[values < self._style.threshold] = 0
             out[state == CellState.NOT_COMPUTED] = self._pending
             out[state == CellState.FAILED] = self._failed
+            out[state == CellState.SCREENED_NEGATIVE] = self._screened
             out[state == CellState.BACKGROUND] = 0
             self.rgba[r0:r1, c0:c1] = out
 

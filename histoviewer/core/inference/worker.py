@@ -28,11 +28,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from histoviewer.core.errors import Cancelled, HistoViewerError
 from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.inference.prefetch import BLANK_REASON, RegionPrefetcher
 from histoviewer.core.inference.regions import RegionCutter, plan_regions
+from histoviewer.core.inference.screening import LiveScreen
 from histoviewer.core.models.classifier import PatchClassifier
+from histoviewer.core.progress import JobControl
 from histoviewer.core.slide.reader import SlideReader
 
 log = logging.getLogger(__name__)
@@ -89,7 +92,12 @@ class InferenceWorker:
         background: bool = False,
         cache: HeatmapCache | None = None,
         cutter: RegionCutter | None = None,
+        screen: LiveScreen | None = None,
     ) -> None:
+        # ``screen``: the rest of the tissue (background) is screened first and the full model
+        # runs only where tumour is possible (``inference.screening``); the view is always
+        # classified in full, screened-negative cells included
+        self.screen = screen
         self.grid = grid
         self.model = model
         self._on_cells = callbacks.on_cells
@@ -190,10 +198,16 @@ class InferenceWorker:
                 generation, view, background = self._generation, self._view, self._background
             centre = view[1] if view else (geometry.l0_width / 2, geometry.l0_height / 2)
             if view is not None:
-                visible = self.grid.pending(geometry.cells_in_rect(*view[0]))
+                visible = self.grid.pending(geometry.cells_in_rect(*view[0]), screened=True)
                 if visible.size:
                     return generation, geometry.order_by_distance(visible, *centre), self._view_block
-            if background:
+            if background and self.screen is not None:
+                rest = self._screened_rest(generation)
+                if rest is None:
+                    continue  # the screen pass was interrupted by a new request
+                if rest.size:
+                    return generation, geometry.order_by_distance(rest, *centre), self._background_block
+            elif background:
                 rest = self.grid.pending()
                 if rest.size:
                     return generation, geometry.order_by_distance(rest, *centre), self._background_block
@@ -207,6 +221,28 @@ class InferenceWorker:
                 self._call(self._on_idle)
             with self._cond:
                 self._cond.wait_for(lambda: self._stopping or self._generation != generation)
+
+    def _screened_rest(self, generation: int) -> np.ndarray | None:
+        """The background cells under the screened strategy; None when the screen pass was
+        interrupted (a new view, pan or close). A screen that cannot run falls back to the
+        whole slide (logged), never to cells left unclassified without a screen."""
+        screen = self.screen
+        assert screen is not None
+        try:
+            if not screen.screened:
+                screen.run_screen(JobControl(cancel=lambda g=generation: self._superseded(g) or self._interactive))
+            todo, marked = screen.cells_for_full_model(self.grid)
+        except Cancelled:
+            return None
+        except (HistoViewerError, Exception) as exc:  # noqa: BLE001 - the slide is classified in full instead
+            log.warning("screening failed (%s); classifying the whole slide", exc)
+            self.screen = None
+            return self.grid.pending()
+        if marked.size:
+            self._dirty = True
+            if self._on_cells is not None:
+                self._call(self._on_cells, marked, np.zeros(0, np.float32))
+        return todo
 
     def _superseded(self, generation: int) -> bool:
         with self._cond:

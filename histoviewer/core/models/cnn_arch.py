@@ -17,6 +17,8 @@ out-of-domain score reads ``embed``).
   stride-2 stem, for GPUs; an order of magnitude slower on CPU.
 - ``resnet50``: torchvision's ResNet-50 (``cnn_resnet50``), parameter names identical to
   torchvision's so ImageNet weights load by name; a GPU model.
+- ``screen-cnn``: ``compact-cnn`` with three stages, for the 24 px low-magnification
+  screening patches (``models.screen_model``).
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "strided-cnn": StridedCnn,
     "resnet": ResNet,
     "resnet50": ResNet50,
+    "screen-cnn": CompactCnn,
 }
 DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
     # One extra conv, at 6 px: 1.2x strided-cnn's CPU time per patch. A second one at 12 px
@@ -168,6 +171,9 @@ DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
     "strided-cnn": {"widths": [16, 32, 64, 128], "dropout": 0.2},
     "resnet": {"widths": [32, 64, 128, 256], "blocks": [2, 2, 2, 2], "dropout": 0.2},
     "resnet50": {"dropout": 0.2},
+    # The low-magnification screening model (``models.screen_model``): 24 px patches at
+    # 3.888 um/px (2.5x), three stages 24 -> 12 -> 6 -> 3 px, ~0.03 M parameters.
+    "screen-cnn": {"widths": [16, 32, 64], "depths": [1, 1, 2], "expand": 0, "dropout": 0.2},
 }
 
 

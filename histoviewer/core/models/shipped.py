@@ -40,6 +40,9 @@ SHIPPED_WEIGHTS: dict[str, ShippedCaution] = {
         ShippedCaution("handcrafted-pcam.safetensors", False, _PCAM_CAVEAT),
     "c85e628fc47d5ac10dcbb9a3af4171dd48b0a3f80618b4df248ab39541616fcc":
         ShippedCaution("cnn-pcam-resnet.safetensors", False, _PCAM_CAVEAT),
+    # the 2.5x screening model of the screened analysis strategy (models.screen_model)
+    "9f599bf116e8a641edcd609c966ad21d5bdb5d473ff56e59a118536d14152eb3":
+        ShippedCaution("screen-pcam.safetensors", False, _PCAM_CAVEAT),
 }
 
 

@@ -175,6 +175,8 @@ class SlideReport:
     review: SlideReview | None = field(default=None, compare=False)  # the pathologist's (report/review.py)
     # the learned node classifier's second opinion (None: none was run); never decides pN
     learned: LearnedLabel | None = None
+    # tissue patches screened negative (the screened strategy): not classified, counted apart
+    screened_patches: int = 0
 
     def __post_init__(self) -> None:
         so_far = NodeLabel(self.node_label if self.label_so_far is None else self.label_so_far)
@@ -190,7 +192,8 @@ class SlideReport:
         ood = OUT_OF_DOMAIN_REASON if self.domain.out_of_domain else None
         return resolve_node_label(so_far, tissue=self.tissue_patches, classified=self.classified_patches,
                                   failed=self.failed_patches, scale_known=self.mpp is not None,
-                                  out_of_domain_reason=ood, coverage=self.coverage)
+                                  out_of_domain_reason=ood, coverage=self.coverage,
+                                  screened=self.screened_patches)
 
     @property
     def unknown_reason(self) -> str | None:
@@ -236,7 +239,7 @@ class SlideReport:
                 "node": self.node, "node_label": self.node_label.value,
                 "label_so_far": self.resolution.label_so_far.value, "provisional": self.provisional,
                 "coverage": self.coverage, "tissue_patches": self.tissue_patches,
-                "failed_patches": self.failed_patches, "mpp": self.mpp, "scale_known": self.scale_known,
+                "failed_patches": self.failed_patches, "screened_negative_patches": self.screened_patches, "mpp": self.mpp, "scale_known": self.scale_known,
                 "l0_size": list(self.l0_size), "lesion_count": len(self.lesions),
                 "largest_lesion": None if big is None else big.name,
                 "largest_diameter_mm": None if big is None else big.diameter_mm,
@@ -445,7 +448,8 @@ def load_slide_report(folder: str | os.PathLike[str]) -> SlideReport:
         analysis_dir=str(folder), threshold_source=summary.lesion_params.threshold_source,
         domain=summary.domain, tissue_patches=summary.tissue_patches, classified_patches=summary.classified_patches,
         failed_patches=summary.failed_patches, label_so_far=summary.label_so_far, review=slide_review(summary),
-        learned=summary.learned)
+        learned=summary.learned,
+        screened_patches=summary.screened_patches)
 
 
 def failed_slide_report(failure: SlideFailure, analysed: str = "", analysis_dir: str | None = None) -> SlideReport:
@@ -501,7 +505,7 @@ def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapDa
         threshold_source=found.params.threshold_source,
         domain=heatmap.domain or DomainVerdict.not_assessed("not judged for this map"),
         tissue_patches=found.counts.tissue, classified_patches=found.counts.classified,
-        failed_patches=found.counts.failed,
+        failed_patches=found.counts.failed, screened_patches=found.counts.screened,
         review=map_slide_review(str(slide_path), found, heatmap.model.content_hash, float(g.slide_mpp)))
     classifier = default_node_classifier()  # the viewer's: the shipped one (trained on phantoms only)
     if classifier is None:

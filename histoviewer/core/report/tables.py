@@ -53,6 +53,7 @@ SLIDE_COLUMNS = (
     "domain", "domain_score", "unknown_reason", "label_so_far", "tissue_patches", "classified_patches",
     "failed_patches", "label_as_reviewed", "hotspots", "hotspots_reviewed",
     "learned_label", "learned_probability", "learned_disagrees", "learned_classifier", "largest_size",
+    "screened_negative_patches",
 )
 CASE_COLUMNS = (
     "patient", "pn_stage", "provisional", "nodes", "deciding_nodes", "deciding_lesions", "reason",
@@ -134,7 +135,8 @@ def slides_csv(report: Report) -> str:
                      s.domain.status, _num(s.domain.score, 4), _text(s.unknown_reason),
                      s.resolution.label_so_far.value, str(s.tissue_patches), str(s.classified_patches),
                      str(s.failed_patches), *_review_cells(s), *_learned(s),
-                     "" if big is None or s.domain.out_of_domain else _text(big.size_text)))
+                     "" if big is None or s.domain.out_of_domain else _text(big.size_text),
+                     str(s.screened_patches)))
 
     return _table(SLIDE_COLUMNS, rows)
 

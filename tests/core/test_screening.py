@@ -1,0 +1,396 @@
+"""The screened strategy (``inference.screening``): screen at 2.5x, the full model only where
+tumour is possible, the rest SCREENED_NEGATIVE (not classified, counted apart)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from histoviewer.core.analysis.node_label import resolve_node_label, tissue_counts
+from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
+from histoviewer.core.errors import InferenceError, ModelLoadError
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference.grid import ENCODED, CellState, PredictionGrid
+from histoviewer.core.inference.overlay import (
+    PENDING_RGBA,
+    SCREENED_RGBA,
+    HeatmapRaster,
+    HeatmapStyle,
+)
+from histoviewer.core.inference.regions import RegionCutter
+from histoviewer.core.inference.screening import (
+    LiveScreen,
+    dilate_8,
+    run_screen,
+    screen_geometry,
+    screened_classify,
+    select_for_full_model,
+)
+from histoviewer.core.inference.tissue import grid_tissue
+from histoviewer.core.models.classifier import ModelInfo, OperatingPoint
+from histoviewer.core.models.screen_model import (
+    SCREEN_INPUT,
+    ScreenSettings,
+    mark_screening,
+    screen_settings,
+)
+from histoviewer.core.progress import NO_CONTROL
+from histoviewer.core.slide import open_slide
+from histoviewer.core.staging_terms import NodeLabel
+from tests.core.inference_helpers import (
+    LesionFractionModel,
+    lesion_fraction,
+    write_synthetic_tiff,
+)
+
+SETTINGS = ScreenSettings(
+    threshold=0.05,
+    margin_patches=1,
+    target="sensitivity >= 0.99",
+    sensitivity=0.99,
+    specificity=0.5,
+    n_valid=100,
+    data="validation",
+)
+
+
+class ScreenFraction(LesionFractionModel):
+    """The lesion-fraction fake at the screen's scale (24 px at 3.888 um/px)."""
+
+    def __init__(self, blank: bool = False) -> None:
+        super().__init__()
+        self.info = ModelInfo(
+            name="screen-fraction",
+            kind="fake",
+            architecture="green-channel",
+            input=SCREEN_INPUT,
+            content_hash="s" * 64,
+        )
+        self.blank = blank
+
+    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        out = super().predict_proba(patches)
+        return np.zeros_like(out) if self.blank else out
+
+
+class Blank(LesionFractionModel):
+    """A full model that finds nothing anywhere."""
+
+    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
+        return np.zeros(len(patches), np.float32)
+
+
+@pytest.fixture()
+def synthetic(tmp_path):
+    return write_synthetic_tiff(tmp_path / "synthetic.tiff")
+
+
+def _setup(reader, model):
+    spec = model.input
+    info = reader.info
+    geometry = GridGeometry.for_slide(
+        info.dimensions, info.mpp, spec.mpp, spec.patch_px
+    )
+    grid = PredictionGrid(geometry, grid_tissue(reader, geometry))
+    return grid, RegionCutter(reader, geometry)
+
+
+def _lesion_cells(geometry: GridGeometry) -> np.ndarray:
+    x, y = geometry.cell_l0_xy(np.arange(geometry.size))
+    return np.flatnonzero(lesion_fraction(x, y, geometry.l0_patch) > 0)
+
+
+def _run(reader, model, screen, audit):
+    grid, cutter = _setup(reader, model)
+    screened = run_screen(reader, grid.geometry, grid.tissue, screen)
+    _, record = screened_classify(
+        grid,
+        cutter,
+        model,
+        screened,
+        SETTINGS,
+        0.5,
+        batch_size=64,
+        block=8,
+        read_threads=1,
+        on_failure=None,
+        control=NO_CONTROL,
+        stage="test",
+        screen_info={"name": "s", "content_hash": "s"},
+        screen_s=0.0,
+        audit=audit,
+    )
+    return grid, screened, record
+
+
+def test_screen_geometry_is_the_full_grid_at_the_screens_scale(synthetic):
+    with open_slide(synthetic) as reader:
+        grid, _ = _setup(reader, LesionFractionModel())
+        sgeo = screen_geometry(grid.geometry, ScreenFraction())
+        assert sgeo.shape == grid.geometry.shape
+        assert sgeo.patch_px == 24 and sgeo.l0_patch == pytest.approx(
+            grid.geometry.l0_patch
+        )
+        np.testing.assert_allclose(
+            sgeo.cell_l0_xy(np.arange(sgeo.size)),
+            grid.geometry.cell_l0_xy(np.arange(sgeo.size)),
+        )
+
+
+def test_a_screen_with_another_field_is_refused(synthetic):
+    with open_slide(synthetic) as reader:
+        grid, _ = _setup(reader, LesionFractionModel())
+        wrong = ScreenFraction()
+        wrong.info = ModelInfo(
+            name="w",
+            kind="fake",
+            architecture="x",
+            input=type(SCREEN_INPUT)(patch_px=48, mpp=3.888),
+        )
+        with pytest.raises(ModelLoadError, match="same field"):
+            screen_geometry(grid.geometry, wrong)
+
+
+def test_screen_keeps_the_lesions_cells_in_the_full_pass(synthetic):
+    with open_slide(synthetic) as reader:
+        model = LesionFractionModel()
+        grid, _, record = _run(
+            reader, model, ScreenFraction(), audit=np.zeros((1, 1), bool)
+        )
+        lesion = _lesion_cells(grid.geometry)
+        state = grid.state.reshape(-1)
+        assert lesion.size > 0
+        assert np.all(
+            state[lesion] == CellState.COMPUTED
+        )  # every lesion cell classified in full
+        # and the margin: the 8-neighbours of every cell where the full model found P >= half
+        # the lesion threshold (0.5 here), grown until none is left out
+        found = (grid.state == CellState.COMPUTED) & (grid.values >= 0.25)
+        assert found.any()
+        around = dilate_8(found, 1)
+        assert np.all(
+            state[np.flatnonzero(around.reshape(-1) & grid.tissue.reshape(-1))]
+            == CellState.COMPUTED
+        )
+        negatives = np.flatnonzero(state == CellState.SCREENED_NEGATIVE)
+        assert negatives.size > 0 and record.screened_negative == negatives.size
+        assert (
+            record.fallback is None
+            and record.full_model_patches
+            == np.count_nonzero(state == CellState.COMPUTED)
+        )
+        # deterministic: the same slide screens to the same cells
+        grid2, _, _ = _run(
+            reader, model, ScreenFraction(), audit=np.zeros((1, 1), bool)
+        )
+        np.testing.assert_array_equal(grid.state, grid2.state)
+
+
+def test_blank_screen_marks_cells_screened_negative_never_negative_classified(
+    synthetic,
+):
+    with open_slide(synthetic) as reader:
+        grid, _ = _setup(reader, Blank())
+        audit = np.zeros(grid.geometry.shape, bool)
+        audit[::3, ::3] = True
+        grid, _, record = _run(reader, Blank(), ScreenFraction(blank=True), audit=audit)
+        tissue = grid.tissue
+        state = grid.state
+        assert np.all(
+            state[audit & tissue] == CellState.COMPUTED
+        )  # only the audit lattice was classified
+        rest = tissue & ~audit
+        assert rest.any() and np.all(state[rest] == CellState.SCREENED_NEGATIVE)
+        encoded = grid.encoded_map()
+        assert np.all(
+            encoded[rest] == ENCODED[CellState.SCREENED_NEGATIVE]
+        )  # -3, not a probability of 0
+        counts = tissue_counts(encoded)
+        assert counts.classified == np.count_nonzero(audit & tissue)
+        assert counts.screened == np.count_nonzero(rest)
+        # coverage counts classified tissue only: screened-negative cells are not coverage
+        assert grid.coverage() == pytest.approx(counts.classified / counts.tissue)
+        assert counts.coverage < 1.0
+        assert grid.screened_fraction() == pytest.approx(
+            counts.screened / counts.tissue
+        )
+        assert record.screened_negative == counts.screened and record.flagged == 0
+
+
+def test_an_audit_miss_classifies_the_whole_slide(synthetic):
+    with open_slide(synthetic) as reader:
+        model = LesionFractionModel()
+        grid, _ = _setup(reader, model)
+        audit = np.zeros(grid.geometry.shape, bool)
+        audit.reshape(-1)[_lesion_cells(grid.geometry)] = (
+            True  # the lattice falls on the lesion
+        )
+        grid, _, record = _run(reader, model, ScreenFraction(blank=True), audit=audit)
+        assert record.audit_misses > 0 and record.fallback
+        assert not np.any(grid.state == CellState.SCREENED_NEGATIVE)
+        assert grid.coverage() == 1.0
+
+
+def test_select_takes_flagged_and_unscored_tissue_and_the_margin_grows_from_findings():
+    from histoviewer.core.inference.pipeline import PipelineTimes
+    from histoviewer.core.inference.screening import ScreenPass, grow_cells
+
+    prob = np.zeros((7, 7), np.float32)
+    prob[3, 3] = 0.9
+    prob[0, 6] = np.nan  # not scored (e.g. a failed read): never screened negative
+    tissue = np.ones((7, 7), bool)
+    sel = select_for_full_model(
+        ScreenPass(prob, np.zeros((7, 7), bool), PipelineTimes()), tissue, SETTINGS
+    )
+    assert sel[3, 3] and sel[0, 6] and sel.sum() == 2
+    geo = GridGeometry(
+        l0_width=700,
+        l0_height=700,
+        slide_mpp=1.0,
+        model_mpp=1.0,
+        patch_px=100,
+        stride_px=100,
+    )
+    grid = PredictionGrid(geo)
+    grid.set_values(np.array([3 * 7 + 3, 6]), np.array([0.8, 0.1], np.float32))
+    ring = grow_cells(
+        grid, 0.25, 1
+    )  # around the finding (0.8), not around the 0.1 cell
+    assert sorted(ring) == sorted(
+        r * 7 + c for r in (2, 3, 4) for c in (2, 3, 4) if (r, c) != (3, 3)
+    )
+    grid.set_values(ring, np.zeros(len(ring), np.float32))
+    assert (
+        grow_cells(grid, 0.25, 1).size == 0
+    )  # nothing new found: the margin is complete
+
+
+def test_label_of_a_fully_screened_node_is_stated_with_screened_cells_counted_apart():
+    # 100 tissue: 30 classified, 70 screened negative: the label is final (nothing pending)
+    res = resolve_node_label(
+        NodeLabel.NEGATIVE, tissue=100, classified=30, failed=0, screened=70
+    )
+    assert res.resolved and res.label is NodeLabel.NEGATIVE
+    # without the screened count the same node is unresolved (pending tissue)
+    assert not resolve_node_label(
+        NodeLabel.NEGATIVE, tissue=100, classified=30, failed=0
+    ).resolved
+
+
+def test_raster_draws_screened_negative_apart_from_not_yet_classified():
+    geo = GridGeometry(
+        l0_width=400,
+        l0_height=100,
+        slide_mpp=1.0,
+        model_mpp=1.0,
+        patch_px=100,
+        stride_px=100,
+    )
+    grid = PredictionGrid(geo)
+    grid.set_screened_negative(np.array([1]))
+    raster = HeatmapRaster(grid, HeatmapStyle(colormap_lut(DEFAULT_COLORMAP)))
+    pending, screened = raster.rgba[0, 0], raster.rgba[0, 1]
+    assert pending[3] == PENDING_RGBA[3] and screened[3] == SCREENED_RGBA[3]
+    assert not np.array_equal(pending, screened)
+    assert raster.probability_at(150, 50)[0] is CellState.SCREENED_NEGATIVE
+    # the view is classified in full: screened-negative cells are pending for it, not for the idle pass
+    assert list(grid.pending(screened=True)) == [0, 1, 2, 3]
+    assert list(grid.pending()) == [0, 2, 3]
+
+
+def test_live_screen_marks_the_rest_only_after_the_selection(synthetic):
+    with open_slide(synthetic) as reader:
+        model = LesionFractionModel()
+        grid, _ = _setup(reader, model)
+        grid.domain_sample[...] = False  # no audit lattice: the selection alone
+        live = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        with pytest.raises(InferenceError):
+            live.cells_for_full_model(grid)
+        live.run_screen()
+        geo = grid.geometry
+        rounds = 0
+        while True:  # as the worker does: classify what it asks for (here: the exact lesion fraction)
+            todo, marked = live.cells_for_full_model(grid)
+            if not todo.size:
+                break
+            assert not marked.size and not live.finished
+            x, y = geo.cell_l0_xy(todo)
+            grid.set_values(
+                todo, lesion_fraction(x, y, geo.l0_patch).astype(np.float32)
+            )
+            rounds += 1
+        assert rounds >= 2  # the selection, then the margin grown from what was found
+        assert marked.size and live.finished and live.fallback is None
+        assert np.all(grid.state.reshape(-1)[marked] == CellState.SCREENED_NEGATIVE)
+        lesion = _lesion_cells(geo)
+        assert np.all(grid.state.reshape(-1)[lesion] == CellState.COMPUTED)
+
+
+def test_screening_model_settings_come_from_its_file_record():
+    point = OperatingPoint(
+        threshold=0.06,
+        target="sensitivity >= 0.99",
+        sensitivity=0.991,
+        specificity=0.2,
+        n_valid=1427,
+    )
+    info = mark_screening(
+        ModelInfo(
+            name="s",
+            kind="cnn",
+            architecture="screen-cnn",
+            input=SCREEN_INPUT,
+            operating_point=point,
+        ),
+        margin_patches=2,
+    )
+    settings = screen_settings(info)
+    assert settings.threshold == 0.06 and settings.margin_patches == 2
+    with pytest.raises(ModelLoadError, match="not a screening model"):
+        screen_settings(
+            ModelInfo(
+                name="p", kind="cnn", architecture="compact-cnn", operating_point=point
+            )
+        )
+    with pytest.raises(ModelLoadError):
+        mark_screening(info, margin_patches=99)
+
+
+def test_idle_pass_is_screened_and_the_view_is_classified_in_full(synthetic):
+    from histoviewer.core.inference.worker import InferenceWorker
+
+    with open_slide(synthetic) as reader:
+        model = LesionFractionModel()
+        grid, cutter = _setup(reader, model)
+        grid.domain_sample[...] = (
+            False  # no audit lattice on this tiny slide: the screen alone decides
+        )
+        screen = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        worker = InferenceWorker(
+            reader, model, grid, background=True, cutter=cutter, screen=screen
+        )
+        try:
+            assert worker.wait_idle(60)
+            state = grid.state.reshape(-1)
+            assert screen.finished and np.all(
+                state[_lesion_cells(grid.geometry)] == CellState.COMPUTED
+            )
+            negatives = np.flatnonzero(state == CellState.SCREENED_NEGATIVE)
+            assert negatives.size and grid.coverage() < 1.0
+            # the user looks at screened-negative tissue: the full model classifies it
+            x, y = grid.geometry.cell_l0_xy(negatives[:1])
+            rect = (
+                float(x[0]),
+                float(y[0]),
+                grid.geometry.l0_patch,
+                grid.geometry.l0_patch,
+            )
+            worker.submit_view(rect)
+            assert worker.wait_idle(60)
+            in_view = grid.geometry.cells_in_rect(*rect)
+            assert np.all(
+                grid.state.reshape(-1)[in_view[grid.tissue.reshape(-1)[in_view]]]
+                == CellState.COMPUTED
+            )
+        finally:
+            worker.close()
