@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, Signal, SignalInstance
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView, QDialog, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QProgressBar,
@@ -46,7 +45,7 @@ from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.qt.case_review import REVIEW_COLUMN_TITLE, OpenNodes, compute_case_review, show_case_review
 from histoviewer.qt.learned_text import learned_cell, learned_column_title
 from histoviewer.qt.summary_panel import LABEL_TEXT
-from histoviewer.qt.threads import gui_thread
+from histoviewer.qt.threads import ThreadJob
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,7 @@ def default_output_dir(paths: Sequence[str | os.PathLike[str]]) -> Path:
     return user_data_dir() / "analyses" / (names[0] if len(names) == 1 else Path(paths[0]).resolve().parent.name)
 
 
-class CaseAnalysis(QObject):
+class CaseAnalysis(ThreadJob):
     """Analyses ``paths`` with ``model_spec`` on a Python thread; signals arrive on the GUI
     thread. ``foldersChosen(list[SlideFolder])``: where each node writes (input order), before
     the first node starts; ``nodeFinished(row, SlideSummary | SlideFailure)``;
@@ -84,36 +83,15 @@ class CaseAnalysis(QObject):
     nodeFinished = Signal(int, object)
     finished = Signal(object, str)
 
+    job_name = "case-analysis"
+
     def __init__(self, paths: Sequence[str | os.PathLike[str]], out_root: str | os.PathLike[str], model_spec: str,
                  device: str = "auto", parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.paths = [Path(p) for p in paths]
         self.out_root = Path(out_root)
         self.model_spec, self.device = model_spec, device
-        self._cancel = threading.Event()
         self._row = 0  # the node being analysed (analysis thread)
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="histoviewer-case-analysis", daemon=True)
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wait(self, timeout: float = 60.0) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running
-
-    @gui_thread
-    def _emit(self, signal: SignalInstance, *args) -> None:
-        """Any thread: emit ``signal`` (one of this object's) on the GUI thread."""
-        signal.emit(*args)
 
     # -- analysis thread ----------------------------------------------------------------------
     def _run(self) -> None:

@@ -12,7 +12,6 @@ model alone and those with two size classes first) and a double-click flies to o
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPolygonF, QRegion
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -60,6 +59,7 @@ from histoviewer.core.jobs.compare import (
 from histoviewer.core.models.registry import available_models, open_model
 from histoviewer.core.progress import JobControl
 from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.qt.heatmap_layer import draw_grid_image
 from histoviewer.qt.compare_legend import (
     MODE_A,
     MODE_B,
@@ -102,30 +102,9 @@ class CompareLayer:
         self.outlines = True
 
     def paint(self, painter: QPainter, viewport: Viewport, region: QRegion) -> None:
-        g, s = self.geometry, self.geometry.l0_stride
-        image = self.images[self.mode]
-        l0_x, l0_y, l0_w, l0_h = viewport.l0_xywh
-        c0 = max(0, math.floor((l0_x - g.l0_origin_x) / s))
-        r0 = max(0, math.floor((l0_y - g.l0_origin_y) / s))
-        c1 = min(g.cols, math.ceil((l0_x + l0_w - g.l0_origin_x) / s))
-        r1 = min(g.rows, math.ceil((l0_y + l0_h - g.l0_origin_y) / s))
         painter.save()
         painter.setClipRegion(region)
-        if c1 > c0 and r1 > r0:
-            sx0, sy0 = viewport.l0_to_screen(
-                g.l0_origin_x + c0 * s, g.l0_origin_y + r0 * s
-            )
-            sx1, sy1 = viewport.l0_to_screen(
-                g.l0_origin_x + c1 * s, g.l0_origin_y + r1 * s
-            )
-            painter.setRenderHint(
-                QPainter.RenderHint.SmoothPixmapTransform, (sx1 - sx0) / (c1 - c0) < 2.0
-            )
-            painter.drawImage(
-                QRectF(QPointF(sx0, sy0), QPointF(sx1, sy1)),
-                image,
-                QRectF(c0, r0, c1 - c0, r1 - r0),
-            )
+        draw_grid_image(painter, viewport, self.geometry, self.images[self.mode])
         if self.outlines:
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
             painter.setBrush(Qt.BrushStyle.NoBrush)

@@ -14,13 +14,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyqtgraph as pg
 import torch  # noqa: F401 - the fine-tune runs a CNN; the window imports this module lazily (start-up)
-from PySide6.QtCore import QObject, Qt, Signal, SignalInstance
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QFileDialog,
@@ -52,14 +51,14 @@ from histoviewer.core.training.finetune_overlap import (
     RelearnedOverlap,
     relearned_overlap,
 )
-from histoviewer.qt.threads import gui_thread
+from histoviewer.qt.threads import ThreadJob
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FinetuneDialog", "FinetuneJob"]
 
 
-class FinetuneJob(QObject):
+class FinetuneJob(ThreadJob):
     """One fine-tune on a Python thread; signals arrive on the GUI thread.
     ``progress(stage, done, total)``, ``epoch(EpochRecord)``, ``finished(FinetuneOutcome | None,
     message)``: None with "cancelled" or the error."""
@@ -68,32 +67,12 @@ class FinetuneJob(QObject):
     epoch = Signal(object)
     finished = Signal(object, str)
 
+    job_name = "finetune"
+
     def __init__(self, parent_model: str, labelled: Sequence[SlideLabels], settings: FinetuneSettings,
                  out: Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.parent_model, self.labelled, self.settings, self.out = parent_model, list(labelled), settings, out
-        self._cancel = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="histoviewer-finetune", daemon=True)
-        self._thread.start()
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wait(self, timeout: float = 60.0) -> bool:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running
-
-    @gui_thread
-    def _emit(self, signal: SignalInstance, *args) -> None:
-        signal.emit(*args)
 
     def _run(self) -> None:
         control = JobControl(progress=lambda stage, done, total, _d: self._emit(self.progress, stage, done, total),

@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QPointF, QRect, QRectF, Signal
 from PySide6.QtGui import QImage, QPainter, QRegion
 
 from histoviewer.core.inference.cached_regions import CachedTileRegionSource
+from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import CellState
 from histoviewer.core.inference.live import LiveHeatmap, LiveOptions
 from histoviewer.core.inference.overlay import HeatmapStyle
@@ -22,6 +23,26 @@ from histoviewer.core.tiles.session import SlideSession
 from histoviewer.core.tiles.viewport import Viewport
 from histoviewer.qt.images import qimage_rgb_view
 from histoviewer.qt.threads import gui_thread
+
+
+def draw_grid_image(painter: QPainter, viewport: Viewport, geometry: GridGeometry, image: QImage) -> None:
+    """Draw the cells of ``image`` (one pixel a cell of ``geometry``'s grid) that ``viewport``
+    shows, each over its level-0 square; the painter's clip and state are the caller's. Every
+    map overlay paints this way (the heatmap, the uncertainty map, a model comparison)."""
+    g, s = geometry, geometry.l0_stride
+    l0_x, l0_y, l0_w, l0_h = viewport.l0_xywh
+    c0 = max(0, math.floor((l0_x - g.l0_origin_x) / s))
+    r0 = max(0, math.floor((l0_y - g.l0_origin_y) / s))
+    c1 = min(g.cols, math.ceil((l0_x + l0_w - g.l0_origin_x) / s))
+    r1 = min(g.rows, math.ceil((l0_y + l0_h - g.l0_origin_y) / s))
+    if c1 <= c0 or r1 <= r0:
+        return
+    sx0, sy0 = viewport.l0_to_screen(g.l0_origin_x + c0 * s, g.l0_origin_y + r0 * s)
+    sx1, sy1 = viewport.l0_to_screen(g.l0_origin_x + c1 * s, g.l0_origin_y + r1 * s)
+    # Cells several screen px wide stay crisp squares; when a cell is smaller than a
+    # pixel (far zoomed out) smoothing averages them instead of dropping most.
+    painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, (sx1 - sx0) / (c1 - c0) < 2.0)
+    painter.drawImage(QRectF(QPointF(sx0, sy0), QPointF(sx1, sy1)), image, QRectF(c0, r0, c1 - c0, r1 - r0))
 
 
 class HeatmapLayer(QObject):
@@ -105,24 +126,9 @@ class HeatmapLayer(QObject):
         """Draw the visible map cells into the dirty ``region`` of the view."""
         if not self.paintable:
             return
-        g = self.live.grid.geometry
-        s = g.l0_stride
-        l0_x, l0_y, l0_w, l0_h = viewport.l0_xywh
-        c0 = max(0, math.floor((l0_x - g.l0_origin_x) / s))
-        r0 = max(0, math.floor((l0_y - g.l0_origin_y) / s))
-        c1 = min(g.cols, math.ceil((l0_x + l0_w - g.l0_origin_x) / s))
-        r1 = min(g.rows, math.ceil((l0_y + l0_h - g.l0_origin_y) / s))
-        if c1 <= c0 or r1 <= r0:
-            return
-        sx0, sy0 = viewport.l0_to_screen(g.l0_origin_x + c0 * s, g.l0_origin_y + r0 * s)
-        sx1, sy1 = viewport.l0_to_screen(g.l0_origin_x + c1 * s, g.l0_origin_y + r1 * s)
         painter.save()
         painter.setClipRegion(region)
-        # Cells several screen px wide stay crisp squares; when a cell is smaller than a
-        # pixel (far zoomed out) smoothing averages them instead of dropping most.
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, (sx1 - sx0) / (c1 - c0) < 2.0)
-        painter.drawImage(QRectF(QPointF(sx0, sy0), QPointF(sx1, sy1)), self._image,
-                          QRectF(c0, r0, c1 - c0, r1 - r0))
+        draw_grid_image(painter, viewport, self.live.grid.geometry, self._image)
         painter.restore()
 
     def paint_overview(self, painter: QPainter, image_rect: QRectF, l0_size: tuple[int, int]) -> None:

@@ -30,7 +30,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import shiboken6
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, Signal, SignalInstance
 
 Method = TypeVar("Method", bound=Callable[..., None])
 
@@ -99,3 +99,42 @@ def gui_thread(method: Method) -> Method:
             log.warning("%s dropped: the Qt application is shutting down", method.__qualname__)
 
     return hop  # type: ignore[return-value]
+
+
+class ThreadJob(QObject):
+    """A job that runs ``_run`` once, on a daemon Python thread of its own named
+    ``histoviewer-<job_name>``; subclasses declare their signals and emit them from that thread with
+    ``_emit`` (they arrive on the GUI thread). ``cancel()`` sets the event ``_cancel`` the job
+    passes to the core as its cancel flag."""
+
+    job_name = "job"
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._cancel = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"histoviewer-{self.job_name}", daemon=True)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Block until the job's thread ends (tests, closing); True when it did."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.running
+
+    @gui_thread
+    def _emit(self, signal: SignalInstance, *args) -> None:
+        """Any thread: emit ``signal`` (one of this object's) on the GUI thread."""
+        signal.emit(*args)
+
+    def _run(self) -> None:  # the job's thread
+        raise NotImplementedError

@@ -8,7 +8,6 @@ cells, crisp squares). ``UncertaintyLegend`` says what the colours mean.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -29,6 +28,7 @@ from histoviewer.core.inference.uncertainty_map import (
 )
 from histoviewer.core.slide.reader import SlideReader
 from histoviewer.core.tiles.viewport import Viewport
+from histoviewer.qt.heatmap_layer import draw_grid_image
 from histoviewer.qt.threads import gui_thread
 
 __all__ = ["UncertaintyLayer", "UncertaintyLegend"]
@@ -113,27 +113,9 @@ class UncertaintyLayer(QObject):
         """Draw the visible map cells into the dirty ``region`` of the view."""
         if not self.visible:
             return
-        g = self.live.grid.geometry
-        s = g.l0_stride
-        l0_x, l0_y, l0_w, l0_h = viewport.l0_xywh
-        c0 = max(0, math.floor((l0_x - g.l0_origin_x) / s))
-        r0 = max(0, math.floor((l0_y - g.l0_origin_y) / s))
-        c1 = min(g.cols, math.ceil((l0_x + l0_w - g.l0_origin_x) / s))
-        r1 = min(g.rows, math.ceil((l0_y + l0_h - g.l0_origin_y) / s))
-        if c1 <= c0 or r1 <= r0:
-            return
-        sx0, sy0 = viewport.l0_to_screen(g.l0_origin_x + c0 * s, g.l0_origin_y + r0 * s)
-        sx1, sy1 = viewport.l0_to_screen(g.l0_origin_x + c1 * s, g.l0_origin_y + r1 * s)
         painter.save()
         painter.setClipRegion(region)
-        painter.setRenderHint(
-            QPainter.RenderHint.SmoothPixmapTransform, (sx1 - sx0) / (c1 - c0) < 2.0
-        )
-        painter.drawImage(
-            QRectF(QPointF(sx0, sy0), QPointF(sx1, sy1)),
-            self._image,
-            QRectF(c0, r0, c1 - c0, r1 - r0),
-        )
+        draw_grid_image(painter, viewport, self.live.grid.geometry, self._image)
         painter.restore()
 
     def screen_rect(
