@@ -116,14 +116,20 @@ class HeatmapLegend(QWidget):
         p.drawText(QRectF(_BAR_X + 60, 4, _BAR_W - 60, 16), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
                    f"threshold {t:.2f}, opacity {self._style.opacity:.0%}")
         y = top + _BAR_H + 20
-        for rgba, label, x in ((PENDING_RGBA, "not yet classified", _BAR_X), (SCREENED_RGBA, "screened neg.", _BAR_X + 118),
-                               (FAILED_RGBA, "failed", _BAR_X + 222)):
+        # the swatches spread over the bar's width by their labels' measured widths (fixed
+        # offsets pushed "failed" against the edge with some fonts)
+        keys = ((PENDING_RGBA, "not yet classified"), (SCREENED_RGBA, "screened neg."), (FAILED_RGBA, "failed"))
+        widths = [p.fontMetrics().horizontalAdvance(label) for _, label in keys]
+        gap = max(4.0, (_BAR_W - sum(16 + w for w in widths)) / (len(keys) - 1))
+        x = float(_BAR_X)
+        for (rgba, label), w in zip(keys, widths):
             r, g, b, a = rgba
             # the veil as it looks over pale tissue
             k = a / 255
             p.fillRect(QRectF(x, y + 2, 12, 10), QColor(int(r * k + 235 * (1 - k)), int(g * k + 215 * (1 - k)),
                                                        int(b * k + 225 * (1 - k))))
-            p.drawText(QRectF(x + 16, y, 100, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, label)
+            p.drawText(QRectF(x + 16, y, w + 2, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, label)
+            x += 16 + w + gap
         p.drawText(QRectF(_BAR_X, y + 16, _BAR_W, 14), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                    p.fontMetrics().elidedText(self.model_name, Qt.TextElideMode.ElideRight, _BAR_W))
         self._draw_status(p, y)
