@@ -137,8 +137,7 @@ def analyze_slide(
     """Classify every tissue patch of a slide with ``model`` and write the results into
     ``out_dir`` (``options``: grid, batching, lesion operating point; its model and device
     are not used here). ``model`` may still be loading (``PendingModel``): the slide is read
-    meanwhile.
-    are not used here). With ``options.strategy == "screened"`` the full model classifies
+    meanwhile. With ``options.strategy == "screened"`` the full model classifies
     only where ``screen`` (a loaded screening model and its settings, from
     ``models.screen_model.open_screen_model``) says tumour is possible; the rest of the
     tissue is SCREENED_NEGATIVE (``inference.screening``).
@@ -319,6 +318,7 @@ def _uncertainty_grid(grid: PredictionGrid, cutter: RegionCutter, model: PatchCl
                                 block=options.block, read_threads=options.read_threads, control=control,
                                 stage=f"Uncertainty map of {name} (8 views a patch)")
     return out, times
+
 
 def _screened(reader, fast, grid: PredictionGrid, tissue: np.ndarray, cutter: RegionCutter,
               model: PatchClassifier, screen: tuple[PatchClassifier, ScreenSettings], options: AnalyzeOptions,
