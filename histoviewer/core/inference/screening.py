@@ -323,37 +323,19 @@ def screened_classify(
     selected = select_for_full_model(screened, tissue, settings)
     cells, audit_cells = analysis_cells(grid, selected, lattice)
     block = min(block, FULL_PASS_BLOCK)
-    times = classify_cells(
-        grid,
-        cutter,
-        model,
-        cells,
-        batch_size=batch_size,
-        block=block,
-        read_threads=read_threads,
-        on_failure=on_failure,
-        control=control,
-        stage=stage,
-    )
+
+    def classify(some: np.ndarray) -> PipelineTimes:
+        """The full model on ``some`` cells, with this pass's settings (every round alike)."""
+        return classify_cells(grid, cutter, model, some, batch_size=batch_size, block=block,
+                              read_threads=read_threads, on_failure=on_failure, control=control,
+                              stage=stage)
+
+    times = classify(cells)
     full = int(cells.size)
     while (
         more := grow_cells(grid, GROW_SHARE * lesion_threshold, settings.margin_patches)
     ).size:
-        times = _add_times(
-            times,
-            classify_cells(
-                grid,
-                cutter,
-                model,
-                more,
-                batch_size=batch_size,
-                block=block,
-                read_threads=read_threads,
-                on_failure=on_failure,
-                control=control,
-                stage=stage,
-            ),
-        )
+        times = _add_times(times, classify(more))
         full += int(more.size)
     values, state = grid.snapshot()
     flat_v, flat_s = values.reshape(-1), state.reshape(-1)
@@ -370,19 +352,7 @@ def screened_classify(
             f"the full model found tumour on {misses} audit patch{'es' if misses != 1 else ''} the "
             "screen had passed, so the screen was not trusted on this slide"
         )
-        more = classify_cells(
-            grid,
-            cutter,
-            model,
-            rest,
-            batch_size=batch_size,
-            block=block,
-            read_threads=read_threads,
-            on_failure=on_failure,
-            control=control,
-            stage=stage,
-        )
-        times = _add_times(times, more)
+        times = _add_times(times, classify(rest))
         full += int(rest.size)
     else:
         grid.set_screened_negative(rest)
