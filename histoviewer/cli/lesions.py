@@ -56,17 +56,12 @@ def register(sub) -> None:
 def _learned(args: argparse.Namespace, values, found, domain):
     """The learned classifier's label beside the rules' (None: none asked for or shipped)."""
     from histoviewer.core.analysis.learned_label import default_node_classifier, learned_label, resolve_node_classifier
-    from histoviewer.core.analysis.node_label import resolve_node_label
 
     spec = args.node_classifier
     classifier = default_node_classifier() if spec == "default" else resolve_node_classifier(spec)
     if classifier is None:
         return None
-    c = found.counts
-    resolution = resolve_node_label(found.label, tissue=c.tissue, classified=c.classified, failed=c.failed,
-                                    scale_known=found.frame.mpp is not None,
-                                    out_of_domain_reason=domain.describe() if domain is not None
-                                    and domain.out_of_domain else None)
+    resolution = found.resolved(domain.describe() if domain is not None and domain.out_of_domain else None)
     return learned_label(classifier, values, found, resolution)
 
 

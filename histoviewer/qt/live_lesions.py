@@ -28,7 +28,7 @@ from histoviewer.core.analysis.lesion_uncertainty import (
 )
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
 from histoviewer.core.analysis.learned_label import LearnedLabel, default_node_classifier, learned_label
-from histoviewer.core.analysis.node_label import SlideLesions, analyse_map, resolve_node_label
+from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
 from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
 from histoviewer.core.models.classifier import OperatingPoint
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict, judge_slide
@@ -110,10 +110,7 @@ def _learned(encoded: np.ndarray, result: SlideLesions, domain: DomainVerdict) -
     classifier = default_node_classifier()
     if classifier is None:
         return None
-    counts = result.counts
-    resolution = resolve_node_label(result.label, tissue=counts.tissue, classified=counts.classified,
-                                    failed=counts.failed, scale_known=result.frame.mpp is not None,
-                                    out_of_domain_reason=OUT_OF_DOMAIN_REASON if domain.out_of_domain else None)
+    resolution = result.resolved(OUT_OF_DOMAIN_REASON if domain.out_of_domain else None)
     return learned_label(classifier, encoded, result, resolution)
 
 

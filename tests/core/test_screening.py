@@ -394,3 +394,20 @@ def test_idle_pass_is_screened_and_the_view_is_classified_in_full(synthetic):
             )
         finally:
             worker.close()
+
+
+def test_a_screened_maps_resolution_is_one_rule_with_or_without_a_domain_reason():
+    """The live learned label and ``histoviewer lesions`` take the map's own resolution
+    (``SlideLesions.resolved``): screened-negative cells are assessed, not pending, there too
+    (a hand-made copy of the rule left them out and called such a node unclassified)."""
+    from histoviewer.core.analysis.lesions import LesionParams, MapFrame
+    from histoviewer.core.analysis.node_label import analyse_map
+
+    encoded = np.full((8, 8), ENCODED[CellState.SCREENED_NEGATIVE], np.float32)
+    encoded[::2, ::2] = 0.05  # the classified audit cells: no tumour
+    found = analyse_map(encoded, MapFrame(l0_cell=400.0, mpp=0.25), LesionParams(threshold=0.5))
+    assert found.counts.screened == 48 and found.counts.classified == 16
+    assert found.resolved().resolved and found.resolved() == found.resolution
+    assert found.resolution.label is NodeLabel.NEGATIVE
+    unlike = found.resolved("tissue unlike the model's training data")
+    assert not unlike.resolved and unlike.label is NodeLabel.UNKNOWN and "unlike" in unlike.reason

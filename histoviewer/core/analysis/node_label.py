@@ -162,9 +162,14 @@ class SlideLesions:
     @property
     def resolution(self) -> NodeResolution:
         """The label as it may be stated (``resolve_node_label``; the map knows no domain)."""
+        return self.resolved()
+
+    def resolved(self, out_of_domain_reason: str | None = None) -> NodeResolution:
+        """``resolution``, and unresolved for ``out_of_domain_reason`` when the caller's
+        domain verdict gives one (the map alone cannot judge its tissue)."""
         return resolve_node_label(self.label, tissue=self.counts.tissue, classified=self.counts.classified,
                                   failed=self.counts.failed, scale_known=self.frame.mpp is not None,
-                                  screened=self.counts.screened)
+                                  out_of_domain_reason=out_of_domain_reason, screened=self.counts.screened)
 
     @property
     def largest(self) -> Lesion | None:
