@@ -335,7 +335,10 @@ def _screened(reader, fast, grid: PredictionGrid, tissue: np.ndarray, cutter: Re
     info = {"name": screen_model.info.name, "content_hash": screen_model.info.content_hash}
     return screened_classify(grid, cutter, model, screened, settings, lesion_threshold,
                              batch_size=options.batch_size, block=options.block,
-                             read_threads=options.read_threads, on_failure=on_failure, control=control,
+                             read_threads=options.read_threads,
+                             model_threads=1 if options.torch_threads else options.model_threads,
+                             max_ahead=_regions_ahead(options, model.input.patch_px),
+                             on_failure=on_failure, control=control,
                              stage=f"Classifying {name} where the screen found possible tumour",
                              screen_info=info, screen_s=screen_s)
 

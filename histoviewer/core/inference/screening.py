@@ -301,6 +301,8 @@ def screened_classify(
     batch_size: int,
     block: int,
     read_threads: int,
+    model_threads: int | None = 1,
+    max_ahead: int | None = None,
     on_failure: FailureFn | None,
     control: JobControl,
     stage: str,
@@ -327,7 +329,8 @@ def screened_classify(
     def classify(some: np.ndarray) -> PipelineTimes:
         """The full model on ``some`` cells, with this pass's settings (every round alike)."""
         return classify_cells(grid, cutter, model, some, batch_size=batch_size, block=block,
-                              read_threads=read_threads, on_failure=on_failure, control=control,
+                              read_threads=read_threads, model_threads=model_threads,
+                              max_ahead=max_ahead, on_failure=on_failure, control=control,
                               stage=stage)
 
     times = classify(cells)
