@@ -30,6 +30,7 @@ from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut, lut_indic
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import ENCODED, CellState
+from histoviewer.core.inference.overlay import SCREENED_RGBA
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.strict_json import strict_dumps
 
@@ -124,7 +125,9 @@ def heatmap_base(thumbnail: np.ndarray) -> np.ndarray:
 
 def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, geometry: GridGeometry,
                       opacity: float = 0.65, *, base: np.ndarray | None = None) -> Path:
-    """The map in viridis over a greyed slide thumbnail (grey where nothing was classified).
+    """The map in viridis over a greyed slide thumbnail: grey where nothing was classified,
+    the viewer's pale blue veil (``overlay.SCREENED_RGBA``) over screened-negative tissue,
+    which the full model did not classify either but the screen looked at.
     ``base``: ``heatmap_base(thumbnail)`` when already made."""
     th, tw = thumbnail.shape[:2]
     # map cell under each thumbnail pixel centre (non-decreasing along each axis)
@@ -150,6 +153,14 @@ def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, ge
     painted += out.astype(np.uint16) * (256 - a)
     painted >>= 8
     out = np.where(per_pixel(has_cell)[..., None], painted.astype(np.uint8), out)
+    screened_cell = encoded == ENCODED[CellState.SCREENED_NEGATIVE]
+    if screened_cell.any():  # the veil as the viewer composes it: SCREENED_RGBA's alpha over the base
+        *veil_rgb, veil_alpha = SCREENED_RGBA
+        va = round(veil_alpha * 256 / 255)
+        veiled = out.astype(np.uint16) * (256 - va)
+        veiled += np.asarray(veil_rgb, np.uint16) * va
+        veiled >>= 8
+        out = np.where(per_pixel(screened_cell)[..., None], veiled.astype(np.uint8), out)
     # zlib level 1 and the "sub" filter (imagecodecs' libpng): the same pixels, a file ~20 %
     # larger, written in half the time of Pillow's level 3 (most of the write of analyze)
     png = imagecodecs.png_encode(out, level=imagecodecs.PNG.COMPRESSION.SPEED, filter=imagecodecs.PNG.FILTER.SUB)
