@@ -297,9 +297,31 @@ def _regions_ahead(options: AnalyzeOptions, patch_px: int) -> int:
     return max(2 + options.read_threads, READ_AHEAD_BYTES // max(region_bytes, 1))
 
 
+# A pyramid level whose long side lies within this share of HEATMAP_MAX_PX is the heatmap's
+# backdrop as it is. Resampling the level twice that size down to exactly HEATMAP_MAX_PX
+# instead (Lanczos over 16 Mpx for a 4 mm node: 0.26 s of a 0.34 s backdrop, on the screened
+# run's critical path) buys at most a third more pixels a side, in a picture that shows a map.
+HEATMAP_LEVEL_SHARE = 0.75
+
+
+def backdrop_level(dimensions: tuple[tuple[int, int], ...]) -> int | None:
+    """The largest level (``dimensions``: each level's (width, height)) whose long side lies in
+    [HEATMAP_LEVEL_SHARE, 1] x HEATMAP_MAX_PX, or None (the thumbnail is resampled then)."""
+    for level, (width, height) in enumerate(dimensions):
+        if HEATMAP_LEVEL_SHARE * HEATMAP_MAX_PX <= max(width, height) <= HEATMAP_MAX_PX:
+            return level
+    return None
+
+
 def _heatmap_backdrop(reader: SlideReader, fast: TiffRegionSource | None) -> tuple[np.ndarray, np.ndarray]:
-    """(slide thumbnail, its greyed copy the heatmap is painted on); the thumbnail from the
+    """(slide picture, its greyed copy the heatmap is painted on): a pyramid level of about
+    the heatmap's size read whole (``backdrop_level``), else the reader's thumbnail, from the
     directly decoded tiles when they give the reader's pixels exactly (``TiffRegionSource.thumbnail``)."""
+    level = backdrop_level(reader.info.level_dimensions)
+    if level is not None:
+        width, height = reader.info.level_dimensions[level]
+        thumb = (reader if fast is None else fast).read_region(0, 0, level, width, height)
+        return thumb, heatmap_base(thumb)
     thumb = fast.thumbnail(HEATMAP_MAX_PX) if fast is not None else None
     if thumb is None:
         thumb = reader.thumbnail(HEATMAP_MAX_PX)
