@@ -65,6 +65,11 @@ SCREEN_BLOCK = 64
 # patchy (lesions, the audit lattice's lone cells), and a 16-cell block around four lone
 # cells decodes a whole 1,536 px region for them.
 FULL_PASS_BLOCK = 8
+# ... and with at least two reader threads: a patchy selection costs ~3.5x the decode and
+# resize per patch of a dense read (tiles shared by neighbouring small regions are decoded
+# again), so the reader, not the model, bounds this pass (CAMELYON-size phantom: the model
+# waited 5.7 s of its 8.4 s for one reader).
+FULL_PASS_READ_THREADS = 2
 
 
 class ProbabilityOnly(PatchClassifier):
@@ -325,6 +330,7 @@ def screened_classify(
     selected = select_for_full_model(screened, tissue, settings)
     cells, audit_cells = analysis_cells(grid, selected, lattice)
     block = min(block, FULL_PASS_BLOCK)
+    read_threads = max(read_threads, FULL_PASS_READ_THREADS)
 
     def classify(some: np.ndarray) -> PipelineTimes:
         """The full model on ``some`` cells, with this pass's settings (every round alike)."""
