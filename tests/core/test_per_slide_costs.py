@@ -6,7 +6,11 @@ from __future__ import annotations
 import numpy as np
 import tifffile
 
-from histoviewer.core.inference.analyze import HEATMAP_MAX_PX, _heatmap_backdrop, backdrop_level
+from histoviewer.core.inference.analyze import (
+    HEATMAP_MAX_PX,
+    _heatmap_backdrop,
+    backdrop_level,
+)
 from histoviewer.core.inference.outputs import heatmap_base
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.slide import open_slide
@@ -15,22 +19,45 @@ from histoviewer.core.slide import open_slide
 def test_backdrop_level_is_the_largest_level_within_a_quarter_below_the_heatmap_size():
     assert HEATMAP_MAX_PX == 2048
     assert backdrop_level(((8000, 8000), (4000, 4000), (2000, 2000), (1000, 1000))) == 2
-    assert backdrop_level(((4096, 2048), (2048, 1024))) == 1  # exactly the size: the level
-    assert backdrop_level(((100000, 200000), (3125, 6250), (1563, 3125), (782, 1563))) == 3
-    assert backdrop_level(((5000, 5000), (1250, 1250))) is None  # 4x steps: none close enough
-    assert backdrop_level(((1000, 800),)) is None  # a small slide: its thumbnail is itself
+    assert (
+        backdrop_level(((4096, 2048), (2048, 1024))) == 1
+    )  # exactly the size: the level
+    assert (
+        backdrop_level(((100000, 200000), (3125, 6250), (1563, 3125), (782, 1563))) == 3
+    )
+    assert (
+        backdrop_level(((5000, 5000), (1250, 1250))) is None
+    )  # 4x steps: none close enough
+    assert (
+        backdrop_level(((1000, 800),)) is None
+    )  # a small slide: its thumbnail is itself
 
 
 def test_the_backdrop_reads_a_level_of_about_the_heatmap_size_whole(tmp_path):
     path = tmp_path / "pyramid.tiff"  # levels 4000 x 2000 and 2000 x 1000
     rgb = np.random.default_rng(2).integers(0, 256, (2000, 4000, 3), dtype=np.uint8)
     with tifffile.TiffWriter(path) as tif:
-        tif.write(rgb, tile=(256, 256), compression="jpeg", photometric="rgb", subifds=0,
-                  resolution=(1e4 / 0.5, 1e4 / 0.5), resolutionunit="CENTIMETER")
-        tif.write(rgb[::2, ::2].copy(), tile=(256, 256), compression="jpeg", photometric="rgb",
-                  subfiletype=1)
+        tif.write(
+            rgb,
+            tile=(256, 256),
+            compression="jpeg",
+            photometric="rgb",
+            subifds=0,
+            resolution=(1e4 / 0.5, 1e4 / 0.5),
+            resolutionunit="CENTIMETER",
+        )
+        tif.write(
+            rgb[::2, ::2].copy(),
+            tile=(256, 256),
+            compression="jpeg",
+            photometric="rgb",
+            subfiletype=1,
+        )
     with open_slide(path) as reader:
-        assert [tuple(d) for d in reader.info.level_dimensions] == [(4000, 2000), (2000, 1000)]
+        assert [tuple(d) for d in reader.info.level_dimensions] == [
+            (4000, 2000),
+            (2000, 1000),
+        ]
         level1 = reader.read_region(0, 0, 1, 2000, 1000)
         fast = TiffRegionSource.open(path, reader)
         for source in (fast, None):

@@ -193,25 +193,27 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
         spec = model.input
         geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp, spec.patch_px,
                                           options.stride_px, mpp_source=info.mpp_source)
-        t0 = time.perf_counter()
-        tissue = grid_tissue(reader, geometry, options.tissue_threshold)
-        grid = PredictionGrid(geometry, tissue)
-        tissue_s = time.perf_counter() - t0
         fast = TiffRegionSource.open(slide_path, reader) if options.fast_tiff else None
-        cutter = RegionCutter(reader, geometry, source=fast)
-        cells = grid.pending()
         failures: list[str] = []
 
         def on_failure(failed: np.ndarray, message: str) -> None:
             if len(failures) < 20:  # enough to diagnose, bounded for huge broken slides
                 failures.append(f"{len(failed)} patches: {message}")
 
-        # the heatmap's greyed thumbnail, made on a thread of its own while the slide is
-        # classified (start-up: the model may still be loading, a core idles meanwhile)
+        # the heatmap's greyed thumbnail, made on a thread of its own from the start, while
+        # the tissue is found and the slide classified (start-up: the model may still be
+        # loading, a core idles meanwhile; a screened small slide is classified in less time
+        # than the thumbnail takes, so it must not start late)
         backdrop = ThreadPoolExecutor(1, thread_name_prefix="histoviewer-analyze-thumbnail")
         thumbnail = backdrop.submit(_heatmap_backdrop, reader, fast)
         screening: ScreeningRecord | None = None
         try:
+            t0 = time.perf_counter()
+            tissue = grid_tissue(reader, geometry, options.tissue_threshold)
+            grid = PredictionGrid(geometry, tissue)
+            tissue_s = time.perf_counter() - t0
+            cutter = RegionCutter(reader, geometry, source=fast)
+            cells = grid.pending()
             if screen is None:
                 times = classify_cells(grid, cutter, model, cells, batch_size=options.batch_size,
                                        block=options.block, read_threads=options.read_threads,
