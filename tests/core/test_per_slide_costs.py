@@ -1,19 +1,29 @@
 """Per-slide costs of ``analyze`` (issue 15): the heatmap's backdrop is a pyramid level of
-about its size read whole, not a level twice that size resampled with Lanczos."""
+about its size read whole, not a level twice that size resampled with Lanczos; the screened
+strategy's full pass runs with the exhaustive pass's model threads and read-ahead."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import tifffile
 
+from histoviewer.core.inference import analyze as analyze_module
+from histoviewer.core.inference import screening as screening_module
 from histoviewer.core.inference.analyze import (
     HEATMAP_MAX_PX,
+    AnalyzeOptions,
     _heatmap_backdrop,
+    _regions_ahead,
+    analyze_slide,
     backdrop_level,
 )
 from histoviewer.core.inference.outputs import heatmap_base
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.slide import open_slide
+from tests.core.inference_helpers import LesionFractionModel, write_synthetic_tiff
+from tests.core.test_screening import SETTINGS, ScreenFraction
 
 
 def test_backdrop_level_is_the_largest_level_within_a_quarter_below_the_heatmap_size():
@@ -66,3 +76,66 @@ def test_the_backdrop_reads_a_level_of_about_the_heatmap_size_whole(tmp_path):
             assert np.array_equal(base, heatmap_base(level1))
         if fast is not None:
             fast.close()
+
+
+def test_the_screened_full_pass_gets_the_exhaustive_passs_model_threads_and_read_ahead(
+    tmp_path, monkeypatch
+):
+    """The full model's passes of both strategies run with the same model threads and
+    read-ahead (the screened one ran the model on one thread, the reader 3 regions ahead),
+    the screened one with at least two readers (its patchy reads bound it)."""
+
+    calls: dict[str, list[dict]] = {"exhaustive": [], "screened": []}
+
+    def recording(strategy, real):
+        def classify_cells(grid, cutter, model, cells, **kwargs):
+            if not isinstance(
+                model, screening_module.ProbabilityOnly
+            ):  # the full model's passes
+                calls[strategy].append(kwargs)
+            return real(grid, cutter, model, cells, **kwargs)
+
+        return classify_cells
+
+    monkeypatch.setattr(
+        analyze_module,
+        "classify_cells",
+        recording("exhaustive", analyze_module.classify_cells),
+    )
+    monkeypatch.setattr(
+        screening_module,
+        "classify_cells",
+        recording("screened", screening_module.classify_cells),
+    )
+    slide = write_synthetic_tiff(tmp_path / "synthetic.tiff")
+    model = LesionFractionModel()
+    options = AnalyzeOptions(model_threads=3)
+    for strategy in ("exhaustive", "screened"):
+        summary = analyze_slide(
+            slide,
+            tmp_path / strategy,
+            model,
+            replace(options, strategy=strategy),
+            screen=(ScreenFraction(), SETTINGS),
+        )
+        assert summary.strategy == strategy and calls[strategy]
+    ahead = _regions_ahead(options, model.input.patch_px)
+    for strategy, kwargs in calls.items():
+        assert all(
+            k["model_threads"] == 3 and k["max_ahead"] == ahead for k in kwargs
+        ), strategy
+    assert all(
+        k["read_threads"] >= screening_module.FULL_PASS_READ_THREADS == 2
+        for k in calls["screened"]
+    )
+    calls[
+        "screened"
+    ].clear()  # a set torch thread count: one model thread, as exhaustive
+    analyze_slide(
+        slide,
+        tmp_path / "torch",
+        model,
+        replace(options, strategy="screened", torch_threads=1),
+        screen=(ScreenFraction(), SETTINGS),
+    )
+    assert calls["screened"] and all(k["model_threads"] == 1 for k in calls["screened"])
