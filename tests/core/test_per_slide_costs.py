@@ -20,7 +20,9 @@ from histoviewer.core.inference.analyze import (
     backdrop_level,
 )
 from histoviewer.core.inference.outputs import heatmap_base
+from histoviewer.core.inference.pipeline import model_parallelism
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
+from histoviewer.core.models.screen_model import open_screen_model
 from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import LesionFractionModel, write_synthetic_tiff
 from tests.core.test_screening import SETTINGS, ScreenFraction
@@ -78,64 +80,49 @@ def test_the_backdrop_reads_a_level_of_about_the_heatmap_size_whole(tmp_path):
             fast.close()
 
 
-def test_the_screened_full_pass_gets_the_exhaustive_passs_model_threads_and_read_ahead(
-    tmp_path, monkeypatch
-):
+def test_the_screened_passes_get_the_exhaustive_passs_model_threads_and_read_ahead(tmp_path, monkeypatch):
     """The full model's passes of both strategies run with the same model threads and
     read-ahead (the screened one ran the model on one thread, the reader 3 regions ahead),
-    the screened one with at least two readers (its patchy reads bound it)."""
-
-    calls: dict[str, list[dict]] = {"exhaustive": [], "screened": []}
+    the screened one with at least two readers (its patchy reads bound it); the screen pass
+    on the same model threads (torch's own threads stall under load)."""
+    calls: dict[str, list[dict]] = {"exhaustive": [], "screened": [], "screen": []}
 
     def recording(strategy, real):
         def classify_cells(grid, cutter, model, cells, **kwargs):
-            if not isinstance(
-                model, screening_module.ProbabilityOnly
-            ):  # the full model's passes
-                calls[strategy].append(kwargs)
+            screen_pass = isinstance(model, screening_module.ProbabilityOnly)
+            calls["screen" if screen_pass else strategy].append(kwargs)
             return real(grid, cutter, model, cells, **kwargs)
 
         return classify_cells
 
-    monkeypatch.setattr(
-        analyze_module,
-        "classify_cells",
-        recording("exhaustive", analyze_module.classify_cells),
-    )
-    monkeypatch.setattr(
-        screening_module,
-        "classify_cells",
-        recording("screened", screening_module.classify_cells),
-    )
+    for module, strategy in ((analyze_module, "exhaustive"), (screening_module, "screened")):
+        monkeypatch.setattr(module, "classify_cells", recording(strategy, module.classify_cells))
     slide = write_synthetic_tiff(tmp_path / "synthetic.tiff")
     model = LesionFractionModel()
     options = AnalyzeOptions(model_threads=3)
     for strategy in ("exhaustive", "screened"):
-        summary = analyze_slide(
-            slide,
-            tmp_path / strategy,
-            model,
-            replace(options, strategy=strategy),
-            screen=(ScreenFraction(), SETTINGS),
-        )
+        summary = analyze_slide(slide, tmp_path / strategy, model, replace(options, strategy=strategy),
+                                screen=(ScreenFraction(), SETTINGS))
         assert summary.strategy == strategy and calls[strategy]
     ahead = _regions_ahead(options, model.input.patch_px)
-    for strategy, kwargs in calls.items():
-        assert all(
-            k["model_threads"] == 3 and k["max_ahead"] == ahead for k in kwargs
-        ), strategy
-    assert all(
-        k["read_threads"] >= screening_module.FULL_PASS_READ_THREADS == 2
-        for k in calls["screened"]
-    )
-    calls[
-        "screened"
-    ].clear()  # a set torch thread count: one model thread, as exhaustive
-    analyze_slide(
-        slide,
-        tmp_path / "torch",
-        model,
-        replace(options, strategy="screened", torch_threads=1),
-        screen=(ScreenFraction(), SETTINGS),
-    )
-    assert calls["screened"] and all(k["model_threads"] == 1 for k in calls["screened"])
+    for strategy in ("exhaustive", "screened"):
+        assert all(k["model_threads"] == 3 and k["max_ahead"] == ahead for k in calls[strategy]), strategy
+    assert all(k["read_threads"] >= screening_module.FULL_PASS_READ_THREADS == 2 for k in calls["screened"])
+    assert len(calls["screen"]) == 1 and calls["screen"][0]["model_threads"] == 3
+    for kwargs in calls.values():
+        kwargs.clear()
+    # a set torch thread count: one model thread everywhere, as in the exhaustive pass
+    analyze_slide(slide, tmp_path / "torch", model, replace(options, strategy="screened", torch_threads=1),
+                  screen=(ScreenFraction(), SETTINGS))
+    assert calls["screened"] and all(k["model_threads"] == 1 for k in calls["screened"] + calls["screen"])
+
+
+def test_the_screen_as_the_pipeline_calls_it_runs_on_parallel_model_threads_like_the_screen():
+    screen, _ = open_screen_model("screen", device="cpu")
+    try:
+        wrapped = screening_module.ProbabilityOnly(screen)
+        assert wrapped.parallel_calls is True and wrapped.device.type == "cpu"
+        assert model_parallelism(wrapped) == model_parallelism(screen)
+        assert model_parallelism(wrapped, 2) == model_parallelism(screen, 2) and model_parallelism(wrapped, 2)[0] == 2
+    finally:
+        screen.close()

@@ -351,8 +351,9 @@ def _screened(reader, fast, grid: PredictionGrid, tissue: np.ndarray, cutter: Re
     full model on the selection and the audit lattice."""
     screen_model, settings = screen
     t0 = time.perf_counter()
+    model_threads = 1 if options.torch_threads else options.model_threads
     screened = run_screen(reader, grid.geometry, tissue, screen_model, source=fast,
-                          batch_size=max(options.batch_size, 1024), control=control,
+                          batch_size=max(options.batch_size, 1024), model_threads=model_threads, control=control,
                           stage=f"Screening {name} at 2.5x")
     screen_s = time.perf_counter() - t0
     lesion_threshold = options.lesion_params(model.info.operating_point).threshold
@@ -360,8 +361,7 @@ def _screened(reader, fast, grid: PredictionGrid, tissue: np.ndarray, cutter: Re
     return screened_classify(grid, cutter, model, screened, settings, lesion_threshold,
                              batch_size=options.batch_size, block=options.block,
                              read_threads=options.read_threads,
-                             model_threads=1 if options.torch_threads else options.model_threads,
-                             max_ahead=_regions_ahead(options, model.input.patch_px),
+                             model_threads=model_threads, max_ahead=_regions_ahead(options, model.input.patch_px),
                              on_failure=on_failure, control=control,
                              stage=f"Classifying {name} where the screen found possible tumour",
                              screen_info=info, screen_s=screen_s)

@@ -80,6 +80,12 @@ class ProbabilityOnly(PatchClassifier):
     def __init__(self, model: PatchClassifier) -> None:
         self.model = model
         self.info = model.info
+        # what ``pipeline.model_parallelism`` asks: a CPU torch screen runs on several threads
+        # of one torch thread each, like the full model (torch's own threads wait at a
+        # barrier for one that lost its core: the screen pass of the CAMELYON-size phantom
+        # took 7-12 s at load 5-6 against 1.2 s on a quiet machine)
+        self.device = getattr(model, "device", None)
+        self.parallel_calls = getattr(model, "parallel_calls", False)
 
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
         return self.model.predict_proba(patches)
@@ -211,10 +217,13 @@ def run_screen(
     *,
     source: Any = None,
     batch_size: int = 1024,
+    model_threads: int | None = 1,
+    max_ahead: int | None = None,
     control: JobControl = NO_CONTROL,
     stage: str = "Screening at 2.5x",
 ) -> ScreenPass:
-    """Score every tissue cell of ``geometry`` (the full model's grid) with ``screen``."""
+    """Score every tissue cell of ``geometry`` (the full model's grid) with ``screen``
+    (``model_threads``, ``max_ahead``: as ``pipeline.classify_cells``)."""
     sgeo = screen_geometry(geometry, screen)
     grid = PredictionGrid(sgeo, tissue)
     grid.domain_sample[...] = False  # the screen's own domain distance is not wanted
@@ -226,6 +235,8 @@ def run_screen(
         grid.pending(),
         batch_size=batch_size,
         block=SCREEN_BLOCK,
+        model_threads=model_threads,
+        max_ahead=max_ahead,
         control=control,
         stage=stage,
     )
