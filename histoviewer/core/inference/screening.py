@@ -83,7 +83,7 @@ class ProbabilityOnly(PatchClassifier):
         # what ``pipeline.model_parallelism`` asks: a CPU torch screen runs on several threads
         # of one torch thread each, like the full model (torch's own threads wait at a
         # barrier for one that lost its core: the screen pass of the CAMELYON-size phantom
-        # took 7-12 s at load 5-6 against 1.2 s on a quiet machine)
+        # took 7-17 s at load 5-6 that way, 3.0-3.7 s on two threads, 1.2 s on a quiet machine)
         self.device = getattr(model, "device", None)
         self.parallel_calls = getattr(model, "parallel_calls", False)
 
