@@ -1,6 +1,6 @@
 """Screened against exhaustive ``analyze``, in one run: work, wall time, labels, pN, FROC, ITCs.
 
-    python benchmarks/bench_screening.py [--work /tmp/bench_screening] [--keep]
+    python benchmarks/bench_screening.py [--work /tmp/bench_screening] [--keep] [--rounds 1]
         [--big /tmp/histoviewer-bench/phantom-100k-200k.tiff | --no-big]
         [--screen resources/models/screen-pcam.safetensors] [--kaggle ../shared/data/patches/kaggle-sample]
 
@@ -12,7 +12,12 @@ see the same machine load), and prints:
 
 - tissue patches and the patches the full model classified (screened: selection + margin +
   audit lattice, and the whole slide when the audit fell back);
-- wall time of each (``analyze_slide``, outputs written; model loading excluded for both);
+- wall time of each (``analyze_slide``, outputs written; model loading excluded for both),
+  split into the strategy's own seconds (the screen pass and the full model's passes) and
+  the per-slide floor every analysis pays whatever the strategy (tissue detection, the
+  thumbnail, writing the maps and heatmap, lesions, the learned label, summary), with
+  ``--rounds N`` the whole comparison N times (the median round's ratio; the machine is
+  shared, so each round's ratio is printed too) and the load average at every round;
 - node labels and pN stages of both against the ground truth and against each other;
 - CAMELYON16 FROC and the ITC detection rate of both (``evaluate froc``'s code on the files
   each wrote);
@@ -63,6 +68,43 @@ def analyse_both(slides, out_root: Path, model, screen):
             )
             rows[strategy].append((summ, time.perf_counter() - t0))
     return rows
+
+
+def split_seconds(summ, wall: float) -> dict:
+    """``wall`` of one analysis split: ``strategy`` (the screen pass and the full model's
+    passes: what a strategy changes), ``floor`` (the rest), and the floor's named steps."""
+    t = summ.timing
+    strategy = t.classify_wall_s + float((summ.screening or {}).get("screen_s", 0.0))
+    floor = wall - strategy
+    return {"wall": wall, "strategy": strategy, "floor": floor, "tissue": t.tissue_s,
+            "write": t.write_s, "lesions": t.lesions_s,
+            "other": floor - t.tissue_s - t.write_s - t.lesions_s}
+
+
+def summed(items) -> dict:
+    out: dict = {}
+    for summ, wall in items:
+        for key, value in split_seconds(summ, wall).items():
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def print_split(label: str, rounds_rows) -> dict:
+    """Median over rounds of each strategy's summed split, and each round's ratio."""
+    per_round = [{st: summed(rows[st]) for st in rows} for rows in rounds_rows]
+    ratios = [r["screened"]["wall"] / r["exhaustive"]["wall"] for r in per_round]
+    order = np.argsort(ratios)
+    median = per_round[int(order[len(order) // 2])]
+    e, s = median["exhaustive"], median["screened"]
+    print(f"  {label}: wall ratio per round " + ", ".join(f"{x:.3f}" for x in ratios)
+          + f" (median round {ratios[int(order[len(order) // 2])]:.3f})")
+    for name, d in (("exhaustive", e), ("screened", s)):
+        print(f"    {name:<10} wall {d['wall']:7.2f} s = strategy {d['strategy']:7.2f} s + floor {d['floor']:6.2f} s "
+              f"(tissue {d['tissue']:.2f}, write {d['write']:.2f}, lesions {d['lesions']:.2f}, other {d['other']:.2f})")
+    print(f"    strategy seconds screened / exhaustive: {s['strategy'] / max(e['strategy'], 1e-9):.3f}; floor "
+          f"{s['floor']:.2f} s is {s['floor'] / e['wall']:.3f} of exhaustive's wall (ratio with no floor at all: "
+          f"{s['strategy'] / max(e['strategy'], 1e-9):.3f}; lowest ratio this floor allows: {s['floor'] / e['wall']:.3f})")
+    return {"ratios": ratios, "exhaustive": e, "screened": s}
 
 
 def froc_of(out_dir: Path, truth_dir: Path, mpp_override=None):
@@ -150,6 +192,9 @@ def main() -> int:
     ap.add_argument(
         "--json", type=Path, default=None, help="also write the numbers here"
     )
+    ap.add_argument("--nodes", type=int, default=None, help="only the first N phantom nodes (a quick check; FROC needs a lesion: 4 or more)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run the whole comparison this many times (wall times are noisy on a shared machine)")
     args = ap.parse_args()
 
     from histoviewer.core.analysis.kappa import stage_kappa
@@ -160,7 +205,7 @@ def main() -> int:
 
     print(f"machine: {json.dumps(machine_info())}", flush=True)
     t0 = time.perf_counter()
-    slides = make_slides(args.work)
+    slides = make_slides(args.work)[: args.nodes]
     print(f"phantoms ready in {time.perf_counter() - t0:.0f} s", flush=True)
     out_root = args.work / "out"
     shutil.rmtree(out_root, ignore_errors=True)
@@ -171,11 +216,19 @@ def main() -> int:
         f"screen: {screen[0].info.name} ({screen[0].info.content_hash[:12]}), {settings.describe()}"
     )
     result: dict = {"machine": machine_info(), "screen": settings.to_dict()}
+    all_rows, all_big = [], []
     try:
-        rows = analyse_both(slides, out_root, model, screen)
-        big_rows = None
-        if not args.no_big and args.big.exists():
-            big_rows = analyse_both([args.big], args.work / "out-big", model, screen)
+        for round_ in range(max(1, args.rounds)):
+            print(f"round {round_ + 1}: load average {os.getloadavg()[0]:.2f}", flush=True)
+            shutil.rmtree(out_root, ignore_errors=True)
+            all_rows.append(analyse_both(slides, out_root, model, screen))
+            if not args.no_big and args.big.exists():
+                shutil.rmtree(args.work / "out-big", ignore_errors=True)
+                all_big.append(analyse_both([args.big], args.work / "out-big", model, screen))
+            print(f"round {round_ + 1} done: load average {os.getloadavg()[0]:.2f}", flush=True)
+        # labels, FROC and ITCs from the last round (its files are the ones on disk)
+        rows = all_rows[-1]
+        big_rows = all_big[-1] if all_big else None
         real = (
             real_tissue(args.kaggle, model, screen[0], settings)
             if args.kaggle.exists()
@@ -193,7 +246,10 @@ def main() -> int:
 
     te, fe, we = totals(rows["exhaustive"])
     ts, fs, ws = totals(rows["screened"])
-    print(f"\nbench_lesions phantoms ({len(slides)} nodes, {os.cpu_count()} CPUs):")
+    print("\nWhere the wall time goes (sums over slides; strategy = screen pass + full-model passes):")
+    split_nodes = print_split(f"bench_lesions phantoms ({len(slides)} nodes)", all_rows)
+    split_big = print_split(args.big.name, all_big) if all_big else None
+    print(f"\nbench_lesions phantoms ({len(slides)} nodes, {os.cpu_count()} CPUs), last round:")
     print(f"  exhaustive: full model on {fe}/{te} tissue patches, {we:.1f} s")
     print(
         f"  screened:   full model on {fs}/{ts} tissue patches = {fs / ts:.3f} (goal <= 0.333), "
@@ -286,6 +342,7 @@ def main() -> int:
         "nodes": len(node_truth),
         "pn_identical": same_pn,
         "patients": len(patients),
+        "split": split_nodes,
     }
 
     if big_rows is not None:
@@ -324,6 +381,7 @@ def main() -> int:
             "screened_s": round(ts_b, 2),
             "labels": [se.node_label.value, ss.node_label.value],
             "froc": [fb["exhaustive"].score, fb["screened"].score],
+            "split": split_big,
         }
     if real is not None:
         print(

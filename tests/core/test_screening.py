@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from histoviewer.core.analysis.node_label import resolve_node_label, tissue_counts
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
 from histoviewer.core.errors import InferenceError, ModelLoadError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import ENCODED, CellState, PredictionGrid
+from histoviewer.core.inference.outputs import write_heatmap_png
 from histoviewer.core.inference.overlay import (
     PENDING_RGBA,
     SCREENED_RGBA,
@@ -296,6 +298,26 @@ def test_raster_draws_screened_negative_apart_from_not_yet_classified():
     # the view is classified in full: screened-negative cells are pending for it, not for the idle pass
     assert list(grid.pending(screened=True)) == [0, 1, 2, 3]
     assert list(grid.pending()) == [0, 2, 3]
+
+
+def test_heatmap_png_veils_screened_negative_tissue_blue_apart_from_unclassified_grey(tmp_path):
+    """heatmap.png: a screened-negative cell under the viewer's pale blue veil, composed like
+    the viewer's (SCREENED_RGBA's alpha over the greyed thumbnail), not the grey of a cell
+    nothing looked at; classified cells keep their colour-map paint."""
+    geo = GridGeometry(l0_width=400, l0_height=100, slide_mpp=1.0, model_mpp=1.0, patch_px=100, stride_px=100)
+    encoded = np.array([[np.nan, ENCODED[CellState.SCREENED_NEGATIVE], 0.9, -1.0]], np.float32)
+    thumbnail = np.full((50, 200, 3), (200, 120, 160), np.uint8)  # 50 px a cell
+    write_heatmap_png(tmp_path / "h.png", thumbnail, encoded, geo)
+    png = np.asarray(Image.open(tmp_path / "h.png"))[..., :3].astype(float)
+    grey, veiled, painted, background = (png[25, 25 + 50 * i] for i in range(4))
+    assert np.array_equal(grey, background)  # nothing classified either way
+    alpha = SCREENED_RGBA[3] / 255
+    expected = grey * (1 - alpha) + np.asarray(SCREENED_RGBA[:3], float) * alpha
+    assert np.abs(veiled - expected).max() <= 1.0
+    assert veiled[2] - veiled[0] > 30 and not np.array_equal(veiled, grey)  # blue, not grey
+    assert not np.allclose(painted, grey, atol=10) and not np.allclose(painted, veiled, atol=10)
+    assert np.all(png[:, 50:100] == veiled)  # the whole cell, nothing beyond it
+    assert np.all(png[:, :50] == grey)
 
 
 def test_live_screen_marks_the_rest_only_after_the_selection(synthetic):

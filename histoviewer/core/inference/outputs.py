@@ -30,6 +30,7 @@ from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut, lut_indic
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import ENCODED, CellState
+from histoviewer.core.inference.overlay import SCREENED_RGBA
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.strict_json import strict_dumps
 
@@ -124,7 +125,9 @@ def heatmap_base(thumbnail: np.ndarray) -> np.ndarray:
 
 def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, geometry: GridGeometry,
                       opacity: float = 0.65, *, base: np.ndarray | None = None) -> Path:
-    """The map in viridis over a greyed slide thumbnail (grey where nothing was classified).
+    """The map in viridis over a greyed slide thumbnail: grey where nothing was classified,
+    the viewer's pale blue veil (``overlay.SCREENED_RGBA``) over screened-negative tissue,
+    which the full model did not classify either but the screen looked at.
     ``base``: ``heatmap_base(thumbnail)`` when already made."""
     th, tw = thumbnail.shape[:2]
     # map cell under each thumbnail pixel centre (non-decreasing along each axis)
@@ -134,22 +137,37 @@ def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, ge
     rows = np.clip(((l0_y - geometry.l0_origin_y) // geometry.l0_stride).astype(np.int64), 0, geometry.rows - 1)
     row_runs = np.bincount(rows, minlength=geometry.rows)
     col_runs = np.bincount(cols, minlength=geometry.cols)
-
-    def per_pixel(per_cell: np.ndarray) -> np.ndarray:
-        # ``per_cell[rows][:, cols]`` as runs of whole rows and columns (block copies, not a
-        # gather of every pixel: a cell covers hundreds of thumbnail pixels)
-        return np.repeat(np.repeat(per_cell, row_runs, axis=0), col_runs, axis=1)
-
+    # Every cell is one overlay over the greyed thumbnail: the colour map at ``opacity``
+    # where classified (the viewer's and the exports' viridis table and rounding, so every
+    # picture agrees), the viewer's veil where screened negative, nothing elsewhere; as
+    # integers, pixel = (colour * alpha + base * (256 - alpha)) >> 8, alpha 0 keeps the base.
     has_cell = np.isfinite(encoded) & (encoded >= 0)
-    # the viewer's and the exports' viridis table and rounding, so every picture agrees
-    colour_cell = np.zeros(encoded.shape + (3,), np.uint16)
-    colour_cell[has_cell] = colormap_lut(DEFAULT_COLORMAP).astype(np.uint16)[lut_indices(encoded[has_cell])]
-    out = heatmap_base(thumbnail) if base is None else base
+    screened_cell = encoded == ENCODED[CellState.SCREENED_NEGATIVE]
+    alpha_cell = np.zeros(encoded.shape, np.uint16)
+    tint_cell = np.zeros(encoded.shape + (3,), np.uint16)  # colour * alpha
     a = round(opacity * 256)
-    painted = per_pixel(colour_cell * a)
-    painted += out.astype(np.uint16) * (256 - a)
-    painted >>= 8
-    out = np.where(per_pixel(has_cell)[..., None], painted.astype(np.uint8), out)
+    alpha_cell[has_cell] = a
+    tint_cell[has_cell] = colormap_lut(DEFAULT_COLORMAP).astype(np.uint16)[lut_indices(encoded[has_cell])] * a
+    *veil_rgb, veil_alpha = SCREENED_RGBA
+    va = round(veil_alpha * 256 / 255)
+    alpha_cell[screened_cell] = va
+    tint_cell[screened_cell] = np.asarray(veil_rgb, np.uint16) * va
+    base = heatmap_base(thumbnail) if base is None else base
+    out = np.empty_like(base)
+    # one band of pixel rows per map row, its columns as runs (a cell covers hundreds of
+    # thumbnail pixels): small arrays that stay in cache, and rows without an overlay copied
+    y = 0
+    for r in np.flatnonzero(row_runs):
+        band = slice(y, y + int(row_runs[r]))
+        y = band.stop
+        if not alpha_cell[r].any():
+            out[band] = base[band]
+            continue
+        keep = np.repeat(256 - alpha_cell[r], col_runs)[None, :, None]
+        mixed = base[band] * keep  # uint16: at most 255 * 256
+        mixed += np.repeat(tint_cell[r], col_runs, axis=0)[None]
+        mixed >>= 8
+        out[band] = mixed
     # zlib level 1 and the "sub" filter (imagecodecs' libpng): the same pixels, a file ~20 %
     # larger, written in half the time of Pillow's level 3 (most of the write of analyze)
     png = imagecodecs.png_encode(out, level=imagecodecs.PNG.COMPRESSION.SPEED, filter=imagecodecs.PNG.FILTER.SUB)

@@ -65,6 +65,11 @@ SCREEN_BLOCK = 64
 # patchy (lesions, the audit lattice's lone cells), and a 16-cell block around four lone
 # cells decodes a whole 1,536 px region for them.
 FULL_PASS_BLOCK = 8
+# ... and with at least two reader threads: a patchy selection costs ~3.5x the decode and
+# resize per patch of a dense read (tiles shared by neighbouring small regions are decoded
+# again), so the reader, not the model, bounds this pass (CAMELYON-size phantom: the model
+# waited 5.7 s of its 8.4 s for one reader).
+FULL_PASS_READ_THREADS = 2
 
 
 class ProbabilityOnly(PatchClassifier):
@@ -75,6 +80,12 @@ class ProbabilityOnly(PatchClassifier):
     def __init__(self, model: PatchClassifier) -> None:
         self.model = model
         self.info = model.info
+        # what ``pipeline.model_parallelism`` asks: a CPU torch screen runs on several threads
+        # of one torch thread each, like the full model (torch's own threads wait at a
+        # barrier for one that lost its core: the screen pass of the CAMELYON-size phantom
+        # took 7-17 s at load 5-6 that way, 3.0-3.7 s on two threads, 1.2 s on a quiet machine)
+        self.device = getattr(model, "device", None)
+        self.parallel_calls = getattr(model, "parallel_calls", False)
 
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
         return self.model.predict_proba(patches)
@@ -206,10 +217,13 @@ def run_screen(
     *,
     source: Any = None,
     batch_size: int = 1024,
+    model_threads: int | None = 1,
+    max_ahead: int | None = None,
     control: JobControl = NO_CONTROL,
     stage: str = "Screening at 2.5x",
 ) -> ScreenPass:
-    """Score every tissue cell of ``geometry`` (the full model's grid) with ``screen``."""
+    """Score every tissue cell of ``geometry`` (the full model's grid) with ``screen``
+    (``model_threads``, ``max_ahead``: as ``pipeline.classify_cells``)."""
     sgeo = screen_geometry(geometry, screen)
     grid = PredictionGrid(sgeo, tissue)
     grid.domain_sample[...] = False  # the screen's own domain distance is not wanted
@@ -221,6 +235,8 @@ def run_screen(
         grid.pending(),
         batch_size=batch_size,
         block=SCREEN_BLOCK,
+        model_threads=model_threads,
+        max_ahead=max_ahead,
         control=control,
         stage=stage,
     )
@@ -301,6 +317,8 @@ def screened_classify(
     batch_size: int,
     block: int,
     read_threads: int,
+    model_threads: int | None = 1,
+    max_ahead: int | None = None,
     on_failure: FailureFn | None,
     control: JobControl,
     stage: str,
@@ -323,11 +341,13 @@ def screened_classify(
     selected = select_for_full_model(screened, tissue, settings)
     cells, audit_cells = analysis_cells(grid, selected, lattice)
     block = min(block, FULL_PASS_BLOCK)
+    read_threads = max(read_threads, FULL_PASS_READ_THREADS)
 
     def classify(some: np.ndarray) -> PipelineTimes:
         """The full model on ``some`` cells, with this pass's settings (every round alike)."""
         return classify_cells(grid, cutter, model, some, batch_size=batch_size, block=block,
-                              read_threads=read_threads, on_failure=on_failure, control=control,
+                              read_threads=read_threads, model_threads=model_threads,
+                              max_ahead=max_ahead, on_failure=on_failure, control=control,
                               stage=stage)
 
     times = classify(cells)
