@@ -1,8 +1,9 @@
 """Patches for many cells from one region read: read once, resample once, cut.
 
 A ``RegionJob`` is a block of cells (at most ``block x block`` of them). ``RegionCutter``
-reads the level-0 rectangle that block's patches span from one pyramid level, resizes that
-whole region to the model's scale in one Pillow call, and slices the patches out. Reading
+reads the level-0 rectangle that block's patches span from one pyramid level, resizes it to
+the model's scale one row of the job's cells at a time (across, then down: two Pillow calls a
+row; ``RegionCutter._resize_rows``), and slices the patches out. Reading
 one patch at a time instead costs a decode of each overlapping tile per patch and one
 resize call per patch (the "naive loop" of ``benchmarks/bench_analyze.py``).
 
