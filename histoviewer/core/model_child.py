@@ -41,7 +41,8 @@ def launch_model_child(spec: str | os.PathLike[str], device: str = "auto") -> Mo
     try:
         process = subprocess.Popen(
             [sys.executable, "-m", CHILD_MODULE, str(theirs.fileno()), str(spec), device],
-            pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
+            # its stdout goes to our stderr: ``analyze --json`` prints only JSON on stdout
+            pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL, stdout=2)
     except BaseException:
         ours.close()
         raise
