@@ -12,6 +12,10 @@ from tests.leaks import describe_threads, histoviewer_threads, join_threads
 
 # Qt must run without a screen in tests; set before any QApplication exists.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# ``histoviewer analyze`` in a test process loads its model in this process (tests replace
+# the loader with fakes), not in the child process a real run starts (1-2 s of CPU each);
+# tests/core/test_model_process.py runs the child itself.
+os.environ.setdefault("HISTOVIEWER_MODEL_PROCESS", "0")
 
 REPO = Path(__file__).resolve().parents[1]
 # Tiny slides checked in with the tests (tests/data/make_fixtures.py writes them): no skip.

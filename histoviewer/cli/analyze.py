@@ -9,6 +9,7 @@ of the per-slide summaries.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,7 +130,52 @@ def _checked_node_classifier(spec: str) -> str:
     return spec
 
 
+def _launch_model_child(args: argparse.Namespace):
+    """The model's child process (``core.inference.model_process``), started before anything
+    heavy is imported, for a run in this process (one slide, or no --workers/--scheduler) of
+    the exhaustive strategy without --uncertainty; None: the model loads as before."""
+    from histoviewer.core.model_child import launch_model_child  # start-up: stdlib only
+
+    in_process = not args.scheduler and (args.workers <= 1 or len(args.slides) <= 1)
+    if (not in_process or args.strategy != "exhaustive" or args.uncertainty
+            or os.environ.get("HISTOVIEWER_MODEL_PROCESS", "1").strip() == "0" or getattr(sys, "frozen", False)):
+        return None
+    try:
+        return launch_model_child(args.model, args.device)
+    except OSError:
+        return None  # the model loads in this process instead
+
+
+def _model_from_child(child, args: argparse.Namespace):
+    """The ``PendingModel`` of ``child``, or None (the run loads the model itself, which
+    reports what is wrong with it)."""
+    from histoviewer.core.errors import ModelLoadError
+    from histoviewer.core.inference.model_process import start_model_process
+
+    if child is None:
+        return None
+    try:
+        return start_model_process(args.model, args.device, child=child)
+    except ModelLoadError:
+        return None  # stopped; the run's own loading reports what is wrong with the model
+
+
 def run_analyze(args: argparse.Namespace) -> int:
+    child = _launch_model_child(args)  # first: its torch import overlaps everything below
+    model = None
+    try:
+        model = _model_from_child(child, args)
+        return _run_analyze(args, model)
+    except BaseException:
+        if model is not None:
+            model.close()  # safe twice: a run that got as far as the model closed it already
+        elif child is not None:
+            child.process.kill()
+            child.process.wait()
+        raise
+
+
+def _run_analyze(args: argparse.Namespace, model) -> int:
     from histoviewer.cli.hints import demo_warning
     from histoviewer.cli.progress import cli_control, close_bars
     from histoviewer.cli.stage import EXIT_UNRESOLVED
@@ -164,7 +210,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     control = cli_control(args.json)
     try:
         run = analyze_case(list(args.slides), args.out, options, workers=max(1, args.workers),
-                           scheduler=args.scheduler, control=control, folders=folders,
+                           scheduler=args.scheduler, control=control, folders=folders, model=model,
                            on_done=None if args.json else lambda _i, summary: _print_summary(summary))
     finally:
         close_bars(control)

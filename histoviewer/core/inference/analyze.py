@@ -37,7 +37,7 @@ from histoviewer.core.inference.outputs import heatmap_base, write_domain_map, w
 from histoviewer.core.inference.pipeline import PipelineTimes, classify_cells
 from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.inference.screening import STRATEGIES, ScreeningRecord, run_screen, screened_classify
-from histoviewer.core.inference.tiff_regions import TiffRegionSource
+from histoviewer.core.inference.tiff_regions import TILE_CACHE_BYTES, TiffRegionSource
 from histoviewer.core.inference.tissue import TISSUE_THRESHOLD, grid_tissue
 from histoviewer.core.inference.uncertainty_map import (compute_uncertainty, new_uncertainty_grid,
                                                        write_uncertainty_map)
@@ -193,7 +193,7 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
         spec = model.input
         geometry = GridGeometry.for_slide(info.dimensions, info.mpp, spec.mpp, spec.patch_px,
                                           options.stride_px, mpp_source=info.mpp_source)
-        fast = TiffRegionSource.open(slide_path, reader) if options.fast_tiff else None
+        fast = TiffRegionSource.open(slide_path, reader, TILE_CACHE_BYTES) if options.fast_tiff else None
         failures: list[str] = []
 
         def on_failure(failed: np.ndarray, message: str) -> None:

@@ -65,6 +65,9 @@ def model_parallelism(model: PatchClassifier, requested: int | None = None) -> t
     thread that lost its core to the region reader: on 2 shared cores the default CNN ran
     at 450-740 patches/s that way against 1,000-3,000 with two threads of one torch thread
     each, and 962 in the pipeline against 1,771 alone on a quiet machine (issue 15)."""
+    remote = getattr(model, "call_threads", None)  # a model in another process (``model_process``)
+    if remote:  # as many calls at once as it has model threads; this process's torch left alone
+        return (remote if requested is None else max(1, requested)), None
     device = getattr(model, "device", None)
     if getattr(device, "type", None) != "cpu" or not getattr(model, "parallel_calls", False):
         return 1, None

@@ -133,8 +133,10 @@ def _on_dask(slides: list[Path], folders: list[Path], options: AnalyzeOptions, s
 
 
 def _in_this_process(slides: list[Path], folders: list[Path], options: AnalyzeOptions, control: JobControl,
-                     on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
-    model = _open_model_early(options.model, options.device)  # once for every slide
+                     on_started: SlideStarted, on_done: SlideDone,
+                     model: PatchClassifier | PendingModel | None = None) -> list[SlideOutcome]:
+    if model is None:
+        model = _open_model_early(options.model, options.device)  # once for every slide
     results: list[SlideOutcome] = []
     try:
         for i, (slide, out) in enumerate(zip(slides, folders)):
@@ -188,8 +190,12 @@ def analyze_slides(
     on_started: SlideStarted | None = None,
     on_done: SlideDone | None = None,
     folders: Sequence[SlideFolder] | None = None,
+    model: PatchClassifier | PendingModel | None = None,
 ) -> list[SlideOutcome]:
     """Analyse ``slides`` into ``out_root/<slide name>/``; summaries in input order.
+
+    ``model``: the loaded (or loading) ``options.model`` for a run in this process (one
+    slide, or ``workers`` 1, no ``scheduler``), which closes it; None: loaded here.
 
     ``folders``: where each slide goes (``slide_folders(out_root, slides)``, computed here
     when None): unique, safe names that never take OUT's own files; each folder appears
@@ -212,11 +218,13 @@ def analyze_slides(
         clean_stale_partials(out)  # folders a killed run of this host left
     started = on_started or (lambda _i, _p: None)
     done = on_done or (lambda _i, _s: None)
+    if model is not None and (scheduler or (workers > 1 and len(paths) > 1)):
+        model.close()  # not used: the workers load their own
     if scheduler:
         return _on_dask(paths, chosen, options, scheduler, control, started, done)
     if workers > 1 and len(paths) > 1:
         return _in_processes(paths, chosen, options, workers, control, started, done)
-    return _in_this_process(paths, chosen, options, control, started, done)
+    return _in_this_process(paths, chosen, options, control, started, done, model)
 
 
 def analyze_case(
@@ -230,12 +238,14 @@ def analyze_case(
     on_started: SlideStarted | None = None,
     on_done: SlideDone | None = None,
     folders: Sequence[SlideFolder] | None = None,
+    model: PatchClassifier | PendingModel | None = None,
 ) -> CaseRun:
     """``analyze_slides``, then the cases the slides form (CAMELYON17 patients, else
     folders): their pN stages in ``out_root/stages.csv`` and ``out_root/cases.json``.
     Raises ``InferenceError`` when the case files cannot be written."""
     summaries = analyze_slides(slides, out_root, options, workers=workers, scheduler=scheduler,
-                               control=control, on_started=on_started, on_done=on_done, folders=folders)
+                               control=control, on_started=on_started, on_done=on_done, folders=folders,
+                               model=model)
     control.check("analysis")
     try:
         outputs = write_case_outputs(out_root, summaries)
