@@ -302,8 +302,8 @@ def test_live_screen_marks_the_rest_only_after_the_selection(synthetic):
     with open_slide(synthetic) as reader:
         model = LesionFractionModel()
         grid, _ = _setup(reader, model)
-        grid.domain_sample[...] = False  # no audit lattice: the selection alone
-        live = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        no_audit = np.zeros(grid.geometry.shape, bool)  # no audit lattice: the selection alone
+        live = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5, audit=no_audit)
         with pytest.raises(InferenceError):
             live.cells_for_full_model(grid)
         live.run_screen()
@@ -362,10 +362,9 @@ def test_idle_pass_is_screened_and_the_view_is_classified_in_full(synthetic):
     with open_slide(synthetic) as reader:
         model = LesionFractionModel()
         grid, cutter = _setup(reader, model)
-        grid.domain_sample[...] = (
-            False  # no audit lattice on this tiny slide: the screen alone decides
-        )
-        screen = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        # no audit lattice on this tiny slide (it would be all its tissue): the screen alone decides
+        no_audit = np.zeros(grid.geometry.shape, bool)
+        screen = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5, audit=no_audit)
         worker = InferenceWorker(
             reader, model, grid, background=True, cutter=cutter, screen=screen
         )
@@ -411,3 +410,40 @@ def test_a_screened_maps_resolution_is_one_rule_with_or_without_a_domain_reason(
     assert found.resolution.label is NodeLabel.NEGATIVE
     unlike = found.resolved("tissue unlike the model's training data")
     assert not unlike.resolved and unlike.label is NodeLabel.UNKNOWN and "unlike" in unlike.reason
+
+
+def test_the_viewers_idle_pass_classifies_what_analyze_classifies(tmp_path):
+    """The idle pass audits on analyze's lattice (about 4 % of the tissue, at least 64
+    patches), not on the viewer's domain lattice (a quarter of this slide's tissue, all of a
+    smaller one's): with no view, the full model classifies exactly the cells ``analyze
+    --strategy screened`` classifies and leaves the same cells screened negative."""
+    import tifffile
+
+    from histoviewer.core.inference.grid import domain_sample_lattice
+    from histoviewer.core.inference.screening import audit_lattice
+    from histoviewer.core.inference.worker import InferenceWorker
+    from tests.core.inference_helpers import synthetic_rgb
+
+    mpp = 1.0  # the synthetic picture at 1 um/px: 4x the cells of write_synthetic_tiff's
+    path = tmp_path / "wide.tiff"
+    tifffile.imwrite(path, synthetic_rgb(), photometric="rgb", resolution=(1e4 / mpp, 1e4 / mpp),
+                     resolutionunit="CENTIMETER")
+    with open_slide(path) as reader:
+        model = LesionFractionModel()
+        analysed, _screened, record = _run(reader, model, ScreenFraction(), None)
+        grid, cutter = _setup(reader, model)
+        tissue = int(grid.tissue.sum())
+        # the two lattices differ on this slide: the test can tell which one the viewer uses
+        assert audit_lattice(grid.tissue).sum() < domain_sample_lattice(grid.tissue).sum() < tissue
+        screen = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        worker = InferenceWorker(reader, model, grid, background=True, cutter=cutter, screen=screen)
+        try:
+            assert worker.wait_idle(60)
+        finally:
+            worker.close()
+        assert screen.finished and screen.fallback is None and record.fallback is None
+        assert np.array_equal(grid.state, analysed.state)
+        computed = int(np.count_nonzero(grid.state == CellState.COMPUTED))
+        failed = int(np.count_nonzero(grid.state == CellState.FAILED))  # uniform patches (inference.blank), in both
+        assert worker.classified == computed and computed + failed == record.full_model_patches < tissue
+        assert np.count_nonzero(grid.state == CellState.SCREENED_NEGATIVE) == record.screened_negative > 0

@@ -394,6 +394,10 @@ class LiveScreen:
     scored), then the full model on the selection and the audit lattice, then the audit
     verdict: the rest of the tissue screened negative, or classified in full after a miss.
 
+    The audit lattice is ``analyze``'s (``audit_lattice``, or ``audit``: bool rows x cols), not
+    the viewer's domain lattice (all the tissue of a small slide), so the idle pass classifies
+    what ``analyze --strategy screened`` classifies, plus whatever the user looked at.
+
     One thread at a time (the worker's). ``cells_for_full_model`` drives it."""
 
     def __init__(
@@ -405,6 +409,7 @@ class LiveScreen:
         lesion_threshold: float,
         *,
         source: Any = None,
+        audit: np.ndarray | None = None,
     ) -> None:
         self.screen = screen
         self.settings = settings
@@ -414,6 +419,12 @@ class LiveScreen:
         self._sgrid.domain_sample[...] = False
         self._cutter = RegionCutter(reader, sgeo, source=source)
         self._selected: np.ndarray | None = None
+        tissue = np.asarray(grid.tissue, bool)
+        self._lattice = (
+            audit_lattice(tissue) if audit is None else np.asarray(audit, bool) & tissue
+        )
+        # the tissue check judges every audit patch too, as under analyze (screened_classify)
+        grid.domain_sample = grid.domain_sample | self._lattice
         self._audit: np.ndarray | None = None
         self.fallback: str | None = None
         self.finished = False  # the audit verdict is in
@@ -459,7 +470,7 @@ class LiveScreen:
         if self.fallback is not None:
             return grid.pending(), np.zeros(0, np.int64)
         if self._audit is None:
-            _, self._audit = analysis_cells(grid, self._selected)
+            _, self._audit = analysis_cells(grid, self._selected, self._lattice)
         wanted = self._selected.copy().reshape(-1)
         wanted[self._audit] = True
         todo = grid.pending(np.flatnonzero(wanted))
