@@ -3,6 +3,8 @@ tumour is possible, the rest SCREENED_NEGATIVE (not classified, counted apart)."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -38,6 +40,7 @@ from histoviewer.core.progress import NO_CONTROL
 from histoviewer.core.slide import open_slide
 from histoviewer.core.staging_terms import NodeLabel
 from tests.core.inference_helpers import (
+    LESION_RECT,
     LesionFractionModel,
     lesion_fraction,
     write_synthetic_tiff,
@@ -412,23 +415,32 @@ def test_a_screened_maps_resolution_is_one_rule_with_or_without_a_domain_reason(
     assert not unlike.resolved and unlike.label is NodeLabel.UNKNOWN and "unlike" in unlike.reason
 
 
-def test_the_viewers_idle_pass_classifies_what_analyze_classifies(tmp_path):
+@pytest.fixture()
+def wide(tmp_path):
+    """The synthetic picture at 1 um/px: 16x the cells of ``synthetic``'s (41 x 31), so the
+    audit lattice is a small part of the tissue; the lesion's top and bottom rows of cells
+    are 36 % and 43 % lesion, its left and right columns 49 % and 44 %."""
+    import tifffile
+
+    from tests.core.inference_helpers import synthetic_rgb
+
+    mpp = 1.0
+    path = tmp_path / "wide.tiff"
+    tifffile.imwrite(path, synthetic_rgb(), photometric="rgb", resolution=(1e4 / mpp, 1e4 / mpp),
+                     resolutionunit="CENTIMETER")
+    return path
+
+
+def test_the_viewers_idle_pass_classifies_what_analyze_classifies(wide):
     """The idle pass audits on analyze's lattice (about 4 % of the tissue, at least 64
     patches), not on the viewer's domain lattice (a quarter of this slide's tissue, all of a
     smaller one's): with no view, the full model classifies exactly the cells ``analyze
     --strategy screened`` classifies and leaves the same cells screened negative."""
-    import tifffile
-
     from histoviewer.core.inference.grid import domain_sample_lattice
     from histoviewer.core.inference.screening import audit_lattice
     from histoviewer.core.inference.worker import InferenceWorker
-    from tests.core.inference_helpers import synthetic_rgb
 
-    mpp = 1.0  # the synthetic picture at 1 um/px: 4x the cells of write_synthetic_tiff's
-    path = tmp_path / "wide.tiff"
-    tifffile.imwrite(path, synthetic_rgb(), photometric="rgb", resolution=(1e4 / mpp, 1e4 / mpp),
-                     resolutionunit="CENTIMETER")
-    with open_slide(path) as reader:
+    with open_slide(wide) as reader:
         model = LesionFractionModel()
         analysed, _screened, record = _run(reader, model, ScreenFraction(), None)
         grid, cutter = _setup(reader, model)
@@ -447,3 +459,51 @@ def test_the_viewers_idle_pass_classifies_what_analyze_classifies(tmp_path):
         failed = int(np.count_nonzero(grid.state == CellState.FAILED))  # uniform patches (inference.blank), in both
         assert worker.classified == computed and computed + failed == record.full_model_patches < tissue
         assert np.count_nonzero(grid.state == CellState.SCREENED_NEGATIVE) == record.screened_negative > 0
+
+
+def _idle_pass(reader, screen_model, settings, view=None, lesion_threshold=0.5):
+    """The worker's idle pass on ``reader`` with no audit lattice; ``view``: a level-0 rect
+    classified (in full) before the idle pass starts. Returns (grid, LiveScreen)."""
+    from histoviewer.core.inference.worker import InferenceWorker
+
+    model = LesionFractionModel()
+    grid, cutter = _setup(reader, model)
+    no_audit = np.zeros(grid.geometry.shape, bool)
+    screen = LiveScreen(reader, grid, screen_model, settings, lesion_threshold, audit=no_audit)
+    worker = InferenceWorker(reader, model, grid, background=False, cutter=cutter, screen=screen)
+    try:
+        if view is not None:
+            worker.submit_view(view)
+            assert worker.wait_idle(60)
+        worker.set_background(True)
+        assert worker.wait_idle(60)
+    finally:
+        worker.close()
+    return grid, screen
+
+
+def test_a_lesions_rim_found_by_the_margin_is_no_audit_miss_but_a_lesion_seen_unscreened_is(wide):
+    """A screen that flags only the lesion's core (threshold 0.9: its rim of cells 36-49 %
+    lesion is passed, tumour at a lesion threshold of 0.3): the margin grown from the core
+    finds the rim, and that is no miss (before,
+    every tumour cell outside the selection was one, so any lesion wider than its flagged
+    core made the viewer classify the whole slide). A lesion the screen missed altogether,
+    seen in a view, is a miss: the whole slide is classified."""
+
+    core_only = replace(SETTINGS, threshold=0.9)
+    with open_slide(wide) as reader:
+        grid, screen = _idle_pass(reader, ScreenFraction(), core_only, lesion_threshold=0.3)
+        rim = (grid.values >= 0.3) & (grid.values < 0.9) & (grid.state == CellState.COMPUTED)
+        assert rim.sum() >= 20  # the case this test is about: tumour the screen passed
+        lesion = _lesion_cells(grid.geometry)
+        state = grid.state.reshape(-1)
+        assert screen.finished and screen.fallback is None
+        # the rim too, through the margin (uniform patches fail: inference.blank)
+        assert np.all(np.isin(state[lesion], (CellState.COMPUTED, CellState.FAILED)))
+        assert np.count_nonzero(state == CellState.SCREENED_NEGATIVE) > 0
+
+        x, y, w, h = LESION_RECT
+        grid, screen = _idle_pass(reader, ScreenFraction(blank=True), core_only, view=(x, y, w, h),
+                                  lesion_threshold=0.3)
+        assert screen.fallback is not None and not np.any(grid.state == CellState.SCREENED_NEGATIVE)
+        assert not np.any(grid.state[grid.tissue] == CellState.NOT_COMPUTED)

@@ -481,10 +481,7 @@ class LiveScreen:
         if todo.size:
             return todo, np.zeros(0, np.int64)
         values, state = grid.snapshot()
-        # every classified cell the screen had passed is an audit: the lattice, and the
-        # views the user looked at (classified in full whatever the screen said)
-        outside = (state == CellState.COMPUTED) & ~self._selected
-        misses = int(np.count_nonzero(outside & (values >= self.lesion_threshold)))
+        misses = self._misses(values, state)
         rest = grid.pending()
         if misses:
             self.fallback = (
@@ -495,3 +492,25 @@ class LiveScreen:
         grid.set_screened_negative(rest)
         self.finished = True
         return np.zeros(0, np.int64), rest
+
+    def _misses(self, values: np.ndarray, state: np.ndarray) -> int:
+        """Tumour cells (P >= the lesion threshold) that show the screen missed something:
+        audit-lattice cells it had passed (``analyze``'s rule), and cells the user looked at
+        (classified in full whatever the screen said) in tumour the selection's own findings
+        do not reach. The margin grown from the selection follows a lesion the screen found
+        to its border, so that lesion's rim is no miss, in the margin or in a view."""
+        computed = state == CellState.COMPUTED
+        tumour = computed & (values >= self.lesion_threshold)
+        lattice = np.zeros(state.size, bool)
+        lattice[self._audit] = True
+        lattice = lattice.reshape(state.shape)
+        # what the selection's findings reach, grown as the margin grows (grow_cells)
+        grows = computed & (values >= GROW_SHARE * self.lesion_threshold)
+        reached = self._selected & computed
+        while True:
+            more = dilate_8(reached & grows, self.settings.margin_patches) & computed & ~reached
+            if not more.any():
+                break
+            reached |= more
+        seen = tumour & ~self._selected & ~lattice & ~reached
+        return int(np.count_nonzero(tumour & lattice)) + int(np.count_nonzero(seen))
