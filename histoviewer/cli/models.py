@@ -322,11 +322,17 @@ def run_models(args: argparse.Namespace) -> int:
     if args.restamp:
         return run_restamp(args.restamp, args.json)
     found = available_models()
+    screen, screen_settings = _shipped_screen()
+    forest, forest_problem = _shipped_node_classifier()
     if args.json:
         print(strict_dumps({
             "models_folder": str(user_models_dir()),
             "models": [{"key": a.key, "path": str(a.path), "problem": a.problem or None,
                         "info": a.info.to_dict() if a.info else None} for a in found],
+            "screening_model": {"key": screen.key, "path": str(screen.path), "problem": screen.problem or None,
+                                "info": screen.info.to_dict() if screen.info else None,
+                                "settings": screen_settings.to_dict() if screen_settings else None},
+            "node_classifier": {"problem": forest_problem or None, **(forest or {})},
             "demonstration_warning": demo_warning(),
         }, indent=2))
         return 0
@@ -335,17 +341,75 @@ def run_models(args: argparse.Namespace) -> int:
         if a.info is None:
             print(f"  {a.key}: unusable: {a.problem}")
             continue
-        auc = a.info.valid_auc
-        auc_text = f", validation AUC {auc:.3f}" if auc is not None else ""
-        print(f"  {a.key}: {a.info.display_name()}{auc_text}")
-        if not a.info.demonstration:
-            print(f"      {a.info.caution}")
-        if a.info.operating_point is not None:
-            print(f"      operating point: {a.info.operating_point.describe()}")
-        for name, ev in (a.info.extra.get("evaluations") or {}).items():
-            print(f"      held out, {name}: {_evaluation_text(ev)}")
-        print(f"      {a.path}  sha256 {a.info.content_hash[:16]}...")
+        _print_model(a)
+    print("\nscreening model (analyze --strategy screened; the viewer's idle pass):")
+    if screen.info is None:
+        print(f"  {screen.key}: unusable: {screen.problem}")
+    else:
+        _print_model(screen)
+        if screen_settings is not None:
+            print(f"      screens at {screen_settings.describe()}")
+    print("\nnode classifier (the learned node label beside the rule-based one; analyze --node-classifier):")
+    if forest is None:
+        print(f"  default: unusable: {forest_problem}")
+    else:
+        oob = forest["oob_accuracy"]
+        print(f"  default: {forest['name']}, {forest['kind']}, {forest['trees']} trees over "
+              f"{forest['features']} map features")
+        print(f"      {forest['caution']}")
+        print(f"      trained on {forest['trained_on']}"
+              + (f"; out-of-bag accuracy {100 * float(oob):.1f} %" if oob is not None else ""))
+        print(f"      {forest['path']}  sha256 {forest['content_hash'][:16]}... "
+              f"(trees {forest['arrays_digest'][:16]}...)")
     demos = [a.key for a in found if a.info and a.info.demonstration]
     if demos:
         print(f"\nWARNING: {', '.join(demos)}: {demo_warning()}")
     return 0
+
+
+def _print_model(a: Any) -> None:
+    """One usable model of the listing: name, caution, operating point, held-out results, file."""
+    auc = a.info.valid_auc
+    auc_text = f", validation AUC {auc:.3f}" if auc is not None else ""
+    print(f"  {a.key}: {a.info.display_name()}{auc_text}")
+    if not a.info.demonstration:
+        print(f"      {a.info.caution}")
+    if a.info.operating_point is not None:
+        print(f"      operating point: {a.info.operating_point.describe()}")
+    for name, ev in (a.info.extra.get("evaluations") or {}).items():
+        print(f"      held out, {name}: {_evaluation_text(ev)}")
+    print(f"      {a.path}  sha256 {a.info.content_hash[:16]}...")
+
+
+def _shipped_screen() -> tuple[Any, Any]:
+    """(AvailableModel of the shipped screening model, its ScreenSettings or None)."""
+    from histoviewer.core.errors import ModelLoadError
+    from histoviewer.core.models.model_file import read_model_info
+    from histoviewer.core.models.registry import AvailableModel
+    from histoviewer.core.models.screen_model import (
+        DEFAULT_SCREEN_FILE,
+        DEFAULT_SCREEN_NAME,
+        resolve_screen_model_path,
+        screen_settings,
+    )
+    from histoviewer.core.paths import bundled_resources_dir
+
+    path = bundled_resources_dir() / "models" / DEFAULT_SCREEN_FILE
+    try:
+        path = resolve_screen_model_path(DEFAULT_SCREEN_NAME)
+        info = read_model_info(path)
+        return AvailableModel(DEFAULT_SCREEN_NAME, path, info), screen_settings(info, path)
+    except ModelLoadError as exc:
+        return AvailableModel(DEFAULT_SCREEN_NAME, path, None, str(exc)), None
+
+
+def _shipped_node_classifier() -> tuple[dict[str, Any] | None, str]:
+    """(the shipped node classifier's card, or None and why it cannot be used)."""
+    from histoviewer.core.analysis.learned_label import resolve_node_classifier
+    from histoviewer.core.errors import ModelLoadError
+
+    try:
+        clf = resolve_node_classifier("default")
+    except ModelLoadError as exc:
+        return None, str(exc)
+    return (None, "no classifier") if clf is None else (clf.card(), "")
