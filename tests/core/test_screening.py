@@ -507,3 +507,38 @@ def test_a_lesions_rim_found_by_the_margin_is_no_audit_miss_but_a_lesion_seen_un
                                   lesion_threshold=0.3)
         assert screen.fallback is not None and not np.any(grid.state == CellState.SCREENED_NEGATIVE)
         assert not np.any(grid.state[grid.tissue] == CellState.NOT_COMPUTED)
+
+
+def test_the_screened_idle_pass_fills_model_batches_from_lone_cells(wide, monkeypatch):
+    """The idle pass's selection is patchy (the audit lattice's lone cells): its regions hold
+    a cell or two, and the worker ran the model on each handful of patches as it came (a
+    median batch of 6-7 on the CAMELYON-size phantom, a third of the model's speed). Background
+    work now gathers regions until the batch is full (``BACKGROUND_GATHER_S``; long here, so
+    the count does not depend on the machine's load)."""
+    from histoviewer.core.inference import worker as worker_module
+    from histoviewer.core.inference.worker import InferenceWorker, WorkerSchedule
+
+    monkeypatch.setattr(worker_module, "BACKGROUND_GATHER_S", 5.0)
+    calls: list[int] = []
+
+    class Counting(LesionFractionModel):
+        def predict_proba(self, patches):
+            calls.append(len(patches))
+            return super().predict_proba(patches)
+
+    with open_slide(wide) as reader:
+        model = Counting()
+        grid, cutter = _setup(reader, model)
+        screen = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        # 1-cell regions: every region a lone cell, as the audit lattice's are on a large slide
+        schedule = WorkerSchedule(max_batch_patches=64, background_block_cells=1)
+        worker = InferenceWorker(reader, model, grid, background=True, cutter=cutter, screen=screen,
+                                 schedule=schedule)
+        try:
+            assert worker.wait_idle(60)
+        finally:
+            worker.close()
+        assert screen.finished and worker.classified > 150
+        # every round (selection with the audit, each margin ring) fills batches of up to 64
+        # patches; one call per region or so would be 50+ calls
+        assert len(calls) <= worker.classified // 64 + 6, calls
