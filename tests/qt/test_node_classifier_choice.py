@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from histoviewer.core.analysis.learned_label import default_node_classifier_path
@@ -91,3 +92,20 @@ def test_the_case_view_uses_the_chosen_classifier(qtbot, tmp_path):
         analysis.start()
     outputs, error = done.args
     assert outputs is None and "node classifier" in error and str(bad) in error
+
+
+def test_a_report_exported_from_the_viewer_uses_the_chosen_classifier(tmp_path):
+    from histoviewer.core.errors import ModelLoadError
+    from histoviewer.core.export.source import HeatmapData
+    from histoviewer.core.report import slide_report_from_map
+    from tests.core.test_node_classifier import MODEL
+
+    m, _found = _noisy_negative()
+    heatmap = HeatmapData(m.encoded, m.geometry, MODEL)
+    path = "/slides/patient_041_node_1.tif"
+    assert slide_report_from_map(path, heatmap).learned.classifier == "node-forest-phantom"
+    assert slide_report_from_map(path, heatmap, node_classifier="none").learned is None
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ModelLoadError, match="bad.safetensors"):
+        slide_report_from_map(path, heatmap, node_classifier=str(bad))
