@@ -177,7 +177,13 @@ class LiveLesions(QObject):
             return
         version = getattr(layer.live, "results_version", None)
         if version is not None and version == self._seen_version and layer is self._seen_layer:
-            return  # nothing new in the map (an idle signal after a view with no work left)
+            # nothing new in the map (an idle signal after a view with no work left); but when
+            # the worker just went idle after its last results, the map is final: analyse now,
+            # not when the throttle timer those results started runs out (up to THROTTLE_MS late)
+            if layer.live.is_idle and self._timer.isActive():
+                self._timer.stop()
+                self._start()
+            return
         self._seen_version, self._seen_layer = version, layer
         self._generation += 1
         if layer.live.is_idle:
