@@ -112,14 +112,43 @@ def test_default_models_are_named_with_what_they_were_trained_on(toy_folders, tm
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "models folder" in out and "DEMONSTRATION" not in out
-    # cnn, handcrafted and the GPU model cnn-resnet, each with its held-out numbers from its header
-    assert out.count("real PatchCamelyon patches") == 3 and out.count("not validated for clinical use") == 3
+    # cnn, handcrafted and the GPU model cnn-resnet, each with its held-out numbers from its
+    # header, and the screening model (listed since issue 15: it was missing)
+    assert out.count("real PatchCamelyon patches") == 4 and out.count("not validated for clinical use") == 4
     assert out.count("held out, kaggle-test: 1427 patches, AUC 0.9") == 3
     assert "cnn-resnet: cnn-pcam-resnet (cnn, resnet)" in out
     assert main(["eval-patches", "--model", "cnn", "--data", str(toy_folders / "classes"),
                  "--patch-mpp", "0.972", "--roc", str(tmp_path / "r.png")]) == 0
     out = capsys.readouterr().out
     assert "caveat: research model trained on" in out and "WARNING: demonstration" not in out
+
+
+def test_models_lists_the_screening_model_and_the_node_classifier_with_digests(capsys):
+    """``histoviewer models`` names every shipped model: the screening model (with its
+    screening threshold and held-out numbers) and the learned node classifier (what it was
+    trained on, its file's and its trees' digests, the latter pinned in SHIPPED_NODE_FORESTS)."""
+    import json
+
+    from histoviewer.core.analysis.learned_label import SHIPPED_NODE_FORESTS
+    from histoviewer.core.models.model_file import read_model_info
+    from histoviewer.core.models.screen_model import resolve_screen_model_path
+
+    screen = read_model_info(resolve_screen_model_path("screen"))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    listing = out.split("screening model (", 1)[1]
+    assert f"screen: {screen.display_name()}" in listing
+    assert f"sha256 {screen.content_hash[:16]}" in listing and "held out, kaggle-test: 1427 patches" in listing
+    assert "screens at threshold 0.0647 (sensitivity >= 0.99" in listing
+    forest = listing.split("node classifier (", 1)[1]
+    assert "node-forest-phantom" in forest and "trained on phantoms only" in forest
+    assert "644 nodes of 160 patients" in forest and "out-of-bag accuracy 91.8 %" in forest
+    assert main(["models", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["screening_model"]["info"]["content_hash"] == screen.content_hash
+    assert data["screening_model"]["settings"]["margin_patches"] == 1
+    node = data["node_classifier"]
+    assert node["shipped"] and node["arrays_digest"] in SHIPPED_NODE_FORESTS and len(node["content_hash"]) == 64
 
 
 def test_eval_reports_calibration_at_the_operating_point_on_the_held_out_part(toy_folders, tmp_path, capsys):

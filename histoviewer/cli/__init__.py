@@ -37,14 +37,14 @@ SUBCOMMANDS = (
 # builds every one, in ``_MODULE_ORDER`` (the order ``--help`` lists them).
 COMMAND_MODULES = {
     "view": "view", "demo": "view", "info": "info", "phantom": "phantom",
-    "train": "models", "eval-patches": "models", "predict-patches": "models", "models": "models",
+    "train": "train", "eval-patches": "models", "predict-patches": "models", "models": "models",
     "add-domain": "models", "import-weights": "models",
     "analyze": "analyze", "lesions": "lesions", "stage": "stage", "evaluate": "evaluate",
     "convert-annotations": "convert_annotations", "export-heatmap": "export_heatmap", "report": "report",
     "review-status": "review_status", "compare": "compare",
     "train-node-classifier": "node_classifier",
 }
-_MODULE_ORDER = ("view", "info", "phantom", "models", "analyze", "lesions", "stage", "evaluate",
+_MODULE_ORDER = ("view", "info", "phantom", "train", "models", "analyze", "lesions", "stage", "evaluate",
                  "convert_annotations", "export_heatmap", "report", "review_status",
                  "compare", "node_classifier")
 

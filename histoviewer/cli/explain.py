@@ -50,13 +50,13 @@ def eval_top_losses(
     subtitle: str,
 ) -> dict[str, Any]:
     """The top losses at the evaluation's threshold (and the gallery when asked), as JSON."""
-    from histoviewer.cli.models import _open_data
+    from histoviewer.cli.model_args import open_data
     from histoviewer.core.errors import PatchDataError
     from histoviewer.core.explain.gallery import top_losses, write_gallery
 
     n = args.top_losses if args.top_losses is not None else DEFAULT_GALLERY_LOSSES
     losses = top_losses(labels, probs, metrics.threshold, n)
-    with _open_data(
+    with open_data(
         args, args.data, model.input, args.split
     ) as data:  # the same patches, read again
         ids = data.ids

@@ -56,7 +56,7 @@ def _slides_of(paths: list[Path]) -> list[Path]:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from histoviewer.cli.models import _warn_lines
+    from histoviewer.cli.model_args import warn_lines
     from histoviewer.cli.progress import cli_control, close_bars
     from histoviewer.core.models.model_file import read_model_info
     from histoviewer.core.models.registry import resolve_model_path
@@ -95,7 +95,7 @@ def run_finetune(args: argparse.Namespace) -> int:
     v = rec["validation"]
     auc = "n/a" if v["auc"] is None else f"{v['auc']:.3f}"
     print(f"\nwrote {outcome.path}  (sha256 {info.content_hash[:16]}...)")
-    for line in _warn_lines(info):
+    for line in warn_lines(info):
         print(line)
     print(f"fine-tuned from {rec['parent']['name']} (sha256 {rec['parent']['content_hash'][:16]}...) on "
           f"{rec['patches']['train']} patches from {len(labelled)} slide(s), {rec['n_review_decisions']} review "

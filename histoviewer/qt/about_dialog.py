@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import platform
+from pathlib import Path
 
 from PySide6 import __version__ as pyside_version
 from PySide6.QtCore import Qt, qVersion
@@ -25,15 +26,34 @@ from PySide6.QtWidgets import (
 )
 
 from histoviewer import __version__
+from histoviewer.core.analysis.learned_label import (
+    default_node_classifier_path,
+    resolve_node_classifier,
+)
+from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.licenses import THIRD_PARTY, licence_summary, licence_text
+from histoviewer.core.models.model_file import read_model_info
 from histoviewer.core.models.registry import (
     DEFAULT_MODEL_NAMES,
     AvailableModel,
     available_models,
 )
+from histoviewer.core.models.screen_model import (
+    DEFAULT_SCREEN_FILE,
+    DEFAULT_SCREEN_NAME,
+    resolve_screen_model_path,
+    screen_settings,
+)
 from histoviewer.core.paths import bundled_resources_dir
 
-__all__ = ["AboutDialog", "application_icon", "model_card_html", "shipped_models"]
+__all__ = [
+    "AboutDialog",
+    "application_icon",
+    "model_card_html",
+    "node_classifier_card_html",
+    "screening_card_html",
+    "shipped_models",
+]
 
 RESEARCH_NOTE = (
     "Research software: the AI overlay is a research model, not validated for clinical use. "
@@ -110,6 +130,49 @@ def model_card_html(model: AvailableModel) -> str:
     return "".join(parts)
 
 
+def screening_card_html() -> str:
+    """The shipped screening model's card (the screened strategy and the viewer's idle pass):
+    the patch models' card plus its screening threshold and margin."""
+    esc = html.escape
+    path = bundled_resources_dir() / "models" / DEFAULT_SCREEN_FILE
+    try:
+        path = resolve_screen_model_path(DEFAULT_SCREEN_NAME)
+        info = read_model_info(path)
+        settings = screen_settings(info, path)
+    except ModelLoadError as exc:
+        return model_card_html(AvailableModel(f"{DEFAULT_SCREEN_NAME} (screening model)", path, None, str(exc)))
+    card = model_card_html(AvailableModel(f"{DEFAULT_SCREEN_NAME} (screening model)", path, info))
+    return card + (
+        f"<p>Screens every tissue patch at 2.5x before the full model (analyze's screened strategy, "
+        f"AI &gt; Go on with the whole slide when idle): {esc(settings.describe())}. What it passes is "
+        f"'screened negative', not classified.</p>"
+    )
+
+
+def node_classifier_card_html() -> str:
+    """The shipped learned node classifier's card: what it is, what it was trained on, its
+    out-of-bag accuracy, file and digests (``NodeClassifier.card``)."""
+    esc = html.escape
+    try:
+        clf = resolve_node_classifier("default")
+    except ModelLoadError as exc:
+        path = default_node_classifier_path()
+        return (f"<h3>node classifier: {esc(path.name)}</h3>"
+                f"<p style='color:#b00020'>Cannot be used: {esc(str(exc))}</p>")
+    c = clf.card()
+    oob = "n/a" if c["oob_accuracy"] is None else _pct(c["oob_accuracy"])
+    return "".join([
+        f"<h3>node classifier: {esc(c['name'])}</h3>",
+        f"<p><b>{esc(c['caution'])}</b></p>",
+        (f"<p>The learned node label shown beside the rule-based one (a second opinion; the rule-based "
+        f"label decides pN): {esc(c['kind'])}, {c['trees']} trees over {c['features']} features of the "
+        f"probability map; classes {esc(', '.join(c['classes']))}.</p>"),
+        f"<p>Trained on: {esc(c['trained_on'])}; out-of-bag accuracy {oob}.</p>",
+        (f"<p><small>File: {esc(Path(c['path']).name)}; created {esc(c['created'] or 'n/a')}; "
+        f"SHA-256 {esc(c['content_hash'][:16])}\u2026 (trees {esc(c['arrays_digest'][:16])}\u2026)</small></p>"),
+    ])
+
+
 class AboutDialog(QDialog):
     """Version and research note on top; tabs: Models (cards), Licences (list and full text)."""
 
@@ -140,9 +203,10 @@ class AboutDialog(QDialog):
         self.tabs = QTabWidget(self)
         self.models_view = QTextBrowser(self)
         models = shipped_models()
+        cards = [model_card_html(m) for m in models]
         self.models_view.setHtml(
-            "<hr>".join(model_card_html(m) for m in models)
-            or "<p>No shipped models found.</p>"
+            "<hr>".join([*cards, screening_card_html(), node_classifier_card_html()])
+            if cards else "<p>No shipped models found.</p>"
         )
         self.tabs.addTab(self.models_view, "Models")
 

@@ -12,12 +12,16 @@ from __future__ import annotations
 from dataclasses import replace
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QLabel, QMenu, QWidget
+from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtWidgets import QFileDialog, QLabel, QMenu, QWidget
 from superqt.utils import qthrottled
 
 from histoviewer.qt.actions import make_action
 from histoviewer.qt.ai_panel import AiPanel, AiSettings, save_ai_settings
+from histoviewer.qt.node_classifier_choice import (
+    NODE_CLASSIFIER_CHOICES,
+    node_classifier_text,
+)
 from histoviewer.qt.slide_tab import SlideTab
 from histoviewer.qt.window_host import TabHost
 
@@ -56,10 +60,40 @@ class AiController(QObject):
         self.heatmap_action = self._checkable("Show &heatmap", settings.show, self._toggle_heatmap, "H")
         self.background_action = self._checkable("Go on with the &whole slide when idle", settings.background,
                                                  self._toggle_background)
+        # the learned node classifier shown beside the rule-based label (the panel has the same choice)
+        self.node_classifier_menu = self.menu.addMenu("&Node classifier")
+        self.node_classifier_menu.aboutToShow.connect(self._fill_node_classifier_menu)
+        self._fill_node_classifier_menu()
         self.menu.addSeparator()
         self.panel_action = self.panel.toggleViewAction()
         self.panel_action.setText("AI &panel")
         self.menu.addAction(self.panel_action)
+
+    def _fill_node_classifier_menu(self) -> None:
+        """Shipped / none / the chosen file (ticked: the one in use) / another file..."""
+        menu = self.node_classifier_menu
+        menu.clear()
+        group = QActionGroup(menu)
+        spec = self.settings.node_classifier
+        choices = list(NODE_CLASSIFIER_CHOICES)
+        if spec not in dict(choices):
+            choices.append((spec, node_classifier_text(spec)))
+        for key, text in choices:
+            action = menu.addAction(text)
+            action.setCheckable(True)
+            action.setChecked(key == spec)
+            action.setToolTip(key)
+            action.setActionGroup(group)
+            action.triggered.connect(lambda _checked=False, k=key: self.panel.choose_node_classifier(k))
+        menu.addSeparator()
+        other = menu.addAction("Other node classifier &file\u2026")
+        other.triggered.connect(self._choose_node_classifier_file)
+
+    def _choose_node_classifier_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.panel, "Open node classifier file", "",
+                                              "Node classifiers (*.safetensors)")
+        if path:
+            self.panel.choose_node_classifier(path)
 
     def _checkable(self, text: str, checked: bool, slot, shortcut: str | None = None) -> QAction:
         return make_action(self.menu, text, slot, shortcut=shortcut, checked=checked, menu=self.menu)
@@ -67,6 +101,7 @@ class AiController(QObject):
     # -- slides ---------------------------------------------------------------------------------
     def attach(self, tab: SlideTab) -> None:
         """A slide was opened: start its overlay if the AI is on, follow its status."""
+        tab.lesions.set_node_classifier(self.settings.node_classifier)
         tab.heatmapChanged.connect(self._schedule_status)
         tab.lesions.changed.connect(lambda _snapshot: self._schedule_status())  # the tissue check
         tab.view.viewportChanged.connect(lambda _viewport: self._schedule_status())
@@ -99,7 +134,10 @@ class AiController(QObject):
             action.setChecked(on)
         if new.enabled != old.enabled:
             self.enabledChanged.emit(new.enabled)
+        if new.node_classifier != old.node_classifier:
+            self._fill_node_classifier_menu()
         for tab in self.host.slide_tabs():
+            tab.lesions.set_node_classifier(new.node_classifier)  # re-analysed only when it changed
             if new.restart_needed(old):
                 self._start(tab)
                 continue

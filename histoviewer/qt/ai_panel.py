@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -36,6 +37,11 @@ from histoviewer.core.models.registry import available_models
 from histoviewer.core.recent import config_dir
 from histoviewer.core.safe_input import read_json
 from histoviewer.core.strict_json import strict_dumps
+from histoviewer.qt.node_classifier_choice import (
+    NODE_CLASSIFIER_CHOICES,
+    check_node_classifier,
+    node_classifier_text,
+)
 
 DEVICES = (("auto", "Automatic (GPU if there is one)"), ("cpu", "CPU"), ("cuda", "NVIDIA GPU (CUDA)"),
            ("mps", "Apple GPU (MPS)"))
@@ -59,6 +65,9 @@ class AiSettings:
     opacity: float = 0.5
     threshold: float = DEFAULT_THRESHOLD
     threshold_from_model: bool = True  # colour from the model's operating point, not ``threshold``
+    # the learned node classifier beside the rule-based label: "default" (shipped, trained on
+    # phantoms only), "none" or a file (``node_classifier_choice``; analyze's --node-classifier)
+    node_classifier: str = "default"
 
     def live_options(self) -> LiveOptions:
         return LiveOptions(model=self.model, device=self.device, stride_divisor=self.stride_divisor,
@@ -150,6 +159,16 @@ class AiPanel(QDockWidget):
         self.model_label.setWordWrap(True)
         self.model_label.setTextFormat(Qt.TextFormat.PlainText)
         form.addRow(self.model_label)
+
+        self.node_classifier_combo = QComboBox()
+        self.node_classifier_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.node_classifier_combo.setMinimumContentsLength(18)
+        self.node_classifier_combo.setToolTip(
+            "The learned node classifier whose label is shown beside the rule-based one in the summary "
+            "panel and the case view (a second opinion: the rule-based label decides pN)")
+        self._fill_node_classifiers()
+        self.node_classifier_combo.activated.connect(self._on_node_classifier_chosen)
+        form.addRow("Node classifier", self.node_classifier_combo)
 
         self.device_combo = QComboBox()
         for key, text in DEVICES:
@@ -269,6 +288,42 @@ class AiPanel(QDockWidget):
         self.model_combo.addItem("Other model file\u2026", OTHER_MODEL)
         self.model_combo.setCurrentIndex(index)
 
+    def _fill_node_classifiers(self) -> None:
+        combo = self.node_classifier_combo
+        combo.clear()
+        for key, text in NODE_CLASSIFIER_CHOICES:
+            combo.addItem(text, key)
+        spec = self.settings.node_classifier
+        if combo.findData(spec) < 0:  # a file chosen with "Other file..."
+            combo.addItem(node_classifier_text(spec), spec)
+            combo.setItemData(combo.count() - 1, spec, Qt.ItemDataRole.ToolTipRole)
+        combo.addItem("Other node classifier file\u2026", OTHER_MODEL)
+        combo.setCurrentIndex(max(0, combo.findData(spec)))
+
+    def _on_node_classifier_chosen(self, _index: int) -> None:
+        key = self.node_classifier_combo.currentData()
+        if key == OTHER_MODEL:
+            path, _ = QFileDialog.getOpenFileName(self, "Open node classifier file", "",
+                                                  "Node classifiers (*.safetensors)")
+            if not path:
+                self._fill_node_classifiers()
+                return
+            key = path
+        self.choose_node_classifier(key)
+
+    def choose_node_classifier(self, spec: str) -> bool:
+        """Use node classifier ``spec`` (``default``, ``none`` or a file). A file that cannot be
+        used is refused with a message naming it, and the choice stays as it was."""
+        problem = check_node_classifier(spec)
+        if problem is not None:
+            QMessageBox.warning(self, "Node classifier refused",
+                                f"This node classifier cannot be used, so the choice is unchanged:\n\n{problem}")
+            self._fill_node_classifiers()
+            return False
+        self._change(node_classifier=spec)
+        self._fill_node_classifiers()
+        return True
+
     # -- changes ----------------------------------------------------------------------------------
     def use_model(self, key: str) -> None:
         """Switch to the model ``key`` (a name or a model file: a fine-tuned model just written)."""
@@ -306,6 +361,8 @@ class AiPanel(QDockWidget):
             box.setChecked(on)
             box.blockSignals(False)
         self.settings = settings
+        if settings.node_classifier != old.node_classifier:
+            self._fill_node_classifiers()
         if settings != old:
             self.settingsChanged.emit(settings, old)
 

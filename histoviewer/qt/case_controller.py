@@ -50,7 +50,8 @@ class CaseController(QObject):
         if self.dialog is not None:
             self.dialog.close()
         settings = self._ai_settings()
-        self.dialog = CaseDialog(paths, settings.model, settings.device, self._dialog_parent)
+        self.dialog = CaseDialog(paths, settings.model, settings.device, self._dialog_parent,
+                                 node_classifier=settings.node_classifier)
         self.dialog.nodeActivated.connect(self.host.show_slide)
         self.dialog.annotation_labels = self._annotation_label_of
         self.dialog.open_nodes = self._open_nodes

@@ -44,6 +44,7 @@ from histoviewer.core.progress import JobControl
 from histoviewer.core.staging_terms import NodeLabel
 from histoviewer.qt.case_review import REVIEW_COLUMN_TITLE, OpenNodes, compute_case_review, show_case_review
 from histoviewer.qt.learned_text import learned_cell, learned_column_title
+from histoviewer.qt.node_classifier_choice import check_node_classifier
 from histoviewer.qt.summary_panel import LABEL_TEXT
 from histoviewer.qt.threads import ThreadJob
 
@@ -86,17 +87,22 @@ class CaseAnalysis(ThreadJob):
     job_name = "case-analysis"
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], out_root: str | os.PathLike[str], model_spec: str,
-                 device: str = "auto", parent: QObject | None = None) -> None:
+                 device: str = "auto", parent: QObject | None = None, node_classifier: str = "default") -> None:
         super().__init__(parent)
         self.paths = [Path(p) for p in paths]
         self.out_root = Path(out_root)
         self.model_spec, self.device = model_spec, device
+        self.node_classifier = node_classifier  # the learned label beside the rules (node_classifier_choice)
         self._row = 0  # the node being analysed (analysis thread)
 
     # -- analysis thread ----------------------------------------------------------------------
     def _run(self) -> None:
         control = JobControl(progress=self._progress, cancel=self._cancel)
-        options = AnalyzeOptions(model=self.model_spec, device=self.device)
+        options = AnalyzeOptions(model=self.model_spec, device=self.device, node_classifier=self.node_classifier)
+        problem = check_node_classifier(self.node_classifier)
+        if problem is not None:  # before any work, not after the first node
+            self._emit(self.finished, None, f"cannot use the chosen node classifier: {problem}")
+            return
         try:
             # the folders analyze chooses (one function): computed once, stated, then used
             folders = slide_folders(self.out_root, self.paths)
@@ -147,10 +153,11 @@ class CaseDialog(QDialog):
     nodeActivated = Signal(str)
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], model_spec: str = "cnn", device: str = "auto",
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, node_classifier: str = "default") -> None:
         super().__init__(parent)
         self.paths = [Path(p) for p in paths]
         self.model_spec, self.device = model_spec, device
+        self.node_classifier = node_classifier  # AiSettings.node_classifier
         self.out_root = default_output_dir(self.paths)
         self.analysis: CaseAnalysis | None = None
         self.outputs: CaseOutputs | None = None
@@ -168,7 +175,7 @@ class CaseDialog(QDialog):
 
         self.table = QTableWidget(len(self.paths), len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.horizontalHeaderItem(LEARNED_COLUMN).setText(learned_column_title())
+        self.table.horizontalHeaderItem(LEARNED_COLUMN).setText(learned_column_title(node_classifier))
         self.table.verticalHeader().hide()
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -303,7 +310,8 @@ class CaseDialog(QDialog):
         self.stage_label.setStyleSheet("font-size: 18px; font-weight: bold; color: #555;")
         self.reason_label.setText("")
         self._show_border_warning("")
-        self.analysis = CaseAnalysis(self.paths, self.out_root, self.model_spec, self.device, self)
+        self.analysis = CaseAnalysis(self.paths, self.out_root, self.model_spec, self.device, self,
+                                     node_classifier=self.node_classifier)
         self.analysis.foldersChosen.connect(self._show_folders)
         self.analysis.nodeStarted.connect(self._on_started)
         self.analysis.nodeProgress.connect(self._on_progress)

@@ -279,7 +279,9 @@ class ExportDialog(QDialog):
             annotations_file=Path(ann).expanduser() if ann and key != "raw" else None,
             drawn_outlines=self._drawn_outlines() if key not in ("raw", "report") else (),
             record_full_slide_path=self.full_path.isChecked(),
-            reader=self.tab.session.reader)
+            reader=self.tab.session.reader,
+            # the AI settings' choice (LiveLesions holds it for the tab; a tab without one: shipped)
+            node_classifier=getattr(getattr(self.tab, "lesions", None), "node_classifier", "default"))
 
     def _drawn_outlines(self) -> list:
         doc = getattr(self.tab, "annotations", None)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from histoviewer.core.analysis.learned_label import (
     LearnedLabel,
     default_node_classifier,
+    resolve_node_classifier,
 )
+from histoviewer.core.errors import ModelLoadError
 
 __all__ = [
     "DISAGREE_COLOUR",
@@ -25,9 +27,15 @@ AGREE_COLOUR = "#3a5a3a"
 NONE_COLOUR = "#666666"
 
 
-def learned_column_title() -> str:
-    """The case view's column title; says 'phantoms only' for the shipped classifier."""
-    clf = default_node_classifier()
+def learned_column_title(spec: str = "default") -> str:
+    """The case view's column title for classifier ``spec`` (``node_classifier_choice``); says
+    'phantoms only' for the shipped classifier (or a file that says so of itself)."""
+    if spec == "none":
+        return "Learned label (none chosen)"
+    try:
+        clf = default_node_classifier() if spec == "default" else resolve_node_classifier(spec)
+    except ModelLoadError:
+        return "Learned label"
     if clf is None:
         return "Learned label"
     return (

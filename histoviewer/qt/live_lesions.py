@@ -18,20 +18,28 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from histoviewer.core.analysis.learned_label import LearnedLabel, learned_label
 from histoviewer.core.analysis.lesion_uncertainty import (
     lesion_uncertainties,
     with_uncertainty,
 )
 from histoviewer.core.analysis.lesions import LesionParams, MapFrame
-from histoviewer.core.analysis.learned_label import LearnedLabel, default_node_classifier, learned_label
 from histoviewer.core.analysis.node_label import SlideLesions, analyse_map
 from histoviewer.core.analysis.threshold import choose_lesion_params, describe_threshold
+from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.models.classifier import OperatingPoint
-from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, DomainVerdict, judge_slide
+from histoviewer.core.models.domain import (
+    OUT_OF_DOMAIN_REASON,
+    DomainVerdict,
+    judge_slide,
+)
+from histoviewer.core.staging_terms import NodeLabel
+from histoviewer.qt.node_classifier_choice import node_classifier_for
 from histoviewer.qt.threads import gui_thread
 
 log = logging.getLogger(__name__)
@@ -78,11 +86,14 @@ class LesionSnapshot:
     learned: LearnedLabel | None = None
 
 
-def snapshot_of(live, params: LesionParams | None, generation: int, uncertainty=None) -> LesionSnapshot | None:
+def snapshot_of(live, params: LesionParams | None, generation: int, uncertainty=None,
+                node_classifier: str | None = "default") -> LesionSnapshot | None:
     """Any thread: analyse the current map of a ``LiveHeatmap`` (None before it started);
     ``params`` None: at the model's operating point (0.5 when it states none); ``uncertainty``:
     the slide's uncertainty map grid (``PredictionGrid``), when one was computed: each lesion
-    then carries its mean/max uncertainty (``analysis.lesion_uncertainty``)."""
+    then carries its mean/max uncertainty (``analysis.lesion_uncertainty``);
+    ``node_classifier``: the learned node classifier shown beside the rules (``default``,
+    ``none`` or a file: ``node_classifier_choice``)."""
     grid, model = live.grid, live.model
     if grid is None or model is None:
         return None
@@ -102,15 +113,21 @@ def snapshot_of(live, params: LesionParams | None, generation: int, uncertainty=
     return LesionSnapshot(result, tuple(int(c) for c in counts), info.display_name(), bool(info.demonstration),
                           time.perf_counter() - t0, generation, info.caution, info.operating_point, domain,
                           grid.geometry.slide_mpp_source == "user", getattr(info, "content_hash", ""),
-                          learned=_learned(encoded, result, domain))
+                          learned=_learned(encoded, result, domain, node_classifier))
 
 
-def _learned(encoded: np.ndarray, result: SlideLesions, domain: DomainVerdict) -> LearnedLabel | None:
-    """The shipped node classifier's label beside the rules', under the same resolution."""
-    classifier = default_node_classifier()
+def _learned(encoded: np.ndarray, result: SlideLesions, domain: DomainVerdict,
+             spec: str | None = "default") -> LearnedLabel | None:
+    """The chosen node classifier's label beside the rules', under the same resolution (None:
+    none chosen). A chosen file that cannot be used gives no label, with the reason."""
+    resolution = result.resolved(OUT_OF_DOMAIN_REASON if domain.out_of_domain else None)
+    try:
+        classifier = node_classifier_for(spec)
+    except ModelLoadError as exc:
+        return LearnedLabel(label=NodeLabel.UNKNOWN, rule_label=resolution.label, classifier=Path(str(spec)).name,
+                            reason=f"the chosen node classifier cannot be used: {exc}")
     if classifier is None:
         return None
-    resolution = result.resolved(OUT_OF_DOMAIN_REASON if domain.out_of_domain else None)
     return learned_label(classifier, encoded, result, resolution)
 
 
@@ -126,6 +143,8 @@ class LiveLesions(QObject):
         self.tab = tab
         self.throttle_ms = throttle_ms  # tests shorten it instead of waiting THROTTLE_MS out
         self.params = params
+        # the learned node classifier beside the rules (AiSettings.node_classifier; set_node_classifier)
+        self.node_classifier: str = "default"
         self.snapshot: LesionSnapshot | None = None
         self.error: str | None = None  # the last analysis failed (shown instead of a label)
         self._layer = None  # the HeatmapLayer the snapshot belongs to
@@ -158,7 +177,13 @@ class LiveLesions(QObject):
             return
         version = getattr(layer.live, "results_version", None)
         if version is not None and version == self._seen_version and layer is self._seen_layer:
-            return  # nothing new in the map (an idle signal after a view with no work left)
+            # nothing new in the map (an idle signal after a view with no work left); but when
+            # the worker just went idle after its last results, the map is final: analyse now,
+            # not when the throttle timer those results started runs out (up to THROTTLE_MS late)
+            if layer.live.is_idle and self._timer.isActive():
+                self._timer.stop()
+                self._start()
+            return
         self._seen_version, self._seen_layer = version, layer
         self._generation += 1
         if layer.live.is_idle:
@@ -170,6 +195,12 @@ class LiveLesions(QObject):
     def _schedule(self, delay_ms: int) -> None:
         self._timer.setInterval(delay_ms)
         self._timer.start()
+
+    def set_node_classifier(self, spec: str) -> None:
+        """Show ``spec``'s learned label from now on (``default``, ``none`` or a file)."""
+        if spec != self.node_classifier:
+            self.node_classifier = spec
+            self.refresh()
 
     def refresh(self) -> None:
         """Analyse now (for example after the operating point changed)."""
@@ -196,7 +227,7 @@ class LiveLesions(QObject):
             return
         generation = self._generation
         future = self._executor.submit(snapshot_of, layer.live, self.params, generation,
-                                       getattr(self.tab, "uncertainty_grid", None))
+                                       getattr(self.tab, "uncertainty_grid", None), self.node_classifier)
         self._running = future
         future.add_done_callback(lambda f, lay=layer, g=generation: self._finished(f, lay, g))
 

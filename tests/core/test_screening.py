@@ -3,6 +3,8 @@ tumour is possible, the rest SCREENED_NEGATIVE (not classified, counted apart)."
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -40,6 +42,7 @@ from histoviewer.core.progress import NO_CONTROL
 from histoviewer.core.slide import open_slide
 from histoviewer.core.staging_terms import NodeLabel
 from tests.core.inference_helpers import (
+    LESION_RECT,
     LesionFractionModel,
     lesion_fraction,
     write_synthetic_tiff,
@@ -324,8 +327,8 @@ def test_live_screen_marks_the_rest_only_after_the_selection(synthetic):
     with open_slide(synthetic) as reader:
         model = LesionFractionModel()
         grid, _ = _setup(reader, model)
-        grid.domain_sample[...] = False  # no audit lattice: the selection alone
-        live = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        no_audit = np.zeros(grid.geometry.shape, bool)  # no audit lattice: the selection alone
+        live = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5, audit=no_audit)
         with pytest.raises(InferenceError):
             live.cells_for_full_model(grid)
         live.run_screen()
@@ -384,10 +387,9 @@ def test_idle_pass_is_screened_and_the_view_is_classified_in_full(synthetic):
     with open_slide(synthetic) as reader:
         model = LesionFractionModel()
         grid, cutter = _setup(reader, model)
-        grid.domain_sample[...] = (
-            False  # no audit lattice on this tiny slide: the screen alone decides
-        )
-        screen = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        # no audit lattice on this tiny slide (it would be all its tissue): the screen alone decides
+        no_audit = np.zeros(grid.geometry.shape, bool)
+        screen = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5, audit=no_audit)
         worker = InferenceWorker(
             reader, model, grid, background=True, cutter=cutter, screen=screen
         )
@@ -433,3 +435,132 @@ def test_a_screened_maps_resolution_is_one_rule_with_or_without_a_domain_reason(
     assert found.resolution.label is NodeLabel.NEGATIVE
     unlike = found.resolved("tissue unlike the model's training data")
     assert not unlike.resolved and unlike.label is NodeLabel.UNKNOWN and "unlike" in unlike.reason
+
+
+@pytest.fixture()
+def wide(tmp_path):
+    """The synthetic picture at 1 um/px: 16x the cells of ``synthetic``'s (41 x 31), so the
+    audit lattice is a small part of the tissue; the lesion's top and bottom rows of cells
+    are 36 % and 43 % lesion, its left and right columns 49 % and 44 %."""
+    import tifffile
+
+    from tests.core.inference_helpers import synthetic_rgb
+
+    mpp = 1.0
+    path = tmp_path / "wide.tiff"
+    tifffile.imwrite(path, synthetic_rgb(), photometric="rgb", resolution=(1e4 / mpp, 1e4 / mpp),
+                     resolutionunit="CENTIMETER")
+    return path
+
+
+def test_the_viewers_idle_pass_classifies_what_analyze_classifies(wide):
+    """The idle pass audits on analyze's lattice (about 4 % of the tissue, at least 64
+    patches), not on the viewer's domain lattice (a quarter of this slide's tissue, all of a
+    smaller one's): with no view, the full model classifies exactly the cells ``analyze
+    --strategy screened`` classifies and leaves the same cells screened negative."""
+    from histoviewer.core.inference.grid import domain_sample_lattice
+    from histoviewer.core.inference.screening import audit_lattice
+    from histoviewer.core.inference.worker import InferenceWorker
+
+    with open_slide(wide) as reader:
+        model = LesionFractionModel()
+        analysed, _screened, record = _run(reader, model, ScreenFraction(), None)
+        grid, cutter = _setup(reader, model)
+        tissue = int(grid.tissue.sum())
+        # the two lattices differ on this slide: the test can tell which one the viewer uses
+        assert audit_lattice(grid.tissue).sum() < domain_sample_lattice(grid.tissue).sum() < tissue
+        screen = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        worker = InferenceWorker(reader, model, grid, background=True, cutter=cutter, screen=screen)
+        try:
+            assert worker.wait_idle(60)
+        finally:
+            worker.close()
+        assert screen.finished and screen.fallback is None and record.fallback is None
+        assert np.array_equal(grid.state, analysed.state)
+        computed = int(np.count_nonzero(grid.state == CellState.COMPUTED))
+        failed = int(np.count_nonzero(grid.state == CellState.FAILED))  # uniform patches (inference.blank), in both
+        assert worker.classified == computed and computed + failed == record.full_model_patches < tissue
+        assert np.count_nonzero(grid.state == CellState.SCREENED_NEGATIVE) == record.screened_negative > 0
+
+
+def _idle_pass(reader, screen_model, settings, view=None, lesion_threshold=0.5):
+    """The worker's idle pass on ``reader`` with no audit lattice; ``view``: a level-0 rect
+    classified (in full) before the idle pass starts. Returns (grid, LiveScreen)."""
+    from histoviewer.core.inference.worker import InferenceWorker
+
+    model = LesionFractionModel()
+    grid, cutter = _setup(reader, model)
+    no_audit = np.zeros(grid.geometry.shape, bool)
+    screen = LiveScreen(reader, grid, screen_model, settings, lesion_threshold, audit=no_audit)
+    worker = InferenceWorker(reader, model, grid, background=False, cutter=cutter, screen=screen)
+    try:
+        if view is not None:
+            worker.submit_view(view)
+            assert worker.wait_idle(60)
+        worker.set_background(True)
+        assert worker.wait_idle(60)
+    finally:
+        worker.close()
+    return grid, screen
+
+
+def test_a_lesions_rim_found_by_the_margin_is_no_audit_miss_but_a_lesion_seen_unscreened_is(wide):
+    """A screen that flags only the lesion's core (threshold 0.9: its rim of cells 36-49 %
+    lesion is passed, tumour at a lesion threshold of 0.3): the margin grown from the core
+    finds the rim, and that is no miss (before,
+    every tumour cell outside the selection was one, so any lesion wider than its flagged
+    core made the viewer classify the whole slide). A lesion the screen missed altogether,
+    seen in a view, is a miss: the whole slide is classified."""
+
+    core_only = replace(SETTINGS, threshold=0.9)
+    with open_slide(wide) as reader:
+        grid, screen = _idle_pass(reader, ScreenFraction(), core_only, lesion_threshold=0.3)
+        rim = (grid.values >= 0.3) & (grid.values < 0.9) & (grid.state == CellState.COMPUTED)
+        assert rim.sum() >= 20  # the case this test is about: tumour the screen passed
+        lesion = _lesion_cells(grid.geometry)
+        state = grid.state.reshape(-1)
+        assert screen.finished and screen.fallback is None
+        # the rim too, through the margin (uniform patches fail: inference.blank)
+        assert np.all(np.isin(state[lesion], (CellState.COMPUTED, CellState.FAILED)))
+        assert np.count_nonzero(state == CellState.SCREENED_NEGATIVE) > 0
+
+        x, y, w, h = LESION_RECT
+        grid, screen = _idle_pass(reader, ScreenFraction(blank=True), core_only, view=(x, y, w, h),
+                                  lesion_threshold=0.3)
+        assert screen.fallback is not None and not np.any(grid.state == CellState.SCREENED_NEGATIVE)
+        assert not np.any(grid.state[grid.tissue] == CellState.NOT_COMPUTED)
+
+
+def test_the_screened_idle_pass_fills_model_batches_from_lone_cells(wide, monkeypatch):
+    """The idle pass's selection is patchy (the audit lattice's lone cells): its regions hold
+    a cell or two, and the worker ran the model on each handful of patches as it came (a
+    median batch of 6-7 on the CAMELYON-size phantom, a third of the model's speed). Background
+    work now gathers regions until the batch is full (``BACKGROUND_GATHER_S``; long here, so
+    the count does not depend on the machine's load)."""
+    from histoviewer.core.inference import worker as worker_module
+    from histoviewer.core.inference.worker import InferenceWorker, WorkerSchedule
+
+    monkeypatch.setattr(worker_module, "BACKGROUND_GATHER_S", 5.0)
+    calls: list[int] = []
+
+    class Counting(LesionFractionModel):
+        def predict_proba(self, patches):
+            calls.append(len(patches))
+            return super().predict_proba(patches)
+
+    with open_slide(wide) as reader:
+        model = Counting()
+        grid, cutter = _setup(reader, model)
+        screen = LiveScreen(reader, grid, ScreenFraction(), SETTINGS, 0.5)
+        # 1-cell regions: every region a lone cell, as the audit lattice's are on a large slide
+        schedule = WorkerSchedule(max_batch_patches=64, background_block_cells=1)
+        worker = InferenceWorker(reader, model, grid, background=True, cutter=cutter, screen=screen,
+                                 schedule=schedule)
+        try:
+            assert worker.wait_idle(60)
+        finally:
+            worker.close()
+        assert screen.finished and worker.classified > 150
+        # every round (selection with the audit, each margin ring) fills batches of up to 64
+        # patches; one call per region or so would be 50+ calls
+        assert len(calls) <= worker.classified // 64 + 6, calls

@@ -30,6 +30,12 @@ def test_help_menu_opens_about_with_version_model_cards_and_licences(window, qtb
     assert (
         "kaggle-test" in cards and "camelyon16" in cards and "Operating point" in cards
     )
+    # the screening model and the learned node classifier are shipped models too (issue 15)
+    screening = cards.split("screen (screening model): ", 1)[1]
+    assert "screen-pcam" in screening and "sensitivity >= 0.99" in screening and "margin 1 patch" in screening
+    forest = screening.split("node classifier: node-forest-phantom", 1)[1]
+    assert "trained on phantoms only" in forest and "644 nodes of 160 patients" in forest
+    assert "SHA-256 abddb10fcfdd1eef" in forest and "trees 104ac7348544ffc4" in forest
     assert dialog.licence_list.count() == len(THIRD_PARTY)
     rows = [
         dialog.licence_list.item(i).text() for i in range(dialog.licence_list.count())

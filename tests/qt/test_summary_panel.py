@@ -474,6 +474,23 @@ def test_live_lesions_idle_maps_at_once_never_while_moving_and_stale_results_dro
     assert tracker.snapshot is None and len(seen) == n_seen
 
 
+def test_the_final_map_is_analysed_when_the_worker_goes_idle_not_when_the_throttle_ends(qtbot, gated, tracked):
+    """The worker's last results arrive while it is busy (a throttled analysis is scheduled),
+    then it goes idle with nothing new (the same ``results_version``): the map is final, so it
+    is analysed at once. It waited for the throttle (3 s in the viewer): the screened idle
+    pass's whole-slide label came up to 3 s after the map was complete."""
+    tab, tracker, seen, layer = tracked(throttle_ms=3_600_000)
+    gated.gate.set()
+    layer.live.results_version = 7
+    tab.heatmapChanged.emit()  # the last results, worker still busy: throttled
+    assert tracker.busy and not gated.times
+    layer.live.is_idle = True
+    with qtbot.waitSignal(tracker.changed, timeout=GENEROUS_MS):
+        tab.heatmapChanged.emit()  # the idle signal: same version, nothing new in the map
+    assert len(gated.times) == 1 and len(seen[-1].result.lesions) == 1
+    qtbot.waitUntil(lambda: not tracker.busy, timeout=GENEROUS_MS)
+
+
 def test_the_panel_states_the_models_caveat_and_operating_point(qtbot):
     from histoviewer.core.analysis.threshold import choose_lesion_params
     from histoviewer.core.models.classifier import OperatingPoint

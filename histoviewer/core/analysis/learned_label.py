@@ -113,6 +113,33 @@ class NodeClassifier:
             f"{cell:.3f} mm (another model or grid step)"
         )
 
+    def card(self) -> dict[str, Any]:
+        """What ``histoviewer models`` and Help > About list: name, caution, what it is,
+        its training data, out-of-bag accuracy, file and digests (``content_hash`` of the
+        file; ``arrays_digest``: the trees' arrays, which ``SHIPPED_NODE_FORESTS`` pins)."""
+        d = self.forest.description
+        trained = d.get("trained_on") if isinstance(d.get("trained_on"), dict) else {}
+        phantoms = trained.get("phantoms") if isinstance(trained.get("phantoms"), dict) else {}
+        digest = tensors_hash(self.forest.tensors())
+        return {
+            "name": self.name,
+            "caution": self.caution,
+            "kind": str(d.get("kind") or "random forest"),
+            "trees": self.forest.trees,
+            "classes": list(self.forest.classes),
+            "features": len(self.forest.features),
+            "trained_on": (
+                f"{trained.get('nodes', '?')} nodes of {trained.get('patients', '?')} patients"
+                + (f"; maps {phantoms['maps']}" if phantoms.get("maps") else "")
+            ),
+            "oob_accuracy": d.get("oob_accuracy"),
+            "created": str(d.get("created") or ""),
+            "path": str(self.path),
+            "content_hash": self.forest.content_hash,
+            "arrays_digest": digest,
+            "shipped": digest in SHIPPED_NODE_FORESTS,
+        }
+
     def predict(self, features: np.ndarray) -> tuple[NodeLabel, dict[str, float]]:
         proba = self.forest.predict_proba(np.asarray(features, np.float64)[None])[0]
         # rounded as summary.json holds them: a label made here and one read back are equal

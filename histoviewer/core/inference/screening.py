@@ -414,6 +414,10 @@ class LiveScreen:
     scored), then the full model on the selection and the audit lattice, then the audit
     verdict: the rest of the tissue screened negative, or classified in full after a miss.
 
+    The audit lattice is ``analyze``'s (``audit_lattice``, or ``audit``: bool rows x cols), not
+    the viewer's domain lattice (all the tissue of a small slide), so the idle pass classifies
+    what ``analyze --strategy screened`` classifies, plus whatever the user looked at.
+
     One thread at a time (the worker's). ``cells_for_full_model`` drives it."""
 
     def __init__(
@@ -425,6 +429,7 @@ class LiveScreen:
         lesion_threshold: float,
         *,
         source: Any = None,
+        audit: np.ndarray | None = None,
     ) -> None:
         self.screen = screen
         self.settings = settings
@@ -434,6 +439,12 @@ class LiveScreen:
         self._sgrid.domain_sample[...] = False
         self._cutter = RegionCutter(reader, sgeo, source=source)
         self._selected: np.ndarray | None = None
+        tissue = np.asarray(grid.tissue, bool)
+        self._lattice = (
+            audit_lattice(tissue) if audit is None else np.asarray(audit, bool) & tissue
+        )
+        # the tissue check judges every audit patch too, as under analyze (screened_classify)
+        grid.domain_sample = grid.domain_sample | self._lattice
         self._audit: np.ndarray | None = None
         self.fallback: str | None = None
         self.finished = False  # the audit verdict is in
@@ -479,7 +490,7 @@ class LiveScreen:
         if self.fallback is not None:
             return grid.pending(), np.zeros(0, np.int64)
         if self._audit is None:
-            _, self._audit = analysis_cells(grid, self._selected)
+            _, self._audit = analysis_cells(grid, self._selected, self._lattice)
         wanted = self._selected.copy().reshape(-1)
         wanted[self._audit] = True
         todo = grid.pending(np.flatnonzero(wanted))
@@ -490,10 +501,7 @@ class LiveScreen:
         if todo.size:
             return todo, np.zeros(0, np.int64)
         values, state = grid.snapshot()
-        # every classified cell the screen had passed is an audit: the lattice, and the
-        # views the user looked at (classified in full whatever the screen said)
-        outside = (state == CellState.COMPUTED) & ~self._selected
-        misses = int(np.count_nonzero(outside & (values >= self.lesion_threshold)))
+        misses = self._misses(values, state)
         rest = grid.pending()
         if misses:
             self.fallback = (
@@ -504,3 +512,25 @@ class LiveScreen:
         grid.set_screened_negative(rest)
         self.finished = True
         return np.zeros(0, np.int64), rest
+
+    def _misses(self, values: np.ndarray, state: np.ndarray) -> int:
+        """Tumour cells (P >= the lesion threshold) that show the screen missed something:
+        audit-lattice cells it had passed (``analyze``'s rule), and cells the user looked at
+        (classified in full whatever the screen said) in tumour the selection's own findings
+        do not reach. The margin grown from the selection follows a lesion the screen found
+        to its border, so that lesion's rim is no miss, in the margin or in a view."""
+        computed = state == CellState.COMPUTED
+        tumour = computed & (values >= self.lesion_threshold)
+        lattice = np.zeros(state.size, bool)
+        lattice[self._audit] = True
+        lattice = lattice.reshape(state.shape)
+        # what the selection's findings reach, grown as the margin grows (grow_cells)
+        grows = computed & (values >= GROW_SHARE * self.lesion_threshold)
+        reached = self._selected & computed
+        while True:
+            more = dilate_8(reached & grows, self.settings.margin_patches) & computed & ~reached
+            if not more.any():
+                break
+            reached |= more
+        seen = tumour & ~self._selected & ~lattice & ~reached
+        return int(np.count_nonzero(tumour & lattice)) + int(np.count_nonzero(seen))

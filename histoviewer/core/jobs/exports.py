@@ -77,6 +77,7 @@ class ExportRequest:
     record_full_slide_path: bool = False  # provenance names the slide's full path, not its file name
     reader: Any = field(default=None, compare=False)
     overwrite: bool = False
+    node_classifier: str = "default"  # the learned label in a report (the viewer's choice)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_path", Path(self.out_path))
@@ -92,7 +93,7 @@ class ExportRequest:
         if self.annotations_file is not None:
             out += outlines_from_annotation_file(self.annotations_file, self.heatmap.geometry.slide_mpp)
         if self.lesion_outlines:
-            slide = slide_report_from_map(self.slide_path, self.heatmap)
+            slide = slide_report_from_map(self.slide_path, self.heatmap, node_classifier=self.node_classifier)
             for les in slide.lesions:
                 size = ("size unknown" if les.diameter_mm is None
                         else f"{les.diameter_mm:.2f} mm ({les.size_class.value})")
@@ -207,7 +208,8 @@ def _with_reader(request: ExportRequest, work: Callable[[Any], Any]) -> Any:
 def _report(request: ExportRequest, reader: Any, write_pdf: ReportPdfWriter, control: JobControl) -> ReportFiles:
     """The slide's report: the PDF (cancellable, atomic) first, then the JSON and tables with
     no cancel check after the PDF, so a cancel never leaves a file (``jobs.reports``)."""
-    report: Report = build_report([slide_report_from_map(request.slide_path, request.heatmap)])
+    report: Report = build_report([slide_report_from_map(request.slide_path, request.heatmap,
+                                                         node_classifier=request.node_classifier)])
     out = request.out_path
     live: Mapping[str, tuple[Any, HeatmapData]] = {request.slide_path: (reader, request.heatmap)}
     return write_report_files(report, out, out.with_suffix(".json"), out.with_name(out.stem + "-tables"),

@@ -23,7 +23,8 @@ from typing import Any
 import histoviewer
 from histoviewer.core.analysis.camelyon17 import case_of, check_unique_nodes, natural_key
 from histoviewer.core.analysis.lesions import Lesion, MapFrame, describe_size, interval_straddles_border, node_border
-from histoviewer.core.analysis.learned_label import LearnedLabel, default_node_classifier, learned_label
+from histoviewer.core.analysis.learned_label import (LearnedLabel, default_node_classifier, learned_label,
+                                                     resolve_node_classifier)
 from histoviewer.core.analysis.node_label import NodeResolution, SlideLesions, analyse_map, resolve_node_label
 from histoviewer.core.analysis.staging import NodeResult, PNStage, StageResult, stage_patient
 from histoviewer.core.analysis.summary import SlideFailure, outcome_from_dict, read_summary
@@ -488,9 +489,10 @@ def load_report(paths: Iterable[str | os.PathLike[str]]) -> Report:
 
 
 def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapData,
-                          found: SlideLesions | None = None) -> SlideReport:
+                          found: SlideLesions | None = None, node_classifier: str | None = "default") -> SlideReport:
     """One slide from a live map; ``found``: its lesions, computed here at the model's
-    operating point (0.5 when it states none) when None."""
+    operating point (0.5 when it states none) when None; ``node_classifier``: the learned
+    label's classifier (``default``, ``none`` or a file: the viewer's choice)."""
     g = heatmap.geometry
     if found is None:
         found = analyse_map(heatmap.encoded, MapFrame.from_geometry(g),
@@ -507,7 +509,9 @@ def slide_report_from_map(slide_path: str | os.PathLike[str], heatmap: HeatmapDa
         tissue_patches=found.counts.tissue, classified_patches=found.counts.classified,
         failed_patches=found.counts.failed, screened_patches=found.counts.screened,
         review=map_slide_review(str(slide_path), found, heatmap.model.content_hash, float(g.slide_mpp)))
-    classifier = default_node_classifier()  # the viewer's: the shipped one (trained on phantoms only)
+    # the viewer's choice; the shipped one (trained on phantoms only) unless the user chose another
+    classifier = (default_node_classifier() if node_classifier == "default"
+                  else resolve_node_classifier(node_classifier))
     if classifier is None:
         return report
     return replace(report, learned=learned_label(classifier, heatmap.encoded, found, report.resolution))
