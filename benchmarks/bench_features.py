@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,15 +42,26 @@ print(json.dumps(times))
 
 def _run(tree: Path, patches: Path, mpp: float, out: str) -> dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(tree))
-    res = subprocess.run([sys.executable, "-c", _WORKER, str(patches), str(mpp), out],
-                         env=env, cwd=tree, capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [sys.executable, "-c", _WORKER, str(patches), str(mpp), out],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=512, help="kaggle-sample patches (train split, first N)")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument(
+        "--n",
+        type=int,
+        default=512,
+        help="kaggle-sample patches (train split, first N)",
+    )
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--baseline", default="9757568", help="commit of the baseline tree")
     args = ap.parse_args()
     if not KAGGLE.is_dir():
@@ -68,26 +78,37 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-features-") as tmp:
         base = Path(tmp) / "base"
         base.mkdir()
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline],
-                                 capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", args.baseline],
+            capture_output=True,
+            check=True,
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
         np.save(Path(tmp) / "x.npy", x)
         runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
         for _ in range(args.rounds):
-            runs["before"].append(_run(base, Path(tmp) / "x.npy", spec.mpp, f"{tmp}/before"))
-            runs["after"].append(_run(REPO, Path(tmp) / "x.npy", spec.mpp, f"{tmp}/after"))
-        print(f"{len(x)} kaggle-sample patches, {x.shape[1]} px at {spec.mpp} um/px; "
-              f"baseline {args.baseline}; {args.rounds} alternating rounds, median ms/patch; "
-              f"load {os.getloadavg()[0]:.2f}")
+            runs["before"].append(
+                _run(base, Path(tmp) / "x.npy", spec.mpp, f"{tmp}/before")
+            )
+            runs["after"].append(
+                _run(REPO, Path(tmp) / "x.npy", spec.mpp, f"{tmp}/after")
+            )
+        print(
+            f"{len(x)} kaggle-sample patches, {x.shape[1]} px at {spec.mpp} um/px; "
+            f"baseline {args.baseline}; {args.rounds} alternating rounds, best (min) ms/patch of each side; "
+            f"load {os.getloadavg()[0]:.2f}"
+        )
         print(f"{'function':20s} {'before':>8s} {'after':>8s} {'speed-up':>9s}  equal")
         for name in ("extract_features", "tissue_descriptor"):
-            before = statistics.median(r[name] for r in runs["before"])
-            after = statistics.median(r[name] for r in runs["after"])
+            before = min(r[name] for r in runs["before"])
+            after = min(r[name] for r in runs["after"])
             a = np.load(f"{tmp}/before-{name}.npy")
             b = np.load(f"{tmp}/after-{name}.npy")
             equal = a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b)
-            print(f"{name:20s} {before:8.3f} {after:8.3f} {before / after:8.2f}x  "
-                  f"{'bit-identical' if equal else 'DIFFERENT'}")
+            print(
+                f"{name:20s} {before:8.3f} {after:8.3f} {before / after:8.2f}x  "
+                f"{'bit-identical' if equal else 'DIFFERENT'}"
+            )
 
 
 if __name__ == "__main__":
