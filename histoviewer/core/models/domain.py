@@ -38,8 +38,9 @@ import numpy as np
 from histoviewer.core.errors import ModelError, ModelLoadError
 from histoviewer.core.models.features import (
     FEATURE_NAMES,
+    FEATURE_NAMES_WITHOUT_LBP,
     FEATURE_VERSION,
-    extract_features,
+    extract_features_without_lbp,
 )
 
 __all__ = [
@@ -77,6 +78,8 @@ SLIDE_SHARE_THRESHOLD = 0.5
 # The descriptor: the handcrafted features without the LBP histogram (module docstring).
 DESCRIPTOR_NAMES: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if not n.startswith("lbp_"))
 _DESCRIPTOR_INDEX = np.array([FEATURE_NAMES.index(n) for n in DESCRIPTOR_NAMES])
+if DESCRIPTOR_NAMES != FEATURE_NAMES_WITHOUT_LBP:  # tissue_descriptor relies on the same columns
+    raise RuntimeError("the tissue descriptor's columns differ from extract_features_without_lbp's")
 DESCRIPTOR_FEATURE = "tissue-descriptor"
 # Fewer classified tissue patches than this (unless that is all the tissue) are too few to judge.
 MIN_PATCHES_TO_JUDGE = 64
@@ -88,8 +91,12 @@ def descriptor_of_features(features: np.ndarray) -> np.ndarray:
 
 
 def tissue_descriptor(patches: np.ndarray, mpp: float) -> np.ndarray:
-    """The descriptor ``(N, D)`` of ``(N, P, P, 3)`` uint8 patches at ``mpp`` um/px (~5 ms a patch)."""
-    return descriptor_of_features(extract_features(patches, mpp))
+    """The descriptor ``(N, D)`` of ``(N, P, P, 3)`` uint8 patches at ``mpp`` um/px.
+
+    Computed without the LBP histogram it drops (bit-identical to ``descriptor_of_features``
+    of ``extract_features``; tests/core/test_features_fast.py checks it).
+    """
+    return np.asarray(extract_features_without_lbp(patches, mpp), np.float64)
 
 
 @dataclass(frozen=True)
