@@ -113,8 +113,9 @@ class InferenceWorker:
         screen: LiveScreen | None = None,
     ) -> None:
         # ``screen``: the rest of the tissue (background) is screened first and the full model
-        # runs only where tumour is possible (``inference.screening``); the view is always
-        # classified in full, screened-negative cells included
+        # runs only where tumour is possible (``inference.screening``); the view is
+        # classified in full, screened-negative cells included, unless it is an overview
+        # (``OVERVIEW_COARSER_THAN_SCREEN``)
         self.screen = screen
         self.grid = grid
         self.model = model
