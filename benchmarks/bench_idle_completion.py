@@ -16,7 +16,8 @@ the rest screened negative). The clock runs from ``start_heatmap`` (the model lo
 inside; both strategies pay it) until the worker is idle and the summary panel's
 ``LiveLesions`` has analysed the final map: the provisional whole-slide label the
 pathologist sees. ``--fit`` keeps the slide fitted to the window instead (the view the
-viewer opens with; it covers the whole slide, so the whole slide is "the view").
+viewer opens with; it covers the whole slide: shown coarser than the screen's 2.5x it is an
+overview, screened like the rest under ``screened``; finer, it is classified in full).
 
 The two strategies alternate slide by slide (the same load for both), after one untimed
 warm-up run (torch's import and the first model load); each slide file is read once before

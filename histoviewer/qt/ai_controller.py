@@ -223,8 +223,8 @@ class AiController(QObject):
             if screened > 0:  # screened-negative tissue is not classified: say so beside the coverage
                 text += f" · {screened:.0%} screened negative (not classified)"
                 detail += (f"\n{screened:.0%} of the tissue was screened negative: a low-magnification screen "
-                           "found nothing there, so the full model did not classify it (the view you look "
-                           "at is always classified in full). A screen can miss tiny tumour clusters; "
+                           "found nothing there, so the full model did not classify it (a view at 2.5x or "
+                           "finer is classified in full; zoom in to classify what you look at). A screen can miss tiny tumour clusters; "
                            "AI > Go on with the whole slide when idle uses screening.")
             if whole < 1.0:
                 detail += "\nUntil the slide is 100% classified, a clean map is not a negative slide."

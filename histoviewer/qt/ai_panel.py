@@ -194,7 +194,8 @@ class AiPanel(QDockWidget):
         self.background_box.setToolTip(
             "The rest of the tissue is screened at 2.5x first and classified where tumour is possible "
             "(README: Screen first); what the screen passes is 'screened negative', not classified. "
-            "The view is always classified in full.")
+            "A view at 2.5x or finer is classified in full; a coarser one (a fitted slide) is "
+            "screened like the rest until you zoom in.")
         form.addRow(self.background_box)
 
         self.show_box = QCheckBox("Show heatmap (H)")

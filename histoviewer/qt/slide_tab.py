@@ -158,7 +158,7 @@ class SlideTab(QWidget):
     def _on_viewport(self, viewport: Viewport) -> None:
         # While the view moves the worker waits anyway; the final view is sent when it stops.
         if self.heatmap is not None and not self.view.interacting:
-            self.heatmap.live.submit_view(viewport.l0_xywh)
+            self.heatmap.live.submit_view(viewport.l0_xywh, viewport.l0_per_screen_px)
 
     # The layer's signals come only from the running layer: a layer emits nothing once
     # ``close()`` (in ``stop_heatmap``) returned, even for results already queued.

@@ -564,3 +564,67 @@ def test_the_screened_idle_pass_fills_model_batches_from_lone_cells(wide, monkey
         # every round (selection with the audit, each margin ring) fills batches of up to 64
         # patches; one call per region or so would be 50+ calls
         assert len(calls) <= worker.classified // 64 + 6, calls
+
+
+def _l0_per_screen_px(grid, screen_model, times: float) -> float:
+    """A display scale ``times`` the screen's own um per px, in level-0 px per screen px."""
+    return times * screen_model.input.mpp / grid.geometry.slide_mpp
+
+
+@pytest.mark.parametrize("strategy", ["screened", "exhaustive"])
+def test_an_overview_is_screened_and_zooming_past_the_screens_scale_classifies_it(
+    synthetic, strategy
+):
+    from histoviewer.core.inference.worker import InferenceWorker
+
+    with open_slide(synthetic) as reader:
+        model = LesionFractionModel()
+        grid, cutter = _setup(reader, model)
+        screen_model = ScreenFraction()
+        no_audit = np.zeros(grid.geometry.shape, bool)
+        screen = (
+            LiveScreen(reader, grid, screen_model, SETTINGS, 0.5, audit=no_audit)
+            if strategy == "screened"
+            else None
+        )
+        worker = InferenceWorker(
+            reader, model, grid, background=False, cutter=cutter, screen=screen
+        )
+        try:
+            whole = (0.0, 0.0, float(grid.geometry.l0_width), float(grid.geometry.l0_height))
+            # the fitted slide, shown coarser than the screen's scale, with the idle pass on
+            worker.submit_view(whole, l0_per_screen_px=_l0_per_screen_px(grid, screen_model, 2.0))
+            worker.set_background(True)
+            assert worker.wait_idle(60)
+            state = grid.state.reshape(-1)
+            assert np.all(state[_lesion_cells(grid.geometry)] == CellState.COMPUTED)
+            negatives = np.flatnonzero(state == CellState.SCREENED_NEGATIVE)
+            if strategy == "exhaustive":  # unchanged: the whole view classified in full
+                assert negatives.size == 0 and grid.coverage() == 1.0
+                return
+            assert negatives.size and grid.coverage() < 1.0
+            # the same view exactly at the screen's scale is no overview: classified in full
+            worker.submit_view(whole, l0_per_screen_px=_l0_per_screen_px(grid, screen_model, 1.0))
+            assert worker.wait_idle(60)
+            assert np.count_nonzero(grid.state == CellState.SCREENED_NEGATIVE) == 0
+            assert grid.coverage() == 1.0
+        finally:
+            worker.close()
+
+
+def test_an_overview_is_classified_in_full_when_the_idle_pass_is_off(synthetic):
+    from histoviewer.core.inference.worker import InferenceWorker
+
+    with open_slide(synthetic) as reader:
+        model = LesionFractionModel()
+        grid, cutter = _setup(reader, model)
+        screen_model = ScreenFraction()
+        screen = LiveScreen(reader, grid, screen_model, SETTINGS, 0.5, audit=np.zeros(grid.geometry.shape, bool))
+        worker = InferenceWorker(reader, model, grid, background=False, cutter=cutter, screen=screen)
+        try:
+            whole = (0.0, 0.0, float(grid.geometry.l0_width), float(grid.geometry.l0_height))
+            worker.submit_view(whole, l0_per_screen_px=_l0_per_screen_px(grid, screen_model, 4.0))
+            assert worker.wait_idle(60)
+            assert grid.coverage() == 1.0 and not screen.screened
+        finally:
+            worker.close()

@@ -194,7 +194,7 @@ class _FakeLive:
     def set_interactive(self, _interactive: bool) -> None:
         pass
 
-    def submit_view(self, _l0_rect) -> None:
+    def submit_view(self, _l0_rect, _l0_per_screen_px=None) -> None:
         pass
 
     def set_style(self, style) -> None:

@@ -60,7 +60,7 @@ class LiveOptions:
     cache_dir: Path | None = None
     # how the rest of the tissue is done when idle: "screened" (a 2.5x screen first, the full
     # model where tumour is possible; ``inference.screening``) or "exhaustive"; the view is
-    # always classified in full. ``screen_model``: "screen" (shipped) or a file.
+    # classified in full unless screened and shown coarser than the screen (an overview). ``screen_model``: "screen" (shipped) or a file.
     idle_strategy: str = "screened"
     screen_model: str = "screen"
 
@@ -125,6 +125,7 @@ class LiveHeatmap:
         self._lock = threading.Lock()
         self._closed = False
         self._view: tuple[float, float, float, float] | None = None
+        self._view_scale: float | None = None  # level-0 px per screen px of that view
         self._interactive = False
         self._background = options.background
         self.model = None
@@ -216,7 +217,7 @@ class LiveHeatmap:
             self.screen = screen
             worker.set_interactive(self._interactive)
             if self._view is not None:
-                worker.submit_view(self._view)
+                worker.submit_view(self._view, l0_per_screen_px=self._view_scale)
             self._worker = worker
         if self._on_ready is not None:
             self._on_ready(self)
@@ -275,13 +276,17 @@ class LiveHeatmap:
         """Block until start-up finished (True) or failed / timed out (False)."""
         return self._ready.wait(timeout) and self._worker is not None
 
-    def submit_view(self, l0_rect: tuple[float, float, float, float]) -> None:
-        """Classify the tissue in this level-0 (x, y, w, h) first (it supersedes the last)."""
+    def submit_view(self, l0_rect: tuple[float, float, float, float],
+                    l0_per_screen_px: float | None = None) -> None:
+        """Classify the tissue in this level-0 (x, y, w, h) first (it supersedes the last).
+        ``l0_per_screen_px``: the view's display scale; coarser than the screen's, it is an
+        overview, screened under the screened idle pass (``worker.OVERVIEW_COARSER_THAN_SCREEN``)."""
         with self._lock:
             self._view = tuple(float(v) for v in l0_rect)
+            self._view_scale = l0_per_screen_px
             worker = self._worker
         if worker is not None:
-            worker.submit_view(self._view)
+            worker.submit_view(self._view, l0_per_screen_px=l0_per_screen_px)
 
     def set_interactive(self, interactive: bool) -> None:
         """True while the user pans or zooms (or the slide's tab is hidden): no new work starts."""

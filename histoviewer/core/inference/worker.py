@@ -51,6 +51,15 @@ BACKGROUND_GATHER_S = 0.05
 # 19,386 cells for them, 4-cell ones of 9,851, which halved the resize time.
 SCREENED_BLOCK_CELLS = 4
 
+# A view displayed coarser than the screening model's own scale (um per screen px above the
+# screen's um per px, 3.888 for the shipped 2.5x screen: one 10x patch is then fewer than its
+# 24 screen px) is an OVERVIEW: the pathologist cannot see a 10x patch's detail there, the
+# screen sees at least as much, so while the screened idle pass is on its cells are screened
+# like the rest of the slide (a fitted opening view would otherwise classify the whole slide
+# exhaustively). At or finer than this scale the view is classified in full, screened-negative
+# cells included. 1.0 = exactly the screen's scale.
+OVERVIEW_COARSER_THAN_SCREEN = 1.0
+
 CellsFn = Callable[[np.ndarray, np.ndarray], None]
 FailureFn = Callable[[np.ndarray, str], None]
 
@@ -104,8 +113,9 @@ class InferenceWorker:
         screen: LiveScreen | None = None,
     ) -> None:
         # ``screen``: the rest of the tissue (background) is screened first and the full model
-        # runs only where tumour is possible (``inference.screening``); the view is always
-        # classified in full, screened-negative cells included
+        # runs only where tumour is possible (``inference.screening``); the view is
+        # classified in full, screened-negative cells included, unless it is an overview
+        # (``OVERVIEW_COARSER_THAN_SCREEN``)
         self.screen = screen
         self.grid = grid
         self.model = model
@@ -121,6 +131,7 @@ class InferenceWorker:
         self._cond = threading.Condition()
         self._generation = 0
         self._view: tuple[tuple[float, float, float, float], tuple[float, float]] | None = None
+        self._view_l0_per_screen_px: float | None = None
         self._background = background
         self._interactive = False
         self._stopping = False
@@ -132,15 +143,19 @@ class InferenceWorker:
 
     # -- control (any thread) --------------------------------------------------------------
     def submit_view(self, l0_rect: tuple[float, float, float, float],
-                    l0_centre: tuple[float, float] | None = None) -> int:
+                    l0_centre: tuple[float, float] | None = None,
+                    l0_per_screen_px: float | None = None) -> int:
         """Classify tissue in ``l0_rect`` = (x, y, w, h) level-0 px, nearest ``l0_centre``
         (default: the rectangle's centre) first. Supersedes the previous view; returns its
-        generation."""
+        generation. ``l0_per_screen_px``: how coarse the view is displayed; a view coarser
+        than the screen's own scale is an overview (``is_overview``), screened like the rest
+        of the slide while the screened idle pass is on; None: always classified in full."""
         x, y, w, h = (float(v) for v in l0_rect)
         centre = (x + w / 2, y + h / 2) if l0_centre is None else (float(l0_centre[0]), float(l0_centre[1]))
         with self._cond:
             self._generation += 1
             self._view = ((x, y, w, h), centre)
+            self._view_l0_per_screen_px = None if l0_per_screen_px is None else float(l0_per_screen_px)
             self._idle = False
             self._cond.notify_all()
             generation = self._generation
@@ -207,7 +222,7 @@ class InferenceWorker:
                     return None
                 generation, view, background = self._generation, self._view, self._background
             centre = view[1] if view else (geometry.l0_width / 2, geometry.l0_height / 2)
-            if view is not None:
+            if view is not None and not (background and self.is_overview()):
                 visible = self.grid.pending(geometry.cells_in_rect(*view[0]), screened=True)
                 if visible.size:
                     return generation, geometry.order_by_distance(visible, *centre), self._view_block, 0.0
@@ -236,6 +251,18 @@ class InferenceWorker:
                 self._call(self._on_idle)
             with self._cond:
                 self._cond.wait_for(lambda: self._stopping or self._generation != generation)
+
+    def is_overview(self) -> bool:
+        """Whether the current view is displayed coarser than the screen sees the slide
+        (``OVERVIEW_COARSER_THAN_SCREEN``) with a working screen: its cells are then screened
+        like the rest of the slide instead of all classified in full."""
+        screen = self.screen
+        with self._cond:
+            l0_per_screen_px = self._view_l0_per_screen_px
+        if screen is None or screen.fallback is not None or l0_per_screen_px is None:
+            return False
+        um_per_screen_px = l0_per_screen_px * self.grid.geometry.slide_mpp
+        return um_per_screen_px > OVERVIEW_COARSER_THAN_SCREEN * screen.screen.input.mpp
 
     def _screened_rest(self, generation: int) -> np.ndarray | None:
         """The background cells under the screened strategy; None when the screen pass was
