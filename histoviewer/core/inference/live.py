@@ -60,7 +60,8 @@ class LiveOptions:
     cache_dir: Path | None = None
     # how the rest of the tissue is done when idle: "screened" (a 2.5x screen first, the full
     # model where tumour is possible; ``inference.screening``) or "exhaustive"; the view is
-    # classified in full unless screened and shown coarser than the screen (an overview). ``screen_model``: "screen" (shipped) or a file.
+    # classified in full unless screened and shown coarser than the screen (an overview).
+    # ``screen_model``: "screen" (shipped) or a file.
     idle_strategy: str = "screened"
     screen_model: str = "screen"
 
