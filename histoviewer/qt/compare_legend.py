@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QImage, QPainter
+from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QWidget
 
 from histoviewer.core.analysis.lesion_match import FOUND_BY_A, FOUND_BY_B, FOUND_BY_BOTH
@@ -24,6 +24,7 @@ from histoviewer.core.jobs.compare import (
     FULL_OPACITY_AT,
     finding_colour,
 )
+from histoviewer.qt.heatmap_legend import begin_legend_card
 
 __all__ = ["CompareLegend"]
 
@@ -32,7 +33,6 @@ _WIDTH = 280
 _BAR_X, _BAR_W, _BAR_H = 12, 256, 12
 _LINE_H = 15
 _MARGIN_PX = 10  # from the view's left edge and above the scale bar
-_FONT_PT = 8.5
 _ALARM_RGB = (190, 0, 0)
 
 
@@ -137,14 +137,7 @@ class CompareLegend(QWidget):
 
     # -- painting -------------------------------------------------------------------------------
     def paintEvent(self, event) -> None:
-        p = QPainter(self)
-        p.fillRect(self.rect(), QColor(255, 255, 255))
-        p.setPen(QColor(150, 150, 150))
-        p.drawRect(self.rect().adjusted(0, 0, -1, -1))
-        font = QFont(self.font())
-        font.setPointSizeF(_FONT_PT)
-        p.setFont(font)
-        p.setPen(QColor(20, 20, 20))
+        p = begin_legend_card(self)
         left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
         metrics = p.fontMetrics()
 

@@ -26,6 +26,25 @@ _BAR_X, _BAR_W, _BAR_H = 12, 256, 12
 _LINE_H = 14
 _UNAVAILABLE_TOP = 22  # where the reason starts when the AI cannot run
 _FONT_PT = 8.5
+
+
+def legend_font(widget: QWidget) -> QFont:
+    """The legends' small font (``widget``'s family at ``_FONT_PT``)."""
+    font = QFont(widget.font())
+    font.setPointSizeF(_FONT_PT)
+    return font
+
+
+def begin_legend_card(widget: QWidget) -> QPainter:
+    """A painter on ``widget`` with the legends' card drawn (white, grey edge) and their font
+    and text colour set: every map legend (probability, uncertainty, comparison) looks alike."""
+    p = QPainter(widget)
+    p.fillRect(widget.rect(), QColor(255, 255, 255))
+    p.setPen(QColor(150, 150, 150))
+    p.drawRect(widget.rect().adjusted(0, 0, -1, -1))
+    p.setFont(legend_font(widget))
+    p.setPen(QColor(20, 20, 20))
+    return p
 _STATUS_RGB = (150, 90, 0)  # a caution: brown
 _ALARM_RGB = (190, 0, 0)  # the result cannot be trusted here: red
 
@@ -57,9 +76,7 @@ class HeatmapLegend(QWidget):
         self.update()
 
     def _font(self) -> QFont:
-        font = QFont(self.font())
-        font.setPointSizeF(_FONT_PT)
-        return font
+        return legend_font(self)
 
     def _status_rect(self, status: str) -> QRectF:
         """The wrapped status text's box (width ``_BAR_W``), at least one line high."""
@@ -82,12 +99,7 @@ class HeatmapLegend(QWidget):
         self.update()
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt override
-        p = QPainter(self)
-        p.fillRect(self.rect(), QColor(255, 255, 255))
-        p.setPen(QColor(150, 150, 150))
-        p.drawRect(self.rect().adjusted(0, 0, -1, -1))
-        p.setFont(self._font())
-        p.setPen(QColor(20, 20, 20))
+        p = begin_legend_card(self)
         if not self.available:  # the name line ("AI overlay unavailable") and why, nothing else
             p.drawText(QRectF(_BAR_X, 4, _BAR_W, 16), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
                        p.fontMetrics().elidedText(self.model_name, Qt.TextElideMode.ElideRight, _BAR_W))

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRect, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QRegion
+from PySide6.QtGui import QColor, QImage, QPainter, QPen, QRegion
 from PySide6.QtWidgets import QWidget
 
 from histoviewer.core.inference.grid import PredictionGrid
@@ -29,6 +29,7 @@ from histoviewer.core.inference.uncertainty_map import (
 from histoviewer.core.slide.reader import SlideReader
 from histoviewer.core.tiles.viewport import Viewport
 from histoviewer.qt.heatmap_layer import draw_grid_image
+from histoviewer.qt.heatmap_legend import begin_legend_card
 from histoviewer.qt.threads import gui_thread
 
 __all__ = ["UncertaintyLayer", "UncertaintyLegend"]
@@ -178,14 +179,7 @@ class UncertaintyLegend(QWidget):
             self.update()
 
     def paintEvent(self, event) -> None:
-        p = QPainter(self)
-        p.fillRect(self.rect(), QColor(255, 255, 255))
-        p.setPen(QColor(150, 150, 150))
-        p.drawRect(self.rect().adjusted(0, 0, -1, -1))
-        font = QFont(self.font())
-        font.setPointSizeF(8.5)
-        p.setFont(font)
-        p.setPen(QColor(20, 20, 20))
+        p = begin_legend_card(self)
         left = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
         p.drawText(
             QRectF(_BAR_X, 4, _BAR_W, 16),
