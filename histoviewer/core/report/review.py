@@ -67,15 +67,9 @@ class SlideReview:
 def slide_review(summary: SlideSummary) -> SlideReview | None:
     """The review of the analysed slide, from its saved annotations; None without decisions."""
     slide = Path(summary.slide)
-    try:
-        recovery = load_autosave(slide)
-    except HistoViewerError as exc:
-        return SlideReview(None, None, (), f"annotations unreadable: {exc}")
-    except OSError as exc:
-        return SlideReview(None, None, (), f"annotations unreadable: {exc.strerror or exc}")
-    if recovery is None or not recovery.annotation_set.decisions:
-        return None
-    doc = AnnotationDocument.from_set(recovery.annotation_set, mpp=summary.mpp)
+    doc = _saved_decisions(slide, summary.mpp)
+    if not isinstance(doc, AnnotationDocument):
+        return doc
     node = node_review(slide, summary, doc)
     return SlideReview(node.progress, node.reviewed, tuple(doc.decisions()), node.problem)
 
@@ -83,15 +77,9 @@ def slide_review(summary: SlideSummary) -> SlideReview | None:
 def map_slide_review(slide_path: str, found: SlideLesions, model_hash: str, mpp: float | None) -> SlideReview | None:
     """The review of a slide reported from its live map (the viewer's export): its saved
     decisions matched to the map's lesions; None without decisions."""
-    try:
-        recovery = load_autosave(slide_path)
-    except HistoViewerError as exc:
-        return SlideReview(None, None, (), f"annotations unreadable: {exc}")
-    except OSError as exc:
-        return SlideReview(None, None, (), f"annotations unreadable: {exc.strerror or exc}")
-    if recovery is None or not recovery.annotation_set.decisions:
-        return None
-    doc = AnnotationDocument.from_set(recovery.annotation_set, mpp=mpp)
+    doc = _saved_decisions(slide_path, mpp)
+    if not isinstance(doc, AnnotationDocument):
+        return doc
     if not model_hash:
         return SlideReview(None, None, tuple(doc.decisions()),
                            "the model has no hash: its lesions cannot be matched to decisions")
@@ -111,3 +99,17 @@ def case_with_review(case: CaseReport, members: list[SlideReport]) -> CaseReport
     except StagingError as exc:
         return replace(case, reviewed_stage="unknown (not staged)", reviewed_reason=str(exc))
     return replace(case, reviewed_stage=result.stage_text, reviewed_reason=result.reason)
+
+
+def _saved_decisions(slide: str | Path, mpp: float | None) -> AnnotationDocument | SlideReview | None:
+    """The slide's saved annotations as a document when they hold review decisions; None
+    without decisions; a ``SlideReview`` saying why when they cannot be read."""
+    try:
+        recovery = load_autosave(slide)
+    except HistoViewerError as exc:
+        return SlideReview(None, None, (), f"annotations unreadable: {exc}")
+    except OSError as exc:
+        return SlideReview(None, None, (), f"annotations unreadable: {exc.strerror or exc}")
+    if recovery is None or not recovery.annotation_set.decisions:
+        return None
+    return AnnotationDocument.from_set(recovery.annotation_set, mpp=mpp)
