@@ -9,7 +9,6 @@ of the per-slide summaries.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -134,11 +133,11 @@ def _launch_model_child(args: argparse.Namespace):
     """The model's child process (``core.inference.model_process``), started before anything
     heavy is imported, for a run in this process (one slide, or no --workers/--scheduler) of
     the exhaustive strategy without --uncertainty; None: the model loads as before."""
-    from histoviewer.core.model_child import launch_model_child  # start-up: stdlib only
+    # start-up: stdlib only
+    from histoviewer.core.model_child import launch_model_child, model_process_allowed
 
     in_process = not args.scheduler and (args.workers <= 1 or len(args.slides) <= 1)
-    if (not in_process or args.strategy != "exhaustive" or args.uncertainty
-            or os.environ.get("HISTOVIEWER_MODEL_PROCESS", "1").strip() == "0" or getattr(sys, "frozen", False)):
+    if not in_process or args.strategy != "exhaustive" or args.uncertainty or not model_process_allowed():
         return None
     try:
         return launch_model_child(args.model, args.device)

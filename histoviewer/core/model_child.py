@@ -16,9 +16,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CHILD_MODULE", "ModelChild", "launch_model_child"]
+__all__ = ["CHILD_MODULE", "ENV_SWITCH", "ModelChild", "launch_model_child", "model_process_allowed"]
 
 CHILD_MODULE = "histoviewer.core.inference.model_process"  # run with ``python -m``
+ENV_SWITCH = "HISTOVIEWER_MODEL_PROCESS"  # "0": load the model in this process
+
+
+def model_process_allowed() -> bool:
+    """False when turned off (``ENV_SWITCH`` = 0) or in a frozen app (no ``python -m``)."""
+    return os.environ.get(ENV_SWITCH, "1").strip() != "0" and not getattr(sys, "frozen", False)
 
 
 @dataclass(frozen=True)

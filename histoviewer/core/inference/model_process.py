@@ -41,22 +41,16 @@ from histoviewer.core import errors
 from histoviewer.core.errors import HistoViewerError, InferenceError, ModelLoadError
 from histoviewer.core.inference.model_loading import PendingModel
 from histoviewer.core.inference.pipeline import _set_torch_threads, model_parallelism
-from histoviewer.core.model_child import ModelChild, launch_model_child
+from histoviewer.core.model_child import ENV_SWITCH, ModelChild, launch_model_child
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, PatchScores
 from histoviewer.core.models.model_file import read_model_info_unverified
 from histoviewer.core.models.registry import open_model, resolve_model_path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENV_SWITCH", "ModelProcess", "model_process_allowed", "start_model_process"]
+__all__ = ["ENV_SWITCH", "ModelProcess", "start_model_process"]
 
-ENV_SWITCH = "HISTOVIEWER_MODEL_PROCESS"  # "0": load the model in this process
 _CLOSE_WAIT_S = 10.0
-
-
-def model_process_allowed() -> bool:
-    """False when turned off (``ENV_SWITCH`` = 0) or in a frozen app (no ``python -m``)."""
-    return os.environ.get(ENV_SWITCH, "1").strip() != "0" and not getattr(sys, "frozen", False)
 
 
 def start_model_process(spec: str | Path, device: str = "auto", child: ModelChild | None = None) -> PendingModel:
