@@ -114,6 +114,12 @@ class AnalyzeOptions:
             raise InferenceError(f"unknown analysis strategy {self.strategy!r} (known: {', '.join(STRATEGIES)})",
                                  setting="strategy")
 
+    @property
+    def pipeline_model_threads(self) -> int | None:
+        """``model_threads`` as the classify passes take it: torch threads set by hand run
+        the model on this thread alone (1)."""
+        return 1 if self.torch_threads else self.model_threads
+
     def lesion_params(self, operating_point: OperatingPoint | None) -> LesionParams:
         """The lesion parameters for a model with ``operating_point``: the user's threshold,
         else the model's, else the default (``analysis/threshold.py``), its source recorded."""
@@ -217,7 +223,7 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
             if screen is None:
                 times = classify_cells(grid, cutter, model, cells, batch_size=options.batch_size,
                                        block=options.block, read_threads=options.read_threads,
-                                       model_threads=1 if options.torch_threads else options.model_threads,
+                                       model_threads=options.pipeline_model_threads,
                                        max_ahead=_regions_ahead(options, spec.patch_px),
                                        on_failure=on_failure, control=control,
                                        stage=f"Classifying {slide_path.name}")
@@ -351,7 +357,7 @@ def _screened(reader, fast, grid: PredictionGrid, tissue: np.ndarray, cutter: Re
     full model on the selection and the audit lattice."""
     screen_model, settings = screen
     t0 = time.perf_counter()
-    model_threads = 1 if options.torch_threads else options.model_threads
+    model_threads = options.pipeline_model_threads
     screened = run_screen(reader, grid.geometry, tissue, screen_model, source=fast,
                           batch_size=max(options.batch_size, 1024), model_threads=model_threads, control=control,
                           stage=f"Screening {name} at 2.5x")

@@ -233,7 +233,7 @@ class InferenceWorker:
                 if rest.size:
                     # the selection is patchy (the audit lattice's lone cells, specks): small
                     # regions, or each region decodes its cells' whole span (SCREENED_BLOCK_CELLS)
-                    screened = self.screen is not None and self.screen.fallback is None
+                    screened = self.screen.fallback is None
                     block = min(self._background_block, SCREENED_BLOCK_CELLS) if screened else self._background_block
                     return generation, geometry.order_by_distance(rest, *centre), block, BACKGROUND_GATHER_S
             elif background:
