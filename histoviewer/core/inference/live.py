@@ -31,7 +31,7 @@ from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.inference.overlay import HeatmapRaster, HeatmapStyle
 from histoviewer.core.inference.regions import RegionCutter, RegionSource
 from histoviewer.core.inference.screening import LiveScreen
-from histoviewer.core.inference.tiff_regions import TiffRegionSource
+from histoviewer.core.inference.tiff_regions import TILE_CACHE_BYTES, TiffRegionSource
 from histoviewer.core.inference.tissue import grid_tissue
 from histoviewer.core.inference.worker import InferenceWorker, WorkerCallbacks
 from histoviewer.core.analysis.threshold import choose_lesion_params
@@ -195,7 +195,10 @@ class LiveHeatmap:
             self.restored_from_cache = cache.load(grid)
         raster = HeatmapRaster(grid, self._style)
         self.results_version += 1  # the restored (or empty) map
-        fast = TiffRegionSource.open(self.slide_path, self.reader)
+        # decoded tiles kept for reuse, as under analyze: the idle pass's regions share tiles (the
+        # screened pass's lone audit cells: ~4 cells a level tile, each tile decoded once instead
+        # of once per region); released when the worker goes idle (``_idle``)
+        fast = TiffRegionSource.open(self.slide_path, self.reader, TILE_CACHE_BYTES)
         source: RegionSource = fast if fast is not None else self.reader
         if self._wrap_source is not None:
             source = self._wrap_source(source)
@@ -265,6 +268,9 @@ class LiveHeatmap:
             self._on_failure(f"{len(cells)} patches could not be classified: {message}")
 
     def _idle(self) -> None:
+        fast = self._fast
+        if fast is not None:  # the pass is over: its decoded tiles go (up to TILE_CACHE_BYTES)
+            fast.clear_cache()
         if self._on_idle is not None:
             self._on_idle()
 

@@ -1,7 +1,9 @@
 """A reader thread that reads regions ahead of the model, so decoding overlaps compute.
 
 ``RegionPrefetcher`` holds a list of ``RegionJob`` for one *generation* (one request).
-Its threads read at most ``max_ahead`` finished regions ahead of the consumer. ``submit``
+Its threads read at most ``max_ahead`` finished regions ahead of the consumer, or more while
+those hold fewer than ``max_cells_ahead`` cells (lone cells' regions are small: four of them
+are a few patches, and the readers stopped while the model ran a batch). ``submit``
 with a new generation replaces the list; regions read for an older generation are thrown
 away (a read in flight finishes, it is not interrupted). ``pause`` stops new reads, so
 the CPU goes to the viewer's tile decoding while the user pans.
@@ -59,16 +61,24 @@ class RegionResult:
 
 
 class RegionPrefetcher:
-    """``threads`` reader threads feeding one consumer; see the module docstring."""
+    """``threads`` reader threads feeding one consumer; see the module docstring. Results
+    come out in the order of the jobs (the priority order: a view's centre first), whichever
+    reader finishes first."""
 
     def __init__(self, read: ReadFn, *, max_ahead: int = 2, threads: int = 1,
-                 name: str = "histoviewer-region-reader") -> None:
+                 name: str = "histoviewer-region-reader", max_cells_ahead: int = 0) -> None:
         self._read = read
         self._max_ahead = max(1, max_ahead)
+        self._max_cells_ahead = max(0, max_cells_ahead)
+        self._cells_ahead = 0  # cells of the finished and in-flight regions
         self._cond = threading.Condition()
         self._generation = 0
         self._jobs: collections.deque[RegionJob] = collections.deque()
-        self._done: collections.deque[RegionResult] = collections.deque()
+        # finished results by their job's sequence number; ``_out`` is the next to hand out,
+        # ``_seq`` the next a reader takes; ``_epoch`` changes with every submit and cancel, so
+        # a read in flight from before is not handed out
+        self._done: dict[int, RegionResult] = {}
+        self._seq = self._out = self._epoch = 0
         self._in_flight = 0
         self._paused = False
         self._stopping = False
@@ -82,16 +92,29 @@ class RegionPrefetcher:
         """Replace the pending jobs with ``jobs`` for ``generation`` (older results dropped)."""
         with self._cond:
             self._generation = generation
+            self._restart()
             self._jobs = collections.deque(jobs)
-            self._done.clear()
             self._cond.notify_all()
 
     def cancel(self) -> None:
         """Drop every pending job and finished result."""
         with self._cond:
-            self._jobs.clear()
-            self._done.clear()
+            self._restart()
             self._cond.notify_all()
+
+    def _restart(self) -> None:
+        """Forget the pending jobs and finished results (the caller holds the lock)."""
+        self._jobs.clear()
+        self._cells_ahead -= sum(len(r.job) for r in self._done.values())
+        self._done.clear()
+        self._epoch += 1
+        self._out = self._seq
+
+    def _room(self) -> bool:
+        """Whether a reader may start the next job (the caller holds the lock): fewer than
+        ``max_ahead`` regions ahead, or fewer than ``max_cells_ahead`` cells with it."""
+        ahead = len(self._done) + self._in_flight
+        return ahead < self._max_ahead or self._cells_ahead + len(self._jobs[0]) <= self._max_cells_ahead
 
     def set_paused(self, paused: bool) -> None:
         with self._cond:
@@ -99,16 +122,18 @@ class RegionPrefetcher:
             self._cond.notify_all()
 
     def next(self, generation: int, timeout: float | None = None) -> RegionResult | None:
-        """The next finished region of ``generation``; None when it has no more work (or
-        the generation was superseded, or on ``timeout``)."""
+        """The next region of ``generation`` in job order, once read; None when it has no
+        more work (or the generation was superseded, or on ``timeout``)."""
         with self._cond:
             def ready() -> bool:
-                return (self._stopping or bool(self._done) or self._generation != generation
+                return (self._stopping or self._out in self._done or self._generation != generation
                         or (not self._jobs and self._in_flight == 0))
             if not self._cond.wait_for(ready, timeout):
                 return None
-            if self._done and self._generation == generation:
-                result = self._done.popleft()
+            if self._out in self._done and self._generation == generation:
+                result = self._done.pop(self._out)
+                self._out += 1
+                self._cells_ahead -= len(result.job)
                 self._cond.notify_all()  # room for one more read ahead
                 return result
             return None
@@ -116,12 +141,13 @@ class RegionPrefetcher:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stopping or (
-                    self._jobs and not self._paused and len(self._done) + self._in_flight < self._max_ahead))
+                self._cond.wait_for(lambda: self._stopping or (self._jobs and not self._paused and self._room()))
                 if self._stopping:
                     return
-                job, generation = self._jobs.popleft(), self._generation
+                job, generation, epoch, seq = self._jobs.popleft(), self._generation, self._epoch, self._seq
+                self._seq += 1
                 self._in_flight += 1
+                self._cells_ahead += len(job)
             try:
                 patches, read_s, resize_s = self._read(job)
                 # checked here, on the reader thread: every consumer gets it, the model's thread pays nothing
@@ -133,16 +159,17 @@ class RegionPrefetcher:
                 result = RegionResult(generation, job, None, f"{type(exc).__name__}: {exc}")
             with self._cond:
                 self._in_flight -= 1
-                if generation == self._generation:
-                    self._done.append(result)
+                if epoch == self._epoch and not self._stopping:
+                    self._done[seq] = result
+                else:
+                    self._cells_ahead -= len(job)
                 self._cond.notify_all()
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop and join the threads (a read in flight finishes first). Safe to call twice."""
         with self._cond:
             self._stopping = True
-            self._jobs.clear()
-            self._done.clear()
+            self._restart()
             self._cond.notify_all()
         for t in self._threads:
             t.join(timeout)

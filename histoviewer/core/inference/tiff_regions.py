@@ -209,11 +209,15 @@ class TiffRegionSource:
         image.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
         return np.asarray(image)
 
+    def clear_cache(self) -> None:
+        """Drop the decoded tiles kept for reuse (memory back; later reads decode again)."""
+        with self._cache_lock:
+            self._cache.clear()
+            self._cache_bytes = 0
+
     def close(self) -> None:
         with self._lock:
-            with self._cache_lock:
-                self._cache.clear()
-                self._cache_bytes = 0
+            self.clear_cache()
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1

@@ -83,9 +83,17 @@ class WorkerSchedule:
     view_block_cells: int = 8
     background_block_cells: int = 16
     max_batch_patches: int = 128
+    # Reader threads, and how far they read ahead of the model: regions (``RegionPrefetcher``'s
+    # ``max_ahead``), or more of them while they hold under two batches of patches. Measured on the
+    # CAMELYON-size phantom's screened idle pass (lone audit cells, ~3 cells a region): with four
+    # regions ahead the reader stopped after a dozen patches while the model ran a batch of 128,
+    # and one reader could not keep up with the model on patchy regions.
+    read_threads: int = 2
+    max_regions_ahead: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("view_block_cells", "background_block_cells", "max_batch_patches"):
+        for name in ("view_block_cells", "background_block_cells", "max_batch_patches", "read_threads",
+                     "max_regions_ahead"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -127,7 +135,9 @@ class InferenceWorker:
         self._background_block = schedule.background_block_cells
         self._max_batch = schedule.max_batch_patches
         self._cutter = cutter or RegionCutter(reader, grid.geometry)
-        self._prefetcher = RegionPrefetcher(self._cutter.read_timed, max_ahead=4, name="histoviewer-inference-reader")
+        self._prefetcher = RegionPrefetcher(self._cutter.read_timed, max_ahead=schedule.max_regions_ahead,
+                                            threads=schedule.read_threads, max_cells_ahead=2 * self._max_batch,
+                                            name="histoviewer-inference-reader")
         self._cond = threading.Condition()
         self._generation = 0
         self._view: tuple[tuple[float, float, float, float], tuple[float, float]] | None = None

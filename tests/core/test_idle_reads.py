@@ -1,0 +1,196 @@
+"""How the viewer's idle pass reads: its reader threads keep reading while the model runs (a
+budget of cells, not only of regions), and the live overlay's direct TIFF reads decode each tile
+once per pass (a bounded tile cache, released when the worker goes idle)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+import numpy as np
+import pytest
+
+from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
+from histoviewer.core.inference import live as live_module
+from histoviewer.core.inference.live import LiveHeatmap, LiveOptions
+from histoviewer.core.inference.overlay import HeatmapStyle
+from histoviewer.core.inference.prefetch import RegionPrefetcher
+from histoviewer.core.inference.regions import RegionJob
+from histoviewer.core.inference.tiff_regions import TILE_CACHE_BYTES, TiffRegionSource
+from histoviewer.core.inference.worker import InferenceWorker, WorkerSchedule
+from histoviewer.core.slide.open import open_slide
+from tests.core.inference_helpers import synthetic_rgb, write_fresh_cnn
+
+WAIT_S = 30.0
+
+
+class CountingReads:
+    """A read function that counts its calls and lets a test wait for a count."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._cond = threading.Condition()
+
+    def __call__(self, job: RegionJob):
+        with self._cond:
+            self.count += 1
+            self._cond.notify_all()
+        return np.zeros((len(job), 2, 2, 3), np.uint8) + 128, 0.0, 0.0
+
+    def wait_for(self, n: int) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.count >= n, WAIT_S)
+
+
+def one_cell_jobs(n: int, first: int = 0) -> list[RegionJob]:
+    return [
+        RegionJob(np.array([i], np.int64), 0, i, 0, i) for i in range(first, first + n)
+    ]
+
+
+def test_readers_read_ahead_up_to_the_cell_budget_while_the_consumer_is_busy():
+    """Lone cells' regions: four regions ahead were four patches, and the readers stopped
+    while the model ran a batch of 128. With a cell budget they read on up to it (and no
+    further), and a dropped generation gives its cells back to the budget."""
+    reads = CountingReads()
+    prefetcher = RegionPrefetcher(reads, max_ahead=2, threads=2, max_cells_ahead=10)
+    try:
+        prefetcher.submit(1, one_cell_jobs(30))
+        assert reads.wait_for(10), (
+            f"the readers stopped after {reads.count} one-cell regions"
+        )
+        assert reads.count == 10  # the budget: nothing consumed yet, so no 11th read
+        first = prefetcher.next(1, timeout=WAIT_S)
+        assert first is not None and first.job.cells.tolist() in ([0], [1])
+        assert reads.wait_for(11)  # one consumed: room for one more
+        prefetcher.cancel()  # results and pending jobs of generation 1 dropped ...
+        prefetcher.submit(2, one_cell_jobs(30, first=100))
+        assert reads.wait_for(
+            21
+        )  # ... and their cells no longer count against the budget
+        got = [prefetcher.next(2, timeout=WAIT_S) for _ in range(30)]
+        assert sorted(int(r.job.cells[0]) for r in got) == list(range(100, 130))
+    finally:
+        prefetcher.close()
+    assert prefetcher.alive_threads == 0
+
+
+def test_without_a_cell_budget_the_readers_stop_at_max_ahead_regions():
+    reads = CountingReads()
+    prefetcher = RegionPrefetcher(reads, max_ahead=3, threads=2)
+    try:
+        prefetcher.submit(1, one_cell_jobs(30))
+        assert reads.wait_for(3)
+        assert reads.count == 3
+        assert prefetcher.next(1, timeout=WAIT_S) is not None
+        assert reads.wait_for(4) and reads.count == 4
+    finally:
+        prefetcher.close()
+
+
+def test_results_come_out_in_job_order_whichever_reader_finishes_first():
+    """The jobs are in priority order (a view's centre first); with two readers the second
+    region may be read first, and it must not jump the queue."""
+    second_done = threading.Event()
+
+    def read(job: RegionJob):
+        if int(job.cells[0]) == 0:
+            assert second_done.wait(WAIT_S)  # the first region finishes last
+        elif int(job.cells[0]) == 1:
+            second_done.set()
+        return np.zeros((len(job), 2, 2, 3), np.uint8) + 128, 0.0, 0.0
+
+    prefetcher = RegionPrefetcher(read, max_ahead=4, threads=2)
+    try:
+        prefetcher.submit(1, one_cell_jobs(6))
+        got = [prefetcher.next(1, timeout=WAIT_S) for _ in range(6)]
+        assert [int(r.job.cells[0]) for r in got] == list(range(6))
+        assert prefetcher.next(1, timeout=WAIT_S) is None  # no more work
+    finally:
+        prefetcher.close()
+
+
+@pytest.fixture(scope="module")
+def tiled_slide(tmp_path_factory):
+    """A tiled JPEG TIFF at 1 um/px (read directly by ``TiffRegionSource``, no resampling
+    level): 4,000 x 3,000 px in 256 px tiles, 16 x 12 = 192 tiles."""
+    import tifffile
+
+    path = tmp_path_factory.mktemp("tiled") / "tiled.tiff"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(
+            synthetic_rgb(),
+            tile=(256, 256),
+            compression="jpeg",
+            photometric="rgb",
+            resolution=(1e4, 1e4),
+            resolutionunit="CENTIMETER",
+        )
+    return path
+
+
+def test_the_idle_pass_decodes_each_tile_once_and_releases_the_tiles_when_idle(
+    tiled_slide, tmp_path, monkeypatch
+):
+    """Neighbouring regions share the tiles along their edges (and the screened pass's lone
+    audit cells share tiles with each other): the live overlay kept no decoded tiles, so a
+    pass decoded shared tiles again for every region (on the CAMELYON-size phantom 3,736
+    decodes for ~1,300 tiles in the screened idle pass). The tiles are kept for the pass and
+    given back when the worker goes idle. One reader thread here: two may both decode a tile
+    they miss at the same moment (same pixels), which would make the count depend on timing."""
+    monkeypatch.setattr(
+        live_module,
+        "InferenceWorker",
+        functools.partial(InferenceWorker, schedule=WorkerSchedule(read_threads=1)),
+    )
+    decoded: list[int] = []
+    real_tile = TiffRegionSource._tile
+
+    def counting_tile(self, page, index):
+        decoded.append(int(index))
+        return real_tile(self, page, index)
+
+    monkeypatch.setattr(TiffRegionSource, "_tile", counting_tile)
+    idle = threading.Event()
+    held: list[int] = []  # the tile cache's bytes as results arrive
+    holder: list[LiveHeatmap] = []
+
+    def on_update(_window) -> None:
+        held.append(holder[0]._fast._cache_bytes)
+
+    options = LiveOptions(
+        model=str(write_fresh_cnn(tmp_path)),
+        device="cpu",
+        background=False,
+        use_cache=False,
+        idle_strategy="exhaustive",
+    )
+    with open_slide(tiled_slide) as reader:
+        live = LiveHeatmap(
+            tiled_slide,
+            reader,
+            options,
+            HeatmapStyle(colormap_lut(DEFAULT_COLORMAP)),
+            on_update=on_update,
+            on_idle=idle.set,
+        )
+        holder.append(live)
+        try:
+            assert live.wait_ready(60) and live._fast is not None, live.error
+            assert live.wait_idle(60)  # nothing to do yet: background off, no view
+            idle.clear()
+            decoded.clear()  # the source's check at opening decoded one tile
+            live.set_background(True)
+            assert idle.wait(120) and live.coverage() == 1.0
+            fast = live._fast
+            twice = sorted({i for i in decoded if decoded.count(i) > 1})
+            assert not twice, (
+                f"{len(decoded)} decodes of {len(set(decoded))} tiles; again: {twice}"
+            )
+            assert max(held) > 0, "no decoded tile was kept for the pass"
+            assert fast._cache_limit == TILE_CACHE_BYTES
+            assert fast._cache_bytes == 0 and not fast._cache, (
+                "the tiles were kept after the pass"
+            )
+        finally:
+            live.close()
