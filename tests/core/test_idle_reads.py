@@ -6,20 +6,33 @@ from __future__ import annotations
 
 import functools
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut
 from histoviewer.core.inference import live as live_module
+from histoviewer.core.inference.grid import CellState
 from histoviewer.core.inference.live import LiveHeatmap, LiveOptions
 from histoviewer.core.inference.overlay import HeatmapStyle
 from histoviewer.core.inference.prefetch import RegionPrefetcher
-from histoviewer.core.inference.regions import RegionJob
+from histoviewer.core.inference.regions import RegionCutter, RegionJob
+from histoviewer.core.inference.screening import (
+    LiveScreen,
+    run_screen,
+    screened_classify,
+)
 from histoviewer.core.inference.tiff_regions import TILE_CACHE_BYTES, TiffRegionSource
 from histoviewer.core.inference.worker import InferenceWorker, WorkerSchedule
+from histoviewer.core.progress import NO_CONTROL
 from histoviewer.core.slide.open import open_slide
-from tests.core.inference_helpers import synthetic_rgb, write_fresh_cnn
+from tests.core.inference_helpers import (
+    LesionFractionModel,
+    synthetic_rgb,
+    write_fresh_cnn,
+)
+from tests.core.test_screening import SETTINGS, ScreenFraction, _setup
 
 WAIT_S = 30.0
 
@@ -194,3 +207,98 @@ def test_the_idle_pass_decodes_each_tile_once_and_releases_the_tiles_when_idle(
             )
         finally:
             live.close()
+
+
+@pytest.fixture()
+def wide(tmp_path):
+    """The synthetic picture at 1 um/px, uncompressed (``test_screening``'s ``wide``)."""
+    import tifffile
+
+    path = tmp_path / "wide.tiff"
+    tifffile.imwrite(
+        path,
+        synthetic_rgb(),
+        photometric="rgb",
+        resolution=(1e4, 1e4),
+        resolutionunit="CENTIMETER",
+    )
+    return path
+
+
+def test_the_screened_margin_joins_the_running_pass_and_classifies_what_rounds_did(
+    wide, monkeypatch
+):
+    """The margin around what the full model finds (``screening.grow_cells``) is queued while
+    the pass still runs, not as new rounds one after another (each began when the last batch
+    of the one before was done: the model idle while its first regions were read, the readers
+    idle during the last batch): one read plan for the whole screened pass. Growth is
+    monotone, so the cells classified and screened negative are those of ``analyze``'s rounds
+    (``screened_classify``) for the same screen, settings and lattice."""
+    core_only = replace(
+        SETTINGS, threshold=0.9
+    )  # the screen flags the lesion's core: the margin finds its rim
+    plans: list[int] = []
+    real_submit = RegionPrefetcher.submit
+
+    def recording_submit(self, generation, jobs):
+        if self._threads[0].name.startswith("histoviewer-inference-reader"):
+            plans.append(sum(len(j) for j in jobs))
+        real_submit(self, generation, jobs)
+
+    monkeypatch.setattr(RegionPrefetcher, "submit", recording_submit)
+    with open_slide(wide) as reader:
+        model = LesionFractionModel()
+        expected, _ = _setup(reader, model)
+        no_audit = np.zeros(
+            expected.geometry.shape, bool
+        )  # the lesion's rim on the lattice would be a miss
+        screened = run_screen(
+            reader, expected.geometry, expected.tissue, ScreenFraction()
+        )
+        _, record = screened_classify(
+            expected,
+            RegionCutter(reader, expected.geometry),
+            model,
+            screened,
+            core_only,
+            0.3,
+            batch_size=16,
+            block=4,
+            read_threads=1,
+            on_failure=None,
+            control=NO_CONTROL,
+            stage="test",
+            screen_info={"name": "s", "content_hash": "s"},
+            screen_s=0.0,
+            audit=no_audit,
+        )
+        grid, cutter = _setup(reader, model)
+        screen = LiveScreen(
+            reader, grid, ScreenFraction(), core_only, 0.3, audit=no_audit
+        )
+        worker = InferenceWorker(
+            reader,
+            model,
+            grid,
+            background=True,
+            cutter=cutter,
+            screen=screen,
+            schedule=WorkerSchedule(max_batch_patches=16),
+        )
+        try:
+            assert worker.wait_idle(60)
+        finally:
+            worker.close()
+    assert screen.finished and screen.fallback is None and record.fallback is None, (
+        screen.fallback,
+        record.fallback,
+    )
+    wanted = (screen._selected | screen._lattice) & grid.tissue
+    computed = grid.state == CellState.COMPUTED
+    assert np.count_nonzero(computed & ~wanted), (
+        "the margin grew nothing: the test cannot tell rounds from one pass"
+    )
+    assert len(plans) == 1 and plans[0] == np.count_nonzero(wanted), (
+        f"read plans of {plans} cells: rounds one after another"
+    )
+    assert np.array_equal(grid.state, expected.state)

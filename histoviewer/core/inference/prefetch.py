@@ -96,6 +96,18 @@ class RegionPrefetcher:
             self._jobs = collections.deque(jobs)
             self._cond.notify_all()
 
+    def extend(self, generation: int, jobs: Sequence[RegionJob]) -> None:
+        """Append ``jobs`` to ``generation``'s pending jobs (nothing when it was superseded)."""
+        with self._cond:
+            if generation == self._generation and not self._stopping:
+                self._jobs.extend(jobs)
+                self._cond.notify_all()
+
+    def jobs_left(self) -> int:
+        """Jobs no reader has started yet."""
+        with self._cond:
+            return len(self._jobs)
+
     def cancel(self) -> None:
         """Drop every pending job and finished result."""
         with self._cond:

@@ -33,7 +33,7 @@ from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.inference.prefetch import BLANK_REASON, RegionPrefetcher
 from histoviewer.core.inference.regions import RegionCutter, plan_regions
-from histoviewer.core.inference.screening import LiveScreen
+from histoviewer.core.inference.screening import GROW_SHARE, LiveScreen, grow_cells
 from histoviewer.core.models.classifier import PatchClassifier
 from histoviewer.core.progress import JobControl
 from histoviewer.core.slide.reader import SlideReader
@@ -221,9 +221,10 @@ class InferenceWorker:
         return int(self._thread.is_alive()) + self._prefetcher.alive_threads
 
     # -- worker thread ----------------------------------------------------------------------
-    def _next_task(self) -> tuple[int, np.ndarray, int, float] | None:
+    def _next_task(self) -> tuple[int, np.ndarray, int, float, tuple[float, float] | None] | None:
         """(generation, cells in priority order, block, seconds to wait for regions to fill a
-        batch: 0 for a view) to do next; None when stopping."""
+        batch: 0 for a view, centre to order the screened margin by while it grows during the
+        task: None when it does not) to do next; None when stopping."""
         geometry = self.grid.geometry
         while True:
             with self._cond:
@@ -235,7 +236,7 @@ class InferenceWorker:
             if view is not None and not (background and self.is_overview()):
                 visible = self.grid.pending(geometry.cells_in_rect(*view[0]), screened=True)
                 if visible.size:
-                    return generation, geometry.order_by_distance(visible, *centre), self._view_block, 0.0
+                    return generation, geometry.order_by_distance(visible, *centre), self._view_block, 0.0, None
             if background and self.screen is not None:
                 rest = self._screened_rest(generation)
                 if rest is None:
@@ -245,12 +246,13 @@ class InferenceWorker:
                     # regions, or each region decodes its cells' whole span (SCREENED_BLOCK_CELLS)
                     screened = self.screen.fallback is None
                     block = min(self._background_block, SCREENED_BLOCK_CELLS) if screened else self._background_block
-                    return generation, geometry.order_by_distance(rest, *centre), block, BACKGROUND_GATHER_S
+                    return (generation, geometry.order_by_distance(rest, *centre), block, BACKGROUND_GATHER_S,
+                            centre if screened else None)
             elif background:
                 rest = self.grid.pending()
                 if rest.size:
                     return (generation, geometry.order_by_distance(rest, *centre), self._background_block,
-                            BACKGROUND_GATHER_S)
+                            BACKGROUND_GATHER_S, None)
             self._save_cache()
             with self._cond:
                 if generation != self._generation:
@@ -309,8 +311,12 @@ class InferenceWorker:
             # Background work waits briefly for more regions to fill a batch (gather_s): the
             # screened pass's regions hold a few lone cells (the audit lattice), and a model call
             # per handful of patches ran the model at a third of its speed. A view never waits.
-            generation, cells, block, gather_s = task
+            generation, cells, block, gather_s, margin_centre = task
             self._prefetcher.submit(generation, plan_regions(self.grid.geometry, cells, block))
+            planned = None
+            if margin_centre is not None:
+                planned = np.zeros(self.grid.geometry.size, bool)
+                planned[cells] = True
             while not self._superseded(generation):
                 result = self._prefetcher.next(generation)
                 if result is None:
@@ -335,6 +341,28 @@ class InferenceWorker:
                 if good:
                     self._classify(np.concatenate([c for c, _ in good]),
                                    np.concatenate([p for _, p in good]) if len(good) > 1 else good[0][1])
+                if planned is not None and self._prefetcher.jobs_left() <= 1:
+                    self._grow_margin_ahead(generation, planned, block, margin_centre)
+
+    def _grow_margin_ahead(self, generation: int, planned: np.ndarray, block: int,
+                           centre: tuple[float, float]) -> None:
+        """Queue the screened pass's margin (``screening.grow_cells``) around what the full
+        model has found so far, before the readers run dry: the margin rounds ran one after
+        another, each starting when the last batch of the one before was done (the model
+        idle while the round's first regions were read, the readers idle during its last
+        batch). Growth is monotone (a cell qualifies once a neighbour is classified at or
+        above the share of the threshold, and stays so), so the cells classified in the end,
+        and the audit's verdict on them, are those of the rounds one after another; the next
+        task's ``cells_for_full_model`` finds none left to grow."""
+        screen = self.screen
+        if screen is None or screen.fallback is not None:
+            return
+        more = grow_cells(self.grid, GROW_SHARE * screen.lesion_threshold, screen.settings.margin_patches)
+        more = more[~planned[more]]
+        if more.size:
+            planned[more] = True
+            self._prefetcher.extend(generation, plan_regions(
+                self.grid.geometry, self.grid.geometry.order_by_distance(more, *centre), block))
 
     def _classify(self, cells: np.ndarray, patches: np.ndarray) -> None:
         try:
