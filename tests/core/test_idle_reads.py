@@ -24,7 +24,11 @@ from histoviewer.core.inference.screening import (
     screened_classify,
 )
 from histoviewer.core.inference.tiff_regions import TILE_CACHE_BYTES, TiffRegionSource
-from histoviewer.core.inference.worker import InferenceWorker, WorkerSchedule
+from histoviewer.core.inference.worker import (
+    InferenceWorker,
+    WorkerCallbacks,
+    WorkerSchedule,
+)
 from histoviewer.core.progress import NO_CONTROL
 from histoviewer.core.slide.open import open_slide
 from tests.core.inference_helpers import (
@@ -302,3 +306,38 @@ def test_the_screened_margin_joins_the_running_pass_and_classifies_what_rounds_d
         f"read plans of {plans} cells: rounds one after another"
     )
     assert np.array_equal(grid.state, expected.state)
+
+
+class BlockingCache:
+    """A heatmap cache whose ``save`` waits until the worker has said it is idle."""
+
+    def __init__(self, idle: threading.Event) -> None:
+        self.idle = idle
+        self.saved_after_idle: list[bool] = []
+
+    def save(self, grid) -> None:
+        self.saved_after_idle.append(self.idle.wait(WAIT_S))
+
+
+def test_the_worker_says_it_is_idle_before_it_writes_the_cache(wide):
+    """The summary panel analyses the whole-slide map when the worker goes idle: writing the
+    heatmap cache first made the label wait for the disk."""
+    idle = threading.Event()
+    with open_slide(wide) as reader:
+        model = LesionFractionModel()
+        grid, cutter = _setup(reader, model)
+        cache = BlockingCache(idle)
+        worker = InferenceWorker(
+            reader,
+            model,
+            grid,
+            background=True,
+            cutter=cutter,
+            cache=cache,
+            callbacks=WorkerCallbacks(on_idle=idle.set),
+        )
+        try:
+            assert idle.wait(WAIT_S) and grid.coverage() == 1.0
+        finally:
+            worker.close()
+    assert cache.saved_after_idle and all(cache.saved_after_idle)

@@ -253,7 +253,6 @@ class InferenceWorker:
                 if rest.size:
                     return (generation, geometry.order_by_distance(rest, *centre), self._background_block,
                             BACKGROUND_GATHER_S, None)
-            self._save_cache()
             with self._cond:
                 if generation != self._generation:
                     continue  # a request arrived while we looked
@@ -261,6 +260,9 @@ class InferenceWorker:
                 self._cond.notify_all()
             if self._on_idle is not None:
                 self._call(self._on_idle)
+            # after saying so: the whole-slide label (analysed when the worker goes idle) does
+            # not wait for the disk
+            self._save_cache()
             with self._cond:
                 self._cond.wait_for(lambda: self._stopping or self._generation != generation)
 
