@@ -145,6 +145,8 @@ class SlideTab(QWidget):
         """Only the tab on screen classifies; hidden tabs keep their results and wait."""
         self._active = active
         self._apply_pause()
+        if not active and self.heatmap is not None:
+            self.heatmap.live.release_tiles()  # its pass waits: the decoded tiles it kept go
 
     def _apply_pause(self) -> None:
         if self.heatmap is not None:

@@ -268,9 +268,7 @@ class LiveHeatmap:
             self._on_failure(f"{len(cells)} patches could not be classified: {message}")
 
     def _idle(self) -> None:
-        fast = self._fast
-        if fast is not None:  # the pass is over: its decoded tiles go (up to TILE_CACHE_BYTES)
-            fast.clear_cache()
+        self.release_tiles()  # the pass is over
         if self._on_idle is not None:
             self._on_idle()
 
@@ -309,6 +307,14 @@ class LiveHeatmap:
             worker = self._worker
         if worker is not None:
             worker.set_background(enabled)
+
+    def release_tiles(self) -> None:
+        """Give back the decoded tiles kept for the running pass (up to ``TILE_CACHE_BYTES``);
+        later reads decode them again. When the worker goes idle, and when the slide's tab is
+        hidden (its pass waits, and several open slides must not each hold a cache)."""
+        fast = self._fast
+        if fast is not None:
+            fast.clear_cache()
 
     def set_style(self, style: HeatmapStyle) -> None:
         self._style = style

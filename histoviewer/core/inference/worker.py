@@ -8,7 +8,12 @@ Scheduling (regions already read when the model is free join one batch, up to
   older views is dropped between batches (a batch in hand finishes; it is at most one
   region of ``view_block_cells`` x ``view_block_cells`` cells).
 - ``set_background(True)``: once the view is done, classify the rest of the tissue,
-  nearest the last view centre first, in larger regions.
+  nearest the last view centre first, in larger regions. With a ``LiveScreen`` the rest is
+  screened first and the full model runs on its selection and audit lattice; the margin
+  around what it finds joins the running pass as soon as the readers are about to run dry
+  (``_grow_margin_ahead``), and the verdict comes when nothing is left to grow.
+- Regions are read by ``WorkerSchedule.read_threads`` threads, up to two batches of patches
+  ahead of the model, and handed to it in priority order.
 - ``set_interactive(True)`` (``pause``/``resume`` are the same switch): while the user
   pans, no new region is read and no new model batch starts, so the CPU goes to tile
   decoding; the heatmap catches up as soon as the pan ends.
