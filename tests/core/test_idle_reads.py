@@ -127,6 +127,46 @@ def test_results_come_out_in_job_order_whichever_reader_finishes_first():
         prefetcher.close()
 
 
+def test_a_submit_can_hold_its_jobs_to_one_reader_and_no_cell_budget():
+    """The worker reads a view with one thread (right after a pan the viewer's own tile
+    decoding needs the CPU) and the rest of the tissue with all: while one view region is
+    being read no second read starts, and the next background submit uses both readers."""
+    started = [threading.Event() for _ in range(4)]
+    gate = threading.Event()
+
+    def read(job: RegionJob):
+        started[int(job.cells[0]) % 4].set()
+        assert gate.wait(WAIT_S)
+        return np.zeros((len(job), 2, 2, 3), np.uint8) + 128, 0.0, 0.0
+
+    prefetcher = RegionPrefetcher(read, max_ahead=4, threads=2, max_cells_ahead=100)
+    try:
+        prefetcher.submit(1, one_cell_jobs(2), readers=1, max_cells_ahead=0)
+        assert started[0].wait(WAIT_S)
+        # a negative can only be shown by waiting: a second reader is idle and would start at once
+        assert not started[1].wait(0.3), (
+            "a second read of the view started while the first was held"
+        )
+        gate.set()
+        assert [
+            int(prefetcher.next(1, timeout=WAIT_S).job.cells[0]) for _ in range(2)
+        ] == [0, 1]
+        gate.clear()
+        for e in started:
+            e.clear()
+        prefetcher.submit(
+            2, one_cell_jobs(2, first=4)
+        )  # the constructor's: both readers
+        assert started[0].wait(WAIT_S) and started[1].wait(WAIT_S)  # both held at once
+        gate.set()
+        assert [
+            int(prefetcher.next(2, timeout=WAIT_S).job.cells[0]) for _ in range(2)
+        ] == [4, 5]
+    finally:
+        gate.set()
+        prefetcher.close()
+
+
 @pytest.fixture(scope="module")
 def tiled_slide(tmp_path_factory):
     """A tiled JPEG TIFF at 1 um/px (read directly by ``TiffRegionSource``, no resampling
@@ -244,10 +284,10 @@ def test_the_screened_margin_joins_the_running_pass_and_classifies_what_rounds_d
     plans: list[int] = []
     real_submit = RegionPrefetcher.submit
 
-    def recording_submit(self, generation, jobs):
+    def recording_submit(self, generation, jobs, **kwargs):
         if self._threads[0].name.startswith("histoviewer-inference-reader"):
             plans.append(sum(len(j) for j in jobs))
-        real_submit(self, generation, jobs)
+        real_submit(self, generation, jobs, **kwargs)
 
     monkeypatch.setattr(RegionPrefetcher, "submit", recording_submit)
     with open_slide(wide) as reader:

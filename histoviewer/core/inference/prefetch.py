@@ -71,6 +71,9 @@ class RegionPrefetcher:
         self._max_ahead = max(1, max_ahead)
         self._max_cells_ahead = max(0, max_cells_ahead)
         self._cells_ahead = 0  # cells of the finished and in-flight regions
+        self._threads_n = max(1, threads)
+        # reads at once, and the cell budget, for the current jobs (``submit``)
+        self._readers, self._cells_budget = self._threads_n, self._max_cells_ahead
         self._cond = threading.Condition()
         self._generation = 0
         self._jobs: collections.deque[RegionJob] = collections.deque()
@@ -88,12 +91,17 @@ class RegionPrefetcher:
         for t in self._threads:
             t.start()
 
-    def submit(self, generation: int, jobs: Sequence[RegionJob]) -> None:
-        """Replace the pending jobs with ``jobs`` for ``generation`` (older results dropped)."""
+    def submit(self, generation: int, jobs: Sequence[RegionJob], *, readers: int | None = None,
+               max_cells_ahead: int | None = None) -> None:
+        """Replace the pending jobs with ``jobs`` for ``generation`` (older results dropped).
+        ``readers``: at most this many of the threads read these jobs at once, and
+        ``max_cells_ahead`` their cell budget (None: the constructor's)."""
         with self._cond:
             self._generation = generation
             self._restart()
             self._jobs = collections.deque(jobs)
+            self._readers = self._threads_n if readers is None else max(1, min(readers, self._threads_n))
+            self._cells_budget = self._max_cells_ahead if max_cells_ahead is None else max(0, max_cells_ahead)
             self._cond.notify_all()
 
     def extend(self, generation: int, jobs: Sequence[RegionJob]) -> None:
@@ -125,8 +133,10 @@ class RegionPrefetcher:
     def _room(self) -> bool:
         """Whether a reader may start the next job (the caller holds the lock): fewer than
         ``max_ahead`` regions ahead, or fewer than ``max_cells_ahead`` cells with it."""
+        if self._in_flight >= self._readers:
+            return False
         ahead = len(self._done) + self._in_flight
-        return ahead < self._max_ahead or self._cells_ahead + len(self._jobs[0]) <= self._max_cells_ahead
+        return ahead < self._max_ahead or self._cells_ahead + len(self._jobs[0]) <= self._cells_budget
 
     def set_paused(self, paused: bool) -> None:
         with self._cond:

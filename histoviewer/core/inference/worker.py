@@ -12,8 +12,9 @@ Scheduling (regions already read when the model is free join one batch, up to
   screened first and the full model runs on its selection and audit lattice; the margin
   around what it finds joins the running pass as soon as the readers are about to run dry
   (``_grow_margin_ahead``), and the verdict comes when nothing is left to grow.
-- Regions are read by ``WorkerSchedule.read_threads`` threads, up to two batches of patches
-  ahead of the model, and handed to it in priority order.
+- The rest of the tissue is read by ``WorkerSchedule.read_threads`` threads, up to two
+  batches of patches ahead of the model; a view by one (the viewer's tile decoding needs the
+  CPU right after a pan). Regions reach the model in priority order.
 - ``set_interactive(True)`` (``pause``/``resume`` are the same switch): while the user
   pans, no new region is read and no new model batch starts, so the CPU goes to tile
   decoding; the heatmap catches up as soon as the pan ends.
@@ -319,7 +320,11 @@ class InferenceWorker:
             # screened pass's regions hold a few lone cells (the audit lattice), and a model call
             # per handful of patches ran the model at a third of its speed. A view never waits.
             generation, cells, block, gather_s, margin_centre = task
-            self._prefetcher.submit(generation, plan_regions(self.grid.geometry, cells, block))
+            # a view is read by one thread, regions ahead only: right after a pan the viewer's own
+            # tile decoding needs the CPU; the rest of the tissue by all, up to the cell budget
+            view = gather_s == 0.0
+            self._prefetcher.submit(generation, plan_regions(self.grid.geometry, cells, block),
+                                    readers=1 if view else None, max_cells_ahead=0 if view else None)
             planned = None
             if margin_centre is not None:
                 planned = np.zeros(self.grid.geometry.size, bool)
