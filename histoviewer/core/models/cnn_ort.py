@@ -104,6 +104,7 @@ class OrtCnnClassifier(PatchClassifier):
         chain = folded_chain(info.architecture, info.extra.get("arch_config"), self._tensors)
         self._graph = cached_onnx_bytes(chain, info.input.patch_px)
         self._sessions: dict[int, Any] = {}
+        self._torch: dict[str, Any] = {}  # as_torch's classifiers, by device
         self._lock = threading.Lock()
         try:
             self._session(default_intra_op_threads())
@@ -167,13 +168,21 @@ class OrtCnnClassifier(PatchClassifier):
         # lazy: models.cnn imports torch (seconds of start-up); only explanations get here
         from histoviewer.core.models.cnn import CnnClassifier
 
-        torch_model = CnnClassifier.from_tensors(self.info, self._tensors, device=device)
-        torch_model.domain = self.domain
-        return torch_model
+        with self._lock:
+            cached = self._torch.get(device)
+            if cached is None:
+                cached = CnnClassifier.from_tensors(self.info, self._tensors, device=device)
+                self._torch[device] = cached
+        cached.info = self.info
+        cached.domain = self.domain
+        return cached
 
     def close(self) -> None:
         with self._lock:
             self._sessions.clear()
+            torch_models, self._torch = list(self._torch.values()), {}
+        for model in torch_models:
+            model.close()
 
 
 def masked_domain_distances(profile: Any, prepared: np.ndarray, domain_mask: np.ndarray | None,
