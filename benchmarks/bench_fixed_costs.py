@@ -13,12 +13,15 @@ Per round, in this order:
 
 - analyze: ``python -m histoviewer analyze SLIDE --out TMP`` in a fresh process: wall time
   from the command's start to its exit (start-up, model load, classifying, every output).
-  The model loads and runs in a child process (``core.inference.model_process``).
+  The default CNN loads on onnxruntime in this process (a torch model: in a child process,
+  ``core.inference.model_process``).
 - analyze, torch engine (``--no-torch-analyze`` leaves it out): the same command with
   ``HISTOVIEWER_INFERENCE_ENGINE=torch`` (the child imports torch, as before onnxruntime).
-- analyze, model here (``--no-inproc`` leaves it out): the same with
-  ``HISTOVIEWER_MODEL_PROCESS=0``, the model loaded on a thread of the same process (as
-  before this change): what the child process buys.
+- analyze, model in a child (``--no-inproc`` leaves it out): the same with
+  ``HISTOVIEWER_MODEL_PROCESS=1``, the model forced into a child process
+  (``core.models.model_server``) although it loads without torch: what the child costs
+  or buys now (``analyze`` starts one only when loading the model imports torch). The
+  ``analyze_inproc`` keys keep their name from earlier runs, where they were the reverse.
 - before (``--before TREE``, a checkout of the code before the change, e.g.
   ``git archive 3dde403 | tar -x -C /tmp/base``): the same command from that tree.
 - plain loop: ``benchmarks/_plain_loop.py`` in a fresh process (OpenSlide reads level 2 one
@@ -117,15 +120,18 @@ CPU: dict[
 ] = {}  # CPU seconds (user + system) of each child, by what it ran
 
 
-def run_cli(tree: Path, slide: Path, out: Path, label: str, model_process: bool = True,
+def run_cli(tree: Path, slide: Path, out: Path, label: str, model_process: str | None = None,
             engine: str | None = None) -> float:
-    """Wall seconds of ``histoviewer analyze`` from ``tree`` in a fresh process (``engine``:
-    ``HISTOVIEWER_INFERENCE_ENGINE``, None: the default)."""
+    """Wall seconds of ``histoviewer analyze`` from ``tree`` in a fresh process
+    (``model_process``: ``HISTOVIEWER_MODEL_PROCESS``, ``engine``: ``HISTOVIEWER_INFERENCE_ENGINE``;
+    None: unset, the default)."""
     shutil.rmtree(out, ignore_errors=True)
     cpu0, t0 = _child_cpu(), time.perf_counter()
     result = subprocess.run(
         [PY, "-m", "histoviewer", "analyze", str(slide), "--out", str(out)],
-        env={**_env(tree), "HISTOVIEWER_MODEL_PROCESS": "1" if model_process else "0",
+        env={**{k: v for k, v in _env(tree).items()
+                if k not in ("HISTOVIEWER_MODEL_PROCESS", "HISTOVIEWER_INFERENCE_ENGINE")},
+             **({"HISTOVIEWER_MODEL_PROCESS": model_process} if model_process else {}),
              **({"HISTOVIEWER_INFERENCE_ENGINE": engine} if engine else {})},
         cwd=tree,
         capture_output=True,
@@ -316,7 +322,7 @@ def main() -> int:
                 times["analyze_torch"].append(run_cli(REPO, slide, tmp / "torch", "analyze_torch", engine="torch"))
             if not args.no_inproc:
                 times["analyze_inproc"].append(
-                    run_cli(REPO, slide, tmp / "inproc", "analyze_inproc", model_process=False)
+                    run_cli(REPO, slide, tmp / "inproc", "analyze_inproc", model_process="1")
                 )
             if args.before:
                 times["before"].append(
@@ -432,7 +438,7 @@ def main() -> int:
     )
     if not args.no_inproc:
         print(
-            f"  analyze with the model in-process (no child) {m['analyze_inproc']:.2f} s "
+            f"  analyze with the model forced into a child process {m['analyze_inproc']:.2f} s "
             f"(x{out['analyze_inproc_over_analyze']:.2f} analyze's time)"
         )
     print(
@@ -478,7 +484,7 @@ def main() -> int:
         print(f"  warm outputs vs cold: {out['outputs_warm_vs_cold']}; "
               f"warm (child) vs cold: {out['outputs_warm_child_vs_cold']}")
     if not args.no_inproc:
-        print(f"  outputs, model in-process vs in a child: {out['outputs_inproc_vs_child']}")
+        print(f"  outputs, model in a child vs analyze's default: {out['outputs_inproc_vs_child']}")
     print(
         "  CPU seconds (user + system, median): "
         + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())

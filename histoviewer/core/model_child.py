@@ -17,15 +17,23 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CHILD_MODULE", "ENV_SWITCH", "ModelChild", "launch_model_child", "model_process_allowed"]
+__all__ = ["CHILD_MODULE", "ENV_SWITCH", "ModelChild", "launch_model_child", "model_process_allowed",
+           "model_process_forced"]
 
 CHILD_MODULE = "histoviewer.core.models.model_server"  # run with ``python -m``
-ENV_SWITCH = "HISTOVIEWER_MODEL_PROCESS"  # "0": load the model in this process
+# "0": load the model in this process; "1": always in a child; unset: in a child when loading
+# it imports torch (``models.engine_hint``), else here (onnxruntime loads in ~0.1 s).
+ENV_SWITCH = "HISTOVIEWER_MODEL_PROCESS"
 
 
 def model_process_allowed() -> bool:
     """False when turned off (``ENV_SWITCH`` = 0) or in a frozen app (no ``python -m``)."""
     return os.environ.get(ENV_SWITCH, "1").strip() != "0" and not getattr(sys, "frozen", False)
+
+
+def model_process_forced() -> bool:
+    """True when ``ENV_SWITCH`` = 1: a child even for a model that loads without torch."""
+    return os.environ.get(ENV_SWITCH, "").strip() == "1"
 
 
 @dataclass(frozen=True)

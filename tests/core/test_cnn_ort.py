@@ -196,7 +196,7 @@ def test_the_engine_choice_and_its_switch(monkeypatch):
 
 
 def test_the_graph_is_cached_and_a_bad_cache_entry_is_rebuilt(real_patches):
-    ort_model, torch_model = _both(_shipped("cnn-pcam"))
+    _, torch_model = _both(_shipped("cnn-pcam"))
     cached = list(cnn_onnx.engine_cache_dir().glob("*.onnx"))
     assert len(cached) == 1
     cached[0].write_bytes(b"not an onnx graph")
@@ -213,8 +213,10 @@ def test_a_cached_graph_loads_without_importing_onnx_or_torch(tmp_path):
             "import numpy as np\n"
             "m.predict_proba(np.zeros((4, 96, 96, 3), np.uint8))\n"
             "print(type(m).__name__, 'torch' in sys.modules, 'onnx' in sys.modules)\n")
-    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                           check=False)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                           check=False)
     assert first.stdout.split() == ["OrtCnnClassifier", "False", "True"], first.stderr  # built once
     assert second.stdout.split() == ["OrtCnnClassifier", "False", "False"], second.stderr
 
@@ -228,6 +230,24 @@ def test_threads_per_call_give_the_same_scores(real_patches):
         assert np.array_equal(ort_model.logits(real_patches[:32]), default)
     finally:
         set_call_threads(None)
+
+
+def test_process_threads_reach_the_engine_that_runs_the_model():
+    from histoviewer.core.models.cnn_ort import default_intra_op_threads
+    from histoviewer.core.models.model_threads import (
+        model_parallelism,
+        set_process_model_threads,
+    )
+
+    ort_model = load_model(_shipped("cnn-pcam"), device="cpu", engine="onnxruntime")
+    before = default_intra_op_threads()
+    set_process_model_threads(ort_model, 1)  # analyze's workers, the viewer: onnxruntime's default
+    try:
+        assert ort_model.intra_op_threads == 1
+        threads, each = model_parallelism(ort_model)  # the pipeline: threads of one intra-op thread
+        assert threads >= 1 and (threads == 1 or each >= 1)
+    finally:
+        set_process_model_threads(ort_model, before)
 
 
 def test_grad_cam_of_an_onnxruntime_model_is_torchs(real_patches):
@@ -293,3 +313,49 @@ def test_an_analysis_gives_the_same_labels_and_lesions_with_either_engine(phanto
     recorded = [json.loads((tmp_path / e / "summary.json").read_text())["model"]["engine"]
                 for e in ("onnxruntime", "torch")]
     assert recorded == ["onnxruntime", "torch"]  # provenance says what ran the model
+
+
+def test_loading_imports_torch_is_told_from_the_header(monkeypatch, tmp_path):
+    from histoviewer.core.models import engine_hint
+
+    monkeypatch.delenv(ENGINE_ENV, raising=False)
+    monkeypatch.setattr(engine_hint, "gpu_possible", lambda: False)
+    assert not engine_hint.loading_imports_torch("cnn", "cpu")
+    assert not engine_hint.loading_imports_torch("cnn", "auto")
+    assert not engine_hint.loading_imports_torch("handcrafted", "cpu")
+    assert engine_hint.loading_imports_torch("cnn-resnet", "cpu")
+    assert engine_hint.loading_imports_torch("cnn", "cuda")
+    assert engine_hint.loading_imports_torch(tmp_path / "missing.safetensors", "cpu")  # cannot tell
+    monkeypatch.setattr(engine_hint, "gpu_possible", lambda: True)
+    assert engine_hint.loading_imports_torch("cnn", "auto")
+    monkeypatch.setenv(ENGINE_ENV, "torch")
+    assert engine_hint.loading_imports_torch("cnn", "cpu")
+
+
+@pytest.mark.parametrize(("switch", "engine", "child"), [
+    (None, None, False),  # onnxruntime loads in this process
+    ("1", None, True),  # forced
+    (None, "torch", True),  # torch's import overlaps reading the slide
+    ("0", "torch", False),  # turned off
+])
+def test_analyze_starts_a_model_child_only_when_it_pays(monkeypatch, switch, engine, child):
+    import argparse
+
+    from histoviewer.cli import analyze as cli_analyze
+    from histoviewer.core.model_child import ENV_SWITCH
+
+    for name, value in ((ENV_SWITCH, switch), (ENGINE_ENV, engine)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    args = argparse.Namespace(model="cnn", device="cpu", scheduler=None, workers=1, slides=["a.svs"],
+                              strategy="exhaustive", uncertainty=False)
+    started = cli_analyze._launch_model_child(args)
+    try:
+        assert (started is not None) == child
+    finally:
+        if started is not None:
+            started.process.kill()
+            started.process.wait()
+            started.sock.close()

@@ -19,11 +19,11 @@ import numpy as np
 
 from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.models.cnn_config import MAX_PARAMETERS, checked_settings
+from histoviewer.core.models.engine_hint import CHAIN_ARCHITECTURES
 
 __all__ = ["BN_EPS", "CHAIN_ARCHITECTURES", "ChainConv", "FoldedChain", "chain_convs", "chain_shapes",
            "folded_chain"]
 
-CHAIN_ARCHITECTURES = ("compact-cnn", "strided-cnn", "screen-cnn")
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default, which every chain architecture uses
 _BN_ARRAYS = ("weight", "bias", "running_mean", "running_var")
 _MODULES_PER_STAGE = 3  # conv, batch norm, ReLU: the Sequential indices step by 3

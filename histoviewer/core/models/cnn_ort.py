@@ -41,11 +41,13 @@ from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, Patch
 from histoviewer.core.models.cnn_chain import folded_chain
 from histoviewer.core.models.cnn_onnx import INPUT_NAME, cached_onnx_bytes
 
-__all__ = ["ENGINE_NAME", "ORT_AVAILABLE", "EngineDevice", "OrtCnnClassifier", "default_intra_op_threads", "set_call_threads"]
+__all__ = ["ENGINE_NAME", "ORT_AVAILABLE", "EngineDevice", "OrtCnnClassifier", "default_intra_op_threads",
+           "set_call_threads", "set_default_intra_op_threads"]
 
 ENGINE_NAME = "onnxruntime"
 _BATCH = 256  # patches a session run: measured 0.49 s per 3,072 patches on 2 threads, as 512
 _CALL_THREADS = threading.local()
+_DEFAULT_THREADS: list[int | None] = [None]  # set_default_intra_op_threads (process-wide)
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,14 @@ def _cores() -> int:
 
 
 def default_intra_op_threads() -> int:
-    """Intra-op threads of a call from a thread without its own setting: one per core, as
-    torch's default."""
-    return _cores()
+    """Intra-op threads of a call from a thread without its own setting: what
+    ``set_default_intra_op_threads`` set, else one per core, as torch's default."""
+    return _DEFAULT_THREADS[0] or _cores()
+
+
+def set_default_intra_op_threads(count: int | None) -> None:
+    """The process-wide default (``torch.set_num_threads``' counterpart; None: one per core)."""
+    _DEFAULT_THREADS[0] = None if count is None else max(1, int(count))
 
 
 def set_call_threads(count: int | None) -> None:

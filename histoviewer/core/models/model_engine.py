@@ -16,15 +16,14 @@ ONNX Runtime when no GPU can be present (Linux without the NVIDIA driver, Window
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.cnn_chain import CHAIN_ARCHITECTURES
 from histoviewer.core.models.cnn_ort import ENGINE_NAME as ONNXRUNTIME
 from histoviewer.core.models.cnn_ort import ORT_AVAILABLE
+from histoviewer.core.models.engine_hint import ENGINE_ENV, gpu_possible
 
 __all__ = [
     "ENGINES",
@@ -38,7 +37,6 @@ __all__ = [
     "engine_setting",
 ]
 
-ENGINE_ENV = "HISTOVIEWER_INFERENCE_ENGINE"
 TORCH = "torch"
 NUMPY = "numpy"  # the handcrafted model: numpy only, whatever is asked
 ENGINES = ("auto", TORCH, ONNXRUNTIME)
@@ -62,12 +60,7 @@ def engine_setting(requested: str | None = None) -> str:
 
 
 def _gpu_possible() -> bool:
-    """False only where no GPU torch could use can be present (checked without torch)."""
-    if sys.platform.startswith("linux"):
-        return Path("/proc/driver/nvidia/version").exists()
-    if sys.platform == "win32":
-        return (Path(os.environ.get("SystemRoot", r"C:\Windows")) / "System32" / "nvcuda.dll").exists()
-    return True  # macOS: Apple MPS; torch decides
+    return gpu_possible()
 
 
 def choose_engine(info: ModelInfo, device: str = "auto", requested: str | None = None) -> EngineChoice:

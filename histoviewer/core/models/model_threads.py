@@ -10,9 +10,13 @@ import os
 import sys
 
 from histoviewer.core.models.classifier import PatchClassifier
-from histoviewer.core.models.cnn_ort import set_call_threads
+from histoviewer.core.models.cnn_ort import (
+    ENGINE_NAME,
+    set_call_threads,
+    set_default_intra_op_threads,
+)
 
-__all__ = ["MAX_MODEL_THREADS", "cores", "model_parallelism", "set_model_threads"]
+__all__ = ["MAX_MODEL_THREADS", "cores", "model_parallelism", "set_model_threads", "set_process_model_threads"]
 
 MAX_MODEL_THREADS = 4
 
@@ -54,6 +58,18 @@ def set_model_threads(count: int) -> None:
     when a torch model has loaded torch, torch's (OpenMP: per thread, so the other threads of
     the process, the viewer's model worker among them, keep theirs). Never imports torch."""
     set_call_threads(count)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(count)
+
+
+def set_process_model_threads(model: PatchClassifier, count: int) -> None:
+    """The process-wide intra-op threads of ``model``'s engine: onnxruntime's default for an
+    onnxruntime model, ``torch.set_num_threads`` for a torch one (torch is loaded by then;
+    it is never imported here)."""
+    if getattr(model, "engine", None) == ENGINE_NAME:
+        set_default_intra_op_threads(count)
+        return
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(count)
