@@ -45,7 +45,7 @@ the warm times are reported against the same bound. Also printed: ``python -c "i
 and ``python -c "import onnxruntime"`` alone (fresh processes, timed each round): the floor
 under any cold process that imports them.
 The outputs of analyze and before are compared (node label, lesions, maps). ``--big``: one
-run each of analyze and before on a large slide (the CAMELYON-size phantom) at the end.
+run each of analyze, analyze with the torch engine and before on a large slide (the CAMELYON-size phantom) at the end.
 The slide is made with ``histoviewer phantom`` when missing (40,000 x 40,000 px, ~40 s).
 """
 
@@ -407,6 +407,9 @@ def main() -> int:
                 "slide": str(args.big),
                 "analyze_s": run_cli(REPO, args.big, tmp / "big-new", "big"),
             }
+            if not args.no_torch_analyze:  # the same slide with the torch engine, right after
+                out["big"]["analyze_torch_s"] = run_cli(REPO, args.big, tmp / "big-torch", "big-torch",
+                                                        engine="torch")
             if args.before:
                 out["big"]["before_s"] = run_cli(
                     args.before, args.big, tmp / "big-old", "big-before"

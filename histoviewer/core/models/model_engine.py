@@ -80,8 +80,8 @@ def choose_engine(info: ModelInfo, device: str = "auto", requested: str | None =
         if forced:
             raise ModelLoadError(f"onnxruntime requested ({ENGINE_ENV}) but it is not installed")
         return EngineChoice(TORCH, "onnxruntime is not installed")
-    why = "requested" if forced else "a chain CNN on the CPU"
-    return EngineChoice(ONNXRUNTIME, f"onnxruntime: {why}")
+    why = f"requested ({ENGINE_ENV}=onnxruntime)" if forced else "a chain CNN on the CPU"
+    return EngineChoice(ONNXRUNTIME, why)
 
 
 def engine_of(model: object) -> str:
