@@ -19,6 +19,10 @@ Format ``/1`` files hashed the arrays only; they are refused with the way out
 (``restamp_model``, after the user has checked the description). An unkeyed hash cannot stop
 someone who recomputes it, so the shipped weights' caution is also pinned by their array
 digest (``shipped.check_shipped_caution``): no header can present them as more than they are.
+
+Reading and verifying a file live in ``model_verify`` (no torch, no domain or feature code,
+so the model's child process can use them alone); this module re-exports them and builds
+the classifier on the engine ``model_engine`` chooses (onnxruntime or torch).
 """
 
 from __future__ import annotations
