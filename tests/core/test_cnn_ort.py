@@ -310,9 +310,10 @@ def test_an_analysis_gives_the_same_labels_and_lesions_with_either_engine(phanto
     assert a.domain == b.domain
     maps = [tifffile.imread(tmp_path / e / "probability.tiff") for e in ("onnxruntime", "torch")]
     assert np.allclose(maps[0], maps[1], atol=1e-5, equal_nan=True)
-    recorded = [json.loads((tmp_path / e / "summary.json").read_text())["model"]["engine"]
-                for e in ("onnxruntime", "torch")]
-    assert recorded == ["onnxruntime", "torch"]  # provenance says what ran the model
+    recorded = [json.loads((tmp_path / e / "summary.json").read_text())["model"] for e in ("onnxruntime", "torch")]
+    assert [r["engine"] for r in recorded] == ["onnxruntime", "torch"]  # provenance says what ran the model
+    assert list(recorded[0])[-1] == "engine"  # a new entry, at the end of the model record
+    assert a.model.engine == "onnxruntime" and b.model.engine == "torch"  # and it reads back
 
 
 def test_loading_imports_torch_is_told_from_the_header(monkeypatch, tmp_path):

@@ -57,6 +57,7 @@ class CnnClassifier(PatchClassifier):
     # Inference is a pure function of the batch (eval mode, inference_mode, no state written
     # but the locked stain counter), so the headless pipeline may call it from several threads.
     parallel_calls = True
+    engine = "torch"  # model_engine.TORCH: recorded with the results (ModelRecord.engine)
 
     def __init__(self, network: nn.Module, info: ModelInfo, device: str = "auto"):
         if info.kind != "cnn":

@@ -85,9 +85,10 @@ def choose_engine(info: ModelInfo, device: str = "auto", requested: str | None =
 
 
 def engine_of(model: object) -> str:
-    """The engine a loaded classifier runs on (``torch`` for a torch CNN)."""
+    """The engine a loaded classifier runs on ("onnxruntime", "torch", "numpy" for the
+    handcrafted model); "" when it does not say (a classifier of another kind)."""
     engine = getattr(model, "engine", None)
     if engine:
         return str(engine)
     info = getattr(model, "info", None)
-    return TORCH if getattr(info, "kind", None) == "cnn" else NUMPY
+    return NUMPY if getattr(info, "kind", None) == "handcrafted" else ""
