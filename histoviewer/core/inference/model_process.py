@@ -18,7 +18,15 @@ cannot load the model sends its error (raised here as the same ``HistoViewerErro
 a child that dies fails the batches in flight and every later one (``InferenceError``), it
 never hangs the run. The child ends when this process closes the model or exits (it reads
 the end of the socket). ``HISTOVIEWER_MODEL_PROCESS=0`` turns it off (the model loads in
-this process on a thread, ``model_loading``).
+this process on a thread, ``model_loading``), ``=1`` forces it.
+
+The child itself is ``models.model_server``: a chain CNN on the CPU runs there on
+onnxruntime (``models.cnn_ort``), with no torch and no domain code imported; the tissue
+check's descriptors (the model's ``DomainProfile``, ~1.5 ms a patch on a few hundred sampled
+patches) are computed here, on the calling model thread while the child runs the batch.
+``analyze`` starts a child only for a model that imports torch (``models.engine_hint``): an
+onnxruntime model loads in ~0.1 s and measured faster in the ``analyze`` process itself (no
+second interpreter, no batch transfer; docs/benchmarks.md).
 """
 
 from __future__ import annotations
