@@ -199,10 +199,14 @@ def test_the_graph_is_cached_and_a_bad_cache_entry_is_rebuilt(real_patches):
     _, torch_model = _both(_shipped("cnn-pcam"))
     cached = list(cnn_onnx.engine_cache_dir().glob("*.onnx"))
     assert len(cached) == 1
-    cached[0].write_bytes(b"not an onnx graph")
-    again = load_model(_shipped("cnn-pcam"), device="cpu", engine="onnxruntime")
-    assert cached[0].read_bytes() != b"not an onnx graph"  # replaced by a rebuilt graph
-    assert np.abs(again.logits(real_patches[:16]) - torch_model.logits(real_patches[:16])).max() < LOGIT_ATOL
+    good = cached[0].read_bytes()
+    screen_graph = next(iter(_both(_shipped("screen-pcam"))))._graph  # a valid graph, of another model
+    for bad in (b"not an onnx graph", good[: len(good) // 2], screen_graph):
+        cached[0].write_bytes(bad)
+        again = load_model(_shipped("cnn-pcam"), device="cpu", engine="onnxruntime")
+        assert cached[0].read_bytes() == good  # replaced by a rebuilt graph
+        logits = again.logits(real_patches[:16])
+        assert np.abs(logits - torch_model.logits(real_patches[:16])).max() < LOGIT_ATOL
 
 
 def test_a_cached_graph_loads_without_importing_onnx_or_torch(tmp_path):

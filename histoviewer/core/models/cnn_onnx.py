@@ -9,11 +9,11 @@ logits. Dropout is the identity at inference and is left out.
 Built with the ``onnx`` package's helpers (a well-kept library; a hand-written protobuf
 encoder would have to be kept in step with the format by us). Importing ``onnx`` costs
 ~0.6 s, so the serialized bytes are cached in the user data folder
-(``<data dir>/engine-cache/<key>.onnx``, written atomically), keyed by the builder's version
-and a digest of the folded arrays and strides: only a model's first run pays the import.
-The cache holds no trust: a file that onnxruntime cannot load is rebuilt and replaced
-(``cnn_ort``), and the key covers everything the bytes are made of, so a changed model or
-builder never meets a stale graph.
+(``<data dir>/engine-cache/<key>-<digest>.onnx``, written atomically), keyed by the builder's
+version and a digest of the folded arrays and strides: only a model's first run pays the
+import. The cache holds no trust: a file whose bytes do not match the digest in its name, or
+that onnxruntime cannot load (``cnn_ort``), is rebuilt and replaced; the key covers
+everything the bytes are made of, so a changed model or builder never meets a stale graph.
 """
 
 from __future__ import annotations
@@ -108,17 +108,28 @@ def build_onnx_bytes(chain: FoldedChain, patch_px: int) -> bytes:
 
 def cached_onnx_bytes(chain: FoldedChain, patch_px: int, *, rebuild: bool = False) -> bytes:
     """The graph's bytes from the cache, else built and cached (``rebuild``: build and replace
-    whatever the cache holds). A cache that cannot be written is logged and skipped."""
-    path = engine_cache_dir() / f"{chain_key(chain, patch_px)}.onnx"
+    whatever the cache holds). A cache file is named ``<key>-<SHA-256 of its bytes>.onnx`` and
+    used only when its bytes still have that digest (a file cut short, damaged or replaced by
+    another graph is rebuilt). A cache that cannot be written is logged and skipped."""
+    folder = engine_cache_dir()
+    key = chain_key(chain, patch_px)
     if not rebuild:
-        try:
-            return path.read_bytes()
-        except OSError:
-            pass
+        for path in sorted(folder.glob(f"{key}-*.onnx")):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            if path.stem == f"{key}-{hashlib.sha256(data).hexdigest()}":
+                return data
+            log.warning("%s: the cached ONNX graph does not match its digest; rebuilt", path)
     data = build_onnx_bytes(chain, patch_px)
+    path = folder / f"{key}-{hashlib.sha256(data).hexdigest()}.onnx"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(f"{key}*.onnx"):  # and any older name of this graph
+            if stale != path:
+                stale.unlink(missing_ok=True)
         atomic_write_bytes(path, data)
     except (OSError, WriteError) as exc:
-        log.warning("cannot cache the model's ONNX graph in %s: %s", path.parent, exc)
+        log.warning("cannot cache the model's ONNX graph in %s: %s", folder, exc)
     return data
