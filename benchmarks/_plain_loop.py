@@ -7,7 +7,8 @@ level ``analyze`` reads for the 0.972 um/px model) one patch at a time, Pillow r
 patch to the model's 96 px, and batches of 256 go through the same model
 (``predict_proba``: the same network, normalisation and calibration). The tissue cells are
 the ones ``analyze`` classifies (our tissue mask, same grid), so both classify the same
-patches. Writes the probabilities (one per tissue cell, grid order) to OUT.npy. Everything
+patches. The model runs on torch (``--engine``; ``analyze`` runs it on onnxruntime on the
+CPU). Writes the probabilities (one per tissue cell, grid order) to OUT.npy. Everything
 is inside the process's wall time, start-up included, as for ``histoviewer analyze``.
 """
 
@@ -40,8 +41,9 @@ def main() -> int:
     ap.add_argument("out", type=Path)
     ap.add_argument("--model", default="cnn")
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--engine", default="torch", help="the model's engine (a plain PyTorch loop: torch)")
     args = ap.parse_args()
-    model = open_model(args.model, device="cpu")
+    model = open_model(args.model, device="cpu", engine=args.engine)
     p = model.input.patch_px
     with open_slide(
         args.slide

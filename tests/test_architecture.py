@@ -25,6 +25,7 @@ QT_MODULES = ("PySide6", "pyqtgraph", "shiboken6")
 LAZY_PACKAGES = {
     "torch": "seconds to import; the viewer and most commands never run a CNN",
     "sklearn": "~0.5 s to import; only fitting the handcrafted model and evaluation use it",
+    "onnx": "~0.6 s to import; only building a CNN's ONNX graph (once per model, then cached) uses it",
     "dask": "optional (the --scheduler extra); only a run on a Dask cluster uses it",
     "distributed": "optional (the --scheduler extra); only a run on a Dask cluster uses it",
 }

@@ -378,7 +378,20 @@ def _print_model(a: Any) -> None:
         print(f"      operating point: {a.info.operating_point.describe()}")
     for name, ev in (a.info.extra.get("evaluations") or {}).items():
         print(f"      held out, {name}: {_evaluation_text(ev)}")
+    print(f"      runs on {_engine_text(a.info)}")
     print(f"      {a.path}  sha256 {a.info.content_hash[:16]}...")
+
+
+def _engine_text(info: Any) -> str:
+    """What would run the model with the automatic device: "onnxruntime (a chain CNN on the CPU)"."""
+    from histoviewer.core.errors import ModelLoadError
+    from histoviewer.core.models.model_engine import choose_engine
+
+    try:
+        choice = choose_engine(info, "auto")
+    except ModelLoadError as exc:  # an unknown HISTOVIEWER_INFERENCE_ENGINE
+        return f"unknown: {exc}"
+    return f"{choice.engine} ({choice.reason})"
 
 
 def _shipped_screen() -> tuple[Any, Any]:

@@ -82,6 +82,8 @@ THIRD_PARTY: tuple[Component, ...] = (
         "openslide-python",
     ),
     Component("torch", "PyTorch (CPU build)", "the CNN models", "torch"),
+    Component("onnxruntime", "ONNX Runtime", "CNN inference on the CPU", "onnxruntime", "MIT"),
+    Component("onnx", "ONNX", "the CNN graphs ONNX Runtime runs", "onnx", "Apache-2.0"),
     Component("numpy", "NumPy", "arrays", "numpy"),
     Component("scipy", "SciPy", "image measurements", "scipy", "BSD-3-Clause"),
     Component(

@@ -1,9 +1,10 @@
 """Start the model's child process first thing, before anything heavy is imported.
 
-``inference.model_process`` runs the patch model in a child process so that importing torch
-(1.1-1.4 s, holding the interpreter lock) overlaps this process's own work. Importing that
-module costs ~0.4 s itself (numpy, scipy.ndimage through the model file reader), so its
-child would start 0.4 s late. This module imports nothing but the standard library: the
+``inference.model_process`` runs the patch model in a child process (``models.model_server``)
+so that loading it (onnxruntime for a chain CNN on the CPU; torch, 1.1-1.4 s holding the
+interpreter lock, otherwise) overlaps this process's own work. Importing ``model_process``
+costs ~0.4 s itself (numpy, scipy.ndimage through the model file reader), so its child
+would start 0.4 s late. This module imports nothing but the standard library: the
 CLI launches the child with it at once and hands it to ``model_process`` later.
 """
 
@@ -16,15 +17,23 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CHILD_MODULE", "ENV_SWITCH", "ModelChild", "launch_model_child", "model_process_allowed"]
+__all__ = ["CHILD_MODULE", "ENV_SWITCH", "ModelChild", "launch_model_child", "model_process_allowed",
+           "model_process_forced"]
 
-CHILD_MODULE = "histoviewer.core.inference.model_process"  # run with ``python -m``
-ENV_SWITCH = "HISTOVIEWER_MODEL_PROCESS"  # "0": load the model in this process
+CHILD_MODULE = "histoviewer.core.models.model_server"  # run with ``python -m``
+# "0": load the model in this process; "1": always in a child; unset: in a child when loading
+# it imports torch (``models.engine_hint``), else here (onnxruntime loads in ~0.1 s).
+ENV_SWITCH = "HISTOVIEWER_MODEL_PROCESS"
 
 
 def model_process_allowed() -> bool:
     """False when turned off (``ENV_SWITCH`` = 0) or in a frozen app (no ``python -m``)."""
     return os.environ.get(ENV_SWITCH, "1").strip() != "0" and not getattr(sys, "frozen", False)
+
+
+def model_process_forced() -> bool:
+    """True when ``ENV_SWITCH`` = 1: a child even for a model that loads without torch."""
+    return os.environ.get(ENV_SWITCH, "").strip() == "1"
 
 
 @dataclass(frozen=True)

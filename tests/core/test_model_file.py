@@ -36,8 +36,12 @@ def _cnn(tmp_path, **info_kw):
 def test_cnn_round_trip_gives_identical_predictions(tmp_path):
     model, path = _cnn(tmp_path, training_data="toy", metrics={"valid_auc": 0.9},
                        demonstration=True)
-    loaded = load_model(path, device="cpu")
+    loaded = load_model(path, device="cpu", engine="torch")  # the engine the model was made on
     assert np.array_equal(model.predict_proba(PATCHES), loaded.predict_proba(PATCHES))
+    # the default CPU engine (onnxruntime): the same weights, float32 sums in another order
+    on_ort = load_model(path, device="cpu")
+    assert on_ort.engine == "onnxruntime" and on_ort.info == loaded.info
+    np.testing.assert_allclose(on_ort.predict_proba(PATCHES), loaded.predict_proba(PATCHES), atol=1e-6)
     info = read_model_info(path)
     assert info.content_hash == loaded.info.content_hash == model.info.content_hash
     assert len(info.content_hash) == 64

@@ -132,7 +132,7 @@ def explanation_images(
     what the explanation is."""
     if len(patches) == 0:
         return [], ""
-    if isinstance(model, CnnClassifier):
+    if isinstance(model, CnnClassifier) or hasattr(model, "as_torch"):  # torch or onnxruntime CNN
         cam = grad_cam(model, patches)
         images = [
             _side_by_side(

@@ -173,6 +173,9 @@ def grad_cam(
         raise ModelError(
             f"unknown saliency method {method!r}; known: {', '.join(CAM_METHODS)}"
         )
+    as_torch = getattr(classifier, "as_torch", None)
+    if as_torch is not None:  # a CNN run on onnxruntime (models.cnn_ort): the gradients need torch's
+        classifier = as_torch()
     if not isinstance(classifier, CnnClassifier):
         raise ModelError(
             f"Grad-CAM needs a CNN; model {classifier.info.name!r} is {classifier.info.kind}"

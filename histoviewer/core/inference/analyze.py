@@ -43,6 +43,7 @@ from histoviewer.core.inference.uncertainty_map import (compute_uncertainty, new
                                                        write_uncertainty_map)
 from histoviewer.core.models.classifier import OperatingPoint, PatchClassifier
 from histoviewer.core.models.domain import OUT_OF_DOMAIN_REASON, judge_slide
+from histoviewer.core.models.model_engine import engine_of
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.models.screen_model import ScreenSettings, open_screen_model
 from histoviewer.core.progress import NO_CONTROL, JobControl
@@ -242,7 +243,8 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
             if fast is not None:
                 fast.close()
         model = loaded_model(model)  # loaded by now unless the slide had no tissue
-        record = ModelRecord.from_info(model.info)  # the loaded (verified) model's, not the header's
+        # the loaded (verified) model's, not the header's; with the engine that ran it
+        record = ModelRecord.from_info(model.info, engine=engine_of(model))
         t0 = time.perf_counter()
         encoded = grid.encoded_map()
         tiff_path, json_path = write_probability_map(out, encoded, geometry, slide=str(slide_path), model=record)

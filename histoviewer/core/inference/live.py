@@ -35,6 +35,7 @@ from histoviewer.core.inference.tiff_regions import TILE_CACHE_BYTES, TiffRegion
 from histoviewer.core.inference.tissue import grid_tissue
 from histoviewer.core.inference.worker import InferenceWorker, WorkerCallbacks
 from histoviewer.core.analysis.threshold import choose_lesion_params
+from histoviewer.core.models.model_threads import set_process_model_threads
 from histoviewer.core.models.registry import open_model
 from histoviewer.core.models.screen_model import open_screen_model
 from histoviewer.core.slide.reader import SlideReader
@@ -88,10 +89,8 @@ def _share_cpu_with_the_viewer(model) -> int | None:
     device = getattr(model, "device", None)
     if device is None or getattr(device, "type", "") != "cpu":
         return None
-    import torch  # lazy: seconds of start-up; only a CPU model on the viewer's thread pool needs it
-
     threads = viewer_torch_threads()
-    torch.set_num_threads(threads)
+    set_process_model_threads(model, threads)  # torch's or onnxruntime's; never imports torch
     return threads
 
 

@@ -18,33 +18,48 @@ cannot load the model sends its error (raised here as the same ``HistoViewerErro
 a child that dies fails the batches in flight and every later one (``InferenceError``), it
 never hangs the run. The child ends when this process closes the model or exits (it reads
 the end of the socket). ``HISTOVIEWER_MODEL_PROCESS=0`` turns it off (the model loads in
-this process on a thread, ``model_loading``).
+this process on a thread, ``model_loading``), ``=1`` forces it.
+
+The child itself is ``models.model_server``: a chain CNN on the CPU runs there on
+onnxruntime (``models.cnn_ort``), with no torch and no domain code imported; the tissue
+check's descriptors (the model's ``DomainProfile``, ~1.5 ms a patch on a few hundred sampled
+patches) are computed here, on the calling model thread while the child runs the batch.
+``analyze`` starts a child only for a model that imports torch (``models.engine_hint``): an
+onnxruntime model loads in ~0.1 s and measured faster in the ``analyze`` process itself (no
+second interpreter, no batch transfer; docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import math
-import os
-import signal
 import subprocess
-import sys
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
 
 from histoviewer.core import errors
-from histoviewer.core.errors import HistoViewerError, InferenceError, ModelLoadError
+from histoviewer.core.errors import (
+    HistoViewerError,
+    InferenceError,
+    ModelError,
+    ModelLoadError,
+)
 from histoviewer.core.inference.model_loading import PendingModel
-from histoviewer.core.inference.pipeline import _set_torch_threads, model_parallelism
 from histoviewer.core.model_child import ENV_SWITCH, ModelChild, launch_model_child
-from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, PatchScores
+from histoviewer.core.models.classifier import (
+    ModelInfo,
+    PatchClassifier,
+    PatchScores,
+    check_patch_batch,
+)
+from histoviewer.core.models.cnn_ort import masked_domain_distances
+from histoviewer.core.models.domain import split_domain_tensors
 from histoviewer.core.models.model_file import read_model_info_unverified
-from histoviewer.core.models.registry import open_model, resolve_model_path
+from histoviewer.core.models.registry import resolve_model_path
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +81,12 @@ def start_model_process(spec: str | Path, device: str = "auto", child: ModelChil
     process = ModelProcess(child)
     try:
         info = read_model_info_unverified(resolve_model_path(spec))
+        if info.kind != "cnn":  # the child serves CNNs; a handcrafted model loads here in no time
+            raise ModelLoadError(f"{spec}: a {info.kind} model is not run in a model process")
     except BaseException:
         process.close()
         raise
     return PendingModel(info, process.wait_loaded)
-
-
-def _error_fields(exc: BaseException) -> tuple[str, str, str | None]:
-    return type(exc).__name__, str(exc), getattr(exc, "setting", None)
 
 
 def _rebuilt_error(name: str, message: str, setting: str | None, default: type[HistoViewerError]) -> Exception:
@@ -110,11 +123,15 @@ class ModelProcess:
     def wait_loaded(self) -> PatchClassifier:
         """The classifier once the child has loaded it; raises what loading raised there."""
         try:
-            info, domain, threads = self._loaded.result()
+            info, domain_arrays, threads, engine = self._loaded.result()
+            try:  # the checks load_model makes of the file's domain profile, naming the file
+                _, domain = split_domain_tensors(domain_arrays, info.extra)
+            except (ModelLoadError, ModelError, KeyError, TypeError, ValueError) as exc:
+                raise ModelLoadError(f"{resolve_model_path(self._spec)}: {exc}") from exc
         except BaseException:
             self.close()
             raise
-        return _RemoteClassifier(self, info, domain, threads)
+        return _RemoteClassifier(self, info, domain, threads, engine)
 
     def _receive(self) -> None:
         try:
@@ -135,7 +152,7 @@ class ModelProcess:
                         future.set_exception(_rebuilt_error(*message[2:], default=InferenceError))
         except (EOFError, OSError):
             pass  # the child ended (or this side closed)
-        except Exception:  # noqa: BLE001 - a garbled message: end the run's model, not hang it
+        except Exception:
             log.exception("model process: unreadable message")
         code = self._proc.poll()
         why = "it was closed" if self._closing or code == 0 else f"it ended unexpectedly (exit status {code})"
@@ -151,9 +168,9 @@ class ModelProcess:
         if not self._loaded.done():
             self._loaded.set_exception(ModelLoadError(why))
 
-    def classify(self, patches: np.ndarray, domain_mask: np.ndarray | None) -> PatchScores:
-        """The child's ``classify``; raises what it raised there (``InferenceError`` when the
-        child is gone)."""
+    def submit(self, patches: np.ndarray) -> Future:
+        """The child's probabilities of ``patches`` (a ``Future`` of ``PatchScores``, failing
+        with what failed there; ``InferenceError`` when the child is gone)."""
         arr = np.ascontiguousarray(patches)
         future: Future = Future()
         with self._lock:
@@ -161,16 +178,15 @@ class ModelProcess:
                 raise InferenceError(self._ended)
             request = next(self._ids)
             self._pending[request] = future
-        mask = None if domain_mask is None else np.asarray(domain_mask, bool)
         try:
             with self._send_lock:  # a request and its bytes go together
-                self._conn.send(("classify", request, arr.shape, arr.dtype.str, mask))
+                self._conn.send(("classify", request, arr.shape, arr.dtype.str))
                 self._conn.send_bytes(arr.reshape(-1).view(np.uint8).data if arr.size else b"")
         except (OSError, ValueError) as exc:
             with self._lock:
                 self._pending.pop(request, None)
             raise InferenceError(f"model {self._spec!r}: cannot reach the model process: {exc}") from exc
-        return future.result()
+        return future
 
     def close(self) -> None:
         """Ask the child to end, wait for it (killed after ``_CLOSE_WAIT_S``); safe twice."""
@@ -191,16 +207,18 @@ class ModelProcess:
 
 
 class _RemoteClassifier(PatchClassifier):
-    """A classifier loaded in a ``ModelProcess``: ``info`` and ``domain`` as verified there;
-    ``call_threads`` batches at once (the child's model threads: ``pipeline.model_parallelism``)."""
+    """A classifier loaded in a ``ModelProcess``: ``info`` as verified there, ``domain`` built
+    here from the file's verified arrays; ``call_threads`` batches at once (the child's model
+    threads); ``engine``: what runs the model there (``model_engine``)."""
 
     parallel_calls = True
 
-    def __init__(self, process: ModelProcess, info: ModelInfo, domain, call_threads: int) -> None:
+    def __init__(self, process: ModelProcess, info: ModelInfo, domain, call_threads: int, engine: str) -> None:
         self._process = process
         self.info = info
         self.domain = domain
         self.call_threads = call_threads
+        self.engine = engine
 
     @property
     def stain_unnormalised(self) -> int:  # counted in the child
@@ -210,63 +228,23 @@ class _RemoteClassifier(PatchClassifier):
         return self.classify(patches).probability
 
     def classify(self, patches: np.ndarray, domain_mask: np.ndarray | None = None) -> PatchScores:
-        return self._process.classify(patches, domain_mask)
+        """The child's probabilities; the domain distances of the ``domain_mask`` patches
+        computed here meanwhile, on the patches as the network reads them (stain-normalised
+        as in the child: per patch, so a subset gets the same pixels)."""
+        future = self._process.submit(patches)
+        distance = None
+        if self.domain is not None:
+            arr = check_patch_batch(patches, self.input)
+            pick = np.arange(len(arr)) if domain_mask is None else np.flatnonzero(domain_mask)
+            distance = np.full(len(arr), np.nan, np.float32)
+            if pick.size:
+                chosen = arr[pick]
+                normaliser = self._stain_normaliser()
+                if normaliser is not None:
+                    chosen = normaliser.apply(chosen).patches
+                distance[pick] = masked_domain_distances(self.domain, chosen, None, self.input.mpp)
+        scores = future.result()
+        return PatchScores(scores.probability, distance)
 
     def close(self) -> None:
         self._process.close()
-
-
-def _serve(fd: int, spec: str, device: str) -> int:
-    """The child: load the model, then classify what arrives until told to close or the
-    parent's side of the socket ends."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's; it closes us
-    conn = Connection(fd)
-    try:
-        model = open_model(spec, device=device)
-    except BaseException as exc:  # noqa: BLE001 - handed to the parent, which raises it
-        conn.send(("load-error", *_error_fields(exc)))
-        return 1
-    threads, torch_threads = model_parallelism(model)
-    pool = ThreadPoolExecutor(threads, thread_name_prefix="histoviewer-model",
-                              initializer=_set_torch_threads if torch_threads else None,
-                              initargs=(torch_threads,) if torch_threads else ())
-    send_lock = threading.Lock()
-
-    def run(request: int, patches: np.ndarray, mask: np.ndarray | None) -> None:
-        try:
-            scores = model.classify(patches, domain_mask=mask)
-            reply = ("result", request, scores.probability, scores.domain_distance, model.stain_unnormalised)
-        except Exception as exc:  # noqa: BLE001 - this batch fails, the parent marks its cells
-            reply = ("failed", request, *_error_fields(exc))
-        with send_lock:
-            conn.send(reply)
-
-    try:
-        conn.send(("loaded", model.info, model.domain, threads))
-        while True:
-            message = conn.recv()
-            if message[0] != "classify":
-                break
-            _, request, shape, dtype, mask = message
-            buffer = bytearray(math.prod(shape) * np.dtype(dtype).itemsize)
-            if buffer:
-                conn.recv_bytes_into(buffer)
-            else:
-                conn.recv_bytes()
-            pool.submit(run, request, np.frombuffer(buffer, dtype).reshape(shape), mask)
-    except (EOFError, OSError):
-        pass  # the parent is gone
-    finally:
-        pool.shutdown(wait=True)
-        model.close()
-    return 0
-
-
-if __name__ == "__main__":
-    status = _serve(int(sys.argv[1]), sys.argv[2], sys.argv[3])
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Ended without the interpreter's teardown: with torch loaded it took 0.3-0.6 s, which
-    # the parent waited for at its own exit (nothing here needs finalising: the model is
-    # closed, the socket's end is closed by the kernel).
-    os._exit(status)

@@ -2,8 +2,8 @@
 
 A reader thread (``RegionPrefetcher``) reads, resizes and cuts regions while this thread
 gathers batches of at least ``batch_size`` patches from several regions and runs the model
-on them, itself or (a torch model on the CPU, ``model_parallelism``) on a few model threads
-of one torch thread each. The model may still be loading (``PendingModel``): the reader
+on them, itself or (a CPU model, torch or onnxruntime: ``model_parallelism``) on a few model
+threads of one intra-op thread each. The model may still be loading (``PendingModel``): the reader
 starts at once. Failures mark cells FAILED and are reported; the run goes on.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +23,11 @@ from histoviewer.core.inference.model_loading import PendingModel, loaded_model
 from histoviewer.core.inference.prefetch import BLANK_REASON, RegionPrefetcher
 from histoviewer.core.inference.regions import RegionCutter, plan_regions
 from histoviewer.core.models.classifier import PatchClassifier
+from histoviewer.core.models.model_threads import (
+    MAX_MODEL_THREADS,
+    model_parallelism,
+    set_model_threads,
+)
 from histoviewer.core.progress import NO_CONTROL, JobControl
 
 log = logging.getLogger(__name__)
@@ -55,45 +59,10 @@ class PipelineTimes:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def model_parallelism(model: PatchClassifier, requested: int | None = None) -> tuple[int, int | None]:
-    """(model threads, torch threads each) for ``model``: a torch model on the CPU runs on
-    several threads of one torch thread each (up to 4, the cores split between them), any
-    other model on one thread with its own settings (None: torch left alone). ``requested``:
-    a number of model threads to use instead (1: one thread, torch's own setting).
-
-    Why: torch's default is one intra-op thread per core, which waits at a barrier for a
-    thread that lost its core to the region reader: on 2 shared cores the default CNN ran
-    at 450-740 patches/s that way against 1,000-3,000 with two threads of one torch thread
-    each, and 962 in the pipeline against 1,771 alone on a quiet machine (issue 15)."""
-    remote = getattr(model, "call_threads", None)  # a model in another process (``model_process``)
-    if remote:  # as many calls at once as it has model threads; this process's torch left alone
-        return (remote if requested is None else max(1, requested)), None
-    device = getattr(model, "device", None)
-    if getattr(device, "type", None) != "cpu" or not getattr(model, "parallel_calls", False):
-        return 1, None
-    cores = _cores()
-    threads = min(cores, MAX_MODEL_THREADS) if requested is None else max(1, requested)
-    if threads == 1 and requested is not None:
-        return 1, None
-    return threads, max(1, cores // threads)
-
-
-MAX_MODEL_THREADS = 4
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _set_torch_threads(count: int) -> None:
-    """Intra-op threads of the calling thread (OpenMP: per thread, so the other threads of
-    the process, the viewer's model worker among them, keep theirs)."""
-    import torch  # lazy: seconds of start-up; only a CPU torch model's threads get here
-
-    torch.set_num_threads(count)
+    """Intra-op threads of the calling thread's model calls (``model_threads.set_model_threads``:
+    onnxruntime's, and torch's when a torch model loaded it; torch is never imported here)."""
+    set_model_threads(count)
 
 
 def classify_cells(

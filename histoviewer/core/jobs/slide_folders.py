@@ -30,6 +30,7 @@ from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.safe_input import read_json
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
 from histoviewer.core.inference.outputs import analyze_into
+from histoviewer.core.models.model_threads import set_process_model_threads
 from histoviewer.core.models.registry import open_model
 
 __all__ = [
@@ -148,12 +149,10 @@ def analyze_slide_folder_job(
     """One slide into ``out_dir`` (whole or not at all), for a worker process or a Dask
     worker: loads the model itself; returns the summary, or a ``SlideFailure`` (with its
     ``setting``) on a HistoViewerError, a write error included. Both pickle as they are."""
-    if options.torch_threads:
-        import torch  # lazy: seconds of start-up, and only a worker that sets threads needs it
-
-        torch.set_num_threads(int(options.torch_threads))
     try:
         model = open_model(options.model, device=options.device)
+        if options.torch_threads:  # the model's engine's threads (torch or onnxruntime)
+            set_process_model_threads(model, int(options.torch_threads))
         try:
             return analyze_into(
                 out_dir, lambda tmp: analyze_slide(slide, tmp, model, options)

@@ -4,6 +4,10 @@ Inference is prepared once per device: on the CPU the batch norms are folded int
 convolutions (``torch.fx`` fuse), tensors are channels-last and calls run under
 ``inference_mode``; on CUDA it runs in float16 autocast. Patches travel to the device as
 uint8 (a quarter of the bytes) and are normalised there.
+
+On the CPU, ``model_file.load_model`` runs the chain architectures on onnxruntime instead
+(``cnn_ort``, no torch import); this class serves GPUs, the residual networks, training,
+fine-tuning and Grad-CAM, and ``HISTOVIEWER_INFERENCE_ENGINE=torch``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class CnnClassifier(PatchClassifier):
     # Inference is a pure function of the batch (eval mode, inference_mode, no state written
     # but the locked stain counter), so the headless pipeline may call it from several threads.
     parallel_calls = True
+    engine = "torch"  # model_engine.TORCH: recorded with the results (ModelRecord.engine)
 
     def __init__(self, network: nn.Module, info: ModelInfo, device: str = "auto"):
         if info.kind != "cnn":

@@ -30,14 +30,17 @@ import torch
 from torch import nn
 
 from histoviewer.core.errors import ModelLoadError
+from histoviewer.core.models.cnn_config import (
+    DEFAULT_ARCHITECTURE,
+    DEFAULT_CONFIGS,
+    MAX_PARAMETERS,
+    checked_settings,
+)
 from histoviewer.core.models.cnn_head import LogitHead
 from histoviewer.core.models.cnn_resnet50 import ResNet50
 
 __all__ = ["ARCHITECTURES", "DEFAULT_ARCHITECTURE", "DEFAULT_CONFIGS", "MAX_PARAMETERS", "LogitHead",
            "build_network", "expected_shapes"]
-
-DEFAULT_ARCHITECTURE = "compact-cnn"
-
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int, kernel: int = 3) -> list[nn.Module]:
     return [
@@ -162,73 +165,11 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "resnet50": ResNet50,
     "screen-cnn": CompactCnn,
 }
-DEFAULT_CONFIGS: dict[str, dict[str, Any]] = {
-    # One extra conv, at 6 px: 1.2x strided-cnn's CPU time per patch. A second one at 12 px
-    # (depths 1-1-2-2) measured 1.7x in whole-slide analyze, and expand 256 another +0.2x,
-    # over the ~1.5x the whole-slide budget allows (docs/benchmarks.md).
-    "compact-cnn": {"widths": [16, 32, 64, 128], "depths": [1, 1, 1, 2], "expand": 0,
-                    "dropout": 0.2},
-    "strided-cnn": {"widths": [16, 32, 64, 128], "dropout": 0.2},
-    "resnet": {"widths": [32, 64, 128, 256], "blocks": [2, 2, 2, 2], "dropout": 0.2},
-    "resnet50": {"dropout": 0.2},
-    # The low-magnification screening model (``models.screen_model``): 24 px patches at
-    # 3.888 um/px (2.5x), three stages 24 -> 12 -> 6 -> 3 px, ~0.03 M parameters.
-    "screen-cnn": {"widths": [16, 32, 64], "depths": [1, 1, 2], "expand": 0, "dropout": 0.2},
-}
-
-
-# Bounds on every architecture setting, checked before anything is built: a file's settings
-# choose the network's size, and "widths": [100000, ...] would build gigabytes. The bounds
-# sit far above anything that makes sense for 96 px patches (ResNet-50 stays the largest).
-MAX_STAGES = 8
-MAX_WIDTH = 2048
-MAX_STAGE_DEPTH = 16
-MAX_PARAMETERS = 64_000_000  # ResNet-50 has 23.5 M
-
-
-def _check_settings(architecture: str, cfg: dict[str, Any]) -> None:
-    """``ModelLoadError`` naming the setting when one is of the wrong type or out of bounds."""
-    def fail(key: str, what: str) -> ModelLoadError:
-        return ModelLoadError(f"architecture {architecture}: setting {key!r} {what}")
-
-    def whole(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool)
-
-    for key in ("widths", "depths", "blocks"):
-        if key not in cfg:
-            continue
-        values = cfg[key]
-        high = MAX_WIDTH if key == "widths" else MAX_STAGE_DEPTH
-        if not isinstance(values, (list, tuple)) or not 1 <= len(values) <= MAX_STAGES:
-            raise fail(key, f"must be a list of 1..{MAX_STAGES} whole numbers")
-        if not all(whole(v) and 1 <= v <= high for v in values):
-            raise fail(key, f"must hold whole numbers in 1..{high}, got {list(values)[:MAX_STAGES]}")
-    if "expand" in cfg and not (whole(cfg["expand"]) and 0 <= cfg["expand"] <= MAX_WIDTH):
-        raise fail("expand", f"must be a whole number in 0..{MAX_WIDTH}")
-    if "dropout" in cfg:
-        value = cfg["dropout"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-            raise fail("dropout", "must be a number in [0, 1)")
-    lengths = {len(cfg[k]) for k in ("widths", "depths", "blocks") if k in cfg}
-    if len(lengths) > 1:
-        raise ModelLoadError(f"architecture {architecture}: widths and depths/blocks differ in length")
-
-
+if tuple(ARCHITECTURES) != tuple(DEFAULT_CONFIGS):  # cnn_config names what can be built here
+    raise RuntimeError("cnn_arch.ARCHITECTURES and cnn_config.DEFAULT_CONFIGS name different architectures")
 def _settings(architecture: str, config: dict[str, Any] | None) -> tuple[type[nn.Module], dict[str, Any]]:
-    cls = ARCHITECTURES.get(architecture)
-    if cls is None:
-        raise ModelLoadError(
-            f"unknown CNN architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}"
-        )
-    if config is not None and not isinstance(config, dict):
-        raise ModelLoadError(f"settings for {architecture} must be a JSON object")
-    cfg = dict(DEFAULT_CONFIGS[architecture] if config is None else config)
-    allowed = set(DEFAULT_CONFIGS[architecture])
-    unknown = set(cfg) - allowed
-    if unknown:
-        raise ModelLoadError(f"unknown settings for {architecture}: {sorted(unknown)}")
-    _check_settings(architecture, cfg)
-    return cls, cfg
+    cfg = checked_settings(architecture, config)
+    return ARCHITECTURES[architecture], cfg
 
 
 def _construct(cls: type[nn.Module], architecture: str, cfg: dict[str, Any]) -> nn.Module:

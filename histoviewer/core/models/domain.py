@@ -177,6 +177,11 @@ class DomainProfile:
         sq = np.einsum("ij,jk,ik->i", d, self.precision, d)
         return np.sqrt(np.maximum(sq, 0.0)).astype(np.float32)
 
+    def patch_distance(self, patches: np.ndarray, mpp: float) -> np.ndarray:
+        """``distance`` of the tissue descriptors of ``(N, P, P, 3)`` uint8 patches (as the
+        network reads them: stain-normalised) at ``mpp`` um/px."""
+        return self.distance(tissue_descriptor(patches, mpp))
+
     # -- model file ------------------------------------------------------------------------
     def tensors(self) -> dict[str, np.ndarray]:
         return {f"{DOMAIN_PREFIX}mean": self.mean.astype(np.float64),

@@ -47,6 +47,9 @@ class ModelRecord:
     patch_px: int | None = None
     caveat: str = ""
     operating_point: OperatingPoint | None = None
+    # What ran the model (``model_engine``: "onnxruntime", "torch", "numpy"); "" when not
+    # recorded (exports, files written before it was).
+    engine: str = ""
 
     def __post_init__(self) -> None:
         # One caveat per record, so that a record survives JSON unchanged: a demonstration
@@ -67,14 +70,14 @@ class ModelRecord:
         return DEMO_WARNING if self.demonstration else None
 
     @classmethod
-    def from_info(cls, info: ModelInfo) -> ModelRecord:
-        """From a loaded model's (or a model file's) ``ModelInfo``."""
+    def from_info(cls, info: ModelInfo, engine: str = "") -> ModelRecord:
+        """From a loaded model's (or a model file's) ``ModelInfo``; ``engine``: what ran it."""
         return cls(name=info.name, display_name=info.display_name(), kind=info.kind,
                    architecture=info.architecture, content_hash=info.content_hash,
                    demonstration=bool(info.demonstration), mpp=float(info.input.mpp),
                    patch_px=int(info.input.patch_px),
                    caveat="" if info.demonstration else info.caution,
-                   operating_point=info.operating_point)
+                   operating_point=info.operating_point, engine=engine)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelRecord:
@@ -101,7 +104,7 @@ class ModelRecord:
                    patch_px=None if patch_px is None else int(patch_px),
                    # a demonstration record's caution is the warning, which follows the flag
                    caveat="" if data.get("demonstration") else str(data.get("caveat") or ""),
-                   operating_point=operating_point)
+                   operating_point=operating_point, engine=str(data.get("engine") or ""))
 
     def to_dict(self) -> dict[str, Any]:
         """The analysis files' shape (``summary.json``, ``probability.json``); the input
@@ -111,6 +114,8 @@ class ModelRecord:
                                "demonstration": self.demonstration, "mpp_um": self.mpp,
                                "patch_px": self.patch_px, "caveat": self.caution,
                                "operating_point": self._point_dict()}
+        if self.engine:
+            out["engine"] = self.engine
         if self.demonstration:
             out["warning"] = DEMO_WARNING
         return out

@@ -19,26 +19,29 @@ from pathlib import Path
 from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
 from histoviewer.core.models.model_file import load_model, read_model_info
-from histoviewer.core.paths import bundled_resources_dir, user_models_dir
+from histoviewer.core.models.model_paths import (  # the resolver lives where the model child can import it cheaply
+    DEFAULT_MODEL_FILES,
+    MODEL_SUFFIX,
+    _default_model_path,
+    default_models_dir,
+    resolve_model_path,
+)
+from histoviewer.core.paths import user_models_dir
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_MODEL_FILES",
     "DEFAULT_MODEL_NAMES",
+    "MODEL_SUFFIX",
     "AvailableModel",
     "available_models",
+    "default_models_dir",
     "open_model",
     "resolve_model_path",
 ]
 
-DEFAULT_MODEL_FILES = {
-    "cnn": "cnn-pcam.safetensors",
-    "handcrafted": "handcrafted-pcam.safetensors",
-    "cnn-resnet": "cnn-pcam-resnet.safetensors",
-}
 DEFAULT_MODEL_NAMES = tuple(DEFAULT_MODEL_FILES)
-MODEL_SUFFIX = ".safetensors"
 
 
 @dataclass(frozen=True)
@@ -51,44 +54,9 @@ class AvailableModel:
     problem: str = ""
 
 
-def default_models_dir() -> Path:
-    return bundled_resources_dir() / "models"
-
-
-def _default_model_path(key: str) -> Path:
-    return default_models_dir() / DEFAULT_MODEL_FILES[key]
-
-
-def resolve_model_path(spec: str | Path) -> Path:
-    """``cnn``/``handcrafted`` -> the bundled file; an existing path -> itself; a bare name ->
-    ``<models folder>/<name>[.safetensors]``. Raises ModelLoadError naming what was tried."""
-    text = str(spec)
-    if text in DEFAULT_MODEL_FILES:
-        path = _default_model_path(text)
-        if not path.exists():
-            raise ModelLoadError(
-                f"default model {text!r} is missing ({path}); rebuild it with "
-                "scripts/train_default_models.sh"
-            )
-        return path
-    path = Path(text).expanduser()
-    if path.exists():
-        return path
-    tried = [path]
-    if path.parent == Path("."):
-        for candidate in (user_models_dir() / text, user_models_dir() / (text + MODEL_SUFFIX)):
-            tried.append(candidate)
-            if candidate.exists():
-                return candidate
-    raise ModelLoadError(
-        f"model {text!r} not found (tried {', '.join(str(t) for t in tried)}); use 'cnn', "
-        f"'handcrafted', a model file path, or a file in {user_models_dir()}"
-    )
-
-
-def open_model(spec: str | Path, device: str = "auto") -> PatchClassifier:
-    """Resolve and load a model (see ``resolve_model_path``)."""
-    return load_model(resolve_model_path(spec), device=device)
+def open_model(spec: str | Path, device: str = "auto", engine: str | None = None) -> PatchClassifier:
+    """Resolve and load a model (see ``resolve_model_path``; ``engine``: ``load_model``'s)."""
+    return load_model(resolve_model_path(spec), device=device, engine=engine)
 
 
 def _is_model_file(path: Path) -> bool:
