@@ -29,6 +29,7 @@ from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut, lut_indic
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import ENCODED, CellState
+from histoviewer.core.inference.heatmap_key import TISSUE_RGB, draw_heatmap_key
 from histoviewer.core.inference.overlay import SCREENED_RGBA
 from histoviewer.core.inference.png_bytes import rgb_png_bytes
 from histoviewer.core.models.record import ModelRecord
@@ -138,8 +139,8 @@ def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, ge
                       opacity: float = 0.65, *, base: np.ndarray | None = None) -> Path:
     """The map in viridis over a greyed slide thumbnail: grey where nothing was classified,
     the viewer's pale blue veil (``overlay.SCREENED_RGBA``) over screened-negative tissue,
-    which the full model did not classify either but the screen looked at.
-    ``base``: ``heatmap_base(thumbnail)`` when already made."""
+    which the full model did not classify either but the screen looked at, and a key to
+    these colours (``heatmap_key``). ``base``: ``heatmap_base(thumbnail)`` when already made."""
     th, tw = thumbnail.shape[:2]
     # map cell under each thumbnail pixel centre (non-decreasing along each axis)
     l0_x = (np.arange(tw) + 0.5) * geometry.l0_width / tw
@@ -179,6 +180,9 @@ def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, ge
         mixed += np.repeat(tint_cell[r], col_runs, axis=0)[None]
         mixed >>= 8
         out[band] = mixed
+    # what the colours mean, in the corner with the least tissue (none on a small picture)
+    draw_heatmap_key(out, encoded, opacity, heatmap_base(np.asarray(TISSUE_RGB, np.uint8).reshape(1, 1, 3))[0, 0],
+                     screened=bool(screened_cell.any()))
     # libdeflate's level 1 and the "sub" filter (``png_bytes``): the same pixels as libpng's
     # zlib level 1 (itself half the time of Pillow's level 3) in ~55 % of its time, a file ~4 %
     # larger; on a small screened node this was most of the writing
