@@ -17,6 +17,7 @@ import dataclasses
 import io
 import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ __all__ = [
     "MAP_TILE_PX",
     "analyze_into",
     "heatmap_base",
+    "in_background",
     "map_tiff_bytes",
     "map_tiff_options",
     "write_domain_map",
@@ -188,6 +190,16 @@ def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, ge
     # larger; on a small screened node this was most of the writing
     atomic_write_bytes(path, rgb_png_bytes(out))
     return path
+
+
+def in_background(write: Callable[..., Path], *args: Any, **kwargs: Any) -> Future[Path]:
+    """``write(*args, **kwargs)`` on a thread of its own; its future gives the path written or
+    raises what the write raised."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="histoviewer-analyze-write")
+    try:
+        return pool.submit(write, *args, **kwargs)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends when the write is done
 
 
 def _relocated(summary: SlideSummary, tmp: Path, final: Path) -> SlideSummary:
