@@ -33,7 +33,8 @@ from histoviewer.core.errors import InferenceError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.inference.model_loading import PendingModel, loaded_model
-from histoviewer.core.inference.outputs import heatmap_base, write_domain_map, write_heatmap_png, write_probability_map
+from histoviewer.core.inference.outputs import (heatmap_base, in_background, write_domain_map, write_heatmap_png,
+                                                write_probability_map)
 from histoviewer.core.inference.pipeline import PipelineTimes, classify_cells
 from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.inference.screening import STRATEGIES, ScreeningRecord, run_screen, screened_classify
@@ -249,7 +250,9 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
         encoded = grid.encoded_map()
         tiff_path, json_path = write_probability_map(out, encoded, geometry, slide=str(slide_path), model=record)
         thumb, base = thumbnail.result()
-        png_path = write_heatmap_png(out / "heatmap.png", thumb, encoded, geometry, base=base)
+        # on a thread while the other maps are written and the lesions found (most of a small
+        # screened slide's writing is this picture); awaited before the summary
+        heatmap_png = in_background(write_heatmap_png, out / "heatmap.png", thumb, encoded, geometry, base=base)
         domain_path = None
         if model.domain is not None:
             domain_path = write_domain_map(out, grid.encoded_domain_map(), geometry,
@@ -270,6 +273,9 @@ def _analyze_into(slide_path: Path, out: Path, model: PatchClassifier | PendingM
     geojson_path = write_lesions_geojson(out / "lesions.geojson", found.lesions,
                                          unreliable=OUT_OF_DOMAIN_REASON if verdict.out_of_domain else None)
     lesions_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    png_path = heatmap_png.result()  # raises what writing it raised
+    write_s += time.perf_counter() - t0
     counts = grid.counts()
     label = NodeLabel.UNKNOWN if verdict.out_of_domain else found.label
     timing = SlideTiming(tissue_s=tissue_s, read_decode_s=times.read_s, resize_cut_s=times.resize_s,

@@ -17,10 +17,10 @@ import dataclasses
 import io
 import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import imagecodecs
 import numpy as np
 import tifffile
 
@@ -30,12 +30,26 @@ from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut, lut_indic
 from histoviewer.core.errors import HistoViewerError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import ENCODED, CellState
+from histoviewer.core.inference.heatmap_key import TISSUE_RGB, draw_heatmap_key
 from histoviewer.core.inference.overlay import SCREENED_RGBA
+from histoviewer.core.inference.png_bytes import rgb_png_bytes
 from histoviewer.core.models.record import ModelRecord
 from histoviewer.core.strict_json import strict_dumps
 
-__all__ = ["DOMAIN_ENCODING", "ENCODING", "MAP_TILE_PX", "analyze_into", "map_tiff_bytes", "map_tiff_options", "heatmap_base", "write_domain_map", "write_heatmap_png",
-           "write_probability_map", "write_relocated_summary"]
+__all__ = [
+    "DOMAIN_ENCODING",
+    "ENCODING",
+    "MAP_TILE_PX",
+    "analyze_into",
+    "heatmap_base",
+    "in_background",
+    "map_tiff_bytes",
+    "map_tiff_options",
+    "write_domain_map",
+    "write_heatmap_png",
+    "write_probability_map",
+    "write_relocated_summary",
+]
 
 ENCODING = {
     "probability": "0..1",
@@ -127,8 +141,8 @@ def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, ge
                       opacity: float = 0.65, *, base: np.ndarray | None = None) -> Path:
     """The map in viridis over a greyed slide thumbnail: grey where nothing was classified,
     the viewer's pale blue veil (``overlay.SCREENED_RGBA``) over screened-negative tissue,
-    which the full model did not classify either but the screen looked at.
-    ``base``: ``heatmap_base(thumbnail)`` when already made."""
+    which the full model did not classify either but the screen looked at, and a key to
+    these colours (``heatmap_key``). ``base``: ``heatmap_base(thumbnail)`` when already made."""
     th, tw = thumbnail.shape[:2]
     # map cell under each thumbnail pixel centre (non-decreasing along each axis)
     l0_x = (np.arange(tw) + 0.5) * geometry.l0_width / tw
@@ -168,11 +182,24 @@ def write_heatmap_png(path: Path, thumbnail: np.ndarray, encoded: np.ndarray, ge
         mixed += np.repeat(tint_cell[r], col_runs, axis=0)[None]
         mixed >>= 8
         out[band] = mixed
-    # zlib level 1 and the "sub" filter (imagecodecs' libpng): the same pixels, a file ~20 %
-    # larger, written in half the time of Pillow's level 3 (most of the write of analyze)
-    png = imagecodecs.png_encode(out, level=imagecodecs.PNG.COMPRESSION.SPEED, filter=imagecodecs.PNG.FILTER.SUB)
-    atomic_write_bytes(path, png)
+    # what the colours mean, in the corner with the least tissue (none on a small picture)
+    draw_heatmap_key(out, encoded, opacity, heatmap_base(np.asarray(TISSUE_RGB, np.uint8).reshape(1, 1, 3))[0, 0],
+                     screened=bool(screened_cell.any()))
+    # libdeflate's level 1 and the "sub" filter (``png_bytes``): the same pixels as libpng's
+    # zlib level 1 (itself half the time of Pillow's level 3) in ~55 % of its time, a file ~4 %
+    # larger; on a small screened node this was most of the writing
+    atomic_write_bytes(path, rgb_png_bytes(out))
     return path
+
+
+def in_background(write: Callable[..., Path], *args: Any, **kwargs: Any) -> Future[Path]:
+    """``write(*args, **kwargs)`` on a thread of its own; its future gives the path written or
+    raises what the write raised."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="histoviewer-analyze-write")
+    try:
+        return pool.submit(write, *args, **kwargs)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends when the write is done
 
 
 def _relocated(summary: SlideSummary, tmp: Path, final: Path) -> SlideSummary:

@@ -38,7 +38,12 @@ from histoviewer.core.inference.grid import (
     PredictionGrid,
     domain_sample_lattice,
 )
-from histoviewer.core.inference.pipeline import FailureFn, PipelineTimes, classify_cells
+from histoviewer.core.inference.pipeline import (
+    FailureFn,
+    PipelineTimes,
+    classify_cells,
+    model_parallelism,
+)
 from histoviewer.core.inference.regions import RegionCutter
 from histoviewer.core.models.classifier import PatchClassifier
 from histoviewer.core.models.screen_model import ScreenSettings, check_screen_fits
@@ -70,6 +75,14 @@ FULL_PASS_BLOCK = 8
 # again), so the reader, not the model, bounds this pass (CAMELYON-size phantom: the model
 # waited 5.7 s of its 8.4 s for one reader).
 FULL_PASS_READ_THREADS = 2
+# ... and in batches sized to the round: a round of this pass is small (a 4 mm node's first
+# round ~80 patches, its margin rounds a handful), and as one batch the model waited for every
+# read of the round and then ran on one model thread, the tissue check's descriptor (~1.6 ms a
+# patch) included, while the other core idled. ``ROUND_BATCHES_PER_THREAD`` batches per model
+# thread start the model while the reader still reads and give every model thread a share;
+# ``MIN_ROUND_BATCH`` keeps a call's fixed cost small beside its patches.
+ROUND_BATCHES_PER_THREAD = 2
+MIN_ROUND_BATCH = 16
 
 
 class ProbabilityOnly(PatchClassifier):
@@ -342,10 +355,12 @@ def screened_classify(
     cells, audit_cells = analysis_cells(grid, selected, lattice)
     block = min(block, FULL_PASS_BLOCK)
     read_threads = max(read_threads, FULL_PASS_READ_THREADS)
+    threads = model_parallelism(model, model_threads)[0]
 
     def classify(some: np.ndarray) -> PipelineTimes:
         """The full model on ``some`` cells, with this pass's settings (every round alike)."""
-        return classify_cells(grid, cutter, model, some, batch_size=batch_size, block=block,
+        return classify_cells(grid, cutter, model, some, block=block,
+                              batch_size=round_batch_size(some.size, batch_size, threads),
                               read_threads=read_threads, model_threads=model_threads,
                               max_ahead=max_ahead, on_failure=on_failure, control=control,
                               stage=stage)
@@ -399,6 +414,14 @@ def screened_classify(
         screen_s=screen_s,
     )
     return times, record
+
+
+def round_batch_size(cells: int, batch_size: int, model_threads: int) -> int:
+    """Patches per model call for a round of ``cells`` patches on ``model_threads`` threads:
+    ``ROUND_BATCHES_PER_THREAD`` batches a thread, at least ``MIN_ROUND_BATCH`` patches (or
+    the whole round when smaller), at most ``batch_size``."""
+    share = -(-int(cells) // max(1, model_threads * ROUND_BATCHES_PER_THREAD))
+    return max(1, min(int(batch_size), max(MIN_ROUND_BATCH, share)))
 
 
 def _add_times(a: PipelineTimes, b: PipelineTimes) -> PipelineTimes:
