@@ -154,9 +154,13 @@ class ModelProcess:
             pass  # the child ended (or this side closed)
         except Exception:
             log.exception("model process: unreadable message")
+        self._end(self._gone())
+
+    def _gone(self) -> str:
+        """Why the child no longer answers, in the one wording both sides of the socket use."""
         code = self._proc.poll()
         why = "it was closed" if self._closing or code == 0 else f"it ended unexpectedly (exit status {code})"
-        self._end(f"model {self._spec!r}: the model process is gone: {why}")
+        return f"model {self._spec!r}: the model process is gone: {why}"
 
     def _end(self, why: str) -> None:
         with self._lock:
@@ -185,6 +189,10 @@ class ModelProcess:
         except (OSError, ValueError) as exc:
             with self._lock:
                 self._pending.pop(request, None)
+            # a child that died is seen here (broken pipe) or by the receiver (end of file),
+            # whichever comes first: the same message either way
+            if self._proc.poll() is not None:
+                raise InferenceError(self._gone()) from exc
             raise InferenceError(f"model {self._spec!r}: cannot reach the model process: {exc}") from exc
         return future
 
