@@ -56,8 +56,8 @@ from histoviewer.core.models.classifier import (
     PatchScores,
     check_patch_batch,
 )
-from histoviewer.core.models.cnn_ort import masked_domain_distances
 from histoviewer.core.models.domain import split_domain_tensors
+from histoviewer.core.models.logit_classifier import masked_domain_distances
 from histoviewer.core.models.model_file import read_model_info_unverified
 from histoviewer.core.models.registry import resolve_model_path
 

@@ -17,16 +17,12 @@ import torch
 import torch.fx.experimental.optimization as fx_optimization
 from torch import nn
 
-from histoviewer.core.errors import ModelError, ModelLoadError
-from histoviewer.core.models.calibration import CALIBRATION_KEY, calibrated_probability
-from histoviewer.core.models.classifier import (
-    ModelInfo,
-    PatchClassifier,
-    PatchScores,
-)
+from histoviewer.core.errors import ModelLoadError
+from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.cnn_arch import build_network
 from histoviewer.core.models.device import choose_device
-from histoviewer.core.models.domain import DomainProfile, tissue_descriptor
+from histoviewer.core.models.domain import DomainProfile
+from histoviewer.core.models.logit_classifier import LogitClassifier, checked_logits
 
 __all__ = ["CNN_NORMALISATION", "CnnClassifier", "normalise_uint8_nhwc"]
 
@@ -51,7 +47,7 @@ def normalise_unit_rgb(x: torch.Tensor) -> torch.Tensor:
     return (x - _MEAN) / _STD
 
 
-class CnnClassifier(PatchClassifier):
+class CnnClassifier(LogitClassifier):
     """A trained network plus its ``ModelInfo``; ``predict_proba`` batches internally."""
 
     # Inference is a pure function of the batch (eval mode, inference_mode, no state written
@@ -108,10 +104,6 @@ class CnnClassifier(PatchClassifier):
             k: v.detach().cpu().contiguous().numpy() for k, v in self.network.state_dict().items()
         }
 
-    def logits(self, patches: np.ndarray) -> np.ndarray:
-        """Raw tumour logits (before calibration) of ``(N, P, P, 3)`` uint8 patches."""
-        return self._logits_of_prepared(self.prepare_patches(patches))
-
     def _logits_of_prepared(self, arr: np.ndarray) -> np.ndarray:
         """Logits of patches already through ``prepare_patches`` (checked, stain-normalised)."""
         out = np.empty(len(arr), dtype=np.float32)
@@ -127,28 +119,7 @@ class CnnClassifier(PatchClassifier):
                 else:
                     y = self._inference_net(x)
                 out[start : start + len(chunk)] = y.float().cpu().numpy()
-        if not np.all(np.isfinite(out)):
-            raise ModelError(f"model {self.info.name!r} produced non-finite outputs")
-        return out
-
-    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
-        """Calibrated tumour probability (the model file's calibration applied to the logits)."""
-        return calibrated_probability(self.logits(patches), self.info.extra.get(CALIBRATION_KEY))
-
-    def classify(self, patches: np.ndarray, domain_mask: np.ndarray | None = None) -> PatchScores:
-        """Probability of every patch; domain distance (NaN elsewhere) of the patches in
-        ``domain_mask`` (all when None): the descriptor costs ~5 ms a patch, so whole-slide
-        callers judge a spread sample (``PredictionGrid.domain_sample``)."""
-        arr = self.prepare_patches(patches)  # once: the network and the descriptor read the same
-        prob = np.asarray(calibrated_probability(self._logits_of_prepared(arr),
-                                                 self.info.extra.get(CALIBRATION_KEY)), np.float32)
-        if self.domain is None:
-            return PatchScores(prob)
-        distance = np.full(len(prob), np.nan, np.float32)
-        pick = np.arange(len(prob)) if domain_mask is None else np.flatnonzero(domain_mask)
-        if pick.size:  # as the profile was fitted: on the patches the network reads
-            distance[pick] = self.domain.distance(tissue_descriptor(arr[pick], self.info.input.mpp))
-        return PatchScores(prob, distance)
+        return checked_logits(out, self.info.name)
 
     def close(self) -> None:
         self._inference_net = self.network.cpu()

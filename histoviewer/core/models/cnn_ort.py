@@ -35,11 +35,11 @@ except ImportError:  # pragma: no cover - onnxruntime is installed with HistoVie
     ort = None
     ORT_AVAILABLE = False
 
-from histoviewer.core.errors import ModelError, ModelLoadError
-from histoviewer.core.models.calibration import CALIBRATION_KEY, calibrated_probability
-from histoviewer.core.models.classifier import ModelInfo, PatchClassifier, PatchScores
+from histoviewer.core.errors import ModelLoadError
+from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.cnn_chain import folded_chain
 from histoviewer.core.models.cnn_onnx import INPUT_NAME, cached_onnx_bytes
+from histoviewer.core.models.logit_classifier import LogitClassifier, checked_logits
 
 __all__ = ["ENGINE_NAME", "ORT_AVAILABLE", "EngineDevice", "OrtCnnClassifier", "default_intra_op_threads",
            "set_call_threads", "set_default_intra_op_threads"]
@@ -95,7 +95,7 @@ def _session_options(threads: int) -> Any:
     return options
 
 
-class OrtCnnClassifier(PatchClassifier):
+class OrtCnnClassifier(LogitClassifier):
     """A chain CNN run by ONNX Runtime on the CPU (see the module docstring)."""
 
     parallel_calls = True  # sessions may be run from several threads at once
@@ -138,37 +138,13 @@ class OrtCnnClassifier(PatchClassifier):
     def tensors(self) -> dict[str, np.ndarray]:
         return dict(self._tensors)
 
-    def logits(self, patches: np.ndarray) -> np.ndarray:
-        """Raw tumour logits (before calibration) of ``(N, P, P, 3)`` uint8 patches."""
-        return self._logits_of_prepared(self.prepare_patches(patches))
-
     def _logits_of_prepared(self, arr: np.ndarray) -> np.ndarray:
         session = self._session(self.intra_op_threads)
         out = np.empty(len(arr), dtype=np.float32)
         for start in range(0, len(arr), self.batch_size):
             chunk = arr[start : start + self.batch_size]
             out[start : start + len(chunk)] = session.run(None, {INPUT_NAME: chunk})[0]
-        if not np.all(np.isfinite(out)):
-            raise ModelError(f"model {self.info.name!r} produced non-finite outputs")
-        return out
-
-    def predict_proba(self, patches: np.ndarray) -> np.ndarray:
-        """Calibrated tumour probability (the model file's calibration applied to the logits)."""
-        return calibrated_probability(self.logits(patches), self.info.extra.get(CALIBRATION_KEY))
-
-    def classify(self, patches: np.ndarray, domain_mask: np.ndarray | None = None) -> PatchScores:
-        """As ``cnn.CnnClassifier.classify``: the probability of every patch, the domain
-        distance of those in ``domain_mask`` (None: all) when the model has a profile."""
-        arr = self.prepare_patches(patches)
-        prob = np.asarray(calibrated_probability(self._logits_of_prepared(arr),
-                                                 self.info.extra.get(CALIBRATION_KEY)), np.float32)
-        if self.domain is None:
-            return PatchScores(prob)
-        return PatchScores(prob, self.domain_distances(arr, domain_mask))
-
-    def domain_distances(self, prepared: np.ndarray, domain_mask: np.ndarray | None) -> np.ndarray:
-        """Domain distance of the ``domain_mask`` patches of ``prepared`` (NaN elsewhere)."""
-        return masked_domain_distances(self.domain, prepared, domain_mask, self.info.input.mpp)
+        return checked_logits(out, self.info.name)
 
     def as_torch(self, device: str = "cpu") -> Any:
         """The ``cnn.CnnClassifier`` of the same arrays (Grad-CAM, fine-tuning need the network)."""
@@ -191,13 +167,3 @@ class OrtCnnClassifier(PatchClassifier):
         for model in torch_models:
             model.close()
 
-
-def masked_domain_distances(profile: Any, prepared: np.ndarray, domain_mask: np.ndarray | None,
-                            mpp: float) -> np.ndarray:
-    """``profile``'s distance of the ``domain_mask`` patches of ``prepared`` (stain-normalised,
-    as the network reads them and the profile was fitted), NaN for the others."""
-    distance = np.full(len(prepared), np.nan, np.float32)
-    pick = np.arange(len(prepared)) if domain_mask is None else np.flatnonzero(domain_mask)
-    if pick.size:
-        distance[pick] = profile.patch_distance(prepared[pick], mpp)
-    return distance
