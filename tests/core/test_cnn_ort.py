@@ -364,3 +364,25 @@ def test_analyze_starts_a_model_child_only_when_it_pays(monkeypatch, switch, eng
             started.process.kill()
             started.process.wait()
             started.sock.close()
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "torch"])
+def test_a_network_that_gives_nan_is_refused_on_either_engine(tmp_path, engine):
+    """Non-finite logits (a damaged weight) raise ModelError naming the model on both engines:
+    a NaN read through the calibration would be drawn as some probability."""
+    from histoviewer.core.errors import ModelError
+
+    path = _random_chain(tmp_path, "strided-cnn")
+    model = load_model(path, device="cpu", engine=engine)
+    tensors = model.tensors()
+    first_conv = next(k for k, v in tensors.items() if v.ndim == 4)
+    tensors[first_conv] = np.full_like(tensors[first_conv], np.nan)
+    if engine == "torch":
+        broken = type(model).from_tensors(model.info, tensors, device="cpu")
+    else:
+        broken = OrtCnnClassifier(model.info, tensors)
+    patches = np.full((4, 96, 96, 3), 128, np.uint8)
+    with pytest.raises(ModelError, match=f"{model.info.name}.*non-finite"):
+        broken.predict_proba(patches)
+    with pytest.raises(ModelError, match="non-finite"):
+        broken.classify(patches)
