@@ -384,14 +384,9 @@ def _print_model(a: Any) -> None:
 
 def _engine_text(info: Any) -> str:
     """What would run the model with the automatic device: "onnxruntime (a chain CNN on the CPU)"."""
-    from histoviewer.core.errors import ModelLoadError
-    from histoviewer.core.models.model_engine import choose_engine
+    from histoviewer.core.models.model_engine import engine_description
 
-    try:
-        choice = choose_engine(info, "auto")
-    except ModelLoadError as exc:  # an unknown HISTOVIEWER_INFERENCE_ENGINE
-        return f"unknown: {exc}"
-    return f"{choice.engine} ({choice.reason})"
+    return engine_description(info)
 
 
 def _shipped_screen() -> tuple[Any, Any]:

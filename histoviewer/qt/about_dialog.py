@@ -32,6 +32,7 @@ from histoviewer.core.analysis.learned_label import (
 )
 from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.licenses import THIRD_PARTY, licence_summary, licence_text
+from histoviewer.core.models.model_engine import engine_description
 from histoviewer.core.models.model_file import read_model_info
 from histoviewer.core.models.registry import (
     DEFAULT_MODEL_NAMES,
@@ -93,6 +94,7 @@ def model_card_html(model: AvailableModel) -> str:
         f"<p><b>{esc(info.caution)}</b></p>",
         f"<p>Trained on: {esc(info.training_data or 'not recorded')}</p>",
         f"<p>Input: {info.input.patch_px} px patches at {info.input.mpp:g} \u00b5m/px</p>",
+        f"<p>Runs on: {esc(engine_description(info))}</p>",
     ]
     point = info.operating_point
     if point is not None:

@@ -66,6 +66,20 @@ def test_model_card_states_held_out_numbers_and_operating_point():
     assert "6,656 real PatchCamelyon" in card
 
 
+def test_model_card_says_which_engine_runs_the_model(monkeypatch):
+    """Help > About names the engine as ``histoviewer models`` does: onnxruntime for the chain
+    CNN on a CPU-only machine, torch for the residual network and when torch is forced."""
+    from histoviewer.core.models import model_engine
+
+    monkeypatch.setattr(model_engine, "_gpu_possible", lambda: False)  # the same on any machine
+    monkeypatch.delenv(model_engine.ENGINE_ENV, raising=False)
+    models = {m.key: m for m in shipped_models()}
+    assert "Runs on: onnxruntime (a chain CNN on the CPU)" in model_card_html(models["cnn"])
+    assert "Runs on: torch (architecture resnet runs on torch only)" in model_card_html(models["cnn-resnet"])
+    monkeypatch.setenv(model_engine.ENGINE_ENV, "torch")
+    assert "Runs on: torch (torch requested" in model_card_html(models["cnn"])
+
+
 def test_blank_image_detection():
     image = QImage(64, 64, QImage.Format.Format_RGB32)
     image.fill(0xFFFFFF)

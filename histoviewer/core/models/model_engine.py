@@ -33,6 +33,7 @@ __all__ = [
     "TORCH",
     "EngineChoice",
     "choose_engine",
+    "engine_description",
     "engine_of",
     "engine_setting",
 ]
@@ -92,3 +93,14 @@ def engine_of(model: object) -> str:
         return str(engine)
     info = getattr(model, "info", None)
     return NUMPY if getattr(info, "kind", None) == "handcrafted" else ""
+
+
+def engine_description(info: ModelInfo, device: str = "auto") -> str:
+    """What would run ``info``'s model on ``device``, in words for listings (``histoviewer
+    models``, Help > About): "onnxruntime (a chain CNN on the CPU)"; an unknown engine
+    setting is said, not raised, so a listing still shows every model."""
+    try:
+        choice = choose_engine(info, device)
+    except ModelLoadError as exc:  # an unknown ENGINE_ENV value
+        return f"unknown: {exc}"
+    return f"{choice.engine} ({choice.reason})"
