@@ -21,8 +21,8 @@ from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.models.cnn_config import MAX_PARAMETERS, checked_settings
 from histoviewer.core.models.engine_hint import CHAIN_ARCHITECTURES
 
-__all__ = ["BN_EPS", "CHAIN_ARCHITECTURES", "ChainConv", "FoldedChain", "chain_convs", "chain_shapes",
-           "folded_chain"]
+__all__ = ["BN_EPS", "CHAIN_ARCHITECTURES", "ChainConv", "FoldedChain", "array_mismatch", "chain_convs",
+           "chain_shapes", "folded_chain"]
 
 BN_EPS = 1e-5  # torch.nn.BatchNorm2d's default, which every chain architecture uses
 _BN_ARRAYS = ("weight", "bias", "running_mean", "running_var")
@@ -103,17 +103,25 @@ def chain_shapes(architecture: str, config: dict[str, Any] | None = None) -> dic
     return shapes
 
 
+def array_mismatch(wanted: dict[str, tuple[int, ...]], declared: dict[str, tuple[int, ...]]
+                   ) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, of another shape) array names, sorted, of ``declared`` shapes
+    against the ``wanted`` network's. A 0-d array (batch norm's step counter) may be stored
+    as shape (1,): torch loads that."""
+    missing = sorted(set(wanted) - set(declared))
+    unexpected = sorted(set(declared) - set(wanted))
+    wrong = sorted(k for k in set(wanted) & set(declared)
+                   if wanted[k] != declared[k] and not (wanted[k] == () and declared[k] == (1,)))
+    return missing, unexpected, wrong
+
+
 def folded_chain(architecture: str, config: dict[str, Any] | None,
                  tensors: dict[str, np.ndarray]) -> FoldedChain:
     """The chain's arrays with every batch norm folded into its conv (in float64, stored
     float32): ``w' = w * g / sqrt(v + eps)``, ``b' = beta - mean * g / sqrt(v + eps)``, as
     torch's ``fuse`` does on the CPU. ``ModelLoadError`` when ``tensors`` do not fit."""
     wanted = chain_shapes(architecture, config)
-    missing = sorted(set(wanted) - set(tensors))
-    unexpected = sorted(set(tensors) - set(wanted))
-    wrong = sorted(k for k in set(wanted) & set(tensors)
-                   if tuple(np.shape(tensors[k])) != wanted[k]
-                   and not (wanted[k] == () and tuple(np.shape(tensors[k])) == (1,)))
+    missing, unexpected, wrong = array_mismatch(wanted, {k: tuple(np.shape(v)) for k, v in tensors.items()})
     if missing or unexpected or wrong:
         first = missing[:1] or unexpected[:1] or wrong[:1]
         raise ModelLoadError(f"weights do not fit architecture {architecture!r}: {len(missing)} missing, "

@@ -24,7 +24,11 @@ from safetensors.numpy import load
 
 from histoviewer.core.errors import HistoViewerError, ModelLoadError
 from histoviewer.core.models.classifier import ModelInfo
-from histoviewer.core.models.cnn_chain import CHAIN_ARCHITECTURES, chain_shapes
+from histoviewer.core.models.cnn_chain import (
+    CHAIN_ARCHITECTURES,
+    array_mismatch,
+    chain_shapes,
+)
 from histoviewer.core.models.model_header import check_description
 from histoviewer.core.models.shipped import check_shipped_caution
 from histoviewer.core.safe_input import parse_json, require_regular_file
@@ -269,11 +273,8 @@ def _check_shapes_first(p: Path, description: dict[str, Any],
         wanted = _expected_shapes(description["architecture"], extra.get("arch_config"))
     except ModelLoadError as exc:
         raise ModelLoadError(f"{p}: {exc}") from None
-    missing = sorted(set(wanted) - set(declared))
-    unexpected = sorted(set(declared) - set(wanted) - {k for k in declared if k.startswith(DOMAIN_PREFIX)})
-    # A 0-d array (batch norm's step counter) may be stored as shape (1,): torch loads that.
-    wrong = sorted(k for k in set(wanted) & set(declared)
-                   if wanted[k] != declared[k] and not (wanted[k] == () and declared[k] == (1,)))
+    network = {k: v for k, v in declared.items() if not k.startswith(DOMAIN_PREFIX)}
+    missing, unexpected, wrong = array_mismatch(wanted, network)
     if missing or unexpected or wrong:
         first = (f"{missing[0]!r} is missing" if missing else f"{unexpected[0]!r} is unexpected"
                  if unexpected else f"{wrong[0]!r} has shape {declared[wrong[0]]}, the network "
