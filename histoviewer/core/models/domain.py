@@ -42,6 +42,9 @@ from histoviewer.core.models.features import (
     FEATURE_VERSION,
     extract_features_without_lbp,
 )
+from histoviewer.core.models.model_verify import (
+    DOMAIN_PREFIX,  # a profile's arrays' names: the file format's
+)
 
 __all__ = [
     "DESCRIPTOR_NAMES",
@@ -62,7 +65,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DOMAIN_PREFIX = "domain."
 DOMAIN_VERSION = 1
 EXTRA_KEY = "domain"
 # Said wherever a result is shown for an out-of-domain slide (panel, CLI, reports, case view).

@@ -18,11 +18,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 from histoviewer.core.errors import ModelLoadError
-from histoviewer.core.models.classifier import ModelInfo
+from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
 from histoviewer.core.models.cnn_chain import CHAIN_ARCHITECTURES
 from histoviewer.core.models.cnn_ort import ENGINE_NAME as ONNXRUNTIME
-from histoviewer.core.models.cnn_ort import ORT_AVAILABLE
+from histoviewer.core.models.cnn_ort import ORT_AVAILABLE, OrtCnnClassifier
 from histoviewer.core.models.engine_hint import ENGINE_ENV, gpu_possible
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "ONNXRUNTIME",
     "TORCH",
     "EngineChoice",
+    "build_cnn",
     "choose_engine",
     "engine_description",
     "engine_of",
@@ -104,3 +107,16 @@ def engine_description(info: ModelInfo, device: str = "auto") -> str:
     except ModelLoadError as exc:  # an unknown ENGINE_ENV value
         return f"unknown: {exc}"
     return f"{choice.engine} ({choice.reason})"
+
+
+def build_cnn(info: ModelInfo, tensors: dict[str, np.ndarray], device: str = "auto",
+              engine: str | None = None) -> PatchClassifier:
+    """The CNN classifier of verified ``info`` and its network's arrays (the domain profile's
+    split off) on the engine ``choose_engine`` picks; imports torch only when that is torch
+    (``model_file.load_model`` and the model's child process both build through here)."""
+    if choose_engine(info, device, engine).engine == ONNXRUNTIME:
+        return OrtCnnClassifier(info, tensors)
+    # Lazy: models.cnn imports torch (seconds of start-up); the CPU chain CNNs never need it.
+    from histoviewer.core.models.cnn import CnnClassifier
+
+    return CnnClassifier.from_tensors(info, tensors, device=device)

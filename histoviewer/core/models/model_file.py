@@ -40,14 +40,12 @@ from safetensors.numpy import save
 from histoviewer import __version__
 from histoviewer.core.atomic import atomic_write_bytes
 from histoviewer.core.errors import ModelError, ModelLoadError
-from histoviewer.core.models import domain as _domain
 from histoviewer.core.models.calibration import CALIBRATION_KEY, Calibration
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
-from histoviewer.core.models.cnn_ort import OrtCnnClassifier
 from histoviewer.core.models.domain import EXTRA_KEY as DOMAIN_KEY
 from histoviewer.core.models.domain import split_domain_tensors
 from histoviewer.core.models.handcrafted import HandcraftedClassifier
-from histoviewer.core.models.model_engine import ONNXRUNTIME, choose_engine
+from histoviewer.core.models.model_engine import build_cnn
 from histoviewer.core.models.model_header import check_description
 from histoviewer.core.models.model_verify import (
     _ARRAYS_ONLY_FORMAT,
@@ -83,10 +81,6 @@ __all__ = [
     "tensors_hash",
     "verified_arrays",
 ]
-
-if _domain.DOMAIN_PREFIX != "domain.":  # model_verify bounds the domain arrays by this prefix
-    raise RuntimeError("model_verify.DOMAIN_PREFIX no longer matches domain.DOMAIN_PREFIX")
-
 
 def _finite_or_none(value: Any) -> Any:
     """``value`` with every non-finite float replaced by None (iterative: no recursion limit)."""
@@ -233,12 +227,7 @@ def build_classifier(info: ModelInfo, tensors: dict[str, np.ndarray], device: st
     """The classifier of verified ``info`` and its arrays (the domain profile's split off)."""
     if info.kind != "cnn":
         return HandcraftedClassifier.from_tensors(info, tensors)
-    if choose_engine(info, device, engine).engine == ONNXRUNTIME:
-        return OrtCnnClassifier(info, tensors)
-    # Lazy: models.cnn imports torch (seconds of start-up); the CPU chain CNNs never need it.
-    from histoviewer.core.models.cnn import CnnClassifier
-
-    return CnnClassifier.from_tensors(info, tensors, device=device)
+    return build_cnn(info, tensors, device, engine)
 
 
 def check_extras(info: ModelInfo) -> None:

@@ -31,8 +31,7 @@ import numpy as np
 
 from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.models.classifier import PatchClassifier
-from histoviewer.core.models.cnn_ort import OrtCnnClassifier
-from histoviewer.core.models.model_engine import ONNXRUNTIME, choose_engine, engine_of
+from histoviewer.core.models.model_engine import build_cnn, engine_of
 from histoviewer.core.models.model_paths import resolve_model_path
 from histoviewer.core.models.model_threads import model_parallelism, set_model_threads
 from histoviewer.core.models.model_verify import DOMAIN_PREFIX, _info_of, read_verified
@@ -57,13 +56,7 @@ def load_for_serving(spec: str, device: str) -> tuple[PatchClassifier, dict[str,
     domain_arrays = {k: v for k, v in tensors.items() if k.startswith(DOMAIN_PREFIX)}
     network = {k: v for k, v in tensors.items() if not k.startswith(DOMAIN_PREFIX)}
     try:
-        if choose_engine(info, device).engine == ONNXRUNTIME:
-            model: PatchClassifier = OrtCnnClassifier(info, network)
-        else:
-            # lazy: models.cnn imports torch (seconds of start-up); the CPU chain CNNs never need it
-            from histoviewer.core.models.cnn import CnnClassifier
-
-            model = CnnClassifier.from_tensors(info, network, device=device)
+        model = build_cnn(info, network, device)
         model.prepare_patches(np.zeros((0, info.input.patch_px, info.input.patch_px, 3), np.uint8))
     except ModelLoadError as exc:
         if str(exc).startswith(str(path)):

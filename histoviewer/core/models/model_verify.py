@@ -44,8 +44,8 @@ __all__ = [
     "tensors_hash",
 ]
 
-# The name prefix of a domain profile's arrays (``domain.DOMAIN_PREFIX``; model_file checks
-# they agree): bounded here before any array is read.
+# The name prefix of a domain profile's arrays in a model file (``domain`` uses this one):
+# bounded here before any array is read.
 DOMAIN_PREFIX = "domain."
 
 FORMAT_NAME = "histoviewer-model/2"
