@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from histoviewer.core.cpu_cores import usable_cores
 from histoviewer.core.errors import HistoViewerError, InferenceError
 from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.grid_geometry import GridGeometry
@@ -69,11 +70,7 @@ class LiveOptions:
 
 def viewer_torch_threads() -> int:
     """Torch threads for a model on the CPU inside the viewer: every core but two."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 2)
+    return max(1, usable_cores() - 2)
 
 
 def _share_cpu_with_the_viewer(model) -> int | None:

@@ -39,6 +39,7 @@ from typing import Any
 from histoviewer.core.analysis.case import CaseOutputs, write_case_outputs
 from histoviewer.core.analysis.summary import SlideFailure, SlideOutcome
 from histoviewer.core.atomic import check_output, clean_stale_partials
+from histoviewer.core.cpu_cores import usable_cores
 from histoviewer.core.errors import Cancelled, HistoViewerError, InferenceError, ModelLoadError
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide, remove_if_empty
 from histoviewer.core.inference.model_loading import PendingModel, loaded_model
@@ -67,13 +68,6 @@ class CaseRun:
 
 def _failure(slide: str | os.PathLike[str], message: str, setting: str | None = None) -> SlideFailure:
     return SlideFailure(str(slide), message, setting)
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _result_or_failure(future: Any, slide: str) -> SlideOutcome:
@@ -109,7 +103,7 @@ def _in_processes(slides: list[Path], folders: list[Path], options: AnalyzeOptio
                   control: JobControl, on_started: SlideStarted, on_done: SlideDone) -> list[SlideOutcome]:
     # checked once here (the model file's header, cheap) rather than once per slide in workers
     read_model_info(resolve_model_path(options.model))
-    return run_in_processes(slides, folders, options, workers, control, on_started, on_done, cpus=_cpus())
+    return run_in_processes(slides, folders, options, workers, control, on_started, on_done, cpus=usable_cores())
 
 
 def _on_dask(slides: list[Path], folders: list[Path], options: AnalyzeOptions, scheduler: str,

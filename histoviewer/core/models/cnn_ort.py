@@ -20,7 +20,6 @@ classifier of the same arrays when one of those needs the network.
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,7 @@ except ImportError:  # pragma: no cover - onnxruntime is installed with HistoVie
     ort = None
     ORT_AVAILABLE = False
 
+from histoviewer.core.cpu_cores import usable_cores
 from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.models.classifier import ModelInfo
 from histoviewer.core.models.cnn_chain import folded_chain
@@ -60,17 +60,10 @@ class EngineDevice:
         return self.type
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def default_intra_op_threads() -> int:
     """Intra-op threads of a call from a thread without its own setting: what
     ``set_default_intra_op_threads`` set, else one per core, as torch's default."""
-    return _DEFAULT_THREADS[0] or _cores()
+    return _DEFAULT_THREADS[0] or usable_cores()
 
 
 def set_default_intra_op_threads(count: int | None) -> None:

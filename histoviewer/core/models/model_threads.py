@@ -6,9 +6,9 @@ Shared by the headless pipeline (``inference.pipeline``) and the model's child p
 
 from __future__ import annotations
 
-import os
 import sys
 
+from histoviewer.core.cpu_cores import usable_cores
 from histoviewer.core.models.classifier import PatchClassifier
 from histoviewer.core.models.cnn_ort import (
     ENGINE_NAME,
@@ -16,17 +16,9 @@ from histoviewer.core.models.cnn_ort import (
     set_default_intra_op_threads,
 )
 
-__all__ = ["MAX_MODEL_THREADS", "cores", "model_parallelism", "set_model_threads", "set_process_model_threads"]
+__all__ = ["MAX_MODEL_THREADS", "model_parallelism", "set_model_threads", "set_process_model_threads"]
 
 MAX_MODEL_THREADS = 4
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def model_parallelism(model: PatchClassifier, requested: int | None = None) -> tuple[int, int | None]:
@@ -46,7 +38,7 @@ def model_parallelism(model: PatchClassifier, requested: int | None = None) -> t
     device = getattr(model, "device", None)
     if getattr(device, "type", None) != "cpu" or not getattr(model, "parallel_calls", False):
         return 1, None
-    n_cores = cores()
+    n_cores = usable_cores()
     threads = min(n_cores, MAX_MODEL_THREADS) if requested is None else max(1, requested)
     if threads == 1 and requested is not None:
         return 1, None

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from histoviewer.core.atomic import clean_stale_partials, partial_path, write_error
+from histoviewer.core.cpu_cores import usable_cores
 from histoviewer.core.errors import PhantomSpecError
 from histoviewer.core.geometry import max_feret_diameter, polygon_area, polygon_centroid
 from histoviewer.core.phantom.ground_truth import write_ground_truth
@@ -127,11 +128,7 @@ def _rows_parallel(
 def _default_workers(n_tiles: int) -> int:
     if n_tiles < PARALLEL_MIN_TILES:
         return 1
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(cpus, 8))
+    return max(1, min(usable_cores(), 8))
 
 
 def _check_int(name: str, value: object, lo: int, hi: int) -> int:
