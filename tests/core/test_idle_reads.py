@@ -21,7 +21,6 @@ from histoviewer.core.inference.regions import RegionCutter, RegionJob
 from histoviewer.core.inference.screening import (
     LiveScreen,
     run_screen,
-    screened_classify,
 )
 from histoviewer.core.inference.tiff_regions import TILE_CACHE_BYTES, TiffRegionSource
 from histoviewer.core.inference.worker import (
@@ -29,14 +28,13 @@ from histoviewer.core.inference.worker import (
     WorkerCallbacks,
     WorkerSchedule,
 )
-from histoviewer.core.progress import NO_CONTROL
 from histoviewer.core.slide.open import open_slide
 from tests.core.inference_helpers import (
     LesionFractionModel,
     synthetic_rgb,
     write_fresh_cnn,
 )
-from tests.core.test_screening import SETTINGS, ScreenFraction, _setup
+from tests.core.test_screening import SETTINGS, ScreenFraction, _setup, screened_pass
 
 WAIT_S = 30.0
 
@@ -299,23 +297,8 @@ def test_the_screened_margin_joins_the_running_pass_and_classifies_what_rounds_d
         screened = run_screen(
             reader, expected.geometry, expected.tissue, ScreenFraction()
         )
-        _, record = screened_classify(
-            expected,
-            RegionCutter(reader, expected.geometry),
-            model,
-            screened,
-            core_only,
-            0.3,
-            batch_size=16,
-            block=4,
-            read_threads=1,
-            on_failure=None,
-            control=NO_CONTROL,
-            stage="test",
-            screen_info={"name": "s", "content_hash": "s"},
-            screen_s=0.0,
-            audit=no_audit,
-        )
+        _, record = screened_pass(expected, RegionCutter(reader, expected.geometry), model, screened, core_only,
+                                  0.3, batch_size=16, block=4, audit=no_audit)
         grid, cutter = _setup(reader, model)
         screen = LiveScreen(
             reader, grid, ScreenFraction(), core_only, 0.3, audit=no_audit

@@ -105,26 +105,20 @@ def _lesion_cells(geometry: GridGeometry) -> np.ndarray:
     return np.flatnonzero(lesion_fraction(x, y, geometry.l0_patch) > 0)
 
 
+def screened_pass(grid, cutter, model, screened, settings=SETTINGS, threshold=0.5, *, batch_size=64,
+                  block=8, model_threads=1, audit=None):
+    """``screened_classify`` as these tests run it (one reader, no failure callback, a stand-in
+    screen record): its ``(times, ScreeningRecord)``."""
+    return screened_classify(grid, cutter, model, screened, settings, threshold, batch_size=batch_size,
+                             block=block, read_threads=1, model_threads=model_threads, on_failure=None,
+                             control=NO_CONTROL, stage="test", screen_info={"name": "s", "content_hash": "s"},
+                             screen_s=0.0, audit=audit)
+
+
 def _run(reader, model, screen, audit):
     grid, cutter = _setup(reader, model)
     screened = run_screen(reader, grid.geometry, grid.tissue, screen)
-    _, record = screened_classify(
-        grid,
-        cutter,
-        model,
-        screened,
-        SETTINGS,
-        0.5,
-        batch_size=64,
-        block=8,
-        read_threads=1,
-        on_failure=None,
-        control=NO_CONTROL,
-        stage="test",
-        screen_info={"name": "s", "content_hash": "s"},
-        screen_s=0.0,
-        audit=audit,
-    )
+    _, record = screened_pass(grid, cutter, model, screened, audit=audit)
     return grid, screened, record
 
 

@@ -11,12 +11,10 @@ from histoviewer.core.inference.screening import (
     ROUND_BATCHES_PER_THREAD,
     round_batch_size,
     run_screen,
-    screened_classify,
 )
-from histoviewer.core.progress import NO_CONTROL
 from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import LesionFractionModel
-from tests.core.test_screening import SETTINGS, ScreenFraction, _setup, wide  # noqa: F401 - a fixture
+from tests.core.test_screening import ScreenFraction, _setup, screened_pass, wide  # noqa: F401 - a fixture
 
 
 class TwoCallModel(LesionFractionModel):
@@ -40,23 +38,7 @@ class TwoCallModel(LesionFractionModel):
 def _screened(reader, model, batch_size: int):
     grid, cutter = _setup(reader, model)
     screened = run_screen(reader, grid.geometry, grid.tissue, ScreenFraction())
-    _, record = screened_classify(
-        grid,
-        cutter,
-        model,
-        screened,
-        SETTINGS,
-        0.5,
-        batch_size=batch_size,
-        block=8,
-        read_threads=1,
-        model_threads=None,
-        on_failure=None,
-        control=NO_CONTROL,
-        stage="test",
-        screen_info={"name": "s", "content_hash": "s"},
-        screen_s=0.0,
-    )
+    _, record = screened_pass(grid, cutter, model, screened, batch_size=batch_size, model_threads=None)
     return grid, record
 
 
