@@ -19,20 +19,39 @@ from tests.core.test_screening import ScreenFraction, _setup, screened_pass, wid
 
 class TwoCallModel(LesionFractionModel):
     """The lesion-fraction fake called on two threads at once (``call_threads``, as the model
-    process states it), recording each call's patch count and thread."""
+    process states it), recording each call's patch count and thread (by name: every round
+    has a pool of its own, whose threads' idents need not be reused, but whose names are).
+
+    Until two calls have run at once, a call waits (up to ``WAIT_S``) for a second one: this
+    fake is so fast that a thread would otherwise finish its batch before the next is read,
+    and the pool would hand every batch to the same idle thread. A round sent as one batch
+    has no second call to wait for, and never overlaps."""
 
     call_threads = 2
+    WAIT_S = 30.0
 
     def __init__(self) -> None:
         super().__init__()
         self.sizes: list[int] = []
-        self.threads: set[int] = set()
+        self.threads: set[str] = set()
+        self.overlapped = threading.Event()
+        self._running = 0
+        self._gave_up = False
 
     def predict_proba(self, patches: np.ndarray) -> np.ndarray:
         with self.lock:
             self.sizes.append(len(patches))
-            self.threads.add(threading.get_ident())
-        return super().predict_proba(patches)
+            self.threads.add(threading.current_thread().name)
+            self._running += 1
+            if self._running >= 2:
+                self.overlapped.set()
+        try:
+            if not self._gave_up and not self.overlapped.wait(self.WAIT_S):
+                self._gave_up = True  # no second call came: later calls need not wait too
+            return super().predict_proba(patches)
+        finally:
+            with self.lock:
+                self._running -= 1
 
 
 def _screened(reader, model, batch_size: int):
@@ -72,7 +91,7 @@ def test_a_screened_round_below_the_batch_size_runs_on_every_model_thread(wide):
             max(model.sizes)
             <= round_batch_size(record.full_model_patches, 100_000, 2) + 8 * 8
         )
-        assert len(model.threads) == 2
+        assert model.overlapped.is_set() and len(model.threads) == 2
         # the same cells, values and states as in batches of one patch each
         one = LesionFractionModel()
         grid1, record1 = _screened(reader, one, batch_size=1)
