@@ -59,12 +59,6 @@ class PipelineTimes:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def _set_torch_threads(count: int) -> None:
-    """Intra-op threads of the calling thread's model calls (``model_threads.set_model_threads``:
-    onnxruntime's, and torch's when a torch model loaded it; torch is never imported here)."""
-    set_model_threads(count)
-
-
 def classify_cells(
     grid: PredictionGrid,
     cutter: RegionCutter,
@@ -136,12 +130,12 @@ def classify_cells(
         classifier = loaded_model(model)  # a model still loading: wait for it here
         times.wait_s += time.perf_counter() - t0
         if pool is None:
-            threads, torch_threads = model_parallelism(classifier, model_threads)
+            threads, intra_op = model_parallelism(classifier, model_threads)
             if threads > 1:
                 pool = ThreadPoolExecutor(
                     threads, thread_name_prefix="histoviewer-analyze-model",
-                    initializer=_set_torch_threads if torch_threads else None,
-                    initargs=(torch_threads,) if torch_threads else ())
+                    initializer=set_model_threads if intra_op else None,
+                    initargs=(intra_op,) if intra_op else ())
                 max_in_flight = threads + 1  # one waiting batch per thread: no idle model thread
         return classifier
 
