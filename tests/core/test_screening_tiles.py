@@ -1,0 +1,218 @@
+"""Decoded tiles through the screened full pass (issue 15): the margin rounds read tiles the
+first round decoded long before, which the least-recently-used tile cache had let go, so the
+pass holds the tiles where a margin is likeliest to grow (``screening.margin_hold_tiles``,
+``TiffRegionSource.hold``) and releases them when it ends; pixels and outputs stay the same."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from histoviewer.core.grid_geometry import GridGeometry
+from histoviewer.core.inference import screening
+from histoviewer.core.inference.grid import PredictionGrid
+from histoviewer.core.inference.regions import RegionCutter
+from histoviewer.core.inference.screening import margin_hold_tiles, run_screen
+from histoviewer.core.inference.tiff_regions import TiffRegionSource
+from histoviewer.core.inference.tissue import grid_tissue
+from histoviewer.core.slide import open_slide
+from tests.core.inference_helpers import LesionFractionModel, synthetic_rgb
+from tests.core.test_screening import ScreenFraction, screened_pass
+
+TILE = 256
+TILE_BYTES = TILE * TILE * 3
+
+
+@pytest.fixture(scope="module")
+def tiled(tmp_path_factory):
+    """The synthetic slide as a tiled JPEG TIFF at 1 um/px, read directly by
+    ``TiffRegionSource``: 4,000 x 3,000 px in 256 px tiles (16 x 12)."""
+    import tifffile
+
+    path = tmp_path_factory.mktemp("tiles") / "tiled.tiff"
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(
+            synthetic_rgb(),
+            tile=(TILE, TILE),
+            compression="jpeg",
+            photometric="rgb",
+            resolution=(1e4, 1e4),
+            resolutionunit="CENTIMETER",
+        )
+    return path
+
+
+def _decoded_keys(source: TiffRegionSource, monkeypatch) -> list[int]:
+    """Records the tile index of every decode (cache misses) of ``source``."""
+    keys: list[int] = []
+    original = TiffRegionSource._tile
+
+    def counting(self, page, index):
+        if self is source:
+            keys.append(int(index))
+        return original(self, page, index)
+
+    monkeypatch.setattr(TiffRegionSource, "_tile", counting)
+    return keys
+
+
+def test_tiles_in_names_the_tiles_a_read_decodes(tiled, monkeypatch):
+    with open_slide(tiled) as reader:
+        source = TiffRegionSource.open(tiled, reader, tile_cache_bytes=0)
+        assert source is not None
+        try:
+            keys = _decoded_keys(source, monkeypatch)
+            # inside one tile, across 2 and 4 tiles, off the image's left/top and right/bottom
+            for x, y, w, h in [
+                (10, 10, 100, 100),
+                (200, 30, 100, 50),
+                (500, 500, 40, 40),
+                (-50, -20, 120, 90),
+                (3900, 2950, 300, 300),
+            ]:
+                keys.clear()
+                source.read_region(x, y, 0, w, h)
+                assert sorted(keys) == sorted(source.tiles_in(0, x, y, x + w, y + h))
+            assert source.tile_grid(0) == (TILE, TILE, 4000, 3000)
+        finally:
+            source.close()
+
+
+def test_held_tiles_outlive_the_cache_bound_until_released(tiled, monkeypatch):
+    with open_slide(tiled) as reader:
+        source = TiffRegionSource.open(
+            tiled, reader, tile_cache_bytes=TILE_BYTES
+        )  # one tile
+        plain = TiffRegionSource.open(tiled, reader, tile_cache_bytes=0)
+        assert source is not None and plain is not None
+        try:
+            keys = _decoded_keys(source, monkeypatch)
+            boxes = [
+                (0, 0),
+                (TILE, 0),
+                (2 * TILE, 0),
+                (0, 0),
+                (TILE, 0),
+            ]  # tiles 0, 1, 2, 0, 1
+            source.hold(0, [0, 1])
+            for x, y in boxes:
+                assert np.array_equal(
+                    source.read_region(x, y, 0, TILE, TILE),
+                    plain.read_region(x, y, 0, TILE, TILE),
+                )
+            assert keys == [0, 1, 2]  # tiles 0 and 1 held past the one-tile cache
+            assert source.held_bytes == 2 * TILE_BYTES
+            source.release_held()
+            assert source.held_bytes == 0
+            source.read_region(0, 0, 0, TILE, TILE)
+            assert keys == [0, 1, 2, 0]  # released: decoded again
+            # without a hold the same reads decode tiles 0 and 1 again
+            keys.clear()
+            source.clear_cache()
+            for x, y in boxes:
+                source.read_region(x, y, 0, TILE, TILE)
+            assert keys == [0, 1, 2, 0, 1]
+        finally:
+            source.close()
+            plain.close()
+
+
+def test_the_hold_takes_the_highest_screen_scores_first_within_its_budget(tiled):
+    with open_slide(tiled) as reader:
+        source = TiffRegionSource.open(tiled, reader)
+        assert source is not None
+        try:
+            model = LesionFractionModel()
+            info = reader.info
+            geometry = GridGeometry.for_slide(
+                info.dimensions, info.mpp, model.input.mpp, model.input.patch_px
+            )
+            cutter = RegionCutter(reader, geometry, source=source)
+            tissue = np.ones(geometry.shape, bool)
+            score = np.zeros(geometry.shape, np.float32)
+            score[20, 20] = 0.9  # one likely-tumour cell, about (1,945, 1,945) level px
+            score[5, 30] = 0.3  # a weaker one
+            # the margin's one ring around each: the tiles their 3 x 3 cells read
+            strong = set(source.tiles_in(0, *cutter_rect(geometry, 19, 19, 21, 21)))
+            weak = set(source.tiles_in(0, *cutter_rect(geometry, 4, 29, 6, 31)))
+            assert len(strong) > 3 and not strong & weak
+            held = margin_hold_tiles(
+                source, cutter, score, tissue, 0.1, rings=1, budget_bytes=3 * TILE_BYTES
+            )
+            assert len(held) == 3 and set(held) <= strong  # the budget, strongest first
+            everything = margin_hold_tiles(
+                source, cutter, score, tissue, 0.1, rings=1, budget_bytes=1 << 30
+            )
+            assert (
+                set(everything) == strong | weak
+            )  # every tile a cell near a flag reads
+            assert set(everything[: len(strong)]) == strong  # ranked by score
+            assert margin_hold_tiles(source, cutter, score, tissue, 0.1, rings=0) == []
+            assert margin_hold_tiles(source, cutter, score, tissue, 0.95, rings=1) == []
+        finally:
+            source.close()
+
+
+def cutter_rect(
+    geometry: GridGeometry,
+    r0: int,
+    c0: int,
+    r1: int | None = None,
+    c1: int | None = None,
+) -> tuple[float, float, float, float]:
+    """Level-0 px (this slide's only level) rectangle that reads of cells r0..r1 x c0..c1 take,
+    with the 8 px the hold allows for the resampling filter."""
+    r1, c1 = r0 if r1 is None else r1, c0 if c1 is None else c1
+    x0 = geometry.l0_origin_x + c0 * geometry.l0_stride
+    y0 = geometry.l0_origin_y + r0 * geometry.l0_stride
+    x1 = geometry.l0_origin_x + c1 * geometry.l0_stride + geometry.l0_patch
+    y1 = geometry.l0_origin_y + r1 * geometry.l0_stride + geometry.l0_patch
+    return x0 - 8, y0 - 8, x1 + 8 + 1, y1 + 8 + 1
+
+
+def _screened_with(tiled, hold_bytes: int, monkeypatch):
+    """A screened full pass on ``tiled`` through a one-tile decoded-tile cache, holding at most
+    ``hold_bytes``: (grid, tiles decoded by the full pass, the source after the pass)."""
+    monkeypatch.setattr(screening, "MARGIN_HOLD_BYTES", hold_bytes)
+    with open_slide(tiled) as reader:
+        source = TiffRegionSource.open(tiled, reader, tile_cache_bytes=TILE_BYTES)
+        assert source is not None
+        try:
+            model = LesionFractionModel()
+            info = reader.info
+            geometry = GridGeometry.for_slide(
+                info.dimensions, info.mpp, model.input.mpp, model.input.patch_px
+            )
+            grid = PredictionGrid(geometry, grid_tissue(reader, geometry))
+            screened = run_screen(
+                reader, geometry, grid.tissue, ScreenFraction(), source=source
+            )
+            before = source.tiles_decoded
+            _, record = screened_pass(
+                grid,
+                RegionCutter(reader, geometry, source=source),
+                model,
+                screened,
+                audit=np.zeros((1, 1), bool),
+            )
+            assert record.fallback is None
+            return (
+                grid,
+                source.tiles_decoded - before,
+                (source.held_bytes, source._hold_keys),
+            )
+        finally:
+            source.close()
+
+
+def test_the_margin_rounds_find_their_tiles_held_and_classify_the_same(
+    tiled, monkeypatch
+):
+    held_grid, held_decodes, after = _screened_with(tiled, 256 << 20, monkeypatch)
+    plain_grid, plain_decodes, _ = _screened_with(tiled, 0, monkeypatch)
+    # the same cells classified to the same values, and the same cells screened negative
+    np.testing.assert_array_equal(held_grid.state, plain_grid.state)
+    np.testing.assert_array_equal(held_grid.values, plain_grid.values)
+    # the margin rounds re-read the lesion's tiles: held, they are not decoded again
+    assert held_decodes < plain_decodes
+    assert after == (0, frozenset())  # released when the pass ends
