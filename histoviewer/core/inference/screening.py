@@ -67,6 +67,11 @@ STRATEGIES = ("exhaustive", "screened")
 # Screening reads larger regions than the full pass (cells a side): 24 px patches make a
 # 16-cell block a 384 px region, too small to pay for a read.
 SCREEN_BLOCK = 64
+# ... and with two reader threads: the screen reads and resamples (decode ~0.15 s, resize
+# ~0.45 s on the CAMELYON-size phantom) more than its model computes (~0.55 s, on two model
+# threads), so one reader left the model waiting. Results come in job order whatever the
+# readers, so the batches, and the scores, are the same.
+SCREEN_READ_THREADS = 2
 # The full pass reads smaller regions than an exhaustive run: the screen's selection is
 # patchy (lesions, the audit lattice's lone cells), and a 16-cell block around four lone
 # cells decodes a whole 1,536 px region for them.
@@ -235,6 +240,7 @@ def run_screen(
     max_ahead: int | None = None,
     control: JobControl = NO_CONTROL,
     stage: str = "Screening at 2.5x",
+    read_threads: int | None = None,
 ) -> ScreenPass:
     """Score every tissue cell of ``geometry`` (the full model's grid) with ``screen``
     (``model_threads``, ``max_ahead``: as ``pipeline.classify_cells``)."""
@@ -249,6 +255,7 @@ def run_screen(
         grid.pending(),
         batch_size=batch_size,
         block=SCREEN_BLOCK,
+        read_threads=SCREEN_READ_THREADS if read_threads is None else read_threads,
         model_threads=model_threads,
         max_ahead=max_ahead,
         control=control,
