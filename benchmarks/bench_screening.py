@@ -126,7 +126,8 @@ def print_split(label: str, rounds_rows) -> dict:
     order = np.argsort(ratios)
     median = per_round[int(order[len(order) // 2])]
     e, s = median["exhaustive"], median["screened"]
-    print(f"  {label}: wall ratio per round " + ", ".join(f"{x:.3f}" for x in ratios)
+    print(f"  {label}: wall ratio per round " + ", ".join(
+        f"{x:.3f} ({r['screened']['wall']:.2f} / {r['exhaustive']['wall']:.2f} s)" for x, r in zip(ratios, per_round))
           + f" (median round {ratios[int(order[len(order) // 2])]:.3f})")
     for name, d in (("exhaustive", e), ("screened", s)):
         print(f"    {name:<10} wall {d['wall']:7.2f} s = strategy {d['strategy']:7.2f} s + floor {d['floor']:6.2f} s "
@@ -134,7 +135,8 @@ def print_split(label: str, rounds_rows) -> dict:
     print(f"    strategy seconds screened / exhaustive: {s['strategy'] / max(e['strategy'], 1e-9):.3f}; floor "
           f"{s['floor']:.2f} s is {s['floor'] / e['wall']:.3f} of exhaustive's wall (ratio with no floor at all: "
           f"{s['strategy'] / max(e['strategy'], 1e-9):.3f}; lowest ratio this floor allows: {s['floor'] / e['wall']:.3f})")
-    return {"ratios": ratios, "exhaustive": e, "screened": s}
+    return {"ratios": ratios, "exhaustive": e, "screened": s,
+            "walls": [[r["exhaustive"]["wall"], r["screened"]["wall"]] for r in per_round]}
 
 
 def froc_of(out_dir: Path, truth_dir: Path, mpp_override=None):
