@@ -25,6 +25,7 @@ the audit lattice's points that the screen scores below its threshold.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -243,7 +244,8 @@ def run_screen(
     read_threads: int | None = None,
 ) -> ScreenPass:
     """Score every tissue cell of ``geometry`` (the full model's grid) with ``screen``
-    (``model_threads``, ``max_ahead``: as ``pipeline.classify_cells``)."""
+    (``model_threads``, ``max_ahead``: as ``pipeline.classify_cells``; ``read_threads``:
+    default ``SCREEN_READ_THREADS``)."""
     sgeo = screen_geometry(geometry, screen)
     grid = PredictionGrid(sgeo, tissue)
     grid.domain_sample[...] = False  # the screen's own domain distance is not wanted
@@ -322,9 +324,6 @@ def dilate_8(mask: np.ndarray, rings: int) -> np.ndarray:
 # up to this many bytes of decoded tiles besides the cache (simulated on that phantom: 331 ->
 # 35 second decodes at 256 MB, 88 at 192 MB, 181 at 128 MB), and releases them when it ends.
 MARGIN_HOLD_BYTES = 256 * 1024 * 1024
-# Level px a read takes around a cell's patch besides the patch itself (the cutter's margin
-# for the resampling filter, ``RegionCutter.read_timed``: 5-7 px): a tile this close counts.
-_READ_PAD_LV = 8
 
 
 def margin_hold_tiles(
@@ -354,12 +353,15 @@ def margin_hold_tiles(
     if budget <= 0 or not cells.any():
         return []
     g, ds = cutter.geometry, cutter.level_ds
+    # level px a read takes around a cell's patch besides the patch: the cutter's margin for
+    # its resampling filter and its rounding (``RegionCutter.read_timed``)
+    pad = math.ceil(3.0 / min(cutter.scale, 1.0)) + 4
 
     def spans(count: int, origin: float, size: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
         """First and last tile along one axis that each row (column) of cells reads."""
         l0 = origin + np.arange(count) * g.l0_stride
-        lo = np.clip(np.floor(l0 / ds) - _READ_PAD_LV, 0, size - 1)
-        hi = np.clip(np.ceil((l0 + g.l0_patch) / ds) + _READ_PAD_LV, 0, size - 1)
+        lo = np.clip(np.floor(l0 / ds) - pad, 0, size - 1)
+        hi = np.clip(np.ceil((l0 + g.l0_patch) / ds) + pad, 0, size - 1)
         return (lo // tile).astype(np.int64), (hi // tile).astype(np.int64)
 
     tx0, tx1 = spans(g.cols, g.l0_origin_x, image_w, tile_w)
