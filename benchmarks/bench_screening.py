@@ -30,10 +30,12 @@ see the same machine load), and prints:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,6 +50,33 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
+# Tile decodes of the last analysis of each (slide, strategy): {level: (decodes, distinct tiles)}
+DECODES: dict[tuple[str, str], dict[int, tuple[int, int]]] = {}
+
+
+@contextlib.contextmanager
+def counting_decodes(key: tuple[str, str]):
+    """Counts the tiles ``TiffRegionSource`` decodes (cache misses) per pyramid level while the
+    block runs, into ``DECODES[key]`` (a lock and a counter a decode: ~1 us beside ~1 ms)."""
+    from histoviewer.core.inference.tiff_regions import TiffRegionSource
+
+    original = TiffRegionSource._tile
+    seen: dict[int, list[int]] = {}
+    lock = threading.Lock()
+
+    def counting(self, page, index):
+        with lock:
+            seen.setdefault(self._pages.index(page), []).append(int(index))
+        return original(self, page, index)
+
+    TiffRegionSource._tile = counting
+    try:
+        yield
+    finally:
+        TiffRegionSource._tile = original
+        DECODES[key] = {lv: (len(v), len(set(v))) for lv, v in sorted(seen.items())}
+
+
 def analyse_both(slides, out_root: Path, model, screen):
     from histoviewer.core.inference.analyze import (
         AnalyzeOptions,
@@ -59,13 +88,14 @@ def analyse_both(slides, out_root: Path, model, screen):
     for s in slides:
         for strategy in ("exhaustive", "screened"):
             t0 = time.perf_counter()
-            summ = analyze_slide(
-                s,
-                slide_out_dir(out_root / strategy, s),
-                model,
-                AnalyzeOptions(strategy=strategy),
-                screen=screen,
-            )
+            with counting_decodes((Path(s).stem, strategy)):
+                summ = analyze_slide(
+                    s,
+                    slide_out_dir(out_root / strategy, s),
+                    model,
+                    AnalyzeOptions(strategy=strategy),
+                    screen=screen,
+                )
             rows[strategy].append((summ, time.perf_counter() - t0))
     return rows
 
@@ -96,7 +126,8 @@ def print_split(label: str, rounds_rows) -> dict:
     order = np.argsort(ratios)
     median = per_round[int(order[len(order) // 2])]
     e, s = median["exhaustive"], median["screened"]
-    print(f"  {label}: wall ratio per round " + ", ".join(f"{x:.3f}" for x in ratios)
+    print(f"  {label}: wall ratio per round " + ", ".join(
+        f"{x:.3f} ({r['screened']['wall']:.2f} / {r['exhaustive']['wall']:.2f} s)" for x, r in zip(ratios, per_round))
           + f" (median round {ratios[int(order[len(order) // 2])]:.3f})")
     for name, d in (("exhaustive", e), ("screened", s)):
         print(f"    {name:<10} wall {d['wall']:7.2f} s = strategy {d['strategy']:7.2f} s + floor {d['floor']:6.2f} s "
@@ -104,7 +135,8 @@ def print_split(label: str, rounds_rows) -> dict:
     print(f"    strategy seconds screened / exhaustive: {s['strategy'] / max(e['strategy'], 1e-9):.3f}; floor "
           f"{s['floor']:.2f} s is {s['floor'] / e['wall']:.3f} of exhaustive's wall (ratio with no floor at all: "
           f"{s['strategy'] / max(e['strategy'], 1e-9):.3f}; lowest ratio this floor allows: {s['floor'] / e['wall']:.3f})")
-    return {"ratios": ratios, "exhaustive": e, "screened": s}
+    return {"ratios": ratios, "exhaustive": e, "screened": s,
+            "walls": [[r["exhaustive"]["wall"], r["screened"]["wall"]] for r in per_round]}
 
 
 def froc_of(out_dir: Path, truth_dir: Path, mpp_override=None):
@@ -367,6 +399,9 @@ def main() -> int:
             f"  screen pass {scr.get('screen_s', 0):.1f} s; flagged {scr.get('flagged')}, audit "
             f"{scr.get('audit')} ({scr.get('audit_misses')} misses), fallback: {scr.get('fallback')}"
         )
+        decodes = {st: DECODES.get((args.big.stem, st), {}) for st in big_rows}
+        print("  tile decodes, last round (level: decodes / distinct tiles): " + "; ".join(
+            f"{st} " + ", ".join(f"{lv}: {n}/{d}" for lv, (n, d) in decodes[st].items()) for st in decodes))
         fb = {
             st: froc_of(args.work / "out-big" / st, args.big.parent) for st in big_rows
         }
@@ -383,6 +418,7 @@ def main() -> int:
             "labels": [se.node_label.value, ss.node_label.value],
             "froc": [fb["exhaustive"].score, fb["screened"].score],
             "split": split_big,
+            "tile_decodes": {st: {str(lv): list(v) for lv, v in d.items()} for st, d in decodes.items()},
         }
     if real is not None:
         print(

@@ -25,6 +25,7 @@ the audit lattice's points that the screen scores below its threshold.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -45,6 +46,7 @@ from histoviewer.core.inference.pipeline import (
     model_parallelism,
 )
 from histoviewer.core.inference.regions import RegionCutter
+from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.models.classifier import PatchClassifier
 from histoviewer.core.models.screen_model import ScreenSettings, check_screen_fits
 from histoviewer.core.progress import NO_CONTROL, JobControl
@@ -66,6 +68,11 @@ STRATEGIES = ("exhaustive", "screened")
 # Screening reads larger regions than the full pass (cells a side): 24 px patches make a
 # 16-cell block a 384 px region, too small to pay for a read.
 SCREEN_BLOCK = 64
+# ... and with two reader threads: the screen reads and resamples (decode ~0.15 s, resize
+# ~0.45 s on the CAMELYON-size phantom) more than its model computes (~0.55 s, on two model
+# threads), so one reader left the model waiting. Results come in job order whatever the
+# readers, so the batches, and the scores, are the same.
+SCREEN_READ_THREADS = 2
 # The full pass reads smaller regions than an exhaustive run: the screen's selection is
 # patchy (lesions, the audit lattice's lone cells), and a 16-cell block around four lone
 # cells decodes a whole 1,536 px region for them.
@@ -234,9 +241,11 @@ def run_screen(
     max_ahead: int | None = None,
     control: JobControl = NO_CONTROL,
     stage: str = "Screening at 2.5x",
+    read_threads: int | None = None,
 ) -> ScreenPass:
     """Score every tissue cell of ``geometry`` (the full model's grid) with ``screen``
-    (``model_threads``, ``max_ahead``: as ``pipeline.classify_cells``)."""
+    (``model_threads``, ``max_ahead``: as ``pipeline.classify_cells``; ``read_threads``:
+    default ``SCREEN_READ_THREADS``)."""
     sgeo = screen_geometry(geometry, screen)
     grid = PredictionGrid(sgeo, tissue)
     grid.domain_sample[...] = False  # the screen's own domain distance is not wanted
@@ -248,6 +257,7 @@ def run_screen(
         grid.pending(),
         batch_size=batch_size,
         block=SCREEN_BLOCK,
+        read_threads=SCREEN_READ_THREADS if read_threads is None else read_threads,
         model_threads=model_threads,
         max_ahead=max_ahead,
         control=control,
@@ -303,6 +313,84 @@ def dilate_8(mask: np.ndarray, rings: int) -> np.ndarray:
         rows = grown.copy()
         rows[:, 1:] |= grown[:, :-1]
         rows[:, :-1] |= grown[:, 1:]
+        out = rows
+    return out
+
+
+# The margin rounds read tiles the first round decoded long before: the decoded-tile cache
+# (``tiff_regions.TILE_CACHE_BYTES``, least recently used out) has let most of them go by then
+# (CAMELYON-size phantom: 331 of the pass's 1,542 level-2 tile decodes were such second
+# decodes, ~0.4 CPU-s). So the pass *holds* the tiles where a margin is most likely to grow,
+# up to this many bytes of decoded tiles besides the cache (simulated on that phantom: 331 ->
+# 35 second decodes at 256 MB, 88 at 192 MB, 181 at 128 MB), and releases them when it ends.
+MARGIN_HOLD_BYTES = 256 * 1024 * 1024
+
+
+def margin_hold_tiles(
+    source: TiffRegionSource,
+    cutter: RegionCutter,
+    screen_probability: np.ndarray,
+    tissue: np.ndarray,
+    screen_threshold: float,
+    rings: int,
+    budget_bytes: int | None = None,
+) -> list[int]:
+    """Tile indices (of ``cutter.level``) to hold through the screened full pass: the tiles
+    under tissue cells within ``rings`` of a flagged cell (where a margin can grow), the
+    tiles of the highest screen scores first (the likeliest tumour, where the full model
+    most likely finds a margin's seed), at most ``budget_bytes`` (default
+    ``MARGIN_HOLD_BYTES``) of decoded tiles. A cache policy only: which tiles are held never
+    changes a pixel read."""
+    budget_bytes = MARGIN_HOLD_BYTES if budget_bytes is None else budget_bytes
+    grid = source.tile_grid(cutter.level)
+    if grid is None or rings <= 0 or budget_bytes <= 0:
+        return []
+    tile_w, tile_h, image_w, image_h = grid
+    budget = int(budget_bytes) // (tile_w * tile_h * 3)
+    tissue = np.asarray(tissue, bool)
+    near = spread_max(np.where(tissue, np.nan_to_num(screen_probability, nan=0.0), 0.0), rings)
+    cells = tissue & (near >= screen_threshold)
+    if budget <= 0 or not cells.any():
+        return []
+    g, ds = cutter.geometry, cutter.level_ds
+    # level px a read takes around a cell's patch besides the patch: the cutter's margin for
+    # its resampling filter and its rounding (``RegionCutter.read_timed``)
+    pad = math.ceil(3.0 / min(cutter.scale, 1.0)) + 4
+
+    def spans(count: int, origin: float, size: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
+        """First and last tile along one axis that each row (column) of cells reads."""
+        l0 = origin + np.arange(count) * g.l0_stride
+        lo = np.clip(np.floor(l0 / ds) - pad, 0, size - 1)
+        hi = np.clip(np.ceil((l0 + g.l0_patch) / ds) + pad, 0, size - 1)
+        return (lo // tile).astype(np.int64), (hi // tile).astype(np.int64)
+
+    tx0, tx1 = spans(g.cols, g.l0_origin_x, image_w, tile_w)
+    ty0, ty1 = spans(g.rows, g.l0_origin_y, image_h, tile_h)
+    across, down = -(-image_w // tile_w), -(-image_h // tile_h)
+    best = np.full(across * down, -1.0)  # each tile's highest score among the cells reading it
+    rows, cols = np.nonzero(cells)
+    values = near[rows, cols]
+    for dy in range(int((ty1 - ty0).max()) + 1):
+        for dx in range(int((tx1 - tx0).max()) + 1):
+            ty, tx = ty0[rows] + dy, tx0[cols] + dx
+            ok = (ty <= ty1[rows]) & (tx <= tx1[cols])
+            np.maximum.at(best, ty[ok] * across + tx[ok], values[ok])
+    wanted = np.flatnonzero(best >= 0)
+    order = np.lexsort((wanted, -best[wanted]))  # highest score first, then tile order
+    return wanted[order[:budget]].tolist()
+
+
+def spread_max(values: np.ndarray, rings: int) -> np.ndarray:
+    """``values`` with each cell replaced by the maximum over its ``rings`` rings of
+    8-neighbours (``dilate_8`` for scores)."""
+    out = np.asarray(values, float).copy()
+    for _ in range(max(0, int(rings))):
+        grown = out.copy()
+        grown[1:, :] = np.maximum(grown[1:, :], out[:-1, :])
+        grown[:-1, :] = np.maximum(grown[:-1, :], out[1:, :])
+        rows = grown.copy()
+        rows[:, 1:] = np.maximum(rows[:, 1:], grown[:, :-1])
+        rows[:, :-1] = np.maximum(rows[:, :-1], grown[:, 1:])
         out = rows
     return out
 
@@ -365,32 +453,40 @@ def screened_classify(
                               max_ahead=max_ahead, on_failure=on_failure, control=control,
                               stage=stage)
 
-    times = classify(cells)
-    full = int(cells.size)
-    while (
-        more := grow_cells(grid, GROW_SHARE * lesion_threshold, settings.margin_patches)
-    ).size:
-        times = _add_times(times, classify(more))
-        full += int(more.size)
-    values, state = grid.snapshot()
-    flat_v, flat_s = values.reshape(-1), state.reshape(-1)
-    misses = int(
-        np.count_nonzero(
-            (flat_s[audit_cells] == CellState.COMPUTED)
-            & (flat_v[audit_cells] >= lesion_threshold)
+    source = cutter.source if isinstance(cutter.source, TiffRegionSource) else None
+    if source is not None:  # the tiles the margin rounds will read again (MARGIN_HOLD_BYTES)
+        source.hold(cutter.level, margin_hold_tiles(
+            source, cutter, screened.probability, tissue, settings.threshold, settings.margin_patches))
+    try:
+        times = classify(cells)
+        full = int(cells.size)
+        while (
+            more := grow_cells(grid, GROW_SHARE * lesion_threshold, settings.margin_patches)
+        ).size:
+            times = _add_times(times, classify(more))
+            full += int(more.size)
+        values, state = grid.snapshot()
+        flat_v, flat_s = values.reshape(-1), state.reshape(-1)
+        misses = int(
+            np.count_nonzero(
+                (flat_s[audit_cells] == CellState.COMPUTED)
+                & (flat_v[audit_cells] >= lesion_threshold)
+            )
         )
-    )
-    rest = grid.pending()
-    fallback = None
-    if misses:
-        fallback = (
-            f"the full model found tumour on {misses} audit patch{'es' if misses != 1 else ''} the "
-            "screen had passed, so the screen was not trusted on this slide"
-        )
-        times = _add_times(times, classify(rest))
-        full += int(rest.size)
-    else:
-        grid.set_screened_negative(rest)
+        rest = grid.pending()
+        fallback = None
+        if misses:
+            fallback = (
+                f"the full model found tumour on {misses} audit patch{'es' if misses != 1 else ''} the "
+                "screen had passed, so the screen was not trusted on this slide"
+            )
+            times = _add_times(times, classify(rest))
+            full += int(rest.size)
+        else:
+            grid.set_screened_negative(rest)
+    finally:
+        if source is not None:
+            source.release_held()
     flagged = int(
         np.count_nonzero(
             tissue

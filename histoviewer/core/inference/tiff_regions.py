@@ -19,6 +19,9 @@ Decoded tiles can be kept in a bounded cache (``tile_cache_bytes``, least recent
 out; analysis uses ``TILE_CACHE_BYTES``): neighbouring regions share the tiles along their edges, and a block of cells read for
 analysis spans 3-4 tiles a side, so without it each level-2 tile of a slide was decoded ~2-5
 times (issue 15: 0.85 s of decoding against 0.15 s for each tile once, on a 40,000 px phantom).
+A pass that knows it will come back to some tiles long after the cache would have evicted them
+can ``hold`` those: they stay decoded, outside the cache's bound, until ``release_held`` (the
+screened full pass: the margin rounds revisit tiles of the first round, ``inference.screening``).
 """
 
 from __future__ import annotations
@@ -68,6 +71,10 @@ class TiffRegionSource:
         self._cache_lock = threading.Lock()
         self._cache_bytes = 0
         self._cache_limit = max(0, int(tile_cache_bytes))
+        # tiles a pass asked to keep until it releases them (``hold``): keys to keep, and the
+        # decoded ones kept so far (outside the cache's bound; the caller bounds the keys)
+        self._hold_keys: frozenset[tuple[int, int]] = frozenset()
+        self._held: dict[tuple[int, int], np.ndarray | None] = {}
         self.tiles_decoded = 0  # tiles decoded over this source's life (cache misses)
 
     @classmethod
@@ -135,6 +142,8 @@ class TiffRegionSource:
         Two threads missing the same tile at once may both decode it (same pixels)."""
         key = (level, index)
         with self._cache_lock:
+            if key in self._held:
+                return self._held[key]
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
@@ -143,6 +152,9 @@ class TiffRegionSource:
             self.tiles_decoded += 1
             if tile is not None:
                 tile.flags.writeable = False
+            if key in self._hold_keys:
+                self._held[key] = tile
+                return tile
             size = 0 if tile is None else tile.nbytes
             if self._cache_limit and size <= self._cache_limit and key not in self._cache:
                 self._cache[key] = tile
@@ -164,21 +176,20 @@ class TiffRegionSource:
         across = math.ceil(img_w / tw)
         x0, y0 = max(lv_x, 0), max(lv_y, 0)
         x1, y1 = min(lv_x + lv_width, img_w), min(lv_y + lv_height, img_h)
-        for ty in range(y0 // th, (y1 - 1) // th + 1 if y1 > y0 else 0):
-            for tx in range(x0 // tw, (x1 - 1) // tw + 1 if x1 > x0 else 0):
-                try:
-                    tile = self._cached_tile(level, page, ty * across + tx)
-                except Exception as exc:  # noqa: BLE001 - report which tile of which file
-                    raise SlideReadError(
-                        f"{self.path}: cannot decode tile ({tx}, {ty}) of level {level}: {exc}"
-                    ) from exc
-                if tile is None:
-                    continue
-                # overlap of this tile with the wanted region, in level px
-                ax0, ay0 = max(x0, tx * tw), max(y0, ty * th)
-                ax1, ay1 = min(x1, (tx + 1) * tw), min(y1, (ty + 1) * th)
-                out[ay0 - lv_y : ay1 - lv_y, ax0 - lv_x : ax1 - lv_x] = \
-                    tile[ay0 - ty * th : ay1 - ty * th, ax0 - tx * tw : ax1 - tx * tw]
+        for ty, tx in _tile_span(x0, y0, x1, y1, tw, th):
+            try:
+                tile = self._cached_tile(level, page, ty * across + tx)
+            except Exception as exc:  # any decode error: report which tile of which file
+                raise SlideReadError(
+                    f"{self.path}: cannot decode tile ({tx}, {ty}) of level {level}: {exc}"
+                ) from exc
+            if tile is None:
+                continue
+            # overlap of this tile with the wanted region, in level px
+            ax0, ay0 = max(x0, tx * tw), max(y0, ty * th)
+            ax1, ay1 = min(x1, (tx + 1) * tw), min(y1, (ty + 1) * th)
+            out[ay0 - lv_y : ay1 - lv_y, ax0 - lv_x : ax1 - lv_x] = \
+                tile[ay0 - ty * th : ay1 - ty * th, ax0 - tx * tw : ax1 - tx * tw]
         return out
 
     def thumbnail(self, max_size: int) -> np.ndarray | None:
@@ -209,11 +220,56 @@ class TiffRegionSource:
         image.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
         return np.asarray(image)
 
+    def tiles_in(self, level: int, lv_x0: float, lv_y0: float, lv_x1: float, lv_y1: float) -> list[int]:
+        """Tile indices of ``level`` that a read of the level-px rectangle [x0, x1) x [y0, y1)
+        decodes (those inside the image), as ``read_region`` walks them; [] for a level read
+        through the slide reader."""
+        page = self._pages[level]
+        if page is None:
+            return []
+        img_h, img_w = page.shape[:2]
+        x0, y0 = max(math.floor(lv_x0), 0), max(math.floor(lv_y0), 0)
+        x1, y1 = min(math.ceil(lv_x1), img_w), min(math.ceil(lv_y1), img_h)
+        across = math.ceil(img_w / page.tilewidth)
+        return [ty * across + tx for ty, tx in _tile_span(x0, y0, x1, y1, page.tilewidth, page.tilelength)]
+
+    def tile_grid(self, level: int) -> tuple[int, int, int, int] | None:
+        """``(tile_w, tile_h, image_w, image_h)`` of ``level`` in level px (tile ``(tx, ty)``
+        has index ``ty * ceil(image_w / tile_w) + tx``), or None for a level read through
+        the slide reader."""
+        page = self._pages[level]
+        if page is None:
+            return None
+        return int(page.tilewidth), int(page.tilelength), int(page.shape[1]), int(page.shape[0])
+
+    def hold(self, level: int, indices) -> None:
+        """Keep these tiles of ``level`` decoded once read, outside the cache's bound, until
+        ``release_held`` (replacing any earlier hold). The caller bounds how many: at most
+        ``len(indices)`` tiles of ``tile_w * tile_h * 3`` bytes (``tile_grid``) are held."""
+        with self._cache_lock:
+            self._hold_keys = frozenset((level, int(i)) for i in indices)
+            self._held = {k: v for k, v in self._held.items() if k in self._hold_keys}
+
+    def release_held(self) -> None:
+        """Drop the held tiles and the hold (memory back)."""
+        with self._cache_lock:
+            self._hold_keys = frozenset()
+            self._held = {}
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of decoded tiles held now (``hold``)."""
+        with self._cache_lock:
+            return sum(0 if t is None else t.nbytes for t in self._held.values())
+
     def clear_cache(self) -> None:
-        """Drop the decoded tiles kept for reuse (memory back; later reads decode again)."""
+        """Drop the decoded tiles kept for reuse and any held ones (memory back; later reads
+        decode again)."""
         with self._cache_lock:
             self._cache.clear()
             self._cache_bytes = 0
+            self._hold_keys = frozenset()
+            self._held = {}
 
     def close(self) -> None:
         with self._lock:
@@ -222,3 +278,10 @@ class TiffRegionSource:
                 os.close(self._fd)
                 self._fd = -1
                 self._tiff.close()
+
+
+def _tile_span(x0: int, y0: int, x1: int, y1: int, tile_w: int, tile_h: int) -> list[tuple[int, int]]:
+    """(tile row, tile column) of every tile meeting the level-px rectangle [x0, x1) x [y0, y1)
+    (already clipped to the image), row by row."""
+    return [(ty, tx) for ty in range(y0 // tile_h, (y1 - 1) // tile_h + 1 if y1 > y0 else 0)
+            for tx in range(x0 // tile_w, (x1 - 1) // tile_w + 1 if x1 > x0 else 0)]
