@@ -96,8 +96,14 @@ def _exact_block_spread(patches: np.ndarray) -> np.ndarray | None:
     inner = patches[:, : k_r * BLOCK_PX, : k_c * BLOCK_PX]
     # down each block's rows first (uint16 holds BLOCK_PX x 255), then across its pixels and
     # channels, which lie side by side in a row: (n, k_r, k_c) sums, exact
-    down = np.add.reduce(inner.reshape(n, k_r, BLOCK_PX, k_c * BLOCK_PX * 3), axis=2, dtype=np.uint16)
-    sums = down.reshape(n, k_r, k_c, BLOCK_PX * 3).sum(axis=3, dtype=np.int64).reshape(n, -1)
+    down = np.add.reduce(
+        inner.reshape(n, k_r, BLOCK_PX, k_c * BLOCK_PX * 3), axis=2, dtype=np.uint16
+    )
+    sums = (
+        down.reshape(n, k_r, k_c, BLOCK_PX * 3)
+        .sum(axis=3, dtype=np.int64)
+        .reshape(n, -1)
+    )
     k = k_r * k_c
     # variance of the block means (sum / (3 BLOCK_PX^2)) as an exact integer ratio
     numerator = k * np.einsum("ij,ij->i", sums, sums) - sums.sum(axis=1) ** 2
