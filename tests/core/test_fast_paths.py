@@ -19,7 +19,13 @@ from histoviewer.core.colormaps import DEFAULT_COLORMAP, colormap_lut, lut_indic
 from histoviewer.core.errors import ModelLoadError
 from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.analyze import AnalyzeOptions, analyze_slide
-from histoviewer.core.inference.blank import _channel_sum, blank_patches
+from histoviewer.core.inference.blank import (
+    MIN_BLOCK_SPREAD,
+    _channel_sum,
+    _exact_block_spread,
+    blank_by_luminance,
+    blank_patches,
+)
 from histoviewer.core.inference.heatmap_key import key_box
 from histoviewer.core.inference.model_loading import PendingModel
 from histoviewer.core.inference.outputs import write_heatmap_png
@@ -52,6 +58,64 @@ def test_the_blank_checks_luminance_is_numpys_mean_for_every_colour():
         False,
         False,
     ]
+
+
+def _with_block_spread(
+    rng: np.random.Generator, spread: float, size: int = 96
+) -> np.ndarray:
+    """A patch whose 16-px blocks' mean luminances spread by about ``spread`` grey levels,
+    with 2 grey levels of pixel noise (a structureless, glass-like patch near the threshold)."""
+    steps = rng.normal(0.0, spread, (size // 16, size // 16))
+    base = 180.0 + np.kron(steps, np.ones((16, 16)))[..., None]
+    return np.clip(np.rint(base + rng.normal(0, 2, (size, size, 3))), 0, 255).astype(
+        np.uint8
+    )
+
+
+def test_the_exact_blank_check_gives_the_float32_verdict_on_every_patch(shared_data):
+    """``blank_patches`` decides most patches from exact integer block sums; its verdict must
+    be ``blank_by_luminance``'s (the float32 definition the thresholds were measured with)
+    for tissue, glass, fills and patches whose block spread lies at the threshold and at the
+    edge of the exact path's margin."""
+    rng = np.random.default_rng(5)
+    near = [_with_block_spread(rng, s) for s in rng.uniform(0.2, 1.6, 400)]
+    fills = [np.full((96, 96, 3), v, np.uint8) for v in (0, 128, 255)]
+    noise = rng.integers(0, 256, (40, 96, 96, 3), dtype=np.uint8)
+    odd = rng.integers(
+        100, 110, (20, 40, 72, 3), dtype=np.uint8
+    )  # not a multiple of the block
+    patches = np.concatenate([np.stack(near + fills), noise])
+    # real H&E (PatchCamelyon 96-px patches: tissue, and the glass among the negatives)
+    real = [
+        np.asarray(Image.open(f).convert("RGB"))
+        for sub in ("kaggle-sample/train", "pcam-96px-negatives")
+        for f in sorted((shared_data / "patches" / sub).glob("*.*"))[:150]
+        if f.suffix.lower() in (".jpg", ".png", ".tif")
+    ]
+    if real:
+        patches = np.concatenate(
+            [patches, np.stack([r for r in real if r.shape == (96, 96, 3)])]
+        )
+    spread = _exact_block_spread(patches)
+    # the synthetic set straddles both the threshold and the exact path's margin
+    assert (spread < MIN_BLOCK_SPREAD).sum() > 20 and (
+        spread > MIN_BLOCK_SPREAD + 0.2
+    ).sum() > 20
+    assert (
+        (spread > MIN_BLOCK_SPREAD + 0.03) & (spread < MIN_BLOCK_SPREAD + 0.08)
+    ).sum() > 5
+    expected = blank_by_luminance(patches)
+    assert 10 < expected.sum() < len(patches) - 10
+    assert np.array_equal(blank_patches(patches), expected)
+    assert np.array_equal(blank_patches(odd), blank_by_luminance(odd))
+    # the exact spread is the float64 spread of the block means, to rounding
+    n = len(patches)
+    means = (
+        (patches.astype(np.float64).sum(-1) / 3)
+        .reshape(n, 6, 16, 6, 16)
+        .mean(axis=(2, 4))
+    )
+    assert np.allclose(spread, means.reshape(n, -1).std(axis=1), atol=1e-9)
 
 
 def _heatmap_as_before(path, thumbnail, encoded, geometry, opacity=0.65):

@@ -140,7 +140,7 @@ class RegionCutter:
             # of enlargement: bilinear is as good and 3x faster.
             resample = Image.Resampling.LANCZOS if self.scale < 1 else Image.Resampling.BILINEAR
             if 1.0 / self.scale < 2 * _REDUCING_GAP:  # Pillow's pre-reduction is a no-op here
-                out = self._resize_rows(Image.fromarray(region), job, rows, cols, bx, by, resample)
+                out = self._resize_rows(region, job, rows, cols, bx, by, resample)
                 return out, t1 - t0, time.perf_counter() - t1
             out_w = math.ceil((l0_x1 - l0_x0) / l0pm) + 1
             out_h = math.ceil((l0_y1 - l0_y0) / l0pm) + 1
@@ -164,7 +164,7 @@ class RegionCutter:
             out[i] = region[y : y + p, x : x + p]
         return out, t1 - t0, time.perf_counter() - t1
 
-    def _resize_rows(self, image: Image.Image, job: RegionJob, rows: np.ndarray, cols: np.ndarray,
+    def _resize_rows(self, region: np.ndarray, job: RegionJob, rows: np.ndarray, cols: np.ndarray,
                      bx: float, by: float, resample: Image.Resampling) -> np.ndarray:
         """The job's patches resampled one row of cells at a time, each row from its first to
         its last cell of the job, not the block's whole bounding box (a block along a tissue
@@ -173,7 +173,10 @@ class RegionCutter:
         run in the block-wide resize's order, across then down, as two calls (Pillow chooses
         the order itself from an image's shape, and a row's strip would go down first: a
         grey level apart on a quarter of the values); so a patch is the block-wide resize's
-        to the rounding of the filter weights (measured: a grey level on < 0.1 % of values)."""
+        to the rounding of the filter weights (measured: a grey level on < 0.1 % of values).
+        Each row's band of ``region`` (level px) becomes a Pillow image of its own: the same
+        pixels as cropping one image of the whole region, without converting (and first
+        clearing) the whole region once more."""
         g, scale = self.geometry, self.scale
         p, step = g.patch_px, g.stride_px
         margin = math.ceil(3.0 / min(scale, 1.0)) + 2  # level rows of the filter's support, and rounding
@@ -186,8 +189,8 @@ class RegionCutter:
             x0, y0 = (first - job.c0) * step, (row - job.r0) * step  # model px from the block's origin
             width = (last - first) * step + p
             top = max(0, math.floor(by + y0 / scale) - margin)
-            bottom = min(image.height, math.ceil(by + (y0 + p) / scale) + margin)
-            across = image.crop((0, top, image.width, bottom)).resize(
+            bottom = min(region.shape[0], math.ceil(by + (y0 + p) / scale) + margin)
+            across = Image.fromarray(region[top:bottom]).resize(
                 (width, bottom - top), resample, box=(bx + x0 / scale, 0, bx + (x0 + width) / scale, bottom - top))
             strip = np.asarray(across.resize(
                 (width, p), resample, box=(0, by + y0 / scale - top, width, by + (y0 + p) / scale - top)))
