@@ -246,8 +246,10 @@ class LiveHeatmap:
             screen_model, settings = open_screen_model(self.options.screen_model, device="cpu")
             threshold = choose_lesion_params(None, model.info.operating_point).threshold
             # the screen reads its own level directly, never through the viewer's tile cache
+            calls, _ = viewer_model_calls()
             return LiveScreen(self.reader, grid, screen_model, settings, threshold,
-                              source=fast if fast is not None else self.reader)
+                              source=fast if fast is not None else self.reader,
+                              read_threads=2, model_threads=calls)
         except HistoViewerError as exc:
             self.screen_problem = str(exc)
             log.warning("no screening for the idle pass: %s", exc)
