@@ -6,16 +6,22 @@ node label and lesions.
         [--view-mag 20] [--fit] [--only patient_003_node_0,...] [--json FILE]
 
 What is measured is the real viewer code path, headless (Qt offscreen): a ``SlideTab`` of
-1920 x 1080 screen px opens the slide, its view is set to ``--view-mag`` (20x: a
-pathologist reading for metastases) at the centre of the tissue, and the AI overlay starts
-(``tab.start_heatmap``: ``LiveHeatmap`` with the default CNN on the CPU, no disk cache,
+1920 x 1080 screen px opens the slide (fitted), the AI overlay starts, and as soon as it is
+ready (its tissue mask gives the centre of the tissue) the view is set to ``--view-mag`` (20x:
+a pathologist reading for metastases) there (``tab.start_heatmap``: ``LiveHeatmap`` with the default CNN on the CPU, no disk cache,
 "go on with the whole slide when idle" on). The worker classifies the view in full, then the
 rest of the tissue: ``exhaustive`` (every tissue patch) or ``screened`` (``LiveScreen``: the
 2.5x screen, then the full model on its selection, the audit lattice and the grown margin,
 the rest screened negative). The clock runs from ``start_heatmap`` (the model load is
 inside; both strategies pay it) until the worker is idle and the summary panel's
 ``LiveLesions`` has analysed the final map: the provisional whole-slide label the
-pathologist sees. ``--fit`` keeps the slide fitted to the window instead (the view the
+pathologist sees. Each run is cut in three phases: start-up (``start_heatmap`` until the
+overlay is ready: model, tissue, screen model), the view (until every tissue cell of the 20x
+view is classified or failed, marked on the overlay's ``updated`` signal; both strategies
+classify it in full) and the idle completion proper (view done until the label; of it, the
+summary panel's analysis after the worker went idle is shown apart). The summary gives the
+time ratio of the whole and of the idle completion proper (with ``--fit`` there is no view
+phase: the fitted view is the whole slide). ``--fit`` keeps the slide fitted to the window instead (the view the
 viewer opens with; it covers the whole slide: shown coarser than the screen's 2.5x it is an
 overview, screened like the rest under ``screened``; finer, it is classified in full).
 
@@ -112,6 +118,8 @@ def run_once(app, path: Path, strategy: str, view_mag: float | None) -> dict:
             marks["view"] = time.perf_counter()
             return True
 
+        if view_mag is None:  # fitted: the view is the whole slide (an overview when screened)
+            marks["view"] = t_ready
         tab.heatmap.updated.connect(lambda _rect: view_done())
         # the worker idle (every cell classified or screened negative): the rest, to the label,
         # is the summary panel's analysis of the final map (``LiveLesions``)
