@@ -6,16 +6,22 @@ node label and lesions.
         [--view-mag 20] [--fit] [--only patient_003_node_0,...] [--json FILE]
 
 What is measured is the real viewer code path, headless (Qt offscreen): a ``SlideTab`` of
-1920 x 1080 screen px opens the slide, its view is set to ``--view-mag`` (20x: a
-pathologist reading for metastases) at the centre of the tissue, and the AI overlay starts
-(``tab.start_heatmap``: ``LiveHeatmap`` with the default CNN on the CPU, no disk cache,
+1920 x 1080 screen px opens the slide (fitted), the AI overlay starts, and as soon as it is
+ready (its tissue mask gives the centre of the tissue) the view is set to ``--view-mag`` (20x:
+a pathologist reading for metastases) there (``tab.start_heatmap``: ``LiveHeatmap`` with the default CNN on the CPU, no disk cache,
 "go on with the whole slide when idle" on). The worker classifies the view in full, then the
 rest of the tissue: ``exhaustive`` (every tissue patch) or ``screened`` (``LiveScreen``: the
 2.5x screen, then the full model on its selection, the audit lattice and the grown margin,
 the rest screened negative). The clock runs from ``start_heatmap`` (the model load is
 inside; both strategies pay it) until the worker is idle and the summary panel's
 ``LiveLesions`` has analysed the final map: the provisional whole-slide label the
-pathologist sees. ``--fit`` keeps the slide fitted to the window instead (the view the
+pathologist sees. Each run is cut in three phases: start-up (``start_heatmap`` until the
+overlay is ready: model, tissue, screen model), the view (until every tissue cell of the 20x
+view is classified or failed, marked on the overlay's ``updated`` signal; both strategies
+classify it in full) and the idle completion proper (view done until the label; of it, the
+summary panel's analysis after the worker went idle is shown apart). The summary gives the
+time ratio of the whole and of the idle completion proper (with ``--fit`` there is no view
+phase: the fitted view is the whole slide). ``--fit`` keeps the slide fitted to the window instead (the view the
 viewer opens with; it covers the whole slide: shown coarser than the screen's 2.5x it is an
 overview, screened like the rest under ``screened``; finer, it is classified in full).
 
@@ -97,6 +103,28 @@ def run_once(app, path: Path, strategy: str, view_mag: float | None) -> dict:
             view = tab.view
             tab.view.set_viewport(Viewport(cx, cy, view_mag / base, view.width(), view.height()))
         marks: dict[str, float] = {}
+        in_view = live.grid.geometry.cells_in_rect(*tab.view.viewport.l0_xywh)
+        view_tissue_cells = in_view[live.grid.tissue.reshape(-1)[in_view]]
+
+        def view_done() -> bool:
+            """The 20x view classified in full (every tissue cell in it classified or failed:
+            the view is classified in full under both strategies); marked on the overlay's
+            ``updated`` signal, the moment its results reach the GUI thread."""
+            if "view" in marks:
+                return True
+            flat = live.grid.state.reshape(-1)[view_tissue_cells]
+            if np.count_nonzero((flat != CellState.COMPUTED) & (flat != CellState.FAILED)):
+                return False
+            marks["view"] = time.perf_counter()
+            return True
+
+        if view_mag is None:  # fitted: the view is the whole slide (an overview when screened)
+            marks["view"] = t_ready
+        tab.heatmap.updated.connect(lambda _rect: view_done())
+        # the worker idle (every cell classified or screened negative): the rest, to the label,
+        # is the summary panel's analysis of the final map (``LiveLesions``)
+        tab.heatmap.idle.connect(lambda: marks.__setitem__("idle", time.perf_counter()))
+        view_done()  # a view with no tissue (or all of it already classified) is done now
 
         def labelled() -> bool:
             snap = tab.lesions.snapshot
@@ -105,6 +133,8 @@ def run_once(app, path: Path, strategy: str, view_mag: float | None) -> dict:
             counts = snap.result.counts
             if counts.classified + counts.failed + counts.screened < counts.tissue:
                 return False  # an older snapshot: the idle one is on its way
+            if not view_done():  # cannot happen: the worker is idle only with the view done
+                raise RuntimeError(f"{path}: idle with the view not classified in full")
             marks.setdefault("label", time.perf_counter())
             return True
 
@@ -115,8 +145,7 @@ def run_once(app, path: Path, strategy: str, view_mag: float | None) -> dict:
         state = grid.state
         tissue = int(np.count_nonzero(grid.tissue))
         full = int(np.count_nonzero((state == CellState.COMPUTED) | (state == CellState.FAILED)))
-        in_view = grid.geometry.cells_in_rect(*tab.view.viewport.l0_xywh)
-        view_tissue = int(np.count_nonzero(grid.tissue.reshape(-1)[in_view]))
+        view_tissue = len(view_tissue_cells)
         snap = tab.lesions.snapshot
         res = snap.result
         screen = live.screen
@@ -126,6 +155,11 @@ def run_once(app, path: Path, strategy: str, view_mag: float | None) -> dict:
             "label_s": t_label - t0,
             "startup_s": t_ready - t0,
             "after_start_s": t_label - t_ready,
+            # start-up (model, tissue, screen model) -> view classified in full -> label: the idle
+            # completion proper is view done -> label
+            "view_s": marks["view"] - t_ready,
+            "idle_s": t_label - marks["view"],
+            "idle_to_label_s": t_label - marks.get("idle", t_label),
             "startup_parts_s": {k: round(v, 3) for k, v in live.startup_s.items()},
             "tissue": tissue,
             "view_tissue": view_tissue,
@@ -210,7 +244,7 @@ def main() -> int:
             row["truth_hits"] = truth_hits(row, slide)
             rows.append(row)
             print(f"{row['slide']:>22} {strategy:>10}: label {row['label']:<8} in {row['label_s']:6.1f} s "
-                  f"(start-up {row['startup_s']:4.1f} s), full model {row['full_model']:>6}/{row['tissue']:<6} "
+                  f"(start-up {row['startup_s']:4.1f} s, view {row['view_s']:4.1f} s, idle pass {row['idle_s']:5.1f} s of which idle -> label {row['idle_to_label_s']:4.2f} s), full model {row['full_model']:>6}/{row['tissue']:<6} "
                   f"(view {row['view_tissue']}), screened neg. {row['screened_negative']:>6}, "
                   f"{len(row['lesions'])} lesions, truth hits {row['truth_hits']}, load {load:.1f}"
                   + (f", FALLBACK {row['fallback']}" if row["fallback"] else "")
@@ -245,6 +279,15 @@ def summarise(rows: list[dict], big: str) -> None:
               f"(goal <= 0.333); view tissue {sum(r['view_tissue'] for r in sc)}")
         print(f"  time to the whole-slide label: exhaustive {we:.1f} s, screened {ws:.1f} s = {ws / we:.3f} "
               f"(goal <= 0.333); after the model loaded: {wa_e:.1f} s vs {wa_s:.1f} s = {wa_s / wa_e:.3f}")
+        phases = {s: {k: sum(r[k] for r in by[s]) for k in ("startup_s", "view_s", "idle_s")} for s in STRATEGIES}
+        for s in STRATEGIES:
+            p = phases[s]
+            print(f"  {s:>10}: start-up {p['startup_s']:5.1f} s, view in full {p['view_s']:5.1f} s, "
+                  f"idle completion proper (view done -> label) {p['idle_s']:5.1f} s")
+        print(f"  idle completion proper: screened / exhaustive = "
+              f"{phases['screened']['idle_s'] / max(phases['exhaustive']['idle_s'], 1e-9):.3f}; start-up + view "
+              f"alone (screened) = {(phases['screened']['startup_s'] + phases['screened']['view_s']) / we:.3f} "
+              f"of exhaustive's total")
         print(f"  node labels identical: {same}/{len(ex)}; right (phantom truth): exhaustive {right_e}, "
               f"screened {right_s}")
         for cls in ("macro", "micro", "itc"):

@@ -83,6 +83,10 @@ class RegionPrefetcher:
         self._done: dict[int, RegionResult] = {}
         self._seq = self._out = self._epoch = 0
         self._in_flight = 0
+        # reads in flight for the current jobs (``_epoch``): a read for superseded jobs finishes,
+        # but must not hold a thread count back from them (a view waited ~0.1 s behind a
+        # 256-cell region of the pass it interrupted)
+        self._in_flight_current = 0
         self._paused = False
         self._stopping = False
         self._threads = [
@@ -104,11 +108,15 @@ class RegionPrefetcher:
             self._cells_budget = self._max_cells_ahead if max_cells_ahead is None else max(0, max_cells_ahead)
             self._cond.notify_all()
 
-    def extend(self, generation: int, jobs: Sequence[RegionJob]) -> None:
-        """Append ``jobs`` to ``generation``'s pending jobs (nothing when it was superseded)."""
+    def extend(self, generation: int, jobs: Sequence[RegionJob], *, front: bool = False) -> None:
+        """Add ``jobs`` to ``generation``'s pending jobs (nothing when it was superseded): after
+        them, or with ``front`` before them (next to be read, in the given order)."""
         with self._cond:
             if generation == self._generation and not self._stopping:
-                self._jobs.extend(jobs)
+                if front:
+                    self._jobs.extendleft(reversed(jobs))
+                else:
+                    self._jobs.extend(jobs)
                 self._cond.notify_all()
 
     def jobs_left(self) -> int:
@@ -129,13 +137,14 @@ class RegionPrefetcher:
         self._done.clear()
         self._epoch += 1
         self._out = self._seq
+        self._in_flight_current = 0
 
     def _room(self) -> bool:
         """Whether a reader may start the next job (the caller holds the lock): fewer than
         ``max_ahead`` regions ahead, or fewer than ``max_cells_ahead`` cells with it."""
-        if self._in_flight >= self._readers:
+        if self._in_flight_current >= self._readers or self._in_flight >= self._threads_n:
             return False
-        ahead = len(self._done) + self._in_flight
+        ahead = len(self._done) + self._in_flight_current
         return ahead < self._max_ahead or self._cells_ahead + len(self._jobs[0]) <= self._cells_budget
 
     def set_paused(self, paused: bool) -> None:
@@ -149,7 +158,7 @@ class RegionPrefetcher:
         with self._cond:
             def ready() -> bool:
                 return (self._stopping or self._out in self._done or self._generation != generation
-                        or (not self._jobs and self._in_flight == 0))
+                        or (not self._jobs and self._in_flight_current == 0))
             if not self._cond.wait_for(ready, timeout):
                 return None
             if self._out in self._done and self._generation == generation:
@@ -169,6 +178,7 @@ class RegionPrefetcher:
                 job, generation, epoch, seq = self._jobs.popleft(), self._generation, self._epoch, self._seq
                 self._seq += 1
                 self._in_flight += 1
+                self._in_flight_current += 1
                 self._cells_ahead += len(job)
             try:
                 patches, read_s, resize_s = self._read(job)
@@ -181,6 +191,8 @@ class RegionPrefetcher:
                 result = RegionResult(generation, job, None, f"{type(exc).__name__}: {exc}")
             with self._cond:
                 self._in_flight -= 1
+                if epoch == self._epoch:
+                    self._in_flight_current -= 1
                 if epoch == self._epoch and not self._stopping:
                     self._done[seq] = result
                 else:

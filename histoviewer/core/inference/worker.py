@@ -27,20 +27,23 @@ marked FAILED and the worker goes on); ``on_idle()`` when nothing is left to do.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from histoviewer.core.errors import Cancelled, HistoViewerError
 from histoviewer.core.inference.disk_cache import HeatmapCache
-from histoviewer.core.inference.grid import PredictionGrid
+from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.inference.prefetch import BLANK_REASON, RegionPrefetcher
 from histoviewer.core.inference.regions import RegionCutter, plan_regions
 from histoviewer.core.inference.screening import GROW_SHARE, LiveScreen, grow_cells
-from histoviewer.core.models.classifier import PatchClassifier
+from histoviewer.core.models.classifier import PatchClassifier, PatchScores
+from histoviewer.core.models.model_threads import set_model_threads
 from histoviewer.core.progress import JobControl
 from histoviewer.core.slide.reader import SlideReader
 
@@ -56,6 +59,9 @@ BACKGROUND_GATHER_S = 0.05
 # cells for the full model, load ~6): 8-cell regions (analyze's FULL_PASS_BLOCK) read the span of
 # 19,386 cells for them, 4-cell ones of 9,851, which halved the resize time.
 SCREENED_BLOCK_CELLS = 4
+# A model call split across ``WorkerSchedule.model_calls`` threads gives each at least this many
+# patches (fewer: one call); as ``screening.MIN_ROUND_BATCH`` for analyze's rounds.
+MIN_CALL_PATCHES = 16
 
 # A view displayed coarser than the screening model's own scale (um per screen px above the
 # screen's um per px, 3.888 for the shipped 2.5x screen: one 10x patch is then fewer than its
@@ -96,10 +102,18 @@ class WorkerSchedule:
     # and one reader could not keep up with the model on patchy regions.
     read_threads: int = 2
     max_regions_ahead: int = 4
+    # Threads one batch is split across (a CPU model that allows parallel calls; any other runs
+    # on the worker's thread), each call on ``call_threads`` intra-op threads (None: the
+    # engine's setting). Measured on 2 cores: the CNN and its tissue-check descriptor (~1.9 ms a
+    # patch, 4x the network's ~0.5 ms) took 287 ms for 128 patches on one thread, 128 ms split
+    # in two calls of one thread each; one call of two intra-op threads took 248 ms (the
+    # descriptor is numpy, outside the engine's threads).
+    model_calls: int = 1
+    call_threads: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("view_block_cells", "background_block_cells", "max_batch_patches", "read_threads",
-                     "max_regions_ahead"):
+                     "max_regions_ahead", "model_calls"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -125,6 +139,8 @@ class InferenceWorker:
         cache: HeatmapCache | None = None,
         cutter: RegionCutter | None = None,
         screen: LiveScreen | None = None,
+        view: tuple[float, float, float, float] | None = None,
+        view_l0_per_screen_px: float | None = None,
     ) -> None:
         # ``screen``: the rest of the tissue (background) is screened first and the full model
         # runs only where tumour is possible (``inference.screening``); the view is
@@ -144,6 +160,15 @@ class InferenceWorker:
         self._prefetcher = RegionPrefetcher(self._cutter.read_timed, max_ahead=schedule.max_regions_ahead,
                                             threads=schedule.read_threads, max_cells_ahead=2 * self._max_batch,
                                             name="histoviewer-inference-reader")
+        self._model_pool: ThreadPoolExecutor | None = None
+        self._model_calls = 1
+        if schedule.model_calls > 1 and getattr(model, "parallel_calls", False) and \
+                getattr(getattr(model, "device", None), "type", None) == "cpu":
+            self._model_calls = schedule.model_calls
+            intra_op = schedule.call_threads
+            self._model_pool = ThreadPoolExecutor(
+                self._model_calls, thread_name_prefix="histoviewer-inference-model",
+                initializer=set_model_threads if intra_op else None, initargs=(intra_op,) if intra_op else ())
         self._cond = threading.Condition()
         self._generation = 0
         self._view: tuple[tuple[float, float, float, float], tuple[float, float]] | None = None
@@ -154,6 +179,10 @@ class InferenceWorker:
         self._idle = False
         self._dirty = False  # results not yet in the disk cache
         self.classified = 0  # patches classified by this worker (for tests and the status bar)
+        if view is not None:
+            # known before the thread starts: submitted afterwards, the first task was the rest
+            # of the tissue, and the view's reader waited for a region read for it (0.2 s)
+            self.submit_view(view, l0_per_screen_px=view_l0_per_screen_px)
         self._thread = threading.Thread(target=self._run, name="histoviewer-inference-worker", daemon=True)
         self._thread.start()
 
@@ -220,11 +249,15 @@ class InferenceWorker:
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.warning("inference worker did not stop within %.0f s", timeout)
+        if self._model_pool is not None:
+            self._model_pool.shutdown(wait=not self._thread.is_alive())
         self._save_cache()
 
     @property
     def alive_threads(self) -> int:
-        return int(self._thread.is_alive()) + self._prefetcher.alive_threads
+        pool = self._model_pool
+        model = 0 if pool is None else sum(t.is_alive() for t in getattr(pool, "_threads", ()))
+        return int(self._thread.is_alive()) + self._prefetcher.alive_threads + model
 
     # -- worker thread ----------------------------------------------------------------------
     def _next_task(self) -> tuple[int, np.ndarray, int, float, tuple[float, float] | None] | None:
@@ -323,8 +356,10 @@ class InferenceWorker:
             # a view is read by one thread, regions ahead only: right after a pan the viewer's own
             # tile decoding needs the CPU; the rest of the tissue by all, up to the cell budget
             view = gather_s == 0.0
+            # (a view's reader reads up to a batch ahead: with regions only, its last cells came
+            # in a model call of their own)
             self._prefetcher.submit(generation, plan_regions(self.grid.geometry, cells, block),
-                                    readers=1 if view else None, max_cells_ahead=0 if view else None)
+                                    readers=1 if view else None, max_cells_ahead=self._max_batch if view else None)
             planned = None
             if margin_centre is not None:
                 planned = np.zeros(self.grid.geometry.size, bool)
@@ -351,10 +386,48 @@ class InferenceWorker:
                 good = [r.usable() for r in ready]
                 good = [(c, p) for c, p in good if c.size]
                 if good:
-                    self._classify(np.concatenate([c for c, _ in good]),
-                                   np.concatenate([p for _, p in good]) if len(good) > 1 else good[0][1])
+                    # a view's batch runs as one call: the viewer's tile decoding for the same
+                    # view needs a core then; the rest of the tissue is split across the cores
+                    batch_cells = np.concatenate([c for c, _ in good])
+                    probs = self._classify(batch_cells,
+                                           np.concatenate([p for _, p in good]) if len(good) > 1 else good[0][1],
+                                           split=not view)
+                    if planned is not None and probs is not None:
+                        self._grow_margin_near(generation, planned, block, batch_cells, probs)
                 if planned is not None and self._prefetcher.jobs_left() <= 1:
                     self._grow_margin_ahead(generation, planned, block, margin_centre)
+
+    def _grow_margin_near(self, generation: int, planned: np.ndarray, block: int, cells: np.ndarray,
+                          probs: np.ndarray) -> None:
+        """Queue, next, the margin around the cells of the batch just classified that qualify
+        (P >= ``GROW_SHARE`` x the lesion threshold): their not yet classified tissue within
+        ``margin_patches`` rings. Read now, the margin's regions find the tiles its seeds were
+        cut from still decoded (``TILE_CACHE_BYTES``); queued at the end of the pass, as
+        ``_grow_margin_ahead`` alone did, the CAMELYON-size phantom decoded ~390 level tiles a
+        second time. The same rule as ``screening.grow_cells`` around fewer seeds: the cells
+        classified in the end are the same (``_grow_margin_ahead`` and ``cells_for_full_model``
+        still grow from every seed until nothing is left)."""
+        screen = self.screen
+        if screen is None or screen.fallback is not None:
+            return
+        seeds = cells[probs >= GROW_SHARE * screen.lesion_threshold]
+        if not seeds.size:
+            return
+        geometry = self.grid.geometry
+        rings = screen.settings.margin_patches
+        offsets = np.arange(-rings, rings + 1)
+        rows, cols = np.divmod(seeds, geometry.cols)
+        near_r = (rows[:, None, None] + offsets[None, :, None]).repeat(len(offsets), axis=2).reshape(-1)
+        near_c = (cols[:, None, None] + offsets[None, None, :]).repeat(len(offsets), axis=1).reshape(-1)
+        inside = (near_r >= 0) & (near_r < geometry.rows) & (near_c >= 0) & (near_c < geometry.cols)
+        near = np.unique(near_r[inside] * geometry.cols + near_c[inside])
+        near = near[(self.grid.state.reshape(-1)[near] == CellState.NOT_COMPUTED) & ~planned[near]]
+        if near.size:
+            planned[near] = True
+            centre = geometry.cell_l0_xy(seeds[:1])
+            self._prefetcher.extend(generation, plan_regions(
+                geometry, geometry.order_by_distance(near, float(centre[0][0]), float(centre[1][0])), block),
+                front=True)
 
     def _grow_margin_ahead(self, generation: int, planned: np.ndarray, block: int,
                            centre: tuple[float, float]) -> None:
@@ -376,22 +449,41 @@ class InferenceWorker:
             self._prefetcher.extend(generation, plan_regions(
                 self.grid.geometry, self.grid.geometry.order_by_distance(more, *centre), block))
 
-    def _classify(self, cells: np.ndarray, patches: np.ndarray) -> None:
+    def _classify(self, cells: np.ndarray, patches: np.ndarray, split: bool = True) -> np.ndarray | None:
+        """Classify and store ``cells``; their probabilities, or None when the model failed."""
         try:
-            # probability and domain distance (of the slide's judged sample) in one pass
-            scores = self.model.classify(patches, domain_mask=self.grid.domain_sample.reshape(-1)[cells])
+            scores = self._scores(cells, patches, split)
             probs = np.asarray(scores.probability, np.float32)
             if probs.shape != (len(cells),):
                 raise ValueError(f"returned {probs.shape} probabilities for {len(cells)} patches")
         except Exception as exc:  # noqa: BLE001 - a model error costs these cells, not the worker
             log.warning("model failed on %d patches: %s", len(cells), exc)
             self._fail(cells, f"model {self.model.info.name!r} failed: {type(exc).__name__}: {exc}")
-            return
+            return None
         self.grid.set_values(cells, probs, scores.domain_distance)
         self.classified += len(cells)
         self._dirty = True
         if self._on_cells is not None:
             self._call(self._on_cells, cells, probs)
+        return probs
+
+    def _scores(self, cells: np.ndarray, patches: np.ndarray, split: bool) -> PatchScores:
+        """Probability and domain distance (of the slide's judged sample) of ``patches``, in one
+        model call or, with ``split``, across the model threads (``WorkerSchedule.model_calls``);
+        the worker waits for every part, so results still arrive one batch at a time."""
+        mask = self.grid.domain_sample.reshape(-1)[cells]
+        pool = self._model_pool
+        parts = min(self._model_calls, len(cells) // MIN_CALL_PATCHES) if split else 1
+        if pool is None or parts < 2:
+            return self.model.classify(patches, domain_mask=mask)
+        bounds = np.linspace(0, len(cells), parts + 1).astype(int)
+        futures = [pool.submit(self.model.classify, patches[a:b], mask[a:b]) for a, b in itertools.pairwise(bounds)]
+        done = [f.result() for f in futures]  # the first error is raised here, as from one call
+        if any(d.domain_distance is None for d in done):
+            distance = None
+        else:
+            distance = np.concatenate([np.asarray(d.domain_distance, np.float32) for d in done])
+        return PatchScores(np.concatenate([np.asarray(d.probability, np.float32) for d in done]), distance)
 
     def _fail(self, cells: np.ndarray, message: str) -> None:
         self.grid.set_failed(cells)
