@@ -31,7 +31,7 @@ from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.inference.overlay import HeatmapRaster, HeatmapStyle
 from histoviewer.core.inference.regions import RegionCutter, RegionSource
-from histoviewer.core.inference.screening import LiveScreen
+from histoviewer.core.inference.screening import SCREEN_READ_THREADS, LiveScreen
 from histoviewer.core.inference.tiff_regions import TILE_CACHE_BYTES, TiffRegionSource
 from histoviewer.core.inference.tissue import grid_tissue
 from histoviewer.core.inference.worker import InferenceWorker, WorkerCallbacks, WorkerSchedule
@@ -249,7 +249,7 @@ class LiveHeatmap:
             calls, _ = viewer_model_calls()
             return LiveScreen(self.reader, grid, screen_model, settings, threshold,
                               source=fast if fast is not None else self.reader,
-                              read_threads=2, model_threads=calls)
+                              read_threads=SCREEN_READ_THREADS, model_threads=calls)
         except HistoViewerError as exc:
             self.screen_problem = str(exc)
             log.warning("no screening for the idle pass: %s", exc)
