@@ -82,6 +82,16 @@ class CellOrder:
             self.batches.append(np.asarray(cells, np.int64).copy())
 
 
+def run_until_idle(reader, model, grid, **kwargs) -> InferenceWorker:
+    """An ``InferenceWorker`` (``background=True``, ``kwargs`` besides) run until idle, closed."""
+    worker = InferenceWorker(reader, model, grid, background=True, **kwargs)
+    try:
+        assert worker.wait_idle(60)
+    finally:
+        worker.close()
+    return worker
+
+
 def test_the_rest_is_split_across_the_model_threads_and_a_view_is_not(wide):  # noqa: F811 - the fixture
     """On 2 cores a batch of 128 patches took 287 ms on one thread and 128 ms in two calls
     (the CNN's tissue-check descriptor is most of it): the idle pass splits its batches across
@@ -93,28 +103,22 @@ def test_the_rest_is_split_across_the_model_threads_and_a_view_is_not(wide):  # 
         grid, cutter = _setup(reader, model)
         view = grid.geometry.cell_rect(int(np.flatnonzero(grid.tissue.reshape(-1))[0]))
         order = CellOrder()
-        worker = InferenceWorker(
+        run_until_idle(
             reader,
             model,
             grid,
-            background=True,
             cutter=cutter,
             view=view,
             callbacks=WorkerCallbacks(on_cells=order),
             schedule=WorkerSchedule(model_calls=2, call_threads=1),
         )
-        try:
-            assert worker.wait_idle(60)
-        finally:
-            worker.close()
         single, cutter1 = _setup(reader, LesionFractionModel())
-        alone = InferenceWorker(
-            reader, LesionFractionModel(), single, background=True, cutter=cutter1
+        run_until_idle(
+            reader,
+            LesionFractionModel(),
+            single,
+            cutter=cutter1,
         )
-        try:
-            assert alone.wait_idle(60)
-        finally:
-            alone.close()
     view_cells = set(grid.geometry.cells_in_rect(*view).tolist())
     assert set(order.batches[0].tolist()) <= view_cells  # the view first
     first_name, first_size = model.record[0]
@@ -140,19 +144,14 @@ def test_a_view_known_when_the_worker_starts_is_its_first_task(wide):  # noqa: F
         tissue = np.flatnonzero(grid.tissue.reshape(-1))
         view = grid.geometry.cell_rect(int(tissue[len(tissue) // 2]))
         order = CellOrder()
-        worker = InferenceWorker(
+        run_until_idle(
             reader,
             model,
             grid,
-            background=True,
             cutter=cutter,
             view=view,
             callbacks=WorkerCallbacks(on_cells=order),
         )
-        try:
-            assert worker.wait_idle(60)
-        finally:
-            worker.close()
     assert order.batches[0].tolist() == grid.geometry.cells_in_rect(*view).tolist()
 
 
@@ -220,20 +219,15 @@ def test_the_screened_margin_is_read_next_to_the_cells_it_grows_from(wide):  # n
             reader, grid, ScreenFraction(), core_only, 0.3, audit=no_audit
         )
         order = CellOrder()
-        worker = InferenceWorker(
+        run_until_idle(
             reader,
             model,
             grid,
-            background=True,
             cutter=cutter,
             screen=screen,
             callbacks=WorkerCallbacks(on_cells=order),
             schedule=WorkerSchedule(max_batch_patches=16),
         )
-        try:
-            assert worker.wait_idle(60)
-        finally:
-            worker.close()
     assert screen.finished and screen.fallback is None and record.fallback is None
     assert np.array_equal(grid.state, expected.state)
     wanted = ((screen._selected | screen._lattice) & grid.tissue).reshape(-1)
