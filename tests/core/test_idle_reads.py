@@ -4,7 +4,6 @@ once per pass (a bounded tile cache, released when the worker goes idle)."""
 
 from __future__ import annotations
 
-import functools
 import threading
 from dataclasses import replace
 
@@ -193,11 +192,13 @@ def test_the_idle_pass_decodes_each_tile_once_and_releases_the_tiles_when_idle(
     decodes for ~1,300 tiles in the screened idle pass). The tiles are kept for the pass and
     given back when the worker goes idle. One reader thread here: two may both decode a tile
     they miss at the same moment (same pixels), which would make the count depend on timing."""
-    monkeypatch.setattr(
-        live_module,
-        "InferenceWorker",
-        functools.partial(InferenceWorker, schedule=WorkerSchedule(read_threads=1)),
-    )
+    def one_reader(*args, schedule: WorkerSchedule | None = None, **kwargs) -> InferenceWorker:
+        # the overlay's own schedule (its model calls) with one reader; a partial's keyword
+        # would be overridden by the schedule ``LiveHeatmap`` passes, leaving two readers
+        schedule = replace(schedule or WorkerSchedule(), read_threads=1)
+        return InferenceWorker(*args, schedule=schedule, **kwargs)
+
+    monkeypatch.setattr(live_module, "InferenceWorker", one_reader)
     decoded: list[int] = []
     real_tile = TiffRegionSource._tile
 
@@ -232,6 +233,7 @@ def test_the_idle_pass_decodes_each_tile_once_and_releases_the_tiles_when_idle(
         holder.append(live)
         try:
             assert live.wait_ready(60) and live._fast is not None, live.error
+            assert live._worker._prefetcher.alive_threads == 1  # one reader: see the docstring
             assert live.wait_idle(60)  # nothing to do yet: background off, no view
             idle.clear()
             decoded.clear()  # the source's check at opening decoded one tile
