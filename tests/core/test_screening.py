@@ -90,14 +90,15 @@ def synthetic(tmp_path):
     return write_synthetic_tiff(tmp_path / "synthetic.tiff")
 
 
-def _setup(reader, model):
+def _setup(reader, model, source=None):
+    """(grid with the slide's tissue, cutter reading through ``source``) for ``model``."""
     spec = model.input
     info = reader.info
     geometry = GridGeometry.for_slide(
         info.dimensions, info.mpp, spec.mpp, spec.patch_px
     )
     grid = PredictionGrid(geometry, grid_tissue(reader, geometry))
-    return grid, RegionCutter(reader, geometry)
+    return grid, RegionCutter(reader, geometry, source=source)
 
 
 def _lesion_cells(geometry: GridGeometry) -> np.ndarray:

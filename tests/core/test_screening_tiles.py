@@ -11,16 +11,13 @@ import threading
 import numpy as np
 import pytest
 
-from histoviewer.core.grid_geometry import GridGeometry
 from histoviewer.core.inference import screening
-from histoviewer.core.inference.grid import PredictionGrid
 from histoviewer.core.inference.regions import RegionCutter, RegionJob
 from histoviewer.core.inference.screening import margin_hold_tiles, run_screen
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
-from histoviewer.core.inference.tissue import grid_tissue
 from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import LesionFractionModel, synthetic_rgb
-from tests.core.test_screening import ScreenFraction, screened_pass
+from tests.core.test_screening import ScreenFraction, _setup, screened_pass
 
 TILE = 256
 WAIT_S = 10.0  # a bound on waiting for the other reader, never a sleep
@@ -131,11 +128,8 @@ def test_the_hold_takes_the_highest_screen_scores_first_within_its_budget(
         assert source is not None
         try:
             model = LesionFractionModel()
-            info = reader.info
-            geometry = GridGeometry.for_slide(
-                info.dimensions, info.mpp, model.input.mpp, model.input.patch_px
-            )
-            cutter = RegionCutter(reader, geometry, source=source)
+            _, cutter = _setup(reader, model, source=source)
+            geometry = cutter.geometry
             keys = _decoded_keys(source, monkeypatch)
 
             def read_tiles(rows: range, cols: range) -> set[int]:
@@ -181,18 +175,14 @@ def _screened_with(tiled, hold_bytes: int, monkeypatch):
         assert source is not None
         try:
             model = LesionFractionModel()
-            info = reader.info
-            geometry = GridGeometry.for_slide(
-                info.dimensions, info.mpp, model.input.mpp, model.input.patch_px
-            )
-            grid = PredictionGrid(geometry, grid_tissue(reader, geometry))
+            grid, cutter = _setup(reader, model, source=source)
             screened = run_screen(
-                reader, geometry, grid.tissue, ScreenFraction(), source=source
+                reader, grid.geometry, grid.tissue, ScreenFraction(), source=source
             )
             before = source.tiles_decoded
             _, record = screened_pass(
                 grid,
-                RegionCutter(reader, geometry, source=source),
+                cutter,
                 model,
                 screened,
                 audit=np.zeros((1, 1), bool),
@@ -225,12 +215,8 @@ def test_the_screen_reads_on_two_threads_and_scores_the_same(tiled, monkeypatch)
     ~0.6 CPU-s against ~0.55 on two model threads), so it reads on two threads; results come
     in job order, so the scores are those one reader gives."""
     with open_slide(tiled) as reader:
-        model = LesionFractionModel()
-        info = reader.info
-        geometry = GridGeometry.for_slide(
-            info.dimensions, info.mpp, model.input.mpp, model.input.patch_px
-        )
-        tissue = grid_tissue(reader, geometry)
+        grid, _ = _setup(reader, LesionFractionModel())
+        geometry, tissue = grid.geometry, grid.tissue
         monkeypatch.setattr(
             screening, "SCREEN_BLOCK", 8
         )  # 24 regions, not this slide's one
