@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from histoviewer.core.errors import SlideReadError
+from histoviewer.core.inference.worker import InferenceWorker
 from histoviewer.core.models.classifier import ModelInfo, PatchClassifier
 
 GLASS = (255, 255, 255)
@@ -122,3 +123,13 @@ class FailingReader:
 
     def thumbnail(self, max_size):
         return self._reader.thumbnail(max_size)
+
+
+def run_until_idle(reader, model, grid, **kwargs) -> InferenceWorker:
+    """An ``InferenceWorker`` (``background=True``, ``kwargs`` besides) run until idle, closed."""
+    worker = InferenceWorker(reader, model, grid, background=True, **kwargs)
+    try:
+        assert worker.wait_idle(60)
+    finally:
+        worker.close()
+    return worker

@@ -17,12 +17,11 @@ from histoviewer.core.inference.prefetch import RegionPrefetcher
 from histoviewer.core.inference.regions import RegionCutter, RegionJob
 from histoviewer.core.inference.screening import LiveScreen, run_screen
 from histoviewer.core.inference.worker import (
-    InferenceWorker,
     WorkerCallbacks,
     WorkerSchedule,
 )
 from histoviewer.core.slide.open import open_slide
-from tests.core.inference_helpers import LesionFractionModel
+from tests.core.inference_helpers import LesionFractionModel, run_until_idle
 from tests.core.test_screening import (  # noqa: F401 - a fixture
     SETTINGS,
     ScreenFraction,
@@ -80,16 +79,6 @@ class CellOrder:
     def __call__(self, cells: np.ndarray, values: np.ndarray) -> None:
         if len(values):  # not the screened-negative marks (values empty)
             self.batches.append(np.asarray(cells, np.int64).copy())
-
-
-def run_until_idle(reader, model, grid, **kwargs) -> InferenceWorker:
-    """An ``InferenceWorker`` (``background=True``, ``kwargs`` besides) run until idle, closed."""
-    worker = InferenceWorker(reader, model, grid, background=True, **kwargs)
-    try:
-        assert worker.wait_idle(60)
-    finally:
-        worker.close()
-    return worker
 
 
 def test_the_rest_is_split_across_the_model_threads_and_a_view_is_not(wide):  # noqa: F811 - the fixture

@@ -30,6 +30,7 @@ from histoviewer.core.inference.worker import (
 from histoviewer.core.slide.open import open_slide
 from tests.core.inference_helpers import (
     LesionFractionModel,
+    run_until_idle,
     synthetic_rgb,
     write_fresh_cnn,
 )
@@ -305,19 +306,14 @@ def test_the_screened_margin_joins_the_running_pass_and_classifies_what_rounds_d
         screen = LiveScreen(
             reader, grid, ScreenFraction(), core_only, 0.3, audit=no_audit
         )
-        worker = InferenceWorker(
+        run_until_idle(
             reader,
             model,
             grid,
-            background=True,
             cutter=cutter,
             screen=screen,
             schedule=WorkerSchedule(max_batch_patches=16),
         )
-        try:
-            assert worker.wait_idle(60)
-        finally:
-            worker.close()
     assert screen.finished and screen.fallback is None and record.fallback is None, (
         screen.fallback,
         record.fallback,
