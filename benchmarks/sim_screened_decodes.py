@@ -9,7 +9,7 @@ the audit lattice; the margin grown to its closure, as ``screening.grow_cells`` 
 replayed through the cutter's own reads (``RegionCutter.read_timed`` on a recording source, so
 every region is the one analyze reads) and the tiles each read decodes
 (``TiffRegionSource.tiles_in``) through a least-recently-used cache of analyze's size, with or
-without the margin hold (``screening.margin_hold_tiles``). One reader in job order: the real
+without the margin hold (``margin_hold.margin_hold_tiles``). One reader in job order: the real
 pass's two readers interleave a little, so real counts run ~2-4 % above these.
 
 Variants:
@@ -65,6 +65,10 @@ def main() -> int:
     from histoviewer.core.analysis.threshold import choose_lesion_params
     from histoviewer.core.grid_geometry import GridGeometry
     from histoviewer.core.inference.grid import DOMAIN_SAMPLE_TARGET, PredictionGrid
+    from histoviewer.core.inference.margin_hold import (
+        MARGIN_HOLD_BYTES,
+        margin_hold_tiles,
+    )
     from histoviewer.core.inference.pipeline import classify_cells
     from histoviewer.core.inference.regions import RegionCutter, RegionJob, plan_regions
     from histoviewer.core.inference.screening import (
@@ -72,10 +76,8 @@ def main() -> int:
         AUDIT_SHARE,
         FULL_PASS_BLOCK,
         GROW_SHARE,
-        MARGIN_HOLD_BYTES,
         audit_lattice,
         dilate_8,
-        margin_hold_tiles,
         run_screen,
         select_for_full_model,
     )

@@ -1,6 +1,6 @@
 """Reads of the screened analysis (issue 15). The margin rounds read tiles the first round
 decoded long before, which the least-recently-used tile cache had let go, so the full pass
-holds the tiles where a margin is likeliest to grow (``screening.margin_hold_tiles``,
+holds the tiles where a margin is likeliest to grow (``margin_hold.margin_hold_tiles``,
 ``TiffRegionSource.hold``) and releases them when it ends; the screen pass reads on two
 threads. Pixels, scores and outputs stay the same."""
 
@@ -11,9 +11,10 @@ import threading
 import numpy as np
 import pytest
 
-from histoviewer.core.inference import screening
+from histoviewer.core.inference import margin_hold, screening
+from histoviewer.core.inference.margin_hold import margin_hold_tiles
 from histoviewer.core.inference.regions import RegionCutter, RegionJob
-from histoviewer.core.inference.screening import margin_hold_tiles, run_screen
+from histoviewer.core.inference.screening import run_screen
 from histoviewer.core.inference.tiff_regions import TiffRegionSource
 from histoviewer.core.slide import open_slide
 from tests.core.inference_helpers import LesionFractionModel, synthetic_rgb
@@ -169,7 +170,7 @@ def test_the_hold_takes_the_highest_screen_scores_first_within_its_budget(
 def _screened_with(tiled, hold_bytes: int, monkeypatch):
     """A screened full pass on ``tiled`` through a one-tile decoded-tile cache, holding at most
     ``hold_bytes``: (grid, tiles decoded by the full pass, the source after the pass)."""
-    monkeypatch.setattr(screening, "MARGIN_HOLD_BYTES", hold_bytes)
+    monkeypatch.setattr(margin_hold, "MARGIN_HOLD_BYTES", hold_bytes)
     with open_slide(tiled) as reader:
         source = TiffRegionSource.open(tiled, reader, tile_cache_bytes=TILE_BYTES)
         assert source is not None
