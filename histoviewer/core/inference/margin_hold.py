@@ -7,8 +7,6 @@ so those reads do not decode them again. Which tiles are held never changes a pi
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from histoviewer.core.inference.regions import RegionCutter
@@ -53,8 +51,8 @@ def margin_hold_tiles(
         return []
     g, ds = cutter.geometry, cutter.level_ds
     # level px a read takes around a cell's patch besides the patch: the cutter's margin for
-    # its resampling filter and its rounding (``RegionCutter.read_timed``)
-    pad = math.ceil(3.0 / min(cutter.scale, 1.0)) + 4
+    # its resampling filter and the +2 px of its rounding (``RegionCutter.read_timed``)
+    pad = cutter.resample_margin_lv_px + 2
 
     def spans(count: int, origin: float, size: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
         """First and last tile along one axis that each row (column) of cells reads."""

@@ -107,6 +107,17 @@ class RegionCutter:
         # level px -> model px
         self.scale = geometry.slide_mpp * self.level_ds / geometry.model_mpp
 
+    @property
+    def resamples(self) -> bool:
+        """Whether the level's pixels are resampled to the model's scale."""
+        return abs(self.scale - 1.0) > _NO_RESIZE
+
+    @property
+    def resample_margin_lv_px(self) -> int:
+        """Level px read beyond a block's cells on each side when resampling: the filter's
+        support (Lanczos: 3 output px) and rounding; 0 when nothing is resampled."""
+        return math.ceil(3.0 / min(self.scale, 1.0)) + 2 if self.resamples else 0
+
     def __call__(self, job: RegionJob) -> np.ndarray:
         return self.read_timed(job)[0]
 
@@ -118,12 +129,12 @@ class RegionCutter:
         l0_y0 = g.l0_origin_y + job.r0 * g.l0_stride
         l0_x1 = g.l0_origin_x + job.c1 * g.l0_stride + g.l0_patch
         l0_y1 = g.l0_origin_y + job.r1 * g.l0_stride + g.l0_patch
-        resize = abs(self.scale - 1.0) > _NO_RESIZE
+        resize = self.resamples
         # A cell's patch must not depend on the block it is read in (the live overlay's blocks
         # follow the view, analyze's the whole slide): when resampling, the output grid starts
         # at the block's first cell exactly (a fractional box), and a margin of level px keeps
         # the filter's support (Lanczos: 3 output px) inside the region read.
-        margin = math.ceil(3.0 / min(self.scale, 1.0)) + 2 if resize else 0
+        margin = self.resample_margin_lv_px
         lv_x0, lv_y0 = math.floor(l0_x0 / ds) - margin, math.floor(l0_y0 / ds) - margin
         # +2 level px: rounding of the resize and of patch offsets never runs off the edge
         lv_w = math.ceil(l0_x1 / ds) - lv_x0 + 2 + margin
@@ -179,7 +190,7 @@ class RegionCutter:
         clearing) the whole region once more."""
         g, scale = self.geometry, self.scale
         p, step = g.patch_px, g.stride_px
-        margin = math.ceil(3.0 / min(scale, 1.0)) + 2  # level rows of the filter's support, and rounding
+        margin = self.resample_margin_lv_px  # level rows of the filter's support, and rounding
         out = np.empty((len(job.cells), p, p, 3), np.uint8)
         order = np.lexsort((cols, rows))
         bounds = np.flatnonzero(np.diff(rows[order])) + 1
