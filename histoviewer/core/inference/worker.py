@@ -41,7 +41,7 @@ from histoviewer.core.inference.disk_cache import HeatmapCache
 from histoviewer.core.inference.grid import CellState, PredictionGrid
 from histoviewer.core.inference.prefetch import BLANK_REASON, RegionPrefetcher
 from histoviewer.core.inference.regions import RegionCutter, plan_regions
-from histoviewer.core.inference.screening import GROW_SHARE, LiveScreen, grow_cells
+from histoviewer.core.inference.screening import GROW_SHARE, LiveScreen, dilate_8, grow_cells
 from histoviewer.core.models.classifier import PatchClassifier, PatchScores
 from histoviewer.core.models.model_threads import set_model_threads
 from histoviewer.core.progress import JobControl
@@ -415,12 +415,9 @@ class InferenceWorker:
             return
         geometry = self.grid.geometry
         rings = screen.settings.margin_patches
-        offsets = np.arange(-rings, rings + 1)
-        rows, cols = np.divmod(seeds, geometry.cols)
-        near_r = (rows[:, None, None] + offsets[None, :, None]).repeat(len(offsets), axis=2).reshape(-1)
-        near_c = (cols[:, None, None] + offsets[None, None, :]).repeat(len(offsets), axis=1).reshape(-1)
-        inside = (near_r >= 0) & (near_r < geometry.rows) & (near_c >= 0) & (near_c < geometry.cols)
-        near = np.unique(near_r[inside] * geometry.cols + near_c[inside])
+        seed_mask = np.zeros(geometry.shape, bool)
+        seed_mask.reshape(-1)[seeds] = True
+        near = np.flatnonzero(dilate_8(seed_mask, rings))
         near = near[(self.grid.state.reshape(-1)[near] == CellState.NOT_COMPUTED) & ~planned[near]]
         if near.size:
             planned[near] = True
